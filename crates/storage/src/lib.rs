@@ -1,0 +1,4 @@
+//! strata-storage: the storage engine every durable byte in strata goes through.
+//!
+//! Named *trees* (ordered keyspaces on an LSM tree) and named *logs* (append-only segmented logs) share one
+//! write-ahead log, so a write batch spanning several trees and logs is atomic.
