@@ -41,7 +41,9 @@ use tracing_subscriber::fmt::format::FmtSpan;
 #[non_exhaustive]
 pub enum TelemetryError {
     /// The log level filter did not parse.
-    #[error("invalid log level `{value}`: {reason} (allowed: error, warn, info, debug, trace, or a RUST_LOG-style filter such as `info,strata=debug`)")]
+    #[error(
+        "invalid log level `{value}`: {reason} (allowed: error, warn, info, debug, trace, or a RUST_LOG-style filter such as `info,strata=debug`)"
+    )]
     BadLogLevel {
         /// The filter as given.
         value: String,

@@ -1,0 +1,192 @@
+//! A running node: the shared handles every service receives, and the serve lifecycle.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use parking_lot::Mutex;
+use strata_telemetry::Metrics;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ServiceKind};
+use crate::datadir::{DataDir, Ports};
+
+/// Which enabled services accept connections, and whether the node is draining.
+///
+/// `/readyz` answers 200 only when every enabled service has reported ready and the node is not shutting
+/// down, so a load balancer stops sending traffic before listeners close.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    inner: Arc<ReadinessInner>,
+}
+
+#[derive(Debug, Default)]
+struct ReadinessInner {
+    services: Mutex<BTreeMap<ServiceKind, bool>>,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    /// A readiness registry expecting the given services.
+    pub fn expecting(services: &[ServiceKind]) -> Self {
+        let r = Self::default();
+        r.inner
+            .services
+            .lock()
+            .extend(services.iter().map(|&s| (s, false)));
+        r
+    }
+
+    /// Marks a service as accepting connections.
+    pub fn set_ready(&self, service: ServiceKind) {
+        self.inner.services.lock().insert(service, true);
+    }
+
+    /// Marks the node as shutting down: not ready from now on.
+    pub fn set_draining(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the node is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// The enabled services not yet accepting connections; empty when ready.
+    pub fn not_ready(&self) -> Vec<ServiceKind> {
+        self.inner
+            .services
+            .lock()
+            .iter()
+            .filter(|&(_, &ready)| !ready)
+            .map(|(&s, _)| s)
+            .collect()
+    }
+}
+
+/// What every service receives from the node.
+#[derive(Debug, Clone)]
+pub struct ServiceContext {
+    /// The effective configuration (read-only).
+    pub config: Arc<Config>,
+    /// Cancelled when the node starts shutting down: stop accepting, finish in-flight work.
+    pub shutdown: CancellationToken,
+    /// Every task doing in-flight work is spawned here so shutdown can wait for it, bounded by
+    /// `shutdown_timeout`.
+    pub tracker: TaskTracker,
+    /// The node's metrics registry.
+    pub metrics: Metrics,
+    /// The node's readiness registry.
+    pub readiness: Readiness,
+}
+
+/// Runs a node until SIGINT or SIGTERM, then shuts it down in order. Blocks the calling thread.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strata-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve_async(config))
+}
+
+async fn serve_async(config: Config) -> anyhow::Result<()> {
+    // Signals first: a SIGTERM that arrives while we are still starting must shut down cleanly, not kill the
+    // process with the lock held and ports.json half-written.
+    let mut sigterm =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+
+    let data_dir = DataDir::open(&config.data_dir)?;
+    let config = Arc::new(config);
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let readiness = Readiness::expecting(&config.services);
+    let ctx = ServiceContext {
+        config: config.clone(),
+        shutdown: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        metrics,
+        readiness: readiness.clone(),
+    };
+
+    // Bind every listener before starting any service, so a port conflict fails the start as a whole.
+    let mut listeners = Vec::new();
+    let mut ports = Ports::new();
+    for &service in &config.services {
+        let addr = SocketAddr::new(config.bind, config.port(service));
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for the {} service", service.name())
+        })?;
+        let local = listener.local_addr().context("listener address")?;
+        ports.insert(service.port_key(), local.port());
+        listeners.push((service, listener, local));
+    }
+
+    for (service, listener, local) in listeners {
+        match service {
+            ServiceKind::Http => {
+                let ctx = ctx.clone();
+                ctx.tracker
+                    .clone()
+                    .spawn(async move { crate::admin::run(listener, ctx).await });
+            }
+            // `--services` only accepts built services, so this is unreachable from configuration.
+            other => anyhow::bail!("the {} service is not built into this binary", other.name()),
+        }
+        readiness.set_ready(service);
+        tracing::info!(service = service.name(), %local, "listening");
+    }
+    data_dir.write_ports(&ports)?;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        fsync = ?config.fsync,
+        pid = std::process::id(),
+        "strata is ready"
+    );
+
+    let first = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = first,
+        timeout = ?config.shutdown_timeout,
+        "shutting down: draining in-flight work (send the signal again to exit at once)"
+    );
+    readiness.set_draining();
+    ctx.shutdown.cancel();
+    ctx.tracker.close();
+
+    let drained = tokio::select! {
+        () = ctx.tracker.wait() => true,
+        () = tokio::time::sleep(config.shutdown_timeout) => false,
+        _ = sigterm.recv() => exit_at_once(&data_dir),
+        _ = sigint.recv() => exit_at_once(&data_dir),
+    };
+    if !drained {
+        tracing::warn!(
+            timeout = ?config.shutdown_timeout,
+            "in-flight work did not finish within the shutdown timeout; closing anyway"
+        );
+    }
+    // Storage is flushed and fsynced here once services own storage handles (they are dropped by the
+    // tasks above, and the engine's close runs before the lock is released).
+    data_dir.remove_ports();
+    data_dir.release();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The second signal: no more waiting. Acknowledged writes are already durable under the fsync policy, so
+/// exiting without draining loses only in-flight requests.
+fn exit_at_once(data_dir: &DataDir) -> ! {
+    tracing::warn!("second signal: exiting at once");
+    data_dir.remove_ports();
+    std::process::exit(130);
+}
