@@ -96,6 +96,17 @@ pub enum FsyncPolicy {
     No,
 }
 
+impl FsyncPolicy {
+    /// The name used in configuration and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Everysec => "everysec",
+            Self::No => "no",
+        }
+    }
+}
+
 /// A service `strata serve` can run, each on its own listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -145,7 +145,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     data_dir.write_ports(&ports)?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
-        fsync = ?config.fsync,
+        fsync = config.fsync.name(),
         pid = std::process::id(),
         "strata is ready"
     );

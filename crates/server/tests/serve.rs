@@ -400,3 +400,19 @@ fn help_documents_every_flag() {
     let out = run(strata().arg("--help"));
     assert!(String::from_utf8(out.stdout).unwrap().contains("serve"));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&tmp.path().join("data"), &["--log-format", "json"]);
+    node.signal(rustix::process::Signal::TERM);
+    assert!(node.wait_exit().success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(node.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 3, "{stderr}");
+    for line in lines {
+        let event: serde_json::Value = serde_json::from_str(line).expect(line);
+        assert!(event["level"].is_string(), "{line}");
+    }
+}

@@ -24,6 +24,7 @@
 pub mod process;
 
 use std::fmt;
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -80,6 +81,8 @@ pub fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), Teleme
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in files or log shippers.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_span_events(FmtSpan::NONE);
     let result = match format {
         LogFormat::Text => builder.try_init(),
