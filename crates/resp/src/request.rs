@@ -1,0 +1,398 @@
+//! Parsing client requests: multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) and inline (`GET k\r\n`).
+//!
+//! The parser is incremental: when a request is only partly buffered it keeps what it has parsed (the
+//! arguments so far, the length of the bulk string it is waiting for) and returns `Ok(None)`, so a large
+//! value arriving over many reads is scanned once, not once per read.
+
+use bytes::{Buf as _, Bytes, BytesMut};
+
+use crate::inline::split_args;
+use crate::{Limits, ProtocolError};
+
+/// The initial capacity of an argument vector, whatever count the client claims: memory follows the
+/// arguments actually received, not the header.
+const MAX_PREALLOCATED_ARGS: usize = 1024;
+
+/// How much buffer space to reserve at once for a bulk string still arriving. Reserving the whole length
+/// up front would let a client make us allocate 512 MB by sending a header alone.
+const MAX_RESERVE_BYTES: usize = 1 << 20;
+
+/// An incremental request parser for one connection.
+#[derive(Debug)]
+pub struct RequestParser {
+    limits: Limits,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Between requests.
+    Idle,
+    /// Inside a multibulk request.
+    Multibulk {
+        /// Arguments still to come.
+        remaining: usize,
+        /// Arguments parsed so far.
+        args: Vec<Bytes>,
+        /// The length of the bulk string being waited for, once its header is parsed.
+        bulk_len: Option<usize>,
+        /// Bytes of `args`, for the query buffer limit.
+        args_bytes: usize,
+    },
+}
+
+impl RequestParser {
+    /// A parser enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        RequestParser {
+            limits,
+            state: State::Idle,
+        }
+    }
+
+    /// The limits this parser enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether the parser is in the middle of a request (some of it consumed from the buffer).
+    pub fn is_mid_request(&self) -> bool {
+        matches!(self.state, State::Multibulk { .. })
+    }
+
+    /// Parses the next whole request from the front of `buf`, consuming its bytes.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed. Empty requests (`*0`, a blank line) are skipped, as
+    /// Redis does. After an error the connection must be closed: the stream position is lost.
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        loop {
+            match &mut self.state {
+                State::Idle => {
+                    let Some(&first) = buf.first() else {
+                        return Ok(None);
+                    };
+                    if first != b'*' {
+                        match self.parse_inline(buf)? {
+                            Some(args) if args.is_empty() => continue,
+                            other => return Ok(other),
+                        }
+                    }
+                    let Some(line_end) = find_line(buf, 0) else {
+                        if buf.len() > self.limits.max_inline_bytes {
+                            return Err(ProtocolError::TooBigMultibulkCount);
+                        }
+                        return Ok(None);
+                    };
+                    let count = parse_int(&buf[1..line_end])
+                        .filter(|&n| n <= self.limits.max_multibulk_len as i64)
+                        .ok_or(ProtocolError::InvalidMultibulkLength)?;
+                    buf.advance(line_end + 2);
+                    if count <= 0 {
+                        continue;
+                    }
+                    // `count` is positive and at most `max_multibulk_len`, a usize.
+                    let remaining = usize::try_from(count).unwrap_or(usize::MAX);
+                    self.state = State::Multibulk {
+                        remaining,
+                        args: Vec::with_capacity(remaining.min(MAX_PREALLOCATED_ARGS)),
+                        bulk_len: None,
+                        args_bytes: 0,
+                    };
+                }
+                State::Multibulk {
+                    remaining,
+                    args,
+                    bulk_len,
+                    args_bytes,
+                } => {
+                    let len = match *bulk_len {
+                        Some(len) => len,
+                        None => {
+                            let Some(line_end) = find_line(buf, 0) else {
+                                if buf.len() > self.limits.max_inline_bytes {
+                                    return Err(ProtocolError::TooBigBulkCount);
+                                }
+                                return Ok(None);
+                            };
+                            if buf[0] != b'$' {
+                                return Err(ProtocolError::ExpectedBulk(char::from(buf[0])));
+                            }
+                            let len = parse_int(&buf[1..line_end])
+                                .and_then(|n| usize::try_from(n).ok())
+                                .filter(|&n| n <= self.limits.max_bulk_bytes)
+                                .ok_or(ProtocolError::InvalidBulkLength)?;
+                            buf.advance(line_end + 2);
+                            *bulk_len = Some(len);
+                            len
+                        }
+                    };
+                    // The bulk string and the CRLF after it. Like Redis, the two bytes after the data are
+                    // skipped without being checked.
+                    let needed = len + 2;
+                    if buf.len() < needed {
+                        if *args_bytes + buf.len() > self.limits.max_query_buffer_bytes {
+                            return Err(ProtocolError::QueryBufferLimit {
+                                limit: self.limits.max_query_buffer_bytes,
+                            });
+                        }
+                        buf.reserve((needed - buf.len()).min(MAX_RESERVE_BYTES));
+                        return Ok(None);
+                    }
+                    let arg = buf.split_to(len).freeze();
+                    buf.advance(2);
+                    *args_bytes += arg.len();
+                    args.push(arg);
+                    *bulk_len = None;
+                    *remaining -= 1;
+                    if *remaining == 0 {
+                        let args = std::mem::take(args);
+                        self.state = State::Idle;
+                        return Ok(Some(args));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parses one inline line; `Some(vec![])` for a blank line.
+    fn parse_inline(&self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
+            if buf.len() > self.limits.max_inline_bytes {
+                return Err(ProtocolError::TooBigInline);
+            }
+            return Ok(None);
+        };
+        if newline > self.limits.max_inline_bytes {
+            return Err(ProtocolError::TooBigInline);
+        }
+        let line = buf.split_to(newline + 1);
+        let mut text = &line[..newline];
+        if let [rest @ .., b'\r'] = text {
+            text = rest;
+        }
+        let args = split_args(text).ok_or(ProtocolError::UnbalancedQuotes)?;
+        Ok(Some(args.into_iter().map(Bytes::from).collect()))
+    }
+}
+
+/// The index of the `\r` ending the line that starts at `from`, once the `\n` after it is buffered too.
+fn find_line(buf: &[u8], from: usize) -> Option<usize> {
+    let cr = from + buf.get(from..)?.iter().position(|&b| b == b'\r')?;
+    (cr + 1 < buf.len()).then_some(cr)
+}
+
+/// Parses a decimal integer strictly, as Redis's `string2ll`: an optional `-`, digits, no leading zeros,
+/// no spaces, no overflow.
+pub(crate) fn parse_int(digits: &[u8]) -> Option<i64> {
+    let (negative, digits) = match digits {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, digits),
+    };
+    match digits {
+        [] => return None,
+        [b'0'] => return (!negative).then_some(0),
+        [b'0', ..] => return None,
+        _ => {}
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(d - b'0');
+        value = value.checked_mul(10)?;
+        value = if negative {
+            value.checked_sub(digit)?
+        } else {
+            value.checked_add(digit)?
+        };
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
+        let mut parser = RequestParser::new(Limits::default());
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(args) = parser.parse(&mut buf)? {
+            out.push(args.iter().map(|a| a.to_vec()).collect());
+        }
+        Ok(out)
+    }
+
+    fn cmd(args: &[&str]) -> Vec<Vec<u8>> {
+        args.iter().map(|a| a.as_bytes().to_vec()).collect()
+    }
+
+    fn encode(args: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    #[test]
+    fn multibulk_and_inline_and_pipelines() {
+        let got = parse_all(b"*1\r\n$4\r\nPING\r\nSET k \"a b\"\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                cmd(&["PING"]),
+                cmd(&["SET", "k", "a b"]),
+                cmd(&["GET", "k"])
+            ]
+        );
+    }
+
+    #[test]
+    fn binary_safe_arguments() {
+        let arg = b"a\r\nb\0c".to_vec();
+        let got = parse_all(&encode(&[b"SET".to_vec(), arg.clone()])).unwrap();
+        assert_eq!(got, vec![vec![b"SET".to_vec(), arg]]);
+    }
+
+    #[test]
+    fn empty_requests_are_skipped() {
+        let got = parse_all(b"*0\r\n*-1\r\n\r\n\n   \r\n*1\r\n$0\r\n\r\n").unwrap();
+        assert_eq!(got, vec![vec![Vec::<u8>::new()]]);
+    }
+
+    #[test]
+    fn errors_are_redis_errors() {
+        let table: &[(&[u8], &str)] = &[
+            (b"*abc\r\n", "Protocol error: invalid multibulk length"),
+            (
+                b"*2147483648\r\n",
+                "Protocol error: invalid multibulk length",
+            ),
+            (b"*01\r\n", "Protocol error: invalid multibulk length"),
+            (b"*1\r\n$-1\r\n", "Protocol error: invalid bulk length"),
+            (b"*1\r\n$x\r\n", "Protocol error: invalid bulk length"),
+            (
+                b"*1\r\n$536870913\r\n",
+                "Protocol error: invalid bulk length",
+            ),
+            (b"*1\r\n:1\r\n", "Protocol error: expected '$', got ':'"),
+            (
+                b"SET k \"abc\r\n",
+                "Protocol error: unbalanced quotes in request",
+            ),
+        ];
+        for (input, message) in table {
+            let err = parse_all(input).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                *message,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn overlong_lines_are_refused() {
+        let long = vec![b'a'; 64 * 1024 + 1];
+        assert_eq!(parse_all(&long).unwrap_err(), ProtocolError::TooBigInline);
+        let mut mbulk = b"*".to_vec();
+        mbulk.extend(std::iter::repeat_n(b'1', 64 * 1024 + 1));
+        assert_eq!(
+            parse_all(&mbulk).unwrap_err(),
+            ProtocolError::TooBigMultibulkCount
+        );
+        let mut bulk = b"*1\r\n$".to_vec();
+        bulk.extend(std::iter::repeat_n(b'1', 64 * 1024 + 1));
+        assert_eq!(
+            parse_all(&bulk).unwrap_err(),
+            ProtocolError::TooBigBulkCount
+        );
+    }
+
+    #[test]
+    fn query_buffer_limit_is_enforced() {
+        let limits = Limits {
+            max_query_buffer_bytes: 100,
+            ..Limits::default()
+        };
+        let mut parser = RequestParser::new(limits);
+        let mut buf = BytesMut::from(&b"*2\r\n$60\r\n"[..]);
+        buf.extend_from_slice(&[b'x'; 60]);
+        buf.extend_from_slice(b"\r\n$60\r\n");
+        buf.extend_from_slice(&[b'y'; 50]);
+        assert!(parser.parse(&mut buf).is_err());
+    }
+
+    #[test]
+    fn a_claimed_huge_bulk_does_not_allocate_it() {
+        let mut parser = RequestParser::new(Limits::default());
+        let mut buf = BytesMut::from(&b"*1\r\n$536870912\r\n"[..]);
+        assert_eq!(parser.parse(&mut buf).unwrap(), None);
+        assert!(
+            buf.capacity() <= 2 * MAX_RESERVE_BYTES,
+            "{}",
+            buf.capacity()
+        );
+    }
+
+    #[test]
+    fn strict_integers() {
+        assert_eq!(parse_int(b"0"), Some(0));
+        assert_eq!(parse_int(b"-12"), Some(-12));
+        assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"-0",
+            b"01",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"9223372036854775808",
+        ] {
+            assert_eq!(parse_int(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any split of a valid pipeline into reads gives the same commands.
+        #[test]
+        fn split_reads_give_the_same_commands(
+            cmds in prop::collection::vec(prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..5), 1..6),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        ) {
+            let wire: Vec<u8> = cmds.iter().flat_map(|c| encode(c)).collect();
+            let mut cut_points: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+            cut_points.sort_unstable();
+            let mut parser = RequestParser::new(Limits::default());
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut last = 0;
+            for cut in cut_points.into_iter().chain([wire.len()]) {
+                buf.extend_from_slice(&wire[last..cut]);
+                last = cut;
+                while let Some(args) = parser.parse(&mut buf).unwrap() {
+                    got.push(args.iter().map(|a| a.to_vec()).collect::<Vec<_>>());
+                }
+            }
+            prop_assert_eq!(got, cmds);
+            prop_assert!(buf.is_empty());
+        }
+
+        /// Arbitrary bytes never panic.
+        #[test]
+        fn garbage_never_panics(data in prop::collection::vec(any::<u8>(), 0..512), split in 0usize..512) {
+            crate::fuzzing::parse_requests(&data, split);
+        }
+    }
+}
