@@ -2,3 +2,27 @@
 //!
 //! Named *trees* (ordered keyspaces on an LSM tree) and named *logs* (append-only segmented logs) share one
 //! write-ahead log, so a write batch spanning several trees and logs is atomic.
+
+pub mod batch;
+pub mod db;
+pub mod error;
+pub mod flush;
+pub mod fs;
+pub mod log;
+pub mod manifest;
+pub mod memtable;
+pub mod options;
+pub mod snapshot;
+pub mod stats;
+pub mod tree;
+pub mod version;
+pub mod wal;
+
+pub use batch::WriteBatch;
+pub use db::{CommitInfo, Db};
+pub use error::{Result, StorageError};
+pub use log::Log;
+pub use options::{BlockCompression, FsyncPolicy, Options};
+pub use snapshot::Snapshot;
+pub use stats::StatsSnapshot;
+pub use tree::Tree;

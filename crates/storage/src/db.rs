@@ -1,0 +1,861 @@
+//! The database: open/recovery, the group-commit write path, point reads, and background threads.
+//!
+//! ## Write path
+//! A writer encodes nothing itself beyond its [`WriteBatch`]: under the commit-queue mutex it copies the
+//! batch into the pending WAL frame, takes the next seqnos (and log offsets), and receives a ticket. If no
+//! leader is running it becomes the leader: it takes the whole pending frame, releases the mutex, writes the
+//! frame to the WAL in one call, fsyncs it (under `fsync = always`), applies it to the memtable and logs, and
+//! only then publishes the group's last seqno to readers and wakes every writer of the group. Concurrent
+//! writers therefore share one write and one fsync. Any WAL write, fsync or apply failure poisons the engine.
+//!
+//! ## Read path
+//! Reads use a seqno: the latest published one, or a snapshot's. A version is visible if its seqno is at most
+//! the read seqno and no range tombstone with a larger seqno (also at most the read seqno) covers it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+
+use crate::batch::{BatchIter, BatchOp, WriteBatch};
+use crate::error::{IoContext, Result, StorageError};
+use crate::fs::FileSystem;
+use crate::log::{Log, LogInner};
+use crate::manifest::{self, Edit, ManifestState, ManifestWriter};
+use crate::memtable::{KIND_DELETE, KIND_PUT, MemTable, tree_key};
+use crate::options::{FsyncPolicy, Options};
+use crate::snapshot::Snapshot;
+use crate::stats::{Stats, StatsSnapshot};
+use crate::tree::Tree;
+use crate::wal::{self, WalWriter};
+
+/// Number of lock stripes serializing read-modify-write operations.
+const RMW_STRIPES: usize = 64;
+
+/// The memtables readers consult: the active one and frozen ones waiting for flush (newest first).
+pub(crate) struct MemSet {
+    pub(crate) active: Arc<MemTable>,
+    pub(crate) imms: Vec<Arc<MemTable>>,
+}
+
+struct CommitQueue {
+    /// The pending WAL frame (header reserved) or empty.
+    buf: Vec<u8>,
+    spare: Vec<u8>,
+    next_seqno: u64,
+    next_ticket: u64,
+    taken_ticket: u64,
+    completed_ticket: u64,
+    leader_active: bool,
+    /// Next offset to assign, per log id.
+    log_next: HashMap<u32, u64>,
+    /// First ticket of a group that failed; it and every later ticket fail.
+    failed_from_ticket: Option<u64>,
+}
+
+/// What a committed write batch got.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommitInfo {
+    /// Seqno of the batch's last operation.
+    pub seqno: u64,
+    /// Offset of each log append in the batch, in order.
+    pub log_offsets: Vec<u64>,
+}
+
+pub(crate) struct BgState {
+    pub(crate) shutdown: bool,
+    /// Bumped whenever a flush or compaction finishes (stalled writers wait on it).
+    pub(crate) progress: u64,
+    pub(crate) flush_requested: bool,
+}
+
+pub(crate) struct DbInner {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) fs: Arc<dyn FileSystem>,
+    _lock: File,
+    commit: Mutex<CommitQueue>,
+    commit_cv: Condvar,
+    wal: Mutex<WalWriter>,
+    pub(crate) visible_seqno: AtomicU64,
+    pub(crate) mems: RwLock<Arc<MemSet>>,
+    pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
+    trees: RwLock<HashMap<String, u32>>,
+    logs: RwLock<HashMap<String, Arc<LogInner>>>,
+    logs_by_id: RwLock<HashMap<u32, Arc<LogInner>>>,
+    pub(crate) manifest: Mutex<ManifestWriter>,
+    pub(crate) next_file_id: AtomicU64,
+    poisoned: AtomicBool,
+    poison_cause: Mutex<Option<String>>,
+    pub(crate) stats: Stats,
+    rmw_locks: Vec<Mutex<()>>,
+    pub(crate) bg: Mutex<BgState>,
+    pub(crate) bg_cv: Condvar,
+}
+
+/// Stops background threads when the last [`Db`] handle goes away.
+struct BgGuard {
+    inner: Arc<DbInner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for BgGuard {
+    fn drop(&mut self) {
+        self.inner.bg.lock().shutdown = true;
+        self.inner.bg_cv.notify_all();
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+        if self.inner.opts.fsync != FsyncPolicy::No && !self.inner.is_poisoned() {
+            let _ = self.inner.wal.lock().sync();
+        }
+    }
+}
+
+/// An open database. Cheap to clone; every clone is the same database. Background threads stop when the
+/// last clone (and every [`Tree`], [`Log`] and [`Snapshot`] made from it) is dropped.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) inner: Arc<DbInner>,
+    _guard: Arc<BgGuard>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.inner.dir).finish()
+    }
+}
+
+fn sort_ids(names: Vec<String>, parse: fn(&str) -> Option<u64>) -> Vec<u64> {
+    let mut ids: Vec<u64> = names.iter().filter_map(|n| parse(n)).collect();
+    ids.sort_unstable();
+    ids
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in `dir`, recovering from its manifest and WAL.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let dir = dir.as_ref().to_path_buf();
+        let fs = opts.fs.clone();
+        fs.create_dir_all(&dir)
+            .ctx(|| format!("create data directory {}", dir.display()))?;
+        let lock_path = dir.join("LOCK");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .ctx(|| format!("open {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            return Err(StorageError::Locked(dir));
+        }
+
+        let (mut state, old_manifest) = match manifest::recover(fs.as_ref(), &dir)? {
+            Some((s, id)) => (s, Some(id)),
+            None => (
+                ManifestState {
+                    next_file_id: 1,
+                    ..ManifestState::default()
+                },
+                None,
+            ),
+        };
+        let names = fs
+            .list_dir(&dir)
+            .ctx(|| format!("list {}", dir.display()))?;
+        let wal_ids = sort_ids(names.clone(), wal::parse_wal_file_name);
+        let mut next_file_id = state.next_file_id.max(old_manifest.unwrap_or(0) + 1);
+        if let Some(max) = wal_ids.last() {
+            next_file_id = next_file_id.max(max + 1);
+        }
+
+        // Logs.
+        let logs_root = dir.join("logs");
+        let mut logs_by_id = HashMap::new();
+        for (id, name) in &state.logs {
+            let head = state.log_heads.get(id).copied().unwrap_or(0);
+            let log = LogInner::open(
+                fs.clone(),
+                &logs_root,
+                *id,
+                name.clone(),
+                head,
+                opts.log_segment_bytes,
+            )?;
+            logs_by_id.insert(*id, Arc::new(log));
+        }
+
+        // WAL replay.
+        let live_wals: Vec<u64> = wal_ids
+            .iter()
+            .copied()
+            .filter(|id| *id >= state.wal_min)
+            .collect();
+        let mem = Arc::new(MemTable::new(
+            live_wals.first().copied().unwrap_or(next_file_id),
+        ));
+        let mut next_seqno = state.flushed_seqno + 1;
+        for (i, id) in live_wals.iter().enumerate() {
+            let path = dir.join(wal::wal_file_name(*id));
+            let data = fs
+                .read_all(&path)
+                .ctx(|| format!("read WAL segment {}", path.display()))?;
+            let flushed = state.flushed_seqno;
+            let outcome = wal::replay(&path, &data, |first_seqno, payload| {
+                apply_frame(payload, first_seqno, &mem, &logs_by_id, flushed, None)
+            })?;
+            next_seqno = next_seqno.max(outcome.next_seqno);
+            if outcome.torn_bytes > 0 {
+                if i + 1 != live_wals.len() {
+                    return Err(StorageError::corruption(
+                        &path,
+                        outcome.valid_len,
+                        "damaged WAL frame in a segment that is not the newest",
+                    ));
+                }
+                tracing::warn!(
+                    wal = %path.display(),
+                    offset = outcome.valid_len,
+                    torn_bytes = outcome.torn_bytes,
+                    "truncating torn WAL tail"
+                );
+                fs.truncate(&path, outcome.valid_len)
+                    .ctx(|| format!("truncate torn tail of {}", path.display()))?;
+            }
+        }
+        for log in logs_by_id.values() {
+            log.publish();
+        }
+
+        let wal_id = next_file_id;
+        let manifest_id = next_file_id + 1;
+        next_file_id += 2;
+        state.next_file_id = next_file_id;
+        let wal = WalWriter::create(fs.as_ref(), &dir, wal_id)?;
+        let manifest = ManifestWriter::create(fs.clone(), &dir, manifest_id, state.clone())?;
+        // Remove WAL segments older than the manifest's boundary (already flushed).
+        for id in &wal_ids {
+            if *id < state.wal_min {
+                let _ = fs.remove_file(&dir.join(wal::wal_file_name(*id)));
+            }
+        }
+
+        let mut log_next = HashMap::new();
+        let mut logs = HashMap::new();
+        for (id, log) in &logs_by_id {
+            log_next.insert(*id, log.head_tail().1);
+            logs.insert(log.name.clone(), log.clone());
+        }
+        let trees = state
+            .trees
+            .iter()
+            .map(|(id, name)| (name.clone(), *id))
+            .collect();
+
+        let inner = Arc::new(DbInner {
+            dir: dir.clone(),
+            fs: fs.clone(),
+            _lock: lock,
+            commit: Mutex::new(CommitQueue {
+                buf: Vec::with_capacity(64 << 10),
+                spare: Vec::with_capacity(64 << 10),
+                next_seqno,
+                next_ticket: 0,
+                taken_ticket: 0,
+                completed_ticket: 0,
+                leader_active: false,
+                log_next,
+                failed_from_ticket: None,
+            }),
+            commit_cv: Condvar::new(),
+            wal: Mutex::new(wal),
+            visible_seqno: AtomicU64::new(next_seqno - 1),
+            mems: RwLock::new(Arc::new(MemSet {
+                active: mem,
+                imms: Vec::new(),
+            })),
+            snapshots: Mutex::new(BTreeMap::new()),
+            trees: RwLock::new(trees),
+            logs: RwLock::new(logs),
+            logs_by_id: RwLock::new(logs_by_id),
+            manifest: Mutex::new(manifest),
+            next_file_id: AtomicU64::new(next_file_id),
+            poisoned: AtomicBool::new(false),
+            poison_cause: Mutex::new(None),
+            stats: Stats::default(),
+            rmw_locks: (0..RMW_STRIPES).map(|_| Mutex::new(())).collect(),
+            bg: Mutex::new(BgState {
+                shutdown: false,
+                progress: 0,
+                flush_requested: false,
+            }),
+            bg_cv: Condvar::new(),
+            opts,
+        });
+        let mut threads = Vec::new();
+        if inner.opts.fsync == FsyncPolicy::EverySec {
+            let i = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("strata-wal-sync".into())
+                    .spawn(move || i.everysec_loop())
+                    .ctx(|| "spawn WAL sync thread".to_string())?,
+            );
+        }
+        threads.extend(crate::flush::spawn_background(&inner)?);
+        Ok(Db {
+            _guard: Arc::new(BgGuard {
+                inner: inner.clone(),
+                threads: Mutex::new(threads),
+            }),
+            inner,
+        })
+    }
+
+    /// The tree named `name`, created (durably) if it does not exist.
+    pub fn tree(&self, name: &str) -> Result<Tree> {
+        if let Some(id) = self.inner.trees.read().get(name) {
+            return Ok(Tree::new(self.clone(), *id, name));
+        }
+        if name.is_empty() || name.len() > 255 {
+            return Err(StorageError::InvalidArgument(format!(
+                "tree name must be 1..=255 bytes, got {}",
+                name.len()
+            )));
+        }
+        let mut m = self.inner.manifest.lock();
+        if let Some(id) = self.inner.trees.read().get(name) {
+            return Ok(Tree::new(self.clone(), *id, name));
+        }
+        let id = m.state.trees.keys().next_back().map_or(1, |k| k + 1);
+        m.log_and_apply(&[Edit::CreateTree {
+            id,
+            name: name.to_string(),
+        }])?;
+        self.inner.trees.write().insert(name.to_string(), id);
+        Ok(Tree::new(self.clone(), id, name))
+    }
+
+    /// Names of all trees.
+    pub fn tree_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.trees.read().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The log named `name`, created (durably) if it does not exist.
+    pub fn log(&self, name: &str) -> Result<Log> {
+        if let Some(l) = self.inner.logs.read().get(name) {
+            return Ok(Log::new(self.clone(), l.clone()));
+        }
+        if name.is_empty() || name.len() > 255 {
+            return Err(StorageError::InvalidArgument(format!(
+                "log name must be 1..=255 bytes, got {}",
+                name.len()
+            )));
+        }
+        let mut m = self.inner.manifest.lock();
+        if let Some(l) = self.inner.logs.read().get(name) {
+            return Ok(Log::new(self.clone(), l.clone()));
+        }
+        let id = m.state.logs.keys().next_back().map_or(1, |k| k + 1);
+        let inner = Arc::new(LogInner::open(
+            self.inner.fs.clone(),
+            &self.inner.dir.join("logs"),
+            id,
+            name.to_string(),
+            0,
+            self.inner.opts.log_segment_bytes,
+        )?);
+        m.log_and_apply(&[Edit::CreateLog {
+            id,
+            name: name.to_string(),
+        }])?;
+        self.inner.commit.lock().log_next.insert(id, 0);
+        self.inner.logs_by_id.write().insert(id, inner.clone());
+        self.inner
+            .logs
+            .write()
+            .insert(name.to_string(), inner.clone());
+        Ok(Log::new(self.clone(), inner))
+    }
+
+    /// Names of all logs.
+    pub fn log_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.logs.read().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Commits `batch` atomically. Under `fsync = always` it is durable when this returns.
+    pub fn write(&self, batch: &WriteBatch) -> Result<CommitInfo> {
+        let mut info = CommitInfo::default();
+        info.seqno = self.inner.commit(batch, Some(&mut info.log_offsets))?;
+        Ok(info)
+    }
+
+    /// A consistent read view at the current seqno, held until dropped.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.clone())
+    }
+
+    /// The latest published seqno.
+    pub fn seqno(&self) -> u64 {
+        self.inner.visible_seqno.load(Ordering::Acquire)
+    }
+
+    /// Fsyncs the WAL now (useful under `everysec`/`no` before a planned shutdown).
+    pub fn sync_wal(&self) -> Result<()> {
+        self.inner.check_poison()?;
+        let r = self.inner.wal.lock().sync();
+        if let Err(e) = &r {
+            self.inner.poison(e);
+        }
+        r
+    }
+
+    /// Engine counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+
+    /// Whether an earlier I/O failure poisoned the engine.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.is_poisoned()
+    }
+
+    /// Freezes the active memtable and waits until every frozen memtable is flushed to an SST.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.force_rotate()?;
+        self.inner.wait_for_flushes()
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+/// Applies one WAL frame payload (a sequence of `len u32 | batch`) to `mem` and the logs. Tree ops with a
+/// seqno at or below `skip_upto` are already in SSTs and skipped. Returns the next seqno. `touched` collects
+/// the logs written.
+pub(crate) fn apply_frame(
+    payload: &[u8],
+    first_seqno: u64,
+    mem: &MemTable,
+    logs: &HashMap<u32, Arc<LogInner>>,
+    skip_upto: u64,
+    mut touched: Option<&mut Vec<Arc<LogInner>>>,
+) -> Result<u64> {
+    let bad = |what: &str| StorageError::corruption("", 0, what.to_string());
+    let mut seq = first_seqno;
+    let mut pos = 0usize;
+    while pos < payload.len() {
+        let len_bytes = payload
+            .get(pos..pos + 4)
+            .ok_or_else(|| bad("truncated batch length"))?;
+        let len =
+            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        pos += 4;
+        let rep = payload
+            .get(pos..pos.saturating_add(len))
+            .ok_or_else(|| bad("truncated batch"))?;
+        pos += len;
+        for op in BatchIter::new(rep)? {
+            let op = op?;
+            match op {
+                BatchOp::Put { tree, key, value } => {
+                    if seq > skip_upto {
+                        mem.add(tree, key, seq, KIND_PUT, value);
+                    }
+                }
+                BatchOp::Delete { tree, key } => {
+                    if seq > skip_upto {
+                        mem.add(tree, key, seq, KIND_DELETE, &[]);
+                    }
+                }
+                BatchOp::RangeDelete { tree, start, end } => {
+                    if seq > skip_upto {
+                        mem.add_range_delete(tree, start, end, seq);
+                    }
+                }
+                BatchOp::LogAppend {
+                    log,
+                    offset,
+                    payload,
+                } => {
+                    let l = logs
+                        .get(&log)
+                        .ok_or_else(|| bad(&format!("append to unknown log {log}")))?;
+                    l.apply_append(offset, payload)?;
+                    if let Some(t) = touched.as_deref_mut()
+                        && !t.iter().any(|x| x.id == log)
+                    {
+                        t.push(l.clone());
+                    }
+                }
+                BatchOp::LogTruncate { log, before } => {
+                    let l = logs
+                        .get(&log)
+                        .ok_or_else(|| bad(&format!("truncate of unknown log {log}")))?;
+                    l.apply_truncate(before)?;
+                }
+            }
+            seq += 1;
+        }
+    }
+    Ok(seq)
+}
+
+impl DbInner {
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        if self.is_poisoned() {
+            let cause = self
+                .poison_cause
+                .lock()
+                .clone()
+                .unwrap_or_else(|| "unknown".into());
+            return Err(StorageError::Poisoned { cause });
+        }
+        Ok(())
+    }
+
+    /// Marks the engine poisoned after an I/O failure (first cause wins).
+    pub(crate) fn poison(&self, e: &StorageError) {
+        let mut c = self.poison_cause.lock();
+        if c.is_none() {
+            tracing::error!(error = %e, "storage engine poisoned");
+            *c = Some(e.to_string());
+        }
+        self.poisoned.store(true, Ordering::Release);
+        drop(c);
+        self.bg_cv.notify_all();
+        self.commit_cv.notify_all();
+    }
+
+    /// The commit path (see the module docs). Returns the seqno of the batch's last op.
+    pub(crate) fn commit(&self, batch: &WriteBatch, offsets: Option<&mut Vec<u64>>) -> Result<u64> {
+        if batch.is_empty() {
+            return Ok(self.visible_seqno.load(Ordering::Acquire));
+        }
+        let size = batch.rep.len();
+        if size > self.opts.max_batch_bytes {
+            return Err(StorageError::TooLarge {
+                what: "write batch",
+                size_bytes: size as u64,
+                limit_bytes: self.opts.max_batch_bytes as u64,
+            });
+        }
+        let mut q = self.commit.lock();
+        loop {
+            self.check_poison()?;
+            if q.buf.len() < self.opts.max_pending_write_bytes || !q.leader_active {
+                break;
+            }
+            self.commit_cv.wait(&mut q);
+        }
+        for (log, _) in &batch.log_slots {
+            if !q.log_next.contains_key(log) {
+                return Err(StorageError::InvalidArgument(format!(
+                    "log id {log} does not exist in this database"
+                )));
+            }
+        }
+        if q.buf.is_empty() {
+            let s = q.next_seqno;
+            wal::begin_frame(&mut q.buf, s);
+        }
+        let last_seqno = q.next_seqno + u64::from(batch.count) - 1;
+        q.next_seqno = last_seqno + 1;
+        q.buf.extend_from_slice(&(size as u32).to_le_bytes());
+        let base = q.buf.len();
+        q.buf.extend_from_slice(&batch.rep);
+        if !batch.log_slots.is_empty() {
+            let mut offsets = offsets;
+            for (log, pos) in &batch.log_slots {
+                let o = q.log_next.get(log).copied().unwrap_or(0);
+                q.log_next.insert(*log, o + 1);
+                q.buf[base + pos..base + pos + 8].copy_from_slice(&o.to_le_bytes());
+                if let Some(v) = offsets.as_deref_mut() {
+                    v.push(o);
+                }
+            }
+        }
+        let ticket = q.next_ticket;
+        q.next_ticket += 1;
+        Stats::add(&self.stats.writes, 1);
+        Stats::add(&self.stats.user_bytes_written, size as u64);
+        loop {
+            if q.completed_ticket > ticket {
+                if q.failed_from_ticket.is_some_and(|f| ticket >= f) {
+                    self.check_poison()?;
+                    return Err(StorageError::Poisoned {
+                        cause: "commit group failed".into(),
+                    });
+                }
+                return Ok(last_seqno);
+            }
+            if !q.leader_active && q.taken_ticket <= ticket {
+                q.leader_active = true;
+                let spare = std::mem::take(&mut q.spare);
+                let mut buf = std::mem::replace(&mut q.buf, spare);
+                let first_ticket = q.taken_ticket;
+                let end_ticket = q.next_ticket;
+                q.taken_ticket = end_ticket;
+                let group_last = q.next_seqno - 1;
+                let res = MutexGuard::unlocked(&mut q, || self.lead(&mut buf, group_last));
+                buf.clear();
+                q.spare = buf;
+                q.completed_ticket = end_ticket;
+                if res.is_err() && q.failed_from_ticket.is_none() {
+                    q.failed_from_ticket = Some(first_ticket);
+                }
+                q.leader_active = false;
+                self.commit_cv.notify_all();
+                continue;
+            }
+            self.commit_cv.wait(&mut q);
+        }
+    }
+
+    /// The leader's work for one group: room, WAL write (+fsync), apply, publish.
+    fn lead(&self, buf: &mut [u8], last_seqno: u64) -> Result<()> {
+        self.check_poison()?;
+        self.make_room()?;
+        wal::finish_frame(buf, 0);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&buf[8..16]);
+        let first_seqno = u64::from_le_bytes(first);
+        {
+            let mut w = self.wal.lock();
+            let r = w.append(buf).and_then(|_| {
+                if self.opts.fsync == FsyncPolicy::Always {
+                    Stats::add(&self.stats.wal_syncs, 1);
+                    w.sync()
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = r {
+                self.poison(&e);
+                return Err(e);
+            }
+        }
+        Stats::add(&self.stats.wal_bytes_written, buf.len() as u64);
+        Stats::add(&self.stats.commit_groups, 1);
+        let mem = self.mems.read().active.clone();
+        let mut touched = Vec::new();
+        let logs = self.logs_by_id.read();
+        let r = apply_frame(
+            &buf[wal::FRAME_HEADER_BYTES..],
+            first_seqno,
+            &mem,
+            &logs,
+            0,
+            Some(&mut touched),
+        );
+        drop(logs);
+        if let Err(e) = r {
+            self.poison(&e);
+            return Err(e);
+        }
+        for l in touched {
+            l.publish();
+        }
+        self.visible_seqno.store(last_seqno, Ordering::Release);
+        Ok(())
+    }
+
+    /// Freezes the active memtable when it is full, stalling while too many frozen memtables (or L0 files)
+    /// wait. Only the commit leader calls this, so the WAL and the memtable set change under one owner.
+    fn make_room(&self) -> Result<()> {
+        let full = self.mems.read().active.approx_bytes() >= self.opts.memtable_size_bytes;
+        if !full {
+            return Ok(());
+        }
+        let mut stalled: Option<Instant> = None;
+        loop {
+            self.check_poison()?;
+            let imms = self.mems.read().imms.len();
+            let l0 = crate::flush::l0_files(self);
+            if imms < self.opts.max_immutable_memtables && l0 < self.opts.l0_stall_files {
+                break;
+            }
+            if stalled.is_none() {
+                stalled = Some(Instant::now());
+                Stats::add(&self.stats.stalls, 1);
+                tracing::debug!(imms, l0, "write stall");
+            }
+            let mut bg = self.bg.lock();
+            if bg.shutdown {
+                return Err(StorageError::Closed);
+            }
+            let p = bg.progress;
+            bg.flush_requested = true;
+            self.bg_cv.notify_all();
+            while bg.progress == p && !bg.shutdown && !self.is_poisoned() {
+                // A bounded wait: flush/compaction progress normally wakes us much earlier.
+                self.bg_cv.wait_for(&mut bg, Duration::from_millis(100));
+            }
+        }
+        if let Some(s) = stalled {
+            Stats::add(&self.stats.stall_micros, s.elapsed().as_micros() as u64);
+        }
+        self.rotate()
+    }
+
+    /// Seals the WAL segment and the active memtable, starting new ones, and wakes the flush thread.
+    fn rotate(&self) -> Result<()> {
+        let id = self.next_file_id.fetch_add(1, Ordering::SeqCst);
+        let mut w = self.wal.lock();
+        let r = w
+            .sync()
+            .and_then(|_| WalWriter::create(self.fs.as_ref(), &self.dir, id));
+        match r {
+            Ok(new) => *w = new,
+            Err(e) => {
+                self.poison(&e);
+                return Err(e);
+            }
+        }
+        drop(w);
+        {
+            let mut m = self.mems.write();
+            let mut imms = Vec::with_capacity(m.imms.len() + 1);
+            imms.push(m.active.clone());
+            imms.extend(m.imms.iter().cloned());
+            *m = Arc::new(MemSet {
+                active: Arc::new(MemTable::new(id)),
+                imms,
+            });
+        }
+        let mut bg = self.bg.lock();
+        bg.flush_requested = true;
+        self.bg_cv.notify_all();
+        Ok(())
+    }
+
+    /// Rotates now if the active memtable has data (used by [`Db::flush`]). Goes through the commit queue so
+    /// it never races with a leader.
+    fn force_rotate(&self) -> Result<()> {
+        let mut q = self.commit.lock();
+        while q.leader_active {
+            self.commit_cv.wait(&mut q);
+        }
+        q.leader_active = true;
+        let r = MutexGuard::unlocked(&mut q, || {
+            self.check_poison()?;
+            if self.mems.read().active.is_empty() {
+                return Ok(());
+            }
+            self.rotate()
+        });
+        q.leader_active = false;
+        self.commit_cv.notify_all();
+        r
+    }
+
+    fn wait_for_flushes(&self) -> Result<()> {
+        let mut bg = self.bg.lock();
+        loop {
+            self.check_poison()?;
+            if self.mems.read().imms.is_empty() {
+                return Ok(());
+            }
+            if bg.shutdown {
+                return Err(StorageError::Closed);
+            }
+            bg.flush_requested = true;
+            self.bg_cv.notify_all();
+            self.bg_cv.wait_for(&mut bg, Duration::from_millis(100));
+        }
+    }
+
+    fn everysec_loop(self: Arc<Self>) {
+        let mut bg = self.bg.lock();
+        while !bg.shutdown {
+            self.bg_cv.wait_for(&mut bg, Duration::from_secs(1));
+            if bg.shutdown || self.is_poisoned() {
+                break;
+            }
+            let file = self.wal.lock().file();
+            let r = MutexGuard::unlocked(&mut bg, || {
+                Stats::add(&self.stats.wal_syncs, 1);
+                file.sync_data()
+            });
+            if let Err(e) = r {
+                self.poison(&StorageError::io("fsync WAL (everysec)", e));
+            }
+        }
+    }
+
+    /// Lock stripe for read-modify-write of `key` in `tree`.
+    pub(crate) fn rmw_lock(&self, tree: u32, key: &[u8]) -> MutexGuard<'_, ()> {
+        // FNV-1a: cheap and good enough to spread keys over stripes.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(tree);
+        for b in key {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        self.rmw_locks[(h as usize) % RMW_STRIPES].lock()
+    }
+
+    /// Registers a snapshot at the current seqno.
+    pub(crate) fn acquire_snapshot(&self) -> u64 {
+        let mut s = self.snapshots.lock();
+        let seq = self.visible_seqno.load(Ordering::Acquire);
+        *s.entry(seq).or_insert(0) += 1;
+        seq
+    }
+
+    pub(crate) fn release_snapshot(&self, seq: u64) {
+        let mut s = self.snapshots.lock();
+        if let Some(c) = s.get_mut(&seq) {
+            *c -= 1;
+            if *c == 0 {
+                s.remove(&seq);
+            }
+        }
+    }
+
+    /// Point lookup of `key` in `tree` as of `read_seqno`.
+    pub(crate) fn get(&self, tree: u32, key: &[u8], read_seqno: u64) -> Result<Option<Bytes>> {
+        Stats::add(&self.stats.gets, 1);
+        let mut ukey = Vec::with_capacity(4 + key.len());
+        tree_key(&mut ukey, tree, key);
+        let mems = self.mems.read().clone();
+        let mut max_rt = 0u64;
+        let mut found = None;
+        for m in std::iter::once(&mems.active).chain(mems.imms.iter()) {
+            if m.has_range_tombstones()
+                && let Some(rt) = m.max_range_tombstone(&ukey, read_seqno)
+            {
+                max_rt = max_rt.max(rt);
+            }
+            if let Some(hit) = m.get(&ukey, read_seqno) {
+                found = Some(hit);
+                break;
+            }
+        }
+        if found.is_none() {
+            found = crate::version::get(self, &ukey, read_seqno, &mut max_rt)?;
+        }
+        Ok(match found {
+            Some((seq, KIND_PUT, v)) if seq > max_rt => {
+                Stats::add(&self.stats.bytes_read, v.len() as u64);
+                Some(v)
+            }
+            _ => None,
+        })
+    }
+}

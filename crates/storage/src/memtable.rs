@@ -1,0 +1,367 @@
+//! The in-memory write buffer: a lock-free skiplist keyed by internal key.
+//!
+//! Keys are encoded internal keys (`user_key ++ (seqno << 8 | kind)` big-endian, see the storage contract),
+//! ordered by user key ascending then seqno descending, so the newest visible version of a key is the first
+//! entry at or after the lookup key `(key, read_seqno, max kind)`. The "user key" here already carries the
+//! tree prefix (`tree id u32 BE ++ key`). Range tombstones are kept beside the skiplist, not in it, because
+//! SSTs store them separately too.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use crossbeam_skiplist::SkipMap;
+use parking_lot::RwLock;
+
+/// Kind byte of a deletion.
+pub const KIND_DELETE: u8 = 0;
+/// Kind byte of a put.
+pub const KIND_PUT: u8 = 1;
+/// Kind byte of a range deletion (the largest kind; used in lookup keys).
+pub const KIND_RANGE_DELETE: u8 = 2;
+
+/// Per-entry bookkeeping bytes counted toward the memtable size (skiplist node, Bytes headers).
+const ENTRY_OVERHEAD_BYTES: usize = 80;
+/// Entries fetched per skiplist walk by [`MemIter`]; amortizes re-seeking.
+const ITER_PREFETCH: usize = 32;
+
+/// Compares encoded internal keys: user key ascending, then trailer (seqno, kind) descending. A key shorter
+/// than 8 bytes compares as a user key with trailer 0 (never panics).
+pub fn compare_internal_keys(a: &[u8], b: &[u8]) -> CmpOrdering {
+    let (ua, ta) = split_internal(a);
+    let (ub, tb) = split_internal(b);
+    ua.cmp(ub).then_with(|| tb.cmp(&ta))
+}
+
+/// Splits an internal key into user key and trailer.
+pub fn split_internal(k: &[u8]) -> (&[u8], u64) {
+    if k.len() < 8 {
+        return (k, 0);
+    }
+    let (u, t) = k.split_at(k.len() - 8);
+    let mut a = [0u8; 8];
+    a.copy_from_slice(t);
+    (u, u64::from_be_bytes(a))
+}
+
+/// Appends an internal key to `out`.
+pub fn encode_internal(out: &mut Vec<u8>, user_key: &[u8], seqno: u64, kind: u8) {
+    out.extend_from_slice(user_key);
+    out.extend_from_slice(&((seqno << 8) | u64::from(kind)).to_be_bytes());
+}
+
+/// Prefixes a tree-local key with its tree id, as stored in the LSM.
+pub fn tree_key(out: &mut Vec<u8>, tree: u32, key: &[u8]) {
+    out.extend_from_slice(&tree.to_be_bytes());
+    out.extend_from_slice(key);
+}
+
+/// An encoded internal key with internal-key ordering.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemKey(pub Bytes);
+
+impl Ord for MemKey {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        compare_internal_keys(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A range tombstone over prefixed user keys `[start, end)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemRangeTombstone {
+    /// First key covered.
+    pub start: Bytes,
+    /// First key not covered.
+    pub end: Bytes,
+    /// Seqno of the deletion: it hides versions with smaller seqnos.
+    pub seqno: u64,
+}
+
+/// A memtable.
+pub struct MemTable {
+    map: SkipMap<MemKey, Bytes>,
+    range_dels: RwLock<Vec<MemRangeTombstone>>,
+    approx_bytes: AtomicUsize,
+    max_seqno: AtomicU64,
+    /// Oldest WAL segment holding data of this memtable.
+    pub wal_id: u64,
+}
+
+impl MemTable {
+    /// An empty memtable whose data starts in WAL segment `wal_id`.
+    pub fn new(wal_id: u64) -> Self {
+        MemTable {
+            map: SkipMap::new(),
+            range_dels: RwLock::new(Vec::new()),
+            approx_bytes: AtomicUsize::new(0),
+            max_seqno: AtomicU64::new(0),
+            wal_id,
+        }
+    }
+
+    /// Approximate memory used.
+    pub fn approx_bytes(&self) -> usize {
+        self.approx_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether nothing was ever written.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty() && self.range_dels.read().is_empty()
+    }
+
+    /// Number of point entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Highest seqno written.
+    pub fn max_seqno(&self) -> u64 {
+        self.max_seqno.load(Ordering::Relaxed)
+    }
+
+    fn note(&self, bytes: usize, seqno: u64) {
+        self.approx_bytes
+            .fetch_add(bytes + ENTRY_OVERHEAD_BYTES, Ordering::Relaxed);
+        self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
+    }
+
+    /// Inserts a point entry (put or delete) for prefixed user key `ukey`.
+    pub fn add(&self, tree: u32, key: &[u8], seqno: u64, kind: u8, value: &[u8]) {
+        let mut k = Vec::with_capacity(4 + key.len() + 8);
+        tree_key(&mut k, tree, key);
+        encode_internal(&mut k, &[], seqno, kind);
+        let bytes = k.len() + value.len();
+        let v = if value.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(value)
+        };
+        self.map.insert(MemKey(Bytes::from(k)), v);
+        self.note(bytes, seqno);
+    }
+
+    /// Adds a range tombstone for tree keys `[start, end)`.
+    pub fn add_range_delete(&self, tree: u32, start: &[u8], end: &[u8], seqno: u64) {
+        let mut s = Vec::with_capacity(4 + start.len());
+        tree_key(&mut s, tree, start);
+        let mut e = Vec::with_capacity(4 + end.len());
+        tree_key(&mut e, tree, end);
+        let bytes = s.len() + e.len();
+        self.range_dels.write().push(MemRangeTombstone {
+            start: Bytes::from(s),
+            end: Bytes::from(e),
+            seqno,
+        });
+        self.note(bytes, seqno);
+    }
+
+    /// Newest point entry for prefixed user key `ukey` with seqno <= `read_seqno`: (seqno, kind, value).
+    pub fn get(&self, ukey: &[u8], read_seqno: u64) -> Option<(u64, u8, Bytes)> {
+        let mut k = Vec::with_capacity(ukey.len() + 8);
+        encode_internal(&mut k, ukey, read_seqno, KIND_RANGE_DELETE);
+        let e = self
+            .map
+            .lower_bound(Bound::Included(&MemKey(Bytes::from(k))))?;
+        let (u, trailer) = split_internal(&e.key().0);
+        if u != ukey {
+            return None;
+        }
+        Some((trailer >> 8, (trailer & 0xff) as u8, e.value().clone()))
+    }
+
+    /// Highest seqno <= `read_seqno` of a range tombstone covering `ukey`.
+    pub fn max_range_tombstone(&self, ukey: &[u8], read_seqno: u64) -> Option<u64> {
+        let rds = self.range_dels.read();
+        rds.iter()
+            .filter(|t| t.seqno <= read_seqno && t.start.as_ref() <= ukey && ukey < t.end.as_ref())
+            .map(|t| t.seqno)
+            .max()
+    }
+
+    /// A copy of the range tombstones.
+    pub fn range_tombstones(&self) -> Vec<MemRangeTombstone> {
+        self.range_dels.read().clone()
+    }
+
+    /// Whether any range tombstone exists.
+    pub fn has_range_tombstones(&self) -> bool {
+        !self.range_dels.read().is_empty()
+    }
+}
+
+/// A bidirectional iterator over a memtable's point entries (encoded internal keys).
+///
+/// It holds the memtable by `Arc` and re-seeks from the current key whenever its small prefetch buffer runs
+/// out, because skiplist entries borrow the map and cannot be stored beside it without `unsafe`.
+pub struct MemIter {
+    mem: Arc<MemTable>,
+    /// `buf[0]` is the current entry; the rest follow in the current direction.
+    buf: VecDeque<(MemKey, Bytes)>,
+    forward: bool,
+}
+
+impl MemIter {
+    /// A new, unpositioned iterator.
+    pub fn new(mem: Arc<MemTable>) -> Self {
+        MemIter {
+            mem,
+            buf: VecDeque::with_capacity(ITER_PREFETCH),
+            forward: true,
+        }
+    }
+
+    fn fill_forward(&mut self, from: Bound<&MemKey>) {
+        self.buf.clear();
+        self.forward = true;
+        let mut e = match self.mem.map.lower_bound(from) {
+            Some(e) => e,
+            None => return,
+        };
+        loop {
+            self.buf.push_back((e.key().clone(), e.value().clone()));
+            if self.buf.len() >= ITER_PREFETCH {
+                return;
+            }
+            e = match e.next() {
+                Some(n) => n,
+                None => return,
+            };
+        }
+    }
+
+    fn fill_backward(&mut self, from: Bound<&MemKey>) {
+        self.buf.clear();
+        self.forward = false;
+        let mut e = match self.mem.map.upper_bound(from) {
+            Some(e) => e,
+            None => return,
+        };
+        loop {
+            self.buf.push_back((e.key().clone(), e.value().clone()));
+            if self.buf.len() >= ITER_PREFETCH {
+                return;
+            }
+            e = match e.prev() {
+                Some(n) => n,
+                None => return,
+            };
+        }
+    }
+
+    /// Whether positioned on an entry.
+    pub fn valid(&self) -> bool {
+        !self.buf.is_empty()
+    }
+    /// Positions at the first entry.
+    pub fn seek_to_first(&mut self) {
+        self.fill_forward(Bound::Unbounded);
+    }
+    /// Positions at the last entry.
+    pub fn seek_to_last(&mut self) {
+        self.fill_backward(Bound::Unbounded);
+    }
+    /// First entry >= target.
+    pub fn seek(&mut self, target: &[u8]) {
+        let t = MemKey(Bytes::copy_from_slice(target));
+        self.fill_forward(Bound::Included(&t));
+    }
+    /// Last entry <= target.
+    pub fn seek_for_prev(&mut self, target: &[u8]) {
+        let t = MemKey(Bytes::copy_from_slice(target));
+        self.fill_backward(Bound::Included(&t));
+    }
+    /// Advances.
+    pub fn next(&mut self) {
+        if self.forward && self.buf.len() > 1 {
+            self.buf.pop_front();
+            return;
+        }
+        if let Some((k, _)) = self.buf.pop_front() {
+            self.fill_forward(Bound::Excluded(&k));
+        }
+    }
+    /// Steps back.
+    pub fn prev(&mut self) {
+        if !self.forward && self.buf.len() > 1 {
+            self.buf.pop_front();
+            return;
+        }
+        if let Some((k, _)) = self.buf.pop_front() {
+            self.fill_backward(Bound::Excluded(&k));
+        }
+    }
+    /// Current key (empty if not valid).
+    pub fn key(&self) -> &[u8] {
+        self.buf.front().map_or(&[], |(k, _)| &k.0)
+    }
+    /// Current value (empty if not valid).
+    pub fn value(&self) -> &[u8] {
+        self.buf.front().map_or(&[], |(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_visible_version_wins() {
+        let m = MemTable::new(1);
+        m.add(1, b"a", 1, KIND_PUT, b"v1");
+        m.add(1, b"a", 3, KIND_PUT, b"v3");
+        m.add(1, b"a", 5, KIND_DELETE, b"");
+        m.add(2, b"a", 4, KIND_PUT, b"other tree");
+        let mut uk = Vec::new();
+        tree_key(&mut uk, 1, b"a");
+        assert_eq!(m.get(&uk, 0), None);
+        assert_eq!(m.get(&uk, 2).unwrap().2.as_ref(), b"v1");
+        assert_eq!(m.get(&uk, 4).unwrap().2.as_ref(), b"v3");
+        assert_eq!(m.get(&uk, 9).unwrap().1, KIND_DELETE);
+    }
+
+    #[test]
+    fn iterator_both_directions_across_prefetch_boundaries() {
+        let m = Arc::new(MemTable::new(1));
+        for i in 0..100u32 {
+            m.add(1, &i.to_be_bytes(), u64::from(i) + 1, KIND_PUT, b"x");
+        }
+        let mut it = MemIter::new(m.clone());
+        it.seek_to_first();
+        let mut n = 0;
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        assert_eq!(n, 100);
+        it.seek_to_last();
+        let mut n = 0;
+        let mut last: Option<Vec<u8>> = None;
+        while it.valid() {
+            if let Some(l) = &last {
+                assert_eq!(compare_internal_keys(it.key(), l), CmpOrdering::Less);
+            }
+            last = Some(it.key().to_vec());
+            n += 1;
+            it.prev();
+        }
+        assert_eq!(n, 100);
+        // Direction changes.
+        it.seek_to_first();
+        for _ in 0..40 {
+            it.next();
+        }
+        let k40 = it.key().to_vec();
+        it.prev();
+        it.next();
+        assert_eq!(it.key(), &k40[..]);
+    }
+}

@@ -1,0 +1,118 @@
+//! Engine configuration.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::fs::{FileSystem, OsFs};
+
+/// When the write-ahead log is fsynced (Redis's naming).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// Every acknowledged write is fsynced first; concurrent writers share one fsync (group commit).
+    #[default]
+    Always,
+    /// A background thread fsyncs about once a second; a crash loses at most about a second of writes.
+    EverySec,
+    /// Never fsync explicitly; the OS decides. A process crash loses nothing, power loss may.
+    No,
+}
+
+/// Block compression for SSTables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BlockCompression {
+    /// Blocks are stored as is.
+    None,
+    /// Blocks are compressed with LZ4 when that saves space.
+    #[default]
+    Lz4,
+}
+
+/// Options for [`crate::Db::open`]. `Options::default()` works on a laptop.
+#[derive(Clone)]
+pub struct Options {
+    /// WAL durability policy.
+    pub fsync: FsyncPolicy,
+    /// Size at which the active memtable is frozen and a new one started.
+    pub memtable_size_bytes: usize,
+    /// Frozen memtables waiting for flush before writers stall.
+    pub max_immutable_memtables: usize,
+    /// Bytes of decoded SST blocks kept in memory.
+    pub block_cache_bytes: u64,
+    /// Bloom filter bits per key (0 disables filters).
+    pub bloom_bits_per_key: u32,
+    /// SST block compression.
+    pub compression: BlockCompression,
+    /// Uncompressed SST block size.
+    pub block_size_bytes: usize,
+    /// Number of L0 files that triggers an L0 → L1 compaction.
+    pub l0_compaction_trigger: usize,
+    /// Number of L0 files at which writes stall until compaction catches up.
+    pub l0_stall_files: usize,
+    /// Target total size of L1; each deeper level is `level_size_multiplier` times larger.
+    pub level1_target_bytes: u64,
+    /// Growth factor between levels.
+    pub level_size_multiplier: u64,
+    /// Number of levels including L0.
+    pub max_levels: usize,
+    /// Size at which compaction output files are split.
+    pub target_file_size_bytes: u64,
+    /// Size at which a log segment is closed and a new one started.
+    pub log_segment_bytes: u64,
+    /// Largest accepted write batch (encoded), also the largest WAL record.
+    pub max_batch_bytes: usize,
+    /// Largest accepted key.
+    pub max_key_bytes: usize,
+    /// Largest accepted value or log entry.
+    pub max_value_bytes: usize,
+    /// Bytes of encoded writes queued behind the current group-commit leader before new writers block.
+    pub max_pending_write_bytes: usize,
+    /// Whether background compaction runs (tests turn it off to control timing).
+    pub background_compaction: bool,
+    /// The file layer; tests pass a fault-injecting one.
+    pub fs: Arc<dyn FileSystem>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fsync: FsyncPolicy::Always,
+            memtable_size_bytes: 64 << 20,
+            max_immutable_memtables: 4,
+            block_cache_bytes: 256 << 20,
+            bloom_bits_per_key: 10,
+            compression: BlockCompression::Lz4,
+            block_size_bytes: 4096,
+            l0_compaction_trigger: 4,
+            l0_stall_files: 20,
+            level1_target_bytes: 256 << 20,
+            level_size_multiplier: 10,
+            max_levels: 7,
+            target_file_size_bytes: 64 << 20,
+            log_segment_bytes: 64 << 20,
+            max_batch_bytes: 64 << 20,
+            max_key_bytes: 64 << 10,
+            max_value_bytes: 32 << 20,
+            max_pending_write_bytes: 64 << 20,
+            background_compaction: true,
+            fs: Arc::new(OsFs),
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("fsync", &self.fsync)
+            .field("memtable_size_bytes", &self.memtable_size_bytes)
+            .field("max_immutable_memtables", &self.max_immutable_memtables)
+            .field("block_cache_bytes", &self.block_cache_bytes)
+            .field("bloom_bits_per_key", &self.bloom_bits_per_key)
+            .field("compression", &self.compression)
+            .field("l0_compaction_trigger", &self.l0_compaction_trigger)
+            .field("level1_target_bytes", &self.level1_target_bytes)
+            .field("max_levels", &self.max_levels)
+            .field("log_segment_bytes", &self.log_segment_bytes)
+            .field("fs", &self.fs)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,52 @@
+//! Snapshots: a read view fixed at one seqno. While a snapshot lives, compaction keeps every version it
+//! can see, so it reads the same data however long it is held.
+
+use bytes::Bytes;
+
+use crate::db::Db;
+use crate::error::Result;
+use crate::tree::Tree;
+
+/// A consistent read view. Drop it to let compaction discard the versions only it could see.
+pub struct Snapshot {
+    db: Db,
+    seqno: u64,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("seqno", &self.seqno)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    pub(crate) fn new(db: Db) -> Self {
+        let seqno = db.inner.acquire_snapshot();
+        Snapshot { db, seqno }
+    }
+
+    /// The seqno this snapshot reads at: it sees exactly the writes with seqno <= this.
+    pub fn seqno(&self) -> u64 {
+        self.seqno
+    }
+
+    /// The value of `key` in `tree` as of this snapshot.
+    pub fn get(&self, tree: &Tree, key: &[u8]) -> Result<Option<Bytes>> {
+        self.db.inner.get(tree.id(), key, self.seqno)
+    }
+
+    /// Values of several keys as of this snapshot.
+    pub fn multi_get<K: AsRef<[u8]>>(&self, tree: &Tree, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
+        keys.iter()
+            .map(|k| self.db.inner.get(tree.id(), k.as_ref(), self.seqno))
+            .collect()
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        self.db.inner.release_snapshot(self.seqno);
+    }
+}

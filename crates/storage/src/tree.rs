@@ -1,0 +1,208 @@
+//! Trees: named ordered keyspaces. A [`Tree`] is a cheap handle; all trees share the engine's WAL, memtable
+//! and SSTs, their keys prefixed by the tree id.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use crate::batch::WriteBatch;
+use crate::db::Db;
+use crate::error::{Result, StorageError};
+
+thread_local! {
+    /// Reused by single-key writes so a put does not allocate a batch buffer.
+    static SCRATCH_BATCH: RefCell<WriteBatch> = RefCell::new(WriteBatch::new());
+}
+
+/// A named ordered keyspace. Clone it freely.
+#[derive(Clone)]
+pub struct Tree {
+    pub(crate) db: Db,
+    id: u32,
+    name: Arc<str>,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl Tree {
+    pub(crate) fn new(db: Db, id: u32, name: &str) -> Self {
+        Tree {
+            db,
+            id,
+            name: Arc::from(name),
+        }
+    }
+
+    /// The tree's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<()> {
+        let max = self.db.inner.opts.max_key_bytes;
+        if key.len() > max {
+            return Err(StorageError::TooLarge {
+                what: "key",
+                size_bytes: key.len() as u64,
+                limit_bytes: max as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<()> {
+        let max = self.db.inner.opts.max_value_bytes;
+        if value.len() > max {
+            return Err(StorageError::TooLarge {
+                what: "value",
+                size_bytes: value.len() as u64,
+                limit_bytes: max as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn write_one(&self, f: impl FnOnce(&mut WriteBatch)) -> Result<u64> {
+        SCRATCH_BATCH.with(|b| match b.try_borrow_mut() {
+            Ok(mut b) => {
+                b.clear();
+                f(&mut b);
+                self.db.inner.commit(&b, None)
+            }
+            Err(_) => {
+                let mut b = WriteBatch::new();
+                f(&mut b);
+                self.db.inner.commit(&b, None)
+            }
+        })
+    }
+
+    /// The latest committed value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let seq = self.db.inner.visible_seqno.load(Ordering::Acquire);
+        self.db.inner.get(self.id, key, seq)
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Values of several keys, all read at one seqno (a consistent view).
+    pub fn multi_get<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
+        let seq = self.db.inner.visible_seqno.load(Ordering::Acquire);
+        keys.iter()
+            .map(|k| self.db.inner.get(self.id, k.as_ref(), seq))
+            .collect()
+    }
+
+    /// Inserts or overwrites `key`.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_key(key)?;
+        self.check_value(value)?;
+        self.write_one(|b| b.put_raw(self.id, key, value))?;
+        Ok(())
+    }
+
+    /// Deletes `key` (no error if absent).
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        self.check_key(key)?;
+        self.write_one(|b| b.delete_raw(self.id, key))?;
+        Ok(())
+    }
+
+    /// Deletes every key in `[start, end)` with one range tombstone.
+    pub fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        self.check_key(start)?;
+        self.check_key(end)?;
+        if start >= end {
+            return Ok(());
+        }
+        self.write_one(|b| b.delete_range_raw(self.id, start, end))?;
+        Ok(())
+    }
+
+    /// Atomically replaces the value of `key` with `f(current)` (`None` deletes) and returns the new value.
+    ///
+    /// Atomic with respect to every other `update`, `compare_and_swap` and `increment` on the same key (they
+    /// share a lock stripe); a plain `put` racing with it is ordered arbitrarily.
+    pub fn update<F>(&self, key: &[u8], f: F) -> Result<Option<Bytes>>
+    where
+        F: FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
+    {
+        self.check_key(key)?;
+        let _g = self.db.inner.rmw_lock(self.id, key);
+        let cur = self.get(key)?;
+        let new = f(cur.as_deref());
+        match &new {
+            Some(v) => {
+                self.check_value(v)?;
+                self.write_one(|b| b.put_raw(self.id, key, v))?;
+            }
+            None => {
+                if cur.is_some() {
+                    self.write_one(|b| b.delete_raw(self.id, key))?;
+                }
+            }
+        }
+        Ok(new.map(Bytes::from))
+    }
+
+    /// Sets `key` to `new` (`None` deletes) only if its current value equals `expected` (`None` = absent).
+    /// On mismatch returns `Ok(Err(current))`.
+    pub fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<std::result::Result<(), Option<Bytes>>> {
+        self.check_key(key)?;
+        if let Some(v) = new {
+            self.check_value(v)?;
+        }
+        let _g = self.db.inner.rmw_lock(self.id, key);
+        let cur = self.get(key)?;
+        if cur.as_deref() != expected {
+            return Ok(Err(cur));
+        }
+        match new {
+            Some(v) => self.write_one(|b| b.put_raw(self.id, key, v))?,
+            None => self.write_one(|b| b.delete_raw(self.id, key))?,
+        };
+        Ok(Ok(()))
+    }
+
+    /// Adds `delta` to the integer stored as ASCII decimal at `key` (absent = 0) and returns the result.
+    pub fn increment(&self, key: &[u8], delta: i64) -> Result<i64> {
+        self.check_key(key)?;
+        let _g = self.db.inner.rmw_lock(self.id, key);
+        let cur = match self.get(key)? {
+            None => 0,
+            Some(v) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    StorageError::InvalidArgument("value is not an integer".to_string())
+                })?,
+        };
+        let next = cur
+            .checked_add(delta)
+            .ok_or_else(|| StorageError::InvalidArgument("increment would overflow".to_string()))?;
+        let s = next.to_string();
+        self.write_one(|b| b.put_raw(self.id, key, s.as_bytes()))?;
+        Ok(next)
+    }
+}

@@ -1,0 +1,122 @@
+//! Basic tree, log, batch and snapshot behaviour, including across reopen.
+
+use strata_storage::{Db, FsyncPolicy, Options, WriteBatch};
+
+fn opts() -> Options {
+    Options {
+        fsync: FsyncPolicy::No,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn put_get_delete_range_delete_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        let t = db.tree("t").unwrap();
+        let u = db.tree("u").unwrap();
+        t.put(b"a", b"1").unwrap();
+        t.put(b"b", b"2").unwrap();
+        t.put(b"c", b"3").unwrap();
+        u.put(b"a", b"other").unwrap();
+        t.delete(b"b").unwrap();
+        assert_eq!(t.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(t.get(b"b").unwrap(), None);
+        let snap = db.snapshot();
+        t.delete_range(b"a", b"c").unwrap();
+        assert_eq!(t.get(b"a").unwrap(), None);
+        assert_eq!(t.get(b"c").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(snap.get(&t, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(u.get(b"a").unwrap().as_deref(), Some(&b"other"[..]));
+        t.put(b"a", b"again").unwrap();
+        assert_eq!(t.get(b"a").unwrap().as_deref(), Some(&b"again"[..]));
+        assert_eq!(
+            t.multi_get(&[&b"a"[..], b"b", b"c"]).unwrap(),
+            vec![Some("again".into()), None, Some("3".into())]
+        );
+    }
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(db.tree_names(), vec!["t".to_string(), "u".to_string()]);
+    let t = db.tree("t").unwrap();
+    assert_eq!(t.get(b"a").unwrap().as_deref(), Some(&b"again"[..]));
+    assert_eq!(t.get(b"b").unwrap(), None);
+    assert_eq!(t.get(b"c").unwrap().as_deref(), Some(&b"3"[..]));
+}
+
+#[test]
+fn batch_spans_trees_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        let t = db.tree("t").unwrap();
+        let l = db.log("events").unwrap();
+        assert_eq!(l.append(b"first").unwrap(), 0);
+        let mut b = WriteBatch::new();
+        b.put(&t, b"k", b"v");
+        b.log_append(&l, b"second");
+        b.log_append(&l, b"third");
+        let info = db.write(&b).unwrap();
+        assert_eq!(info.log_offsets, vec![1, 2]);
+        let got = l.read(0, 10, usize::MAX).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(&got[2].1[..], b"third");
+        assert_eq!(l.read(2, 10, usize::MAX).unwrap().len(), 1);
+        assert!(l.read(3, 10, usize::MAX).unwrap().is_empty());
+    }
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let l = db.log("events").unwrap();
+    assert_eq!((l.head(), l.tail()), (0, 3));
+    assert_eq!(&l.read(1, 1, usize::MAX).unwrap()[0].1[..], b"second");
+    assert_eq!(
+        db.tree("t").unwrap().get(b"k").unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(l.append(b"fourth").unwrap(), 3);
+}
+
+#[test]
+fn counters_are_atomic_across_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        Options {
+            fsync: FsyncPolicy::Always,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let t = db.tree("c").unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let t = t.clone();
+            s.spawn(move || {
+                for _ in 0..50 {
+                    t.increment(b"n", 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(t.get(b"n").unwrap().as_deref(), Some(&b"200"[..]));
+    assert_eq!(
+        t.compare_and_swap(b"n", Some(b"200"), Some(b"0")).unwrap(),
+        Ok(())
+    );
+    assert!(
+        t.compare_and_swap(b"n", Some(b"200"), None)
+            .unwrap()
+            .is_err()
+    );
+    let s = db.stats();
+    assert!(s.commit_groups <= s.writes);
+}
+
+#[test]
+fn second_open_of_same_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _db = Db::open(dir.path(), opts()).unwrap();
+    assert!(matches!(
+        Db::open(dir.path(), opts()),
+        Err(strata_storage::StorageError::Locked(_))
+    ));
+}
