@@ -53,17 +53,25 @@ pub struct EngineKind {
     pub name: &'static str,
     /// Whether this is strata (the others are peers).
     pub is_strata: bool,
-    /// Opens the engine in `dir` with a block cache of `cache_bytes`.
-    pub open: fn(&Path, u64) -> anyhow::Result<Box<dyn Engine>>,
+    /// Opens the engine in `dir` with a block cache of `cache_bytes`; `durable` when the workload writes
+    /// with `put_sync` (engines whose durability is a database-wide policy set it here).
+    pub open: fn(&Path, u64, bool) -> anyhow::Result<Box<dyn Engine>>,
 }
 
 #[cfg_attr(not(feature = "rocksdb"), allow(unused_mut))]
 fn engines() -> Vec<EngineKind> {
-    let mut all = vec![EngineKind {
-        name: "fjall",
-        is_strata: false,
-        open: fjall_engine::open,
-    }];
+    let mut all = vec![
+        EngineKind {
+            name: "strata",
+            is_strata: true,
+            open: strata_engine::open,
+        },
+        EngineKind {
+            name: "fjall",
+            is_strata: false,
+            open: fjall_engine::open,
+        },
+    ];
     #[cfg(feature = "rocksdb")]
     all.push(EngineKind {
         name: "rocksdb",
@@ -237,7 +245,8 @@ fn run_one(
         Workload::ReadCold => (data_bytes / 4).max(1 << 20),
         _ => scale.hot_cache_bytes,
     };
-    let engine: Arc<dyn Engine> = Arc::from((kind.open)(&dir, cache_bytes)?);
+    let durable = matches!(workload, Workload::FillSync);
+    let engine: Arc<dyn Engine> = Arc::from((kind.open)(&dir, cache_bytes, durable)?);
     let mut rng = rand::rngs::SmallRng::seed_from_u64(42);
     let mut order: Vec<u64> = (0..entries).collect();
     order.shuffle(&mut rng);
@@ -499,6 +508,73 @@ fn bench_dir() -> anyhow::Result<PathBuf> {
     Ok(base)
 }
 
+mod strata_engine {
+    use std::path::Path;
+
+    use strata_storage::{Db, FsyncPolicy, Options, Tree};
+
+    use super::Engine;
+
+    struct Strata {
+        db: Db,
+        tree: Tree,
+        durable: bool,
+    }
+
+    pub fn open(dir: &Path, cache_bytes: u64, durable: bool) -> anyhow::Result<Box<dyn Engine>> {
+        // Durable writes use the engine's own path: `FsyncPolicy::Always` with group commit, so the 16
+        // writers of `fillsync` share fsyncs as they would in the server.
+        let opts = Options {
+            fsync: if durable {
+                FsyncPolicy::Always
+            } else {
+                FsyncPolicy::No
+            },
+            block_cache_bytes: cache_bytes,
+            ..Options::default()
+        };
+        let db = Db::open(dir, opts)?;
+        let tree = db.tree("bench")?;
+        Ok(Box::new(Strata { db, tree, durable }))
+    }
+
+    impl Engine for Strata {
+        fn put(&self, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+            Ok(self.tree.put(key, value)?)
+        }
+        fn put_sync(&self, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+            self.tree.put(key, value)?;
+            if !self.durable {
+                self.db.sync_wal()?;
+            }
+            Ok(())
+        }
+        fn get(&self, key: &[u8]) -> anyhow::Result<Option<usize>> {
+            Ok(self.tree.get(key)?.map(|v| v.len()))
+        }
+        fn delete(&self, key: &[u8]) -> anyhow::Result<()> {
+            Ok(self.tree.delete(key)?)
+        }
+        fn scan(&self, start: &[u8], n: usize) -> anyhow::Result<usize> {
+            let mut read = 0;
+            for item in self.tree.range(start..).take(n) {
+                let (_k, v) = item?;
+                read += usize::from(!v.is_empty());
+            }
+            Ok(read)
+        }
+        fn first_from(&self, start: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+            match self.tree.range(start..).next() {
+                Some(item) => Ok(Some(item?.0.to_vec())),
+                None => Ok(None),
+            }
+        }
+        fn flush(&self) -> anyhow::Result<()> {
+            Ok(self.db.flush()?)
+        }
+    }
+}
+
 mod fjall_engine {
     use std::path::Path;
 
@@ -511,7 +587,7 @@ mod fjall_engine {
         tree: Keyspace,
     }
 
-    pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<Box<dyn Engine>> {
+    pub fn open(dir: &Path, cache_bytes: u64, _durable: bool) -> anyhow::Result<Box<dyn Engine>> {
         let db = Database::builder(dir).cache_size(cache_bytes).open()?;
         let tree = db.keyspace("bench", KeyspaceCreateOptions::default)?;
         Ok(Box::new(Fjall { db, tree }))
@@ -564,7 +640,7 @@ mod rocksdb_engine {
         sync: WriteOptions,
     }
 
-    pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<Box<dyn Engine>> {
+    pub fn open(dir: &Path, cache_bytes: u64, _durable: bool) -> anyhow::Result<Box<dyn Engine>> {
         let mut table = BlockBasedOptions::default();
         let cache = Cache::new_lru_cache(usize::try_from(cache_bytes)?);
         table.set_block_cache(&cache);

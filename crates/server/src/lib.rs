@@ -7,14 +7,16 @@
 //!
 //! Lifecycle of `strata serve`, in order (see [`node::serve`]):
 //! 1. resolve the configuration (defaults < `strata.toml` < `STRATA_*` < flags) and refuse an unsafe one;
-//! 2. install the signal handlers, lock the data directory, bind every listener (port 0 picks a free port);
+//! 2. install the signal handlers, lock the data directory, open storage (`<data-dir>/storage`, recovering
+//!    from its WAL), bind every listener (port 0 picks a free port);
 //! 3. write `ports.json`, start the services, report ready on `/readyz`;
 //! 4. on SIGINT/SIGTERM: report not-ready, stop accepting, drain in-flight work for at most
-//!    `shutdown_timeout`, flush storage, remove `ports.json`, release the lock, exit 0. A second signal exits
-//!    at once.
+//!    `shutdown_timeout`, fsync and close storage, remove `ports.json`, release the lock, exit 0. A second
+//!    signal exits at once.
 
 pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod node;
+pub mod storage_metrics;

@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ServiceKind};
+use crate::config::{Config, FsyncPolicy, ServiceKind};
 use crate::datadir::{DataDir, Ports};
 
 /// Which enabled services accept connections, and whether the node is draining.
@@ -83,6 +83,8 @@ pub struct ServiceContext {
     pub metrics: Metrics,
     /// The node's readiness registry.
     pub readiness: Readiness,
+    /// The node's storage engine (`<data-dir>/storage`); every durable byte goes through it.
+    pub storage: strata_storage::Db,
 }
 
 /// Runs a node until SIGINT or SIGTERM, then shuts it down in order. Blocks the calling thread.
@@ -104,8 +106,32 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
 
     let data_dir = DataDir::open(&config.data_dir)?;
+    let storage_dir = config.data_dir.join("storage");
+    let storage_options = strata_storage::Options {
+        fsync: match config.fsync {
+            FsyncPolicy::Always => strata_storage::FsyncPolicy::Always,
+            FsyncPolicy::Everysec => strata_storage::FsyncPolicy::EverySec,
+            FsyncPolicy::No => strata_storage::FsyncPolicy::No,
+        },
+        ..strata_storage::Options::default()
+    };
+    // Recovery replays the WAL and may read for a while: keep it off the async worker threads.
+    let storage = tokio::task::spawn_blocking(move || {
+        strata_storage::Db::open(&storage_dir, storage_options)
+    })
+    .await
+    .context("storage open task failed")?
+    .with_context(|| {
+        format!(
+            "cannot open storage in {}",
+            config.data_dir.join("storage").display()
+        )
+    })?;
     let config = Arc::new(config);
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    metrics.register_collector(Box::new(crate::storage_metrics::StorageCollector::new(
+        storage.clone(),
+    )));
     let readiness = Readiness::expecting(&config.services);
     let ctx = ServiceContext {
         config: config.clone(),
@@ -113,6 +139,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         tracker: TaskTracker::new(),
         metrics,
         readiness: readiness.clone(),
+        storage,
     };
 
     // Bind every listener before starting any service, so a port conflict fails the start as a whole.
@@ -175,8 +202,24 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             "in-flight work did not finish within the shutdown timeout; closing anyway"
         );
     }
-    // Storage is flushed and fsynced here once services own storage handles (they are dropped by the
-    // tasks above, and the engine's close runs before the lock is released).
+    // Acknowledged writes are already durable under the fsync policy; a final WAL fsync makes the ones
+    // acknowledged under `everysec`/`no` durable too before the process goes.
+    let storage = ctx.storage.clone();
+    drop(ctx);
+    let synced = tokio::task::spawn_blocking(move || {
+        let result = if storage.is_poisoned() {
+            Ok(())
+        } else {
+            storage.sync_wal()
+        };
+        drop(storage);
+        result
+    })
+    .await
+    .context("storage close task failed")?;
+    if let Err(e) = synced {
+        tracing::error!(error = %e, "final storage fsync failed");
+    }
     data_dir.remove_ports();
     data_dir.release();
     tracing::info!("stopped");

@@ -205,6 +205,9 @@ fn metrics_parse_as_prometheus_text() {
         "process_resident_memory_bytes",
         "strata_uptime_seconds",
         "strata_build_info",
+        "strata_storage_writes_total",
+        "strata_storage_write_amplification",
+        "strata_storage_compaction_debt_bytes",
     ] {
         assert!(
             names.contains(&expected),
