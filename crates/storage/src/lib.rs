@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod db;
+pub mod db_iter;
 pub mod error;
 pub mod flush;
 pub mod fs;
@@ -20,6 +21,7 @@ pub mod wal;
 
 pub use batch::WriteBatch;
 pub use db::{CommitInfo, Db};
+pub use db_iter::DbIter;
 pub use error::{Result, StorageError};
 pub use log::Log;
 pub use options::{BlockCompression, FsyncPolicy, Options};
