@@ -4,6 +4,7 @@
 //! write-ahead log, so a write batch spanning several trees and logs is atomic.
 
 pub mod batch;
+pub mod block_cache;
 pub mod db;
 pub mod db_iter;
 pub mod error;
