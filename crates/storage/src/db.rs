@@ -859,3 +859,83 @@ impl DbInner {
         })
     }
 }
+
+/// The smallest key greater than every key starting with `prefix`, if any.
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last < 0xff {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
+}
+
+impl DbInner {
+    /// An iterator over `tree` keys within the bounds, reading at `read_seqno`.
+    pub(crate) fn iter(
+        &self,
+        tree: u32,
+        lower: std::ops::Bound<&[u8]>,
+        upper: std::ops::Bound<&[u8]>,
+        read_seqno: u64,
+    ) -> crate::db_iter::DbIter {
+        use crate::db_iter::{DbIter, Fragments, IterSpec, RangeDel, SourceIter};
+        use crate::memtable::MemIter;
+        use std::ops::Bound;
+        let prefix = tree.to_be_bytes();
+        let with_prefix = |k: &[u8]| {
+            let mut v = Vec::with_capacity(4 + k.len());
+            tree_key(&mut v, tree, k);
+            v
+        };
+        let lower = match lower {
+            Bound::Included(k) => Bound::Included(with_prefix(k)),
+            Bound::Excluded(k) => Bound::Excluded(with_prefix(k)),
+            Bound::Unbounded => Bound::Included(prefix.to_vec()),
+        };
+        let tree_end = match tree.checked_add(1) {
+            Some(n) => Bound::Excluded(n.to_be_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let upper = match upper {
+            Bound::Included(k) => Bound::Included(with_prefix(k)),
+            Bound::Excluded(k) => Bound::Excluded(with_prefix(k)),
+            Bound::Unbounded => tree_end,
+        };
+        let mems = self.mems.read().clone();
+        let view = crate::version::current(self);
+        let mut dels = Vec::new();
+        for m in std::iter::once(&mems.active).chain(mems.imms.iter()) {
+            if m.has_range_tombstones() {
+                for t in m.range_tombstones() {
+                    if t.start.starts_with(&prefix) {
+                        dels.push(RangeDel {
+                            start: t.start.to_vec(),
+                            end: t.end.to_vec(),
+                            seqno: t.seqno,
+                        });
+                    }
+                }
+            }
+        }
+        crate::version::range_dels(&view, &prefix, &mut dels);
+        let spec = IterSpec {
+            read_seqno,
+            lower,
+            upper,
+            prefix_len: 4,
+            rts: Fragments::build(dels, read_seqno),
+        };
+        let make = move || {
+            let mut v: Vec<Box<dyn SourceIter>> = Vec::new();
+            for m in std::iter::once(&mems.active).chain(mems.imms.iter()) {
+                v.push(Box::new(MemIter::new(m.clone())));
+            }
+            crate::version::sources(&view, &mut v);
+            v
+        };
+        DbIter::new(spec, Box::new(make))
+    }
+}

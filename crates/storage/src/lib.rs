@@ -4,7 +4,9 @@
 //! write-ahead log, so a write batch spanning several trees and logs is atomic.
 
 pub mod batch;
+pub mod block_cache;
 pub mod db;
+pub mod db_iter;
 pub mod error;
 pub mod flush;
 pub mod fs;
@@ -20,6 +22,7 @@ pub mod wal;
 
 pub use batch::WriteBatch;
 pub use db::{CommitInfo, Db};
+pub use db_iter::DbIter;
 pub use error::{Result, StorageError};
 pub use log::Log;
 pub use options::{BlockCompression, FsyncPolicy, Options};

@@ -3,7 +3,10 @@
 
 use bytes::Bytes;
 
+use std::ops::RangeBounds;
+
 use crate::db::Db;
+use crate::db_iter::DbIter;
 use crate::error::Result;
 use crate::tree::Tree;
 
@@ -42,6 +45,23 @@ impl Snapshot {
         keys.iter()
             .map(|k| self.db.inner.get(tree.id(), k.as_ref(), self.seqno))
             .collect()
+    }
+}
+
+impl Snapshot {
+    /// Iterates over every key of `tree` as of this snapshot.
+    pub fn iter(&self, tree: &Tree) -> DbIter {
+        tree.range_at::<&[u8], _>(.., self.seqno)
+    }
+
+    /// Iterates over the keys of `tree` in `range` as of this snapshot.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, tree: &Tree, range: R) -> DbIter {
+        tree.range_at(range, self.seqno)
+    }
+
+    /// Iterates over the keys of `tree` starting with `prefix` as of this snapshot.
+    pub fn prefix(&self, tree: &Tree, prefix: &[u8]) -> DbIter {
+        tree.prefix_at(prefix, self.seqno)
     }
 }
 

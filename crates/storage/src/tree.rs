@@ -2,13 +2,15 @@
 //! and SSTs, their keys prefixed by the tree id.
 
 use std::cell::RefCell;
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
 use crate::batch::WriteBatch;
-use crate::db::Db;
+use crate::db::{Db, prefix_successor};
+use crate::db_iter::DbIter;
 use crate::error::{Result, StorageError};
 
 thread_local! {
@@ -204,5 +206,47 @@ impl Tree {
         let s = next.to_string();
         self.write_one(|b| b.put_raw(self.id, key, s.as_bytes()))?;
         Ok(next)
+    }
+
+    /// Iterates over every key in order (`.rev()` for reverse order), at the current seqno.
+    pub fn iter(&self) -> DbIter {
+        self.range::<&[u8], _>(..)
+    }
+
+    /// Iterates over the keys in `range`, at the current seqno.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> DbIter {
+        let seq = self.db.inner.visible_seqno.load(Ordering::Acquire);
+        self.range_at(range, seq)
+    }
+
+    /// Iterates over the keys starting with `prefix`, at the current seqno.
+    pub fn prefix(&self, prefix: &[u8]) -> DbIter {
+        let seq = self.db.inner.visible_seqno.load(Ordering::Acquire);
+        self.prefix_at(prefix, seq)
+    }
+
+    pub(crate) fn range_at<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R, seq: u64) -> DbIter {
+        let lo = map_bound(range.start_bound());
+        let hi = map_bound(range.end_bound());
+        self.db.inner.iter(self.id, lo, hi, seq)
+    }
+
+    pub(crate) fn prefix_at(&self, prefix: &[u8], seq: u64) -> DbIter {
+        let succ = prefix_successor(prefix);
+        let hi = match &succ {
+            Some(s) => Bound::Excluded(s.as_slice()),
+            None => Bound::Unbounded,
+        };
+        self.db
+            .inner
+            .iter(self.id, Bound::Included(prefix), hi, seq)
+    }
+}
+
+fn map_bound<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_ref()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
+        Bound::Unbounded => Bound::Unbounded,
     }
 }

@@ -12,11 +12,10 @@
 //! The payload is a sequence of `len u32 | batch` (see `batch.rs`); batch `i` takes the seqnos after those
 //! of batches `0..i`.
 //!
-//! Recovery ([`replay`]) reads frames in order. A damaged frame is a *torn tail* — the unfinished last write
-//! of a crashed process or machine — when nothing valid can follow it: the header is incomplete or all zero
-//! (its sector never reached the disk), or the header is valid and the payload is incomplete or ends exactly
-//! at the end of the file. The file is then truncated at the end of the last valid frame. Any other damage is
-//! corruption: recovery refuses to open and names the file and offset.
+//! Recovery ([`replay`]) reads frames in order. A damaged or incomplete frame is a *torn tail* — the
+//! unfinished last write of a crashed process or machine — when no complete frame with valid checksums
+//! starts anywhere after it; the file is then truncated at the end of the last valid frame. Damage followed
+//! by a valid frame is corruption: recovery refuses to open and names the file and offset.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -149,7 +148,7 @@ pub fn replay(
         let header = &rest[..FRAME_HEADER_BYTES];
         let header_crc = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         if crc32c::crc32c(&header[4..]) != header_crc {
-            if header.iter().all(|b| *b == 0) {
+            if !valid_frame_after(data, pos) {
                 return Ok(ReplayOutcome {
                     frames,
                     valid_len: pos as u64,
@@ -179,7 +178,7 @@ pub fn replay(
         }
         let payload = &rest[FRAME_HEADER_BYTES..end];
         if crc32c::crc32c(payload) != payload_crc {
-            if end == rest.len() {
+            if !valid_frame_after(data, pos) {
                 return Ok(ReplayOutcome {
                     frames,
                     valid_len: pos as u64,
@@ -215,6 +214,28 @@ pub fn replay(
         torn_bytes: 0,
         next_seqno,
     })
+}
+
+/// Whether a complete frame with valid checksums starts anywhere after `pos`. Damage followed by no valid
+/// frame can only be the unfinished last write; damage followed by a valid frame is corruption.
+fn valid_frame_after(data: &[u8], pos: usize) -> bool {
+    let mut p = pos + 1;
+    while p + FRAME_HEADER_BYTES <= data.len() {
+        let h = &data[p..p + FRAME_HEADER_BYTES];
+        let header_crc = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        if crc32c::crc32c(&h[4..]) == header_crc {
+            let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+            let payload_crc = u32::from_le_bytes([h[16], h[17], h[18], h[19]]);
+            let start = p + FRAME_HEADER_BYTES;
+            if let Some(payload) = data.get(start..start.saturating_add(len))
+                && crc32c::crc32c(payload) == payload_crc
+            {
+                return true;
+            }
+        }
+        p += 1;
+    }
+    false
 }
 
 #[cfg(test)]

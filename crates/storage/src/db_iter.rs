@@ -1,0 +1,432 @@
+//! User-level iterators: merge every source (memtables, SSTs), hide versions newer than the read seqno,
+//! keep the newest visible version of each key, and drop deleted or range-deleted keys.
+//!
+//! Sources are merged by a linear scan for the smallest (or largest) current key: the number of sources
+//! is small (memtables + L0 files + one per deeper level) and bounded by the write-stall limits.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::memtable::{
+    KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE, MemIter, compare_internal_keys, encode_internal,
+    split_internal,
+};
+
+/// Highest seqno (56 bits).
+pub(crate) const MAX_SEQNO: u64 = (1 << 56) - 1;
+
+/// A sorted source of internal entries (memtable or SST iterator).
+pub(crate) trait SourceIter: Send {
+    fn valid(&self) -> bool;
+    fn seek(&mut self, target: &[u8]) -> Result<()>;
+    fn seek_for_prev(&mut self, target: &[u8]) -> Result<()>;
+    fn seek_to_last(&mut self) -> Result<()>;
+    fn next(&mut self) -> Result<()>;
+    fn prev(&mut self) -> Result<()>;
+    fn key(&self) -> &[u8];
+    fn value(&self) -> &[u8];
+}
+
+impl SourceIter for MemIter {
+    fn valid(&self) -> bool {
+        MemIter::valid(self)
+    }
+    fn seek(&mut self, target: &[u8]) -> Result<()> {
+        MemIter::seek(self, target);
+        Ok(())
+    }
+    fn seek_for_prev(&mut self, target: &[u8]) -> Result<()> {
+        MemIter::seek_for_prev(self, target);
+        Ok(())
+    }
+    fn seek_to_last(&mut self) -> Result<()> {
+        MemIter::seek_to_last(self);
+        Ok(())
+    }
+    fn next(&mut self) -> Result<()> {
+        MemIter::next(self);
+        Ok(())
+    }
+    fn prev(&mut self) -> Result<()> {
+        MemIter::prev(self);
+        Ok(())
+    }
+    fn key(&self) -> &[u8] {
+        MemIter::key(self)
+    }
+    fn value(&self) -> &[u8] {
+        MemIter::value(self)
+    }
+}
+
+/// A range tombstone (prefixed user keys) as the iterator sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct RangeDel {
+    pub(crate) start: Vec<u8>,
+    pub(crate) end: Vec<u8>,
+    pub(crate) seqno: u64,
+}
+
+/// Non-overlapping fragments `[start, end)` with the highest tombstone seqno covering each.
+#[derive(Default)]
+pub(crate) struct Fragments {
+    frags: Vec<(Vec<u8>, Vec<u8>, u64)>,
+}
+
+impl Fragments {
+    /// Fragments tombstones with seqno <= `read_seqno`.
+    pub(crate) fn build(mut dels: Vec<RangeDel>, read_seqno: u64) -> Self {
+        dels.retain(|d| d.seqno <= read_seqno && d.start < d.end);
+        if dels.is_empty() {
+            return Fragments::default();
+        }
+        let mut bounds: Vec<Vec<u8>> = dels
+            .iter()
+            .flat_map(|d| [d.start.clone(), d.end.clone()])
+            .collect();
+        bounds.sort();
+        bounds.dedup();
+        dels.sort_by(|a, b| a.start.cmp(&b.start));
+        // Sweep: tombstones become active at their start and inactive at their end.
+        let mut active: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut ends: BTreeMap<Vec<u8>, Vec<u64>> = BTreeMap::new();
+        let mut next_del = 0;
+        let mut frags = Vec::new();
+        for w in bounds.windows(2) {
+            let (lo, hi) = (&w[0], &w[1]);
+            if let Some(seqs) = ends.remove(lo) {
+                for s in seqs {
+                    if let Some(c) = active.get_mut(&s) {
+                        *c -= 1;
+                        if *c == 0 {
+                            active.remove(&s);
+                        }
+                    }
+                }
+            }
+            while next_del < dels.len() && dels[next_del].start <= *lo {
+                let d = &dels[next_del];
+                *active.entry(d.seqno).or_insert(0) += 1;
+                ends.entry(d.end.clone()).or_default().push(d.seqno);
+                next_del += 1;
+            }
+            if let Some((&max, _)) = active.iter().next_back() {
+                frags.push((lo.clone(), hi.clone(), max));
+            }
+        }
+        Fragments { frags }
+    }
+
+    /// Highest tombstone seqno covering `ukey` (0 if none).
+    pub(crate) fn max_covering(&self, ukey: &[u8]) -> u64 {
+        if self.frags.is_empty() {
+            return 0;
+        }
+        let i = self.frags.partition_point(|(s, _, _)| s.as_slice() <= ukey);
+        if i == 0 {
+            return 0;
+        }
+        let (_, e, s) = &self.frags[i - 1];
+        if ukey < e.as_slice() { *s } else { 0 }
+    }
+}
+
+/// One direction's merged cursor.
+struct Cursor {
+    sources: Vec<Box<dyn SourceIter>>,
+}
+
+impl Cursor {
+    fn current(&self, forward: bool) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, s) in self.sources.iter().enumerate() {
+            if !s.valid() {
+                continue;
+            }
+            best = match best {
+                None => Some(i),
+                Some(b) => {
+                    let ord = compare_internal_keys(s.key(), self.sources[b].key());
+                    let better = if forward { ord.is_lt() } else { ord.is_gt() };
+                    if better { Some(i) } else { Some(b) }
+                }
+            };
+        }
+        best
+    }
+}
+
+/// The shared description of what an iterator reads.
+pub(crate) struct IterSpec {
+    pub(crate) read_seqno: u64,
+    /// Prefixed lower bound.
+    pub(crate) lower: Bound<Vec<u8>>,
+    /// Prefixed upper bound (always bounded: at least the end of the tree's prefix).
+    pub(crate) upper: Bound<Vec<u8>>,
+    pub(crate) prefix_len: usize,
+    pub(crate) rts: Fragments,
+}
+
+impl IterSpec {
+    fn above_upper(&self, ukey: &[u8]) -> bool {
+        match &self.upper {
+            Bound::Included(u) => ukey > u.as_slice(),
+            Bound::Excluded(u) => ukey >= u.as_slice(),
+            Bound::Unbounded => false,
+        }
+    }
+
+    fn below_lower(&self, ukey: &[u8]) -> bool {
+        match &self.lower {
+            Bound::Included(l) => ukey < l.as_slice(),
+            Bound::Excluded(l) => ukey <= l.as_slice(),
+            Bound::Unbounded => false,
+        }
+    }
+}
+
+/// Iterator over `(key, value)` pairs of a tree in key order; `.rev()` (or `next_back`) walks backwards.
+/// Both ends may be used at once, as with `BTreeMap::range`.
+pub struct DbIter {
+    spec: IterSpec,
+    make_sources: Box<dyn Fn() -> Vec<Box<dyn SourceIter>> + Send>,
+    front: Option<Cursor>,
+    back: Option<Cursor>,
+    /// Last prefixed user key returned from the front (exclusive lower bound for the back) and vice versa.
+    front_key: Option<Vec<u8>>,
+    back_key: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl DbIter {
+    pub(crate) fn new(
+        spec: IterSpec,
+        make_sources: Box<dyn Fn() -> Vec<Box<dyn SourceIter>> + Send>,
+    ) -> Self {
+        DbIter {
+            spec,
+            make_sources,
+            front: None,
+            back: None,
+            front_key: None,
+            back_key: None,
+            done: false,
+        }
+    }
+
+    fn visible(&self, ukey: &[u8], seq: u64, kind: u8) -> bool {
+        kind == KIND_PUT && self.spec.rts.max_covering(ukey) <= seq
+    }
+
+    fn output(&self, ukey: &[u8], value: &[u8]) -> (Bytes, Bytes) {
+        (
+            Bytes::copy_from_slice(&ukey[self.spec.prefix_len..]),
+            Bytes::copy_from_slice(value),
+        )
+    }
+
+    fn step_front(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+        if self.front.is_none() {
+            let mut sources = (self.make_sources)();
+            let mut target = Vec::new();
+            match &self.spec.lower {
+                Bound::Included(l) | Bound::Excluded(l) => {
+                    encode_internal(&mut target, l, MAX_SEQNO, KIND_RANGE_DELETE)
+                }
+                Bound::Unbounded => {}
+            }
+            for s in &mut sources {
+                s.seek(&target)?;
+            }
+            self.front = Some(Cursor { sources });
+        }
+        loop {
+            let Some(cur) = self.front.as_mut() else {
+                return Ok(None);
+            };
+            let Some(i) = cur.current(true) else {
+                return Ok(None);
+            };
+            let (ukey, trailer) = split_internal(cur.sources[i].key());
+            let (seq, kind) = (trailer >> 8, (trailer & 0xff) as u8);
+            if self.spec.above_upper(ukey) {
+                return Ok(None);
+            }
+            if let Some(b) = &self.back_key
+                && ukey >= b.as_slice()
+            {
+                return Ok(None);
+            }
+            if seq > self.spec.read_seqno || self.spec.below_lower(ukey) {
+                cur.sources[i].next()?;
+                continue;
+            }
+            // The first version met is the newest visible one: decide, then skip the older versions.
+            let ukey = ukey.to_vec();
+            let out = if self.visible(&ukey, seq, kind) {
+                Some(self.output(&ukey, cur_value(&self.front, i)))
+            } else {
+                None
+            };
+            if let Some(c) = self.front.as_mut() {
+                while let Some(j) = c.current(true) {
+                    if split_internal(c.sources[j].key()).0 != ukey.as_slice() {
+                        break;
+                    }
+                    c.sources[j].next()?;
+                }
+            }
+            if let Some(o) = out {
+                self.front_key = Some(ukey);
+                return Ok(Some(o));
+            }
+        }
+    }
+
+    fn step_back(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+        if self.back.is_none() {
+            let mut sources = (self.make_sources)();
+            let mut target = Vec::new();
+            match &self.spec.upper {
+                Bound::Included(u) => encode_internal(&mut target, u, 0, KIND_DELETE),
+                Bound::Excluded(u) => encode_internal(&mut target, u, MAX_SEQNO, KIND_RANGE_DELETE),
+                Bound::Unbounded => {}
+            }
+            for s in &mut sources {
+                if target.is_empty() {
+                    s.seek_to_last()?;
+                } else {
+                    s.seek_for_prev(&target)?;
+                }
+            }
+            self.back = Some(Cursor { sources });
+        }
+        // Walking backwards meets a key's versions oldest first; the last visible one is the newest.
+        let mut cand: Option<(Vec<u8>, u64, u8, Vec<u8>)> = None;
+        loop {
+            let Some(cur) = self.back.as_mut() else {
+                return Ok(None);
+            };
+            let pos = cur.current(false);
+            let entry = pos.map(|i| {
+                let (ukey, trailer) = split_internal(cur.sources[i].key());
+                (i, ukey.to_vec(), trailer)
+            });
+            let finished_key = match (&entry, &cand) {
+                (Some((_, ukey, _)), Some((ck, ..))) => ukey != ck,
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            if finished_key
+                && let Some((ck, seq, kind, val)) = cand.take()
+                && self.visible(&ck, seq, kind)
+            {
+                let o = self.output(&ck, &val);
+                self.back_key = Some(ck);
+                return Ok(Some(o));
+            }
+            let Some((i, ukey, trailer)) = entry else {
+                return Ok(None);
+            };
+            if self.spec.below_lower(&ukey) {
+                return Ok(None);
+            }
+            if let Some(f) = &self.front_key
+                && ukey.as_slice() <= f.as_slice()
+            {
+                return Ok(None);
+            }
+            let (seq, kind) = (trailer >> 8, (trailer & 0xff) as u8);
+            let in_range = !self.spec.above_upper(&ukey);
+            if in_range && seq <= self.spec.read_seqno {
+                let val = cur_value(&self.back, i).to_vec();
+                cand = Some((ukey, seq, kind, val));
+            }
+            if let Some(c) = self.back.as_mut() {
+                c.sources[i].prev()?;
+            }
+        }
+    }
+}
+
+fn cur_value(c: &Option<Cursor>, i: usize) -> &[u8] {
+    c.as_ref().map_or(&[], |c| c.sources[i].value())
+}
+
+impl Iterator for DbIter {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step_front() {
+            Ok(Some(kv)) => Some(Ok(kv)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl DoubleEndedIterator for DbIter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step_back() {
+            Ok(Some(kv)) => Some(Ok(kv)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragments_take_max_seqno() {
+        let f = Fragments::build(
+            vec![
+                RangeDel {
+                    start: b"a".to_vec(),
+                    end: b"m".to_vec(),
+                    seqno: 5,
+                },
+                RangeDel {
+                    start: b"f".to_vec(),
+                    end: b"z".to_vec(),
+                    seqno: 9,
+                },
+                RangeDel {
+                    start: b"b".to_vec(),
+                    end: b"c".to_vec(),
+                    seqno: 20,
+                },
+            ],
+            10,
+        );
+        assert_eq!(f.max_covering(b"0"), 0);
+        assert_eq!(f.max_covering(b"a"), 5);
+        assert_eq!(f.max_covering(b"b"), 5); // seqno 20 is above the read seqno
+        assert_eq!(f.max_covering(b"g"), 9);
+        assert_eq!(f.max_covering(b"y"), 9);
+        assert_eq!(f.max_covering(b"z"), 0);
+    }
+}
