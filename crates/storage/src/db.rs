@@ -73,6 +73,8 @@ pub(crate) struct BgState {
     /// Bumped whenever a flush or compaction finishes (stalled writers wait on it).
     pub(crate) progress: u64,
     pub(crate) flush_requested: bool,
+    #[allow(dead_code)] // read by the compaction thread once SSTs land
+    pub(crate) compaction_requested: bool,
 }
 
 pub(crate) struct DbInner {
@@ -90,6 +92,14 @@ pub(crate) struct DbInner {
     logs: RwLock<HashMap<String, Arc<LogInner>>>,
     logs_by_id: RwLock<HashMap<u32, Arc<LogInner>>>,
     pub(crate) manifest: Mutex<ManifestWriter>,
+    /// The SSTs readers consult.
+    pub(crate) version: RwLock<Arc<crate::version::Version>>,
+    /// Serializes version installs (flush and compaction both edit the version).
+    #[allow(dead_code)] // used once SSTs land
+    pub(crate) version_lock: Mutex<()>,
+    /// Files being compacted.
+    #[allow(dead_code)] // used once SSTs land
+    pub(crate) compacting: Mutex<std::collections::HashSet<u64>>,
     pub(crate) next_file_id: AtomicU64,
     poisoned: AtomicBool,
     poison_cause: Mutex<Option<String>>,
@@ -246,6 +256,7 @@ impl Db {
             }
         }
 
+        let version = crate::version::Version::default();
         let mut log_next = HashMap::new();
         let mut logs = HashMap::new();
         for (id, log) in &logs_by_id {
@@ -285,6 +296,9 @@ impl Db {
             logs: RwLock::new(logs),
             logs_by_id: RwLock::new(logs_by_id),
             manifest: Mutex::new(manifest),
+            version: RwLock::new(Arc::new(version)),
+            version_lock: Mutex::new(()),
+            compacting: Mutex::new(std::collections::HashSet::new()),
             next_file_id: AtomicU64::new(next_file_id),
             poisoned: AtomicBool::new(false),
             poison_cause: Mutex::new(None),
@@ -294,6 +308,7 @@ impl Db {
                 shutdown: false,
                 progress: 0,
                 flush_requested: false,
+                compaction_requested: true,
             }),
             bg_cv: Condvar::new(),
             opts,
@@ -514,6 +529,12 @@ pub(crate) fn apply_frame(
 }
 
 impl DbInner {
+    /// Every log.
+    #[allow(dead_code)] // used by flush once SSTs land
+    pub(crate) fn all_logs(&self) -> Vec<Arc<LogInner>> {
+        self.logs_by_id.read().values().cloned().collect()
+    }
+
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
     }

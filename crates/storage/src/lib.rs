@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod block_cache;
+pub mod check;
 pub mod db;
 pub mod db_iter;
 pub mod error;

@@ -454,6 +454,21 @@ impl LogInner {
     }
 }
 
+/// Verifies every entry of one segment file; returns the number of entries and the bytes of a torn tail
+/// (only tolerated when `allow_torn_tail`). Used by the offline check.
+pub(crate) fn verify_segment_file(
+    fs: &dyn FileSystem,
+    path: &Path,
+    base: u64,
+    allow_torn_tail: bool,
+) -> Result<(u64, u64)> {
+    let data = fs
+        .read_all(path)
+        .ctx(|| format!("read log segment {}", path.display()))?;
+    let (_, count, valid) = scan_segment(path, base, &data, allow_torn_tail)?;
+    Ok((count, data.len() as u64 - valid))
+}
+
 fn index_lookup(index: &[(u64, u64)], base: u64, offset: u64) -> (u64, u64) {
     match index.binary_search_by(|(o, _)| o.cmp(&offset)) {
         Ok(i) => index[i],
