@@ -74,6 +74,8 @@ pub struct WriteBatch {
     pub(crate) count: u32,
     /// Position in `rep` of each LogAppend's offset field, with its log id, in order.
     pub(crate) log_slots: Vec<(u32, usize)>,
+    /// Preconditions checked atomically at commit: (tree, key, expected value; None = absent).
+    pub(crate) conditions: Vec<(u32, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Default for WriteBatch {
@@ -131,6 +133,7 @@ impl WriteBatch {
             rep: vec![0, 0, 0, 0],
             count: 0,
             log_slots: Vec::new(),
+            conditions: Vec::new(),
         }
     }
 
@@ -155,6 +158,7 @@ impl WriteBatch {
         self.rep[..4].copy_from_slice(&[0; 4]);
         self.count = 0;
         self.log_slots.clear();
+        self.conditions.clear();
     }
 
     fn bump(&mut self) {
@@ -185,6 +189,15 @@ impl WriteBatch {
     /// Drops the entries of `log` before offset `before`.
     pub fn log_truncate_before(&mut self, log: &crate::Log, before: u64) {
         self.log_truncate_raw(log.id(), before);
+    }
+
+    /// Makes the commit conditional: it fails with [`crate::StorageError::ConditionFailed`] (writing
+    /// nothing) unless `key` in `tree` currently has value `expected` (`None` = absent). Conditions are
+    /// checked atomically with the commit with respect to other conditional batches and to
+    /// `Tree::update`/`compare_and_swap`/`increment` on the same keys.
+    pub fn require(&mut self, tree: &crate::Tree, key: &[u8], expected: Option<&[u8]>) {
+        self.conditions
+            .push((tree.id(), key.to_vec(), expected.map(<[u8]>::to_vec)));
     }
 
     pub(crate) fn put_raw(&mut self, tree: u32, key: &[u8], value: &[u8]) {

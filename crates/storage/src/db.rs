@@ -410,7 +410,49 @@ impl Db {
 
     /// Commits `batch` atomically. Under `fsync = always` it is durable when this returns.
     pub fn write(&self, batch: &WriteBatch) -> Result<CommitInfo> {
+        for op in batch.ops() {
+            match op? {
+                crate::batch::BatchOp::Put { key, value, .. } => {
+                    self.inner.check_sizes(key, value)?;
+                }
+                crate::batch::BatchOp::Delete { key, .. } => self.inner.check_sizes(key, &[])?,
+                crate::batch::BatchOp::RangeDelete { start, end, .. } => {
+                    self.inner.check_sizes(start, &[])?;
+                    self.inner.check_sizes(end, &[])?;
+                }
+                crate::batch::BatchOp::LogAppend { payload, .. } => {
+                    self.inner.check_sizes(&[], payload)?;
+                }
+                crate::batch::BatchOp::LogTruncate { .. } => {}
+            }
+        }
         let mut info = CommitInfo::default();
+        if !batch.conditions.is_empty() {
+            let mut stripes: Vec<usize> = batch
+                .conditions
+                .iter()
+                .map(|(t, k, _)| rmw_stripe(*t, k))
+                .collect();
+            stripes.sort_unstable();
+            stripes.dedup();
+            // Locked in ascending order, so conditional writers never deadlock.
+            let _guards: Vec<_> = stripes
+                .iter()
+                .map(|i| self.inner.rmw_locks[*i].lock())
+                .collect();
+            let seq = self.inner.visible_seqno.load(Ordering::Acquire);
+            for (t, k, expected) in &batch.conditions {
+                let cur = self.inner.get(*t, k, seq)?;
+                if cur.as_deref() != expected.as_deref() {
+                    return Err(StorageError::ConditionFailed {
+                        tree: *t,
+                        key: String::from_utf8_lossy(k).into_owned(),
+                    });
+                }
+            }
+            info.seqno = self.inner.commit(batch, Some(&mut info.log_offsets))?;
+            return Ok(info);
+        }
         info.seqno = self.inner.commit(batch, Some(&mut info.log_offsets))?;
         Ok(info)
     }
@@ -822,13 +864,26 @@ impl DbInner {
 
     /// Lock stripe for read-modify-write of `key` in `tree`.
     pub(crate) fn rmw_lock(&self, tree: u32, key: &[u8]) -> MutexGuard<'_, ()> {
-        // FNV-1a: cheap and good enough to spread keys over stripes.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(tree);
-        for b in key {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x100_0000_01b3);
+        self.rmw_locks[rmw_stripe(tree, key)].lock()
+    }
+
+    /// Checks key and value sizes against the limits.
+    pub(crate) fn check_sizes(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        if key.len() > self.opts.max_key_bytes {
+            return Err(StorageError::TooLarge {
+                what: "key",
+                size_bytes: key.len() as u64,
+                limit_bytes: self.opts.max_key_bytes as u64,
+            });
         }
-        self.rmw_locks[(h as usize) % RMW_STRIPES].lock()
+        if value.len() > self.opts.max_value_bytes {
+            return Err(StorageError::TooLarge {
+                what: "value",
+                size_bytes: value.len() as u64,
+                limit_bytes: self.opts.max_value_bytes as u64,
+            });
+        }
+        Ok(())
     }
 
     /// Registers a snapshot at the current seqno.
@@ -879,6 +934,16 @@ impl DbInner {
             _ => None,
         })
     }
+}
+
+/// Lock stripe index of `key` in `tree` (FNV-1a: cheap and good enough to spread keys).
+fn rmw_stripe(tree: u32, key: &[u8]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(tree);
+    for b in key {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    (h as usize) % RMW_STRIPES
 }
 
 /// The smallest key greater than every key starting with `prefix`, if any.

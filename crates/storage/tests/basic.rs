@@ -120,3 +120,23 @@ fn second_open_of_same_dir_is_refused() {
         Err(strata_storage::StorageError::Locked(_))
     ));
 }
+
+#[test]
+fn conditional_batch_commits_only_when_conditions_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let t = db.tree("t").unwrap();
+    t.put(b"balance", b"10").unwrap();
+    let mut b = WriteBatch::new();
+    b.require(&t, b"balance", Some(b"10"));
+    b.require(&t, b"lock", None);
+    b.put(&t, b"balance", b"5");
+    db.write(&b).unwrap();
+    assert_eq!(t.get(b"balance").unwrap().as_deref(), Some(&b"5"[..]));
+    // Same batch again: the balance is no longer 10.
+    assert!(matches!(
+        db.write(&b),
+        Err(strata_storage::StorageError::ConditionFailed { .. })
+    ));
+    assert_eq!(t.get(b"balance").unwrap().as_deref(), Some(&b"5"[..]));
+}
