@@ -28,7 +28,7 @@ use crate::error::{IoContext, Result, StorageError};
 use crate::fs::FileSystem;
 use crate::log::{Log, LogInner};
 use crate::manifest::{self, Edit, ManifestState, ManifestWriter};
-use crate::memtable::{KIND_DELETE, KIND_PUT, MemTable, tree_key};
+use crate::memtable::{KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE, MemTable, tree_key};
 use crate::options::{FsyncPolicy, Options};
 use crate::snapshot::Snapshot;
 use crate::stats::{Stats, StatsSnapshot};
@@ -57,7 +57,16 @@ struct CommitQueue {
     log_next: HashMap<u32, u64>,
     /// First ticket of a group that failed; it and every later ticket fail.
     failed_from_ticket: Option<u64>,
+    /// Size (in batches) of the previous group; a new leader waits briefly for as many writers.
+    last_group_batches: u64,
+    /// Whether a leader is waiting for its group to fill (enqueuers then notify `fill_cv`).
+    leader_filling: bool,
 }
+
+/// Longest a new leader waits for its group to refill to the previous group's size under
+/// `fsync = always`. Without it, writers released by one fsync trickle back one at a time and the first
+/// of them leads a group of one, halving the batching (measured: 16 writers, ~8 per group).
+const GROUP_FILL_WAIT: Duration = Duration::from_micros(200);
 
 /// What a committed write batch got.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -84,6 +93,7 @@ pub(crate) struct DbInner {
     _lock: File,
     commit: Mutex<CommitQueue>,
     commit_cv: Condvar,
+    fill_cv: Condvar,
     wal: Mutex<WalWriter>,
     pub(crate) visible_seqno: AtomicU64,
     pub(crate) mems: RwLock<Arc<MemSet>>,
@@ -283,8 +293,11 @@ impl Db {
                 leader_active: false,
                 log_next,
                 failed_from_ticket: None,
+                last_group_batches: 0,
+                leader_filling: false,
             }),
             commit_cv: Condvar::new(),
+            fill_cv: Condvar::new(),
             wal: Mutex::new(wal),
             visible_seqno: AtomicU64::new(next_seqno - 1),
             mems: RwLock::new(Arc::new(MemSet {
@@ -656,6 +669,9 @@ impl DbInner {
         }
         let ticket = q.next_ticket;
         q.next_ticket += 1;
+        if q.leader_filling {
+            self.fill_cv.notify_one();
+        }
         Stats::add(&self.stats.writes, 1);
         Stats::add(&self.stats.user_bytes_written, size as u64);
         loop {
@@ -670,10 +686,23 @@ impl DbInner {
             }
             if !q.leader_active && q.taken_ticket <= ticket {
                 q.leader_active = true;
+                if self.opts.fsync == FsyncPolicy::Always
+                    && q.next_ticket - q.taken_ticket < q.last_group_batches
+                {
+                    let deadline = Instant::now() + GROUP_FILL_WAIT;
+                    q.leader_filling = true;
+                    while q.next_ticket - q.taken_ticket < q.last_group_batches
+                        && q.buf.len() < self.opts.max_pending_write_bytes
+                        && !self.fill_cv.wait_until(&mut q, deadline).timed_out()
+                    {
+                    }
+                    q.leader_filling = false;
+                }
                 let spare = std::mem::take(&mut q.spare);
                 let mut buf = std::mem::replace(&mut q.buf, spare);
                 let first_ticket = q.taken_ticket;
                 let end_ticket = q.next_ticket;
+                q.last_group_batches = end_ticket - first_ticket;
                 q.taken_ticket = end_ticket;
                 let group_last = q.next_seqno - 1;
                 let res = MutexGuard::unlocked(&mut q, || self.lead(&mut buf, group_last));
@@ -907,24 +936,27 @@ impl DbInner {
     /// Point lookup of `key` in `tree` as of `read_seqno`.
     pub(crate) fn get(&self, tree: u32, key: &[u8], read_seqno: u64) -> Result<Option<Bytes>> {
         Stats::add(&self.stats.gets, 1);
-        let mut ukey = Vec::with_capacity(4 + key.len());
-        tree_key(&mut ukey, tree, key);
+        let mut lk = Vec::with_capacity(4 + key.len() + 8);
+        tree_key(&mut lk, tree, key);
+        crate::memtable::encode_internal(&mut lk, &[], read_seqno, KIND_RANGE_DELETE);
+        let lookup = crate::memtable::MemKey(Bytes::from(lk));
+        let ukey = &lookup.0[..lookup.0.len() - 8];
         let mems = self.mems.read().clone();
         let mut max_rt = 0u64;
         let mut found = None;
         for m in std::iter::once(&mems.active).chain(mems.imms.iter()) {
             if m.has_range_tombstones()
-                && let Some(rt) = m.max_range_tombstone(&ukey, read_seqno)
+                && let Some(rt) = m.max_range_tombstone(ukey, read_seqno)
             {
                 max_rt = max_rt.max(rt);
             }
-            if let Some(hit) = m.get(&ukey, read_seqno) {
+            if let Some(hit) = m.get_lookup(&lookup) {
                 found = Some(hit);
                 break;
             }
         }
         if found.is_none() {
-            found = crate::version::get(self, &ukey, read_seqno, &mut max_rt)?;
+            found = crate::version::get(self, ukey, read_seqno, &mut max_rt)?;
         }
         Ok(match found {
             Some((seq, KIND_PUT, v)) if seq > max_rt => {

@@ -10,7 +10,7 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
@@ -90,6 +90,8 @@ pub struct MemRangeTombstone {
 pub struct MemTable {
     map: SkipMap<MemKey, Bytes>,
     range_dels: RwLock<Vec<MemRangeTombstone>>,
+    /// Whether `range_dels` is non-empty, readable without the lock on the read path.
+    has_range_dels: AtomicBool,
     approx_bytes: AtomicUsize,
     max_seqno: AtomicU64,
     /// Oldest WAL segment holding data of this memtable.
@@ -102,6 +104,7 @@ impl MemTable {
         MemTable {
             map: SkipMap::new(),
             range_dels: RwLock::new(Vec::new()),
+            has_range_dels: AtomicBool::new(false),
             approx_bytes: AtomicUsize::new(0),
             max_seqno: AtomicU64::new(0),
             wal_id,
@@ -161,6 +164,7 @@ impl MemTable {
             end: Bytes::from(e),
             seqno,
         });
+        self.has_range_dels.store(true, Ordering::Release);
         self.note(bytes, seqno);
     }
 
@@ -168,9 +172,14 @@ impl MemTable {
     pub fn get(&self, ukey: &[u8], read_seqno: u64) -> Option<(u64, u8, Bytes)> {
         let mut k = Vec::with_capacity(ukey.len() + 8);
         encode_internal(&mut k, ukey, read_seqno, KIND_RANGE_DELETE);
-        let e = self
-            .map
-            .lower_bound(Bound::Included(&MemKey(Bytes::from(k))))?;
+        self.get_lookup(&MemKey(Bytes::from(k)))
+    }
+
+    /// Like [`MemTable::get`] with a prepared lookup key `(ukey, read_seqno, KIND_RANGE_DELETE)`, so a read
+    /// over several memtables encodes it once.
+    pub fn get_lookup(&self, lookup: &MemKey) -> Option<(u64, u8, Bytes)> {
+        let ukey = split_internal(&lookup.0).0;
+        let e = self.map.lower_bound(Bound::Included(lookup))?;
         let (u, trailer) = split_internal(&e.key().0);
         if u != ukey {
             return None;
@@ -194,7 +203,7 @@ impl MemTable {
 
     /// Whether any range tombstone exists.
     pub fn has_range_tombstones(&self) -> bool {
-        !self.range_dels.read().is_empty()
+        self.has_range_dels.load(Ordering::Acquire)
     }
 }
 
