@@ -17,6 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,66 @@ struct CommitQueue {
     last_group_batches: u64,
     /// Whether a leader is waiting for its group to fill (enqueuers then notify `fill_cv`).
     leader_filling: bool,
+    /// Asynchronous batches enqueued since the commit thread last led a group.
+    async_pending: u64,
+    /// Wakers of asynchronous writers by ticket.
+    wakers: Vec<(u64, Waker)>,
+    /// Set when the database closes.
+    shutdown: bool,
+}
+
+enum FutureState {
+    Waiting {
+        ticket: u64,
+        info: Option<CommitInfo>,
+    },
+    Done(Result<CommitInfo>),
+    Taken,
+}
+
+/// Completes when an asynchronously submitted batch is committed (see [`Db::write_async`]).
+pub struct CommitFuture {
+    db: Arc<DbInner>,
+    state: FutureState,
+}
+
+impl std::future::Future for CommitFuture {
+    type Output = Result<CommitInfo>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match &mut this.state {
+            FutureState::Done(_) => match std::mem::replace(&mut this.state, FutureState::Taken) {
+                FutureState::Done(r) => Poll::Ready(r),
+                _ => Poll::Ready(Err(StorageError::Closed)),
+            },
+            FutureState::Taken => Poll::Ready(Err(StorageError::Closed)),
+            FutureState::Waiting { ticket, info } => {
+                let ticket = *ticket;
+                let mut q = this.db.commit.lock();
+                match this.db.ticket_result(&q, ticket) {
+                    Some(r) => {
+                        let info = info.take().unwrap_or_default();
+                        drop(q);
+                        this.state = FutureState::Taken;
+                        Poll::Ready(r.map(|_| info))
+                    }
+                    None => {
+                        if let Some(slot) = q.wakers.iter_mut().find(|(t, _)| *t == ticket) {
+                            slot.1.clone_from(cx.waker());
+                        } else {
+                            q.wakers.push((ticket, cx.waker().clone()));
+                        }
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Longest a new leader waits for its group to refill to the previous group's size under
@@ -127,6 +188,8 @@ struct BgGuard {
 
 impl Drop for BgGuard {
     fn drop(&mut self) {
+        self.inner.commit.lock().shutdown = true;
+        self.inner.commit_cv.notify_all();
         self.inner.bg.lock().shutdown = true;
         self.inner.bg_cv.notify_all();
         for t in self.threads.lock().drain(..) {
@@ -295,6 +358,9 @@ impl Db {
                 failed_from_ticket: None,
                 last_group_batches: 0,
                 leader_filling: false,
+                async_pending: 0,
+                wakers: Vec::new(),
+                shutdown: false,
             }),
             commit_cv: Condvar::new(),
             fill_cv: Condvar::new(),
@@ -327,6 +393,15 @@ impl Db {
             opts,
         });
         let mut threads = Vec::new();
+        {
+            let i = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("strata-commit".into())
+                    .spawn(move || i.async_commit_loop())
+                    .ctx(|| "spawn commit thread".to_string())?,
+            );
+        }
         if inner.opts.fsync == FsyncPolicy::EverySec {
             let i = inner.clone();
             threads.push(
@@ -468,6 +543,13 @@ impl Db {
         }
         info.seqno = self.inner.commit(batch, Some(&mut info.log_offsets))?;
         Ok(info)
+    }
+
+    /// Submits `batch` for commit and returns a future that completes when it is committed, without
+    /// blocking the calling thread on WAL I/O (for async runtimes). Writers waiting synchronously and
+    /// asynchronously share groups and fsyncs.
+    pub fn write_async(&self, batch: &WriteBatch) -> CommitFuture {
+        self.inner.commit_async(batch)
     }
 
     /// A consistent read view at the current seqno, held until dropped.
@@ -624,6 +706,63 @@ impl DbInner {
         if batch.is_empty() {
             return Ok(self.visible_seqno.load(Ordering::Acquire));
         }
+        let mut q = self.commit.lock();
+        let (ticket, last_seqno) = self.enqueue(&mut q, batch, offsets)?;
+        loop {
+            if let Some(r) = self.ticket_result(&q, ticket) {
+                return r.map(|_| last_seqno);
+            }
+            if !q.leader_active && q.taken_ticket <= ticket {
+                self.lead_group(&mut q);
+                continue;
+            }
+            self.commit_cv.wait(&mut q);
+        }
+    }
+
+    /// Enqueues a batch for commit without waiting; the returned future completes when it is durable (per
+    /// the fsync policy) and visible. A commit thread leads groups that only asynchronous writers wait for,
+    /// so the caller's thread never blocks on I/O.
+    pub(crate) fn commit_async(self: &Arc<Self>, batch: &WriteBatch) -> CommitFuture {
+        if batch.is_empty() {
+            return CommitFuture {
+                db: self.clone(),
+                state: FutureState::Done(Ok(CommitInfo {
+                    seqno: self.visible_seqno.load(Ordering::Acquire),
+                    log_offsets: Vec::new(),
+                })),
+            };
+        }
+        let mut offsets = Vec::new();
+        let mut q = self.commit.lock();
+        let state = match self.enqueue(&mut q, batch, Some(&mut offsets)) {
+            Ok((ticket, seqno)) => {
+                q.async_pending += 1;
+                FutureState::Waiting {
+                    ticket,
+                    info: Some(CommitInfo {
+                        seqno,
+                        log_offsets: offsets,
+                    }),
+                }
+            }
+            Err(e) => FutureState::Done(Err(e)),
+        };
+        drop(q);
+        self.commit_cv.notify_all();
+        CommitFuture {
+            db: self.clone(),
+            state,
+        }
+    }
+
+    /// Appends a batch to the pending frame, assigning seqnos and log offsets; returns (ticket, last seqno).
+    fn enqueue(
+        &self,
+        q: &mut MutexGuard<'_, CommitQueue>,
+        batch: &WriteBatch,
+        offsets: Option<&mut Vec<u64>>,
+    ) -> Result<(u64, u64)> {
         let size = batch.rep.len();
         if size > self.opts.max_batch_bytes {
             return Err(StorageError::TooLarge {
@@ -632,13 +771,15 @@ impl DbInner {
                 limit_bytes: self.opts.max_batch_bytes as u64,
             });
         }
-        let mut q = self.commit.lock();
         loop {
             self.check_poison()?;
+            if q.shutdown {
+                return Err(StorageError::Closed);
+            }
             if q.buf.len() < self.opts.max_pending_write_bytes || !q.leader_active {
                 break;
             }
-            self.commit_cv.wait(&mut q);
+            self.commit_cv.wait(q);
         }
         for (log, _) in &batch.log_slots {
             if !q.log_next.contains_key(log) {
@@ -674,46 +815,76 @@ impl DbInner {
         }
         Stats::add(&self.stats.writes, 1);
         Stats::add(&self.stats.user_bytes_written, size as u64);
-        loop {
-            if q.completed_ticket > ticket {
-                if q.failed_from_ticket.is_some_and(|f| ticket >= f) {
-                    self.check_poison()?;
-                    return Err(StorageError::Poisoned {
-                        cause: "commit group failed".into(),
-                    });
+        Ok((ticket, last_seqno))
+    }
+
+    /// The outcome of `ticket` once its group completed.
+    fn ticket_result(&self, q: &CommitQueue, ticket: u64) -> Option<Result<()>> {
+        if q.completed_ticket <= ticket {
+            return None;
+        }
+        if q.failed_from_ticket.is_some_and(|f| ticket >= f) {
+            return Some(self.check_poison().and(Err(StorageError::Poisoned {
+                cause: "commit group failed".into(),
+            })));
+        }
+        Some(Ok(()))
+    }
+
+    /// Leads one group: takes every pending batch, commits them, and wakes their writers.
+    /// Precondition: no leader is active and some ticket is not taken.
+    fn lead_group(&self, q: &mut MutexGuard<'_, CommitQueue>) {
+        q.leader_active = true;
+        if self.opts.fsync == FsyncPolicy::Always
+            && q.next_ticket - q.taken_ticket < q.last_group_batches
+        {
+            let deadline = Instant::now() + GROUP_FILL_WAIT;
+            q.leader_filling = true;
+            while q.next_ticket - q.taken_ticket < q.last_group_batches
+                && q.buf.len() < self.opts.max_pending_write_bytes
+                && !self.fill_cv.wait_until(q, deadline).timed_out()
+            {}
+            q.leader_filling = false;
+        }
+        let spare = std::mem::take(&mut q.spare);
+        let mut buf = std::mem::replace(&mut q.buf, spare);
+        let first_ticket = q.taken_ticket;
+        let end_ticket = q.next_ticket;
+        q.last_group_batches = end_ticket - first_ticket;
+        q.taken_ticket = end_ticket;
+        let group_last = q.next_seqno - 1;
+        let res = MutexGuard::unlocked(q, || self.lead(&mut buf, group_last));
+        buf.clear();
+        q.spare = buf;
+        q.completed_ticket = end_ticket;
+        if res.is_err() && q.failed_from_ticket.is_none() {
+            q.failed_from_ticket = Some(first_ticket);
+        }
+        q.leader_active = false;
+        if !q.wakers.is_empty() {
+            let mut i = 0;
+            while i < q.wakers.len() {
+                if q.wakers[i].0 < end_ticket {
+                    let (_, w) = q.wakers.swap_remove(i);
+                    w.wake();
+                } else {
+                    i += 1;
                 }
-                return Ok(last_seqno);
             }
-            if !q.leader_active && q.taken_ticket <= ticket {
-                q.leader_active = true;
-                if self.opts.fsync == FsyncPolicy::Always
-                    && q.next_ticket - q.taken_ticket < q.last_group_batches
-                {
-                    let deadline = Instant::now() + GROUP_FILL_WAIT;
-                    q.leader_filling = true;
-                    while q.next_ticket - q.taken_ticket < q.last_group_batches
-                        && q.buf.len() < self.opts.max_pending_write_bytes
-                        && !self.fill_cv.wait_until(&mut q, deadline).timed_out()
-                    {
-                    }
-                    q.leader_filling = false;
-                }
-                let spare = std::mem::take(&mut q.spare);
-                let mut buf = std::mem::replace(&mut q.buf, spare);
-                let first_ticket = q.taken_ticket;
-                let end_ticket = q.next_ticket;
-                q.last_group_batches = end_ticket - first_ticket;
-                q.taken_ticket = end_ticket;
-                let group_last = q.next_seqno - 1;
-                let res = MutexGuard::unlocked(&mut q, || self.lead(&mut buf, group_last));
-                buf.clear();
-                q.spare = buf;
-                q.completed_ticket = end_ticket;
-                if res.is_err() && q.failed_from_ticket.is_none() {
-                    q.failed_from_ticket = Some(first_ticket);
-                }
-                q.leader_active = false;
-                self.commit_cv.notify_all();
+        }
+        self.commit_cv.notify_all();
+    }
+
+    /// The commit thread: leads groups that have only asynchronous writers waiting.
+    fn async_commit_loop(self: Arc<Self>) {
+        let mut q = self.commit.lock();
+        loop {
+            if q.shutdown && q.taken_ticket == q.next_ticket {
+                return;
+            }
+            if !q.leader_active && q.async_pending > 0 && q.taken_ticket < q.next_ticket {
+                q.async_pending = 0;
+                self.lead_group(&mut q);
                 continue;
             }
             self.commit_cv.wait(&mut q);

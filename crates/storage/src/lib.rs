@@ -22,7 +22,7 @@ pub mod version;
 pub mod wal;
 
 pub use batch::WriteBatch;
-pub use db::{CommitInfo, Db};
+pub use db::{CommitFuture, CommitInfo, Db};
 pub use db_iter::DbIter;
 pub use error::{Result, StorageError};
 pub use log::Log;
