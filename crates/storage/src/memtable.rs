@@ -312,6 +312,10 @@ impl MemIter {
     pub fn key(&self) -> &[u8] {
         self.buf.front().map_or(&[], |(k, _)| &k.0)
     }
+    /// Highest seqno in the memtable.
+    pub fn max_seqno(&self) -> u64 {
+        self.mem.max_seqno()
+    }
     /// Current value (empty if not valid).
     pub fn value(&self) -> &[u8] {
         self.buf.front().map_or(&[], |(_, v)| v)
