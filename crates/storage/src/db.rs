@@ -646,6 +646,9 @@ pub(crate) fn apply_frame(
                         .get(&log)
                         .ok_or_else(|| bad(&format!("append to unknown log {log}")))?;
                     l.apply_append(offset, payload)?;
+                    // Log bytes count toward the memtable size so a log-only workload still rotates the
+                    // WAL (and a flush then lets old WAL segments be deleted).
+                    mem.note_bytes(payload.len());
                     if let Some(t) = touched.as_deref_mut()
                         && !t.iter().any(|x| x.id == log)
                     {
@@ -661,6 +664,11 @@ pub(crate) fn apply_frame(
             }
             seq += 1;
         }
+    }
+    // Log-only frames take seqnos too; the memtable's max seqno becomes the manifest's FlushedSeqno, which
+    // must cover every seqno whose WAL may be deleted so seqnos never go backwards after recovery.
+    if seq > first_seqno {
+        mem.note_seqno(seq - 1);
     }
     Ok(seq)
 }
@@ -1018,7 +1026,7 @@ impl DbInner {
         q.leader_active = true;
         let r = MutexGuard::unlocked(&mut q, || {
             self.check_poison()?;
-            if self.mems.read().active.is_empty() {
+            if self.mems.read().active.approx_bytes() == 0 {
                 return Ok(());
             }
             self.rotate()

@@ -131,6 +131,16 @@ impl MemTable {
         self.max_seqno.load(Ordering::Relaxed)
     }
 
+    /// Records that seqnos up to `seqno` were applied (log-only writes take seqnos but add no entries).
+    pub fn note_seqno(&self, seqno: u64) {
+        self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` of WAL data this memtable's lifetime covers (log appends) toward its size.
+    pub fn note_bytes(&self, bytes: usize) {
+        self.approx_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     fn note(&self, bytes: usize, seqno: u64) {
         self.approx_bytes
             .fetch_add(bytes + ENTRY_OVERHEAD_BYTES, Ordering::Relaxed);
