@@ -213,6 +213,8 @@ pub struct DbIter {
     front_key: Option<Vec<u8>>,
     back_key: Option<Vec<u8>>,
     done: bool,
+    /// Reused key buffer for the forward walk.
+    scratch: Vec<u8>,
 }
 
 impl DbIter {
@@ -228,6 +230,7 @@ impl DbIter {
             front_key: None,
             back_key: None,
             done: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -281,7 +284,10 @@ impl DbIter {
             // A range-deleted key: every source holding only older data can jump past the tombstone, so
             // a queue-like workload (consume from the head, range-delete what was consumed) never walks
             // the dead keys in older sources one by one.
-            let ukey = ukey.to_vec();
+            // Copy the key into a reused buffer: the sources move on before we are done with it.
+            let mut ukey = std::mem::take(&mut self.scratch);
+            ukey.clear();
+            ukey.extend_from_slice(split_internal(cur.sources[i].key()).0);
             if let Some((end, rt_seq)) = self.spec.rts.covering(&ukey)
                 && rt_seq > seq
             {
@@ -298,6 +304,7 @@ impl DbIter {
                     }
                 }
                 if moved {
+                    self.scratch = ukey;
                     continue;
                 }
             }
@@ -316,9 +323,12 @@ impl DbIter {
                 }
             }
             if let Some(o) = out {
+                // Keep the last returned key for the back cursor, recycling its buffer.
+                self.scratch = self.front_key.take().unwrap_or_default();
                 self.front_key = Some(ukey);
                 return Ok(Some(o));
             }
+            self.scratch = ukey;
         }
     }
 
