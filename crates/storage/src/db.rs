@@ -224,6 +224,7 @@ fn sort_ids(names: Vec<String>, parse: fn(&str) -> Option<u64>) -> Vec<u64> {
 impl Db {
     /// Opens (creating if needed) the database in `dir`, recovering from its manifest and WAL.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let fs = opts.fs.clone();
         fs.create_dir_all(&dir)
