@@ -9,6 +9,7 @@
 //!   RangeDelete  tag=2 | tree u32 | start_len varint | start | end_len varint | end   (end exclusive)
 //!   LogAppend    tag=3 | log u32  | offset u64 | len varint | payload   (offset filled in at commit)
 //!   LogTruncate  tag=4 | log u32  | before_offset u64
+//!   ClearTree    tag=5 | tree u32   (a range tombstone over the whole tree)
 //! ```
 //! Every op takes one seqno, in order.
 
@@ -19,6 +20,7 @@ const TAG_PUT: u8 = 1;
 const TAG_RANGE_DELETE: u8 = 2;
 const TAG_LOG_APPEND: u8 = 3;
 const TAG_LOG_TRUNCATE: u8 = 4;
+const TAG_CLEAR_TREE: u8 = 5;
 
 /// A decoded batch operation borrowing from the encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,11 @@ pub enum BatchOp<'a> {
         offset: u64,
         /// Entry bytes.
         payload: &'a [u8],
+    },
+    /// Delete every key of a tree.
+    ClearTree {
+        /// Tree id.
+        tree: u32,
     },
     /// Drop log entries before `before`.
     LogTruncate {
@@ -179,6 +186,13 @@ impl WriteBatch {
     /// Deletes every key of `tree` in `[start, end)`.
     pub fn delete_range(&mut self, tree: &crate::Tree, start: &[u8], end: &[u8]) {
         self.delete_range_raw(tree.id(), start, end);
+    }
+
+    /// Deletes every key of `tree` (one range tombstone).
+    pub fn clear_tree(&mut self, tree: &crate::Tree) {
+        self.rep.push(TAG_CLEAR_TREE);
+        self.rep.extend_from_slice(&tree.id().to_le_bytes());
+        self.bump();
     }
 
     /// Appends `payload` to `log`; its offset is assigned at commit (see [`crate::Db::write`]).
@@ -316,6 +330,7 @@ impl<'a> BatchIter<'a> {
                     payload: get_slice(d, p)?,
                 }
             }
+            TAG_CLEAR_TREE => BatchOp::ClearTree { tree: id },
             TAG_LOG_TRUNCATE => BatchOp::LogTruncate {
                 log: id,
                 before: get_u64(d, p)?,

@@ -438,6 +438,9 @@ impl Db {
             return Ok(Tree::new(self.clone(), *id, name));
         }
         let id = m.state.trees.keys().next_back().map_or(1, |k| k + 1);
+        if id == u32::MAX {
+            return Err(StorageError::InvalidArgument("too many trees".into()));
+        }
         m.log_and_apply(&[Edit::CreateTree {
             id,
             name: name.to_string(),
@@ -512,7 +515,8 @@ impl Db {
                 crate::batch::BatchOp::LogAppend { payload, .. } => {
                     self.inner.check_sizes(&[], payload)?;
                 }
-                crate::batch::BatchOp::LogTruncate { .. } => {}
+                crate::batch::BatchOp::LogTruncate { .. }
+                | crate::batch::BatchOp::ClearTree { .. } => {}
             }
         }
         let mut info = CommitInfo::default();
@@ -636,6 +640,11 @@ pub(crate) fn apply_frame(
                 BatchOp::RangeDelete { tree, start, end } => {
                     if seq > skip_upto {
                         mem.add_range_delete(tree, start, end, seq);
+                    }
+                }
+                BatchOp::ClearTree { tree } => {
+                    if seq > skip_upto {
+                        mem.add_tree_clear(tree, seq);
                     }
                 }
                 BatchOp::LogAppend {

@@ -178,6 +178,21 @@ impl MemTable {
         self.note(bytes, seqno);
     }
 
+    /// Adds a range tombstone covering every key of `tree`.
+    pub fn add_tree_clear(&self, tree: u32, seqno: u64) {
+        let start = Bytes::copy_from_slice(&tree.to_be_bytes());
+        // The next tree's prefix; for the last possible id, a bound above every 4-byte-prefixed key.
+        let end = match tree.checked_add(1) {
+            Some(n) => Bytes::copy_from_slice(&n.to_be_bytes()),
+            None => Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff]),
+        };
+        self.range_dels
+            .write()
+            .push(MemRangeTombstone { start, end, seqno });
+        self.has_range_dels.store(true, Ordering::Release);
+        self.note(9, seqno);
+    }
+
     /// Newest point entry for prefixed user key `ukey` with seqno <= `read_seqno`: (seqno, kind, value).
     pub fn get(&self, ukey: &[u8], read_seqno: u64) -> Option<(u64, u8, Bytes)> {
         let mut k = Vec::with_capacity(ukey.len() + 8);
