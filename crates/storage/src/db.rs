@@ -579,7 +579,23 @@ impl Db {
 
     /// Engine counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner.stats.snapshot()
+        let mut s = self.inner.stats.snapshot();
+        {
+            let mems = self.inner.mems.read();
+            s.memtable_bytes = mems.active.approx_bytes() as u64;
+            s.immutable_memtables = mems.imms.len() as u64;
+        }
+        let v = crate::version::current(&self.inner);
+        s.level_files = v.level_files();
+        s.level_bytes = v.level_bytes();
+        s.snapshots = self
+            .inner
+            .snapshots
+            .lock()
+            .values()
+            .map(|c| *c as u64)
+            .sum();
+        s
     }
 
     /// Whether an earlier I/O failure poisoned the engine.

@@ -12,6 +12,17 @@ use crate::error::Result;
 #[derive(Default)]
 pub(crate) struct Version {}
 
+impl Version {
+    /// Files per level.
+    pub(crate) fn level_files(&self) -> Vec<u64> {
+        Vec::new()
+    }
+    /// Bytes per level.
+    pub(crate) fn level_bytes(&self) -> Vec<u64> {
+        Vec::new()
+    }
+}
+
 /// The current version.
 pub(crate) fn current(db: &DbInner) -> Arc<Version> {
     db.version.read().clone()
