@@ -9,6 +9,7 @@
 //!   RangeDelete  tag=2 | tree u32 | start_len varint | start | end_len varint | end   (end exclusive)
 //!   LogAppend    tag=3 | log u32  | offset u64 | len varint | payload   (offset filled in at commit)
 //!   LogTruncate  tag=4 | log u32  | before_offset u64
+//!   ClearTree    tag=5 | tree u32   (a range tombstone over the whole tree)
 //! ```
 //! Every op takes one seqno, in order.
 
@@ -19,6 +20,7 @@ const TAG_PUT: u8 = 1;
 const TAG_RANGE_DELETE: u8 = 2;
 const TAG_LOG_APPEND: u8 = 3;
 const TAG_LOG_TRUNCATE: u8 = 4;
+const TAG_CLEAR_TREE: u8 = 5;
 
 /// A decoded batch operation borrowing from the encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,11 @@ pub enum BatchOp<'a> {
         /// Entry bytes.
         payload: &'a [u8],
     },
+    /// Delete every key of a tree.
+    ClearTree {
+        /// Tree id.
+        tree: u32,
+    },
     /// Drop log entries before `before`.
     LogTruncate {
         /// Log id.
@@ -74,6 +81,8 @@ pub struct WriteBatch {
     pub(crate) count: u32,
     /// Position in `rep` of each LogAppend's offset field, with its log id, in order.
     pub(crate) log_slots: Vec<(u32, usize)>,
+    /// Preconditions checked atomically at commit: (tree, key, expected value; None = absent).
+    pub(crate) conditions: Vec<(u32, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Default for WriteBatch {
@@ -131,6 +140,7 @@ impl WriteBatch {
             rep: vec![0, 0, 0, 0],
             count: 0,
             log_slots: Vec::new(),
+            conditions: Vec::new(),
         }
     }
 
@@ -155,6 +165,7 @@ impl WriteBatch {
         self.rep[..4].copy_from_slice(&[0; 4]);
         self.count = 0;
         self.log_slots.clear();
+        self.conditions.clear();
     }
 
     fn bump(&mut self) {
@@ -177,6 +188,13 @@ impl WriteBatch {
         self.delete_range_raw(tree.id(), start, end);
     }
 
+    /// Deletes every key of `tree` (one range tombstone).
+    pub fn clear_tree(&mut self, tree: &crate::Tree) {
+        self.rep.push(TAG_CLEAR_TREE);
+        self.rep.extend_from_slice(&tree.id().to_le_bytes());
+        self.bump();
+    }
+
     /// Appends `payload` to `log`; its offset is assigned at commit (see [`crate::Db::write`]).
     pub fn log_append(&mut self, log: &crate::Log, payload: &[u8]) {
         self.log_append_raw(log.id(), payload);
@@ -185,6 +203,15 @@ impl WriteBatch {
     /// Drops the entries of `log` before offset `before`.
     pub fn log_truncate_before(&mut self, log: &crate::Log, before: u64) {
         self.log_truncate_raw(log.id(), before);
+    }
+
+    /// Makes the commit conditional: it fails with [`crate::StorageError::ConditionFailed`] (writing
+    /// nothing) unless `key` in `tree` currently has value `expected` (`None` = absent). Conditions are
+    /// checked atomically with the commit with respect to other conditional batches and to
+    /// `Tree::update`/`compare_and_swap`/`increment` on the same keys.
+    pub fn require(&mut self, tree: &crate::Tree, key: &[u8], expected: Option<&[u8]>) {
+        self.conditions
+            .push((tree.id(), key.to_vec(), expected.map(<[u8]>::to_vec)));
     }
 
     pub(crate) fn put_raw(&mut self, tree: u32, key: &[u8], value: &[u8]) {
@@ -303,6 +330,7 @@ impl<'a> BatchIter<'a> {
                     payload: get_slice(d, p)?,
                 }
             }
+            TAG_CLEAR_TREE => BatchOp::ClearTree { tree: id },
             TAG_LOG_TRUNCATE => BatchOp::LogTruncate {
                 log: id,
                 before: get_u64(d, p)?,

@@ -28,6 +28,8 @@ pub(crate) trait SourceIter: Send {
     fn prev(&mut self) -> Result<()>;
     fn key(&self) -> &[u8];
     fn value(&self) -> &[u8];
+    /// An upper bound of the seqnos this source holds (lets range tombstones skip whole sources).
+    fn max_seqno(&self) -> u64;
 }
 
 impl SourceIter for MemIter {
@@ -59,6 +61,9 @@ impl SourceIter for MemIter {
     }
     fn value(&self) -> &[u8] {
         MemIter::value(self)
+    }
+    fn max_seqno(&self) -> u64 {
+        MemIter::max_seqno(self)
     }
 }
 
@@ -122,15 +127,24 @@ impl Fragments {
 
     /// Highest tombstone seqno covering `ukey` (0 if none).
     pub(crate) fn max_covering(&self, ukey: &[u8]) -> u64 {
+        self.covering(ukey).map_or(0, |(_, s)| s)
+    }
+
+    /// The fragment covering `ukey`: (its end, its seqno).
+    pub(crate) fn covering(&self, ukey: &[u8]) -> Option<(&[u8], u64)> {
         if self.frags.is_empty() {
-            return 0;
+            return None;
         }
         let i = self.frags.partition_point(|(s, _, _)| s.as_slice() <= ukey);
         if i == 0 {
-            return 0;
+            return None;
         }
         let (_, e, s) = &self.frags[i - 1];
-        if ukey < e.as_slice() { *s } else { 0 }
+        if ukey < e.as_slice() {
+            Some((e.as_slice(), *s))
+        } else {
+            None
+        }
     }
 }
 
@@ -199,6 +213,8 @@ pub struct DbIter {
     front_key: Option<Vec<u8>>,
     back_key: Option<Vec<u8>>,
     done: bool,
+    /// Reused key buffer for the forward walk.
+    scratch: Vec<u8>,
 }
 
 impl DbIter {
@@ -214,6 +230,7 @@ impl DbIter {
             front_key: None,
             back_key: None,
             done: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -264,8 +281,34 @@ impl DbIter {
                 cur.sources[i].next()?;
                 continue;
             }
+            // A range-deleted key: every source holding only older data can jump past the tombstone, so
+            // a queue-like workload (consume from the head, range-delete what was consumed) never walks
+            // the dead keys in older sources one by one.
+            // Copy the key into a reused buffer: the sources move on before we are done with it.
+            let mut ukey = std::mem::take(&mut self.scratch);
+            ukey.clear();
+            ukey.extend_from_slice(split_internal(cur.sources[i].key()).0);
+            if let Some((end, rt_seq)) = self.spec.rts.covering(&ukey)
+                && rt_seq > seq
+            {
+                let mut target = Vec::with_capacity(end.len() + 8);
+                encode_internal(&mut target, end, MAX_SEQNO, KIND_RANGE_DELETE);
+                let end = &target[..target.len() - 8];
+                let mut moved = false;
+                for src in cur.sources.iter_mut() {
+                    // Seeking moves the source to a key >= `end`, so this always makes progress.
+                    if src.valid() && src.max_seqno() < rt_seq && split_internal(src.key()).0 < end
+                    {
+                        src.seek(&target)?;
+                        moved = true;
+                    }
+                }
+                if moved {
+                    self.scratch = ukey;
+                    continue;
+                }
+            }
             // The first version met is the newest visible one: decide, then skip the older versions.
-            let ukey = ukey.to_vec();
             let out = if self.visible(&ukey, seq, kind) {
                 Some(self.output(&ukey, cur_value(&self.front, i)))
             } else {
@@ -280,9 +323,12 @@ impl DbIter {
                 }
             }
             if let Some(o) = out {
+                // Keep the last returned key for the back cursor, recycling its buffer.
+                self.scratch = self.front_key.take().unwrap_or_default();
                 self.front_key = Some(ukey);
                 return Ok(Some(o));
             }
+            self.scratch = ukey;
         }
     }
 

@@ -57,6 +57,14 @@ pub enum StorageError {
     /// The database was closed.
     #[error("storage engine is closed")]
     Closed,
+    /// A conditional write batch found a key with a value other than the one it required.
+    #[error("condition failed: key {key:?} in tree {tree} does not have the required value")]
+    ConditionFailed {
+        /// Tree id.
+        tree: u32,
+        /// The key whose value differed (lossy UTF-8 for display).
+        key: String,
+    },
     /// A log read asked for an offset that was truncated away.
     #[error("log {log}: offset {offset} was truncated (head is {head})")]
     OffsetTruncated {

@@ -1,10 +1,52 @@
 //! strata-storage: the storage engine every durable byte in strata goes through.
 //!
-//! Named *trees* (ordered keyspaces on an LSM tree) and named *logs* (append-only segmented logs) share one
-//! write-ahead log, so a write batch spanning several trees and logs is atomic.
+//! Named *trees* (ordered keyspaces on one LSM tree) and named *logs* (append-only segmented logs) share one
+//! write-ahead log, so a [`WriteBatch`] spanning several trees and logs is atomic. Reads are MVCC by
+//! sequence number: a [`Snapshot`] sees exactly what was committed before it.
+//!
+//! What it is not: a distributed store, a SQL engine, or a transaction manager beyond single atomic
+//! batches with preconditions ([`WriteBatch::require`]) and per-key read-modify-write
+//! ([`Tree::update`], [`Tree::compare_and_swap`], [`Tree::increment`]).
+//!
+//! Limits (see [`Options`]): keys up to 64 KiB, values and log entries up to 32 MiB, batches up to 64 MiB;
+//! a writer blocks when 64 MiB of commits are queued behind the current group-commit leader, and writes
+//! stall (counted in [`StatsSnapshot::stall_micros`]) while too many memtables or L0 files await flush or
+//! compaction. Durability follows [`FsyncPolicy`]. An I/O failure on the write path poisons the engine:
+//! writes then fail with [`StorageError::Poisoned`] until it is reopened. The on-disk format and the
+//! recovery argument are in `ENGINE-FORMAT.md`.
+//!
+//! ```
+//! use strata_storage::{Db, Options, WriteBatch};
+//!
+//! # fn main() -> strata_storage::Result<()> {
+//! let dir = tempfile::tempdir().expect("temp dir");
+//! let db = Db::open(dir.path(), Options::default())?;
+//! let users = db.tree("users")?;
+//! let events = db.log("events")?;
+//!
+//! let mut batch = WriteBatch::new();
+//! batch.put(&users, b"alice", b"{\"age\":30}");
+//! batch.log_append(&events, b"created alice");
+//! let info = db.write(&batch)?; // durable once this returns (fsync = always)
+//! assert_eq!(info.log_offsets, vec![0]);
+//!
+//! let snap = db.snapshot();
+//! users.delete(b"alice")?;
+//! assert!(users.get(b"alice")?.is_none());
+//! assert!(snap.get(&users, b"alice")?.is_some());
+//! for entry in snap.prefix(&users, b"al") {
+//!     let (key, _value) = entry?;
+//!     assert_eq!(&key[..], b"alice");
+//! }
+//! assert_eq!(users.increment(b"visits", 2)?, 2);
+//! assert_eq!(&events.read(0, 10, 1 << 20)?[0].1[..], b"created alice");
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod batch;
 pub mod block_cache;
+pub mod check;
 pub mod db;
 pub mod db_iter;
 pub mod error;
@@ -21,7 +63,7 @@ pub mod version;
 pub mod wal;
 
 pub use batch::WriteBatch;
-pub use db::{CommitInfo, Db};
+pub use db::{CommitFuture, CommitInfo, Db};
 pub use db_iter::DbIter;
 pub use error::{Result, StorageError};
 pub use log::Log;

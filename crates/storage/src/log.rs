@@ -348,28 +348,50 @@ impl LogInner {
         while offset < visible && out.len() < max_entries && (bytes < max_bytes || out.is_empty()) {
             let (reader, mut pos, index_offset, seg_base, seg_len) = self.locate(offset)?;
             let mut cur = skip_to(index_offset, &mut pos, offset, &reader, &self.name)?;
-            // Read entries sequentially within this segment.
+            // Read entries sequentially within this segment, a chunk at a time; payloads are zero-copy
+            // slices of the chunk.
+            let mut chunk = Bytes::new();
+            let mut chunk_pos = pos;
             while cur < visible
                 && pos < seg_len
                 && out.len() < max_entries
                 && (bytes < max_bytes || out.is_empty())
             {
-                let mut h = [0u8; ENTRY_HEADER_BYTES];
-                reader
-                    .read_exact_at(&mut h, pos)
-                    .ctx(|| format!("read log {} at {pos}", self.name))?;
+                let mut at = (pos - chunk_pos) as usize;
+                if chunk.len() < at + ENTRY_HEADER_BYTES {
+                    chunk = read_chunk(
+                        &reader,
+                        pos,
+                        READ_CHUNK_BYTES.min(seg_len - pos),
+                        &self.name,
+                    )?;
+                    chunk_pos = pos;
+                    at = 0;
+                    if chunk.len() < ENTRY_HEADER_BYTES {
+                        break;
+                    }
+                }
+                let h = &chunk[at..at + ENTRY_HEADER_BYTES];
                 let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
-                let mut payload = vec![0u8; len];
-                reader
-                    .read_exact_at(&mut payload, pos + ENTRY_HEADER_BYTES as u64)
-                    .ctx(|| format!("read log {} at {pos}", self.name))?;
-                let mut crc_in = Vec::with_capacity(12 + len);
-                crc_in.extend_from_slice(&h[4..]);
-                crc_in.extend_from_slice(&payload);
+                if chunk.len() < at + ENTRY_HEADER_BYTES + len {
+                    let want = (READ_CHUNK_BYTES as usize).max(ENTRY_HEADER_BYTES + len) as u64;
+                    chunk = read_chunk(&reader, pos, want.min(seg_len - pos), &self.name)?;
+                    chunk_pos = pos;
+                    at = 0;
+                    if chunk.len() < ENTRY_HEADER_BYTES + len {
+                        return Err(StorageError::corruption(
+                            self.dir.join(segment_name(seg_base)),
+                            pos,
+                            "log entry extends past the end of its segment",
+                        ));
+                    }
+                }
+                let h = &chunk[at..at + ENTRY_HEADER_BYTES];
                 let crc = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
                 let mut o = [0u8; 8];
                 o.copy_from_slice(&h[8..16]);
-                if crc32c::crc32c(&crc_in) != crc || u64::from_le_bytes(o) != cur {
+                let body = &chunk[at + 4..at + ENTRY_HEADER_BYTES + len];
+                if crc32c::crc32c(body) != crc || u64::from_le_bytes(o) != cur {
                     return Err(StorageError::corruption(
                         self.dir.join(segment_name(seg_base)),
                         pos,
@@ -377,7 +399,8 @@ impl LogInner {
                     ));
                 }
                 bytes += len;
-                out.push((cur, Bytes::from(payload)));
+                let start = at + ENTRY_HEADER_BYTES;
+                out.push((cur, chunk.slice(start..start + len)));
                 pos += (ENTRY_HEADER_BYTES + len) as u64;
                 cur += 1;
             }
@@ -452,6 +475,32 @@ impl LogInner {
         }
         Ok(n)
     }
+}
+
+/// Verifies every entry of one segment file; returns the number of entries and the bytes of a torn tail
+/// (only tolerated when `allow_torn_tail`). Used by the offline check.
+pub(crate) fn verify_segment_file(
+    fs: &dyn FileSystem,
+    path: &Path,
+    base: u64,
+    allow_torn_tail: bool,
+) -> Result<(u64, u64)> {
+    let data = fs
+        .read_all(path)
+        .ctx(|| format!("read log segment {}", path.display()))?;
+    let (_, count, valid) = scan_segment(path, base, &data, allow_torn_tail)?;
+    Ok((count, data.len() as u64 - valid))
+}
+
+/// Bytes read per I/O when scanning a log segment.
+const READ_CHUNK_BYTES: u64 = 64 << 10;
+
+fn read_chunk(reader: &Arc<dyn ReadableFile>, pos: u64, len: u64, name: &str) -> Result<Bytes> {
+    let mut buf = vec![0u8; len as usize];
+    reader
+        .read_exact_at(&mut buf, pos)
+        .ctx(|| format!("read log {name} at {pos}"))?;
+    Ok(Bytes::from(buf))
 }
 
 fn index_lookup(index: &[(u64, u64)], base: u64, offset: u64) -> (u64, u64) {

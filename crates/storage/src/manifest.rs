@@ -326,8 +326,25 @@ pub fn manifest_file_name(id: u64) -> String {
     format!("MANIFEST-{id:06}")
 }
 
-/// Reads the live manifest of `dir`, if any, truncating a torn tail. Returns the state and the manifest id.
-pub fn recover(fs: &dyn FileSystem, dir: &Path) -> Result<Option<(ManifestState, u64)>> {
+/// What [`read`] found in a manifest.
+#[derive(Debug, Clone)]
+pub struct ManifestRead {
+    /// The state described.
+    pub state: ManifestState,
+    /// Manifest id.
+    pub id: u64,
+    /// Its path.
+    pub path: PathBuf,
+    /// Valid records.
+    pub records: u64,
+    /// Valid length in bytes.
+    pub valid_len: u64,
+    /// Bytes of a torn tail after the valid records.
+    pub torn_bytes: u64,
+}
+
+/// Reads the live manifest of `dir` (through `CURRENT`) without modifying anything.
+pub fn read(fs: &dyn FileSystem, dir: &Path) -> Result<Option<ManifestRead>> {
     let current = dir.join("CURRENT");
     if !fs.exists(&current) {
         return Ok(None);
@@ -356,11 +373,26 @@ pub fn recover(fs: &dyn FileSystem, dir: &Path) -> Result<Option<(ManifestState,
         }
         Ok(0)
     })?;
-    if outcome.torn_bytes > 0 {
-        fs.truncate(&path, outcome.valid_len)
-            .ctx(|| format!("truncate torn tail of {}", path.display()))?;
+    Ok(Some(ManifestRead {
+        state,
+        id,
+        path,
+        records: outcome.frames,
+        valid_len: outcome.valid_len,
+        torn_bytes: outcome.torn_bytes,
+    }))
+}
+
+/// Reads the live manifest of `dir`, if any, truncating a torn tail. Returns the state and the manifest id.
+pub fn recover(fs: &dyn FileSystem, dir: &Path) -> Result<Option<(ManifestState, u64)>> {
+    let Some(r) = read(fs, dir)? else {
+        return Ok(None);
+    };
+    if r.torn_bytes > 0 {
+        fs.truncate(&r.path, r.valid_len)
+            .ctx(|| format!("truncate torn tail of {}", r.path.display()))?;
     }
-    Ok(Some((state, id)))
+    Ok(Some((r.state, r.id)))
 }
 
 /// The live manifest, appended to under the engine's manifest lock.

@@ -10,7 +10,7 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
@@ -90,6 +90,8 @@ pub struct MemRangeTombstone {
 pub struct MemTable {
     map: SkipMap<MemKey, Bytes>,
     range_dels: RwLock<Vec<MemRangeTombstone>>,
+    /// Whether `range_dels` is non-empty, readable without the lock on the read path.
+    has_range_dels: AtomicBool,
     approx_bytes: AtomicUsize,
     max_seqno: AtomicU64,
     /// Oldest WAL segment holding data of this memtable.
@@ -102,6 +104,7 @@ impl MemTable {
         MemTable {
             map: SkipMap::new(),
             range_dels: RwLock::new(Vec::new()),
+            has_range_dels: AtomicBool::new(false),
             approx_bytes: AtomicUsize::new(0),
             max_seqno: AtomicU64::new(0),
             wal_id,
@@ -126,6 +129,16 @@ impl MemTable {
     /// Highest seqno written.
     pub fn max_seqno(&self) -> u64 {
         self.max_seqno.load(Ordering::Relaxed)
+    }
+
+    /// Records that seqnos up to `seqno` were applied (log-only writes take seqnos but add no entries).
+    pub fn note_seqno(&self, seqno: u64) {
+        self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` of WAL data this memtable's lifetime covers (log appends) toward its size.
+    pub fn note_bytes(&self, bytes: usize) {
+        self.approx_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn note(&self, bytes: usize, seqno: u64) {
@@ -161,16 +174,37 @@ impl MemTable {
             end: Bytes::from(e),
             seqno,
         });
+        self.has_range_dels.store(true, Ordering::Release);
         self.note(bytes, seqno);
+    }
+
+    /// Adds a range tombstone covering every key of `tree`.
+    pub fn add_tree_clear(&self, tree: u32, seqno: u64) {
+        let start = Bytes::copy_from_slice(&tree.to_be_bytes());
+        // The next tree's prefix; for the last possible id, a bound above every 4-byte-prefixed key.
+        let end = match tree.checked_add(1) {
+            Some(n) => Bytes::copy_from_slice(&n.to_be_bytes()),
+            None => Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff]),
+        };
+        self.range_dels
+            .write()
+            .push(MemRangeTombstone { start, end, seqno });
+        self.has_range_dels.store(true, Ordering::Release);
+        self.note(9, seqno);
     }
 
     /// Newest point entry for prefixed user key `ukey` with seqno <= `read_seqno`: (seqno, kind, value).
     pub fn get(&self, ukey: &[u8], read_seqno: u64) -> Option<(u64, u8, Bytes)> {
         let mut k = Vec::with_capacity(ukey.len() + 8);
         encode_internal(&mut k, ukey, read_seqno, KIND_RANGE_DELETE);
-        let e = self
-            .map
-            .lower_bound(Bound::Included(&MemKey(Bytes::from(k))))?;
+        self.get_lookup(&MemKey(Bytes::from(k)))
+    }
+
+    /// Like [`MemTable::get`] with a prepared lookup key `(ukey, read_seqno, KIND_RANGE_DELETE)`, so a read
+    /// over several memtables encodes it once.
+    pub fn get_lookup(&self, lookup: &MemKey) -> Option<(u64, u8, Bytes)> {
+        let ukey = split_internal(&lookup.0).0;
+        let e = self.map.lower_bound(Bound::Included(lookup))?;
         let (u, trailer) = split_internal(&e.key().0);
         if u != ukey {
             return None;
@@ -194,7 +228,7 @@ impl MemTable {
 
     /// Whether any range tombstone exists.
     pub fn has_range_tombstones(&self) -> bool {
-        !self.range_dels.read().is_empty()
+        self.has_range_dels.load(Ordering::Acquire)
     }
 }
 
@@ -302,6 +336,10 @@ impl MemIter {
     /// Current key (empty if not valid).
     pub fn key(&self) -> &[u8] {
         self.buf.front().map_or(&[], |(k, _)| &k.0)
+    }
+    /// Highest seqno in the memtable.
+    pub fn max_seqno(&self) -> u64 {
+        self.mem.max_seqno()
     }
     /// Current value (empty if not valid).
     pub fn value(&self) -> &[u8] {

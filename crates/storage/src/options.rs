@@ -99,6 +99,38 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Checks that the options are usable; [`crate::Db::open`] calls this.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |what: &str| Err(crate::StorageError::InvalidArgument(what.to_string()));
+        if self.memtable_size_bytes < 1024 {
+            return bad("memtable_size_bytes must be at least 1024");
+        }
+        if self.max_immutable_memtables == 0 {
+            return bad("max_immutable_memtables must be at least 1");
+        }
+        if self.block_size_bytes < 256 || self.block_size_bytes > (16 << 20) {
+            return bad("block_size_bytes must be within 256 B..=16 MiB");
+        }
+        if self.l0_compaction_trigger == 0 || self.l0_stall_files <= self.l0_compaction_trigger {
+            return bad("need 1 <= l0_compaction_trigger < l0_stall_files");
+        }
+        if self.max_levels < 2 || self.level_size_multiplier < 2 {
+            return bad("need max_levels >= 2 and level_size_multiplier >= 2");
+        }
+        if self.log_segment_bytes < 64 {
+            return bad("log_segment_bytes must be at least 64");
+        }
+        if self.max_batch_bytes > (1 << 30) || self.max_pending_write_bytes > (1 << 30) {
+            return bad("max_batch_bytes and max_pending_write_bytes must be at most 1 GiB");
+        }
+        if self.max_key_bytes == 0 || self.max_key_bytes > (1 << 20) {
+            return bad("max_key_bytes must be within 1..=1 MiB");
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")

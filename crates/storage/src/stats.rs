@@ -25,7 +25,7 @@ pub struct Stats {
 }
 
 /// A point-in-time copy of [`Stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatsSnapshot {
     /// Key and value bytes written by users.
     pub user_bytes_written: u64,
@@ -61,6 +61,16 @@ pub struct StatsSnapshot {
     pub bytes_read: u64,
     /// Bytes compaction must still rewrite to bring levels within their targets.
     pub compaction_debt_bytes: u64,
+    /// Approximate bytes in the active memtable (gauge).
+    pub memtable_bytes: u64,
+    /// Frozen memtables waiting for flush (gauge).
+    pub immutable_memtables: u64,
+    /// SST files per level (gauge).
+    pub level_files: Vec<u64>,
+    /// SST bytes per level (gauge).
+    pub level_bytes: Vec<u64>,
+    /// Live snapshots (gauge).
+    pub snapshots: u64,
 }
 
 impl StatsSnapshot {
@@ -96,6 +106,7 @@ impl Stats {
             gets: l(&self.gets),
             bytes_read: l(&self.bytes_read),
             compaction_debt_bytes: l(&self.compaction_debt_bytes),
+            ..StatsSnapshot::default()
         }
     }
 

@@ -137,6 +137,12 @@ impl Tree {
         Ok(())
     }
 
+    /// Deletes every key of the tree (one range tombstone; space is reclaimed by compaction).
+    pub fn clear(&self) -> Result<()> {
+        self.write_one(|b| b.clear_tree(self))?;
+        Ok(())
+    }
+
     /// Atomically replaces the value of `key` with `f(current)` (`None` deletes) and returns the new value.
     ///
     /// Atomic with respect to every other `update`, `compare_and_swap` and `increment` on the same key (they

@@ -120,3 +120,84 @@ fn second_open_of_same_dir_is_refused() {
         Err(strata_storage::StorageError::Locked(_))
     ));
 }
+
+#[test]
+fn conditional_batch_commits_only_when_conditions_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let t = db.tree("t").unwrap();
+    t.put(b"balance", b"10").unwrap();
+    let mut b = WriteBatch::new();
+    b.require(&t, b"balance", Some(b"10"));
+    b.require(&t, b"lock", None);
+    b.put(&t, b"balance", b"5");
+    db.write(&b).unwrap();
+    assert_eq!(t.get(b"balance").unwrap().as_deref(), Some(&b"5"[..]));
+    // Same batch again: the balance is no longer 10.
+    assert!(matches!(
+        db.write(&b),
+        Err(strata_storage::StorageError::ConditionFailed { .. })
+    ));
+    assert_eq!(t.get(b"balance").unwrap().as_deref(), Some(&b"5"[..]));
+}
+
+/// A minimal executor: parks the thread until woken.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct ThreadWaker(std::thread::Thread);
+    impl std::task::Wake for ThreadWaker {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn async_writes_complete_without_a_blocking_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        Options {
+            fsync: FsyncPolicy::Always,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let t = db.tree("t").unwrap();
+    let l = db.log("l").unwrap();
+    let futures: Vec<_> = (0..50u32)
+        .map(|i| {
+            let mut b = WriteBatch::new();
+            b.put(&t, &i.to_be_bytes(), b"v");
+            b.log_append(&l, &i.to_be_bytes());
+            db.write_async(&b)
+        })
+        .collect();
+    for (i, f) in futures.into_iter().enumerate() {
+        let info = block_on(f).unwrap();
+        assert_eq!(info.log_offsets, vec![i as u64]);
+    }
+    assert_eq!(t.iter().count(), 50);
+    // Mixed with synchronous writers.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 100..200u32 {
+                t.put(&i.to_be_bytes(), b"sync").unwrap();
+            }
+        });
+        for i in 200..300u32 {
+            let mut b = WriteBatch::new();
+            b.put(&t, &i.to_be_bytes(), b"async");
+            block_on(db.write_async(&b)).unwrap();
+        }
+    });
+    assert_eq!(t.iter().count(), 250);
+}

@@ -16,6 +16,7 @@ enum Op {
     Put(usize, Vec<u8>, Vec<u8>),
     Delete(usize, Vec<u8>),
     DeleteRange(usize, Vec<u8>, Vec<u8>),
+    Clear(usize),
     Batch(Vec<(usize, Vec<u8>, Option<Vec<u8>>)>, Vec<Vec<u8>>),
     Snapshot,
     CheckSnapshot(usize),
@@ -43,6 +44,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (0..2usize, key(), value()).prop_map(|(t, k, v)| Op::Put(t, k, v)),
         3 => (0..2usize, key()).prop_map(|(t, k)| Op::Delete(t, k)),
         2 => (0..2usize, key(), key()).prop_map(|(t, a, b)| Op::DeleteRange(t, a, b)),
+        1 => (0..2usize).prop_map(Op::Clear),
         2 => (
             prop::collection::vec((0..2usize, key(), prop::option::of(value())), 0..5),
             prop::collection::vec(value(), 0..3)
@@ -148,6 +150,10 @@ fn run(ops: Vec<Op>) {
                         models[t].remove(&k);
                     }
                 }
+            }
+            Op::Clear(t) => {
+                trees[t].clear().unwrap();
+                models[t].clear();
             }
             Op::Batch(writes, appends) => {
                 let mut b = WriteBatch::new();
