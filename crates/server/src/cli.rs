@@ -30,6 +30,25 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect a data directory offline (safe on a copy or a stopped node; read-only).
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+/// `strata storage ...`
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Verify every checksum of the WAL, manifest, SSTables and log segments; exit 1 naming the file and
+    /// offset of the first damage.
+    Check {
+        /// The data directory (`--data-dir` of the node) or its `storage/` subdirectory.
+        dir: PathBuf,
+    },
+    /// Print levels, file counts, sizes and space amplification, trees and logs.
+    Stats {
+        /// The data directory (`--data-dir` of the node) or its `storage/` subdirectory.
+        dir: PathBuf,
+    },
 }
 
 /// `strata config ...`
@@ -157,6 +176,7 @@ pub fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Storage(cmd) => crate::storage_cli::run(cmd),
         Command::Serve(args) => {
             let config = match args.resolve().and_then(|c| c.check_serve().map(|()| c)) {
                 Ok(config) => config,

@@ -19,4 +19,5 @@ pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod node;
+pub mod storage_cli;
 pub mod storage_metrics;
