@@ -1,0 +1,1 @@
+//! Garbage collection during compaction (work in progress).

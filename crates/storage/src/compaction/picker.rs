@@ -1,0 +1,1 @@
+//! The pure compaction picker (work in progress).
