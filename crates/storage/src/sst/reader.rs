@@ -494,8 +494,7 @@ fn decode_index(inner: &Inner, h: BlockHandle, data_end: u64) -> Result<Index, S
             return Err(inner.corrupt(h.offset, "index handles do not tile the data region"));
         }
         expected_offset = handle.end();
-        let start = index.keys.len();
-        if start > 0
+        if !index.handles.is_empty()
             && compare_internal(index.key(index.handles.len() - 1), it.key()) != Ordering::Less
         {
             return Err(inner.corrupt(h.offset, "index keys out of order"));

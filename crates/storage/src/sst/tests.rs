@@ -479,3 +479,12 @@ fn reads_from_a_real_file() {
         1
     );
 }
+
+#[test]
+fn readers_and_iterators_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<SstReader>();
+    send::<SstIterator>();
+    send_sync::<SstError>();
+}
