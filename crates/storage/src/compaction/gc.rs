@@ -233,6 +233,36 @@ impl<I: InternalIterator> CompactionIterator<I> {
     }
 }
 
+/// The parts of `tombstones` inside `[lo, hi)` (`None` = unbounded), for one output file of a compaction
+/// that splits its outputs at user keys: give output `i` the range from its first user key (unbounded for
+/// the first output) to the next output's first user key (unbounded for the last). Each tombstone then
+/// lands in exactly the outputs whose key range it touches, and the outputs' key ranges stay disjoint
+/// except that a clipped tombstone's exclusive end may equal the next file's smallest key.
+pub fn clip_tombstones(
+    tombstones: &[RangeTombstone],
+    lo: Option<&[u8]>,
+    hi: Option<&[u8]>,
+) -> Vec<RangeTombstone> {
+    tombstones
+        .iter()
+        .filter_map(|t| {
+            let start = match lo {
+                Some(lo) if lo > t.start.as_slice() => lo,
+                _ => t.start.as_slice(),
+            };
+            let end = match hi {
+                Some(hi) if hi < t.end.as_slice() => hi,
+                _ => t.end.as_slice(),
+            };
+            (start < end).then(|| RangeTombstone {
+                start: start.to_vec(),
+                end: end.to_vec(),
+                seqno: t.seqno,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -432,6 +462,24 @@ mod tests {
         assert_eq!(out.range_tombstones(), &[rt("e", "g", 32)]);
         assert_eq!(meta.point_tombstones, 1);
         assert_eq!(gc.stats().dropped_shadowed, 1);
+    }
+
+    #[test]
+    fn clipping_splits_tombstones_between_outputs() {
+        let ts = vec![rt("b", "m", 5), rt("x", "z", 6)];
+        assert_eq!(
+            clip_tombstones(&ts, None, Some(b"f")),
+            vec![rt("b", "f", 5)]
+        );
+        assert_eq!(
+            clip_tombstones(&ts, Some(b"f"), Some(b"y")),
+            vec![rt("f", "m", 5), rt("x", "y", 6)]
+        );
+        assert_eq!(
+            clip_tombstones(&ts, Some(b"y"), None),
+            vec![rt("y", "z", 6)]
+        );
+        assert!(clip_tombstones(&ts, Some(b"m"), Some(b"x")).is_empty());
     }
 
     #[derive(Debug, Clone)]
