@@ -1,0 +1,826 @@
+//! One shard's storage and its W-TinyLFU policy, with no locking of its own.
+//!
+//! Entries live in a slab (`slots`) and are found through a hash table of slab indices, so each entry is
+//! stored once and the hash is computed once per operation. Every live entry sits on exactly one of three
+//! intrusive lists:
+//!
+//! * **window** (about 1% of the capacity): where every newcomer starts. Its purpose is to let a burst of
+//!   accesses to a brand-new key build up frequency before the key has to compete for a place in main.
+//! * **probation** and **protected** (the main space, protected ≈ 80% of it): a segmented LRU. An entry
+//!   leaving the window is a *candidate*; when the shard is full it is admitted only if the frequency sketch
+//!   says it has been asked for more often than the *victim* at the head of probation (TinyLFU admission).
+//!   A probation entry that was read since it entered is promoted to protected instead of being evicted;
+//!   protected overflow is demoted back to probation.
+//!
+//! Reads never take the write lock, so they cannot move entries between lists. Instead a read sets the
+//! entry's `referenced` flag (one relaxed store, skipped when already set) and the list order is corrected
+//! lazily when a writer looks at the entry: a referenced window entry gets a second chance at the window's
+//! tail, a referenced probation entry is promoted, a referenced protected entry goes back to the protected
+//! tail. Each look clears the flag, so every such pass over a list is bounded by the list's length (CLOCK's
+//! argument). Each segment therefore behaves like CLOCK, an approximation of LRU, while admission — what
+//! decides the hit ratio on skewed and scan-polluted workloads — is exact TinyLFU.
+
+use std::borrow::Borrow;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hashbrown::HashTable;
+
+use crate::clock::Clock;
+use crate::sketch::FrequencySketch;
+use crate::stats::ShardCounters;
+
+/// `expires_at_ns` of an entry without a time to live.
+pub(crate) const NEVER: u64 = u64::MAX;
+/// The null link of the intrusive lists.
+const NIL: u32 = u32::MAX;
+/// Largest number of entries one shard may hold: slab indices are `u32` and `NIL` is reserved.
+pub(crate) const MAX_ENTRIES_PER_SHARD: u64 = (u32::MAX - 1) as u64;
+/// Slab slots examined for expired entries per insert, when the shard holds any entry with a TTL.
+const SWEEP_SLOTS_PER_INSERT: usize = 4;
+/// The sketch starts at this width (or the capacity, if smaller) and doubles as entries arrive.
+const INITIAL_SKETCH_WIDTH: usize = 1024;
+/// The sketch never grows beyond this many words (128 MiB would be silly for a frequency estimate).
+const MAX_SKETCH_WIDTH: usize = 1 << 24;
+/// Share of the capacity given to the admission window, in percent.
+const WINDOW_PERCENT: u64 = 1;
+/// Share of the main space given to the protected segment, in percent.
+const PROTECTED_PERCENT: u64 = 80;
+
+/// Which list an entry is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Segment {
+    /// Newcomers.
+    Window = 0,
+    /// Main space, entries not yet re-read since admission (eviction victims come from here).
+    Probation = 1,
+    /// Main space, entries re-read while in probation.
+    Protected = 2,
+}
+
+const WINDOW: usize = Segment::Window as usize;
+const PROBATION: usize = Segment::Probation as usize;
+const PROTECTED: usize = Segment::Protected as usize;
+
+/// One cached entry.
+pub(crate) struct Node<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+    hash: u64,
+    /// Clock reading at which the entry stops being returned; [`NEVER`] if it has no TTL.
+    pub(crate) expires_at_ns: u64,
+    weight: u32,
+    prev: u32,
+    next: u32,
+    segment: Segment,
+    /// Set by reads (under the read lock), cleared by the policy when it looks at the entry.
+    referenced: AtomicBool,
+}
+
+impl<K, V> Node<K, V> {
+    /// Whether this entry carries a TTL at all (the clock is read only if so).
+    #[inline]
+    pub(crate) fn has_expiry(&self) -> bool {
+        self.expires_at_ns != NEVER
+    }
+}
+
+/// An intrusive doubly linked list over slab indices, with its total weight.
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+    weight: u64,
+    len: usize,
+}
+
+impl List {
+    const EMPTY: Self = Self {
+        head: NIL,
+        tail: NIL,
+        weight: 0,
+        len: 0,
+    };
+}
+
+/// Why an entry is being dropped (decides which counter moves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Evicted,
+    Expired,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InsertOutcome {
+    /// A new entry was stored.
+    Inserted,
+    /// A live entry's value was replaced.
+    Replaced,
+    /// The entry weighs more than the whole shard; nothing was stored (and any old value was removed).
+    TooHeavy,
+}
+
+/// Reads the clock at most once per operation, and only if something needs the time.
+pub(crate) struct LazyNow<'a> {
+    clock: &'a dyn Clock,
+    now_ns: Option<u64>,
+}
+
+impl<'a> LazyNow<'a> {
+    pub(crate) fn new(clock: &'a dyn Clock) -> Self {
+        Self {
+            clock,
+            now_ns: None,
+        }
+    }
+
+    pub(crate) fn get(&mut self) -> u64 {
+        *self.now_ns.get_or_insert_with(|| self.clock.now_ns())
+    }
+
+    /// Whether `node` has expired; reads the clock only for nodes with a TTL.
+    pub(crate) fn is_expired<K, V>(&mut self, node: &Node<K, V>) -> bool {
+        node.has_expiry() && self.get() >= node.expires_at_ns
+    }
+}
+
+/// A shard: slab, hash index, the three lists, the sketch and counters.
+pub(crate) struct Policy<K, V> {
+    table: HashTable<u32>,
+    slots: Vec<Option<Node<K, V>>>,
+    free: Vec<u32>,
+    lists: [List; 3],
+    capacity: u64,
+    window_capacity: u64,
+    protected_capacity: u64,
+    sketch: FrequencySketch,
+    max_sketch_width: usize,
+    /// Live entries that carry a TTL; the expiry sweep runs only while this is non-zero.
+    expiring: usize,
+    sweep_cursor: usize,
+    pub(crate) counters: ShardCounters,
+}
+
+impl<K: Eq, V> Policy<K, V> {
+    /// An empty shard holding at most `capacity` weight (and at most [`MAX_ENTRIES_PER_SHARD`] entries).
+    pub(crate) fn new(capacity: u64) -> Self {
+        let window_capacity = (capacity * WINDOW_PERCENT / 100).max(1).min(capacity);
+        let main = capacity - window_capacity;
+        let protected_capacity = main * PROTECTED_PERCENT / 100;
+        let capacity_entries =
+            usize::try_from(capacity.min(MAX_ENTRIES_PER_SHARD)).unwrap_or(usize::MAX);
+        let max_sketch_width = capacity_entries
+            .checked_next_power_of_two()
+            .unwrap_or(MAX_SKETCH_WIDTH)
+            .min(MAX_SKETCH_WIDTH);
+        Self {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            lists: [List::EMPTY; 3],
+            capacity,
+            window_capacity,
+            protected_capacity,
+            sketch: FrequencySketch::with_capacity(INITIAL_SKETCH_WIDTH.min(max_sketch_width)),
+            max_sketch_width,
+            expiring: 0,
+            sweep_cursor: 0,
+            counters: ShardCounters::default(),
+        }
+    }
+
+    /// Number of live entries (expired ones not yet cleaned up included).
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Sum of the weights of the live entries.
+    pub(crate) fn weighted_size(&self) -> u64 {
+        self.lists.iter().map(|l| l.weight).sum()
+    }
+
+    /// Largest total weight this shard holds.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The slab index of `key`, if present.
+    #[inline]
+    fn find_index<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let slots = &self.slots;
+        self.table
+            .find(
+                hash,
+                |&i| matches!(slots.get(i as usize), Some(Some(n)) if n.key.borrow() == key),
+            )
+            .copied()
+    }
+
+    /// The entry for `key`, if present (expired or not).
+    #[inline]
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Node<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let idx = self.find_index(hash, key)?;
+        self.slots.get(idx as usize)?.as_ref()
+    }
+
+    /// Records a read of `node`: marks it referenced and counts it in the sketch. Runs under the read lock.
+    #[inline]
+    pub(crate) fn record_read(&self, node: &Node<K, V>) {
+        // Load before store: a hot entry's flag is already set, and skipping the store keeps its cache line
+        // shared between the reading cores instead of bouncing it.
+        if !node.referenced.load(Ordering::Relaxed) {
+            node.referenced.store(true, Ordering::Relaxed);
+        }
+        self.sketch.increment(node.hash);
+    }
+
+    /// Stores `key → value`, then evicts until the shard fits its capacity again.
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        weight: u32,
+        expires_at_ns: u64,
+        now: &mut LazyNow<'_>,
+    ) -> InsertOutcome {
+        // Weight zero would let a shard hold unboundedly many entries.
+        let weight = weight.max(1);
+        if self.sketch.needs_halving() {
+            self.sketch.halve();
+        }
+        if u64::from(weight) > self.capacity {
+            // Dropping the old value too: after a rejected update, readers must not see the stale one.
+            self.remove(hash, &key);
+            return InsertOutcome::TooHeavy;
+        }
+        self.sketch.increment(hash);
+        if let Some(idx) = self.find_index(hash, &key) {
+            let Some(node) = self.slots.get_mut(idx as usize).and_then(Option::as_mut) else {
+                debug_assert!(false, "hash table points at an empty slot");
+                return InsertOutcome::TooHeavy;
+            };
+            let old_weight = node.weight;
+            let had_expiry = node.has_expiry();
+            node.value = value;
+            node.weight = weight;
+            node.expires_at_ns = expires_at_ns;
+            *node.referenced.get_mut() = true;
+            let has_expiry = node.has_expiry();
+            let seg = node.segment as usize;
+            self.lists[seg].weight =
+                self.lists[seg].weight - u64::from(old_weight) + u64::from(weight);
+            match (had_expiry, has_expiry) {
+                (false, true) => self.expiring += 1,
+                (true, false) => self.expiring -= 1,
+                _ => {}
+            }
+            self.maintain(now);
+            return InsertOutcome::Replaced;
+        }
+        let node = Node {
+            key,
+            value,
+            hash,
+            expires_at_ns,
+            weight,
+            prev: NIL,
+            next: NIL,
+            segment: Segment::Window,
+            referenced: AtomicBool::new(false),
+        };
+        if node.has_expiry() {
+            self.expiring += 1;
+        }
+        let idx = self.alloc(node);
+        let slots = &self.slots;
+        self.table
+            .insert_unique(hash, idx, |&i| match slots.get(i as usize) {
+                Some(Some(n)) => n.hash,
+                _ => 0,
+            });
+        self.push_tail(WINDOW, idx);
+        self.counters.inserts += 1;
+        self.maintain(now);
+        self.sweep_expired(now, SWEEP_SLOTS_PER_INSERT);
+        self.grow_sketch_if_needed();
+        InsertOutcome::Inserted
+    }
+
+    /// Removes `key`, returning its value (even if it had expired but was not yet cleaned up).
+    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let idx = self.find_index(hash, key)?;
+        self.take(idx).map(|n| n.value)
+    }
+
+    /// Removes `key` if it is present and expired; returns whether it did.
+    pub(crate) fn remove_if_expired<Q>(&mut self, hash: u64, key: &Q, now: &mut LazyNow<'_>) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let Some(idx) = self.find_index(hash, key) else {
+            return false;
+        };
+        let expired = matches!(self.slots.get(idx as usize), Some(Some(n)) if now.is_expired(n));
+        if expired {
+            self.drop_entry(idx, Cause::Expired);
+        }
+        expired
+    }
+
+    /// Drops every entry; counters and capacity stay.
+    pub(crate) fn clear(&mut self) {
+        self.table.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.lists = [List::EMPTY; 3];
+        self.expiring = 0;
+        self.sweep_cursor = 0;
+    }
+
+    /// Removes every expired entry now (a full pass over the slab).
+    pub(crate) fn purge_expired(&mut self, now: &mut LazyNow<'_>) {
+        let slots = self.slots.len();
+        self.sweep_expired(now, slots);
+    }
+
+    /// Examines up to `budget` slab slots from the sweep cursor and drops expired entries among them.
+    ///
+    /// Called with a small budget on every insert, this bounds how long an expired entry that nobody reads
+    /// can keep its memory: one full lap of the cursor over the slab, i.e. `len / 4` inserts.
+    fn sweep_expired(&mut self, now: &mut LazyNow<'_>, budget: usize) {
+        let n = self.slots.len();
+        if self.expiring == 0 || n == 0 {
+            return;
+        }
+        for _ in 0..budget.min(n) {
+            if self.sweep_cursor >= n {
+                self.sweep_cursor = 0;
+            }
+            let idx = self.sweep_cursor;
+            self.sweep_cursor += 1;
+            let expired = matches!(self.slots.get(idx), Some(Some(node)) if now.is_expired(node));
+            if expired {
+                // idx < slots.len() ≤ u32::MAX by construction of alloc.
+                self.drop_entry(idx as u32, Cause::Expired);
+            }
+        }
+    }
+
+    /// Moves window overflow into the main space, admitting or rejecting each candidate, then evicts until
+    /// the shard fits.
+    fn maintain(&mut self, now: &mut LazyNow<'_>) {
+        // Each node gets at most one second chance per pass, so the loop ends.
+        let mut second_chances = self.lists[WINDOW].len;
+        while self.lists[WINDOW].weight > self.window_capacity {
+            let candidate = self.lists[WINDOW].head;
+            if candidate == NIL {
+                break;
+            }
+            if second_chances > 0 && self.take_reference(candidate) {
+                second_chances -= 1;
+                self.unlink(candidate);
+                self.push_tail(WINDOW, candidate);
+                continue;
+            }
+            self.unlink(candidate);
+            self.push_tail(PROBATION, candidate);
+            self.admit(candidate, now);
+        }
+        // Still too heavy: the main space was empty, or an update made an entry heavier.
+        while self.weighted_size() > self.capacity || self.len() as u64 > MAX_ENTRIES_PER_SHARD {
+            let victim = match self.pick_victim() {
+                Some(v) => v,
+                None if self.lists[WINDOW].head != NIL => self.lists[WINDOW].head,
+                None => break,
+            };
+            let cause = self.cause_for(victim, now);
+            self.drop_entry(victim, cause);
+        }
+    }
+
+    /// TinyLFU admission of `candidate` (just appended to probation): while the shard is over capacity, the
+    /// candidate duels the probation victim and the less frequently used of the two is evicted.
+    fn admit(&mut self, candidate: u32, now: &mut LazyNow<'_>) {
+        while self.weighted_size() > self.capacity {
+            let Some(victim) = self.pick_victim() else {
+                self.drop_entry(candidate, Cause::Evicted);
+                return;
+            };
+            if victim == candidate {
+                let cause = self.cause_for(candidate, now);
+                self.drop_entry(candidate, cause);
+                return;
+            }
+            if self.cause_for(victim, now) == Cause::Expired {
+                self.drop_entry(victim, Cause::Expired);
+                continue;
+            }
+            if self.cause_for(candidate, now) == Cause::Expired {
+                self.drop_entry(candidate, Cause::Expired);
+                return;
+            }
+            let candidate_freq = self.sketch.frequency(self.hash_of(candidate));
+            let victim_freq = self.sketch.frequency(self.hash_of(victim));
+            // Ties go to the incumbent: a one-hit wonder must never push out an entry of equal standing,
+            // which is what makes a scan of new keys unable to flush the cache.
+            if candidate_freq > victim_freq {
+                self.drop_entry(victim, Cause::Evicted);
+            } else {
+                self.drop_entry(candidate, Cause::Evicted);
+                return;
+            }
+        }
+    }
+
+    /// The next eviction victim in main: the head of probation, after promoting referenced entries to
+    /// protected (and demoting protected overflow). Falls back to protected's head when probation is empty.
+    fn pick_victim(&mut self) -> Option<u32> {
+        // Every pass clears a flag, so this many steps always suffice; the bound only guards the invariant.
+        let mut budget = 2 * (self.lists[PROBATION].len + self.lists[PROTECTED].len) + 2;
+        loop {
+            let head = self.lists[PROBATION].head;
+            if head == NIL {
+                let p = self.lists[PROTECTED].head;
+                return (p != NIL).then_some(p);
+            }
+            if budget == 0 || !self.take_reference(head) {
+                return Some(head);
+            }
+            budget -= 1;
+            self.unlink(head);
+            self.push_tail(PROTECTED, head);
+            while self.lists[PROTECTED].weight > self.protected_capacity {
+                let p = self.lists[PROTECTED].head;
+                if p == NIL {
+                    break;
+                }
+                self.unlink(p);
+                if budget > 0 && self.take_reference(p) {
+                    budget -= 1;
+                    self.push_tail(PROTECTED, p);
+                } else {
+                    self.push_tail(PROBATION, p);
+                }
+            }
+        }
+    }
+
+    fn cause_for(&self, idx: u32, now: &mut LazyNow<'_>) -> Cause {
+        match self.slots.get(idx as usize) {
+            Some(Some(n)) if now.is_expired(n) => Cause::Expired,
+            _ => Cause::Evicted,
+        }
+    }
+
+    fn hash_of(&self, idx: u32) -> u64 {
+        match self.slots.get(idx as usize) {
+            Some(Some(n)) => n.hash,
+            _ => 0,
+        }
+    }
+
+    /// Clears the node's referenced flag, returning its previous value.
+    fn take_reference(&mut self, idx: u32) -> bool {
+        match self.slots.get_mut(idx as usize) {
+            Some(Some(n)) => std::mem::replace(n.referenced.get_mut(), false),
+            _ => false,
+        }
+    }
+
+    /// Drops an entry for `cause`, counting it.
+    fn drop_entry(&mut self, idx: u32, cause: Cause) {
+        if self.take(idx).is_some() {
+            match cause {
+                Cause::Evicted => self.counters.evictions += 1,
+                Cause::Expired => self.counters.expirations += 1,
+            }
+        }
+    }
+
+    /// Unlinks and frees slot `idx`, returning its node.
+    fn take(&mut self, idx: u32) -> Option<Node<K, V>> {
+        let hash = match self.slots.get(idx as usize) {
+            Some(Some(n)) => n.hash,
+            _ => return None,
+        };
+        self.unlink(idx);
+        if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
+            entry.remove();
+        }
+        let node = self.slots.get_mut(idx as usize)?.take()?;
+        self.free.push(idx);
+        if node.has_expiry() {
+            self.expiring -= 1;
+        }
+        Some(node)
+    }
+
+    fn alloc(&mut self, node: Node<K, V>) -> u32 {
+        if let Some(idx) = self.free.pop()
+            && let Some(slot) = self.slots.get_mut(idx as usize)
+        {
+            *slot = Some(node);
+            return idx;
+        }
+        // The capacity bound (≤ MAX_ENTRIES_PER_SHARD entries of weight ≥ 1) keeps this below NIL.
+        let idx = self.slots.len() as u32;
+        self.slots.push(Some(node));
+        idx
+    }
+
+    /// Appends `idx` (currently unlinked) to list `seg`.
+    fn push_tail(&mut self, seg: usize, idx: u32) {
+        let tail = self.lists[seg].tail;
+        let weight = match self.slots.get_mut(idx as usize) {
+            Some(Some(n)) => {
+                n.prev = tail;
+                n.next = NIL;
+                n.segment = match seg {
+                    WINDOW => Segment::Window,
+                    PROBATION => Segment::Probation,
+                    _ => Segment::Protected,
+                };
+                n.weight
+            }
+            _ => return,
+        };
+        if tail == NIL {
+            self.lists[seg].head = idx;
+        } else if let Some(Some(t)) = self.slots.get_mut(tail as usize) {
+            t.next = idx;
+        }
+        let list = &mut self.lists[seg];
+        list.tail = idx;
+        list.weight += u64::from(weight);
+        list.len += 1;
+    }
+
+    /// Removes `idx` from whichever list it is on.
+    fn unlink(&mut self, idx: u32) {
+        let (prev, next, seg, weight) = match self.slots.get_mut(idx as usize) {
+            Some(Some(n)) => {
+                let links = (n.prev, n.next, n.segment as usize, n.weight);
+                n.prev = NIL;
+                n.next = NIL;
+                links
+            }
+            _ => return,
+        };
+        if prev == NIL {
+            self.lists[seg].head = next;
+        } else if let Some(Some(p)) = self.slots.get_mut(prev as usize) {
+            p.next = next;
+        }
+        if next == NIL {
+            self.lists[seg].tail = prev;
+        } else if let Some(Some(n)) = self.slots.get_mut(next as usize) {
+            n.prev = prev;
+        }
+        let list = &mut self.lists[seg];
+        list.weight -= u64::from(weight);
+        list.len -= 1;
+    }
+
+    /// Doubles the sketch while the shard holds more entries than the sketch is sized for.
+    ///
+    /// Weighted caches cannot know their entry count up front; sizing the sketch by weight would waste
+    /// memory on caches of large entries, so it follows the live entry count instead (history is lost on a
+    /// resize, which happens at most log2(capacity) times).
+    fn grow_sketch_if_needed(&mut self) {
+        let width = self.sketch.width();
+        if self.len() > width && width < self.max_sketch_width {
+            self.sketch = FrequencySketch::with_capacity((width * 2).min(self.max_sketch_width));
+        }
+    }
+
+    /// Checks every structural invariant; for tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        let mut seen = 0usize;
+        for seg in [WINDOW, PROBATION, PROTECTED] {
+            let list = self.lists[seg];
+            let (mut idx, mut prev, mut len, mut weight) = (list.head, NIL, 0usize, 0u64);
+            while idx != NIL {
+                let n = self.slots[idx as usize]
+                    .as_ref()
+                    .expect("listed slot is live");
+                assert_eq!(n.prev, prev);
+                assert_eq!(n.segment as usize, seg);
+                assert_eq!(self.find_index(n.hash, &n.key), Some(idx));
+                weight += u64::from(n.weight);
+                len += 1;
+                prev = idx;
+                idx = n.next;
+            }
+            assert_eq!(list.tail, prev);
+            assert_eq!(list.len, len);
+            assert_eq!(list.weight, weight);
+            seen += len;
+        }
+        assert_eq!(seen, self.table.len());
+        assert_eq!(
+            self.slots.iter().filter(|s| s.is_some()).count(),
+            self.table.len()
+        );
+        assert!(self.weighted_size() <= self.capacity);
+        assert_eq!(
+            self.expiring,
+            self.slots
+                .iter()
+                .flatten()
+                .filter(|n| n.has_expiry())
+                .count()
+        );
+    }
+
+    /// Which segment `key` is in; for tests.
+    #[cfg(test)]
+    pub(crate) fn segment_of<Q>(&self, hash: u64, key: &Q) -> Option<Segment>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.find(hash, key).map(|n| n.segment)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn h(k: u64) -> u64 {
+        let x = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^ (x >> 32)
+    }
+
+    fn put(p: &mut Policy<u64, u64>, clock: &ManualClock, k: u64) -> InsertOutcome {
+        p.insert(h(k), k, k * 10, 1, NEVER, &mut LazyNow::new(clock))
+    }
+
+    fn read(p: &Policy<u64, u64>, k: u64) -> Option<u64> {
+        let n = p.find(h(k), &k)?;
+        p.record_read(n);
+        Some(n.value)
+    }
+
+    #[test]
+    fn fills_to_capacity_then_evicts() {
+        let clock = ManualClock::new();
+        let mut p = Policy::new(100);
+        for k in 0..100 {
+            assert_eq!(put(&mut p, &clock, k), InsertOutcome::Inserted);
+        }
+        assert_eq!(p.len(), 100);
+        assert_eq!(p.counters.evictions, 0);
+        for k in 100..300 {
+            put(&mut p, &clock, k);
+            p.check_invariants();
+        }
+        assert_eq!(p.len(), 100);
+        assert_eq!(p.counters.evictions, 200);
+    }
+
+    #[test]
+    fn frequent_keys_survive_a_scan_of_new_keys() {
+        let clock = ManualClock::new();
+        let mut p = Policy::new(100);
+        for k in 0..100 {
+            put(&mut p, &clock, k);
+        }
+        // Keys 0..50 become hot.
+        for _ in 0..5 {
+            for k in 0..50 {
+                assert!(read(&p, k).is_some());
+            }
+        }
+        // A scan of 1000 one-hit wonders.
+        for k in 1000..2000 {
+            put(&mut p, &clock, k);
+        }
+        p.check_invariants();
+        let survivors = (0..50).filter(|&k| read(&p, k).is_some()).count();
+        assert_eq!(survivors, 50, "the scan flushed hot keys");
+    }
+
+    #[test]
+    fn reread_probation_entries_are_promoted_to_protected() {
+        let clock = ManualClock::new();
+        let mut p = Policy::new(100);
+        for k in 0..100 {
+            put(&mut p, &clock, k);
+        }
+        // Key 0 is the oldest, at the head of probation: the next victim, unless it was re-read.
+        assert_eq!(p.segment_of(h(0), &0), Some(Segment::Probation));
+        read(&p, 0);
+        put(&mut p, &clock, 100);
+        assert_eq!(p.segment_of(h(0), &0), Some(Segment::Protected));
+        p.check_invariants();
+    }
+
+    #[test]
+    fn new_key_is_admitted_once_more_frequent_than_the_victim() {
+        let clock = ManualClock::new();
+        let mut p = Policy::new(100);
+        for k in 0..100 {
+            put(&mut p, &clock, k);
+        }
+        // Key 500 is asked for (inserted) repeatedly; each time it loses while its frequency is low, then wins.
+        let mut admitted = false;
+        for _ in 0..5 {
+            put(&mut p, &clock, 500);
+            for k in 600..602 {
+                put(&mut p, &clock, k); // push 500 out of the window
+            }
+            admitted |= p.find(h(500), &500).is_some();
+        }
+        assert!(admitted);
+    }
+
+    #[test]
+    fn weights_count_against_capacity() {
+        let clock = ManualClock::new();
+        let mut p: Policy<u64, u64> = Policy::new(100);
+        let mut now = LazyNow::new(&clock);
+        for k in 0..10 {
+            p.insert(h(k), k, k, 30, NEVER, &mut now);
+            p.check_invariants();
+            assert!(p.weighted_size() <= 100);
+        }
+        assert!(p.len() <= 3);
+        assert_eq!(
+            p.insert(h(99), 99, 0, 101, NEVER, &mut now),
+            InsertOutcome::TooHeavy
+        );
+        // Updating to a heavier weight evicts to make room.
+        let k = p
+            .slots
+            .iter()
+            .flatten()
+            .map(|n| n.key)
+            .next()
+            .expect("one entry");
+        p.insert(h(k), k, 1, 100, NEVER, &mut now);
+        p.check_invariants();
+        assert_eq!(p.weighted_size(), 100);
+    }
+
+    #[test]
+    fn expired_entries_are_swept_by_inserts() {
+        let clock = ManualClock::new();
+        let mut p: Policy<u64, u64> = Policy::new(1000);
+        for k in 0..100 {
+            p.insert(h(k), k, k, 1, 1_000, &mut LazyNow::new(&clock));
+        }
+        clock.advance(std::time::Duration::from_micros(2));
+        for k in 1000..1030 {
+            put(&mut p, &clock, k);
+        }
+        p.check_invariants();
+        assert_eq!(p.counters.expirations, 100);
+        assert_eq!(p.len(), 30);
+    }
+
+    #[test]
+    fn tiny_capacities_work() {
+        let clock = ManualClock::new();
+        for cap in 1..5 {
+            let mut p = Policy::new(cap);
+            for k in 0..50 {
+                put(&mut p, &clock, k % 7);
+                read(&p, k % 3);
+                p.check_invariants();
+            }
+            assert!(p.len() as u64 <= cap);
+        }
+    }
+
+    #[test]
+    fn remove_and_clear() {
+        let clock = ManualClock::new();
+        let mut p = Policy::new(10);
+        put(&mut p, &clock, 1);
+        put(&mut p, &clock, 2);
+        assert_eq!(p.remove(h(1), &1), Some(10));
+        assert_eq!(p.remove(h(1), &1), None);
+        p.check_invariants();
+        p.clear();
+        assert_eq!(p.len(), 0);
+        put(&mut p, &clock, 3);
+        p.check_invariants();
+    }
+}
