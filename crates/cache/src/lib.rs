@@ -74,7 +74,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use stats::CacheStats;
 
 use flight::{Flight, Flights, LeaderGuard};
-use policy::{InsertOutcome, LazyNow, NEVER, Policy};
+use policy::{InsertOutcome, LazyNow, Lookup, NEVER, Policy};
 use stats::LookupCounters;
 
 /// Most shards a cache may have.
@@ -284,19 +284,14 @@ where
         Q: Eq + ?Sized,
     {
         let shard = self.shard(hash);
-        {
-            let policy = shard.policy.read();
-            let node = policy.find(hash, key)?;
-            if !node.has_expiry() || self.clock.now_ns() < node.expires_at_ns {
-                policy.record_read(node);
-                return Some(node.value.clone());
-            }
+        let mut now = LazyNow::new(&*self.clock);
+        match shard.policy.read().get(hash, key, true, &mut now) {
+            Lookup::Live(v) => return Some(v.clone()),
+            Lookup::Absent => return None,
+            Lookup::Expired => {}
         }
         // Expired: the first reader to notice removes it, so the memory goes back now.
-        shard
-            .policy
-            .write()
-            .remove_if_expired(hash, key, &mut LazyNow::new(&*self.clock));
+        shard.policy.write().remove_if_expired(hash, key, &mut now);
         None
     }
 
@@ -307,10 +302,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
+        let mut now = LazyNow::new(&*self.clock);
         let policy = self.shard(hash).policy.read();
-        policy
-            .find(hash, key)
-            .is_some_and(|n| !n.has_expiry() || self.clock.now_ns() < n.expires_at_ns)
+        matches!(policy.get(hash, key, false, &mut now), Lookup::Live(_))
     }
 
     /// Stores `key → value` with the default TTL, replacing any old value. An entry too heavy for a shard
@@ -367,12 +361,11 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
+        let mut now = LazyNow::new(&*self.clock);
         let mut policy = self.shard(hash).policy.write();
-        let expired = policy
-            .find(hash, key)
-            .is_some_and(|n| n.has_expiry() && self.clock.now_ns() >= n.expires_at_ns);
+        let live = matches!(policy.get(hash, key, false, &mut now), Lookup::Live(_));
         let value = policy.remove(hash, key)?;
-        (!expired).then_some(value)
+        live.then_some(value)
     }
 
     /// The value for `key`, computing it with `load` and storing it if missing.

@@ -1,7 +1,10 @@
 //! One shard's storage and its W-TinyLFU policy, with no locking of its own.
 //!
-//! Entries live in a slab (`slots`) and are found through a hash table of slab indices, so each entry is
-//! stored once and the hash is computed once per operation. Every live entry sits on exactly one of three
+//! Entries live in a slab and are found through a hash table of slab indices, so each entry is stored once
+//! and the hash is computed once per operation. The slab is split in two parallel arrays: `slots` holds
+//! what a read needs (key, value, an access byte) and `meta` what only the policy needs (hash, expiry,
+//! weight, list links). For small keys and values a read then touches one 24-byte slot instead of a
+//! 48-byte node that straddles cache lines half the time. Every live entry sits on exactly one of three
 //! intrusive lists:
 //!
 //! * **window** (about 1% of the capacity): where every newcomer starts. Its purpose is to let a burst of
@@ -12,16 +15,18 @@
 //!   A probation entry that was read since it entered is promoted to protected instead of being evicted;
 //!   protected overflow is demoted back to probation.
 //!
-//! Reads never take the write lock, so they cannot move entries between lists. Instead a read sets the
-//! entry's `referenced` flag (one relaxed store, skipped when already set) and the list order is corrected
-//! lazily when a writer looks at the entry: a referenced window entry gets a second chance at the window's
-//! tail, a referenced probation entry is promoted, a referenced protected entry goes back to the protected
-//! tail. Each look clears the flag, so every such pass over a list is bounded by the list's length (CLOCK's
-//! argument). Each segment therefore behaves like CLOCK, an approximation of LRU, while admission — what
-//! decides the hit ratio on skewed and scan-polluted workloads — is exact TinyLFU.
+//! Reads run under the shard's read lock, so they cannot move entries between lists or write the sketch.
+//! A read instead updates the entry's access byte: a `referenced` flag and a saturating count of reads not
+//! yet folded into the sketch. The policy corrects list order lazily when a writer looks at an entry: a
+//! referenced window entry gets a second chance at the window's tail, a referenced probation entry is
+//! promoted, a referenced protected entry goes back to the protected tail. Each look folds the pending
+//! count into the sketch and clears the flag, so every such pass over a list is bounded by the list's
+//! length (CLOCK's argument). Each segment therefore behaves like CLOCK, an approximation of LRU, while
+//! admission — what decides the hit ratio on skewed and scan-polluted workloads — compares frequencies as
+//! TinyLFU does (a key's estimate is its sketch count plus any reads still pending in its entry).
 
 use std::borrow::Borrow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use hashbrown::HashTable;
 
@@ -34,7 +39,7 @@ pub(crate) const NEVER: u64 = u64::MAX;
 /// The null link of the intrusive lists.
 const NIL: u32 = u32::MAX;
 /// Largest number of entries one shard may hold: slab indices are `u32` and `NIL` is reserved.
-pub(crate) const MAX_ENTRIES_PER_SHARD: u64 = (u32::MAX - 1) as u64;
+const MAX_ENTRIES_PER_SHARD: u64 = (u32::MAX - 1) as u64;
 /// Slab slots examined for expired entries per insert, when the shard holds any entry with a TTL.
 const SWEEP_SLOTS_PER_INSERT: usize = 4;
 /// The sketch starts at this width (or the capacity, if smaller) and doubles as entries arrive.
@@ -45,6 +50,10 @@ const MAX_SKETCH_WIDTH: usize = 1 << 24;
 const WINDOW_PERCENT: u64 = 1;
 /// Share of the main space given to the protected segment, in percent.
 const PROTECTED_PERCENT: u64 = 80;
+/// Bit of [`Node::access`] set by any read since the policy last looked at the entry.
+const REFERENCED: u8 = 0x80;
+/// Bits of [`Node::access`] counting reads not yet folded into the sketch (saturating at 15).
+const PENDING_MASK: u8 = 0x0F;
 
 /// Which list an entry is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,27 +70,29 @@ const WINDOW: usize = Segment::Window as usize;
 const PROBATION: usize = Segment::Probation as usize;
 const PROTECTED: usize = Segment::Protected as usize;
 
-/// One cached entry.
-pub(crate) struct Node<K, V> {
-    pub(crate) key: K,
-    pub(crate) value: V,
+const SEGMENTS: [Segment; 3] = [Segment::Window, Segment::Probation, Segment::Protected];
+
+/// The part of an entry a read touches.
+struct Node<K, V> {
+    key: K,
+    value: V,
+    /// [`REFERENCED`] flag and [`PENDING_MASK`] read count, set by reads under the read lock; the policy
+    /// folds the count into the sketch and clears both when it looks at the entry.
+    access: AtomicU8,
+    segment: Segment,
+    /// Whether the entry carries a TTL; only then does a read look at `Meta::expires_at_ns` and the clock.
+    has_expiry: bool,
+}
+
+/// The part of an entry only the policy touches (under the write lock).
+#[derive(Debug, Clone, Copy)]
+struct Meta {
     hash: u64,
     /// Clock reading at which the entry stops being returned; [`NEVER`] if it has no TTL.
-    pub(crate) expires_at_ns: u64,
+    expires_at_ns: u64,
     weight: u32,
     prev: u32,
     next: u32,
-    segment: Segment,
-    /// Set by reads (under the read lock), cleared by the policy when it looks at the entry.
-    referenced: AtomicBool,
-}
-
-impl<K, V> Node<K, V> {
-    /// Whether this entry carries a TTL at all (the clock is read only if so).
-    #[inline]
-    pub(crate) fn has_expiry(&self) -> bool {
-        self.expires_at_ns != NEVER
-    }
 }
 
 /// An intrusive doubly linked list over slab indices, with its total weight.
@@ -120,6 +131,17 @@ pub(crate) enum InsertOutcome {
     TooHeavy,
 }
 
+/// What a lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup<T> {
+    /// A live entry.
+    Live(T),
+    /// An entry whose TTL has passed (not yet cleaned up).
+    Expired,
+    /// Nothing.
+    Absent,
+}
+
 /// Reads the clock at most once per operation, and only if something needs the time.
 pub(crate) struct LazyNow<'a> {
     clock: &'a dyn Clock,
@@ -137,17 +159,13 @@ impl<'a> LazyNow<'a> {
     pub(crate) fn get(&mut self) -> u64 {
         *self.now_ns.get_or_insert_with(|| self.clock.now_ns())
     }
-
-    /// Whether `node` has expired; reads the clock only for nodes with a TTL.
-    pub(crate) fn is_expired<K, V>(&mut self, node: &Node<K, V>) -> bool {
-        node.has_expiry() && self.get() >= node.expires_at_ns
-    }
 }
 
 /// A shard: slab, hash index, the three lists, the sketch and counters.
 pub(crate) struct Policy<K, V> {
     table: HashTable<u32>,
     slots: Vec<Option<Node<K, V>>>,
+    meta: Vec<Meta>,
     free: Vec<u32>,
     lists: [List; 3],
     capacity: u64,
@@ -176,6 +194,7 @@ impl<K: Eq, V> Policy<K, V> {
         Self {
             table: HashTable::new(),
             slots: Vec::new(),
+            meta: Vec::new(),
             free: Vec::new(),
             lists: [List::EMPTY; 3],
             capacity,
@@ -220,26 +239,41 @@ impl<K: Eq, V> Policy<K, V> {
             .copied()
     }
 
-    /// The entry for `key`, if present (expired or not).
+    /// Whether the entry in slot `idx` has expired; reads the clock only for entries with a TTL.
     #[inline]
-    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Node<K, V>>
+    fn is_expired(&self, idx: u32, now: &mut LazyNow<'_>) -> bool {
+        match (self.slots.get(idx as usize), self.meta.get(idx as usize)) {
+            (Some(Some(n)), Some(m)) => n.has_expiry && now.get() >= m.expires_at_ns,
+            _ => false,
+        }
+    }
+
+    /// Looks `key` up. If `record`, a live hit counts as a read for the policy. Runs under the read lock.
+    #[inline]
+    pub(crate) fn get<Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        record: bool,
+        now: &mut LazyNow<'_>,
+    ) -> Lookup<&V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let idx = self.find_index(hash, key)?;
-        self.slots.get(idx as usize)?.as_ref()
-    }
-
-    /// Records a read of `node`: marks it referenced and counts it in the sketch. Runs under the read lock.
-    #[inline]
-    pub(crate) fn record_read(&self, node: &Node<K, V>) {
-        // Load before store: a hot entry's flag is already set, and skipping the store keeps its cache line
-        // shared between the reading cores instead of bouncing it.
-        if !node.referenced.load(Ordering::Relaxed) {
-            node.referenced.store(true, Ordering::Relaxed);
+        let Some(idx) = self.find_index(hash, key) else {
+            return Lookup::Absent;
+        };
+        let Some(Some(node)) = self.slots.get(idx as usize) else {
+            return Lookup::Absent;
+        };
+        if node.has_expiry && self.is_expired(idx, now) {
+            return Lookup::Expired;
         }
-        self.sketch.increment(node.hash);
+        if record {
+            record_read(&node.access);
+        }
+        Lookup::Live(&node.value)
     }
 
     /// Stores `key → value`, then evicts until the shard fits its capacity again.
@@ -254,59 +288,60 @@ impl<K: Eq, V> Policy<K, V> {
     ) -> InsertOutcome {
         // Weight zero would let a shard hold unboundedly many entries.
         let weight = weight.max(1);
-        if self.sketch.needs_halving() {
-            self.sketch.halve();
-        }
         if u64::from(weight) > self.capacity {
             // Dropping the old value too: after a rejected update, readers must not see the stale one.
             self.remove(hash, &key);
             return InsertOutcome::TooHeavy;
         }
-        self.sketch.increment(hash);
+        let has_expiry = expires_at_ns != NEVER;
         if let Some(idx) = self.find_index(hash, &key) {
-            let Some(node) = self.slots.get_mut(idx as usize).and_then(Option::as_mut) else {
+            let (Some(Some(node)), Some(meta)) = (
+                self.slots.get_mut(idx as usize),
+                self.meta.get_mut(idx as usize),
+            ) else {
                 debug_assert!(false, "hash table points at an empty slot");
                 return InsertOutcome::TooHeavy;
             };
-            let old_weight = node.weight;
-            let had_expiry = node.has_expiry();
             node.value = value;
-            node.weight = weight;
-            node.expires_at_ns = expires_at_ns;
-            *node.referenced.get_mut() = true;
-            let has_expiry = node.has_expiry();
-            let seg = node.segment as usize;
-            self.lists[seg].weight =
-                self.lists[seg].weight - u64::from(old_weight) + u64::from(weight);
-            match (had_expiry, has_expiry) {
+            // An update counts as an access, like a read.
+            record_read_mut(node.access.get_mut());
+            match (node.has_expiry, has_expiry) {
                 (false, true) => self.expiring += 1,
                 (true, false) => self.expiring -= 1,
                 _ => {}
             }
+            node.has_expiry = has_expiry;
+            meta.expires_at_ns = expires_at_ns;
+            let old_weight = std::mem::replace(&mut meta.weight, weight);
+            let list = &mut self.lists[node.segment as usize];
+            list.weight = list.weight - u64::from(old_weight) + u64::from(weight);
             self.maintain(now);
             return InsertOutcome::Replaced;
+        }
+        if self.sketch.increment(hash) {
+            self.age_pending();
+        }
+        if has_expiry {
+            self.expiring += 1;
         }
         let node = Node {
             key,
             value,
+            access: AtomicU8::new(0),
+            segment: Segment::Window,
+            has_expiry,
+        };
+        let meta = Meta {
             hash,
             expires_at_ns,
             weight,
             prev: NIL,
             next: NIL,
-            segment: Segment::Window,
-            referenced: AtomicBool::new(false),
         };
-        if node.has_expiry() {
-            self.expiring += 1;
-        }
-        let idx = self.alloc(node);
-        let slots = &self.slots;
+        let idx = self.alloc(node, meta);
+        let metas = &self.meta;
         self.table
-            .insert_unique(hash, idx, |&i| match slots.get(i as usize) {
-                Some(Some(n)) => n.hash,
-                _ => 0,
-            });
+            .insert_unique(hash, idx, |&i| metas.get(i as usize).map_or(0, |m| m.hash));
         self.push_tail(WINDOW, idx);
         self.counters.inserts += 1;
         self.maintain(now);
@@ -334,7 +369,7 @@ impl<K: Eq, V> Policy<K, V> {
         let Some(idx) = self.find_index(hash, key) else {
             return false;
         };
-        let expired = matches!(self.slots.get(idx as usize), Some(Some(n)) if now.is_expired(n));
+        let expired = self.is_expired(idx, now);
         if expired {
             self.drop_entry(idx, Cause::Expired);
         }
@@ -345,6 +380,7 @@ impl<K: Eq, V> Policy<K, V> {
     pub(crate) fn clear(&mut self) {
         self.table.clear();
         self.slots.clear();
+        self.meta.clear();
         self.free.clear();
         self.lists = [List::EMPTY; 3];
         self.expiring = 0;
@@ -370,12 +406,11 @@ impl<K: Eq, V> Policy<K, V> {
             if self.sweep_cursor >= n {
                 self.sweep_cursor = 0;
             }
-            let idx = self.sweep_cursor;
+            // sweep_cursor < slots.len() ≤ u32::MAX by construction of alloc.
+            let idx = self.sweep_cursor as u32;
             self.sweep_cursor += 1;
-            let expired = matches!(self.slots.get(idx), Some(Some(node)) if now.is_expired(node));
-            if expired {
-                // idx < slots.len() ≤ u32::MAX by construction of alloc.
-                self.drop_entry(idx as u32, Cause::Expired);
+            if self.is_expired(idx, now) {
+                self.drop_entry(idx, Cause::Expired);
             }
         }
     }
@@ -396,9 +431,12 @@ impl<K: Eq, V> Policy<K, V> {
                 self.push_tail(WINDOW, candidate);
                 continue;
             }
-            self.unlink(candidate);
-            self.push_tail(PROBATION, candidate);
-            self.admit(candidate, now);
+            // Decide before moving: most candidates of a full shard are one-hit wonders that lose their duel,
+            // and evicting them straight from the window saves relinking them into probation first.
+            if self.admit(candidate, now) {
+                self.unlink(candidate);
+                self.push_tail(PROBATION, candidate);
+            }
         }
         // Still too heavy: the main space was empty, or an update made an entry heavier.
         while self.weighted_size() > self.capacity || self.len() as u64 > MAX_ENTRIES_PER_SHARD {
@@ -412,38 +450,36 @@ impl<K: Eq, V> Policy<K, V> {
         }
     }
 
-    /// TinyLFU admission of `candidate` (just appended to probation): while the shard is over capacity, the
-    /// candidate duels the probation victim and the less frequently used of the two is evicted.
-    fn admit(&mut self, candidate: u32, now: &mut LazyNow<'_>) {
+    /// TinyLFU admission of `candidate` (the window's head, about to leave it): while the shard is over
+    /// capacity, the candidate duels the main space's victim and the less frequently used of the two is
+    /// evicted. Returns whether the candidate survived.
+    fn admit(&mut self, candidate: u32, now: &mut LazyNow<'_>) -> bool {
         while self.weighted_size() > self.capacity {
             let Some(victim) = self.pick_victim() else {
-                self.drop_entry(candidate, Cause::Evicted);
-                return;
-            };
-            if victim == candidate {
                 let cause = self.cause_for(candidate, now);
                 self.drop_entry(candidate, cause);
-                return;
-            }
-            if self.cause_for(victim, now) == Cause::Expired {
+                return false;
+            };
+            if self.is_expired(victim, now) {
                 self.drop_entry(victim, Cause::Expired);
                 continue;
             }
-            if self.cause_for(candidate, now) == Cause::Expired {
+            if self.is_expired(candidate, now) {
                 self.drop_entry(candidate, Cause::Expired);
-                return;
+                return false;
             }
-            let candidate_freq = self.sketch.frequency(self.hash_of(candidate));
-            let victim_freq = self.sketch.frequency(self.hash_of(victim));
+            let candidate_freq = self.frequency(candidate);
+            let victim_freq = self.frequency(victim);
             // Ties go to the incumbent: a one-hit wonder must never push out an entry of equal standing,
             // which is what makes a scan of new keys unable to flush the cache.
             if candidate_freq > victim_freq {
                 self.drop_entry(victim, Cause::Evicted);
             } else {
                 self.drop_entry(candidate, Cause::Evicted);
-                return;
+                return false;
             }
         }
+        true
     }
 
     /// The next eviction victim in main: the head of probation, after promoting referenced entries to
@@ -480,24 +516,54 @@ impl<K: Eq, V> Policy<K, V> {
     }
 
     fn cause_for(&self, idx: u32, now: &mut LazyNow<'_>) -> Cause {
-        match self.slots.get(idx as usize) {
-            Some(Some(n)) if now.is_expired(n) => Cause::Expired,
-            _ => Cause::Evicted,
+        if self.is_expired(idx, now) {
+            Cause::Expired
+        } else {
+            Cause::Evicted
         }
     }
 
-    fn hash_of(&self, idx: u32) -> u64 {
-        match self.slots.get(idx as usize) {
-            Some(Some(n)) => n.hash,
-            _ => 0,
+    /// The entry's estimated recent access count: the sketch, after folding in the entry's pending reads.
+    fn frequency(&mut self, idx: u32) -> u8 {
+        match self.fold(idx, false) {
+            Some((hash, _)) => self.sketch.frequency(hash),
+            None => 0,
         }
     }
 
-    /// Clears the node's referenced flag, returning its previous value.
+    /// Clears the entry's referenced flag, returning its previous value, and folds its pending reads into
+    /// the sketch.
     fn take_reference(&mut self, idx: u32) -> bool {
-        match self.slots.get_mut(idx as usize) {
-            Some(Some(n)) => std::mem::replace(n.referenced.get_mut(), false),
-            _ => false,
+        self.fold(idx, true)
+            .is_some_and(|(_, referenced)| referenced)
+    }
+
+    /// Moves the entry's pending read count into the sketch, clearing the referenced flag too if `clear`.
+    /// Returns the entry's hash and whether it was referenced, or `None` for an empty slot.
+    fn fold(&mut self, idx: u32, clear: bool) -> Option<(u64, bool)> {
+        let (Some(Some(n)), Some(m)) = (
+            self.slots.get_mut(idx as usize),
+            self.meta.get(idx as usize),
+        ) else {
+            return None;
+        };
+        let access = n.access.get_mut();
+        let pending = *access & PENDING_MASK;
+        let referenced = *access & REFERENCED != 0;
+        *access = if clear { 0 } else { *access & REFERENCED };
+        let hash = m.hash;
+        if pending > 0 && self.sketch.add(hash, pending) {
+            self.age_pending();
+        }
+        Some((hash, referenced))
+    }
+
+    /// Halves every entry's pending read count, because the sketch just halved its counters: an estimate is
+    /// sketch + pending, and both halves must age together.
+    fn age_pending(&mut self) {
+        for n in self.slots.iter_mut().flatten() {
+            let access = n.access.get_mut();
+            *access = (*access & REFERENCED) | ((*access & PENDING_MASK) >> 1);
         }
     }
 
@@ -511,56 +577,57 @@ impl<K: Eq, V> Policy<K, V> {
         }
     }
 
-    /// Unlinks and frees slot `idx`, returning its node.
+    /// Unlinks and frees slot `idx`, returning its node. Its reads are folded into the sketch first, so
+    /// the key's popularity outlives its eviction (what lets a returning popular key win admission).
     fn take(&mut self, idx: u32) -> Option<Node<K, V>> {
-        let hash = match self.slots.get(idx as usize) {
-            Some(Some(n)) => n.hash,
-            _ => return None,
-        };
+        let (hash, _) = self.fold(idx, true)?;
         self.unlink(idx);
         if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
             entry.remove();
         }
+        // The slot's meta is left stale: nothing reads a vacant slot's meta, and alloc overwrites it.
         let node = self.slots.get_mut(idx as usize)?.take()?;
         self.free.push(idx);
-        if node.has_expiry() {
+        if node.has_expiry {
             self.expiring -= 1;
         }
         Some(node)
     }
 
-    fn alloc(&mut self, node: Node<K, V>) -> u32 {
+    fn alloc(&mut self, node: Node<K, V>, meta: Meta) -> u32 {
         if let Some(idx) = self.free.pop()
-            && let Some(slot) = self.slots.get_mut(idx as usize)
+            && let (Some(slot), Some(m)) = (
+                self.slots.get_mut(idx as usize),
+                self.meta.get_mut(idx as usize),
+            )
         {
             *slot = Some(node);
+            *m = meta;
             return idx;
         }
         // The capacity bound (≤ MAX_ENTRIES_PER_SHARD entries of weight ≥ 1) keeps this below NIL.
         let idx = self.slots.len() as u32;
         self.slots.push(Some(node));
+        self.meta.push(meta);
         idx
     }
 
     /// Appends `idx` (currently unlinked) to list `seg`.
     fn push_tail(&mut self, seg: usize, idx: u32) {
         let tail = self.lists[seg].tail;
-        let weight = match self.slots.get_mut(idx as usize) {
-            Some(Some(n)) => {
-                n.prev = tail;
-                n.next = NIL;
-                n.segment = match seg {
-                    WINDOW => Segment::Window,
-                    PROBATION => Segment::Probation,
-                    _ => Segment::Protected,
-                };
-                n.weight
-            }
-            _ => return,
+        let (Some(Some(n)), Some(m)) = (
+            self.slots.get_mut(idx as usize),
+            self.meta.get_mut(idx as usize),
+        ) else {
+            return;
         };
+        n.segment = SEGMENTS[seg];
+        m.prev = tail;
+        m.next = NIL;
+        let weight = m.weight;
         if tail == NIL {
             self.lists[seg].head = idx;
-        } else if let Some(Some(t)) = self.slots.get_mut(tail as usize) {
+        } else if let Some(t) = self.meta.get_mut(tail as usize) {
             t.next = idx;
         }
         let list = &mut self.lists[seg];
@@ -571,23 +638,24 @@ impl<K: Eq, V> Policy<K, V> {
 
     /// Removes `idx` from whichever list it is on.
     fn unlink(&mut self, idx: u32) {
-        let (prev, next, seg, weight) = match self.slots.get_mut(idx as usize) {
-            Some(Some(n)) => {
-                let links = (n.prev, n.next, n.segment as usize, n.weight);
-                n.prev = NIL;
-                n.next = NIL;
-                links
-            }
+        let seg = match self.slots.get(idx as usize) {
+            Some(Some(n)) => n.segment as usize,
             _ => return,
         };
+        let Some(m) = self.meta.get_mut(idx as usize) else {
+            return;
+        };
+        let (prev, next, weight) = (m.prev, m.next, m.weight);
+        m.prev = NIL;
+        m.next = NIL;
         if prev == NIL {
             self.lists[seg].head = next;
-        } else if let Some(Some(p)) = self.slots.get_mut(prev as usize) {
+        } else if let Some(p) = self.meta.get_mut(prev as usize) {
             p.next = next;
         }
         if next == NIL {
             self.lists[seg].tail = prev;
-        } else if let Some(Some(n)) = self.slots.get_mut(next as usize) {
+        } else if let Some(n) = self.meta.get_mut(next as usize) {
             n.prev = prev;
         }
         let list = &mut self.lists[seg];
@@ -618,13 +686,15 @@ impl<K: Eq, V> Policy<K, V> {
                 let n = self.slots[idx as usize]
                     .as_ref()
                     .expect("listed slot is live");
-                assert_eq!(n.prev, prev);
+                let m = self.meta[idx as usize];
+                assert_eq!(m.prev, prev);
                 assert_eq!(n.segment as usize, seg);
-                assert_eq!(self.find_index(n.hash, &n.key), Some(idx));
-                weight += u64::from(n.weight);
+                assert_eq!(self.find_index(m.hash, &n.key), Some(idx));
+                assert_eq!(n.has_expiry, m.expires_at_ns != NEVER);
+                weight += u64::from(m.weight);
                 len += 1;
                 prev = idx;
-                idx = n.next;
+                idx = m.next;
             }
             assert_eq!(list.tail, prev);
             assert_eq!(list.len, len);
@@ -636,14 +706,11 @@ impl<K: Eq, V> Policy<K, V> {
             self.slots.iter().filter(|s| s.is_some()).count(),
             self.table.len()
         );
+        assert_eq!(self.slots.len(), self.meta.len());
         assert!(self.weighted_size() <= self.capacity);
         assert_eq!(
             self.expiring,
-            self.slots
-                .iter()
-                .flatten()
-                .filter(|n| n.has_expiry())
-                .count()
+            self.slots.iter().flatten().filter(|n| n.has_expiry).count()
         );
     }
 
@@ -654,8 +721,30 @@ impl<K: Eq, V> Policy<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.find(hash, key).map(|n| n.segment)
+        let idx = self.find_index(hash, key)?;
+        self.slots.get(idx as usize)?.as_ref().map(|n| n.segment)
     }
+}
+
+/// Counts a read in an entry's access byte (see [`Policy::get`] for why a plain load and store suffice).
+///
+/// Two racing readers may count one read instead of two, which a frequency estimate shrugs off. A hot
+/// entry's byte is saturated, so the store is skipped and its cache line stays shared between the reading
+/// cores instead of bouncing between them.
+#[inline]
+fn record_read(access: &AtomicU8) {
+    let v = access.load(Ordering::Relaxed);
+    let pending = v & PENDING_MASK;
+    let new = REFERENCED | (pending + u8::from(pending < PENDING_MASK));
+    if new != v {
+        access.store(new, Ordering::Relaxed);
+    }
+}
+
+/// [`record_read`] with exclusive access.
+fn record_read_mut(access: &mut u8) {
+    let pending = *access & PENDING_MASK;
+    *access = REFERENCED | (pending + u8::from(pending < PENDING_MASK));
 }
 
 #[cfg(test)]
@@ -673,9 +762,11 @@ mod tests {
     }
 
     fn read(p: &Policy<u64, u64>, k: u64) -> Option<u64> {
-        let n = p.find(h(k), &k)?;
-        p.record_read(n);
-        Some(n.value)
+        let clock = ManualClock::new();
+        match p.get(h(k), &k, true, &mut LazyNow::new(&clock)) {
+            Lookup::Live(v) => Some(*v),
+            _ => None,
+        }
     }
 
     #[test]
@@ -746,7 +837,7 @@ mod tests {
             for k in 600..602 {
                 put(&mut p, &clock, k); // push 500 out of the window
             }
-            admitted |= p.find(h(500), &500).is_some();
+            admitted |= p.find_index(h(500), &500).is_some();
         }
         assert!(admitted);
     }
