@@ -294,7 +294,22 @@ impl<K: Eq, V> Policy<K, V> {
             return InsertOutcome::TooHeavy;
         }
         let has_expiry = expires_at_ns != NEVER;
-        if let Some(idx) = self.find_index(hash, &key) {
+        // One probe of the table for both outcomes. On a vacancy the table records the slot that `alloc`
+        // is about to hand out (the last freed one, else a new one at the end).
+        let next_idx = self.free.last().copied().unwrap_or(self.slots.len() as u32);
+        let (slots, metas) = (&self.slots, &self.meta);
+        let existing = match self.table.entry(
+            hash,
+            |&i| matches!(slots.get(i as usize), Some(Some(n)) if n.key == key),
+            |&i| metas.get(i as usize).map_or(0, |m| m.hash),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => Some(*e.get()),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(next_idx);
+                None
+            }
+        };
+        if let Some(idx) = existing {
             let (Some(Some(node)), Some(meta)) = (
                 self.slots.get_mut(idx as usize),
                 self.meta.get_mut(idx as usize),
@@ -339,9 +354,7 @@ impl<K: Eq, V> Policy<K, V> {
             next: NIL,
         };
         let idx = self.alloc(node, meta);
-        let metas = &self.meta;
-        self.table
-            .insert_unique(hash, idx, |&i| metas.get(i as usize).map_or(0, |m| m.hash));
+        debug_assert_eq!(idx, next_idx);
         self.push_tail(WINDOW, idx);
         self.counters.inserts += 1;
         self.maintain(now);
