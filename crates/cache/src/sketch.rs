@@ -1,0 +1,198 @@
+//! A count-min sketch of 4-bit counters: TinyLFU's estimate of how often a key was asked for lately.
+//!
+//! Each key maps to one 64-byte block of eight words, and to four counters inside it (one in each pair of
+//! words), so an estimate or an increment touches a single cache line. Counters saturate at 15; once the
+//! sketch has counted `10 × width` additions every counter is halved, so the estimate follows what is popular
+//! *now* rather than what was popular an hour ago (TinyLFU's "reset" operation).
+//!
+//! The sketch is only touched under the shard's write lock: reads of cached entries count their accesses
+//! in the entry itself, and those counts are folded in here when the policy next looks at the entry (see
+//! `policy.rs`). So the counters are plain integers, not atomics.
+
+/// Words per block: one 64-byte cache line.
+const WORDS_PER_BLOCK: usize = 8;
+/// Largest value a 4-bit counter holds.
+const COUNTER_MAX: u64 = 15;
+/// Mask that keeps the low three bits of each nibble after a right shift by one (the halving step).
+const HALVE_MASK: u64 = 0x7777_7777_7777_7777;
+/// Smallest table, in words.
+const MIN_WORDS: usize = WORDS_PER_BLOCK;
+
+/// The frequency sketch of one shard.
+pub(crate) struct FrequencySketch {
+    table: Box<[u64]>,
+    block_mask: u64,
+    /// Increments since the last halving; drives aging.
+    additions: u64,
+    /// Number of additions after which every counter is halved.
+    sample_size: u64,
+}
+
+impl FrequencySketch {
+    /// A sketch sized for about `entries` distinct hot keys (rounded up to a power of two words).
+    pub(crate) fn with_capacity(entries: usize) -> Self {
+        let words = entries
+            .max(MIN_WORDS)
+            .checked_next_power_of_two()
+            .unwrap_or(1 << 30);
+        Self {
+            table: vec![0; words].into_boxed_slice(),
+            block_mask: (words / WORDS_PER_BLOCK) as u64 - 1,
+            additions: 0,
+            sample_size: 10 * words as u64,
+        }
+    }
+
+    /// Number of words; the sketch is "sized for" this many keys.
+    pub(crate) fn width(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Estimated recent access count of the key with this hash, 0..=15.
+    pub(crate) fn frequency(&self, hash: u64) -> u8 {
+        let (base, picks) = locate(hash, self.block_mask);
+        let Some(block) = self.table.get(base..base + WORDS_PER_BLOCK) else {
+            return 0;
+        };
+        let mut min = COUNTER_MAX;
+        for (word, shift) in picks {
+            min = min.min((block[word & 7] >> shift) & COUNTER_MAX);
+        }
+        min as u8
+    }
+
+    /// Counts one access to the key with this hash; returns whether the counters were halved (aged).
+    pub(crate) fn increment(&mut self, hash: u64) -> bool {
+        self.add(hash, 1)
+    }
+
+    /// Counts `n` accesses to the key with this hash; returns whether the counters were halved (aged).
+    ///
+    /// Conservative update: the estimate (the minimum of the four counters) rises by `n`, and no counter is
+    /// raised above the new estimate. Counters shared with hotter keys are left alone, which keeps those keys
+    /// from inflating this one's estimate.
+    pub(crate) fn add(&mut self, hash: u64, n: u8) -> bool {
+        let (base, picks) = locate(hash, self.block_mask);
+        let Some(block) = self.table.get_mut(base..base + WORDS_PER_BLOCK) else {
+            return false;
+        };
+        let mut counters = [0u64; 4];
+        for (c, &(word, shift)) in counters.iter_mut().zip(&picks) {
+            *c = (block[word & 7] >> shift) & COUNTER_MAX;
+        }
+        let min = counters.iter().copied().min().unwrap_or(0);
+        let target = (min + u64::from(n)).min(COUNTER_MAX);
+        if target == min {
+            return false;
+        }
+        for (&c, &(word, shift)) in counters.iter().zip(&picks) {
+            if c < target {
+                block[word & 7] += (target - c) << shift;
+            }
+        }
+        self.additions += target - min;
+        if self.additions >= self.sample_size {
+            self.halve();
+            return true;
+        }
+        false
+    }
+
+    /// Halves every counter.
+    fn halve(&mut self) {
+        for w in self.table.iter_mut() {
+            *w = (*w >> 1) & HALVE_MASK;
+        }
+        self.additions /= 2;
+    }
+}
+
+/// The first word of the key's block, and the word (within the block) and bit shift of its four counters.
+#[inline]
+fn locate(hash: u64, block_mask: u64) -> (usize, [(usize, u32); 4]) {
+    let h = spread(hash);
+    let base = ((h & block_mask) as usize) * WORDS_PER_BLOCK;
+    let mut picks = [(0usize, 0u32); 4];
+    for (i, pick) in picks.iter_mut().enumerate() {
+        // Eight fresh bits per counter from the high half: one picks the word of the pair, four the nibble.
+        let bits = (h >> (32 + 8 * i)) as u32;
+        let word = i * 2 + (bits & 1) as usize;
+        let nibble = (bits >> 1) & 15;
+        *pick = (word, nibble * 4);
+    }
+    (base, picks)
+}
+
+/// Re-mixes the table hash so the sketch's bits are independent of the bits the hash table and the shard
+/// selector use.
+#[inline]
+fn spread(hash: u64) -> u64 {
+    let x = (hash ^ (hash >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^ (x >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_of(i: u64) -> u64 {
+        // Any well-mixed 64-bit value will do as a stand-in for a key's hash.
+        let x = i
+            .wrapping_add(0x1234_5678)
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x ^ (x >> 31)
+    }
+
+    #[test]
+    fn counts_up_and_saturates_at_fifteen() {
+        let mut s = FrequencySketch::with_capacity(64);
+        let h = hash_of(7);
+        assert_eq!(s.frequency(h), 0);
+        for n in 1..=20u8 {
+            s.increment(h);
+            assert_eq!(s.frequency(h), n.min(15));
+        }
+        s.add(hash_of(8), 9);
+        assert_eq!(s.frequency(hash_of(8)), 9);
+    }
+
+    #[test]
+    fn halving_ages_counts() {
+        let mut s = FrequencySketch::with_capacity(64);
+        let h = hash_of(3);
+        s.add(h, 9);
+        s.halve();
+        assert_eq!(s.frequency(h), 4);
+    }
+
+    #[test]
+    fn halves_after_ten_times_width_additions() {
+        let mut s = FrequencySketch::with_capacity(64);
+        let mut i = 0;
+        while !s.increment(hash_of(i)) {
+            i += 1;
+            assert!(i < 100_000, "never halved");
+        }
+        assert!(i + 1 >= 10 * s.width() as u64);
+    }
+
+    #[test]
+    fn hot_keys_estimate_higher_than_cold_ones() {
+        let mut s = FrequencySketch::with_capacity(1024);
+        for round in 0..8 {
+            for k in 0..50 {
+                s.increment(hash_of(k));
+            }
+            // A thousand one-hit wonders per round.
+            for k in 0..1000 {
+                s.increment(hash_of(1_000_000 + round * 1000 + k));
+            }
+        }
+        let hot: u32 = (0..50).map(|k| u32::from(s.frequency(hash_of(k)))).sum();
+        let cold: u32 = (0..50)
+            .map(|k| u32::from(s.frequency(hash_of(1_000_000 + k))))
+            .sum();
+        assert!(hot >= 50 * 7, "hot {hot}");
+        assert!(cold <= 50 * 2, "cold {cold}");
+    }
+}

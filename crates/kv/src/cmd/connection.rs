@@ -1,0 +1,163 @@
+//! PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET.
+
+use bytes::Bytes;
+use strata_resp::{Frame, ProtocolVersion};
+
+use super::parse_i64;
+use crate::{Session, Shared};
+
+/// Redis version announced to clients: the compatibility level strata implements, so clients' version
+/// checks pick the right code paths.
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+pub fn ping(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+    match args {
+        [_] => Frame::simple("PONG"),
+        [_, msg] => Frame::Bulk(msg.clone()),
+        _ => super::wrong_arity("ping"),
+    }
+}
+
+pub fn echo(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+    Frame::Bulk(args[1].clone())
+}
+
+pub fn quit(s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
+    s.closing = true;
+    Frame::ok()
+}
+
+pub fn reset(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+    s.reset(&sh.config);
+    Frame::simple("RESET")
+}
+
+pub fn select(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let index = match parse_i64(&args[1]) {
+        Ok(i) => i,
+        Err(reply) => return reply,
+    };
+    match usize::try_from(index) {
+        Ok(db) if db < sh.config.databases => {
+            s.db = db;
+            Frame::ok()
+        }
+        _ => Frame::error("ERR DB index is out of range"),
+    }
+}
+
+/// Checks a password, answering as Redis does for `AUTH` (and `HELLO ... AUTH`).
+fn check_password(
+    s: &mut Session,
+    sh: &Shared,
+    user: Option<&[u8]>,
+    password: &[u8],
+) -> Option<Frame> {
+    let Some(expected) = &sh.config.requirepass else {
+        return Some(Frame::error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure \
+             your configuration is correct?",
+        ));
+    };
+    let user_ok = user.is_none_or(|u| u == b"default");
+    if user_ok && constant_time_eq(password, expected.as_bytes()) {
+        s.authenticated = true;
+        None
+    } else {
+        Some(Frame::error(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn auth(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let result = match args {
+        [_, password] => check_password(s, sh, None, password),
+        [_, user, password] => {
+            if sh.config.requirepass.is_none() {
+                Some(Frame::error(
+                    "WRONGPASS invalid username-password pair or user is disabled.",
+                ))
+            } else {
+                check_password(s, sh, Some(user), password)
+            }
+        }
+        _ => return Frame::error("ERR syntax error"),
+    };
+    result.unwrap_or_else(Frame::ok)
+}
+
+pub fn hello(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let mut version = None;
+    let mut i = 1;
+    if let Some(v) = args.get(1) {
+        match parse_i64(v) {
+            Ok(2) => version = Some(ProtocolVersion::Resp2),
+            Ok(3) => version = Some(ProtocolVersion::Resp3),
+            Ok(_) => return Frame::error("NOPROTO unsupported protocol version"),
+            Err(_) => {
+                return Frame::error("ERR Protocol version is not an integer or out of range");
+            }
+        }
+        i = 2;
+    }
+    let mut name = None;
+    while i < args.len() {
+        let opt = args[i].to_ascii_lowercase();
+        let remaining = args.len() - i - 1;
+        match opt.as_slice() {
+            b"auth" if remaining >= 2 => {
+                if let Some(err) = check_password(s, sh, Some(&args[i + 1]), &args[i + 2]) {
+                    return err;
+                }
+                i += 3;
+            }
+            b"setname" if remaining >= 1 => {
+                if let Err(reply) = super::client::valid_name(&args[i + 1]) {
+                    return reply;
+                }
+                name = Some(args[i + 1].clone());
+                i += 2;
+            }
+            _ => {
+                return Frame::error(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&args[i])
+                ));
+            }
+        }
+    }
+    if !s.authenticated {
+        return Frame::error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> \
+             AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol \
+             version at the same time",
+        );
+    }
+    if let Some(v) = version {
+        s.protocol = v;
+    }
+    if name.is_some() {
+        s.name = name;
+    }
+    let proto = match s.protocol {
+        ProtocolVersion::Resp2 => 2,
+        ProtocolVersion::Resp3 => 3,
+    };
+    Frame::Map(vec![
+        (Frame::bulk("server"), Frame::bulk("redis")),
+        (Frame::bulk("version"), Frame::bulk(REDIS_COMPAT_VERSION)),
+        (Frame::bulk("proto"), Frame::Integer(proto)),
+        (
+            Frame::bulk("id"),
+            Frame::Integer(i64::try_from(s.id).unwrap_or(i64::MAX)),
+        ),
+        (Frame::bulk("mode"), Frame::bulk("standalone")),
+        (Frame::bulk("role"), Frame::bulk("master")),
+        (Frame::bulk("modules"), Frame::Array(Vec::new())),
+    ])
+}

@@ -1,0 +1,72 @@
+//! COMMAND, COMMAND COUNT, COMMAND INFO, COMMAND DOCS (enough for redis-cli's hints).
+
+use bytes::Bytes;
+use strata_resp::Frame;
+
+use super::{COMMANDS, CommandSpec, lookup};
+use crate::{Session, Shared};
+
+fn info(spec: &CommandSpec) -> Frame {
+    let (first_key, last_key, step) = (0, 0, 0);
+    Frame::Array(vec![
+        Frame::bulk(spec.name),
+        Frame::Integer(i64::from(spec.arity)),
+        Frame::Set(
+            spec.flags
+                .iter()
+                .map(|f| Frame::Simple(Bytes::from_static(f.as_bytes())))
+                .collect(),
+        ),
+        Frame::Integer(first_key),
+        Frame::Integer(last_key),
+        Frame::Integer(step),
+        Frame::Set(Vec::new()),
+        Frame::Set(Vec::new()),
+        Frame::Set(Vec::new()),
+        Frame::Set(Vec::new()),
+    ])
+}
+
+pub fn command(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+    let Some(sub) = args.get(1) else {
+        return Frame::Array(COMMANDS.iter().map(info).collect());
+    };
+    match sub.to_ascii_lowercase().as_slice() {
+        b"count" if args.len() == 2 => Frame::Integer(COMMANDS.len() as i64),
+        b"info" => {
+            if args.len() == 2 {
+                return Frame::Array(COMMANDS.iter().map(info).collect());
+            }
+            Frame::Array(
+                args[2..]
+                    .iter()
+                    .map(|name| lookup(name).map_or(Frame::NullArray, info))
+                    .collect(),
+            )
+        }
+        b"docs" => {
+            let specs: Vec<&CommandSpec> = if args.len() == 2 {
+                COMMANDS.iter().collect()
+            } else {
+                args[2..].iter().filter_map(|n| lookup(n)).collect()
+            };
+            Frame::Map(
+                specs
+                    .into_iter()
+                    .map(|spec| {
+                        (
+                            Frame::bulk(spec.name),
+                            Frame::Map(vec![
+                                (Frame::bulk("summary"), Frame::bulk("")),
+                                (Frame::bulk("since"), Frame::bulk("1.0.0")),
+                                (Frame::bulk("group"), Frame::bulk("generic")),
+                            ]),
+                        )
+                    })
+                    .collect(),
+            )
+        }
+        b"count" => super::wrong_arity("command|count"),
+        _ => super::unknown_subcommand(sub, "command"),
+    }
+}

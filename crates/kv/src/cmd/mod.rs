@@ -1,0 +1,223 @@
+//! The command table and dispatch. One module per command family; each command is a function from the
+//! session, the shared state and the arguments to a reply.
+
+mod client;
+mod connection;
+mod introspection;
+
+use bytes::Bytes;
+use strata_resp::Frame;
+
+use crate::{Session, Shared};
+
+/// A command's entry in the table.
+pub struct CommandSpec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis's arity: `n > 0` means exactly n arguments including the name; `n < 0` at least `-n`.
+    pub arity: i32,
+    /// Flags as `COMMAND INFO` reports them.
+    pub flags: &'static [&'static str],
+    /// Whether the command may run before `AUTH` succeeds.
+    pub no_auth: bool,
+    /// Runs the command.
+    pub run: fn(&mut Session, &Shared, &[Bytes]) -> Frame,
+}
+
+/// Every command this build knows, sorted by name.
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "auth",
+        arity: -2,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        no_auth: true,
+        run: connection::auth,
+    },
+    CommandSpec {
+        name: "client",
+        arity: -2,
+        flags: &[],
+        no_auth: false,
+        run: client::client,
+    },
+    CommandSpec {
+        name: "command",
+        arity: -1,
+        flags: &["loading", "stale"],
+        no_auth: false,
+        run: introspection::command,
+    },
+    CommandSpec {
+        name: "echo",
+        arity: 2,
+        flags: &["fast"],
+        no_auth: false,
+        run: connection::echo,
+    },
+    CommandSpec {
+        name: "hello",
+        arity: -1,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        no_auth: true,
+        run: connection::hello,
+    },
+    CommandSpec {
+        name: "ping",
+        arity: -1,
+        flags: &["fast"],
+        no_auth: false,
+        run: connection::ping,
+    },
+    CommandSpec {
+        name: "quit",
+        arity: -1,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        no_auth: true,
+        run: connection::quit,
+    },
+    CommandSpec {
+        name: "reset",
+        arity: 1,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        no_auth: true,
+        run: connection::reset,
+    },
+    CommandSpec {
+        name: "select",
+        arity: 2,
+        flags: &["loading", "stale", "fast"],
+        no_auth: false,
+        run: connection::select,
+    },
+];
+
+/// Finds a command by name, case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    COMMANDS
+        .binary_search_by(|spec| {
+            let a = spec.name.as_bytes().iter();
+            let b = name.iter().map(u8::to_ascii_lowercase);
+            a.copied().cmp(b)
+        })
+        .ok()
+        .map(|i| &COMMANDS[i])
+}
+
+/// Runs one request and returns its reply.
+pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
+    let Some(name) = args.first() else {
+        return Frame::error("ERR empty command");
+    };
+    let Some(spec) = lookup(name) else {
+        return Frame::error(unknown_command(name, &args[1..]));
+    };
+    session.last_command_at = std::time::Instant::now();
+    session.last_command = spec.name;
+    if !session.authenticated && !spec.no_auth {
+        return Frame::error("NOAUTH Authentication required.");
+    }
+    let arity_ok = match usize::try_from(spec.arity) {
+        Ok(exact) => args.len() == exact,
+        Err(_) => args.len() >= spec.arity.unsigned_abs() as usize,
+    };
+    if !arity_ok {
+        return wrong_arity(spec.name);
+    }
+    (spec.run)(session, shared, args)
+}
+
+/// `ERR unknown command 'x', with args beginning with: 'a' 'b' ` exactly as Redis words it.
+fn unknown_command(name: &[u8], args: &[Bytes]) -> String {
+    let mut msg = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        shown(name, 128)
+    );
+    for a in args.iter().take(64) {
+        msg.push('\'');
+        msg.push_str(&shown(a, 128));
+        msg.push_str("' ");
+    }
+    msg
+}
+
+/// `ERR wrong number of arguments for 'get' command`.
+pub fn wrong_arity(name: &str) -> Frame {
+    Frame::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// `ERR unknown subcommand 'x'. Try CLIENT HELP.`
+pub fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
+    Frame::error(format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        shown(sub, 128),
+        command.to_ascii_uppercase()
+    ))
+}
+
+/// An argument as it may appear inside an error line: at most `max` bytes, with line breaks replaced.
+fn shown(bytes: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).replace(['\r', '\n'], " ")
+}
+
+/// Parses an integer argument as Redis does, or returns its error reply.
+pub fn parse_i64(arg: &[u8]) -> Result<i64, Frame> {
+    std::str::from_utf8(arg)
+        .ok()
+        .filter(|s| !s.is_empty() && !s.starts_with('+') && s.trim() == *s)
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| Frame::error("ERR value is not an integer or out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_lookup_ignores_case() {
+        assert!(COMMANDS.windows(2).all(|w| w[0].name < w[1].name));
+        assert_eq!(lookup(b"PiNg").map(|s| s.name), Some("ping"));
+        assert!(lookup(b"nope").is_none());
+    }
+
+    #[test]
+    fn unknown_command_message_matches_redis() {
+        let msg = unknown_command(
+            b"foo",
+            &[Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+        );
+        assert_eq!(
+            msg,
+            "ERR unknown command 'foo', with args beginning with: 'a' 'b' "
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! strata-kv: the Redis-compatible key-value service.
+//!
+//! [`serve`] accepts connections on a listener until its shutdown token is cancelled. Each connection reads
+//! requests with [`strata_resp::RequestParser`], runs every command it has buffered (so a pipeline of N
+//! commands costs one read and one write, not N), and writes the replies in one go.
+//!
+//! Commands live one per module under `cmd/` (mini-redis's layout): a table entry gives the name, the arity
+//! in Redis's convention (positive: exact; negative: at least) and the function that runs it. Errors are
+//! Redis's exact strings, since clients and test suites match on them.
+//!
+//! This crate knows nothing of flags or config files: the server builds a [`KvConfig`] and hands it in.
+//!
+//! Status: the connection layer and the connection commands (PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET,
+//! CLIENT, COMMAND) exist; the data commands arrive with the keyspace on strata-storage.
+
+mod cmd;
+mod connection;
+mod session;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use strata_resp::Limits;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use session::Session;
+
+/// What the key-value service is configured with.
+#[derive(Debug, Clone)]
+pub struct KvConfig {
+    /// The password `AUTH` must present; `None` means every connection starts authenticated.
+    pub requirepass: Option<String>,
+    /// Number of logical databases (`SELECT 0..n`), Redis's default 16.
+    pub databases: usize,
+    /// Most simultaneous clients (`maxclients`, Redis's default 10000); past it a new connection gets
+    /// `-ERR max number of clients reached` and is closed.
+    pub max_clients: usize,
+    /// Request size limits.
+    pub limits: Limits,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        KvConfig {
+            requirepass: None,
+            databases: 16,
+            max_clients: 10_000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// State shared by every connection of one service.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration.
+    pub config: KvConfig,
+    next_client_id: AtomicU64,
+    clients: AtomicUsize,
+}
+
+impl Shared {
+    /// Shared state for a service configured with `config`.
+    pub fn new(config: KvConfig) -> Arc<Self> {
+        Arc::new(Shared {
+            config,
+            next_client_id: AtomicU64::new(1),
+            clients: AtomicUsize::new(0),
+        })
+    }
+
+    /// Number of connected clients.
+    pub fn connected_clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+}
+
+/// Accepts connections until `shutdown` is cancelled; each connection runs on `tracker` and finishes the
+/// command it is executing before closing.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and similar: log, back off briefly, keep serving the others.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let over_limit = shared.clients.fetch_add(1, Ordering::AcqRel) >= shared.config.max_clients;
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if over_limit {
+                connection::refuse(stream, "ERR max number of clients reached").await;
+            } else {
+                let session = Session::new(id, peer, &shared.config);
+                connection::run(stream, session, shared.clone(), shutdown).await;
+            }
+            shared.clients.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}

@@ -1,0 +1,191 @@
+//! Connection commands through a real Redis client, and malformed input as raw bytes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use strata_kv::{KvConfig, Shared, serve};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A key-value service on 127.0.0.1:0, on its own runtime, stopped on drop.
+struct Server {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(config: KvConfig) -> Server {
+        let shutdown = CancellationToken::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let token = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let tracker = TaskTracker::new();
+                serve(listener, Shared::new(config), token, tracker.clone()).await;
+                tracker.close();
+                tracker.wait().await;
+            });
+        });
+        let addr = rx.recv().unwrap();
+        Server {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://{}", self.addr))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    fn raw(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        // The server closes after a protocol error or QUIT, so read to the end.
+        s.read_to_end(&mut out).unwrap();
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn ping_echo_select_and_errors() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let hi: String = redis::cmd("PING").arg("hi").query(&mut c).unwrap();
+    assert_eq!(hi, "hi");
+    let echoed: Vec<u8> = redis::cmd("ECHO")
+        .arg(&b"bin\0\r\n"[..])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(echoed, b"bin\0\r\n");
+    let _: () = redis::cmd("SELECT").arg(15).query(&mut c).unwrap();
+    let err = redis::cmd("SELECT")
+        .arg(16)
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("DB index is out of range"),
+        "{err}"
+    );
+    let err = redis::cmd("ECHO").query::<()>(&mut c).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("wrong number of arguments for 'echo' command"),
+        "{err}"
+    );
+    let err = redis::cmd("NOSUCH")
+        .arg("a")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown command 'NOSUCH'"),
+        "{err}"
+    );
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut c).unwrap();
+    assert!(id > 0);
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("worker-1")
+        .query(&mut c)
+        .unwrap();
+    let name: String = redis::cmd("CLIENT").arg("GETNAME").query(&mut c).unwrap();
+    assert_eq!(name, "worker-1");
+    let err = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("a b")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot contain spaces"), "{err}");
+}
+
+#[test]
+fn pipelines_answer_in_order() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let mut pipe = redis::pipe();
+    for i in 0..1000 {
+        pipe.cmd("ECHO").arg(i);
+    }
+    let replies: Vec<i64> = pipe.query(&mut c).unwrap();
+    assert_eq!(replies, (0..1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn hello_switches_protocol_and_auth_is_enforced() {
+    let server = Server::start(KvConfig {
+        requirepass: Some("s3cret".into()),
+        ..KvConfig::default()
+    });
+    let out = server.raw(b"PING\r\nAUTH wrong\r\nAUTH s3cret\r\nHELLO 3\r\nPING\r\nQUIT\r\n");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("-NOAUTH Authentication required.\r\n-WRONGPASS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+OK\r\n%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("$5\r\nproto\r\n:3\r\n"), "{text}");
+    assert!(text.ends_with("+PONG\r\n+OK\r\n"), "{text}");
+    let out = server.raw(b"HELLO 4\r\nHELLO 3 AUTH default s3cret\r\nQUIT\r\n");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("-NOPROTO unsupported protocol version\r\n%7"),
+        "{text}"
+    );
+}
+
+#[test]
+fn protocol_errors_reply_then_close() {
+    let server = Server::start(KvConfig::default());
+    let table: &[(&[u8], &str)] = &[
+        (
+            b"*1\r\n$4\r\nPING\r\n*x\r\n",
+            "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n$-5\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n+PING\r\n",
+            "-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (
+            b"ECHO \"unterminated\r\n",
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+    ];
+    for (input, expected) in table {
+        let out = server.raw(input);
+        assert_eq!(String::from_utf8_lossy(&out), *expected);
+    }
+}
