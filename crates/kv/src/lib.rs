@@ -10,11 +10,13 @@
 //!
 //! This crate knows nothing of flags or config files: the server builds a [`KvConfig`] and hands it in.
 //!
-//! Status: the connection layer and the connection commands (PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET,
-//! CLIENT, COMMAND) exist; the data commands arrive with the keyspace on strata-storage.
+//! Status: the connection layer, the connection commands (PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET,
+//! CLIENT, COMMAND), strings and the generic key commands exist, on strata-storage (see [`keyspace`]);
+//! collections, transactions and pub/sub come next.
 
 mod cmd;
 mod connection;
+pub mod keyspace;
 mod session;
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use keyspace::{Clock, Keyspace, ManualClock, SystemClock};
 pub use session::Session;
 
 /// What the key-value service is configured with.
@@ -57,15 +60,18 @@ impl Default for KvConfig {
 pub struct Shared {
     /// The configuration.
     pub config: KvConfig,
+    /// The data.
+    pub keyspace: Keyspace,
     next_client_id: AtomicU64,
     clients: AtomicUsize,
 }
 
 impl Shared {
-    /// Shared state for a service configured with `config`.
-    pub fn new(config: KvConfig) -> Arc<Self> {
+    /// Shared state for a service configured with `config`, serving `keyspace`.
+    pub fn new(config: KvConfig, keyspace: Keyspace) -> Arc<Self> {
         Arc::new(Shared {
             config,
+            keyspace,
             next_client_id: AtomicU64::new(1),
             clients: AtomicUsize::new(0),
         })

@@ -2,75 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+mod common;
 
-use strata_kv::{KvConfig, Shared, serve};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-/// A key-value service on 127.0.0.1:0, on its own runtime, stopped on drop.
-struct Server {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(config: KvConfig) -> Server {
-        let shutdown = CancellationToken::new();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let token = shutdown.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let tracker = TaskTracker::new();
-                serve(listener, Shared::new(config), token, tracker.clone()).await;
-                tracker.close();
-                tracker.wait().await;
-            });
-        });
-        let addr = rx.recv().unwrap();
-        Server {
-            addr,
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-
-    fn client(&self) -> redis::Connection {
-        redis::Client::open(format!("redis://{}", self.addr))
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-
-    fn raw(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(bytes).unwrap();
-        let mut out = Vec::new();
-        // The server closes after a protocol error or QUIT, so read to the end.
-        s.read_to_end(&mut out).unwrap();
-        out
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
+use common::Server;
+use strata_kv::KvConfig;
 
 #[test]
 fn ping_echo_select_and_errors() {

@@ -4,6 +4,8 @@
 mod client;
 mod connection;
 mod introspection;
+mod keys;
+mod strings;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -26,6 +28,13 @@ pub struct CommandSpec {
 
 /// Every command this build knows, sorted by name.
 pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "append",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: strings::append,
+    },
     CommandSpec {
         name: "auth",
         arity: -2,
@@ -55,11 +64,116 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: introspection::command,
     },
     CommandSpec {
+        name: "dbsize",
+        arity: 1,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: keys::dbsize,
+    },
+    CommandSpec {
+        name: "decr",
+        arity: 2,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: strings::decr,
+    },
+    CommandSpec {
+        name: "decrby",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: strings::decrby,
+    },
+    CommandSpec {
+        name: "del",
+        arity: -2,
+        flags: &["write"],
+        no_auth: false,
+        run: keys::del,
+    },
+    CommandSpec {
         name: "echo",
         arity: 2,
         flags: &["fast"],
         no_auth: false,
         run: connection::echo,
+    },
+    CommandSpec {
+        name: "exists",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: keys::exists,
+    },
+    CommandSpec {
+        name: "expire",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: keys::expire,
+    },
+    CommandSpec {
+        name: "expireat",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: keys::expireat,
+    },
+    CommandSpec {
+        name: "expiretime",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: keys::expiretime,
+    },
+    CommandSpec {
+        name: "flushall",
+        arity: -1,
+        flags: &["write"],
+        no_auth: false,
+        run: keys::flushall,
+    },
+    CommandSpec {
+        name: "flushdb",
+        arity: -1,
+        flags: &["write"],
+        no_auth: false,
+        run: keys::flushdb,
+    },
+    CommandSpec {
+        name: "get",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: strings::get,
+    },
+    CommandSpec {
+        name: "getdel",
+        arity: 2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: strings::getdel,
+    },
+    CommandSpec {
+        name: "getex",
+        arity: -2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: strings::getex,
+    },
+    CommandSpec {
+        name: "getrange",
+        arity: 4,
+        flags: &["readonly"],
+        no_auth: false,
+        run: strings::getrange,
+    },
+    CommandSpec {
+        name: "getset",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: strings::getset,
     },
     CommandSpec {
         name: "hello",
@@ -76,11 +190,102 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: connection::hello,
     },
     CommandSpec {
+        name: "incr",
+        arity: 2,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: strings::incr,
+    },
+    CommandSpec {
+        name: "incrby",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: strings::incrby,
+    },
+    CommandSpec {
+        name: "incrbyfloat",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: strings::incrbyfloat,
+    },
+    CommandSpec {
+        name: "keys",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: keys::keys,
+    },
+    CommandSpec {
+        name: "mget",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: strings::mget,
+    },
+    CommandSpec {
+        name: "mset",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: strings::mset,
+    },
+    CommandSpec {
+        name: "msetnx",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: strings::msetnx,
+    },
+    CommandSpec {
+        name: "persist",
+        arity: 2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: keys::persist,
+    },
+    CommandSpec {
+        name: "pexpire",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: keys::pexpire,
+    },
+    CommandSpec {
+        name: "pexpireat",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: keys::pexpireat,
+    },
+    CommandSpec {
+        name: "pexpiretime",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: keys::pexpiretime,
+    },
+    CommandSpec {
         name: "ping",
         arity: -1,
         flags: &["fast"],
         no_auth: false,
         run: connection::ping,
+    },
+    CommandSpec {
+        name: "psetex",
+        arity: 4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: strings::psetex,
+    },
+    CommandSpec {
+        name: "pttl",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: keys::pttl,
     },
     CommandSpec {
         name: "quit",
@@ -116,6 +321,69 @@ pub static COMMANDS: &[CommandSpec] = &[
         flags: &["loading", "stale", "fast"],
         no_auth: false,
         run: connection::select,
+    },
+    CommandSpec {
+        name: "set",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: strings::set,
+    },
+    CommandSpec {
+        name: "setex",
+        arity: 4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: strings::setex,
+    },
+    CommandSpec {
+        name: "setnx",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: strings::setnx,
+    },
+    CommandSpec {
+        name: "setrange",
+        arity: 4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: strings::setrange,
+    },
+    CommandSpec {
+        name: "strlen",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: strings::strlen,
+    },
+    CommandSpec {
+        name: "substr",
+        arity: 4,
+        flags: &["readonly"],
+        no_auth: false,
+        run: strings::getrange,
+    },
+    CommandSpec {
+        name: "ttl",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: keys::ttl,
+    },
+    CommandSpec {
+        name: "type",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: keys::type_,
+    },
+    CommandSpec {
+        name: "unlink",
+        arity: -2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: keys::del,
     },
 ];
 
@@ -187,6 +455,13 @@ pub fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
 /// An argument as it may appear inside an error line: at most `max` bytes, with line breaks replaced.
 fn shown(bytes: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).replace(['\r', '\n'], " ")
+}
+
+/// The reply for a storage failure. The engine refuses writes after an I/O error (it is poisoned), so this
+/// is what clients see until the node is restarted.
+pub fn storage_error(e: crate::keyspace::KvError) -> Frame {
+    tracing::error!(error = %e, "key-value storage error");
+    Frame::error(format!("ERR {e}"))
 }
 
 /// Parses an integer argument as Redis does, or returns its error reply.

@@ -1,0 +1,307 @@
+//! The keyspace: Redis keys and their values, stored in strata-storage.
+//!
+//! Each logical database is one storage tree (`kv0` .. `kv15`), so FLUSHDB is one range tombstone. A key's
+//! *metadata record* lives at `b'm' ++ key`:
+//!
+//! ```text
+//! type u8 | expire_at_ms u64 big-endian (0 = no expiry) | payload
+//! ```
+//!
+//! For a string the payload is the value itself. Collections (later) keep a version and a size in the
+//! payload and their elements under versioned sub-keys, so deleting one is O(1); `docs/kv-encoding.md` has
+//! the full layout.
+//!
+//! Expiry is lazy: a read that finds an expired record treats the key as missing (and deletes it). Writes
+//! that read first (INCR, APPEND, SET with conditions) hold a lock stripe for the key so concurrent
+//! read-modify-writes of one key serialize while different keys proceed in parallel.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use parking_lot::{Mutex, MutexGuard};
+use strata_storage::{Db, StorageError, Tree, WriteBatch};
+
+/// Prefix of metadata records.
+const META_PREFIX: u8 = b'm';
+/// Bytes before a record's payload.
+const HEADER_BYTES: usize = 9;
+/// Lock stripes for read-modify-write commands.
+const LOCK_STRIPES: usize = 1024;
+
+/// A key's type, as `TYPE` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string (also integers and floats).
+    String = 0,
+    /// A list.
+    List = 1,
+    /// A hash.
+    Hash = 2,
+    /// A set.
+    Set = 3,
+    /// A sorted set.
+    ZSet = 4,
+}
+
+impl Kind {
+    fn from_byte(b: u8) -> Option<Kind> {
+        Some(match b {
+            0 => Kind::String,
+            1 => Kind::List,
+            2 => Kind::Hash,
+            3 => Kind::Set,
+            4 => Kind::ZSet,
+            _ => return None,
+        })
+    }
+
+    /// The name `TYPE` replies with.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::List => "list",
+            Kind::Hash => "hash",
+            Kind::Set => "set",
+            Kind::ZSet => "zset",
+        }
+    }
+}
+
+/// A decoded metadata record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The value's type.
+    pub kind: Kind,
+    /// Unix time in milliseconds at which the key expires; 0 for never.
+    pub expire_at_ms: u64,
+    /// The string value (or a collection's header).
+    pub payload: Bytes,
+}
+
+impl Entry {
+    /// A string value without expiry.
+    pub fn string(value: Bytes) -> Entry {
+        Entry {
+            kind: Kind::String,
+            expire_at_ms: 0,
+            payload: value,
+        }
+    }
+
+    fn encode(&self) -> BytesMut {
+        let mut out = BytesMut::with_capacity(HEADER_BYTES + self.payload.len());
+        out.put_u8(self.kind as u8);
+        out.put_u64(self.expire_at_ms);
+        out.put_slice(&self.payload);
+        out
+    }
+
+    fn decode(raw: Bytes) -> Result<Entry, KvError> {
+        let kind = raw
+            .first()
+            .and_then(|&b| Kind::from_byte(b))
+            .ok_or(KvError::Corrupt("unknown value type"))?;
+        let expire = raw
+            .get(1..HEADER_BYTES)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or(KvError::Corrupt("short metadata record"))?;
+        Ok(Entry {
+            kind,
+            expire_at_ms: expire,
+            payload: raw.slice(HEADER_BYTES..),
+        })
+    }
+}
+
+/// Errors of keyspace operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    /// The storage engine failed (I/O, poisoned, closed).
+    #[error("storage error: {0}")]
+    Storage(#[from] StorageError),
+    /// A stored record did not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(&'static str),
+}
+
+/// Where the current time comes from, in Unix milliseconds; tests inject their own.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now, in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock reading `ms`.
+    pub fn new(ms: u64) -> Self {
+        ManualClock(AtomicU64::new(ms))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance_ms(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// All databases of the service.
+#[derive(Debug)]
+pub struct Keyspace {
+    db: Db,
+    trees: Vec<Tree>,
+    clock: Arc<dyn Clock>,
+    locks: Vec<Mutex<()>>,
+}
+
+fn meta_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(META_PREFIX);
+    k.extend_from_slice(key);
+    k
+}
+
+impl Keyspace {
+    /// Opens (creating on demand) `databases` trees in `db`.
+    pub fn open(db: Db, databases: usize, clock: Arc<dyn Clock>) -> Result<Keyspace, KvError> {
+        let trees = (0..databases)
+            .map(|i| db.tree(&format!("kv{i}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Keyspace {
+            db,
+            trees,
+            clock,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        })
+    }
+
+    /// Now, in Unix milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn tree(&self, db: usize) -> &Tree {
+        &self.trees[db.min(self.trees.len() - 1)]
+    }
+
+    fn stripe(db: usize, key: &[u8]) -> usize {
+        // FNV-1a: cheap, and only spreads keys over stripes.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ db as u64;
+        for &b in key {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        (h % LOCK_STRIPES as u64) as usize
+    }
+
+    /// Locks the stripe of one key for a read-modify-write.
+    pub fn lock(&self, db: usize, key: &[u8]) -> MutexGuard<'_, ()> {
+        self.locks[Self::stripe(db, key)].lock()
+    }
+
+    /// Locks the stripes of several keys, in stripe order so two multi-key commands cannot deadlock.
+    pub fn lock_many<'a>(
+        &'a self,
+        db: usize,
+        keys: impl Iterator<Item = &'a [u8]>,
+    ) -> Vec<MutexGuard<'a, ()>> {
+        let mut stripes: Vec<usize> = keys.map(|k| Self::stripe(db, k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes.into_iter().map(|s| self.locks[s].lock()).collect()
+    }
+
+    /// The live entry of `key`, or `None` if it is missing or expired.
+    pub fn get(&self, db: usize, key: &[u8]) -> Result<Option<Entry>, KvError> {
+        let Some(raw) = self.tree(db).get(&meta_key(key))? else {
+            return Ok(None);
+        };
+        let entry = Entry::decode(raw)?;
+        if entry.expire_at_ms != 0 && entry.expire_at_ms <= self.now_ms() {
+            return Ok(None);
+        }
+        Ok(Some(entry))
+    }
+
+    /// Stores `entry` under `key`.
+    pub fn put(&self, db: usize, key: &[u8], entry: &Entry) -> Result<(), KvError> {
+        Ok(self.tree(db).put(&meta_key(key), &entry.encode())?)
+    }
+
+    /// Stores several string entries atomically.
+    pub fn put_many(&self, db: usize, entries: &[(&[u8], Entry)]) -> Result<(), KvError> {
+        let tree = self.tree(db);
+        let mut batch = WriteBatch::new();
+        for (key, entry) in entries {
+            batch.put(tree, &meta_key(key), &entry.encode());
+        }
+        self.db.write(&batch)?;
+        Ok(())
+    }
+
+    /// Deletes `key`; returns whether a live key was there.
+    pub fn delete(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
+        let existed = self.get(db, key)?.is_some();
+        // An expired record is deleted too, so its space is reclaimed.
+        self.tree(db).delete(&meta_key(key))?;
+        Ok(existed)
+    }
+
+    /// Removes every key of one database.
+    pub fn flush_db(&self, db: usize) -> Result<(), KvError> {
+        Ok(self.tree(db).clear()?)
+    }
+
+    /// Removes every key of every database, atomically.
+    pub fn flush_all(&self) -> Result<(), KvError> {
+        let mut batch = WriteBatch::new();
+        for tree in &self.trees {
+            batch.clear_tree(tree);
+        }
+        self.db.write(&batch)?;
+        Ok(())
+    }
+
+    /// Live keys of one database, in key order, for which `keep` holds (KEYS, DBSIZE, SCAN).
+    pub fn keys(
+        &self,
+        db: usize,
+        mut keep: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Vec<Bytes>, KvError> {
+        let now = self.now_ms();
+        let mut out = Vec::new();
+        for item in self.tree(db).prefix(&[META_PREFIX]) {
+            let (k, v) = item?;
+            let entry = Entry::decode(v)?;
+            if entry.expire_at_ms != 0 && entry.expire_at_ms <= now {
+                continue;
+            }
+            let user_key = k.slice(1..);
+            if keep(&user_key) {
+                out.push(user_key);
+            }
+        }
+        Ok(out)
+    }
+}

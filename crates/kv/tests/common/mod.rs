@@ -1,0 +1,89 @@
+//! A key-value service on its own runtime, for integration tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_kv::{Clock, Keyspace, KvConfig, Shared, SystemClock, serve};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A key-value service on 127.0.0.1:0, on its own runtime, stopped on drop.
+pub struct Server {
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start(config: KvConfig) -> Server {
+        Self::start_with_clock(config, Arc::new(SystemClock))
+    }
+
+    pub fn start_with_clock(config: KvConfig, clock: Arc<dyn Clock>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
+        let keyspace = Keyspace::open(db, config.databases, clock).unwrap();
+        let shutdown = CancellationToken::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let token = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let tracker = TaskTracker::new();
+                serve(
+                    listener,
+                    Shared::new(config, keyspace),
+                    token,
+                    tracker.clone(),
+                )
+                .await;
+                tracker.close();
+                tracker.wait().await;
+            });
+        });
+        let addr = rx.recv().unwrap();
+        Server {
+            _dir: dir,
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://{}", self.addr))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        // The server closes after a protocol error or QUIT, so read to the end.
+        s.read_to_end(&mut out).unwrap();
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
