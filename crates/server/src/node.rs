@@ -163,6 +163,23 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
                     .clone()
                     .spawn(async move { crate::admin::run(listener, ctx).await });
             }
+            ServiceKind::Kv => {
+                let kv_config = strata_kv::KvConfig {
+                    requirepass: config.requirepass.as_ref().map(|p| p.expose().to_owned()),
+                    ..strata_kv::KvConfig::default()
+                };
+                let keyspace = strata_kv::Keyspace::open(
+                    ctx.storage.clone(),
+                    kv_config.databases,
+                    std::sync::Arc::new(strata_kv::SystemClock),
+                )
+                .context("cannot open the key-value keyspace")?;
+                let shared = strata_kv::Shared::new(kv_config, keyspace);
+                let (shutdown, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
+                ctx.tracker.spawn(async move {
+                    strata_kv::serve(listener, shared, shutdown, tracker).await
+                });
+            }
             // `--services` only accepts built services, so this is unreachable from configuration.
             other => anyhow::bail!("the {} service is not built into this binary", other.name()),
         }

@@ -419,3 +419,79 @@ fn json_logs_are_one_object_per_line() {
         assert!(event["level"].is_string(), "{line}");
     }
 }
+
+fn redis_client(node: &Node) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{}", node.ports()["resp"]))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+#[test]
+fn kv_data_survives_a_clean_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut node = Node::start(&dir, &[]);
+    wait_status(&node.url("/readyz"), 200);
+    let mut c = redis_client(&node);
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("ttl")
+        .arg("v")
+        .arg("EX")
+        .arg(1000)
+        .query(&mut c)
+        .unwrap();
+    drop(c);
+    node.signal(rustix::process::Signal::TERM);
+    assert!(node.wait_exit().success());
+    drop(node);
+
+    let node = Node::start(&dir, &[]);
+    let mut c = redis_client(&node);
+    for i in 0..200 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+    let ttl: i64 = redis::cmd("TTL").arg("ttl").query(&mut c).unwrap();
+    assert!((990..=1000).contains(&ttl), "{ttl}");
+}
+
+#[test]
+fn kv_acknowledged_writes_survive_kill_9_with_fsync_always() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut node = Node::start(&dir, &["--fsync", "always"]);
+    let mut c = redis_client(&node);
+    for i in 0..100 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    node.signal(rustix::process::Signal::KILL);
+    assert!(!node.wait_exit().success());
+    drop(node);
+    // ports.json of the killed node is stale; the new node overwrites it once listening.
+    std::fs::remove_file(dir.join("ports.json")).unwrap();
+
+    let node = Node::start(&dir, &["--fsync", "always"]);
+    let mut c = redis_client(&node);
+    for i in 0..100 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+}
