@@ -197,6 +197,11 @@ impl Keyspace {
         })
     }
 
+    /// The storage engine underneath.
+    pub fn storage(&self) -> &Db {
+        &self.db
+    }
+
     /// Now, in Unix milliseconds.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
@@ -281,6 +286,23 @@ impl Keyspace {
         }
         self.db.write(&batch)?;
         Ok(())
+    }
+
+    /// The number of live keys of one database, and how many of them have a TTL.
+    pub fn count(&self, db: usize) -> Result<(u64, u64), KvError> {
+        let now = self.now_ms();
+        let (mut keys, mut expires) = (0, 0);
+        for item in self.tree(db).prefix(&[META_PREFIX]) {
+            let (_k, v) = item?;
+            let entry = Entry::decode(v)?;
+            if entry.expire_at_ms == 0 {
+                keys += 1;
+            } else if entry.expire_at_ms > now {
+                keys += 1;
+                expires += 1;
+            }
+        }
+        Ok((keys, expires))
     }
 
     /// Live keys of one database, in key order, for which `keep` holds (KEYS, DBSIZE, SCAN).

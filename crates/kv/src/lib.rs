@@ -64,6 +64,26 @@ pub struct Shared {
     pub keyspace: Keyspace,
     next_client_id: AtomicU64,
     clients: AtomicUsize,
+    /// When the service started.
+    pub started: std::time::Instant,
+    /// Counters INFO reports.
+    pub stats: ServerStats,
+    /// Parameters set with CONFIG SET that strata accepts but does not act on (encodings, tuning knobs
+    /// of Redis's own data structures), so CONFIG GET returns what was set, as clients expect.
+    pub config_params: parking_lot::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+/// Counters of the whole service, for INFO.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Commands run.
+    pub commands: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections refused at `max_clients`.
+    pub rejected_connections: AtomicU64,
+    /// Unix seconds of the last successful SAVE.
+    pub last_save_unix: AtomicU64,
 }
 
 impl Shared {
@@ -74,6 +94,9 @@ impl Shared {
             keyspace,
             next_client_id: AtomicU64::new(1),
             clients: AtomicUsize::new(0),
+            started: std::time::Instant::now(),
+            stats: ServerStats::default(),
+            config_params: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -108,6 +131,13 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let over_limit = shared.clients.fetch_add(1, Ordering::AcqRel) >= shared.config.max_clients;
+        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+        if over_limit {
+            shared
+                .stats
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {

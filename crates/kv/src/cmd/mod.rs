@@ -5,6 +5,7 @@ mod client;
 mod connection;
 mod introspection;
 mod keys;
+mod server;
 mod strings;
 
 use bytes::Bytes;
@@ -50,6 +51,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: connection::auth,
     },
     CommandSpec {
+        name: "bgsave",
+        arity: -1,
+        flags: &["admin", "noscript"],
+        no_auth: false,
+        run: server::save,
+    },
+    CommandSpec {
         name: "client",
         arity: -2,
         flags: &[],
@@ -62,6 +70,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         flags: &["loading", "stale"],
         no_auth: false,
         run: introspection::command,
+    },
+    CommandSpec {
+        name: "config",
+        arity: -2,
+        flags: &["admin", "noscript", "loading", "stale"],
+        no_auth: false,
+        run: server::config,
     },
     CommandSpec {
         name: "dbsize",
@@ -211,11 +226,25 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: strings::incrbyfloat,
     },
     CommandSpec {
+        name: "info",
+        arity: -1,
+        flags: &["loading", "stale"],
+        no_auth: false,
+        run: server::info,
+    },
+    CommandSpec {
         name: "keys",
         arity: 2,
         flags: &["readonly"],
         no_auth: false,
         run: keys::keys,
+    },
+    CommandSpec {
+        name: "lastsave",
+        arity: 1,
+        flags: &["loading", "stale", "fast"],
+        no_auth: false,
+        run: server::lastsave,
     },
     CommandSpec {
         name: "mget",
@@ -316,6 +345,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: connection::reset,
     },
     CommandSpec {
+        name: "save",
+        arity: 1,
+        flags: &["admin", "noscript"],
+        no_auth: false,
+        run: server::save,
+    },
+    CommandSpec {
         name: "select",
         arity: 2,
         flags: &["loading", "stale", "fast"],
@@ -365,6 +401,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: strings::getrange,
     },
     CommandSpec {
+        name: "time",
+        arity: 1,
+        flags: &["loading", "stale", "fast"],
+        no_auth: false,
+        run: server::time,
+    },
+    CommandSpec {
         name: "ttl",
         arity: 2,
         flags: &["readonly", "fast"],
@@ -407,6 +450,10 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
     let Some(spec) = lookup(name) else {
         return Frame::error(unknown_command(name, &args[1..]));
     };
+    shared
+        .stats
+        .commands
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     session.last_command_at = std::time::Instant::now();
     session.last_command = spec.name;
     if !session.authenticated && !spec.no_auth {
