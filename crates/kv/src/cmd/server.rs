@@ -212,7 +212,7 @@ pub fn config(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             }
             Frame::Map(pairs)
         }
-        b"set" if args.len() >= 4 && args.len() % 2 == 0 => {
+        b"set" if args.len() >= 4 && args.len().is_multiple_of(2) => {
             let fixed = builtin_params(sh);
             let mut params = sh.config_params.lock();
             for pair in args[2..].chunks_exact(2) {
