@@ -1,0 +1,4 @@
+//! Compaction: the pure picker deciding what to compact and the iterator deciding which versions survive.
+
+pub mod gc;
+pub mod picker;
