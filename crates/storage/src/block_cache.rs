@@ -120,6 +120,15 @@ impl LruBlockCache {
     }
 }
 
+impl crate::sst::BlockCache for LruBlockCache {
+    fn get(&self, file_id: u64, block_offset: u64) -> Option<Bytes> {
+        self.lookup(file_id, block_offset)
+    }
+    fn insert(&self, file_id: u64, block_offset: u64, block: Bytes) {
+        self.store(file_id, block_offset, block);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

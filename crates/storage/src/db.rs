@@ -163,6 +163,9 @@ pub(crate) struct DbInner {
     logs: RwLock<HashMap<String, Arc<LogInner>>>,
     logs_by_id: RwLock<HashMap<u32, Arc<LogInner>>>,
     pub(crate) manifest: Mutex<ManifestWriter>,
+    /// Block cache shared by every SST reader.
+    pub(crate) lru: Arc<crate::block_cache::LruBlockCache>,
+    pub(crate) block_cache: Option<Arc<dyn crate::sst::BlockCache>>,
     /// The SSTs readers consult.
     pub(crate) version: RwLock<Arc<crate::version::Version>>,
     /// Serializes version installs (flush and compaction both edit the version).
@@ -330,7 +333,22 @@ impl Db {
             }
         }
 
-        let version = crate::version::Version::default();
+        let lru = Arc::new(crate::block_cache::LruBlockCache::new(
+            opts.block_cache_bytes,
+        ));
+        let block_cache: Option<Arc<dyn crate::sst::BlockCache>> = if opts.block_cache_bytes > 0 {
+            Some(lru.clone())
+        } else {
+            None
+        };
+        let version =
+            crate::version::open_version(fs.as_ref(), &dir, &state.levels, block_cache.clone())?;
+        let live: std::collections::HashSet<u64> = state
+            .levels
+            .iter()
+            .flat_map(|l| l.keys().copied())
+            .collect();
+        crate::flush::remove_orphans(fs.as_ref(), &dir, &live)?;
         let mut log_next = HashMap::new();
         let mut logs = HashMap::new();
         for (id, log) in &logs_by_id {
@@ -376,6 +394,8 @@ impl Db {
             logs: RwLock::new(logs),
             logs_by_id: RwLock::new(logs_by_id),
             manifest: Mutex::new(manifest),
+            lru,
+            block_cache,
             version: RwLock::new(Arc::new(version)),
             version_lock: Mutex::new(()),
             compacting: Mutex::new(std::collections::HashSet::new()),
@@ -588,6 +608,7 @@ impl Db {
         let v = crate::version::current(&self.inner);
         s.level_files = v.level_files();
         s.level_bytes = v.level_bytes();
+        (s.cache_hits, s.cache_misses) = self.inner.lru.hit_miss();
         s.snapshots = self
             .inner
             .snapshots

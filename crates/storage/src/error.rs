@@ -65,6 +65,15 @@ pub enum StorageError {
         /// The key whose value differed (lossy UTF-8 for display).
         key: String,
     },
+    /// An SSTable operation failed (I/O or a structural problem that is not on-disk corruption).
+    #[error("SSTable {}: {source}", file.display())]
+    Sst {
+        /// The SST file.
+        file: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: crate::sst::SstError,
+    },
     /// A log read asked for an offset that was truncated away.
     #[error("log {log}: offset {offset} was truncated (head is {head})")]
     OffsetTruncated {
@@ -83,6 +92,19 @@ impl StorageError {
         StorageError::Io {
             op: op.into(),
             source,
+        }
+    }
+
+    /// Maps an SST error on `file`; on-disk damage becomes [`StorageError::Corruption`] naming the file.
+    pub fn from_sst(file: &std::path::Path, e: crate::sst::SstError) -> Self {
+        match e {
+            crate::sst::SstError::Corruption { offset, what, .. } => {
+                StorageError::corruption(file, offset, what)
+            }
+            source => StorageError::Sst {
+                file: file.to_path_buf(),
+                source,
+            },
         }
     }
 

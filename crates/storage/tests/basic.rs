@@ -201,3 +201,57 @@ fn async_writes_complete_without_a_blocking_leader() {
     });
     assert_eq!(t.iter().count(), 250);
 }
+
+#[test]
+fn data_moves_through_flush_and_compaction_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = || Options {
+        fsync: FsyncPolicy::No,
+        memtable_size_bytes: 8 << 10,
+        l0_compaction_trigger: 2,
+        target_file_size_bytes: 16 << 10,
+        level1_target_bytes: 32 << 10,
+        level_size_multiplier: 2,
+        ..Options::default()
+    };
+    {
+        let db = Db::open(dir.path(), o()).unwrap();
+        let t = db.tree("t").unwrap();
+        for round in 0..3u32 {
+            for i in 0..2000u32 {
+                t.put(&i.to_be_bytes(), &round.to_be_bytes()).unwrap();
+            }
+            t.delete_range(&100u32.to_be_bytes(), &200u32.to_be_bytes())
+                .unwrap();
+        }
+        db.flush().unwrap();
+        // Compaction runs in the background: poll with a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while db.stats().compactions == 0 {
+            assert!(std::time::Instant::now() < deadline, "no compaction ran");
+            std::thread::yield_now();
+        }
+        let s = db.stats();
+        assert!(s.flushes > 0);
+        assert!(s.level_files.iter().skip(1).sum::<u64>() > 0, "{s:?}");
+        assert_eq!(t.iter().count(), 1900);
+        assert_eq!(t.get(&150u32.to_be_bytes()).unwrap(), None);
+        assert_eq!(
+            t.get(&1500u32.to_be_bytes()).unwrap().as_deref(),
+            Some(&2u32.to_be_bytes()[..])
+        );
+    }
+    let db = Db::open(dir.path(), o()).unwrap();
+    let t = db.tree("t").unwrap();
+    assert_eq!(t.iter().count(), 1900);
+    assert_eq!(t.iter().rev().count(), 1900);
+    assert_eq!(
+        t.get(&1999u32.to_be_bytes()).unwrap().as_deref(),
+        Some(&2u32.to_be_bytes()[..])
+    );
+    let r = strata_storage::check::check(dir.path());
+    drop(t);
+    drop(db);
+    let r = r.unwrap();
+    assert!(r.sst_files > 0);
+}

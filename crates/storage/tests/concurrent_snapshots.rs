@@ -24,7 +24,7 @@ fn readers_see_consistent_snapshots_during_background_work() {
         dir.path(),
         Options {
             fsync: FsyncPolicy::No,
-            memtable_size_bytes: 64 << 20, // TODO(flush): 16 << 10 once SST flush lands
+            memtable_size_bytes: 16 << 10,
             l0_compaction_trigger: 2,
             target_file_size_bytes: 16 << 10,
             level1_target_bytes: 64 << 10,

@@ -102,3 +102,36 @@ fn concurrent_writers_all_fail_cleanly_when_fsync_fails() {
     assert!(db.is_poisoned());
     assert!(db.tree("t").unwrap().put(b"x", b"y").is_err());
 }
+
+#[test]
+fn failed_sst_write_during_flush_poisons_and_reopen_recovers_from_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultInjector::new();
+    let small = |f: &Arc<FaultInjector>| Options {
+        memtable_size_bytes: 4 << 10,
+        ..opts(f)
+    };
+    let mut acked = 0u32;
+    {
+        let db = Db::open(dir.path(), small(&faults)).unwrap();
+        let t = db.tree("t").unwrap();
+        faults.set_target(Some(".sst"));
+        faults.set_fail_writes(true);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        // Writes succeed until the background flush fails and poisons the engine.
+        loop {
+            match t.put(&acked.to_be_bytes(), b"value") {
+                Ok(()) => acked += 1,
+                Err(StorageError::Poisoned { .. }) => break,
+                Err(e) => panic!("unexpected error {e:?}"),
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "flush failure never poisoned"
+            );
+        }
+        assert!(db.is_poisoned());
+        assert!(acked > 0);
+    }
+    check_recovers(dir.path(), &faults, acked);
+}

@@ -26,7 +26,6 @@ enum Op {
     LogAppend(Vec<u8>),
     LogTruncate(u64),
     LogRead(u64),
-    #[allow(dead_code)] // TODO(flush): generated once SST flush lands
     Flush,
     Reopen,
 }
@@ -59,7 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => value().prop_map(Op::LogAppend),
         1 => (0..40u64).prop_map(Op::LogTruncate),
         1 => (0..40u64).prop_map(Op::LogRead),
-        1 => Just(Op::Reopen), // TODO(flush): Op::Flush once SST flush lands
+        1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
     ]
 }
@@ -67,7 +66,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn opts() -> Options {
     Options {
         fsync: FsyncPolicy::No,
-        memtable_size_bytes: 64 << 20, // TODO(flush): 2048 once SST flush lands
+        memtable_size_bytes: 2048,
         l0_compaction_trigger: 2,
         target_file_size_bytes: 4096,
         level1_target_bytes: 8192,

@@ -1,4 +1,5 @@
 //! Compaction: the pure picker deciding what to compact and the iterator deciding which versions survive.
 
 pub mod gc;
+pub mod job;
 pub mod picker;
