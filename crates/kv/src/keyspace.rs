@@ -265,6 +265,16 @@ impl Keyspace {
         Ok(())
     }
 
+    /// Moves `entry` from `from` to `to` in one atomic batch (RENAME).
+    pub fn rename(&self, db: usize, from: &[u8], to: &[u8], entry: &Entry) -> Result<(), KvError> {
+        let tree = self.tree(db);
+        let mut batch = WriteBatch::new();
+        batch.delete(tree, &meta_key(from));
+        batch.put(tree, &meta_key(to), &entry.encode());
+        self.db.write(&batch)?;
+        Ok(())
+    }
+
     /// Deletes `key`; returns whether a live key was there.
     pub fn delete(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
         let existed = self.get(db, key)?.is_some();
@@ -286,6 +296,43 @@ impl Keyspace {
         }
         self.db.write(&batch)?;
         Ok(())
+    }
+
+    /// One step of SCAN: visits up to `budget` records after `after` (from the start when `None`) and
+    /// returns the live keys among them for which `keep(key, kind)` holds, plus the last key visited, or
+    /// `None` when the database is exhausted.
+    pub fn scan(
+        &self,
+        db: usize,
+        after: Option<&[u8]>,
+        budget: usize,
+        mut keep: impl FnMut(&[u8], Kind) -> bool,
+    ) -> Result<(Vec<Bytes>, Option<Bytes>), KvError> {
+        use std::ops::Bound;
+        let now = self.now_ms();
+        let start = match after {
+            Some(k) => Bound::Excluded(meta_key(k)),
+            None => Bound::Included(vec![META_PREFIX]),
+        };
+        let end = Bound::Excluded(vec![META_PREFIX + 1]);
+        let mut out = Vec::new();
+        let mut last = None;
+        let mut visited = 0;
+        for item in self.tree(db).range::<Vec<u8>, _>((start, end)) {
+            let (k, v) = item?;
+            let entry = Entry::decode(v)?;
+            let user_key = k.slice(1..);
+            let live = entry.expire_at_ms == 0 || entry.expire_at_ms > now;
+            if live && keep(&user_key, entry.kind) {
+                out.push(user_key.clone());
+            }
+            visited += 1;
+            if visited >= budget {
+                last = Some(user_key);
+                break;
+            }
+        }
+        Ok((out, last))
     }
 
     /// The number of live keys of one database, and how many of them have a TTL.

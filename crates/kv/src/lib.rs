@@ -14,7 +14,7 @@
 //! CLIENT, COMMAND), strings and the generic key commands exist, on strata-storage (see [`keyspace`]);
 //! collections, transactions and pub/sub come next.
 
-mod cmd;
+pub mod cmd;
 mod connection;
 pub mod keyspace;
 mod session;
@@ -71,6 +71,8 @@ pub struct Shared {
     /// Parameters set with CONFIG SET that strata accepts but does not act on (encodings, tuning knobs
     /// of Redis's own data structures), so CONFIG GET returns what was set, as clients expect.
     pub config_params: parking_lot::Mutex<std::collections::BTreeMap<String, String>>,
+    /// Where each outstanding SCAN cursor stopped.
+    pub scan_cursors: parking_lot::Mutex<cmd::ScanCursors>,
 }
 
 /// Counters of the whole service, for INFO.
@@ -97,6 +99,7 @@ impl Shared {
             started: std::time::Instant::now(),
             stats: ServerStats::default(),
             config_params: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
+            scan_cursors: parking_lot::Mutex::new(cmd::ScanCursors::default()),
         })
     }
 

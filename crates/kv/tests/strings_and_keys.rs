@@ -332,3 +332,76 @@ fn expiry_follows_the_injected_clock() {
     let n: i64 = redis::cmd("EXISTS").arg("p").query(&mut c).unwrap();
     assert_eq!(n, 0);
 }
+
+#[test]
+fn scan_rename_randomkey() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    for i in 0..250 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("user:{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET").arg("other").arg(1).query(&mut c).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = 0u64;
+    let mut rounds = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("user:*")
+            .arg("COUNT")
+            .arg(20)
+            .query(&mut c)
+            .unwrap();
+        seen.extend(keys);
+        rounds += 1;
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+        assert!(rounds < 100, "SCAN did not terminate");
+    }
+    assert_eq!(seen.len(), 250);
+    assert!(seen.iter().all(|k| k.starts_with("user:")));
+    let (_, none): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(0)
+        .arg("TYPE")
+        .arg("hash")
+        .arg("COUNT")
+        .arg(1000)
+        .query(&mut c)
+        .unwrap();
+    assert!(none.is_empty());
+
+    let _: () = redis::cmd("EXPIRE")
+        .arg("other")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("RENAME")
+        .arg("other")
+        .arg("moved")
+        .query(&mut c)
+        .unwrap();
+    let ttl: i64 = redis::cmd("TTL").arg("moved").query(&mut c).unwrap();
+    assert!(ttl > 90);
+    assert!(err(&mut c, redis::cmd("RENAME").arg("nope").arg("x")).contains("no such key"));
+    let n: i64 = redis::cmd("RENAMENX")
+        .arg("moved")
+        .arg("user:1")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 0);
+    let k: String = redis::cmd("RANDOMKEY").query(&mut c).unwrap();
+    assert!(k.starts_with("user:") || k == "moved");
+    let n: i64 = redis::cmd("TOUCH")
+        .arg("moved")
+        .arg("nope")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+}

@@ -320,6 +320,149 @@ fn match_class(pattern: &[u8], start: usize, c: u8, nocase: bool) -> (bool, usiz
     (matched != negate, (i + 1).min(pattern.len()))
 }
 
+/// Most SCAN cursors remembered at once; the oldest are forgotten first, and a forgotten cursor restarts its
+/// scan from the beginning (SCAN may return a key more than once, never miss one present throughout).
+const MAX_SCAN_CURSORS: usize = 65_536;
+
+/// Outstanding SCAN cursors: an opaque number stands for (database, last key visited).
+#[derive(Debug, Default)]
+pub struct ScanCursors {
+    positions: std::collections::HashMap<u64, (usize, Bytes)>,
+    order: std::collections::VecDeque<u64>,
+    next: u64,
+}
+
+impl ScanCursors {
+    fn remember(&mut self, db: usize, last: Bytes) -> u64 {
+        self.next += 1;
+        // splitmix64 of a counter: unique, nonzero in practice, and not guessable as "the next number".
+        let mut z = self.next.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let id = (z ^ (z >> 31)).max(1);
+        if self.order.len() >= MAX_SCAN_CURSORS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.positions.remove(&old);
+        }
+        self.positions.insert(id, (db, last));
+        self.order.push_back(id);
+        id
+    }
+
+    fn position(&self, id: u64, db: usize) -> Option<Bytes> {
+        self.positions
+            .get(&id)
+            .filter(|(d, _)| *d == db)
+            .map(|(_, k)| k.clone())
+    }
+}
+
+pub fn scan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let Some(cursor) = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return Frame::error("ERR invalid cursor");
+    };
+    let (mut pattern, mut count, mut kind) = (None, 10usize, None);
+    let mut i = 2;
+    while i < args.len() {
+        let opt = args[i].to_ascii_uppercase();
+        let Some(value) = args.get(i + 1) else {
+            return Frame::error("ERR syntax error");
+        };
+        match opt.as_slice() {
+            b"MATCH" => pattern = Some(value.clone()),
+            b"COUNT" => match parse_i64(value) {
+                Ok(n) if n >= 1 => count = usize::try_from(n).unwrap_or(usize::MAX),
+                Ok(_) => return Frame::error("ERR syntax error"),
+                Err(r) => return r,
+            },
+            b"TYPE" => kind = Some(value.to_ascii_lowercase()),
+            _ => return Frame::error("ERR syntax error"),
+        }
+        i += 2;
+    }
+    let after = if cursor == 0 {
+        None
+    } else {
+        sh.scan_cursors.lock().position(cursor, s.db)
+    };
+    let result = sh
+        .keyspace
+        .scan(s.db, after.as_deref(), count.min(100_000), |key, k| {
+            pattern.as_ref().is_none_or(|p| glob_match(p, key, false))
+                && kind
+                    .as_ref()
+                    .is_none_or(|t| t.as_slice() == k.name().as_bytes())
+        });
+    match result {
+        Ok((keys, last)) => {
+            let next = match last {
+                Some(last) => sh.scan_cursors.lock().remember(s.db, last),
+                None => 0,
+            };
+            Frame::Array(vec![
+                Frame::bulk(next.to_string()),
+                Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
+            ])
+        }
+        Err(e) => storage_error(e),
+    }
+}
+
+pub fn randomkey(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+    // Uniform over live keys by reservoir sampling: O(n), as a first cut; a sampled index comes with the
+    // active expiry cycle.
+    let mut seen = 0u64;
+    let mut chosen = None;
+    let mut state = sh.keyspace.now_ms() ^ 0x2545_f491_4f6c_dd1d;
+    let result = sh.keyspace.keys(s.db, |k| {
+        seen += 1;
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        if state % seen == 0 {
+            chosen = Some(Bytes::copy_from_slice(k));
+        }
+        false
+    });
+    match result {
+        Ok(_) => chosen.map_or(Frame::Null, Frame::Bulk),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// RENAME and RENAMENX: the value and its TTL move to the new name in one atomic batch.
+pub fn rename(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let nx = args[0].eq_ignore_ascii_case(b"renamenx");
+    let (from, to) = (&args[1], &args[2]);
+    let _guards = sh
+        .keyspace
+        .lock_many(s.db, [&from[..], &to[..]].into_iter());
+    let entry = match sh.keyspace.get(s.db, from) {
+        Ok(Some(e)) => e,
+        Ok(None) => return Frame::error("ERR no such key"),
+        Err(e) => return storage_error(e),
+    };
+    if from == to {
+        return if nx { Frame::Integer(0) } else { Frame::ok() };
+    }
+    if nx {
+        match sh.keyspace.get(s.db, to) {
+            Ok(Some(_)) => return Frame::Integer(0),
+            Ok(None) => {}
+            Err(e) => return storage_error(e),
+        }
+    }
+    match sh.keyspace.rename(s.db, from, to, &entry) {
+        Ok(()) if nx => Frame::Integer(1),
+        Ok(()) => Frame::ok(),
+        Err(e) => storage_error(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::glob_match;

@@ -5,6 +5,8 @@ mod client;
 mod connection;
 mod introspection;
 mod keys;
+
+pub use keys::ScanCursors;
 mod server;
 mod strings;
 
@@ -331,6 +333,27 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: connection::quit,
     },
     CommandSpec {
+        name: "randomkey",
+        arity: 1,
+        flags: &["readonly"],
+        no_auth: false,
+        run: keys::randomkey,
+    },
+    CommandSpec {
+        name: "rename",
+        arity: 3,
+        flags: &["write"],
+        no_auth: false,
+        run: keys::rename,
+    },
+    CommandSpec {
+        name: "renamenx",
+        arity: 3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: keys::rename,
+    },
+    CommandSpec {
         name: "reset",
         arity: 1,
         flags: &[
@@ -350,6 +373,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         flags: &["admin", "noscript"],
         no_auth: false,
         run: server::save,
+    },
+    CommandSpec {
+        name: "scan",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: keys::scan,
     },
     CommandSpec {
         name: "select",
@@ -406,6 +436,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         flags: &["loading", "stale", "fast"],
         no_auth: false,
         run: server::time,
+    },
+    CommandSpec {
+        name: "touch",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: keys::exists,
     },
     CommandSpec {
         name: "ttl",
