@@ -423,7 +423,7 @@ pub fn randomkey(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        if state % seen == 0 {
+        if state.is_multiple_of(seen) {
             chosen = Some(Bytes::copy_from_slice(k));
         }
         false
