@@ -13,7 +13,7 @@
 //! stall (counted in [`StatsSnapshot::stall_micros`]) while too many memtables or L0 files await flush or
 //! compaction. Durability follows [`FsyncPolicy`]. An I/O failure on the write path poisons the engine:
 //! writes then fail with [`StorageError::Poisoned`] until it is reopened. The on-disk format and the
-//! recovery argument are in `ENGINE-FORMAT.md`.
+//! recovery argument are in `docs/storage-format.md`.
 //!
 //! ```
 //! use strata_storage::{Db, Options, WriteBatch};

@@ -1,5 +1,5 @@
 //! Low-level encodings shared by the writer and the reader: varints, block handles, block trailers and the
-//! footer. See `SST-FORMAT.md` for the byte layout this implements.
+//! footer. See `docs/storage-format.md` (part 2) for the byte layout this implements.
 
 /// Magic number at the very end of every SSTable ("STRATSST" in ASCII, little-endian u64 on disk).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"STRATSST");
