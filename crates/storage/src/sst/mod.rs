@@ -3,8 +3,8 @@
 //! An SSTable holds point entries (puts and point deletes, keyed by internal key) in data blocks with
 //! prefix-compressed keys and restart points, a bloom filter over user keys, a block of range tombstones, a
 //! properties block ([`SstMeta`]), an index with one entry per data block and a fixed-size footer. Every
-//! block carries a crc32c, and the footer has its own checksum and a magic number; `docs/storage-format.md` in the
-//! crate documents the byte layout and why damage is always detected.
+//! block carries a crc32c, and the footer has its own checksum and a magic number; part 2 of
+//! `docs/storage-format.md` documents the byte layout and why damage is always detected.
 //!
 //! Limits: one key plus value at most [`MAX_ENTRY_BYTES`]; the target block size is clamped to
 //! `256 B..=64 MiB`. Readers never panic on damaged files: every offset and length read from a file is
