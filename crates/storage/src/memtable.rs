@@ -347,6 +347,42 @@ impl MemIter {
     }
 }
 
+impl crate::iter::InternalIterator for MemIter {
+    fn valid(&self) -> bool {
+        MemIter::valid(self)
+    }
+    fn seek_to_first(&mut self) -> Result<(), crate::sst::SstError> {
+        MemIter::seek_to_first(self);
+        Ok(())
+    }
+    fn seek_to_last(&mut self) -> Result<(), crate::sst::SstError> {
+        MemIter::seek_to_last(self);
+        Ok(())
+    }
+    fn seek(&mut self, target: &[u8]) -> Result<(), crate::sst::SstError> {
+        MemIter::seek(self, target);
+        Ok(())
+    }
+    fn seek_for_prev(&mut self, target: &[u8]) -> Result<(), crate::sst::SstError> {
+        MemIter::seek_for_prev(self, target);
+        Ok(())
+    }
+    fn next(&mut self) -> Result<(), crate::sst::SstError> {
+        MemIter::next(self);
+        Ok(())
+    }
+    fn prev(&mut self) -> Result<(), crate::sst::SstError> {
+        MemIter::prev(self);
+        Ok(())
+    }
+    fn key(&self) -> &[u8] {
+        MemIter::key(self)
+    }
+    fn value(&self) -> &[u8] {
+        MemIter::value(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,6 +105,7 @@ fn readers_see_consistent_snapshots_during_background_work() {
         }
         done.store(true, Ordering::Release);
     });
+    assert!(db.stats().flushes > 0, "the test must run during flushes");
     for w in 0..WRITERS {
         for k in 0..KEYS {
             assert_eq!(
@@ -113,4 +114,49 @@ fn readers_see_consistent_snapshots_during_background_work() {
             );
         }
     }
+}
+
+#[test]
+fn a_long_held_snapshot_survives_many_compactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        Options {
+            fsync: FsyncPolicy::No,
+            memtable_size_bytes: 8 << 10,
+            l0_compaction_trigger: 2,
+            target_file_size_bytes: 8 << 10,
+            level1_target_bytes: 16 << 10,
+            level_size_multiplier: 2,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let t = db.tree("t").unwrap();
+    for i in 0..500u32 {
+        t.put(&i.to_be_bytes(), b"old").unwrap();
+    }
+    let snap = db.snapshot();
+    for round in 0..10u32 {
+        for i in 0..500u32 {
+            t.put(&i.to_be_bytes(), &round.to_be_bytes()).unwrap();
+        }
+        t.delete_range(&0u32.to_be_bytes(), &250u32.to_be_bytes())
+            .unwrap();
+    }
+    db.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.stats().compactions < 3 {
+        assert!(Instant::now() < deadline, "compactions did not run");
+        std::thread::yield_now();
+    }
+    let old: Vec<_> = snap.iter(&t).map(|r| r.unwrap().1).collect();
+    assert_eq!(old.len(), 500);
+    assert!(old.iter().all(|v| &v[..] == b"old"));
+    assert_eq!(
+        snap.get(&t, &7u32.to_be_bytes()).unwrap().as_deref(),
+        Some(&b"old"[..])
+    );
+    assert_eq!(t.iter().count(), 250);
+    drop(snap);
 }

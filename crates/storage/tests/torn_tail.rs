@@ -93,3 +93,23 @@ fn damage_before_the_tail_refuses_to_open() {
     // The damaged file was not modified.
     assert_eq!(std::fs::read(&wal).unwrap(), data);
 }
+
+#[test]
+fn damaged_manifest_refuses_to_open_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_keys(dir.path(), 3);
+    {
+        // A second tree adds a record after the manifest's snapshot record.
+        let db = Db::open(dir.path(), opts()).unwrap();
+        db.tree("second").unwrap();
+    }
+    let current = std::fs::read_to_string(dir.path().join("CURRENT")).unwrap();
+    let manifest = dir.path().join(current.trim());
+    let mut data = std::fs::read(&manifest).unwrap();
+    data[25] ^= 0x10; // inside the first record, which is followed by a valid one
+    std::fs::write(&manifest, &data).unwrap();
+    match Db::open(dir.path(), opts()) {
+        Err(StorageError::Corruption { file, .. }) => assert_eq!(file, manifest),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
