@@ -174,6 +174,68 @@ pub struct Keyspace {
     trees: Vec<Tree>,
     clock: Arc<dyn Clock>,
     locks: Vec<Mutex<()>>,
+    /// Next collection version. Starts above any version used before a restart: each version is created
+    /// together with a write, so `(seqno at open + 1) << 20` exceeds every earlier one unless a million
+    /// collections were created per write, which cannot happen.
+    next_version: AtomicU64,
+}
+
+/// Prefix of collection element records.
+const SUB_PREFIX: u8 = b's';
+
+/// The header of a collection's metadata payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectionHeader {
+    /// Distinguishes this incarnation of the key from earlier ones.
+    pub version: u64,
+    /// Number of elements.
+    pub size: u64,
+}
+
+impl CollectionHeader {
+    /// Encodes the header as a metadata payload.
+    pub fn to_payload(self) -> Bytes {
+        let mut b = BytesMut::with_capacity(16);
+        b.put_u64(self.version);
+        b.put_u64(self.size);
+        b.freeze()
+    }
+
+    /// Decodes a collection's metadata payload.
+    pub fn from_payload(p: &[u8]) -> Result<Self, KvError> {
+        let word = |i: usize| {
+            p.get(i..i + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(KvError::Corrupt("short collection header"))
+        };
+        Ok(CollectionHeader {
+            version: word(0)?,
+            size: word(8)?,
+        })
+    }
+}
+
+/// The sub-key prefix of one incarnation of a collection: `b's' ++ len(key) u32 ++ key ++ version`.
+pub fn sub_prefix(key: &[u8], version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 4 + key.len() + 8);
+    k.push(SUB_PREFIX);
+    k.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_be_bytes());
+    k.extend_from_slice(key);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
 }
 
 fn meta_key(key: &[u8]) -> Vec<u8> {
@@ -189,11 +251,13 @@ impl Keyspace {
         let trees = (0..databases)
             .map(|i| db.tree(&format!("kv{i}")))
             .collect::<Result<Vec<_>, _>>()?;
+        let next_version = AtomicU64::new((db.seqno() + 1) << 20);
         Ok(Keyspace {
             db,
             trees,
             clock,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            next_version,
         })
     }
 
@@ -249,9 +313,40 @@ impl Keyspace {
         Ok(Some(entry))
     }
 
-    /// Stores `entry` under `key`.
+    /// Stores `entry` under `key`, replacing whatever was there (a replaced collection's elements are
+    /// dropped with one range tombstone).
     pub fn put(&self, db: usize, key: &[u8], entry: &Entry) -> Result<(), KvError> {
-        Ok(self.tree(db).put(&meta_key(key), &entry.encode())?)
+        let tree = self.tree(db);
+        let mkey = meta_key(key);
+        // Rewriting a collection's own metadata (EXPIRE, PERSIST) keeps its elements.
+        let same_collection = |prefix: &Vec<u8>| {
+            entry.kind != Kind::String
+                && CollectionHeader::from_payload(&entry.payload)
+                    .is_ok_and(|h| *prefix == sub_prefix(key, h.version))
+        };
+        match self.old_elements(db, key)?.filter(|p| !same_collection(p)) {
+            None => Ok(tree.put(&mkey, &entry.encode())?),
+            Some(prefix) => {
+                let mut batch = WriteBatch::new();
+                batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+                batch.put(tree, &mkey, &entry.encode());
+                self.db.write(&batch)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The element prefix of the collection (live or expired) stored at `key`, if it is one.
+    fn old_elements(&self, db: usize, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        let Some(raw) = self.tree(db).get(&meta_key(key))? else {
+            return Ok(None);
+        };
+        let entry = Entry::decode(raw)?;
+        if entry.kind == Kind::String {
+            return Ok(None);
+        }
+        let h = CollectionHeader::from_payload(&entry.payload)?;
+        Ok(Some(sub_prefix(key, h.version)))
     }
 
     /// Stores several string entries atomically.
@@ -259,28 +354,162 @@ impl Keyspace {
         let tree = self.tree(db);
         let mut batch = WriteBatch::new();
         for (key, entry) in entries {
+            if let Some(prefix) = self.old_elements(db, key)? {
+                batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+            }
             batch.put(tree, &meta_key(key), &entry.encode());
         }
         self.db.write(&batch)?;
         Ok(())
     }
 
-    /// Moves `entry` from `from` to `to` in one atomic batch (RENAME).
+    /// Moves `entry` from `from` to `to` in one atomic batch (RENAME). A collection's elements are copied
+    /// under a new version (O(n), as in Redis-on-LSM designs); whatever `to` held is dropped.
     pub fn rename(&self, db: usize, from: &[u8], to: &[u8], entry: &Entry) -> Result<(), KvError> {
         let tree = self.tree(db);
         let mut batch = WriteBatch::new();
+        if let Some(prefix) = self.old_elements(db, to)? {
+            batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+        }
         batch.delete(tree, &meta_key(from));
-        batch.put(tree, &meta_key(to), &entry.encode());
+        if entry.kind == Kind::String {
+            batch.put(tree, &meta_key(to), &entry.encode());
+        } else {
+            let old = CollectionHeader::from_payload(&entry.payload)?;
+            let new = CollectionHeader {
+                version: self.new_version(),
+                size: old.size,
+            };
+            let new_prefix = sub_prefix(to, new.version);
+            let mut k = new_prefix.clone();
+            for (element, value) in self.elements(db, from, old.version)? {
+                k.truncate(new_prefix.len());
+                k.extend_from_slice(&element);
+                batch.put(tree, &k, &value);
+            }
+            let old_prefix = sub_prefix(from, old.version);
+            batch.delete_range(tree, &old_prefix, &prefix_end(&old_prefix));
+            let moved = Entry {
+                kind: entry.kind,
+                expire_at_ms: entry.expire_at_ms,
+                payload: new.to_payload(),
+            };
+            batch.put(tree, &meta_key(to), &moved.encode());
+        }
         self.db.write(&batch)?;
         Ok(())
     }
 
-    /// Deletes `key`; returns whether a live key was there.
+    /// Deletes `key`; returns whether a live key was there. A collection's elements go with one range
+    /// tombstone, so this is O(1) whatever its size.
     pub fn delete(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
-        let existed = self.get(db, key)?.is_some();
+        let tree = self.tree(db);
+        let Some(raw) = tree.get(&meta_key(key))? else {
+            return Ok(false);
+        };
+        let entry = Entry::decode(raw)?;
+        let live = entry.expire_at_ms == 0 || entry.expire_at_ms > self.now_ms();
         // An expired record is deleted too, so its space is reclaimed.
-        self.tree(db).delete(&meta_key(key))?;
-        Ok(existed)
+        let mut batch = WriteBatch::new();
+        batch.delete(tree, &meta_key(key));
+        if entry.kind != Kind::String {
+            let prefix = sub_prefix(key, CollectionHeader::from_payload(&entry.payload)?.version);
+            batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+        }
+        self.db.write(&batch)?;
+        Ok(live)
+    }
+
+    /// A fresh collection version.
+    pub fn new_version(&self) -> u64 {
+        self.next_version.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The live collection of type `kind` at `key`: `Ok(Some((entry, header)))`, `Ok(None)` if missing,
+    /// `Err(None)` if the key holds another type.
+    pub fn get_collection(
+        &self,
+        db: usize,
+        key: &[u8],
+        kind: Kind,
+    ) -> Result<Option<(Entry, CollectionHeader)>, Option<KvError>> {
+        match self.get(db, key).map_err(Some)? {
+            None => Ok(None),
+            Some(e) if e.kind != kind => Err(None),
+            Some(e) => {
+                let h = CollectionHeader::from_payload(&e.payload).map_err(Some)?;
+                Ok(Some((e, h)))
+            }
+        }
+    }
+
+    /// Reads one element of a collection.
+    pub fn get_element(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        element: &[u8],
+    ) -> Result<Option<Bytes>, KvError> {
+        let mut k = sub_prefix(key, version);
+        k.extend_from_slice(element);
+        Ok(self.tree(db).get(&k)?)
+    }
+
+    /// Every (element, value) of a collection, in element order.
+    pub fn elements(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        let prefix = sub_prefix(key, version);
+        let mut out = Vec::new();
+        for item in self.tree(db).prefix(&prefix) {
+            let (k, v) = item?;
+            out.push((k.slice(prefix.len()..), v));
+        }
+        Ok(out)
+    }
+
+    /// Applies element puts and deletes and the new metadata record of a collection in one atomic batch;
+    /// a collection left empty is deleted, as Redis does.
+    pub fn write_collection(
+        &self,
+        db: usize,
+        key: &[u8],
+        entry: &Entry,
+        header: CollectionHeader,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+    ) -> Result<(), KvError> {
+        let tree = self.tree(db);
+        let prefix = sub_prefix(key, header.version);
+        let mut batch = WriteBatch::new();
+        let mut k = prefix.clone();
+        for (element, value) in puts {
+            k.truncate(prefix.len());
+            k.extend_from_slice(element);
+            batch.put(tree, &k, value);
+        }
+        for element in deletes {
+            k.truncate(prefix.len());
+            k.extend_from_slice(element);
+            batch.delete(tree, &k);
+        }
+        if header.size == 0 {
+            batch.delete(tree, &meta_key(key));
+            batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+        } else {
+            let updated = Entry {
+                kind: entry.kind,
+                expire_at_ms: entry.expire_at_ms,
+                payload: header.to_payload(),
+            };
+            batch.put(tree, &meta_key(key), &updated.encode());
+        }
+        self.db.write(&batch)?;
+        Ok(())
     }
 
     /// Removes every key of one database.

@@ -3,6 +3,7 @@
 
 mod client;
 mod connection;
+mod hashes;
 mod introspection;
 mod keys;
 
@@ -193,6 +194,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: strings::getset,
     },
     CommandSpec {
+        name: "hdel",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: hashes::hdel,
+    },
+    CommandSpec {
         name: "hello",
         arity: -1,
         flags: &[
@@ -205,6 +213,97 @@ pub static COMMANDS: &[CommandSpec] = &[
         ],
         no_auth: true,
         run: connection::hello,
+    },
+    CommandSpec {
+        name: "hexists",
+        arity: 3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: hashes::hexists,
+    },
+    CommandSpec {
+        name: "hget",
+        arity: 3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: hashes::hget,
+    },
+    CommandSpec {
+        name: "hgetall",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: hashes::hgetall,
+    },
+    CommandSpec {
+        name: "hincrby",
+        arity: 4,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: hashes::hincrby,
+    },
+    CommandSpec {
+        name: "hincrbyfloat",
+        arity: 4,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: hashes::hincrbyfloat,
+    },
+    CommandSpec {
+        name: "hkeys",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: hashes::hkeys,
+    },
+    CommandSpec {
+        name: "hlen",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: hashes::hlen,
+    },
+    CommandSpec {
+        name: "hmget",
+        arity: -3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: hashes::hmget,
+    },
+    CommandSpec {
+        name: "hmset",
+        arity: -4,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: hashes::hset,
+    },
+    CommandSpec {
+        name: "hset",
+        arity: -4,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: hashes::hset,
+    },
+    CommandSpec {
+        name: "hsetnx",
+        arity: 4,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: hashes::hsetnx,
+    },
+    CommandSpec {
+        name: "hstrlen",
+        arity: 3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: hashes::hstrlen,
+    },
+    CommandSpec {
+        name: "hvals",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: hashes::hvals,
     },
     CommandSpec {
         name: "incr",
