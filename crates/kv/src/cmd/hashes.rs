@@ -11,20 +11,40 @@ use crate::{Session, Shared};
 
 /// The live hash at `key`, or `Ok(None)`; a reply on WRONGTYPE or a storage error.
 fn load(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<(Entry, CollectionHeader)>, Frame> {
+    load_kind(sh, db, key, Kind::Hash)
+}
+
+/// The live collection of `kind` at `key`, or `Ok(None)`; a reply on WRONGTYPE or a storage error.
+pub(crate) fn load_kind(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+    kind: Kind,
+) -> Result<Option<(Entry, CollectionHeader)>, Frame> {
     sh.keyspace
-        .get_collection(db, key, Kind::Hash)
+        .get_collection(db, key, kind)
         .map_err(|e| e.map_or_else(wrongtype, storage_error))
 }
 
 /// The hash at `key` for writing: the existing one, or a new empty one with a fresh version.
 fn load_for_write(sh: &Shared, db: usize, key: &[u8]) -> Result<(Entry, CollectionHeader), Frame> {
-    Ok(load(sh, db, key)?.unwrap_or_else(|| {
+    load_kind_for_write(sh, db, key, Kind::Hash)
+}
+
+/// The collection of `kind` at `key` for writing: the existing one, or a new empty one.
+pub(crate) fn load_kind_for_write(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+    kind: Kind,
+) -> Result<(Entry, CollectionHeader), Frame> {
+    Ok(load_kind(sh, db, key, kind)?.unwrap_or_else(|| {
         let header = CollectionHeader {
             version: sh.keyspace.new_version(),
             size: 0,
         };
         let entry = Entry {
-            kind: Kind::Hash,
+            kind,
             expire_at_ms: 0,
             payload: header.to_payload(),
         };
@@ -32,7 +52,7 @@ fn load_for_write(sh: &Shared, db: usize, key: &[u8]) -> Result<(Entry, Collecti
     }))
 }
 
-fn field(
+pub(crate) fn field(
     sh: &Shared,
     db: usize,
     key: &[u8],
@@ -44,7 +64,7 @@ fn field(
         .map_err(storage_error)
 }
 
-fn commit(
+pub(crate) fn commit(
     sh: &Shared,
     db: usize,
     key: &[u8],

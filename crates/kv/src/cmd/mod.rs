@@ -9,6 +9,7 @@ mod keys;
 
 pub use keys::ScanCursors;
 mod server;
+mod sets;
 mod strings;
 
 use bytes::Bytes;
@@ -467,6 +468,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: connection::reset,
     },
     CommandSpec {
+        name: "sadd",
+        arity: -3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: sets::sadd,
+    },
+    CommandSpec {
         name: "save",
         arity: 1,
         flags: &["admin", "noscript"],
@@ -479,6 +487,27 @@ pub static COMMANDS: &[CommandSpec] = &[
         flags: &["readonly"],
         no_auth: false,
         run: keys::scan,
+    },
+    CommandSpec {
+        name: "scard",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: sets::scard,
+    },
+    CommandSpec {
+        name: "sdiff",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: sets::setop,
+    },
+    CommandSpec {
+        name: "sdiffstore",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: sets::setop_store,
     },
     CommandSpec {
         name: "select",
@@ -516,6 +545,76 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: strings::setrange,
     },
     CommandSpec {
+        name: "sinter",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: sets::setop,
+    },
+    CommandSpec {
+        name: "sintercard",
+        arity: -3,
+        flags: &["readonly"],
+        no_auth: false,
+        run: sets::sintercard,
+    },
+    CommandSpec {
+        name: "sinterstore",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: sets::setop_store,
+    },
+    CommandSpec {
+        name: "sismember",
+        arity: 3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: sets::sismember,
+    },
+    CommandSpec {
+        name: "smembers",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: sets::smembers,
+    },
+    CommandSpec {
+        name: "smismember",
+        arity: -3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: sets::smismember,
+    },
+    CommandSpec {
+        name: "smove",
+        arity: 4,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: sets::smove,
+    },
+    CommandSpec {
+        name: "spop",
+        arity: -2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: sets::spop,
+    },
+    CommandSpec {
+        name: "srandmember",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: sets::srandmember,
+    },
+    CommandSpec {
+        name: "srem",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: sets::srem,
+    },
+    CommandSpec {
         name: "strlen",
         arity: 2,
         flags: &["readonly", "fast"],
@@ -528,6 +627,20 @@ pub static COMMANDS: &[CommandSpec] = &[
         flags: &["readonly"],
         no_auth: false,
         run: strings::getrange,
+    },
+    CommandSpec {
+        name: "sunion",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: sets::setop,
+    },
+    CommandSpec {
+        name: "sunionstore",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: sets::setop_store,
     },
     CommandSpec {
         name: "time",

@@ -1,0 +1,329 @@
+//! Set commands. A set is a metadata record (version, size) plus one empty element record per member.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use strata_resp::Frame;
+
+use super::hashes::{commit, field, load_kind, load_kind_for_write};
+use super::{parse_i64, storage_error};
+use crate::keyspace::Kind;
+use crate::{Session, Shared};
+
+/// The members of the set at `key` (empty if missing); a reply on WRONGTYPE or a storage error.
+fn members(sh: &Shared, db: usize, key: &[u8]) -> Result<BTreeSet<Bytes>, Frame> {
+    match load_kind(sh, db, key, Kind::Set)? {
+        None => Ok(BTreeSet::new()),
+        Some((_, h)) => Ok(sh
+            .keyspace
+            .elements(db, key, h.version)
+            .map_err(storage_error)?
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect()),
+    }
+}
+
+pub fn sadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let key = &args[1];
+    let _guard = sh.keyspace.lock(s.db, key);
+    let result = (|| {
+        let (entry, mut header) = load_kind_for_write(sh, s.db, key, Kind::Set)?;
+        let mut puts: Vec<(&[u8], &[u8])> = Vec::new();
+        for m in &args[2..] {
+            if !puts.iter().any(|(p, _)| *p == &m[..]) && field(sh, s.db, key, header, m)?.is_none()
+            {
+                puts.push((m, b""));
+            }
+        }
+        if puts.is_empty() {
+            return Ok(0);
+        }
+        header.size += puts.len() as u64;
+        commit(sh, s.db, key, &entry, header, &puts, &[])?;
+        Ok(puts.len() as i64)
+    })();
+    result.map_or_else(|r| r, Frame::Integer)
+}
+
+pub fn srem(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let key = &args[1];
+    let _guard = sh.keyspace.lock(s.db, key);
+    let result = (|| {
+        let Some((entry, mut header)) = load_kind(sh, s.db, key, Kind::Set)? else {
+            return Ok(0);
+        };
+        let mut deletes: Vec<&[u8]> = Vec::new();
+        for m in &args[2..] {
+            if !deletes.contains(&&m[..]) && field(sh, s.db, key, header, m)?.is_some() {
+                deletes.push(m);
+            }
+        }
+        if deletes.is_empty() {
+            return Ok(0);
+        }
+        header.size -= deletes.len() as u64;
+        commit(sh, s.db, key, &entry, header, &[], &deletes)?;
+        Ok(deletes.len() as i64)
+    })();
+    result.map_or_else(|r| r, Frame::Integer)
+}
+
+pub fn sismember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    match load_kind(sh, s.db, &args[1], Kind::Set) {
+        Ok(Some((_, h))) => match field(sh, s.db, &args[1], h, &args[2]) {
+            Ok(v) => Frame::Integer(i64::from(v.is_some())),
+            Err(r) => r,
+        },
+        Ok(None) => Frame::Integer(0),
+        Err(r) => r,
+    }
+}
+
+pub fn smismember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    match load_kind(sh, s.db, &args[1], Kind::Set) {
+        Ok(Some((_, h))) => {
+            let mut out = Vec::with_capacity(args.len() - 2);
+            for m in &args[2..] {
+                match field(sh, s.db, &args[1], h, m) {
+                    Ok(v) => out.push(Frame::Integer(i64::from(v.is_some()))),
+                    Err(r) => return r,
+                }
+            }
+            Frame::Array(out)
+        }
+        Ok(None) => Frame::Array(vec![Frame::Integer(0); args.len() - 2]),
+        Err(r) => r,
+    }
+}
+
+pub fn scard(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    match load_kind(sh, s.db, &args[1], Kind::Set) {
+        Ok(h) => Frame::Integer(h.map_or(0, |(_, h)| h.size as i64)),
+        Err(r) => r,
+    }
+}
+
+fn set_reply(members: impl IntoIterator<Item = Bytes>) -> Frame {
+    Frame::Set(members.into_iter().map(Frame::Bulk).collect())
+}
+
+pub fn smembers(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    members(sh, s.db, &args[1]).map_or_else(|r| r, set_reply)
+}
+
+/// The result of SINTER, SUNION or SDIFF over `keys`.
+fn combine(sh: &Shared, db: usize, op: &[u8], keys: &[Bytes]) -> Result<BTreeSet<Bytes>, Frame> {
+    let mut sets = Vec::with_capacity(keys.len());
+    for k in keys {
+        sets.push(members(sh, db, k)?);
+    }
+    let mut it = sets.into_iter();
+    let first = it.next().unwrap_or_default();
+    Ok(match op {
+        b"sinter" | b"sinterstore" | b"sintercard" => it.fold(first, |acc, s| &acc & &s),
+        b"sunion" | b"sunionstore" => it.fold(first, |acc, s| &acc | &s),
+        _ => it.fold(first, |acc, s| &acc - &s),
+    })
+}
+
+/// SINTER, SUNION, SDIFF.
+pub fn setop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let op = args[0].to_ascii_lowercase();
+    combine(sh, s.db, &op, &args[1..]).map_or_else(|r| r, set_reply)
+}
+
+/// SINTERSTORE, SUNIONSTORE, SDIFFSTORE: the result replaces the destination (deleted when empty).
+pub fn setop_store(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let op = args[0].to_ascii_lowercase();
+    let dest = &args[1];
+    let _guards = sh
+        .keyspace
+        .lock_many(s.db, args[1..].iter().map(|k| &k[..]));
+    let result = match combine(sh, s.db, &op, &args[2..]) {
+        Ok(r) => r,
+        Err(reply) => return reply,
+    };
+    if let Err(e) = sh.keyspace.delete(s.db, dest) {
+        return storage_error(e);
+    }
+    if result.is_empty() {
+        return Frame::Integer(0);
+    }
+    let (entry, mut header) = match load_kind_for_write(sh, s.db, dest, Kind::Set) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    header.size = result.len() as u64;
+    let puts: Vec<(&[u8], &[u8])> = result.iter().map(|m| (&m[..], &b""[..])).collect();
+    match commit(sh, s.db, dest, &entry, header, &puts, &[]) {
+        Ok(()) => Frame::Integer(result.len() as i64),
+        Err(r) => r,
+    }
+}
+
+pub fn sintercard(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let numkeys = match parse_i64(&args[1]) {
+        Ok(n) if n > 0 => n as usize,
+        Ok(_) => return Frame::error("ERR numkeys should be greater than 0"),
+        Err(r) => return r,
+    };
+    let Some(keys) = args.get(2..2 + numkeys) else {
+        return Frame::error("ERR Number of keys can't be greater than number of args");
+    };
+    let mut limit = 0usize;
+    let rest = &args[2 + numkeys..];
+    match rest {
+        [] => {}
+        [opt, n] if opt.eq_ignore_ascii_case(b"limit") => match parse_i64(n) {
+            Ok(n) if n >= 0 => limit = n as usize,
+            Ok(_) => return Frame::error("ERR LIMIT can't be negative"),
+            Err(r) => return r,
+        },
+        _ => return Frame::error("ERR syntax error"),
+    }
+    match combine(sh, s.db, b"sintercard", keys) {
+        Ok(r) => {
+            let n = if limit == 0 {
+                r.len()
+            } else {
+                r.len().min(limit)
+            };
+            Frame::Integer(n as i64)
+        }
+        Err(reply) => reply,
+    }
+}
+
+pub fn smove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let (src, dst, member) = (&args[1], &args[2], &args[3]);
+    let _guards = sh
+        .keyspace
+        .lock_many(s.db, [&src[..], &dst[..]].into_iter());
+    let result = (|| {
+        let Some((src_entry, mut src_h)) = load_kind(sh, s.db, src, Kind::Set)? else {
+            // A wrong-typed destination is an error even when the source is missing.
+            load_kind(sh, s.db, dst, Kind::Set)?;
+            return Ok(0);
+        };
+        let (dst_entry, mut dst_h) = load_kind_for_write(sh, s.db, dst, Kind::Set)?;
+        if field(sh, s.db, src, src_h, member)?.is_none() {
+            return Ok(0);
+        }
+        if src == dst {
+            return Ok(1);
+        }
+        src_h.size -= 1;
+        commit(sh, s.db, src, &src_entry, src_h, &[], &[member])?;
+        if field(sh, s.db, dst, dst_h, member)?.is_none() {
+            dst_h.size += 1;
+            commit(sh, s.db, dst, &dst_entry, dst_h, &[(member, b"")], &[])?;
+        }
+        Ok(1)
+    })();
+    result.map_or_else(|r| r, Frame::Integer)
+}
+
+/// A small xorshift generator seeded from the clock and the key; SPOP/SRANDMEMBER need no stronger
+/// randomness.
+fn rng_seed(sh: &Shared, key: &[u8]) -> u64 {
+    key.iter()
+        .fold(sh.keyspace.now_ms() ^ 0x9e37_79b9_7f4a_7c15, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+        | 1
+}
+
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// SRANDMEMBER key [count]: positive count → distinct members, negative → may repeat.
+pub fn srandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let count = match args.get(2).map(|c| parse_i64(c)) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(r)) => return r,
+    };
+    if args.len() > 3 {
+        return Frame::error("ERR syntax error");
+    }
+    let all: Vec<Bytes> = match members(sh, s.db, &args[1]) {
+        Ok(m) => m.into_iter().collect(),
+        Err(r) => return r,
+    };
+    let mut state = rng_seed(sh, &args[1]);
+    match count {
+        None if all.is_empty() => Frame::Null,
+        None => Frame::Bulk(all[(next(&mut state) % all.len() as u64) as usize].clone()),
+        Some(n) if all.is_empty() || n == 0 => {
+            let _ = n;
+            Frame::Array(Vec::new())
+        }
+        Some(n) if n < 0 => Frame::Array(
+            (0..n.unsigned_abs())
+                .map(|_| Frame::Bulk(all[(next(&mut state) % all.len() as u64) as usize].clone()))
+                .collect(),
+        ),
+        Some(n) => {
+            let mut pool = all;
+            let want = (n as usize).min(pool.len());
+            // Partial Fisher-Yates: the first `want` slots become a uniform sample.
+            for i in 0..want {
+                let j = i + (next(&mut state) % (pool.len() - i) as u64) as usize;
+                pool.swap(i, j);
+            }
+            pool.truncate(want);
+            Frame::Array(pool.into_iter().map(Frame::Bulk).collect())
+        }
+    }
+}
+
+pub fn spop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let count = match args.get(2).map(|c| parse_i64(c)) {
+        None => None,
+        Some(Ok(n)) if n >= 0 => Some(n as usize),
+        Some(Ok(_)) => return Frame::error("ERR value is out of range, must be positive"),
+        Some(Err(r)) => return r,
+    };
+    if args.len() > 3 {
+        return Frame::error("ERR syntax error");
+    }
+    let key = &args[1];
+    let _guard = sh.keyspace.lock(s.db, key);
+    let result = (|| {
+        let Some((entry, mut header)) = load_kind(sh, s.db, key, Kind::Set)? else {
+            return Ok(None);
+        };
+        let mut pool: Vec<Bytes> = sh
+            .keyspace
+            .elements(s.db, key, header.version)
+            .map_err(storage_error)?
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        let want = count.unwrap_or(1).min(pool.len());
+        let mut state = rng_seed(sh, key);
+        for i in 0..want {
+            let j = i + (next(&mut state) % (pool.len() - i) as u64) as usize;
+            pool.swap(i, j);
+        }
+        pool.truncate(want);
+        let deletes: Vec<&[u8]> = pool.iter().map(|m| &m[..]).collect();
+        header.size -= want as u64;
+        if want > 0 {
+            commit(sh, s.db, key, &entry, header, &[], &deletes)?;
+        }
+        Ok(Some(pool))
+    })();
+    match (result, count) {
+        (Err(r), _) => r,
+        (Ok(None), None) => Frame::Null,
+        (Ok(None), Some(_)) => Frame::Set(Vec::new()),
+        (Ok(Some(mut popped)), None) => popped.pop().map_or(Frame::Null, Frame::Bulk),
+        (Ok(Some(popped)), Some(_)) => set_reply(popped),
+    }
+}
