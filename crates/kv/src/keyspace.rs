@@ -389,10 +389,14 @@ impl Keyspace {
             }
             let old_prefix = sub_prefix(from, old.version);
             batch.delete_range(tree, &old_prefix, &prefix_end(&old_prefix));
+            // The new version replaces the first word; the rest (size, a list's head) stays valid because
+            // elements keep their element keys.
+            let mut payload = BytesMut::from(&entry.payload[..]);
+            payload[..8].copy_from_slice(&new.version.to_be_bytes());
             let moved = Entry {
                 kind: entry.kind,
                 expire_at_ms: entry.expire_at_ms,
-                payload: new.to_payload(),
+                payload: payload.freeze(),
             };
             batch.put(tree, &meta_key(to), &moved.encode());
         }
@@ -466,6 +470,71 @@ impl Keyspace {
         let prefix = sub_prefix(key, version);
         let mut out = Vec::new();
         for item in self.tree(db).prefix(&prefix) {
+            let (k, v) = item?;
+            out.push((k.slice(prefix.len()..), v));
+        }
+        Ok(out)
+    }
+
+    /// Like [`Keyspace::write_collection`] for collections whose payload carries more than the common
+    /// header (lists keep their head index): `entry` already holds the new payload; `range_deletes` are
+    /// element-key ranges `[start, end)` to drop (relative to the collection's element prefix).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_collection_raw(
+        &self,
+        db: usize,
+        key: &[u8],
+        entry: &Entry,
+        version: u64,
+        size: u64,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+        range_deletes: &[(&[u8], &[u8])],
+    ) -> Result<(), KvError> {
+        let tree = self.tree(db);
+        let prefix = sub_prefix(key, version);
+        let mut batch = WriteBatch::new();
+        let join = |element: &[u8]| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(element);
+            k
+        };
+        for (start, end) in range_deletes {
+            batch.delete_range(tree, &join(start), &join(end));
+        }
+        for element in deletes {
+            batch.delete(tree, &join(element));
+        }
+        for (element, value) in puts {
+            batch.put(tree, &join(element), value);
+        }
+        if size == 0 {
+            batch.delete(tree, &meta_key(key));
+            batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+        } else {
+            batch.put(tree, &meta_key(key), &entry.encode());
+        }
+        self.db.write(&batch)?;
+        Ok(())
+    }
+
+    /// Elements of a collection with element keys in `[start, end)`, in order, at most `limit`.
+    pub fn element_range(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        let prefix = sub_prefix(key, version);
+        let mut lo = prefix.clone();
+        lo.extend_from_slice(start);
+        let mut hi = prefix.clone();
+        hi.extend_from_slice(end);
+        let mut out = Vec::new();
+        for item in self.tree(db).range(lo..hi).take(limit) {
             let (k, v) = item?;
             out.push((k.slice(prefix.len()..), v));
         }

@@ -6,6 +6,7 @@ mod connection;
 mod hashes;
 mod introspection;
 mod keys;
+mod lists;
 
 pub use keys::ScanCursors;
 mod server;
@@ -349,6 +350,90 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: server::lastsave,
     },
     CommandSpec {
+        name: "lindex",
+        arity: 3,
+        flags: &["readonly"],
+        no_auth: false,
+        run: lists::lindex,
+    },
+    CommandSpec {
+        name: "linsert",
+        arity: 5,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: lists::linsert,
+    },
+    CommandSpec {
+        name: "llen",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: lists::llen,
+    },
+    CommandSpec {
+        name: "lmove",
+        arity: 5,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: lists::lmove,
+    },
+    CommandSpec {
+        name: "lpop",
+        arity: -2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: lists::pop,
+    },
+    CommandSpec {
+        name: "lpos",
+        arity: -3,
+        flags: &["readonly"],
+        no_auth: false,
+        run: lists::lpos,
+    },
+    CommandSpec {
+        name: "lpush",
+        arity: -3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: lists::push,
+    },
+    CommandSpec {
+        name: "lpushx",
+        arity: -3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: lists::push,
+    },
+    CommandSpec {
+        name: "lrange",
+        arity: 4,
+        flags: &["readonly"],
+        no_auth: false,
+        run: lists::lrange,
+    },
+    CommandSpec {
+        name: "lrem",
+        arity: 4,
+        flags: &["write"],
+        no_auth: false,
+        run: lists::lrem,
+    },
+    CommandSpec {
+        name: "lset",
+        arity: 4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: lists::lset,
+    },
+    CommandSpec {
+        name: "ltrim",
+        arity: 4,
+        flags: &["write"],
+        no_auth: false,
+        run: lists::ltrim,
+    },
+    CommandSpec {
         name: "mget",
         arity: -2,
         flags: &["readonly", "fast"],
@@ -466,6 +551,34 @@ pub static COMMANDS: &[CommandSpec] = &[
         ],
         no_auth: true,
         run: connection::reset,
+    },
+    CommandSpec {
+        name: "rpop",
+        arity: -2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: lists::pop,
+    },
+    CommandSpec {
+        name: "rpoplpush",
+        arity: 3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: lists::lmove,
+    },
+    CommandSpec {
+        name: "rpush",
+        arity: -3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: lists::push,
+    },
+    CommandSpec {
+        name: "rpushx",
+        arity: -3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: lists::push,
     },
     CommandSpec {
         name: "sadd",

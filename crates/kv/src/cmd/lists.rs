@@ -1,0 +1,587 @@
+//! List commands. A list is a metadata record (version, size, head index) plus one element record per
+//! item keyed by its absolute index (u64 big-endian, starting mid-range so both ends can grow): LPUSH,
+//! RPUSH, LPOP, RPOP, LINDEX, LSET and LRANGE touch only the items they return or change, LTRIM drops both
+//! ends with two range tombstones, and LREM / LINSERT rewrite the list (O(n), as in Redis).
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use strata_resp::Frame;
+
+use super::strings::wrongtype;
+use super::{parse_i64, storage_error};
+use crate::keyspace::{CollectionHeader, Entry, Kind};
+use crate::{Session, Shared};
+
+/// Index of the first item of a new list: the middle of the u64 range.
+const INITIAL_HEAD: u64 = 1 << 63;
+/// Pops of at most this many items delete them one by one rather than with a range tombstone.
+const POINT_DELETE_MAX: u64 = 16;
+
+#[derive(Debug, Clone, Copy)]
+struct ListHeader {
+    version: u64,
+    size: u64,
+    head: u64,
+}
+
+impl ListHeader {
+    fn payload(self) -> Bytes {
+        let mut b = BytesMut::with_capacity(24);
+        b.put_u64(self.version);
+        b.put_u64(self.size);
+        b.put_u64(self.head);
+        b.freeze()
+    }
+
+    fn parse(p: &[u8]) -> Option<ListHeader> {
+        let common = CollectionHeader::from_payload(p).ok()?;
+        let head = u64::from_be_bytes(p.get(16..24)?.try_into().ok()?);
+        Some(ListHeader {
+            version: common.version,
+            size: common.size,
+            head,
+        })
+    }
+
+    fn tail(self) -> u64 {
+        self.head + self.size
+    }
+}
+
+fn index_key(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+struct List {
+    entry: Entry,
+    h: ListHeader,
+}
+
+fn load(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<List>, Frame> {
+    match sh.keyspace.get(db, key).map_err(storage_error)? {
+        None => Ok(None),
+        Some(e) if e.kind != Kind::List => Err(wrongtype()),
+        Some(e) => {
+            let h = ListHeader::parse(&e.payload)
+                .ok_or_else(|| Frame::error("ERR corrupt list header"))?;
+            Ok(Some(List { entry: e, h }))
+        }
+    }
+}
+
+fn new_list(sh: &Shared) -> List {
+    let h = ListHeader {
+        version: sh.keyspace.new_version(),
+        size: 0,
+        head: INITIAL_HEAD,
+    };
+    List {
+        entry: Entry {
+            kind: Kind::List,
+            expire_at_ms: 0,
+            payload: h.payload(),
+        },
+        h,
+    }
+}
+
+fn save(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+    list: &mut List,
+    puts: &[(&[u8], &[u8])],
+    deletes: &[&[u8]],
+    ranges: &[(&[u8], &[u8])],
+) -> Result<(), Frame> {
+    list.entry.payload = list.h.payload();
+    sh.keyspace
+        .write_collection_raw(
+            db,
+            key,
+            &list.entry,
+            list.h.version,
+            list.h.size,
+            puts,
+            deletes,
+            ranges,
+        )
+        .map_err(storage_error)
+}
+
+/// Items `[from, to)` by position (0 = head), in order.
+fn items(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+    h: ListHeader,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Bytes>, Frame> {
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    let (lo, hi) = (index_key(h.head + from), index_key(h.head + to));
+    Ok(sh
+        .keyspace
+        .element_range(
+            db,
+            key,
+            h.version,
+            &lo,
+            &hi,
+            usize::try_from(to - from).unwrap_or(usize::MAX),
+        )
+        .map_err(storage_error)?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect())
+}
+
+/// Redis's start/stop normalisation for LRANGE and LTRIM: returns `[from, to)` positions, possibly empty.
+fn normalise(start: i64, stop: i64, len: u64) -> (u64, u64) {
+    let len = len as i64;
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let stop = if stop < 0 {
+        len + stop
+    } else {
+        stop.min(len - 1)
+    };
+    if start > stop || start >= len {
+        (0, 0)
+    } else {
+        (start as u64, stop as u64 + 1)
+    }
+}
+
+/// LPUSH, RPUSH, LPUSHX, RPUSHX.
+pub fn push(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let name = args[0].to_ascii_lowercase();
+    let left = name.starts_with(b"l");
+    let only_existing = name.ends_with(b"x");
+    let key = &args[1];
+    let _guard = sh.keyspace.lock(s.db, key);
+    let mut list = match load(sh, s.db, key) {
+        Ok(Some(l)) => l,
+        Ok(None) if only_existing => return Frame::Integer(0),
+        Ok(None) => new_list(sh),
+        Err(r) => return r,
+    };
+    let mut keys: Vec<[u8; 8]> = Vec::with_capacity(args.len() - 2);
+    for _ in &args[2..] {
+        if left {
+            list.h.head -= 1;
+            keys.push(index_key(list.h.head));
+        } else {
+            keys.push(index_key(list.h.tail()));
+        }
+        list.h.size += 1;
+    }
+    let puts: Vec<(&[u8], &[u8])> = keys
+        .iter()
+        .zip(&args[2..])
+        .map(|(k, v)| (&k[..], &v[..]))
+        .collect();
+    match save(sh, s.db, key, &mut list, &puts, &[], &[]) {
+        Ok(()) => Frame::Integer(list.h.size as i64),
+        Err(r) => r,
+    }
+}
+
+/// Pops up to `count` items from one end; returns them in pop order.
+fn pop_n(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+    left: bool,
+    count: u64,
+) -> Result<Option<Vec<Bytes>>, Frame> {
+    let Some(mut list) = load(sh, db, key)? else {
+        return Ok(None);
+    };
+    let n = count.min(list.h.size);
+    let (from, to) = if left {
+        (0, n)
+    } else {
+        (list.h.size - n, list.h.size)
+    };
+    let mut popped = items(sh, db, key, list.h, from, to)?;
+    if !left {
+        popped.reverse();
+    }
+    let (lo, hi) = (index_key(list.h.head + from), index_key(list.h.head + to));
+    // A few items go as point deletes; many as one range tombstone (cheaper to write, but each one is
+    // checked by later reads until compaction, so not one per single pop).
+    let points: Vec<[u8; 8]> = if n <= POINT_DELETE_MAX {
+        (from..to).map(|p| index_key(list.h.head + p)).collect()
+    } else {
+        Vec::new()
+    };
+    let deletes: Vec<&[u8]> = points.iter().map(|k| &k[..]).collect();
+    if left {
+        list.h.head += n;
+    }
+    list.h.size -= n;
+    if points.is_empty() {
+        save(sh, db, key, &mut list, &[], &[], &[(&lo, &hi)])?;
+    } else {
+        save(sh, db, key, &mut list, &[], &deletes, &[])?;
+    }
+    Ok(Some(popped))
+}
+
+/// LPOP and RPOP, with an optional count.
+pub fn pop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let left = args[0].eq_ignore_ascii_case(b"lpop");
+    let count = match args.get(2).map(|c| parse_i64(c)) {
+        None => None,
+        Some(Ok(n)) if n >= 0 => Some(n as u64),
+        Some(Ok(_)) => return Frame::error("ERR value is out of range, must be positive"),
+        Some(Err(r)) => return r,
+    };
+    if args.len() > 3 {
+        return super::wrong_arity(if left { "lpop" } else { "rpop" });
+    }
+    let _guard = sh.keyspace.lock(s.db, &args[1]);
+    match (pop_n(sh, s.db, &args[1], left, count.unwrap_or(1)), count) {
+        (Err(r), _) => r,
+        (Ok(None), None) => Frame::Null,
+        (Ok(None), Some(_)) => Frame::NullArray,
+        (Ok(Some(mut v)), None) => v.pop().map_or(Frame::Null, Frame::Bulk),
+        (Ok(Some(v)), Some(_)) => Frame::Array(v.into_iter().map(Frame::Bulk).collect()),
+    }
+}
+
+pub fn llen(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    match load(sh, s.db, &args[1]) {
+        Ok(l) => Frame::Integer(l.map_or(0, |l| l.h.size as i64)),
+        Err(r) => r,
+    }
+}
+
+pub fn lrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let (start, stop) = match (parse_i64(&args[2]), parse_i64(&args[3])) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let list = match load(sh, s.db, &args[1]) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Frame::Array(Vec::new()),
+        Err(r) => return r,
+    };
+    let (from, to) = normalise(start, stop, list.h.size);
+    match items(sh, s.db, &args[1], list.h, from, to) {
+        Ok(v) => Frame::Array(v.into_iter().map(Frame::Bulk).collect()),
+        Err(r) => r,
+    }
+}
+
+/// Position of a possibly negative index, if inside the list.
+fn position(index: i64, size: u64) -> Option<u64> {
+    let i = if index < 0 {
+        size as i64 + index
+    } else {
+        index
+    };
+    (0..size as i64).contains(&i).then_some(i as u64)
+}
+
+pub fn lindex(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let index = match parse_i64(&args[2]) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let list = match load(sh, s.db, &args[1]) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Frame::Null,
+        Err(r) => return r,
+    };
+    let Some(p) = position(index, list.h.size) else {
+        return Frame::Null;
+    };
+    match sh
+        .keyspace
+        .get_element(s.db, &args[1], list.h.version, &index_key(list.h.head + p))
+    {
+        Ok(v) => v.map_or(Frame::Null, Frame::Bulk),
+        Err(e) => storage_error(e),
+    }
+}
+
+pub fn lset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let index = match parse_i64(&args[2]) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let _guard = sh.keyspace.lock(s.db, &args[1]);
+    let mut list = match load(sh, s.db, &args[1]) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Frame::error("ERR no such key"),
+        Err(r) => return r,
+    };
+    let Some(p) = position(index, list.h.size) else {
+        return Frame::error("ERR index out of range");
+    };
+    let k = index_key(list.h.head + p);
+    match save(sh, s.db, &args[1], &mut list, &[(&k, &args[3])], &[], &[]) {
+        Ok(()) => Frame::ok(),
+        Err(r) => r,
+    }
+}
+
+pub fn ltrim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let (start, stop) = match (parse_i64(&args[2]), parse_i64(&args[3])) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let _guard = sh.keyspace.lock(s.db, &args[1]);
+    let mut list = match load(sh, s.db, &args[1]) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Frame::ok(),
+        Err(r) => return r,
+    };
+    let (from, to) = normalise(start, stop, list.h.size);
+    let h = list.h;
+    let (a0, a1) = (index_key(h.head), index_key(h.head + from));
+    let (b0, b1) = (index_key(h.head + to.max(from)), index_key(h.tail()));
+    list.h.head += from;
+    list.h.size = to.saturating_sub(from);
+    match save(
+        sh,
+        s.db,
+        &args[1],
+        &mut list,
+        &[],
+        &[],
+        &[(&a0, &a1), (&b0, &b1)],
+    ) {
+        Ok(()) => Frame::ok(),
+        Err(r) => r,
+    }
+}
+
+/// Replaces the whole list with `values` (LREM, LINSERT): a fresh index range under the same version.
+fn rewrite(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+    list: &mut List,
+    values: &[Bytes],
+) -> Result<(), Frame> {
+    let old = list.h;
+    let (old_lo, old_hi) = (index_key(old.head), index_key(old.tail()));
+    list.h.head = INITIAL_HEAD;
+    list.h.size = values.len() as u64;
+    let keys: Vec<[u8; 8]> = (0..values.len() as u64)
+        .map(|i| index_key(INITIAL_HEAD + i))
+        .collect();
+    let puts: Vec<(&[u8], &[u8])> = keys
+        .iter()
+        .zip(values)
+        .map(|(k, v)| (&k[..], &v[..]))
+        .collect();
+    save(sh, db, key, list, &puts, &[], &[(&old_lo, &old_hi)])
+}
+
+pub fn lrem(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let count = match parse_i64(&args[2]) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let _guard = sh.keyspace.lock(s.db, &args[1]);
+    let result = (|| {
+        let Some(mut list) = load(sh, s.db, &args[1])? else {
+            return Ok(0);
+        };
+        let mut values = items(sh, s.db, &args[1], list.h, 0, list.h.size)?;
+        let target = &args[3];
+        let limit = if count == 0 {
+            usize::MAX
+        } else {
+            count.unsigned_abs() as usize
+        };
+        let mut removed = 0;
+        if count >= 0 {
+            values.retain(|v| {
+                if removed < limit && v == target {
+                    removed += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        } else {
+            values.reverse();
+            values.retain(|v| {
+                if removed < limit && v == target {
+                    removed += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            values.reverse();
+        }
+        if removed > 0 {
+            rewrite(sh, s.db, &args[1], &mut list, &values)?;
+        }
+        Ok(removed as i64)
+    })();
+    result.map_or_else(|r| r, Frame::Integer)
+}
+
+pub fn linsert(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let before = if args[2].eq_ignore_ascii_case(b"before") {
+        true
+    } else if args[2].eq_ignore_ascii_case(b"after") {
+        false
+    } else {
+        return Frame::error("ERR syntax error");
+    };
+    let _guard = sh.keyspace.lock(s.db, &args[1]);
+    let result = (|| {
+        let Some(mut list) = load(sh, s.db, &args[1])? else {
+            return Ok(0);
+        };
+        let mut values = items(sh, s.db, &args[1], list.h, 0, list.h.size)?;
+        let Some(at) = values.iter().position(|v| *v == args[3]) else {
+            return Ok(-1);
+        };
+        values.insert(if before { at } else { at + 1 }, args[4].clone());
+        rewrite(sh, s.db, &args[1], &mut list, &values)?;
+        Ok(values.len() as i64)
+    })();
+    result.map_or_else(|r| r, Frame::Integer)
+}
+
+/// LMOVE source destination LEFT|RIGHT LEFT|RIGHT, and RPOPLPUSH (RIGHT LEFT).
+pub fn lmove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let side = |b: &Bytes| {
+        if b.eq_ignore_ascii_case(b"left") {
+            Some(true)
+        } else if b.eq_ignore_ascii_case(b"right") {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    let (from_left, to_left) = if args[0].eq_ignore_ascii_case(b"rpoplpush") {
+        (false, true)
+    } else {
+        match (side(&args[3]), side(&args[4])) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Frame::error("ERR syntax error"),
+        }
+    };
+    let (src, dst) = (&args[1], &args[2]);
+    let _guards = sh
+        .keyspace
+        .lock_many(s.db, [&src[..], &dst[..]].into_iter());
+    // A wrong-typed destination fails before anything is popped.
+    if let Err(r) = load(sh, s.db, dst) {
+        return r;
+    }
+    let item = match pop_n(sh, s.db, src, from_left, 1) {
+        Ok(Some(mut v)) => match v.pop() {
+            Some(item) => item,
+            None => return Frame::Null,
+        },
+        Ok(None) => return Frame::Null,
+        Err(r) => return r,
+    };
+    let mut list = match load(sh, s.db, dst) {
+        Ok(Some(l)) => l,
+        Ok(None) => new_list(sh),
+        Err(r) => return r,
+    };
+    let k = if to_left {
+        list.h.head -= 1;
+        index_key(list.h.head)
+    } else {
+        index_key(list.h.tail())
+    };
+    list.h.size += 1;
+    match save(sh, s.db, dst, &mut list, &[(&k, &item)], &[], &[]) {
+        Ok(()) => Frame::Bulk(item),
+        Err(r) => r,
+    }
+}
+
+/// LPOS key element [RANK rank] [COUNT n] [MAXLEN len].
+pub fn lpos(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let (mut rank, mut count, mut maxlen) = (1i64, None, 0usize);
+    let mut i = 3;
+    while i < args.len() {
+        let Some(v) = args.get(i + 1) else {
+            return Frame::error("ERR syntax error");
+        };
+        let n = match parse_i64(v) {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        match args[i].to_ascii_uppercase().as_slice() {
+            b"RANK" if n == 0 || n == i64::MIN => {
+                return Frame::error(
+                    "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or \
+                     use negative to start from the end of the list",
+                );
+            }
+            b"RANK" => rank = n,
+            b"COUNT" if n < 0 => return Frame::error("ERR COUNT can't be negative"),
+            b"COUNT" => count = Some(n as usize),
+            b"MAXLEN" if n < 0 => return Frame::error("ERR MAXLEN can't be negative"),
+            b"MAXLEN" => maxlen = n as usize,
+            _ => return Frame::error("ERR syntax error"),
+        }
+        i += 2;
+    }
+    let list = match load(sh, s.db, &args[1]) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return if count.is_some() {
+                Frame::Array(Vec::new())
+            } else {
+                Frame::Null
+            };
+        }
+        Err(r) => return r,
+    };
+    let values = match items(sh, s.db, &args[1], list.h, 0, list.h.size) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let want = match count {
+        Some(0) => usize::MAX,
+        Some(n) => n,
+        None => 1,
+    };
+    let mut skip = rank.unsigned_abs() - 1;
+    let mut found = Vec::new();
+    let positions: Box<dyn Iterator<Item = usize>> = if rank > 0 {
+        Box::new(0..values.len())
+    } else {
+        Box::new((0..values.len()).rev())
+    };
+    for (scanned, p) in positions.enumerate() {
+        if maxlen != 0 && scanned >= maxlen {
+            break;
+        }
+        if values[p] == args[2] {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            found.push(p as i64);
+            if found.len() >= want {
+                break;
+            }
+        }
+    }
+    match count {
+        Some(_) => Frame::Array(found.into_iter().map(Frame::Integer).collect()),
+        None => found.first().map_or(Frame::Null, |&p| Frame::Integer(p)),
+    }
+}
