@@ -17,11 +17,22 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// pipeline cannot grow the output buffer without bound.
 const MAX_PENDING_REPLY_BYTES: usize = 64 * 1024;
 
-/// Serves one client until it quits, breaks the protocol, disconnects, or the service shuts down.
+/// Serves one client until it quits, breaks the protocol, disconnects, or the service shuts down, then
+/// drops its WATCHes.
 pub async fn run(
-    mut stream: TcpStream,
+    stream: TcpStream,
     mut session: Session,
     shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    serve_client(stream, &mut session, &shared, shutdown).await;
+    session.end_transaction(&shared.keyspace);
+}
+
+async fn serve_client(
+    mut stream: TcpStream,
+    session: &mut Session,
+    shared: &Arc<Shared>,
     shutdown: CancellationToken,
 ) {
     let mut parser = RequestParser::new(shared.config.limits);
@@ -32,7 +43,7 @@ pub async fn run(
         loop {
             match parser.parse(&mut input) {
                 Ok(Some(args)) => {
-                    let reply = cmd::execute(&mut session, &shared, &args);
+                    let reply = cmd::execute(session, shared, &args);
                     reply.encode(session.protocol, &mut output);
                     if session.closing {
                         let _ = stream.write_all(&output).await;

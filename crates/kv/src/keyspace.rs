@@ -178,6 +178,16 @@ pub struct Keyspace {
     /// together with a write, so `(seqno at open + 1) << 20` exceeds every earlier one unless a million
     /// collections were created per write, which cannot happen.
     next_version: AtomicU64,
+    /// Keys some connection WATCHes, with a counter bumped by every write to them.
+    watched: Mutex<std::collections::HashMap<(usize, Bytes), WatchSlot>>,
+    /// Number of entries in `watched`, so writes skip the map when nobody watches anything.
+    watching: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct WatchSlot {
+    writes: u64,
+    watchers: usize,
 }
 
 /// Prefix of collection element records.
@@ -258,7 +268,66 @@ impl Keyspace {
             clock,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             next_version,
+            watched: Mutex::new(std::collections::HashMap::new()),
+            watching: AtomicU64::new(0),
         })
+    }
+
+    /// Starts watching `key`; returns the write counter to compare at EXEC.
+    pub fn watch(&self, db: usize, key: &Bytes) -> u64 {
+        let mut w = self.watched.lock();
+        let slot = w.entry((db, key.clone())).or_default();
+        slot.watchers += 1;
+        let writes = slot.writes;
+        self.watching.store(w.len() as u64, Ordering::Release);
+        writes
+    }
+
+    /// Stops one watch of `key`.
+    pub fn unwatch(&self, db: usize, key: &Bytes) {
+        let mut w = self.watched.lock();
+        let k = (db, key.clone());
+        if let Some(slot) = w.get_mut(&k) {
+            slot.watchers = slot.watchers.saturating_sub(1);
+            if slot.watchers == 0 {
+                w.remove(&k);
+            }
+        }
+        self.watching.store(w.len() as u64, Ordering::Release);
+    }
+
+    /// The write counter of a watched key.
+    pub fn watch_writes(&self, db: usize, key: &Bytes) -> u64 {
+        self.watched
+            .lock()
+            .get(&(db, key.clone()))
+            .map_or(u64::MAX, |s| s.writes)
+    }
+
+    /// Records a write to `key` for its watchers.
+    fn touched(&self, db: usize, key: &[u8]) {
+        if self.watching.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        if let Some(slot) = self
+            .watched
+            .lock()
+            .get_mut(&(db, Bytes::copy_from_slice(key)))
+        {
+            slot.writes += 1;
+        }
+    }
+
+    /// Records a write to every watched key of `db` (or of every database).
+    fn touched_all(&self, db: Option<usize>) {
+        if self.watching.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        for ((d, _), slot) in self.watched.lock().iter_mut() {
+            if db.is_none_or(|db| db == *d) {
+                slot.writes += 1;
+            }
+        }
     }
 
     /// The storage engine underneath.
@@ -316,6 +385,7 @@ impl Keyspace {
     /// Stores `entry` under `key`, replacing whatever was there (a replaced collection's elements are
     /// dropped with one range tombstone).
     pub fn put(&self, db: usize, key: &[u8], entry: &Entry) -> Result<(), KvError> {
+        self.touched(db, key);
         let tree = self.tree(db);
         let mkey = meta_key(key);
         // Rewriting a collection's own metadata (EXPIRE, PERSIST) keeps its elements.
@@ -351,6 +421,9 @@ impl Keyspace {
 
     /// Stores several string entries atomically.
     pub fn put_many(&self, db: usize, entries: &[(&[u8], Entry)]) -> Result<(), KvError> {
+        for (key, _) in entries {
+            self.touched(db, key);
+        }
         let tree = self.tree(db);
         let mut batch = WriteBatch::new();
         for (key, entry) in entries {
@@ -366,6 +439,8 @@ impl Keyspace {
     /// Moves `entry` from `from` to `to` in one atomic batch (RENAME). A collection's elements are copied
     /// under a new version (O(n), as in Redis-on-LSM designs); whatever `to` held is dropped.
     pub fn rename(&self, db: usize, from: &[u8], to: &[u8], entry: &Entry) -> Result<(), KvError> {
+        self.touched(db, from);
+        self.touched(db, to);
         let tree = self.tree(db);
         let mut batch = WriteBatch::new();
         if let Some(prefix) = self.old_elements(db, to)? {
@@ -407,6 +482,7 @@ impl Keyspace {
     /// Deletes `key`; returns whether a live key was there. A collection's elements go with one range
     /// tombstone, so this is O(1) whatever its size.
     pub fn delete(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
+        self.touched(db, key);
         let tree = self.tree(db);
         let Some(raw) = tree.get(&meta_key(key))? else {
             return Ok(false);
@@ -491,6 +567,7 @@ impl Keyspace {
         deletes: &[&[u8]],
         range_deletes: &[(&[u8], &[u8])],
     ) -> Result<(), KvError> {
+        self.touched(db, key);
         let tree = self.tree(db);
         let prefix = sub_prefix(key, version);
         let mut batch = WriteBatch::new();
@@ -552,6 +629,7 @@ impl Keyspace {
         puts: &[(&[u8], &[u8])],
         deletes: &[&[u8]],
     ) -> Result<(), KvError> {
+        self.touched(db, key);
         let tree = self.tree(db);
         let prefix = sub_prefix(key, header.version);
         let mut batch = WriteBatch::new();
@@ -583,11 +661,13 @@ impl Keyspace {
 
     /// Removes every key of one database.
     pub fn flush_db(&self, db: usize) -> Result<(), KvError> {
+        self.touched_all(Some(db));
         Ok(self.tree(db).clear()?)
     }
 
     /// Removes every key of every database, atomically.
     pub fn flush_all(&self) -> Result<(), KvError> {
+        self.touched_all(None);
         let mut batch = WriteBatch::new();
         for tree in &self.trees {
             batch.clear_tree(tree);

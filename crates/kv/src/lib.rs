@@ -71,6 +71,9 @@ pub struct Shared {
     /// Parameters set with CONFIG SET that strata accepts but does not act on (encodings, tuning knobs
     /// of Redis's own data structures), so CONFIG GET returns what was set, as clients expect.
     pub config_params: parking_lot::Mutex<std::collections::BTreeMap<String, String>>,
+    /// Held shared by every command and exclusively by EXEC, so a transaction runs with nothing
+    /// interleaved (Redis's isolation).
+    pub exec_lock: parking_lot::RwLock<()>,
     /// Where each outstanding SCAN cursor stopped.
     pub scan_cursors: parking_lot::Mutex<cmd::ScanCursors>,
 }
@@ -99,6 +102,7 @@ impl Shared {
             started: std::time::Instant::now(),
             stats: ServerStats::default(),
             config_params: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
+            exec_lock: parking_lot::RwLock::new(()),
             scan_cursors: parking_lot::Mutex::new(cmd::ScanCursors::default()),
         })
     }

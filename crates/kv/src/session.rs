@@ -31,6 +31,12 @@ pub struct Session {
     pub last_command_at: Instant,
     /// The name of the last command run (`CLIENT LIST`'s `cmd=`).
     pub last_command: &'static str,
+    /// Commands queued since MULTI; `None` outside a transaction.
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    /// Whether a command was refused while queueing (EXEC then aborts with EXECABORT).
+    pub multi_failed: bool,
+    /// WATCHed keys: database, key, and the key's write counter when watched.
+    pub watched: Vec<(usize, Bytes, u64)>,
 }
 
 impl Session {
@@ -48,6 +54,18 @@ impl Session {
             connected_at: now,
             last_command_at: now,
             last_command: "NULL",
+            multi: None,
+            multi_failed: false,
+            watched: Vec::new(),
+        }
+    }
+
+    /// Leaves any transaction and drops every WATCH.
+    pub fn end_transaction(&mut self, keyspace: &crate::Keyspace) {
+        self.multi = None;
+        self.multi_failed = false;
+        for (db, key, _) in self.watched.drain(..) {
+            keyspace.unwatch(db, &key);
         }
     }
 

@@ -28,6 +28,7 @@ pub fn quit(s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
 }
 
 pub fn reset(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+    s.end_transaction(&sh.keyspace);
     s.reset(&sh.config);
     Frame::simple("RESET")
 }

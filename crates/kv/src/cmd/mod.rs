@@ -12,6 +12,7 @@ pub use keys::ScanCursors;
 mod server;
 mod sets;
 mod strings;
+mod transactions;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -112,11 +113,25 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: keys::del,
     },
     CommandSpec {
+        name: "discard",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        no_auth: false,
+        run: transactions::discard,
+    },
+    CommandSpec {
         name: "echo",
         arity: 2,
         flags: &["fast"],
         no_auth: false,
         run: connection::echo,
+    },
+    CommandSpec {
+        name: "exec",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "skip_slowlog"],
+        no_auth: false,
+        run: transactions::exec_unreachable,
     },
     CommandSpec {
         name: "exists",
@@ -455,6 +470,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: strings::msetnx,
     },
     CommandSpec {
+        name: "multi",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        no_auth: false,
+        run: transactions::multi,
+    },
+    CommandSpec {
         name: "persist",
         arity: 2,
         flags: &["write", "fast"],
@@ -790,6 +812,20 @@ pub static COMMANDS: &[CommandSpec] = &[
         no_auth: false,
         run: keys::del,
     },
+    CommandSpec {
+        name: "unwatch",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        no_auth: false,
+        run: transactions::unwatch,
+    },
+    CommandSpec {
+        name: "watch",
+        arity: -2,
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        no_auth: false,
+        run: transactions::watch,
+    },
 ];
 
 /// Finds a command by name, case-insensitively, without allocating.
@@ -804,31 +840,67 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
         .map(|i| &COMMANDS[i])
 }
 
-/// Runs one request and returns its reply.
+/// Commands that act on the transaction itself rather than being queued by MULTI.
+const TRANSACTION_CONTROL: &[&str] = &["discard", "exec", "multi", "quit", "reset", "watch"];
+
+/// Runs one request and returns its reply. Inside MULTI, commands are checked and queued instead.
 pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
-    let Some(name) = args.first() else {
+    if args.is_empty() {
         return Frame::error("ERR empty command");
-    };
-    let Some(spec) = lookup(name) else {
-        return Frame::error(unknown_command(name, &args[1..]));
-    };
+    }
     shared
         .stats
         .commands
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let spec = match check(session, args) {
+        Ok(spec) => spec,
+        Err(reply) => {
+            if session.multi.is_some() {
+                session.multi_failed = true;
+            }
+            return reply;
+        }
+    };
+    if session.multi.is_some() && !TRANSACTION_CONTROL.contains(&spec.name) {
+        if let Some(queue) = session.multi.as_mut() {
+            queue.push(args.to_vec());
+        }
+        return Frame::simple("QUEUED");
+    }
+    if spec.name == "exec" {
+        return transactions::exec(session, shared);
+    }
+    let _shared_lock = shared.exec_lock.read();
+    (spec.run)(session, shared, args)
+}
+
+/// Looks a request up and checks authentication and arity.
+fn check(session: &mut Session, args: &[Bytes]) -> Result<&'static CommandSpec, Frame> {
+    let name = &args[0];
+    let Some(spec) = lookup(name) else {
+        return Err(Frame::error(unknown_command(name, &args[1..])));
+    };
     session.last_command_at = std::time::Instant::now();
     session.last_command = spec.name;
     if !session.authenticated && !spec.no_auth {
-        return Frame::error("NOAUTH Authentication required.");
+        return Err(Frame::error("NOAUTH Authentication required."));
     }
     let arity_ok = match usize::try_from(spec.arity) {
         Ok(exact) => args.len() == exact,
         Err(_) => args.len() >= spec.arity.unsigned_abs() as usize,
     };
     if !arity_ok {
-        return wrong_arity(spec.name);
+        return Err(wrong_arity(spec.name));
     }
-    (spec.run)(session, shared, args)
+    Ok(spec)
+}
+
+/// Runs a queued command of a transaction (EXEC holds the exclusive lock already).
+pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
+    match check(session, args) {
+        Ok(spec) => (spec.run)(session, shared, args),
+        Err(reply) => reply,
+    }
 }
 
 /// `ERR unknown command 'x', with args beginning with: 'a' 'b' ` exactly as Redis words it.

@@ -1,0 +1,76 @@
+//! MULTI, EXEC, DISCARD, WATCH, UNWATCH with Redis's semantics: commands are checked and queued after
+//! MULTI; a command refused while queueing makes EXEC fail with EXECABORT; EXEC replies nil when a
+//! WATCHed key was written since WATCH; EXEC runs the queue with every other command held off.
+
+use bytes::Bytes;
+use strata_resp::Frame;
+
+use crate::{Session, Shared};
+
+pub fn multi(s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
+    if s.multi.is_some() {
+        return Frame::error("ERR MULTI calls can not be nested");
+    }
+    s.multi = Some(Vec::new());
+    s.multi_failed = false;
+    Frame::ok()
+}
+
+pub fn discard(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+    if s.multi.is_none() {
+        return Frame::error("ERR DISCARD without MULTI");
+    }
+    s.end_transaction(&sh.keyspace);
+    Frame::ok()
+}
+
+pub fn watch(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    if s.multi.is_some() {
+        return Frame::error("ERR WATCH inside MULTI is not allowed");
+    }
+    for key in &args[1..] {
+        if s.watched.iter().any(|(db, k, _)| *db == s.db && k == key) {
+            continue;
+        }
+        let writes = sh.keyspace.watch(s.db, key);
+        s.watched.push((s.db, key.clone(), writes));
+    }
+    Frame::ok()
+}
+
+pub fn unwatch(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+    for (db, key, _) in s.watched.drain(..) {
+        sh.keyspace.unwatch(db, &key);
+    }
+    Frame::ok()
+}
+
+/// The table entry for EXEC; dispatch calls [`exec`] directly because it needs the exclusive lock.
+pub fn exec_unreachable(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+    exec(s, sh)
+}
+
+pub fn exec(s: &mut Session, sh: &Shared) -> Frame {
+    let Some(queue) = s.multi.take() else {
+        return Frame::error("ERR EXEC without MULTI");
+    };
+    if s.multi_failed {
+        s.end_transaction(&sh.keyspace);
+        return Frame::error("EXECABORT Transaction discarded because of previous errors.");
+    }
+    let _exclusive = sh.exec_lock.write();
+    let changed = s
+        .watched
+        .iter()
+        .any(|(db, key, writes)| sh.keyspace.watch_writes(*db, key) != *writes);
+    if changed {
+        s.end_transaction(&sh.keyspace);
+        return Frame::NullArray;
+    }
+    let mut replies = Vec::with_capacity(queue.len());
+    for args in &queue {
+        replies.push(super::run_queued(s, sh, args));
+    }
+    s.end_transaction(&sh.keyspace);
+    Frame::Array(replies)
+}
