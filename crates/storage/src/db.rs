@@ -630,6 +630,20 @@ impl Db {
         self.inner.wait_for_flushes()
     }
 
+    /// Runs one compaction now if the picker finds work (returns whether one ran). Needed when
+    /// `Options::background_compaction` is off; harmless otherwise.
+    pub fn compact_once(&self) -> Result<bool> {
+        self.inner.check_poison()?;
+        let r = crate::compaction::job::compact_once(&self.inner);
+        if let Err(e) = &r {
+            self.inner.poison(e);
+        }
+        let mut bg = self.inner.bg.lock();
+        bg.progress += 1;
+        self.inner.bg_cv.notify_all();
+        r
+    }
+
     /// The data directory.
     pub fn path(&self) -> &Path {
         &self.inner.dir
