@@ -155,6 +155,9 @@ pub(crate) struct DbInner {
     commit: Mutex<CommitQueue>,
     commit_cv: Condvar,
     fill_cv: Condvar,
+    /// Wakes the commit thread; notified only when asynchronous writers wait, so synchronous commits never
+    /// cost it a context switch.
+    async_cv: Condvar,
     wal: Mutex<WalWriter>,
     pub(crate) visible_seqno: AtomicU64,
     pub(crate) mems: RwLock<Arc<MemSet>>,
@@ -193,6 +196,7 @@ impl Drop for BgGuard {
     fn drop(&mut self) {
         self.inner.commit.lock().shutdown = true;
         self.inner.commit_cv.notify_all();
+        self.inner.async_cv.notify_all();
         self.inner.bg.lock().shutdown = true;
         self.inner.bg_cv.notify_all();
         for t in self.threads.lock().drain(..) {
@@ -383,6 +387,7 @@ impl Db {
             }),
             commit_cv: Condvar::new(),
             fill_cv: Condvar::new(),
+            async_cv: Condvar::new(),
             wal: Mutex::new(wal),
             visible_seqno: AtomicU64::new(next_seqno - 1),
             mems: RwLock::new(Arc::new(MemSet {
@@ -630,6 +635,20 @@ impl Db {
         self.inner.wait_for_flushes()
     }
 
+    /// Runs one compaction now if the picker finds work (returns whether one ran). Needed when
+    /// `Options::background_compaction` is off; harmless otherwise.
+    pub fn compact_once(&self) -> Result<bool> {
+        self.inner.check_poison()?;
+        let r = crate::compaction::job::compact_once(&self.inner);
+        if let Err(e) = &r {
+            self.inner.poison(e);
+        }
+        let mut bg = self.inner.bg.lock();
+        bg.progress += 1;
+        self.inner.bg_cv.notify_all();
+        r
+    }
+
     /// The data directory.
     pub fn path(&self) -> &Path {
         &self.inner.dir
@@ -771,7 +790,7 @@ impl DbInner {
                 self.lead_group(&mut q);
                 continue;
             }
-            self.commit_cv.wait(&mut q);
+            self.async_cv.wait(&mut q);
         }
     }
 
@@ -804,7 +823,7 @@ impl DbInner {
             Err(e) => FutureState::Done(Err(e)),
         };
         drop(q);
-        self.commit_cv.notify_all();
+        self.async_cv.notify_one();
         CommitFuture {
             db: self.clone(),
             state,
@@ -927,6 +946,9 @@ impl DbInner {
                 }
             }
         }
+        if q.async_pending > 0 {
+            self.async_cv.notify_one();
+        }
         self.commit_cv.notify_all();
     }
 
@@ -942,7 +964,11 @@ impl DbInner {
                 self.lead_group(&mut q);
                 continue;
             }
-            self.commit_cv.wait(&mut q);
+            if q.taken_ticket == q.next_ticket {
+                // Synchronous leaders took every asynchronous batch; they complete them.
+                q.async_pending = 0;
+            }
+            self.async_cv.wait(&mut q);
         }
     }
 

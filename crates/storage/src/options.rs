@@ -66,7 +66,8 @@ pub struct Options {
     pub max_value_bytes: usize,
     /// Bytes of encoded writes queued behind the current group-commit leader before new writers block.
     pub max_pending_write_bytes: usize,
-    /// Whether background compaction runs (tests turn it off to control timing).
+    /// Whether background compaction runs. When off, call [`crate::Db::compact_once`] yourself: writes
+    /// stall once `l0_stall_files` L0 files accumulate.
     pub background_compaction: bool,
     /// The file layer; tests pass a fault-injecting one.
     pub fs: Arc<dyn FileSystem>,

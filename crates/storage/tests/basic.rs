@@ -255,3 +255,31 @@ fn data_moves_through_flush_and_compaction_and_survives_reopen() {
     let r = r.unwrap();
     assert!(r.sst_files > 0);
 }
+
+#[test]
+fn manual_compaction_when_background_compaction_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        Options {
+            fsync: FsyncPolicy::No,
+            memtable_size_bytes: 4 << 10,
+            l0_compaction_trigger: 2,
+            l0_stall_files: 1000,
+            background_compaction: false,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let t = db.tree("t").unwrap();
+    for i in 0..1000u32 {
+        t.put(&i.to_be_bytes(), b"value").unwrap();
+    }
+    db.flush().unwrap();
+    assert_eq!(db.stats().compactions, 0);
+    while db.compact_once().unwrap() {}
+    let s = db.stats();
+    assert!(s.compactions > 0);
+    assert!(s.level_files[0] < 2, "{s:?}");
+    assert_eq!(t.iter().count(), 1000);
+}
