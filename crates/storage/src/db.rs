@@ -790,7 +790,7 @@ impl DbInner {
                 self.lead_group(&mut q);
                 continue;
             }
-            self.async_cv.wait(&mut q);
+            self.commit_cv.wait(&mut q);
         }
     }
 
