@@ -153,16 +153,27 @@ pub fn hmget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 pub fn hdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    let key = &args[1];
+    remove_elements(s, sh, &args[1], Kind::Hash, &args[2..])
+}
+
+/// HDEL and SREM: removes the given elements of the collection of `kind` at `key` (holding its lock
+/// stripe) and replies with how many were there. Removing the last one deletes the key.
+pub(crate) fn remove_elements(
+    s: &mut Session,
+    sh: &Shared,
+    key: &[u8],
+    kind: Kind,
+    elements: &[Bytes],
+) -> Frame {
     let _guard = sh.keyspace.lock(s.db, key);
     let result = (|| {
-        let Some((entry, mut header)) = load(sh, s.db, key)? else {
+        let Some((entry, mut header)) = load_kind(sh, s.db, key, kind)? else {
             return Ok(0);
         };
         let mut deletes: Vec<&[u8]> = Vec::new();
-        for f in &args[2..] {
-            if !deletes.contains(&&f[..]) && field(sh, s.db, key, header, f)?.is_some() {
-                deletes.push(f);
+        for e in elements {
+            if !deletes.contains(&&e[..]) && field(sh, s.db, key, header, e)?.is_some() {
+                deletes.push(e);
             }
         }
         if deletes.is_empty() {

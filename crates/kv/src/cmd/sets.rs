@@ -47,26 +47,7 @@ pub fn sadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 pub fn srem(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    let key = &args[1];
-    let _guard = sh.keyspace.lock(s.db, key);
-    let result = (|| {
-        let Some((entry, mut header)) = load_kind(sh, s.db, key, Kind::Set)? else {
-            return Ok(0);
-        };
-        let mut deletes: Vec<&[u8]> = Vec::new();
-        for m in &args[2..] {
-            if !deletes.contains(&&m[..]) && field(sh, s.db, key, header, m)?.is_some() {
-                deletes.push(m);
-            }
-        }
-        if deletes.is_empty() {
-            return Ok(0);
-        }
-        header.size -= deletes.len() as u64;
-        commit(sh, s.db, key, &entry, header, &[], &deletes)?;
-        Ok(deletes.len() as i64)
-    })();
-    result.map_or_else(|r| r, Frame::Integer)
+    super::hashes::remove_elements(s, sh, &args[1], Kind::Set, &args[2..])
 }
 
 pub fn sismember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {

@@ -46,6 +46,24 @@ pub fn mget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Array(out)
 }
 
+/// The absolute expiry (Unix ms) an `EX`/`PX`/`EXAT`/`PXAT` option with `value` asks for, as SET and
+/// GETEX read them; `command` names the command in the error.
+fn expiry_option(opt: &[u8], value: &[u8], now: u64, command: &str) -> Result<u64, Frame> {
+    let invalid = || Frame::error(format!("ERR invalid expire time in '{command}' command"));
+    let n = parse_i64(value)?;
+    if n <= 0 {
+        return Err(invalid());
+    }
+    let n = n.unsigned_abs();
+    let at = match opt {
+        b"EX" => n.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
+        b"PX" => n.checked_add(now),
+        b"EXAT" => n.checked_mul(1000),
+        _ => Some(n),
+    };
+    at.filter(|&t| t < i64::MAX as u64).ok_or_else(invalid)
+}
+
 #[derive(Default)]
 struct SetOptions {
     nx: bool,
@@ -59,7 +77,6 @@ struct SetOptions {
 fn parse_set_options(args: &[Bytes], now: u64) -> Result<SetOptions, Frame> {
     let mut o = SetOptions::default();
     let mut i = 0;
-    let invalid = || Frame::error("ERR invalid expire time in 'set' command");
     while i < args.len() {
         let opt = args[i].to_ascii_uppercase();
         let has_expiry = o.expire_at_ms.is_some() || o.keep_ttl;
@@ -69,18 +86,7 @@ fn parse_set_options(args: &[Bytes], now: u64) -> Result<SetOptions, Frame> {
             b"GET" => o.get = true,
             b"KEEPTTL" if !has_expiry => o.keep_ttl = true,
             b"EX" | b"PX" | b"EXAT" | b"PXAT" if !has_expiry && i + 1 < args.len() => {
-                let n = parse_i64(&args[i + 1])?;
-                if n <= 0 {
-                    return Err(invalid());
-                }
-                let n = n.unsigned_abs();
-                let at = match opt.as_slice() {
-                    b"EX" => n.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
-                    b"PX" => n.checked_add(now),
-                    b"EXAT" => n.checked_mul(1000),
-                    _ => Some(n),
-                };
-                o.expire_at_ms = Some(at.filter(|&t| t < i64::MAX as u64).ok_or_else(invalid)?);
+                o.expire_at_ms = Some(expiry_option(&opt, &args[i + 1], now, "set")?);
                 i += 1;
             }
             _ => return Err(syntax_error()),
@@ -222,20 +228,9 @@ pub fn getex(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             && expire_at.is_none()
             && !persist
         {
-            let n = match parse_i64(&args[i + 1]) {
-                Ok(n) if n > 0 => n.unsigned_abs(),
-                Ok(_) => return Frame::error("ERR invalid expire time in 'getex' command"),
+            match expiry_option(&opt, &args[i + 1], now, "getex") {
+                Ok(t) => expire_at = Some(t),
                 Err(reply) => return reply,
-            };
-            let at = match opt.as_slice() {
-                b"EX" => n.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
-                b"PX" => n.checked_add(now),
-                b"EXAT" => n.checked_mul(1000),
-                _ => Some(n),
-            };
-            match at.filter(|&t| t < i64::MAX as u64) {
-                Some(t) => expire_at = Some(t),
-                None => return Frame::error("ERR invalid expire time in 'getex' command"),
             }
             i += 1;
         } else {
