@@ -4,7 +4,17 @@
 use bytes::Bytes;
 use strata_resp::Frame;
 
+use super::CommandSpec;
 use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[CommandSpec {
+    name: "client",
+    arity: -2,
+    flags: &[],
+    no_auth: false,
+    run: client,
+}];
 
 /// A connection name may not contain spaces, newlines or other special characters (Redis's rule).
 pub fn valid_name(name: &[u8]) -> Result<(), Frame> {

@@ -3,8 +3,90 @@
 use bytes::Bytes;
 use strata_resp::{Frame, ProtocolVersion};
 
+use super::CommandSpec;
 use super::parse_i64;
 use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "auth",
+        arity: -2,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        no_auth: true,
+        run: auth,
+    },
+    CommandSpec {
+        name: "echo",
+        arity: 2,
+        flags: &["fast"],
+        no_auth: false,
+        run: echo,
+    },
+    CommandSpec {
+        name: "hello",
+        arity: -1,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        no_auth: true,
+        run: hello,
+    },
+    CommandSpec {
+        name: "ping",
+        arity: -1,
+        flags: &["fast"],
+        no_auth: false,
+        run: ping,
+    },
+    CommandSpec {
+        name: "quit",
+        arity: -1,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        no_auth: true,
+        run: quit,
+    },
+    CommandSpec {
+        name: "reset",
+        arity: 1,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        no_auth: true,
+        run: reset,
+    },
+    CommandSpec {
+        name: "select",
+        arity: 2,
+        flags: &["loading", "stale", "fast"],
+        no_auth: false,
+        run: select,
+    },
+];
 
 /// Redis version announced to clients: the compatibility level strata implements, so clients' version
 /// checks pick the right code paths.

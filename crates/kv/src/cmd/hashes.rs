@@ -4,10 +4,113 @@
 use bytes::Bytes;
 use strata_resp::Frame;
 
+use super::CommandSpec;
 use super::strings::wrongtype;
 use super::{parse_i64, storage_error};
 use crate::keyspace::{CollectionHeader, Entry, Kind, KvError};
 use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "hdel",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: hdel,
+    },
+    CommandSpec {
+        name: "hexists",
+        arity: 3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: hexists,
+    },
+    CommandSpec {
+        name: "hget",
+        arity: 3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: hget,
+    },
+    CommandSpec {
+        name: "hgetall",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: hgetall,
+    },
+    CommandSpec {
+        name: "hincrby",
+        arity: 4,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: hincrby,
+    },
+    CommandSpec {
+        name: "hincrbyfloat",
+        arity: 4,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: hincrbyfloat,
+    },
+    CommandSpec {
+        name: "hkeys",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: hkeys,
+    },
+    CommandSpec {
+        name: "hlen",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: hlen,
+    },
+    CommandSpec {
+        name: "hmget",
+        arity: -3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: hmget,
+    },
+    CommandSpec {
+        name: "hmset",
+        arity: -4,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: hset,
+    },
+    CommandSpec {
+        name: "hset",
+        arity: -4,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: hset,
+    },
+    CommandSpec {
+        name: "hsetnx",
+        arity: 4,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: hsetnx,
+    },
+    CommandSpec {
+        name: "hstrlen",
+        arity: 3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: hstrlen,
+    },
+    CommandSpec {
+        name: "hvals",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: hvals,
+    },
+];
 
 /// The live hash at `key`, or `Ok(None)`; a reply on WRONGTYPE or a storage error.
 fn load(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<(Entry, CollectionHeader)>, Frame> {

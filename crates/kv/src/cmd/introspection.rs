@@ -3,8 +3,17 @@
 use bytes::Bytes;
 use strata_resp::Frame;
 
-use super::{COMMANDS, CommandSpec, lookup};
+use super::{CommandSpec, commands, lookup};
 use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[CommandSpec {
+    name: "command",
+    arity: -1,
+    flags: &["loading", "stale"],
+    no_auth: false,
+    run: command,
+}];
 
 fn info(spec: &CommandSpec) -> Frame {
     let (first_key, last_key, step) = (0, 0, 0);
@@ -29,13 +38,13 @@ fn info(spec: &CommandSpec) -> Frame {
 
 pub fn command(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
     let Some(sub) = args.get(1) else {
-        return Frame::Array(COMMANDS.iter().map(info).collect());
+        return Frame::Array(commands().iter().copied().map(info).collect());
     };
     match sub.to_ascii_lowercase().as_slice() {
-        b"count" if args.len() == 2 => Frame::Integer(COMMANDS.len() as i64),
+        b"count" if args.len() == 2 => Frame::Integer(commands().len() as i64),
         b"info" => {
             if args.len() == 2 {
-                return Frame::Array(COMMANDS.iter().map(info).collect());
+                return Frame::Array(commands().iter().copied().map(info).collect());
             }
             Frame::Array(
                 args[2..]
@@ -46,7 +55,7 @@ pub fn command(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
         }
         b"docs" => {
             let specs: Vec<&CommandSpec> = if args.len() == 2 {
-                COMMANDS.iter().collect()
+                commands().to_vec()
             } else {
                 args[2..].iter().filter_map(|n| lookup(n)).collect()
             };

@@ -4,8 +4,167 @@
 use bytes::Bytes;
 use strata_resp::Frame;
 
+use super::CommandSpec;
 use super::{parse_i64, storage_error};
 use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "dbsize",
+        arity: 1,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: dbsize,
+    },
+    CommandSpec {
+        name: "del",
+        arity: -2,
+        flags: &["write"],
+        no_auth: false,
+        run: del,
+    },
+    CommandSpec {
+        name: "exists",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: exists,
+    },
+    CommandSpec {
+        name: "expire",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: expire,
+    },
+    CommandSpec {
+        name: "expireat",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: expireat,
+    },
+    CommandSpec {
+        name: "expiretime",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: expiretime,
+    },
+    CommandSpec {
+        name: "flushall",
+        arity: -1,
+        flags: &["write"],
+        no_auth: false,
+        run: flushall,
+    },
+    CommandSpec {
+        name: "flushdb",
+        arity: -1,
+        flags: &["write"],
+        no_auth: false,
+        run: flushdb,
+    },
+    CommandSpec {
+        name: "keys",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: keys,
+    },
+    CommandSpec {
+        name: "persist",
+        arity: 2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: persist,
+    },
+    CommandSpec {
+        name: "pexpire",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: pexpire,
+    },
+    CommandSpec {
+        name: "pexpireat",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: pexpireat,
+    },
+    CommandSpec {
+        name: "pexpiretime",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: pexpiretime,
+    },
+    CommandSpec {
+        name: "pttl",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: pttl,
+    },
+    CommandSpec {
+        name: "randomkey",
+        arity: 1,
+        flags: &["readonly"],
+        no_auth: false,
+        run: randomkey,
+    },
+    CommandSpec {
+        name: "rename",
+        arity: 3,
+        flags: &["write"],
+        no_auth: false,
+        run: rename,
+    },
+    CommandSpec {
+        name: "renamenx",
+        arity: 3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: rename,
+    },
+    CommandSpec {
+        name: "scan",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: scan,
+    },
+    CommandSpec {
+        name: "touch",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: exists,
+    },
+    CommandSpec {
+        name: "ttl",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: ttl,
+    },
+    CommandSpec {
+        name: "type",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: type_,
+    },
+    CommandSpec {
+        name: "unlink",
+        arity: -2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: del,
+    },
+];
 
 pub fn del(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let mut removed = 0;

@@ -6,10 +6,127 @@
 use bytes::{BufMut as _, Bytes, BytesMut};
 use strata_resp::Frame;
 
+use super::CommandSpec;
 use super::strings::wrongtype;
 use super::{parse_i64, storage_error};
 use crate::keyspace::{CollectionHeader, Entry, Kind};
 use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "lindex",
+        arity: 3,
+        flags: &["readonly"],
+        no_auth: false,
+        run: lindex,
+    },
+    CommandSpec {
+        name: "linsert",
+        arity: 5,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: linsert,
+    },
+    CommandSpec {
+        name: "llen",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: llen,
+    },
+    CommandSpec {
+        name: "lmove",
+        arity: 5,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: lmove,
+    },
+    CommandSpec {
+        name: "lpop",
+        arity: -2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: pop,
+    },
+    CommandSpec {
+        name: "lpos",
+        arity: -3,
+        flags: &["readonly"],
+        no_auth: false,
+        run: lpos,
+    },
+    CommandSpec {
+        name: "lpush",
+        arity: -3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: push,
+    },
+    CommandSpec {
+        name: "lpushx",
+        arity: -3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: push,
+    },
+    CommandSpec {
+        name: "lrange",
+        arity: 4,
+        flags: &["readonly"],
+        no_auth: false,
+        run: lrange,
+    },
+    CommandSpec {
+        name: "lrem",
+        arity: 4,
+        flags: &["write"],
+        no_auth: false,
+        run: lrem,
+    },
+    CommandSpec {
+        name: "lset",
+        arity: 4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: lset,
+    },
+    CommandSpec {
+        name: "ltrim",
+        arity: 4,
+        flags: &["write"],
+        no_auth: false,
+        run: ltrim,
+    },
+    CommandSpec {
+        name: "rpop",
+        arity: -2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: pop,
+    },
+    CommandSpec {
+        name: "rpoplpush",
+        arity: 3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: lmove,
+    },
+    CommandSpec {
+        name: "rpush",
+        arity: -3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: push,
+    },
+    CommandSpec {
+        name: "rpushx",
+        arity: -3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: push,
+    },
+];
 
 /// Index of the first item of a new list: the middle of the u64 range.
 const INITIAL_HEAD: u64 = 1 << 63;

@@ -6,9 +6,56 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use strata_resp::Frame;
 
+use super::CommandSpec;
 use super::connection::REDIS_COMPAT_VERSION;
 use super::keys::glob_match;
 use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "bgsave",
+        arity: -1,
+        flags: &["admin", "noscript"],
+        no_auth: false,
+        run: save,
+    },
+    CommandSpec {
+        name: "config",
+        arity: -2,
+        flags: &["admin", "noscript", "loading", "stale"],
+        no_auth: false,
+        run: config,
+    },
+    CommandSpec {
+        name: "info",
+        arity: -1,
+        flags: &["loading", "stale"],
+        no_auth: false,
+        run: info,
+    },
+    CommandSpec {
+        name: "lastsave",
+        arity: 1,
+        flags: &["loading", "stale", "fast"],
+        no_auth: false,
+        run: lastsave,
+    },
+    CommandSpec {
+        name: "save",
+        arity: 1,
+        flags: &["admin", "noscript"],
+        no_auth: false,
+        run: save,
+    },
+    CommandSpec {
+        name: "time",
+        arity: 1,
+        flags: &["loading", "stale", "fast"],
+        no_auth: false,
+        run: time,
+    },
+];
 
 /// INFO's sections in Redis's order; `default` and `all` select these.
 const SECTIONS: &[&str] = &[

@@ -5,10 +5,127 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use strata_resp::Frame;
 
+use super::CommandSpec;
 use super::hashes::{commit, field, load_kind, load_kind_for_write};
 use super::{parse_i64, storage_error};
 use crate::keyspace::Kind;
 use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "sadd",
+        arity: -3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: sadd,
+    },
+    CommandSpec {
+        name: "scard",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: scard,
+    },
+    CommandSpec {
+        name: "sdiff",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: setop,
+    },
+    CommandSpec {
+        name: "sdiffstore",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: setop_store,
+    },
+    CommandSpec {
+        name: "sinter",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: setop,
+    },
+    CommandSpec {
+        name: "sintercard",
+        arity: -3,
+        flags: &["readonly"],
+        no_auth: false,
+        run: sintercard,
+    },
+    CommandSpec {
+        name: "sinterstore",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: setop_store,
+    },
+    CommandSpec {
+        name: "sismember",
+        arity: 3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: sismember,
+    },
+    CommandSpec {
+        name: "smembers",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: smembers,
+    },
+    CommandSpec {
+        name: "smismember",
+        arity: -3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: smismember,
+    },
+    CommandSpec {
+        name: "smove",
+        arity: 4,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: smove,
+    },
+    CommandSpec {
+        name: "spop",
+        arity: -2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: spop,
+    },
+    CommandSpec {
+        name: "srandmember",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: srandmember,
+    },
+    CommandSpec {
+        name: "srem",
+        arity: -3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: srem,
+    },
+    CommandSpec {
+        name: "sunion",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: setop,
+    },
+    CommandSpec {
+        name: "sunionstore",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: setop_store,
+    },
+];
 
 /// The members of the set at `key` (empty if missing); a reply on WRONGTYPE or a storage error.
 fn members(sh: &Shared, db: usize, key: &[u8]) -> Result<BTreeSet<Bytes>, Frame> {

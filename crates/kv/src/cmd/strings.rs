@@ -3,9 +3,161 @@
 use bytes::{Bytes, BytesMut};
 use strata_resp::Frame;
 
+use super::CommandSpec;
 use super::{parse_i64, storage_error};
 use crate::keyspace::{Entry, Kind};
 use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "append",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: append,
+    },
+    CommandSpec {
+        name: "decr",
+        arity: 2,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: decr,
+    },
+    CommandSpec {
+        name: "decrby",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: decrby,
+    },
+    CommandSpec {
+        name: "get",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: get,
+    },
+    CommandSpec {
+        name: "getdel",
+        arity: 2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: getdel,
+    },
+    CommandSpec {
+        name: "getex",
+        arity: -2,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: getex,
+    },
+    CommandSpec {
+        name: "getrange",
+        arity: 4,
+        flags: &["readonly"],
+        no_auth: false,
+        run: getrange,
+    },
+    CommandSpec {
+        name: "getset",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: getset,
+    },
+    CommandSpec {
+        name: "incr",
+        arity: 2,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: incr,
+    },
+    CommandSpec {
+        name: "incrby",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: incrby,
+    },
+    CommandSpec {
+        name: "incrbyfloat",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: incrbyfloat,
+    },
+    CommandSpec {
+        name: "mget",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: mget,
+    },
+    CommandSpec {
+        name: "mset",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: mset,
+    },
+    CommandSpec {
+        name: "msetnx",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: msetnx,
+    },
+    CommandSpec {
+        name: "psetex",
+        arity: 4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: psetex,
+    },
+    CommandSpec {
+        name: "set",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: set,
+    },
+    CommandSpec {
+        name: "setex",
+        arity: 4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: setex,
+    },
+    CommandSpec {
+        name: "setnx",
+        arity: 3,
+        flags: &["write", "denyoom", "fast"],
+        no_auth: false,
+        run: setnx,
+    },
+    CommandSpec {
+        name: "setrange",
+        arity: 4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: setrange,
+    },
+    CommandSpec {
+        name: "strlen",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: strlen,
+    },
+    CommandSpec {
+        name: "substr",
+        arity: 4,
+        flags: &["readonly"],
+        no_auth: false,
+        run: getrange,
+    },
+];
 
 /// Redis's `proto-max-bulk-len`: the largest string SETRANGE and APPEND may build.
 const MAX_STRING_BYTES: usize = 512 * 1024 * 1024;

@@ -5,7 +5,47 @@
 use bytes::Bytes;
 use strata_resp::Frame;
 
+use super::CommandSpec;
 use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "discard",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        no_auth: false,
+        run: discard,
+    },
+    CommandSpec {
+        name: "exec",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "skip_slowlog"],
+        no_auth: false,
+        run: exec_unreachable,
+    },
+    CommandSpec {
+        name: "multi",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        no_auth: false,
+        run: multi,
+    },
+    CommandSpec {
+        name: "unwatch",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        no_auth: false,
+        run: unwatch,
+    },
+    CommandSpec {
+        name: "watch",
+        arity: -2,
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        no_auth: false,
+        run: watch,
+    },
+];
 
 pub fn multi(s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
     if s.multi.is_some() {
