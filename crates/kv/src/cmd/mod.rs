@@ -3,6 +3,7 @@
 
 mod client;
 mod connection;
+mod functions;
 mod hashes;
 mod introspection;
 mod keys;
@@ -37,6 +38,7 @@ pub struct CommandSpec {
 const FAMILIES: &[&[CommandSpec]] = &[
     client::COMMANDS,
     connection::COMMANDS,
+    functions::COMMANDS,
     hashes::COMMANDS,
     introspection::COMMANDS,
     keys::COMMANDS,
