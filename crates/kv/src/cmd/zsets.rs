@@ -1861,25 +1861,34 @@ pub fn zscan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         let Some((_, h)) = load_kind(sh, s.db, key, Kind::ZSet)? else {
             return Ok((0, Vec::new()));
         };
-        let mut start = vec![MEMBER_TAG];
-        if cursor != 0
+        // A small set comes whole, in score order as Redis's compact encoding does; a big one in member
+        // order from after the cursor's last member.
+        let whole = h.size <= ZSCAN_WHOLE;
+        let (tag, skip) = if whole {
+            (INDEX_TAG, 9)
+        } else {
+            (MEMBER_TAG, 1)
+        };
+        let mut start = vec![tag];
+        if !whole
+            && cursor != 0
             && let Some(last) = cache(sh).cursor(cursor, s.db, key)
         {
             start.extend_from_slice(&last);
             start.push(0);
         }
-        let budget = if h.size <= ZSCAN_WHOLE {
+        let budget = if whole {
             usize::MAX
         } else {
             count.min(100_000)
         };
         let records = sh
             .keyspace
-            .element_range(s.db, key, h.version, &start, &[MEMBER_TAG + 1], budget)
+            .element_range(s.db, key, h.version, &start, &[tag + 1], budget)
             .map_err(storage_error)?;
         let next = if records.len() == budget {
             match records.last() {
-                Some((k, _)) => cache(sh).remember_cursor(s.db, key, k.slice(1..)),
+                Some((k, _)) => cache(sh).remember_cursor(s.db, key, k.slice(skip..)),
                 None => 0,
             }
         } else {
@@ -1887,7 +1896,7 @@ pub fn zscan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         };
         let mut out = Vec::new();
         for (k, v) in records {
-            let member = k.slice(1..);
+            let member = k.slice(skip.min(k.len())..);
             if pattern
                 .as_ref()
                 .is_none_or(|p| super::keys::glob_match(p, &member, false))
