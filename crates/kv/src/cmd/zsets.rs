@@ -290,13 +290,21 @@ const MAX_ZSCAN_CURSORS: usize = 65_536;
 
 /// Order-statistic trees of recently used sorted sets, keyed by collection version, bounded by the total
 /// number of members; plus the positions of outstanding ZSCAN cursors.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TreeCache {
     inner: Mutex<CacheInner>,
 }
 
+impl Default for TreeCache {
+    fn default() -> Self {
+        TreeCache::with_capacity(CACHE_MEMBERS)
+    }
+}
+
 #[derive(Debug, Default)]
 struct CacheInner {
+    /// Most members held before trees are evicted.
+    capacity: usize,
     slots: HashMap<u64, Slot>,
     /// Version by last-use tick, oldest first.
     lru: BTreeMap<u64, u64>,
@@ -334,7 +342,7 @@ impl CacheInner {
     }
 
     fn evict(&mut self, keep: u64) {
-        while self.members > CACHE_MEMBERS {
+        while self.members > self.capacity {
             let Some((_, &oldest)) = self.lru.iter().find(|(_, v)| **v != keep) else {
                 return;
             };
@@ -344,6 +352,17 @@ impl CacheInner {
 }
 
 impl TreeCache {
+    /// A cache holding trees of at most `capacity` members in total (a bigger single tree is still kept
+    /// while it is the only one).
+    fn with_capacity(capacity: usize) -> Self {
+        TreeCache {
+            inner: Mutex::new(CacheInner {
+                capacity,
+                ..CacheInner::default()
+            }),
+        }
+    }
+
     fn get(&self, key: &[u8], version: u64) -> Option<SharedTree> {
         let mut inner = self.inner.lock();
         let tree = inner
@@ -1916,6 +1935,47 @@ pub fn zscan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tree_of(n: usize) -> SharedTree {
+        let mut t = Tree::new();
+        for i in 0..n {
+            t.insert(Item {
+                score: i as f64,
+                member: Bytes::from(i.to_string()),
+            });
+        }
+        Arc::new(RwLock::new(t))
+    }
+
+    #[test]
+    fn cache_evicts_least_recently_used_trees_and_checks_keys() {
+        let c = TreeCache::with_capacity(10);
+        c.insert(b"a", 1, tree_of(4), 4);
+        c.insert(b"b", 2, tree_of(4), 4);
+        assert!(c.get(b"a", 1).is_some());
+        // Over capacity: "b" is the least recently used.
+        c.insert(b"c", 3, tree_of(4), 4);
+        assert!(c.get(b"b", 2).is_none());
+        assert!(c.get(b"a", 1).is_some());
+        assert!(c.get(b"c", 3).is_some());
+        // A version is only ever answered for its own key.
+        assert!(c.get(b"other", 1).is_none());
+        // Growth is accounted: "a" grows past the bound and "c" (older) goes.
+        c.resize(1, 9);
+        assert!(c.get(b"c", 3).is_none());
+        assert!(c.get(b"a", 1).is_some());
+        // One tree bigger than the whole bound stays while it is the only one.
+        c.insert(b"huge", 4, tree_of(20), 20);
+        assert!(c.get(b"huge", 4).is_some());
+        assert!(c.get(b"a", 1).is_none());
+        c.remove(4);
+        assert!(c.get(b"huge", 4).is_none());
+        let inner = c.inner.lock();
+        assert_eq!(
+            (inner.slots.len(), inner.members, inner.lru.len()),
+            (0, 0, 0)
+        );
+    }
 
     #[test]
     fn scores_format_like_redis_7_2() {
