@@ -276,6 +276,10 @@ fn pops_random_members_and_scan() {
                 "-ERR value is out of range, must be positive",
             ),
             ("ZPOPMIN z 1 2", "-ERR syntax error"),
+            (
+                "ZPOPMIN z x",
+                "-ERR value is out of range, must be positive",
+            ),
             ("ZPOPMIN z 5", "[b 2]"),
             ("EXISTS z", ":0"),
             ("ZPOPMIN z", "[]"),
@@ -290,6 +294,12 @@ fn pops_random_members_and_scan() {
                 "-ERR count should be greater than 0",
             ),
             ("ZMPOP 5 y MIN", "-ERR syntax error"),
+            ("ZMPOP x y MIN", "-ERR numkeys should be greater than 0"),
+            (
+                "ZMPOP 1 y MIN COUNT x",
+                "-ERR count should be greater than 0",
+            ),
+            ("ZMPOP 1 y MIN COUNT 1 COUNT 1", "-ERR syntax error"),
             ("ZRANDMEMBER nokey", "(nil)"),
             ("ZRANDMEMBER nokey 3", "[]"),
             ("ZADD r 1 only", ":1"),

@@ -1399,11 +1399,11 @@ fn zpop_generic(s: &Session, sh: &Shared, args: &[Bytes], max: bool) -> Frame {
     if args.len() > 3 {
         return Frame::error("ERR syntax error");
     }
+    // Redis's getPositiveLong...: one message for a non-integer and a negative count.
     let count = match args.get(2).map(|c| parse_i64(c)) {
         None => None,
         Some(Ok(n)) if n >= 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-        Some(Ok(_)) => return Frame::error("ERR value is out of range, must be positive"),
-        Some(Err(r)) => return r,
+        Some(_) => return Frame::error("ERR value is out of range, must be positive"),
     };
     let items = match pop(sh, s.db, &args[1], max, count.unwrap_or(1)) {
         Ok(i) => i,
@@ -1431,8 +1431,8 @@ pub fn zpopmax(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 /// Parses `numkeys key... MIN|MAX [COUNT n]` (ZMPOP from `args[1]`, BZMPOP after its timeout): the keys,
 /// whether MAX, and the count.
 pub(crate) fn parse_mpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, usize), Frame> {
-    let numkeys = match parse_i64(&args[0])? {
-        n if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+    let numkeys = match parse_i64(&args[0]) {
+        Ok(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
         _ => return Err(Frame::error("ERR numkeys should be greater than 0")),
     };
     let where_idx = numkeys.saturating_add(1);
@@ -1451,8 +1451,8 @@ pub(crate) fn parse_mpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, usize), Fr
     while j < args.len() {
         if count.is_none() && args[j].eq_ignore_ascii_case(b"count") && j + 1 < args.len() {
             j += 1;
-            match parse_i64(&args[j])? {
-                n if n >= 1 => count = Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            match parse_i64(&args[j]) {
+                Ok(n) if n >= 1 => count = Some(usize::try_from(n).unwrap_or(usize::MAX)),
                 _ => return Err(Frame::error("ERR count should be greater than 0")),
             }
         } else {
@@ -1507,9 +1507,14 @@ pub fn zrandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Some(Ok(n)) => Some(n),
         Some(Err(r)) => return r,
     };
-    if let Some(n) = count
-        && (n == i64::MIN || (withscores && n < -(i64::MAX / 2)))
-    {
+    if count == Some(i64::MIN) {
+        return Frame::error(format!(
+            "ERR value is out of range, value must between {} and {}",
+            -i64::MAX,
+            i64::MAX
+        ));
+    }
+    if withscores && count.is_some_and(|n| n < -(i64::MAX / 2)) {
         return Frame::error("ERR value is out of range");
     }
     let z = match open_read(sh, s.db, &args[1]) {
@@ -1574,8 +1579,14 @@ pub fn zrandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 // ---------------------------------------------------------------------------------------------------------
 // ZUNION, ZINTER, ZDIFF, their STORE forms, ZINTERCARD
 
-/// The members and scores of the sorted set or set at `key` (a set's members score 1); None if missing.
-fn read_source(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<Vec<(Bytes, f64)>>, Frame> {
+/// The members and scores of the sorted set or set at `key` (a set's members score 1), in member order;
+/// None if missing, WRONGTYPE otherwise. Other families (SORT, COPY-like paths) should read sorted sets
+/// through this: a sorted set's element keys are tagged (`m`/`i`), not bare members.
+pub(crate) fn read_source(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+) -> Result<Option<Vec<(Bytes, f64)>>, Frame> {
     let Some(entry) = sh.keyspace.get(db, key).map_err(storage_error)? else {
         return Ok(None);
     };
@@ -1699,8 +1710,8 @@ fn parse_setop(
             req.withscores = true;
             j += 1;
         } else if card_only && remaining >= 2 && a == b"limit" {
-            req.limit = match parse_i64(&args[j + 1])? {
-                n if n >= 0 => usize::try_from(n).unwrap_or(usize::MAX),
+            req.limit = match parse_i64(&args[j + 1]) {
+                Ok(n) if n >= 0 => usize::try_from(n).unwrap_or(usize::MAX),
                 _ => return Err(Frame::error("ERR LIMIT can't be negative")),
             };
             j += 2;
