@@ -182,6 +182,8 @@ pub struct Keyspace {
     watched: Mutex<std::collections::HashMap<(usize, Bytes), WatchSlot>>,
     /// Number of entries in `watched`, so writes skip the map when nobody watches anything.
     watching: AtomicU64,
+    /// Order-statistic trees of hot sorted sets (rank and range in O(log n)); see `cmd/zsets.rs`.
+    pub(crate) zset_trees: crate::cmd::zsets::TreeCache,
 }
 
 #[derive(Debug, Default)]
@@ -270,6 +272,7 @@ impl Keyspace {
             next_version,
             watched: Mutex::new(std::collections::HashMap::new()),
             watching: AtomicU64::new(0),
+            zset_trees: Default::default(),
         })
     }
 

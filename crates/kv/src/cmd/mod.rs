@@ -14,6 +14,7 @@ mod server;
 mod sets;
 mod strings;
 mod transactions;
+pub(crate) mod zsets;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -47,6 +48,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     sets::COMMANDS,
     strings::COMMANDS,
     transactions::COMMANDS,
+    zsets::COMMANDS,
 ];
 
 /// Every command this build knows, sorted by name (built once from the families' tables).
