@@ -4,59 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod table;
 
 use common::Server;
-use redis::Value;
 use strata_kv::KvConfig;
-
-/// Runs `args` and renders the reply compactly: `:1`, `$abc`, `nil`, `[a,b]`, `+OK`, `!ERR ...`.
-fn run(c: &mut redis::Connection, args: &[&str]) -> String {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    match cmd.query::<Value>(c) {
-        Ok(v) => render(&v),
-        Err(e) => format!(
-            "!{} {}",
-            e.code().unwrap_or("?"),
-            e.detail().unwrap_or_default()
-        ),
-    }
-}
-
-fn render(v: &Value) -> String {
-    match v {
-        Value::Nil => "nil".into(),
-        Value::Int(n) => format!(":{n}"),
-        Value::BulkString(b) => format!("${}", String::from_utf8_lossy(b)),
-        Value::SimpleString(s) => format!("+{s}"),
-        Value::Okay => "+OK".into(),
-        Value::Array(items) | Value::Set(items) => {
-            format!(
-                "[{}]",
-                items.iter().map(render).collect::<Vec<_>>().join(",")
-            )
-        }
-        Value::Map(pairs) => format!(
-            "{{{}}}",
-            pairs
-                .iter()
-                .map(|(k, v)| format!("{}={}", render(k), render(v)))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        Value::Double(d) => format!("{d}"),
-        other => format!("{other:?}"),
-    }
-}
-
-/// Runs each step on one connection and checks its rendered reply.
-fn table(c: &mut redis::Connection, steps: &[(&[&str], &str)]) {
-    for (args, want) in steps {
-        assert_eq!(run(c, args), *want, "{args:?}");
-    }
-}
+use table::{run, table};
 
 #[test]
 fn copy_move_and_swapdb() {
