@@ -1070,4 +1070,36 @@ impl Keyspace {
         self.db.write(&batch)?;
         Ok(())
     }
+
+    /// Up to `limit` elements of a collection after element key `after` (from the first when `None`), in
+    /// order: one step of HSCAN / SSCAN.
+    pub fn elements_after(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        use std::ops::Bound;
+        let prefix = sub_prefix(key, version);
+        let start = match after {
+            Some(a) => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(a);
+                Bound::Excluded(k)
+            }
+            None => Bound::Included(prefix.clone()),
+        };
+        let mut out = Vec::new();
+        for item in self
+            .tree(db)
+            .range::<Vec<u8>, _>((start, Bound::Excluded(prefix_end(&prefix))))
+            .take(limit)
+        {
+            let (k, v) = item?;
+            out.push((k.slice(prefix.len()..), v));
+        }
+        Ok(out)
+    }
 }

@@ -537,7 +537,7 @@ pub struct ScanCursors {
 }
 
 impl ScanCursors {
-    fn remember(&mut self, db: usize, last: Bytes) -> u64 {
+    pub(crate) fn remember(&mut self, db: usize, last: Bytes) -> u64 {
         self.next += 1;
         // splitmix64 of a counter: unique, nonzero in practice, and not guessable as "the next number".
         let mut z = self.next.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -554,7 +554,7 @@ impl ScanCursors {
         id
     }
 
-    fn position(&self, id: u64, db: usize) -> Option<Bytes> {
+    pub(crate) fn position(&self, id: u64, db: usize) -> Option<Bytes> {
         self.positions
             .get(&id)
             .filter(|(d, _)| *d == db)
