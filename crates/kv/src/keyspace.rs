@@ -11,12 +11,19 @@
 //! payload and their elements under versioned sub-keys, so deleting one is O(1); `docs/kv-encoding.md` has
 //! the full layout.
 //!
-//! Expiry is lazy: a read that finds an expired record treats the key as missing (and deletes it). Writes
-//! that read first (INCR, APPEND, SET with conditions) hold a lock stripe for the key so concurrent
-//! read-modify-writes of one key serialize while different keys proceed in parallel.
+//! Expiry is lazy: a read that finds an expired record treats the key as missing. Every record with a TTL
+//! also has an entry in an *expiry index* (`b'x' ++ expire_at_ms u64 BE ++ key`, written in the same batch
+//! as the record), which the active expiry cycle ([`expire`]) walks from the oldest deadline to delete keys
+//! nobody reads. Writes that read first (INCR, APPEND, SET with conditions) hold a lock stripe for the key
+//! so concurrent read-modify-writes of one key serialize while different keys proceed in parallel.
+//!
+//! Database `n` is the tree `map[n]` points at: SWAPDB swaps two entries of that map (persisted in the tree
+//! `kvdbmap`) rather than any data.
+
+pub mod expire;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use parking_lot::{Mutex, MutexGuard};
@@ -28,6 +35,14 @@ const META_PREFIX: u8 = b'm';
 const HEADER_BYTES: usize = 9;
 /// Lock stripes for read-modify-write commands.
 const LOCK_STRIPES: usize = 1024;
+/// Prefix of expiry index entries: `b'x' ++ expire_at_ms u64 BE ++ key`, empty value.
+const EXPIRE_PREFIX: u8 = b'x';
+/// Families of element records a collection may own, each laid out as `family ++ len(key) u32 ++ key ++
+/// version ++ ...`: `s` elements and `z` the sorted-set score index.
+const ELEMENT_FAMILIES: [u8; 2] = [SUB_PREFIX, b'z'];
+/// Name of the tree holding the database → tree map, and its one record.
+const MAP_TREE: &str = "kvdbmap";
+const MAP_KEY: &[u8] = b"map";
 
 /// A key's type, as `TYPE` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +199,16 @@ pub struct Keyspace {
     watching: AtomicU64,
     /// Order-statistic trees of hot sorted sets (rank and range in O(log n)); see `cmd/zsets.rs`.
     pub(crate) zset_trees: crate::cmd::zsets::TreeCache,
+    /// Database index → index into `trees` (SWAPDB permutes it).
+    map: Vec<AtomicUsize>,
+    /// Where `map` is persisted.
+    map_tree: Tree,
+    /// Serializes SWAPDBs.
+    swap_lock: Mutex<()>,
+    /// Keys removed by the active expiry cycle (INFO's `expired_keys`).
+    expired: AtomicU64,
+    /// The database the next expiry cycle starts with, so one busy database cannot starve the others.
+    expire_next_db: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -238,6 +263,14 @@ pub fn sub_prefix(key: &[u8], version: u64) -> Vec<u8> {
     k
 }
 
+/// Adds range tombstones over every element family of one incarnation of a collection.
+fn drop_elements(batch: &mut WriteBatch, tree: &Tree, key: &[u8], version: u64) {
+    for family in ELEMENT_FAMILIES {
+        let prefix = family_prefix(family, key, version);
+        batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+    }
+}
+
 /// The first key after every key starting with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -257,6 +290,53 @@ fn meta_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The expiry index entry of `key` expiring at `at`.
+fn expire_key(at: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + key.len());
+    k.push(EXPIRE_PREFIX);
+    k.extend_from_slice(&at.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// Adds to `batch` the expiry index changes of `key` going from deadline `old` to `new` (0 = none).
+fn reindex(batch: &mut WriteBatch, tree: &Tree, key: &[u8], old: u64, new: u64) {
+    if old == new {
+        return;
+    }
+    if old != 0 {
+        batch.delete(tree, &expire_key(old, key));
+    }
+    if new != 0 {
+        batch.put(tree, &expire_key(new, key), b"");
+    }
+}
+
+/// The prefix of one element family of one incarnation of a collection.
+fn family_prefix(family: u8, key: &[u8], version: u64) -> Vec<u8> {
+    let mut k = sub_prefix(key, version);
+    k[0] = family;
+    k
+}
+
+/// Decodes a persisted database map; `None` unless it is a permutation of `0..n`.
+fn decode_map(raw: &[u8], n: usize) -> Option<Vec<usize>> {
+    if raw.len() != 2 * n {
+        return None;
+    }
+    let map: Vec<usize> = raw
+        .chunks_exact(2)
+        .map(|c| usize::from(u16::from_be_bytes([c[0], c[1]])))
+        .collect();
+    let mut seen = vec![false; n];
+    for &t in &map {
+        if t >= n || std::mem::replace(&mut seen[t], true) {
+            return None;
+        }
+    }
+    Some(map)
+}
+
 impl Keyspace {
     /// Opens (creating on demand) `databases` trees in `db`.
     pub fn open(db: Db, databases: usize, clock: Arc<dyn Clock>) -> Result<Keyspace, KvError> {
@@ -264,6 +344,15 @@ impl Keyspace {
             .map(|i| db.tree(&format!("kv{i}")))
             .collect::<Result<Vec<_>, _>>()?;
         let next_version = AtomicU64::new((db.seqno() + 1) << 20);
+        let map_tree = db.tree(MAP_TREE)?;
+        let map = match map_tree.get(MAP_KEY)? {
+            None => (0..databases).collect(),
+            Some(raw) => decode_map(&raw, databases).unwrap_or_else(|| {
+                // Written for another number of databases: swaps are not carried over.
+                tracing::warn!("database map does not fit {databases} databases; ignoring SWAPDBs");
+                (0..databases).collect()
+            }),
+        };
         Ok(Keyspace {
             db,
             trees,
@@ -273,7 +362,17 @@ impl Keyspace {
             watched: Mutex::new(std::collections::HashMap::new()),
             watching: AtomicU64::new(0),
             zset_trees: Default::default(),
+            map: map.into_iter().map(AtomicUsize::new).collect(),
+            map_tree,
+            swap_lock: Mutex::new(()),
+            expired: AtomicU64::new(0),
+            expire_next_db: AtomicUsize::new(0),
         })
+    }
+
+    /// Number of databases.
+    pub fn databases(&self) -> usize {
+        self.trees.len()
     }
 
     /// Starts watching `key`; returns the write counter to compare at EXEC.
@@ -344,7 +443,8 @@ impl Keyspace {
     }
 
     fn tree(&self, db: usize) -> &Tree {
-        &self.trees[db.min(self.trees.len() - 1)]
+        let slot = &self.map[db.min(self.map.len() - 1)];
+        &self.trees[slot.load(Ordering::Acquire)]
     }
 
     fn stripe(db: usize, key: &[u8]) -> usize {
@@ -391,35 +491,39 @@ impl Keyspace {
         self.touched(db, key);
         let tree = self.tree(db);
         let mkey = meta_key(key);
+        let (old_at, old_prefix) = self.old_record(db, key)?;
         // Rewriting a collection's own metadata (EXPIRE, PERSIST) keeps its elements.
         let same_collection = |prefix: &Vec<u8>| {
             entry.kind != Kind::String
                 && CollectionHeader::from_payload(&entry.payload)
                     .is_ok_and(|h| *prefix == sub_prefix(key, h.version))
         };
-        match self.old_elements(db, key)?.filter(|p| !same_collection(p)) {
-            None => Ok(tree.put(&mkey, &entry.encode())?),
-            Some(prefix) => {
-                let mut batch = WriteBatch::new();
-                batch.delete_range(tree, &prefix, &prefix_end(&prefix));
-                batch.put(tree, &mkey, &entry.encode());
-                self.db.write(&batch)?;
-                Ok(())
-            }
+        let old_prefix = old_prefix.filter(|p| !same_collection(p));
+        if old_prefix.is_none() && old_at == entry.expire_at_ms {
+            return Ok(tree.put(&mkey, &entry.encode())?);
         }
+        let mut batch = WriteBatch::new();
+        if let Some(prefix) = old_prefix {
+            batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+        }
+        reindex(&mut batch, tree, key, old_at, entry.expire_at_ms);
+        batch.put(tree, &mkey, &entry.encode());
+        self.db.write(&batch)?;
+        Ok(())
     }
 
-    /// The element prefix of the collection (live or expired) stored at `key`, if it is one.
-    fn old_elements(&self, db: usize, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+    /// The deadline (0 if none or missing) and the element prefix (if a collection) of the record, live or
+    /// expired, stored at `key`.
+    fn old_record(&self, db: usize, key: &[u8]) -> Result<(u64, Option<Vec<u8>>), KvError> {
         let Some(raw) = self.tree(db).get(&meta_key(key))? else {
-            return Ok(None);
+            return Ok((0, None));
         };
         let entry = Entry::decode(raw)?;
         if entry.kind == Kind::String {
-            return Ok(None);
+            return Ok((entry.expire_at_ms, None));
         }
         let h = CollectionHeader::from_payload(&entry.payload)?;
-        Ok(Some(sub_prefix(key, h.version)))
+        Ok((entry.expire_at_ms, Some(sub_prefix(key, h.version))))
     }
 
     /// Stores several string entries atomically.
@@ -430,9 +534,11 @@ impl Keyspace {
         let tree = self.tree(db);
         let mut batch = WriteBatch::new();
         for (key, entry) in entries {
-            if let Some(prefix) = self.old_elements(db, key)? {
+            let (old_at, old_prefix) = self.old_record(db, key)?;
+            if let Some(prefix) = old_prefix {
                 batch.delete_range(tree, &prefix, &prefix_end(&prefix));
             }
+            reindex(&mut batch, tree, key, old_at, entry.expire_at_ms);
             batch.put(tree, &meta_key(key), &entry.encode());
         }
         self.db.write(&batch)?;
@@ -442,42 +548,71 @@ impl Keyspace {
     /// Moves `entry` from `from` to `to` in one atomic batch (RENAME). A collection's elements are copied
     /// under a new version (O(n), as in Redis-on-LSM designs); whatever `to` held is dropped.
     pub fn rename(&self, db: usize, from: &[u8], to: &[u8], entry: &Entry) -> Result<(), KvError> {
-        self.touched(db, from);
-        self.touched(db, to);
-        let tree = self.tree(db);
-        let mut batch = WriteBatch::new();
-        if let Some(prefix) = self.old_elements(db, to)? {
-            batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+        self.transfer(db, from, db, to, entry, true)
+    }
+
+    /// Copies (or, with `remove_source`, moves) the live `entry` of `from` in database `src` to `to` in
+    /// database `dst`, in one atomic batch: COPY, MOVE and RENAME. The TTL goes along; a collection's
+    /// elements are copied under a fresh version; whatever `to` held is dropped.
+    pub fn transfer(
+        &self,
+        src: usize,
+        from: &[u8],
+        dst: usize,
+        to: &[u8],
+        entry: &Entry,
+        remove_source: bool,
+    ) -> Result<(), KvError> {
+        if remove_source {
+            self.touched(src, from);
         }
-        batch.delete(tree, &meta_key(from));
-        if entry.kind == Kind::String {
-            batch.put(tree, &meta_key(to), &entry.encode());
+        self.touched(dst, to);
+        let (src_tree, dst_tree) = (self.tree(src), self.tree(dst));
+        let mut batch = WriteBatch::new();
+        // Whatever `to` held goes first.
+        if let Some(raw) = dst_tree.get(&meta_key(to))? {
+            let old = Entry::decode(raw)?;
+            reindex(&mut batch, dst_tree, to, old.expire_at_ms, 0);
+            if old.kind != Kind::String {
+                let h = CollectionHeader::from_payload(&old.payload)?;
+                drop_elements(&mut batch, dst_tree, to, h.version);
+            }
+        }
+        if remove_source {
+            batch.delete(src_tree, &meta_key(from));
+            reindex(&mut batch, src_tree, from, entry.expire_at_ms, 0);
+        }
+        let moved = if entry.kind == Kind::String {
+            entry.clone()
         } else {
             let old = CollectionHeader::from_payload(&entry.payload)?;
-            let new = CollectionHeader {
-                version: self.new_version(),
-                size: old.size,
-            };
-            let new_prefix = sub_prefix(to, new.version);
-            let mut k = new_prefix.clone();
-            for (element, value) in self.elements(db, from, old.version)? {
-                k.truncate(new_prefix.len());
-                k.extend_from_slice(&element);
-                batch.put(tree, &k, &value);
+            let version = self.new_version();
+            for family in ELEMENT_FAMILIES {
+                let old_prefix = family_prefix(family, from, old.version);
+                let new_prefix = family_prefix(family, to, version);
+                let mut k = new_prefix.clone();
+                for item in src_tree.prefix(&old_prefix) {
+                    let (element, value) = item?;
+                    k.truncate(new_prefix.len());
+                    k.extend_from_slice(&element[old_prefix.len()..]);
+                    batch.put(dst_tree, &k, &value);
+                }
             }
-            let old_prefix = sub_prefix(from, old.version);
-            batch.delete_range(tree, &old_prefix, &prefix_end(&old_prefix));
+            if remove_source {
+                drop_elements(&mut batch, src_tree, from, old.version);
+            }
             // The new version replaces the first word; the rest (size, a list's head) stays valid because
             // elements keep their element keys.
             let mut payload = BytesMut::from(&entry.payload[..]);
-            payload[..8].copy_from_slice(&new.version.to_be_bytes());
-            let moved = Entry {
+            payload[..8].copy_from_slice(&version.to_be_bytes());
+            Entry {
                 kind: entry.kind,
                 expire_at_ms: entry.expire_at_ms,
                 payload: payload.freeze(),
-            };
-            batch.put(tree, &meta_key(to), &moved.encode());
-        }
+            }
+        };
+        reindex(&mut batch, dst_tree, to, 0, moved.expire_at_ms);
+        batch.put(dst_tree, &meta_key(to), &moved.encode());
         self.db.write(&batch)?;
         Ok(())
     }
@@ -495,6 +630,7 @@ impl Keyspace {
         // An expired record is deleted too, so its space is reclaimed.
         let mut batch = WriteBatch::new();
         batch.delete(tree, &meta_key(key));
+        reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
         if entry.kind != Kind::String {
             let prefix = sub_prefix(key, CollectionHeader::from_payload(&entry.payload)?.version);
             batch.delete_range(tree, &prefix, &prefix_end(&prefix));
@@ -590,6 +726,7 @@ impl Keyspace {
         }
         if size == 0 {
             batch.delete(tree, &meta_key(key));
+            reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
             batch.delete_range(tree, &prefix, &prefix_end(&prefix));
         } else {
             batch.put(tree, &meta_key(key), &entry.encode());
@@ -649,6 +786,7 @@ impl Keyspace {
         }
         if header.size == 0 {
             batch.delete(tree, &meta_key(key));
+            reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
             batch.delete_range(tree, &prefix, &prefix_end(&prefix));
         } else {
             let updated = Entry {
@@ -751,6 +889,219 @@ impl Keyspace {
             if keep(&user_key) {
                 out.push(user_key);
             }
+        }
+        Ok(out)
+    }
+
+    /// Swaps databases `a` and `b` (SWAPDB): two entries of the database map change, nothing is copied.
+    /// The map is persisted before it is switched, so an acknowledged swap survives a restart. The caller
+    /// must keep every other command out meanwhile (the exclusive execution lock), so no command sees the
+    /// swap half-way through; watchers of either database see a write.
+    pub fn swap_db(&self, a: usize, b: usize) -> Result<(), KvError> {
+        let _serial = self.swap_lock.lock();
+        let mut map: Vec<usize> = self.map.iter().map(|m| m.load(Ordering::Acquire)).collect();
+        map.swap(a, b);
+        let raw: Vec<u8> = map
+            .iter()
+            .flat_map(|&t| u16::try_from(t).unwrap_or(u16::MAX).to_be_bytes())
+            .collect();
+        self.map_tree.put(MAP_KEY, &raw)?;
+        self.map[a].store(map[a], Ordering::Release);
+        self.map[b].store(map[b], Ordering::Release);
+        self.touched_all(Some(a));
+        self.touched_all(Some(b));
+        Ok(())
+    }
+
+    /// Locks the stripes of keys in several databases (COPY, MOVE), in stripe order.
+    pub fn lock_keys<'a>(&'a self, keys: &[(usize, &[u8])]) -> Vec<MutexGuard<'a, ()>> {
+        let mut stripes: Vec<usize> = keys.iter().map(|(db, k)| Self::stripe(*db, k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes.into_iter().map(|s| self.locks[s].lock()).collect()
+    }
+
+    /// A random live key of `db` (RANDOMKEY), or `None` if it has none. It seeks to a random point between
+    /// the first and the last key and takes the next live key (wrapping around), so it costs a few seeks
+    /// rather than a scan; keys after wide gaps are likelier, as keys in sparse buckets are in Redis.
+    pub fn random_key(&self, db: usize, mut seed: u64) -> Result<Option<Bytes>, KvError> {
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let tree = self.tree(db);
+        let now = self.now_ms();
+        let (Some(first), Some(last)) = (
+            tree.prefix(&[META_PREFIX]).next().transpose()?,
+            tree.prefix(&[META_PREFIX]).next_back().transpose()?,
+        ) else {
+            return Ok(None);
+        };
+        let (first, last) = (&first.0[1..], &last.0[1..]);
+        // A probe sharing the common prefix of the first and the last key, then a random byte between
+        // theirs, then random bytes.
+        let common = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+        let mut probe = vec![META_PREFIX];
+        probe.extend_from_slice(&first[..common]);
+        let lo = u64::from(first.get(common).copied().unwrap_or(0));
+        let hi = u64::from(last.get(common).copied().unwrap_or(0));
+        probe.push((lo + rand() % (hi - lo.min(hi) + 1)) as u8);
+        probe.extend_from_slice(&rand().to_be_bytes());
+        let live = |item: Result<(Bytes, Bytes), StorageError>| -> Result<Option<Bytes>, KvError> {
+            let (k, v) = item?;
+            let e = Entry::decode(v)?;
+            Ok((e.expire_at_ms == 0 || e.expire_at_ms > now).then(|| k.slice(1..)))
+        };
+        // Bounded work when most keys are expired but not yet removed.
+        const MAX_VISITS: usize = 1000;
+        for item in tree
+            .range(probe.clone()..vec![META_PREFIX + 1])
+            .chain(tree.range(vec![META_PREFIX]..probe))
+            .take(MAX_VISITS)
+        {
+            if let Some(k) = live(item)? {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One pass of active expiry: walks the expiry index of each database (starting with a different one
+    /// each pass) from the earliest deadline up to `now_ms`, visiting at most `budget` entries in all, and
+    /// deletes the keys whose metadata confirms they expired. Entries left behind by an overwritten or
+    /// re-expired key are removed without touching the key. Returns the number of keys deleted.
+    pub fn expire_cycle(&self, now_ms: u64, budget: usize) -> Result<usize, KvError> {
+        let n = self.map.len();
+        let first = self.expire_next_db.fetch_add(1, Ordering::Relaxed) % n;
+        let (mut visited, mut expired) = (0, 0);
+        for db in (first..n).chain(0..first) {
+            if visited >= budget {
+                break;
+            }
+            let tree = self.tree(db).clone();
+            let end = expire_key(now_ms.saturating_add(1), b"");
+            let due: Vec<Bytes> = tree
+                .range(vec![EXPIRE_PREFIX]..end)
+                .take(budget - visited)
+                .map(|item| item.map(|(k, _)| k))
+                .collect::<Result<_, _>>()?;
+            visited += due.len();
+            for index_key in due {
+                let (Some(at), Some(key)) = (
+                    index_key
+                        .get(1..9)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(u64::from_be_bytes),
+                    index_key.get(9..),
+                ) else {
+                    tree.delete(&index_key)?;
+                    continue;
+                };
+                let _guard = self.lock(db, key);
+                let confirmed = match tree.get(&meta_key(key))? {
+                    Some(raw) => Entry::decode(raw)?.expire_at_ms == at,
+                    None => false,
+                };
+                if confirmed {
+                    self.delete(db, key)?;
+                    expired += 1;
+                } else {
+                    tree.delete(&index_key)?;
+                }
+            }
+        }
+        self.expired.fetch_add(expired as u64, Ordering::Relaxed);
+        Ok(expired)
+    }
+
+    /// Keys removed by active expiry since the start (INFO's `expired_keys`).
+    pub fn expired_keys(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Deletes the expired record at `key`, if there is one, so a collection created in its place does not
+    /// inherit its dead elements. Returns whether one was deleted.
+    pub fn purge_expired(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
+        let Some(raw) = self.tree(db).get(&meta_key(key))? else {
+            return Ok(false);
+        };
+        let at = Entry::decode(raw)?.expire_at_ms;
+        if at == 0 || at > self.now_ms() {
+            return Ok(false);
+        }
+        self.delete(db, key)?;
+        Ok(true)
+    }
+
+    /// Replaces whatever `key` holds with the collection `entry` whose elements are `elements` (element
+    /// key, value), in one atomic batch: the *STORE commands (SORT ... STORE, SINTERSTORE, ...). An empty
+    /// `elements` deletes the key instead.
+    pub fn replace_collection(
+        &self,
+        db: usize,
+        key: &[u8],
+        entry: &Entry,
+        elements: &[(&[u8], &[u8])],
+    ) -> Result<(), KvError> {
+        self.touched(db, key);
+        let tree = self.tree(db);
+        let mut batch = WriteBatch::new();
+        if let Some(raw) = tree.get(&meta_key(key))? {
+            let old = Entry::decode(raw)?;
+            reindex(&mut batch, tree, key, old.expire_at_ms, 0);
+            if old.kind != Kind::String {
+                let h = CollectionHeader::from_payload(&old.payload)?;
+                drop_elements(&mut batch, tree, key, h.version);
+            }
+        }
+        if elements.is_empty() {
+            batch.delete(tree, &meta_key(key));
+        } else {
+            let version = CollectionHeader::from_payload(&entry.payload)?.version;
+            let prefix = sub_prefix(key, version);
+            let mut k = prefix.clone();
+            for (element, value) in elements {
+                k.truncate(prefix.len());
+                k.extend_from_slice(element);
+                batch.put(tree, &k, value);
+            }
+            reindex(&mut batch, tree, key, 0, entry.expire_at_ms);
+            batch.put(tree, &meta_key(key), &entry.encode());
+        }
+        self.db.write(&batch)?;
+        Ok(())
+    }
+
+    /// Up to `limit` elements of a collection after element key `after` (from the first when `None`), in
+    /// order: one step of HSCAN / SSCAN.
+    pub fn elements_after(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        use std::ops::Bound;
+        let prefix = sub_prefix(key, version);
+        let start = match after {
+            Some(a) => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(a);
+                Bound::Excluded(k)
+            }
+            None => Bound::Included(prefix.clone()),
+        };
+        let mut out = Vec::new();
+        for item in self
+            .tree(db)
+            .range::<Vec<u8>, _>((start, Bound::Excluded(prefix_end(&prefix))))
+            .take(limit)
+        {
+            let (k, v) = item?;
+            out.push((k.slice(prefix.len()..), v));
         }
         Ok(out)
     }

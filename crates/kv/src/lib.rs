@@ -121,6 +121,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    tokio::spawn(keyspace::expire::run(shared.clone(), shutdown.clone()));
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,

@@ -83,6 +83,20 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: hset,
     },
     CommandSpec {
+        name: "hrandfield",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: hrandfield,
+    },
+    CommandSpec {
+        name: "hscan",
+        arity: -3,
+        flags: &["readonly"],
+        no_auth: false,
+        run: hscan,
+    },
+    CommandSpec {
         name: "hset",
         arity: -4,
         flags: &["write", "denyoom", "fast"],
@@ -141,7 +155,12 @@ pub(crate) fn load_kind_for_write(
     key: &[u8],
     kind: Kind,
 ) -> Result<(Entry, CollectionHeader), Frame> {
-    Ok(load_kind(sh, db, key, kind)?.unwrap_or_else(|| {
+    if let Some(found) = load_kind(sh, db, key, kind)? {
+        return Ok(found);
+    }
+    // An expired record still stored here goes first, so its elements do not outlive it.
+    sh.keyspace.purge_expired(db, key).map_err(storage_error)?;
+    Ok({
         let header = CollectionHeader {
             version: sh.keyspace.new_version(),
             size: 0,
@@ -152,7 +171,7 @@ pub(crate) fn load_kind_for_write(
             payload: header.to_payload(),
         };
         (entry, header)
-    }))
+    })
 }
 
 pub(crate) fn field(
@@ -435,4 +454,202 @@ pub fn hincrbyfloat(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(Bytes::from(text))
     })();
     result.map_or_else(|r| r, Frame::Bulk)
+}
+
+/// A collection's small random generator (xorshift), seeded per call.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new() -> Self {
+        Rng(super::keys::random_seed())
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// A count argument of HRANDFIELD / SRANDMEMBER: any `long` but `LONG_MIN`.
+pub(crate) fn random_count(arg: &[u8]) -> Result<i64, Frame> {
+    match parse_i64(arg)? {
+        i64::MIN => Err(Frame::error(
+            "ERR value is out of range, value must between -9223372036854775807 and \
+             9223372036854775807",
+        )),
+        n => Ok(n),
+    }
+}
+
+/// HRANDFIELD key [count [WITHVALUES]].
+pub fn hrandfield(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let key = &args[1];
+    let Some(count_arg) = args.get(2) else {
+        let h = match load(sh, s.db, key) {
+            Ok(Some((_, h))) => h,
+            Ok(None) => return Frame::Null,
+            Err(r) => return r,
+        };
+        return match sh.keyspace.elements(s.db, key, h.version) {
+            Ok(all) if all.is_empty() => Frame::Null,
+            Ok(mut all) => {
+                let i = Rng::new().below(all.len());
+                Frame::Bulk(all.swap_remove(i).0)
+            }
+            Err(e) => storage_error(e),
+        };
+    };
+    let count = match random_count(count_arg) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let with_values = match args.get(3) {
+        None => false,
+        Some(a) if args.len() == 4 && a.eq_ignore_ascii_case(b"withvalues") => true,
+        Some(_) => return Frame::error("ERR syntax error"),
+    };
+    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
+        return Frame::error("ERR value is out of range");
+    }
+    let h = match load(sh, s.db, key) {
+        Ok(Some((_, h))) => h,
+        Ok(None) => return Frame::Array(Vec::new()),
+        Err(r) => return r,
+    };
+    if count == 0 {
+        return Frame::Array(Vec::new());
+    }
+    let mut all = match sh.keyspace.elements(s.db, key, h.version) {
+        Ok(all) => all,
+        Err(e) => return storage_error(e),
+    };
+    if all.is_empty() {
+        return Frame::Array(Vec::new());
+    }
+    let mut rng = Rng::new();
+    let picked: Vec<(Bytes, Bytes)> = if count < 0 {
+        (0..count.unsigned_abs())
+            .map(|_| all[rng.below(all.len())].clone())
+            .collect()
+    } else {
+        let want = usize::try_from(count).unwrap_or(usize::MAX).min(all.len());
+        if want < all.len() {
+            // Partial Fisher-Yates: the first `want` slots become a uniform sample.
+            for i in 0..want {
+                let j = i + rng.below(all.len() - i);
+                all.swap(i, j);
+            }
+            all.truncate(want);
+        }
+        all
+    };
+    let mut out = Vec::with_capacity(picked.len() * if with_values { 2 } else { 1 });
+    for (f, v) in picked {
+        if with_values && s.protocol == strata_resp::ProtocolVersion::Resp3 {
+            out.push(Frame::Array(vec![Frame::Bulk(f), Frame::Bulk(v)]));
+        } else {
+            out.push(Frame::Bulk(f));
+            if with_values {
+                out.push(Frame::Bulk(v));
+            }
+        }
+    }
+    Frame::Array(out)
+}
+
+/// Collections up to this size are scanned in one call with cursor 0, as Redis does for its compact
+/// (listpack / intset) encodings.
+const SCAN_ALL_AT_ONCE: u64 = 128;
+
+/// HSCAN and SSCAN: `cmd key cursor [MATCH pattern] [COUNT n]` (and NOVALUES for HSCAN). Cursors are
+/// opaque numbers standing for the last element returned.
+pub(crate) fn scan_collection(s: &mut Session, sh: &Shared, args: &[Bytes], kind: Kind) -> Frame {
+    let Some(cursor) = std::str::from_utf8(&args[2])
+        .ok()
+        .filter(|c| !c.starts_with('+'))
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return Frame::error("ERR invalid cursor");
+    };
+    let key = &args[1];
+    let empty = || Frame::Array(vec![Frame::bulk("0"), Frame::Array(Vec::new())]);
+    let h = match load_kind(sh, s.db, key, kind) {
+        Ok(Some((_, h))) => h,
+        Ok(None) => return empty(),
+        Err(r) => return r,
+    };
+    let (mut pattern, mut count, mut novalues) = (None, 10usize, false);
+    let mut i = 3;
+    while i < args.len() {
+        let opt = args[i].to_ascii_lowercase();
+        let value = args.get(i + 1);
+        match (opt.as_slice(), value) {
+            (b"count", Some(v)) => match parse_i64(v) {
+                Ok(n) if n >= 1 => count = usize::try_from(n).unwrap_or(usize::MAX),
+                Ok(_) => return Frame::error("ERR syntax error"),
+                Err(r) => return r,
+            },
+            (b"match", Some(v)) => pattern = (v[..] != b"*"[..]).then(|| v.clone()),
+            (b"novalues", _) if kind == Kind::Hash => {
+                novalues = true;
+                i += 1;
+                continue;
+            }
+            _ => return Frame::error("ERR syntax error"),
+        }
+        i += 2;
+    }
+    // The cursor's position: `len(key) u32 ++ key ++ last element`, valid for this key only.
+    let mut tag = (key.len() as u32).to_be_bytes().to_vec();
+    tag.extend_from_slice(key);
+    let after = if cursor == 0 {
+        None
+    } else {
+        sh.scan_cursors
+            .lock()
+            .position(cursor, s.db)
+            .filter(|p| p.starts_with(&tag))
+            .map(|p| p.slice(tag.len()..))
+    };
+    let limit = if h.size <= SCAN_ALL_AT_ONCE {
+        usize::MAX
+    } else {
+        count.min(100_000)
+    };
+    let batch = match sh
+        .keyspace
+        .elements_after(s.db, key, h.version, after.as_deref(), limit)
+    {
+        Ok(b) => b,
+        Err(e) => return storage_error(e),
+    };
+    let next = match batch.last() {
+        Some((last, _)) if batch.len() == limit => {
+            let mut position = tag.clone();
+            position.extend_from_slice(last);
+            sh.scan_cursors.lock().remember(s.db, position.into())
+        }
+        _ => 0,
+    };
+    let mut out = Vec::new();
+    for (element, value) in batch {
+        if pattern
+            .as_ref()
+            .is_some_and(|p| !super::keys::glob_match(p, &element, false))
+        {
+            continue;
+        }
+        out.push(Frame::Bulk(element));
+        if kind == Kind::Hash && !novalues {
+            out.push(Frame::Bulk(value));
+        }
+    }
+    Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(out)])
+}
+
+pub fn hscan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    scan_collection(s, sh, args, Kind::Hash)
 }

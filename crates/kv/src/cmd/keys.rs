@@ -1,5 +1,8 @@
 //! Generic key commands: DEL, EXISTS, TYPE, the EXPIRE family, TTL, PERSIST, KEYS, DBSIZE, FLUSHDB,
-//! FLUSHALL.
+//! FLUSHALL, SCAN, RENAME, COPY, MOVE, SWAPDB, RANDOMKEY, TOUCH; OBJECT and SORT in their own files.
+
+mod object;
+mod sort;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -10,6 +13,13 @@ use crate::{Session, Shared};
 
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "copy",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: copy,
+    },
     CommandSpec {
         name: "dbsize",
         arity: 1,
@@ -74,6 +84,20 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: keys,
     },
     CommandSpec {
+        name: "move",
+        arity: 3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: move_,
+    },
+    CommandSpec {
+        name: "object",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: object::object,
+    },
+    CommandSpec {
         name: "persist",
         arity: 2,
         flags: &["write", "fast"],
@@ -135,6 +159,27 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         flags: &["readonly"],
         no_auth: false,
         run: scan,
+    },
+    CommandSpec {
+        name: "sort",
+        arity: -2,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: sort::sort,
+    },
+    CommandSpec {
+        name: "sort_ro",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: sort::sort,
+    },
+    CommandSpec {
+        name: "swapdb",
+        arity: 3,
+        flags: &["write", "fast"],
+        no_auth: false,
+        run: swapdb,
     },
     CommandSpec {
         name: "touch",
@@ -492,7 +537,7 @@ pub struct ScanCursors {
 }
 
 impl ScanCursors {
-    fn remember(&mut self, db: usize, last: Bytes) -> u64 {
+    pub(crate) fn remember(&mut self, db: usize, last: Bytes) -> u64 {
         self.next += 1;
         // splitmix64 of a counter: unique, nonzero in practice, and not guessable as "the next number".
         let mut z = self.next.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -509,7 +554,7 @@ impl ScanCursors {
         id
     }
 
-    fn position(&self, id: u64, db: usize) -> Option<Bytes> {
+    pub(crate) fn position(&self, id: u64, db: usize) -> Option<Bytes> {
         self.positions
             .get(&id)
             .filter(|(d, _)| *d == db)
@@ -572,25 +617,142 @@ pub fn scan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 pub fn randomkey(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
-    // Uniform over live keys by reservoir sampling: O(n), as a first cut; a sampled index comes with the
-    // active expiry cycle.
-    let mut seen = 0u64;
-    let mut chosen = None;
-    let mut state = sh.keyspace.now_ms() ^ 0x2545_f491_4f6c_dd1d;
-    let result = sh.keyspace.keys(s.db, |k| {
-        seen += 1;
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        if state.is_multiple_of(seen) {
-            chosen = Some(Bytes::copy_from_slice(k));
-        }
-        false
-    });
-    match result {
-        Ok(_) => chosen.map_or(Frame::Null, Frame::Bulk),
+    match sh.keyspace.random_key(s.db, random_seed()) {
+        Ok(k) => k.map_or(Frame::Null, Frame::Bulk),
         Err(e) => storage_error(e),
     }
+}
+
+/// A seed for the small generators RANDOMKEY and friends use: the wall clock's nanoseconds mixed with a
+/// counter, so two calls in one nanosecond differ.
+pub(crate) fn random_seed() -> u64 {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (u64::from(nanos) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1
+}
+
+/// A database index argument as Redis's `getIntFromObjectOrReply` reads it, checked against the number
+/// of databases.
+fn db_index(sh: &Shared, arg: &[u8]) -> Result<usize, Frame> {
+    let n = parse_i64(arg)?;
+    if i32::try_from(n).is_err() {
+        return Err(Frame::error("ERR value is not an integer or out of range"));
+    }
+    usize::try_from(n)
+        .ok()
+        .filter(|&i| i < sh.keyspace.databases())
+        .ok_or_else(|| Frame::error("ERR DB index is out of range"))
+}
+
+fn same_object() -> Frame {
+    Frame::error("ERR source and destination objects are the same")
+}
+
+/// COPY source destination [DB destination-db] [REPLACE]: the value and its TTL, in one batch.
+pub fn copy(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let (from, to) = (&args[1], &args[2]);
+    let (mut dst, mut replace) = (s.db, false);
+    let mut j = 3;
+    while j < args.len() {
+        if args[j].eq_ignore_ascii_case(b"replace") {
+            replace = true;
+        } else if args[j].eq_ignore_ascii_case(b"db") && j + 1 < args.len() {
+            match db_index(sh, &args[j + 1]) {
+                Ok(d) => dst = d,
+                Err(r) => return r,
+            }
+            j += 1;
+        } else {
+            return Frame::error("ERR syntax error");
+        }
+        j += 1;
+    }
+    if dst == s.db && from == to {
+        return same_object();
+    }
+    let _guards = sh.keyspace.lock_keys(&[(s.db, from), (dst, to)]);
+    let entry = match sh.keyspace.get(s.db, from) {
+        Ok(Some(e)) => e,
+        Ok(None) => return Frame::Integer(0),
+        Err(e) => return storage_error(e),
+    };
+    match sh.keyspace.get(dst, to) {
+        Ok(Some(_)) if !replace => return Frame::Integer(0),
+        Ok(_) => {}
+        Err(e) => return storage_error(e),
+    }
+    match sh.keyspace.transfer(s.db, from, dst, to, &entry, false) {
+        Ok(()) => Frame::Integer(1),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// MOVE key db: to another database, unless the key exists there.
+pub fn move_(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let key = &args[1];
+    let dst = match db_index(sh, &args[2]) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    if dst == s.db {
+        return same_object();
+    }
+    let _guards = sh.keyspace.lock_keys(&[(s.db, key), (dst, key)]);
+    let entry = match sh.keyspace.get(s.db, key) {
+        Ok(Some(e)) => e,
+        Ok(None) => return Frame::Integer(0),
+        Err(e) => return storage_error(e),
+    };
+    match sh.keyspace.get(dst, key) {
+        Ok(Some(_)) => return Frame::Integer(0),
+        Ok(None) => {}
+        Err(e) => return storage_error(e),
+    }
+    match sh.keyspace.transfer(s.db, key, dst, key, &entry, true) {
+        Ok(()) => Frame::Integer(1),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// SWAPDB index1 index2. The dispatcher runs it through [`swapdb_exclusive`] (inside EXEC the
+/// transaction's exclusive lock is held already), so no command runs while the map changes.
+pub fn swapdb(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let index = |arg: &[u8], msg: &str| {
+        parse_i64(arg)
+            .ok()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| Frame::error(msg.to_string()))
+    };
+    let (a, b) = match (
+        index(&args[1], "ERR invalid first DB index"),
+        index(&args[2], "ERR invalid second DB index"),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let n = sh.keyspace.databases();
+    let (Some(a), Some(b)) = (
+        usize::try_from(a).ok().filter(|&a| a < n),
+        usize::try_from(b).ok().filter(|&b| b < n),
+    ) else {
+        return Frame::error("ERR DB index is out of range");
+    };
+    if a != b
+        && let Err(e) = sh.keyspace.swap_db(a, b)
+    {
+        return storage_error(e);
+    }
+    Frame::ok()
+}
+
+/// SWAPDB outside a transaction: takes the execution lock exclusively (as EXEC does) so the swap is atomic
+/// with respect to every other command.
+pub fn swapdb_exclusive(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let _exclusive = sh.exec_lock.write();
+    swapdb(s, sh, args)
 }
 
 /// RENAME and RENAMENX: the value and its TTL move to the new name in one atomic batch.

@@ -104,6 +104,9 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
     if spec.name == "exec" {
         return transactions::exec(session, shared);
     }
+    if spec.name == "swapdb" {
+        return keys::swapdb_exclusive(session, shared, args);
+    }
     let _shared_lock = shared.exec_lock.read();
     (spec.run)(session, shared, args)
 }

@@ -105,6 +105,13 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: srandmember,
     },
     CommandSpec {
+        name: "sscan",
+        arity: -3,
+        flags: &["readonly"],
+        no_auth: false,
+        run: sscan,
+    },
+    CommandSpec {
         name: "srem",
         arity: -3,
         flags: &["write", "fast"],
@@ -341,7 +348,7 @@ fn next(state: &mut u64) -> u64 {
 
 /// SRANDMEMBER key [count]: positive count → distinct members, negative → may repeat.
 pub fn srandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    let count = match args.get(2).map(|c| parse_i64(c)) {
+    let count = match args.get(2).map(|c| super::hashes::random_count(c)) {
         None => None,
         Some(Ok(n)) => Some(n),
         Some(Err(r)) => return r,
@@ -424,4 +431,8 @@ pub fn spop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         (Ok(Some(mut popped)), None) => popped.pop().map_or(Frame::Null, Frame::Bulk),
         (Ok(Some(popped)), Some(_)) => set_reply(popped),
     }
+}
+
+pub fn sscan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    super::hashes::scan_collection(s, sh, args, Kind::Set)
 }

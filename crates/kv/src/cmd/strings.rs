@@ -1,4 +1,8 @@
-//! String commands: GET, SET and its relatives, counters, APPEND, ranges.
+//! String commands: GET, SET and its relatives, counters, APPEND, ranges; the bit commands and LCS in
+//! their own files.
+
+mod bits;
+mod lcs;
 
 use bytes::{Bytes, BytesMut};
 use strata_resp::Frame;
@@ -16,6 +20,41 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         flags: &["write", "denyoom", "fast"],
         no_auth: false,
         run: append,
+    },
+    CommandSpec {
+        name: "bitcount",
+        arity: -2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: bits::bitcount,
+    },
+    CommandSpec {
+        name: "bitfield",
+        arity: -2,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: bits::bitfield,
+    },
+    CommandSpec {
+        name: "bitfield_ro",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: bits::bitfield,
+    },
+    CommandSpec {
+        name: "bitop",
+        arity: -4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: bits::bitop,
+    },
+    CommandSpec {
+        name: "bitpos",
+        arity: -3,
+        flags: &["readonly"],
+        no_auth: false,
+        run: bits::bitpos,
     },
     CommandSpec {
         name: "decr",
@@ -53,6 +92,13 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: getex,
     },
     CommandSpec {
+        name: "getbit",
+        arity: 3,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: bits::getbit,
+    },
+    CommandSpec {
         name: "getrange",
         arity: 4,
         flags: &["readonly"],
@@ -88,6 +134,13 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: incrbyfloat,
     },
     CommandSpec {
+        name: "lcs",
+        arity: -3,
+        flags: &["readonly"],
+        no_auth: false,
+        run: lcs::lcs,
+    },
+    CommandSpec {
         name: "mget",
         arity: -2,
         flags: &["readonly", "fast"],
@@ -121,6 +174,13 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         flags: &["write", "denyoom"],
         no_auth: false,
         run: set,
+    },
+    CommandSpec {
+        name: "setbit",
+        arity: 4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: bits::setbit,
     },
     CommandSpec {
         name: "setex",

@@ -1,0 +1,66 @@
+//! The active expiry task: removes expired keys nobody reads, with bounded work per tick.
+//!
+//! Like Redis's `activeExpireCycle`, it runs ten times a second and spends at most a quarter of each tick.
+//! Redis samples random keys with a TTL and repeats while more than a quarter of a sample was expired;
+//! strata's expiry index is ordered by deadline, so a pass visits exactly the due keys, and it repeats
+//! while a pass used its whole budget (more may be due) and the tick's time is not used up.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+
+/// Time between ticks (Redis's `hz 10`).
+const TICK: Duration = Duration::from_millis(100);
+/// Most time one tick spends (Redis's 25% of a tick).
+const TICK_BUDGET: Duration = Duration::from_millis(25);
+/// Index entries visited per pass, over all databases.
+const PASS_BUDGET: usize = 200;
+
+/// Runs active expiry for `shared` until `shutdown` is cancelled.
+pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let sh = shared.clone();
+        // Storage reads and writes block; keep them off the async workers.
+        if tokio::task::spawn_blocking(move || one_tick(&sh))
+            .await
+            .is_err()
+        {
+            tracing::error!("active expiry tick panicked");
+        }
+    }
+}
+
+/// One tick: passes until nothing more is due or the tick's time is used up. Returns the keys removed.
+pub fn one_tick(sh: &Shared) -> usize {
+    let deadline = Instant::now() + TICK_BUDGET;
+    let mut total = 0;
+    loop {
+        // Shared with commands, exclusive with EXEC and SWAPDB: a transaction never sees a key vanish
+        // half-way through, as in Redis.
+        let removed = {
+            let _shared = sh.exec_lock.read();
+            sh.keyspace.expire_cycle(sh.keyspace.now_ms(), PASS_BUDGET)
+        };
+        match removed {
+            Ok(n) => {
+                total += n;
+                if n < PASS_BUDGET || Instant::now() >= deadline {
+                    return total;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "active expiry failed");
+                return total;
+            }
+        }
+    }
+}

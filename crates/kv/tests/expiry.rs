@@ -1,0 +1,213 @@
+//! Active expiry with an injected clock: keys whose TTL passed are removed from storage without anybody
+//! reading them, by the cycle `serve` starts; the expiry index tolerates re-expired and overwritten keys.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_kv::keyspace::Entry;
+use strata_kv::{Keyspace, KvConfig, ManualClock, Shared, serve};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const T0: u64 = 1_700_000_000_000;
+
+/// Metadata records physically present in database `db`'s tree, expired or not.
+fn stored_keys(ks: &Keyspace, tree: &str) -> usize {
+    let tree = ks.storage().tree(tree).unwrap();
+    tree.prefix(b"m").count()
+}
+
+fn with_ttl(value: &str, at: u64) -> Entry {
+    let mut e = Entry::string(value.to_owned().into());
+    e.expire_at_ms = at;
+    e
+}
+
+#[test]
+fn expire_cycle_removes_only_confirmed_expired_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let ks = Keyspace::open(db, 4, clock.clone()).unwrap();
+    for i in 0..50 {
+        ks.put(0, format!("a{i}").as_bytes(), &with_ttl("v", T0 + 1_000))
+            .unwrap();
+    }
+    ks.put(2, b"late", &with_ttl("v", T0 + 5_000)).unwrap();
+    ks.put(2, b"forever", &Entry::string("v".into())).unwrap();
+    // Re-expired later: its first index entry is stale.
+    ks.put(0, b"moved", &with_ttl("v", T0 + 1_000)).unwrap();
+    ks.put(0, b"moved", &with_ttl("v", T0 + 9_000)).unwrap();
+    // Given a TTL, then overwritten without one.
+    ks.put(3, b"persisted", &with_ttl("v", T0 + 1_000)).unwrap();
+    ks.put(3, b"persisted", &Entry::string("w".into())).unwrap();
+
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 0);
+    clock.advance_ms(2_000);
+    // A small budget bounds the work of one pass.
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 10).unwrap(), 10);
+    let mut total = 10;
+    while total < 50 {
+        let n = ks.expire_cycle(clock.now_ms_for_test(), 10).unwrap();
+        assert!(n > 0);
+        total += n;
+    }
+    assert_eq!(total, 50);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 0);
+    assert_eq!(stored_keys(&ks, "kv0"), 1, "only `moved` is left in db 0");
+    assert!(ks.get(3, b"persisted").unwrap().is_some());
+    assert_eq!(ks.expired_keys(), 50);
+    clock.advance_ms(10_000);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 2);
+    assert_eq!(stored_keys(&ks, "kv0"), 0);
+    assert_eq!(stored_keys(&ks, "kv2"), 1);
+    // Deleting a key with a TTL drops its index entry too: nothing is left to visit.
+    ks.put(1, b"gone", &with_ttl("v", T0 + 20_000)).unwrap();
+    ks.delete(1, b"gone").unwrap();
+    clock.advance_ms(20_000);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 0);
+    let index = ks.storage().tree("kv1").unwrap().prefix(b"x").count();
+    assert_eq!(index, 0);
+}
+
+trait NowForTest {
+    fn now_ms_for_test(&self) -> u64;
+}
+
+impl NowForTest for ManualClock {
+    fn now_ms_for_test(&self) -> u64 {
+        strata_kv::Clock::now_ms(self)
+    }
+}
+
+/// A server whose shared state the test keeps a handle on.
+struct Node {
+    _dir: tempfile::TempDir,
+    shared: Arc<Shared>,
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Node {
+    fn start(clock: Arc<ManualClock>) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
+        let config = KvConfig::default();
+        let keyspace = Keyspace::open(db, config.databases, clock).unwrap();
+        let shared = Shared::new(config, keyspace);
+        let shutdown = CancellationToken::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (token, sh) = (shutdown.clone(), shared.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let tracker = TaskTracker::new();
+                serve(listener, sh, token, tracker.clone()).await;
+                tracker.close();
+                tracker.wait().await;
+            });
+        });
+        let addr = rx.recv().unwrap();
+        Node {
+            _dir: dir,
+            shared,
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn served_keys_with_a_ttl_vanish_without_being_read() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let node = Node::start(clock.clone());
+    let mut c = redis::Client::open(format!("redis://{}", node.addr))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for i in 0..500 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg("v")
+            .arg("PX")
+            .arg(100 + i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("keep")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    let _: i64 = redis::cmd("PEXPIRE")
+        .arg("h")
+        .arg(50)
+        .query(&mut c)
+        .unwrap();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 502);
+    clock.advance_ms(1_000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored_keys(&node.shared.keyspace, "kv0") > 1 {
+        assert!(Instant::now() < deadline, "active expiry did not run");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(node.shared.keyspace.expired_keys(), 501);
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 1);
+    // The hash's elements went with it.
+    let elements = node
+        .shared
+        .keyspace
+        .storage()
+        .tree("kv0")
+        .unwrap()
+        .prefix(b"s")
+        .count();
+    assert_eq!(elements, 0);
+}
+
+#[test]
+fn harness_server_reports_expired_keys_gone_from_dbsize() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = common::Server::start_with_clock(KvConfig::default(), clock.clone());
+    let mut c = server.client();
+    let _: () = redis::cmd("SET")
+        .arg("a")
+        .arg("1")
+        .arg("EX")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET").arg("b").arg("1").query(&mut c).unwrap();
+    clock.advance_ms(1_500);
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 1);
+}
