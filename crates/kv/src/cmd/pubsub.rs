@@ -82,10 +82,13 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn kind_of(name: &[u8]) -> Kind {
-    match name.first().map(u8::to_ascii_lowercase) {
-        Some(b'p') => Kind::Pattern,
-        Some(b's') => Kind::Shard,
-        _ => Kind::Channel,
+    let name = name.to_ascii_lowercase();
+    if name.starts_with(b"p") {
+        Kind::Pattern
+    } else if name.starts_with(b"ss") || name.starts_with(b"sun") {
+        Kind::Shard
+    } else {
+        Kind::Channel
     }
 }
 
