@@ -1,14 +1,25 @@
 //! The read → execute → write loop of one connection.
+//!
+//! Commands execute synchronously; what needs waiting happens here, in the async loop: a blocking
+//! command that found nothing leaves a [`crate::blocking::BlockRequest`] in the session and the loop
+//! waits for a wake-up, the deadline, `CLIENT UNBLOCK`, a kill or shutdown, then runs the command again;
+//! `CLIENT PAUSE` holds commands back before they run; pub/sub messages queued for this client are
+//! written between commands (and while it is blocked).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use strata_resp::{Frame, RequestParser};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::blocking::BlockRequest;
+use crate::clients::{UnblockMode, flag};
 use crate::cmd;
+use crate::pubsub::Message;
 use crate::{Session, Shared};
 
 /// Bytes read per `read` call at least; the buffer grows for large values.
@@ -17,74 +28,244 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// pipeline cannot grow the output buffer without bound.
 const MAX_PENDING_REPLY_BYTES: usize = 64 * 1024;
 
-/// Serves one client until it quits, breaks the protocol, disconnects, or the service shuts down, then
-/// drops its WATCHes.
+/// The socket and buffers of one connection.
+struct Conn {
+    stream: TcpStream,
+    input: BytesMut,
+    output: BytesMut,
+    messages: mpsc::UnboundedReceiver<Message>,
+    /// Bytes of pub/sub messages in `output`, subtracted from the client's `omem` once written.
+    message_bytes: usize,
+    kill: CancellationToken,
+}
+
+/// Why the connection ends.
+struct Closed;
+
+impl Conn {
+    /// Writes `output` unless the client is killed meanwhile (a subscriber that does not read blocks
+    /// here until the output buffer limit closes it).
+    async fn flush(&mut self, session: &Session) -> Result<(), Closed> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            () = self.kill.cancelled() => return Err(Closed),
+            written = self.stream.write_all(&self.output) => written.map_err(|_| Closed)?,
+        }
+        self.output.clear();
+        if self.message_bytes > 0 {
+            session
+                .handle
+                .omem
+                .fetch_sub(self.message_bytes, Ordering::Relaxed);
+            self.message_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Moves a received message, and every other already queued, into `output`.
+    fn push_messages(&mut self, first: Message, session: &Session) {
+        let mut next = Some(first);
+        while let Some(m) = next {
+            self.message_bytes += m.size();
+            m.to_frame().encode(session.protocol, &mut self.output);
+            next = self.messages.try_recv().ok();
+        }
+    }
+}
+
+/// Serves one client until it quits, breaks the protocol, disconnects, is killed, or the service shuts
+/// down, then drops its WATCHes and subscriptions.
 pub async fn run(
     stream: TcpStream,
     mut session: Session,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    messages: mpsc::UnboundedReceiver<Message>,
 ) {
-    serve_client(stream, &mut session, &shared, shutdown).await;
+    let mut conn = Conn {
+        stream,
+        input: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        output: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        messages,
+        message_bytes: 0,
+        kill: session.handle.kill.clone(),
+    };
+    let _ = serve_client(&mut conn, &mut session, &shared, &shutdown).await;
     session.end_transaction(&shared.keyspace);
+    session.unsubscribe_all(&shared);
 }
 
 async fn serve_client(
-    mut stream: TcpStream,
+    conn: &mut Conn,
     session: &mut Session,
     shared: &Arc<Shared>,
-    shutdown: CancellationToken,
-) {
+    shutdown: &CancellationToken,
+) -> Result<(), Closed> {
     let mut parser = RequestParser::new(shared.config.limits);
-    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
         // Run every whole command already buffered, then write all their replies at once.
         loop {
-            match parser.parse(&mut input) {
+            match parser.parse(&mut conn.input) {
                 Ok(Some(args)) => {
-                    let reply = cmd::execute(session, shared, &args);
-                    reply.encode(session.protocol, &mut output);
-                    if session.closing {
-                        let _ = stream.write_all(&output).await;
-                        return;
+                    if shared.pause.maybe_active() {
+                        wait_while_paused(conn, session, shared, shutdown, &args).await?;
                     }
-                    if output.len() >= MAX_PENDING_REPLY_BYTES {
-                        if stream.write_all(&output).await.is_err() {
-                            return;
-                        }
-                        output.clear();
+                    let mut reply = cmd::execute(session, shared, &args);
+                    if let Some(request) = session.block.take() {
+                        conn.flush(session).await?;
+                        reply =
+                            wait_blocked(conn, session, shared, shutdown, request, &args).await?;
+                    }
+                    for extra in session.extra_replies.drain(..) {
+                        extra.encode(session.protocol, &mut conn.output);
+                    }
+                    reply.encode(session.protocol, &mut conn.output);
+                    session.publish_state();
+                    if session.closing {
+                        let _ = conn.flush(session).await;
+                        return Ok(());
+                    }
+                    if conn.output.len() >= MAX_PENDING_REPLY_BYTES {
+                        conn.flush(session).await?;
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
                     // Redis replies with the error and closes: the position in the stream is lost.
                     tracing::debug!(client = session.id, error = %e, "protocol error, closing");
-                    Frame::error(format!("ERR {e}")).encode(session.protocol, &mut output);
-                    let _ = stream.write_all(&output).await;
-                    return;
+                    Frame::error(format!("ERR {e}")).encode(session.protocol, &mut conn.output);
+                    let _ = conn.flush(session).await;
+                    return Ok(());
                 }
             }
         }
-        if !output.is_empty() {
-            if stream.write_all(&output).await.is_err() {
-                return;
-            }
-            output.clear();
+        session
+            .handle
+            .qbuf
+            .store(conn.input.len(), Ordering::Relaxed);
+        while let Ok(m) = conn.messages.try_recv() {
+            conn.push_messages(m, session);
         }
-        if input.capacity() - input.len() < READ_CHUNK_BYTES / 4 {
-            input.reserve(READ_CHUNK_BYTES);
+        conn.flush(session).await?;
+        if conn.input.capacity() - conn.input.len() < READ_CHUNK_BYTES / 4 {
+            conn.input.reserve(READ_CHUNK_BYTES);
         }
         let read = tokio::select! {
+            () = conn.kill.cancelled() => return Err(Closed),
             // A connection idle between commands closes at shutdown; one mid-command finishes it first.
-            () = shutdown.cancelled(), if !parser.is_mid_request() => return,
-            read = stream.read_buf(&mut input) => read,
+            () = shutdown.cancelled(), if !parser.is_mid_request() => return Ok(()),
+            message = conn.messages.recv() => {
+                if let Some(m) = message {
+                    conn.push_messages(m, session);
+                }
+                continue;
+            }
+            read = conn.stream.read_buf(&mut conn.input) => read,
         };
         match read {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return Err(Closed),
             Ok(_) => {}
         }
     }
+}
+
+/// Holds a command back while `CLIENT PAUSE` applies to it.
+async fn wait_while_paused(
+    conn: &mut Conn,
+    session: &Session,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    args: &[Bytes],
+) -> Result<(), Closed> {
+    let Some(spec) = args.first().and_then(|name| cmd::lookup(name)) else {
+        return Ok(());
+    };
+    let is_write = spec.flags.contains(&"write") || spec.name == "publish";
+    if shared.pause.paused_until(is_write).is_none() {
+        return Ok(());
+    }
+    conn.flush(session).await?;
+    tokio::select! {
+        () = conn.kill.cancelled() => Err(Closed),
+        () = shutdown.cancelled() => Err(Closed),
+        () = shared.pause.wait_while_paused(is_write) => Ok(()),
+    }
+}
+
+/// Waits for the keys of a blocked command and runs it again until it is served, times out, or is
+/// unblocked; returns its reply.
+async fn wait_blocked(
+    conn: &mut Conn,
+    session: &mut Session,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    request: BlockRequest,
+    args: &[Bytes],
+) -> Result<Frame, Closed> {
+    let handle = session.handle.clone();
+    let waiter = shared
+        .blocking
+        .register(session.id, session.db, &request.keys);
+    handle.take_unblock();
+    handle.set_flag(flag::BLOCKED, true);
+    let deadline = async {
+        match request.deadline {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    // `Ok(true)`: served by a retry; `Ok(false)`: answered without running (timeout, unblock).
+    let outcome: Result<(Frame, bool), Closed> = loop {
+        tokio::select! {
+            biased;
+            () = conn.kill.cancelled() => break Err(Closed),
+            () = shutdown.cancelled() => break Err(Closed),
+            () = handle.unblock_notify.notified() => match handle.take_unblock() {
+                Some(UnblockMode::Timeout) => break Ok((request.timeout_reply.clone(), false)),
+                Some(UnblockMode::Error) => {
+                    break Ok((Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK"), false));
+                }
+                None => {}
+            },
+            () = waiter.woken() => {
+                session.retrying_block = true;
+                let reply = cmd::resume(session, shared, args);
+                session.retrying_block = false;
+                if session.block.take().is_none() {
+                    break Ok((reply, true));
+                }
+            }
+            () = &mut deadline => break Ok((request.timeout_reply.clone(), false)),
+            message = conn.messages.recv() => {
+                // A RESP3 client may be subscribed and blocked at once.
+                if let Some(m) = message {
+                    conn.push_messages(m, session);
+                    if let Err(closed) = conn.flush(session).await {
+                        break Err(closed);
+                    }
+                }
+            }
+            // Keep reading (Redis does): a client that disconnects stops waiting; later commands wait
+            // in the buffer.
+            read = conn.stream.read_buf(&mut conn.input) => match read {
+                Ok(0) | Err(_) => break Err(Closed),
+                Ok(_) => {}
+            },
+        }
+    };
+    shared.blocking.remove(&waiter);
+    handle.set_flag(flag::BLOCKED, false);
+    let (reply, served) = outcome?;
+    if served {
+        // What it popped or pushed may let the next waiter of those keys proceed.
+        cmd::signal_keys(shared, args);
+    } else {
+        cmd::record_unblocked(shared, args, &reply);
+    }
+    Ok(reply)
 }
 
 /// Writes one error to a connection that will not be served, then closes it.

@@ -10,14 +10,18 @@
 //!
 //! This crate knows nothing of flags or config files: the server builds a [`KvConfig`] and hands it in.
 //!
-//! Status: the connection layer, the connection commands (PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET,
-//! CLIENT, COMMAND), strings and the generic key commands exist, on strata-storage (see [`keyspace`]);
-//! collections, transactions and pub/sub come next.
+//! Besides the data ([`keyspace`]), [`Shared`] holds what connections see of each other: the registry of
+//! live clients ([`clients`]), blocked clients waiting for keys ([`blocking`]), pub/sub subscriptions
+//! ([`pubsub`]) and the per-command statistics and slow log ([`stats`]).
 
+pub mod blocking;
+pub mod clients;
 pub mod cmd;
 mod connection;
 pub mod keyspace;
+pub mod pubsub;
 mod session;
+pub mod stats;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -63,7 +67,7 @@ pub struct Shared {
     /// The data.
     pub keyspace: Keyspace,
     next_client_id: AtomicU64,
-    clients: AtomicUsize,
+    client_count: AtomicUsize,
     /// When the service started.
     pub started: std::time::Instant,
     /// Counters INFO reports.
@@ -76,6 +80,20 @@ pub struct Shared {
     pub exec_lock: parking_lot::RwLock<()>,
     /// Where each outstanding SCAN cursor stopped.
     pub scan_cursors: parking_lot::Mutex<cmd::ScanCursors>,
+    /// Every live connection.
+    pub clients: clients::ClientRegistry,
+    /// Clients blocked on keys.
+    pub blocking: blocking::Blocking,
+    /// Pub/sub subscriptions.
+    pub pubsub: pubsub::PubSub,
+    /// `CLIENT PAUSE`.
+    pub pause: clients::Pause,
+    /// Per-command counters, indexed like [`cmd::commands`].
+    pub command_stats: stats::CommandStats,
+    /// The slow log.
+    pub slowlog: stats::SlowLog,
+    /// Samples for `instantaneous_ops_per_sec`.
+    pub ops: stats::OpsSampler,
 }
 
 /// Counters of the whole service, for INFO.
@@ -98,18 +116,25 @@ impl Shared {
             config,
             keyspace,
             next_client_id: AtomicU64::new(1),
-            clients: AtomicUsize::new(0),
+            client_count: AtomicUsize::new(0),
             started: std::time::Instant::now(),
             stats: ServerStats::default(),
             config_params: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
             exec_lock: parking_lot::RwLock::new(()),
             scan_cursors: parking_lot::Mutex::new(cmd::ScanCursors::default()),
+            clients: clients::ClientRegistry::default(),
+            blocking: blocking::Blocking::default(),
+            pubsub: pubsub::PubSub::default(),
+            pause: clients::Pause::default(),
+            command_stats: stats::CommandStats::new(cmd::commands().len()),
+            slowlog: stats::SlowLog::default(),
+            ops: stats::OpsSampler::default(),
         })
     }
 
     /// Number of connected clients.
     pub fn connected_clients(&self) -> usize {
-        self.clients.load(Ordering::Relaxed)
+        self.client_count.load(Ordering::Relaxed)
     }
 }
 
@@ -122,6 +147,20 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     tokio::spawn(keyspace::expire::run(shared.clone(), shutdown.clone()));
+    // Samples the command counter for INFO's instantaneous_ops_per_sec, as Redis's cron does.
+    {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => shared.ops.sample(shared.stats.commands.load(Ordering::Relaxed)),
+                }
+            }
+        });
+    }
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -138,7 +177,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-        let over_limit = shared.clients.fetch_add(1, Ordering::AcqRel) >= shared.config.max_clients;
+        let over_limit =
+            shared.client_count.fetch_add(1, Ordering::AcqRel) >= shared.config.max_clients;
         shared.stats.connections.fetch_add(1, Ordering::Relaxed);
         if over_limit {
             shared
@@ -152,10 +192,14 @@ pub async fn serve(
             if over_limit {
                 connection::refuse(stream, "ERR max number of clients reached").await;
             } else {
-                let session = Session::new(id, peer, &shared.config);
-                connection::run(stream, session, shared.clone(), shutdown).await;
+                let local = stream.local_addr().ok();
+                let (handle, messages) = clients::ClientHandle::new(id, peer, local);
+                shared.clients.insert(handle.clone());
+                let session = Session::new(handle, &shared.config);
+                connection::run(stream, session, shared.clone(), shutdown, messages).await;
+                shared.clients.remove(id);
             }
-            shared.clients.fetch_sub(1, Ordering::AcqRel);
+            shared.client_count.fetch_sub(1, Ordering::AcqRel);
         });
     }
 }

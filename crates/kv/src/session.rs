@@ -1,12 +1,18 @@
 //! Per-connection state.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
-use strata_resp::ProtocolVersion;
+use strata_resp::{Frame, ProtocolVersion};
 
-use crate::KvConfig;
+use crate::blocking::BlockRequest;
+use crate::clients::{ClientHandle, flag};
+use crate::pubsub;
+use crate::{KvConfig, Shared};
 
 /// One client connection's state: who it is, which database it uses, which protocol it speaks.
 #[derive(Debug)]
@@ -15,8 +21,8 @@ pub struct Session {
     pub id: u64,
     /// The peer address.
     pub peer: SocketAddr,
-    /// `CLIENT SETNAME`.
-    pub name: Option<Bytes>,
+    /// What other connections see of this one (`CLIENT LIST`, `CLIENT KILL`, PUBLISH).
+    pub handle: Arc<ClientHandle>,
     /// The selected database.
     pub db: usize,
     /// RESP2 until `HELLO 3`.
@@ -37,16 +43,31 @@ pub struct Session {
     pub multi_failed: bool,
     /// WATCHed keys: database, key, and the key's write counter when watched.
     pub watched: Vec<(usize, Bytes, u64)>,
+    /// Set by a blocking command that found nothing to do: the connection waits, then runs it again.
+    pub block: Option<BlockRequest>,
+    /// True while EXEC runs the queue: blocking commands then behave as their non-blocking forms.
+    pub in_exec: bool,
+    /// True while a blocked command is re-run after a wake-up: a key of the wrong type then does not
+    /// fail the command (Redis keeps such a client blocked).
+    pub retrying_block: bool,
+    /// SUBSCRIBE channels.
+    pub channels: BTreeSet<Bytes>,
+    /// PSUBSCRIBE patterns.
+    pub patterns: BTreeSet<Bytes>,
+    /// SSUBSCRIBE shard channels.
+    pub shard_channels: BTreeSet<Bytes>,
+    /// Frames to write before the command's own reply (SUBSCRIBE confirms each channel separately).
+    pub extra_replies: Vec<Frame>,
 }
 
 impl Session {
     /// A fresh session for a new connection.
-    pub fn new(id: u64, peer: SocketAddr, config: &KvConfig) -> Self {
+    pub fn new(handle: Arc<ClientHandle>, config: &KvConfig) -> Self {
         let now = Instant::now();
         Session {
-            id,
-            peer,
-            name: None,
+            id: handle.id,
+            peer: handle.peer,
+            handle,
             db: 0,
             protocol: ProtocolVersion::Resp2,
             authenticated: config.requirepass.is_none(),
@@ -57,7 +78,68 @@ impl Session {
             multi: None,
             multi_failed: false,
             watched: Vec::new(),
+            block: None,
+            in_exec: false,
+            retrying_block: false,
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+            shard_channels: BTreeSet::new(),
+            extra_replies: Vec::new(),
         }
+    }
+
+    /// The connection's name (`CLIENT SETNAME`).
+    pub fn name(&self) -> Option<Bytes> {
+        self.handle.names.lock().name.clone()
+    }
+
+    /// Sets or clears the connection's name.
+    pub fn set_name(&self, name: Option<Bytes>) {
+        self.handle.names.lock().name = name;
+    }
+
+    /// Asks the connection to wait for `request` and then run the command again. Inside EXEC there is
+    /// no waiting: the caller gets the timeout reply back to return at once.
+    pub fn block_on(&mut self, request: BlockRequest) -> Frame {
+        if self.in_exec || self.multi.is_some() {
+            return request.timeout_reply;
+        }
+        self.block = Some(request);
+        // Not sent: the connection replies once the wait ends.
+        Frame::Null
+    }
+
+    /// Number of subscriptions of every kind (what SUBSCRIBE replies count).
+    pub fn subscription_count(&self) -> usize {
+        self.channels.len() + self.patterns.len() + self.shard_channels.len()
+    }
+
+    /// Whether the connection is in RESP2 subscribed mode, where only pub/sub commands are allowed.
+    pub fn in_resp2_pubsub_mode(&self) -> bool {
+        self.protocol == ProtocolVersion::Resp2 && self.subscription_count() > 0
+    }
+
+    /// Publishes the state `CLIENT LIST` shows into the handle.
+    pub fn publish_state(&self) {
+        let h = &self.handle;
+        h.db.store(self.db, Ordering::Relaxed);
+        h.resp.store(
+            match self.protocol {
+                ProtocolVersion::Resp2 => 2,
+                ProtocolVersion::Resp3 => 3,
+            },
+            Ordering::Relaxed,
+        );
+        h.multi.store(
+            self.multi.as_ref().map_or(-1, |q| q.len() as i64),
+            Ordering::Relaxed,
+        );
+        h.set_flag(flag::MULTI, self.multi.is_some());
+        h.sub.store(self.channels.len(), Ordering::Relaxed);
+        h.psub.store(self.patterns.len(), Ordering::Relaxed);
+        h.ssub.store(self.shard_channels.len(), Ordering::Relaxed);
+        h.subscribed
+            .store(self.subscription_count() > 0, Ordering::Relaxed);
     }
 
     /// Leaves any transaction and drops every WATCH.
@@ -69,35 +151,37 @@ impl Session {
         }
     }
 
+    /// Drops every subscription (connection end, RESET).
+    pub fn unsubscribe_all(&mut self, shared: &Shared) {
+        for c in std::mem::take(&mut self.channels) {
+            shared
+                .pubsub
+                .unsubscribe(pubsub::Kind::Channel, &c, self.id);
+        }
+        for p in std::mem::take(&mut self.patterns) {
+            shared
+                .pubsub
+                .unsubscribe(pubsub::Kind::Pattern, &p, self.id);
+        }
+        for c in std::mem::take(&mut self.shard_channels) {
+            shared.pubsub.unsubscribe(pubsub::Kind::Shard, &c, self.id);
+        }
+    }
+
     /// `RESET`: back to the state of a new connection, keeping the identity.
-    pub fn reset(&mut self, config: &KvConfig) {
-        self.name = None;
+    pub fn reset(&mut self, shared: &Shared) {
+        self.end_transaction(&shared.keyspace);
+        self.unsubscribe_all(shared);
+        self.set_name(None);
         self.db = 0;
         self.protocol = ProtocolVersion::Resp2;
-        self.authenticated = config.requirepass.is_none();
+        self.authenticated = shared.config.requirepass.is_none();
+        self.handle.set_flag(flag::NO_EVICT | flag::NO_TOUCH, false);
     }
 
     /// The line `CLIENT LIST` and `CLIENT INFO` show for this connection.
     pub fn info_line(&self) -> String {
-        let now = Instant::now();
-        format!(
-            "id={} addr={} laddr= fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 \
-             qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r \
-             cmd={} user=default redir=-1 resp={}",
-            self.id,
-            self.peer,
-            self.name
-                .as_ref()
-                .map(|n| String::from_utf8_lossy(n).into_owned())
-                .unwrap_or_default(),
-            now.duration_since(self.connected_at).as_secs(),
-            now.duration_since(self.last_command_at).as_secs(),
-            self.db,
-            self.last_command,
-            match self.protocol {
-                ProtocolVersion::Resp2 => 2,
-                ProtocolVersion::Resp3 => 3,
-            }
-        )
+        self.publish_state();
+        self.handle.info_line(self.last_command)
     }
 }

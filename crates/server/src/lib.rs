@@ -18,6 +18,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod kv_metrics;
 pub mod node;
 pub mod storage_cli;
 pub mod storage_metrics;

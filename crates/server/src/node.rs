@@ -175,6 +175,10 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
                 )
                 .context("cannot open the key-value keyspace")?;
                 let shared = strata_kv::Shared::new(kv_config, keyspace);
+                ctx.metrics
+                    .register_collector(Box::new(crate::kv_metrics::KvCollector::new(
+                        shared.clone(),
+                    )));
                 let (shutdown, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
                 ctx.tracker.spawn(async move {
                     strata_kv::serve(listener, shared, shutdown, tracker).await

@@ -92,7 +92,15 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 /// checks pick the right code paths.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
-pub fn ping(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn ping(s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+    if s.in_resp2_pubsub_mode() {
+        // A subscribed RESP2 client gets a pub/sub shaped reply it can tell from messages.
+        return match args {
+            [_] => Frame::Array(vec![Frame::bulk("pong"), Frame::bulk("")]),
+            [_, msg] => Frame::Array(vec![Frame::bulk("pong"), Frame::Bulk(msg.clone())]),
+            _ => super::wrong_arity("ping"),
+        };
+    }
     match args {
         [_] => Frame::simple("PONG"),
         [_, msg] => Frame::Bulk(msg.clone()),
@@ -110,8 +118,7 @@ pub fn quit(s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
 }
 
 pub fn reset(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
-    s.end_transaction(&sh.keyspace);
-    s.reset(&sh.config);
+    s.reset(sh);
     Frame::simple("RESET")
 }
 
@@ -225,7 +232,7 @@ pub fn hello(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         s.protocol = v;
     }
     if name.is_some() {
-        s.name = name;
+        s.set_name(name);
     }
     let proto = match s.protocol {
         ProtocolVersion::Resp2 => 2,

@@ -15,6 +15,41 @@ use crate::{Session, Shared};
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        name: "blmove",
+        arity: 6,
+        flags: &["write", "denyoom", "noscript", "blocking"],
+        no_auth: false,
+        run: blmove,
+    },
+    CommandSpec {
+        name: "blmpop",
+        arity: -5,
+        flags: &["write", "blocking"],
+        no_auth: false,
+        run: mpop,
+    },
+    CommandSpec {
+        name: "blpop",
+        arity: -3,
+        flags: &["write", "noscript", "blocking"],
+        no_auth: false,
+        run: bpop,
+    },
+    CommandSpec {
+        name: "brpop",
+        arity: -3,
+        flags: &["write", "noscript", "blocking"],
+        no_auth: false,
+        run: bpop,
+    },
+    CommandSpec {
+        name: "brpoplpush",
+        arity: 4,
+        flags: &["write", "denyoom", "noscript", "blocking"],
+        no_auth: false,
+        run: blmove,
+    },
+    CommandSpec {
         name: "lindex",
         arity: 3,
         flags: &["readonly"],
@@ -41,6 +76,13 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         flags: &["write", "denyoom"],
         no_auth: false,
         run: lmove,
+    },
+    CommandSpec {
+        name: "lmpop",
+        arity: -4,
+        flags: &["write"],
+        no_auth: false,
+        run: mpop,
     },
     CommandSpec {
         name: "lpop",
@@ -574,17 +616,60 @@ pub fn linsert(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     result.map_or_else(|r| r, Frame::Integer)
 }
 
+/// `LEFT` or `RIGHT`.
+fn side(b: &[u8]) -> Option<bool> {
+    if b.eq_ignore_ascii_case(b"left") {
+        Some(true)
+    } else if b.eq_ignore_ascii_case(b"right") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Whether `key` holds a non-empty list. A key of another type is an error, except while a blocked
+/// command retries (`skip_wrong_type`): Redis keeps such a client waiting.
+fn has_items(sh: &Shared, db: usize, key: &[u8], skip_wrong_type: bool) -> Result<bool, Frame> {
+    match load(sh, db, key) {
+        Ok(list) => Ok(list.is_some_and(|l| l.h.size > 0)),
+        Err(_) if skip_wrong_type => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Pops one item from `src` and pushes it onto `dst`; `None` when `src` is empty.
+fn move_one(
+    sh: &Shared,
+    db: usize,
+    src: &[u8],
+    dst: &[u8],
+    from_left: bool,
+    to_left: bool,
+    skip_wrong_type: bool,
+) -> Result<Option<Bytes>, Frame> {
+    let _guards = sh.keyspace.lock_many(db, [src, dst].into_iter());
+    if !has_items(sh, db, src, skip_wrong_type)? {
+        return Ok(None);
+    }
+    // A wrong-typed destination fails before anything is popped.
+    load(sh, db, dst)?;
+    let Some(item) = pop_n(sh, db, src, from_left, 1)?.and_then(|mut v| v.pop()) else {
+        return Ok(None);
+    };
+    let mut list = load(sh, db, dst)?.unwrap_or_else(|| new_list(sh));
+    let k = if to_left {
+        list.h.head -= 1;
+        index_key(list.h.head)
+    } else {
+        index_key(list.h.tail())
+    };
+    list.h.size += 1;
+    save(sh, db, dst, &mut list, &[(&k, &item)], &[], &[])?;
+    Ok(Some(item))
+}
+
 /// LMOVE source destination LEFT|RIGHT LEFT|RIGHT, and RPOPLPUSH (RIGHT LEFT).
 pub fn lmove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    let side = |b: &Bytes| {
-        if b.eq_ignore_ascii_case(b"left") {
-            Some(true)
-        } else if b.eq_ignore_ascii_case(b"right") {
-            Some(false)
-        } else {
-            None
-        }
-    };
     let (from_left, to_left) = if args[0].eq_ignore_ascii_case(b"rpoplpush") {
         (false, true)
     } else {
@@ -593,38 +678,138 @@ pub fn lmove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             _ => return Frame::error("ERR syntax error"),
         }
     };
-    let (src, dst) = (&args[1], &args[2]);
-    let _guards = sh
-        .keyspace
-        .lock_many(s.db, [&src[..], &dst[..]].into_iter());
-    // A wrong-typed destination fails before anything is popped.
-    if let Err(r) = load(sh, s.db, dst) {
-        return r;
-    }
-    let item = match pop_n(sh, s.db, src, from_left, 1) {
-        Ok(Some(mut v)) => match v.pop() {
-            Some(item) => item,
-            None => return Frame::Null,
-        },
-        Ok(None) => return Frame::Null,
-        Err(r) => return r,
-    };
-    let mut list = match load(sh, s.db, dst) {
-        Ok(Some(l)) => l,
-        Ok(None) => new_list(sh),
-        Err(r) => return r,
-    };
-    let k = if to_left {
-        list.h.head -= 1;
-        index_key(list.h.head)
-    } else {
-        index_key(list.h.tail())
-    };
-    list.h.size += 1;
-    match save(sh, s.db, dst, &mut list, &[(&k, &item)], &[], &[]) {
-        Ok(()) => Frame::Bulk(item),
+    match move_one(sh, s.db, &args[1], &args[2], from_left, to_left, false) {
+        Ok(Some(item)) => Frame::Bulk(item),
+        Ok(None) => Frame::Null,
         Err(r) => r,
     }
+}
+
+/// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout, and BRPOPLPUSH source destination timeout.
+pub fn blmove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let (from_left, to_left) = if args[0].eq_ignore_ascii_case(b"brpoplpush") {
+        (false, true)
+    } else {
+        match (side(&args[3]), side(&args[4])) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Frame::error("ERR syntax error"),
+        }
+    };
+    let deadline = match crate::blocking::parse_timeout(&args[args.len() - 1]) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let skip = s.retrying_block;
+    match move_one(sh, s.db, &args[1], &args[2], from_left, to_left, skip) {
+        Ok(Some(item)) => Frame::Bulk(item),
+        Ok(None) if s.in_exec => Frame::Null,
+        Ok(None) => s.block_on(crate::blocking::BlockRequest {
+            keys: vec![args[1].clone()],
+            deadline,
+            timeout_reply: Frame::NullArray,
+        }),
+        Err(r) => r,
+    }
+}
+
+/// BLPOP key [key ...] timeout, BRPOP key [key ...] timeout: the first non-empty list in key order.
+pub fn bpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let left = args[0].eq_ignore_ascii_case(b"blpop");
+    let deadline = match crate::blocking::parse_timeout(&args[args.len() - 1]) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let keys = &args[1..args.len() - 1];
+    for key in keys {
+        let _guard = sh.keyspace.lock(s.db, key);
+        match has_items(sh, s.db, key, s.retrying_block) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(r) => return r,
+        }
+        match pop_n(sh, s.db, key, left, 1) {
+            Ok(Some(mut v)) => {
+                if let Some(item) = v.pop() {
+                    return Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Bulk(item)]);
+                }
+            }
+            Ok(None) => {}
+            Err(r) => return r,
+        }
+    }
+    s.block_on(crate::blocking::BlockRequest {
+        keys: keys.to_vec(),
+        deadline,
+        timeout_reply: Frame::NullArray,
+    })
+}
+
+/// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count], and BLMPOP timeout numkeys ....
+pub fn mpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let blocking = args[0].eq_ignore_ascii_case(b"blmpop");
+    let numkeys_at = if blocking { 2 } else { 1 };
+    let numkeys = match parse_i64(&args[numkeys_at]) {
+        Ok(n) if n > 0 => n as usize,
+        _ => return Frame::error("ERR numkeys should be greater than 0"),
+    };
+    let Some(where_at) = numkeys_at
+        .checked_add(numkeys)
+        .and_then(|n| n.checked_add(1))
+        .filter(|&w| w < args.len())
+    else {
+        return Frame::error("ERR syntax error");
+    };
+    let Some(left) = side(&args[where_at]) else {
+        return Frame::error("ERR syntax error");
+    };
+    let mut count = None;
+    let mut i = where_at + 1;
+    while i < args.len() {
+        if count.is_none() && args[i].eq_ignore_ascii_case(b"count") && i + 1 < args.len() {
+            match parse_i64(&args[i + 1]) {
+                Ok(n) if n > 0 => count = Some(n as u64),
+                _ => return Frame::error("ERR count should be greater than 0"),
+            }
+            i += 2;
+        } else {
+            return Frame::error("ERR syntax error");
+        }
+    }
+    let deadline = if blocking {
+        match crate::blocking::parse_timeout(&args[1]) {
+            Ok(d) => d,
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
+    let keys = &args[numkeys_at + 1..where_at];
+    for key in keys {
+        let _guard = sh.keyspace.lock(s.db, key);
+        match has_items(sh, s.db, key, s.retrying_block) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(r) => return r,
+        }
+        match pop_n(sh, s.db, key, left, count.unwrap_or(1)) {
+            Ok(Some(v)) if !v.is_empty() => {
+                return Frame::Array(vec![
+                    Frame::Bulk(key.clone()),
+                    Frame::Array(v.into_iter().map(Frame::Bulk).collect()),
+                ]);
+            }
+            Ok(_) => {}
+            Err(r) => return r,
+        }
+    }
+    if !blocking {
+        return Frame::NullArray;
+    }
+    s.block_on(crate::blocking::BlockRequest {
+        keys: keys.to_vec(),
+        deadline,
+        timeout_reply: Frame::NullArray,
+    })
 }
 
 /// LPOS key element [RANK rank] [COUNT n] [MAXLEN len].

@@ -10,6 +10,8 @@ mod keys;
 mod lists;
 
 pub use keys::ScanCursors;
+pub use keys::glob_match;
+mod pubsub;
 mod server;
 mod sets;
 mod strings;
@@ -44,6 +46,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     introspection::COMMANDS,
     keys::COMMANDS,
     lists::COMMANDS,
+    pubsub::COMMANDS,
     server::COMMANDS,
     sets::COMMANDS,
     strings::COMMANDS,
@@ -63,6 +66,11 @@ pub fn commands() -> &'static [&'static CommandSpec] {
 
 /// Finds a command by name, case-insensitively, without allocating.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    lookup_indexed(name).map(|(_, spec)| spec)
+}
+
+/// Finds a command and its position in [`commands`] (which indexes its statistics).
+pub fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
     let table = commands();
     table
         .binary_search_by(|spec| {
@@ -71,13 +79,29 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
             a.copied().cmp(b)
         })
         .ok()
-        .map(|i| table[i])
+        .map(|i| (i, table[i]))
 }
 
 /// Commands that act on the transaction itself rather than being queued by MULTI.
 const TRANSACTION_CONTROL: &[&str] = &["discard", "exec", "multi", "quit", "reset", "watch"];
 
+/// Commands a RESP2 connection may run while subscribed.
+const SUBSCRIBED_ALLOWED: &[&str] = &[
+    "ping",
+    "psubscribe",
+    "punsubscribe",
+    "quit",
+    "reset",
+    "ssubscribe",
+    "subscribe",
+    "sunsubscribe",
+    "unsubscribe",
+];
+
 /// Runs one request and returns its reply. Inside MULTI, commands are checked and queued instead.
+///
+/// A blocking command that finds nothing to do leaves a [`crate::blocking::BlockRequest`] in
+/// `session.block` (its reply is then a placeholder): the caller waits and calls [`resume`].
 pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
     if args.is_empty() {
         return Frame::error("ERR empty command");
@@ -86,9 +110,12 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         .stats
         .commands
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let spec = match check(session, args) {
-        Ok(spec) => spec,
-        Err(reply) => {
+    let (index, spec) = match check(session, args) {
+        Ok(found) => found,
+        Err((index, reply)) => {
+            if let Frame::Error(message) = &reply {
+                shared.command_stats.record_rejected(index, message);
+            }
             if session.multi.is_some() {
                 session.multi_failed = true;
             }
@@ -101,42 +128,165 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         }
         return Frame::simple("QUEUED");
     }
-    if spec.name == "exec" {
-        return transactions::exec(session, shared);
-    }
-    if spec.name == "swapdb" {
-        return keys::swapdb_exclusive(session, shared, args);
-    }
-    let _shared_lock = shared.exec_lock.read();
-    (spec.run)(session, shared, args)
+    let start = std::time::Instant::now();
+    let reply = if spec.name == "exec" {
+        session.in_exec = true;
+        let reply = transactions::exec(session, shared);
+        session.in_exec = false;
+        reply
+    } else if spec.name == "swapdb" {
+        // SWAPDB takes the exclusive lock itself, like EXEC, so no command runs across the swap.
+        keys::swapdb_exclusive(session, shared, args)
+    } else {
+        let _shared_lock = shared.exec_lock.read();
+        (spec.run)(session, shared, args)
+    };
+    finish(session, shared, index, spec, args, start, &reply, true);
+    reply
 }
 
-/// Looks a request up and checks authentication and arity.
-fn check(session: &mut Session, args: &[Bytes]) -> Result<&'static CommandSpec, Frame> {
+/// Runs a blocked command again after a wake-up (the connection holds its place in the wait queues).
+/// If it is still blocked, `session.block` is set again.
+pub fn resume(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
+    let Some((index, spec)) = args.first().and_then(|name| lookup_indexed(name)) else {
+        return Frame::error("ERR empty command");
+    };
+    let start = std::time::Instant::now();
+    let reply = {
+        let _shared_lock = shared.exec_lock.read();
+        (spec.run)(session, shared, args)
+    };
+    // The connection signals the keys once it has left the wait queues.
+    finish(session, shared, index, spec, args, start, &reply, false);
+    reply
+}
+
+/// Counts a blocked command answered without running again (timeout, CLIENT UNBLOCK).
+pub fn record_unblocked(shared: &Shared, args: &[Bytes], reply: &Frame) {
+    if let Some((index, _)) = args.first().and_then(|name| lookup_indexed(name)) {
+        let error = match reply {
+            Frame::Error(m) => Some(&m[..]),
+            _ => None,
+        };
+        shared
+            .command_stats
+            .record_call(index, std::time::Duration::ZERO, error);
+    }
+}
+
+/// After a command ran: its statistics, the slow log, and waking clients blocked on keys it wrote.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    session: &Session,
+    shared: &Shared,
+    index: usize,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    start: std::time::Instant,
+    reply: &Frame,
+    signal: bool,
+) {
+    if session.block.is_some() {
+        // Counted once the wait ends.
+        return;
+    }
+    let elapsed = start.elapsed();
+    let error = match reply {
+        Frame::Error(m) => Some(&m[..]),
+        _ => None,
+    };
+    shared.command_stats.record_call(index, elapsed, error);
+    if shared.slowlog.is_slow(elapsed) && !spec.flags.contains(&"skip_slowlog") {
+        shared.slowlog.push(
+            args,
+            elapsed,
+            session.peer,
+            session.name().unwrap_or_default(),
+        );
+    }
+    if signal && shared.blocking.has_waiters() && spec.flags.contains(&"write") {
+        signal_keys(shared, args);
+    }
+}
+
+/// Wakes clients blocked on any key among a write command's arguments (a superset of the keys it
+/// wrote; a spurious wake-up costs only a retry).
+pub fn signal_keys(shared: &Shared, args: &[Bytes]) {
+    if args
+        .first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"swapdb"))
+    {
+        shared.blocking.signal_all();
+        return;
+    }
+    for arg in args.iter().skip(1) {
+        shared.blocking.signal(arg);
+    }
+}
+
+/// Looks a request up and checks authentication, arity and the subscribed context; a refusal carries
+/// the command's position when it was found.
+fn check(
+    session: &mut Session,
+    args: &[Bytes],
+) -> Result<(usize, &'static CommandSpec), (Option<usize>, Frame)> {
     let name = &args[0];
-    let Some(spec) = lookup(name) else {
-        return Err(Frame::error(unknown_command(name, &args[1..])));
+    let Some((index, spec)) = lookup_indexed(name) else {
+        return Err((None, Frame::error(unknown_command(name, &args[1..]))));
     };
     session.last_command_at = std::time::Instant::now();
     session.last_command = spec.name;
+    session.handle.touch(Some(index));
     if !session.authenticated && !spec.no_auth {
-        return Err(Frame::error("NOAUTH Authentication required."));
+        return Err((Some(index), Frame::error("NOAUTH Authentication required.")));
     }
     let arity_ok = match usize::try_from(spec.arity) {
         Ok(exact) => args.len() == exact,
         Err(_) => args.len() >= spec.arity.unsigned_abs() as usize,
     };
     if !arity_ok {
-        return Err(wrong_arity(spec.name));
+        return Err((Some(index), wrong_arity(spec.name)));
     }
-    Ok(spec)
+    if session.in_resp2_pubsub_mode() && !SUBSCRIBED_ALLOWED.contains(&spec.name) {
+        return Err((
+            Some(index),
+            Frame::error(format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
+                 are allowed in this context",
+                full_name(spec, args)
+            )),
+        ));
+    }
+    Ok((index, spec))
+}
+
+/// Commands whose statistics and error messages name the subcommand too (`client|list`).
+const CONTAINERS: &[&str] = &[
+    "client", "command", "config", "memory", "object", "pubsub", "slowlog",
+];
+
+/// `get`, or `client|list` for a container command.
+pub fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
+    match args.get(1) {
+        Some(sub) if CONTAINERS.contains(&spec.name) => format!(
+            "{}|{}",
+            spec.name,
+            String::from_utf8_lossy(sub).to_ascii_lowercase()
+        ),
+        _ => spec.name.to_owned(),
+    }
 }
 
 /// Runs a queued command of a transaction (EXEC holds the exclusive lock already).
 pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
     match check(session, args) {
-        Ok(spec) => (spec.run)(session, shared, args),
-        Err(reply) => reply,
+        Ok((index, spec)) => {
+            let start = std::time::Instant::now();
+            let reply = (spec.run)(session, shared, args);
+            finish(session, shared, index, spec, args, start, &reply, true);
+            reply
+        }
+        Err((_, reply)) => reply,
     }
 }
 

@@ -61,6 +61,10 @@ impl Server {
         }
     }
 
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn client(&self) -> redis::Connection {
         redis::Client::open(format!("redis://{}", self.addr))
             .unwrap()

@@ -1,0 +1,359 @@
+//! The registry of live connections, so `CLIENT LIST`, `CLIENT KILL`, `CLIENT UNBLOCK` and PUBLISH see
+//! every client, not just the caller.
+//!
+//! Each connection owns a [`ClientHandle`] shared with the registry. The connection publishes what
+//! `CLIENT LIST` shows with relaxed atomic stores after each command (cheap, and a listing a command
+//! behind is what Redis shows too); other connections act on it only through its cancellation token,
+//! its unblock request and its pub/sub queue.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::pubsub::Message;
+
+/// Flag bits of [`ClientHandle::flags`].
+pub mod flag {
+    /// Blocked in a blocking command (`b`).
+    pub const BLOCKED: u32 = 1;
+    /// In a MULTI (`x`).
+    pub const MULTI: u32 = 1 << 1;
+    /// `CLIENT NO-EVICT on` (`e`).
+    pub const NO_EVICT: u32 = 1 << 2;
+    /// `CLIENT NO-TOUCH on` (`T`).
+    pub const NO_TOUCH: u32 = 1 << 3;
+    /// Will close once its reply is written (`c`).
+    pub const CLOSE_AFTER_REPLY: u32 = 1 << 4;
+}
+
+/// How `CLIENT UNBLOCK` asks a blocked client to stop waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnblockMode {
+    /// Reply as if the timeout had passed.
+    Timeout,
+    /// Reply `-UNBLOCKED client unblocked via CLIENT UNBLOCK`.
+    Error,
+}
+
+/// What other connections can see of and do to one connection.
+#[derive(Debug)]
+pub struct ClientHandle {
+    /// `CLIENT ID`.
+    pub id: u64,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The listener's address the client connected to.
+    pub local: Option<SocketAddr>,
+    /// When the connection was accepted.
+    pub connected_at: Instant,
+    /// `CLIENT SETNAME`, `CLIENT SETINFO LIB-NAME`, `LIB-VER`.
+    pub names: Mutex<ClientNames>,
+    /// Selected database.
+    pub db: AtomicUsize,
+    /// 1 + the position of the last command in the dispatch table; 0 before the first.
+    pub last_command: AtomicUsize,
+    /// Microseconds after `connected_at` of the last command.
+    pub last_active_us: AtomicU64,
+    /// RESP version (2 or 3).
+    pub resp: AtomicU8,
+    /// [`flag`] bits.
+    pub flags: AtomicU32,
+    /// Commands queued in MULTI, or -1 outside one.
+    pub multi: AtomicI64,
+    /// Channel subscriptions.
+    pub sub: AtomicUsize,
+    /// Pattern subscriptions.
+    pub psub: AtomicUsize,
+    /// Shard-channel subscriptions.
+    pub ssub: AtomicUsize,
+    /// Bytes read but not yet executed.
+    pub qbuf: AtomicUsize,
+    /// Bytes of replies and pub/sub messages not yet written to the socket.
+    pub omem: AtomicUsize,
+    /// Since when `omem` has been above the soft limit, as microseconds after `connected_at` + 1
+    /// (0: not above it).
+    pub soft_limit_since_us: AtomicU64,
+    /// Cancelled to close the connection (`CLIENT KILL`, output buffer limits).
+    pub kill: CancellationToken,
+    /// A pending `CLIENT UNBLOCK` (0 none, 1 timeout, 2 error), with its wake-up.
+    unblock: AtomicU8,
+    /// Wakes the connection when `unblock` is set.
+    pub unblock_notify: Notify,
+    /// Where PUBLISH sends this client's messages.
+    pub messages: mpsc::UnboundedSender<Message>,
+    /// Whether the client is subscribed to anything (any of sub/psub/ssub).
+    pub subscribed: AtomicBool,
+}
+
+/// The names a client gave itself.
+#[derive(Debug, Default, Clone)]
+pub struct ClientNames {
+    /// `CLIENT SETNAME`.
+    pub name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-NAME`.
+    pub lib_name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-VER`.
+    pub lib_ver: Option<Bytes>,
+}
+
+impl ClientHandle {
+    /// A handle for a new connection and the receiving end of its pub/sub queue.
+    pub fn new(
+        id: u64,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> (Arc<ClientHandle>, mpsc::UnboundedReceiver<Message>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = ClientHandle {
+            id,
+            peer,
+            local,
+            connected_at: Instant::now(),
+            names: Mutex::new(ClientNames::default()),
+            db: AtomicUsize::new(0),
+            last_command: AtomicUsize::new(0),
+            last_active_us: AtomicU64::new(0),
+            resp: AtomicU8::new(2),
+            flags: AtomicU32::new(0),
+            multi: AtomicI64::new(-1),
+            sub: AtomicUsize::new(0),
+            psub: AtomicUsize::new(0),
+            ssub: AtomicUsize::new(0),
+            qbuf: AtomicUsize::new(0),
+            omem: AtomicUsize::new(0),
+            soft_limit_since_us: AtomicU64::new(0),
+            kill: CancellationToken::new(),
+            unblock: AtomicU8::new(0),
+            unblock_notify: Notify::new(),
+            messages: tx,
+            subscribed: AtomicBool::new(false),
+        };
+        (Arc::new(handle), rx)
+    }
+
+    /// Whether a flag is set.
+    pub fn has_flag(&self, f: u32) -> bool {
+        self.flags.load(Ordering::Relaxed) & f != 0
+    }
+
+    /// Sets or clears a flag.
+    pub fn set_flag(&self, f: u32, on: bool) {
+        if on {
+            self.flags.fetch_or(f, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!f, Ordering::Relaxed);
+        }
+    }
+
+    /// Microseconds since the connection was accepted.
+    pub fn age_us(&self) -> u64 {
+        u64::try_from(self.connected_at.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Marks the client active now, running command number `index`.
+    pub fn touch(&self, index: Option<usize>) {
+        self.last_active_us.store(self.age_us(), Ordering::Relaxed);
+        if let Some(i) = index {
+            self.last_command.store(i + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks a blocked client to stop waiting; false if it is not blocked.
+    pub fn request_unblock(&self, mode: UnblockMode) -> bool {
+        if !self.has_flag(flag::BLOCKED) {
+            return false;
+        }
+        self.unblock.store(
+            match mode {
+                UnblockMode::Timeout => 1,
+                UnblockMode::Error => 2,
+            },
+            Ordering::SeqCst,
+        );
+        self.unblock_notify.notify_one();
+        true
+    }
+
+    /// Takes a pending unblock request.
+    pub fn take_unblock(&self) -> Option<UnblockMode> {
+        match self.unblock.swap(0, Ordering::SeqCst) {
+            1 => Some(UnblockMode::Timeout),
+            2 => Some(UnblockMode::Error),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a pub/sub client (subscribed to anything).
+    pub fn is_pubsub(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Closes the connection as soon as possible.
+    pub fn close(&self) {
+        self.kill.cancel();
+    }
+
+    /// The line `CLIENT LIST` and `CLIENT INFO` show, without the trailing newline.
+    pub fn info_line(&self, command_name: &str) -> String {
+        let names = self.names.lock().clone();
+        let show = |b: &Option<Bytes>| {
+            b.as_ref()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default()
+        };
+        let age_us = self.age_us();
+        let idle_us = age_us.saturating_sub(self.last_active_us.load(Ordering::Relaxed));
+        let f = self.flags.load(Ordering::Relaxed);
+        let mut flags = String::new();
+        if f & flag::BLOCKED != 0 {
+            flags.push('b');
+        }
+        if f & flag::CLOSE_AFTER_REPLY != 0 || self.kill.is_cancelled() {
+            flags.push('c');
+        }
+        if f & flag::NO_EVICT != 0 {
+            flags.push('e');
+        }
+        if self.is_pubsub() {
+            flags.push('P');
+        }
+        if f & flag::NO_TOUCH != 0 {
+            flags.push('T');
+        }
+        if f & flag::MULTI != 0 {
+            flags.push('x');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let qbuf = self.qbuf.load(Ordering::Relaxed);
+        let omem = self.omem.load(Ordering::Relaxed);
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} \
+             multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} \
+             tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.peer,
+            self.local.map(|a| a.to_string()).unwrap_or_default(),
+            show(&names.name),
+            age_us / 1_000_000,
+            idle_us / 1_000_000,
+            flags,
+            self.db.load(Ordering::Relaxed),
+            self.sub.load(Ordering::Relaxed),
+            self.psub.load(Ordering::Relaxed),
+            self.ssub.load(Ordering::Relaxed),
+            self.multi.load(Ordering::Relaxed),
+            qbuf,
+            16_384usize.saturating_sub(qbuf),
+            omem,
+            qbuf + omem + 16_384,
+            command_name,
+            self.resp.load(Ordering::Relaxed),
+            show(&names.lib_name),
+            show(&names.lib_ver),
+        )
+    }
+}
+
+/// Every live connection by id.
+#[derive(Debug, Default)]
+pub struct ClientRegistry {
+    clients: RwLock<BTreeMap<u64, Arc<ClientHandle>>>,
+}
+
+impl ClientRegistry {
+    /// Adds a connection.
+    pub fn insert(&self, handle: Arc<ClientHandle>) {
+        self.clients.write().insert(handle.id, handle);
+    }
+
+    /// Removes a connection.
+    pub fn remove(&self, id: u64) {
+        self.clients.write().remove(&id);
+    }
+
+    /// One connection.
+    pub fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        self.clients.read().get(&id).cloned()
+    }
+
+    /// Every connection, by increasing id.
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        self.clients.read().values().cloned().collect()
+    }
+
+    /// Number of connections matching `pred`.
+    pub fn count(&self, pred: impl Fn(&ClientHandle) -> bool) -> usize {
+        self.clients.read().values().filter(|c| pred(c)).count()
+    }
+}
+
+/// `CLIENT PAUSE`: until a deadline, commands that write (or all commands) wait before they run.
+#[derive(Debug, Default)]
+pub struct Pause {
+    state: Mutex<Option<(Instant, bool)>>,
+    active: AtomicBool,
+    notify: Notify,
+}
+
+impl Pause {
+    /// Pauses writes (or every command, with `all`) until `until`.
+    pub fn pause(&self, until: Instant, all: bool) {
+        *self.state.lock() = Some((until, all));
+        self.active.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// `CLIENT UNPAUSE`.
+    pub fn unpause(&self) {
+        *self.state.lock() = None;
+        self.active.store(false, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether a pause may be in effect (one relaxed load: the connection's fast path).
+    pub fn maybe_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// When a command (a write, or not) may run again; `None` if it may run now.
+    pub fn paused_until(&self, is_write: bool) -> Option<Instant> {
+        let mut state = self.state.lock();
+        match *state {
+            Some((until, _)) if until <= Instant::now() => {
+                *state = None;
+                self.active.store(false, Ordering::SeqCst);
+                None
+            }
+            Some((until, all)) if all || is_write => Some(until),
+            _ => None,
+        }
+    }
+
+    /// Waits while a pause holds back this command (a write, or not).
+    pub async fn wait_while_paused(&self, is_write: bool) {
+        loop {
+            let changed = self.notify.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so an UNPAUSE right after it is not missed.
+            changed.as_mut().enable();
+            let Some(until) = self.paused_until(is_write) else {
+                return;
+            };
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(until.into()) => {}
+            }
+        }
+    }
+}

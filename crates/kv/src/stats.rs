@@ -1,0 +1,338 @@
+//! Per-command statistics (`INFO commandstats`, `INFO errorstats`, `/metrics`), the slow log, and the
+//! sampled operations-per-second INFO reports.
+//!
+//! The hot path is one `Instant` pair and a few relaxed atomic adds into a fixed array indexed by the
+//! command's position in the dispatch table; the error map and the slow log take a lock only when a
+//! command failed or was slow.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+/// Counters of one command.
+#[derive(Debug, Default)]
+pub struct CommandCounters {
+    /// Times the command ran (a blocking command counts once, when it is served or times out).
+    pub calls: AtomicU64,
+    /// Microseconds spent running it.
+    pub usec: AtomicU64,
+    /// Calls refused before running (arity, authentication, subscribed context, ...).
+    pub rejected_calls: AtomicU64,
+    /// Calls that ran and replied with an error.
+    pub failed_calls: AtomicU64,
+}
+
+/// A snapshot of one command's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandSnapshot {
+    /// The command's lower-case name.
+    pub name: &'static str,
+    /// Calls.
+    pub calls: u64,
+    /// Total microseconds.
+    pub usec: u64,
+    /// Refused calls.
+    pub rejected_calls: u64,
+    /// Failed calls.
+    pub failed_calls: u64,
+}
+
+/// Most distinct error codes `errorstats` keeps (Redis's limit); later new codes are not tracked.
+const MAX_ERROR_CODES: usize = 128;
+
+/// Every command's counters plus the error-code counts.
+#[derive(Debug)]
+pub struct CommandStats {
+    counters: Vec<CommandCounters>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    /// Error replies of any kind (`total_error_replies`).
+    pub error_replies: AtomicU64,
+}
+
+impl CommandStats {
+    /// Counters for `commands` commands, all zero.
+    pub fn new(commands: usize) -> Self {
+        CommandStats {
+            counters: (0..commands).map(|_| CommandCounters::default()).collect(),
+            errors: Mutex::new(BTreeMap::new()),
+            error_replies: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one call of command `index` that took `elapsed`, and whether it replied with an error.
+    pub fn record_call(&self, index: usize, elapsed: Duration, error: Option<&[u8]>) {
+        if let Some(c) = self.counters.get(index) {
+            c.calls.fetch_add(1, Ordering::Relaxed);
+            c.usec.fetch_add(
+                u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            if error.is_some() {
+                c.failed_calls.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(message) = error {
+            self.record_error(message);
+        }
+    }
+
+    /// Records a call of command `index` refused before it ran, with its error reply.
+    pub fn record_rejected(&self, index: Option<usize>, message: &[u8]) {
+        if let Some(c) = index.and_then(|i| self.counters.get(i)) {
+            c.rejected_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        self.record_error(message);
+    }
+
+    /// Counts an error reply under its code (the first word: `ERR`, `WRONGTYPE`, ...).
+    pub fn record_error(&self, message: &[u8]) {
+        self.error_replies.fetch_add(1, Ordering::Relaxed);
+        let code_end = message
+            .iter()
+            .position(|&b| b == b' ')
+            .unwrap_or(message.len());
+        let code = String::from_utf8_lossy(&message[..code_end]);
+        let mut errors = self.errors.lock();
+        if let Some(n) = errors.get_mut(code.as_ref()) {
+            *n += 1;
+        } else if errors.len() < MAX_ERROR_CODES {
+            errors.insert(code.into_owned(), 1);
+        }
+    }
+
+    /// Commands with any activity, in table order, named by `names`.
+    pub fn snapshot(&self, names: impl Iterator<Item = &'static str>) -> Vec<CommandSnapshot> {
+        self.counters
+            .iter()
+            .zip(names)
+            .map(|(c, name)| CommandSnapshot {
+                name,
+                calls: c.calls.load(Ordering::Relaxed),
+                usec: c.usec.load(Ordering::Relaxed),
+                rejected_calls: c.rejected_calls.load(Ordering::Relaxed),
+                failed_calls: c.failed_calls.load(Ordering::Relaxed),
+            })
+            .filter(|s| s.calls + s.rejected_calls + s.failed_calls > 0)
+            .collect()
+    }
+
+    /// Error codes and their counts.
+    pub fn errors(&self) -> Vec<(String, u64)> {
+        self.errors
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// `CONFIG RESETSTAT`.
+    pub fn reset(&self) {
+        for c in &self.counters {
+            c.calls.store(0, Ordering::Relaxed);
+            c.usec.store(0, Ordering::Relaxed);
+            c.rejected_calls.store(0, Ordering::Relaxed);
+            c.failed_calls.store(0, Ordering::Relaxed);
+        }
+        self.errors.lock().clear();
+        self.error_replies.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Most arguments a slow-log entry keeps (Redis's `SLOWLOG_ENTRY_MAX_ARGC`).
+const SLOWLOG_MAX_ARGS: usize = 32;
+/// Longest argument a slow-log entry keeps (Redis's `SLOWLOG_ENTRY_MAX_STRING`).
+const SLOWLOG_MAX_ARG_BYTES: usize = 128;
+
+/// One slow-log entry.
+#[derive(Debug, Clone)]
+pub struct SlowEntry {
+    /// Increasing id.
+    pub id: u64,
+    /// Unix seconds when the command ran.
+    pub unix_secs: u64,
+    /// How long it ran, in microseconds.
+    pub micros: u64,
+    /// The arguments, shortened as Redis shortens them.
+    pub args: Vec<Bytes>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The client's name.
+    pub name: Bytes,
+}
+
+/// The slow log: commands that ran longer than `slowlog-log-slower-than`, newest first.
+#[derive(Debug)]
+pub struct SlowLog {
+    entries: Mutex<VecDeque<SlowEntry>>,
+    next_id: AtomicU64,
+    /// `slowlog-log-slower-than` in microseconds; negative disables the log, 0 logs every command.
+    pub slower_than_us: AtomicI64,
+    /// `slowlog-max-len`.
+    pub max_len: AtomicU64,
+}
+
+impl Default for SlowLog {
+    fn default() -> Self {
+        SlowLog {
+            entries: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(0),
+            slower_than_us: AtomicI64::new(10_000),
+            max_len: AtomicU64::new(128),
+        }
+    }
+}
+
+impl SlowLog {
+    /// Whether a command that took `elapsed` belongs in the log.
+    pub fn is_slow(&self, elapsed: Duration) -> bool {
+        let threshold = self.slower_than_us.load(Ordering::Relaxed);
+        threshold >= 0 && i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX) >= threshold
+    }
+
+    /// Adds an entry (the caller checked [`SlowLog::is_slow`]).
+    pub fn push(&self, args: &[Bytes], elapsed: Duration, peer: SocketAddr, name: Bytes) {
+        let mut kept: Vec<Bytes> = Vec::with_capacity(args.len().min(SLOWLOG_MAX_ARGS));
+        for (i, a) in args.iter().enumerate() {
+            if i == SLOWLOG_MAX_ARGS - 1 && args.len() > SLOWLOG_MAX_ARGS {
+                kept.push(Bytes::from(format!(
+                    "... ({} more arguments)",
+                    args.len() - SLOWLOG_MAX_ARGS + 1
+                )));
+                break;
+            }
+            if a.len() > SLOWLOG_MAX_ARG_BYTES {
+                let mut s = a[..SLOWLOG_MAX_ARG_BYTES].to_vec();
+                s.extend_from_slice(
+                    format!("... ({} more bytes)", a.len() - SLOWLOG_MAX_ARG_BYTES).as_bytes(),
+                );
+                kept.push(Bytes::from(s));
+            } else {
+                kept.push(a.clone());
+            }
+        }
+        let entry = SlowEntry {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            unix_secs: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            args: kept,
+            peer,
+            name,
+        };
+        let max = usize::try_from(self.max_len.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let mut entries = self.entries.lock();
+        entries.push_front(entry);
+        entries.truncate(max);
+    }
+
+    /// The newest `n` entries.
+    pub fn newest(&self, n: usize) -> Vec<SlowEntry> {
+        self.entries.lock().iter().take(n).cloned().collect()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `SLOWLOG RESET`.
+    pub fn reset(&self) {
+        self.entries.lock().clear();
+    }
+
+    /// Applies a new `slowlog-max-len`, dropping the oldest entries past it.
+    pub fn set_max_len(&self, max: u64) {
+        self.max_len.store(max, Ordering::Relaxed);
+        self.entries
+            .lock()
+            .truncate(usize::try_from(max).unwrap_or(usize::MAX));
+    }
+}
+
+/// Samples of the command counter taken every 100 ms, for `instantaneous_ops_per_sec` (Redis averages
+/// the last 16 samples the same way).
+#[derive(Debug, Default)]
+pub struct OpsSampler {
+    samples: Mutex<VecDeque<(std::time::Instant, u64)>>,
+}
+
+/// Samples kept.
+const OPS_SAMPLES: usize = 16;
+
+impl OpsSampler {
+    /// Records the command counter now.
+    pub fn sample(&self, commands: u64) {
+        let mut s = self.samples.lock();
+        s.push_back((std::time::Instant::now(), commands));
+        while s.len() > OPS_SAMPLES + 1 {
+            s.pop_front();
+        }
+    }
+
+    /// Commands per second over the sampled window.
+    pub fn per_second(&self) -> u64 {
+        let s = self.samples.lock();
+        match (s.front(), s.back()) {
+            (Some(&(t0, c0)), Some(&(t1, c1))) if t1 > t0 => {
+                let secs = t1.duration_since(t0).as_secs_f64();
+                (c1.saturating_sub(c0) as f64 / secs).round() as u64
+            }
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slowlog_shortens_long_arguments_and_keeps_newest_first() {
+        let log = SlowLog::default();
+        log.set_max_len(2);
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal address");
+        let long = Bytes::from(vec![b'x'; 130]);
+        let many: Vec<Bytes> = (0..40).map(|i| Bytes::from(i.to_string())).collect();
+        log.push(&[long], Duration::from_micros(5), peer, Bytes::new());
+        log.push(&many, Duration::from_micros(6), peer, Bytes::new());
+        log.push(&many, Duration::from_micros(7), peer, Bytes::new());
+        let entries = log.newest(10);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].id, 2);
+        assert_eq!(entries[0].args.len(), 32);
+        assert_eq!(&entries[0].args[31][..], b"... (9 more arguments)");
+        let log = SlowLog::default();
+        log.push(
+            &[Bytes::from(vec![b'x'; 130])],
+            Duration::ZERO,
+            peer,
+            Bytes::new(),
+        );
+        assert!(log.newest(1)[0].args[0].ends_with(b"... (2 more bytes)"));
+    }
+
+    #[test]
+    fn error_codes_are_the_first_word() {
+        let stats = CommandStats::new(1);
+        stats.record_call(0, Duration::from_micros(3), Some(b"WRONGTYPE Operation"));
+        stats.record_rejected(Some(0), b"ERR wrong number");
+        assert_eq!(
+            stats.errors(),
+            vec![("ERR".to_owned(), 1), ("WRONGTYPE".to_owned(), 1)]
+        );
+        let snap = stats.snapshot(["get"].into_iter());
+        assert_eq!(snap[0].calls, 1);
+        assert_eq!(snap[0].failed_calls, 1);
+        assert_eq!(snap[0].rejected_calls, 1);
+    }
+}
