@@ -185,6 +185,11 @@ impl WriteBatch {
 
     /// Deletes every key of `tree` in `[start, end)`.
     pub fn delete_range(&mut self, tree: &crate::Tree, start: &[u8], end: &[u8]) {
+        // An empty or inverted range deletes nothing (as `Tree::delete_range`); recording it would give
+        // the memtable a tombstone no SSTable can hold.
+        if start >= end {
+            return;
+        }
         self.delete_range_raw(tree.id(), start, end);
     }
 

@@ -145,6 +145,10 @@ fn write_memtable(db: &DbInner, mem: &Arc<MemTable>) -> Result<Option<FileMeta>>
         it.next();
     }
     for t in mem.range_tombstones() {
+        // A WAL written before batches dropped empty ranges may still carry one: it deletes nothing.
+        if t.start >= t.end {
+            continue;
+        }
         out.writer
             .add_range_tombstone(RangeTombstone {
                 start: t.start.to_vec(),

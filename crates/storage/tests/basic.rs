@@ -283,3 +283,22 @@ fn manual_compaction_when_background_compaction_is_off() {
     assert!(s.level_files[0] < 2, "{s:?}");
     assert_eq!(t.iter().count(), 1000);
 }
+
+/// An empty or inverted range in a batch deletes nothing and must not reach a flush (an SSTable cannot
+/// hold such a tombstone; a flush that met one used to poison the engine).
+#[test]
+fn empty_range_delete_in_a_batch_is_a_no_op_and_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let t = db.tree("t").unwrap();
+    t.put(b"k", b"v").unwrap();
+    let mut batch = WriteBatch::new();
+    batch.delete_range(&t, b"k", b"k");
+    batch.delete_range(&t, b"z", b"a");
+    batch.put(&t, b"x", b"y");
+    db.write(&batch).unwrap();
+    db.flush().unwrap();
+    assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(t.get(b"x").unwrap().as_deref(), Some(&b"y"[..]));
+    t.put(b"after", b"ok").unwrap();
+}
