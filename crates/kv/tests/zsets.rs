@@ -1,5 +1,6 @@
 //! Sorted-set commands: table-driven replies and error strings over raw RESP (RESP2 and RESP3), a model
-//! test against a BTreeMap, and cache coherence under DEL, RENAME, expiry and concurrent writers.
+//! test against a BTreeMap, and cache coherence under DEL, RENAME, expiry and concurrent writers, and the blocking pops (BZPOPMIN,
+//! BZPOPMAX, BZMPOP).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -842,4 +843,33 @@ fn bzpop_times_out_with_a_null_array() {
     let mut raw = support::Raw::connect(server.addr());
     raw.send(&["BZMPOP", "0.01", "1", "z", "MIN"]);
     assert_eq!(raw.read(), Frame::NullArray);
+}
+
+#[test]
+fn bzpop_is_woken_by_a_store_and_released_by_client_unblock() {
+    let server = Server::start(KvConfig::default());
+    let mut con = server.client();
+    // A store into the awaited key serves the waiter; a key listed twice is harmless.
+    let waiter = blocked_call(&server, &["BZPOPMAX", "dst", "dst", "0"]);
+    support::wait_blocked(&mut con, 1);
+    cmd(&mut con, "ZADD src 1 a 2 b");
+    cmd(&mut con, "ZUNIONSTORE dst 1 src WEIGHTS 10");
+    assert_eq!(waiter.join().unwrap(), "[dst b 20]");
+    // CLIENT UNBLOCK answers the timeout reply (or the UNBLOCKED error) without popping.
+    let mut raw = support::Raw::connect(server.addr());
+    let Frame::Integer(id) = raw.call(&["CLIENT", "ID"]) else {
+        panic!("CLIENT ID is an integer");
+    };
+    raw.send(&["BZMPOP", "0", "1", "empty", "MIN"]);
+    support::wait_blocked(&mut con, 1);
+    cmd(&mut con, &format!("CLIENT UNBLOCK {id}"));
+    assert_eq!(raw.read(), Frame::NullArray);
+    raw.send(&["BZPOPMIN", "empty", "0"]);
+    support::wait_blocked(&mut con, 1);
+    cmd(&mut con, &format!("CLIENT UNBLOCK {id} ERROR"));
+    assert_eq!(
+        render(&raw.read()),
+        "-UNBLOCKED client unblocked via CLIENT UNBLOCK"
+    );
+    assert_eq!(cmd(&mut con, "ZCARD dst"), redis::Value::Int(1));
 }
