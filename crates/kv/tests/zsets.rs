@@ -1,6 +1,6 @@
 //! Sorted-set commands: table-driven replies and error strings over raw RESP (RESP2 and RESP3), a model
-//! test against a BTreeMap, and cache coherence under DEL, RENAME, expiry and concurrent writers, and the blocking pops (BZPOPMIN,
-//! BZPOPMAX, BZMPOP).
+//! test against a BTreeMap, cache coherence under DEL, RENAME, expiry and concurrent writers, and the
+//! blocking pops (BZPOPMIN, BZPOPMAX, BZMPOP).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
