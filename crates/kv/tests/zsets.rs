@@ -1,9 +1,11 @@
 //! Sorted-set commands: table-driven replies and error strings over raw RESP (RESP2 and RESP3), a model
-//! test against a BTreeMap, and cache coherence under DEL, RENAME, expiry and concurrent writers.
+//! test against a BTreeMap, cache coherence under DEL, RENAME, expiry and concurrent writers, and the
+//! blocking pops (BZPOPMIN, BZPOPMAX, BZMPOP).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -697,4 +699,177 @@ fn matches_a_btreemap_model() {
             prop_assert_eq!(&got, want, "{}", command);
         }
     });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Blocking pops
+
+/// Sends `args` on a new connection from a thread and returns its rendered reply when it arrives.
+fn blocked_call(server: &Server, args: &[&str]) -> std::thread::JoinHandle<String> {
+    let mut raw = support::Raw::connect(server.addr());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    std::thread::spawn(move || {
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        raw.send(&words);
+        render(&raw.read())
+    })
+}
+
+fn cmd(con: &mut redis::Connection, line: &str) -> redis::Value {
+    let mut words = line.split_whitespace();
+    let mut c = redis::cmd(words.next().unwrap());
+    for w in words {
+        c.arg(w);
+    }
+    c.query(con).unwrap()
+}
+
+#[test]
+fn bzpop_and_bzmpop_answer_at_once_when_a_key_has_members() {
+    let server = Server::start(KvConfig::default());
+    check(
+        &server,
+        &[
+            ("ZADD z1 1 a 2 b 3 c 4 d", ":4"),
+            ("ZADD z2 5 e 6 f", ":2"),
+            ("BZPOPMIN none z1 z2 0", "[z1 a 1]"),
+            ("BZPOPMAX none z1 z2 0", "[z1 d 4]"),
+            ("BZPOPMAX z2 z1 0.5", "[z2 f 6]"),
+            ("BZMPOP 0 2 none z1 MIN", "[z1 [[b 2]]]"),
+            ("BZMPOP 0 2 z1 z2 MAX COUNT 10", "[z1 [[c 3]]]"),
+            ("EXISTS z1", ":0"),
+            ("BZMPOP 0.01 1 z1 MIN COUNT 2", "(nil)"),
+            ("BZPOPMIN z1 0.01", "(nil)"),
+            ("HELLO 3", "*"),
+            ("BZPOPMIN z2 0", "[z2 e ,5]"),
+            ("ZADD z2 1.5 x", ":1"),
+            ("BZMPOP 0 1 z2 MIN", "[z2 [[x ,1.5]]]"),
+        ],
+    );
+}
+
+#[test]
+fn bzpop_errors() {
+    let server = Server::start(KvConfig::default());
+    check(
+        &server,
+        &[
+            ("SET s x", "+OK"),
+            (
+                "BZPOPMIN s 1",
+                "-WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            (
+                "BZPOPMAX none s 1",
+                "-WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            (
+                "BZMPOP 1 2 none s MIN COUNT 3",
+                "-WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            ("BZPOPMIN z -1", "-ERR timeout is negative"),
+            (
+                "BZPOPMIN z abc",
+                "-ERR timeout is not a float or out of range",
+            ),
+            (
+                "BZPOPMIN z",
+                "-ERR wrong number of arguments for 'bzpopmin' command",
+            ),
+            (
+                "BZMPOP 0 1 z",
+                "-ERR wrong number of arguments for 'bzmpop' command",
+            ),
+            ("BZMPOP 0 0 z MIN", "-ERR numkeys should be greater than 0"),
+            ("BZMPOP 0 a z MIN", "-ERR numkeys should be greater than 0"),
+            ("BZMPOP 0 1 z bad", "-ERR syntax error"),
+            ("BZMPOP 0 1 z MIN COUNT 1 COUNT 2", "-ERR syntax error"),
+            (
+                "BZMPOP 0 1 z MIN COUNT 0",
+                "-ERR count should be greater than 0",
+            ),
+            ("BZMPOP -1 1 z MIN", "-ERR timeout is negative"),
+            // Inside MULTI a blocking pop does not wait: an empty key answers nil at once.
+            ("MULTI", "+OK"),
+            ("BZPOPMIN z 0", "+QUEUED"),
+            ("BZMPOP 0 1 z MAX", "+QUEUED"),
+            ("EXEC", "[(nil) (nil)]"),
+        ],
+    );
+}
+
+#[test]
+fn blocked_bzpop_is_served_by_zadd_in_blocking_order() {
+    let server = Server::start(KvConfig::default());
+    let mut con = server.client();
+    let first = blocked_call(&server, &["BZPOPMIN", "z", "other", "0"]);
+    support::wait_blocked(&mut con, 1);
+    let second = blocked_call(&server, &["BZPOPMAX", "other", "z", "0"]);
+    support::wait_blocked(&mut con, 2);
+    let third = blocked_call(&server, &["BZMPOP", "0", "1", "z", "MIN", "COUNT", "5"]);
+    support::wait_blocked(&mut con, 3);
+    // One ZADD with four members: the first waiter takes the lowest, the second the highest, the third
+    // what is left.
+    cmd(&mut con, "ZADD z 1 a 2 b 3 c 4 d");
+    assert_eq!(first.join().unwrap(), "[z a 1]");
+    assert_eq!(second.join().unwrap(), "[z d 4]");
+    assert_eq!(third.join().unwrap(), "[z [[b 2] [c 3]]]");
+    support::wait_blocked(&mut con, 0);
+    assert_eq!(cmd(&mut con, "EXISTS z"), redis::Value::Int(0));
+}
+
+#[test]
+fn bzpop_keeps_waiting_across_a_transaction_that_leaves_the_key_empty_or_wrongly_typed() {
+    let server = Server::start(KvConfig::default());
+    let mut con = server.client();
+    let waiter = blocked_call(&server, &["BZMPOP", "0", "1", "z", "MIN"]);
+    support::wait_blocked(&mut con, 1);
+    for line in ["MULTI", "ZADD z 0 foo", "DEL z", "SET z str", "EXEC"] {
+        cmd(&mut con, line);
+    }
+    // The woken client retried, found a string and went back to waiting instead of failing.
+    support::wait_blocked(&mut con, 1);
+    cmd(&mut con, "DEL z");
+    cmd(&mut con, "ZADD z 1 bar");
+    assert_eq!(waiter.join().unwrap(), "[z [[bar 1]]]");
+    support::wait_blocked(&mut con, 0);
+}
+
+#[test]
+fn bzpop_times_out_with_a_null_array() {
+    let server = Server::start(KvConfig::default());
+    let waiter = blocked_call(&server, &["BZPOPMAX", "z", "0.05"]);
+    assert_eq!(waiter.join().unwrap(), "(nil)");
+    let mut raw = support::Raw::connect(server.addr());
+    raw.send(&["BZMPOP", "0.01", "1", "z", "MIN"]);
+    assert_eq!(raw.read(), Frame::NullArray);
+}
+
+#[test]
+fn bzpop_is_woken_by_a_store_and_released_by_client_unblock() {
+    let server = Server::start(KvConfig::default());
+    let mut con = server.client();
+    // A store into the awaited key serves the waiter; a key listed twice is harmless.
+    let waiter = blocked_call(&server, &["BZPOPMAX", "dst", "dst", "0"]);
+    support::wait_blocked(&mut con, 1);
+    cmd(&mut con, "ZADD src 1 a 2 b");
+    cmd(&mut con, "ZUNIONSTORE dst 1 src WEIGHTS 10");
+    assert_eq!(waiter.join().unwrap(), "[dst b 20]");
+    // CLIENT UNBLOCK answers the timeout reply (or the UNBLOCKED error) without popping.
+    let mut raw = support::Raw::connect(server.addr());
+    let Frame::Integer(id) = raw.call(&["CLIENT", "ID"]) else {
+        panic!("CLIENT ID is an integer");
+    };
+    raw.send(&["BZMPOP", "0", "1", "empty", "MIN"]);
+    support::wait_blocked(&mut con, 1);
+    cmd(&mut con, &format!("CLIENT UNBLOCK {id}"));
+    assert_eq!(raw.read(), Frame::NullArray);
+    raw.send(&["BZPOPMIN", "empty", "0"]);
+    support::wait_blocked(&mut con, 1);
+    cmd(&mut con, &format!("CLIENT UNBLOCK {id} ERROR"));
+    assert_eq!(
+        render(&raw.read()),
+        "-UNBLOCKED client unblocked via CLIENT UNBLOCK"
+    );
+    assert_eq!(cmd(&mut con, "ZCARD dst"), redis::Value::Int(1));
 }

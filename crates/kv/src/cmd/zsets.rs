@@ -50,6 +50,19 @@ macro_rules! spec {
 
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[
+    spec!("bzmpop", -5, ["write", "blocking"], bzmpop),
+    spec!(
+        "bzpopmax",
+        -3,
+        ["write", "noscript", "fast", "blocking"],
+        bzpop
+    ),
+    spec!(
+        "bzpopmin",
+        -3,
+        ["write", "noscript", "fast", "blocking"],
+        bzpop
+    ),
     spec!("zadd", -4, ["write", "denyoom", "fast"], zadd),
     spec!("zcard", 2, ["readonly", "fast"], zcard),
     spec!("zcount", 4, ["readonly", "fast"], zcount),
@@ -1463,19 +1476,87 @@ pub(crate) fn parse_mpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, usize), Fr
     Ok((args[1..where_idx].to_vec(), max, count.unwrap_or(1)))
 }
 
+/// Pops from the first of `keys` holding a non-empty sorted set: that key and what was popped, or
+/// `None` when every key is empty. A key of another type is an error, except while a blocked command
+/// retries after a wake-up: Redis keeps such a client waiting.
+fn pop_first(
+    s: &Session,
+    sh: &Shared,
+    keys: &[Bytes],
+    max: bool,
+    count: usize,
+) -> Result<Option<(Bytes, Vec<Item>)>, Frame> {
+    for key in keys {
+        let items = match pop(sh, s.db, key, max, count) {
+            Ok(items) => items,
+            Err(e) if s.retrying_block && e == wrongtype() => continue,
+            Err(e) => return Err(e),
+        };
+        if !items.is_empty() {
+            return Ok(Some((key.clone(), items)));
+        }
+    }
+    Ok(None)
+}
+
 pub fn zmpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let (keys, max, count) = match parse_mpop(&args[1..]) {
         Ok(p) => p,
         Err(e) => return e,
     };
-    for key in keys {
-        match pop(sh, s.db, &key, max, count) {
-            Ok(items) if items.is_empty() => {}
-            Ok(items) => return mpop_reply(s, key, items),
-            Err(r) => return r,
-        }
+    match pop_first(s, sh, &keys, max, count) {
+        Ok(Some((key, items))) => mpop_reply(s, key, items),
+        Ok(None) => Frame::NullArray,
+        Err(r) => r,
     }
-    Frame::NullArray
+}
+
+/// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]: ZMPOP, waiting while every key is empty.
+pub fn bzmpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let (keys, max, count) = match parse_mpop(&args[2..]) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let deadline = match crate::blocking::parse_timeout(&args[1]) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match pop_first(s, sh, &keys, max, count) {
+        Ok(Some((key, items))) => mpop_reply(s, key, items),
+        Ok(None) => s.block_on(crate::blocking::BlockRequest {
+            keys,
+            deadline,
+            timeout_reply: Frame::NullArray,
+        }),
+        Err(r) => r,
+    }
+}
+
+/// BZPOPMIN key [key ...] timeout, BZPOPMAX key [key ...] timeout: pops one member of the first
+/// non-empty sorted set (`[key, member, score]`), waiting while every key is empty.
+pub fn bzpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let max = args[0].eq_ignore_ascii_case(b"bzpopmax");
+    let deadline = match crate::blocking::parse_timeout(&args[args.len() - 1]) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let keys = &args[1..args.len() - 1];
+    match pop_first(s, sh, keys, max, 1) {
+        Ok(Some((key, mut items))) => match items.pop() {
+            Some(item) => Frame::Array(vec![
+                Frame::Bulk(key),
+                Frame::Bulk(item.member),
+                score_frame(s, item.score),
+            ]),
+            None => Frame::NullArray,
+        },
+        Ok(None) => s.block_on(crate::blocking::BlockRequest {
+            keys: keys.to_vec(),
+            deadline,
+            timeout_reply: Frame::NullArray,
+        }),
+        Err(r) => r,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
