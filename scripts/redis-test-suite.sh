@@ -47,7 +47,7 @@ done
 for unit in "${units[@]}"; do
     log="$data/$(basename "$unit").out"
     (cd "$suite" && timeout 600 ./runtest --host 127.0.0.1 --port "$PORT" --single "$unit" \
-        --ignore-encoding --ignore-digest --tags "-needs:debug -needs:repl -needs:save" --clients 1 --durable) >"$log" 2>&1 || true
+        --ignore-encoding --ignore-digest --tags "-needs:debug -needs:repl -needs:save" --clients 1 --durable --baseport $((PORT + 20000))) >"$log" 2>&1 || true
     ok=$(grep -c '\[ok\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
     err=$(grep -c '\[err\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
     exc=$(grep -c '\[exception\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
