@@ -93,6 +93,12 @@ struct Meta {
     weight: u32,
     prev: u32,
     next: u32,
+    /// The key's sketch estimate as of the last time the policy counted accesses to it (at insert and
+    /// whenever its pending reads are folded in), halved along with the sketch. Duels read this instead of
+    /// the sketch: it is on a line the policy has just touched, where the sketch's counters are a random
+    /// line. (Only other keys' colliding increments can move the sketch's estimate in between, which a
+    /// frequency estimate shrugs off.)
+    freq: u8,
 }
 
 /// An intrusive doubly linked list over slab indices, with its total weight.
@@ -333,8 +339,10 @@ impl<K: Eq, V> Policy<K, V> {
             self.maintain(now);
             return InsertOutcome::Replaced;
         }
-        if self.sketch.increment(hash) {
+        let (mut freq, aged) = self.sketch.add(hash, 1);
+        if aged {
             self.age_pending();
+            freq >>= 1;
         }
         if has_expiry {
             self.expiring += 1;
@@ -352,6 +360,7 @@ impl<K: Eq, V> Policy<K, V> {
             weight,
             prev: NIL,
             next: NIL,
+            freq,
         };
         let idx = self.alloc(node, meta);
         debug_assert_eq!(idx, next_idx);
@@ -536,12 +545,10 @@ impl<K: Eq, V> Policy<K, V> {
         }
     }
 
-    /// The entry's estimated recent access count: the sketch, after folding in the entry's pending reads.
+    /// The entry's estimated recent access count: its sketch estimate, after folding in its pending reads.
     fn frequency(&mut self, idx: u32) -> u8 {
-        match self.fold(idx, false) {
-            Some((hash, _)) => self.sketch.frequency(hash),
-            None => 0,
-        }
+        self.fold(idx, false);
+        self.meta.get(idx as usize).map_or(0, |m| m.freq)
     }
 
     /// Clears the entry's referenced flag, returning its previous value, and folds its pending reads into
@@ -556,7 +563,7 @@ impl<K: Eq, V> Policy<K, V> {
     fn fold(&mut self, idx: u32, clear: bool) -> Option<(u64, bool)> {
         let (Some(Some(n)), Some(m)) = (
             self.slots.get_mut(idx as usize),
-            self.meta.get(idx as usize),
+            self.meta.get_mut(idx as usize),
         ) else {
             return None;
         };
@@ -565,18 +572,25 @@ impl<K: Eq, V> Policy<K, V> {
         let referenced = *access & REFERENCED != 0;
         *access = if clear { 0 } else { *access & REFERENCED };
         let hash = m.hash;
-        if pending > 0 && self.sketch.add(hash, pending) {
-            self.age_pending();
+        if pending > 0 {
+            let (freq, aged) = self.sketch.add(hash, pending);
+            m.freq = freq;
+            if aged {
+                self.age_pending();
+            }
         }
         Some((hash, referenced))
     }
 
-    /// Halves every entry's pending read count, because the sketch just halved its counters: an estimate is
-    /// sketch + pending, and both halves must age together.
+    /// Halves every entry's pending read count and cached estimate, because the sketch just halved its
+    /// counters: an estimate is sketch + pending, and all of it must age together.
     fn age_pending(&mut self) {
-        for n in self.slots.iter_mut().flatten() {
-            let access = n.access.get_mut();
-            *access = (*access & REFERENCED) | ((*access & PENDING_MASK) >> 1);
+        for (slot, m) in self.slots.iter_mut().zip(self.meta.iter_mut()) {
+            if let Some(n) = slot {
+                let access = n.access.get_mut();
+                *access = (*access & REFERENCED) | ((*access & PENDING_MASK) >> 1);
+                m.freq >>= 1;
+            }
         }
     }
 
@@ -679,12 +693,18 @@ impl<K: Eq, V> Policy<K, V> {
     /// Doubles the sketch while the shard holds more entries than the sketch is sized for.
     ///
     /// Weighted caches cannot know their entry count up front; sizing the sketch by weight would waste
-    /// memory on caches of large entries, so it follows the live entry count instead (history is lost on a
-    /// resize, which happens at most log2(capacity) times).
+    /// memory on caches of large entries, so it follows the live entry count instead (the history of keys not
+    /// in the cache is lost on a resize, which happens at most log2(capacity) times).
     fn grow_sketch_if_needed(&mut self) {
         let width = self.sketch.width();
         if self.len() > width && width < self.max_sketch_width {
             self.sketch = FrequencySketch::with_capacity((width * 2).min(self.max_sketch_width));
+            // Residents keep their history; only that of keys not in the cache is lost.
+            for (slot, m) in self.slots.iter().zip(self.meta.iter()) {
+                if slot.is_some() && m.freq > 0 {
+                    self.sketch.seed(m.hash, m.freq);
+                }
+            }
         }
     }
 

@@ -61,20 +61,43 @@ impl FrequencySketch {
         min as u8
     }
 
-    /// Counts one access to the key with this hash; returns whether the counters were halved (aged).
-    pub(crate) fn increment(&mut self, hash: u64) -> bool {
+    /// Counts one access to the key with this hash; see [`FrequencySketch::add`].
+    #[cfg(test)]
+    pub(crate) fn increment(&mut self, hash: u64) -> (u8, bool) {
         self.add(hash, 1)
     }
 
-    /// Counts `n` accesses to the key with this hash; returns whether the counters were halved (aged).
+    /// Counts `n` accesses to the key with this hash. Returns the key's new estimate (as it was before any
+    /// halving) and whether the counters were then halved (aged).
     ///
     /// Conservative update: the estimate (the minimum of the four counters) rises by `n`, and no counter is
     /// raised above the new estimate. Counters shared with hotter keys are left alone, which keeps those keys
     /// from inflating this one's estimate.
-    pub(crate) fn add(&mut self, hash: u64, n: u8) -> bool {
+    pub(crate) fn add(&mut self, hash: u64, n: u8) -> (u8, bool) {
+        let (target, raised) = self.raise(hash, n);
+        self.additions += raised;
+        if self.additions >= self.sample_size {
+            self.halve();
+            return (target, true);
+        }
+        (target, false)
+    }
+
+    /// Raises the key's estimate to at least `n` without counting towards aging: for carrying resident
+    /// keys' estimates over into a resized sketch.
+    pub(crate) fn seed(&mut self, hash: u64, n: u8) {
+        let current = self.frequency(hash);
+        if n > current {
+            self.raise(hash, n - current);
+        }
+    }
+
+    /// Conservative update by `n`; returns the new estimate and how much it rose.
+    #[inline]
+    fn raise(&mut self, hash: u64, n: u8) -> (u8, u64) {
         let (base, picks) = locate(hash, self.block_mask);
         let Some(block) = self.table.get_mut(base..base + WORDS_PER_BLOCK) else {
-            return false;
+            return (0, 0);
         };
         let mut counters = [0u64; 4];
         for (c, &(word, shift)) in counters.iter_mut().zip(&picks) {
@@ -82,20 +105,14 @@ impl FrequencySketch {
         }
         let min = counters.iter().copied().min().unwrap_or(0);
         let target = (min + u64::from(n)).min(COUNTER_MAX);
-        if target == min {
-            return false;
-        }
-        for (&c, &(word, shift)) in counters.iter().zip(&picks) {
-            if c < target {
-                block[word & 7] += (target - c) << shift;
+        if target != min {
+            for (&c, &(word, shift)) in counters.iter().zip(&picks) {
+                if c < target {
+                    block[word & 7] += (target - c) << shift;
+                }
             }
         }
-        self.additions += target - min;
-        if self.additions >= self.sample_size {
-            self.halve();
-            return true;
-        }
-        false
+        (target as u8, target - min)
     }
 
     /// Halves every counter.
@@ -149,11 +166,21 @@ mod tests {
         let h = hash_of(7);
         assert_eq!(s.frequency(h), 0);
         for n in 1..=20u8 {
-            s.increment(h);
+            assert_eq!(s.increment(h), (n.min(15), false));
             assert_eq!(s.frequency(h), n.min(15));
         }
         s.add(hash_of(8), 9);
         assert_eq!(s.frequency(hash_of(8)), 9);
+    }
+
+    #[test]
+    fn seeding_raises_to_at_least_n_without_aging() {
+        let mut s = FrequencySketch::with_capacity(64);
+        s.seed(hash_of(1), 6);
+        assert_eq!(s.frequency(hash_of(1)), 6);
+        s.seed(hash_of(1), 3);
+        assert_eq!(s.frequency(hash_of(1)), 6);
+        assert_eq!(s.additions, 0);
     }
 
     #[test]
@@ -169,7 +196,7 @@ mod tests {
     fn halves_after_ten_times_width_additions() {
         let mut s = FrequencySketch::with_capacity(64);
         let mut i = 0;
-        while !s.increment(hash_of(i)) {
+        while !s.increment(hash_of(i)).1 {
             i += 1;
             assert!(i < 100_000, "never halved");
         }
