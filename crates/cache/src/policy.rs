@@ -476,21 +476,28 @@ impl<K: Eq, V> Policy<K, V> {
     /// capacity, the candidate duels the main space's victim and the less frequently used of the two is
     /// evicted. Returns whether the candidate survived.
     fn admit(&mut self, candidate: u32, now: &mut LazyNow<'_>) -> bool {
+        let mut candidate_freq = None;
         while self.weighted_size() > self.capacity {
             let Some(victim) = self.pick_victim() else {
                 let cause = self.cause_for(candidate, now);
                 self.drop_entry(candidate, cause);
                 return false;
             };
-            if self.is_expired(victim, now) {
-                self.drop_entry(victim, Cause::Expired);
-                continue;
+            if self.expiring > 0 {
+                if self.is_expired(victim, now) {
+                    self.drop_entry(victim, Cause::Expired);
+                    continue;
+                }
+                if self.is_expired(candidate, now) {
+                    self.drop_entry(candidate, Cause::Expired);
+                    return false;
+                }
             }
-            if self.is_expired(candidate, now) {
-                self.drop_entry(candidate, Cause::Expired);
-                return false;
-            }
-            let candidate_freq = self.frequency(candidate);
+            // The candidate's estimate cannot change while victims are dropped: compute it once.
+            let candidate_freq = match candidate_freq {
+                Some(f) => f,
+                None => *candidate_freq.insert(self.frequency(candidate)),
+            };
             let victim_freq = self.frequency(victim);
             // Ties go to the incumbent: a one-hit wonder must never push out an entry of equal standing,
             // which is what makes a scan of new keys unable to flush the cache.
@@ -560,26 +567,38 @@ impl<K: Eq, V> Policy<K, V> {
 
     /// Moves the entry's pending read count into the sketch, clearing the referenced flag too if `clear`.
     /// Returns the entry's hash and whether it was referenced, or `None` for an empty slot.
+    ///
+    /// The policy folds an entry several times per insert (as candidate, as victim, when dropping it) and
+    /// most folds find nothing pending, so that case is kept small enough to inline.
+    #[inline]
     fn fold(&mut self, idx: u32, clear: bool) -> Option<(u64, bool)> {
         let (Some(Some(n)), Some(m)) = (
             self.slots.get_mut(idx as usize),
-            self.meta.get_mut(idx as usize),
+            self.meta.get(idx as usize),
         ) else {
             return None;
         };
         let access = n.access.get_mut();
-        let pending = *access & PENDING_MASK;
-        let referenced = *access & REFERENCED != 0;
-        *access = if clear { 0 } else { *access & REFERENCED };
+        let before = *access;
+        *access = if clear { 0 } else { before & REFERENCED };
         let hash = m.hash;
+        let pending = before & PENDING_MASK;
         if pending > 0 {
-            let (freq, aged) = self.sketch.add(hash, pending);
-            m.freq = freq;
-            if aged {
-                self.age_pending();
-            }
+            self.count_reads(idx, hash, pending);
         }
-        Some((hash, referenced))
+        Some((hash, before & REFERENCED != 0))
+    }
+
+    /// Adds `pending` reads of the entry in slot `idx` to the sketch and refreshes its cached estimate.
+    #[inline(never)]
+    fn count_reads(&mut self, idx: u32, hash: u64, pending: u8) {
+        let (freq, aged) = self.sketch.add(hash, pending);
+        if let Some(m) = self.meta.get_mut(idx as usize) {
+            m.freq = freq;
+        }
+        if aged {
+            self.age_pending();
+        }
     }
 
     /// Halves every entry's pending read count and cached estimate, because the sketch just halved its
