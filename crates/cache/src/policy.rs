@@ -79,7 +79,6 @@ struct Node<K, V> {
     /// [`REFERENCED`] flag and [`PENDING_MASK`] read count, set by reads under the read lock; the policy
     /// folds the count into the sketch and clears both when it looks at the entry.
     access: AtomicU8,
-    segment: Segment,
     /// Whether the entry carries a TTL; only then does a read look at `Meta::expires_at_ns` and the clock.
     has_expiry: bool,
 }
@@ -99,6 +98,8 @@ struct Meta {
     /// line. (Only other keys' colliding increments can move the sketch's estimate in between, which a
     /// frequency estimate shrugs off.)
     freq: u8,
+    /// Which list the entry is on (here rather than in the node: list surgery then touches only metas).
+    segment: Segment,
 }
 
 /// An intrusive doubly linked list over slab indices, with its total weight.
@@ -267,10 +268,19 @@ impl<K: Eq, V> Policy<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let Some(idx) = self.find_index(hash, key) else {
+        // The probe hands back the node it matched, so the slot is looked up (and bounds-checked) once.
+        let slots = &self.slots;
+        let mut found = None;
+        let Some(&idx) = self.table.find(hash, |&i| match slots.get(i as usize) {
+            Some(Some(n)) if n.key.borrow() == key => {
+                found = Some(n);
+                true
+            }
+            _ => false,
+        }) else {
             return Lookup::Absent;
         };
-        let Some(Some(node)) = self.slots.get(idx as usize) else {
+        let Some(node) = found else {
             return Lookup::Absent;
         };
         if node.has_expiry && self.is_expired(idx, now) {
@@ -334,7 +344,7 @@ impl<K: Eq, V> Policy<K, V> {
             node.has_expiry = has_expiry;
             meta.expires_at_ns = expires_at_ns;
             let old_weight = std::mem::replace(&mut meta.weight, weight);
-            let list = &mut self.lists[node.segment as usize];
+            let list = &mut self.lists[meta.segment as usize];
             list.weight = list.weight - u64::from(old_weight) + u64::from(weight);
             self.maintain(now);
             return InsertOutcome::Replaced;
@@ -351,7 +361,6 @@ impl<K: Eq, V> Policy<K, V> {
             key,
             value,
             access: AtomicU8::new(0),
-            segment: Segment::Window,
             has_expiry,
         };
         let meta = Meta {
@@ -361,6 +370,7 @@ impl<K: Eq, V> Policy<K, V> {
             prev: NIL,
             next: NIL,
             freq,
+            segment: Segment::Window,
         };
         let idx = self.alloc(node, meta);
         debug_assert_eq!(idx, next_idx);
@@ -513,18 +523,28 @@ impl<K: Eq, V> Policy<K, V> {
 
     /// The next eviction victim in main: the head of probation, after promoting referenced entries to
     /// protected (and demoting protected overflow). Falls back to protected's head when probation is empty.
+    #[inline]
     fn pick_victim(&mut self) -> Option<u32> {
+        // Fast path, what nearly every insert into a full shard sees: probation's head was not re-read.
+        let head = self.lists[PROBATION].head;
+        if head == NIL {
+            let p = self.lists[PROTECTED].head;
+            return (p != NIL).then_some(p);
+        }
+        if !self.take_reference(head) {
+            return Some(head);
+        }
+        self.promote_and_pick_victim(head)
+    }
+
+    /// [`Policy::pick_victim`] after finding probation's head `first` referenced (its flag now cleared):
+    /// promotes it, and every further referenced head, to protected, demoting protected overflow.
+    #[inline(never)]
+    fn promote_and_pick_victim(&mut self, first: u32) -> Option<u32> {
         // Every pass clears a flag, so this many steps always suffice; the bound only guards the invariant.
         let mut budget = 2 * (self.lists[PROBATION].len + self.lists[PROTECTED].len) + 2;
+        let mut head = first;
         loop {
-            let head = self.lists[PROBATION].head;
-            if head == NIL {
-                let p = self.lists[PROTECTED].head;
-                return (p != NIL).then_some(p);
-            }
-            if budget == 0 || !self.take_reference(head) {
-                return Some(head);
-            }
             budget -= 1;
             self.unlink(head);
             self.push_tail(PROTECTED, head);
@@ -540,6 +560,14 @@ impl<K: Eq, V> Policy<K, V> {
                 } else {
                     self.push_tail(PROBATION, p);
                 }
+            }
+            head = self.lists[PROBATION].head;
+            if head == NIL {
+                let p = self.lists[PROTECTED].head;
+                return (p != NIL).then_some(p);
+            }
+            if budget == 0 || !self.take_reference(head) {
+                return Some(head);
             }
         }
     }
@@ -615,7 +643,9 @@ impl<K: Eq, V> Policy<K, V> {
 
     /// Drops an entry for `cause`, counting it.
     fn drop_entry(&mut self, idx: u32, cause: Cause) {
-        if self.take(idx).is_some() {
+        if let Some(slot) = self.vacate(idx) {
+            // Dropped in place: moving the node out only to drop it costs a copy through the stack.
+            *slot = None;
             match cause {
                 Cause::Evicted => self.counters.evictions += 1,
                 Cause::Expired => self.counters.expirations += 1,
@@ -626,18 +656,24 @@ impl<K: Eq, V> Policy<K, V> {
     /// Unlinks and frees slot `idx`, returning its node. Its reads are folded into the sketch first, so
     /// the key's popularity outlives its eviction (what lets a returning popular key win admission).
     fn take(&mut self, idx: u32) -> Option<Node<K, V>> {
+        self.vacate(idx).and_then(Option::take)
+    }
+
+    /// Unlinks live slot `idx` from its list and the table and puts it on the free list, returning the
+    /// slot for the caller to empty (or `None` if it was vacant). Its reads are folded into the sketch.
+    fn vacate(&mut self, idx: u32) -> Option<&mut Option<Node<K, V>>> {
         let (hash, _) = self.fold(idx, true)?;
         self.unlink(idx);
         if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
             entry.remove();
         }
-        // The slot's meta is left stale: nothing reads a vacant slot's meta, and alloc overwrites it.
-        let node = self.slots.get_mut(idx as usize)?.take()?;
         self.free.push(idx);
-        if node.has_expiry {
+        // The slot's meta is left stale: nothing reads a vacant slot's meta, and alloc overwrites it.
+        let slot = self.slots.get_mut(idx as usize)?;
+        if slot.as_ref().is_some_and(|n| n.has_expiry) {
             self.expiring -= 1;
         }
-        Some(node)
+        Some(slot)
     }
 
     fn alloc(&mut self, node: Node<K, V>, meta: Meta) -> u32 {
@@ -661,13 +697,11 @@ impl<K: Eq, V> Policy<K, V> {
     /// Appends `idx` (currently unlinked) to list `seg`.
     fn push_tail(&mut self, seg: usize, idx: u32) {
         let tail = self.lists[seg].tail;
-        let (Some(Some(n)), Some(m)) = (
-            self.slots.get_mut(idx as usize),
-            self.meta.get_mut(idx as usize),
-        ) else {
+        debug_assert!(matches!(self.slots.get(idx as usize), Some(Some(_))));
+        let Some(m) = self.meta.get_mut(idx as usize) else {
             return;
         };
-        n.segment = SEGMENTS[seg];
+        m.segment = SEGMENTS[seg];
         m.prev = tail;
         m.next = NIL;
         let weight = m.weight;
@@ -682,15 +716,13 @@ impl<K: Eq, V> Policy<K, V> {
         list.len += 1;
     }
 
-    /// Removes `idx` from whichever list it is on.
+    /// Removes `idx` (a live entry) from whichever list it is on.
     fn unlink(&mut self, idx: u32) {
-        let seg = match self.slots.get(idx as usize) {
-            Some(Some(n)) => n.segment as usize,
-            _ => return,
-        };
+        debug_assert!(matches!(self.slots.get(idx as usize), Some(Some(_))));
         let Some(m) = self.meta.get_mut(idx as usize) else {
             return;
         };
+        let seg = m.segment as usize;
         let (prev, next, weight) = (m.prev, m.next, m.weight);
         m.prev = NIL;
         m.next = NIL;
@@ -740,7 +772,7 @@ impl<K: Eq, V> Policy<K, V> {
                     .expect("listed slot is live");
                 let m = self.meta[idx as usize];
                 assert_eq!(m.prev, prev);
-                assert_eq!(n.segment as usize, seg);
+                assert_eq!(m.segment as usize, seg);
                 assert_eq!(self.find_index(m.hash, &n.key), Some(idx));
                 assert_eq!(n.has_expiry, m.expires_at_ns != NEVER);
                 weight += u64::from(m.weight);
@@ -774,7 +806,7 @@ impl<K: Eq, V> Policy<K, V> {
         Q: Eq + ?Sized,
     {
         let idx = self.find_index(hash, key)?;
-        self.slots.get(idx as usize)?.as_ref().map(|n| n.segment)
+        self.meta.get(idx as usize).map(|m| m.segment)
     }
 }
 
