@@ -26,6 +26,7 @@
 //! TinyLFU does (a key's estimate is its sketch count plus any reads still pending in its entry).
 
 use std::borrow::Borrow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use hashbrown::HashTable;
@@ -289,6 +290,42 @@ impl<K: Eq, V> Policy<K, V> {
         if record {
             record_read(&node.access);
         }
+        Lookup::Live(&node.value)
+    }
+
+    /// Looks `key` up for a read, counting a live hit for the policy. Runs under the read lock.
+    ///
+    /// The hit path of the whole cache: the probe hands back the node it matched (one slab lookup), and the
+    /// clock is dereferenced only for an entry that carries a TTL.
+    #[inline]
+    pub(crate) fn read<Q>(&self, hash: u64, key: &Q, clock: &Arc<dyn Clock>) -> Lookup<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let slots = &self.slots;
+        let mut found = None;
+        let Some(&idx) = self.table.find(hash, |&i| match slots.get(i as usize) {
+            Some(Some(n)) if n.key.borrow() == key => {
+                found = Some(n);
+                true
+            }
+            _ => false,
+        }) else {
+            return Lookup::Absent;
+        };
+        let Some(node) = found else {
+            return Lookup::Absent;
+        };
+        if node.has_expiry
+            && self
+                .meta
+                .get(idx as usize)
+                .is_some_and(|m| clock.now_ns() >= m.expires_at_ns)
+        {
+            return Lookup::Expired;
+        }
+        record_read(&node.access);
         Lookup::Live(&node.value)
     }
 

@@ -1,28 +1,27 @@
 //! A count-min sketch of 4-bit counters: TinyLFU's estimate of how often a key was asked for lately.
 //!
-//! Each key maps to one 64-bit word of sixteen 4-bit counters and to four counters inside it, so an estimate
-//! or an increment is one load and at most one store, done in a register. (An earlier layout spread a key's
-//! counters over the eight words of a cache line; same single line, but four loads and stores and about three
-//! times the instructions, on the path every insert takes.) Two counters of one key may coincide, which
-//! merely makes that key's estimate rest on three counters. Counters saturate at 15; once the sketch has
-//! counted `10 × width` additions every counter is halved, so the estimate follows what is popular *now*
-//! rather than what was popular an hour ago (TinyLFU's "reset" operation).
+//! Each key maps to one 64-byte block of eight words, and to four counters inside it (one in each pair of
+//! words), so an estimate or an increment touches a single cache line. Counters saturate at 15; once the
+//! sketch has counted `10 × width` additions every counter is halved, so the estimate follows what is popular
+//! *now* rather than what was popular an hour ago (TinyLFU's "reset" operation).
 //!
 //! The sketch is only touched under the shard's write lock: reads of cached entries count their accesses
 //! in the entry itself, and those counts are folded in here when the policy next looks at the entry (see
 //! `policy.rs`). So the counters are plain integers, not atomics.
 
+/// Words per block: one 64-byte cache line.
+const WORDS_PER_BLOCK: usize = 8;
 /// Largest value a 4-bit counter holds.
 const COUNTER_MAX: u64 = 15;
 /// Mask that keeps the low three bits of each nibble after a right shift by one (the halving step).
 const HALVE_MASK: u64 = 0x7777_7777_7777_7777;
 /// Smallest table, in words.
-const MIN_WORDS: usize = 8;
+const MIN_WORDS: usize = WORDS_PER_BLOCK;
 
 /// The frequency sketch of one shard.
 pub(crate) struct FrequencySketch {
     table: Box<[u64]>,
-    word_mask: u64,
+    block_mask: u64,
     /// Increments since the last halving; drives aging.
     additions: u64,
     /// Number of additions after which every counter is halved.
@@ -38,7 +37,7 @@ impl FrequencySketch {
             .unwrap_or(1 << 30);
         Self {
             table: vec![0; words].into_boxed_slice(),
-            word_mask: words as u64 - 1,
+            block_mask: (words / WORDS_PER_BLOCK) as u64 - 1,
             additions: 0,
             sample_size: 10 * words as u64,
         }
@@ -51,10 +50,18 @@ impl FrequencySketch {
 
     /// Estimated recent access count of the key with this hash, 0..=15.
     pub(crate) fn frequency(&self, hash: u64) -> u8 {
-        let (index, shifts) = locate(hash, self.word_mask);
-        self.table
-            .get(index)
-            .map_or(0, |&word| estimate(word, shifts) as u8)
+        let (base, picks) = locate(hash, self.block_mask);
+        let Some(block) = self
+            .table
+            .get(base..base + WORDS_PER_BLOCK)
+            .and_then(|b| <&[u64; WORDS_PER_BLOCK]>::try_from(b).ok())
+        else {
+            return 0;
+        };
+        picks
+            .iter()
+            .map(|&(word, shift)| (block[word & 7] >> shift) & COUNTER_MAX)
+            .fold(COUNTER_MAX, u64::min) as u8
     }
 
     /// Counts one access to the key with this hash; see [`FrequencySketch::add`].
@@ -69,7 +76,6 @@ impl FrequencySketch {
     /// Conservative update: the estimate (the minimum of the four counters) rises by `n`, and no counter is
     /// raised above the new estimate. Counters shared with hotter keys are left alone, which keeps those keys
     /// from inflating this one's estimate.
-    #[inline]
     pub(crate) fn add(&mut self, hash: u64, n: u8) -> (u8, bool) {
         let (target, raised) = self.raise(hash, n);
         self.additions += raised;
@@ -92,22 +98,25 @@ impl FrequencySketch {
     /// Conservative update by `n`; returns the new estimate and how much it rose.
     #[inline]
     fn raise(&mut self, hash: u64, n: u8) -> (u8, u64) {
-        let (index, shifts) = locate(hash, self.word_mask);
-        let Some(slot) = self.table.get_mut(index) else {
+        let (base, picks) = locate(hash, self.block_mask);
+        let Some(block) = self
+            .table
+            .get_mut(base..base + WORDS_PER_BLOCK)
+            .and_then(|b| <&mut [u64; WORDS_PER_BLOCK]>::try_from(b).ok())
+        else {
             return (0, 0);
         };
-        let mut word = *slot;
-        let min = estimate(word, shifts);
+        let counters = picks.map(|(word, shift)| (block[word & 7] >> shift) & COUNTER_MAX);
+        let min = counters.iter().copied().fold(COUNTER_MAX, u64::min);
         let target = (min + u64::from(n)).min(COUNTER_MAX);
         if target == min {
             return (target as u8, 0);
         }
-        // Re-reading each counter from the updated word makes a counter picked twice rise only once.
-        for shift in shifts {
-            let c = (word >> shift) & COUNTER_MAX;
-            word += target.saturating_sub(c) << shift;
+        // The four picks lie in four different words, so the raises are independent; a counter already at
+        // or above the target gets a zero raise (no branch).
+        for (&c, &(word, shift)) in counters.iter().zip(&picks) {
+            block[word & 7] += target.saturating_sub(c) << shift;
         }
-        *slot = word;
         (target as u8, target - min)
     }
 
@@ -120,25 +129,17 @@ impl FrequencySketch {
     }
 }
 
-/// The smallest of the word's four counters at `shifts`.
+/// The first word of the key's block, and the word (within the block) and bit shift of its four counters.
 #[inline]
-fn estimate(word: u64, shifts: [u32; 4]) -> u64 {
-    shifts
-        .iter()
-        .map(|&s| (word >> s) & COUNTER_MAX)
-        .fold(COUNTER_MAX, u64::min)
-}
-
-/// The key's word, and the bit shifts of its four counters in it.
-#[inline]
-fn locate(hash: u64, word_mask: u64) -> (usize, [u32; 4]) {
+fn locate(hash: u64, block_mask: u64) -> (usize, [(usize, u32); 4]) {
     let h = spread(hash);
-    // The low bits pick the word, four fresh bits of the high half each pick a counter.
-    let shift = |i: u32| ((h >> (32 + 4 * i)) as u32 & 15) * 4;
-    (
-        (h & word_mask) as usize,
-        [shift(0), shift(1), shift(2), shift(3)],
-    )
+    let base = ((h & block_mask) as usize) * WORDS_PER_BLOCK;
+    // Eight fresh bits per counter from the high half: one picks the word of the pair, four the nibble.
+    let pick = |i: usize| {
+        let bits = (h >> (32 + 8 * i)) as u32;
+        (i * 2 + (bits & 1) as usize, ((bits >> 1) & 15) * 4)
+    };
+    (base, [pick(0), pick(1), pick(2), pick(3)])
 }
 
 /// Re-mixes the table hash so the sketch's bits are independent of the bits the hash table and the shard

@@ -53,13 +53,14 @@ struct Stripe {
 /// whose thread-locals are being torn down) share the last stripe and use `fetch_add` on it, so no count is
 /// ever lost.
 pub(crate) struct LookupCounters {
-    stripes: Box<[Stripe]>,
+    /// The owned stripes, then the shared one. A fixed-size array, so picking a stripe needs no bounds check.
+    stripes: Box<[Stripe; OWNED_STRIPES + 1]>,
 }
 
 impl LookupCounters {
     pub(crate) fn new() -> Self {
         Self {
-            stripes: (0..=OWNED_STRIPES).map(|_| Stripe::default()).collect(),
+            stripes: Box::new(std::array::from_fn(|_| Stripe::default())),
         }
     }
 
@@ -67,16 +68,12 @@ impl LookupCounters {
     fn count(&self, pick: impl Fn(&Stripe) -> &AtomicU64) {
         match owned_slot() {
             Some(i) if i < OWNED_STRIPES => {
-                if let Some(s) = self.stripes.get(i) {
-                    // Single writer: load and store cannot lose an increment.
-                    let c = pick(s);
-                    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                }
+                // Single writer: load and store cannot lose an increment.
+                let c = pick(&self.stripes[i]);
+                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             }
             _ => {
-                if let Some(s) = self.stripes.last() {
-                    pick(s).fetch_add(1, Ordering::Relaxed);
-                }
+                pick(&self.stripes[OWNED_STRIPES]).fetch_add(1, Ordering::Relaxed);
             }
         }
     }
