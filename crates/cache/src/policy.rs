@@ -3,7 +3,7 @@
 //! Entries live in a slab and are found through a hash table of slab indices, so each entry is stored once
 //! and the hash is computed once per operation. The slab is split in two parallel arrays: `slots` holds
 //! what a read needs (key, value, an access byte) and `meta` what only the policy needs (hash, expiry,
-//! weight, list links). For small keys and values a read then touches one 24-byte slot instead of a
+//! weight, list links and segment, the cached frequency estimate). For small keys and values a read then touches one 24-byte slot instead of a
 //! 48-byte node that straddles cache lines half the time. Every live entry sits on exactly one of three
 //! intrusive lists:
 //!
@@ -24,6 +24,13 @@
 //! length (CLOCK's argument). Each segment therefore behaves like CLOCK, an approximation of LRU, while
 //! admission — what decides the hit ratio on skewed and scan-polluted workloads — compares frequencies as
 //! TinyLFU does (a key's estimate is its sketch count plus any reads still pending in its entry).
+//!
+//! Cost model (what profiling with callgrind showed matters): an insert into a full shard probes the table
+//! once, bumps one sketch line, and then mostly duels the window's head against probation's head and drops
+//! the loser. The duel reads each side's estimate from its meta (cached there whenever the policy counts
+//! the key's accesses) rather than from two random sketch lines; folding pending reads has an inlined
+//! nothing-pending path; the victim search has an inlined unreferenced-head path; list surgery touches only
+//! metas; dropped entries are dropped in place.
 
 use std::borrow::Borrow;
 use std::sync::Arc;
