@@ -96,9 +96,12 @@ impl FrequencySketch {
     }
 
     /// Conservative update by `n`; returns the new estimate and how much it rose.
+    ///
+    /// Written out counter by counter (no arrays, no loops): every insert runs this, and the generic version
+    /// compiled to about three times the instructions.
     #[inline]
     fn raise(&mut self, hash: u64, n: u8) -> (u8, u64) {
-        let (base, picks) = locate(hash, self.block_mask);
+        let (base, [(w0, s0), (w1, s1), (w2, s2), (w3, s3)]) = locate(hash, self.block_mask);
         let Some(block) = self
             .table
             .get_mut(base..base + WORDS_PER_BLOCK)
@@ -106,17 +109,22 @@ impl FrequencySketch {
         else {
             return (0, 0);
         };
-        let counters = picks.map(|(word, shift)| (block[word & 7] >> shift) & COUNTER_MAX);
-        let min = counters.iter().copied().fold(COUNTER_MAX, u64::min);
+        let (w0, w1, w2, w3) = (w0 & 7, w1 & 7, w2 & 7, w3 & 7);
+        let c0 = (block[w0] >> s0) & COUNTER_MAX;
+        let c1 = (block[w1] >> s1) & COUNTER_MAX;
+        let c2 = (block[w2] >> s2) & COUNTER_MAX;
+        let c3 = (block[w3] >> s3) & COUNTER_MAX;
+        let min = c0.min(c1).min(c2.min(c3));
         let target = (min + u64::from(n)).min(COUNTER_MAX);
         if target == min {
             return (target as u8, 0);
         }
         // The four picks lie in four different words, so the raises are independent; a counter already at
         // or above the target gets a zero raise (no branch).
-        for (&c, &(word, shift)) in counters.iter().zip(&picks) {
-            block[word & 7] += target.saturating_sub(c) << shift;
-        }
+        block[w0] += target.saturating_sub(c0) << s0;
+        block[w1] += target.saturating_sub(c1) << s1;
+        block[w2] += target.saturating_sub(c2) << s2;
+        block[w3] += target.saturating_sub(c3) << s3;
         (target as u8, target - min)
     }
 
