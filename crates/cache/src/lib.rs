@@ -286,16 +286,33 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let shard = self.shard(hash);
-        let mut now = LazyNow::new(&*self.clock);
-        match shard.policy.read().get(hash, key, true, &mut now) {
-            Lookup::Live(v) => return Some(v.clone()),
-            Lookup::Absent => return None,
-            Lookup::Expired => {}
+        {
+            let policy = self.shard(hash).policy.read();
+            match policy.read(hash, key, &self.clock) {
+                Lookup::Live(v) => return Some(v.clone()),
+                Lookup::Absent => return None,
+                Lookup::Expired => {}
+            }
         }
-        // Expired: the first reader to notice removes it, so the memory goes back now.
-        shard.policy.write().remove_if_expired(hash, key, &mut now);
+        // Only after the read lock is released: taking the write lock under it would deadlock.
+        self.remove_expired(hash, key);
         None
+    }
+
+    /// Removes `key` if it has expired: the first reader to notice does it, so the memory goes back now.
+    /// Out of line so that the hit path stays small enough to inline into callers.
+    #[cold]
+    #[inline(never)]
+    fn remove_expired<Q>(&self, hash: u64, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let mut now = LazyNow::new(&*self.clock);
+        self.shard(hash)
+            .policy
+            .write()
+            .remove_if_expired(hash, key, &mut now);
     }
 
     /// Whether a live entry for `key` exists. Does not count as an access.

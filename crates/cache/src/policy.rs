@@ -3,7 +3,7 @@
 //! Entries live in a slab and are found through a hash table of slab indices, so each entry is stored once
 //! and the hash is computed once per operation. The slab is split in two parallel arrays: `slots` holds
 //! what a read needs (key, value, an access byte) and `meta` what only the policy needs (hash, expiry,
-//! weight, list links). For small keys and values a read then touches one 24-byte slot instead of a
+//! weight, list links and segment, the cached frequency estimate). For small keys and values a read then touches one 24-byte slot instead of a
 //! 48-byte node that straddles cache lines half the time. Every live entry sits on exactly one of three
 //! intrusive lists:
 //!
@@ -24,8 +24,16 @@
 //! length (CLOCK's argument). Each segment therefore behaves like CLOCK, an approximation of LRU, while
 //! admission — what decides the hit ratio on skewed and scan-polluted workloads — compares frequencies as
 //! TinyLFU does (a key's estimate is its sketch count plus any reads still pending in its entry).
+//!
+//! Cost model (what profiling with callgrind showed matters): an insert into a full shard probes the table
+//! once, bumps one sketch line, and then mostly duels the window's head against probation's head and drops
+//! the loser. The duel reads each side's estimate from its meta (cached there whenever the policy counts
+//! the key's accesses) rather than from two random sketch lines; folding pending reads has an inlined
+//! nothing-pending path; the victim search has an inlined unreferenced-head path; list surgery touches only
+//! metas; dropped entries are dropped in place.
 
 use std::borrow::Borrow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use hashbrown::HashTable;
@@ -79,7 +87,6 @@ struct Node<K, V> {
     /// [`REFERENCED`] flag and [`PENDING_MASK`] read count, set by reads under the read lock; the policy
     /// folds the count into the sketch and clears both when it looks at the entry.
     access: AtomicU8,
-    segment: Segment,
     /// Whether the entry carries a TTL; only then does a read look at `Meta::expires_at_ns` and the clock.
     has_expiry: bool,
 }
@@ -93,6 +100,14 @@ struct Meta {
     weight: u32,
     prev: u32,
     next: u32,
+    /// The key's sketch estimate as of the last time the policy counted accesses to it (at insert and
+    /// whenever its pending reads are folded in), halved along with the sketch. Duels read this instead of
+    /// the sketch: it is on a line the policy has just touched, where the sketch's counters are a random
+    /// line. (Only other keys' colliding increments can move the sketch's estimate in between, which a
+    /// frequency estimate shrugs off.)
+    freq: u8,
+    /// Which list the entry is on (here rather than in the node: list surgery then touches only metas).
+    segment: Segment,
 }
 
 /// An intrusive doubly linked list over slab indices, with its total weight.
@@ -261,10 +276,19 @@ impl<K: Eq, V> Policy<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let Some(idx) = self.find_index(hash, key) else {
+        // The probe hands back the node it matched, so the slot is looked up (and bounds-checked) once.
+        let slots = &self.slots;
+        let mut found = None;
+        let Some(&idx) = self.table.find(hash, |&i| match slots.get(i as usize) {
+            Some(Some(n)) if n.key.borrow() == key => {
+                found = Some(n);
+                true
+            }
+            _ => false,
+        }) else {
             return Lookup::Absent;
         };
-        let Some(Some(node)) = self.slots.get(idx as usize) else {
+        let Some(node) = found else {
             return Lookup::Absent;
         };
         if node.has_expiry && self.is_expired(idx, now) {
@@ -273,6 +297,42 @@ impl<K: Eq, V> Policy<K, V> {
         if record {
             record_read(&node.access);
         }
+        Lookup::Live(&node.value)
+    }
+
+    /// Looks `key` up for a read, counting a live hit for the policy. Runs under the read lock.
+    ///
+    /// The hit path of the whole cache: the probe hands back the node it matched (one slab lookup), and the
+    /// clock is dereferenced only for an entry that carries a TTL.
+    #[inline]
+    pub(crate) fn read<Q>(&self, hash: u64, key: &Q, clock: &Arc<dyn Clock>) -> Lookup<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let slots = &self.slots;
+        let mut found = None;
+        let Some(&idx) = self.table.find(hash, |&i| match slots.get(i as usize) {
+            Some(Some(n)) if n.key.borrow() == key => {
+                found = Some(n);
+                true
+            }
+            _ => false,
+        }) else {
+            return Lookup::Absent;
+        };
+        let Some(node) = found else {
+            return Lookup::Absent;
+        };
+        if node.has_expiry
+            && self
+                .meta
+                .get(idx as usize)
+                .is_some_and(|m| clock.now_ns() >= m.expires_at_ns)
+        {
+            return Lookup::Expired;
+        }
+        record_read(&node.access);
         Lookup::Live(&node.value)
     }
 
@@ -328,13 +388,15 @@ impl<K: Eq, V> Policy<K, V> {
             node.has_expiry = has_expiry;
             meta.expires_at_ns = expires_at_ns;
             let old_weight = std::mem::replace(&mut meta.weight, weight);
-            let list = &mut self.lists[node.segment as usize];
+            let list = &mut self.lists[meta.segment as usize];
             list.weight = list.weight - u64::from(old_weight) + u64::from(weight);
             self.maintain(now);
             return InsertOutcome::Replaced;
         }
-        if self.sketch.increment(hash) {
+        let (mut freq, aged) = self.sketch.add(hash, 1);
+        if aged {
             self.age_pending();
+            freq >>= 1;
         }
         if has_expiry {
             self.expiring += 1;
@@ -343,7 +405,6 @@ impl<K: Eq, V> Policy<K, V> {
             key,
             value,
             access: AtomicU8::new(0),
-            segment: Segment::Window,
             has_expiry,
         };
         let meta = Meta {
@@ -352,6 +413,8 @@ impl<K: Eq, V> Policy<K, V> {
             weight,
             prev: NIL,
             next: NIL,
+            freq,
+            segment: Segment::Window,
         };
         let idx = self.alloc(node, meta);
         debug_assert_eq!(idx, next_idx);
@@ -467,21 +530,28 @@ impl<K: Eq, V> Policy<K, V> {
     /// capacity, the candidate duels the main space's victim and the less frequently used of the two is
     /// evicted. Returns whether the candidate survived.
     fn admit(&mut self, candidate: u32, now: &mut LazyNow<'_>) -> bool {
+        let mut candidate_freq = None;
         while self.weighted_size() > self.capacity {
             let Some(victim) = self.pick_victim() else {
                 let cause = self.cause_for(candidate, now);
                 self.drop_entry(candidate, cause);
                 return false;
             };
-            if self.is_expired(victim, now) {
-                self.drop_entry(victim, Cause::Expired);
-                continue;
+            if self.expiring > 0 {
+                if self.is_expired(victim, now) {
+                    self.drop_entry(victim, Cause::Expired);
+                    continue;
+                }
+                if self.is_expired(candidate, now) {
+                    self.drop_entry(candidate, Cause::Expired);
+                    return false;
+                }
             }
-            if self.is_expired(candidate, now) {
-                self.drop_entry(candidate, Cause::Expired);
-                return false;
-            }
-            let candidate_freq = self.frequency(candidate);
+            // The candidate's estimate cannot change while victims are dropped: compute it once.
+            let candidate_freq = match candidate_freq {
+                Some(f) => f,
+                None => *candidate_freq.insert(self.frequency(candidate)),
+            };
             let victim_freq = self.frequency(victim);
             // Ties go to the incumbent: a one-hit wonder must never push out an entry of equal standing,
             // which is what makes a scan of new keys unable to flush the cache.
@@ -497,18 +567,28 @@ impl<K: Eq, V> Policy<K, V> {
 
     /// The next eviction victim in main: the head of probation, after promoting referenced entries to
     /// protected (and demoting protected overflow). Falls back to protected's head when probation is empty.
+    #[inline]
     fn pick_victim(&mut self) -> Option<u32> {
+        // Fast path, what nearly every insert into a full shard sees: probation's head was not re-read.
+        let head = self.lists[PROBATION].head;
+        if head == NIL {
+            let p = self.lists[PROTECTED].head;
+            return (p != NIL).then_some(p);
+        }
+        if !self.take_reference(head) {
+            return Some(head);
+        }
+        self.promote_and_pick_victim(head)
+    }
+
+    /// [`Policy::pick_victim`] after finding probation's head `first` referenced (its flag now cleared):
+    /// promotes it, and every further referenced head, to protected, demoting protected overflow.
+    #[inline(never)]
+    fn promote_and_pick_victim(&mut self, first: u32) -> Option<u32> {
         // Every pass clears a flag, so this many steps always suffice; the bound only guards the invariant.
         let mut budget = 2 * (self.lists[PROBATION].len + self.lists[PROTECTED].len) + 2;
+        let mut head = first;
         loop {
-            let head = self.lists[PROBATION].head;
-            if head == NIL {
-                let p = self.lists[PROTECTED].head;
-                return (p != NIL).then_some(p);
-            }
-            if budget == 0 || !self.take_reference(head) {
-                return Some(head);
-            }
             budget -= 1;
             self.unlink(head);
             self.push_tail(PROTECTED, head);
@@ -525,6 +605,14 @@ impl<K: Eq, V> Policy<K, V> {
                     self.push_tail(PROBATION, p);
                 }
             }
+            head = self.lists[PROBATION].head;
+            if head == NIL {
+                let p = self.lists[PROTECTED].head;
+                return (p != NIL).then_some(p);
+            }
+            if budget == 0 || !self.take_reference(head) {
+                return Some(head);
+            }
         }
     }
 
@@ -536,12 +624,10 @@ impl<K: Eq, V> Policy<K, V> {
         }
     }
 
-    /// The entry's estimated recent access count: the sketch, after folding in the entry's pending reads.
+    /// The entry's estimated recent access count: its sketch estimate, after folding in its pending reads.
     fn frequency(&mut self, idx: u32) -> u8 {
-        match self.fold(idx, false) {
-            Some((hash, _)) => self.sketch.frequency(hash),
-            None => 0,
-        }
+        self.fold(idx, false);
+        self.meta.get(idx as usize).map_or(0, |m| m.freq)
     }
 
     /// Clears the entry's referenced flag, returning its previous value, and folds its pending reads into
@@ -553,6 +639,10 @@ impl<K: Eq, V> Policy<K, V> {
 
     /// Moves the entry's pending read count into the sketch, clearing the referenced flag too if `clear`.
     /// Returns the entry's hash and whether it was referenced, or `None` for an empty slot.
+    ///
+    /// The policy folds an entry several times per insert (as candidate, as victim, when dropping it) and
+    /// most folds find nothing pending, so that case is kept small enough to inline.
+    #[inline]
     fn fold(&mut self, idx: u32, clear: bool) -> Option<(u64, bool)> {
         let (Some(Some(n)), Some(m)) = (
             self.slots.get_mut(idx as usize),
@@ -561,28 +651,45 @@ impl<K: Eq, V> Policy<K, V> {
             return None;
         };
         let access = n.access.get_mut();
-        let pending = *access & PENDING_MASK;
-        let referenced = *access & REFERENCED != 0;
-        *access = if clear { 0 } else { *access & REFERENCED };
+        let before = *access;
+        *access = if clear { 0 } else { before & REFERENCED };
         let hash = m.hash;
-        if pending > 0 && self.sketch.add(hash, pending) {
-            self.age_pending();
+        let pending = before & PENDING_MASK;
+        if pending > 0 {
+            self.count_reads(idx, hash, pending);
         }
-        Some((hash, referenced))
+        Some((hash, before & REFERENCED != 0))
     }
 
-    /// Halves every entry's pending read count, because the sketch just halved its counters: an estimate is
-    /// sketch + pending, and both halves must age together.
+    /// Adds `pending` reads of the entry in slot `idx` to the sketch and refreshes its cached estimate.
+    #[inline(never)]
+    fn count_reads(&mut self, idx: u32, hash: u64, pending: u8) {
+        let (freq, aged) = self.sketch.add(hash, pending);
+        if let Some(m) = self.meta.get_mut(idx as usize) {
+            m.freq = freq;
+        }
+        if aged {
+            self.age_pending();
+        }
+    }
+
+    /// Halves every entry's pending read count and cached estimate, because the sketch just halved its
+    /// counters: an estimate is sketch + pending, and all of it must age together.
     fn age_pending(&mut self) {
-        for n in self.slots.iter_mut().flatten() {
-            let access = n.access.get_mut();
-            *access = (*access & REFERENCED) | ((*access & PENDING_MASK) >> 1);
+        for (slot, m) in self.slots.iter_mut().zip(self.meta.iter_mut()) {
+            if let Some(n) = slot {
+                let access = n.access.get_mut();
+                *access = (*access & REFERENCED) | ((*access & PENDING_MASK) >> 1);
+                m.freq >>= 1;
+            }
         }
     }
 
     /// Drops an entry for `cause`, counting it.
     fn drop_entry(&mut self, idx: u32, cause: Cause) {
-        if self.take(idx).is_some() {
+        if let Some(slot) = self.vacate(idx) {
+            // Dropped in place: moving the node out only to drop it costs a copy through the stack.
+            *slot = None;
             match cause {
                 Cause::Evicted => self.counters.evictions += 1,
                 Cause::Expired => self.counters.expirations += 1,
@@ -593,18 +700,24 @@ impl<K: Eq, V> Policy<K, V> {
     /// Unlinks and frees slot `idx`, returning its node. Its reads are folded into the sketch first, so
     /// the key's popularity outlives its eviction (what lets a returning popular key win admission).
     fn take(&mut self, idx: u32) -> Option<Node<K, V>> {
+        self.vacate(idx).and_then(Option::take)
+    }
+
+    /// Unlinks live slot `idx` from its list and the table and puts it on the free list, returning the
+    /// slot for the caller to empty (or `None` if it was vacant). Its reads are folded into the sketch.
+    fn vacate(&mut self, idx: u32) -> Option<&mut Option<Node<K, V>>> {
         let (hash, _) = self.fold(idx, true)?;
         self.unlink(idx);
         if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
             entry.remove();
         }
-        // The slot's meta is left stale: nothing reads a vacant slot's meta, and alloc overwrites it.
-        let node = self.slots.get_mut(idx as usize)?.take()?;
         self.free.push(idx);
-        if node.has_expiry {
+        // The slot's meta is left stale: nothing reads a vacant slot's meta, and alloc overwrites it.
+        let slot = self.slots.get_mut(idx as usize)?;
+        if slot.as_ref().is_some_and(|n| n.has_expiry) {
             self.expiring -= 1;
         }
-        Some(node)
+        Some(slot)
     }
 
     fn alloc(&mut self, node: Node<K, V>, meta: Meta) -> u32 {
@@ -628,13 +741,11 @@ impl<K: Eq, V> Policy<K, V> {
     /// Appends `idx` (currently unlinked) to list `seg`.
     fn push_tail(&mut self, seg: usize, idx: u32) {
         let tail = self.lists[seg].tail;
-        let (Some(Some(n)), Some(m)) = (
-            self.slots.get_mut(idx as usize),
-            self.meta.get_mut(idx as usize),
-        ) else {
+        debug_assert!(matches!(self.slots.get(idx as usize), Some(Some(_))));
+        let Some(m) = self.meta.get_mut(idx as usize) else {
             return;
         };
-        n.segment = SEGMENTS[seg];
+        m.segment = SEGMENTS[seg];
         m.prev = tail;
         m.next = NIL;
         let weight = m.weight;
@@ -649,15 +760,13 @@ impl<K: Eq, V> Policy<K, V> {
         list.len += 1;
     }
 
-    /// Removes `idx` from whichever list it is on.
+    /// Removes `idx` (a live entry) from whichever list it is on.
     fn unlink(&mut self, idx: u32) {
-        let seg = match self.slots.get(idx as usize) {
-            Some(Some(n)) => n.segment as usize,
-            _ => return,
-        };
+        debug_assert!(matches!(self.slots.get(idx as usize), Some(Some(_))));
         let Some(m) = self.meta.get_mut(idx as usize) else {
             return;
         };
+        let seg = m.segment as usize;
         let (prev, next, weight) = (m.prev, m.next, m.weight);
         m.prev = NIL;
         m.next = NIL;
@@ -679,12 +788,18 @@ impl<K: Eq, V> Policy<K, V> {
     /// Doubles the sketch while the shard holds more entries than the sketch is sized for.
     ///
     /// Weighted caches cannot know their entry count up front; sizing the sketch by weight would waste
-    /// memory on caches of large entries, so it follows the live entry count instead (history is lost on a
-    /// resize, which happens at most log2(capacity) times).
+    /// memory on caches of large entries, so it follows the live entry count instead (the history of keys not
+    /// in the cache is lost on a resize, which happens at most log2(capacity) times).
     fn grow_sketch_if_needed(&mut self) {
         let width = self.sketch.width();
         if self.len() > width && width < self.max_sketch_width {
             self.sketch = FrequencySketch::with_capacity((width * 2).min(self.max_sketch_width));
+            // Residents keep their history; only that of keys not in the cache is lost.
+            for (slot, m) in self.slots.iter().zip(self.meta.iter()) {
+                if slot.is_some() && m.freq > 0 {
+                    self.sketch.seed(m.hash, m.freq);
+                }
+            }
         }
     }
 
@@ -701,7 +816,7 @@ impl<K: Eq, V> Policy<K, V> {
                     .expect("listed slot is live");
                 let m = self.meta[idx as usize];
                 assert_eq!(m.prev, prev);
-                assert_eq!(n.segment as usize, seg);
+                assert_eq!(m.segment as usize, seg);
                 assert_eq!(self.find_index(m.hash, &n.key), Some(idx));
                 assert_eq!(n.has_expiry, m.expires_at_ns != NEVER);
                 weight += u64::from(m.weight);
@@ -735,7 +850,7 @@ impl<K: Eq, V> Policy<K, V> {
         Q: Eq + ?Sized,
     {
         let idx = self.find_index(hash, key)?;
-        self.slots.get(idx as usize)?.as_ref().map(|n| n.segment)
+        self.meta.get(idx as usize).map(|m| m.segment)
     }
 }
 

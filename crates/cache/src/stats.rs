@@ -1,6 +1,6 @@
 //! Cheap statistics: hit and miss counters striped by thread, the rest counted under the shard write lock.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A point-in-time snapshot of a cache's counters, from [`crate::Cache::stats`].
 ///
@@ -32,8 +32,8 @@ impl CacheStats {
     }
 }
 
-/// Upper bound on stripes: more than the cores anyone runs a cache on buys nothing.
-const MAX_STRIPES: usize = 64;
+/// Stripes owned by one thread each. Threads beyond this many (alive at once) share one extra stripe.
+const OWNED_STRIPES: usize = 64;
 
 /// One stripe on its own cache line, so threads counting on different stripes never share a line.
 #[derive(Default)]
@@ -43,41 +43,49 @@ struct Stripe {
     misses: AtomicU64,
 }
 
-/// Hit and miss counters, one stripe per thread (modulo the stripe count).
+/// Hit and miss counters, one stripe per live thread.
 ///
 /// A single shared counter would be written by every thread on every lookup and become the bottleneck of the
-/// read path; stripes keep each thread's writes on a line no other thread touches.
+/// read path. Stripes keep each thread's writes on a line no other thread writes, and because a stripe has
+/// exactly one writer (its thread's [`ThreadSlot`] is unique among live threads), the count is a plain load
+/// and store rather than a locked read-modify-write, which on x86 drains the store buffer and costs as much
+/// as the rest of a hit. Threads without an owned slot (more than [`OWNED_STRIPES`] alive, or a thread
+/// whose thread-locals are being torn down) share the last stripe and use `fetch_add` on it, so no count is
+/// ever lost.
 pub(crate) struct LookupCounters {
-    stripes: Box<[Stripe]>,
-    mask: usize,
+    /// The owned stripes, then the shared one. A fixed-size array, so picking a stripe needs no bounds check.
+    stripes: Box<[Stripe; OWNED_STRIPES + 1]>,
 }
 
 impl LookupCounters {
     pub(crate) fn new() -> Self {
-        let n = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .saturating_mul(2)
-            .clamp(1, MAX_STRIPES)
-            .next_power_of_two();
         Self {
-            stripes: (0..n).map(|_| Stripe::default()).collect(),
-            mask: n - 1,
+            stripes: Box::new(std::array::from_fn(|_| Stripe::default())),
         }
     }
 
     #[inline]
-    fn stripe(&self) -> &Stripe {
-        &self.stripes[thread_index() & self.mask]
+    fn count(&self, pick: impl Fn(&Stripe) -> &AtomicU64) {
+        match owned_slot() {
+            Some(i) if i < OWNED_STRIPES => {
+                // Single writer: load and store cannot lose an increment.
+                let c = pick(&self.stripes[i]);
+                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+            _ => {
+                pick(&self.stripes[OWNED_STRIPES]).fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     #[inline]
     pub(crate) fn hit(&self) {
-        self.stripe().hits.fetch_add(1, Ordering::Relaxed);
+        self.count(|s| &s.hits);
     }
 
     #[inline]
     pub(crate) fn miss(&self) {
-        self.stripe().misses.fetch_add(1, Ordering::Relaxed);
+        self.count(|s| &s.misses);
     }
 
     /// (hits, misses) summed over the stripes.
@@ -91,14 +99,43 @@ impl LookupCounters {
     }
 }
 
-/// A small per-thread number, handed out in order of first use.
-#[inline]
-fn thread_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+/// Slot numbers handed back by exited threads, for reuse; and the next never-used number.
+static FREE_SLOTS: parking_lot::Mutex<(Vec<usize>, usize)> =
+    parking_lot::const_mutex((Vec::new(), 0));
+
+/// A small number unique among live threads: the index of the stripe this thread owns in every cache.
+///
+/// Taken on a thread's first lookup and given back when the thread exits. The mutex orders the old owner's
+/// last stores before the new owner's first load, so a reused stripe continues the old count exactly.
+struct ThreadSlot(usize);
+
+impl ThreadSlot {
+    fn acquire() -> Self {
+        let mut free = FREE_SLOTS.lock();
+        let slot = match free.0.pop() {
+            Some(slot) => slot,
+            None => {
+                free.1 += 1;
+                free.1 - 1
+            }
+        };
+        Self(slot)
     }
-    INDEX.with(|i| *i)
+}
+
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        FREE_SLOTS.lock().0.push(self.0);
+    }
+}
+
+/// This thread's slot, or `None` while its thread-locals are being destroyed.
+#[inline]
+fn owned_slot() -> Option<usize> {
+    thread_local! {
+        static SLOT: ThreadSlot = ThreadSlot::acquire();
+    }
+    SLOT.try_with(|s| s.0).ok()
 }
 
 /// Counters changed only under a shard's write lock; plain integers.
@@ -127,6 +164,42 @@ mod tests {
             }
         });
         assert_eq!(c.sum(), (4000, 4));
+    }
+
+    #[test]
+    fn more_live_threads_than_owned_stripes_lose_no_count() {
+        let c = LookupCounters::new();
+        let threads = OWNED_STRIPES + 16;
+        let barrier = std::sync::Barrier::new(threads);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    // All alive at once, so some threads have no owned stripe and share the last one.
+                    barrier.wait();
+                    for _ in 0..500 {
+                        c.hit();
+                        c.miss();
+                    }
+                });
+            }
+        });
+        assert_eq!(c.sum(), (500 * threads as u64, 500 * threads as u64));
+    }
+
+    #[test]
+    fn a_reused_slot_continues_the_count() {
+        let c = LookupCounters::new();
+        for _ in 0..8 {
+            // Each thread exits before the next starts, so they all reuse the same slot.
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        c.hit();
+                    }
+                });
+            });
+        }
+        assert_eq!(c.sum(), (800, 0));
     }
 
     #[test]
