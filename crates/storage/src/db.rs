@@ -184,6 +184,8 @@ pub(crate) struct DbInner {
     rmw_locks: Vec<Mutex<()>>,
     pub(crate) bg: Mutex<BgState>,
     pub(crate) bg_cv: Condvar,
+    /// Remembered runs of dead keys (see [`crate::skip_hint`]).
+    pub(crate) skip_hints: Arc<crate::skip_hint::SkipHints>,
 }
 
 /// Stops background threads when the last [`Db`] handle goes away.
@@ -299,7 +301,7 @@ impl Db {
                 .ctx(|| format!("read WAL segment {}", path.display()))?;
             let flushed = state.flushed_seqno;
             let outcome = wal::replay(&path, &data, |first_seqno, payload| {
-                apply_frame(payload, first_seqno, &mem, &logs_by_id, flushed, None)
+                apply_frame(payload, first_seqno, &mem, &logs_by_id, flushed, None, None)
             })?;
             next_seqno = next_seqno.max(outcome.next_seqno);
             if outcome.torn_bytes > 0 {
@@ -416,6 +418,7 @@ impl Db {
                 compaction_requested: true,
             }),
             bg_cv: Condvar::new(),
+            skip_hints: Arc::default(),
             opts,
         });
         let mut threads = Vec::new();
@@ -614,6 +617,7 @@ impl Db {
         s.level_files = v.level_files();
         s.level_bytes = v.level_bytes();
         (s.cache_hits, s.cache_misses) = self.inner.lru.hit_miss();
+        s.skip_hint_uses = self.inner.skip_hints.used();
         s.snapshots = self
             .inner
             .snapshots
@@ -665,6 +669,7 @@ pub(crate) fn apply_frame(
     logs: &HashMap<u32, Arc<LogInner>>,
     skip_upto: u64,
     mut touched: Option<&mut Vec<Arc<LogInner>>>,
+    hints: Option<&crate::skip_hint::SkipHints>,
 ) -> Result<u64> {
     let bad = |what: &str| StorageError::corruption("", 0, what.to_string());
     let mut seq = first_seqno;
@@ -684,6 +689,9 @@ pub(crate) fn apply_frame(
             let op = op?;
             match op {
                 BatchOp::Put { tree, key, value } => {
+                    if let Some(h) = hints {
+                        h.on_put(tree, key);
+                    }
                     if seq > skip_upto {
                         mem.add(tree, key, seq, KIND_PUT, value);
                     }
@@ -1000,6 +1008,8 @@ impl DbInner {
         let mem = self.mems.read().active.clone();
         let mut touched = Vec::new();
         let logs = self.logs_by_id.read();
+        // Before any put of the group reaches the memtable (see `skip_hint` for the handshake).
+        let check_hints = self.skip_hints.begin_apply(last_seqno);
         let r = apply_frame(
             &buf[wal::FRAME_HEADER_BYTES..],
             first_seqno,
@@ -1007,6 +1017,7 @@ impl DbInner {
             &logs,
             0,
             Some(&mut touched),
+            check_hints.then_some(&*self.skip_hints),
         );
         drop(logs);
         if let Err(e) = r {
@@ -1291,12 +1302,17 @@ impl DbInner {
             }
         }
         crate::version::range_dels(&view, &prefix, &mut dels);
+        let start_at = match &lower {
+            Bound::Included(l) => self.skip_hints.lookup(l, read_seqno),
+            _ => None,
+        };
         let spec = IterSpec {
             read_seqno,
             lower,
             upper,
             prefix_len: 4,
             rts: Fragments::build(dels, read_seqno),
+            start_at,
         };
         let make = move || {
             let mut v: Vec<Box<dyn SourceIter>> = Vec::new();
@@ -1306,6 +1322,6 @@ impl DbInner {
             crate::version::sources(&view, &mut v);
             v
         };
-        DbIter::new(spec, Box::new(make))
+        DbIter::new(spec, Box::new(make)).with_hints(self.skip_hints.clone())
     }
 }

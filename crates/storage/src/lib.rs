@@ -60,6 +60,7 @@ pub mod manifest;
 pub mod memtable;
 pub mod merge;
 pub mod options;
+pub(crate) mod skip_hint;
 pub mod snapshot;
 pub mod sst;
 pub mod stats;
