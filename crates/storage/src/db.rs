@@ -167,7 +167,7 @@ pub(crate) struct DbInner {
     logs_by_id: RwLock<HashMap<u32, Arc<LogInner>>>,
     pub(crate) manifest: Mutex<ManifestWriter>,
     /// Block cache shared by every SST reader.
-    pub(crate) lru: Arc<crate::block_cache::LruBlockCache>,
+    pub(crate) lru: Arc<crate::block_cache::BlockCache>,
     pub(crate) block_cache: Option<Arc<dyn crate::sst::BlockCache>>,
     /// The SSTs readers consult.
     pub(crate) version: RwLock<Arc<crate::version::Version>>,
@@ -339,9 +339,7 @@ impl Db {
             }
         }
 
-        let lru = Arc::new(crate::block_cache::LruBlockCache::new(
-            opts.block_cache_bytes,
-        ));
+        let lru = Arc::new(crate::block_cache::BlockCache::new(opts.block_cache_bytes));
         let block_cache: Option<Arc<dyn crate::sst::BlockCache>> = if opts.block_cache_bytes > 0 {
             Some(lru.clone())
         } else {
