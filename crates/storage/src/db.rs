@@ -1200,8 +1200,8 @@ impl DbInner {
         let mut lk = Vec::with_capacity(4 + key.len() + 8);
         tree_key(&mut lk, tree, key);
         crate::memtable::encode_internal(&mut lk, &[], read_seqno, KIND_RANGE_DELETE);
-        let lookup = crate::memtable::MemKey(Bytes::from(lk));
-        let ukey = &lookup.0[..lookup.0.len() - 8];
+        let lookup = crate::memtable::MemKey::new(&lk);
+        let ukey = &lk[..lk.len() - 8];
         let mems = self.mems.read().clone();
         let mut max_rt = 0u64;
         let mut found = None;

@@ -53,6 +53,8 @@ pub mod db_iter;
 pub mod error;
 pub mod flush;
 pub mod fs;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod iter;
 pub mod key;
 pub mod log;
