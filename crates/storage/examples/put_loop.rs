@@ -36,8 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         k[8..].copy_from_slice(&id.to_be_bytes());
         tree.put(&k, &value)?;
     }
+    let put_secs = start.elapsed().as_secs_f64();
     db.flush()?;
     let secs = start.elapsed().as_secs_f64();
+    println!("puts {put_secs:.3}s, flush {:.3}s", secs - put_secs);
     let s = db.stats();
     println!(
         "{n} puts in {secs:.2}s: {:.0} ops/s, write amp (engine) {:.2}, levels {:?}",

@@ -157,10 +157,11 @@ fn write_memtable(db: &DbInner, mem: &Arc<MemTable>) -> Result<Option<FileMeta>>
     Ok(Some(meta))
 }
 
-/// Flushes the oldest frozen memtable. Returns whether there was one.
-pub(crate) fn flush_one(db: &Arc<DbInner>) -> Result<bool> {
+/// Flushes the oldest frozen memtable. Returns it (the caller frees it after waking waiters: dropping a
+/// large skiplist takes a while), or `None` if there was none.
+pub(crate) fn flush_one(db: &Arc<DbInner>) -> Result<Option<Arc<MemTable>>> {
     let Some(mem) = db.mems.read().imms.last().cloned() else {
-        return Ok(false);
+        return Ok(None);
     };
     let meta = write_memtable(db, &mem)?;
     db.fs
@@ -237,7 +238,7 @@ pub(crate) fn flush_one(db: &Arc<DbInner>) -> Result<bool> {
         }
     }
     Stats::add(&db.stats.flushes, 1);
-    Ok(true)
+    Ok(Some(mem))
 }
 
 /// Number of L0 files.
@@ -262,13 +263,15 @@ fn flush_loop(db: Arc<DbInner>) {
         }
         loop {
             match flush_one(&db) {
-                Ok(true) => {
+                Ok(Some(flushed)) => {
                     let mut bg = db.bg.lock();
                     bg.progress += 1;
                     bg.compaction_requested = true;
                     db.bg_cv.notify_all();
+                    drop(bg);
+                    drop(flushed);
                 }
-                Ok(false) => break,
+                Ok(None) => break,
                 Err(e) => {
                     db.poison(&e);
                     let mut bg = db.bg.lock();
