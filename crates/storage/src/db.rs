@@ -186,6 +186,8 @@ pub(crate) struct DbInner {
     pub(crate) bg_cv: Condvar,
     /// Remembered runs of dead keys (see [`crate::skip_hint`]).
     pub(crate) skip_hints: Arc<crate::skip_hint::SkipHints>,
+    /// Bumped before every flush or compaction install (see [`DbInner::latest`]).
+    install_gen: AtomicU64,
 }
 
 /// Stops background threads when the last [`Db`] handle goes away.
@@ -417,6 +419,7 @@ impl Db {
             }),
             bg_cv: Condvar::new(),
             skip_hints: Arc::default(),
+            install_gen: AtomicU64::new(0),
             opts,
         });
         let mut threads = Vec::new();
@@ -559,9 +562,8 @@ impl Db {
                 .iter()
                 .map(|i| self.inner.rmw_locks[*i].lock())
                 .collect();
-            let seq = self.inner.visible_seqno.load(Ordering::Acquire);
             for (t, k, expected) in &batch.conditions {
-                let cur = self.inner.get(*t, k, seq)?;
+                let cur = self.inner.get_latest(*t, k)?;
                 if cur.as_deref() != expected.as_deref() {
                     return Err(StorageError::ConditionFailed {
                         tree: *t,
@@ -1192,6 +1194,34 @@ impl DbInner {
                 s.remove(&seq);
             }
         }
+    }
+
+    /// Announces a flush or compaction install; call before swapping the memtable set or version.
+    pub(crate) fn bump_install_gen(&self) {
+        self.install_gen.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Runs `read` at the latest published seqno, retrying if a flush or compaction installed meanwhile.
+    ///
+    /// Flush and compaction keep every version a registered snapshot can see, but a plain read takes its
+    /// seqno `r` first and the memtables and SSTs a moment later. If an install lands in between, the new
+    /// SST may lack a version visible at `r` that a newer version (published after `r` was taken) shadowed.
+    /// A read whose seqno and sources were both taken within one install generation is safe: any install
+    /// after it started leaves the sources it already holds untouched.
+    pub(crate) fn latest<T>(&self, mut read: impl FnMut(u64) -> T) -> T {
+        loop {
+            let g = self.install_gen.load(Ordering::SeqCst);
+            let seq = self.visible_seqno.load(Ordering::Acquire);
+            let out = read(seq);
+            if self.install_gen.load(Ordering::SeqCst) == g {
+                return out;
+            }
+        }
+    }
+
+    /// Point lookup of `key` in `tree` at the latest seqno.
+    pub(crate) fn get_latest(&self, tree: u32, key: &[u8]) -> Result<Option<Bytes>> {
+        self.latest(|seq| self.get(tree, key, seq))
     }
 
     /// Point lookup of `key` in `tree` as of `read_seqno`.
