@@ -42,10 +42,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("puts {put_secs:.3}s, flush {:.3}s", secs - put_secs);
     let s = db.stats();
     println!(
-        "{n} puts in {secs:.2}s: {:.0} ops/s, write amp (engine) {:.2}, levels {:?}",
+        "{n} puts in {secs:.2}s: {:.0} ops/s, write amp (engine) {:.2}, levels {:?}, wal {} flush {} compaction {}",
         n as f64 / secs,
         s.write_amplification(),
-        s.level_files
+        s.level_files,
+        s.wal_bytes_written,
+        s.flush_bytes_written,
+        s.compaction_bytes_written
     );
     // Then random point reads (every key exists), to see the read path and the block cache.
     let t = Instant::now();
