@@ -39,11 +39,13 @@ fn writers_stall_when_compaction_cannot_keep_up_and_resume_after_it() {
             }
         })
     };
+    // Memtables frozen before the stall began are still flushed, so L0 may pass the stall limit by them.
+    let l0_bound = (opts.l0_stall_files + opts.max_immutable_memtables) as u64;
     // The writer must stall: nothing compacts L0 until we do.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let s = db.stats();
-        assert!(l0(&s) <= opts.l0_stall_files as u64, "{s:?}");
+        assert!(l0(&s) <= l0_bound, "{s:?}");
         assert!(
             s.immutable_memtables <= opts.max_immutable_memtables as u64,
             "{s:?}"
@@ -72,6 +74,6 @@ fn writers_stall_when_compaction_cannot_keep_up_and_resume_after_it() {
     writer.join().unwrap();
     let s = db.stats();
     assert!(s.stall_micros > 0, "{s:?}");
-    assert!(l0(&s) <= opts.l0_stall_files as u64, "{s:?}");
+    assert!(l0(&s) <= l0_bound, "{s:?}");
     assert_eq!(tree.iter().count(), KEYS as usize);
 }
