@@ -1,126 +1,76 @@
-//! A small sharded LRU block cache: the placeholder behind the SST reader's `BlockCache` trait until
-//! strata-cache replaces it. Capacity is in bytes of block data; each shard evicts its least recently used
-//! blocks independently.
-
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+//! The block cache behind the SST reader's `BlockCache` trait: a [`strata_cache::Cache`] (sharded,
+//! W-TinyLFU, so a one-off scan does not flush the hot blocks) keyed by (file id, block offset) and weighted
+//! by the block's bytes. Capacity is [`crate::Options::block_cache_bytes`].
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use strata_cache::Cache;
 
-const SHARDS: usize = 16;
+/// Blocks larger than this are not cached (the cache's weights are `u32`; SST blocks are far smaller).
+const MAX_CACHED_BLOCK_BYTES: usize = u32::MAX as usize;
 
-#[derive(Default)]
-struct Shard {
-    map: HashMap<(u64, u64), (Bytes, u64)>,
-    /// Recency order: tick -> key.
-    order: BTreeMap<u64, (u64, u64)>,
-    tick: u64,
-    bytes: u64,
+/// Decoded SST blocks shared by every reader of one database.
+pub struct BlockCache {
+    cache: Cache<(u64, u64), Bytes>,
+    capacity_bytes: u64,
 }
 
-/// A sharded LRU keyed by (file id, block offset).
-pub struct LruBlockCache {
-    shards: Vec<Mutex<Shard>>,
-    shard_capacity_bytes: u64,
-    hits: AtomicU64,
-    misses: AtomicU64,
-}
-
-impl std::fmt::Debug for LruBlockCache {
+impl std::fmt::Debug for BlockCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LruBlockCache")
-            .field(
-                "capacity_bytes",
-                &(self.shard_capacity_bytes * SHARDS as u64),
-            )
+        f.debug_struct("BlockCache")
+            .field("capacity_bytes", &self.capacity_bytes)
+            .field("used_bytes", &self.used_bytes())
             .finish()
     }
 }
 
-impl LruBlockCache {
+impl BlockCache {
     /// A cache holding about `capacity_bytes` of blocks.
     pub fn new(capacity_bytes: u64) -> Self {
-        LruBlockCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            shard_capacity_bytes: (capacity_bytes / SHARDS as u64).max(1),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+        let cache = Cache::builder()
+            .max_capacity(capacity_bytes.max(1))
+            .weigher(|_k: &(u64, u64), v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX).max(1))
+            .build();
+        BlockCache {
+            cache,
+            capacity_bytes,
         }
     }
 
-    fn shard(&self, file_id: u64, offset: u64) -> &Mutex<Shard> {
-        let h = file_id
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            .wrapping_add(offset >> 12)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        &self.shards[(h >> 32) as usize % SHARDS]
-    }
-
-    /// The cached block, marking it recently used.
+    /// The cached block, if any (counts a hit or a miss).
     pub fn lookup(&self, file_id: u64, offset: u64) -> Option<Bytes> {
-        let mut s = self.shard(file_id, offset).lock();
-        s.tick += 1;
-        let tick = s.tick;
-        let (b, old) = match s.map.get_mut(&(file_id, offset)) {
-            Some((b, t)) => {
-                let old = *t;
-                *t = tick;
-                (b.clone(), old)
-            }
-            None => {
-                drop(s);
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-        };
-        s.order.remove(&old);
-        s.order.insert(tick, (file_id, offset));
-        drop(s);
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(b)
+        self.cache.get(&(file_id, offset))
     }
 
-    /// Caches a block, evicting least recently used blocks beyond capacity.
+    /// Caches a block; the cache's admission policy may decline it or evict colder blocks.
     pub fn store(&self, file_id: u64, offset: u64, block: Bytes) {
-        let len = block.len() as u64;
-        if len > self.shard_capacity_bytes {
-            return;
+        if block.len() <= MAX_CACHED_BLOCK_BYTES {
+            self.cache.insert((file_id, offset), block);
         }
-        let mut s = self.shard(file_id, offset).lock();
-        s.tick += 1;
-        let tick = s.tick;
-        if let Some((old, t)) = s.map.insert((file_id, offset), (block, tick)) {
-            s.bytes -= old.len() as u64;
-            s.order.remove(&t);
-        }
-        s.order.insert(tick, (file_id, offset));
-        s.bytes += len;
-        while s.bytes > self.shard_capacity_bytes {
-            let Some((_, key)) = s.order.pop_first() else {
-                break;
-            };
-            if let Some((b, _)) = s.map.remove(&key) {
-                s.bytes -= b.len() as u64;
-            }
-        }
+    }
+
+    /// Drops a block (e.g. of a deleted file); harmless if absent.
+    pub fn forget(&self, file_id: u64, offset: u64) {
+        let _ = self.cache.remove(&(file_id, offset));
     }
 
     /// (hits, misses) so far.
     pub fn hit_miss(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+        let s = self.cache.stats();
+        (s.hits, s.misses)
     }
 
     /// Bytes cached.
     pub fn used_bytes(&self) -> u64 {
-        self.shards.iter().map(|s| s.lock().bytes).sum()
+        self.cache.weighted_size()
+    }
+
+    /// Configured capacity in bytes.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_bytes
     }
 }
 
-impl crate::sst::BlockCache for LruBlockCache {
+impl crate::sst::BlockCache for BlockCache {
     fn get(&self, file_id: u64, block_offset: u64) -> Option<Bytes> {
         self.lookup(file_id, block_offset)
     }
@@ -134,16 +84,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn evicts_least_recently_used_within_capacity() {
-        let c = LruBlockCache::new(16 * 100);
+    fn stays_within_capacity_and_counts_hits() {
+        let c = BlockCache::new(64 * 1024);
         for i in 0..1000u64 {
-            c.store(1, i * 4096, Bytes::from(vec![0u8; 50]));
+            c.store(1, i * 4096, Bytes::from(vec![0u8; 512]));
         }
-        assert!(c.used_bytes() <= 16 * 100);
+        assert!(c.used_bytes() <= 64 * 1024, "{}", c.used_bytes());
+        // A fresh cache admits a block while it has room.
+        let c = BlockCache::new(64 * 1024);
         c.store(2, 0, Bytes::from_static(b"x"));
+        let before = c.hit_miss();
         assert_eq!(c.lookup(2, 0).as_deref(), Some(&b"x"[..]));
-        assert!(c.lookup(1, 0).is_none());
-        let (h, m) = c.hit_miss();
-        assert_eq!((h, m), (1, 1));
+        assert!(c.lookup(3, 0).is_none());
+        let after = c.hit_miss();
+        assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1));
+        c.forget(2, 0);
+        assert!(c.lookup(2, 0).is_none());
     }
 }

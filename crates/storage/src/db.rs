@@ -167,7 +167,7 @@ pub(crate) struct DbInner {
     logs_by_id: RwLock<HashMap<u32, Arc<LogInner>>>,
     pub(crate) manifest: Mutex<ManifestWriter>,
     /// Block cache shared by every SST reader.
-    pub(crate) lru: Arc<crate::block_cache::LruBlockCache>,
+    pub(crate) lru: Arc<crate::block_cache::BlockCache>,
     pub(crate) block_cache: Option<Arc<dyn crate::sst::BlockCache>>,
     /// The SSTs readers consult.
     pub(crate) version: RwLock<Arc<crate::version::Version>>,
@@ -184,6 +184,10 @@ pub(crate) struct DbInner {
     rmw_locks: Vec<Mutex<()>>,
     pub(crate) bg: Mutex<BgState>,
     pub(crate) bg_cv: Condvar,
+    /// Remembered runs of dead keys (see [`crate::skip_hint`]).
+    pub(crate) skip_hints: Arc<crate::skip_hint::SkipHints>,
+    /// Bumped before every flush or compaction install (see [`DbInner::latest`]).
+    install_gen: AtomicU64,
 }
 
 /// Stops background threads when the last [`Db`] handle goes away.
@@ -299,7 +303,7 @@ impl Db {
                 .ctx(|| format!("read WAL segment {}", path.display()))?;
             let flushed = state.flushed_seqno;
             let outcome = wal::replay(&path, &data, |first_seqno, payload| {
-                apply_frame(payload, first_seqno, &mem, &logs_by_id, flushed, None)
+                apply_frame(payload, first_seqno, &mem, &logs_by_id, flushed, None, None)
             })?;
             next_seqno = next_seqno.max(outcome.next_seqno);
             if outcome.torn_bytes > 0 {
@@ -337,9 +341,7 @@ impl Db {
             }
         }
 
-        let lru = Arc::new(crate::block_cache::LruBlockCache::new(
-            opts.block_cache_bytes,
-        ));
+        let lru = Arc::new(crate::block_cache::BlockCache::new(opts.block_cache_bytes));
         let block_cache: Option<Arc<dyn crate::sst::BlockCache>> = if opts.block_cache_bytes > 0 {
             Some(lru.clone())
         } else {
@@ -416,6 +418,8 @@ impl Db {
                 compaction_requested: true,
             }),
             bg_cv: Condvar::new(),
+            skip_hints: Arc::default(),
+            install_gen: AtomicU64::new(0),
             opts,
         });
         let mut threads = Vec::new();
@@ -558,9 +562,8 @@ impl Db {
                 .iter()
                 .map(|i| self.inner.rmw_locks[*i].lock())
                 .collect();
-            let seq = self.inner.visible_seqno.load(Ordering::Acquire);
             for (t, k, expected) in &batch.conditions {
-                let cur = self.inner.get(*t, k, seq)?;
+                let cur = self.inner.get_latest(*t, k)?;
                 if cur.as_deref() != expected.as_deref() {
                     return Err(StorageError::ConditionFailed {
                         tree: *t,
@@ -614,6 +617,7 @@ impl Db {
         s.level_files = v.level_files();
         s.level_bytes = v.level_bytes();
         (s.cache_hits, s.cache_misses) = self.inner.lru.hit_miss();
+        s.skip_hint_uses = self.inner.skip_hints.used();
         s.snapshots = self
             .inner
             .snapshots
@@ -665,6 +669,7 @@ pub(crate) fn apply_frame(
     logs: &HashMap<u32, Arc<LogInner>>,
     skip_upto: u64,
     mut touched: Option<&mut Vec<Arc<LogInner>>>,
+    hints: Option<&crate::skip_hint::SkipHints>,
 ) -> Result<u64> {
     let bad = |what: &str| StorageError::corruption("", 0, what.to_string());
     let mut seq = first_seqno;
@@ -684,6 +689,9 @@ pub(crate) fn apply_frame(
             let op = op?;
             match op {
                 BatchOp::Put { tree, key, value } => {
+                    if let Some(h) = hints {
+                        h.on_put(tree, key);
+                    }
                     if seq > skip_upto {
                         mem.add(tree, key, seq, KIND_PUT, value);
                     }
@@ -1000,6 +1008,8 @@ impl DbInner {
         let mem = self.mems.read().active.clone();
         let mut touched = Vec::new();
         let logs = self.logs_by_id.read();
+        // Before any put of the group reaches the memtable (see `skip_hint` for the handshake).
+        let check_hints = self.skip_hints.begin_apply(last_seqno);
         let r = apply_frame(
             &buf[wal::FRAME_HEADER_BYTES..],
             first_seqno,
@@ -1007,6 +1017,7 @@ impl DbInner {
             &logs,
             0,
             Some(&mut touched),
+            check_hints.then_some(&*self.skip_hints),
         );
         drop(logs);
         if let Err(e) = r {
@@ -1185,14 +1196,42 @@ impl DbInner {
         }
     }
 
+    /// Announces a flush or compaction install; call before swapping the memtable set or version.
+    pub(crate) fn bump_install_gen(&self) {
+        self.install_gen.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Runs `read` at the latest published seqno, retrying if a flush or compaction installed meanwhile.
+    ///
+    /// Flush and compaction keep every version a registered snapshot can see, but a plain read takes its
+    /// seqno `r` first and the memtables and SSTs a moment later. If an install lands in between, the new
+    /// SST may lack a version visible at `r` that a newer version (published after `r` was taken) shadowed.
+    /// A read whose seqno and sources were both taken within one install generation is safe: any install
+    /// after it started leaves the sources it already holds untouched.
+    pub(crate) fn latest<T>(&self, mut read: impl FnMut(u64) -> T) -> T {
+        loop {
+            let g = self.install_gen.load(Ordering::SeqCst);
+            let seq = self.visible_seqno.load(Ordering::Acquire);
+            let out = read(seq);
+            if self.install_gen.load(Ordering::SeqCst) == g {
+                return out;
+            }
+        }
+    }
+
+    /// Point lookup of `key` in `tree` at the latest seqno.
+    pub(crate) fn get_latest(&self, tree: u32, key: &[u8]) -> Result<Option<Bytes>> {
+        self.latest(|seq| self.get(tree, key, seq))
+    }
+
     /// Point lookup of `key` in `tree` as of `read_seqno`.
     pub(crate) fn get(&self, tree: u32, key: &[u8], read_seqno: u64) -> Result<Option<Bytes>> {
         Stats::add(&self.stats.gets, 1);
         let mut lk = Vec::with_capacity(4 + key.len() + 8);
         tree_key(&mut lk, tree, key);
         crate::memtable::encode_internal(&mut lk, &[], read_seqno, KIND_RANGE_DELETE);
-        let lookup = crate::memtable::MemKey(Bytes::from(lk));
-        let ukey = &lookup.0[..lookup.0.len() - 8];
+        let lookup = crate::memtable::MemKey::new(&lk);
+        let ukey = &lk[..lk.len() - 8];
         let mems = self.mems.read().clone();
         let mut max_rt = 0u64;
         let mut found = None;
@@ -1291,12 +1330,17 @@ impl DbInner {
             }
         }
         crate::version::range_dels(&view, &prefix, &mut dels);
+        let start_at = match &lower {
+            Bound::Included(l) => self.skip_hints.lookup(l, read_seqno),
+            _ => None,
+        };
         let spec = IterSpec {
             read_seqno,
             lower,
             upper,
             prefix_len: 4,
             rts: Fragments::build(dels, read_seqno),
+            start_at,
         };
         let make = move || {
             let mut v: Vec<Box<dyn SourceIter>> = Vec::new();
@@ -1306,6 +1350,6 @@ impl DbInner {
             crate::version::sources(&view, &mut v);
             v
         };
-        DbIter::new(spec, Box::new(make))
+        DbIter::new(spec, Box::new(make)).with_hints(self.skip_hints.clone())
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -14,6 +15,7 @@ use crate::memtable::{
     KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE, MemIter, compare_internal_keys, encode_internal,
     split_internal,
 };
+use crate::skip_hint::{MIN_SKIPPED_TO_RECORD, SkipHints};
 
 /// Highest seqno (56 bits).
 pub(crate) const MAX_SEQNO: u64 = (1 << 56) - 1;
@@ -182,6 +184,9 @@ pub(crate) struct IterSpec {
     pub(crate) upper: Bound<Vec<u8>>,
     pub(crate) prefix_len: usize,
     pub(crate) rts: Fragments,
+    /// Where the forward walk starts instead of the lower bound: the end of a dead run (skip hint)
+    /// containing the lower bound.
+    pub(crate) start_at: Option<Vec<u8>>,
 }
 
 impl IterSpec {
@@ -215,6 +220,10 @@ pub struct DbIter {
     done: bool,
     /// Reused key buffer for the forward walk.
     scratch: Vec<u8>,
+    /// Where dead runs met by the first forward step are recorded (see [`crate::skip_hint`]).
+    hints: Option<Arc<SkipHints>>,
+    /// Entries the first forward step walked over without returning them.
+    skipped: usize,
 }
 
 impl DbIter {
@@ -231,6 +240,28 @@ impl DbIter {
             back_key: None,
             done: false,
             scratch: Vec::new(),
+            hints: None,
+            skipped: 0,
+        }
+    }
+
+    /// Lets the iterator record the dead runs its first forward step walks over.
+    pub(crate) fn with_hints(mut self, hints: Arc<SkipHints>) -> Self {
+        self.hints = Some(hints);
+        self
+    }
+
+    /// Records `[lower, end)` as dead when this is the first forward step, from an inclusive lower bound,
+    /// not cut short by the back cursor, and it walked over enough dead entries to be worth remembering.
+    fn note_dead_run(&self, end: &[u8]) {
+        let Some(h) = &self.hints else { return };
+        if self.front_key.is_some() || self.back_key.is_some() {
+            return;
+        }
+        let enough = self.skipped >= MIN_SKIPPED_TO_RECORD
+            || (self.spec.start_at.is_some() && self.skipped > 0);
+        if let (true, Bound::Included(l)) = (enough, &self.spec.lower) {
+            h.record(l, end, self.spec.read_seqno);
         }
     }
 
@@ -249,11 +280,12 @@ impl DbIter {
         if self.front.is_none() {
             let mut sources = (self.make_sources)();
             let mut target = Vec::new();
-            match &self.spec.lower {
-                Bound::Included(l) | Bound::Excluded(l) => {
+            match (&self.spec.start_at, &self.spec.lower) {
+                (Some(s), _) => encode_internal(&mut target, s, MAX_SEQNO, KIND_RANGE_DELETE),
+                (None, Bound::Included(l) | Bound::Excluded(l)) => {
                     encode_internal(&mut target, l, MAX_SEQNO, KIND_RANGE_DELETE)
                 }
-                Bound::Unbounded => {}
+                (None, Bound::Unbounded) => {}
             }
             for s in &mut sources {
                 s.seek(&target)?;
@@ -265,11 +297,13 @@ impl DbIter {
                 return Ok(None);
             };
             let Some(i) = cur.current(true) else {
+                self.note_dead_end();
                 return Ok(None);
             };
             let (ukey, trailer) = split_internal(cur.sources[i].key());
             let (seq, kind) = (trailer >> 8, (trailer & 0xff) as u8);
             if self.spec.above_upper(ukey) {
+                self.note_dead_end();
                 return Ok(None);
             }
             if let Some(b) = &self.back_key
@@ -279,6 +313,7 @@ impl DbIter {
             }
             if seq > self.spec.read_seqno || self.spec.below_lower(ukey) {
                 cur.sources[i].next()?;
+                self.skipped += 1;
                 continue;
             }
             // A range-deleted key: every source holding only older data can jump past the tombstone, so
@@ -305,6 +340,7 @@ impl DbIter {
                 }
                 if moved {
                     self.scratch = ukey;
+                    self.skipped += 1;
                     continue;
                 }
             }
@@ -320,15 +356,25 @@ impl DbIter {
                         break;
                     }
                     c.sources[j].next()?;
+                    self.skipped += 1;
                 }
             }
             if let Some(o) = out {
+                self.note_dead_run(&ukey);
                 // Keep the last returned key for the back cursor, recycling its buffer.
                 self.scratch = self.front_key.take().unwrap_or_default();
                 self.front_key = Some(ukey);
                 return Ok(Some(o));
             }
             self.scratch = ukey;
+        }
+    }
+
+    /// The first forward step ran off the end: with an exclusive upper bound, everything from the lower
+    /// bound up to it is dead.
+    fn note_dead_end(&self) {
+        if let Bound::Excluded(u) = &self.spec.upper {
+            self.note_dead_run(u);
         }
     }
 

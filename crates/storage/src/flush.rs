@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::compaction::gc::CompactionIterator;
 use crate::db::{DbInner, MemSet};
 use crate::error::{IoContext, Result, StorageError};
 use crate::fs::{FileSystem, WritableFile};
@@ -131,40 +132,51 @@ impl SstOutput {
 }
 
 /// Writes a memtable to a new L0 SST; `None` if it holds nothing.
+///
+/// The entries go through the compaction garbage collector (not bottommost, so point tombstones stay):
+/// per user key only the newest version of each snapshot stripe survives, and versions covered by a range
+/// tombstone of their stripe are dropped, so overwrites and queue-like put/delete pairs that met in the
+/// memtable are not written out twice. Every seqno in a frozen memtable is already published, so a
+/// snapshot taken after `snapshots` is read sees only the newest versions, which are kept.
 fn write_memtable(db: &DbInner, mem: &Arc<MemTable>) -> Result<Option<FileMeta>> {
     if mem.is_empty() {
         return Ok(None);
     }
+    let sst = |e| StorageError::from_sst(Path::new("<flush>"), e);
     let mut out = SstOutput::create(db)?;
-    let mut it = MemIter::new(mem.clone());
-    it.seek_to_first();
-    while it.valid() {
-        out.writer
-            .add(it.key(), it.value())
-            .map_err(|e| StorageError::from_sst(Path::new("<flush>"), e))?;
-        it.next();
+    let snapshots: Vec<u64> = db.snapshots.lock().keys().copied().collect();
+    let rts: Vec<RangeTombstone> = mem
+        .range_tombstones()
+        .into_iter()
+        .map(|t| RangeTombstone {
+            start: t.start.to_vec(),
+            end: t.end.to_vec(),
+            seqno: t.seqno,
+        })
+        .collect();
+    let mut gc = CompactionIterator::new(MemIter::new(mem.clone()), &snapshots, false, rts);
+    let carried = gc.range_tombstones_to_keep();
+    gc.seek_to_first().map_err(sst)?;
+    while gc.valid() {
+        out.writer.add(gc.key(), gc.value()).map_err(sst)?;
+        gc.next().map_err(sst)?;
     }
-    for t in mem.range_tombstones() {
+    for t in carried {
         // A WAL written before batches dropped empty ranges may still carry one: it deletes nothing.
         if t.start >= t.end {
             continue;
         }
-        out.writer
-            .add_range_tombstone(RangeTombstone {
-                start: t.start.to_vec(),
-                end: t.end.to_vec(),
-                seqno: t.seqno,
-            })
-            .map_err(|e| StorageError::from_sst(Path::new("<flush>"), e))?;
+        out.writer.add_range_tombstone(t).map_err(sst)?;
     }
     let meta = out.finish(db)?;
     Ok(Some(meta))
 }
 
-/// Flushes the oldest frozen memtable. Returns whether there was one.
-pub(crate) fn flush_one(db: &Arc<DbInner>) -> Result<bool> {
+/// Flushes the oldest frozen memtable. Returns it (the caller frees it after waking waiters: dropping a
+/// large skiplist takes a while), or `None` if there was none.
+pub(crate) fn flush_one(db: &Arc<DbInner>) -> Result<Option<Arc<MemTable>>> {
     let Some(mem) = db.mems.read().imms.last().cloned() else {
-        return Ok(false);
+        return Ok(None);
     };
     let meta = write_memtable(db, &mem)?;
     db.fs
@@ -211,6 +223,9 @@ pub(crate) fn flush_one(db: &Arc<DbInner>) -> Result<bool> {
         });
     }
     db.manifest.lock().log_and_apply(&edits)?;
+    // Readers at the latest seqno retry if they straddle this install (see `DbInner::read_view`): the
+    // flushed SST lacks versions the memtable had.
+    db.bump_install_gen();
     if let Some(f) = file {
         let mut v = db.version.write();
         let mut levels = v.levels.clone();
@@ -241,7 +256,7 @@ pub(crate) fn flush_one(db: &Arc<DbInner>) -> Result<bool> {
         }
     }
     Stats::add(&db.stats.flushes, 1);
-    Ok(true)
+    Ok(Some(mem))
 }
 
 /// Number of L0 files.
@@ -266,13 +281,15 @@ fn flush_loop(db: Arc<DbInner>) {
         }
         loop {
             match flush_one(&db) {
-                Ok(true) => {
+                Ok(Some(flushed)) => {
                     let mut bg = db.bg.lock();
                     bg.progress += 1;
                     bg.compaction_requested = true;
                     db.bg_cv.notify_all();
+                    drop(bg);
+                    drop(flushed);
                 }
-                Ok(false) => break,
+                Ok(None) => break,
                 Err(e) => {
                     db.poison(&e);
                     let mut bg = db.bg.lock();

@@ -53,6 +53,8 @@ pub mod db_iter;
 pub mod error;
 pub mod flush;
 pub mod fs;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod iter;
 pub mod key;
 pub mod log;
@@ -60,6 +62,7 @@ pub mod manifest;
 pub mod memtable;
 pub mod merge;
 pub mod options;
+pub(crate) mod skip_hint;
 pub mod snapshot;
 pub mod sst;
 pub mod stats;

@@ -70,7 +70,7 @@ pub(crate) struct LogInner {
     pub(crate) state: RwLock<LogState>,
 }
 
-fn encode_entry(out: &mut Vec<u8>, offset: u64, payload: &[u8]) {
+pub(crate) fn encode_entry(out: &mut Vec<u8>, offset: u64, payload: &[u8]) {
     let start = out.len();
     out.extend_from_slice(&[0u8; 4]);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -121,10 +121,22 @@ fn scan_segment(path: &Path, base: u64, data: &[u8], allow_torn_tail: bool) -> R
         if (offset - base).is_multiple_of(INDEX_EVERY) {
             index.push((offset, pos as u64));
         }
-        expect += 1;
+        let Some(next) = expect.checked_add(1) else {
+            return torn("log offset overflows");
+        };
+        expect = next;
         pos += end;
     }
     Ok((index, expect - base, pos as u64))
+}
+
+/// [`scan_segment`] for the fuzzing entry points: returns (entries, valid length).
+pub(crate) fn fuzz_scan_segment(
+    data: &[u8],
+    base: u64,
+    allow_torn_tail: bool,
+) -> Result<(u64, u64)> {
+    scan_segment(Path::new("fuzz.log"), base, data, allow_torn_tail).map(|(_, n, len)| (n, len))
 }
 
 impl LogInner {

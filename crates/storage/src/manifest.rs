@@ -124,7 +124,7 @@ impl ManifestState {
                 if self.levels.len() <= l {
                     self.levels.resize_with(l + 1, BTreeMap::new);
                 }
-                self.next_file_id = self.next_file_id.max(meta.id + 1);
+                self.next_file_id = self.next_file_id.max(meta.id.saturating_add(1));
                 self.levels[l].insert(meta.id, meta.clone());
             }
             Edit::DeleteFile { level, id } => {
@@ -264,6 +264,10 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Levels an `AddFile` edit may name; a larger level is damage, not a bigger tree (and would make
+/// [`ManifestState::apply`] allocate a level vector of that length).
+pub const MAX_DECODED_LEVELS: u32 = 64;
+
 /// Decodes a manifest record payload.
 pub fn decode_edits(data: &[u8]) -> Option<Vec<Edit>> {
     let mut r = Reader { d: data, p: 0 };
@@ -289,6 +293,9 @@ pub fn decode_edits(data: &[u8]) -> Option<Vec<Edit>> {
             6 => Edit::FlushedSeqno(r.varint()?),
             7 => {
                 let level = r.u32()?;
+                if level >= MAX_DECODED_LEVELS {
+                    return None;
+                }
                 let id = r.varint()?;
                 let size = r.varint()?;
                 let min_seqno = r.varint()?;

@@ -51,12 +51,12 @@ impl Snapshot {
 impl Snapshot {
     /// Iterates over every key of `tree` as of this snapshot.
     pub fn iter(&self, tree: &Tree) -> DbIter {
-        tree.range_at::<&[u8], _>(.., self.seqno)
+        tree.range_at::<&[u8], _>(&.., self.seqno)
     }
 
     /// Iterates over the keys of `tree` in `range` as of this snapshot.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, tree: &Tree, range: R) -> DbIter {
-        tree.range_at(range, self.seqno)
+        tree.range_at(&range, self.seqno)
     }
 
     /// Iterates over the keys of `tree` starting with `prefix` as of this snapshot.

@@ -71,6 +71,8 @@ pub struct StatsSnapshot {
     pub level_bytes: Vec<u64>,
     /// Live snapshots (gauge).
     pub snapshots: u64,
+    /// Forward scans that started past a remembered run of dead keys instead of walking it (skip hints).
+    pub skip_hint_uses: u64,
 }
 
 impl StatsSnapshot {

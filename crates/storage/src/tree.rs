@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
@@ -94,8 +93,7 @@ impl Tree {
 
     /// The latest committed value of `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        let seq = self.db.inner.visible_seqno.load(Ordering::Acquire);
-        self.db.inner.get(self.id, key, seq)
+        self.db.inner.get_latest(self.id, key)
     }
 
     /// Whether `key` has a value.
@@ -105,10 +103,11 @@ impl Tree {
 
     /// Values of several keys, all read at one seqno (a consistent view).
     pub fn multi_get<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
-        let seq = self.db.inner.visible_seqno.load(Ordering::Acquire);
-        keys.iter()
-            .map(|k| self.db.inner.get(self.id, k.as_ref(), seq))
-            .collect()
+        self.db.inner.latest(|seq| {
+            keys.iter()
+                .map(|k| self.db.inner.get(self.id, k.as_ref(), seq))
+                .collect()
+        })
     }
 
     /// Inserts or overwrites `key`.
@@ -221,17 +220,19 @@ impl Tree {
 
     /// Iterates over the keys in `range`, at the current seqno.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> DbIter {
-        let seq = self.db.inner.visible_seqno.load(Ordering::Acquire);
-        self.range_at(range, seq)
+        self.db.inner.latest(|seq| self.range_at(&range, seq))
     }
 
     /// Iterates over the keys starting with `prefix`, at the current seqno.
     pub fn prefix(&self, prefix: &[u8]) -> DbIter {
-        let seq = self.db.inner.visible_seqno.load(Ordering::Acquire);
-        self.prefix_at(prefix, seq)
+        self.db.inner.latest(|seq| self.prefix_at(prefix, seq))
     }
 
-    pub(crate) fn range_at<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R, seq: u64) -> DbIter {
+    pub(crate) fn range_at<K: AsRef<[u8]>, R: RangeBounds<K>>(
+        &self,
+        range: &R,
+        seq: u64,
+    ) -> DbIter {
         let lo = map_bound(range.start_bound());
         let hi = map_bound(range.end_bound());
         self.db.inner.iter(self.id, lo, hi, seq)

@@ -23,6 +23,8 @@ enum Op {
     DropSnapshot(usize),
     Scan(usize, Option<Vec<u8>>, Option<Vec<u8>>, bool),
     Prefix(usize, Vec<u8>),
+    /// Queue-like pop: the first key at or after the given one is read and deleted.
+    Pop(usize, Vec<u8>),
     LogAppend(Vec<u8>),
     LogTruncate(u64),
     LogRead(u64),
@@ -55,6 +57,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..2usize, prop::option::of(key()), prop::option::of(key()), any::<bool>())
             .prop_map(|(t, a, b, r)| Op::Scan(t, a, b, r)),
         1 => (0..2usize, key()).prop_map(|(t, p)| Op::Prefix(t, p)),
+        3 => (0..2usize, key()).prop_map(|(t, k)| Op::Pop(t, k)),
         2 => value().prop_map(Op::LogAppend),
         1 => (0..40u64).prop_map(Op::LogTruncate),
         1 => (0..40u64).prop_map(Op::LogRead),
@@ -242,6 +245,21 @@ fn run(ops: Vec<Op>) {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 assert_eq!(got, expect);
+            }
+            Op::Pop(t, from) => {
+                let got = trees[t]
+                    .range(from.as_slice()..)
+                    .next()
+                    .map(|r| r.unwrap().0.to_vec());
+                let expect = models[t]
+                    .range(from.clone()..)
+                    .next()
+                    .map(|(k, _)| k.clone());
+                assert_eq!(got, expect, "pop from {from:?}");
+                if let Some(k) = got {
+                    trees[t].delete(&k).unwrap();
+                    models[t].remove(&k);
+                }
             }
             Op::LogAppend(p) => {
                 let off = log.append(&p).unwrap();

@@ -222,6 +222,7 @@ fn run_task(db: &Arc<DbInner>, task: &CompactionTask, v: &Version) -> Result<()>
         }
         levels[task.output_level].extend(opened);
         levels[task.output_level].sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
+        db.bump_install_gen();
         *db.version.write() = Arc::new(Version { levels });
     }
     for f in inputs.iter().chain(overlapping.iter()) {
