@@ -423,10 +423,12 @@ pub fn hincrbyfloat(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             .ok()
             .filter(|t| !t.is_empty() && t.trim() == *t)
             .and_then(|t| t.parse::<f64>().ok())
-            .filter(|v| v.is_finite())
     };
-    let Some(delta) = parse(&args[3]) else {
-        return Frame::error("ERR value is not a valid float");
+    let delta = match parse(&args[3]) {
+        // Like strtold, the parse accepts `inf` and `nan`, which Redis then refuses by name.
+        Some(d) if !d.is_finite() => return Frame::error("ERR value is NaN or Infinity"),
+        Some(d) => d,
+        None => return Frame::error("ERR value is not a valid float"),
     };
     let key = &args[1];
     let _guard = sh.keyspace.lock(s.db, key);
