@@ -209,6 +209,9 @@ pub struct Keyspace {
     expired: AtomicU64,
     /// The database the next expiry cycle starts with, so one busy database cannot starve the others.
     expire_next_db: AtomicUsize,
+    /// Changes since the start, counted as Redis's `server.dirty` (INFO's `rdb_changes_since_last_save`):
+    /// one per key a write changes, plus what commands changing several elements add ([`Keyspace::add_dirty`]).
+    dirty: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -367,6 +370,7 @@ impl Keyspace {
             swap_lock: Mutex::new(()),
             expired: AtomicU64::new(0),
             expire_next_db: AtomicUsize::new(0),
+            dirty: AtomicU64::new(0),
         })
     }
 
@@ -404,6 +408,24 @@ impl Keyspace {
             .lock()
             .get(&(db, key.clone()))
             .map_or(u64::MAX, |s| s.writes)
+    }
+
+    /// Changes since the start, as Redis's `server.dirty` counts them (INFO persistence
+    /// `rdb_changes_since_last_save`; strata has no snapshots, so it never resets).
+    pub fn dirty(&self) -> u64 {
+        self.dirty.load(Ordering::Relaxed)
+    }
+
+    /// Adds `n` changes to [`Keyspace::dirty`]: a command that changed several elements of one key in one
+    /// write (HSET of three fields, RPUSH of five items) adds what the write itself did not count.
+    pub fn add_dirty(&self, n: u64) {
+        self.dirty.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records a change of `key`: its watchers see a write, and the dirty counter grows by one.
+    fn changed(&self, db: usize, key: &[u8]) {
+        self.dirty.fetch_add(1, Ordering::Relaxed);
+        self.touched(db, key);
     }
 
     /// Records a write to `key` for its watchers.
@@ -488,7 +510,7 @@ impl Keyspace {
     /// Stores `entry` under `key`, replacing whatever was there (a replaced collection's elements are
     /// dropped with one range tombstone).
     pub fn put(&self, db: usize, key: &[u8], entry: &Entry) -> Result<(), KvError> {
-        self.touched(db, key);
+        self.changed(db, key);
         let tree = self.tree(db);
         let mkey = meta_key(key);
         let (old_at, old_prefix) = self.old_record(db, key)?;
@@ -529,7 +551,7 @@ impl Keyspace {
     /// Stores several string entries atomically.
     pub fn put_many(&self, db: usize, entries: &[(&[u8], Entry)]) -> Result<(), KvError> {
         for (key, _) in entries {
-            self.touched(db, key);
+            self.changed(db, key);
         }
         let tree = self.tree(db);
         let mut batch = WriteBatch::new();
@@ -566,7 +588,7 @@ impl Keyspace {
         if remove_source {
             self.touched(src, from);
         }
-        self.touched(dst, to);
+        self.changed(dst, to);
         let (src_tree, dst_tree) = (self.tree(src), self.tree(dst));
         let mut batch = WriteBatch::new();
         // Whatever `to` held goes first.
@@ -620,6 +642,15 @@ impl Keyspace {
     /// Deletes `key`; returns whether a live key was there. A collection's elements go with one range
     /// tombstone, so this is O(1) whatever its size.
     pub fn delete(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
+        let live = self.delete_record(db, key)?;
+        if live {
+            self.dirty.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(live)
+    }
+
+    /// [`Keyspace::delete`] without counting a change (active expiry, as Redis's expiry does not).
+    fn delete_record(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
         self.touched(db, key);
         let tree = self.tree(db);
         let Some(raw) = tree.get(&meta_key(key))? else {
@@ -706,7 +737,7 @@ impl Keyspace {
         deletes: &[&[u8]],
         range_deletes: &[(&[u8], &[u8])],
     ) -> Result<(), KvError> {
-        self.touched(db, key);
+        self.changed(db, key);
         let tree = self.tree(db);
         let prefix = sub_prefix(key, version);
         let mut batch = WriteBatch::new();
@@ -769,7 +800,7 @@ impl Keyspace {
         puts: &[(&[u8], &[u8])],
         deletes: &[&[u8]],
     ) -> Result<(), KvError> {
-        self.touched(db, key);
+        self.changed(db, key);
         let tree = self.tree(db);
         let prefix = sub_prefix(key, header.version);
         let mut batch = WriteBatch::new();
@@ -803,12 +834,14 @@ impl Keyspace {
     /// Removes every key of one database.
     pub fn flush_db(&self, db: usize) -> Result<(), KvError> {
         self.touched_all(Some(db));
+        self.dirty.fetch_add(1, Ordering::Relaxed);
         Ok(self.tree(db).clear()?)
     }
 
     /// Removes every key of every database, atomically.
     pub fn flush_all(&self) -> Result<(), KvError> {
         self.touched_all(None);
+        self.dirty.fetch_add(1, Ordering::Relaxed);
         let mut batch = WriteBatch::new();
         for tree in &self.trees {
             batch.clear_tree(tree);
@@ -1005,7 +1038,7 @@ impl Keyspace {
                     None => false,
                 };
                 if confirmed {
-                    self.delete(db, key)?;
+                    self.delete_record(db, key)?;
                     expired += 1;
                 } else {
                     tree.delete(&index_key)?;
@@ -1045,7 +1078,7 @@ impl Keyspace {
         entry: &Entry,
         elements: &[(&[u8], &[u8])],
     ) -> Result<(), KvError> {
-        self.touched(db, key);
+        self.changed(db, key);
         let tree = self.tree(db);
         let mut batch = WriteBatch::new();
         if let Some(raw) = tree.get(&meta_key(key))? {

@@ -222,6 +222,8 @@ pub fn hset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         }
         header.size += added;
         commit(sh, s.db, key, &entry, header, &puts, &[])?;
+        // Redis counts every field given as a change.
+        sh.keyspace.add_dirty(((args.len() - 2) / 2) as u64 - 1);
         Ok(added)
     })();
     match result {
@@ -303,6 +305,7 @@ pub(crate) fn remove_elements(
         }
         header.size -= deletes.len() as u64;
         commit(sh, s.db, key, &entry, header, &[], &deletes)?;
+        sh.keyspace.add_dirty(deletes.len() as u64 - 1);
         Ok(deletes.len() as i64)
     })();
     result.map_or_else(|r| r, Frame::Integer)
@@ -420,10 +423,12 @@ pub fn hincrbyfloat(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             .ok()
             .filter(|t| !t.is_empty() && t.trim() == *t)
             .and_then(|t| t.parse::<f64>().ok())
-            .filter(|v| v.is_finite())
     };
-    let Some(delta) = parse(&args[3]) else {
-        return Frame::error("ERR value is not a valid float");
+    let delta = match parse(&args[3]) {
+        // Like strtold, the parse accepts `inf` and `nan`, which Redis then refuses by name.
+        Some(d) if !d.is_finite() => return Frame::error("ERR value is NaN or Infinity"),
+        Some(d) => d,
+        None => return Frame::error("ERR value is not a valid float"),
     };
     let key = &args[1];
     let _guard = sh.keyspace.lock(s.db, key);
@@ -456,7 +461,7 @@ pub fn hincrbyfloat(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     result.map_or_else(|r| r, Frame::Bulk)
 }
 
-/// A collection's small random generator (xorshift), seeded per call.
+/// A collection's small random generator (xorshift64*), seeded per call from a process-wide sequence.
 pub(crate) struct Rng(u64);
 
 impl Rng {
@@ -464,12 +469,18 @@ impl Rng {
         Rng(super::keys::random_seed())
     }
 
-    /// A number in `0..n` (`n > 0`).
+    /// The next 64 random bits.
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (`n > 0`), uniformly (Lemire's multiply-shift, bias below 2^-40 for any
+    /// realistic `n`).
     pub(crate) fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 }
 

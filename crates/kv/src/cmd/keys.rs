@@ -1,6 +1,7 @@
 //! Generic key commands: DEL, EXISTS, TYPE, the EXPIRE family, TTL, PERSIST, KEYS, DBSIZE, FLUSHDB,
 //! FLUSHALL, SCAN, RENAME, COPY, MOVE, SWAPDB, RANDOMKEY, TOUCH; OBJECT and SORT in their own files.
 
+mod dump;
 mod object;
 mod sort;
 
@@ -33,6 +34,20 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         flags: &["write"],
         no_auth: false,
         run: del,
+    },
+    CommandSpec {
+        name: "dump",
+        arity: 2,
+        flags: &["readonly"],
+        no_auth: false,
+        run: dump::dump,
+    },
+    CommandSpec {
+        name: "restore",
+        arity: -4,
+        flags: &["write", "denyoom"],
+        no_auth: false,
+        run: dump::restore,
     },
     CommandSpec {
         name: "exists",
@@ -623,15 +638,23 @@ pub fn randomkey(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
     }
 }
 
-/// A seed for the small generators RANDOMKEY and friends use: the wall clock's nanoseconds mixed with a
-/// counter, so two calls in one nanosecond differ.
+/// A seed for the small generators RANDOMKEY and friends use: a process-wide SplitMix64 sequence
+/// started from the wall clock, so every call (even two in one nanosecond, on any thread) gets a
+/// different, well-mixed seed.
 pub(crate) fn random_seed() -> u64 {
-    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    (u64::from(nanos) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: std::sync::LazyLock<AtomicU64> = std::sync::LazyLock::new(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        AtomicU64::new(nanos ^ u64::from(std::process::id()).rotate_left(32))
+    });
+    let mut z = STATE
+        .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) | 1
 }
 
 /// A database index argument as Redis's `getIntFromObjectOrReply` reads it, checked against the number

@@ -206,6 +206,20 @@ impl ListHeader {
     }
 }
 
+/// The metadata payload and the element keys of a new list of `len` items with collection `version`
+/// (RESTORE builds a list in one batch with these).
+pub(crate) fn layout(version: u64, len: u64) -> (Bytes, Vec<[u8; 8]>) {
+    let h = ListHeader {
+        version,
+        size: len,
+        head: INITIAL_HEAD,
+    };
+    (
+        h.payload(),
+        (0..len).map(|i| index_key(h.head + i)).collect(),
+    )
+}
+
 fn index_key(i: u64) -> [u8; 8] {
     i.to_be_bytes()
 }
@@ -345,7 +359,10 @@ pub fn push(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         .map(|(k, v)| (&k[..], &v[..]))
         .collect();
     match save(sh, s.db, key, &mut list, &puts, &[], &[]) {
-        Ok(()) => Frame::Integer(list.h.size as i64),
+        Ok(()) => {
+            sh.keyspace.add_dirty(puts.len() as u64 - 1);
+            Frame::Integer(list.h.size as i64)
+        }
         Err(r) => r,
     }
 }

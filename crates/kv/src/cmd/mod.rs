@@ -8,6 +8,7 @@ mod hashes;
 mod introspection;
 mod keys;
 mod lists;
+mod memory;
 
 pub use keys::ScanCursors;
 pub use keys::glob_match;
@@ -46,6 +47,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     introspection::COMMANDS,
     keys::COMMANDS,
     lists::COMMANDS,
+    memory::COMMANDS,
     pubsub::COMMANDS,
     server::COMMANDS,
     sets::COMMANDS,

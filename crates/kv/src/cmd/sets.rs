@@ -6,7 +6,7 @@ use bytes::Bytes;
 use strata_resp::Frame;
 
 use super::CommandSpec;
-use super::hashes::{commit, field, load_kind, load_kind_for_write};
+use super::hashes::{Rng, commit, field, load_kind, load_kind_for_write};
 use super::{parse_i64, storage_error};
 use crate::keyspace::Kind;
 use crate::{Session, Shared};
@@ -165,6 +165,7 @@ pub fn sadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         }
         header.size += puts.len() as u64;
         commit(sh, s.db, key, &entry, header, &puts, &[])?;
+        sh.keyspace.add_dirty(puts.len() as u64 - 1);
         Ok(puts.len() as i64)
     })();
     result.map_or_else(|r| r, Frame::Integer)
@@ -269,11 +270,10 @@ pub fn setop_store(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 pub fn sintercard(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let numkeys = match parse_i64(&args[1]) {
-        Ok(n) if n > 0 => n as usize,
-        Ok(_) => return Frame::error("ERR numkeys should be greater than 0"),
-        Err(r) => return r,
+        Ok(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        _ => return Frame::error("ERR numkeys should be greater than 0"),
     };
-    let Some(keys) = args.get(2..2 + numkeys) else {
+    let Some(keys) = args.get(2..2usize.saturating_add(numkeys)) else {
         return Frame::error("ERR Number of keys can't be greater than number of args");
     };
     let mut limit = 0usize;
@@ -281,9 +281,8 @@ pub fn sintercard(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     match rest {
         [] => {}
         [opt, n] if opt.eq_ignore_ascii_case(b"limit") => match parse_i64(n) {
-            Ok(n) if n >= 0 => limit = n as usize,
-            Ok(_) => return Frame::error("ERR LIMIT can't be negative"),
-            Err(r) => return r,
+            Ok(n) if n >= 0 => limit = usize::try_from(n).unwrap_or(usize::MAX),
+            _ => return Frame::error("ERR LIMIT can't be negative"),
         },
         _ => return Frame::error("ERR syntax error"),
     }
@@ -329,23 +328,6 @@ pub fn smove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     result.map_or_else(|r| r, Frame::Integer)
 }
 
-/// A small xorshift generator seeded from the clock and the key; SPOP/SRANDMEMBER need no stronger
-/// randomness.
-fn rng_seed(sh: &Shared, key: &[u8]) -> u64 {
-    key.iter()
-        .fold(sh.keyspace.now_ms() ^ 0x9e37_79b9_7f4a_7c15, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-        | 1
-}
-
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 /// SRANDMEMBER key [count]: positive count → distinct members, negative → may repeat.
 pub fn srandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let count = match args.get(2).map(|c| super::hashes::random_count(c)) {
@@ -360,17 +342,17 @@ pub fn srandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(m) => m.into_iter().collect(),
         Err(r) => return r,
     };
-    let mut state = rng_seed(sh, &args[1]);
+    let mut rng = Rng::new();
     match count {
         None if all.is_empty() => Frame::Null,
-        None => Frame::Bulk(all[(next(&mut state) % all.len() as u64) as usize].clone()),
+        None => Frame::Bulk(all[rng.below(all.len())].clone()),
         Some(n) if all.is_empty() || n == 0 => {
             let _ = n;
             Frame::Array(Vec::new())
         }
         Some(n) if n < 0 => Frame::Array(
             (0..n.unsigned_abs())
-                .map(|_| Frame::Bulk(all[(next(&mut state) % all.len() as u64) as usize].clone()))
+                .map(|_| Frame::Bulk(all[rng.below(all.len())].clone()))
                 .collect(),
         ),
         Some(n) => {
@@ -378,7 +360,7 @@ pub fn srandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             let want = (n as usize).min(pool.len());
             // Partial Fisher-Yates: the first `want` slots become a uniform sample.
             for i in 0..want {
-                let j = i + (next(&mut state) % (pool.len() - i) as u64) as usize;
+                let j = i + rng.below(pool.len() - i);
                 pool.swap(i, j);
             }
             pool.truncate(want);
@@ -411,9 +393,9 @@ pub fn spop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             .map(|(m, _)| m)
             .collect();
         let want = count.unwrap_or(1).min(pool.len());
-        let mut state = rng_seed(sh, key);
+        let mut rng = Rng::new();
         for i in 0..want {
-            let j = i + (next(&mut state) % (pool.len() - i) as u64) as usize;
+            let j = i + rng.below(pool.len() - i);
             pool.swap(i, j);
         }
         pool.truncate(want);

@@ -81,15 +81,21 @@ pub fn setbit(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(old) => old,
         Err(r) => return r,
     };
+    let created = old.is_none();
     let (mut value, at) = match old {
         Some(e) => (BytesMut::from(&e.payload[..]), e.expire_at_ms),
         None => (BytesMut::new(), 0),
     };
     let need = (offset >> 3) as usize + 1;
-    if value.len() < need {
+    let grown = value.len() < need;
+    if grown {
         value.resize(need, 0);
     }
     let previous = get_bit(&value, offset);
+    // As in Redis, a SETBIT that creates, grows or flips nothing is not a write (no WATCH, no dirty).
+    if !created && !grown && (previous == 1) == on {
+        return Frame::Integer(previous as i64);
+    }
     set_bit(&mut value, offset, on);
     match store(sh, s.db, &args[1], value, at) {
         Ok(()) => Frame::Integer(previous as i64),
@@ -417,10 +423,12 @@ pub fn bitfield(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(old) => old,
         Err(r) => return r,
     };
+    let created = old.is_none();
     let (mut value, at) = match old {
         Some(e) => (BytesMut::from(&e.payload[..]), e.expire_at_ms),
         None => (BytesMut::new(), 0),
     };
+    let mut grown = false;
     if writes {
         let need = fields
             .iter()
@@ -433,8 +441,12 @@ pub fn bitfield(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         }
         if (value.len() as u64) < need {
             value.resize(need as usize, 0);
+            grown = true;
         }
     }
+    // Operations that changed something, as Redis counts them: every write when the string was created
+    // or grown, otherwise those whose field value changed.
+    let mut changes = 0u64;
     let mut replies = Vec::with_capacity(fields.len());
     for f in &fields {
         let old = read_field(&value, f.offset, f.bits, f.signed);
@@ -459,6 +471,9 @@ pub fn bitfield(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         };
         match new {
             Ok(n) => {
+                if created || grown || n != old {
+                    changes += 1;
+                }
                 write_field(&mut value, f.offset, f.bits, n);
                 replies.push(Frame::Integer(if reply_old { old } else { n } as i64));
             }
@@ -466,8 +481,11 @@ pub fn bitfield(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             Err(()) => replies.push(Frame::Null),
         }
     }
-    if writes && let Err(r) = store(sh, s.db, &args[1], value, at) {
-        return r;
+    if changes > 0 {
+        if let Err(r) = store(sh, s.db, &args[1], value, at) {
+            return r;
+        }
+        sh.keyspace.add_dirty(changes - 1);
     }
     Frame::Array(replies)
 }
