@@ -43,7 +43,9 @@
 //! scan. S3-FIFO resists scans cheaply, but it judges a newcomer only by whether it is re-read during its
 //! short stay in the small queue, so on Zipf traffic with a small cache it admits many lukewarm keys. TinyLFU
 //! compares a newcomer with the entry it would replace using a compact frequency history (a count-min
-//! sketch of 4-bit counters, halved periodically so that it follows recent popularity), which approximates
+//! sketch of 4-bit counters, halved periodically so that it follows recent popularity, behind a
+//! *doorkeeper* Bloom filter that absorbs each key's first access so one-off keys never touch the
+//! counters), which approximates
 //! LFU, the optimal policy for Zipf traffic, and turns scans away at the door: a key seen once cannot beat
 //! an entry seen twice. A 1% *window* in front of the filter lets bursts of a new key build frequency first;
 //! the main space is a segmented LRU (probation / protected) as in Caffeine.

@@ -5,6 +5,13 @@
 //! sketch has counted `10 × width` additions every counter is halved, so the estimate follows what is popular
 //! *now* rather than what was popular an hour ago (TinyLFU's "reset" operation).
 //!
+//! In front of the counters sits a *doorkeeper* (TinyLFU paper, section 3.4.2): a small Bloom filter that
+//! absorbs each key's first access since the last halving. A key's estimate is its counters plus one if
+//! the doorkeeper knows it. Most keys of a skewed trace are seen once and never again; they set two bits in
+//! one word and leave the counters alone, so the counters are shared by fewer keys (less overestimation)
+//! and an insert of a brand-new key costs one word instead of a read-modify-write of four counters. The
+//! doorkeeper is cleared whenever the counters are halved, which also halves (floors) its contribution.
+//!
 //! The sketch is only touched under the shard's write lock: reads of cached entries count their accesses
 //! in the entry itself, and those counts are folded in here when the policy next looks at the entry (see
 //! `policy.rs`). So the counters are plain integers, not atomics.
@@ -17,11 +24,18 @@ const COUNTER_MAX: u64 = 15;
 const HALVE_MASK: u64 = 0x7777_7777_7777_7777;
 /// Smallest table, in words.
 const MIN_WORDS: usize = WORDS_PER_BLOCK;
+/// Doorkeeper bits per counter word: between two halvings at most `10 × width` keys enter it, and at this
+/// size a newcomer still finds both of its bits clear most of the time (a false positive only sends the key
+/// to the counters one access early).
+const DOOR_BITS_PER_WORD: usize = 32;
 
 /// The frequency sketch of one shard.
 pub(crate) struct FrequencySketch {
     table: Box<[u64]>,
     block_mask: u64,
+    /// The doorkeeper's bits: two per key, in one word.
+    door: Box<[u64]>,
+    door_mask: u64,
     /// Increments since the last halving; drives aging.
     additions: u64,
     /// Number of additions after which every counter is halved.
@@ -35,9 +49,12 @@ impl FrequencySketch {
             .max(MIN_WORDS)
             .checked_next_power_of_two()
             .unwrap_or(1 << 30);
+        let door_words = words * DOOR_BITS_PER_WORD / 64;
         Self {
             table: vec![0; words].into_boxed_slice(),
             block_mask: (words / WORDS_PER_BLOCK) as u64 - 1,
+            door: vec![0; door_words].into_boxed_slice(),
+            door_mask: door_words as u64 - 1,
             additions: 0,
             sample_size: 10 * words as u64,
         }
@@ -48,8 +65,13 @@ impl FrequencySketch {
         self.table.len()
     }
 
-    /// Estimated recent access count of the key with this hash, 0..=15.
+    /// Estimated recent access count of the key with this hash, 0..=16: its counters plus its doorkeeper bit.
     pub(crate) fn frequency(&self, hash: u64) -> u8 {
+        self.counters(hash) + u8::from(self.door_contains(hash))
+    }
+
+    /// The minimum of the key's four counters, 0..=15.
+    fn counters(&self, hash: u64) -> u8 {
         let (base, picks) = locate(hash, self.block_mask);
         let Some(block) = self
             .table
@@ -76,8 +98,28 @@ impl FrequencySketch {
     /// Conservative update: the estimate (the minimum of the four counters) rises by `n`, and no counter is
     /// raised above the new estimate. Counters shared with hotter keys are left alone, which keeps those keys
     /// from inflating this one's estimate.
+    ///
+    /// The first access since the last halving only sets the key's doorkeeper bits; the counters are not
+    /// even read, so a first-seen key's estimate is 1 (its counters, usually zero, are ignored until its
+    /// second access: they hold only collisions and the halved remains of older history).
+    #[inline]
     pub(crate) fn add(&mut self, hash: u64, n: u8) -> (u8, bool) {
-        let (target, raised) = self.raise(hash, n);
+        let (word, mask) = door_locate(hash, self.door_mask);
+        let Some(w) = self.door.get_mut(word) else {
+            return (0, false);
+        };
+        let (target, raised) = if *w & mask != mask {
+            *w |= mask;
+            if n <= 1 {
+                (1, 1)
+            } else {
+                let (t, r) = self.raise(hash, n - 1);
+                (t + 1, r + 1)
+            }
+        } else {
+            let (t, r) = self.raise(hash, n);
+            (t + 1, r)
+        };
         self.additions += raised;
         if self.additions >= self.sample_size {
             self.halve();
@@ -93,6 +135,12 @@ impl FrequencySketch {
         if n > current {
             self.raise(hash, n - current);
         }
+    }
+
+    /// Whether the doorkeeper has seen the key since the last halving.
+    fn door_contains(&self, hash: u64) -> bool {
+        let (word, mask) = door_locate(hash, self.door_mask);
+        self.door.get(word).is_some_and(|w| w & mask == mask)
     }
 
     /// Conservative update by `n`; returns the new estimate and how much it rose.
@@ -128,11 +176,14 @@ impl FrequencySketch {
         (target as u8, target - min)
     }
 
-    /// Halves every counter.
+    /// Halves every counter and clears the doorkeeper (an estimate of c + 1 becomes c / 2).
+    #[cold]
+    #[inline(never)]
     fn halve(&mut self) {
         for w in self.table.iter_mut() {
             *w = (*w >> 1) & HALVE_MASK;
         }
+        self.door.fill(0);
         self.additions /= 2;
     }
 }
@@ -148,6 +199,14 @@ fn locate(hash: u64, block_mask: u64) -> (usize, [(usize, u32); 4]) {
         (i * 2 + (bits & 1) as usize, ((bits >> 1) & 15) * 4)
     };
     (base, [pick(0), pick(1), pick(2), pick(3)])
+}
+
+/// The doorkeeper word of the key and the mask of its two bits in it.
+#[inline]
+fn door_locate(hash: u64, door_mask: u64) -> (usize, u64) {
+    let d = hash.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    let word = ((d >> 40) & door_mask) as usize;
+    (word, (1u64 << (d & 63)) | (1u64 << ((d >> 6) & 63)))
 }
 
 /// Re-mixes the table hash so the sketch's bits are independent of the bits the hash table and the shard
@@ -171,13 +230,13 @@ mod tests {
     }
 
     #[test]
-    fn counts_up_and_saturates_at_fifteen() {
+    fn counts_up_and_saturates_at_sixteen() {
         let mut s = FrequencySketch::with_capacity(64);
         let h = hash_of(7);
         assert_eq!(s.frequency(h), 0);
         for n in 1..=20u8 {
-            assert_eq!(s.increment(h), (n.min(15), false));
-            assert_eq!(s.frequency(h), n.min(15));
+            assert_eq!(s.increment(h), (n.min(16), false));
+            assert_eq!(s.frequency(h), n.min(16));
         }
         s.add(hash_of(8), 9);
         assert_eq!(s.frequency(hash_of(8)), 9);
