@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 /// A key-value service on 127.0.0.1:0, on its own runtime, stopped on drop.
 pub struct Server {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     addr: SocketAddr,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -26,7 +26,15 @@ impl Server {
 
     pub fn start_with_clock(config: KvConfig, clock: Arc<dyn Clock>) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
+        let mut server = Self::start_in(dir.path(), config, clock);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server on the data directory `dir`, which the caller owns: stopping it (drop) and starting
+    /// another on the same directory is a restart.
+    pub fn start_in(dir: &std::path::Path, config: KvConfig, clock: Arc<dyn Clock>) -> Server {
+        let db = strata_storage::Db::open(dir, strata_storage::Options::default()).unwrap();
         let keyspace = Keyspace::open(db, config.databases, clock).unwrap();
         let shutdown = CancellationToken::new();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -54,7 +62,7 @@ impl Server {
         });
         let addr = rx.recv().unwrap();
         Server {
-            _dir: dir,
+            _dir: None,
             addr,
             shutdown,
             thread: Some(thread),
