@@ -38,7 +38,7 @@ fn client(server: &Server) -> redis::Client {
 
 #[test]
 fn pipelines_and_transactions() {
-    let server = Server::start(KvConfig::default());
+    let server = Server::start_without_fsync(KvConfig::default());
     let client = client(&server);
     runtime().block_on(async {
         let mut con = connect(&client).await;
@@ -110,7 +110,7 @@ fn pipelines_and_transactions() {
 
 #[test]
 fn async_pubsub_receives_channel_and_pattern_messages() {
-    let server = Server::start(KvConfig::default());
+    let server = Server::start_without_fsync(KvConfig::default());
     let client = client(&server);
     runtime().block_on(async {
         let mut pubsub = client.get_async_pubsub().await.unwrap();
@@ -163,7 +163,7 @@ fn async_pubsub_receives_channel_and_pattern_messages() {
 
 #[test]
 fn blpop_is_woken_by_a_push_from_another_async_connection() {
-    let server = Server::start(KvConfig::default());
+    let server = Server::start_without_fsync(KvConfig::default());
     let client = client(&server);
     runtime().block_on(async {
         let mut waiter = connect(&client).await;
