@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 /// A key-value service on 127.0.0.1:0, on its own runtime, stopped on drop.
 pub struct Server {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     addr: SocketAddr,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -26,7 +26,38 @@ impl Server {
 
     pub fn start_with_clock(config: KvConfig, clock: Arc<dyn Clock>) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
+        let mut server = Self::start_in(dir.path(), config, clock);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server on the data directory `dir`, which the caller owns: stopping it (drop) and starting
+    /// another on the same directory is a restart.
+    pub fn start_in(dir: &std::path::Path, config: KvConfig, clock: Arc<dyn Clock>) -> Server {
+        Self::start_in_with(dir, config, clock, strata_storage::Options::default())
+    }
+
+    /// A server whose storage does not fsync: for tests writing many keys, where fsync=always (the
+    /// default) would make each write wait for the disk.
+    pub fn start_without_fsync(config: KvConfig) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let options = strata_storage::Options {
+            fsync: strata_storage::FsyncPolicy::No,
+            ..strata_storage::Options::default()
+        };
+        let mut server = Self::start_in_with(dir.path(), config, Arc::new(SystemClock), options);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server on `dir` with storage `options`.
+    pub fn start_in_with(
+        dir: &std::path::Path,
+        config: KvConfig,
+        clock: Arc<dyn Clock>,
+        options: strata_storage::Options,
+    ) -> Server {
+        let db = strata_storage::Db::open(dir, options).unwrap();
         let keyspace = Keyspace::open(db, config.databases, clock).unwrap();
         let shutdown = CancellationToken::new();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -54,7 +85,7 @@ impl Server {
         });
         let addr = rx.recv().unwrap();
         Server {
-            _dir: dir,
+            _dir: None,
             addr,
             shutdown,
             thread: Some(thread),
