@@ -44,6 +44,12 @@ const ELEMENT_FAMILIES: [u8; 2] = [SUB_PREFIX, b'z'];
 const MAP_TREE: &str = "kvdbmap";
 const MAP_KEY: &[u8] = b"map";
 
+/// Whether a record with deadline `expire_at_ms` (0 = none) is expired at `now_ms`. Redis's rule: a key
+/// is alive through the millisecond of its deadline and expired once the clock is past it (`now > when`).
+pub fn is_expired(expire_at_ms: u64, now_ms: u64) -> bool {
+    expire_at_ms != 0 && expire_at_ms < now_ms
+}
+
 /// A key's type, as `TYPE` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -501,7 +507,7 @@ impl Keyspace {
             return Ok(None);
         };
         let entry = Entry::decode(raw)?;
-        if entry.expire_at_ms != 0 && entry.expire_at_ms <= self.now_ms() {
+        if is_expired(entry.expire_at_ms, self.now_ms()) {
             return Ok(None);
         }
         Ok(Some(entry))
@@ -657,7 +663,7 @@ impl Keyspace {
             return Ok(false);
         };
         let entry = Entry::decode(raw)?;
-        let live = entry.expire_at_ms == 0 || entry.expire_at_ms > self.now_ms();
+        let live = !is_expired(entry.expire_at_ms, self.now_ms());
         // An expired record is deleted too, so its space is reclaimed.
         let mut batch = WriteBatch::new();
         batch.delete(tree, &meta_key(key));
@@ -874,7 +880,7 @@ impl Keyspace {
             let (k, v) = item?;
             let entry = Entry::decode(v)?;
             let user_key = k.slice(1..);
-            let live = entry.expire_at_ms == 0 || entry.expire_at_ms > now;
+            let live = !is_expired(entry.expire_at_ms, now);
             if live && keep(&user_key, entry.kind) {
                 out.push(user_key.clone());
             }
@@ -896,7 +902,7 @@ impl Keyspace {
             let entry = Entry::decode(v)?;
             if entry.expire_at_ms == 0 {
                 keys += 1;
-            } else if entry.expire_at_ms > now {
+            } else if !is_expired(entry.expire_at_ms, now) {
                 keys += 1;
                 expires += 1;
             }
@@ -915,7 +921,7 @@ impl Keyspace {
         for item in self.tree(db).prefix(&[META_PREFIX]) {
             let (k, v) = item?;
             let entry = Entry::decode(v)?;
-            if entry.expire_at_ms != 0 && entry.expire_at_ms <= now {
+            if is_expired(entry.expire_at_ms, now) {
                 continue;
             }
             let user_key = k.slice(1..);
@@ -985,7 +991,7 @@ impl Keyspace {
         let live = |item: Result<(Bytes, Bytes), StorageError>| -> Result<Option<Bytes>, KvError> {
             let (k, v) = item?;
             let e = Entry::decode(v)?;
-            Ok((e.expire_at_ms == 0 || e.expire_at_ms > now).then(|| k.slice(1..)))
+            Ok((!is_expired(e.expire_at_ms, now)).then(|| k.slice(1..)))
         };
         // Bounded work when most keys are expired but not yet removed.
         const MAX_VISITS: usize = 1000;
@@ -1014,7 +1020,8 @@ impl Keyspace {
                 break;
             }
             let tree = self.tree(db).clone();
-            let end = expire_key(now_ms.saturating_add(1), b"");
+            // Deadlines strictly before now (a key at its deadline is still alive, as in Redis).
+            let end = expire_key(now_ms, b"");
             let due: Vec<Bytes> = tree
                 .range(vec![EXPIRE_PREFIX]..end)
                 .take(budget - visited)
@@ -1061,7 +1068,7 @@ impl Keyspace {
             return Ok(false);
         };
         let at = Entry::decode(raw)?.expire_at_ms;
-        if at == 0 || at > self.now_ms() {
+        if !is_expired(at, self.now_ms()) {
             return Ok(false);
         }
         self.delete(db, key)?;

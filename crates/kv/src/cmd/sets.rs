@@ -305,9 +305,8 @@ pub fn smove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         .keyspace
         .lock_many(s.db, [&src[..], &dst[..]].into_iter());
     let result = (|| {
+        // A missing source answers 0 before the destination's type is looked at, as in Redis.
         let Some((src_entry, mut src_h)) = load_kind(sh, s.db, src, Kind::Set)? else {
-            // A wrong-typed destination is an error even when the source is missing.
-            load_kind(sh, s.db, dst, Kind::Set)?;
             return Ok(0);
         };
         let (dst_entry, mut dst_h) = load_kind_for_write(sh, s.db, dst, Kind::Set)?;
