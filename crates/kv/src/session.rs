@@ -58,6 +58,12 @@ pub struct Session {
     pub shard_channels: BTreeSet<Bytes>,
     /// Frames to write before the command's own reply (SUBSCRIBE confirms each channel separately).
     pub extra_replies: Vec<Frame>,
+    /// `CLIENT REPLY OFF`: replies are not sent (pub/sub confirmations and messages still are).
+    pub reply_off: bool,
+    /// Replies still to drop for `CLIENT REPLY SKIP` (its own and the next command's).
+    pub skip_replies: u8,
+    /// Whether the connection ran MONITOR.
+    pub monitoring: bool,
 }
 
 impl Session {
@@ -85,6 +91,9 @@ impl Session {
             patterns: BTreeSet::new(),
             shard_channels: BTreeSet::new(),
             extra_replies: Vec::new(),
+            reply_off: false,
+            skip_replies: 0,
+            monitoring: false,
         }
     }
 
@@ -176,6 +185,12 @@ impl Session {
         self.db = 0;
         self.protocol = ProtocolVersion::Resp2;
         self.authenticated = shared.config.requirepass.is_none();
+        self.reply_off = false;
+        self.skip_replies = 0;
+        if self.monitoring {
+            shared.monitors.remove(self.id);
+            self.monitoring = false;
+        }
         self.handle.set_flag(flag::NO_EVICT | flag::NO_TOUCH, false);
     }
 
@@ -183,5 +198,25 @@ impl Session {
     pub fn info_line(&self) -> String {
         self.publish_state();
         self.handle.info_line(self.last_command)
+    }
+
+    /// Whether the reply of the command just run is to be sent (`CLIENT REPLY`), and counts a skipped
+    /// reply. Pub/sub confirmations are always sent, as Redis pushes them.
+    pub fn take_reply_permission(&mut self, command: &[u8]) -> bool {
+        let skipping = self.skip_replies > 0;
+        if skipping {
+            self.skip_replies -= 1;
+        }
+        let pubsub = [
+            &b"subscribe"[..],
+            b"psubscribe",
+            b"ssubscribe",
+            b"unsubscribe",
+            b"punsubscribe",
+            b"sunsubscribe",
+        ]
+        .iter()
+        .any(|c| command.eq_ignore_ascii_case(c));
+        pubsub || !(self.reply_off || skipping)
     }
 }
