@@ -638,6 +638,21 @@ static PARAMS: &[Param] = &[
         Kind::Int(0, i64::MAX),
         "512",
     ),
+    // Redis 7.2's listpack-encoded sets, so clients of either version can tune them.
+    p(
+        "set-max-listpack-entries",
+        None,
+        0,
+        Kind::Int(0, i64::MAX),
+        "128",
+    ),
+    p(
+        "set-max-listpack-value",
+        None,
+        0,
+        Kind::Memory(0, i64::MAX),
+        "64",
+    ),
     p(
         "set-max-intset-entries",
         None,
