@@ -41,8 +41,9 @@ pub struct Session {
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// Whether a command was refused while queueing (EXEC then aborts with EXECABORT).
     pub multi_failed: bool,
-    /// WATCHed keys: database, key, and the key's write counter when watched.
-    pub watched: Vec<(usize, Bytes, u64)>,
+    /// WATCHed keys: database, key, the key's write counter when watched, and whether it existed then
+    /// (a key that existed and is gone at EXEC without a write has expired: that counts as a change).
+    pub watched: Vec<(usize, Bytes, u64, bool)>,
     /// Set by a blocking command that found nothing to do: the connection waits, then runs it again.
     pub block: Option<BlockRequest>,
     /// True while EXEC runs the queue: blocking commands then behave as their non-blocking forms.
@@ -155,7 +156,7 @@ impl Session {
     pub fn end_transaction(&mut self, keyspace: &crate::Keyspace) {
         self.multi = None;
         self.multi_failed = false;
-        for (db, key, _) in self.watched.drain(..) {
+        for (db, key, ..) in self.watched.drain(..) {
             keyspace.unwatch(db, &key);
         }
     }
