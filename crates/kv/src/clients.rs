@@ -92,6 +92,10 @@ pub struct ClientHandle {
     pub messages: mpsc::UnboundedSender<Message>,
     /// Whether the client is subscribed to anything (any of sub/psub/ssub).
     pub subscribed: AtomicBool,
+    /// `client|list` when the last command was a container's subcommand (`cmd=` shows it).
+    full_name: Mutex<Option<String>>,
+    /// Whether `full_name` is set (so other commands skip its lock).
+    has_full_name: AtomicBool,
 }
 
 /// The names a client gave itself.
@@ -136,6 +140,8 @@ impl ClientHandle {
             unblock_notify: Notify::new(),
             messages: tx,
             subscribed: AtomicBool::new(false),
+            full_name: Mutex::new(None),
+            has_full_name: AtomicBool::new(false),
         };
         (Arc::new(handle), rx)
     }
@@ -165,6 +171,23 @@ impl ClientHandle {
         if let Some(i) = index {
             self.last_command.store(i + 1, Ordering::Relaxed);
         }
+    }
+
+    /// Records the full name (`config|set`) of the last command when it is a subcommand.
+    pub fn set_full_name(&self, name: Option<String>) {
+        if name.is_none() && !self.has_full_name.load(Ordering::Relaxed) {
+            return;
+        }
+        self.has_full_name.store(name.is_some(), Ordering::Relaxed);
+        *self.full_name.lock() = name;
+    }
+
+    /// The full name of the last command if it was a subcommand.
+    pub fn full_name(&self) -> Option<String> {
+        if !self.has_full_name.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.full_name.lock().clone()
     }
 
     /// Asks a blocked client to stop waiting; false if it is not blocked.
@@ -356,4 +379,88 @@ impl Pause {
             }
         }
     }
+}
+
+/// Clients that ran MONITOR: each executed command is sent to them as a line.
+#[derive(Debug, Default)]
+pub struct Monitors {
+    list: RwLock<Vec<Arc<ClientHandle>>>,
+    active: AtomicBool,
+}
+
+impl Monitors {
+    /// Adds a monitoring client.
+    pub fn add(&self, client: Arc<ClientHandle>) {
+        let mut list = self.list.write();
+        if !list.iter().any(|c| c.id == client.id) {
+            list.push(client);
+        }
+        self.active.store(true, Ordering::Release);
+    }
+
+    /// Removes a client (when it disconnects).
+    pub fn remove(&self, id: u64) {
+        if !self.any() {
+            return;
+        }
+        let mut list = self.list.write();
+        list.retain(|c| c.id != id);
+        self.active.store(!list.is_empty(), Ordering::Release);
+    }
+
+    /// Whether anyone monitors (one relaxed load: dispatch's fast path).
+    pub fn any(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Sends a command to every monitor, in Redis's format:
+    /// `1339518083.107412 [0 127.0.0.1:60866] "keys" "*"`.
+    pub fn feed(
+        &self,
+        pubsub: &crate::pubsub::PubSub,
+        db: usize,
+        peer: SocketAddr,
+        args: &[Bytes],
+    ) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut line = format!("{}.{:06} [{db} {peer}]", now.as_secs(), now.subsec_micros());
+        for a in args {
+            line.push(' ');
+            quote(&mut line, a);
+        }
+        let payload = Bytes::from(line);
+        for c in self.list.read().iter() {
+            pubsub.deliver(
+                c,
+                Message {
+                    pattern: None,
+                    channel: Bytes::new(),
+                    payload: payload.clone(),
+                    shard: false,
+                    monitor: true,
+                },
+            );
+        }
+    }
+}
+
+/// Appends `bytes` in double quotes with Redis's escapes (`\"`, `\\`, `\n`, `\xHH`, ...).
+fn quote(out: &mut String, bytes: &[u8]) {
+    out.push('"');
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            7 => out.push_str("\\a"),
+            8 => out.push_str("\\b"),
+            b if b.is_ascii_graphic() || b == b' ' => out.push(b as char),
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
 }

@@ -107,8 +107,11 @@ async fn serve_client(
     loop {
         // Run every whole command already buffered, then write all their replies at once.
         loop {
+            let buffered = conn.input.len();
             match parser.parse(&mut conn.input) {
                 Ok(Some(args)) => {
+                    // Like Redis's `qbuf`: what is buffered, this command included, while it runs.
+                    session.handle.qbuf.store(buffered, Ordering::Relaxed);
                     if shared.pause.maybe_active() {
                         wait_while_paused(conn, session, shared, shutdown, &args).await?;
                     }
@@ -118,10 +121,15 @@ async fn serve_client(
                         reply =
                             wait_blocked(conn, session, shared, shutdown, request, &args).await?;
                     }
+                    let send = session.take_reply_permission(&args[0]);
                     for extra in session.extra_replies.drain(..) {
-                        extra.encode(session.protocol, &mut conn.output);
+                        if send {
+                            extra.encode(session.protocol, &mut conn.output);
+                        }
                     }
-                    reply.encode(session.protocol, &mut conn.output);
+                    if send {
+                        reply.encode(session.protocol, &mut conn.output);
+                    }
                     session.publish_state();
                     if session.closing {
                         let _ = conn.flush(session).await;

@@ -19,6 +19,7 @@ pub mod clients;
 pub mod cmd;
 mod connection;
 pub mod keyspace;
+pub mod notify;
 pub mod pubsub;
 mod session;
 pub mod stats;
@@ -94,6 +95,16 @@ pub struct Shared {
     pub slowlog: stats::SlowLog,
     /// Samples for `instantaneous_ops_per_sec`.
     pub ops: stats::OpsSampler,
+    /// `maxclients` (starts as `config.max_clients`; CONFIG SET changes it).
+    pub max_clients: AtomicUsize,
+    /// `maxmemory` and `maxmemory-policy`.
+    pub memory: stats::MemoryLimit,
+    /// `notify-keyspace-events`.
+    pub notify: notify::Notifier,
+    /// The address the service listens on (set by [`serve`]).
+    pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Clients that ran MONITOR.
+    pub monitors: clients::Monitors,
 }
 
 /// Counters of the whole service, for INFO.
@@ -113,7 +124,6 @@ impl Shared {
     /// Shared state for a service configured with `config`, serving `keyspace`.
     pub fn new(config: KvConfig, keyspace: Keyspace) -> Arc<Self> {
         Arc::new(Shared {
-            config,
             keyspace,
             next_client_id: AtomicU64::new(1),
             client_count: AtomicUsize::new(0),
@@ -129,6 +139,12 @@ impl Shared {
             command_stats: stats::CommandStats::new(cmd::commands().len()),
             slowlog: stats::SlowLog::default(),
             ops: stats::OpsSampler::default(),
+            max_clients: AtomicUsize::new(config.max_clients),
+            memory: stats::MemoryLimit::default(),
+            notify: notify::Notifier::default(),
+            local_addr: std::sync::OnceLock::new(),
+            monitors: clients::Monitors::default(),
+            config,
         })
     }
 
@@ -146,6 +162,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = shared.local_addr.set(addr);
+    }
     tokio::spawn(keyspace::expire::run(shared.clone(), shutdown.clone()));
     // Samples the command counter for INFO's instantaneous_ops_per_sec, as Redis's cron does.
     {
@@ -177,8 +196,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-        let over_limit =
-            shared.client_count.fetch_add(1, Ordering::AcqRel) >= shared.config.max_clients;
+        let over_limit = shared.client_count.fetch_add(1, Ordering::AcqRel)
+            >= shared.max_clients.load(Ordering::Relaxed);
         shared.stats.connections.fetch_add(1, Ordering::Relaxed);
         if over_limit {
             shared
@@ -198,6 +217,7 @@ pub async fn serve(
                 let session = Session::new(handle, &shared.config);
                 connection::run(stream, session, shared.clone(), shutdown, messages).await;
                 shared.clients.remove(id);
+                shared.monitors.remove(id);
             }
             shared.client_count.fetch_sub(1, Ordering::AcqRel);
         });

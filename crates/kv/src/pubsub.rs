@@ -28,11 +28,16 @@ pub struct Message {
     pub payload: Bytes,
     /// Published with SPUBLISH (`smessage`).
     pub shard: bool,
+    /// A MONITOR line (in `payload`), sent as a simple string.
+    pub monitor: bool,
 }
 
 impl Message {
     /// The frame the subscriber receives: a RESP3 push, an array in RESP2.
     pub fn to_frame(&self) -> Frame {
+        if self.monitor {
+            return Frame::Simple(self.payload.clone());
+        }
         match &self.pattern {
             Some(p) => Frame::Push(vec![
                 Frame::bulk("pmessage"),
@@ -143,6 +148,7 @@ impl PubSub {
                 channel: channel.clone(),
                 payload: payload.clone(),
                 shard,
+                monitor: false,
             };
             for c in subs {
                 self.deliver(c, msg.clone());
@@ -162,6 +168,7 @@ impl PubSub {
                 channel: channel.clone(),
                 payload: payload.clone(),
                 shard: false,
+                monitor: false,
             };
             for c in subs {
                 self.deliver(c, msg.clone());
@@ -173,7 +180,8 @@ impl PubSub {
 
     /// Queues one message for a subscriber, or disconnects it when the message takes its output
     /// buffer past the limits.
-    fn deliver(&self, client: &ClientHandle, msg: Message) {
+    /// Queues a message for one client, closing it if that breaks the output buffer limits.
+    pub fn deliver(&self, client: &ClientHandle, msg: Message) {
         if client.kill.is_cancelled() {
             return;
         }

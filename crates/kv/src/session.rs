@@ -41,8 +41,9 @@ pub struct Session {
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// Whether a command was refused while queueing (EXEC then aborts with EXECABORT).
     pub multi_failed: bool,
-    /// WATCHed keys: database, key, and the key's write counter when watched.
-    pub watched: Vec<(usize, Bytes, u64)>,
+    /// WATCHed keys: database, key, the key's write counter when watched, and whether it existed then
+    /// (a key that existed and is gone at EXEC without a write has expired: that counts as a change).
+    pub watched: Vec<(usize, Bytes, u64, bool)>,
     /// Set by a blocking command that found nothing to do: the connection waits, then runs it again.
     pub block: Option<BlockRequest>,
     /// True while EXEC runs the queue: blocking commands then behave as their non-blocking forms.
@@ -58,6 +59,12 @@ pub struct Session {
     pub shard_channels: BTreeSet<Bytes>,
     /// Frames to write before the command's own reply (SUBSCRIBE confirms each channel separately).
     pub extra_replies: Vec<Frame>,
+    /// `CLIENT REPLY OFF`: replies are not sent (pub/sub confirmations and messages still are).
+    pub reply_off: bool,
+    /// Replies still to drop for `CLIENT REPLY SKIP` (its own and the next command's).
+    pub skip_replies: u8,
+    /// Whether the connection ran MONITOR.
+    pub monitoring: bool,
 }
 
 impl Session {
@@ -85,6 +92,9 @@ impl Session {
             patterns: BTreeSet::new(),
             shard_channels: BTreeSet::new(),
             extra_replies: Vec::new(),
+            reply_off: false,
+            skip_replies: 0,
+            monitoring: false,
         }
     }
 
@@ -146,7 +156,7 @@ impl Session {
     pub fn end_transaction(&mut self, keyspace: &crate::Keyspace) {
         self.multi = None;
         self.multi_failed = false;
-        for (db, key, _) in self.watched.drain(..) {
+        for (db, key, ..) in self.watched.drain(..) {
             keyspace.unwatch(db, &key);
         }
     }
@@ -176,6 +186,12 @@ impl Session {
         self.db = 0;
         self.protocol = ProtocolVersion::Resp2;
         self.authenticated = shared.config.requirepass.is_none();
+        self.reply_off = false;
+        self.skip_replies = 0;
+        if self.monitoring {
+            shared.monitors.remove(self.id);
+            self.monitoring = false;
+        }
         self.handle.set_flag(flag::NO_EVICT | flag::NO_TOUCH, false);
     }
 
@@ -183,5 +199,25 @@ impl Session {
     pub fn info_line(&self) -> String {
         self.publish_state();
         self.handle.info_line(self.last_command)
+    }
+
+    /// Whether the reply of the command just run is to be sent (`CLIENT REPLY`), and counts a skipped
+    /// reply. Pub/sub confirmations are always sent, as Redis pushes them.
+    pub fn take_reply_permission(&mut self, command: &[u8]) -> bool {
+        let skipping = self.skip_replies > 0;
+        if skipping {
+            self.skip_replies -= 1;
+        }
+        let pubsub = [
+            &b"subscribe"[..],
+            b"psubscribe",
+            b"ssubscribe",
+            b"unsubscribe",
+            b"punsubscribe",
+            b"sunsubscribe",
+        ]
+        .iter()
+        .any(|c| command.eq_ignore_ascii_case(c));
+        pubsub || !(self.reply_off || skipping)
     }
 }

@@ -336,3 +336,76 @@ mod tests {
         assert_eq!(snap[0].rejected_calls, 1);
     }
 }
+
+/// The process's resident set size in bytes (0 where `/proc` is not available).
+pub fn rss_bytes() -> u64 {
+    // Field 2 of /proc/self/statm is resident pages.
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// `maxmemory` and `maxmemory-policy`.
+///
+/// Used memory is the process's resident set size, read when a command that may grow the data
+/// (`denyoom`) arrives while a limit is set: strata's data lives in its storage engine's memtables,
+/// block cache and files, so RSS is the honest measure of what the node costs. strata does not evict
+/// keys: whatever the policy, a `denyoom` command over the limit is refused with Redis's `-OOM` error
+/// (what Redis does under `noeviction`, or when nothing is left to evict).
+#[derive(Debug)]
+pub struct MemoryLimit {
+    limit: AtomicU64,
+    policy: parking_lot::Mutex<&'static str>,
+}
+
+impl Default for MemoryLimit {
+    fn default() -> Self {
+        MemoryLimit {
+            limit: AtomicU64::new(0),
+            policy: parking_lot::Mutex::new("noeviction"),
+        }
+    }
+}
+
+/// The policies `maxmemory-policy` accepts.
+pub const MAXMEMORY_POLICIES: &[&str] = &[
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "noeviction",
+];
+
+impl MemoryLimit {
+    /// The limit in bytes, 0 for none.
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Sets the limit (0: none).
+    pub fn set_limit(&self, bytes: u64) {
+        self.limit.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The eviction policy's name.
+    pub fn policy(&self) -> &'static str {
+        *self.policy.lock()
+    }
+
+    /// Sets the policy; an unknown name is ignored (CONFIG SET checked it).
+    pub fn set_policy(&self, name: &str) {
+        if let Some(p) = MAXMEMORY_POLICIES.iter().find(|p| **p == name) {
+            *self.policy.lock() = p;
+        }
+    }
+
+    /// Whether a limit is set and the process uses more than it.
+    pub fn over_limit(&self) -> bool {
+        let limit = self.limit();
+        limit > 0 && rss_bytes() > limit
+    }
+}

@@ -68,7 +68,7 @@ fn client_names_list_and_info() {
         .unwrap();
     assert_eq!(field(other, "db"), "3");
     assert_eq!(field(other, "lib-name"), "mylib");
-    assert_eq!(field(other, "cmd"), "client");
+    assert_eq!(field(other, "cmd"), "client|id");
 
     let only_b = client_list(&mut a, &["ID", &b_id.to_string()]);
     assert_eq!(only_b.lines().count(), 1);

@@ -62,11 +62,53 @@ fn info_config_time_save() {
     );
     let e = redis::cmd("CONFIG")
         .arg("SET")
-        .arg("maxclients")
+        .arg("databases")
         .arg("1")
         .query::<()>(&mut c)
         .unwrap_err();
     assert!(e.to_string().contains("immutable config"), "{e}");
+    // Several parameters at once are all checked before any changes: a bad one leaves the rest alone.
+    let e = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("10mb")
+        .arg("maxmemory-clients")
+        .arg("200%")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(e.to_string().contains("percentage argument"), "{e}");
+    let got: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory")
+        .arg("slaveof")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got.get("maxmemory").map(String::as_str), Some("0"));
+    assert!(got.contains_key("slaveof"));
+    // Over maxmemory, commands that may grow the data are refused; reads still run.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    let e = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("command not allowed when used memory"),
+        "{e}"
+    );
+    let _: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query(&mut c)
+        .unwrap();
 
     let t: Vec<String> = redis::cmd("TIME").query(&mut c).unwrap();
     assert_eq!(t.len(), 2);

@@ -41,13 +41,17 @@ fn text(s: &Session, body: String) -> Frame {
 }
 
 /// The `cmd=` of another client: its last command's name.
-fn command_name(c: &ClientHandle) -> &'static str {
+fn command_name(c: &ClientHandle) -> String {
+    if let Some(full) = c.full_name() {
+        return full;
+    }
     match c.last_command.load(Ordering::Relaxed) {
         0 => "NULL",
         i => super::commands()
             .get(i - 1)
             .map_or("NULL", |spec| spec.name),
     }
+    .to_owned()
 }
 
 fn line_of(s: &Session, c: &ClientHandle, own_command: &str) -> String {
@@ -55,7 +59,7 @@ fn line_of(s: &Session, c: &ClientHandle, own_command: &str) -> String {
         s.publish_state();
         c.info_line(own_command)
     } else {
-        c.info_line(command_name(c))
+        c.info_line(&command_name(c))
     }
 }
 
@@ -144,9 +148,22 @@ pub fn client(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             None => Frame::error("ERR syntax error"),
         },
         (b"reply", 3) => match args[2].to_ascii_lowercase().as_slice() {
-            b"on" => Frame::ok(),
-            b"off" | b"skip" => {
-                Frame::error("ERR CLIENT REPLY OFF|SKIP is not supported by strata")
+            b"on" => {
+                s.reply_off = false;
+                s.skip_replies = 0;
+                Frame::ok()
+            }
+            b"off" => {
+                // Its own reply is the first one dropped.
+                s.reply_off = true;
+                Frame::ok()
+            }
+            b"skip" => {
+                // Drops its own reply and the next command's.
+                if !s.reply_off {
+                    s.skip_replies = 2;
+                }
+                Frame::ok()
             }
             _ => Frame::error("ERR syntax error"),
         },

@@ -24,6 +24,13 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: auth,
     },
     CommandSpec {
+        name: "monitor",
+        arity: 1,
+        flags: &["admin", "noscript", "loading", "stale"],
+        no_auth: false,
+        run: monitor,
+    },
+    CommandSpec {
         name: "echo",
         arity: 2,
         flags: &["fast"],
@@ -106,6 +113,15 @@ pub fn ping(s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
         [_, msg] => Frame::Bulk(msg.clone()),
         _ => super::wrong_arity("ping"),
     }
+}
+
+/// MONITOR: from now on the connection receives every command the service runs, as a line.
+pub fn monitor(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+    if !s.monitoring {
+        s.monitoring = true;
+        sh.monitors.add(s.handle.clone());
+    }
+    Frame::ok()
 }
 
 pub fn echo(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {

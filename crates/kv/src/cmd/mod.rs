@@ -2,6 +2,7 @@
 //! session, the shared state and the arguments to a reply.
 
 mod client;
+mod config;
 mod connection;
 mod functions;
 mod hashes;
@@ -10,6 +11,7 @@ mod keys;
 mod lists;
 mod memory;
 
+pub use introspection::key_positions;
 pub use keys::ScanCursors;
 pub use keys::glob_match;
 mod pubsub;
@@ -41,6 +43,7 @@ pub struct CommandSpec {
 /// Every command family's table; [`lookup`] and `COMMAND` see their union, sorted by name.
 const FAMILIES: &[&[CommandSpec]] = &[
     client::COMMANDS,
+    config::COMMANDS,
     connection::COMMANDS,
     functions::COMMANDS,
     hashes::COMMANDS,
@@ -87,6 +90,52 @@ pub fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
 /// Commands that act on the transaction itself rather than being queued by MULTI.
 const TRANSACTION_CONTROL: &[&str] = &["discard", "exec", "multi", "quit", "reset", "watch"];
 
+/// Commands refused inside MULTI (Redis's `no-multi` flag).
+const NO_MULTI: &[&str] = &["monitor", "psync", "save", "shutdown", "sync"];
+
+/// Redis's reply to a command that may grow the data while used memory is over `maxmemory`.
+const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// Whether `maxmemory` refuses this command now: a `denyoom` command, an EXEC whose queue holds one, or
+/// anything but EXEC/DISCARD/QUIT/RESET queued inside MULTI (queueing costs memory too), as Redis does.
+fn refused_for_memory(session: &Session, shared: &Shared, spec: &CommandSpec) -> bool {
+    if shared.memory.limit() == 0 {
+        return false;
+    }
+    let denyoom = spec.flags.contains(&"denyoom")
+        || (spec.name == "exec"
+            && session.multi.as_ref().is_some_and(|queue| {
+                queue
+                    .iter()
+                    .filter_map(|args| args.first().and_then(|n| lookup(n)))
+                    .any(|s| s.flags.contains(&"denyoom"))
+            }));
+    let queued =
+        session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
+    (denyoom || queued) && shared.memory.over_limit()
+}
+
+/// Runs a command's function, with keyspace notifications around a write when they are on.
+fn run_spec(session: &mut Session, shared: &Shared, spec: &CommandSpec, args: &[Bytes]) -> Frame {
+    if shared.notify.enabled() && spec.flags.contains(&"write") {
+        let pending = crate::notify::Notifier::begin(shared, session.db, spec.name, args);
+        let reply = (spec.run)(session, shared, args);
+        crate::notify::Notifier::finish(shared, pending, spec.name, args, &reply);
+        reply
+    } else {
+        (spec.run)(session, shared, args)
+    }
+}
+
+/// Sends a command that ran to the MONITOR clients (admin commands are not shown, as in Redis).
+fn feed_monitors(session: &Session, shared: &Shared, spec: &CommandSpec, args: &[Bytes]) {
+    if shared.monitors.any() && !spec.flags.contains(&"admin") {
+        shared
+            .monitors
+            .feed(&shared.pubsub, session.db, session.peer, args);
+    }
+}
+
 /// Commands a RESP2 connection may run while subscribed.
 const SUBSCRIBED_ALLOWED: &[&str] = &[
     "ping",
@@ -124,6 +173,27 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
             return reply;
         }
     };
+    if session.multi.is_some() && NO_MULTI.contains(&spec.name) {
+        session.multi_failed = true;
+        let reply = Frame::error("ERR Command not allowed inside a transaction");
+        shared.command_stats.record_rejected(Some(index), b"ERR");
+        return reply;
+    }
+    if refused_for_memory(session, shared, spec) {
+        shared
+            .command_stats
+            .record_rejected(Some(index), OOM_ERROR.as_bytes());
+        if spec.name == "exec" {
+            session.end_transaction(&shared.keyspace);
+            return Frame::error(format!(
+                "EXECABORT Transaction discarded because of: {OOM_ERROR}"
+            ));
+        }
+        if session.multi.is_some() {
+            session.multi_failed = true;
+        }
+        return Frame::error(OOM_ERROR);
+    }
     if session.multi.is_some() && !TRANSACTION_CONTROL.contains(&spec.name) {
         if let Some(queue) = session.multi.as_mut() {
             queue.push(args.to_vec());
@@ -141,9 +211,10 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         keys::swapdb_exclusive(session, shared, args)
     } else {
         let _shared_lock = shared.exec_lock.read();
-        (spec.run)(session, shared, args)
+        run_spec(session, shared, spec, args)
     };
     finish(session, shared, index, spec, args, start, &reply, true);
+    feed_monitors(session, shared, spec, args);
     reply
 }
 
@@ -156,7 +227,7 @@ pub fn resume(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
     let start = std::time::Instant::now();
     let reply = {
         let _shared_lock = shared.exec_lock.read();
-        (spec.run)(session, shared, args)
+        run_spec(session, shared, spec, args)
     };
     // The connection signals the keys once it has left the wait queues.
     finish(session, shared, index, spec, args, start, &reply, false);
@@ -239,6 +310,9 @@ fn check(
     session.last_command_at = std::time::Instant::now();
     session.last_command = spec.name;
     session.handle.touch(Some(index));
+    session.handle.set_full_name(
+        (CONTAINERS.contains(&spec.name) && args.len() > 1).then(|| full_name(spec, args)),
+    );
     if !session.authenticated && !spec.no_auth {
         return Err((Some(index), Frame::error("NOAUTH Authentication required.")));
     }
@@ -284,8 +358,9 @@ pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Bytes])
     match check(session, args) {
         Ok((index, spec)) => {
             let start = std::time::Instant::now();
-            let reply = (spec.run)(session, shared, args);
+            let reply = run_spec(session, shared, spec, args);
             finish(session, shared, index, spec, args, start, &reply, true);
+            feed_monitors(session, shared, spec, args);
             reply
         }
         Err((_, reply)) => reply,

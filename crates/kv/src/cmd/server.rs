@@ -1,4 +1,4 @@
-//! Server commands: INFO, CONFIG, TIME, SAVE, BGSAVE, LASTSAVE.
+//! Server commands: INFO, TIME, SAVE, BGSAVE, LASTSAVE.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -8,7 +8,6 @@ use strata_resp::Frame;
 
 use super::CommandSpec;
 use super::connection::REDIS_COMPAT_VERSION;
-use super::keys::glob_match;
 use crate::{Session, Shared};
 
 /// The commands of this family, for the dispatch table.
@@ -19,13 +18,6 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         flags: &["admin", "noscript"],
         no_auth: false,
         run: save,
-    },
-    CommandSpec {
-        name: "config",
-        arity: -2,
-        flags: &["admin", "noscript", "loading", "stale"],
-        no_auth: false,
-        run: config,
     },
     CommandSpec {
         name: "info",
@@ -78,14 +70,6 @@ const SECTIONS: &[&str] = &[
 
 /// Sections only `all` and `everything` (or naming them) select.
 const EXTRA_SECTIONS: &[&str] = &["commandstats", "errorstats"];
-
-fn rss_bytes() -> u64 {
-    // Field 2 of /proc/self/statm is resident pages.
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
 
 fn section(out: &mut String, sh: &Shared, name: &str) {
     let _ = write!(
@@ -148,11 +132,12 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "total_blocking_keys_on_nokey", &0);
         }
         "memory" => {
-            let rss = rss_bytes();
+            let rss = crate::stats::rss_bytes();
             line(out, "used_memory", &rss);
             line(out, "used_memory_rss", &rss);
-            line(out, "maxmemory", &0);
-            line(out, "maxmemory_policy", &"noeviction");
+            line(out, "maxmemory", &sh.memory.limit());
+            line(out, "maxmemory_human", &human_bytes(sh.memory.limit()));
+            line(out, "maxmemory_policy", &sh.memory.policy());
         }
         "persistence" => {
             let s = sh.keyspace.storage().stats();
@@ -259,6 +244,17 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
     out.push_str("\r\n");
 }
 
+/// Bytes as Redis's `*_human` fields show them (`1.50M`).
+fn human_bytes(n: u64) -> String {
+    let f = n as f64;
+    match n {
+        0..1024 => format!("{n}B"),
+        1024..1_048_576 => format!("{:.2}K", f / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.2}M", f / 1_048_576.0),
+        _ => format!("{:.2}G", f / 1_073_741_824.0),
+    }
+}
+
 pub fn info(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let mut wanted: Vec<&str> = Vec::new();
     let asked: Vec<String> = args[1..]
@@ -298,109 +294,6 @@ pub fn info(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-/// Parameters CONFIG GET answers from the node's real settings.
-fn builtin_params(sh: &Shared) -> Vec<(&'static str, String)> {
-    vec![
-        ("databases", sh.config.databases.to_string()),
-        ("maxclients", sh.config.max_clients.to_string()),
-        (
-            "proto-max-bulk-len",
-            sh.config.limits.max_bulk_bytes.to_string(),
-        ),
-        (
-            "client-query-buffer-limit",
-            sh.config.limits.max_query_buffer_bytes.to_string(),
-        ),
-        ("appendonly", "yes".to_owned()),
-        ("save", String::new()),
-        ("maxmemory", "0".to_owned()),
-        ("maxmemory-policy", "noeviction".to_owned()),
-        (
-            "slowlog-log-slower-than",
-            sh.slowlog
-                .slower_than_us
-                .load(Ordering::Relaxed)
-                .to_string(),
-        ),
-        (
-            "slowlog-max-len",
-            sh.slowlog.max_len.load(Ordering::Relaxed).to_string(),
-        ),
-        ("client-output-buffer-limit", output_buffer_limits(sh)),
-        (
-            "requirepass",
-            sh.config
-                .requirepass
-                .as_ref()
-                .map_or(String::new(), |_| "********".to_owned()),
-        ),
-    ]
-}
-
-pub fn config(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    let sub = args[1].to_ascii_lowercase();
-    match sub.as_slice() {
-        b"get" if args.len() >= 3 => {
-            let mut all: Vec<(String, String)> = builtin_params(sh)
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect();
-            for (k, v) in sh.config_params.lock().iter() {
-                if !all.iter().any(|(name, _)| name == k) {
-                    all.push((k.clone(), v.clone()));
-                }
-            }
-            let mut pairs = Vec::new();
-            for (k, v) in &all {
-                if args[2..]
-                    .iter()
-                    .any(|p| glob_match(&p.to_ascii_lowercase(), k.as_bytes(), true))
-                {
-                    pairs.push((Frame::bulk(k.clone()), Frame::bulk(v.clone())));
-                }
-            }
-            Frame::Map(pairs)
-        }
-        b"set" if args.len() >= 4 && args.len().is_multiple_of(2) => {
-            let fixed = builtin_params(sh);
-            let mut params = sh.config_params.lock();
-            for pair in args[2..].chunks_exact(2) {
-                let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
-                if let Some(applied) = apply_live_param(sh, &name, &pair[1]) {
-                    if let Err(reply) = applied {
-                        return reply;
-                    }
-                    continue;
-                }
-                if fixed.iter().any(|(k, _)| *k == name) && name != "save" && name != "appendonly" {
-                    return Frame::error(format!(
-                        "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set \
-                         immutable config"
-                    ));
-                }
-                params.insert(name, String::from_utf8_lossy(&pair[1]).into_owned());
-            }
-            Frame::ok()
-        }
-        b"resetstat" if args.len() == 2 => {
-            sh.stats.commands.store(0, Ordering::Relaxed);
-            sh.stats.connections.store(0, Ordering::Relaxed);
-            sh.stats.rejected_connections.store(0, Ordering::Relaxed);
-            sh.command_stats.reset();
-            sh.pubsub.disconnections.store(0, Ordering::Relaxed);
-            Frame::ok()
-        }
-        b"rewrite" if args.len() == 2 => Frame::error(
-            "ERR The server is running without a config file (strata's configuration is strata.toml)",
-        ),
-        b"get" | b"set" | b"resetstat" | b"rewrite" => Frame::error(format!(
-            "ERR wrong number of arguments for 'config|{}' command",
-            String::from_utf8_lossy(&sub)
-        )),
-        _ => super::unknown_subcommand(&args[1], "config"),
-    }
-}
-
 pub fn time(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -433,102 +326,6 @@ pub fn save(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 pub fn lastsave(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
     Frame::Integer(sh.stats.last_save_unix.load(Ordering::Relaxed) as i64)
-}
-
-/// `client-output-buffer-limit` as CONFIG GET shows it (only the pub/sub class is enforced).
-fn output_buffer_limits(sh: &Shared) -> String {
-    let l = &sh.pubsub.limits;
-    format!(
-        "normal 0 0 0 slave 268435456 67108864 60 pubsub {} {} {}",
-        l.hard.load(Ordering::Relaxed),
-        l.soft.load(Ordering::Relaxed),
-        l.soft_seconds.load(Ordering::Relaxed)
-    )
-}
-
-/// Redis's memory sizes: `1k` = 1000, `1kb` = 1024, likewise m/mb, g/gb; a bare number is bytes.
-fn parse_memory(s: &str) -> Option<u64> {
-    let lower = s.to_ascii_lowercase();
-    let split = lower
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
-    let (digits, unit) = lower.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let mul = match unit {
-        "" | "b" => 1,
-        "k" => 1_000,
-        "kb" => 1_024,
-        "m" => 1_000_000,
-        "mb" => 1 << 20,
-        "g" => 1_000_000_000,
-        "gb" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mul)
-}
-
-/// Parameters CONFIG SET changes the running service with; `None` for any other name.
-fn apply_live_param(sh: &Shared, name: &str, value: &[u8]) -> Option<Result<(), Frame>> {
-    let text = String::from_utf8_lossy(value);
-    let invalid = |reason: &str| {
-        Frame::error(format!(
-            "ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}"
-        ))
-    };
-    Some(match name {
-        "slowlog-log-slower-than" => match text.parse::<i64>() {
-            Ok(v) => {
-                sh.slowlog.slower_than_us.store(v, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(_) => Err(invalid("argument couldn't be parsed into an integer")),
-        },
-        "slowlog-max-len" => match text.parse::<i64>() {
-            Ok(v) if v >= 0 => {
-                sh.slowlog.set_max_len(v as u64);
-                Ok(())
-            }
-            Ok(_) => Err(invalid(
-                "argument must be between 0 and 9223372036854775807 inclusive",
-            )),
-            Err(_) => Err(invalid("argument couldn't be parsed into an integer")),
-        },
-        "client-output-buffer-limit" => {
-            let words: Vec<&str> = text.split_whitespace().collect();
-            if words.is_empty() || !words.len().is_multiple_of(4) {
-                return Some(Err(invalid(
-                    "Wrong number of arguments in buffer limit configuration.",
-                )));
-            }
-            let mut pubsub = None;
-            for w in words.chunks_exact(4) {
-                let class = w[0].to_ascii_lowercase();
-                if !matches!(class.as_str(), "normal" | "slave" | "replica" | "pubsub") {
-                    return Some(Err(invalid(
-                        "Invalid client class specified in buffer limit configuration.",
-                    )));
-                }
-                let (Some(hard), Some(soft), Ok(secs)) =
-                    (parse_memory(w[1]), parse_memory(w[2]), w[3].parse::<u64>())
-                else {
-                    return Some(Err(invalid(
-                        "Error in hard, soft or soft_seconds setting in buffer limit configuration.",
-                    )));
-                };
-                if class == "pubsub" {
-                    pubsub = Some((hard, soft, secs));
-                }
-            }
-            if let Some((hard, soft, secs)) = pubsub {
-                let l = &sh.pubsub.limits;
-                l.hard.store(hard, Ordering::Relaxed);
-                l.soft.store(soft, Ordering::Relaxed);
-                l.soft_seconds.store(secs, Ordering::Relaxed);
-            }
-            Ok(())
-        }
-        _ => return None,
-    })
 }
 
 /// SLOWLOG GET [count] | LEN | RESET | HELP.

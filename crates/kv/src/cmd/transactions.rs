@@ -69,17 +69,18 @@ pub fn watch(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         return Frame::error("ERR WATCH inside MULTI is not allowed");
     }
     for key in &args[1..] {
-        if s.watched.iter().any(|(db, k, _)| *db == s.db && k == key) {
+        if s.watched.iter().any(|(db, k, ..)| *db == s.db && k == key) {
             continue;
         }
         let writes = sh.keyspace.watch(s.db, key);
-        s.watched.push((s.db, key.clone(), writes));
+        let exists = matches!(sh.keyspace.get(s.db, key), Ok(Some(_)));
+        s.watched.push((s.db, key.clone(), writes, exists));
     }
     Frame::ok()
 }
 
 pub fn unwatch(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
-    for (db, key, _) in s.watched.drain(..) {
+    for (db, key, ..) in s.watched.drain(..) {
         sh.keyspace.unwatch(db, &key);
     }
     Frame::ok()
@@ -99,10 +100,10 @@ pub fn exec(s: &mut Session, sh: &Shared) -> Frame {
         return Frame::error("EXECABORT Transaction discarded because of previous errors.");
     }
     let _exclusive = sh.exec_lock.write();
-    let changed = s
-        .watched
-        .iter()
-        .any(|(db, key, writes)| sh.keyspace.watch_writes(*db, key) != *writes);
+    let changed = s.watched.iter().any(|(db, key, writes, existed)| {
+        sh.keyspace.watch_writes(*db, key) != *writes
+            || (*existed && !matches!(sh.keyspace.get(*db, key), Ok(Some(_))))
+    });
     if changed {
         s.end_transaction(&sh.keyspace);
         return Frame::NullArray;
