@@ -110,6 +110,10 @@ async fn serve_client(
             let buffered = conn.input.len();
             match parser.parse(&mut conn.input) {
                 Ok(Some(args)) => {
+                    // A killed client runs nothing more, even what it had already sent.
+                    if conn.kill.is_cancelled() {
+                        return Err(Closed);
+                    }
                     // Like Redis's `qbuf`: what is buffered, this command included, while it runs.
                     session.handle.qbuf.store(buffered, Ordering::Relaxed);
                     if shared.pause.maybe_active() {
@@ -161,6 +165,8 @@ async fn serve_client(
             conn.input.reserve(READ_CHUNK_BYTES);
         }
         let read = tokio::select! {
+            // Polled in this order, so a kill is seen before anything else that is ready.
+            biased;
             () = conn.kill.cancelled() => return Err(Closed),
             // A connection idle between commands closes at shutdown; one mid-command finishes it first.
             () = shutdown.cancelled(), if !parser.is_mid_request() => return Ok(()),

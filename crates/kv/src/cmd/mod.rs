@@ -411,11 +411,22 @@ pub fn storage_error(e: crate::keyspace::KvError) -> Frame {
 
 /// Parses an integer argument as Redis does, or returns its error reply.
 pub fn parse_i64(arg: &[u8]) -> Result<i64, Frame> {
-    std::str::from_utf8(arg)
-        .ok()
-        .filter(|s| !s.is_empty() && !s.starts_with('+') && s.trim() == *s)
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| Frame::error("ERR value is not an integer or out of range"))
+    string_to_i64(arg).ok_or_else(|| Frame::error("ERR value is not an integer or out of range"))
+}
+
+/// Redis's `string2ll`: an optional `-` and decimal digits with no leading zero (`"0"` alone is fine;
+/// `"010"`, `"-0"`, `"+1"`, `" 1"` and the empty string are not integers), within `i64`.
+pub fn string_to_i64(arg: &[u8]) -> Option<i64> {
+    let digits = arg.strip_prefix(b"-").unwrap_or(arg);
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => digits.len() == arg.len(),
+        [first, rest @ ..] => (b'1'..=b'9').contains(first) && rest.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(arg).ok()?.parse::<i64>().ok()
 }
 
 #[cfg(test)]
@@ -427,6 +438,34 @@ mod tests {
         assert!(commands().windows(2).all(|w| w[0].name < w[1].name));
         assert_eq!(lookup(b"PiNg").map(|s| s.name), Some("ping"));
         assert!(lookup(b"nope").is_none());
+    }
+
+    #[test]
+    fn integers_follow_redis_string2ll() {
+        for ok in [
+            "0",
+            "1",
+            "-1",
+            "10",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
+            assert!(string_to_i64(ok.as_bytes()).is_some(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-",
+            "-0",
+            "010",
+            "+1",
+            " 1",
+            "1 ",
+            "1.0",
+            "9223372036854775808",
+            "0x1",
+        ] {
+            assert!(string_to_i64(bad.as_bytes()).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -143,7 +143,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             let s = sh.keyspace.storage().stats();
             line(out, "loading", &0);
             line(out, "async_loading", &0);
-            line(out, "rdb_changes_since_last_save", &0);
+            line(out, "rdb_changes_since_last_save", &sh.keyspace.dirty());
             line(out, "rdb_bgsave_in_progress", &0);
             line(
                 out,
