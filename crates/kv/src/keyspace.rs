@@ -817,6 +817,55 @@ impl Keyspace {
         Ok(self.tree(db).get(&k)?)
     }
 
+    /// Reads several elements of a collection at once, all at one point in time; the values come in the
+    /// order of `elements`.
+    pub fn get_elements<E: AsRef<[u8]>>(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        elements: &[E],
+    ) -> Result<Vec<Option<Bytes>>, KvError> {
+        if let [one] = elements {
+            return Ok(vec![self.get_element(db, key, version, one.as_ref())?]);
+        }
+        let prefix = sub_prefix(key, version);
+        let keys: Vec<Vec<u8>> = elements
+            .iter()
+            .map(|e| {
+                let mut k = Vec::with_capacity(prefix.len() + e.as_ref().len());
+                k.extend_from_slice(&prefix);
+                k.extend_from_slice(e.as_ref());
+                k
+            })
+            .collect();
+        Ok(self.tree(db).multi_get(&keys)?)
+    }
+
+    /// The values of a collection's elements with element keys in `[start, end)`, in order, at most
+    /// `limit` (LRANGE: the element keys themselves are not needed).
+    pub fn element_values(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Bytes>, KvError> {
+        let prefix = sub_prefix(key, version);
+        let mut lo = Vec::with_capacity(prefix.len() + start.len());
+        lo.extend_from_slice(&prefix);
+        lo.extend_from_slice(start);
+        let mut hi = prefix;
+        hi.extend_from_slice(end);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in self.tree(db).range(lo..hi).take(limit) {
+            out.push(item?.1);
+        }
+        Ok(out)
+    }
+
     /// Every (element, value) of a collection, in element order.
     pub fn elements(
         &self,

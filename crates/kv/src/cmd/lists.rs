@@ -174,6 +174,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 const INITIAL_HEAD: u64 = 1 << 63;
 /// Pops of at most this many items delete them one by one rather than with a range tombstone.
 const POINT_DELETE_MAX: u64 = 16;
+/// Reads of at most this many items are point reads rather than a range scan.
+const POINT_READ_MAX: u64 = 4;
 
 #[derive(Debug, Clone, Copy)]
 struct ListHeader {
@@ -293,10 +295,20 @@ fn items(
     if from >= to {
         return Ok(Vec::new());
     }
+    // A few items are cheaper as point reads (bloom filters, no merging iterator) than as a range.
+    if to - from <= POINT_READ_MAX {
+        let keys: Vec<[u8; 8]> = (from..to).map(|p| index_key(h.head + p)).collect();
+        return Ok(sh
+            .keyspace
+            .get_elements(db, key, h.version, &keys)
+            .map_err(storage_error)?
+            .into_iter()
+            .flatten()
+            .collect());
+    }
     let (lo, hi) = (index_key(h.head + from), index_key(h.head + to));
-    Ok(sh
-        .keyspace
-        .element_range(
+    sh.keyspace
+        .element_values(
             db,
             key,
             h.version,
@@ -304,10 +316,7 @@ fn items(
             &hi,
             usize::try_from(to - from).unwrap_or(usize::MAX),
         )
-        .map_err(storage_error)?
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect())
+        .map_err(storage_error)
 }
 
 /// Redis's start/stop normalisation for LRANGE and LTRIM: returns `[from, to)` positions, possibly empty.
