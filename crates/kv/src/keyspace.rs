@@ -843,8 +843,10 @@ impl Keyspace {
     }
 
     /// The values of a collection's elements with element keys in `[start, end)`, in order, at most
-    /// `limit` (LRANGE: the element keys themselves are not needed).
-    pub fn element_values(
+    /// `limit`, each passed through `map` (LRANGE: the element keys themselves are not needed, and the
+    /// values go straight into reply frames).
+    #[allow(clippy::too_many_arguments)]
+    pub fn element_values<T>(
         &self,
         db: usize,
         key: &[u8],
@@ -852,7 +854,8 @@ impl Keyspace {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<Bytes>, KvError> {
+        mut map: impl FnMut(Bytes) -> T,
+    ) -> Result<Vec<T>, KvError> {
         let prefix = sub_prefix(key, version);
         let mut lo = Vec::with_capacity(prefix.len() + start.len());
         lo.extend_from_slice(&prefix);
@@ -861,7 +864,7 @@ impl Keyspace {
         hi.extend_from_slice(end);
         let mut out = Vec::with_capacity(limit.min(1024));
         for item in self.tree(db).range(lo..hi).take(limit) {
-            out.push(item?.1);
+            out.push(map(item?.1));
         }
         Ok(out)
     }

@@ -292,6 +292,19 @@ fn items(
     from: u64,
     to: u64,
 ) -> Result<Vec<Bytes>, Frame> {
+    items_as(sh, db, key, h, from, to, |v| v)
+}
+
+/// [`items`], each passed through `map`.
+fn items_as<T>(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+    h: ListHeader,
+    from: u64,
+    to: u64,
+    map: impl FnMut(Bytes) -> T,
+) -> Result<Vec<T>, Frame> {
     if from >= to {
         return Ok(Vec::new());
     }
@@ -304,6 +317,7 @@ fn items(
             .map_err(storage_error)?
             .into_iter()
             .flatten()
+            .map(map)
             .collect());
     }
     let (lo, hi) = (index_key(h.head + from), index_key(h.head + to));
@@ -315,6 +329,7 @@ fn items(
             &lo,
             &hi,
             usize::try_from(to - from).unwrap_or(usize::MAX),
+            map,
         )
         .map_err(storage_error)
 }
@@ -458,8 +473,8 @@ pub fn lrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Err(r) => return r,
     };
     let (from, to) = normalise(start, stop, list.h.size);
-    match items(sh, s.db, &args[1], list.h, from, to) {
-        Ok(v) => Frame::Array(v.into_iter().map(Frame::Bulk).collect()),
+    match items_as(sh, s.db, &args[1], list.h, from, to, Frame::Bulk) {
+        Ok(v) => Frame::Array(v),
         Err(r) => r,
     }
 }
