@@ -21,6 +21,7 @@
 //! `kvdbmap`) rather than any data.
 
 pub mod expire;
+mod plain;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -218,6 +219,47 @@ pub struct Keyspace {
     /// Changes since the start, counted as Redis's `server.dirty` (INFO's `rdb_changes_since_last_save`):
     /// one per key a write changes, plus what commands changing several elements add ([`Keyspace::add_dirty`]).
     dirty: AtomicU64,
+    /// Keys that surely hold no collection and no TTL, so overwriting them needs no read first.
+    plain: Arc<plain::PlainFilter>,
+    /// The thread building `plain`; joined on drop, as it holds the storage open.
+    plain_builder: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Keyspace {
+    fn drop(&mut self) {
+        self.plain.stop();
+        if let Some(t) = self.plain_builder.get_mut().take()
+            && t.join().is_err()
+        {
+            tracing::error!("the plain-key filter scan panicked");
+        }
+    }
+}
+
+/// Fills `filter` from the metadata records of `trees` (tree `i` of the keyspace is `trees[i]`), then
+/// declares it ready; gives up (leaving it not ready, so writers keep reading) on an error or a stop.
+fn build_plain_filter(trees: &[Tree], filter: &plain::PlainFilter) {
+    for (t, tree) in trees.iter().enumerate() {
+        for item in tree.prefix(&[META_PREFIX]) {
+            if filter.stopping() {
+                return;
+            }
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => {
+                    tracing::warn!("building the plain-key filter: {e}; overwrites keep reading");
+                    return;
+                }
+            };
+            let special = v.first().is_none_or(|&b| b != Kind::String as u8)
+                || v.get(1..HEADER_BYTES)
+                    .is_none_or(|at| at.iter().any(|&b| b != 0));
+            if special {
+                filter.mark(t, &k[1..]);
+            }
+        }
+    }
+    filter.set_ready();
 }
 
 #[derive(Debug, Default)]
@@ -362,9 +404,24 @@ impl Keyspace {
                 (0..databases).collect()
             }),
         };
+        let plain = Arc::new(plain::PlainFilter::default());
+        let plain_builder = {
+            let (trees, plain) = (trees.clone(), plain.clone());
+            std::thread::Builder::new()
+                .name("kv-plain-filter".into())
+                .spawn(move || build_plain_filter(&trees, &plain))
+                .map_err(|e| {
+                    tracing::warn!(
+                        "cannot start the plain-key filter scan: {e}; overwrites keep reading"
+                    );
+                })
+                .ok()
+        };
         Ok(Keyspace {
             db,
             trees,
+            plain,
+            plain_builder: Mutex::new(plain_builder),
             clock,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             next_version,
@@ -471,8 +528,29 @@ impl Keyspace {
     }
 
     fn tree(&self, db: usize) -> &Tree {
-        let slot = &self.map[db.min(self.map.len() - 1)];
-        &self.trees[slot.load(Ordering::Acquire)]
+        &self.trees[self.tree_index(db)]
+    }
+
+    fn tree_index(&self, db: usize) -> usize {
+        self.map[db.min(self.map.len() - 1)].load(Ordering::Acquire)
+    }
+
+    /// Notes that `entry` is about to be stored at `key`: marks it in the plain-key filter if it is a
+    /// collection or has a TTL. Returns whether the record it replaces is surely at most a string without
+    /// TTL (or missing), so it needs no read to be cleaned up after. The caller holds the key's stripe.
+    fn note_write(&self, db: usize, key: &[u8], entry: &Entry) -> bool {
+        let t = self.tree_index(db);
+        if entry.kind != Kind::String || entry.expire_at_ms != 0 {
+            self.plain.mark(t, key)
+        } else {
+            self.plain.surely_plain(t, key)
+        }
+    }
+
+    /// Whether the plain-key filter has been built (tests wait for it).
+    #[doc(hidden)]
+    pub fn plain_filter_ready(&self) -> bool {
+        self.plain.is_ready()
     }
 
     fn stripe(db: usize, key: &[u8]) -> usize {
@@ -519,7 +597,11 @@ impl Keyspace {
         self.changed(db, key);
         let tree = self.tree(db);
         let mkey = meta_key(key);
-        let (old_at, old_prefix) = self.old_record(db, key)?;
+        let (old_at, old_prefix) = if self.note_write(db, key, entry) {
+            (0, None)
+        } else {
+            self.old_record(db, key)?
+        };
         // Rewriting a collection's own metadata (EXPIRE, PERSIST) keeps its elements.
         let same_collection = |prefix: &Vec<u8>| {
             entry.kind != Kind::String
@@ -543,7 +625,16 @@ impl Keyspace {
     /// The deadline (0 if none or missing) and the element prefix (if a collection) of the record, live or
     /// expired, stored at `key`.
     fn old_record(&self, db: usize, key: &[u8]) -> Result<(u64, Option<Vec<u8>>), KvError> {
-        let Some(raw) = self.tree(db).get(&meta_key(key))? else {
+        self.decode_old(key, self.tree(db).get(&meta_key(key))?)
+    }
+
+    /// [`Keyspace::old_record`] of an already read record.
+    fn decode_old(
+        &self,
+        key: &[u8],
+        raw: Option<Bytes>,
+    ) -> Result<(u64, Option<Vec<u8>>), KvError> {
+        let Some(raw) = raw else {
             return Ok((0, None));
         };
         let entry = Entry::decode(raw)?;
@@ -560,14 +651,33 @@ impl Keyspace {
             self.changed(db, key);
         }
         let tree = self.tree(db);
+        // The records that may need cleaning up after, read in one go.
+        let unknown: Vec<Vec<u8>> = entries
+            .iter()
+            .filter(|(key, entry)| !self.note_write(db, key, entry))
+            .map(|(key, _)| meta_key(key))
+            .collect();
+        let mut olds = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            tree.multi_get(&unknown)?
+        }
+        .into_iter();
+        let mut unknown = unknown.iter();
         let mut batch = WriteBatch::new();
         for (key, entry) in entries {
-            let (old_at, old_prefix) = self.old_record(db, key)?;
+            let mkey = meta_key(key);
+            let (old_at, old_prefix) = if unknown.as_slice().first() == Some(&mkey) {
+                unknown.next();
+                self.decode_old(key, olds.next().flatten())?
+            } else {
+                (0, None)
+            };
             if let Some(prefix) = old_prefix {
                 batch.delete_range(tree, &prefix, &prefix_end(&prefix));
             }
             reindex(&mut batch, tree, key, old_at, entry.expire_at_ms);
-            batch.put(tree, &meta_key(key), &entry.encode());
+            batch.put(tree, &mkey, &entry.encode());
         }
         self.db.write(&batch)?;
         Ok(())
@@ -639,6 +749,7 @@ impl Keyspace {
                 payload: payload.freeze(),
             }
         };
+        self.note_write(dst, to, &moved);
         reindex(&mut batch, dst_tree, to, 0, moved.expire_at_ms);
         batch.put(dst_tree, &meta_key(to), &moved.encode());
         self.db.write(&batch)?;
@@ -712,6 +823,58 @@ impl Keyspace {
         Ok(self.tree(db).get(&k)?)
     }
 
+    /// Reads several elements of a collection at once, all at one point in time; the values come in the
+    /// order of `elements`.
+    pub fn get_elements<E: AsRef<[u8]>>(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        elements: &[E],
+    ) -> Result<Vec<Option<Bytes>>, KvError> {
+        if let [one] = elements {
+            return Ok(vec![self.get_element(db, key, version, one.as_ref())?]);
+        }
+        let prefix = sub_prefix(key, version);
+        let keys: Vec<Vec<u8>> = elements
+            .iter()
+            .map(|e| {
+                let mut k = Vec::with_capacity(prefix.len() + e.as_ref().len());
+                k.extend_from_slice(&prefix);
+                k.extend_from_slice(e.as_ref());
+                k
+            })
+            .collect();
+        Ok(self.tree(db).multi_get(&keys)?)
+    }
+
+    /// The values of a collection's elements with element keys in `[start, end)`, in order, at most
+    /// `limit`, each passed through `map` (LRANGE: the element keys themselves are not needed, and the
+    /// values go straight into reply frames).
+    #[allow(clippy::too_many_arguments)]
+    pub fn element_values<T>(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        mut map: impl FnMut(Bytes) -> T,
+    ) -> Result<Vec<T>, KvError> {
+        let prefix = sub_prefix(key, version);
+        let mut lo = Vec::with_capacity(prefix.len() + start.len());
+        lo.extend_from_slice(&prefix);
+        lo.extend_from_slice(start);
+        let mut hi = prefix;
+        hi.extend_from_slice(end);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in self.tree(db).range(lo..hi).take(limit) {
+            out.push(map(item?.1));
+        }
+        Ok(out)
+    }
+
     /// Every (element, value) of a collection, in element order.
     pub fn elements(
         &self,
@@ -766,6 +929,7 @@ impl Keyspace {
             reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
             batch.delete_range(tree, &prefix, &prefix_end(&prefix));
         } else {
+            self.note_write(db, key, entry);
             batch.put(tree, &meta_key(key), &entry.encode());
         }
         self.db.write(&batch)?;
@@ -831,6 +995,7 @@ impl Keyspace {
                 expire_at_ms: entry.expire_at_ms,
                 payload: header.to_payload(),
             };
+            self.note_write(db, key, &updated);
             batch.put(tree, &meta_key(key), &updated.encode());
         }
         self.db.write(&batch)?;
@@ -1107,6 +1272,7 @@ impl Keyspace {
                 k.extend_from_slice(element);
                 batch.put(tree, &k, value);
             }
+            self.note_write(db, key, entry);
             reindex(&mut batch, tree, key, 0, entry.expire_at_ms);
             batch.put(tree, &meta_key(key), &entry.encode());
         }
@@ -1144,5 +1310,118 @@ impl Keyspace {
             out.push((k.slice(prefix.len()..), v));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> Keyspace {
+        let db = Db::open(dir, strata_storage::Options::default()).expect("open storage");
+        let ks = Keyspace::open(db, 2, Arc::new(SystemClock)).expect("open keyspace");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !ks.plain_filter_ready() {
+            assert!(std::time::Instant::now() < deadline, "filter never ready");
+            std::thread::yield_now();
+        }
+        ks
+    }
+
+    fn set_collection(ks: &Keyspace, db: usize, key: &[u8]) -> u64 {
+        let header = CollectionHeader {
+            version: ks.new_version(),
+            size: 2,
+        };
+        let entry = Entry {
+            kind: Kind::Set,
+            expire_at_ms: 0,
+            payload: header.to_payload(),
+        };
+        ks.write_collection(db, key, &entry, header, &[(b"a", b""), (b"b", b"")], &[])
+            .expect("write collection");
+        header.version
+    }
+
+    fn ttl(value: &'static [u8], at: u64) -> Entry {
+        Entry {
+            kind: Kind::String,
+            expire_at_ms: at,
+            payload: Bytes::from_static(value),
+        }
+    }
+
+    fn index_entries(ks: &Keyspace, db: usize) -> usize {
+        ks.tree(db).prefix(&[EXPIRE_PREFIX]).count()
+    }
+
+    /// Overwrites drop what the old record owned whether or not the filter lets them skip the read.
+    fn check_overwrites(ks: &Keyspace) {
+        let far = ks.now_ms() + 3_600_000;
+        let v = set_collection(ks, 0, b"coll");
+        ks.put(0, b"coll", &Entry::string(Bytes::from_static(b"x")))
+            .expect("put");
+        assert!(ks.elements(0, b"coll", v).expect("elements").is_empty());
+        ks.put(0, b"ttl", &ttl(b"x", far)).expect("put");
+        assert_eq!(index_entries(ks, 0), 1);
+        ks.put(0, b"ttl", &Entry::string(Bytes::from_static(b"y")))
+            .expect("put");
+        assert_eq!(index_entries(ks, 0), 0);
+        // MSET over a collection, a TTL key and fresh keys.
+        let v = set_collection(ks, 1, b"c");
+        ks.put(1, b"t", &ttl(b"x", far)).expect("put");
+        let s = |b: &'static [u8]| Entry::string(Bytes::from_static(b));
+        ks.put_many(
+            1,
+            &[
+                (b"new1", s(b"1")),
+                (b"c", s(b"2")),
+                (b"new2", s(b"3")),
+                (b"t", s(b"4")),
+                (b"c", s(b"5")),
+            ],
+        )
+        .expect("put_many");
+        assert!(ks.elements(1, b"c", v).expect("elements").is_empty());
+        assert_eq!(index_entries(ks, 1), 0);
+        assert_eq!(
+            ks.get(1, b"c").expect("get").map(|e| e.payload),
+            Some(Bytes::from_static(b"5"))
+        );
+        assert_eq!(ks.count(1).expect("count"), (4, 0));
+        // A fresh key given a TTL by SET ... EX gets its index entry.
+        ks.put(1, b"fresh", &ttl(b"x", far)).expect("put");
+        assert_eq!(index_entries(ks, 1), 1);
+    }
+
+    #[test]
+    fn overwrites_clean_up_with_a_ready_filter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        check_overwrites(&open(dir.path()));
+    }
+
+    #[test]
+    fn overwrites_clean_up_records_stored_before_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let far = SystemClock.now_ms() + 3_600_000;
+        let version = {
+            let ks = open(dir.path());
+            ks.put(0, b"ttl", &ttl(b"x", far)).expect("put");
+            set_collection(&ks, 0, b"coll")
+        };
+        let ks = open(dir.path());
+        assert_eq!(index_entries(&ks, 0), 1);
+        ks.put(0, b"coll", &Entry::string(Bytes::from_static(b"x")))
+            .expect("put");
+        ks.put(0, b"ttl", &Entry::string(Bytes::from_static(b"x")))
+            .expect("put");
+        assert!(
+            ks.elements(0, b"coll", version)
+                .expect("elements")
+                .is_empty()
+        );
+        assert_eq!(index_entries(&ks, 0), 0);
+        drop(ks);
+        check_overwrites(&open(tempfile::tempdir().expect("tempdir").path()));
     }
 }

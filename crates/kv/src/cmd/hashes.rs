@@ -181,9 +181,50 @@ pub(crate) fn field(
     h: CollectionHeader,
     f: &[u8],
 ) -> Result<Option<Bytes>, Frame> {
+    if h.size == 0 {
+        // A collection being created: nothing stored yet.
+        return Ok(None);
+    }
     sh.keyspace
         .get_element(db, key, h.version, f)
         .map_err(storage_error)
+}
+
+/// Several elements of a collection, read at once (in the order of `fs`).
+pub(crate) fn fields<F: AsRef<[u8]>>(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+    h: CollectionHeader,
+    fs: &[F],
+) -> Result<Vec<Option<Bytes>>, Frame> {
+    if h.size == 0 {
+        return Ok(vec![None; fs.len()]);
+    }
+    sh.keyspace
+        .get_elements(db, key, h.version, fs)
+        .map_err(storage_error)
+}
+
+/// The distinct elements of `all`, in order of first appearance.
+pub(crate) fn distinct<'a>(all: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for e in all {
+        // A linear check is cheaper for the usual handful of elements.
+        let new = if out.len() < 16 {
+            !out.contains(&e)
+        } else {
+            if seen.is_empty() {
+                seen.extend(out.iter().copied());
+            }
+            seen.insert(e)
+        };
+        if new {
+            out.push(e);
+        }
+    }
+    out
 }
 
 pub(crate) fn commit(
@@ -210,16 +251,25 @@ pub fn hset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let _guard = sh.keyspace.lock(s.db, key);
     let result = (|| {
         let (entry, mut header) = load_for_write(sh, s.db, key)?;
-        let mut puts: Vec<(&[u8], &[u8])> = Vec::with_capacity((args.len() - 2) / 2);
-        let mut added = 0;
-        for pair in args[2..].chunks_exact(2) {
-            let already_set = puts.iter().any(|(f, _)| *f == &pair[0][..]);
-            if !already_set && field(sh, s.db, key, header, &pair[0])?.is_none() {
-                added += 1;
-            }
-            puts.retain(|(f, _)| *f != &pair[0][..]);
-            puts.push((&pair[0], &pair[1]));
-        }
+        let pairs = &args[2..];
+        let names = distinct(pairs.chunks_exact(2).map(|p| &p[0][..]));
+        let added = fields(sh, s.db, key, header, &names)?
+            .iter()
+            .filter(|v| v.is_none())
+            .count() as u64;
+        // The last value given for a field wins.
+        let puts: Vec<(&[u8], &[u8])> = if names.len() == pairs.len() / 2 {
+            pairs
+                .chunks_exact(2)
+                .map(|p| (&p[0][..], &p[1][..]))
+                .collect()
+        } else {
+            let last: std::collections::HashMap<&[u8], &[u8]> = pairs
+                .chunks_exact(2)
+                .map(|p| (&p[0][..], &p[1][..]))
+                .collect();
+            names.iter().map(|f| (*f, last[f])).collect()
+        };
         header.size += added;
         commit(sh, s.db, key, &entry, header, &puts, &[])?;
         // Redis counts every field given as a change.
@@ -261,16 +311,14 @@ pub fn hget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 pub fn hmget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     match load(sh, s.db, &args[1]) {
-        Ok(Some((_, h))) => {
-            let mut out = Vec::with_capacity(args.len() - 2);
-            for f in &args[2..] {
-                match field(sh, s.db, &args[1], h, f) {
-                    Ok(v) => out.push(v.map_or(Frame::Null, Frame::Bulk)),
-                    Err(r) => return r,
-                }
-            }
-            Frame::Array(out)
-        }
+        Ok(Some((_, h))) => match fields(sh, s.db, &args[1], h, &args[2..]) {
+            Ok(vs) => Frame::Array(
+                vs.into_iter()
+                    .map(|v| v.map_or(Frame::Null, Frame::Bulk))
+                    .collect(),
+            ),
+            Err(r) => r,
+        },
         Ok(None) => Frame::Array(vec![Frame::Null; args.len() - 2]),
         Err(r) => r,
     }
@@ -294,12 +342,13 @@ pub(crate) fn remove_elements(
         let Some((entry, mut header)) = load_kind(sh, s.db, key, kind)? else {
             return Ok(0);
         };
-        let mut deletes: Vec<&[u8]> = Vec::new();
-        for e in elements {
-            if !deletes.contains(&&e[..]) && field(sh, s.db, key, header, e)?.is_some() {
-                deletes.push(e);
-            }
-        }
+        let candidates = distinct(elements.iter().map(|e| &e[..]));
+        let found = fields(sh, s.db, key, header, &candidates)?;
+        let deletes: Vec<&[u8]> = candidates
+            .into_iter()
+            .zip(found)
+            .filter_map(|(e, v)| v.map(|_| e))
+            .collect();
         if deletes.is_empty() {
             return Ok(0);
         }

@@ -174,6 +174,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 const INITIAL_HEAD: u64 = 1 << 63;
 /// Pops of at most this many items delete them one by one rather than with a range tombstone.
 const POINT_DELETE_MAX: u64 = 16;
+/// Reads of at most this many items are point reads rather than a range scan.
+const POINT_READ_MAX: u64 = 4;
 
 #[derive(Debug, Clone, Copy)]
 struct ListHeader {
@@ -290,24 +292,46 @@ fn items(
     from: u64,
     to: u64,
 ) -> Result<Vec<Bytes>, Frame> {
+    items_as(sh, db, key, h, from, to, |v| v)
+}
+
+/// [`items`], each passed through `map`.
+fn items_as<T>(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+    h: ListHeader,
+    from: u64,
+    to: u64,
+    map: impl FnMut(Bytes) -> T,
+) -> Result<Vec<T>, Frame> {
     if from >= to {
         return Ok(Vec::new());
     }
+    // A few items are cheaper as point reads (bloom filters, no merging iterator) than as a range.
+    if to - from <= POINT_READ_MAX {
+        let keys: Vec<[u8; 8]> = (from..to).map(|p| index_key(h.head + p)).collect();
+        return Ok(sh
+            .keyspace
+            .get_elements(db, key, h.version, &keys)
+            .map_err(storage_error)?
+            .into_iter()
+            .flatten()
+            .map(map)
+            .collect());
+    }
     let (lo, hi) = (index_key(h.head + from), index_key(h.head + to));
-    Ok(sh
-        .keyspace
-        .element_range(
+    sh.keyspace
+        .element_values(
             db,
             key,
             h.version,
             &lo,
             &hi,
             usize::try_from(to - from).unwrap_or(usize::MAX),
+            map,
         )
-        .map_err(storage_error)?
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect())
+        .map_err(storage_error)
 }
 
 /// Redis's start/stop normalisation for LRANGE and LTRIM: returns `[from, to)` positions, possibly empty.
@@ -449,8 +473,8 @@ pub fn lrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Err(r) => return r,
     };
     let (from, to) = normalise(start, stop, list.h.size);
-    match items(sh, s.db, &args[1], list.h, from, to) {
-        Ok(v) => Frame::Array(v.into_iter().map(Frame::Bulk).collect()),
+    match items_as(sh, s.db, &args[1], list.h, from, to, Frame::Bulk) {
+        Ok(v) => Frame::Array(v),
         Err(r) => r,
     }
 }

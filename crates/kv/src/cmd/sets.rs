@@ -6,7 +6,7 @@ use bytes::Bytes;
 use strata_resp::Frame;
 
 use super::CommandSpec;
-use super::hashes::{Rng, commit, field, load_kind, load_kind_for_write};
+use super::hashes::{Rng, commit, distinct, field, fields, load_kind, load_kind_for_write};
 use super::{parse_i64, storage_error};
 use crate::keyspace::Kind;
 use crate::{Session, Shared};
@@ -153,13 +153,14 @@ pub fn sadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let _guard = sh.keyspace.lock(s.db, key);
     let result = (|| {
         let (entry, mut header) = load_kind_for_write(sh, s.db, key, Kind::Set)?;
-        let mut puts: Vec<(&[u8], &[u8])> = Vec::new();
-        for m in &args[2..] {
-            if !puts.iter().any(|(p, _)| *p == &m[..]) && field(sh, s.db, key, header, m)?.is_none()
-            {
-                puts.push((m, b""));
-            }
-        }
+        let members = distinct(args[2..].iter().map(|m| &m[..]));
+        let found = fields(sh, s.db, key, header, &members)?;
+        let puts: Vec<(&[u8], &[u8])> = members
+            .into_iter()
+            .zip(found)
+            .filter(|(_, v)| v.is_none())
+            .map(|(m, _)| (m, &b""[..]))
+            .collect();
         if puts.is_empty() {
             return Ok(0);
         }
@@ -188,16 +189,14 @@ pub fn sismember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 pub fn smismember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     match load_kind(sh, s.db, &args[1], Kind::Set) {
-        Ok(Some((_, h))) => {
-            let mut out = Vec::with_capacity(args.len() - 2);
-            for m in &args[2..] {
-                match field(sh, s.db, &args[1], h, m) {
-                    Ok(v) => out.push(Frame::Integer(i64::from(v.is_some()))),
-                    Err(r) => return r,
-                }
-            }
-            Frame::Array(out)
-        }
+        Ok(Some((_, h))) => match fields(sh, s.db, &args[1], h, &args[2..]) {
+            Ok(vs) => Frame::Array(
+                vs.into_iter()
+                    .map(|v| Frame::Integer(i64::from(v.is_some())))
+                    .collect(),
+            ),
+            Err(r) => r,
+        },
         Ok(None) => Frame::Array(vec![Frame::Integer(0); args.len() - 2]),
         Err(r) => r,
     }

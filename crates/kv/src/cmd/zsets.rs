@@ -844,6 +844,41 @@ struct Pending {
 }
 
 impl Pending {
+    /// Reads the scores of several members at once (one consistent multi-get instead of a point read
+    /// each); [`Pending::current`] then finds them here.
+    fn prefetch<'a>(
+        &mut self,
+        sh: &Shared,
+        db: usize,
+        key: &[u8],
+        version: Option<u64>,
+        members: impl Iterator<Item = &'a Bytes>,
+    ) -> Result<(), Frame> {
+        let Some(version) = version else {
+            return Ok(());
+        };
+        let mut unique: Vec<&Bytes> = Vec::new();
+        for m in members {
+            if !self.states.contains_key(m) && !unique.contains(&m) {
+                unique.push(m);
+            }
+        }
+        if unique.len() < 2 {
+            return Ok(());
+        }
+        let keys: Vec<Vec<u8>> = unique.iter().map(|m| member_key(m)).collect();
+        let scores = sh
+            .keyspace
+            .get_elements(db, key, version, &keys)
+            .map_err(storage_error)?;
+        for (m, v) in unique.into_iter().zip(scores) {
+            let old = v.map(|v| decode_score(&v)).transpose()?;
+            self.order.push(m.clone());
+            self.states.insert(m.clone(), (old, old));
+        }
+        Ok(())
+    }
+
     fn current(
         &mut self,
         sh: &Shared,
@@ -953,6 +988,9 @@ fn add_generic(s: &Session, sh: &Shared, key: &[u8], f: AddFlags, pairs: &[(f64,
         let version = existing.as_ref().map(|(_, h)| h.version);
         let (entry, header) = existing.unwrap_or_else(|| fresh(sh));
         let mut pending = Pending::default();
+        if pairs.len() <= 64 {
+            pending.prefetch(sh, s.db, key, version, pairs.iter().map(|(_, m)| m))?;
+        }
         let (mut added, mut updated) = (0i64, 0i64);
         let mut last = None;
         for (score, member) in pairs {
@@ -1041,6 +1079,9 @@ pub fn zrem(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             return Ok(0);
         };
         let mut pending = Pending::default();
+        if args.len() <= 66 {
+            pending.prefetch(sh, s.db, key, Some(header.version), args[2..].iter())?;
+        }
         let mut removed = 0;
         for m in &args[2..] {
             if pending

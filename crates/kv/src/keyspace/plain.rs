@@ -1,0 +1,116 @@
+//! Which keys surely hold nothing but a plain string: lets a blind overwrite (SET, MSET) skip reading the
+//! record it replaces.
+//!
+//! Overwriting a key must drop what the old record owned: a collection's elements (one range tombstone)
+//! and an expiry index entry. Knowing whether there is anything to drop takes a point read of the old
+//! record, which costs as much as the write itself. This filter answers "the old record is at most a
+//! string without TTL" without that read: one bit per hash of `(tree, key)`, set for every key that was
+//! ever given a collection or a TTL. A clear bit proves the key never had one (since the filter was
+//! built); a set bit (a real special record, a former one, or a hash collision) sends the writer to the
+//! exact path with the read. Bits are never cleared, so the filter only ever errs on the safe side.
+//!
+//! A restart starts with an empty filter marked *not ready*, so every overwrite reads; a background thread
+//! then scans the metadata records once, sets the bits of the special ones, and declares the filter
+//! ready. Writers set bits themselves from the start, so the keys that become special during the scan
+//! are covered too. Setting a bit happens before the record is written and both happen under the key's
+//! lock stripe, as does the check, so a check never misses a record written before it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Bits in the filter: 8 Mi bits = 1 MiB. With `k` special keys the chance that a plain key must read
+/// anyway is about `k / 8Mi`.
+const BITS: usize = 1 << 23;
+
+/// The filter; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct PlainFilter {
+    words: Box<[AtomicU64]>,
+    ready: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Default for PlainFilter {
+    fn default() -> Self {
+        PlainFilter {
+            words: (0..BITS / 64).map(|_| AtomicU64::new(0)).collect(),
+            ready: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        }
+    }
+}
+
+fn slot(tree: usize, key: &[u8]) -> (usize, u64) {
+    // FNV-1a with a final mix, so keys differing only at the end spread over the whole table.
+    let mut h: u64 = 0x6c62_272e_07bb_0142 ^ (tree as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for &b in key {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 29;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 32;
+    let bit = (h as usize) & (BITS - 1);
+    (bit / 64, 1 << (bit % 64))
+}
+
+impl PlainFilter {
+    /// Whether `key` of `tree` surely holds no collection and no TTL (nor anything at all).
+    pub(crate) fn surely_plain(&self, tree: usize, key: &[u8]) -> bool {
+        if !self.ready.load(Ordering::Acquire) {
+            return false;
+        }
+        let (word, mask) = slot(tree, key);
+        self.words[word].load(Ordering::Relaxed) & mask == 0
+    }
+
+    /// Notes that `key` of `tree` is about to hold a collection or a TTL. Returns whether it surely held
+    /// neither before (as [`PlainFilter::surely_plain`] would have said).
+    pub(crate) fn mark(&self, tree: usize, key: &[u8]) -> bool {
+        let ready = self.ready.load(Ordering::Acquire);
+        let (word, mask) = slot(tree, key);
+        let w = &self.words[word];
+        if w.load(Ordering::Relaxed) & mask != 0 {
+            return false;
+        }
+        let before = w.fetch_or(mask, Ordering::Relaxed);
+        ready && before & mask == 0
+    }
+
+    /// Declares the filter complete: every special record stored before the scan has its bit.
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether the filter has been built.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Asks a running scan to give up (the keyspace is closing).
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the scan should give up.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_plain_only_when_ready_and_unmarked() {
+        let f = PlainFilter::default();
+        assert!(!f.surely_plain(0, b"a"), "not ready yet");
+        assert!(!f.mark(0, b"a"), "not ready: unknown before");
+        f.set_ready();
+        assert!(!f.surely_plain(0, b"a"));
+        assert!(f.surely_plain(0, b"b"));
+        assert!(f.surely_plain(1, b"a") || slot(1, b"a") == slot(0, b"a"));
+        assert!(f.mark(0, b"b") || slot(0, b"b") == slot(0, b"a"));
+        assert!(!f.mark(0, b"b"));
+        assert!(!f.surely_plain(0, b"b"));
+    }
+}
