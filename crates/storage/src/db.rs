@@ -29,7 +29,7 @@ use crate::error::{IoContext, Result, StorageError};
 use crate::fs::FileSystem;
 use crate::log::{Log, LogInner};
 use crate::manifest::{self, Edit, ManifestState, ManifestWriter};
-use crate::memtable::{KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE, MemTable, tree_key};
+use crate::memtable::{KIND_DELETE, KIND_PUT, MemTable, tree_key};
 use crate::options::{FsyncPolicy, Options};
 use crate::snapshot::Snapshot;
 use crate::stats::{Stats, StatsSnapshot};
@@ -1227,11 +1227,8 @@ impl DbInner {
     /// Point lookup of `key` in `tree` as of `read_seqno`.
     pub(crate) fn get(&self, tree: u32, key: &[u8], read_seqno: u64) -> Result<Option<Bytes>> {
         Stats::add(&self.stats.gets, 1);
-        let mut lk = Vec::with_capacity(4 + key.len() + 8);
-        tree_key(&mut lk, tree, key);
-        crate::memtable::encode_internal(&mut lk, &[], read_seqno, KIND_RANGE_DELETE);
-        let lookup = crate::memtable::MemKey::new(&lk);
-        let ukey = &lk[..lk.len() - 8];
+        let lookup = crate::memtable::LookupKey::new(tree, key, read_seqno);
+        let ukey = lookup.user_key();
         let mems = self.mems.read().clone();
         let mut max_rt = 0u64;
         let mut found = None;
