@@ -29,7 +29,7 @@ use crate::error::{IoContext, Result, StorageError};
 use crate::fs::FileSystem;
 use crate::log::{Log, LogInner};
 use crate::manifest::{self, Edit, ManifestState, ManifestWriter};
-use crate::memtable::{KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE, MemTable, tree_key};
+use crate::memtable::{KIND_DELETE, KIND_PUT, MemTable, tree_key};
 use crate::options::{FsyncPolicy, Options};
 use crate::snapshot::Snapshot;
 use crate::stats::{Stats, StatsSnapshot};
@@ -68,6 +68,9 @@ struct CommitQueue {
     wakers: Vec<(u64, Waker)>,
     /// Set when the database closes.
     shutdown: bool,
+    /// Whether a batch enqueued since the last group was taken must reach the WAL file before it is
+    /// acknowledged (every batch but a deferred one, see [`Db::write_deferred`]).
+    immediate: bool,
 }
 
 enum FutureState {
@@ -138,6 +141,25 @@ pub struct CommitInfo {
     pub log_offsets: Vec<u64>,
 }
 
+impl CommitInfo {
+    /// The ticket to pass to [`Db::sync_to`] before acknowledging a deferred write.
+    pub fn wal_ticket(&self) -> WalTicket {
+        WalTicket(self.seqno)
+    }
+}
+
+/// A deferred write's place in the WAL (see [`Db::write_deferred`]). Tickets are ordered: syncing to the
+/// largest of several covers them all, so a server can keep the maximum over one event-loop iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct WalTicket(u64);
+
+impl WalTicket {
+    /// The seqno of the write's last operation.
+    pub fn seqno(self) -> u64 {
+        self.0
+    }
+}
+
 pub(crate) struct BgState {
     pub(crate) shutdown: bool,
     /// Bumped whenever a flush or compaction finishes (stalled writers wait on it).
@@ -159,6 +181,9 @@ pub(crate) struct DbInner {
     /// cost it a context switch.
     async_cv: Condvar,
     wal: Mutex<WalWriter>,
+    /// Mirror of the WAL writer's `written_seqno`, so [`Db::sync_to`] returns without the WAL lock when its
+    /// bytes were already written.
+    wal_written_seqno: AtomicU64,
     pub(crate) visible_seqno: AtomicU64,
     pub(crate) mems: RwLock<Arc<MemSet>>,
     pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
@@ -206,8 +231,15 @@ impl Drop for BgGuard {
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
-        if self.inner.opts.fsync != FsyncPolicy::No && !self.inner.is_poisoned() {
-            let _ = self.inner.wal.lock().sync();
+        if !self.inner.is_poisoned() {
+            // A clean close writes the deferred frames (a crash would lose them, as it may under
+            // `everysec` or `no` before an acknowledgement).
+            let mut w = self.inner.wal.lock();
+            let _ = if self.inner.opts.fsync == FsyncPolicy::No {
+                w.write_deferred()
+            } else {
+                w.sync()
+            };
         }
     }
 }
@@ -332,7 +364,8 @@ impl Db {
         let manifest_id = next_file_id + 1;
         next_file_id += 2;
         state.next_file_id = next_file_id;
-        let wal = WalWriter::create(fs.as_ref(), &dir, wal_id)?;
+        let mut wal = WalWriter::create(fs.as_ref(), &dir, wal_id)?;
+        wal.written_seqno = next_seqno - 1;
         let manifest = ManifestWriter::create(fs.clone(), &dir, manifest_id, state.clone())?;
         // Remove WAL segments older than the manifest's boundary (already flushed).
         for id in &wal_ids {
@@ -386,11 +419,13 @@ impl Db {
                 async_pending: 0,
                 wakers: Vec::new(),
                 shutdown: false,
+                immediate: false,
             }),
             commit_cv: Condvar::new(),
             fill_cv: Condvar::new(),
             async_cv: Condvar::new(),
             wal: Mutex::new(wal),
+            wal_written_seqno: AtomicU64::new(next_seqno - 1),
             visible_seqno: AtomicU64::new(next_seqno - 1),
             mems: RwLock::new(Arc::new(MemSet {
                 active: mem,
@@ -529,8 +564,54 @@ impl Db {
         v
     }
 
-    /// Commits `batch` atomically. Under `fsync = always` it is durable when this returns.
+    /// Commits `batch` atomically. Under `fsync = always` it is durable when this returns; under
+    /// `everysec` and `no` its bytes were handed to the operating system (they survive a process crash).
     pub fn write(&self, batch: &WriteBatch) -> Result<CommitInfo> {
+        self.write_mode(batch, false)
+    }
+
+    /// Commits `batch` atomically and makes it visible to readers, but under `fsync = everysec | no`
+    /// leaves its WAL bytes in an in-memory buffer shared by all writers instead of writing them now.
+    ///
+    /// **Before acknowledging the write to anyone, call [`Db::sync_to`] with its
+    /// [`CommitInfo::wal_ticket`]** (or with any later ticket): only then does it survive a process crash.
+    /// This is Redis's AOF discipline: a server applies the commands of one event-loop iteration, then
+    /// writes everyone's WAL bytes with a single `write(2)` before sending the replies. A crash before that
+    /// write loses the deferred batches (whole batches only: recovery never shows half of one), even though
+    /// readers could already see them. Any immediate write (e.g. [`Db::write`]) carries the buffered bytes
+    /// before its own, so the WAL stays in seqno order; the buffer is also written when it exceeds 1 MiB,
+    /// when the WAL segment rotates, by the `everysec` syncer, by [`Db::sync_wal`] and on a clean close.
+    ///
+    /// Under `fsync = always` this is [`Db::write`]: durable when it returns, and `sync_to` is free.
+    pub fn write_deferred(&self, batch: &WriteBatch) -> Result<CommitInfo> {
+        self.write_mode(batch, self.inner.opts.fsync != FsyncPolicy::Always)
+    }
+
+    /// Writes the buffered WAL bytes of deferred writes up to `ticket` (and everyone else's buffered bytes,
+    /// in one write call) unless they were already written. Cheap when there is nothing to do.
+    pub fn sync_to(&self, ticket: WalTicket) -> Result<()> {
+        if self.inner.wal_written_seqno.load(Ordering::Acquire) >= ticket.0 {
+            return Ok(());
+        }
+        self.flush_wal_buffer()
+    }
+
+    /// Writes every buffered WAL byte of deferred writes now (one write call).
+    pub fn flush_wal_buffer(&self) -> Result<()> {
+        self.inner.check_poison()?;
+        let mut w = self.inner.wal.lock();
+        let r = w.write_deferred();
+        self.inner
+            .wal_written_seqno
+            .store(w.written_seqno, Ordering::Release);
+        drop(w);
+        if let Err(e) = &r {
+            self.inner.poison(e);
+        }
+        r
+    }
+
+    fn write_mode(&self, batch: &WriteBatch, deferred: bool) -> Result<CommitInfo> {
         for op in batch.ops() {
             match op? {
                 crate::batch::BatchOp::Put { key, value, .. } => {
@@ -571,10 +652,14 @@ impl Db {
                     });
                 }
             }
-            info.seqno = self.inner.commit(batch, Some(&mut info.log_offsets))?;
+            info.seqno = self
+                .inner
+                .commit(batch, Some(&mut info.log_offsets), deferred)?;
             return Ok(info);
         }
-        info.seqno = self.inner.commit(batch, Some(&mut info.log_offsets))?;
+        info.seqno = self
+            .inner
+            .commit(batch, Some(&mut info.log_offsets), deferred)?;
         Ok(info)
     }
 
@@ -595,10 +680,16 @@ impl Db {
         self.inner.visible_seqno.load(Ordering::Acquire)
     }
 
-    /// Fsyncs the WAL now (useful under `everysec`/`no` before a planned shutdown).
+    /// Writes any deferred WAL bytes and fsyncs the WAL now (useful under `everysec`/`no` before a planned
+    /// shutdown).
     pub fn sync_wal(&self) -> Result<()> {
         self.inner.check_poison()?;
-        let r = self.inner.wal.lock().sync();
+        let mut w = self.inner.wal.lock();
+        let r = w.sync();
+        self.inner
+            .wal_written_seqno
+            .store(w.written_seqno, Ordering::Release);
+        drop(w);
         if let Err(e) = &r {
             self.inner.poison(e);
         }
@@ -784,12 +875,21 @@ impl DbInner {
     }
 
     /// The commit path (see the module docs). Returns the seqno of the batch's last op.
-    pub(crate) fn commit(&self, batch: &WriteBatch, offsets: Option<&mut Vec<u64>>) -> Result<u64> {
+    /// A `deferred` batch may leave its WAL bytes buffered (see [`Db::write_deferred`]).
+    pub(crate) fn commit(
+        &self,
+        batch: &WriteBatch,
+        offsets: Option<&mut Vec<u64>>,
+        deferred: bool,
+    ) -> Result<u64> {
         if batch.is_empty() {
             return Ok(self.visible_seqno.load(Ordering::Acquire));
         }
         let mut q = self.commit.lock();
         let (ticket, last_seqno) = self.enqueue(&mut q, batch, offsets)?;
+        if !deferred {
+            q.immediate = true;
+        }
         loop {
             if let Some(r) = self.ticket_result(&q, ticket) {
                 return r.map(|_| last_seqno);
@@ -820,6 +920,7 @@ impl DbInner {
         let state = match self.enqueue(&mut q, batch, Some(&mut offsets)) {
             Ok((ticket, seqno)) => {
                 q.async_pending += 1;
+                q.immediate = true;
                 FutureState::Waiting {
                     ticket,
                     info: Some(CommitInfo {
@@ -935,7 +1036,8 @@ impl DbInner {
         q.last_group_batches = end_ticket - first_ticket;
         q.taken_ticket = end_ticket;
         let group_last = q.next_seqno - 1;
-        let res = MutexGuard::unlocked(q, || self.lead(&mut buf, group_last));
+        let write_now = std::mem::take(&mut q.immediate) || self.opts.fsync == FsyncPolicy::Always;
+        let res = MutexGuard::unlocked(q, || self.lead(&mut buf, group_last, write_now));
         buf.clear();
         q.spare = buf;
         q.completed_ticket = end_ticket;
@@ -980,8 +1082,9 @@ impl DbInner {
         }
     }
 
-    /// The leader's work for one group: room, WAL write (+fsync), apply, publish.
-    fn lead(&self, buf: &mut [u8], last_seqno: u64) -> Result<()> {
+    /// The leader's work for one group: room, WAL write (+fsync) or deferral (`write_now` false), apply,
+    /// publish.
+    fn lead(&self, buf: &mut [u8], last_seqno: u64, write_now: bool) -> Result<()> {
         self.check_poison()?;
         self.make_room()?;
         wal::finish_frame(buf, 0);
@@ -990,14 +1093,20 @@ impl DbInner {
         let first_seqno = u64::from_le_bytes(first);
         {
             let mut w = self.wal.lock();
-            let r = w.append(buf).and_then(|_| {
-                if self.opts.fsync == FsyncPolicy::Always {
-                    Stats::add(&self.stats.wal_syncs, 1);
-                    w.sync()
-                } else {
-                    Ok(())
-                }
-            });
+            let r = if write_now {
+                w.append(buf, last_seqno).and_then(|_| {
+                    if self.opts.fsync == FsyncPolicy::Always {
+                        Stats::add(&self.stats.wal_syncs, 1);
+                        w.sync()
+                    } else {
+                        Ok(())
+                    }
+                })
+            } else {
+                w.defer(buf, last_seqno)
+            };
+            self.wal_written_seqno
+                .store(w.written_seqno, Ordering::Release);
             if let Err(e) = r {
                 self.poison(&e);
                 return Err(e);
@@ -1075,7 +1184,9 @@ impl DbInner {
         let mut w = self.wal.lock();
         let r = w
             .sync()
-            .and_then(|_| WalWriter::create(self.fs.as_ref(), &self.dir, id));
+            .and_then(|_| w.successor(self.fs.as_ref(), &self.dir, id));
+        self.wal_written_seqno
+            .store(w.written_seqno, Ordering::Release);
         match r {
             Ok(new) => *w = new,
             Err(e) => {
@@ -1143,7 +1254,17 @@ impl DbInner {
             if bg.shutdown || self.is_poisoned() {
                 break;
             }
-            let file = self.wal.lock().file();
+            let file = {
+                let mut w = self.wal.lock();
+                let r = w.write_deferred();
+                self.wal_written_seqno
+                    .store(w.written_seqno, Ordering::Release);
+                if let Err(e) = r {
+                    self.poison(&e);
+                    break;
+                }
+                w.file()
+            };
             let r = MutexGuard::unlocked(&mut bg, || {
                 Stats::add(&self.stats.wal_syncs, 1);
                 file.sync_data()
@@ -1227,11 +1348,8 @@ impl DbInner {
     /// Point lookup of `key` in `tree` as of `read_seqno`.
     pub(crate) fn get(&self, tree: u32, key: &[u8], read_seqno: u64) -> Result<Option<Bytes>> {
         Stats::add(&self.stats.gets, 1);
-        let mut lk = Vec::with_capacity(4 + key.len() + 8);
-        tree_key(&mut lk, tree, key);
-        crate::memtable::encode_internal(&mut lk, &[], read_seqno, KIND_RANGE_DELETE);
-        let lookup = crate::memtable::MemKey::new(&lk);
-        let ukey = &lk[..lk.len() - 8];
+        let lookup = crate::memtable::LookupKey::new(tree, key, read_seqno);
+        let ukey = lookup.user_key();
         let mems = self.mems.read().clone();
         let mut max_rt = 0u64;
         let mut found = None;

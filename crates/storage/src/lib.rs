@@ -71,7 +71,7 @@ pub mod version;
 pub mod wal;
 
 pub use batch::WriteBatch;
-pub use db::{CommitFuture, CommitInfo, Db};
+pub use db::{CommitFuture, CommitInfo, Db, WalTicket};
 pub use db_iter::DbIter;
 pub use error::{Result, StorageError};
 pub use log::Log;

@@ -77,18 +77,50 @@ impl Tree {
     }
 
     fn write_one(&self, f: impl FnOnce(&mut WriteBatch)) -> Result<u64> {
+        self.write_one_mode(f, false)
+    }
+
+    fn write_one_mode(&self, f: impl FnOnce(&mut WriteBatch), deferred: bool) -> Result<u64> {
         SCRATCH_BATCH.with(|b| match b.try_borrow_mut() {
             Ok(mut b) => {
                 b.clear();
                 f(&mut b);
-                self.db.inner.commit(&b, None)
+                self.db.inner.commit(&b, None, deferred)
             }
             Err(_) => {
                 let mut b = WriteBatch::new();
                 f(&mut b);
-                self.db.inner.commit(&b, None)
+                self.db.inner.commit(&b, None, deferred)
             }
         })
+    }
+
+    fn deferred(&self) -> bool {
+        self.db.inner.opts.fsync != crate::FsyncPolicy::Always
+    }
+
+    /// Like [`Tree::put`], but the WAL write may be deferred: call [`Db::sync_to`] with the returned
+    /// ticket before acknowledging (see [`Db::write_deferred`]).
+    pub fn put_deferred(&self, key: &[u8], value: &[u8]) -> Result<crate::WalTicket> {
+        self.check_key(key)?;
+        self.check_value(value)?;
+        let seqno = self.write_one_mode(|b| b.put_raw(self.id, key, value), self.deferred())?;
+        Ok(crate::CommitInfo {
+            seqno,
+            log_offsets: Vec::new(),
+        }
+        .wal_ticket())
+    }
+
+    /// Like [`Tree::delete`], with the WAL write deferred as in [`Tree::put_deferred`].
+    pub fn delete_deferred(&self, key: &[u8]) -> Result<crate::WalTicket> {
+        self.check_key(key)?;
+        let seqno = self.write_one_mode(|b| b.delete_raw(self.id, key), self.deferred())?;
+        Ok(crate::CommitInfo {
+            seqno,
+            log_offsets: Vec::new(),
+        }
+        .wal_ticket())
     }
 
     /// The latest committed value of `key`.

@@ -60,15 +60,28 @@ pub fn finish_frame(out: &mut [u8], start: usize) {
     out[start..start + 4].copy_from_slice(&header_crc.to_le_bytes());
 }
 
-/// An open WAL segment being appended to.
+/// Deferred frames buffered beyond this many bytes are written out at once, bounding what a crash can
+/// lose when nobody calls [`crate::Db::sync_to`] (e.g. under `fsync = no`).
+pub const MAX_DEFERRED_BYTES: usize = 1 << 20;
+
+/// An open WAL segment being appended to, with a buffer of *deferred* frames (see
+/// [`crate::Db::write_deferred`]): frames already applied to the memtable whose bytes are not yet handed
+/// to the operating system. Frames reach the file in seqno order: an immediate append writes the buffered
+/// frames first, in the same write call.
 pub struct WalWriter {
     /// Segment id.
     pub id: u64,
     /// Path of the segment.
     pub path: PathBuf,
     file: Arc<dyn WritableFile>,
-    /// Bytes in the segment.
+    /// Bytes in the segment (written, not counting the deferred buffer).
     pub len_bytes: u64,
+    /// Deferred frames, in seqno order.
+    pending: Vec<u8>,
+    /// Last seqno of the deferred frames.
+    pending_last_seqno: u64,
+    /// Every seqno up to this one is written to the file (or was recovered from it).
+    pub written_seqno: u64,
 }
 
 impl WalWriter {
@@ -85,20 +98,72 @@ impl WalWriter {
             path,
             file,
             len_bytes: 0,
+            pending: Vec::new(),
+            pending_last_seqno: 0,
+            written_seqno: 0,
         })
     }
 
-    /// Appends encoded frames.
-    pub fn append(&mut self, frames: &[u8]) -> Result<()> {
-        self.file
-            .append(frames)
-            .ctx(|| format!("write WAL segment {}", self.path.display()))?;
-        self.len_bytes += frames.len() as u64;
+    /// A new segment continuing this one: the caller wrote the deferred buffer out first.
+    pub fn successor(&self, fs: &dyn FileSystem, dir: &Path, id: u64) -> Result<Self> {
+        let mut w = Self::create(fs, dir, id)?;
+        w.written_seqno = self.written_seqno;
+        Ok(w)
+    }
+
+    /// Appends encoded frames whose last seqno is `last_seqno`, preceded by any deferred frames, in one
+    /// write call.
+    pub fn append(&mut self, frames: &[u8], last_seqno: u64) -> Result<()> {
+        if self.pending.is_empty() {
+            self.write(frames)?;
+        } else {
+            self.pending.extend_from_slice(frames);
+            let pending = std::mem::take(&mut self.pending);
+            let r = self.write(&pending);
+            self.pending = pending;
+            self.pending.clear();
+            r?;
+        }
+        self.written_seqno = last_seqno;
         Ok(())
     }
 
-    /// Fsyncs the segment.
-    pub fn sync(&self) -> Result<()> {
+    /// Buffers encoded frames whose last seqno is `last_seqno` without writing them (unless the buffer
+    /// outgrew [`MAX_DEFERRED_BYTES`]).
+    pub fn defer(&mut self, frames: &[u8], last_seqno: u64) -> Result<()> {
+        self.pending.extend_from_slice(frames);
+        self.pending_last_seqno = last_seqno;
+        if self.pending.len() >= MAX_DEFERRED_BYTES {
+            self.write_deferred()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the deferred frames (one write call; nothing if there are none).
+    pub fn write_deferred(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let r = self.write(&pending);
+        self.pending = pending;
+        self.pending.clear();
+        r?;
+        self.written_seqno = self.pending_last_seqno;
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .append(bytes)
+            .ctx(|| format!("write WAL segment {}", self.path.display()))?;
+        self.len_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the deferred frames and fsyncs the segment.
+    pub fn sync(&mut self) -> Result<()> {
+        self.write_deferred()?;
         self.file
             .sync_data()
             .ctx(|| format!("fsync WAL segment {}", self.path.display()))
