@@ -37,6 +37,8 @@ struct Conn {
     /// Bytes of pub/sub messages in `output`, subtracted from the client's `omem` once written.
     message_bytes: usize,
     kill: CancellationToken,
+    /// The storage engine, whose buffered WAL bytes are written before any reply goes out.
+    storage: strata_storage::Db,
 }
 
 /// Why the connection ends.
@@ -48,6 +50,13 @@ impl Conn {
     async fn flush(&mut self, session: &Session) -> Result<(), Closed> {
         if self.output.is_empty() {
             return Ok(());
+        }
+        // Writes are applied with deferred WAL bytes (`Db::write_deferred`); like Redis writing its AOF
+        // buffer before replying, they reach the OS before any reply acknowledges them, so a crash of the
+        // process loses nothing acknowledged. One write(2) carries every command of the pipeline.
+        if let Err(e) = self.storage.flush_wal_buffer() {
+            tracing::error!(error = %e, "writing the WAL failed; closing the connection unacknowledged");
+            return Err(Closed);
         }
         tokio::select! {
             () = self.kill.cancelled() => return Err(Closed),
@@ -91,6 +100,7 @@ pub async fn run(
         messages,
         message_bytes: 0,
         kill: session.handle.kill.clone(),
+        storage: shared.keyspace.storage().clone(),
     };
     let _ = serve_client(&mut conn, &mut session, &shared, &shutdown).await;
     session.end_transaction(&shared.keyspace);

@@ -610,7 +610,8 @@ impl Keyspace {
         };
         let old_prefix = old_prefix.filter(|p| !same_collection(p));
         if old_prefix.is_none() && old_at == entry.expire_at_ms {
-            return Ok(tree.put(&mkey, &entry.encode())?);
+            tree.put_deferred(&mkey, &entry.encode())?;
+            return Ok(());
         }
         let mut batch = WriteBatch::new();
         if let Some(prefix) = old_prefix {
@@ -618,7 +619,7 @@ impl Keyspace {
         }
         reindex(&mut batch, tree, key, old_at, entry.expire_at_ms);
         batch.put(tree, &mkey, &entry.encode());
-        self.db.write(&batch)?;
+        self.db.write_deferred(&batch)?;
         Ok(())
     }
 
@@ -679,7 +680,7 @@ impl Keyspace {
             reindex(&mut batch, tree, key, old_at, entry.expire_at_ms);
             batch.put(tree, &mkey, &entry.encode());
         }
-        self.db.write(&batch)?;
+        self.db.write_deferred(&batch)?;
         Ok(())
     }
 
@@ -752,7 +753,7 @@ impl Keyspace {
         self.note_write(dst, to, &moved);
         reindex(&mut batch, dst_tree, to, 0, moved.expire_at_ms);
         batch.put(dst_tree, &meta_key(to), &moved.encode());
-        self.db.write(&batch)?;
+        self.db.write_deferred(&batch)?;
         Ok(())
     }
 
@@ -783,7 +784,7 @@ impl Keyspace {
             let prefix = sub_prefix(key, CollectionHeader::from_payload(&entry.payload)?.version);
             batch.delete_range(tree, &prefix, &prefix_end(&prefix));
         }
-        self.db.write(&batch)?;
+        self.db.write_deferred(&batch)?;
         Ok(live)
     }
 
@@ -932,7 +933,7 @@ impl Keyspace {
             self.note_write(db, key, entry);
             batch.put(tree, &meta_key(key), &entry.encode());
         }
-        self.db.write(&batch)?;
+        self.db.write_deferred(&batch)?;
         Ok(())
     }
 
@@ -998,7 +999,7 @@ impl Keyspace {
             self.note_write(db, key, &updated);
             batch.put(tree, &meta_key(key), &updated.encode());
         }
-        self.db.write(&batch)?;
+        self.db.write_deferred(&batch)?;
         Ok(())
     }
 
@@ -1017,7 +1018,7 @@ impl Keyspace {
         for tree in &self.trees {
             batch.clear_tree(tree);
         }
-        self.db.write(&batch)?;
+        self.db.write_deferred(&batch)?;
         Ok(())
     }
 
@@ -1276,7 +1277,7 @@ impl Keyspace {
             reindex(&mut batch, tree, key, 0, entry.expire_at_ms);
             batch.put(tree, &meta_key(key), &entry.encode());
         }
-        self.db.write(&batch)?;
+        self.db.write_deferred(&batch)?;
         Ok(())
     }
 

@@ -304,6 +304,11 @@ fn expiry_follows_the_injected_clock() {
     clock.advance_ms(4_999);
     let v: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
     assert_eq!(v.as_deref(), Some("v"));
+    // At the deadline itself the key is still alive (Redis expires once now > deadline)...
+    clock.advance_ms(1);
+    let v: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(v.as_deref(), Some("v"));
+    // ...and gone a millisecond later.
     clock.advance_ms(1);
     let v: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
     assert_eq!(v, None);
