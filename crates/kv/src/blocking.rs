@@ -70,6 +70,8 @@ impl Waiter {
 pub struct Blocking {
     queues: Mutex<HashMap<Bytes, VecDeque<Arc<Waiter>>>>,
     waiters: AtomicUsize,
+    /// Clients marked blocked (see [`Blocking::blocked_clients`]).
+    blocked: AtomicUsize,
 }
 
 impl Blocking {
@@ -132,9 +134,20 @@ impl Blocking {
         self.waiters.load(Ordering::SeqCst) > 0
     }
 
-    /// Number of blocked clients.
+    /// Number of blocked clients (INFO's `blocked_clients`): clients marked blocked and not yet
+    /// unblocked, which `CLIENT UNBLOCK` changes at once.
     pub fn blocked_clients(&self) -> usize {
-        self.waiters.load(Ordering::Relaxed)
+        self.blocked.load(Ordering::SeqCst)
+    }
+
+    /// A client was marked blocked.
+    pub fn note_blocked(&self) {
+        self.blocked.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A client's blocked mark was cleared.
+    pub fn note_unblocked(&self) {
+        self.blocked.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Number of keys some client waits on.

@@ -191,8 +191,10 @@ impl ClientHandle {
     }
 
     /// Asks a blocked client to stop waiting; false if it is not blocked.
+    /// Like Redis, the client is no longer blocked once this returns true: a second request (or INFO's
+    /// `blocked_clients`) sees it unblocked even before its connection has woken up.
     pub fn request_unblock(&self, mode: UnblockMode) -> bool {
-        if !self.has_flag(flag::BLOCKED) {
+        if !self.clear_blocked() {
             return false;
         }
         self.unblock.store(
@@ -204,6 +206,17 @@ impl ClientHandle {
         );
         self.unblock_notify.notify_one();
         true
+    }
+
+    /// Marks the client blocked.
+    pub fn set_blocked(&self) {
+        self.flags.fetch_or(flag::BLOCKED, Ordering::SeqCst);
+    }
+
+    /// Clears the blocked mark; true if this call cleared it (exactly one of the connection ending its
+    /// wait and `CLIENT UNBLOCK` does).
+    pub fn clear_blocked(&self) -> bool {
+        self.flags.fetch_and(!flag::BLOCKED, Ordering::SeqCst) & flag::BLOCKED != 0
     }
 
     /// Takes a pending unblock request.

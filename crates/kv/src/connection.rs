@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::blocking::BlockRequest;
-use crate::clients::{UnblockMode, flag};
+use crate::clients::UnblockMode;
 use crate::cmd;
 use crate::pubsub::Message;
 use crate::{Session, Shared};
@@ -233,7 +233,8 @@ async fn wait_blocked(
         .blocking
         .register(session.id, session.db, &request.keys);
     handle.take_unblock();
-    handle.set_flag(flag::BLOCKED, true);
+    handle.set_blocked();
+    shared.blocking.note_blocked();
     let deadline = async {
         match request.deadline {
             Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -281,7 +282,9 @@ async fn wait_blocked(
         }
     };
     shared.blocking.remove(&waiter);
-    handle.set_flag(flag::BLOCKED, false);
+    if handle.clear_blocked() {
+        shared.blocking.note_unblocked();
+    }
     let (reply, served) = outcome?;
     if served {
         // What it popped or pushed may let the next waiter of those keys proceed.

@@ -365,6 +365,9 @@ fn unblock(sh: &Shared, args: &[Bytes]) -> Frame {
         .ok()
         .and_then(|id| sh.clients.get(id))
         .is_some_and(|c| c.request_unblock(mode));
+    if done {
+        sh.blocking.note_unblocked();
+    }
     Frame::Integer(i64::from(done))
 }
 
