@@ -505,16 +505,35 @@ impl Keyspace {
         }
     }
 
-    /// Records a write to every watched key of `db` (or of every database).
-    fn touched_all(&self, db: Option<usize>) {
+    /// Records a write to every watched key of `db` (or of every database) for which `affected(db, key)`
+    /// holds. As in Redis, emptying or swapping a database only touches watched keys that exist there, so a
+    /// WATCH of a missing key survives a FLUSHALL. A storage error counts as affected.
+    fn touched_all(&self, db: Option<usize>, affected: impl Fn(usize, &[u8]) -> bool) {
         if self.watching.load(Ordering::Acquire) == 0 {
             return;
         }
-        for ((d, _), slot) in self.watched.lock().iter_mut() {
-            if db.is_none_or(|db| db == *d) {
+        let candidates: Vec<(usize, Bytes)> = self
+            .watched
+            .lock()
+            .keys()
+            .filter(|(d, _)| db.is_none_or(|db| db == *d))
+            .cloned()
+            .collect();
+        let hit: Vec<(usize, Bytes)> = candidates
+            .into_iter()
+            .filter(|(d, k)| affected(*d, k))
+            .collect();
+        let mut watched = self.watched.lock();
+        for k in hit {
+            if let Some(slot) = watched.get_mut(&k) {
                 slot.writes += 1;
             }
         }
+    }
+
+    /// Whether `key` holds a live value in `db` (a storage error answers true, the safe side for WATCH).
+    fn exists_or_unknown(&self, db: usize, key: &[u8]) -> bool {
+        !matches!(self.get(db, key), Ok(None))
     }
 
     /// The storage engine underneath.
@@ -1005,14 +1024,14 @@ impl Keyspace {
 
     /// Removes every key of one database.
     pub fn flush_db(&self, db: usize) -> Result<(), KvError> {
-        self.touched_all(Some(db));
+        self.touched_all(Some(db), |d, k| self.exists_or_unknown(d, k));
         self.dirty.fetch_add(1, Ordering::Relaxed);
         Ok(self.tree(db).clear()?)
     }
 
     /// Removes every key of every database, atomically.
     pub fn flush_all(&self) -> Result<(), KvError> {
-        self.touched_all(None);
+        self.touched_all(None, |d, k| self.exists_or_unknown(d, k));
         self.dirty.fetch_add(1, Ordering::Relaxed);
         let mut batch = WriteBatch::new();
         for tree in &self.trees {
@@ -1113,8 +1132,11 @@ impl Keyspace {
         self.map_tree.put(MAP_KEY, &raw)?;
         self.map[a].store(map[a], Ordering::Release);
         self.map[b].store(map[b], Ordering::Release);
-        self.touched_all(Some(a));
-        self.touched_all(Some(b));
+        // A watched key is affected if it exists on either side of the swap.
+        let either =
+            |_: usize, k: &[u8]| self.exists_or_unknown(a, k) || self.exists_or_unknown(b, k);
+        self.touched_all(Some(a), either);
+        self.touched_all(Some(b), either);
         Ok(())
     }
 

@@ -96,6 +96,7 @@ fn swapdb_touches_watched_keys_of_both_databases() {
             &mut c,
             &[
                 (&["SELECT", db], "+OK"),
+                (&["SET", "k", "v"], "+OK"),
                 (&["WATCH", "k"], "+OK"),
                 (&["MULTI"], "+OK"),
                 (&["PING"], "+QUEUED"),
@@ -104,6 +105,18 @@ fn swapdb_touches_watched_keys_of_both_databases() {
         table(&mut other, &[(&["SWAPDB", "0", "1"], "+OK")]);
         table(&mut c, &[(&["EXEC"], "nil")]);
     }
+    // As in Redis, a watched key that exists in neither database is not touched by the swap.
+    table(
+        &mut c,
+        &[
+            (&["SELECT", "0"], "+OK"),
+            (&["WATCH", "missing"], "+OK"),
+            (&["MULTI"], "+OK"),
+            (&["PING"], "+QUEUED"),
+        ],
+    );
+    table(&mut other, &[(&["SWAPDB", "0", "1"], "+OK")]);
+    table(&mut c, &[(&["EXEC"], "[+PONG]")]);
     // Inside a transaction SWAPDB runs under EXEC's exclusive lock.
     table(
         &mut c,
