@@ -1200,6 +1200,17 @@ impl Keyspace {
     /// deletes the keys whose metadata confirms they expired. Entries left behind by an overwritten or
     /// re-expired key are removed without touching the key. Returns the number of keys deleted.
     pub fn expire_cycle(&self, now_ms: u64, budget: usize) -> Result<usize, KvError> {
+        self.expire_cycle_with(now_ms, budget, |_, _| {})
+    }
+
+    /// [`Keyspace::expire_cycle`], calling `on_expired(db, key)` for each key it removes (keyspace
+    /// notifications' `expired` event).
+    pub fn expire_cycle_with(
+        &self,
+        now_ms: u64,
+        budget: usize,
+        mut on_expired: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, KvError> {
         let n = self.map.len();
         let first = self.expire_next_db.fetch_add(1, Ordering::Relaxed) % n;
         let (mut visited, mut expired) = (0, 0);
@@ -1234,6 +1245,7 @@ impl Keyspace {
                 };
                 if confirmed {
                     self.delete_record(db, key)?;
+                    on_expired(db, key);
                     expired += 1;
                 } else {
                     tree.delete(&index_key)?;

@@ -211,3 +211,34 @@ fn harness_server_reports_expired_keys_gone_from_dbsize() {
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
     assert_eq!(n, 1);
 }
+
+/// With `notify-keyspace-events Ex`, a key the active cycle removes is announced on
+/// `__keyevent@<db>__:expired`, as Redis does.
+#[test]
+fn active_expiry_publishes_expired_events() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = common::Server::start_with_clock(KvConfig::default(), clock.clone());
+    let mut c = server.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("Ex")
+        .query(&mut c)
+        .unwrap();
+    let mut sub = server.client();
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut pubsub = sub.as_pubsub();
+    pubsub.subscribe("__keyevent@0__:expired").unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("gone")
+        .arg("v")
+        .arg("PX")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
+    clock.advance_ms(1_000);
+    // The subscriber's read timeout bounds the wait for the cycle (it runs every 100 ms).
+    let msg = pubsub.get_message().unwrap();
+    assert_eq!(msg.get_channel_name(), "__keyevent@0__:expired");
+    assert_eq!(msg.get_payload::<String>().unwrap(), "gone");
+}

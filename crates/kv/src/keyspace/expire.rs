@@ -48,7 +48,13 @@ pub fn one_tick(sh: &Shared) -> usize {
         // half-way through, as in Redis.
         let removed = {
             let _shared = sh.exec_lock.read();
-            sh.keyspace.expire_cycle(sh.keyspace.now_ms(), PASS_BUDGET)
+            let flags = sh.notify.flags();
+            sh.keyspace
+                .expire_cycle_with(sh.keyspace.now_ms(), PASS_BUDGET, |db, key| {
+                    if flags & crate::notify::EXPIRED != 0 {
+                        crate::notify::publish(sh, flags, db, key, "expired");
+                    }
+                })
         };
         match removed {
             Ok(n) => {
