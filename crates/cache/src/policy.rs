@@ -263,6 +263,26 @@ impl<K: Eq, V> Policy<K, V> {
         }
     }
 
+    /// Finds `key`'s slot and node. The probe hands back the node it matched, so the slot is looked up (and
+    /// bounds-checked) once.
+    #[inline]
+    fn probe<Q>(&self, hash: u64, key: &Q) -> Option<(u32, &Node<K, V>)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let slots = &self.slots;
+        let mut found = None;
+        let &idx = self.table.find(hash, |&i| match slots.get(i as usize) {
+            Some(Some(n)) if n.key.borrow() == key => {
+                found = Some(n);
+                true
+            }
+            _ => false,
+        })?;
+        found.map(|node| (idx, node))
+    }
+
     /// Looks `key` up. If `record`, a live hit counts as a read for the policy. Runs under the read lock.
     #[inline]
     pub(crate) fn get<Q>(
@@ -276,19 +296,7 @@ impl<K: Eq, V> Policy<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        // The probe hands back the node it matched, so the slot is looked up (and bounds-checked) once.
-        let slots = &self.slots;
-        let mut found = None;
-        let Some(&idx) = self.table.find(hash, |&i| match slots.get(i as usize) {
-            Some(Some(n)) if n.key.borrow() == key => {
-                found = Some(n);
-                true
-            }
-            _ => false,
-        }) else {
-            return Lookup::Absent;
-        };
-        let Some(node) = found else {
+        let Some((idx, node)) = self.probe(hash, key) else {
             return Lookup::Absent;
         };
         if node.has_expiry && self.is_expired(idx, now) {
@@ -310,18 +318,7 @@ impl<K: Eq, V> Policy<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let slots = &self.slots;
-        let mut found = None;
-        let Some(&idx) = self.table.find(hash, |&i| match slots.get(i as usize) {
-            Some(Some(n)) if n.key.borrow() == key => {
-                found = Some(n);
-                true
-            }
-            _ => false,
-        }) else {
-            return Lookup::Absent;
-        };
-        let Some(node) = found else {
+        let Some((idx, node)) = self.probe(hash, key) else {
             return Lookup::Absent;
         };
         if node.has_expiry
