@@ -213,6 +213,8 @@ pub(crate) struct DbInner {
     pub(crate) skip_hints: Arc<crate::skip_hint::SkipHints>,
     /// Bumped before every flush or compaction install (see [`DbInner::latest`]).
     install_gen: AtomicU64,
+    /// Compaction filters by tree (see [`crate::compaction::filter`]).
+    pub(crate) compaction_filters: crate::compaction::filter::Registry,
 }
 
 /// Stops background threads when the last [`Db`] handle goes away.
@@ -455,6 +457,7 @@ impl Db {
             bg_cv: Condvar::new(),
             skip_hints: Arc::default(),
             install_gen: AtomicU64::new(0),
+            compaction_filters: Default::default(),
             opts,
         });
         let mut threads = Vec::new();

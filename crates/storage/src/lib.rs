@@ -71,6 +71,9 @@ pub mod version;
 pub mod wal;
 
 pub use batch::WriteBatch;
+pub use compaction::filter::{CompactionFilter, FilterContext};
+pub use compaction::gc::Decision;
+pub use compaction::manual::RawEntries;
 pub use db::{CommitFuture, CommitInfo, Db, WalTicket};
 pub use db_iter::DbIter;
 pub use error::{Result, StorageError};

@@ -22,6 +22,7 @@ pub struct Stats {
     pub(crate) gets: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) compaction_debt_bytes: AtomicU64,
+    pub(crate) compaction_filter_removed: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -61,6 +62,8 @@ pub struct StatsSnapshot {
     pub bytes_read: u64,
     /// Bytes compaction must still rewrite to bring levels within their targets.
     pub compaction_debt_bytes: u64,
+    /// Values compaction filters removed (see [`crate::compaction::filter`]).
+    pub compaction_filter_removed: u64,
     /// Approximate bytes in the active memtable (gauge).
     pub memtable_bytes: u64,
     /// Frozen memtables waiting for flush (gauge).
@@ -108,6 +111,7 @@ impl Stats {
             gets: l(&self.gets),
             bytes_read: l(&self.bytes_read),
             compaction_debt_bytes: l(&self.compaction_debt_bytes),
+            compaction_filter_removed: l(&self.compaction_filter_removed),
             ..StatsSnapshot::default()
         }
     }

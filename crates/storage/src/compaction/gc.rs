@@ -13,9 +13,15 @@
 //!
 //! Range tombstones not dropped are returned by [`CompactionIterator::range_tombstones_to_keep`] for the
 //! outputs to carry forward.
+//!
+//! An optional [`EntryFilter`] (the engine's per-tree compaction filters, see [`crate::compaction::filter`])
+//! may remove a value: it is asked only about the newest version of a key when that version is a put in the
+//! latest stripe (no live snapshot sees it, so no snapshot's view changes), and `Remove` turns the put into
+//! a point delete at the same seqno. Older versions below it, in this compaction or in deeper levels, stay
+//! hidden from the latest readers; at the bottommost level the delete then goes by the rule above.
 
 use crate::iter::InternalIterator;
-use crate::key::{SeqNo, ValueKind, parse_internal_key, user_key};
+use crate::key::{SeqNo, ValueKind, encode_internal_key, parse_internal_key, user_key};
 use crate::sst::{RangeTombstone, SstError};
 
 /// Counters of what a compaction dropped.
@@ -31,6 +37,30 @@ pub struct GcStats {
     pub dropped_covered: u64,
     /// Point deletes dropped at the bottommost level.
     pub dropped_point_tombstones: u64,
+    /// Puts a compaction filter removed (turned into deletes; dropped too at the bottommost level).
+    pub filter_removed: u64,
+}
+
+/// What a compaction filter decides about one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The value stays.
+    Keep,
+    /// The value is dead: the compaction replaces it with a delete at the same seqno.
+    Remove,
+}
+
+/// Decides about the newest, unsnapshotted put of each user key a compaction sees (see the module docs).
+/// Closures `FnMut(user_key, value) -> Decision` implement it.
+pub trait EntryFilter {
+    /// The decision for `value` stored under the (engine-level) `user_key`.
+    fn decide(&mut self, user_key: &[u8], value: &[u8]) -> Decision;
+}
+
+impl<F: FnMut(&[u8], &[u8]) -> Decision> EntryFilter for F {
+    fn decide(&mut self, user_key: &[u8], value: &[u8]) -> Decision {
+        self(user_key, value)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +95,7 @@ pub struct CompactionIterator<I: InternalIterator> {
     kept: Vec<Kept>,
     pos: usize,
     stats: GcStats,
+    filter: Option<Box<dyn EntryFilter>>,
 }
 
 impl<I: InternalIterator> CompactionIterator<I> {
@@ -92,7 +123,14 @@ impl<I: InternalIterator> CompactionIterator<I> {
             kept: Vec::new(),
             pos: 0,
             stats: GcStats::default(),
+            filter: None,
         }
+    }
+
+    /// Consults `filter` about the newest put of each key that no live snapshot can see.
+    pub fn with_filter(mut self, filter: Box<dyn EntryFilter>) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     /// Stripe index of `seqno`: the index of the oldest snapshot that sees it, or `snapshots.len()`.
@@ -202,6 +240,23 @@ impl<I: InternalIterator> CompactionIterator<I> {
                     if self.covered(seqno, stripe) {
                         // Older versions of this stripe are covered too; the stripe stays "taken".
                         self.stats.dropped_covered += 1;
+                    } else if kind == ValueKind::Put
+                        && stripe == self.snapshots.len()
+                        && self.filter.as_mut().is_some_and(|f| {
+                            f.decide(&current, self.input.value()) == Decision::Remove
+                        })
+                    {
+                        // The newest version, visible to no snapshot, is dead: a delete at its seqno keeps
+                        // older versions (here or in deeper levels) hidden from the latest readers.
+                        self.stats.filter_removed += 1;
+                        let key_start = self.buf.len();
+                        encode_internal_key(&mut self.buf, &current, seqno, ValueKind::Delete);
+                        self.kept.push(Kept {
+                            key_start,
+                            key_end: self.buf.len(),
+                            value_end: self.buf.len(),
+                            kind: ValueKind::Delete,
+                        });
                     } else {
                         let key_start = self.buf.len();
                         self.buf.extend_from_slice(self.input.key());
@@ -304,6 +359,88 @@ mod tests {
             gc.next().unwrap();
         }
         (out, gc.range_tombstones_to_keep(), *gc.stats())
+    }
+
+    fn run_filtered(
+        input: Entries,
+        snapshots: &[SeqNo],
+        bottommost: bool,
+        ts: Vec<RangeTombstone>,
+        remove: impl Fn(&[u8], &[u8]) -> bool + 'static,
+    ) -> (Entries, Vec<RangeTombstone>, GcStats) {
+        let filter = move |k: &[u8], v: &[u8]| {
+            if remove(k, v) {
+                Decision::Remove
+            } else {
+                Decision::Keep
+            }
+        };
+        let mut gc = CompactionIterator::new(VecIterator::new(input), snapshots, bottommost, ts)
+            .with_filter(Box::new(filter));
+        gc.seek_to_first().unwrap();
+        let mut out = Vec::new();
+        while gc.valid() {
+            out.push((gc.key().to_vec(), gc.value().to_vec()));
+            gc.next().unwrap();
+        }
+        (out, gc.range_tombstones_to_keep(), *gc.stats())
+    }
+
+    #[test]
+    fn filter_turns_the_newest_put_into_a_delete_that_hides_older_versions() {
+        let input = vec![put("a", 9), put("a", 4), put("b", 3), put("c", 8)];
+        let (out, _, st) = run_filtered(input.clone(), &[], false, vec![], |k, _| k != b"b");
+        // Not bottommost: deletes at the same seqnos keep a@4 (and anything deeper) hidden.
+        assert_eq!(out, vec![del("a", 9), put("b", 3), del("c", 8)]);
+        assert_eq!(st.filter_removed, 2);
+        // Bottommost: the deletes hide nothing below, so they go too.
+        let (out, _, st) = run_filtered(input, &[], true, vec![], |k, _| k != b"b");
+        assert_eq!(out, vec![put("b", 3)]);
+        assert_eq!((st.filter_removed, st.dropped_point_tombstones), (2, 2));
+    }
+
+    #[test]
+    fn filter_never_touches_what_a_snapshot_sees() {
+        // Snapshot 5: a@4 and b@3 are visible to it, a@9 is not.
+        let input = vec![
+            put("a", 9),
+            put("a", 4),
+            put("b", 3),
+            del("c", 8),
+            put("c", 2),
+        ];
+        let (out, _, st) = run_filtered(input, &[5], true, vec![], |_, _| true);
+        assert_eq!(
+            out,
+            vec![
+                del("a", 9),
+                put("a", 4),
+                put("b", 3),
+                del("c", 8),
+                put("c", 2)
+            ],
+            "the snapshot still reads a@4, b@3 and c@2; the latest readers see none of them"
+        );
+        assert_eq!(
+            st.filter_removed, 1,
+            "only a@9 was a candidate (c@8 is a delete)"
+        );
+    }
+
+    #[test]
+    fn filter_is_not_asked_about_covered_or_shadowed_versions() {
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = asked.clone();
+        let input = vec![put("a", 9), put("a", 4), put("b", 3)];
+        let (out, _, _) = run_filtered(input, &[], false, vec![rt("b", "c", 6)], move |k, v| {
+            log.lock().unwrap().push((k.to_vec(), v.to_vec()));
+            false
+        });
+        assert_eq!(out, vec![put("a", 9)]);
+        assert_eq!(
+            *asked.lock().unwrap(),
+            vec![(b"a".to_vec(), b"a9".to_vec())]
+        );
     }
 
     #[test]
@@ -548,8 +685,55 @@ mod tests {
         (kind == ValueKind::Put && !deleted).then_some(value)
     }
 
+    /// The test filter of the property below: removes values whose byte is a multiple of 3.
+    fn test_filter_removes(v: &[u8]) -> bool {
+        v.first().is_some_and(|b| b % 3 == 0)
+    }
+
+    /// What the latest readers must see after a filtered compaction: the input's view, except that a
+    /// key whose newest version is a put above every snapshot that the filter removes reads as absent.
+    fn visible_latest_filtered(c: &Case, uk: &[u8], read: SeqNo) -> Option<Vec<u8>> {
+        let newest = c
+            .input
+            .iter()
+            .filter_map(|(k, v)| {
+                let p = parse_internal_key(k).unwrap();
+                (p.user_key == uk).then_some((p.seqno, p.kind, v))
+            })
+            .max_by_key(|e| e.0);
+        let above_snapshots = |s: SeqNo| c.snapshots.iter().all(|&x| x < s);
+        match newest {
+            Some((s, ValueKind::Put, v)) if above_snapshots(s) && test_filter_removes(v) => None,
+            _ => visible(&c.input, &c.ts, uk, read, c.bottommost),
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn a_filter_changes_only_the_latest_view(c in case()) {
+            let (out, keep, _) = run_filtered(
+                c.input.clone(), &c.snapshots, c.bottommost, c.ts.clone(),
+                |_, v| test_filter_removes(v),
+            );
+            let latest = u64::MAX >> 8;
+            for k in 0..6u8 {
+                let uk = [b'a' + k];
+                for &r in &c.snapshots {
+                    prop_assert_eq!(
+                        visible(&out, &keep, &uk, r, c.bottommost),
+                        visible(&c.input, &c.ts, &uk, r, c.bottommost),
+                        "snapshot read: key {} read {}", k, r
+                    );
+                }
+                prop_assert_eq!(
+                    visible(&out, &keep, &uk, latest, c.bottommost),
+                    visible_latest_filtered(&c, &uk, latest),
+                    "latest read: key {}", k
+                );
+            }
+        }
 
         #[test]
         fn every_snapshot_reads_the_same(c in case()) {

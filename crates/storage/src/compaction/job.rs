@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::compaction::filter::TreeFilters;
 use crate::compaction::gc::{CompactionIterator, clip_tombstones};
 use crate::compaction::picker::{self, CompactionTask, FileInfo, LevelsView, PickerOptions};
 use crate::db::DbInner;
@@ -95,7 +96,34 @@ fn find(v: &Version, level: usize, id: u64) -> Option<Arc<SstFile>> {
         .cloned()
 }
 
-fn run_task(db: &Arc<DbInner>, task: &CompactionTask, v: &Version) -> Result<()> {
+/// How one attempt at a compaction ended.
+enum Attempt {
+    /// The result is installed.
+    Installed,
+    /// A compaction filter removed values and a snapshot taken meanwhile could see them: the outputs
+    /// were discarded (see [`crate::compaction::filter`]).
+    SnapshotRace,
+}
+
+/// Runs `task`, consulting the installed compaction filters; redone without them in the rare case that a
+/// snapshot taken while it ran could see a value a filter removed.
+pub(crate) fn run_task(db: &Arc<DbInner>, task: &CompactionTask, v: &Version) -> Result<()> {
+    if let Attempt::SnapshotRace = attempt(db, task, v, true)? {
+        tracing::debug!(
+            output_level = task.output_level,
+            "snapshot taken during a filtered compaction; redoing it without filters"
+        );
+        attempt(db, task, v, false)?;
+    }
+    Ok(())
+}
+
+fn attempt(
+    db: &Arc<DbInner>,
+    task: &CompactionTask,
+    v: &Version,
+    use_filters: bool,
+) -> Result<Attempt> {
     let mut inputs: Vec<Arc<SstFile>> = Vec::new();
     for id in &task.inputs {
         inputs.push(find(v, task.input_level, *id).ok_or_else(|| {
@@ -123,6 +151,13 @@ fn run_task(db: &Arc<DbInner>, task: &CompactionTask, v: &Version) -> Result<()>
     let snapshots: Vec<u64> = db.snapshots.lock().keys().copied().collect();
     let merged = MergingIterator::new(children);
     let mut gc = CompactionIterator::new(merged, &snapshots, task.bottommost, rts);
+    if use_filters && let Some(filters) = db.compaction_filters.current() {
+        gc = gc.with_filter(Box::new(TreeFilters::new(
+            db.clone(),
+            filters,
+            task.output_level,
+        )));
+    }
     let carried = gc.range_tombstones_to_keep();
     let target = db.opts.target_file_size_bytes;
     let mut outputs: Vec<FileMeta> = Vec::new();
@@ -198,8 +233,26 @@ fn run_task(db: &Arc<DbInner>, task: &CompactionTask, v: &Version) -> Result<()>
         });
     }
     edits.push(Edit::NextFileId(db.next_file_id.load(Ordering::SeqCst)));
+    let filter_removed = gc.stats().filter_removed;
     {
         let _g = db.version_lock.lock();
+        // A snapshot taken since this compaction started may see a value a filter removed. Held until the
+        // new version is installed, so no snapshot can be taken between this check and the install.
+        let _snapshots = if filter_removed > 0 {
+            let live = db.snapshots.lock();
+            // `snapshots` came from the same ordered map, so it is sorted.
+            if live.keys().any(|s| snapshots.binary_search(s).is_err()) {
+                drop(live);
+                drop(opened);
+                for m in &outputs {
+                    let _ = db.fs.remove_file(&db.dir.join(sst_file_name(m.id)));
+                }
+                return Ok(Attempt::SnapshotRace);
+            }
+            Some(live)
+        } else {
+            None
+        };
         db.manifest.lock().log_and_apply(&edits)?;
         let cur = db.version.read().clone();
         let gone: HashSet<u64> = inputs
@@ -231,7 +284,8 @@ fn run_task(db: &Arc<DbInner>, task: &CompactionTask, v: &Version) -> Result<()>
     Stats::add(&db.stats.compactions, 1);
     Stats::add(&db.stats.compaction_bytes_read, read_bytes);
     Stats::add(&db.stats.compaction_bytes_written, written);
-    Ok(())
+    Stats::add(&db.stats.compaction_filter_removed, filter_removed);
+    Ok(Attempt::Installed)
 }
 
 /// The compaction thread: runs compactions while the picker finds work.

@@ -92,6 +92,8 @@ pub enum CompactionReason {
     /// The input file is dense with tombstones. The job must rewrite it (never a trivial move), since the
     /// point is to drop what the tombstones delete.
     TombstoneDensity,
+    /// Asked for by [`crate::Db::compact_all`], not picked.
+    Manual,
 }
 
 /// One compaction to run.
