@@ -20,6 +20,7 @@
 //! Database `n` is the tree `map[n]` points at: SWAPDB swaps two entries of that map (persisted in the tree
 //! `kvdbmap`) rather than any data.
 
+mod compaction;
 pub mod expire;
 mod plain;
 
@@ -394,6 +395,11 @@ impl Keyspace {
         let trees = (0..databases)
             .map(|i| db.tree(&format!("kv{i}")))
             .collect::<Result<Vec<_>, _>>()?;
+        // Compaction reclaims expired keys and dead elements on its own, judging expiry by our clock.
+        let filter = Arc::new(compaction::KvFilter::new(clock.clone()));
+        for tree in &trees {
+            db.set_compaction_filter(tree, filter.clone());
+        }
         let next_version = AtomicU64::new((db.seqno() + 1) << 20);
         let map_tree = db.tree(MAP_TREE)?;
         let map = match map_tree.get(MAP_KEY)? {
@@ -1239,16 +1245,28 @@ impl Keyspace {
                     continue;
                 };
                 let _guard = self.lock(db, key);
-                let confirmed = match tree.get(&meta_key(key))? {
-                    Some(raw) => Entry::decode(raw)?.expire_at_ms == at,
-                    None => false,
-                };
-                if confirmed {
-                    self.delete_record(db, key)?;
-                    on_expired(db, key);
-                    expired += 1;
-                } else {
-                    tree.delete(&index_key)?;
+                // Both read at one seqno: every write changes a key's record and its index entry in
+                // one batch, so the pair is consistent.
+                let mut both = tree
+                    .multi_get(&[meta_key(key).as_slice(), &index_key[..]])?
+                    .into_iter();
+                let (meta, indexed) = (both.next().flatten(), both.next().flatten().is_some());
+                let meta_at = meta.map(Entry::decode).transpose()?.map(|e| e.expire_at_ms);
+                match meta_at {
+                    Some(a) if a == at => {
+                        self.delete_record(db, key)?;
+                        on_expired(db, key);
+                        expired += 1;
+                    }
+                    None if indexed => {
+                        // The key expired and compaction already reclaimed its record (see
+                        // `compaction`); it still gets its event and its count.
+                        self.touched(db, key);
+                        tree.delete(&index_key)?;
+                        on_expired(db, key);
+                        expired += 1;
+                    }
+                    _ => tree.delete(&index_key)?,
                 }
             }
         }
