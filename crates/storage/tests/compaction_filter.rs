@@ -163,3 +163,46 @@ fn a_snapshot_taken_during_a_filtering_compaction_sees_no_change() {
     assert_eq!(t.iter().count(), 0);
     assert_eq!(db.stats().compaction_filter_removed, 3);
 }
+
+#[test]
+fn a_removed_value_hides_older_versions_in_deeper_levels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(
+        dir.path(),
+        Options {
+            // Every level is over its target, so the picker pushes data all the way down.
+            l0_compaction_trigger: 1,
+            level1_target_bytes: 1,
+            ..opts()
+        },
+    )
+    .expect("open");
+    let t = db.tree("t").expect("tree");
+    db.set_compaction_filter(&t, Arc::new(Dead));
+    t.put(b"k", b"old live").expect("put");
+    t.put(b"other", b"live").expect("put");
+    db.flush().expect("flush");
+    while db.compact_once().expect("compact") {}
+    let levels = db.stats().level_files;
+    assert!(
+        levels.iter().rposition(|&n| n > 0) > Some(1),
+        "data went below L1: {levels:?}"
+    );
+    t.put(b"k", b"dead now").expect("put");
+    db.flush().expect("flush");
+    // L0 -> L1 is not bottommost: the removed value must become a delete hiding `old live` below.
+    assert!(db.compact_once().expect("compact"));
+    assert_eq!(db.stats().compaction_filter_removed, 1);
+    assert_eq!(t.get(b"k").expect("get"), None);
+    let raw = db.raw_entries(&t).expect("raw");
+    assert_eq!((raw.puts, raw.deletes), (2, 1));
+    while db.compact_once().expect("compact") {}
+    db.compact_all().expect("compact");
+    assert_eq!(t.get(b"k").expect("get"), None);
+    let raw = db.raw_entries(&t).expect("raw");
+    assert_eq!(
+        (raw.puts, raw.deletes),
+        (1, 0),
+        "the delete met the old value at the bottom"
+    );
+}
