@@ -16,6 +16,8 @@
 //! as the record), which the active expiry cycle ([`expire`]) walks from the oldest deadline to delete keys
 //! nobody reads. Writes that read first (INCR, APPEND, SET with conditions) hold a lock stripe for the key
 //! so concurrent read-modify-writes of one key serialize while different keys proceed in parallel.
+//! Storage compaction reclaims expired records and dead collection elements on its own, through a
+//! compaction filter installed at open (`keyspace/compaction.rs`).
 //!
 //! Database `n` is the tree `map[n]` points at: SWAPDB swaps two entries of that map (persisted in the tree
 //! `kvdbmap`) rather than any data.
@@ -1204,7 +1206,9 @@ impl Keyspace {
     /// One pass of active expiry: walks the expiry index of each database (starting with a different one
     /// each pass) from the earliest deadline up to `now_ms`, visiting at most `budget` entries in all, and
     /// deletes the keys whose metadata confirms they expired. Entries left behind by an overwritten or
-    /// re-expired key are removed without touching the key. Returns the number of keys deleted.
+    /// re-expired key are removed without touching the key; an entry whose key's record compaction
+    /// already reclaimed (see `compaction`) counts as that key's expiry. Returns the number of keys
+    /// deleted.
     pub fn expire_cycle(&self, now_ms: u64, budget: usize) -> Result<usize, KvError> {
         self.expire_cycle_with(now_ms, budget, |_, _| {})
     }
