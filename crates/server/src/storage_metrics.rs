@@ -40,7 +40,7 @@ where
 impl Collector for StorageCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let s = self.db.stats();
-        let counters: [(&str, &str, u64); 16] = [
+        let counters: [(&str, &str, u64); 17] = [
             (
                 "strata_storage_user_written_bytes",
                 "Key and value bytes written by users",
@@ -89,6 +89,11 @@ impl Collector for StorageCollector {
                 s.stall_micros,
             ),
             ("strata_storage_stalls", "Write stalls", s.stalls),
+            (
+                "strata_storage_compaction_filter_removed",
+                "Entries compaction filters removed (expired or dead records)",
+                s.compaction_filter_removed,
+            ),
             (
                 "strata_storage_block_cache_hits",
                 "Block cache hits",
