@@ -172,7 +172,7 @@ fn every_command_and_subcommand_is_documented() {
     let mut subcommands = BTreeSet::new();
     for (name, doc) in &all {
         let name = text(name);
-        let mut check = |name: &str, doc: &Frame| {
+        let check = |name: &str, doc: &Frame| {
             for key in ["summary", "since", "group", "complexity"] {
                 let value = field(doc, key).unwrap_or_else(|| panic!("{name} has no {key}"));
                 assert!(!text(&value).is_empty(), "{name}: empty {key}");
