@@ -391,15 +391,43 @@ fn command_info_and_list() {
         Frame::Error(_)
     ));
 
-    let keys = items(&raw.call(&[
-        "COMMAND",
-        "GETKEYSANDFLAGS",
-        "lmove",
-        "a",
-        "b",
-        "left",
-        "right",
-    ]));
-    let names: Vec<String> = keys.iter().map(|k| text(&items(k)[0])).collect();
-    assert_eq!(names, ["a", "b"]);
+    let keys_and_flags = |raw: &mut Raw, args: &[&str]| -> Vec<String> {
+        let mut full = vec!["COMMAND", "GETKEYSANDFLAGS"];
+        full.extend_from_slice(args);
+        items(&raw.call(&full))
+            .iter()
+            .map(|k| {
+                let pair = items(k);
+                let flags: Vec<String> = items(&pair[1]).iter().map(text).collect();
+                format!("{} {}", text(&pair[0]), flags.join(" "))
+            })
+            .collect()
+    };
+    assert_eq!(
+        keys_and_flags(&mut raw, &["set", "k1", "v1"]),
+        ["k1 OW update"]
+    );
+    assert_eq!(
+        keys_and_flags(&mut raw, &["lmove", "a", "b", "left", "right"]),
+        ["a RW access delete", "b RW insert"]
+    );
+    assert_eq!(
+        keys_and_flags(&mut raw, &["zunionstore", "d", "2", "a", "b"]),
+        ["d OW update", "a RO access", "b RO access"]
+    );
+    assert_eq!(
+        keys_and_flags(&mut raw, &["sort", "k", "store", "d"]),
+        ["k RO access", "d OW update"]
+    );
+    assert_eq!(keys_and_flags(&mut raw, &["get", "k"]), ["k RO access"]);
+    assert_eq!(
+        items(&raw.call(&["COMMAND", "GETKEYS", "memory", "usage", "k"])),
+        [Frame::bulk("k")]
+    );
+    assert!(matches!(
+        raw.call(&["COMMAND", "GETKEYS", "ping"]),
+        Frame::Error(_)
+    ));
+    let sort_ro = items(&items(&raw.call(&["COMMAND", "INFO", "sort_ro"]))[0]);
+    assert!(items(&sort_ro[2]).contains(&Frame::simple("movablekeys")));
 }

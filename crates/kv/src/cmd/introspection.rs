@@ -232,20 +232,42 @@ fn getkeys(args: &[Bytes], with_flags: bool) -> Frame {
     if !arity_ok {
         return Frame::error("ERR Invalid number of arguments specified for command");
     }
-    let keys = key_positions(spec.name, cmd_args);
+    // A subcommand whose first argument is a key (MEMORY USAGE key, OBJECT ENCODING key).
+    let sub_takes_key = cmd_args.len() > 2
+        && docs::get(&format!(
+            "{}|{}",
+            spec.name,
+            String::from_utf8_lossy(&cmd_args[1]).to_ascii_lowercase()
+        ))
+        .and_then(|d| d.args.first())
+        .is_some_and(|a| a.kind == syntax::ArgType::Key);
+    let keys = if sub_takes_key {
+        vec![2]
+    } else {
+        key_positions(spec.name, cmd_args)
+    };
     if keys.is_empty() {
+        if movable_keys(spec.name) {
+            // A command whose keys depend on its arguments, called with none (EVAL ... 0).
+            return Frame::Array(Vec::new());
+        }
         return Frame::error("ERR The command has no key arguments");
     }
-    let write = spec.flags.contains(&"write");
     Frame::Array(
-        keys.into_iter()
-            .filter_map(|i| cmd_args.get(i))
-            .map(|k| {
+        keys.iter()
+            .enumerate()
+            .filter_map(|(n, &i)| Some((n, cmd_args.get(i)?)))
+            .map(|(n, k)| {
                 if with_flags {
-                    let flags = if write { "RW" } else { "RO" };
+                    let flags = key_flags(spec, n);
                     Frame::Array(vec![
                         Frame::Bulk(k.clone()),
-                        Frame::Array(vec![Frame::Simple(Bytes::from_static(flags.as_bytes()))]),
+                        Frame::Array(
+                            flags
+                                .split_whitespace()
+                                .map(|f| Frame::Simple(Bytes::copy_from_slice(f.as_bytes())))
+                                .collect(),
+                        ),
                     ])
                 } else {
                     Frame::Bulk(k.clone())
@@ -253,6 +275,86 @@ fn getkeys(args: &[Bytes], with_flags: bool) -> Frame {
             })
             .collect(),
     )
+}
+
+/// How a command uses its keys, as COMMAND GETKEYSANDFLAGS reports it: `(name, the first key, the
+/// other keys)`. RW/RO/OW/RM say whether the value is read and written, read only, overwritten or
+/// removed; access/update/insert/delete say what happens to the data. Commands not listed read
+/// (`RO access`) or, when they write, read and update (`RW access update`).
+const KEY_FLAGS: &[(&str, &str, &str)] = &[
+    ("append", "RW insert", ""),
+    ("bitfield", "RW access update", ""),
+    ("bitop", "OW update", "RO access"),
+    ("blmove", "RW access delete", "RW insert"),
+    ("blmpop", "RW access delete", ""),
+    ("blpop", "RW access delete", ""),
+    ("brpop", "RW access delete", ""),
+    ("brpoplpush", "RW access delete", "RW insert"),
+    ("bzmpop", "RW access delete", ""),
+    ("bzpopmax", "RW access delete", ""),
+    ("bzpopmin", "RW access delete", ""),
+    ("copy", "RO access", "OW update"),
+    ("del", "RM delete", ""),
+    ("getdel", "RW access delete", ""),
+    ("hdel", "RW delete", ""),
+    ("hset", "RW update", ""),
+    ("hmset", "RW update", ""),
+    ("hsetnx", "RW insert", ""),
+    ("linsert", "RW insert", ""),
+    ("lmove", "RW access delete", "RW insert"),
+    ("lmpop", "RW access delete", ""),
+    ("lpop", "RW access delete", ""),
+    ("lpush", "RW insert", ""),
+    ("lpushx", "RW insert", ""),
+    ("lrem", "RW delete", ""),
+    ("lset", "RW update", ""),
+    ("ltrim", "RW delete", ""),
+    ("move", "RW access delete", ""),
+    ("mset", "OW update", ""),
+    ("msetnx", "OW insert", ""),
+    ("psetex", "OW update", ""),
+    ("rename", "RW access delete", "OW update"),
+    ("renamenx", "RW access delete", "OW insert"),
+    ("restore", "OW update", ""),
+    ("rpop", "RW access delete", ""),
+    ("rpoplpush", "RW access delete", "RW insert"),
+    ("rpush", "RW insert", ""),
+    ("rpushx", "RW insert", ""),
+    ("sadd", "RW insert", ""),
+    ("sdiffstore", "OW update", "RO access"),
+    ("set", "OW update", ""),
+    ("setex", "OW update", ""),
+    ("setnx", "OW insert", ""),
+    ("setrange", "RW update", ""),
+    ("sinterstore", "OW update", "RO access"),
+    ("smove", "RW access delete", "RW insert"),
+    ("sort", "RO access", "OW update"),
+    ("spop", "RW access delete", ""),
+    ("srem", "RW delete", ""),
+    ("sunionstore", "OW update", "RO access"),
+    ("unlink", "RM delete", ""),
+    ("zadd", "RW update", ""),
+    ("zdiffstore", "OW update", "RO access"),
+    ("zinterstore", "OW update", "RO access"),
+    ("zmpop", "RW access delete", ""),
+    ("zpopmax", "RW access delete", ""),
+    ("zpopmin", "RW access delete", ""),
+    ("zrangestore", "OW update", "RO access"),
+    ("zrem", "RW delete", ""),
+    ("zremrangebylex", "RW delete", ""),
+    ("zremrangebyrank", "RW delete", ""),
+    ("zremrangebyscore", "RW delete", ""),
+    ("zunionstore", "OW update", "RO access"),
+];
+
+/// The flags of the `n`th key of a command (for SORT, the second is the STORE destination).
+fn key_flags(spec: &CommandSpec, n: usize) -> &'static str {
+    match KEY_FLAGS.iter().find(|(name, ..)| *name == spec.name) {
+        Some((_, first, others)) if n > 0 && !others.is_empty() => others,
+        Some((_, first, _)) => first,
+        None if spec.flags.contains(&"write") => "RW access update",
+        None => "RO access",
+    }
 }
 
 /// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]: command and subcommand names.
@@ -547,7 +649,7 @@ fn key_spec(name: &str) -> (i64, i64, i64) {
 
 /// Whether a command's keys depend on its arguments beyond the legacy range.
 fn movable_keys(name: &str) -> bool {
-    name == "sort" || NUMKEYS.iter().any(|(n, ..)| *n == name)
+    matches!(name, "sort" | "sort_ro") || NUMKEYS.iter().any(|(n, ..)| *n == name)
 }
 
 /// Positions in `args` (0 is the command name) of the keys of command `name`, in order.
