@@ -1,5 +1,8 @@
 //! COMMAND and its subcommands: COUNT, INFO, DOCS, LIST, GETKEYS, GETKEYSANDFLAGS, HELP.
 //!
+//! What COMMAND DOCS says comes from one line per command in [`docs::TABLE`]; the argument trees are
+//! derived from each command's syntax string by [`syntax`].
+//!
 //! Where each command's keys are lives here, in one table keyed by command name ([`KEY_SPECS`], plus
 //! [`NUMKEYS`] and SORT's STORE for the commands whose keys move with their arguments), so the
 //! families' tables need no key information. Dispatch uses the same table for keyspace notifications.
@@ -10,6 +13,9 @@ use strata_resp::Frame;
 use super::{CommandSpec, commands, lookup};
 use crate::{Session, Shared};
 
+mod docs;
+mod syntax;
+
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "command",
@@ -19,28 +25,191 @@ pub(super) static COMMANDS: &[CommandSpec] = &[CommandSpec {
     run: command,
 }];
 
+fn simple_set<'a>(items: impl IntoIterator<Item = &'a str>) -> Frame {
+    Frame::Set(
+        items
+            .into_iter()
+            .map(|f| Frame::Simple(Bytes::copy_from_slice(f.as_bytes())))
+            .collect(),
+    )
+}
+
+/// COMMAND INFO's entry of a command: name, arity, flags, legacy key range, ACL categories, tips, key
+/// specs (not reported) and its subcommands' entries.
 fn info(spec: &CommandSpec) -> Frame {
     let (first_key, last_key, step) = key_spec(spec.name);
-    let mut flags: Vec<Frame> = spec
-        .flags
-        .iter()
-        .map(|f| Frame::Simple(Bytes::from_static(f.as_bytes())))
-        .collect();
+    let mut flags: Vec<&str> = spec.flags.to_vec();
     if movable_keys(spec.name) {
-        flags.push(Frame::Simple(Bytes::from_static(b"movablekeys")));
+        flags.push("movablekeys");
     }
+    let subcommands: Vec<Frame> = docs::subcommands(spec.name)
+        .into_iter()
+        .map(|sub| sub_info(spec, sub))
+        .collect();
+    let group = docs::get(spec.name).map_or("server", |d| d.group);
+    let categories = if subcommands.is_empty() {
+        acl_categories(spec.flags, group)
+    } else {
+        // A container's own entry carries no categories of its data, as in Redis.
+        vec!["@slow"]
+    };
     Frame::Array(vec![
         Frame::bulk(spec.name),
         Frame::Integer(i64::from(spec.arity)),
-        Frame::Set(flags),
+        simple_set(flags),
         Frame::Integer(first_key),
         Frame::Integer(last_key),
         Frame::Integer(step),
+        simple_set(categories),
         Frame::Set(Vec::new()),
+        Frame::Set(Vec::new()),
+        if subcommands.is_empty() {
+            Frame::Set(Vec::new())
+        } else {
+            Frame::Array(subcommands)
+        },
+    ])
+}
+
+/// COMMAND INFO's entry of a subcommand (`config|get`): the container's flags, the arity from the
+/// syntax, and its first argument as its key when the syntax says it is one.
+fn sub_info(container: &CommandSpec, sub: &docs::Doc) -> Frame {
+    let takes_key = sub
+        .args
+        .first()
+        .is_some_and(|a| a.kind == syntax::ArgType::Key);
+    let (first, last, step) = if takes_key { (2, 2, 1) } else { (0, 0, 0) };
+    Frame::Array(vec![
+        Frame::bulk(sub.name),
+        Frame::Integer(i64::from(sub.arity())),
+        simple_set(container.flags.iter().copied()),
+        Frame::Integer(first),
+        Frame::Integer(last),
+        Frame::Integer(step),
+        simple_set(acl_categories(container.flags, sub.group)),
         Frame::Set(Vec::new()),
         Frame::Set(Vec::new()),
         Frame::Set(Vec::new()),
     ])
+}
+
+/// The ACL categories of a command, from its flags and group, by Redis's rules: `@write` or `@read`,
+/// `@fast` or `@slow`, `@admin` and `@dangerous` for admin commands, `@blocking`, and the data type's
+/// category.
+fn acl_categories(flags: &[&str], group: &str) -> Vec<&'static str> {
+    let mut cats = Vec::new();
+    if flags.contains(&"write") {
+        cats.push("@write");
+    }
+    if flags.contains(&"readonly") {
+        cats.push("@read");
+    }
+    if flags.contains(&"admin") {
+        cats.extend(["@admin", "@dangerous"]);
+    }
+    if flags.contains(&"pubsub") || group == "pubsub" {
+        cats.push("@pubsub");
+    }
+    if flags.contains(&"blocking") {
+        cats.push("@blocking");
+    }
+    cats.push(match group {
+        "string" => "@string",
+        "bitmap" => "@bitmap",
+        "list" => "@list",
+        "hash" => "@hash",
+        "set" => "@set",
+        "sorted-set" => "@sortedset",
+        "generic" => "@keyspace",
+        "connection" => "@connection",
+        "transactions" => "@transaction",
+        "scripting" => "@scripting",
+        "hyperloglog" => "@hyperloglog",
+        "geo" => "@geo",
+        "stream" => "@stream",
+        _ => "",
+    });
+    cats.retain(|c| !c.is_empty());
+    cats.dedup();
+    cats.push(if flags.contains(&"fast") {
+        "@fast"
+    } else {
+        "@slow"
+    });
+    cats
+}
+
+/// The ACL category names Redis knows (COMMAND LIST FILTERBY ACLCAT answers nothing for others).
+const ACL_CATEGORIES: &[&str] = &[
+    "keyspace",
+    "read",
+    "write",
+    "set",
+    "sortedset",
+    "list",
+    "hash",
+    "string",
+    "bitmap",
+    "hyperloglog",
+    "geo",
+    "stream",
+    "pubsub",
+    "admin",
+    "fast",
+    "slow",
+    "blocking",
+    "dangerous",
+    "connection",
+    "transaction",
+    "scripting",
+];
+
+/// A command or subcommand named in COMMAND INFO or DOCS: `get`, or `config|get`.
+enum Named {
+    Command(&'static CommandSpec),
+    Sub(&'static CommandSpec, &'static docs::Doc),
+}
+
+fn find_named(name: &[u8]) -> Option<Named> {
+    let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+    match lower.split_once('|') {
+        None => lookup(name).map(Named::Command),
+        Some((container, _)) => {
+            let spec = lookup(container.as_bytes())?;
+            let doc = docs::get(&lower)?;
+            Some(Named::Sub(spec, doc))
+        }
+    }
+}
+
+/// Every command's and subcommand's full name, in COMMAND LIST's order.
+fn full_names() -> impl Iterator<Item = (&'static str, &'static CommandSpec, &'static str)> {
+    commands().iter().flat_map(|&spec| {
+        let group = docs::get(spec.name).map_or("server", |d| d.group);
+        std::iter::once((spec.name, spec, group)).chain(
+            docs::subcommands(spec.name)
+                .into_iter()
+                .map(move |sub| (sub.name, spec, sub.group)),
+        )
+    })
+}
+
+/// COMMAND DOCS [name ...]: a map from each known name to its documentation (unknown names are left out).
+fn docs_reply(args: &[Bytes]) -> Frame {
+    let entry =
+        |name: &'static str| docs::get(name).map(|doc| (Frame::bulk(name), docs::reply(doc)));
+    if args.len() == 2 {
+        return Frame::Map(commands().iter().filter_map(|s| entry(s.name)).collect());
+    }
+    Frame::Map(
+        args[2..]
+            .iter()
+            .filter_map(|n| match find_named(n)? {
+                Named::Command(spec) => entry(spec.name),
+                Named::Sub(_, doc) => entry(doc.name),
+            })
+            .collect(),
+    )
 }
 
 /// COMMAND GETKEYS / GETKEYSANDFLAGS: the keys of the command in `args[2..]`.
@@ -63,20 +232,42 @@ fn getkeys(args: &[Bytes], with_flags: bool) -> Frame {
     if !arity_ok {
         return Frame::error("ERR Invalid number of arguments specified for command");
     }
-    let keys = key_positions(spec.name, cmd_args);
+    // A subcommand whose first argument is a key (MEMORY USAGE key, OBJECT ENCODING key).
+    let sub_takes_key = cmd_args.len() > 2
+        && docs::get(&format!(
+            "{}|{}",
+            spec.name,
+            String::from_utf8_lossy(&cmd_args[1]).to_ascii_lowercase()
+        ))
+        .and_then(|d| d.args.first())
+        .is_some_and(|a| a.kind == syntax::ArgType::Key);
+    let keys = if sub_takes_key {
+        vec![2]
+    } else {
+        key_positions(spec.name, cmd_args)
+    };
     if keys.is_empty() {
+        if movable_keys(spec.name) {
+            // A command whose keys depend on its arguments, called with none (EVAL ... 0).
+            return Frame::Array(Vec::new());
+        }
         return Frame::error("ERR The command has no key arguments");
     }
-    let write = spec.flags.contains(&"write");
     Frame::Array(
-        keys.into_iter()
-            .filter_map(|i| cmd_args.get(i))
-            .map(|k| {
+        keys.iter()
+            .enumerate()
+            .filter_map(|(n, &i)| Some((n, cmd_args.get(i)?)))
+            .map(|(n, k)| {
                 if with_flags {
-                    let flags = if write { "RW" } else { "RO" };
+                    let flags = key_flags(spec, n);
                     Frame::Array(vec![
                         Frame::Bulk(k.clone()),
-                        Frame::Array(vec![Frame::Simple(Bytes::from_static(flags.as_bytes()))]),
+                        Frame::Array(
+                            flags
+                                .split_whitespace()
+                                .map(|f| Frame::Simple(Bytes::copy_from_slice(f.as_bytes())))
+                                .collect(),
+                        ),
                     ])
                 } else {
                     Frame::Bulk(k.clone())
@@ -86,23 +277,124 @@ fn getkeys(args: &[Bytes], with_flags: bool) -> Frame {
     )
 }
 
-/// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern].
+/// How a command uses its keys, as COMMAND GETKEYSANDFLAGS reports it: `(name, the first key, the
+/// other keys)`. RW/RO/OW/RM say whether the value is read and written, read only, overwritten or
+/// removed; access/update/insert/delete say what happens to the data. Commands not listed read
+/// (`RO access`) or, when they write, read and update (`RW access update`).
+const KEY_FLAGS: &[(&str, &str, &str)] = &[
+    ("append", "RW insert", ""),
+    ("bitfield", "RW access update", ""),
+    ("bitop", "OW update", "RO access"),
+    ("blmove", "RW access delete", "RW insert"),
+    ("blmpop", "RW access delete", ""),
+    ("blpop", "RW access delete", ""),
+    ("brpop", "RW access delete", ""),
+    ("brpoplpush", "RW access delete", "RW insert"),
+    ("bzmpop", "RW access delete", ""),
+    ("bzpopmax", "RW access delete", ""),
+    ("bzpopmin", "RW access delete", ""),
+    ("copy", "RO access", "OW update"),
+    ("del", "RM delete", ""),
+    ("getdel", "RW access delete", ""),
+    ("hdel", "RW delete", ""),
+    ("hset", "RW update", ""),
+    ("hmset", "RW update", ""),
+    ("hsetnx", "RW insert", ""),
+    ("linsert", "RW insert", ""),
+    ("lmove", "RW access delete", "RW insert"),
+    ("lmpop", "RW access delete", ""),
+    ("lpop", "RW access delete", ""),
+    ("lpush", "RW insert", ""),
+    ("lpushx", "RW insert", ""),
+    ("lrem", "RW delete", ""),
+    ("lset", "RW update", ""),
+    ("ltrim", "RW delete", ""),
+    ("move", "RW access delete", ""),
+    ("mset", "OW update", ""),
+    ("msetnx", "OW insert", ""),
+    ("psetex", "OW update", ""),
+    ("rename", "RW access delete", "OW update"),
+    ("renamenx", "RW access delete", "OW insert"),
+    ("restore", "OW update", ""),
+    ("rpop", "RW access delete", ""),
+    ("rpoplpush", "RW access delete", "RW insert"),
+    ("rpush", "RW insert", ""),
+    ("rpushx", "RW insert", ""),
+    ("sadd", "RW insert", ""),
+    ("sdiffstore", "OW update", "RO access"),
+    ("set", "OW update", ""),
+    ("setex", "OW update", ""),
+    ("setnx", "OW insert", ""),
+    ("setrange", "RW update", ""),
+    ("sinterstore", "OW update", "RO access"),
+    ("smove", "RW access delete", "RW insert"),
+    ("sort", "RO access", "OW update"),
+    ("spop", "RW access delete", ""),
+    ("srem", "RW delete", ""),
+    ("sunionstore", "OW update", "RO access"),
+    ("unlink", "RM delete", ""),
+    ("zadd", "RW update", ""),
+    ("zdiffstore", "OW update", "RO access"),
+    ("zinterstore", "OW update", "RO access"),
+    ("zmpop", "RW access delete", ""),
+    ("zpopmax", "RW access delete", ""),
+    ("zpopmin", "RW access delete", ""),
+    ("zrangestore", "OW update", "RO access"),
+    ("zrem", "RW delete", ""),
+    ("zremrangebylex", "RW delete", ""),
+    ("zremrangebyrank", "RW delete", ""),
+    ("zremrangebyscore", "RW delete", ""),
+    ("zunionstore", "OW update", "RO access"),
+];
+
+/// The flags of the `n`th key of a command (for SORT, the second is the STORE destination).
+fn key_flags(spec: &CommandSpec, n: usize) -> &'static str {
+    match KEY_FLAGS.iter().find(|(name, ..)| *name == spec.name) {
+        Some((_, first, others)) if n > 0 && !others.is_empty() => others,
+        Some((_, first, _)) => first,
+        None if spec.flags.contains(&"write") => "RW access update",
+        None => "RO access",
+    }
+}
+
+/// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]: command and subcommand names.
 fn list(args: &[Bytes]) -> Frame {
-    let names = commands().iter().map(|s| s.name);
+    let names = full_names();
     match args.len() {
-        2 => Frame::Array(names.map(Frame::bulk).collect()),
+        2 => Frame::Array(names.map(|(n, ..)| Frame::bulk(n)).collect()),
         5 if args[2].eq_ignore_ascii_case(b"filterby") => {
             let what = args[3].to_ascii_lowercase();
             let value = &args[4];
             match what.as_slice() {
                 b"pattern" => Frame::Array(
                     names
-                        .filter(|n| super::glob_match(value, n.as_bytes(), true))
-                        .map(Frame::bulk)
+                        .filter(|(n, ..)| super::glob_match(value, n.as_bytes(), true))
+                        .map(|(n, ..)| Frame::bulk(n))
                         .collect(),
                 ),
-                // strata has no modules, and the ACL categories are not tracked.
-                b"module" | b"aclcat" => Frame::Array(Vec::new()),
+                b"aclcat" => {
+                    let wanted = String::from_utf8_lossy(value).to_ascii_lowercase();
+                    if !ACL_CATEGORIES.contains(&wanted.as_str()) {
+                        return Frame::Array(Vec::new());
+                    }
+                    let wanted = format!("@{wanted}");
+                    Frame::Array(
+                        names
+                            .filter(|(n, spec, group)| {
+                                let is_container = !docs::subcommands(n).is_empty();
+                                let cats = if is_container {
+                                    vec!["@slow"]
+                                } else {
+                                    acl_categories(spec.flags, group)
+                                };
+                                cats.contains(&wanted.as_str())
+                            })
+                            .map(|(n, ..)| Frame::bulk(n))
+                            .collect(),
+                    )
+                }
+                // strata has no modules.
+                b"module" => Frame::Array(Vec::new()),
                 _ => Frame::error("ERR syntax error"),
             }
         }
@@ -123,32 +415,15 @@ pub fn command(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
             Frame::Array(
                 args[2..]
                     .iter()
-                    .map(|name| lookup(name).map_or(Frame::NullArray, info))
-                    .collect(),
-            )
-        }
-        b"docs" => {
-            let specs: Vec<&CommandSpec> = if args.len() == 2 {
-                commands().to_vec()
-            } else {
-                args[2..].iter().filter_map(|n| lookup(n)).collect()
-            };
-            Frame::Map(
-                specs
-                    .into_iter()
-                    .map(|spec| {
-                        (
-                            Frame::bulk(spec.name),
-                            Frame::Map(vec![
-                                (Frame::bulk("summary"), Frame::bulk("")),
-                                (Frame::bulk("since"), Frame::bulk("1.0.0")),
-                                (Frame::bulk("group"), Frame::bulk("generic")),
-                            ]),
-                        )
+                    .map(|name| match find_named(name) {
+                        Some(Named::Command(spec)) => info(spec),
+                        Some(Named::Sub(spec, doc)) => sub_info(spec, doc),
+                        None => Frame::NullArray,
                     })
                     .collect(),
             )
         }
+        b"docs" => docs_reply(args),
         b"list" => list(args),
         b"getkeys" => getkeys(args, false),
         b"getkeysandflags" => getkeys(args, true),
@@ -374,7 +649,7 @@ fn key_spec(name: &str) -> (i64, i64, i64) {
 
 /// Whether a command's keys depend on its arguments beyond the legacy range.
 fn movable_keys(name: &str) -> bool {
-    name == "sort" || NUMKEYS.iter().any(|(n, ..)| *n == name)
+    matches!(name, "sort" | "sort_ro") || NUMKEYS.iter().any(|(n, ..)| *n == name)
 }
 
 /// Positions in `args` (0 is the command name) of the keys of command `name`, in order.
