@@ -1201,7 +1201,7 @@ impl DbInner {
             imms.push(m.active.clone());
             imms.extend(m.imms.iter().cloned());
             *m = Arc::new(MemSet {
-                active: Arc::new(MemTable::new(id)),
+                active: Arc::new(MemTable::with_key_capacity(id, m.active.distinct_keys())),
                 imms,
             });
         }
