@@ -778,8 +778,7 @@ pub(crate) fn apply_frame(
 ) -> Result<u64> {
     let bad = |what: &str| StorageError::corruption("", 0, what.to_string());
     let mut seq = first_seqno;
-    for op in FrameOps::new(format, payload) {
-        let op = op?;
+    let mut apply = |op: BatchOp<'_>, seq: u64| -> Result<()> {
         match op {
             BatchOp::Put { tree, key, value } => {
                 if let Some(h) = hints {
@@ -829,7 +828,22 @@ pub(crate) fn apply_frame(
                 l.apply_truncate(before)?;
             }
         }
-        seq += 1;
+        Ok(())
+    };
+    // v2 (every live frame) iterates the ops directly; v1 goes through its batch framing.
+    match format {
+        WalFormat::V2 => {
+            for op in crate::batch::BatchIter::new(payload)? {
+                apply(op?, seq)?;
+                seq += 1;
+            }
+        }
+        WalFormat::V1 => {
+            for op in FrameOps::new(format, payload) {
+                apply(op?, seq)?;
+                seq += 1;
+            }
+        }
     }
     // Log-only frames take seqnos too; the memtable's max seqno becomes the manifest's FlushedSeqno, which
     // must cover every seqno whose WAL may be deleted so seqnos never go backwards after recovery.

@@ -60,10 +60,18 @@ pub fn begin_frame_v2(out: &mut Vec<u8>, first_seqno: u64) {
 pub fn finish_frame_v2(buf: &mut [u8]) -> usize {
     let body_len = buf.len() - V2_RESERVED_BYTES;
     // The body fits a u32: callers bound the group buffer far below 4 GiB (max_pending_write_bytes).
-    let mut len = Vec::with_capacity(5);
-    put_varint(&mut len, body_len.min(u32::MAX as usize) as u64);
-    let len_at = V2_RESERVED_BYTES - len.len();
-    buf[len_at..V2_RESERVED_BYTES].copy_from_slice(&len);
+    let mut v = body_len.min(u32::MAX as usize) as u32;
+    let mut len = [0u8; 5];
+    let mut n = 0;
+    while v >= 0x80 {
+        len[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    len[n] = v as u8;
+    n += 1;
+    let len_at = V2_RESERVED_BYTES - n;
+    buf[len_at..V2_RESERVED_BYTES].copy_from_slice(&len[..n]);
     let crc = crc32c::crc32c(&buf[len_at..]);
     let start = len_at - 4;
     buf[start..len_at].copy_from_slice(&crc.to_le_bytes());
