@@ -1,17 +1,21 @@
 //! Write batches: several tree and log writes committed atomically (one WAL frame, one seqno range).
 //!
-//! Encoding (`rep`), also the payload of a batch inside a WAL frame, all integers little-endian:
+//! Encoding (`rep`, WAL format v2): the ops one after another, no header (the count is kept beside the
+//! bytes, and a WAL frame needs none: its ops run to the end of the frame). Varints are LEB128; the log
+//! offset is a fixed little-endian u64 because it is filled in at commit, in place.
 //!
 //! ```text
-//! count u32, then `count` ops:
-//!   Put          tag=1 | tree u32 | key_len varint | key | value_len varint | value
-//!   Delete       tag=0 | tree u32 | key_len varint | key
-//!   RangeDelete  tag=2 | tree u32 | start_len varint | start | end_len varint | end   (end exclusive)
-//!   LogAppend    tag=3 | log u32  | offset u64 | len varint | payload   (offset filled in at commit)
-//!   LogTruncate  tag=4 | log u32  | before_offset u64
-//!   ClearTree    tag=5 | tree u32   (a range tombstone over the whole tree)
+//!   Put          tag=1 | tree varint | key_len varint | key | value_len varint | value
+//!   Delete       tag=0 | tree varint | key_len varint | key
+//!   RangeDelete  tag=2 | tree varint | start_len varint | start | end_len varint | end   (end exclusive)
+//!   LogAppend    tag=3 | log varint  | offset u64 | len varint | payload   (offset filled in at commit)
+//!   LogTruncate  tag=4 | log varint  | before_offset varint
+//!   ClearTree    tag=5 | tree varint   (a range tombstone over the whole tree)
 //! ```
-//! Every op takes one seqno, in order.
+//!
+//! Format v1 (written by builds before WAL v2, still read by recovery, see [`BatchIter::new_v1`]) starts
+//! with `count u32` and has the same ops with `tree`/`log` as u32 and `before_offset` as u64, all
+//! little-endian. Every op takes one seqno, in order.
 
 use crate::error::{Result, StorageError};
 
@@ -21,6 +25,8 @@ const TAG_RANGE_DELETE: u8 = 2;
 const TAG_LOG_APPEND: u8 = 3;
 const TAG_LOG_TRUNCATE: u8 = 4;
 const TAG_CLEAR_TREE: u8 = 5;
+/// The largest op tag.
+pub(crate) const MAX_TAG: u8 = TAG_CLEAR_TREE;
 
 /// A decoded batch operation borrowing from the encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,10 +79,20 @@ pub enum BatchOp<'a> {
     },
 }
 
+/// The encoding of a WAL frame's payload (see `wal.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalFormat {
+    /// `len u32 | batch` repeated, each batch `count u32 | ops` with fixed-width ids.
+    V1,
+    /// Ops until the end of the payload, varint ids.
+    V2,
+}
+
 /// An atomic group of writes to trees and logs. Build it with the methods below and commit it with
 /// [`crate::Db::write`]; either all of it becomes visible and durable, or none of it.
 #[derive(Debug, Clone)]
 pub struct WriteBatch {
+    /// The ops, encoded as in WAL format v2 (see the module docs).
     pub(crate) rep: Vec<u8>,
     pub(crate) count: u32,
     /// Position in `rep` of each LogAppend's offset field, with its log id, in order.
@@ -99,7 +115,12 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+/// Bytes [`put_varint`] writes for `v`.
+pub(crate) fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+pub(crate) fn get_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let b = *data.get(*pos)?;
@@ -126,6 +147,14 @@ fn get_u64(data: &[u8], pos: &mut usize) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
+fn get_id(data: &[u8], pos: &mut usize, v1: bool) -> Option<u32> {
+    if v1 {
+        get_u32(data, pos)
+    } else {
+        u32::try_from(get_varint(data, pos)?).ok()
+    }
+}
+
 fn get_slice<'a>(data: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
     let len = usize::try_from(get_varint(data, pos)?).ok()?;
     let s = data.get(*pos..pos.checked_add(len)?)?;
@@ -137,7 +166,7 @@ impl WriteBatch {
     /// An empty batch.
     pub fn new() -> Self {
         WriteBatch {
-            rep: vec![0, 0, 0, 0],
+            rep: Vec::new(),
             count: 0,
             log_slots: Vec::new(),
             conditions: Vec::new(),
@@ -161,8 +190,7 @@ impl WriteBatch {
 
     /// Removes every operation, keeping the allocation.
     pub fn clear(&mut self) {
-        self.rep.truncate(4);
-        self.rep[..4].copy_from_slice(&[0; 4]);
+        self.rep.clear();
         self.count = 0;
         self.log_slots.clear();
         self.conditions.clear();
@@ -170,7 +198,11 @@ impl WriteBatch {
 
     fn bump(&mut self) {
         self.count += 1;
-        self.rep[..4].copy_from_slice(&self.count.to_le_bytes());
+    }
+
+    fn op_header(&mut self, tag: u8, id: u32) {
+        self.rep.push(tag);
+        put_varint(&mut self.rep, u64::from(id));
     }
 
     /// Inserts or overwrites `key` in `tree`.
@@ -195,9 +227,7 @@ impl WriteBatch {
 
     /// Deletes every key of `tree` (one range tombstone).
     pub fn clear_tree(&mut self, tree: &crate::Tree) {
-        self.rep.push(TAG_CLEAR_TREE);
-        self.rep.extend_from_slice(&tree.id().to_le_bytes());
-        self.bump();
+        self.clear_tree_raw(tree.id());
     }
 
     /// Appends `payload` to `log`; its offset is assigned at commit (see [`crate::Db::write`]).
@@ -220,8 +250,7 @@ impl WriteBatch {
     }
 
     pub(crate) fn put_raw(&mut self, tree: u32, key: &[u8], value: &[u8]) {
-        self.rep.push(TAG_PUT);
-        self.rep.extend_from_slice(&tree.to_le_bytes());
+        self.op_header(TAG_PUT, tree);
         put_varint(&mut self.rep, key.len() as u64);
         self.rep.extend_from_slice(key);
         put_varint(&mut self.rep, value.len() as u64);
@@ -230,16 +259,14 @@ impl WriteBatch {
     }
 
     pub(crate) fn delete_raw(&mut self, tree: u32, key: &[u8]) {
-        self.rep.push(TAG_DELETE);
-        self.rep.extend_from_slice(&tree.to_le_bytes());
+        self.op_header(TAG_DELETE, tree);
         put_varint(&mut self.rep, key.len() as u64);
         self.rep.extend_from_slice(key);
         self.bump();
     }
 
     pub(crate) fn delete_range_raw(&mut self, tree: u32, start: &[u8], end: &[u8]) {
-        self.rep.push(TAG_RANGE_DELETE);
-        self.rep.extend_from_slice(&tree.to_le_bytes());
+        self.op_header(TAG_RANGE_DELETE, tree);
         put_varint(&mut self.rep, start.len() as u64);
         self.rep.extend_from_slice(start);
         put_varint(&mut self.rep, end.len() as u64);
@@ -248,8 +275,7 @@ impl WriteBatch {
     }
 
     pub(crate) fn log_append_raw(&mut self, log: u32, payload: &[u8]) {
-        self.rep.push(TAG_LOG_APPEND);
-        self.rep.extend_from_slice(&log.to_le_bytes());
+        self.op_header(TAG_LOG_APPEND, log);
         self.log_slots.push((log, self.rep.len()));
         self.rep.extend_from_slice(&[0u8; 8]);
         put_varint(&mut self.rep, payload.len() as u64);
@@ -257,20 +283,66 @@ impl WriteBatch {
         self.bump();
     }
 
+    pub(crate) fn clear_tree_raw(&mut self, tree: u32) {
+        self.op_header(TAG_CLEAR_TREE, tree);
+        self.bump();
+    }
+
     pub(crate) fn log_truncate_raw(&mut self, log: u32, before: u64) {
-        self.rep.push(TAG_LOG_TRUNCATE);
-        self.rep.extend_from_slice(&log.to_le_bytes());
-        self.rep.extend_from_slice(&before.to_le_bytes());
+        self.op_header(TAG_LOG_TRUNCATE, log);
+        put_varint(&mut self.rep, before);
         self.bump();
     }
 
     /// Iterates over the operations of this batch.
     pub fn ops(&self) -> BatchIter<'_> {
-        BatchIter::new(&self.rep).unwrap_or(BatchIter {
-            data: &[],
-            pos: 0,
-            remaining: 0,
-        })
+        BatchIter::v2(&self.rep)
+    }
+
+    /// This batch in the v1 encoding (`count u32 | ops` with fixed-width ids), as builds before WAL v2
+    /// wrote it inside WAL frames. For tests and tools that produce old-format WAL segments.
+    #[doc(hidden)]
+    pub fn encode_v1(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.rep.len() + 4 + 4 * self.count as usize);
+        out.extend_from_slice(&self.count.to_le_bytes());
+        for op in self.ops().flatten() {
+            let (tag, id) = match op {
+                BatchOp::Put { tree, .. } => (TAG_PUT, tree),
+                BatchOp::Delete { tree, .. } => (TAG_DELETE, tree),
+                BatchOp::RangeDelete { tree, .. } => (TAG_RANGE_DELETE, tree),
+                BatchOp::LogAppend { log, .. } => (TAG_LOG_APPEND, log),
+                BatchOp::LogTruncate { log, .. } => (TAG_LOG_TRUNCATE, log),
+                BatchOp::ClearTree { tree } => (TAG_CLEAR_TREE, tree),
+            };
+            out.push(tag);
+            out.extend_from_slice(&id.to_le_bytes());
+            let slice = |out: &mut Vec<u8>, b: &[u8]| {
+                put_varint(out, b.len() as u64);
+                out.extend_from_slice(b);
+            };
+            match op {
+                BatchOp::Put { key, value, .. } => {
+                    slice(&mut out, key);
+                    slice(&mut out, value);
+                }
+                BatchOp::Delete { key, .. } => slice(&mut out, key),
+                BatchOp::RangeDelete { start, end, .. } => {
+                    slice(&mut out, start);
+                    slice(&mut out, end);
+                }
+                BatchOp::LogAppend {
+                    offset, payload, ..
+                } => {
+                    out.extend_from_slice(&offset.to_le_bytes());
+                    slice(&mut out, payload);
+                }
+                BatchOp::LogTruncate { before, .. } => {
+                    out.extend_from_slice(&before.to_le_bytes());
+                }
+                BatchOp::ClearTree { .. } => {}
+            }
+        }
+        out
     }
 }
 
@@ -278,32 +350,56 @@ impl WriteBatch {
 pub struct BatchIter<'a> {
     data: &'a [u8],
     pos: usize,
-    remaining: u32,
+    /// Ops left per the v1 header; `None` in v2, whose ops run to the end of the data.
+    remaining: Option<u32>,
+    v1: bool,
 }
 
 impl<'a> BatchIter<'a> {
-    /// Parses the count of an encoded batch.
+    /// An iterator over the ops of a v2 encoding (a [`WriteBatch`]'s, or a v2 WAL frame's ops). Never
+    /// fails: malformed ops are reported by the iterator.
     pub fn new(data: &'a [u8]) -> Result<Self> {
+        Ok(Self::v2(data))
+    }
+
+    fn v2(data: &'a [u8]) -> Self {
+        BatchIter {
+            data,
+            pos: 0,
+            remaining: None,
+            v1: false,
+        }
+    }
+
+    /// An iterator over a v1 batch encoding (`count u32 | ops`); fails if the header is missing.
+    pub fn new_v1(data: &'a [u8]) -> Result<Self> {
         let mut pos = 0;
         let remaining = get_u32(data, &mut pos).ok_or_else(|| malformed("batch header"))?;
         Ok(BatchIter {
             data,
             pos,
-            remaining,
+            remaining: Some(remaining),
+            v1: true,
         })
     }
 
-    /// Number of ops declared by the header.
+    /// Number of ops of a v2 encoding (an error if any op is malformed).
     pub fn count(data: &'a [u8]) -> Result<u32> {
-        Ok(Self::new(data)?.remaining)
+        let mut n = 0u32;
+        for op in Self::v2(data) {
+            op?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn parse(&mut self) -> Option<BatchOp<'a>> {
         let d = self.data;
+        let v1 = self.v1;
         let p = &mut self.pos;
         let tag = *d.get(*p)?;
         *p += 1;
-        let id = get_u32(d, p)?;
+        let id = get_id(d, p, v1)?;
         Some(match tag {
             TAG_PUT => {
                 let key = get_slice(d, p)?;
@@ -338,7 +434,11 @@ impl<'a> BatchIter<'a> {
             TAG_CLEAR_TREE => BatchOp::ClearTree { tree: id },
             TAG_LOG_TRUNCATE => BatchOp::LogTruncate {
                 log: id,
-                before: get_u64(d, p)?,
+                before: if v1 {
+                    get_u64(d, p)?
+                } else {
+                    get_varint(d, p)?
+                },
             },
             _ => return None,
         })
@@ -353,20 +453,87 @@ impl<'a> Iterator for BatchIter<'a> {
     type Item = Result<BatchOp<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 {
-            if self.pos != self.data.len() {
-                self.pos = self.data.len();
-                return Some(Err(malformed("batch: trailing bytes")));
+        match &mut self.remaining {
+            Some(0) => {
+                if self.pos != self.data.len() {
+                    self.pos = self.data.len();
+                    return Some(Err(malformed("batch: trailing bytes")));
+                }
+                return None;
             }
-            return None;
+            Some(n) => *n -= 1,
+            None if self.pos >= self.data.len() => return None,
+            None => {}
         }
-        self.remaining -= 1;
         match self.parse() {
             Some(op) => Some(Ok(op)),
             None => {
-                self.remaining = 0;
+                self.remaining = Some(0);
                 self.pos = self.data.len();
                 Some(Err(malformed("batch op")))
+            }
+        }
+    }
+}
+
+/// The ops of a WAL frame payload in either format, in order (each takes the next seqno).
+pub struct FrameOps<'a> {
+    data: &'a [u8],
+    pos: usize,
+    /// The batch being read (in v2 the whole payload is one run of ops).
+    cur: Option<BatchIter<'a>>,
+    format: WalFormat,
+}
+
+impl<'a> FrameOps<'a> {
+    /// Iterates over `payload`, a frame payload written in `format`.
+    pub fn new(format: WalFormat, payload: &'a [u8]) -> Self {
+        FrameOps {
+            data: payload,
+            pos: 0,
+            cur: (format == WalFormat::V2).then(|| BatchIter::v2(payload)),
+            format,
+        }
+    }
+
+    fn fail(&mut self, what: &str) -> Option<Result<BatchOp<'a>>> {
+        self.pos = self.data.len();
+        self.cur = None;
+        Some(Err(malformed(what)))
+    }
+}
+
+impl<'a> Iterator for FrameOps<'a> {
+    type Item = Result<BatchOp<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(it) = &mut self.cur {
+                match it.next() {
+                    Some(Ok(op)) => return Some(Ok(op)),
+                    Some(Err(e)) => {
+                        self.pos = self.data.len();
+                        self.cur = None;
+                        return Some(Err(e));
+                    }
+                    None => self.cur = None,
+                }
+            }
+            if self.format == WalFormat::V2 || self.pos >= self.data.len() {
+                return None;
+            }
+            // v1: `len u32 | batch` repeated.
+            let mut p = self.pos;
+            let Some(len) = get_u32(self.data, &mut p) else {
+                return self.fail("truncated batch length");
+            };
+            let Some(rep) = self.data.get(p..p.saturating_add(len as usize)) else {
+                return self.fail("truncated batch");
+            };
+            self.pos = p + rep.len();
+            match BatchIter::new_v1(rep) {
+                Ok(it) => self.cur = Some(it),
+                Err(_) => return self.fail("batch header"),
             }
         }
     }
@@ -389,6 +556,33 @@ mod tests {
             .map(|o| o.unwrap())
             .collect();
         assert_eq!(ops.len(), 5);
+        assert_eq!(BatchIter::count(&b.rep).unwrap(), 5);
+        // The v1 encoding of the same batch decodes to the same ops.
+        let v1 = b.encode_v1();
+        let ops1: Vec<_> = BatchIter::new_v1(&v1)
+            .unwrap()
+            .map(|o| o.unwrap())
+            .collect();
+        assert_eq!(ops1, ops);
+        // ... also as a v1 frame payload of two batches, against the v2 payload of the same ops.
+        let mut p1 = Vec::new();
+        for _ in 0..2 {
+            p1.extend_from_slice(&(v1.len() as u32).to_le_bytes());
+            p1.extend_from_slice(&v1);
+        }
+        let mut p2 = b.rep.clone();
+        p2.extend_from_slice(&b.rep);
+        let f1: Vec<_> = FrameOps::new(WalFormat::V1, &p1)
+            .map(|o| o.unwrap())
+            .collect();
+        let f2: Vec<_> = FrameOps::new(WalFormat::V2, &p2)
+            .map(|o| o.unwrap())
+            .collect();
+        assert_eq!(f1.len(), 10);
+        assert_eq!(f1, f2);
+        // v2 is smaller: ids and the truncation offset are varints, and there is no count.
+        // 3 bytes per id (all < 128), 7 for the truncation offset, 4 for the count.
+        assert_eq!(v1.len() - b.rep.len(), 5 * 3 + 7 + 4);
         assert_eq!(
             ops[3],
             BatchOp::LogAppend {
@@ -397,13 +591,36 @@ mod tests {
                 payload: b"entry"
             }
         );
-        // Truncated input is an error, never a panic.
+        // Truncated input is an error, never a panic (v2: a cut at an op boundary is a shorter batch).
+        let boundaries: Vec<usize> = {
+            let mut b2 = WriteBatch::new();
+            let mut v = vec![0];
+            b2.put_raw(1, b"k", b"v");
+            v.push(b2.rep.len());
+            b2.delete_raw(2, b"d");
+            v.push(b2.rep.len());
+            b2.delete_range_raw(1, b"a", b"z");
+            v.push(b2.rep.len());
+            b2.log_append_raw(7, b"entry");
+            v.push(b2.rep.len());
+            v
+        };
         for cut in 0..b.rep.len() {
-            let r: Result<Vec<_>> = match BatchIter::new(&b.rep[..cut]) {
+            let r: Result<Vec<_>> = BatchIter::new(&b.rep[..cut]).unwrap().collect();
+            assert_eq!(r.is_err(), !boundaries.contains(&cut), "cut {cut}");
+        }
+        for cut in 0..v1.len() {
+            let r: Result<Vec<_>> = match BatchIter::new_v1(&v1[..cut]) {
                 Ok(it) => it.collect(),
                 Err(e) => Err(e),
             };
-            assert!(r.is_err(), "cut {cut}");
+            assert!(r.is_err(), "v1 cut {cut}");
+        }
+        for cut in 0..p1.len() {
+            if cut != v1.len() + 4 && cut != 0 {
+                let r: Result<Vec<_>> = FrameOps::new(WalFormat::V1, &p1[..cut]).collect();
+                assert!(r.is_err(), "v1 frame cut {cut}");
+            }
         }
     }
 }

@@ -101,24 +101,12 @@ pub fn check_with(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<CheckReport> {
         let data = fs
             .read_all(&path)
             .ctx(|| format!("read WAL segment {}", path.display()))?;
-        let out = wal::replay(&path, &data, |first, payload| {
-            // Structure check of every batch in the frame.
+        let out = wal::replay_segment(&path, &data, |format, first, payload| {
+            // Structure check of every op in the frame.
             let mut seq = first;
-            let mut pos = 0usize;
-            while pos < payload.len() {
-                let lb = payload
-                    .get(pos..pos + 4)
-                    .ok_or_else(|| StorageError::corruption("", 0, "truncated batch length"))?;
-                let len = u32::from_le_bytes([lb[0], lb[1], lb[2], lb[3]]) as usize;
-                pos += 4;
-                let rep = payload
-                    .get(pos..pos.saturating_add(len))
-                    .ok_or_else(|| StorageError::corruption("", 0, "truncated batch"))?;
-                pos += len;
-                for op in crate::batch::BatchIter::new(rep)? {
-                    op?;
-                    seq += 1;
-                }
+            for op in crate::batch::FrameOps::new(format, payload) {
+                op?;
+                seq += 1;
             }
             Ok(seq)
         })?;

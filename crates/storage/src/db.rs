@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 
-use crate::batch::{BatchIter, BatchOp, WriteBatch};
+use crate::batch::{BatchOp, FrameOps, WalFormat, WriteBatch};
 use crate::error::{IoContext, Result, StorageError};
 use crate::fs::FileSystem;
 use crate::log::{Log, LogInner};
@@ -46,8 +46,10 @@ pub(crate) struct MemSet {
 }
 
 struct CommitQueue {
-    /// The pending WAL frame (header reserved) or empty.
+    /// The pending WAL frame (v2, header reserved, see [`wal::begin_frame_v2`]) or empty.
     buf: Vec<u8>,
+    /// First seqno of the pending frame.
+    frame_first_seqno: u64,
     spare: Vec<u8>,
     next_seqno: u64,
     next_ticket: u64,
@@ -336,8 +338,17 @@ impl Db {
                 .read_all(&path)
                 .ctx(|| format!("read WAL segment {}", path.display()))?;
             let flushed = state.flushed_seqno;
-            let outcome = wal::replay(&path, &data, |first_seqno, payload| {
-                apply_frame(payload, first_seqno, &mem, &logs_by_id, flushed, None, None)
+            let outcome = wal::replay_segment(&path, &data, |format, first_seqno, payload| {
+                apply_frame(
+                    format,
+                    payload,
+                    first_seqno,
+                    &mem,
+                    &logs_by_id,
+                    flushed,
+                    None,
+                    None,
+                )
             })?;
             next_seqno = next_seqno.max(outcome.next_seqno);
             if outcome.torn_bytes > 0 {
@@ -408,6 +419,7 @@ impl Db {
             _lock: lock,
             commit: Mutex::new(CommitQueue {
                 buf: Vec::with_capacity(64 << 10),
+                frame_first_seqno: 0,
                 spare: Vec::with_capacity(64 << 10),
                 next_seqno,
                 next_ticket: 0,
@@ -753,10 +765,12 @@ impl Db {
     }
 }
 
-/// Applies one WAL frame payload (a sequence of `len u32 | batch`) to `mem` and the logs. Tree ops with a
-/// seqno at or below `skip_upto` are already in SSTs and skipped. Returns the next seqno. `touched` collects
-/// the logs written.
+/// Applies one WAL frame payload written in `format` (see [`FrameOps`]) to `mem` and the logs. Tree ops
+/// with a seqno at or below `skip_upto` are already in SSTs and skipped. Returns the next seqno. `touched`
+/// collects the logs written.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_frame(
+    format: WalFormat,
     payload: &[u8],
     first_seqno: u64,
     mem: &MemTable,
@@ -767,70 +781,71 @@ pub(crate) fn apply_frame(
 ) -> Result<u64> {
     let bad = |what: &str| StorageError::corruption("", 0, what.to_string());
     let mut seq = first_seqno;
-    let mut pos = 0usize;
-    while pos < payload.len() {
-        let len_bytes = payload
-            .get(pos..pos + 4)
-            .ok_or_else(|| bad("truncated batch length"))?;
-        let len =
-            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
-        pos += 4;
-        let rep = payload
-            .get(pos..pos.saturating_add(len))
-            .ok_or_else(|| bad("truncated batch"))?;
-        pos += len;
-        for op in BatchIter::new(rep)? {
-            let op = op?;
-            match op {
-                BatchOp::Put { tree, key, value } => {
-                    if let Some(h) = hints {
-                        h.on_put(tree, key);
-                    }
-                    if seq > skip_upto {
-                        mem.add(tree, key, seq, KIND_PUT, value);
-                    }
+    let mut apply = |op: BatchOp<'_>, seq: u64| -> Result<()> {
+        match op {
+            BatchOp::Put { tree, key, value } => {
+                if let Some(h) = hints {
+                    h.on_put(tree, key);
                 }
-                BatchOp::Delete { tree, key } => {
-                    if seq > skip_upto {
-                        mem.add(tree, key, seq, KIND_DELETE, &[]);
-                    }
-                }
-                BatchOp::RangeDelete { tree, start, end } => {
-                    if seq > skip_upto {
-                        mem.add_range_delete(tree, start, end, seq);
-                    }
-                }
-                BatchOp::ClearTree { tree } => {
-                    if seq > skip_upto {
-                        mem.add_tree_clear(tree, seq);
-                    }
-                }
-                BatchOp::LogAppend {
-                    log,
-                    offset,
-                    payload,
-                } => {
-                    let l = logs
-                        .get(&log)
-                        .ok_or_else(|| bad(&format!("append to unknown log {log}")))?;
-                    l.apply_append(offset, payload)?;
-                    // Log bytes count toward the memtable size so a log-only workload still rotates the
-                    // WAL (and a flush then lets old WAL segments be deleted).
-                    mem.note_bytes(payload.len());
-                    if let Some(t) = touched.as_deref_mut()
-                        && !t.iter().any(|x| x.id == log)
-                    {
-                        t.push(l.clone());
-                    }
-                }
-                BatchOp::LogTruncate { log, before } => {
-                    let l = logs
-                        .get(&log)
-                        .ok_or_else(|| bad(&format!("truncate of unknown log {log}")))?;
-                    l.apply_truncate(before)?;
+                if seq > skip_upto {
+                    mem.add(tree, key, seq, KIND_PUT, value);
                 }
             }
-            seq += 1;
+            BatchOp::Delete { tree, key } => {
+                if seq > skip_upto {
+                    mem.add(tree, key, seq, KIND_DELETE, &[]);
+                }
+            }
+            BatchOp::RangeDelete { tree, start, end } => {
+                if seq > skip_upto {
+                    mem.add_range_delete(tree, start, end, seq);
+                }
+            }
+            BatchOp::ClearTree { tree } => {
+                if seq > skip_upto {
+                    mem.add_tree_clear(tree, seq);
+                }
+            }
+            BatchOp::LogAppend {
+                log,
+                offset,
+                payload,
+            } => {
+                let l = logs
+                    .get(&log)
+                    .ok_or_else(|| bad(&format!("append to unknown log {log}")))?;
+                l.apply_append(offset, payload)?;
+                // Log bytes count toward the memtable size so a log-only workload still rotates the
+                // WAL (and a flush then lets old WAL segments be deleted).
+                mem.note_bytes(payload.len());
+                if let Some(t) = touched.as_deref_mut()
+                    && !t.iter().any(|x| x.id == log)
+                {
+                    t.push(l.clone());
+                }
+            }
+            BatchOp::LogTruncate { log, before } => {
+                let l = logs
+                    .get(&log)
+                    .ok_or_else(|| bad(&format!("truncate of unknown log {log}")))?;
+                l.apply_truncate(before)?;
+            }
+        }
+        Ok(())
+    };
+    // v2 (every live frame) iterates the ops directly; v1 goes through its batch framing.
+    match format {
+        WalFormat::V2 => {
+            for op in crate::batch::BatchIter::new(payload)? {
+                apply(op?, seq)?;
+                seq += 1;
+            }
+        }
+        WalFormat::V1 => {
+            for op in FrameOps::new(format, payload) {
+                apply(op?, seq)?;
+                seq += 1;
+            }
         }
     }
     // Log-only frames take seqnos too; the memtable's max seqno becomes the manifest's FlushedSeqno, which
@@ -976,11 +991,11 @@ impl DbInner {
         }
         if q.buf.is_empty() {
             let s = q.next_seqno;
-            wal::begin_frame(&mut q.buf, s);
+            wal::begin_frame_v2(&mut q.buf, s);
+            q.frame_first_seqno = s;
         }
         let last_seqno = q.next_seqno + u64::from(batch.count) - 1;
         q.next_seqno = last_seqno + 1;
-        q.buf.extend_from_slice(&(size as u32).to_le_bytes());
         let base = q.buf.len();
         q.buf.extend_from_slice(&batch.rep);
         if !batch.log_slots.is_empty() {
@@ -1039,8 +1054,11 @@ impl DbInner {
         q.last_group_batches = end_ticket - first_ticket;
         q.taken_ticket = end_ticket;
         let group_last = q.next_seqno - 1;
+        let group_first = q.frame_first_seqno;
         let write_now = std::mem::take(&mut q.immediate) || self.opts.fsync == FsyncPolicy::Always;
-        let res = MutexGuard::unlocked(q, || self.lead(&mut buf, group_last, write_now));
+        let res = MutexGuard::unlocked(q, || {
+            self.lead(&mut buf, group_first, group_last, write_now)
+        });
         buf.clear();
         q.spare = buf;
         q.completed_ticket = end_ticket;
@@ -1087,17 +1105,22 @@ impl DbInner {
 
     /// The leader's work for one group: room, WAL write (+fsync) or deferral (`write_now` false), apply,
     /// publish.
-    fn lead(&self, buf: &mut [u8], last_seqno: u64, write_now: bool) -> Result<()> {
+    fn lead(
+        &self,
+        buf: &mut [u8],
+        first_seqno: u64,
+        last_seqno: u64,
+        write_now: bool,
+    ) -> Result<()> {
         self.check_poison()?;
         self.make_room()?;
-        wal::finish_frame(buf, 0);
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&buf[8..16]);
-        let first_seqno = u64::from_le_bytes(first);
+        let frame_start = wal::finish_frame_v2(buf);
+        let ops_start = wal::V2_RESERVED_BYTES + crate::batch::varint_len(first_seqno);
+        let (frame, ops) = (&buf[frame_start..], &buf[ops_start..]);
         {
             let mut w = self.wal.lock();
             let r = if write_now {
-                w.append(buf, last_seqno).and_then(|_| {
+                w.append(frame, last_seqno).and_then(|_| {
                     if self.opts.fsync == FsyncPolicy::Always {
                         Stats::add(&self.stats.wal_syncs, 1);
                         w.sync()
@@ -1106,7 +1129,7 @@ impl DbInner {
                     }
                 })
             } else {
-                w.defer(buf, last_seqno)
+                w.defer(frame, last_seqno)
             };
             self.wal_written_seqno
                 .store(w.written_seqno, Ordering::Release);
@@ -1115,7 +1138,7 @@ impl DbInner {
                 return Err(e);
             }
         }
-        Stats::add(&self.stats.wal_bytes_written, buf.len() as u64);
+        Stats::add(&self.stats.wal_bytes_written, frame.len() as u64);
         Stats::add(&self.stats.commit_groups, 1);
         let mem = self.mems.read().active.clone();
         let mut touched = Vec::new();
@@ -1123,7 +1146,8 @@ impl DbInner {
         // Before any put of the group reaches the memtable (see `skip_hint` for the handshake).
         let check_hints = self.skip_hints.begin_apply(last_seqno);
         let r = apply_frame(
-            &buf[wal::FRAME_HEADER_BYTES..],
+            WalFormat::V2,
+            ops,
             first_seqno,
             &mem,
             &logs,
@@ -1204,7 +1228,7 @@ impl DbInner {
             imms.push(m.active.clone());
             imms.extend(m.imms.iter().cloned());
             *m = Arc::new(MemSet {
-                active: Arc::new(MemTable::new(id)),
+                active: Arc::new(MemTable::with_key_capacity(id, m.active.distinct_keys())),
                 imms,
             });
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use crate::batch::{BatchIter, BatchOp};
+use crate::batch::{BatchIter, BatchOp, FrameOps, WalFormat};
 use crate::memtable::MemTable;
 
 /// Bounds the work per input so a fuzzer never stalls on one case.
@@ -56,32 +56,50 @@ pub fn sst_block(data: &[u8]) {
     }
 }
 
-/// A WAL segment: frames are replayed (torn tails detected, corruption reported) and every frame payload
-/// is decoded as write batches and applied to a scratch memtable, as recovery does.
+/// A WAL segment, v2 (starting with the segment header) or v1: frames are replayed (torn tails detected,
+/// corruption reported) and every frame payload is decoded and applied to a scratch memtable, as recovery
+/// does. Input without the v2 header is also tried as a v2 segment by prefixing the header, so a fuzzer
+/// exercises both frame formats from any bytes.
 pub fn wal(data: &[u8]) {
-    let mem = MemTable::new(1);
-    let logs = HashMap::new();
-    let _ = crate::wal::replay(Path::new("fuzz.wal"), data, |first_seqno, payload| {
-        crate::db::apply_frame(payload, first_seqno, &mem, &logs, 0, None, None)
-    });
-    // The batch decoder on its own, on the raw bytes.
+    let replay = |data: &[u8]| {
+        let mem = MemTable::new(1);
+        let logs = HashMap::new();
+        let _ =
+            crate::wal::replay_segment(Path::new("fuzz.wal"), data, |format, first, payload| {
+                crate::db::apply_frame(format, payload, first, &mem, &logs, 0, None, None)
+            });
+    };
+    replay(data);
+    if !data.starts_with(&crate::wal::WAL_V2_MAGIC) {
+        let mut v2 = crate::wal::WAL_V2_MAGIC.to_vec();
+        v2.extend_from_slice(data);
+        replay(&v2);
+    }
+    // The batch and frame-payload decoders on their own, on the raw bytes.
     write_batch(data);
 }
 
-/// A write batch representation, decoded op by op.
+/// A write batch representation, decoded op by op as v2 (the current encoding) and as v1, and as the
+/// payload of a v1 frame (batches with length prefixes).
 pub fn write_batch(data: &[u8]) {
-    let Ok(it) = BatchIter::new(data) else {
-        return;
-    };
-    for op in it.take(MAX_STEPS) {
-        match op {
-            Ok(BatchOp::Put { key, value, .. }) => {
-                let _ = (key.len(), value.len());
+    let consume = |ops: &mut dyn Iterator<Item = crate::Result<BatchOp<'_>>>| {
+        for op in ops.take(MAX_STEPS) {
+            match op {
+                Ok(BatchOp::Put { key, value, .. }) => {
+                    let _ = (key.len(), value.len());
+                }
+                Ok(_) => {}
+                Err(_) => break,
             }
-            Ok(_) => {}
-            Err(_) => break,
         }
+    };
+    if let Ok(mut it) = BatchIter::new(data) {
+        consume(&mut it);
     }
+    if let Ok(mut it) = BatchIter::new_v1(data) {
+        consume(&mut it);
+    }
+    consume(&mut FrameOps::new(WalFormat::V1, data));
 }
 
 /// A manifest file: records are replayed like WAL frames and their edits decoded and applied to a state.
@@ -123,20 +141,42 @@ mod tests {
     use crate::batch::WriteBatch;
     use crate::manifest::{Edit, FileMeta};
 
-    /// Two WAL frames holding every kind of tree op.
+    fn sample_batch(f: u8) -> WriteBatch {
+        let mut b = WriteBatch::new();
+        b.put_raw(1, b"alpha", b"one");
+        b.delete_raw(1, &[f]);
+        b.delete_range_raw(2, b"a", b"m");
+        b.clear_tree_raw(300);
+        b
+    }
+
+    /// A v1 WAL segment (as builds before WAL v2 wrote): two frames holding every kind of tree op.
     fn sample_wal() -> Vec<u8> {
         let mut out = Vec::new();
         let mut seq = 1;
         for f in 0..2u8 {
-            let mut b = WriteBatch::new();
-            b.put_raw(1, b"alpha", b"one");
-            b.delete_raw(1, &[f]);
-            b.delete_range_raw(2, b"a", b"m");
+            let b = sample_batch(f).encode_v1();
             let start = crate::wal::begin_frame(&mut out, seq);
-            out.extend_from_slice(&(b.rep.len() as u32).to_le_bytes());
-            out.extend_from_slice(&b.rep);
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(&b);
             crate::wal::finish_frame(&mut out, start);
-            seq += 3;
+            seq += 4;
+        }
+        out
+    }
+
+    /// A v2 WAL segment: the header, then two frames of two batches each.
+    fn sample_wal_v2() -> Vec<u8> {
+        let mut out = crate::wal::WAL_V2_MAGIC.to_vec();
+        let mut seq = 1;
+        for f in 0..2u8 {
+            let mut buf = Vec::new();
+            crate::wal::begin_frame_v2(&mut buf, seq);
+            buf.extend_from_slice(&sample_batch(f).rep);
+            buf.extend_from_slice(&sample_batch(f + 2).rep);
+            let start = crate::wal::finish_frame_v2(&mut buf);
+            out.extend_from_slice(&buf[start..]);
+            seq += 8;
         }
         out
     }
@@ -190,13 +230,15 @@ mod tests {
 
     #[test]
     fn samples_parse() {
-        let mem = crate::memtable::MemTable::new(1);
-        let wal = sample_wal();
-        let r = crate::wal::replay(std::path::Path::new("w"), &wal, |s, p| {
-            crate::db::apply_frame(p, s, &mem, &Default::default(), 0, None, None)
-        })
-        .unwrap();
-        assert_eq!((r.frames, r.torn_bytes), (2, 0));
+        for (wal, next) in [(sample_wal(), 9), (sample_wal_v2(), 17)] {
+            let mem = crate::memtable::MemTable::new(1);
+            let r = crate::wal::replay_segment(std::path::Path::new("w"), &wal, |f, s, p| {
+                crate::db::apply_frame(f, p, s, &mem, &Default::default(), 0, None, None)
+            })
+            .unwrap();
+            assert_eq!((r.frames, r.torn_bytes, r.next_seqno), (2, 0, next));
+            assert_eq!(mem.get(1, b"alpha", 100).unwrap().2.as_ref(), b"one");
+        }
         let mut state = crate::manifest::ManifestState::default();
         let m = sample_manifest();
         let r = crate::wal::replay(std::path::Path::new("m"), &m, |_, p| {
@@ -248,6 +290,7 @@ mod tests {
             cut in prop::option::of(any::<prop::sample::Index>()),
         ) {
             super::wal(&mutate(sample_wal(), &flips, cut));
+            super::wal(&mutate(sample_wal_v2(), &flips, cut));
             super::manifest(&mutate(sample_manifest(), &flips, cut));
             super::log_segment(&mutate(sample_log_segment(), &flips, cut));
             // Edits and batches without their checksummed frames, so the decoders see damage directly.
@@ -255,6 +298,7 @@ mod tests {
             super::manifest(&mutate(m[crate::wal::FRAME_HEADER_BYTES..].to_vec(), &flips, cut));
             let w = sample_wal();
             super::write_batch(&mutate(w[crate::wal::FRAME_HEADER_BYTES + 4..].to_vec(), &flips, cut));
+            super::write_batch(&mutate(sample_batch(1).rep, &flips, cut));
         }
     }
 }

@@ -81,12 +81,15 @@ fn damage_before_the_tail_refuses_to_open() {
     write_keys(dir.path(), 10);
     let wal = newest_wal(dir.path());
     let mut data = std::fs::read(&wal).unwrap();
-    data[30] ^= 0x40; // inside the first frame's payload
+    // Inside the first frame's ops (a v2 segment: the 8-byte header, then crc 4, len 1, seqno 1, ...).
+    let first_frame = strata_storage::wal::WAL_V2_MAGIC.len();
+    assert!(data.starts_with(&strata_storage::wal::WAL_V2_MAGIC));
+    data[first_frame + 10] ^= 0x40;
     std::fs::write(&wal, &data).unwrap();
     match Db::open(dir.path(), opts()) {
         Err(StorageError::Corruption { file, offset, .. }) => {
             assert_eq!(file, wal);
-            assert_eq!(offset, 0);
+            assert_eq!(offset, first_frame as u64);
         }
         other => panic!("expected corruption, got {other:?}"),
     }
