@@ -1177,6 +1177,10 @@ impl DbInner {
         let mut stalled: Option<Instant> = None;
         loop {
             self.check_poison()?;
+            // Read the progress counter before the condition: work the background threads finish after
+            // this point bumps it, so the wait below cannot miss it (reading it after the condition did,
+            // and a writer then waited for progress that had already happened).
+            let p = self.bg.lock().progress;
             let imms = self.mems.read().imms.len();
             let l0 = crate::flush::l0_files(self);
             if imms < self.opts.max_immutable_memtables && l0 < self.opts.l0_stall_files {
@@ -1191,7 +1195,6 @@ impl DbInner {
             if bg.shutdown {
                 return Err(StorageError::Closed);
             }
-            let p = bg.progress;
             bg.flush_requested = true;
             self.bg_cv.notify_all();
             while bg.progress == p && !bg.shutdown && !self.is_poisoned() {
