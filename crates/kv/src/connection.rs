@@ -135,6 +135,11 @@ async fn serve_client(
                         reply =
                             wait_blocked(conn, session, shared, shutdown, request, &args).await?;
                     }
+                    if session.shutting_down {
+                        // SHUTDOWN: the replies before it go out, its own never does.
+                        let _ = conn.flush(session).await;
+                        return Ok(());
+                    }
                     let send = session.take_reply_permission(&args[0]);
                     for extra in session.extra_replies.drain(..) {
                         if send {

@@ -268,6 +268,21 @@ struct WatchSlot {
     watchers: usize,
 }
 
+/// One collection's changes in [`Keyspace::write_collections`].
+#[derive(Debug, Clone, Copy)]
+pub struct CollectionWrite<'a> {
+    /// The collection's key.
+    pub key: &'a [u8],
+    /// Its metadata record before the change (type and deadline are kept).
+    pub entry: &'a Entry,
+    /// Its header after the change; size 0 deletes the collection.
+    pub header: CollectionHeader,
+    /// Elements to store, as (element key, value).
+    pub puts: &'a [(&'a [u8], &'a [u8])],
+    /// Element keys to delete.
+    pub deletes: &'a [&'a [u8]],
+}
+
 /// Prefix of collection element records.
 const SUB_PREFIX: u8 = b's';
 
@@ -990,33 +1005,54 @@ impl Keyspace {
         puts: &[(&[u8], &[u8])],
         deletes: &[&[u8]],
     ) -> Result<(), KvError> {
-        self.changed(db, key);
+        self.write_collections(
+            db,
+            &[CollectionWrite {
+                key,
+                entry,
+                header,
+                puts,
+                deletes,
+            }],
+        )
+    }
+
+    /// [`Keyspace::write_collection`] for several collections of one database in one atomic batch (SMOVE).
+    pub fn write_collections(
+        &self,
+        db: usize,
+        writes: &[CollectionWrite<'_>],
+    ) -> Result<(), KvError> {
         let tree = self.tree(db);
-        let prefix = sub_prefix(key, header.version);
         let mut batch = WriteBatch::new();
-        let mut k = prefix.clone();
-        for (element, value) in puts {
-            k.truncate(prefix.len());
-            k.extend_from_slice(element);
-            batch.put(tree, &k, value);
-        }
-        for element in deletes {
-            k.truncate(prefix.len());
-            k.extend_from_slice(element);
-            batch.delete(tree, &k);
-        }
-        if header.size == 0 {
-            batch.delete(tree, &meta_key(key));
-            reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
-            batch.delete_range(tree, &prefix, &prefix_end(&prefix));
-        } else {
-            let updated = Entry {
-                kind: entry.kind,
-                expire_at_ms: entry.expire_at_ms,
-                payload: header.to_payload(),
-            };
-            self.note_write(db, key, &updated);
-            batch.put(tree, &meta_key(key), &updated.encode());
+        for w in writes {
+            let (key, entry, header) = (w.key, w.entry, w.header);
+            self.changed(db, key);
+            let prefix = sub_prefix(key, header.version);
+            let mut k = prefix.clone();
+            for (element, value) in w.puts {
+                k.truncate(prefix.len());
+                k.extend_from_slice(element);
+                batch.put(tree, &k, value);
+            }
+            for element in w.deletes {
+                k.truncate(prefix.len());
+                k.extend_from_slice(element);
+                batch.delete(tree, &k);
+            }
+            if header.size == 0 {
+                batch.delete(tree, &meta_key(key));
+                reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
+                batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+            } else {
+                let updated = Entry {
+                    kind: entry.kind,
+                    expire_at_ms: entry.expire_at_ms,
+                    payload: header.to_payload(),
+                };
+                self.note_write(db, key, &updated);
+                batch.put(tree, &meta_key(key), &updated.encode());
+            }
         }
         self.db.write_deferred(&batch)?;
         Ok(())
@@ -1149,8 +1185,8 @@ impl Keyspace {
     }
 
     /// A random live key of `db` (RANDOMKEY), or `None` if it has none. It seeks to a random point between
-    /// the first and the last key and takes the next live key (wrapping around), so it costs a few seeks
-    /// rather than a scan; keys after wide gaps are likelier, as keys in sparse buckets are in Redis.
+    /// the first and the last key and picks one of the next live keys (wrapping around), so it costs a seek
+    /// and a short read rather than a scan.
     pub fn random_key(&self, db: usize, mut seed: u64) -> Result<Option<Bytes>, KvError> {
         let mut rand = move || {
             seed ^= seed << 13;
@@ -1181,18 +1217,30 @@ impl Keyspace {
             let e = Entry::decode(v)?;
             Ok((!is_expired(e.expire_at_ms, now)).then(|| k.slice(1..)))
         };
+        // The answer is drawn uniformly from the WINDOW live keys that follow the probe: a key's chance is
+        // then the average of the gaps before the WINDOW keys up to it rather than its own gap, which is
+        // close to uniform, and exactly uniform in a database of at most WINDOW keys.
+        const WINDOW: usize = 64;
         // Bounded work when most keys are expired but not yet removed.
         const MAX_VISITS: usize = 1000;
+        let mut window = Vec::with_capacity(WINDOW);
         for item in tree
             .range(probe.clone()..vec![META_PREFIX + 1])
             .chain(tree.range(vec![META_PREFIX]..probe))
             .take(MAX_VISITS)
         {
             if let Some(k) = live(item)? {
-                return Ok(Some(k));
+                window.push(k);
+                if window.len() == WINDOW {
+                    break;
+                }
             }
         }
-        Ok(None)
+        if window.is_empty() {
+            return Ok(None);
+        }
+        let pick = (rand() % window.len() as u64) as usize;
+        Ok(Some(window.swap_remove(pick)))
     }
 
     /// One pass of active expiry: walks the expiry index of each database (starting with a different one
@@ -1256,9 +1304,27 @@ impl Keyspace {
         Ok(expired)
     }
 
-    /// Keys removed by active expiry since the start (INFO's `expired_keys`).
+    /// Keys removed by active and lazy expiry since the start (INFO's `expired_keys`).
     pub fn expired_keys(&self) -> u64 {
         self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Lazy expiry, as Redis's `expireIfNeeded` on a command's key: deletes `key` if its record is expired
+    /// and counts it in `expired_keys`. Returns whether it did (the caller publishes `expired`). Costs one
+    /// hash probe for keys the plain-key filter knows have no TTL. The caller holds the key's stripe.
+    pub fn expire_if_needed(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
+        if self.plain.surely_plain(self.tree_index(db), key) {
+            return Ok(false);
+        }
+        let Some(raw) = self.tree(db).get(&meta_key(key))? else {
+            return Ok(false);
+        };
+        if !is_expired(Entry::decode(raw)?.expire_at_ms, self.now_ms()) {
+            return Ok(false);
+        }
+        self.delete_record(db, key)?;
+        self.expired.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Deletes the expired record at `key`, if there is one, so a collection created in its place does not

@@ -41,6 +41,20 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: save,
     },
     CommandSpec {
+        name: "shutdown",
+        arity: -1,
+        flags: &[
+            "admin",
+            "noscript",
+            "loading",
+            "stale",
+            "no_multi",
+            "allow_busy",
+        ],
+        no_auth: false,
+        run: shutdown,
+    },
+    CommandSpec {
         name: "slowlog",
         arity: -2,
         flags: &["admin", "loading", "stale"],
@@ -177,7 +191,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
                 &sh.stats.rejected_connections.load(Ordering::Relaxed),
             );
             line(out, "instantaneous_ops_per_sec", &sh.ops.per_second());
-            line(out, "expired_keys", &0);
+            line(out, "expired_keys", &sh.keyspace.expired_keys());
             line(out, "evicted_keys", &0);
             line(out, "keyspace_hits", &0);
             line(out, "keyspace_misses", &0);
@@ -322,6 +336,41 @@ pub fn save(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         }
         Err(e) => super::storage_error(e.into()),
     }
+}
+
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]. strata's data is always on disk, so "saving" is a final
+/// WAL fsync; if that fails the shutdown is refused unless FORCE. NOW changes nothing (there are no
+/// replicas to wait for), and no shutdown is ever pending for ABORT to cancel. On success the client gets
+/// no reply: the connection closes and the node stops as on SIGTERM.
+pub fn shutdown(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let (mut nosave, mut save, mut force, mut now, mut abort) = (false, false, false, false, false);
+    for arg in &args[1..] {
+        let flag = match arg.to_ascii_lowercase().as_slice() {
+            b"nosave" => &mut nosave,
+            b"save" => &mut save,
+            b"now" => &mut now,
+            b"force" => &mut force,
+            b"abort" => &mut abort,
+            _ => return Frame::error("ERR syntax error"),
+        };
+        *flag = true;
+    }
+    if (abort && (nosave || save || now || force)) || (nosave && save) {
+        return Frame::error("ERR syntax error");
+    }
+    if abort {
+        return Frame::error("ERR No shutdown in progress.");
+    }
+    if !nosave && let Err(e) = sh.keyspace.storage().sync_wal() {
+        tracing::error!(error = %e, "SHUTDOWN: the final storage sync failed");
+        if !force {
+            return Frame::error("ERR Errors trying to SHUTDOWN. Check logs.");
+        }
+    }
+    tracing::info!(client = s.id, "SHUTDOWN requested by a client");
+    s.shutting_down = true;
+    sh.config.shutdown_request.cancel();
+    Frame::ok()
 }
 
 pub fn lastsave(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
