@@ -281,3 +281,56 @@ fn randomkey_draws_keys_evenly() {
     let (min, max) = (seen.values().min().unwrap(), seen.values().max().unwrap());
     assert!(*min >= 50 && *max <= 160, "uneven draws: {min}..{max}");
 }
+
+#[test]
+fn info_reports_cpu_time() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let info: String = q(&mut c, &["INFO", "cpu"]);
+    for field in [
+        "used_cpu_sys:",
+        "used_cpu_user:",
+        "used_cpu_sys_children:",
+        "used_cpu_user_children:",
+    ] {
+        assert!(info.contains(field), "{field} in {info}");
+    }
+}
+
+#[test]
+fn paused_clients_count_as_blocked_and_nothing_expires_during_a_write_pause() {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let server = Server::start_with_clock(KvConfig::default(), clock.clone());
+    let mut c = server.client();
+    let _: () = q(&mut c, &["SET", "k", "v", "PX", "10"]);
+    let mut tx = support::Raw::connect(server.addr());
+    assert_eq!(tx.call(&["MULTI"]), strata_resp::Frame::ok());
+    assert_eq!(
+        tx.call(&["INCR", "n"]),
+        strata_resp::Frame::simple("QUEUED")
+    );
+    let _: () = q(&mut c, &["CLIENT", "PAUSE", "60000", "WRITE"]);
+    // A command failing its checks is answered at once; a write waits and counts as blocked.
+    let mut raw = support::Raw::connect(server.addr());
+    raw.send(&["SET", "only-key"]);
+    assert!(matches!(raw.read(), strata_resp::Frame::Error(_)));
+    raw.send(&["SET", "other", "v"]);
+    support::wait_blocked(&mut c, 1);
+    // A transaction with a write is held back at EXEC.
+    tx.send(&["EXEC"]);
+    support::wait_blocked(&mut c, 2);
+    // The key reads as gone but is not removed while writes are paused.
+    clock.advance_ms(1_000);
+    let v: Option<String> = q(&mut c, &["GET", "k"]);
+    assert_eq!(v, None);
+    assert_eq!(support::info_field(&mut c, "stats", "expired_keys"), 0);
+    let _: () = q(&mut c, &["CLIENT", "UNPAUSE"]);
+    assert_eq!(raw.read(), strata_resp::Frame::ok());
+    assert_eq!(
+        tx.read(),
+        strata_resp::Frame::Array(vec![strata_resp::Frame::Integer(1)])
+    );
+    support::wait_blocked(&mut c, 0);
+    let _: Option<String> = q(&mut c, &["GET", "k"]);
+    assert_eq!(support::info_field(&mut c, "stats", "expired_keys"), 1);
+}

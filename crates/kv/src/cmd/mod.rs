@@ -139,7 +139,9 @@ fn expire_keys(
     spec: &CommandSpec,
     args: &[Bytes],
 ) -> Result<(), crate::keyspace::KvError> {
-    if args.len() < 2 {
+    // While writes are paused nothing expires (the keys only read as missing), as in Redis.
+    if args.len() < 2 || (shared.pause.maybe_active() && shared.pause.paused_until(true).is_some())
+    {
         return Ok(());
     }
     for i in key_positions(spec.name, args) {

@@ -85,6 +85,30 @@ const SECTIONS: &[&str] = &[
 /// Sections only `all` and `everything` (or naming them) select.
 const EXTRA_SECTIONS: &[&str] = &["commandstats", "errorstats"];
 
+/// CPU time of the process and of its waited-for children, in seconds: user, system, children's user,
+/// children's system (`/proc/self/stat`'s utime, stime, cutime, cstime; zeros where there is no procfs).
+fn cpu_seconds() -> [f64; 4] {
+    // The kernel reports these in USER_HZ ticks, 100 a second on every Linux ABI.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return [0.0; 4];
+    };
+    // The command name (field 2) may hold spaces; the fields after it start past its closing ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // utime is field 14 overall, the 12th after the command name (field 3 is the first here).
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |t| t / TICKS_PER_SECOND)
+    };
+    [tick(11), tick(12), tick(13), tick(14)]
+}
+
 fn section(out: &mut String, sh: &Shared, name: &str) {
     let _ = write!(
         out,
@@ -221,7 +245,13 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "role", &"master");
             line(out, "connected_slaves", &0);
         }
-        "cpu" => {}
+        "cpu" => {
+            let [user, sys, cuser, csys] = cpu_seconds();
+            line(out, "used_cpu_sys", &format!("{sys:.6}"));
+            line(out, "used_cpu_user", &format!("{user:.6}"));
+            line(out, "used_cpu_sys_children", &format!("{csys:.6}"));
+            line(out, "used_cpu_user_children", &format!("{cuser:.6}"));
+        }
         "commandstats" => {
             let names = super::commands().iter().map(|spec| spec.name);
             for c in sh.command_stats.snapshot(names) {
