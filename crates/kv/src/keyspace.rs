@@ -221,6 +221,9 @@ pub struct Keyspace {
     dirty: AtomicU64,
     /// Keys that surely hold no collection and no TTL, so overwriting them needs no read first.
     plain: Arc<plain::PlainFilter>,
+    /// Whether any key may have a TTL (set by the first write of one, or at open when the expiry index
+    /// holds entries): until then lazy expiry has nothing to look up.
+    ttl_seen: std::sync::atomic::AtomicBool,
     /// The thread building `plain`; joined on drop, as it holds the storage open.
     plain_builder: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -419,6 +422,10 @@ impl Keyspace {
                 (0..databases).collect()
             }),
         };
+        let mut ttl_seen = false;
+        for tree in &trees {
+            ttl_seen = ttl_seen || tree.prefix(&[EXPIRE_PREFIX]).next().transpose()?.is_some();
+        }
         let plain = Arc::new(plain::PlainFilter::default());
         let plain_builder = {
             let (trees, plain) = (trees.clone(), plain.clone());
@@ -437,6 +444,7 @@ impl Keyspace {
             trees,
             plain,
             plain_builder: Mutex::new(plain_builder),
+            ttl_seen: std::sync::atomic::AtomicBool::new(ttl_seen),
             clock,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             next_version,
@@ -574,6 +582,9 @@ impl Keyspace {
     /// TTL (or missing), so it needs no read to be cleaned up after. The caller holds the key's stripe.
     fn note_write(&self, db: usize, key: &[u8], entry: &Entry) -> bool {
         let t = self.tree_index(db);
+        if entry.expire_at_ms != 0 && !self.ttl_seen.load(Ordering::Relaxed) {
+            self.ttl_seen.store(true, Ordering::Relaxed);
+        }
         if entry.kind != Kind::String || entry.expire_at_ms != 0 {
             self.plain.mark(t, key)
         } else {
@@ -1309,11 +1320,16 @@ impl Keyspace {
         self.expired.load(Ordering::Relaxed)
     }
 
+    /// Whether any key may have a TTL; `false` means no key can be expired.
+    pub fn may_expire(&self) -> bool {
+        self.ttl_seen.load(Ordering::Relaxed)
+    }
+
     /// Lazy expiry, as Redis's `expireIfNeeded` on a command's key: deletes `key` if its record is expired
     /// and counts it in `expired_keys`. Returns whether it did (the caller publishes `expired`). Costs one
     /// hash probe for keys the plain-key filter knows have no TTL. The caller holds the key's stripe.
     pub fn expire_if_needed(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
-        if self.plain.surely_plain(self.tree_index(db), key) {
+        if !self.may_expire() || self.plain.surely_plain(self.tree_index(db), key) {
             return Ok(false);
         }
         let Some(raw) = self.tree(db).get(&meta_key(key))? else {

@@ -222,7 +222,9 @@ fn a_read_expires_the_key_it_finds_expired() {
         expire_at_ms: 1_700_000_000_100,
         ..strata_kv::keyspace::Entry::string(bytes::Bytes::from_static(b"v"))
     };
+    assert!(!ks.may_expire(), "no TTL was ever set");
     ks.put(0, b"k", &entry).unwrap();
+    assert!(ks.may_expire());
     ks.put(
         0,
         b"plain",
@@ -245,6 +247,13 @@ fn a_read_expires_the_key_it_finds_expired() {
     let tree = ks.storage().tree("kv0").unwrap();
     assert_eq!(tree.prefix(b"x").count(), 0);
     assert_eq!(tree.prefix(b"m").count(), 1);
+    // After a restart, a stored TTL is noticed at open.
+    ks.put(1, b"later", &entry).unwrap();
+    drop(tree);
+    drop(ks);
+    let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
+    let ks = strata_kv::Keyspace::open(db, 16, clock.clone()).unwrap();
+    assert!(ks.may_expire());
 }
 
 trait NowForTest {
@@ -283,7 +292,7 @@ fn randomkey_draws_keys_evenly() {
 }
 
 #[test]
-fn info_reports_cpu_time() {
+fn info_reports_cpu_time_and_a_replication_section() {
     let server = Server::start(KvConfig::default());
     let mut c = server.client();
     let info: String = q(&mut c, &["INFO", "cpu"]);
@@ -295,6 +304,15 @@ fn info_reports_cpu_time() {
     ] {
         assert!(info.contains(field), "{field} in {info}");
     }
+    let info: String = q(&mut c, &["INFO", "replication"]);
+    assert!(info.contains("role:master\r\n"), "{info}");
+    assert!(info.contains("master_repl_offset:0\r\n"), "{info}");
+    let replid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("master_replid:"))
+        .expect("master_replid");
+    assert_eq!(replid.len(), 40);
+    assert!(replid.bytes().all(|b| b.is_ascii_hexdigit()));
 }
 
 #[test]

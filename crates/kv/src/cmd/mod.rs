@@ -140,7 +140,9 @@ fn expire_keys(
     args: &[Bytes],
 ) -> Result<(), crate::keyspace::KvError> {
     // While writes are paused nothing expires (the keys only read as missing), as in Redis.
-    if args.len() < 2 || (shared.pause.maybe_active() && shared.pause.paused_until(true).is_some())
+    if args.len() < 2
+        || !shared.keyspace.may_expire()
+        || (shared.pause.maybe_active() && shared.pause.paused_until(true).is_some())
     {
         return Ok(());
     }

@@ -85,6 +85,21 @@ const SECTIONS: &[&str] = &[
 /// Sections only `all` and `everything` (or naming them) select.
 const EXTRA_SECTIONS: &[&str] = &["commandstats", "errorstats"];
 
+/// The replication ID INFO shows: 40 hex digits, new each run, as Redis's `master_replid`.
+static REPLICATION_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut state = super::keys::random_seed();
+    (0..40)
+        .map(|_| {
+            // SplitMix64 steps; one hex digit from each.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            char::from_digit(((z ^ (z >> 31)) & 0xf) as u32, 16).unwrap_or('0')
+        })
+        .collect()
+});
+
 /// CPU time of the process and of its waited-for children, in seconds: user, system, children's user,
 /// children's system (`/proc/self/stat`'s utime, stime, cutime, cstime; zeros where there is no procfs).
 fn cpu_seconds() -> [f64; 4] {
@@ -242,8 +257,19 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             );
         }
         "replication" => {
+            // A master without replicas, in Redis's words (monitoring tools and sentinel-aware clients
+            // read these fields).
             line(out, "role", &"master");
             line(out, "connected_slaves", &0);
+            line(out, "master_failover_state", &"no-failover");
+            line(out, "master_replid", &*REPLICATION_ID);
+            line(out, "master_replid2", &"0".repeat(40));
+            line(out, "master_repl_offset", &0);
+            line(out, "second_repl_offset", &-1);
+            line(out, "repl_backlog_active", &0);
+            line(out, "repl_backlog_size", &1_048_576);
+            line(out, "repl_backlog_first_byte_offset", &0);
+            line(out, "repl_backlog_histlen", &0);
         }
         "cpu" => {
             let [user, sys, cuser, csys] = cpu_seconds();
