@@ -140,6 +140,19 @@ fn smove_and_set_stores_commit_one_batch() {
     assert_eq!(q::<i64>(&mut c, &["EXISTS", "single"]), 0);
     assert_eq!(q::<i64>(&mut c, &["SCARD", "dst"]), 3);
 
+    // A destination already holding the member is not written: its WATCHers' transactions still run.
+    let _: i64 = q(&mut c, &["SADD", "w-src", "a", "b"]);
+    let _: i64 = q(&mut c, &["SADD", "w-dst", "a"]);
+    let mut watcher = server.client();
+    let _: () = q(&mut watcher, &["WATCH", "w-dst"]);
+    let _: () = q(&mut watcher, &["MULTI"]);
+    let _: String = q(&mut watcher, &["SADD", "w-dst", "c"]);
+    assert_eq!(q::<i64>(&mut c, &["SMOVE", "w-src", "w-dst", "a"]), 1);
+    let done: Option<Vec<i64>> = q(&mut watcher, &["EXEC"]);
+    assert_eq!(done, Some(vec![1]));
+    assert_eq!(q::<i64>(&mut c, &["SCARD", "w-dst"]), 2);
+    assert_eq!(q::<i64>(&mut c, &["SCARD", "w-src"]), 1);
+
     for (op, want) in [
         ("SINTERSTORE", vec!["b", "c"]),
         ("SUNIONSTORE", vec!["b", "c", "y"]),

@@ -318,14 +318,12 @@ pub fn smove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             return Ok(1);
         }
         src_h.size -= 1;
-        let dst_puts: &[(&[u8], &[u8])] = if field(sh, s.db, dst, dst_h, member)?.is_none() {
-            dst_h.size += 1;
-            &[(member, b"")]
-        } else {
-            &[]
-        };
-        // Both sets change in one batch: nobody sees the member in neither or in both.
+        let added = field(sh, s.db, dst, dst_h, member)?.is_none();
+        // Both sets change in one batch: nobody sees the member in neither or in both. A destination
+        // that already holds the member is not written (nor touched for WATCH), as in Redis.
         let deletes: &[&[u8]] = &[member];
+        let puts: &[(&[u8], &[u8])] = &[(member, b"")];
+        dst_h.size += 1;
         let writes = [
             CollectionWrite {
                 key: src,
@@ -338,12 +336,13 @@ pub fn smove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 key: dst,
                 entry: &dst_entry,
                 header: dst_h,
-                puts: dst_puts,
+                puts,
                 deletes: &[],
             },
         ];
+        let writes = if added { &writes[..] } else { &writes[..1] };
         sh.keyspace
-            .write_collections(s.db, &writes)
+            .write_collections(s.db, writes)
             .map_err(storage_error)?;
         Ok(1)
     })();
