@@ -135,6 +135,11 @@ async fn serve_client(
                         reply =
                             wait_blocked(conn, session, shared, shutdown, request, &args).await?;
                     }
+                    if session.shutting_down {
+                        // SHUTDOWN: the replies before it go out, its own never does.
+                        let _ = conn.flush(session).await;
+                        return Ok(());
+                    }
                     let send = session.take_reply_permission(&args[0]);
                     for extra in session.extra_replies.drain(..) {
                         if send {
@@ -206,16 +211,39 @@ async fn wait_while_paused(
     let Some(spec) = args.first().and_then(|name| cmd::lookup(name)) else {
         return Ok(());
     };
-    let is_write = spec.flags.contains(&"write") || spec.name == "publish";
+    // As in Redis, a command that fails its checks is answered at once rather than held back.
+    let arity_ok = match usize::try_from(spec.arity) {
+        Ok(exact) => args.len() == exact,
+        Err(_) => args.len() >= spec.arity.unsigned_abs() as usize,
+    };
+    if !arity_ok {
+        return Ok(());
+    }
+    let writes = |spec: &cmd::CommandSpec| {
+        spec.flags.contains(&"write") || matches!(spec.name, "publish" | "spublish")
+    };
+    // EXEC is a write when its queue holds one (Redis's `may-replicate` transaction).
+    let is_write = writes(spec)
+        || (spec.name == "exec"
+            && session.multi.as_ref().is_some_and(|queue| {
+                queue
+                    .iter()
+                    .filter_map(|q| q.first().and_then(|n| cmd::lookup(n)))
+                    .any(writes)
+            }));
     if shared.pause.paused_until(is_write).is_none() {
         return Ok(());
     }
     conn.flush(session).await?;
-    tokio::select! {
+    // A postponed client counts as blocked in INFO, as in Redis.
+    shared.blocking.note_blocked();
+    let result = tokio::select! {
         () = conn.kill.cancelled() => Err(Closed),
         () = shutdown.cancelled() => Err(Closed),
         () = shared.pause.wait_while_paused(is_write) => Ok(()),
-    }
+    };
+    shared.blocking.note_unblocked();
+    result
 }
 
 /// Waits for the keys of a blocked command and runs it again until it is served, times out, or is

@@ -224,6 +224,9 @@ pub struct Keyspace {
     dirty: AtomicU64,
     /// Keys that surely hold no collection and no TTL, so overwriting them needs no read first.
     plain: Arc<plain::PlainFilter>,
+    /// Whether any key may have a TTL (set by the first write of one, or at open when the expiry index
+    /// holds entries): until then lazy expiry has nothing to look up.
+    ttl_seen: std::sync::atomic::AtomicBool,
     /// The thread building `plain`; joined on drop, as it holds the storage open.
     plain_builder: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -269,6 +272,21 @@ fn build_plain_filter(trees: &[Tree], filter: &plain::PlainFilter) {
 struct WatchSlot {
     writes: u64,
     watchers: usize,
+}
+
+/// One collection's changes in [`Keyspace::write_collections`].
+#[derive(Debug, Clone, Copy)]
+pub struct CollectionWrite<'a> {
+    /// The collection's key.
+    pub key: &'a [u8],
+    /// Its metadata record before the change (type and deadline are kept).
+    pub entry: &'a Entry,
+    /// Its header after the change; size 0 deletes the collection.
+    pub header: CollectionHeader,
+    /// Elements to store, as (element key, value).
+    pub puts: &'a [(&'a [u8], &'a [u8])],
+    /// Element keys to delete.
+    pub deletes: &'a [&'a [u8]],
 }
 
 /// Prefix of collection element records.
@@ -412,6 +430,10 @@ impl Keyspace {
                 (0..databases).collect()
             }),
         };
+        let mut ttl_seen = false;
+        for tree in &trees {
+            ttl_seen = ttl_seen || tree.prefix(&[EXPIRE_PREFIX]).next().transpose()?.is_some();
+        }
         let plain = Arc::new(plain::PlainFilter::default());
         let plain_builder = {
             let (trees, plain) = (trees.clone(), plain.clone());
@@ -430,6 +452,7 @@ impl Keyspace {
             trees,
             plain,
             plain_builder: Mutex::new(plain_builder),
+            ttl_seen: std::sync::atomic::AtomicBool::new(ttl_seen),
             clock,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             next_version,
@@ -567,6 +590,9 @@ impl Keyspace {
     /// TTL (or missing), so it needs no read to be cleaned up after. The caller holds the key's stripe.
     fn note_write(&self, db: usize, key: &[u8], entry: &Entry) -> bool {
         let t = self.tree_index(db);
+        if entry.expire_at_ms != 0 && !self.ttl_seen.load(Ordering::Relaxed) {
+            self.ttl_seen.store(true, Ordering::Relaxed);
+        }
         if entry.kind != Kind::String || entry.expire_at_ms != 0 {
             self.plain.mark(t, key)
         } else {
@@ -998,33 +1024,54 @@ impl Keyspace {
         puts: &[(&[u8], &[u8])],
         deletes: &[&[u8]],
     ) -> Result<(), KvError> {
-        self.changed(db, key);
+        self.write_collections(
+            db,
+            &[CollectionWrite {
+                key,
+                entry,
+                header,
+                puts,
+                deletes,
+            }],
+        )
+    }
+
+    /// [`Keyspace::write_collection`] for several collections of one database in one atomic batch (SMOVE).
+    pub fn write_collections(
+        &self,
+        db: usize,
+        writes: &[CollectionWrite<'_>],
+    ) -> Result<(), KvError> {
         let tree = self.tree(db);
-        let prefix = sub_prefix(key, header.version);
         let mut batch = WriteBatch::new();
-        let mut k = prefix.clone();
-        for (element, value) in puts {
-            k.truncate(prefix.len());
-            k.extend_from_slice(element);
-            batch.put(tree, &k, value);
-        }
-        for element in deletes {
-            k.truncate(prefix.len());
-            k.extend_from_slice(element);
-            batch.delete(tree, &k);
-        }
-        if header.size == 0 {
-            batch.delete(tree, &meta_key(key));
-            reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
-            batch.delete_range(tree, &prefix, &prefix_end(&prefix));
-        } else {
-            let updated = Entry {
-                kind: entry.kind,
-                expire_at_ms: entry.expire_at_ms,
-                payload: header.to_payload(),
-            };
-            self.note_write(db, key, &updated);
-            batch.put(tree, &meta_key(key), &updated.encode());
+        for w in writes {
+            let (key, entry, header) = (w.key, w.entry, w.header);
+            self.changed(db, key);
+            let prefix = sub_prefix(key, header.version);
+            let mut k = prefix.clone();
+            for (element, value) in w.puts {
+                k.truncate(prefix.len());
+                k.extend_from_slice(element);
+                batch.put(tree, &k, value);
+            }
+            for element in w.deletes {
+                k.truncate(prefix.len());
+                k.extend_from_slice(element);
+                batch.delete(tree, &k);
+            }
+            if header.size == 0 {
+                batch.delete(tree, &meta_key(key));
+                reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
+                batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+            } else {
+                let updated = Entry {
+                    kind: entry.kind,
+                    expire_at_ms: entry.expire_at_ms,
+                    payload: header.to_payload(),
+                };
+                self.note_write(db, key, &updated);
+                batch.put(tree, &meta_key(key), &updated.encode());
+            }
         }
         self.db.write_deferred(&batch)?;
         Ok(())
@@ -1157,8 +1204,8 @@ impl Keyspace {
     }
 
     /// A random live key of `db` (RANDOMKEY), or `None` if it has none. It seeks to a random point between
-    /// the first and the last key and takes the next live key (wrapping around), so it costs a few seeks
-    /// rather than a scan; keys after wide gaps are likelier, as keys in sparse buckets are in Redis.
+    /// the first and the last key and picks one of the next live keys (wrapping around), so it costs a seek
+    /// and a short read rather than a scan.
     pub fn random_key(&self, db: usize, mut seed: u64) -> Result<Option<Bytes>, KvError> {
         let mut rand = move || {
             seed ^= seed << 13;
@@ -1189,18 +1236,30 @@ impl Keyspace {
             let e = Entry::decode(v)?;
             Ok((!is_expired(e.expire_at_ms, now)).then(|| k.slice(1..)))
         };
+        // The answer is drawn uniformly from the WINDOW live keys that follow the probe: a key's chance is
+        // then the average of the gaps before the WINDOW keys up to it rather than its own gap, which is
+        // close to uniform, and exactly uniform in a database of at most WINDOW keys.
+        const WINDOW: usize = 64;
         // Bounded work when most keys are expired but not yet removed.
         const MAX_VISITS: usize = 1000;
+        let mut window = Vec::with_capacity(WINDOW);
         for item in tree
             .range(probe.clone()..vec![META_PREFIX + 1])
             .chain(tree.range(vec![META_PREFIX]..probe))
             .take(MAX_VISITS)
         {
             if let Some(k) = live(item)? {
-                return Ok(Some(k));
+                window.push(k);
+                if window.len() == WINDOW {
+                    break;
+                }
             }
         }
-        Ok(None)
+        if window.is_empty() {
+            return Ok(None);
+        }
+        let pick = (rand() % window.len() as u64) as usize;
+        Ok(Some(window.swap_remove(pick)))
     }
 
     /// One pass of active expiry: walks the expiry index of each database (starting with a different one
@@ -1278,9 +1337,32 @@ impl Keyspace {
         Ok(expired)
     }
 
-    /// Keys removed by active expiry since the start (INFO's `expired_keys`).
+    /// Keys removed by active and lazy expiry since the start (INFO's `expired_keys`).
     pub fn expired_keys(&self) -> u64 {
         self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Whether any key may have a TTL; `false` means no key can be expired.
+    pub fn may_expire(&self) -> bool {
+        self.ttl_seen.load(Ordering::Relaxed)
+    }
+
+    /// Lazy expiry, as Redis's `expireIfNeeded` on a command's key: deletes `key` if its record is expired
+    /// and counts it in `expired_keys`. Returns whether it did (the caller publishes `expired`). Costs one
+    /// hash probe for keys the plain-key filter knows have no TTL. The caller holds the key's stripe.
+    pub fn expire_if_needed(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
+        if !self.may_expire() || self.plain.surely_plain(self.tree_index(db), key) {
+            return Ok(false);
+        }
+        let Some(raw) = self.tree(db).get(&meta_key(key))? else {
+            return Ok(false);
+        };
+        if !is_expired(Entry::decode(raw)?.expire_at_ms, self.now_ms()) {
+            return Ok(false);
+        }
+        self.delete_record(db, key)?;
+        self.expired.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Deletes the expired record at `key`, if there is one, so a collection created in its place does not

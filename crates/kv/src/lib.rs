@@ -47,6 +47,9 @@ pub struct KvConfig {
     pub max_clients: usize,
     /// Request size limits.
     pub limits: Limits,
+    /// Cancelled by the `SHUTDOWN` command: whoever runs the process watches it and stops the whole
+    /// node as on SIGTERM (draining connections, syncing storage).
+    pub shutdown_request: CancellationToken,
 }
 
 impl Default for KvConfig {
@@ -56,6 +59,7 @@ impl Default for KvConfig {
             databases: 16,
             max_clients: 10_000,
             limits: Limits::default(),
+            shutdown_request: CancellationToken::new(),
         }
     }
 }

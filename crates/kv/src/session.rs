@@ -31,6 +31,8 @@ pub struct Session {
     pub authenticated: bool,
     /// Set by `QUIT`: close after the reply is written.
     pub closing: bool,
+    /// Set by `SHUTDOWN`: close at once, without the reply (as Redis's process exits before answering).
+    pub shutting_down: bool,
     /// When the connection was accepted.
     pub connected_at: Instant,
     /// When the last command arrived.
@@ -79,6 +81,7 @@ impl Session {
             protocol: ProtocolVersion::Resp2,
             authenticated: config.requirepass.is_none(),
             closing: false,
+            shutting_down: false,
             connected_at: now,
             last_command_at: now,
             last_command: "NULL",

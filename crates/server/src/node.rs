@@ -87,7 +87,7 @@ pub struct ServiceContext {
     pub storage: strata_storage::Db,
 }
 
-/// Runs a node until SIGINT or SIGTERM, then shuts it down in order. Blocks the calling thread.
+/// Runs a node until SIGINT, SIGTERM or the key-value SHUTDOWN command, then shuts it down in order. Blocks the calling thread.
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -133,6 +133,8 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         storage.clone(),
     )));
     let readiness = Readiness::expecting(&config.services);
+    // Cancelled by the key-value service's SHUTDOWN command: the same orderly stop as SIGTERM.
+    let shutdown_command = CancellationToken::new();
     let ctx = ServiceContext {
         config: config.clone(),
         shutdown: CancellationToken::new(),
@@ -166,6 +168,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             ServiceKind::Kv => {
                 let kv_config = strata_kv::KvConfig {
                     requirepass: config.requirepass.as_ref().map(|p| p.expose().to_owned()),
+                    shutdown_request: shutdown_command.clone(),
                     ..strata_kv::KvConfig::default()
                 };
                 let keyspace = strata_kv::Keyspace::open(
@@ -201,6 +204,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     let first = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",
         _ = sigint.recv() => "SIGINT",
+        () = shutdown_command.cancelled() => "SHUTDOWN command",
     };
     tracing::info!(
         signal = first,

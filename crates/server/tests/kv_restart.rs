@@ -1,5 +1,6 @@
 //! Restart tests of the key-value service on the real `strata` binary: data of every type, expiry deadlines,
-//! SWAPDB's mapping and a sorted set's rank order are all there after a clean stop (SIGTERM) and after
+//! SWAPDB's mapping and a sorted set's rank order are all there after a clean stop (SIGTERM or the SHUTDOWN
+//! command, the latter under fsync=no) and after
 //! `kill -9` with fsync=always, and after `kill -9` of pipelined writes with fsync=everysec.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -232,6 +233,38 @@ fn every_type_survives_a_clean_restart() {
     assert!(node.stop(rustix::process::Signal::TERM).success());
     check_after(&dir, &[]);
     // And once more: a second restart reads what the first one left.
+    check_after(&dir, &[]);
+}
+
+#[test]
+fn shutdown_command_stops_the_node_cleanly_and_keeps_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut node = Node::start(&dir, &["--fsync", "no"]);
+    let mut c = node.client();
+    write_everything(&mut c);
+    // Redis's SHUTDOWN never replies: the connection closes as the process exits.
+    let e = redis::cmd("SHUTDOWN")
+        .query::<redis::Value>(&mut c)
+        .expect_err("SHUTDOWN gets no reply");
+    assert!(e.is_io_error() || e.is_connection_dropped(), "{e}");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "strata did not exit after SHUTDOWN"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        !dir.join("ports.json").exists(),
+        "a clean stop removes ports.json"
+    );
+    drop(c);
     check_after(&dir, &[]);
 }
 

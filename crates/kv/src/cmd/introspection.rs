@@ -678,16 +678,7 @@ pub fn key_positions(name: &str, args: &[Bytes]) -> Vec<usize> {
         .collect();
     if name == "sort" {
         // SORT key ... STORE dest: the destination is a key too.
-        if let Some(i) = args
-            .iter()
-            .enumerate()
-            .skip(2)
-            .position(|(_, a)| a.eq_ignore_ascii_case(b"store"))
-            .map(|p| p + 2)
-            && i + 1 < args.len()
-        {
-            keys.push(i + 1);
-        }
+        keys.extend(super::keys::sort_store_position(args));
     }
     keys
 }

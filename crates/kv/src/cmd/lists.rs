@@ -761,8 +761,9 @@ pub fn bpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Err(r) => return r,
     };
     let keys = &args[1..args.len() - 1];
+    // All the keys' stripes at once: the pop comes from the first non-empty list at one instant.
+    let guards = sh.keyspace.lock_many(s.db, keys.iter().map(|k| &k[..]));
     for key in keys {
-        let _guard = sh.keyspace.lock(s.db, key);
         match has_items(sh, s.db, key, s.retrying_block) {
             Ok(true) => {}
             Ok(false) => continue,
@@ -778,6 +779,7 @@ pub fn bpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             Err(r) => return r,
         }
     }
+    drop(guards);
     s.block_on(crate::blocking::BlockRequest {
         keys: keys.to_vec(),
         deadline,
@@ -825,8 +827,9 @@ pub fn mpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         None
     };
     let keys = &args[numkeys_at + 1..where_at];
+    // All the keys' stripes at once: the pop comes from the first non-empty list at one instant.
+    let guards = sh.keyspace.lock_many(s.db, keys.iter().map(|k| &k[..]));
     for key in keys {
-        let _guard = sh.keyspace.lock(s.db, key);
         match has_items(sh, s.db, key, s.retrying_block) {
             Ok(true) => {}
             Ok(false) => continue,
@@ -843,6 +846,7 @@ pub fn mpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             Err(r) => return r,
         }
     }
+    drop(guards);
     if !blocking {
         return Frame::NullArray;
     }

@@ -117,6 +117,9 @@ fn refused_for_memory(session: &Session, shared: &Shared, spec: &CommandSpec) ->
 
 /// Runs a command's function, with keyspace notifications around a write when they are on.
 fn run_spec(session: &mut Session, shared: &Shared, spec: &CommandSpec, args: &[Bytes]) -> Frame {
+    if let Err(e) = expire_keys(session.db, shared, spec, args) {
+        return storage_error(e);
+    }
     if shared.notify.enabled() && spec.flags.contains(&"write") {
         let pending = crate::notify::Notifier::begin(shared, session.db, spec.name, args);
         let reply = (spec.run)(session, shared, args);
@@ -125,6 +128,36 @@ fn run_spec(session: &mut Session, shared: &Shared, spec: &CommandSpec, args: &[
     } else {
         (spec.run)(session, shared, args)
     }
+}
+
+/// Lazy expiry of a command's keys before it runs, as Redis's key lookups do: an expired key is deleted,
+/// counted in `expired_keys` and announced with the `expired` keyspace event, ahead of the command's own
+/// events.
+fn expire_keys(
+    db: usize,
+    shared: &Shared,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Result<(), crate::keyspace::KvError> {
+    // While writes are paused nothing expires (the keys only read as missing), as in Redis.
+    if args.len() < 2
+        || !shared.keyspace.may_expire()
+        || (shared.pause.maybe_active() && shared.pause.paused_until(true).is_some())
+    {
+        return Ok(());
+    }
+    for i in key_positions(spec.name, args) {
+        let Some(key) = args.get(i) else { continue };
+        let expired = {
+            let _guard = shared.keyspace.lock(db, key);
+            shared.keyspace.expire_if_needed(db, key)?
+        };
+        let flags = shared.notify.flags();
+        if expired && flags & crate::notify::EXPIRED != 0 {
+            crate::notify::publish(shared, flags, db, key, "expired");
+        }
+    }
+    Ok(())
 }
 
 /// Sends a command that ran to the MONITOR clients (admin commands are not shown, as in Redis).

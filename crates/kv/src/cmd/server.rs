@@ -41,6 +41,20 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: save,
     },
     CommandSpec {
+        name: "shutdown",
+        arity: -1,
+        flags: &[
+            "admin",
+            "noscript",
+            "loading",
+            "stale",
+            "no_multi",
+            "allow_busy",
+        ],
+        no_auth: false,
+        run: shutdown,
+    },
+    CommandSpec {
         name: "slowlog",
         arity: -2,
         flags: &["admin", "loading", "stale"],
@@ -70,6 +84,45 @@ const SECTIONS: &[&str] = &[
 
 /// Sections only `all` and `everything` (or naming them) select.
 const EXTRA_SECTIONS: &[&str] = &["commandstats", "errorstats"];
+
+/// The replication ID INFO shows: 40 hex digits, new each run, as Redis's `master_replid`.
+static REPLICATION_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut state = super::keys::random_seed();
+    (0..40)
+        .map(|_| {
+            // SplitMix64 steps; one hex digit from each.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            char::from_digit(((z ^ (z >> 31)) & 0xf) as u32, 16).unwrap_or('0')
+        })
+        .collect()
+});
+
+/// CPU time of the process and of its waited-for children, in seconds: user, system, children's user,
+/// children's system (`/proc/self/stat`'s utime, stime, cutime, cstime; zeros where there is no procfs).
+fn cpu_seconds() -> [f64; 4] {
+    // The kernel reports these in USER_HZ ticks, 100 a second on every Linux ABI.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return [0.0; 4];
+    };
+    // The command name (field 2) may hold spaces; the fields after it start past its closing ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // utime is field 14 overall, the 12th after the command name (field 3 is the first here).
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |t| t / TICKS_PER_SECOND)
+    };
+    [tick(11), tick(12), tick(13), tick(14)]
+}
 
 fn section(out: &mut String, sh: &Shared, name: &str) {
     let _ = write!(
@@ -177,7 +230,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
                 &sh.stats.rejected_connections.load(Ordering::Relaxed),
             );
             line(out, "instantaneous_ops_per_sec", &sh.ops.per_second());
-            line(out, "expired_keys", &0);
+            line(out, "expired_keys", &sh.keyspace.expired_keys());
             line(out, "evicted_keys", &0);
             line(out, "keyspace_hits", &0);
             line(out, "keyspace_misses", &0);
@@ -204,10 +257,27 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             );
         }
         "replication" => {
+            // A master without replicas, in Redis's words (monitoring tools and sentinel-aware clients
+            // read these fields).
             line(out, "role", &"master");
             line(out, "connected_slaves", &0);
+            line(out, "master_failover_state", &"no-failover");
+            line(out, "master_replid", &*REPLICATION_ID);
+            line(out, "master_replid2", &"0".repeat(40));
+            line(out, "master_repl_offset", &0);
+            line(out, "second_repl_offset", &-1);
+            line(out, "repl_backlog_active", &0);
+            line(out, "repl_backlog_size", &1_048_576);
+            line(out, "repl_backlog_first_byte_offset", &0);
+            line(out, "repl_backlog_histlen", &0);
         }
-        "cpu" => {}
+        "cpu" => {
+            let [user, sys, cuser, csys] = cpu_seconds();
+            line(out, "used_cpu_sys", &format!("{sys:.6}"));
+            line(out, "used_cpu_user", &format!("{user:.6}"));
+            line(out, "used_cpu_sys_children", &format!("{csys:.6}"));
+            line(out, "used_cpu_user_children", &format!("{cuser:.6}"));
+        }
         "commandstats" => {
             let names = super::commands().iter().map(|spec| spec.name);
             for c in sh.command_stats.snapshot(names) {
@@ -322,6 +392,41 @@ pub fn save(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         }
         Err(e) => super::storage_error(e.into()),
     }
+}
+
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]. strata's data is always on disk, so "saving" is a final
+/// WAL fsync; if that fails the shutdown is refused unless FORCE. NOW changes nothing (there are no
+/// replicas to wait for), and no shutdown is ever pending for ABORT to cancel. On success the client gets
+/// no reply: the connection closes and the node stops as on SIGTERM.
+pub fn shutdown(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let (mut nosave, mut save, mut force, mut now, mut abort) = (false, false, false, false, false);
+    for arg in &args[1..] {
+        let flag = match arg.to_ascii_lowercase().as_slice() {
+            b"nosave" => &mut nosave,
+            b"save" => &mut save,
+            b"now" => &mut now,
+            b"force" => &mut force,
+            b"abort" => &mut abort,
+            _ => return Frame::error("ERR syntax error"),
+        };
+        *flag = true;
+    }
+    if (abort && (nosave || save || now || force)) || (nosave && save) {
+        return Frame::error("ERR syntax error");
+    }
+    if abort {
+        return Frame::error("ERR No shutdown in progress.");
+    }
+    if !nosave && let Err(e) = sh.keyspace.storage().sync_wal() {
+        tracing::error!(error = %e, "SHUTDOWN: the final storage sync failed");
+        if !force {
+            return Frame::error("ERR Errors trying to SHUTDOWN. Check logs.");
+        }
+    }
+    tracing::info!(client = s.id, "SHUTDOWN requested by a client");
+    s.shutting_down = true;
+    sh.config.shutdown_request.cancel();
+    Frame::ok()
 }
 
 pub fn lastsave(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {

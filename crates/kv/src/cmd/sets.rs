@@ -8,7 +8,7 @@ use strata_resp::Frame;
 use super::CommandSpec;
 use super::hashes::{Rng, commit, distinct, field, fields, load_kind, load_kind_for_write};
 use super::{parse_i64, storage_error};
-use crate::keyspace::Kind;
+use crate::keyspace::{CollectionHeader, CollectionWrite, Entry, Kind};
 use crate::{Session, Shared};
 
 /// The commands of this family, for the dispatch table.
@@ -249,21 +249,23 @@ pub fn setop_store(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(r) => r,
         Err(reply) => return reply,
     };
-    if let Err(e) = sh.keyspace.delete(s.db, dest) {
-        return storage_error(e);
-    }
-    if result.is_empty() {
-        return Frame::Integer(0);
-    }
-    let (entry, mut header) = match load_kind_for_write(sh, s.db, dest, Kind::Set) {
-        Ok(x) => x,
-        Err(r) => return r,
+    // The old destination goes and the result arrives in one batch.
+    let header = CollectionHeader {
+        version: sh.keyspace.new_version(),
+        size: result.len() as u64,
     };
-    header.size = result.len() as u64;
-    let puts: Vec<(&[u8], &[u8])> = result.iter().map(|m| (&m[..], &b""[..])).collect();
-    match commit(sh, s.db, dest, &entry, header, &puts, &[]) {
+    let entry = Entry {
+        kind: Kind::Set,
+        expire_at_ms: 0,
+        payload: header.to_payload(),
+    };
+    let elements: Vec<(&[u8], &[u8])> = result.iter().map(|m| (&m[..], &b""[..])).collect();
+    match sh
+        .keyspace
+        .replace_collection(s.db, dest, &entry, &elements)
+    {
         Ok(()) => Frame::Integer(result.len() as i64),
-        Err(r) => r,
+        Err(e) => storage_error(e),
     }
 }
 
@@ -316,11 +318,32 @@ pub fn smove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             return Ok(1);
         }
         src_h.size -= 1;
-        commit(sh, s.db, src, &src_entry, src_h, &[], &[member])?;
-        if field(sh, s.db, dst, dst_h, member)?.is_none() {
-            dst_h.size += 1;
-            commit(sh, s.db, dst, &dst_entry, dst_h, &[(member, b"")], &[])?;
-        }
+        let added = field(sh, s.db, dst, dst_h, member)?.is_none();
+        // Both sets change in one batch: nobody sees the member in neither or in both. A destination
+        // that already holds the member is not written (nor touched for WATCH), as in Redis.
+        let deletes: &[&[u8]] = &[member];
+        let puts: &[(&[u8], &[u8])] = &[(member, b"")];
+        dst_h.size += 1;
+        let writes = [
+            CollectionWrite {
+                key: src,
+                entry: &src_entry,
+                header: src_h,
+                puts: &[],
+                deletes,
+            },
+            CollectionWrite {
+                key: dst,
+                entry: &dst_entry,
+                header: dst_h,
+                puts,
+                deletes: &[],
+            },
+        ];
+        let writes = if added { &writes[..] } else { &writes[..1] };
+        sh.keyspace
+            .write_collections(s.db, writes)
+            .map_err(storage_error)?;
         Ok(1)
     })();
     result.map_or_else(|r| r, Frame::Integer)

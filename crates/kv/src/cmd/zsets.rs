@@ -1527,8 +1527,11 @@ fn pop_first(
     max: bool,
     count: usize,
 ) -> Result<Option<(Bytes, Vec<Item>)>, Frame> {
+    // Every key's stripe at once: no push to an earlier key can slip in between the checks, so the pop
+    // comes from the first non-empty key at one instant, as in Redis.
+    let _guards = sh.keyspace.lock_many(s.db, keys.iter().map(|k| &k[..]));
     for key in keys {
-        let items = match pop(sh, s.db, key, max, count) {
+        let items = match pop_locked(sh, s.db, key, max, count) {
             Ok(items) => items,
             Err(e) if s.retrying_block && e == wrongtype() => continue,
             Err(e) => return Err(e),

@@ -41,6 +41,10 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
 
 /// One tick: passes until nothing more is due or the tick's time is used up. Returns the keys removed.
 pub fn one_tick(sh: &Shared) -> usize {
+    // While writes are paused (CLIENT PAUSE) keys are not removed, as in Redis.
+    if sh.pause.maybe_active() && sh.pause.paused_until(true).is_some() {
+        return 0;
+    }
     let deadline = Instant::now() + TICK_BUDGET;
     let mut total = 0;
     loop {

@@ -303,3 +303,24 @@ fn store_list(
         .map_err(storage_error)?;
     Ok(elements.len() as i64)
 }
+
+/// Where SORT's STORE destination is among `args` (0 is the command name), found as Redis's
+/// `sortGetKeys` does: LIMIT's, GET's and BY's arguments are skipped (so `GET store` names a pattern, not
+/// an option), and the last STORE wins, as it does when SORT runs.
+pub fn store_position(args: &[Bytes]) -> Option<usize> {
+    let mut found = None;
+    let mut i = 2;
+    while i < args.len() {
+        let a = &args[i];
+        if a.eq_ignore_ascii_case(b"limit") {
+            i += 2;
+        } else if a.eq_ignore_ascii_case(b"get") || a.eq_ignore_ascii_case(b"by") {
+            i += 1;
+        } else if a.eq_ignore_ascii_case(b"store") && i + 1 < args.len() {
+            found = Some(i + 1);
+            i += 1;
+        }
+        i += 1;
+    }
+    found
+}
