@@ -372,6 +372,7 @@ pub const TABLE: &[&str] = &[
     "setex; string; 2.0.0; O(1); Sets a key's string value with an expiry in seconds; key seconds value",
     "setnx; string; 1.0.0; O(1); Sets a key's string value only if the key does not exist; key value",
     "setrange; string; 2.2.0; O(1), plus copying the value; Overwrites part of a key's string value at an offset; key offset value",
+    "shutdown; server; 1.0.0; O(N) with N the number of keys to save; Stops the server after making the data durable; [save-selector: NOSAVE | SAVE] [NOW] [FORCE] [ABORT]",
     "sinter; set; 1.0.0; O(N*M) worst case for N the smallest set and M sets; Returns the members common to all the sets; key [key ...]",
     "sintercard; set; 7.0.0; O(N*M) worst case for N the smallest set and M sets; Counts the members common to all the sets, up to a limit; numkeys key [key ...] [LIMIT limit]",
     "sinterstore; set; 1.0.0; O(N*M) worst case for N the smallest set and M sets; Stores the intersection of sets in a key; destination key [key ...]",
