@@ -82,7 +82,10 @@ use flight::{Flight, Flights, LeaderGuard};
 use policy::{InsertOutcome, LazyNow, Lookup, NEVER, Policy};
 use stats::LookupCounters;
 
-/// Most shards a cache may have.
+/// Odd multiplier (SplitMix64's) that mixes every bit of a hash into the bits the shard is read from; the
+/// sketch mixes with other constants, so a shard's keys still spread over its whole sketch.
+const SHARD_MIX: u64 = 0xBF58_476D_1CE4_E5B9;
+/// Most shards a cache may have (the shard index is read from ten bits of the mixed hash).
 const MAX_SHARDS: usize = 1024;
 /// Shards per available core when the builder is not told a shard count: enough that two threads rarely
 /// meet on one lock.
@@ -260,9 +263,11 @@ where
 
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<K, V> {
-        // Bits 32.. pick the shard; hashbrown uses the lowest bits for the bucket and the top seven as a tag,
-        // so the three uses stay independent.
-        &self.shards[(hash >> 32) as usize & self.shard_mask]
+        // hashbrown uses the hash's lowest bits for the bucket and the top seven as a tag; the shard comes
+        // from the middle of the hash times an odd constant, so it is independent of both. Not the hash's own
+        // middle bits: the default hasher (foldhash's fast variant) guarantees quality only where hashbrown
+        // looks, and for runs of small integer keys its bits 32.. can leave a shard all but empty.
+        &self.shards[(hash.wrapping_mul(SHARD_MIX) >> 40) as usize & self.shard_mask]
     }
 
     /// The value for `key`, if present and not expired. Counts a hit or a miss.
@@ -368,7 +373,7 @@ where
         };
         let mut policy = self.shard(hash).policy.write();
         match policy.insert(hash, key, value, weight, expires_at_ns, &mut now) {
-            InsertOutcome::Inserted | InsertOutcome::Replaced => Ok(()),
+            InsertOutcome::Inserted | InsertOutcome::Replaced | InsertOutcome::TurnedAway => Ok(()),
             InsertOutcome::TooHeavy => Err(Error::TooHeavy {
                 weight,
                 max_weight: policy.capacity(),
