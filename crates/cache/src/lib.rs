@@ -48,7 +48,11 @@
 //! counters), which approximates
 //! LFU, the optimal policy for Zipf traffic, and turns scans away at the door: a key seen once cannot beat
 //! an entry seen twice. A 1% *window* in front of the filter lets bursts of a new key build frequency first;
-//! the main space is a segmented LRU (probation / protected) as in Caffeine.
+//! the main space is a segmented LRU (probation / protected) as in Caffeine. One departure from Caffeine:
+//! while a shard is full, a key seen for the first time (since the sketch last halved) duels the main
+//! space's victim at once rather than after its stay in the window, and nearly always loses, so it is not
+//! stored; its next access finds it known and lets it into the window. That keeps the insert of a one-hit
+//! wonder, most inserts of a skewed trace, down to a table probe and one sketch word.
 //!
 //! The speed side comes from the read path: a hit takes the shard's read lock, looks the key up, updates
 //! one byte in the entry it has just loaded (a "referenced" flag and a saturating count of reads), and
