@@ -48,7 +48,11 @@
 //! counters), which approximates
 //! LFU, the optimal policy for Zipf traffic, and turns scans away at the door: a key seen once cannot beat
 //! an entry seen twice. A 1% *window* in front of the filter lets bursts of a new key build frequency first;
-//! the main space is a segmented LRU (probation / protected) as in Caffeine.
+//! the main space is a segmented LRU (probation / protected) as in Caffeine. One departure from Caffeine:
+//! while a shard is full, a key seen for the first time (since the sketch last halved) duels the main
+//! space's victim at once rather than after its stay in the window, and nearly always loses, so it is not
+//! stored; its next access finds it known and lets it into the window. That keeps the insert of a one-hit
+//! wonder, most inserts of a skewed trace, down to a table probe and one sketch word.
 //!
 //! The speed side comes from the read path: a hit takes the shard's read lock, looks the key up, updates
 //! one byte in the entry it has just loaded (a "referenced" flag and a saturating count of reads), and
@@ -82,7 +86,10 @@ use flight::{Flight, Flights, LeaderGuard};
 use policy::{InsertOutcome, LazyNow, Lookup, NEVER, Policy};
 use stats::LookupCounters;
 
-/// Most shards a cache may have.
+/// Odd multiplier (SplitMix64's) that mixes every bit of a hash into the bits the shard is read from; the
+/// sketch mixes with other constants, so a shard's keys still spread over its whole sketch.
+const SHARD_MIX: u64 = 0xBF58_476D_1CE4_E5B9;
+/// Most shards a cache may have (the shard index is read from ten bits of the mixed hash).
 const MAX_SHARDS: usize = 1024;
 /// Shards per available core when the builder is not told a shard count: enough that two threads rarely
 /// meet on one lock.
@@ -260,13 +267,18 @@ where
 
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<K, V> {
-        // Bits 32.. pick the shard; hashbrown uses the lowest bits for the bucket and the top seven as a tag,
-        // so the three uses stay independent.
-        &self.shards[(hash >> 32) as usize & self.shard_mask]
+        // hashbrown uses the hash's lowest bits for the bucket and the top seven as a tag; the shard comes
+        // from the middle of the hash times an odd constant, so it is independent of both. Not the hash's own
+        // middle bits: the default hasher (foldhash's fast variant) guarantees quality only where hashbrown
+        // looks, and for runs of small integer keys its bits 32.. can leave a shard all but empty.
+        &self.shards[(hash.wrapping_mul(SHARD_MIX) >> 40) as usize & self.shard_mask]
     }
 
     /// The value for `key`, if present and not expired. Counts a hit or a miss.
-    #[inline]
+    // Always inlined (like the lookup below): the hit path is a few dozen instructions, and a call costs it
+    // a prologue and epilogue that save and restore half the registers, which LLVM's heuristics sometimes
+    // choose to pay when the caller's loop is large.
+    #[inline(always)]
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -282,7 +294,7 @@ where
     }
 
     /// Looks `key` up, recording the access for the policy but not in the hit/miss counters.
-    #[inline]
+    #[inline(always)]
     fn lookup<Q>(&self, hash: u64, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -368,7 +380,7 @@ where
         };
         let mut policy = self.shard(hash).policy.write();
         match policy.insert(hash, key, value, weight, expires_at_ns, &mut now) {
-            InsertOutcome::Inserted | InsertOutcome::Replaced => Ok(()),
+            InsertOutcome::Inserted | InsertOutcome::Replaced | InsertOutcome::TurnedAway => Ok(()),
             InsertOutcome::TooHeavy => Err(Error::TooHeavy {
                 weight,
                 max_weight: policy.capacity(),

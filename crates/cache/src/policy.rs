@@ -7,8 +7,11 @@
 //! 48-byte node that straddles cache lines half the time. Every live entry sits on exactly one of three
 //! intrusive lists:
 //!
-//! * **window** (about 1% of the capacity): where every newcomer starts. Its purpose is to let a burst of
-//!   accesses to a brand-new key build up frequency before the key has to compete for a place in main.
+//! * **window** (about 1% of the capacity): where newcomers start. Its purpose is to let a burst of
+//!   accesses to a new key build up frequency before the key has to compete for a place in main. One
+//!   exception: while the shard is full, a key the sketch has not seen since its last halving (estimate 1)
+//!   duels main's victim at once and is usually turned away without being stored; its next access finds it
+//!   known and lets it in (see `Policy::turns_away`).
 //! * **probation** and **protected** (the main space, protected ≈ 80% of it): a segmented LRU. An entry
 //!   leaving the window is a *candidate*; when the shard is full it is admitted only if the frequency sketch
 //!   says it has been asked for more often than the *victim* at the head of probation (TinyLFU admission).
@@ -26,8 +29,9 @@
 //! TinyLFU does (a key's estimate is its sketch count plus any reads still pending in its entry).
 //!
 //! Cost model (what profiling with callgrind showed matters): an insert into a full shard probes the table
-//! once, bumps one sketch line, and then mostly duels the window's head against probation's head and drops
-//! the loser. The duel reads each side's estimate from its meta (cached there whenever the policy counts
+//! once and bumps one sketch line. A first-seen key (about half the inserts of a Zipf trace) then only
+//! compares its estimate with the victim's and is dropped; any other newcomer is linked into the table and
+//! the window, and the window's head duels probation's head and the loser is dropped. The duel reads each side's estimate from its meta (cached there whenever the policy counts
 //! the key's accesses) rather than from two random sketch lines; folding pending reads has an inlined
 //! nothing-pending path; the victim search has an inlined unreferenced-head path; list surgery touches only
 //! metas; dropped entries are dropped in place.
@@ -144,6 +148,9 @@ pub(crate) enum InsertOutcome {
     Replaced,
     /// The entry weighs more than the whole shard; nothing was stored (and any old value was removed).
     TooHeavy,
+    /// A key seen for the first time lost its admission duel at once and was not stored (see
+    /// `Policy::turns_away`).
+    TurnedAway,
 }
 
 /// What a lookup found.
@@ -351,21 +358,7 @@ impl<K: Eq, V> Policy<K, V> {
             return InsertOutcome::TooHeavy;
         }
         let has_expiry = expires_at_ns != NEVER;
-        // One probe of the table for both outcomes. On a vacancy the table records the slot that `alloc`
-        // is about to hand out (the last freed one, else a new one at the end).
-        let next_idx = self.free.last().copied().unwrap_or(self.slots.len() as u32);
-        let (slots, metas) = (&self.slots, &self.meta);
-        let existing = match self.table.entry(
-            hash,
-            |&i| matches!(slots.get(i as usize), Some(Some(n)) if n.key == key),
-            |&i| metas.get(i as usize).map_or(0, |m| m.hash),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(e) => Some(*e.get()),
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(next_idx);
-                None
-            }
-        };
+        let existing = self.find_index(hash, &key);
         if let Some(idx) = existing {
             let (Some(Some(node)), Some(meta)) = (
                 self.slots.get_mut(idx as usize),
@@ -390,10 +383,21 @@ impl<K: Eq, V> Policy<K, V> {
             self.maintain(now);
             return InsertOutcome::Replaced;
         }
-        let (mut freq, aged) = self.sketch.add(hash, 1);
-        if aged {
+        let (freq, aged) = self.sketch.add(hash, 1);
+        // The sketch's estimate of a key it had not seen since the last halving is exactly 1 (its doorkeeper
+        // bit), and only then.
+        let first_seen = freq == 1;
+        let freq = if aged {
             self.age_pending();
-            freq >>= 1;
+            freq >> 1
+        } else {
+            freq
+        };
+        if first_seen && self.turns_away(weight, now) {
+            self.counters.inserts += 1;
+            self.counters.evictions += 1;
+            self.sweep_expired(now, SWEEP_SLOTS_PER_INSERT);
+            return InsertOutcome::TurnedAway;
         }
         if has_expiry {
             self.expiring += 1;
@@ -414,13 +418,44 @@ impl<K: Eq, V> Policy<K, V> {
             segment: Segment::Window,
         };
         let idx = self.alloc(node, meta);
-        debug_assert_eq!(idx, next_idx);
+        let metas = &self.meta;
+        self.table
+            .insert_unique(hash, idx, |&i| metas.get(i as usize).map_or(0, |m| m.hash));
         self.push_tail(WINDOW, idx);
         self.counters.inserts += 1;
         self.maintain(now);
         self.sweep_expired(now, SWEEP_SLOTS_PER_INSERT);
         self.grow_sketch_if_needed();
         InsertOutcome::Inserted
+    }
+
+    /// Whether a key seen for the first time (since the sketch last halved), weighing `weight`, is turned
+    /// away at the door instead of entering the window.
+    ///
+    /// When the shard is full, a newcomer entering the window pushes the window's oldest entry out, and that
+    /// entry must beat main's victim to stay. A first-seen key's estimate is 1, and ties go to the incumbent,
+    /// so unless it is read while in the window it loses that duel a few inserts later: it is linked into the
+    /// table and the window only to be unlinked again. Deciding its duel now, against the victim it would
+    /// meet if it left the window at once, skips that round trip; it is what makes the insert of a one-hit
+    /// wonder cheap. The cost: such a key is not cached on its first access, so a second access soon after
+    /// misses too (and then, with an estimate of 2, enters the window as usual). Keys seen before, and every
+    /// insert while the shard has room or the victim is expired or has an estimate of 0, take the normal
+    /// path, so bursts of a recurring key and scans still behave as W-TinyLFU's window intends.
+    fn turns_away(&mut self, weight: u32, now: &mut LazyNow<'_>) -> bool {
+        let w = u64::from(weight);
+        if self.weighted_size() + w <= self.capacity
+            || self.lists[WINDOW].weight + w <= self.window_capacity
+        {
+            return false;
+        }
+        let Some(victim) = self.pick_victim() else {
+            return false;
+        };
+        if self.expiring > 0 && self.is_expired(victim, now) {
+            return false;
+        }
+        // The newcomer's estimate is 1: it wins only against a victim with an estimate of 0.
+        self.frequency(victim) >= 1
     }
 
     /// Removes `key`, returning its value (even if it had expired but was not yet cleaned up).
@@ -965,6 +1000,39 @@ mod tests {
             admitted |= p.find_index(h(500), &500).is_some();
         }
         assert!(admitted);
+    }
+
+    #[test]
+    fn first_seen_key_is_turned_away_from_a_full_shard_and_enters_on_its_second_access() {
+        let clock = ManualClock::new();
+        let mut p = Policy::new(1000); // a window of 10 entries
+        for k in 0..1000 {
+            put(&mut p, &clock, k);
+        }
+        // Every resident has an estimate of at least 1, so a newcomer cannot beat main's victim.
+        let (inserts, evictions) = (p.counters.inserts, p.counters.evictions);
+        assert_eq!(put(&mut p, &clock, 5000), InsertOutcome::TurnedAway);
+        assert_eq!(p.find_index(h(5000), &5000), None);
+        assert_eq!(p.len(), 1000);
+        // Counted as an insert its admission duel lost, as if it had passed through the window.
+        assert_eq!(p.counters.inserts, inserts + 1);
+        assert_eq!(p.counters.evictions, evictions + 1);
+        p.check_invariants();
+        // Seen before now: it enters the window and can be read there.
+        assert_eq!(put(&mut p, &clock, 5000), InsertOutcome::Inserted);
+        assert_eq!(read(&p, 5000), Some(50_000));
+        assert_eq!(p.segment_of(h(5000), &5000), Some(Segment::Window));
+        p.check_invariants();
+    }
+
+    #[test]
+    fn first_seen_key_enters_while_the_shard_has_room() {
+        let clock = ManualClock::new();
+        let mut p = Policy::new(100);
+        for k in 0..100 {
+            assert_eq!(put(&mut p, &clock, k), InsertOutcome::Inserted);
+            assert_eq!(read(&p, k), Some(k * 10));
+        }
     }
 
     #[test]

@@ -104,6 +104,28 @@ impl FrequencySketch {
     /// second access: they hold only collisions and the halved remains of older history).
     #[inline]
     pub(crate) fn add(&mut self, hash: u64, n: u8) -> (u8, bool) {
+        // Fast path, inlined into the insert: one access to a key the doorkeeper has not seen, which is what
+        // nearly every insert into a full shard of a skewed trace is. It touches one doorkeeper word; the
+        // counters (and the registers the general path needs) are left to `add_slow`.
+        let (word, mask) = door_locate(hash, self.door_mask);
+        if n == 1
+            && let Some(w) = self.door.get_mut(word)
+            && *w & mask != mask
+        {
+            *w |= mask;
+            self.additions += 1;
+            if self.additions >= self.sample_size {
+                self.halve();
+                return (1, true);
+            }
+            return (1, false);
+        }
+        self.add_slow(hash, n)
+    }
+
+    /// [`FrequencySketch::add`] for a key the doorkeeper knows, or several accesses at once.
+    #[inline(never)]
+    fn add_slow(&mut self, hash: u64, n: u8) -> (u8, bool) {
         let (word, mask) = door_locate(hash, self.door_mask);
         let Some(w) = self.door.get_mut(word) else {
             return (0, false);

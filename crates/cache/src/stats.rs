@@ -1,5 +1,6 @@
 //! Cheap statistics: hit and miss counters striped by thread, the rest counted under the shard write lock.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A point-in-time snapshot of a cache's counters, from [`crate::Cache::stats`].
@@ -66,16 +67,24 @@ impl LookupCounters {
 
     #[inline]
     fn count(&self, pick: impl Fn(&Stripe) -> &AtomicU64) {
-        match owned_slot() {
-            Some(i) if i < OWNED_STRIPES => {
-                // Single writer: load and store cannot lose an increment.
-                let c = pick(&self.stripes[i]);
-                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            }
-            _ => {
-                pick(&self.stripes[OWNED_STRIPES]).fetch_add(1, Ordering::Relaxed);
-            }
+        let slot = SLOT.with(Cell::get);
+        if slot < OWNED_STRIPES {
+            // Single writer: load and store cannot lose an increment.
+            let c = pick(&self.stripes[slot]);
+            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        } else {
+            self.count_slow(slot, pick);
         }
+    }
+
+    /// [`LookupCounters::count`] for a thread without an owned stripe (or that has not taken its slot yet).
+    #[cold]
+    #[inline(never)]
+    fn count_slow(&self, slot: usize, pick: impl Fn(&Stripe) -> &AtomicU64) {
+        if slot == UNASSIGNED && take_slot() < OWNED_STRIPES {
+            return self.count(pick);
+        }
+        pick(&self.stripes[OWNED_STRIPES]).fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline]
@@ -125,17 +134,32 @@ impl ThreadSlot {
 
 impl Drop for ThreadSlot {
     fn drop(&mut self) {
+        // From now on this thread counts on the shared stripe, before another thread may own this one.
+        SLOT.with(|s| s.set(DETACHED));
         FREE_SLOTS.lock().0.push(self.0);
     }
 }
 
-/// This thread's slot, or `None` while its thread-locals are being destroyed.
-#[inline]
-fn owned_slot() -> Option<usize> {
-    thread_local! {
-        static SLOT: ThreadSlot = ThreadSlot::acquire();
-    }
-    SLOT.try_with(|s| s.0).ok()
+/// [`SLOT`] of a thread that has not counted yet.
+const UNASSIGNED: usize = usize::MAX;
+/// [`SLOT`] of a thread whose slot was given back (its thread-locals are being destroyed).
+const DETACHED: usize = usize::MAX - 1;
+
+thread_local! {
+    /// This thread's slot number (its stripe, if below [`OWNED_STRIPES`]), [`UNASSIGNED`] or [`DETACHED`].
+    /// A plain `Cell` with a constant initializer and no destructor: reading it is one load from the
+    /// thread-local block, with none of the lazy-initialization checks of a thread-local that has a `Drop`.
+    static SLOT: Cell<usize> = const { Cell::new(UNASSIGNED) };
+    /// Owns the slot and gives it back when the thread exits. Touched once per thread.
+    static GUARD: ThreadSlot = ThreadSlot::acquire();
+}
+
+/// Takes this thread's slot on its first count (or `DETACHED` while its thread-locals are being
+/// destroyed), records it in [`SLOT`] and returns it.
+fn take_slot() -> usize {
+    let slot = GUARD.try_with(|g| g.0).unwrap_or(DETACHED);
+    SLOT.with(|s| s.set(slot));
+    slot
 }
 
 /// Counters changed only under a shard's write lock; plain integers.
