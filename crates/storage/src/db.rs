@@ -219,6 +219,17 @@ pub(crate) struct DbInner {
     pub(crate) compaction_filters: crate::compaction::filter::Registry,
 }
 
+/// Where the WAL stood while commits were paused (see `DbInner::with_commits_paused`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WalCut {
+    /// The WAL segment being appended to.
+    pub(crate) wal_id: u64,
+    /// Its length: every applied frame ends at or before it.
+    pub(crate) wal_len_bytes: u64,
+    /// The last published seqno.
+    pub(crate) seqno: u64,
+}
+
 /// Stops background threads when the last [`Db`] handle goes away.
 struct BgGuard {
     inner: Arc<DbInner>,
@@ -1258,6 +1269,42 @@ impl DbInner {
         });
         q.leader_active = false;
         self.commit_cv.notify_all();
+        r
+    }
+
+    /// Runs `f` while no commit group runs (the checkpoint hook, see [`crate::checkpoint`]): every batch
+    /// whose group started is applied and published, no new group starts until `f` returns, and the WAL
+    /// file holds every applied frame (deferred frames are written out first). `f` gets the cut.
+    pub(crate) fn with_commits_paused<T>(&self, f: impl FnOnce(WalCut) -> Result<T>) -> Result<T> {
+        let mut q = self.commit.lock();
+        while q.leader_active {
+            self.commit_cv.wait(&mut q);
+        }
+        q.leader_active = true;
+        let r = MutexGuard::unlocked(&mut q, || {
+            self.check_poison()?;
+            let cut = {
+                let mut w = self.wal.lock();
+                let r = w.write_deferred();
+                self.wal_written_seqno
+                    .store(w.written_seqno, Ordering::Release);
+                if let Err(e) = r {
+                    self.poison(&e);
+                    return Err(e);
+                }
+                WalCut {
+                    wal_id: w.id,
+                    wal_len_bytes: w.len_bytes,
+                    seqno: self.visible_seqno.load(Ordering::Acquire),
+                }
+            };
+            f(cut)
+        });
+        q.leader_active = false;
+        self.commit_cv.notify_all();
+        if q.async_pending > 0 {
+            self.async_cv.notify_one();
+        }
         r
     }
 

@@ -47,6 +47,7 @@
 pub mod batch;
 pub mod block_cache;
 pub mod check;
+pub mod checkpoint;
 pub mod compaction;
 pub mod db;
 pub mod db_iter;
@@ -71,6 +72,7 @@ pub mod version;
 pub mod wal;
 
 pub use batch::WriteBatch;
+pub use checkpoint::CheckpointInfo;
 pub use compaction::filter::{CompactionFilter, FilterContext};
 pub use compaction::gc::Decision;
 pub use compaction::manual::RawEntries;
