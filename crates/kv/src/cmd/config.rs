@@ -203,7 +203,8 @@ static PARAMS: &[Param] = &[
     ),
     p("cluster-announce-hostname", None, 0, Kind::Str, ""),
     p("syslog-ident", None, IMMUTABLE, Kind::Str, "redis"),
-    p("dbfilename", None, PROTECTED, Kind::Str, "dump.rdb"),
+    // SAVE writes a storage checkpoint (a directory, not an RDB file) at `<dir>/<dbfilename>`.
+    p("dbfilename", None, PROTECTED, Kind::Str, DEFAULT_DBFILENAME),
     p(
         "appendfilename",
         None,
@@ -754,6 +755,27 @@ static PARAMS: &[Param] = &[
     ),
 ];
 
+/// Default `dbfilename`: the name of the checkpoint directory SAVE writes (see [`checkpoint_dir`]).
+pub(crate) const DEFAULT_DBFILENAME: &str = "dump.strata";
+
+/// Where SAVE and BGSAVE put their checkpoint (`CONFIG GET dir`): a `dir` set in the configuration
+/// (relative to the working directory), else the `checkpoints` directory inside the storage engine's
+/// data directory, so the checkpoint's SSTs are hard links on the same file system rather than copies.
+pub(crate) fn checkpoint_dir(sh: &Shared) -> std::path::PathBuf {
+    match sh.config_params.lock().get("dir") {
+        Some(d) if !d.is_empty() => std::path::PathBuf::from(d),
+        _ => sh.keyspace.storage().path().join("checkpoints"),
+    }
+}
+
+/// The checkpoint's name inside [`checkpoint_dir`] (`CONFIG GET dbfilename`).
+pub(crate) fn dbfilename(sh: &Shared) -> String {
+    match sh.config_params.lock().get("dbfilename") {
+        Some(n) if !n.is_empty() => n.clone(),
+        _ => DEFAULT_DBFILENAME.to_owned(),
+    }
+}
+
 /// A parameter by name or alias (names are lower case).
 fn find(name: &str) -> Option<&'static Param> {
     PARAMS
@@ -792,9 +814,7 @@ fn current(sh: &Shared, p: &Param) -> String {
             stored().unwrap_or_else(|| sh.config.limits.max_query_buffer_bytes.to_string())
         }
         "appendonly" => stored().unwrap_or_else(|| "yes".to_owned()),
-        "dir" => std::env::current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default(),
+        "dir" => checkpoint_dir(sh).display().to_string(),
         "bind" => stored().unwrap_or_else(|| "* -::*".to_owned()),
         "oom-score-adj-values" => stored().unwrap_or_else(|| "0 200 800".to_owned()),
         "latency-tracking-info-percentiles" => stored().unwrap_or_else(|| "50 99 99.9".to_owned()),

@@ -1,4 +1,4 @@
-//! Server commands: INFO, TIME, SAVE, BGSAVE, LASTSAVE.
+//! Server commands: INFO, TIME, SAVE, BGSAVE (storage checkpoints), LASTSAVE.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -17,7 +17,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         arity: -1,
         flags: &["admin", "noscript"],
         no_auth: false,
-        run: save,
+        run: bgsave,
     },
     CommandSpec {
         name: "info",
@@ -36,7 +36,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "save",
         arity: 1,
-        flags: &["admin", "noscript"],
+        flags: &["admin", "noscript", "no_multi"],
         no_auth: false,
         run: save,
     },
@@ -196,13 +196,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             let s = sh.keyspace.storage().stats();
             line(out, "loading", &0);
             line(out, "async_loading", &0);
-            line(out, "rdb_changes_since_last_save", &sh.keyspace.dirty());
-            line(out, "rdb_bgsave_in_progress", &0);
-            line(
-                out,
-                "rdb_last_save_time",
-                &sh.stats.last_save_unix.load(Ordering::Relaxed),
-            );
+            persistence_save_lines(out, sh);
             line(out, "aof_enabled", &1);
             line(out, "aof_rewrite_in_progress", &0);
             line(out, "strata_wal_bytes_written", &s.wal_bytes_written);
@@ -375,23 +369,263 @@ pub fn time(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
     ])
 }
 
-/// SAVE and BGSAVE make everything acknowledged durable (the WAL is fsynced), which is what a Redis user
-/// asks of an RDB snapshot; there is no separate dump file to write.
-pub fn save(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    match sh.keyspace.storage().sync_wal() {
-        Ok(()) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            sh.stats.last_save_unix.store(now, Ordering::Relaxed);
-            if args[0].eq_ignore_ascii_case(b"bgsave") {
-                Frame::simple("Background saving started")
-            } else {
-                Frame::ok()
+/// State of SAVE/BGSAVE for one service: what INFO persistence and LASTSAVE report.
+///
+/// Kept here in a registry keyed by the service (its [`Shared`]'s address and start instant) rather than in
+/// `Shared`, so a background save can update it without holding the service alive.
+#[derive(Debug, Default)]
+struct SaveState {
+    inner: parking_lot::Mutex<SaveInner>,
+}
+
+#[derive(Debug, Default)]
+struct SaveInner {
+    /// When the running save (SAVE or BGSAVE) started.
+    running_since: Option<std::time::Instant>,
+    /// Whether the running save is a BGSAVE.
+    running_bg: bool,
+    /// `Keyspace::dirty` when the last successful save started (the baseline of
+    /// `rdb_changes_since_last_save`).
+    dirty_at_last_save: u64,
+    /// Unix seconds of the last successful save (0: none yet).
+    last_save_unix: u64,
+    /// Whether the last save failed.
+    last_failed: bool,
+    /// Seconds the last BGSAVE took (-1: none yet).
+    last_bgsave_secs: i64,
+    /// Successful saves.
+    saves: u64,
+}
+
+type SaveKey = (usize, std::time::Instant);
+
+fn save_state(sh: &Shared) -> std::sync::Arc<SaveState> {
+    static REGISTRY: std::sync::OnceLock<
+        parking_lot::Mutex<std::collections::HashMap<SaveKey, std::sync::Arc<SaveState>>>,
+    > = std::sync::OnceLock::new();
+    let key = (std::ptr::from_ref(sh) as usize, sh.started);
+    let mut map = REGISTRY.get_or_init(Default::default).lock();
+    map.entry(key)
+        .or_insert_with(|| {
+            std::sync::Arc::new(SaveState {
+                inner: parking_lot::Mutex::new(SaveInner {
+                    last_bgsave_secs: -1,
+                    ..SaveInner::default()
+                }),
+            })
+        })
+        .clone()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Unix seconds of the last successful save; before the first, the service's start (as Redis does).
+fn last_save_unix(sh: &Shared, st: &SaveInner) -> u64 {
+    if st.last_save_unix > 0 {
+        return st.last_save_unix;
+    }
+    let stored = sh.stats.last_save_unix.load(Ordering::Relaxed);
+    if stored > 0 {
+        return stored;
+    }
+    unix_now().saturating_sub(sh.started.elapsed().as_secs())
+}
+
+/// A checkpoint job: the storage engine, where to put the checkpoint, and what to record.
+struct SaveJob {
+    db: strata_storage::Db,
+    dir: std::path::PathBuf,
+    name: String,
+    dirty: u64,
+    state: std::sync::Arc<SaveState>,
+}
+
+/// Makes each checkpoint directory name unique within the process.
+static CHECKPOINT_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl SaveJob {
+    fn new(sh: &Shared, state: std::sync::Arc<SaveState>) -> SaveJob {
+        SaveJob {
+            db: sh.keyspace.storage().clone(),
+            dir: super::config::checkpoint_dir(sh),
+            name: super::config::dbfilename(sh),
+            dirty: sh.keyspace.dirty(),
+            state,
+        }
+    }
+
+    /// Writes a checkpoint to `<dir>/<name>.<unix ms>-<n>`, then points the symlink `<dir>/<name>` at it
+    /// (a new link renamed over the old one: atomic) and removes the previous checkpoint.
+    fn checkpoint(&self) -> Result<strata_storage::CheckpointInfo, String> {
+        use std::path::Path;
+        if self.name.is_empty() || self.name.contains('/') || self.name == "." || self.name == ".."
+        {
+            return Err(format!("invalid dbfilename '{}'", self.name));
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let seq = CHECKPOINT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let real_name = format!("{}.{ms}-{seq}", self.name);
+        let real = self.dir.join(&real_name);
+        let info = self.db.checkpoint(&real).map_err(|e| e.to_string())?;
+        let link = self.dir.join(&self.name);
+        let previous = std::fs::read_link(&link).ok();
+        let tmp_link = self.dir.join(format!(".{}.link-{ms}-{seq}", self.name));
+        let swapped = std::os::unix::fs::symlink(Path::new(&real_name), &tmp_link)
+            .and_then(|()| std::fs::rename(&tmp_link, &link))
+            .and_then(|()| std::fs::File::open(&self.dir)?.sync_all());
+        if let Err(e) = swapped {
+            let _ = std::fs::remove_file(&tmp_link);
+            let _ = std::fs::remove_dir_all(&real);
+            return Err(format!(
+                "cannot point {} at the new checkpoint: {e}",
+                link.display()
+            ));
+        }
+        // The previous checkpoint, if it is one of ours (a sibling named `<name>.<...>`).
+        if let Some(prev) = previous
+            && prev.components().count() == 1
+            && prev != Path::new(&real_name)
+            && prev
+                .to_str()
+                .is_some_and(|p| p.starts_with(&format!("{}.", self.name)))
+        {
+            let _ = std::fs::remove_dir_all(self.dir.join(prev));
+        }
+        Ok(info)
+    }
+
+    /// Runs the checkpoint and records the outcome; returns the error message if it failed.
+    fn run(self, background: bool) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let r = self.checkpoint();
+        let mut st = self.state.inner.lock();
+        st.running_since = None;
+        st.running_bg = false;
+        if background {
+            st.last_bgsave_secs = i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
+        }
+        match r {
+            Ok(info) => {
+                st.last_failed = false;
+                st.last_save_unix = unix_now();
+                st.dirty_at_last_save = self.dirty;
+                st.saves += 1;
+                tracing::info!(
+                    dir = %self.dir.display(),
+                    name = %self.name,
+                    seqno = info.seqno,
+                    linked = info.files_linked,
+                    copied_bytes = info.bytes_copied,
+                    background,
+                    "checkpoint saved"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                st.last_failed = true;
+                tracing::error!(error = %e, background, "checkpoint failed");
+                Err(e)
             }
         }
-        Err(e) => super::storage_error(e.into()),
     }
+}
+
+/// Claims the save slot, or returns Redis's error if a BGSAVE is running.
+fn begin_save(state: &SaveState, background: bool) -> Result<(), Frame> {
+    let mut st = state.inner.lock();
+    if st.running_since.is_some() {
+        return Err(Frame::error("ERR Background save already in progress"));
+    }
+    st.running_since = Some(std::time::Instant::now());
+    st.running_bg = background;
+    Ok(())
+}
+
+/// SAVE: writes a storage checkpoint — a consistent copy of the whole data set at one point, which
+/// `strata serve --data-dir` opens — at `<dir>/<dbfilename>` (see [`super::config::checkpoint_dir`]),
+/// replacing the previous one atomically, and waits for it.
+pub fn save(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+    let state = save_state(sh);
+    if let Err(e) = begin_save(&state, false) {
+        return e;
+    }
+    let job = SaveJob::new(sh, state);
+    match job.run(false) {
+        Ok(()) => {
+            sh.stats.last_save_unix.store(unix_now(), Ordering::Relaxed);
+            Frame::ok()
+        }
+        Err(e) => Frame::error(format!("ERR {e}")),
+    }
+}
+
+/// BGSAVE [SCHEDULE]: SAVE on a background thread. Inside MULTI/EXEC it replies "Background saving
+/// scheduled" (as Redis does, which cannot fork there) and starts at once.
+pub fn bgsave(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    match args.len() {
+        1 => {}
+        2 if args[1].eq_ignore_ascii_case(b"schedule") => {}
+        _ => return Frame::error("ERR syntax error"),
+    }
+    let state = save_state(sh);
+    if let Err(e) = begin_save(&state, true) {
+        return e;
+    }
+    let job = SaveJob::new(sh, state.clone());
+    let spawned = std::thread::Builder::new()
+        .name("strata-bgsave".into())
+        .spawn(move || {
+            let _ = job.run(true);
+        });
+    if let Err(e) = spawned {
+        let mut st = state.inner.lock();
+        st.running_since = None;
+        st.running_bg = false;
+        st.last_failed = true;
+        return Frame::error(format!("ERR cannot start the background save: {e}"));
+    }
+    if s.in_exec {
+        Frame::simple("Background saving scheduled")
+    } else {
+        Frame::simple("Background saving started")
+    }
+}
+
+/// INFO persistence's save fields, as Redis reports them.
+fn persistence_save_lines(out: &mut String, sh: &Shared) {
+    let line = |out: &mut String, k: &str, v: &dyn std::fmt::Display| {
+        let _ = write!(out, "{k}:{v}\r\n");
+    };
+    let state = save_state(sh);
+    let st = state.inner.lock();
+    let changes = sh.keyspace.dirty().saturating_sub(st.dirty_at_last_save);
+    line(out, "rdb_changes_since_last_save", &changes);
+    line(
+        out,
+        "rdb_bgsave_in_progress",
+        &u8::from(st.running_since.is_some() && st.running_bg),
+    );
+    line(out, "rdb_last_save_time", &last_save_unix(sh, &st));
+    line(
+        out,
+        "rdb_last_bgsave_status",
+        &if st.last_failed { "err" } else { "ok" },
+    );
+    line(out, "rdb_last_bgsave_time_sec", &st.last_bgsave_secs);
+    let current = match st.running_since {
+        Some(t) if st.running_bg => i64::try_from(t.elapsed().as_secs()).unwrap_or(i64::MAX),
+        _ => -1,
+    };
+    line(out, "rdb_current_bgsave_time_sec", &current);
+    line(out, "rdb_saves", &st.saves);
 }
 
 /// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]. strata's data is always on disk, so "saving" is a final
@@ -430,7 +664,9 @@ pub fn shutdown(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 pub fn lastsave(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
-    Frame::Integer(sh.stats.last_save_unix.load(Ordering::Relaxed) as i64)
+    let state = save_state(sh);
+    let st = state.inner.lock();
+    Frame::Integer(i64::try_from(last_save_unix(sh, &st)).unwrap_or(i64::MAX))
 }
 
 /// SLOWLOG GET [count] | LEN | RESET | HELP.
@@ -492,5 +728,23 @@ pub fn slowlog(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             String::from_utf8_lossy(&sub)
         )),
         _ => super::unknown_subcommand(&args[1], "slowlog"),
+    }
+}
+
+#[cfg(test)]
+mod save_tests {
+    use super::*;
+
+    #[test]
+    fn a_second_save_while_one_runs_is_refused_as_redis_does() {
+        let state = SaveState::default();
+        assert!(begin_save(&state, true).is_ok());
+        match begin_save(&state, true) {
+            Err(Frame::Error(e)) => assert_eq!(&e[..], b"ERR Background save already in progress"),
+            other => panic!("{other:?}"),
+        }
+        assert!(begin_save(&state, false).is_err());
+        state.inner.lock().running_since = None;
+        assert!(begin_save(&state, false).is_ok());
     }
 }
