@@ -504,8 +504,8 @@ impl Keyspace {
             .map_or(u64::MAX, |s| s.writes)
     }
 
-    /// Changes since the start, as Redis's `server.dirty` counts them (INFO persistence
-    /// `rdb_changes_since_last_save`; strata has no snapshots, so it never resets).
+    /// Changes since the start, as Redis's `server.dirty` counts them. It never resets: INFO persistence's
+    /// `rdb_changes_since_last_save` subtracts the value recorded when the last SAVE/BGSAVE began.
     pub fn dirty(&self) -> u64 {
         self.dirty.load(Ordering::Relaxed)
     }

@@ -85,6 +85,8 @@ pub struct Shared {
     pub exec_lock: parking_lot::RwLock<()>,
     /// Where each outstanding SCAN cursor stopped.
     pub scan_cursors: parking_lot::Mutex<cmd::ScanCursors>,
+    /// SAVE/BGSAVE progress and results (INFO persistence, LASTSAVE).
+    pub save_state: Arc<cmd::SaveState>,
     /// Every live connection.
     pub clients: clients::ClientRegistry,
     /// Clients blocked on keys.
@@ -136,6 +138,7 @@ impl Shared {
             config_params: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
             exec_lock: parking_lot::RwLock::new(()),
             scan_cursors: parking_lot::Mutex::new(cmd::ScanCursors::default()),
+            save_state: Arc::new(cmd::SaveState::default()),
             clients: clients::ClientRegistry::default(),
             blocking: blocking::Blocking::default(),
             pubsub: pubsub::PubSub::default(),

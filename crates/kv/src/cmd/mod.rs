@@ -16,6 +16,7 @@ pub use keys::ScanCursors;
 pub use keys::glob_match;
 mod pubsub;
 mod server;
+pub use server::SaveState;
 mod sets;
 mod strings;
 mod transactions;

@@ -369,13 +369,22 @@ pub fn time(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
     ])
 }
 
-/// State of SAVE/BGSAVE for one service: what INFO persistence and LASTSAVE report.
-///
-/// Kept here in a registry keyed by the service (its [`Shared`]'s address and start instant) rather than in
-/// `Shared`, so a background save can update it without holding the service alive.
-#[derive(Debug, Default)]
-struct SaveState {
+/// State of SAVE/BGSAVE for one service: what INFO persistence and LASTSAVE report. Held by [`Shared`]
+/// behind an `Arc`, so a background save updates it without holding the whole service alive.
+#[derive(Debug)]
+pub struct SaveState {
     inner: parking_lot::Mutex<SaveInner>,
+}
+
+impl Default for SaveState {
+    fn default() -> Self {
+        SaveState {
+            inner: parking_lot::Mutex::new(SaveInner {
+                last_bgsave_secs: -1,
+                ..SaveInner::default()
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -397,24 +406,8 @@ struct SaveInner {
     saves: u64,
 }
 
-type SaveKey = (usize, std::time::Instant);
-
 fn save_state(sh: &Shared) -> std::sync::Arc<SaveState> {
-    static REGISTRY: std::sync::OnceLock<
-        parking_lot::Mutex<std::collections::HashMap<SaveKey, std::sync::Arc<SaveState>>>,
-    > = std::sync::OnceLock::new();
-    let key = (std::ptr::from_ref(sh) as usize, sh.started);
-    let mut map = REGISTRY.get_or_init(Default::default).lock();
-    map.entry(key)
-        .or_insert_with(|| {
-            std::sync::Arc::new(SaveState {
-                inner: parking_lot::Mutex::new(SaveInner {
-                    last_bgsave_secs: -1,
-                    ..SaveInner::default()
-                }),
-            })
-        })
-        .clone()
+    sh.save_state.clone()
 }
 
 fn unix_now() -> u64 {
