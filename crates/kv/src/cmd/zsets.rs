@@ -591,9 +591,16 @@ fn commit(
         size,
     };
     let write = || {
-        sh.keyspace
-            .write_collection(db, key, entry, new_header, &puts, &deletes)
-            .map_err(storage_error)
+        if size == header.size && size > 0 {
+            // Scores of existing members changed, the count did not: the metadata record stays.
+            sh.keyspace
+                .write_elements(db, key, header.version, &puts, &deletes)
+                .map_err(storage_error)
+        } else {
+            sh.keyspace
+                .write_collection(db, key, entry, new_header, &puts, &deletes)
+                .map_err(storage_error)
+        }
     };
     let cached = cache(sh).get(key, header.version);
     let Some(tree) = cached else {
