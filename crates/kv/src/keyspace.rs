@@ -401,6 +401,32 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     })
 }
 
+thread_local! {
+    /// The buffer each thread builds the storage key of a point read in.
+    static READ_KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the storage key `build` writes into the thread's read-key buffer (a fresh one if that is
+/// in use), so a point read allocates no key.
+fn with_read_key<R>(build: impl FnOnce(&mut Vec<u8>), f: impl FnOnce(&[u8]) -> R) -> R {
+    READ_KEY.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut k) => {
+            k.clear();
+            build(&mut k);
+            let out = f(&k);
+            if k.capacity() > MAX_KEPT_BATCH_BYTES {
+                *k = Vec::new();
+            }
+            out
+        }
+        Err(_) => {
+            let mut k = Vec::new();
+            build(&mut k);
+            f(&k)
+        }
+    })
+}
+
 /// Writes `b'm' ++ key` into `out` (cleared first).
 fn meta_key_into(key: &[u8], out: &mut Vec<u8>) {
     out.clear();
@@ -679,7 +705,9 @@ impl Keyspace {
 
     /// The live entry of `key`, or `None` if it is missing or expired.
     pub fn get(&self, db: usize, key: &[u8]) -> Result<Option<Entry>, KvError> {
-        let Some(raw) = self.tree(db).get(&meta_key(key))? else {
+        let tree = self.tree(db);
+        let raw = with_read_key(|k| meta_key_into(key, k), |k| tree.get(k))?;
+        let Some(raw) = raw else {
             return Ok(None);
         };
         let entry = Entry::decode(raw)?;
@@ -727,7 +755,9 @@ impl Keyspace {
     /// The deadline (0 if none or missing) and the element prefix (if a collection) of the record, live or
     /// expired, stored at `key`.
     fn old_record(&self, db: usize, key: &[u8]) -> Result<(u64, Option<Vec<u8>>), KvError> {
-        self.decode_old(key, self.tree(db).get(&meta_key(key))?)
+        let tree = self.tree(db);
+        let raw = with_read_key(|k| meta_key_into(key, k), |k| tree.get(k))?;
+        self.decode_old(key, raw)
     }
 
     /// [`Keyspace::old_record`] of an already read record.
@@ -927,9 +957,12 @@ impl Keyspace {
         version: u64,
         element: &[u8],
     ) -> Result<Option<Bytes>, KvError> {
-        let mut k = sub_prefix(key, version);
-        k.extend_from_slice(element);
-        Ok(self.tree(db).get(&k)?)
+        let tree = self.tree(db);
+        let build = |k: &mut Vec<u8>| {
+            sub_prefix_into(key, version, k);
+            k.extend_from_slice(element);
+        };
+        Ok(with_read_key(build, |k| tree.get(k))?)
     }
 
     /// Reads several elements of a collection at once, all at one point in time; the values come in the

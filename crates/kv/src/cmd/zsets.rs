@@ -1033,7 +1033,15 @@ pub fn zadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let mut f = AddFlags::default();
     let mut i = 2;
     while i < args.len() {
-        match args[i].to_ascii_uppercase().as_slice() {
+        // Upper-cased on the stack: the first argument checked is usually a score, not a flag.
+        let mut word = [0u8; 4];
+        let arg = &args[i];
+        if arg.len() > word.len() {
+            break;
+        }
+        word[..arg.len()].copy_from_slice(arg);
+        word.make_ascii_uppercase();
+        match &word[..arg.len()] {
             b"NX" => f.nx = true,
             b"XX" => f.xx = true,
             b"GT" => f.gt = true,
