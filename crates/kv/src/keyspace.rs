@@ -114,6 +114,15 @@ impl Entry {
         }
     }
 
+    /// Encodes the record into `out` (cleared first).
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(HEADER_BYTES + self.payload.len());
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.expire_at_ms.to_be_bytes());
+        out.extend_from_slice(&self.payload);
+    }
+
     fn encode(&self) -> BytesMut {
         let mut out = BytesMut::with_capacity(HEADER_BYTES + self.payload.len());
         out.put_u8(self.kind as u8);
@@ -328,11 +337,17 @@ impl CollectionHeader {
 /// The sub-key prefix of one incarnation of a collection: `b's' ++ len(key) u32 ++ key ++ version`.
 pub fn sub_prefix(key: &[u8], version: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + 4 + key.len() + 8);
-    k.push(SUB_PREFIX);
-    k.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_be_bytes());
-    k.extend_from_slice(key);
-    k.extend_from_slice(&version.to_be_bytes());
+    sub_prefix_into(key, version, &mut k);
     k
+}
+
+/// [`sub_prefix`] written into `out` (cleared first).
+fn sub_prefix_into(key: &[u8], version: u64, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(SUB_PREFIX);
+    out.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&version.to_be_bytes());
 }
 
 /// Adds range tombstones over every element family of one incarnation of a collection.
@@ -353,6 +368,88 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![u8::MAX; prefix.len() + 1]
+}
+
+/// Most bytes a thread's reusable write batch keeps allocated between writes.
+const MAX_KEPT_BATCH_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// The write batch and key and value buffers each thread reuses, so a write does not grow fresh
+    /// buffers from nothing every time (a batch grows by doubling: an MSET of ten keys reallocated it
+    /// eight times).
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+        batch: WriteBatch::new(),
+        key: Vec::new(),
+        value: Vec::new(),
+    });
+}
+
+/// Reusable buffers for building one write.
+struct Scratch {
+    batch: WriteBatch,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+/// Runs `f` with an empty write batch and empty key and value buffers: the thread's reusable ones, or new
+/// ones if they are in use further up the stack.
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.batch.clear();
+            scratch.key.clear();
+            scratch.value.clear();
+            let out = f(&mut scratch);
+            if scratch.batch.size_bytes() > MAX_KEPT_BATCH_BYTES {
+                scratch.batch = WriteBatch::new();
+            }
+            if scratch.value.capacity() > MAX_KEPT_BATCH_BYTES {
+                scratch.value = Vec::new();
+            }
+            if scratch.key.capacity() > MAX_KEPT_BATCH_BYTES {
+                scratch.key = Vec::new();
+            }
+            out
+        }
+        Err(_) => f(&mut Scratch {
+            batch: WriteBatch::new(),
+            key: Vec::new(),
+            value: Vec::new(),
+        }),
+    })
+}
+
+thread_local! {
+    /// The buffer each thread builds the storage key of a point read in.
+    static READ_KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the storage key `build` writes into the thread's read-key buffer (a fresh one if that is
+/// in use), so a point read allocates no key.
+fn with_read_key<R>(build: impl FnOnce(&mut Vec<u8>), f: impl FnOnce(&[u8]) -> R) -> R {
+    READ_KEY.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut k) => {
+            k.clear();
+            build(&mut k);
+            let out = f(&k);
+            if k.capacity() > MAX_KEPT_BATCH_BYTES {
+                *k = Vec::new();
+            }
+            out
+        }
+        Err(_) => {
+            let mut k = Vec::new();
+            build(&mut k);
+            f(&k)
+        }
+    })
+}
+
+/// Writes `b'm' ++ key` into `out` (cleared first).
+fn meta_key_into(key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(META_PREFIX);
+    out.extend_from_slice(key);
 }
 
 fn meta_key(key: &[u8]) -> Vec<u8> {
@@ -634,7 +731,9 @@ impl Keyspace {
 
     /// The live entry of `key`, or `None` if it is missing or expired.
     pub fn get(&self, db: usize, key: &[u8]) -> Result<Option<Entry>, KvError> {
-        let Some(raw) = self.tree(db).get(&meta_key(key))? else {
+        let tree = self.tree(db);
+        let raw = with_read_key(|k| meta_key_into(key, k), |k| tree.get(k))?;
+        let Some(raw) = raw else {
             return Ok(None);
         };
         let entry = Entry::decode(raw)?;
@@ -649,7 +748,6 @@ impl Keyspace {
     pub fn put(&self, db: usize, key: &[u8], entry: &Entry) -> Result<(), KvError> {
         self.changed(db, key);
         let tree = self.tree(db);
-        let mkey = meta_key(key);
         let (old_at, old_prefix) = if self.note_write(db, key, entry) {
             (0, None)
         } else {
@@ -662,24 +760,30 @@ impl Keyspace {
                     .is_ok_and(|h| *prefix == sub_prefix(key, h.version))
         };
         let old_prefix = old_prefix.filter(|p| !same_collection(p));
-        if old_prefix.is_none() && old_at == entry.expire_at_ms {
-            tree.put_deferred(&mkey, &entry.encode())?;
-            return Ok(());
-        }
-        let mut batch = WriteBatch::new();
-        if let Some(prefix) = old_prefix {
-            batch.delete_range(tree, &prefix, &prefix_end(&prefix));
-        }
-        reindex(&mut batch, tree, key, old_at, entry.expire_at_ms);
-        batch.put(tree, &mkey, &entry.encode());
-        self.db.write_deferred(&batch)?;
-        Ok(())
+        with_scratch(|scratch| {
+            meta_key_into(key, &mut scratch.key);
+            entry.encode_into(&mut scratch.value);
+            if old_prefix.is_none() && old_at == entry.expire_at_ms {
+                tree.put_deferred(&scratch.key, &scratch.value)?;
+                return Ok(());
+            }
+            let batch = &mut scratch.batch;
+            if let Some(prefix) = old_prefix {
+                batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+            }
+            reindex(batch, tree, key, old_at, entry.expire_at_ms);
+            batch.put(tree, &scratch.key, &scratch.value);
+            self.db.write_deferred(batch)?;
+            Ok(())
+        })
     }
 
     /// The deadline (0 if none or missing) and the element prefix (if a collection) of the record, live or
     /// expired, stored at `key`.
     fn old_record(&self, db: usize, key: &[u8]) -> Result<(u64, Option<Vec<u8>>), KvError> {
-        self.decode_old(key, self.tree(db).get(&meta_key(key))?)
+        let tree = self.tree(db);
+        let raw = with_read_key(|k| meta_key_into(key, k), |k| tree.get(k))?;
+        self.decode_old(key, raw)
     }
 
     /// [`Keyspace::old_record`] of an already read record.
@@ -718,23 +822,30 @@ impl Keyspace {
         }
         .into_iter();
         let mut unknown = unknown.iter();
-        let mut batch = WriteBatch::new();
-        for (key, entry) in entries {
-            let mkey = meta_key(key);
-            let (old_at, old_prefix) = if unknown.as_slice().first() == Some(&mkey) {
-                unknown.next();
-                self.decode_old(key, olds.next().flatten())?
-            } else {
-                (0, None)
-            };
-            if let Some(prefix) = old_prefix {
-                batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+        with_scratch(|scratch| {
+            let Scratch {
+                batch,
+                key: mkey,
+                value,
+            } = scratch;
+            for (key, entry) in entries {
+                meta_key_into(key, mkey);
+                let (old_at, old_prefix) = if unknown.as_slice().first() == Some(mkey) {
+                    unknown.next();
+                    self.decode_old(key, olds.next().flatten())?
+                } else {
+                    (0, None)
+                };
+                if let Some(prefix) = old_prefix {
+                    batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+                }
+                reindex(batch, tree, key, old_at, entry.expire_at_ms);
+                entry.encode_into(value);
+                batch.put(tree, mkey, value);
             }
-            reindex(&mut batch, tree, key, old_at, entry.expire_at_ms);
-            batch.put(tree, &mkey, &entry.encode());
-        }
-        self.db.write_deferred(&batch)?;
-        Ok(())
+            self.db.write_deferred(batch)?;
+            Ok(())
+        })
     }
 
     /// Moves `entry` from `from` to `to` in one atomic batch (RENAME). A collection's elements are copied
@@ -872,9 +983,12 @@ impl Keyspace {
         version: u64,
         element: &[u8],
     ) -> Result<Option<Bytes>, KvError> {
-        let mut k = sub_prefix(key, version);
-        k.extend_from_slice(element);
-        Ok(self.tree(db).get(&k)?)
+        let tree = self.tree(db);
+        let build = |k: &mut Vec<u8>| {
+            sub_prefix_into(key, version, k);
+            k.extend_from_slice(element);
+        };
+        Ok(with_read_key(build, |k| tree.get(k))?)
     }
 
     /// Reads several elements of a collection at once, all at one point in time; the values come in the
@@ -962,32 +1076,43 @@ impl Keyspace {
     ) -> Result<(), KvError> {
         self.changed(db, key);
         let tree = self.tree(db);
-        let prefix = sub_prefix(key, version);
-        let mut batch = WriteBatch::new();
-        let join = |element: &[u8]| {
-            let mut k = prefix.clone();
-            k.extend_from_slice(element);
-            k
-        };
-        for (start, end) in range_deletes {
-            batch.delete_range(tree, &join(start), &join(end));
-        }
-        for element in deletes {
-            batch.delete(tree, &join(element));
-        }
-        for (element, value) in puts {
-            batch.put(tree, &join(element), value);
-        }
-        if size == 0 {
-            batch.delete(tree, &meta_key(key));
-            reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
-            batch.delete_range(tree, &prefix, &prefix_end(&prefix));
-        } else {
-            self.note_write(db, key, entry);
-            batch.put(tree, &meta_key(key), &entry.encode());
-        }
-        self.db.write_deferred(&batch)?;
-        Ok(())
+        with_scratch(|scratch| {
+            let Scratch {
+                batch,
+                key: k,
+                value,
+            } = scratch;
+            sub_prefix_into(key, version, k);
+            let prefix_len = k.len();
+            fn join<'k>(k: &'k mut Vec<u8>, prefix_len: usize, element: &[u8]) -> &'k [u8] {
+                k.truncate(prefix_len);
+                k.extend_from_slice(element);
+                k
+            }
+            for (start, end) in range_deletes {
+                let start = join(k, prefix_len, start).to_vec();
+                batch.delete_range(tree, &start, join(k, prefix_len, end));
+            }
+            for element in deletes {
+                batch.delete(tree, join(k, prefix_len, element));
+            }
+            for (element, value) in puts {
+                batch.put(tree, join(k, prefix_len, element), value);
+            }
+            if size == 0 {
+                let prefix = join(k, prefix_len, b"").to_vec();
+                batch.delete(tree, &meta_key(key));
+                reindex(batch, tree, key, entry.expire_at_ms, 0);
+                batch.delete_range(tree, &prefix, &prefix_end(&prefix));
+            } else {
+                self.note_write(db, key, entry);
+                meta_key_into(key, k);
+                entry.encode_into(value);
+                batch.put(tree, k, value);
+            }
+            self.db.write_deferred(batch)?;
+            Ok(())
+        })
     }
 
     /// Elements of a collection with element keys in `[start, end)`, in order, at most `limit`.
@@ -1043,38 +1168,86 @@ impl Keyspace {
         writes: &[CollectionWrite<'_>],
     ) -> Result<(), KvError> {
         let tree = self.tree(db);
-        let mut batch = WriteBatch::new();
-        for w in writes {
-            let (key, entry, header) = (w.key, w.entry, w.header);
-            self.changed(db, key);
-            let prefix = sub_prefix(key, header.version);
-            let mut k = prefix.clone();
-            for (element, value) in w.puts {
-                k.truncate(prefix.len());
+        with_scratch(|scratch| {
+            let Scratch {
+                batch,
+                key: k,
+                value,
+            } = scratch;
+            for w in writes {
+                let (key, entry, header) = (w.key, w.entry, w.header);
+                self.changed(db, key);
+                sub_prefix_into(key, header.version, k);
+                let prefix_len = k.len();
+                for (element, v) in w.puts {
+                    k.truncate(prefix_len);
+                    k.extend_from_slice(element);
+                    batch.put(tree, k, v);
+                }
+                for element in w.deletes {
+                    k.truncate(prefix_len);
+                    k.extend_from_slice(element);
+                    batch.delete(tree, k);
+                }
+                if header.size == 0 {
+                    k.truncate(prefix_len);
+                    batch.delete_range(tree, k, &prefix_end(k));
+                    batch.delete(tree, &meta_key(key));
+                    reindex(batch, tree, key, entry.expire_at_ms, 0);
+                } else {
+                    // The record is the old one with the new header: type, deadline, version, size.
+                    self.note_write(db, key, entry);
+                    meta_key_into(key, k);
+                    value.clear();
+                    value.push(entry.kind as u8);
+                    value.extend_from_slice(&entry.expire_at_ms.to_be_bytes());
+                    value.extend_from_slice(&header.version.to_be_bytes());
+                    value.extend_from_slice(&header.size.to_be_bytes());
+                    batch.put(tree, k, value);
+                }
+            }
+            self.db.write_deferred(batch)?;
+            Ok(())
+        })
+    }
+
+    /// Applies element puts and deletes to a stored collection whose metadata record does not change (its
+    /// size stays the same: HSET of existing fields, ZADD of new scores for existing members), so the
+    /// record is not rewritten — one storage record less per such write. The caller holds the key's stripe
+    /// and has read the live record, whose version is `version`.
+    pub fn write_elements(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+    ) -> Result<(), KvError> {
+        self.changed(db, key);
+        let tree = self.tree(db);
+        with_scratch(|scratch| {
+            let Scratch { batch, key: k, .. } = scratch;
+            sub_prefix_into(key, version, k);
+            let prefix_len = k.len();
+            if let ([(element, value)], []) = (puts, deletes) {
+                // One record: no batch to build.
                 k.extend_from_slice(element);
-                batch.put(tree, &k, value);
+                tree.put_deferred(k, value)?;
+                return Ok(());
             }
-            for element in w.deletes {
-                k.truncate(prefix.len());
+            for (element, value) in puts {
+                k.truncate(prefix_len);
                 k.extend_from_slice(element);
-                batch.delete(tree, &k);
+                batch.put(tree, k, value);
             }
-            if header.size == 0 {
-                batch.delete(tree, &meta_key(key));
-                reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
-                batch.delete_range(tree, &prefix, &prefix_end(&prefix));
-            } else {
-                let updated = Entry {
-                    kind: entry.kind,
-                    expire_at_ms: entry.expire_at_ms,
-                    payload: header.to_payload(),
-                };
-                self.note_write(db, key, &updated);
-                batch.put(tree, &meta_key(key), &updated.encode());
+            for element in deletes {
+                k.truncate(prefix_len);
+                k.extend_from_slice(element);
+                batch.delete(tree, k);
             }
-        }
-        self.db.write_deferred(&batch)?;
-        Ok(())
+            self.db.write_deferred(batch)?;
+            Ok(())
+        })
     }
 
     /// Removes every key of one database.

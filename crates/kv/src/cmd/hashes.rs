@@ -270,8 +270,15 @@ pub fn hset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 .collect();
             names.iter().map(|f| (*f, last[f])).collect()
         };
-        header.size += added;
-        commit(sh, s.db, key, &entry, header, &puts, &[])?;
+        if added == 0 && header.size > 0 {
+            // Only existing fields change: the metadata record stays as it is.
+            sh.keyspace
+                .write_elements(s.db, key, header.version, &puts, &[])
+                .map_err(storage_error)?;
+        } else {
+            header.size += added;
+            commit(sh, s.db, key, &entry, header, &puts, &[])?;
+        }
         // Redis counts every field given as a change.
         sh.keyspace.add_dirty(((args.len() - 2) / 2) as u64 - 1);
         Ok(added)

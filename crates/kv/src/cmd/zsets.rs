@@ -591,9 +591,16 @@ fn commit(
         size,
     };
     let write = || {
-        sh.keyspace
-            .write_collection(db, key, entry, new_header, &puts, &deletes)
-            .map_err(storage_error)
+        if size == header.size && size > 0 {
+            // Scores of existing members changed, the count did not: the metadata record stays.
+            sh.keyspace
+                .write_elements(db, key, header.version, &puts, &deletes)
+                .map_err(storage_error)
+        } else {
+            sh.keyspace
+                .write_collection(db, key, entry, new_header, &puts, &deletes)
+                .map_err(storage_error)
+        }
     };
     let cached = cache(sh).get(key, header.version);
     let Some(tree) = cached else {
@@ -1026,7 +1033,15 @@ pub fn zadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let mut f = AddFlags::default();
     let mut i = 2;
     while i < args.len() {
-        match args[i].to_ascii_uppercase().as_slice() {
+        // Upper-cased on the stack: the first argument checked is usually a score, not a flag.
+        let mut word = [0u8; 4];
+        let arg = &args[i];
+        if arg.len() > word.len() {
+            break;
+        }
+        word[..arg.len()].copy_from_slice(arg);
+        word.make_ascii_uppercase();
+        match &word[..arg.len()] {
             b"NX" => f.nx = true,
             b"XX" => f.xx = true,
             b"GT" => f.gt = true,
