@@ -123,6 +123,17 @@ impl Entry {
         out.extend_from_slice(&self.payload);
     }
 
+    /// Encodes this record with its collection header replaced by `header` (what
+    /// `Entry { payload: header.to_payload(), ..self }.encode()` gives), without allocating the payload.
+    fn encode_with_header_into(&self, header: CollectionHeader, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(HEADER_BYTES + 16);
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.expire_at_ms.to_be_bytes());
+        out.extend_from_slice(&header.version.to_be_bytes());
+        out.extend_from_slice(&header.size.to_be_bytes());
+    }
+
     fn encode(&self) -> BytesMut {
         let mut out = BytesMut::with_capacity(HEADER_BYTES + self.payload.len());
         out.put_u8(self.kind as u8);
@@ -1198,11 +1209,7 @@ impl Keyspace {
                     // The record is the old one with the new header: type, deadline, version, size.
                     self.note_write(db, key, entry);
                     meta_key_into(key, k);
-                    value.clear();
-                    value.push(entry.kind as u8);
-                    value.extend_from_slice(&entry.expire_at_ms.to_be_bytes());
-                    value.extend_from_slice(&header.version.to_be_bytes());
-                    value.extend_from_slice(&header.size.to_be_bytes());
+                    entry.encode_with_header_into(header, value);
                     batch.put(tree, k, value);
                 }
             }
@@ -1653,6 +1660,30 @@ mod tests {
         ks.write_collection(db, key, &entry, header, &[(b"a", b""), (b"b", b"")], &[])
             .expect("write collection");
         header.version
+    }
+
+    #[test]
+    fn a_record_with_a_new_header_encodes_as_the_entry_would() {
+        let entry = Entry {
+            kind: Kind::Hash,
+            expire_at_ms: 1_234_567,
+            payload: CollectionHeader {
+                version: 7,
+                size: 3,
+            }
+            .to_payload(),
+        };
+        let header = CollectionHeader {
+            version: 7,
+            size: 9,
+        };
+        let mut out = Vec::new();
+        entry.encode_with_header_into(header, &mut out);
+        let expected = Entry {
+            payload: header.to_payload(),
+            ..entry
+        };
+        assert_eq!(&out[..], &expected.encode()[..]);
     }
 
     fn ttl(value: &'static [u8], at: u64) -> Entry {
