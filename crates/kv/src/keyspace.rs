@@ -402,6 +402,32 @@ struct Scratch {
     value: Vec<u8>,
 }
 
+/// `k` cut back to its first `prefix_len` bytes (a collection's element prefix) with `element` appended:
+/// the storage key of that element.
+fn element_key<'k>(k: &'k mut Vec<u8>, prefix_len: usize, element: &[u8]) -> &'k [u8] {
+    k.truncate(prefix_len);
+    k.extend_from_slice(element);
+    k
+}
+
+/// Adds element puts, then element deletes (an element in both ends up deleted, as before this helper
+/// existed), of the collection whose element prefix is `k[..prefix_len]`.
+fn add_elements(
+    batch: &mut WriteBatch,
+    tree: &Tree,
+    k: &mut Vec<u8>,
+    prefix_len: usize,
+    puts: &[(&[u8], &[u8])],
+    deletes: &[&[u8]],
+) {
+    for (element, value) in puts {
+        batch.put(tree, element_key(k, prefix_len, element), value);
+    }
+    for element in deletes {
+        batch.delete(tree, element_key(k, prefix_len, element));
+    }
+}
+
 /// Runs `f` with an empty write batch and empty key and value buffers: the thread's reusable ones, or new
 /// ones if they are in use further up the stack.
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
@@ -1095,23 +1121,19 @@ impl Keyspace {
             } = scratch;
             sub_prefix_into(key, version, k);
             let prefix_len = k.len();
-            fn join<'k>(k: &'k mut Vec<u8>, prefix_len: usize, element: &[u8]) -> &'k [u8] {
-                k.truncate(prefix_len);
-                k.extend_from_slice(element);
-                k
-            }
             for (start, end) in range_deletes {
-                let start = join(k, prefix_len, start).to_vec();
-                batch.delete_range(tree, &start, join(k, prefix_len, end));
+                let start = element_key(k, prefix_len, start).to_vec();
+                batch.delete_range(tree, &start, element_key(k, prefix_len, end));
             }
+            // Deletes first, so an element both deleted and put ends up put.
             for element in deletes {
-                batch.delete(tree, join(k, prefix_len, element));
+                batch.delete(tree, element_key(k, prefix_len, element));
             }
             for (element, value) in puts {
-                batch.put(tree, join(k, prefix_len, element), value);
+                batch.put(tree, element_key(k, prefix_len, element), value);
             }
             if size == 0 {
-                let prefix = join(k, prefix_len, b"").to_vec();
+                let prefix = element_key(k, prefix_len, b"").to_vec();
                 batch.delete(tree, &meta_key(key));
                 reindex(batch, tree, key, entry.expire_at_ms, 0);
                 batch.delete_range(tree, &prefix, &prefix_end(&prefix));
@@ -1190,16 +1212,7 @@ impl Keyspace {
                 self.changed(db, key);
                 sub_prefix_into(key, header.version, k);
                 let prefix_len = k.len();
-                for (element, v) in w.puts {
-                    k.truncate(prefix_len);
-                    k.extend_from_slice(element);
-                    batch.put(tree, k, v);
-                }
-                for element in w.deletes {
-                    k.truncate(prefix_len);
-                    k.extend_from_slice(element);
-                    batch.delete(tree, k);
-                }
+                add_elements(batch, tree, k, prefix_len, w.puts, w.deletes);
                 if header.size == 0 {
                     k.truncate(prefix_len);
                     batch.delete_range(tree, k, &prefix_end(k));
@@ -1242,16 +1255,7 @@ impl Keyspace {
                 tree.put_deferred(k, value)?;
                 return Ok(());
             }
-            for (element, value) in puts {
-                k.truncate(prefix_len);
-                k.extend_from_slice(element);
-                batch.put(tree, k, value);
-            }
-            for element in deletes {
-                k.truncate(prefix_len);
-                k.extend_from_slice(element);
-                batch.delete(tree, k);
-            }
+            add_elements(batch, tree, k, prefix_len, puts, deletes);
             self.db.write_deferred(batch)?;
             Ok(())
         })
