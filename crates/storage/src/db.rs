@@ -624,9 +624,15 @@ impl Db {
 
     /// Writes every buffered WAL byte of deferred writes now (one write call).
     pub fn flush_wal_buffer(&self) -> Result<()> {
+        self.wal_op(WalWriter::write_deferred)
+    }
+
+    /// Runs `op` on the WAL writer, publishes how far the WAL is written, and poisons the engine if `op`
+    /// failed (an I/O error on the write path is never retried).
+    fn wal_op(&self, op: impl FnOnce(&mut WalWriter) -> Result<()>) -> Result<()> {
         self.inner.check_poison()?;
         let mut w = self.inner.wal.lock();
-        let r = w.write_deferred();
+        let r = op(&mut w);
         self.inner
             .wal_written_seqno
             .store(w.written_seqno, Ordering::Release);
@@ -709,17 +715,7 @@ impl Db {
     /// Writes any deferred WAL bytes and fsyncs the WAL now (useful under `everysec`/`no` before a planned
     /// shutdown).
     pub fn sync_wal(&self) -> Result<()> {
-        self.inner.check_poison()?;
-        let mut w = self.inner.wal.lock();
-        let r = w.sync();
-        self.inner
-            .wal_written_seqno
-            .store(w.written_seqno, Ordering::Release);
-        drop(w);
-        if let Err(e) = &r {
-            self.inner.poison(e);
-        }
-        r
+        self.wal_op(WalWriter::sync)
     }
 
     /// Engine counters.
