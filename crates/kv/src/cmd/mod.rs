@@ -284,7 +284,7 @@ pub fn record_unblocked(shared: &Shared, args: &[Bytes], reply: &Frame) {
 /// After a command ran: its statistics, the slow log, and waking clients blocked on keys it wrote.
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    session: &Session,
+    session: &mut Session,
     shared: &Shared,
     index: usize,
     spec: &CommandSpec,
@@ -312,22 +312,22 @@ fn finish(
         );
     }
     if signal && shared.blocking.has_waiters() && spec.flags.contains(&"write") {
-        signal_keys(shared, args);
+        signal_keys(shared, args, &mut session.woken);
     }
 }
 
 /// Wakes clients blocked on any key among a write command's arguments (a superset of the keys it
-/// wrote; a spurious wake-up costs only a retry).
-pub fn signal_keys(shared: &Shared, args: &[Bytes]) {
+/// wrote; a spurious wake-up costs only a retry), adding them to `woken`.
+pub fn signal_keys(shared: &Shared, args: &[Bytes], woken: &mut Vec<crate::blocking::Woken>) {
     if args
         .first()
         .is_some_and(|n| n.eq_ignore_ascii_case(b"swapdb"))
     {
-        shared.blocking.signal_all();
+        shared.blocking.signal_all(woken);
         return;
     }
     for arg in args.iter().skip(1) {
-        shared.blocking.signal(arg);
+        shared.blocking.signal(arg, woken);
     }
 }
 
