@@ -16,6 +16,14 @@ use crate::{Session, Shared};
 mod docs;
 mod syntax;
 
+/// The documented subcommands of `container` as `container|sub`, sorted (empty for a plain command).
+pub(super) fn subcommand_names(container: &str) -> Vec<&'static str> {
+    docs::subcommands(container)
+        .into_iter()
+        .map(|doc| doc.name)
+        .collect()
+}
+
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "command",
