@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod connection;
 mod functions;
+mod geo;
 mod hashes;
 mod introspection;
 mod keys;
@@ -49,6 +50,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     config::COMMANDS,
     connection::COMMANDS,
     functions::COMMANDS,
+    geo::COMMANDS,
     hashes::COMMANDS,
     introspection::COMMANDS,
     keys::COMMANDS,
