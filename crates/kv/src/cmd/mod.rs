@@ -6,6 +6,7 @@ mod config;
 mod connection;
 mod functions;
 mod hashes;
+mod hyperloglog;
 mod introspection;
 mod keys;
 mod lists;
@@ -19,6 +20,8 @@ mod server;
 pub use server::SaveState;
 mod sets;
 mod strings;
+pub(crate) mod suggest;
+mod throttle;
 mod transactions;
 pub(crate) mod zsets;
 
@@ -48,6 +51,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     connection::COMMANDS,
     functions::COMMANDS,
     hashes::COMMANDS,
+    hyperloglog::COMMANDS,
     introspection::COMMANDS,
     keys::COMMANDS,
     lists::COMMANDS,
@@ -56,6 +60,8 @@ const FAMILIES: &[&[CommandSpec]] = &[
     server::COMMANDS,
     sets::COMMANDS,
     strings::COMMANDS,
+    suggest::COMMANDS,
+    throttle::COMMANDS,
     transactions::COMMANDS,
     zsets::COMMANDS,
 ];
