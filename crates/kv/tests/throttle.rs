@@ -104,6 +104,10 @@ fn errors_are_redis_cell_s() {
     let server = Server::start(KvConfig::default());
     let mut c = server.client();
     assert_eq!(
+        error(&mut c, &[]),
+        "ERR Cell error: Usage: cl.throttle <key> <max_burst> <count per period> <period> [<quantity>]"
+    );
+    assert_eq!(
         error(&mut c, &["k"]),
         "ERR Cell error: Usage: cl.throttle <key> <max_burst> <count per period> <period> [<quantity>]"
     );

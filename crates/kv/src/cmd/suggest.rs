@@ -157,8 +157,11 @@ pub struct TrieCache {
 
 #[derive(Debug, Default)]
 struct CacheInner {
-    slots: HashMap<u64, (Bytes, Arc<Mutex<SugTrie>>)>,
+    /// Version → (key, trie, its size when cached).
+    slots: HashMap<u64, (Bytes, Arc<Mutex<SugTrie>>, usize)>,
     order: VecDeque<u64>,
+    /// Sum of the sizes in `slots`.
+    total: usize,
 }
 
 impl TrieCache {
@@ -167,27 +170,25 @@ impl TrieCache {
             .lock()
             .slots
             .get(&version)
-            .filter(|(k, _)| k == key)
-            .map(|(_, t)| t.clone())
+            .filter(|(k, ..)| k == key)
+            .map(|(_, t, _)| t.clone())
     }
 
-    fn insert(&self, key: &[u8], version: u64, trie: Arc<Mutex<SugTrie>>) {
+    /// Caches the trie of `key` at `version`, holding `size` suggestions; the oldest tries go once the
+    /// total passes the bound. The caller holds no trie's lock.
+    fn insert(&self, key: &[u8], version: u64, trie: Arc<Mutex<SugTrie>>, size: usize) {
         let mut inner = self.inner.lock();
-        if inner
-            .slots
-            .insert(version, (Bytes::copy_from_slice(key), trie))
-            .is_none()
-        {
-            inner.order.push_back(version);
+        let slot = (Bytes::copy_from_slice(key), trie, size);
+        match inner.slots.insert(version, slot) {
+            Some((_, _, old)) => inner.total -= old,
+            None => inner.order.push_back(version),
         }
-        // Evict the oldest until the total fits (sizes read now: tries change size as they are used).
-        loop {
-            let total: usize = inner.slots.values().map(|(_, t)| t.lock().len()).sum();
-            if total <= CACHE_SUGGESTIONS || inner.order.len() <= 1 {
-                break;
-            }
-            if let Some(old) = inner.order.pop_front() {
-                inner.slots.remove(&old);
+        inner.total += size;
+        while inner.total > CACHE_SUGGESTIONS && inner.order.len() > 1 {
+            if let Some(old) = inner.order.pop_front()
+                && let Some((_, _, n)) = inner.slots.remove(&old)
+            {
+                inner.total -= n;
             }
         }
     }
@@ -221,8 +222,9 @@ fn load(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<Loaded>, Frame> {
             None => return Err(Frame::error("ERR corrupt suggestion record")),
         }
     }
+    let size = trie.len();
     let trie = Arc::new(Mutex::new(trie));
-    cache.insert(key, header.version, trie.clone());
+    cache.insert(key, header.version, trie.clone(), size);
     Ok(Some((entry, header, trie)))
 }
 
@@ -319,7 +321,9 @@ fn sugadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     drop(guard);
     if is_new {
         // A new dictionary's trie goes into the cache once the dictionary is stored.
-        sh.keyspace.sug_tries.insert(key, header.version, trie);
+        sh.keyspace
+            .sug_tries
+            .insert(key, header.version, trie, size);
     }
     Frame::Integer(size as i64)
 }

@@ -26,8 +26,8 @@ use crate::{Session, Shared};
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "cl.throttle",
-    // A module command checks its own arguments (redis-cell's usage error).
-    arity: -2,
+    // A module command (Redis gives it arity -1) checks its own arguments: redis-cell's usage error.
+    arity: -1,
     flags: &["write", "denyoom"],
     no_auth: false,
     run: cl_throttle,
