@@ -9,14 +9,15 @@
 //! - [`breaker`]: a circuit breaker (closed → open → half-open).
 //! - [`bulkhead`]: a bound on concurrent calls.
 //!
-//! These are plain synchronous state machines; the gateway wraps them as tower layers (not in this crate
-//! yet). Invariant: no I/O, no threads, no dependency on another strata crate; time only through
-//! [`Clock`].
+//! These are plain synchronous state machines; [`layers`] wraps the rate limiter, the breaker and the
+//! bulkhead as tower middleware for the gateway. Invariant: no I/O, no threads, no dependency on another
+//! strata crate; time only through [`Clock`].
 
 pub mod breaker;
 pub mod bulkhead;
 pub mod clock;
 pub mod gcra;
+pub mod layers;
 pub mod retry;
 pub mod sliding_window;
 pub mod token_bucket;
