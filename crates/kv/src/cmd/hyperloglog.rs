@@ -252,7 +252,7 @@ fn pfdebug(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 return Frame::error("ERR HLL encoding is not sparse");
             }
             match hll::decode_sparse(&value) {
-                Ok(text) => Frame::Simple(Bytes::from(text)),
+                Ok(text) => Frame::Bulk(Bytes::from(text)),
                 Err(e) => hll_error(e),
             }
         }
