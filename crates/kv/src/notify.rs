@@ -258,6 +258,7 @@ fn event_for(name: &str, args: &[Bytes], i: usize, n: usize) -> Option<(u32, &'s
         "setrange" => (STRING, "setrange"),
         "incr" | "decr" | "incrby" | "decrby" => (STRING, "incrby"),
         "incrbyfloat" => (STRING, "incrbyfloat"),
+        "pfadd" | "pfmerge" => (STRING, "pfadd"),
         "getdel" => (GENERIC, "del"),
         "getex" => {
             if args

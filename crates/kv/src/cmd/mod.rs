@@ -7,6 +7,7 @@ mod connection;
 mod functions;
 mod geo;
 mod hashes;
+mod hyperloglog;
 mod introspection;
 mod keys;
 mod latency;
@@ -22,6 +23,8 @@ mod server;
 pub use server::SaveState;
 mod sets;
 mod strings;
+pub(crate) mod suggest;
+mod throttle;
 mod transactions;
 pub(crate) mod zsets;
 
@@ -52,6 +55,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     functions::COMMANDS,
     geo::COMMANDS,
     hashes::COMMANDS,
+    hyperloglog::COMMANDS,
     introspection::COMMANDS,
     keys::COMMANDS,
     latency::COMMANDS,
@@ -62,6 +66,8 @@ const FAMILIES: &[&[CommandSpec]] = &[
     server::COMMANDS,
     sets::COMMANDS,
     strings::COMMANDS,
+    suggest::COMMANDS,
+    throttle::COMMANDS,
     transactions::COMMANDS,
     zsets::COMMANDS,
 ];

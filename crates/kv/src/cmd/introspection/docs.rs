@@ -246,6 +246,7 @@ pub const TABLE: &[&str] = &[
     "client|trackinginfo; connection; 6.2.0; O(1); Describes the client-side caching state of this connection; ",
     "client|unblock; connection; 5.0.0; O(log N) in the number of waiting clients; Wakes a client blocked in a command, as by a timeout or with an error; client-id [unblock-type: TIMEOUT | ERROR]",
     "client|unpause; connection; 6.2.0; O(N) in the number of paused clients; Lets commands held back by CLIENT PAUSE run; ",
+    "cl.throttle; module; 1.0.0; O(1); Rate-limits a key with the generic cell rate algorithm, as the redis-cell module does; key max_burst:integer count_per_period:integer period:integer [quantity:integer]",
     "command; server; 2.8.13; O(N) in the number of commands; Describes every command; ",
     "command|count; server; 2.8.13; O(1); Counts the commands; ",
     "command|docs; server; 7.0.0; O(N) in the number of commands described; Documents commands: summary, version, group, complexity and arguments; [command-name [command-name ...]]",
@@ -284,6 +285,10 @@ pub const TABLE: &[&str] = &[
     "function|load; scripting; 7.0.0; O(1), plus the time to compile the code; Adds a function library; [REPLACE] function-code",
     "function|restore; scripting; 7.0.0; O(N) in the number of functions; Loads function libraries from a FUNCTION DUMP payload; serialized-value [policy: FLUSH | APPEND | REPLACE]",
     "function|stats; scripting; 7.0.0; O(1); Describes the running function and the engines; ",
+    "ft.sugadd; module; 1.0.0; O(1); Adds a suggestion to an autocomplete dictionary, or updates its score; key string score:double [INCR] [PAYLOAD payload]",
+    "ft.sugdel; module; 1.0.0; O(1); Removes a suggestion from an autocomplete dictionary; key string",
+    "ft.sugget; module; 1.0.0; O(1); Returns the best suggestions completing a prefix; key prefix [FUZZY] [WITHSCORES] [WITHPAYLOADS] [MAX max:integer]",
+    "ft.suglen; module; 1.0.0; O(1); Counts the suggestions of an autocomplete dictionary; key",
     "geoadd; geo; 3.2.0; O(log N) per point; Adds points to a geospatial index (a sorted set), or updates them; key [condition: NX | XX] [CH] longitude:double latitude:double member [longitude:double latitude:double member ...]",
     "geodist; geo; 3.2.0; O(1); Returns the distance between two points of a geospatial index; key member1 member2 [unit: M | KM | FT | MI]",
     "geohash; geo; 3.2.0; O(1) per member; Returns members' positions as standard geohash strings; key [member [member ...]]",
@@ -374,6 +379,11 @@ pub const TABLE: &[&str] = &[
     "pexpire; generic; 2.6.0; O(1); Sets a key to expire after a number of milliseconds; key milliseconds [condition: NX | XX | GT | LT]",
     "pexpireat; generic; 2.6.0; O(1); Sets a key to expire at a Unix time in milliseconds; key unix-time-milliseconds [condition: NX | XX | GT | LT]",
     "pexpiretime; generic; 7.0.0; O(1); Returns the Unix time in milliseconds at which a key expires; key",
+    "pfadd; hyperloglog; 2.8.9; O(1) per element; Adds elements to a HyperLogLog, creating it if needed; key [element [element ...]]",
+    "pfcount; hyperloglog; 2.8.9; O(1) for one key, O(N) to merge several; Returns the approximate number of distinct elements in the union of HyperLogLogs; key [key ...]",
+    "pfdebug; hyperloglog; 2.8.9; O(N); Internal commands for debugging HyperLogLog values; subcommand key",
+    "pfmerge; hyperloglog; 2.8.9; O(N) to merge N HyperLogLogs; Merges HyperLogLogs into one; destkey [sourcekey [sourcekey ...]]",
+    "pfselftest; hyperloglog; 2.8.9; O(N); Checks the HyperLogLog implementation; ",
     "ping; connection; 1.0.0; O(1); Checks that the server answers; [message]",
     "psetex; string; 2.6.0; O(1); Sets a key's string value with an expiry in milliseconds; key milliseconds value",
     "psubscribe; pubsub; 2.0.0; O(N) in the number of patterns; Listens for messages on channels matching patterns; pattern [pattern ...]",
@@ -526,8 +536,9 @@ mod tests {
     /// catches a forgotten or misplaced bracket.
     #[test]
     fn syntax_arity_matches_the_dispatch_table() {
-        // QUIT accepts and ignores extra arguments, as in Redis.
-        const LENIENT: &[&str] = &["quit"];
+        // QUIT accepts and ignores extra arguments, as in Redis; CL.THROTTLE checks its own (a module
+        // command: redis-cell answers a wrong count with its usage line).
+        const LENIENT: &[&str] = &["quit", "cl.throttle"];
         let wrong: Vec<String> = commands()
             .iter()
             .filter(|spec| subcommands(spec.name).is_empty() && !LENIENT.contains(&spec.name))

@@ -319,6 +319,12 @@ fn read_value(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<Value>, Frame
     if entry.kind == Kind::ZSet {
         return Ok(crate::cmd::zsets::read_source(sh, db, key)?.map(Value::ZSet));
     }
+    if entry.kind == Kind::Trie {
+        // A module type: RDB has no encoding of strata's dictionaries.
+        return Err(Frame::error(
+            "ERR DUMP of an autocomplete dictionary is not supported",
+        ));
+    }
     if entry.kind == Kind::String {
         return Ok(Some(Value::String(entry.payload)));
     }
