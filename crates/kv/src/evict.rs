@@ -244,9 +244,13 @@ pub struct Eviction {
     pub lfu_decay_time: AtomicU64,
     /// Bumped on every switch of cache mode, so a running background scan knows it is stale.
     generation: AtomicU64,
-    /// The generation the background scan still has to enter (0: none).
-    scan_wanted: AtomicU64,
+    /// Where the scan entering the keys stored before cache mode stands: its generation and its cursor
+    /// (database, last key); `None` when there is nothing to scan.
+    scan: Mutex<Option<(u64, ScanCursor)>>,
 }
+
+/// A database and the last key entered from it.
+type ScanCursor = (usize, Option<Bytes>);
 
 impl Eviction {
     /// State for `databases` databases, cache mode off.
@@ -262,7 +266,7 @@ impl Eviction {
             lfu_log_factor: AtomicU64::new(10),
             lfu_decay_time: AtomicU64::new(1),
             generation: AtomicU64::new(0),
-            scan_wanted: AtomicU64::new(0),
+            scan: Mutex::new(None),
         }
     }
 
@@ -290,10 +294,33 @@ impl Eviction {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.active.store(want, Ordering::SeqCst);
         if want {
-            self.scan_wanted.store(generation, Ordering::SeqCst);
+            *self.scan.lock() = Some((generation, (0, None)));
+            // A small data set is entered at once; the background task enters the rest.
+            self.scan_step(sh);
         } else {
-            self.scan_wanted.store(0, Ordering::SeqCst);
+            *self.scan.lock() = None;
             self.clear(None);
+        }
+    }
+
+    /// Whether the scan of keys stored before cache mode still has work.
+    fn scanning(&self) -> bool {
+        self.scan.lock().is_some()
+    }
+
+    /// One batch of the scan of keys stored before cache mode.
+    fn scan_step(&self, sh: &Shared) {
+        let Some((generation, at)) = self.scan.lock().take() else {
+            return;
+        };
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        if let Some(next) = scan_batch(sh, at) {
+            let mut scan = self.scan.lock();
+            if scan.is_none() && self.generation.load(Ordering::SeqCst) == generation {
+                *scan = Some((generation, next));
+            }
         }
     }
 
@@ -799,10 +826,10 @@ fn parse_db(arg: &[u8]) -> Option<usize> {
 
 /// Enters up to [`SCAN_BATCH`] stored keys into the table, continuing after `cursor` (db, last key);
 /// returns where to continue, or `None` when every database was visited.
-fn scan_batch(sh: &Shared, cursor: (usize, Option<Bytes>)) -> Option<(usize, Option<Bytes>)> {
+fn scan_batch(sh: &Shared, cursor: ScanCursor) -> Option<ScanCursor> {
     let (mut db, mut after) = cursor;
     let mut budget = SCAN_BATCH;
-    while db < sh.keyspace.databases() {
+    while db < sh.keyspace.databases() && budget > 0 {
         let (keys, last) = match sh.keyspace.scan(db, after.as_deref(), budget, |_, _| true) {
             Ok(found) => found,
             Err(e) => {
@@ -816,24 +843,15 @@ fn scan_batch(sh: &Shared, cursor: (usize, Option<Bytes>)) -> Option<(usize, Opt
                 sh.evict.record(db, key, entry.as_ref(), None, now, true);
             }
         }
-        budget = budget.saturating_sub(keys.len().max(1));
-        match last {
-            Some(l) => {
-                after = Some(l);
-                if budget == 0 {
-                    return Some((db, after));
-                }
-            }
-            None => {
-                db += 1;
-                after = None;
-            }
+        if let Some(last) = last {
+            // The budget ran out inside this database.
+            return Some((db, Some(last)));
         }
-        if budget == 0 {
-            return Some((db, after));
-        }
+        budget = budget.saturating_sub(keys.len());
+        db += 1;
+        after = None;
     }
-    None
+    (db < sh.keyspace.databases()).then_some((db, after))
 }
 
 /// The background task: enters the keys stored before cache mode was switched on, and evicts every
@@ -841,39 +859,15 @@ fn scan_batch(sh: &Shared, cursor: (usize, Option<Bytes>)) -> Option<(usize, Opt
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut cursor: Option<(u64, (usize, Option<Bytes>))> = None;
     loop {
-        let wanted = shared.evict.scan_wanted.load(Ordering::SeqCst);
-        if wanted != 0 && cursor.as_ref().is_none_or(|(g, _)| *g != wanted) {
-            cursor = Some((wanted, (0, None)));
-        }
-        if let Some((generation, at)) = cursor.take() {
+        while shared.evict.scanning() && !shutdown.is_cancelled() {
             let sh = shared.clone();
-            let next = tokio::task::spawn_blocking(move || {
-                if sh.evict.generation.load(Ordering::SeqCst) != generation {
-                    return None;
-                }
-                scan_batch(&sh, at)
-            })
-            .await
-            .ok()
-            .flatten();
-            match next {
-                Some(at) => cursor = Some((generation, at)),
-                None => {
-                    let _ = shared.evict.scan_wanted.compare_exchange(
-                        generation,
-                        0,
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    );
-                }
-            }
-            if shutdown.is_cancelled() {
-                return;
-            }
-            if cursor.is_some() {
-                continue;
+            if tokio::task::spawn_blocking(move || sh.evict.scan_step(&sh))
+                .await
+                .is_err()
+            {
+                tracing::error!("the maxmemory key scan panicked");
+                break;
             }
         }
         tokio::select! {
