@@ -25,6 +25,7 @@
 mod compaction;
 pub mod expire;
 mod plain;
+pub mod stream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -67,6 +68,8 @@ pub enum Kind {
     Set = 3,
     /// A sorted set.
     ZSet = 4,
+    /// A stream (`keyspace/stream.rs`).
+    Stream = 5,
 }
 
 impl Kind {
@@ -77,6 +80,7 @@ impl Kind {
             2 => Kind::Hash,
             3 => Kind::Set,
             4 => Kind::ZSet,
+            5 => Kind::Stream,
             _ => return None,
         })
     }
@@ -89,6 +93,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::Set => "set",
             Kind::ZSet => "zset",
+            Kind::Stream => "stream",
         }
     }
 }

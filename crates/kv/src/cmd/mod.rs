@@ -18,6 +18,7 @@ mod pubsub;
 mod server;
 pub use server::SaveState;
 mod sets;
+mod streams;
 mod strings;
 mod transactions;
 pub(crate) mod zsets;
@@ -55,6 +56,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     pubsub::COMMANDS,
     server::COMMANDS,
     sets::COMMANDS,
+    streams::COMMANDS,
     strings::COMMANDS,
     transactions::COMMANDS,
     zsets::COMMANDS,
@@ -319,10 +321,11 @@ fn finish(
 /// Wakes clients blocked on any key among a write command's arguments (a superset of the keys it
 /// wrote; a spurious wake-up costs only a retry).
 pub fn signal_keys(shared: &Shared, args: &[Bytes]) {
-    if args
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"swapdb"))
-    {
+    if args.first().is_some_and(|n| {
+        n.eq_ignore_ascii_case(b"swapdb")
+            || n.eq_ignore_ascii_case(b"flushall")
+            || n.eq_ignore_ascii_case(b"flushdb")
+    }) {
         shared.blocking.signal_all();
         return;
     }
@@ -372,7 +375,7 @@ fn check(
 
 /// Commands whose statistics and error messages name the subcommand too (`client|list`).
 const CONTAINERS: &[&str] = &[
-    "client", "command", "config", "memory", "object", "pubsub", "slowlog",
+    "client", "command", "config", "memory", "object", "pubsub", "slowlog", "xgroup", "xinfo",
 ];
 
 /// `get`, or `client|list` for a container command.

@@ -136,6 +136,7 @@ fn encoding(sh: &Shared, db: usize, key: &[u8], entry: &Entry) -> Result<&'stati
     };
     Ok(match entry.kind {
         Kind::String => "raw",
+        Kind::Stream => "stream",
         Kind::List => {
             // `list-max-listpack-size`: negative is a byte limit per node (-2 = 8 KB), positive a count.
             let fill = param(sh, "list-max-listpack-size", -2);
