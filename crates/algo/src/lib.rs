@@ -8,5 +8,6 @@
 //! Every structure has a model-based test against the standard library's equivalent.
 
 mod ostree;
+pub mod trie;
 
 pub use ostree::{Iter, OrderStatisticTree};

@@ -70,6 +70,8 @@ pub enum Kind {
     ZSet = 4,
     /// A stream (`keyspace/stream.rs`).
     Stream = 5,
+    /// An autocomplete dictionary (RediSearch's `trietype0`; `cmd/suggest.rs`).
+    Trie = 8,
 }
 
 impl Kind {
@@ -81,6 +83,7 @@ impl Kind {
             3 => Kind::Set,
             4 => Kind::ZSet,
             5 => Kind::Stream,
+            8 => Kind::Trie,
             _ => return None,
         })
     }
@@ -94,6 +97,7 @@ impl Kind {
             Kind::Set => "set",
             Kind::ZSet => "zset",
             Kind::Stream => "stream",
+            Kind::Trie => "trietype0",
         }
     }
 }
@@ -234,6 +238,8 @@ pub struct Keyspace {
     watching: AtomicU64,
     /// Order-statistic trees of hot sorted sets (rank and range in O(log n)); see `cmd/zsets.rs`.
     pub(crate) zset_trees: crate::cmd::zsets::TreeCache,
+    /// Tries of recently used autocomplete dictionaries; see `cmd/suggest.rs`.
+    pub(crate) sug_tries: crate::cmd::suggest::TrieCache,
     /// Database index → index into `trees` (SWAPDB permutes it).
     map: Vec<AtomicUsize>,
     /// Where `map` is persisted.
@@ -598,6 +604,7 @@ impl Keyspace {
             watched: Mutex::new(std::collections::HashMap::new()),
             watching: AtomicU64::new(0),
             zset_trees: Default::default(),
+            sug_tries: Default::default(),
             map: map.into_iter().map(AtomicUsize::new).collect(),
             map_tree,
             swap_lock: Mutex::new(()),

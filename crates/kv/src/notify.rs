@@ -282,6 +282,7 @@ fn event_for(name: &str, args: &[Bytes], i: usize, n: usize) -> Option<(u32, &'s
         "setrange" => (STRING, "setrange"),
         "incr" | "decr" | "incrby" | "decrby" => (STRING, "incrby"),
         "incrbyfloat" => (STRING, "incrbyfloat"),
+        "pfadd" | "pfmerge" => (STRING, "pfadd"),
         "getdel" => (GENERIC, "del"),
         "getex" => {
             if args
@@ -356,7 +357,9 @@ fn event_for(name: &str, args: &[Bytes], i: usize, n: usize) -> Option<(u32, &'s
         "hdel" => (HASH, "hdel"),
         "hincrby" => (HASH, "hincrby"),
         "hincrbyfloat" => (HASH, "hincrbyfloat"),
-        "zadd" => (ZSET, "zadd"),
+        "zadd" | "geoadd" => (ZSET, "zadd"),
+        "georadius" | "georadiusbymember" if i > 0 => (ZSET, "georadiusstore"),
+        "geosearchstore" if i == 0 => (ZSET, "geosearchstore"),
         "zincrby" => (ZSET, "zincr"),
         "zrem" => (ZSET, "zrem"),
         "zremrangebyscore" => (ZSET, "zremrangebyscore"),

@@ -121,6 +121,8 @@ fn element_overhead(kind: Kind) -> usize {
         Kind::ZSet => 24 + 4 + 8 + 32,
         // Entries packed in listpacks: flags, ID deltas and lengths.
         Kind::Stream => 4,
+        // A trie node per suggestion: score, payload pointer, child links.
+        Kind::Trie => 24 + 4 + 8 + 16,
     }
 }
 

@@ -323,6 +323,12 @@ fn read_value(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<Value>, Frame
         // Redis's RDB stream encoding (listpacks in a radix tree) is not written.
         return Err(Frame::error("ERR DUMP of a stream is not supported"));
     }
+    if entry.kind == Kind::Trie {
+        // A module type: RDB has no encoding of strata's dictionaries.
+        return Err(Frame::error(
+            "ERR DUMP of an autocomplete dictionary is not supported",
+        ));
+    }
     if entry.kind == Kind::String {
         return Ok(Some(Value::String(entry.payload)));
     }
