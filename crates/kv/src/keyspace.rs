@@ -25,6 +25,7 @@
 mod compaction;
 pub mod expire;
 mod plain;
+pub mod stream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -67,6 +68,8 @@ pub enum Kind {
     Set = 3,
     /// A sorted set.
     ZSet = 4,
+    /// A stream (`keyspace/stream.rs`).
+    Stream = 5,
     /// An autocomplete dictionary (RediSearch's `trietype0`; `cmd/suggest.rs`).
     Trie = 8,
 }
@@ -79,6 +82,7 @@ impl Kind {
             2 => Kind::Hash,
             3 => Kind::Set,
             4 => Kind::ZSet,
+            5 => Kind::Stream,
             8 => Kind::Trie,
             _ => return None,
         })
@@ -92,6 +96,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::Set => "set",
             Kind::ZSet => "zset",
+            Kind::Stream => "stream",
             Kind::Trie => "trietype0",
         }
     }

@@ -178,9 +178,15 @@ fn errors_are_redis_s() {
     );
     let e = err(&mut c, &["GEOADD", "k", "NX", "XX", "10", "10", "m"]);
     assert!(e.contains("syntax error"), "{e}");
-    let e = err(&mut c, &["GEOSEARCH", "k", "BYRADIUS", "10", "m", "ASC", "WITHDIST"]);
+    let e = err(
+        &mut c,
+        &["GEOSEARCH", "k", "BYRADIUS", "10", "m", "ASC", "WITHDIST"],
+    );
     assert!(e.contains("exactly one of FROMMEMBER or FROMLONLAT"), "{e}");
-    let e = err(&mut c, &["GEOSEARCH", "k", "FROMLONLAT", "0", "0", "ASC", "WITHDIST"]);
+    let e = err(
+        &mut c,
+        &["GEOSEARCH", "k", "FROMLONLAT", "0", "0", "ASC", "WITHDIST"],
+    );
     assert!(e.contains("exactly one of BYRADIUS and BYBOX"), "{e}");
     let e = err(&mut c, &["GEORADIUS", "k", "0", "0", "10", "parsec"]);
     assert!(e.contains("unsupported unit provided"), "{e}");

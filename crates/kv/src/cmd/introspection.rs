@@ -610,6 +610,21 @@ const KEY_SPECS: &[(&str, i64, i64, i64)] = &[
     ("type", 1, 1, 1),
     ("unlink", 1, -1, 1),
     ("watch", 1, -1, 1),
+    ("xack", 1, 1, 1),
+    ("xadd", 1, 1, 1),
+    ("xautoclaim", 1, 1, 1),
+    ("xclaim", 1, 1, 1),
+    ("xdel", 1, 1, 1),
+    ("xgroup", 2, 2, 1),
+    ("xinfo", 2, 2, 1),
+    ("xlen", 1, 1, 1),
+    ("xpending", 1, 1, 1),
+    ("xrange", 1, 1, 1),
+    ("xread", 0, 0, 0),
+    ("xreadgroup", 0, 0, 0),
+    ("xrevrange", 1, 1, 1),
+    ("xsetid", 1, 1, 1),
+    ("xtrim", 1, 1, 1),
     ("zadd", 1, 1, 1),
     ("zcard", 1, 1, 1),
     ("zcount", 1, 1, 1),
@@ -679,8 +694,10 @@ fn key_spec(name: &str) -> (i64, i64, i64) {
 
 /// Whether a command's keys depend on its arguments beyond the legacy range.
 fn movable_keys(name: &str) -> bool {
-    matches!(name, "sort" | "sort_ro" | "georadius" | "georadiusbymember")
-        || NUMKEYS.iter().any(|(n, ..)| *n == name)
+    matches!(
+        name,
+        "sort" | "sort_ro" | "georadius" | "georadiusbymember" | "xread" | "xreadgroup"
+    ) || NUMKEYS.iter().any(|(n, ..)| *n == name)
 }
 
 /// Positions in `args` (0 is the command name) of the keys of command `name`, in order.
@@ -696,6 +713,9 @@ pub fn key_positions(name: &str, args: &[Bytes]) -> Vec<usize> {
             .unwrap_or(0);
         keys.extend((at + 1..=at + count).filter(|i| *i < args.len()));
         return keys;
+    }
+    if matches!(name, "xread" | "xreadgroup") {
+        return super::streams::read_key_positions(args);
     }
     let (first, last, step) = key_spec(name);
     if first <= 0 || step <= 0 {

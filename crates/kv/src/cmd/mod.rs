@@ -22,6 +22,7 @@ mod replication;
 mod server;
 pub use server::SaveState;
 mod sets;
+mod streams;
 mod strings;
 pub(crate) mod suggest;
 mod throttle;
@@ -65,6 +66,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     replication::COMMANDS,
     server::COMMANDS,
     sets::COMMANDS,
+    streams::COMMANDS,
     strings::COMMANDS,
     suggest::COMMANDS,
     throttle::COMMANDS,
@@ -430,12 +432,14 @@ fn finish(
 }
 
 /// Wakes clients blocked on any key among a write command's arguments (a superset of the keys it
-/// wrote; a spurious wake-up costs only a retry), adding them to `woken`.
+/// wrote; a spurious wake-up costs only a retry), adding them to `woken`. Swapping or emptying
+/// databases wakes every blocked client (a blocked XREADGROUP must learn its stream is gone).
 pub fn signal_keys(shared: &Shared, args: &[Bytes], woken: &mut Vec<crate::blocking::Woken>) {
-    if args
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"swapdb"))
-    {
+    if args.first().is_some_and(|n| {
+        n.eq_ignore_ascii_case(b"swapdb")
+            || n.eq_ignore_ascii_case(b"flushall")
+            || n.eq_ignore_ascii_case(b"flushdb")
+    }) {
         shared.blocking.signal_all(woken);
         return;
     }

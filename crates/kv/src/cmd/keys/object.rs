@@ -136,6 +136,7 @@ fn encoding(sh: &Shared, db: usize, key: &[u8], entry: &Entry) -> Result<&'stati
     };
     Ok(match entry.kind {
         Kind::String => "raw",
+        Kind::Stream => "stream",
         // A module type has no encodings of its own.
         Kind::Trie => "raw",
         Kind::List => {
