@@ -64,6 +64,19 @@ pub struct BrokerStats {
     pub acked: AtomicU64,
 }
 
+/// One queue's numbers (see [`Broker::queue_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Virtual host.
+    pub vhost: String,
+    /// Queue name.
+    pub name: String,
+    /// Ready messages.
+    pub ready: u32,
+    /// Consumers.
+    pub consumers: u32,
+}
+
 /// A running broker. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Broker {
@@ -159,6 +172,24 @@ impl Broker {
     /// The virtual host named `name`.
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.read().get(name).cloned()
+    }
+
+    /// Depth and consumers of every queue, for metrics.
+    pub fn queue_stats(&self) -> Vec<QueueStats> {
+        let vhosts: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
+        let mut out = Vec::new();
+        for v in vhosts {
+            for q in v.queues() {
+                out.push(QueueStats {
+                    vhost: v.name.clone(),
+                    name: q.name.to_string(),
+                    ready: q.message_count(),
+                    consumers: q.consumer_count(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+        out
     }
 
     /// A new connection id.
