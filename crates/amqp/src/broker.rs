@@ -19,6 +19,9 @@ use crate::queue::{Consumer, Entry};
 use crate::store::Store;
 use crate::vhost::VHost;
 
+/// How often expired messages and unused `x-expires` queues are looked for.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
+
 /// The broker's limits and negotiation defaults. `AmqpConfig::default()` matches RabbitMQ's defaults where
 /// RabbitMQ has one.
 #[derive(Debug, Clone)]
@@ -102,7 +105,8 @@ impl Broker {
         let next_queue_id = Arc::new(AtomicU64::new(
             recovered.queues.iter().map(|q| q.id).max().unwrap_or(0) + 1,
         ));
-        let root = VHost::new("/", store.clone(), next_queue_id);
+        let root = Arc::new(VHost::new("/", store.clone(), next_queue_id));
+        root.set_self();
         let mut vhosts = HashMap::new();
         for e in recovered.exchanges {
             if e.vhost == "/" {
@@ -137,13 +141,11 @@ impl Broker {
         let mut per_queue: HashMap<u64, Vec<Entry>> = HashMap::new();
         for (qid, seq, msg) in recovered.messages {
             if by_id.contains_key(&qid) {
-                per_queue.entry(qid).or_default().push(Entry {
-                    msg: Arc::new(msg),
-                    // Whether it was delivered before the restart is not recorded: flag it, as the flag means
-                    // "may have been delivered before".
-                    redelivered: true,
-                    store_seq: Some(seq),
-                });
+                let mut entry = Entry::new(Arc::new(msg), Some(seq));
+                // Whether it was delivered before the restart is not recorded: flag it, as the flag means
+                // "may have been delivered before".
+                entry.redelivered = true;
+                per_queue.entry(qid).or_default().push(entry);
             } else {
                 orphans.entry(qid).or_default().push(seq);
             }
@@ -157,7 +159,7 @@ impl Broker {
         for (qid, seqs) in orphans {
             store.forget(qid, &seqs);
         }
-        vhosts.insert("/".to_owned(), Arc::new(root));
+        vhosts.insert("/".to_owned(), root);
         Ok(Arc::new(Broker {
             config,
             users,
@@ -192,6 +194,24 @@ impl Broker {
         out
     }
 
+    /// Expires messages at the heads of queues with TTLs and deletes queues unused past `x-expires`.
+    pub fn sweep(&self) {
+        let now = crate::queue::now_ms();
+        let vhosts: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
+        for v in vhosts {
+            for q in v.queues() {
+                q.expire(now);
+                if let Some(ttl) = q.args.expires_ms
+                    && q.consumer_count() == 0
+                    && now.saturating_sub(q.last_used_ms.load(Ordering::Relaxed)) >= ttl
+                {
+                    tracing::debug!(queue = %q.name, "queue expired (x-expires)");
+                    v.remove_queue(&q);
+                }
+            }
+        }
+    }
+
     /// A new connection id.
     pub(crate) fn connection_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
@@ -221,6 +241,21 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    // One sweeper for every queue's TTL and x-expires (no timer per queue).
+    {
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = tick.tick() => broker.sweep(),
+                }
+            }
+        });
+    }
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,

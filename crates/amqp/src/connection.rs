@@ -34,7 +34,7 @@ use crate::exchange::Destination;
 use crate::message::{Message, int_arg};
 use crate::queue::{
     ChannelShared, ConsumeRefusal, Consumer, Entry, Outbound, Pending, Queue, deliver_direct,
-    requeue_pending, take_all_pending, take_pending,
+    group_pending, requeue_pending, take_all_pending, take_pending,
 };
 use crate::vhost::{QueueSpec, VHost};
 
@@ -102,6 +102,20 @@ pub(crate) async fn run(
 /// Flushes the connection's output whenever it has some; sends heartbeats when idle.
 async fn write_loop(mut wr: OwnedWriteHalf, out: Arc<Outbound>, heartbeat: Arc<AtomicU32>) {
     loop {
+        // Take before waiting: a wake-up that arrived while the previous chunk was being written (or the
+        // close) is never lost, since Notify keeps one permit and the buffer is checked first.
+        let chunk = out.take();
+        if !chunk.is_empty() {
+            if wr.write_all(&chunk).await.is_err() {
+                out.close();
+                break;
+            }
+            out.kick_stalled();
+            continue;
+        }
+        if out.is_closed() {
+            break;
+        }
         let hb = heartbeat.load(Ordering::Relaxed);
         if hb > 0 {
             // Half the interval: the peer sees traffic at least twice per heartbeat period.
@@ -111,16 +125,6 @@ async fn write_loop(mut wr: OwnedWriteHalf, out: Arc<Outbound>, heartbeat: Arc<A
             }
         } else {
             out.wait().await;
-        }
-        let chunk = out.take();
-        if !chunk.is_empty() {
-            if wr.write_all(&chunk).await.is_err() {
-                out.close();
-                break;
-            }
-            out.kick_stalled();
-        } else if out.is_closed() {
-            break;
         }
     }
     let _ = wr.shutdown().await;
@@ -1377,18 +1381,11 @@ impl Conn {
             requeue_pending(taken);
             return Ok(());
         }
-        let mut queues: Vec<Arc<Queue>> = Vec::new();
-        for p in taken {
-            if let Some(seq) = p.entry.store_seq {
-                self.broker
-                    .store
-                    .remove_message(&mut self.pass.batch, p.queue.id, seq);
-            }
-            if !queues.iter().any(|q| Arc::ptr_eq(q, &p.queue)) {
-                queues.push(p.queue);
-            }
+        // Rejected without requeue: dead-lettered (or dropped), which also deletes the stored copies.
+        for (q, entries) in group_pending(taken) {
+            q.reject(entries);
+            q.dispatch();
         }
-        queues.iter().for_each(Queue::dispatch);
         Ok(())
     }
 
@@ -1543,7 +1540,30 @@ impl Conn {
         }
         let persistent = msg.persistent();
         let mut encoded: Option<Vec<u8>> = None;
+        let mut refused = false;
+        let mut admitted = Vec::with_capacity(queues.len());
         for q in queues {
+            if q.args.overflow != crate::queue::Overflow::DropHead {
+                let (n, bytes) = self
+                    .pass
+                    .enqueue
+                    .iter()
+                    .filter(|(p, _)| Arc::ptr_eq(p, &q))
+                    .fold((0, 0), |(n, b), (_, e)| (n + 1, b + e.msg.size_bytes()));
+                if !q.admits(msg.size_bytes(), n, bytes) {
+                    refused = true;
+                    if q.args.overflow == crate::queue::Overflow::RejectPublishDlx {
+                        q.kill(vec![(
+                            Entry::new(msg.clone(), None),
+                            crate::queue::DeathReason::MaxLen,
+                        )]);
+                    }
+                    continue;
+                }
+            }
+            admitted.push(q);
+        }
+        for q in admitted {
             let store_seq = if persistent && q.durable {
                 let bytes = encoded.get_or_insert_with(|| msg.encode());
                 let seq = self.broker.store.next_seq();
@@ -1554,14 +1574,9 @@ impl Conn {
             } else {
                 None
             };
-            self.pass.enqueue.push((
-                q,
-                Entry {
-                    msg: msg.clone(),
-                    redelivered: false,
-                    store_seq,
-                },
-            ));
+            self.pass
+                .enqueue
+                .push((q, Entry::new(msg.clone(), store_seq)));
         }
         let ch = self.channel(id)?;
         if let Some(next) = ch.confirm_next.as_mut() {
@@ -1570,7 +1585,7 @@ impl Conn {
             self.pass.replies.push(Reply::Confirm {
                 channel: id,
                 seq,
-                ack: true,
+                ack: !refused,
             });
         }
         Ok(())

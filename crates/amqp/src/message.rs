@@ -93,6 +93,121 @@ impl Message {
     }
 }
 
+/// The copy of `msg` that dead-lettering publishes: the `x-death` header gains (or bumps the count of) an
+/// entry for (`queue`, `reason`) and moves it first, as RabbitMQ writes it (`count`, `reason`, `queue`,
+/// `time`, `exchange`, `routing-keys`, and `original-expiration` when a per-message TTL is removed);
+/// `x-first-death-*` are set once and `x-last-death-*` every time. It is published to `dlx` with
+/// `dl_routing_key`, or its own routing key.
+pub fn dead_lettered(
+    msg: &Message,
+    queue: &str,
+    reason: &str,
+    dlx: &str,
+    dl_routing_key: Option<&str>,
+    now_secs: u64,
+) -> Message {
+    let lstr = |s: &str| AMQPValue::LongString(s.as_bytes().into());
+    let mut headers = msg.headers().cloned().unwrap_or_default();
+    let mut deaths: Vec<AMQPValue> = match headers.inner().get("x-death") {
+        Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
+        _ => Vec::new(),
+    };
+    let same = |t: &FieldTable| {
+        t.inner().get("queue").and_then(str_arg).as_deref() == Some(queue)
+            && t.inner().get("reason").and_then(str_arg).as_deref() == Some(reason)
+    };
+    let existing = deaths
+        .iter()
+        .position(|d| matches!(d, AMQPValue::FieldTable(t) if same(t)));
+    let entry = match existing {
+        Some(i) => {
+            let AMQPValue::FieldTable(mut t) = deaths.remove(i) else {
+                return msg.clone();
+            };
+            let count = t.inner().get("count").and_then(int_arg).unwrap_or(0);
+            t.insert("count".into(), AMQPValue::LongLongInt(count + 1));
+            t.insert("time".into(), AMQPValue::Timestamp(now_secs));
+            t
+        }
+        None => {
+            let mut t = FieldTable::default();
+            t.insert("count".into(), AMQPValue::LongLongInt(1));
+            t.insert("reason".into(), lstr(reason));
+            t.insert("queue".into(), lstr(queue));
+            t.insert("time".into(), AMQPValue::Timestamp(now_secs));
+            t.insert("exchange".into(), lstr(&msg.exchange));
+            t.insert(
+                "routing-keys".into(),
+                AMQPValue::FieldArray(vec![lstr(&msg.routing_key)].into()),
+            );
+            if let Some(exp) = msg.properties.expiration() {
+                t.insert("original-expiration".into(), lstr(exp.as_str()));
+            }
+            t
+        }
+    };
+    deaths.insert(0, AMQPValue::FieldTable(entry));
+    headers.insert("x-death".into(), AMQPValue::FieldArray(deaths.into()));
+    if !headers.contains_key("x-first-death-reason") {
+        headers.insert("x-first-death-reason".into(), lstr(reason));
+        headers.insert("x-first-death-queue".into(), lstr(queue));
+        headers.insert("x-first-death-exchange".into(), lstr(&msg.exchange));
+    }
+    headers.insert("x-last-death-reason".into(), lstr(reason));
+    headers.insert("x-last-death-queue".into(), lstr(queue));
+    headers.insert("x-last-death-exchange".into(), lstr(&msg.exchange));
+    let props = without_expiration(&msg.properties).with_headers(headers);
+    let mut out = msg.with_properties(props);
+    out.exchange = dlx.to_owned();
+    out.routing_key = dl_routing_key.unwrap_or(&msg.routing_key).to_owned();
+    out
+}
+
+/// A copy of `p` without the expiration property (dead-lettering removes it, as RabbitMQ does).
+fn without_expiration(p: &AMQPProperties) -> AMQPProperties {
+    let mut out = AMQPProperties::default();
+    if let Some(v) = p.content_type() {
+        out = out.with_content_type(v.clone());
+    }
+    if let Some(v) = p.content_encoding() {
+        out = out.with_content_encoding(v.clone());
+    }
+    if let Some(v) = p.headers() {
+        out = out.with_headers(v.clone());
+    }
+    if let Some(v) = p.delivery_mode() {
+        out = out.with_delivery_mode(*v);
+    }
+    if let Some(v) = p.priority() {
+        out = out.with_priority(*v);
+    }
+    if let Some(v) = p.correlation_id() {
+        out = out.with_correlation_id(v.clone());
+    }
+    if let Some(v) = p.reply_to() {
+        out = out.with_reply_to(v.clone());
+    }
+    if let Some(v) = p.message_id() {
+        out = out.with_message_id(v.clone());
+    }
+    if let Some(v) = p.timestamp() {
+        out = out.with_timestamp(*v);
+    }
+    if let Some(v) = p.kind() {
+        out = out.with_type(v.clone());
+    }
+    if let Some(v) = p.user_id() {
+        out = out.with_user_id(v.clone());
+    }
+    if let Some(v) = p.app_id() {
+        out = out.with_app_id(v.clone());
+    }
+    if let Some(v) = p.cluster_id() {
+        out = out.with_cluster_id(v.clone());
+    }
+    out
+}
+
 fn put_bytes(out: &mut BytesMut, b: &[u8]) {
     out.put_u32(b.len() as u32);
     out.put_slice(b);

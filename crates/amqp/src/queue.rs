@@ -220,6 +220,35 @@ pub struct Entry {
     pub redelivered: bool,
     /// Its key in the durable message tree, if stored.
     pub store_seq: Option<u64>,
+    /// When it expires (Unix milliseconds; 0 = never). Set when it enters the queue.
+    pub expires_at_ms: u64,
+    /// How often it was returned to the queue (nack/reject with requeue, channel or connection loss).
+    pub returns: u32,
+}
+
+impl Entry {
+    /// A new entry for `msg`.
+    pub fn new(msg: Arc<Message>, store_seq: Option<u64>) -> Entry {
+        Entry {
+            msg,
+            redelivered: false,
+            store_seq,
+            expires_at_ms: 0,
+            returns: 0,
+        }
+    }
+
+    fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms != 0 && now_ms > self.expires_at_ms
+    }
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
 }
 
 /// Why a consumer could not be added.
@@ -229,18 +258,172 @@ pub enum ConsumeRefusal {
     ExclusiveInUse,
 }
 
+/// What happens when a queue is full (`x-overflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop (or dead-letter) the oldest message.
+    #[default]
+    DropHead,
+    /// Refuse the new message (publisher gets basic.nack).
+    RejectPublish,
+    /// Refuse the new message and dead-letter it.
+    RejectPublishDlx,
+}
+
+/// Why a message was dead-lettered (the `reason` of its `x-death` entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathReason {
+    /// basic.reject / basic.nack without requeue.
+    Rejected,
+    /// Its TTL passed.
+    Expired,
+    /// The queue's length limit pushed it out.
+    MaxLen,
+    /// It was returned more often than `x-delivery-limit`.
+    DeliveryLimit,
+}
+
+impl DeathReason {
+    /// RabbitMQ's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+            Self::MaxLen => "maxlen",
+            Self::DeliveryLimit => "delivery_limit",
+        }
+    }
+}
+
+/// The queue arguments the broker acts on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueArgs {
+    /// `x-message-ttl`.
+    pub message_ttl_ms: Option<u64>,
+    /// `x-expires`: delete the queue after this long unused.
+    pub expires_ms: Option<u64>,
+    /// `x-max-length`.
+    pub max_length: Option<u64>,
+    /// `x-max-length-bytes`.
+    pub max_length_bytes: Option<u64>,
+    /// `x-overflow`.
+    pub overflow: Overflow,
+    /// `x-dead-letter-exchange`.
+    pub dead_letter_exchange: Option<String>,
+    /// `x-dead-letter-routing-key`.
+    pub dead_letter_routing_key: Option<String>,
+    /// `x-max-priority` (0: not a priority queue).
+    pub max_priority: u8,
+    /// `x-single-active-consumer`.
+    pub single_active_consumer: bool,
+    /// `x-delivery-limit`.
+    pub delivery_limit: Option<u64>,
+}
+
+impl QueueArgs {
+    /// Reads the arguments; `Err(name)` names the first invalid one.
+    pub fn parse(args: &FieldTable) -> Result<QueueArgs, &'static str> {
+        use crate::message::{int_arg, str_arg};
+        let t = args.inner();
+        let uint = |k: &'static str| -> Result<Option<u64>, &'static str> {
+            match t.get(k) {
+                None => Ok(None),
+                Some(v) => int_arg(v)
+                    .and_then(|i| u64::try_from(i).ok())
+                    .map(Some)
+                    .ok_or(k),
+            }
+        };
+        let overflow = match t.get("x-overflow").map(str_arg) {
+            None => Overflow::DropHead,
+            Some(Some(s)) if s == "drop-head" => Overflow::DropHead,
+            Some(Some(s)) if s == "reject-publish" => Overflow::RejectPublish,
+            Some(Some(s)) if s == "reject-publish-dlx" => Overflow::RejectPublishDlx,
+            Some(_) => return Err("x-overflow"),
+        };
+        let max_priority = match uint("x-max-priority")? {
+            None => 0,
+            Some(p) => u8::try_from(p)
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or("x-max-priority")?,
+        };
+        let expires_ms = uint("x-expires")?;
+        if expires_ms == Some(0) {
+            return Err("x-expires");
+        }
+        Ok(QueueArgs {
+            message_ttl_ms: uint("x-message-ttl")?,
+            expires_ms,
+            max_length: uint("x-max-length")?,
+            max_length_bytes: uint("x-max-length-bytes")?,
+            overflow,
+            dead_letter_exchange: t.get("x-dead-letter-exchange").and_then(str_arg),
+            dead_letter_routing_key: t.get("x-dead-letter-routing-key").and_then(str_arg),
+            max_priority,
+            single_active_consumer: t
+                .get("x-single-active-consumer")
+                .is_some_and(|v| matches!(v, amq_protocol::types::AMQPValue::Boolean(true))),
+            delivery_limit: uint("x-delivery-limit")?,
+        })
+    }
+}
+
+/// Ready messages, one FIFO per priority level (a single level unless `x-max-priority` is set).
 #[derive(Debug, Default)]
 struct QueueState {
-    messages: VecDeque<Entry>,
+    levels: Vec<VecDeque<Entry>>,
+    len: usize,
     bytes: usize,
     consumers: Vec<Arc<Consumer>>,
     next_consumer: usize,
     had_consumer: bool,
 }
 
+impl QueueState {
+    fn level_of(&self, e: &Entry) -> usize {
+        let top = self.levels.len().saturating_sub(1);
+        usize::from(e.msg.priority()).min(top)
+    }
+
+    fn push_back(&mut self, e: Entry) {
+        let l = self.level_of(&e);
+        self.len += 1;
+        self.bytes += e.msg.size_bytes();
+        self.levels[l].push_back(e);
+    }
+
+    fn push_front(&mut self, e: Entry) {
+        let l = self.level_of(&e);
+        self.len += 1;
+        self.bytes += e.msg.size_bytes();
+        self.levels[l].push_front(e);
+    }
+
+    fn front(&self) -> Option<&Entry> {
+        self.levels.iter().rev().find_map(VecDeque::front)
+    }
+
+    fn pop_front(&mut self) -> Option<Entry> {
+        let e = self.levels.iter_mut().rev().find_map(VecDeque::pop_front)?;
+        self.len -= 1;
+        self.bytes = self.bytes.saturating_sub(e.msg.size_bytes());
+        Some(e)
+    }
+
+    fn drain(&mut self) -> Vec<Entry> {
+        self.len = 0;
+        self.bytes = 0;
+        self.levels.iter_mut().flat_map(|l| l.drain(..)).collect()
+    }
+}
+
 /// Called for durable entries leaving the queue without an acknowledgement path (no-ack delivery, purge):
 /// deletes their stored copies.
 pub type Forget = Arc<dyn Fn(u64, &[u64]) + Send + Sync>;
+
+/// Dead-letters entries of a queue (routes them through its dead-letter exchange, or drops them).
+pub type DeadLetter = Arc<dyn Fn(&Arc<Queue>, Vec<(Entry, DeathReason)>) + Send + Sync>;
 
 /// A declared queue.
 pub struct Queue {
@@ -256,11 +439,18 @@ pub struct Queue {
     pub auto_delete: bool,
     /// The declare arguments.
     pub arguments: FieldTable,
+    /// The arguments the broker acts on.
+    pub args: QueueArgs,
     /// Set once deleted.
     pub deleted: AtomicBool,
     /// Messages delivered or fetched (for statistics).
     pub delivered_total: AtomicU64,
+    /// Last use (declare, consume, get, cancel) in Unix milliseconds, for `x-expires`.
+    pub last_used_ms: AtomicU64,
+    /// Whether an entry with an expiry may be queued (the sweeper skips queues without).
+    may_expire: AtomicBool,
     forget: Option<Forget>,
+    dead_letter: Option<DeadLetter>,
     state: Mutex<QueueState>,
 }
 
@@ -273,34 +463,60 @@ impl std::fmt::Debug for Queue {
     }
 }
 
+/// How to build a queue (see [`Queue::new`]).
+pub struct QueueInit {
+    /// Name.
+    pub name: String,
+    /// Id keying stored messages.
+    pub id: u64,
+    /// Durable.
+    pub durable: bool,
+    /// Owning connection if exclusive.
+    pub exclusive_owner: Option<u64>,
+    /// Auto-delete.
+    pub auto_delete: bool,
+    /// Declare arguments.
+    pub arguments: FieldTable,
+    /// Deletes stored copies.
+    pub forget: Option<Forget>,
+    /// Dead-letters.
+    pub dead_letter: Option<DeadLetter>,
+}
+
 impl Queue {
-    /// A new empty queue.
-    pub fn new(
-        name: &str,
-        id: u64,
-        durable: bool,
-        exclusive_owner: Option<u64>,
-        auto_delete: bool,
-        arguments: FieldTable,
-        forget: Option<Forget>,
-    ) -> Arc<Queue> {
+    /// A new empty queue. Arguments the broker cannot use are ignored here (declare validates them).
+    pub fn new(init: QueueInit) -> Arc<Queue> {
+        let args = QueueArgs::parse(&init.arguments).unwrap_or_default();
+        let levels = usize::from(args.max_priority) + 1;
         Arc::new(Queue {
-            name: Arc::from(name),
-            id,
-            durable,
-            exclusive_owner,
-            auto_delete,
-            arguments,
+            name: Arc::from(init.name.as_str()),
+            id: init.id,
+            durable: init.durable,
+            exclusive_owner: init.exclusive_owner,
+            auto_delete: init.auto_delete,
+            arguments: init.arguments,
+            args,
             deleted: AtomicBool::new(false),
             delivered_total: AtomicU64::new(0),
-            forget,
-            state: Mutex::new(QueueState::default()),
+            last_used_ms: AtomicU64::new(now_ms()),
+            may_expire: AtomicBool::new(false),
+            forget: init.forget,
+            dead_letter: init.dead_letter,
+            state: Mutex::new(QueueState {
+                levels: (0..levels).map(|_| VecDeque::new()).collect(),
+                ..QueueState::default()
+            }),
         })
+    }
+
+    /// Marks the queue used now (for `x-expires`).
+    pub fn touch(&self) {
+        self.last_used_ms.store(now_ms(), Ordering::Relaxed);
     }
 
     /// Messages ready for delivery.
     pub fn message_count(&self) -> u32 {
-        u32::try_from(self.state.lock().messages.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.state.lock().len).unwrap_or(u32::MAX)
     }
 
     /// Active consumers.
@@ -313,33 +529,113 @@ impl Queue {
         self.state.lock().bytes
     }
 
+    /// Whether a new message of `size_bytes` fits under the length limits of a `reject-publish` queue,
+    /// counting `pending` messages (of `pending_bytes`) not yet enqueued.
+    pub fn admits(&self, size_bytes: usize, pending: usize, pending_bytes: usize) -> bool {
+        if self.args.overflow == Overflow::DropHead {
+            return true;
+        }
+        let st = self.state.lock();
+        let len_ok = self
+            .args
+            .max_length
+            .is_none_or(|m| ((st.len + pending) as u64) < m);
+        let bytes_ok = self
+            .args
+            .max_length_bytes
+            .is_none_or(|m| ((st.bytes + pending_bytes + size_bytes) as u64) <= m);
+        len_ok && bytes_ok
+    }
+
+    fn over_limit(&self, st: &QueueState) -> bool {
+        self.args.max_length.is_some_and(|m| st.len as u64 > m)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|m| st.bytes as u64 > m)
+    }
+
     /// Appends messages and delivers what consumers can take.
     pub fn push(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>) {
+        let now = now_ms();
+        let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
-            for e in entries {
-                st.bytes += e.msg.size_bytes();
-                st.messages.push_back(e);
+            for mut e in entries {
+                let ttl = match (self.args.message_ttl_ms, e.msg.expiration_ms()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                if let Some(ttl) = ttl {
+                    e.expires_at_ms = now.saturating_add(ttl).max(1);
+                    self.may_expire.store(true, Ordering::Relaxed);
+                }
+                st.push_back(e);
+            }
+            if self.args.overflow == Overflow::DropHead {
+                while self.over_limit(&st) {
+                    match st.pop_front() {
+                        Some(h) => dead.push((h, DeathReason::MaxLen)),
+                        None => break,
+                    }
+                }
             }
         }
+        self.kill(dead);
         self.dispatch();
     }
 
-    /// Puts unacknowledged messages back at the head, in the order given, marked redelivered.
+    /// Dead-letters (or drops) entries that left the queue for `reason`.
+    pub fn kill(self: &Arc<Self>, dead: Vec<(Entry, DeathReason)>) {
+        if dead.is_empty() {
+            return;
+        }
+        match &self.dead_letter {
+            Some(f) => f(self, dead),
+            None => {
+                let entries: Vec<Entry> = dead.into_iter().map(|(e, _)| e).collect();
+                self.forget_entries(&entries);
+            }
+        }
+    }
+
+    /// Puts unacknowledged messages back at the head, in the order given, marked redelivered. Messages
+    /// returned more often than `x-delivery-limit` are dead-lettered instead.
     pub fn requeue(self: &Arc<Self>, entries: Vec<Entry>) {
         if self.deleted.load(Ordering::Acquire) {
             self.forget_entries(&entries);
             return;
         }
+        let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
             for mut e in entries.into_iter().rev() {
                 e.redelivered = true;
-                st.bytes += e.msg.size_bytes();
-                st.messages.push_front(e);
+                e.returns = e.returns.saturating_add(1);
+                if self
+                    .args
+                    .delivery_limit
+                    .is_some_and(|l| u64::from(e.returns) > l)
+                {
+                    dead.push((e, DeathReason::DeliveryLimit));
+                } else {
+                    st.push_front(e);
+                }
             }
         }
+        dead.reverse();
+        self.kill(dead);
         self.dispatch();
+    }
+
+    /// Dead-letters messages rejected without requeue.
+    pub fn reject(self: &Arc<Self>, entries: Vec<Entry>) {
+        self.kill(
+            entries
+                .into_iter()
+                .map(|e| (e, DeathReason::Rejected))
+                .collect(),
+        );
     }
 
     fn forget_entries(&self, entries: &[Entry]) {
@@ -351,18 +647,43 @@ impl Queue {
         }
     }
 
+    /// Removes expired messages from the head (RabbitMQ expires only at the head).
+    pub fn expire(self: &Arc<Self>, now: u64) {
+        if !self.may_expire.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut dead = Vec::new();
+        {
+            let mut st = self.state.lock();
+            while st.front().is_some_and(|e| e.expired(now)) {
+                if let Some(e) = st.pop_front() {
+                    dead.push((e, DeathReason::Expired));
+                }
+            }
+            if st.len == 0 {
+                self.may_expire.store(false, Ordering::Relaxed);
+            }
+        }
+        self.kill(dead);
+    }
+
     /// Delivers ready messages to consumers with credit.
     pub fn dispatch(self: &Arc<Self>) {
+        let now = now_ms();
         let mut st = self.state.lock();
         let mut forgotten: Vec<u64> = Vec::new();
-        while !st.messages.is_empty() && !st.consumers.is_empty() {
+        let mut dead = Vec::new();
+        while st.len > 0 && !st.consumers.is_empty() {
             let Some(idx) = pick_consumer(self, &mut st) else {
                 break;
             };
-            let Some(entry) = st.messages.pop_front() else {
+            let Some(entry) = st.pop_front() else {
                 break;
             };
-            st.bytes = st.bytes.saturating_sub(entry.msg.size_bytes());
+            if entry.expired(now) {
+                dead.push((entry, DeathReason::Expired));
+                continue;
+            }
             let consumer = st.consumers[idx].clone();
             if consumer.no_ack
                 && let Some(seq) = entry.store_seq
@@ -377,6 +698,7 @@ impl Queue {
         {
             f(self.id, &forgotten);
         }
+        self.kill(dead);
     }
 
     /// Adds a consumer after `announce` (which writes consume-ok) ran under the queue lock, so no delivery
@@ -397,18 +719,27 @@ impl Queue {
             st.consumers.push(consumer);
             st.had_consumer = true;
         }
+        self.touch();
         self.dispatch();
         Ok(())
     }
 
     /// Removes a consumer; returns whether the queue is now due for auto-delete.
-    pub fn remove_consumer(&self, consumer: &Arc<Consumer>) -> bool {
-        let mut st = self.state.lock();
-        st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
-        if st.next_consumer >= st.consumers.len() {
-            st.next_consumer = 0;
+    pub fn remove_consumer(self: &Arc<Self>, consumer: &Arc<Consumer>) -> bool {
+        let due = {
+            let mut st = self.state.lock();
+            st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
+            if st.next_consumer >= st.consumers.len() {
+                st.next_consumer = 0;
+            }
+            self.auto_delete && st.had_consumer && st.consumers.is_empty()
+        };
+        self.touch();
+        // With a single active consumer, the next one takes over.
+        if self.args.single_active_consumer {
+            self.dispatch();
         }
-        self.auto_delete && st.had_consumer && st.consumers.is_empty()
+        due
     }
 
     /// Takes every consumer (queue deletion).
@@ -420,12 +751,22 @@ impl Queue {
 
     /// basic.get: takes the head message for `channel`, writing get-ok and content.
     pub fn get(self: &Arc<Self>, channel: &Arc<ChannelShared>, no_ack: bool) -> bool {
+        self.touch();
+        let now = now_ms();
+        let mut dead = Vec::new();
         let mut st = self.state.lock();
-        let Some(entry) = st.messages.pop_front() else {
+        let entry = loop {
+            match st.pop_front() {
+                Some(e) if e.expired(now) => dead.push((e, DeathReason::Expired)),
+                other => break other,
+            }
+        };
+        let Some(entry) = entry else {
+            drop(st);
+            self.kill(dead);
             return false;
         };
-        st.bytes = st.bytes.saturating_sub(entry.msg.size_bytes());
-        let remaining = u32::try_from(st.messages.len()).unwrap_or(u32::MAX);
+        let remaining = u32::try_from(st.len).unwrap_or(u32::MAX);
         let mut un = channel.unacked.lock();
         un.last_tag += 1;
         let tag = un.last_tag;
@@ -455,17 +796,18 @@ impl Queue {
                 entry,
                 consumer: None,
             });
+            drop(un);
+            drop(st);
         }
+        self.kill(dead);
         true
     }
 
     /// Removes every ready message; returns how many and their stored sequence numbers.
     pub fn purge(&self) -> (u32, Vec<u64>) {
         let mut st = self.state.lock();
-        let n = u32::try_from(st.messages.len()).unwrap_or(u32::MAX);
-        let seqs = st.messages.iter().filter_map(|e| e.store_seq).collect();
-        st.messages.clear();
-        st.bytes = 0;
+        let n = u32::try_from(st.len).unwrap_or(u32::MAX);
+        let seqs = st.drain().into_iter().filter_map(|e| e.store_seq).collect();
         (n, seqs)
     }
 }
@@ -474,6 +816,15 @@ impl Queue {
 /// among equals.
 fn pick_consumer(queue: &Arc<Queue>, st: &mut QueueState) -> Option<usize> {
     let n = st.consumers.len();
+    if queue.args.single_active_consumer {
+        // Only the oldest consumer receives; the next takes over when it goes.
+        let c = st.consumers.first()?;
+        if c.channel.out.is_full() {
+            c.channel.out.stall(queue);
+            return None;
+        }
+        return c.has_credit().then_some(0);
+    }
     let mut best: Option<(usize, i64)> = None;
     for i in 0..n {
         let idx = (st.next_consumer + i) % n;
@@ -602,6 +953,13 @@ fn settle_counts(channel: &ChannelShared, taken: &[Pending]) {
 
 /// Requeues taken deliveries to their queues (grouped per queue, order kept) and re-dispatches.
 pub fn requeue_pending(taken: Vec<Pending>) {
+    for (q, entries) in group_pending(taken) {
+        q.requeue(entries);
+    }
+}
+
+/// Groups taken deliveries by queue, keeping their order.
+pub fn group_pending(taken: Vec<Pending>) -> Vec<(Arc<Queue>, Vec<Entry>)> {
     let mut groups: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
     for p in taken {
         match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &p.queue)) {
@@ -609,9 +967,7 @@ pub fn requeue_pending(taken: Vec<Pending>) {
             None => groups.push((p.queue, vec![p.entry])),
         }
     }
-    for (q, entries) in groups {
-        q.requeue(entries);
-    }
+    groups
 }
 
 #[cfg(test)]
@@ -621,17 +977,29 @@ mod tests {
 
     fn msg(body: &'static [u8]) -> Entry {
         let props = amq_protocol::protocol::BasicProperties::default();
-        Entry {
-            msg: Arc::new(Message {
+        Entry::new(
+            Arc::new(Message {
                 exchange: String::new(),
                 routing_key: "q".into(),
                 header: codec::encode_content_header(body.len() as u64, &props),
                 body: Bytes::from_static(body),
                 properties: props,
             }),
-            redelivered: false,
-            store_seq: None,
-        }
+            None,
+        )
+    }
+
+    fn plain_queue() -> Arc<Queue> {
+        Queue::new(QueueInit {
+            name: "q".into(),
+            id: 1,
+            durable: false,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: FieldTable::default(),
+            forget: None,
+            dead_letter: None,
+        })
     }
 
     fn consumer(ch: &Arc<ChannelShared>, tag: &str, prefetch: u32, priority: i64) -> Arc<Consumer> {
@@ -649,7 +1017,7 @@ mod tests {
 
     #[test]
     fn prefetch_limits_and_ack_releases_credit() {
-        let q = Queue::new("q", 1, false, None, false, FieldTable::default(), None);
+        let q = plain_queue();
         let ch = ChannelShared::new(1, Outbound::new(131_072));
         let c = consumer(&ch, "c", 2, 0);
         q.add_consumer(c.clone(), || {}).expect("added");
@@ -677,7 +1045,7 @@ mod tests {
 
     #[test]
     fn higher_priority_consumer_wins_while_it_has_credit() {
-        let q = Queue::new("q", 1, false, None, false, FieldTable::default(), None);
+        let q = plain_queue();
         let ch = ChannelShared::new(1, Outbound::new(131_072));
         let low = consumer(&ch, "low", 0, 0);
         let high = consumer(&ch, "high", 2, 5);

@@ -11,8 +11,11 @@ use parking_lot::RwLock;
 use crate::error::{Fault, FaultResult, code};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::{Message, int_arg};
-use crate::queue::{Forget, Queue, notify_cancel};
+use crate::queue::{
+    DeadLetter, DeathReason, Entry, Forget, Queue, QueueArgs, QueueInit, notify_cancel,
+};
 use crate::store::{BindingDef, ExchangeDef, QueueDef, Store};
+use std::sync::{OnceLock, Weak};
 
 /// Most exchange hops a message may take through exchange-to-exchange bindings and alternate exchanges.
 pub const MAX_ROUTE_HOPS: usize = 64;
@@ -38,6 +41,7 @@ pub struct VHost {
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     store: Store,
     next_queue_id: Arc<AtomicU64>,
+    me: OnceLock<Weak<VHost>>,
 }
 
 /// What queue.declare answers.
@@ -99,6 +103,66 @@ impl VHost {
             queues: RwLock::new(HashMap::new()),
             store,
             next_queue_id,
+            me: OnceLock::new(),
+        }
+    }
+
+    /// Gives the virtual host a handle to itself (queues dead-letter through it). Call once after wrapping
+    /// it in an `Arc`.
+    pub fn set_self(self: &Arc<Self>) {
+        let _ = self.me.set(Arc::downgrade(self));
+    }
+
+    /// Dead-letters `dead` from `from`: each message gets an `x-death` entry and is routed through the
+    /// queue's dead-letter exchange (with its dead-letter routing key, or the message's own), or dropped
+    /// when the queue has none. The entry's stored copy is deleted either way.
+    pub fn dead_letter(&self, from: &Arc<Queue>, dead: Vec<(Entry, DeathReason)>) {
+        let seqs: Vec<u64> = dead.iter().filter_map(|(e, _)| e.store_seq).collect();
+        if !seqs.is_empty() && from.durable {
+            self.store.forget(from.id, &seqs);
+        }
+        let Some(dlx) = from.args.dead_letter_exchange.clone() else {
+            return;
+        };
+        let now_secs = crate::queue::now_ms() / 1000;
+        let mut batch = strata_storage::WriteBatch::new();
+        let mut pushes: Vec<(Arc<Queue>, Entry)> = Vec::new();
+        for (entry, reason) in dead {
+            let msg = crate::message::dead_lettered(
+                &entry.msg,
+                &from.name,
+                reason.name(),
+                &dlx,
+                from.args.dead_letter_routing_key.as_deref(),
+                now_secs,
+            );
+            let msg = Arc::new(msg);
+            let mut targets = Vec::new();
+            if self.route(&dlx, &msg, &mut targets).is_err() {
+                continue;
+            }
+            let encoded = msg.persistent().then(|| msg.encode());
+            for q in targets {
+                // A message expiring (or overflowing) back into the queue it left would loop forever.
+                if reason != DeathReason::Rejected && Arc::ptr_eq(&q, from) {
+                    continue;
+                }
+                let store_seq = match (&encoded, q.durable) {
+                    (Some(bytes), true) => {
+                        let seq = self.store.next_seq();
+                        self.store.add_message(&mut batch, q.id, seq, bytes);
+                        Some(seq)
+                    }
+                    _ => None,
+                };
+                pushes.push((q, Entry::new(msg.clone(), store_seq)));
+            }
+        }
+        if !batch.is_empty() {
+            drop(self.store.db.write_async(&batch));
+        }
+        for (q, e) in pushes {
+            q.push([e]);
         }
     }
 
@@ -358,7 +422,23 @@ impl VHost {
                 ));
             }
         }
+        if let Err(arg) = QueueArgs::parse(spec.arguments) {
+            let v = spec
+                .arguments
+                .inner()
+                .get(arg)
+                .map(describe)
+                .unwrap_or_default();
+            return Err(Fault::channel(
+                code::PRECONDITION_FAILED,
+                format!(
+                    "invalid arg '{arg}' for queue '{name}' in vhost '{}': {{unacceptable_value,{v}}}",
+                    self.name
+                ),
+            ));
+        }
         if let Some(existing) = self.queues.read().get(&name).cloned() {
+            existing.touch();
             if existing.exclusive_owner.is_some_and(|o| o != conn) {
                 return Err(self
                     .queue(&name, conn)
@@ -461,15 +541,22 @@ impl VHost {
             let store = self.store.clone();
             Arc::new(move |qid: u64, seqs: &[u64]| store.forget(qid, seqs)) as Forget
         });
-        Queue::new(
-            name,
+        let weak = self.me.get().cloned();
+        let dead_letter: DeadLetter = Arc::new(move |q: &Arc<Queue>, dead| {
+            if let Some(v) = weak.as_ref().and_then(Weak::upgrade) {
+                v.dead_letter(q, dead);
+            }
+        });
+        Queue::new(QueueInit {
+            name: name.to_owned(),
             id,
             durable,
             exclusive_owner,
             auto_delete,
             arguments,
             forget,
-        )
+            dead_letter: Some(dead_letter),
+        })
     }
 
     /// Inserts a recovered queue.
