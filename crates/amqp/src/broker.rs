@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ pub struct AmqpConfig {
     pub handshake_timeout: Duration,
     /// Consumers per channel.
     pub max_consumers_per_channel: usize,
+    /// Bytes of ready messages the broker keeps in memory; above it, publishing connections are blocked
+    /// (`connection.blocked`) and not read until the queues drain below 90% of it.
+    pub max_ready_bytes: u64,
 }
 
 impl Default for AmqpConfig {
@@ -52,6 +55,7 @@ impl Default for AmqpConfig {
             max_message_bytes: 16 << 20,
             handshake_timeout: Duration::from_secs(10),
             max_consumers_per_channel: 10_000,
+            max_ready_bytes: 2 << 30,
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct BrokerStats {
     pub published: AtomicU64,
     /// Messages acknowledged by consumers.
     pub acked: AtomicU64,
+    /// Bytes of ready messages in all queues at the last sweep.
+    pub ready_bytes: AtomicU64,
 }
 
 /// One queue's numbers (see [`Broker::queue_stats`]).
@@ -93,6 +99,9 @@ pub struct Broker {
     pub stats: BrokerStats,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     next_conn_id: AtomicU64,
+    alarm: AtomicBool,
+    alarm_cleared: tokio::sync::Notify,
+    alarm_raised: tokio::sync::Notify,
     reply_to: Mutex<HashMap<String, Weak<Consumer>>>,
 }
 
@@ -167,6 +176,9 @@ impl Broker {
             stats: BrokerStats::default(),
             vhosts: RwLock::new(vhosts),
             next_conn_id: AtomicU64::new(1),
+            alarm: AtomicBool::new(false),
+            alarm_cleared: tokio::sync::Notify::new(),
+            alarm_raised: tokio::sync::Notify::new(),
             reply_to: Mutex::new(HashMap::new()),
         }))
     }
@@ -198,9 +210,11 @@ impl Broker {
     pub fn sweep(&self) {
         let now = crate::queue::now_ms();
         let vhosts: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
+        let mut ready_bytes = 0u64;
         for v in vhosts {
             for q in v.queues() {
                 q.expire(now);
+                ready_bytes += q.ready_bytes() as u64;
                 if let Some(ttl) = q.args.expires_ms
                     && q.consumer_count() == 0
                     && now.saturating_sub(q.last_used_ms.load(Ordering::Relaxed)) >= ttl
@@ -210,6 +224,45 @@ impl Broker {
                 }
             }
         }
+        self.stats.ready_bytes.store(ready_bytes, Ordering::Relaxed);
+        self.set_memory(ready_bytes);
+    }
+
+    /// Raises the memory alarm above `max_ready_bytes`, clears it below 90% of it.
+    pub fn set_memory(&self, ready_bytes: u64) {
+        let max = self.config.max_ready_bytes;
+        if ready_bytes > max {
+            if !self.alarm.swap(true, Ordering::AcqRel) {
+                tracing::warn!(ready_bytes, max, "amqp memory alarm: blocking publishers");
+                self.alarm_raised.notify_waiters();
+            }
+        } else if ready_bytes <= max / 10 * 9 && self.alarm.swap(false, Ordering::AcqRel) {
+            tracing::info!(ready_bytes, "amqp memory alarm cleared");
+            self.alarm_cleared.notify_waiters();
+        }
+    }
+
+    /// Whether publishers are blocked.
+    pub fn memory_alarm(&self) -> bool {
+        self.alarm.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the memory alarm is raised (or at once if it is).
+    pub async fn alarm_raised(&self) {
+        let notified = self.alarm_raised.notified();
+        if self.memory_alarm() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Resolves when the memory alarm clears (or at once if it is not raised).
+    pub async fn alarm_cleared(&self) {
+        let notified = self.alarm_cleared.notified();
+        if !self.memory_alarm() {
+            return;
+        }
+        notified.await;
     }
 
     /// A new connection id.

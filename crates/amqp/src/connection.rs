@@ -71,6 +71,8 @@ pub(crate) async fn run(
         pass: Pass::default(),
         inflight: VecDeque::new(),
         closing: false,
+        published: false,
+        blocked_capable: false,
     };
     let mut buf = BytesMut::with_capacity(64 << 10);
     let handshake = tokio::time::timeout(
@@ -214,6 +216,10 @@ struct Conn {
     inflight: VecDeque<Inflight>,
     /// connection.close sent; waiting for close-ok.
     closing: bool,
+    /// Whether this connection published (only publishers are blocked by the memory alarm).
+    published: bool,
+    /// Whether the client understands connection.blocked.
+    blocked_capable: bool,
 }
 
 fn ss(s: &str) -> ShortString {
@@ -363,6 +369,11 @@ impl Conn {
                 .into());
             }
         };
+        self.blocked_capable = matches!(
+            start_ok.client_properties.inner().get("capabilities"),
+            Some(AMQPValue::FieldTable(caps))
+                if matches!(caps.inner().get("connection.blocked"), Some(AMQPValue::Boolean(true)))
+        );
         let mechanism = start_ok.mechanism.as_str().to_owned();
         let Some((user, password)) = parse_credentials(&mechanism, start_ok.response.as_bytes())?
         else {
@@ -554,6 +565,36 @@ impl Conn {
                 }
             }
             self.end_pass();
+            if self.published && self.broker.memory_alarm() {
+                // Memory alarm: a publishing connection is not read until the queues drain.
+                if self.blocked_capable {
+                    self.reply(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::Blocked(
+                            connection::Blocked {
+                                reason: "low on memory".into(),
+                            },
+                        )),
+                    );
+                }
+                // Confirms of what was already published still go out while blocked.
+                let cleared = loop {
+                    let front_commit = self.inflight.front().is_some_and(|i| i.commit.is_some());
+                    tokio::select! {
+                        () = shutdown.cancelled() => break false,
+                        () = self.broker.alarm_cleared() => break true,
+                        () = wait_front(&mut self.inflight), if front_commit => self.release_inflight(),
+                    }
+                };
+                if cleared && self.blocked_capable {
+                    self.reply(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::Unblocked(
+                            connection::Unblocked {},
+                        )),
+                    );
+                }
+            }
             let can_read = self.inflight.len() < MAX_INFLIGHT_PASSES;
             let front_commit = self.inflight.front().is_some_and(|i| i.commit.is_some());
             tokio::select! {
@@ -570,6 +611,7 @@ impl Conn {
                 () = wait_front(&mut self.inflight), if front_commit => {
                     self.release_inflight();
                 }
+                () = self.broker.alarm_raised(), if self.published => {}
                 read = read_with_timeout(rd, buf, read_timeout), if can_read => {
                     match read {
                         Ok(0) | Err(_) => return,
@@ -1475,6 +1517,7 @@ impl Conn {
             properties,
         };
         self.broker.stats.published.fetch_add(1, Ordering::Relaxed);
+        self.published = true;
         let msg = self.rewrite_reply_to(id, msg)?;
         let ch = self.channel(id)?;
         if let Some(tx) = ch.tx.as_mut() {

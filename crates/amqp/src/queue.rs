@@ -690,7 +690,10 @@ impl Queue {
             {
                 forgotten.push(seq);
             }
-            deliver(self, &consumer, entry);
+            if let Err(back) = deliver(self, &consumer, entry) {
+                // The consumer's channel closed: it fails `has_credit` from now on.
+                st.push_front(back);
+            }
         }
         drop(st);
         if !forgotten.is_empty()
@@ -845,9 +848,14 @@ fn pick_consumer(queue: &Arc<Queue>, st: &mut QueueState) -> Option<usize> {
     Some(idx)
 }
 
-fn deliver(queue: &Arc<Queue>, consumer: &Arc<Consumer>, entry: Entry) {
+/// Delivers `entry` to `consumer`; gives it back if the channel closed meanwhile (its unacknowledged log
+/// was already drained, so a delivery recorded now would be lost).
+fn deliver(queue: &Arc<Queue>, consumer: &Arc<Consumer>, entry: Entry) -> Result<(), Entry> {
     let ch = &consumer.channel;
     let mut un = ch.unacked.lock();
+    if ch.closed.load(Ordering::Acquire) || consumer.cancelled.load(Ordering::Acquire) {
+        return Err(entry);
+    }
     un.last_tag += 1;
     let tag = un.last_tag;
     let msg = &entry.msg;
@@ -874,6 +882,7 @@ fn deliver(queue: &Arc<Queue>, consumer: &Arc<Consumer>, entry: Entry) {
             consumer: Some(consumer.clone()),
         });
     }
+    Ok(())
 }
 
 /// Delivers a message straight to a consumer without a queue (direct reply-to): no acknowledgement is
