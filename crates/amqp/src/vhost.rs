@@ -506,7 +506,8 @@ impl VHost {
             spec.auto_delete,
             spec.arguments.clone(),
         );
-        if spec.durable {
+        // Exclusive queues die with their connection, so a restart never brings one back.
+        if spec.durable && !spec.exclusive {
             self.store
                 .put_queue(&QueueDef {
                     vhost: self.name.clone(),
