@@ -12,7 +12,8 @@
 
 use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame};
 use amq_protocol::protocol::AMQPClass;
-use amq_protocol::protocol::basic::AMQPProperties;
+use amq_protocol::protocol::basic::{self, AMQPProperties};
+use amq_protocol::types::ShortString;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Frame type octets.
@@ -130,8 +131,22 @@ pub fn method_ids(payload: &[u8]) -> Option<(u16, u16)> {
     ))
 }
 
-/// Decodes a method payload sent by a client.
+/// Decodes a method payload sent by a client. `basic.publish` and `basic.ack` (once or more per message)
+/// are decoded by hand; everything else by amq-protocol.
 pub fn decode_method(payload: &[u8]) -> Result<AMQPClass, DecodeError> {
+    match method_ids(payload) {
+        Some((60, 40)) => {
+            return decode_publish(payload)
+                .map(|p| AMQPClass::Basic(basic::AMQPMethod::Publish(p)))
+                .ok_or_else(|| DecodeError::Syntax("malformed method frame 60/40".into()));
+        }
+        Some((60, 80)) => {
+            return decode_ack(payload)
+                .map(|a| AMQPClass::Basic(basic::AMQPMethod::Ack(a)))
+                .ok_or_else(|| DecodeError::Syntax("malformed method frame 60/80".into()));
+        }
+        _ => {}
+    }
     check_method(payload)?;
     match amq_protocol::protocol::parse_class(payload) {
         Ok((&[], class)) => Ok(class),
@@ -143,6 +158,39 @@ pub fn decode_method(payload: &[u8]) -> Result<AMQPClass, DecodeError> {
             )))
         }
     }
+}
+
+fn short_string_at(payload: &[u8], pos: &mut usize) -> Option<ShortString> {
+    let len = usize::from(*payload.get(*pos)?);
+    let bytes = payload.get(*pos + 1..*pos + 1 + len)?;
+    *pos += 1 + len;
+    ShortString::try_new(std::str::from_utf8(bytes).ok()?).ok()
+}
+
+/// basic.publish: reserved short, exchange, routing key, flag octet — nothing after.
+fn decode_publish(payload: &[u8]) -> Option<basic::Publish> {
+    let mut pos = 6;
+    let exchange = short_string_at(payload, &mut pos)?;
+    let routing_key = short_string_at(payload, &mut pos)?;
+    let bits = *payload.get(pos)?;
+    (payload.len() == pos + 1).then_some(basic::Publish {
+        exchange,
+        routing_key,
+        mandatory: bits & 1 != 0,
+        immediate: bits & 2 != 0,
+    })
+}
+
+/// basic.ack: delivery tag, flag octet — nothing after.
+fn decode_ack(payload: &[u8]) -> Option<basic::Ack> {
+    if payload.len() != 13 {
+        return None;
+    }
+    let tag = u64::from_be_bytes(payload.get(4..12)?.try_into().ok()?);
+    Some(basic::Ack {
+        delivery_tag: tag,
+        multiple: payload[12] & 1 != 0,
+    })
 }
 
 /// Checks that `payload` is a client-to-server method and that its field tables nest boundedly.
@@ -532,7 +580,7 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use amq_protocol::protocol::{basic, queue};
+    use amq_protocol::protocol::queue;
     use amq_protocol::types::{AMQPValue, FieldTable};
     use proptest::prelude::*;
 
@@ -644,6 +692,37 @@ mod tests {
         assert!(rest.is_empty());
         let (_, size, p) = decode_content_header(&header).expect("decode");
         assert_eq!((size, p.delivery_mode()), (5, &Some(2)));
+    }
+
+    #[test]
+    fn hand_decoded_publish_and_ack_match_amq_protocol() {
+        for class in [
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: "ex".into(),
+                routing_key: "a.b".into(),
+                mandatory: true,
+                immediate: false,
+            })),
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish::default())),
+            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: u64::MAX - 3,
+                multiple: true,
+            })),
+        ] {
+            let mut out = BytesMut::new();
+            put_method(&mut out, 1, class.clone());
+            let frame = next_frame(&mut out, 4096).expect("ok").expect("frame");
+            let generic = amq_protocol::protocol::parse_class(&frame.payload[..])
+                .expect("parses")
+                .1;
+            assert_eq!(decode_method(&frame.payload), Ok(generic.clone()));
+            assert_eq!(generic, class);
+            // Truncated or extended payloads are refused.
+            assert!(decode_method(&frame.payload[..frame.payload.len() - 1]).is_err());
+            let mut longer = frame.payload.to_vec();
+            longer.push(0);
+            assert!(decode_method(&longer).is_err());
+        }
     }
 
     #[test]

@@ -157,7 +157,7 @@ struct Publishing {
 /// Work buffered by tx.select until tx.commit.
 #[derive(Default)]
 struct TxBuffer {
-    publishes: Vec<(basic::Publish, Arc<Message>)>,
+    publishes: Vec<(bool, Arc<Message>)>,
     acks: Vec<TxAck>,
 }
 
@@ -1218,8 +1218,8 @@ impl Conn {
                         "channel is not transactional",
                     ));
                 };
-                for (method, msg) in buffer.publishes {
-                    self.route_publish(id, &method, msg)?;
+                for (mandatory, msg) in buffer.publishes {
+                    self.route_publish(id, mandatory, msg)?;
                 }
                 for ack in buffer.acks {
                     match ack {
@@ -1508,10 +1508,10 @@ impl Conn {
         let Some((header, properties)) = done.header else {
             return Ok(());
         };
-        let method = done.method;
+        let mandatory = done.method.mandatory;
         let msg = Message {
-            exchange: method.exchange.as_str().to_owned(),
-            routing_key: method.routing_key.as_str().to_owned(),
+            exchange: String::from(done.method.exchange),
+            routing_key: String::from(done.method.routing_key),
             header,
             body,
             properties,
@@ -1521,10 +1521,10 @@ impl Conn {
         let msg = self.rewrite_reply_to(id, msg)?;
         let ch = self.channel(id)?;
         if let Some(tx) = ch.tx.as_mut() {
-            tx.publishes.push((method, Arc::new(msg)));
+            tx.publishes.push((mandatory, Arc::new(msg)));
             return Ok(());
         }
-        self.route_publish(id, &method, Arc::new(msg))
+        self.route_publish(id, mandatory, Arc::new(msg))
     }
 
     /// Direct reply-to: a request naming `amq.rabbitmq.reply-to` gets this channel's reply address.
@@ -1547,14 +1547,9 @@ impl Conn {
         Ok(msg.with_properties(props))
     }
 
-    fn route_publish(
-        &mut self,
-        id: u16,
-        method: &basic::Publish,
-        msg: Arc<Message>,
-    ) -> FaultResult<()> {
+    fn route_publish(&mut self, id: u16, mandatory: bool, msg: Arc<Message>) -> FaultResult<()> {
         let vhost = self.vhost()?;
-        let exchange = method.exchange.as_str();
+        let exchange = msg.exchange.as_str();
         let mut queues = Vec::new();
         let mut routed_direct = false;
         if exchange.is_empty() && msg.routing_key.starts_with(REPLY_TO) {
@@ -1565,7 +1560,7 @@ impl Conn {
         } else {
             vhost.route(exchange, &msg, &mut queues)?;
         }
-        if queues.is_empty() && !routed_direct && method.mandatory {
+        if queues.is_empty() && !routed_direct && mandatory {
             let m = msg.clone();
             self.out.write(|b, frame_max| {
                 codec::put_method(
