@@ -19,6 +19,7 @@ pub mod clients;
 pub mod cmd;
 mod connection;
 pub mod keyspace;
+pub mod latency;
 pub mod notify;
 pub mod pubsub;
 mod session;
@@ -111,6 +112,8 @@ pub struct Shared {
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Clients that ran MONITOR.
     pub monitors: clients::Monitors,
+    /// The latency monitor (`LATENCY`).
+    pub latency: latency::LatencyMonitor,
 }
 
 /// Counters of the whole service, for INFO.
@@ -143,7 +146,7 @@ impl Shared {
             blocking: blocking::Blocking::default(),
             pubsub: pubsub::PubSub::default(),
             pause: clients::Pause::default(),
-            command_stats: stats::CommandStats::new(cmd::commands().len()),
+            command_stats: stats::CommandStats::new(cmd::stat_names().len()),
             slowlog: stats::SlowLog::default(),
             ops: stats::OpsSampler::default(),
             max_clients: AtomicUsize::new(config.max_clients),
@@ -151,6 +154,7 @@ impl Shared {
             notify: notify::Notifier::default(),
             local_addr: std::sync::OnceLock::new(),
             monitors: clients::Monitors::default(),
+            latency: latency::LatencyMonitor::default(),
             config,
         })
     }

@@ -61,6 +61,9 @@ pub struct Session {
     pub shard_channels: BTreeSet<Bytes>,
     /// Frames to write before the command's own reply (SUBSCRIBE confirms each channel separately).
     pub extra_replies: Vec<Frame>,
+    /// Blocked clients this client's writes woke; its reply waits until they have retried (Redis
+    /// serves them inside the write).
+    pub woken: Vec<crate::blocking::Woken>,
     /// `CLIENT REPLY OFF`: replies are not sent (pub/sub confirmations and messages still are).
     pub reply_off: bool,
     /// Replies still to drop for `CLIENT REPLY SKIP` (its own and the next command's).
@@ -95,6 +98,7 @@ impl Session {
             patterns: BTreeSet::new(),
             shard_channels: BTreeSet::new(),
             extra_replies: Vec::new(),
+            woken: Vec::new(),
             reply_off: false,
             skip_replies: 0,
             monitoring: false,

@@ -16,6 +16,14 @@ use crate::{Session, Shared};
 mod docs;
 mod syntax;
 
+/// The documented subcommands of `container` as `container|sub`, sorted (empty for a plain command).
+pub(super) fn subcommand_names(container: &str) -> Vec<&'static str> {
+    docs::subcommands(container)
+        .into_iter()
+        .map(|doc| doc.name)
+        .collect()
+}
+
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "command",
@@ -295,10 +303,12 @@ const KEY_FLAGS: &[(&str, &str, &str)] = &[
     ("bzpopmin", "RW access delete", ""),
     ("copy", "RO access", "OW update"),
     ("del", "RM delete", ""),
+    ("geoadd", "RW update", ""),
+    ("geosearchstore", "OW update", "RO access"),
     ("getdel", "RW access delete", ""),
     ("hdel", "RW delete", ""),
-    ("hset", "RW update", ""),
     ("hmset", "RW update", ""),
+    ("hset", "RW update", ""),
     ("hsetnx", "RW insert", ""),
     ("linsert", "RW insert", ""),
     ("lmove", "RW access delete", "RW insert"),
@@ -498,6 +508,16 @@ const KEY_SPECS: &[(&str, i64, i64, i64)] = &[
     ("ft.sugdel", 1, 1, 1),
     ("ft.sugget", 1, 1, 1),
     ("ft.suglen", 1, 1, 1),
+    ("geoadd", 1, 1, 1),
+    ("geodist", 1, 1, 1),
+    ("geohash", 1, 1, 1),
+    ("geopos", 1, 1, 1),
+    ("georadius", 1, 1, 1),
+    ("georadius_ro", 1, 1, 1),
+    ("georadiusbymember", 1, 1, 1),
+    ("georadiusbymember_ro", 1, 1, 1),
+    ("geosearch", 1, 1, 1),
+    ("geosearchstore", 1, 2, 1),
     ("get", 1, 1, 1),
     ("getbit", 1, 1, 1),
     ("getdel", 1, 1, 1),
@@ -659,7 +679,8 @@ fn key_spec(name: &str) -> (i64, i64, i64) {
 
 /// Whether a command's keys depend on its arguments beyond the legacy range.
 fn movable_keys(name: &str) -> bool {
-    matches!(name, "sort" | "sort_ro") || NUMKEYS.iter().any(|(n, ..)| *n == name)
+    matches!(name, "sort" | "sort_ro" | "georadius" | "georadiusbymember")
+        || NUMKEYS.iter().any(|(n, ..)| *n == name)
 }
 
 /// Positions in `args` (0 is the command name) of the keys of command `name`, in order.
@@ -689,6 +710,9 @@ pub fn key_positions(name: &str, args: &[Bytes]) -> Vec<usize> {
     if name == "sort" {
         // SORT key ... STORE dest: the destination is a key too.
         keys.extend(super::keys::sort_store_position(args));
+    }
+    if name == "georadius" || name == "georadiusbymember" {
+        keys.extend(super::geo::store_position(args));
     }
     keys
 }
