@@ -224,7 +224,8 @@ fn sparse_runs(code: &[u8], mut f: impl FnMut(usize, usize, u8)) -> Result<(), H
             Op::Zero { len, bytes } => (len, 0, bytes),
             Op::Val { value, len } => (len, value, 1),
         };
-        if idx + len > REGISTERS {
+        // A run past the registers, or an XZERO cut off by the end of the value.
+        if idx + len > REGISTERS || p + bytes > code.len() {
             return Err(HllError::Corrupt);
         }
         f(idx, len, value);
@@ -339,6 +340,9 @@ fn sparse_set(
         Op::Zero { len, bytes } => (len, bytes),
         Op::Val { len, .. } => (len, 1),
     };
+    if p + oldlen > hll.len() {
+        return Err(HllError::Corrupt);
+    }
     let last = first + runlen - 1;
     match op {
         Op::Val { value, .. } if value >= count => return Ok(Some(false)),
@@ -528,6 +532,31 @@ mod tests {
             decode_sparse(&h).expect("decode"),
             "Z:1646 v:1,1 Z:5645 v:1,1 Z:1085 v:2,1 z:57 v:1,1 Z:4274 v:2,1 Z:2445 v:1,1 Z:622 v:1,1 Z:603"
         );
+    }
+
+    #[test]
+    fn truncated_or_overlong_sparse_codes_are_corrupt() {
+        let mut h = new_sparse();
+        h.pop();
+        assert_eq!(histogram(&h), Err(HllError::Corrupt));
+        assert_eq!(add(&mut h, b"x", 3000), Err(HllError::Corrupt));
+        let mut h = new_sparse();
+        h.push(0x00);
+        assert_eq!(histogram(&h), Err(HllError::Corrupt));
+        // Every one-byte corruption of a small sketch is either still valid or reported, never a panic.
+        let mut base = new_sparse();
+        for e in 0..50u32 {
+            add(&mut base, &e.to_le_bytes(), 3000).expect("add");
+        }
+        for pos in HEADER..base.len() {
+            for b in [0x00, 0x3f, 0x40, 0x7f, 0x80, 0xff] {
+                let mut h = base.clone();
+                h[pos] = b;
+                let _ = histogram(&h);
+                let _ = add(&mut h, b"more", 3000);
+                let _ = to_dense(&mut h);
+            }
+        }
     }
 
     #[test]
