@@ -628,6 +628,31 @@ mod tests {
         assert!(worst <= 3.0 * 0.0081, "worst error {worst}");
     }
 
+    proptest::proptest! {
+        /// In-place sparse updates (run splitting, VAL merging, promotion at any size limit) keep the
+        /// registers equal to a plain array of maxima, and the code always decodes.
+        #[test]
+        fn sparse_updates_match_a_register_model(
+            ops in proptest::collection::vec((0usize..REGISTERS, 1u8..=51), 0..400),
+            clustered in proptest::bool::ANY,
+            max_bytes in 20usize..3000,
+        ) {
+            let mut h = new_sparse();
+            let mut model = vec![0u8; REGISTERS];
+            for (i, v) in ops {
+                // Clustered indexes exercise splits and merges of neighbouring runs.
+                let i = if clustered { i % 64 } else { i };
+                let changed = set(&mut h, i, v, max_bytes).expect("set");
+                proptest::prop_assert_eq!(changed, v > model[i]);
+                model[i] = model[i].max(v);
+                if h[4] == SPARSE {
+                    proptest::prop_assert!(h.len() <= max_bytes.max(HEADER + 2) || h.len() == 18);
+                }
+            }
+            proptest::prop_assert_eq!(registers(&h).expect("registers"), model);
+        }
+    }
+
     #[test]
     fn empty_counts_zero_and_small_sets_are_exact() {
         let mut h = new_sparse();
