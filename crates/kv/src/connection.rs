@@ -105,6 +105,9 @@ pub async fn run(
     let _ = serve_client(&mut conn, &mut session, &shared, &shutdown).await;
     session.end_transaction(&shared.keyspace);
     session.unsubscribe_all(&shared);
+    if session.tracking.on {
+        shared.tracking.disable(session.id);
+    }
 }
 
 async fn serve_client(

@@ -156,10 +156,16 @@ const NO_MULTI: &[&str] = &["monitor", "psync", "save", "shutdown", "sync"];
 /// Redis's reply to a command that may grow the data while used memory is over `maxmemory`.
 const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
-/// Whether `maxmemory` refuses this command now: a `denyoom` command, an EXEC whose queue holds one, or
-/// anything but EXEC/DISCARD/QUIT/RESET queued inside MULTI (queueing costs memory too), as Redis does.
-fn refused_for_memory(session: &Session, shared: &Shared, spec: &CommandSpec) -> bool {
+/// Whether `maxmemory` refuses this command now. Over the limit, keys are evicted first as the policy
+/// allows (`evict::make_room`); if that cannot make room, a `denyoom` command, an EXEC whose queue holds
+/// one, or anything but EXEC/DISCARD/QUIT/RESET queued inside MULTI (queueing costs memory too) is
+/// refused, as Redis does.
+fn refused_for_memory(session: &mut Session, shared: &Shared, spec: &CommandSpec) -> bool {
     if shared.memory.limit() == 0 {
+        return false;
+    }
+    let room = crate::evict::make_room(shared, Some((session.id, &mut session.extra_replies)));
+    if room != crate::evict::Room::Full {
         return false;
     }
     let denyoom = spec.flags.contains(&"denyoom")
@@ -172,7 +178,7 @@ fn refused_for_memory(session: &Session, shared: &Shared, spec: &CommandSpec) ->
             }));
     let queued =
         session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
-    (denyoom || queued) && shared.memory.over_limit()
+    denyoom || queued
 }
 
 /// Runs a command's function, with keyspace notifications around a write when they are on.
@@ -180,6 +186,25 @@ fn run_spec(session: &mut Session, shared: &Shared, spec: &CommandSpec, args: &[
     if let Err(e) = expire_keys(session.db, shared, spec, args) {
         return storage_error(e);
     }
+    if !shared.evict.is_active() && !shared.tracking.is_active() {
+        return run_notified(session, shared, spec, args);
+    }
+    // Cache mode and client-side caching follow the command's keys.
+    let keys = key_positions(spec.name, args);
+    let watch = crate::tracking::Watch::begin(shared, session.db, spec, args, &keys);
+    let reply = run_notified(session, shared, spec, args);
+    crate::evict::after_command(shared, session, spec, args, &keys, &reply);
+    crate::tracking::after_command(shared, session, spec, args, &keys, watch, &reply);
+    reply
+}
+
+/// Runs a command's function, with keyspace notifications around a write when they are on.
+fn run_notified(
+    session: &mut Session,
+    shared: &Shared,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Frame {
     if shared.notify.enabled() && spec.flags.contains(&"write") {
         let pending = crate::notify::Notifier::begin(shared, session.db, spec.name, args);
         let reply = (spec.run)(session, shared, args);
@@ -215,6 +240,10 @@ fn expire_keys(
         let flags = shared.notify.flags();
         if expired && flags & crate::notify::EXPIRED != 0 {
             crate::notify::publish(shared, flags, db, key, "expired");
+        }
+        if expired {
+            shared.evict.forget(db, key);
+            shared.tracking.invalidate(shared, key, None, None);
         }
     }
     Ok(())
@@ -304,13 +333,25 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         reply
     } else if spec.name == "swapdb" {
         // SWAPDB takes the exclusive lock itself, like EXEC, so no command runs across the swap.
-        keys::swapdb_exclusive(session, shared, args)
+        let reply = keys::swapdb_exclusive(session, shared, args);
+        if reply == Frame::ok()
+            && let (Some(a), Some(b)) = (args.get(1), args.get(2))
+            && let (Ok(a), Ok(b)) = (parse_i64(a), parse_i64(b))
+        {
+            shared.evict.swap(a as usize, b as usize);
+        }
+        reply
     } else {
         let _shared_lock = shared.exec_lock.read();
         run_spec(session, shared, spec, args)
     };
     finish(session, shared, index, spec, args, start, &reply, true);
     feed_monitors(session, shared, spec, args);
+    shared.tracking.flush_broadcasts(shared);
+    // `CLIENT CACHING` applies to the next command only (or the next transaction).
+    if session.tracking.caching && session.multi.is_none() && spec.name != "client" {
+        session.tracking.caching = false;
+    }
     reply
 }
 
@@ -327,6 +368,7 @@ pub fn resume(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
     };
     // The connection signals the keys once it has left the wait queues.
     finish(session, shared, index, spec, args, start, &reply, false);
+    shared.tracking.flush_broadcasts(shared);
     reply
 }
 

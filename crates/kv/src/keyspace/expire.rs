@@ -59,8 +59,11 @@ pub fn one_tick(sh: &Shared) -> usize {
                     if flags & crate::notify::EXPIRED != 0 {
                         crate::notify::publish(sh, flags, db, key, "expired");
                     }
+                    sh.evict.forget(db, key);
+                    sh.tracking.invalidate(sh, key, None, None);
                 })
         };
+        sh.tracking.flush_broadcasts(sh);
         match removed {
             Ok(n) => {
                 total += n;

@@ -229,6 +229,7 @@ pub const TABLE: &[&str] = &[
     "bzpopmax; sorted-set; 5.0.0; O(log N); Pops the highest-scored member of the first non-empty sorted set, waiting if all are empty; key [key ...] timeout",
     "bzpopmin; sorted-set; 5.0.0; O(log N); Pops the lowest-scored member of the first non-empty sorted set, waiting if all are empty; key [key ...] timeout",
     "client; connection; 2.4.0; Depends on the subcommand; Commands about client connections; ",
+    "client|caching; connection; 6.0.0; O(1); Says whether the next command's reads are tracked in OPTIN or OPTOUT mode; <mode: YES | NO>",
     "client|getname; connection; 2.6.9; O(1); Returns the name of this connection; ",
     "client|getredir; connection; 6.0.0; O(1); Returns where tracking notifications of this connection go; ",
     "client|help; connection; 5.0.0; O(1); Describes the CLIENT subcommands; ",
