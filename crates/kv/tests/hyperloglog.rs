@@ -106,6 +106,20 @@ fn promotion_to_dense_and_union() {
             .ignore();
     }
     pipe.query::<()>(&mut c).unwrap();
+    // A tiny sparse limit (memory units accepted) promotes at once.
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("hll-sparse-max-bytes")
+        .arg("0kb")
+        .query::<()>(&mut c)
+        .unwrap();
+    int(&mut c, &["PFADD", "tiny", "a", "b"]);
+    let enc: String = redis::cmd("PFDEBUG")
+        .arg("ENCODING")
+        .arg("tiny")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(enc, "dense");
     let enc: String = redis::cmd("PFDEBUG")
         .arg("ENCODING")
         .arg("a")
