@@ -271,6 +271,7 @@ impl Broker {
             .stdin(Stdio::null())
             .spawn()
             .context("starting strata")?;
+        register_child(child.id(), false);
         self.child = Some(child);
         Ok(())
     }
@@ -298,6 +299,7 @@ impl Broker {
             .stdin(Stdio::null())
             .spawn()
             .context("starting epmd (Debian package erlang-base)")?;
+        register_child(epmd.id(), true);
         self.epmd = Some(epmd);
         wait_tcp(epmd_port, Duration::from_secs(10)).context("epmd did not listen")?;
 
@@ -326,6 +328,7 @@ impl Broker {
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {RABBITMQ_SERVER}"))?;
+        register_child(child.id(), false);
         self.child = Some(child);
         Ok(())
     }
@@ -379,16 +382,22 @@ impl Broker {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
-    /// Resident set size of the server: the largest process in the child's tree (beam.smp for RabbitMQ,
-    /// whose child is a shell script; strata itself).
-    fn rss_bytes(&self) -> anyhow::Result<u64> {
+    /// The server process: the largest process in the child's tree (beam.smp for RabbitMQ, whose child is
+    /// a shell script; strata itself).
+    fn server_pid(&self) -> anyhow::Result<u32> {
         let child = self.child.as_ref().context("broker not running")?;
         let mut pids = vec![child.id()];
         pids.extend(descendants(child.id()));
         pids.into_iter()
-            .filter_map(|p| rss_of(p).ok())
+            .filter_map(|p| rss_of(p).ok().map(|rss| (rss, p)))
             .max()
+            .map(|(_, p)| p)
             .context("no VmRSS for the broker's processes")
+    }
+
+    /// Resident set size of the server process.
+    fn rss_bytes(&self) -> anyhow::Result<u64> {
+        rss_of(self.server_pid()?)
     }
 
     fn stop(mut self) {
@@ -421,10 +430,12 @@ impl Broker {
                 }
             }
             let _ = child.wait();
+            unregister_child(child.id());
         }
         if let Some(mut epmd) = self.epmd.take() {
             let _ = epmd.kill();
             let _ = epmd.wait();
+            unregister_child(epmd.id());
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -434,6 +445,79 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Processes this suite started and has not yet stopped: (pid, is epmd). The signal handler stops them.
+static CHILDREN: Mutex<Vec<(u32, bool)>> = Mutex::new(Vec::new());
+
+fn register_child(pid: u32, epmd: bool) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.push((pid, epmd));
+    }
+}
+
+fn unregister_child(pid: u32) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.retain(|&(p, _)| p != pid);
+    }
+}
+
+/// Whether a child has exited (a zombie until waited for, or gone).
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st == "Z"))
+        })
+        .unwrap_or(true)
+}
+
+fn signal_pid(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: stops the brokers as `Broker::shutdown` would (the suite's own code is
+/// blocked mid-case), removes the temporary directory and exits.
+async fn stop_children_on_signal(root: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    };
+    let children = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
+    eprintln!(
+        "amqp: {name}: stopping {} broker process(es)",
+        children.len()
+    );
+    let servers: Vec<u32> = children.iter().filter(|c| !c.1).map(|c| c.0).collect();
+    let mut trees: Vec<u32> = servers.iter().flat_map(|&p| descendants(p)).collect();
+    trees.extend(&servers);
+    for &pid in &servers {
+        signal_pid(pid, rustix::process::Signal::TERM);
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while !servers.iter().all(|&p| exited(p)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for &pid in trees.iter().filter(|&&p| !exited(p)) {
+        signal_pid(pid, rustix::process::Signal::KILL);
+    }
+    for &(pid, _) in children.iter().filter(|c| c.1) {
+        signal_pid(pid, rustix::process::Signal::KILL);
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    std::process::exit(130);
 }
 
 /// Polls a TCP connect to 127.0.0.1:`port` until it succeeds or `timeout` passes.
@@ -465,6 +549,23 @@ fn rss_of(pid: u32) -> anyhow::Result<u64> {
         .and_then(|v| v.parse::<u64>().ok())
         .context("no VmRSS in /proc/<pid>/status")?;
     Ok(kib * 1024)
+}
+
+/// User + system CPU seconds a process has used so far (0 when it cannot be read).
+fn cpu_secs(pid: u32) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| stat_cpu_ticks(&s))
+        .unwrap_or(0);
+    ticks as f64 / rustix::param::clock_ticks_per_second() as f64
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks.
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// The parent pid in a `/proc/<pid>/stat` line (the command name in parentheses may hold anything).
@@ -598,6 +699,10 @@ struct Sample {
     delivered_per_sec: f64,
     published_per_sec: f64,
     latency_us: Option<(f64, f64)>,
+    /// Cores the server process used on average during the window.
+    server_cores: f64,
+    /// Cores this load generator used on average during the window.
+    generator_cores: f64,
 }
 
 /// Publishes until aborted (or stopped), keeping a pipeline of in-flight publishes (or confirms).
@@ -729,6 +834,7 @@ async fn open_connections(uri: &str, n: usize) -> anyhow::Result<Vec<Connection>
 /// Runs one flow on one broker: declares, warms up, measures one window, tears down.
 async fn run_flow(
     uri: &str,
+    server_pid: u32,
     flow: Flow,
     round: usize,
     warmup: Duration,
@@ -777,7 +883,7 @@ async fn run_flow(
                     .context("queue.bind")?;
             }
         }
-        measure(uri, flow, &queues, &exchange, warmup, window).await
+        measure(uri, server_pid, flow, &queues, &exchange, warmup, window).await
     }
     .await;
     trace(format_args!("{}: deleting queues", flow.tag));
@@ -798,6 +904,7 @@ async fn run_flow(
 
 async fn measure(
     uri: &str,
+    server_pid: u32,
     flow: Flow,
     queues: &[String],
     exchange: &str,
@@ -896,6 +1003,7 @@ async fn measure(
             counters.published.load(Ordering::Relaxed),
             Instant::now(),
         );
+        let (server_cpu0, generator_cpu0) = (cpu_secs(server_pid), cpu_secs(std::process::id()));
         if let Some(l) = &latency {
             l.recording.store(true, Ordering::Relaxed);
         }
@@ -905,6 +1013,7 @@ async fn measure(
             counters.published.load(Ordering::Relaxed),
             t0.elapsed().as_secs_f64(),
         );
+        let (server_cpu1, generator_cpu1) = (cpu_secs(server_pid), cpu_secs(std::process::id()));
         if let Some(l) = &latency {
             l.recording.store(false, Ordering::Relaxed);
         }
@@ -912,6 +1021,8 @@ async fn measure(
             delivered_per_sec: (c1 - c0) as f64 / secs,
             published_per_sec: (p1 - p0) as f64 / secs,
             latency_us: latency.as_ref().and_then(|l| l.percentiles_us()),
+            server_cores: (server_cpu1 - server_cpu0) / secs,
+            generator_cores: (generator_cpu1 - generator_cpu0) / secs,
         })
     }
     .await;
@@ -1100,6 +1211,7 @@ pub fn run(opts: &SuiteOptions, args: &Args) -> anyhow::Result<Vec<Record>> {
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .enable_all()
         .build()?;
+    rt.spawn(stop_children_on_signal(root.clone()));
     let result = run_in(opts, args, &systems, &root, &rt);
     rt.shutdown_timeout(Duration::from_secs(5));
     let _ = std::fs::remove_dir_all(&root);
@@ -1163,9 +1275,10 @@ fn run_in(
                     continue;
                 }
                 let uri = brokers[b].uri();
+                let server_pid = brokers[b].server_pid()?;
                 let name = brokers[b].system.name();
                 let started = Instant::now();
-                match rt.block_on(run_flow(&uri, flow, round, warmup, window)) {
+                match rt.block_on(run_flow(&uri, server_pid, flow, round, warmup, window)) {
                     Ok(sample) => {
                         say(
                             &bar,
@@ -1216,10 +1329,30 @@ fn run_in(
             if let (Some(p50), Some(p99)) = (median(&mut p50), median(&mut p99)) {
                 record = record.latency_us(p50, p99);
             }
-            record = record.note(
-                "pub_per_sec",
-                format!("{:.0}", median(&mut publish).unwrap_or(0.0)),
-            );
+            let mut server_cores: Vec<f64> = samples[f][b].iter().map(|s| s.server_cores).collect();
+            let mut generator_cores: Vec<f64> =
+                samples[f][b].iter().map(|s| s.generator_cores).collect();
+            let mut server_us: Vec<f64> = samples[f][b]
+                .iter()
+                .map(|s| s.server_cores * 1e6 / s.delivered_per_sec)
+                .collect();
+            record = record
+                .note(
+                    "pub_per_sec",
+                    format!("{:.0}", median(&mut publish).unwrap_or(0.0)),
+                )
+                .note(
+                    "srv_cpu",
+                    format!("{:.2}", median(&mut server_cores).unwrap_or(0.0)),
+                )
+                .note(
+                    "srv_us_per_msg",
+                    format!("{:.1}", median(&mut server_us).unwrap_or(0.0)),
+                )
+                .note(
+                    "gen_cpu",
+                    format!("{:.2}", median(&mut generator_cores).unwrap_or(0.0)),
+                );
             if let Some(rate) = flow.rate {
                 record = record.note("target_per_sec", rate);
             }
@@ -1296,6 +1429,14 @@ mod tests {
         assert_eq!(stat_ppid("42 (beam.smp) S 17 42 17 0 -1"), Some(17));
         assert_eq!(stat_ppid("42 (a ) b) R 9 42"), Some(9));
         assert_eq!(stat_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_from_a_stat_line() {
+        let line = "7 (a b) S 1 7 7 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 0 0";
+        assert_eq!(stat_cpu_ticks(line), Some(300));
+        assert_eq!(stat_cpu_ticks("7 (x) S 1"), None);
+        assert!(cpu_secs(std::process::id()) >= 0.0);
     }
 
     #[test]
