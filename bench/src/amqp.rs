@@ -80,6 +80,8 @@ const MAX_CONNECTIONS: usize = 10;
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a broker may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the server's RSS to settle after the memory load.
+const RSS_SETTLE_MAX: Duration = Duration::from_secs(15);
 /// Message size of the memory case.
 const MEMORY_MESSAGE_BYTES: usize = 100;
 
@@ -261,16 +263,24 @@ impl Broker {
 
     fn spawn_strata(&mut self) -> anyhow::Result<()> {
         let log = std::fs::File::create(self.log_path())?;
-        let child = Command::new(strata_binary()?)
+        // STRATA_BENCH_STRATA runs another strata build (e.g. a branch's) instead of the one beside us.
+        let binary = match std::env::var_os("STRATA_BENCH_STRATA") {
+            Some(path) => PathBuf::from(path),
+            None => strata_binary()?,
+        };
+        let child = Command::new(&binary)
             .args(["serve", "--data-dir"])
             .arg(self.dir.join("data"))
             .args(["--services", "amqp", "--amqp-port", &self.port.to_string()])
             .args(["--fsync", STRATA_FSYNC, "--log-level", "warn"])
+            // strata refuses STRATA_* variables it does not know; these two are ours.
+            .env_remove("STRATA_BENCH_STRATA")
+            .env_remove("STRATA_BENCH_TRACE")
             .stdout(log.try_clone()?)
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
-            .context("starting strata")?;
+            .with_context(|| format!("starting {}", binary.display()))?;
         register_child(child.id(), false);
         self.child = Some(child);
         Ok(())
@@ -1130,6 +1140,23 @@ async fn fill_queue(uri: &str, n: u64) -> anyhow::Result<f64> {
     result
 }
 
+/// The server's RSS once it has settled after the load (garbage collection, allocator caches): sampled
+/// every half second until two samples differ by under 1%, for at most `RSS_SETTLE_MAX`.
+fn settled_rss(broker: &Broker) -> anyhow::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let mut last = broker.rss_bytes()?;
+    while started.elapsed() < RSS_SETTLE_MAX {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = broker.rss_bytes()?;
+        let settled = now.abs_diff(last) * 100 < last;
+        last = now;
+        if settled {
+            break;
+        }
+    }
+    Ok((last, started.elapsed()))
+}
+
 /// Makes sure rabbitmq-server and epmd exist, installing Debian's package when possible.
 fn ensure_rabbitmq() -> anyhow::Result<()> {
     let have = || {
@@ -1177,6 +1204,19 @@ fn trace(what: impl std::fmt::Display) {
     static ON: OnceLock<bool> = OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("STRATA_BENCH_TRACE").is_some()) {
         eprintln!("[{:>10.3}s] {what}", now_ns() as f64 / 1e9);
+    }
+}
+
+/// What to do when a broker does not start.
+fn start_hint(system: System) -> &'static str {
+    match system {
+        System::Strata => {
+            "strata's AMQP broker did not start (a strata without `--services amqp` cannot run this \
+             suite; `--only rabbitmq` measures the peer alone)"
+        }
+        System::Rabbitmq => {
+            "rabbitmq-server did not start (`--only strata` measures strata alone, with no ratio)"
+        }
     }
 }
 
@@ -1236,7 +1276,7 @@ fn run_in(
             .max(0.0),
     );
     println!(
-        "amqp: rabbitmq-server {} (Debian; classic queues, defaults, no plugins) vs strata `serve --services \
+        "amqp: rabbitmq-server {} (Debian; classic queues, defaults, no plugins); strata `serve --services \
          amqp --fsync {STRATA_FSYNC}`; lapin generator, warm-up {:.1}s, window {:.1}s, {} round(s){}",
         rabbitmq_version(),
         warmup.as_secs_f64(),
@@ -1253,7 +1293,7 @@ fn run_in(
         .collect();
     let mut brokers = Vec::new();
     for &system in systems {
-        brokers.push(Broker::start(system, root, rt)?);
+        brokers.push(Broker::start(system, root, rt).with_context(|| start_hint(system))?);
     }
     let bar = opts.progress(
         (flows.len() * opts.rounds * brokers.len()) as u64,
@@ -1385,11 +1425,11 @@ fn run_in(
     };
     let bar = opts.progress(systems.len() as u64, "amqp: memory");
     for &system in systems {
-        let broker = Broker::start(system, root, rt)?;
+        let broker = Broker::start(system, root, rt).with_context(|| start_hint(system))?;
         let before = broker.rss_bytes()?;
         let record = match rt.block_on(fill_queue(&broker.uri(), n)) {
             Ok(load_secs) => {
-                let rss = broker.rss_bytes()?;
+                let (rss, settle) = settled_rss(&broker)?;
                 Record::new("amqp", &label, system.name())
                     .ops(n as f64 / load_secs)
                     .note("rss_mib", format!("{:.1}", rss as f64 / (1 << 20) as f64))
@@ -1402,6 +1442,7 @@ fn run_in(
                         format!("{:.0}", rss.saturating_sub(before) as f64 / n as f64),
                     )
                     .note("messages", n)
+                    .note("settled_after_s", format!("{:.1}", settle.as_secs_f64()))
             }
             Err(e) => {
                 say(
