@@ -1292,7 +1292,7 @@ fn run_in(
         .filter(|f| wanted(f.tag))
         .collect();
     let mut brokers = Vec::new();
-    for &system in systems {
+    for &system in systems.iter().filter(|_| !flows.is_empty()) {
         brokers.push(Broker::start(system, root, rt).with_context(|| start_hint(system))?);
     }
     let bar = opts.progress(
