@@ -418,8 +418,7 @@ impl Broker {
     fn shutdown(&mut self) {
         if let Some(mut child) = self.child.take() {
             if matches!(child.try_wait(), Ok(None)) {
-                let pid = rustix::process::Pid::from_child(&child);
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                signal_pid(child.id(), rustix::process::Signal::TERM);
                 let deadline = Instant::now() + STOP_TIMEOUT;
                 while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(50));
@@ -430,11 +429,8 @@ impl Broker {
                         self.system.name(),
                         STOP_TIMEOUT.as_secs()
                     );
-                    for p in descendants(child.id()) {
-                        if let Some(pid) = rustix::process::Pid::from_raw(p as i32) {
-                            let _ =
-                                rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                        }
+                    for pid in descendants(child.id()) {
+                        signal_pid(pid, rustix::process::Signal::KILL);
                     }
                     let _ = child.kill();
                 }
