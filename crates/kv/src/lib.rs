@@ -21,6 +21,7 @@ mod connection;
 pub mod keyspace;
 pub mod notify;
 pub mod pubsub;
+pub mod script;
 mod session;
 pub mod stats;
 
@@ -111,6 +112,10 @@ pub struct Shared {
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Clients that ran MONITOR.
     pub monitors: clients::Monitors,
+    /// Lua scripting: the EVAL script cache, FUNCTION libraries, the running script.
+    pub scripting: script::Scripting,
+    /// This value's own `Arc` (scripts keep a strong reference while they run).
+    me: std::sync::Weak<Shared>,
 }
 
 /// Counters of the whole service, for INFO.
@@ -129,7 +134,7 @@ pub struct ServerStats {
 impl Shared {
     /// Shared state for a service configured with `config`, serving `keyspace`.
     pub fn new(config: KvConfig, keyspace: Keyspace) -> Arc<Self> {
-        Arc::new(Shared {
+        Arc::new_cyclic(|me| Shared {
             keyspace,
             next_client_id: AtomicU64::new(1),
             client_count: AtomicUsize::new(0),
@@ -151,8 +156,15 @@ impl Shared {
             notify: notify::Notifier::default(),
             local_addr: std::sync::OnceLock::new(),
             monitors: clients::Monitors::default(),
+            scripting: script::Scripting::default(),
+            me: me.clone(),
             config,
         })
+    }
+
+    /// A strong reference to this value, unless it is being dropped.
+    pub fn arc(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
     }
 
     /// Number of connected clients.
@@ -173,6 +185,15 @@ pub async fn serve(
         let _ = shared.local_addr.set(addr);
     }
     tokio::spawn(keyspace::expire::run(shared.clone(), shutdown.clone()));
+    // At shutdown a running script is stopped, whatever it did (as SHUTDOWN NOSAVE would).
+    {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            shared.scripting.run.abort();
+        });
+    }
     // Samples the command counter for INFO's instantaneous_ops_per_sec, as Redis's cron does.
     {
         let shared = shared.clone();
