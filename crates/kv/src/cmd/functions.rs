@@ -70,7 +70,7 @@ pub(crate) struct Library {
 pub(crate) struct Functions {
     engine: Option<Engine>,
     libraries: BTreeMap<String, Library>,
-    /// Function name → library name.
+    /// Lower-cased function name → library name (function names are case-insensitive, as in Redis).
     index: HashMap<String, String>,
     /// Whether the libraries stored on disk were loaded.
     restored: bool,
@@ -122,14 +122,19 @@ pub(crate) fn register_function(lua: &Lua, args: mlua::MultiValue) -> mlua::Resu
         _ => return lua_err("wrong number of arguments to redis.register_function"),
     };
     if !valid_name(&name) {
+        // Redis 7.0 words this error as for library names.
         return lua_err(
-            "Function names can only contain letters, numbers, or underscores(_) and must be at least one character long",
+            "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long",
         );
     }
     let Some(mut ctx) = lua.app_data_mut::<LoadCtx>() else {
         return lua_err("redis.register_function can only be called on FUNCTION LOAD command");
     };
-    if ctx.functions.iter().any(|(n, _)| *n == name) {
+    if ctx
+        .functions
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(&name))
+    {
         return lua_err("Function already exists in the library");
     }
     ctx.functions.push((name, info));
@@ -224,11 +229,13 @@ fn parse_metadata(code: &[u8]) -> Result<(String, usize), String> {
     let Some(end) = code.iter().position(|&b| b == b'\n') else {
         return Err("ERR Invalid library metadata".to_owned());
     };
-    let line = String::from_utf8_lossy(&code[2..end]);
-    let mut parts = line.split_ascii_whitespace();
-    let engine = parts.next().unwrap_or("");
+    let line = String::from_utf8_lossy(&code[..end]);
+    let parts = split_args(&line);
+    let engine = parts
+        .first()
+        .map_or("", |p| p.strip_prefix("#!").unwrap_or(p));
     let mut name = None;
-    for part in parts {
+    for part in parts.iter().skip(1) {
         match part.strip_prefix("name=") {
             Some(n) => {
                 if name.is_some() {
@@ -252,6 +259,34 @@ fn parse_metadata(code: &[u8]) -> Result<(String, usize), String> {
         return Err("ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long".to_owned());
     }
     Ok((name, end))
+}
+
+/// Words separated by blanks, where a word may be quoted (`"a b"`, `'a'`), like Redis's
+/// `sdssplitargs` (without its escapes).
+fn split_args(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return out;
+        }
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        while let Some(&c) = chars.peek() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => word.push(c),
+                None if c == '"' || c == '\'' => quote = Some(c),
+                None if c.is_whitespace() => break,
+                None => word.push(c),
+            }
+            chars.next();
+        }
+        out.push(word);
+    }
 }
 
 impl Functions {
@@ -297,7 +332,8 @@ impl Functions {
     /// when `replace`). Returns the library name.
     fn load(&mut self, code: &Bytes, replace: bool) -> Result<String, Frame> {
         let (name, skip) = parse_metadata(code).map_err(Frame::error)?;
-        if self.libraries.contains_key(&name) && !replace {
+        let existing = self.library_key(&name);
+        if existing.is_some() && !replace {
             return Err(Frame::error(format!("ERR Library '{name}' already exists")));
         }
         let engine = self.engine()?;
@@ -309,15 +345,17 @@ impl Functions {
             return Err(Frame::error("ERR No functions registered"));
         }
         for (f, _) in &registered {
-            if let Some(owner) = self.index.get(f)
-                && *owner != name
+            if let Some(owner) = self.index.get(&f.to_ascii_lowercase())
+                && Some(owner) != existing.as_ref()
             {
                 return Err(Frame::error(format!("ERR Function {f} already exists")));
             }
         }
-        self.remove(&name);
+        if let Some(old) = existing {
+            self.remove(&old);
+        }
         for (f, _) in &registered {
-            self.index.insert(f.clone(), name.clone());
+            self.index.insert(f.to_ascii_lowercase(), name.clone());
         }
         self.libraries.insert(
             name.clone(),
@@ -329,10 +367,19 @@ impl Functions {
         Ok(name)
     }
 
+    /// The stored name of library `name` (library names are case-insensitive).
+    fn library_key(&self, name: &str) -> Option<String> {
+        self.libraries
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .cloned()
+    }
+
     fn remove(&mut self, name: &str) -> Option<Library> {
-        let lib = self.libraries.remove(name)?;
+        let key = self.library_key(name)?;
+        let lib = self.libraries.remove(&key)?;
         for f in lib.functions.keys() {
-            self.index.remove(f);
+            self.index.remove(&f.to_ascii_lowercase());
         }
         Some(lib)
     }
@@ -466,9 +513,10 @@ fn function(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         }
         b"delete" if args.len() == 3 => {
             let name = String::from_utf8_lossy(&args[2]).into_owned();
-            match f.remove(&name) {
+            let stored = f.library_key(&name).unwrap_or(name);
+            match f.remove(&stored) {
                 Some(_) => {
-                    persist(sh, &name, None);
+                    persist(sh, &stored, None);
                     Frame::ok()
                 }
                 None => Frame::error("ERR Library not found"),
@@ -492,7 +540,12 @@ fn function(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         },
         b"list" => list(f, &args[2..]),
         b"dump" if args.len() == 2 => Frame::Bulk(dump(f)),
-        b"restore" if args.len() == 3 || args.len() == 4 => restore(sh, f, args),
+        b"restore" if args.len() == 3 || args.len() == 4 => {
+            if sh.memory.limit() > 0 && sh.memory.over_limit() {
+                return Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
+            }
+            restore(sh, f, args)
+        }
         b"restore" => wrong(),
         b"delete" | b"dump" | b"kill" | b"stats" | b"help" => wrong(),
         _ => unknown_subcommand(&args[1], "function"),
@@ -710,15 +763,15 @@ fn restore(sh: &Shared, f: &mut Functions, args: &[Bytes]) -> Frame {
     } else {
         let replace = policy == b"replace";
         for name in fresh.libraries.keys() {
-            if f.libraries.contains_key(name) && !replace {
+            if f.library_key(name).is_some() && !replace {
                 return Frame::error(format!("ERR Library {name} already exists"));
             }
         }
         for (name, lib) in &fresh.libraries {
             for fname in lib.functions.keys() {
-                if let Some(owner) = f.index.get(fname)
-                    && owner != name
-                    && !(replace && fresh.libraries.contains_key(owner))
+                if let Some(owner) = f.index.get(&fname.to_ascii_lowercase())
+                    && !owner.eq_ignore_ascii_case(name)
+                    && !(replace && fresh.library_key(owner).is_some())
                 {
                     return Frame::error(format!("ERR Function {fname} already exists"));
                 }
@@ -744,6 +797,9 @@ fn fcall_ro(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Frame {
+    if super::string_to_i64(&args[2]).is_none() {
+        return Frame::error("ERR Bad number of keys provided");
+    }
     let (keys, argv) = match super::scripting::split_keys(args) {
         Ok(split) => split,
         Err(e) => return e,
@@ -755,13 +811,22 @@ fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Fram
     let mut guard = sh.scripting.functions.lock();
     let f = &mut *guard;
     f.restore_from_storage(sh);
-    let name = String::from_utf8_lossy(&args[1]).into_owned();
-    let Some(lib) = f.index.get(&name).and_then(|l| f.libraries.get(l)) else {
+    let asked = String::from_utf8_lossy(&args[1]).into_owned();
+    let Some(lib) = f
+        .index
+        .get(&asked.to_ascii_lowercase())
+        .and_then(|l| f.libraries.get(l))
+    else {
         return Frame::error("ERR Function not found");
     };
-    let Some(info) = lib.functions.get(&name) else {
+    let Some((name, info)) = lib
+        .functions
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(&asked))
+    else {
         return Frame::error("ERR Function not found");
     };
+    let name = name.clone();
     let fflags = info.flags;
     let function = info.function.clone();
     if let Err(e) = super::scripting::check_flags(sh, fflags, ro) {

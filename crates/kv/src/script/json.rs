@@ -175,29 +175,28 @@ fn encode(v: &Value, cfg: &Config, depth: usize, out: &mut Vec<u8>) -> mlua::Res
 }
 
 fn encode_table(t: &Table, cfg: &Config, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
-    let mut entries: Vec<(Value, Value)> = Vec::new();
-    for pair in t.pairs::<Value, Value>() {
-        entries.push(pair?);
-    }
-    // An array when every key is a positive integer and the array is not too sparse.
+    // Keys only in the first pass: holding every entry would exhaust Lua's reference slots.
+    let mut count = 0usize;
     let mut max = 0usize;
-    let mut is_array = !entries.is_empty();
-    for (k, _) in &entries {
+    let mut is_array = true;
+    for pair in t.pairs::<Value, Value>() {
+        let (k, _) = pair?;
+        count += 1;
         let n = match k {
-            Value::Integer(i) => *i as f64,
-            Value::Number(n) => *n,
+            Value::Integer(i) => i as f64,
+            Value::Number(n) => n,
             _ => {
                 is_array = false;
-                break;
+                continue;
             }
         };
         if n < 1.0 || n.fract() != 0.0 {
             is_array = false;
-            break;
         }
         max = max.max(n as usize);
     }
-    if is_array && max > entries.len() * 2 && max > 10 {
+    let is_array = is_array && count > 0;
+    if is_array && max > count * 2 && max > 10 {
         return err("Cannot serialise table: excessive sparse array");
     }
     if is_array {
@@ -213,11 +212,12 @@ fn encode_table(t: &Table, cfg: &Config, depth: usize, out: &mut Vec<u8>) -> mlu
         return Ok(());
     }
     out.push(b'{');
-    for (n, (k, v)) in entries.iter().enumerate() {
+    for (n, pair) in t.pairs::<Value, Value>().enumerate() {
+        let (k, v) = pair?;
         if n > 0 {
             out.push(b',');
         }
-        match k {
+        match &k {
             Value::String(s) => encode_string(&s.as_bytes(), out),
             Value::Integer(i) => encode_string(i.to_string().as_bytes(), out),
             Value::Number(x) => {
@@ -226,7 +226,7 @@ fn encode_table(t: &Table, cfg: &Config, depth: usize, out: &mut Vec<u8>) -> mlu
             _ => return err("Cannot serialise table: table key must be a number or string"),
         }
         out.push(b':');
-        encode(v, cfg, depth + 1, out)?;
+        encode(&v, cfg, depth + 1, out)?;
     }
     out.push(b'}');
     Ok(())

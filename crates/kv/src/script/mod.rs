@@ -419,10 +419,12 @@ end})
 -- What library code sees while FUNCTION LOAD runs it.
 local load_redis = {log = redis_log, LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
   REDIS_VERSION = redis.REDIS_VERSION, REDIS_VERSION_NUM = redis.REDIS_VERSION_NUM}
-local load_api = {}
-orig_setmetatable(load_api, {__index = function(_, k)
+local function missing(_, k)
   error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
-end})
+end
+orig_setmetatable(load_redis, {__index = missing})
+local load_api = {}
+orig_setmetatable(load_api, {__index = missing})
 
 return env, env_meta, load_api, load_redis, readonly, redis
 "#;
@@ -583,16 +585,24 @@ impl Engine {
         state.begin(running);
         let killed = state.killed.clone();
         if threshold > 0 {
-            // Checked every thousand instructions: a killed script stops soon even if it catches
-            // the error with pcall, since the next check raises it again.
+            // Checked every thousand instructions; once killed, on every instruction, so a pcall that
+            // catches the error cannot keep the script alive (Redis switches to a line hook).
             let _ = lua.set_hook(
                 HookTriggers::new().every_nth_instruction(1000),
-                move |_, _| {
-                    if killed.load(Ordering::Acquire) {
-                        Err(mlua::Error::RuntimeError(KILLED.to_owned()))
-                    } else {
-                        Ok(VmState::Continue)
+                move |lua, _| {
+                    if !killed.load(Ordering::Acquire) {
+                        return Ok(VmState::Continue);
                     }
+                    let again = killed.clone();
+                    let _ =
+                        lua.set_hook(HookTriggers::new().every_nth_instruction(1), move |_, _| {
+                            if again.load(Ordering::Acquire) {
+                                Err(mlua::Error::RuntimeError(KILLED.to_owned()))
+                            } else {
+                                Ok(VmState::Continue)
+                            }
+                        });
+                    Err(mlua::Error::RuntimeError(KILLED.to_owned()))
                 },
             );
         }

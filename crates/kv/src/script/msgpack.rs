@@ -164,31 +164,39 @@ fn pack(v: &Value, level: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
             out.extend_from_slice(&b);
         }
         Value::Table(t) if level < MAX_NESTING => {
-            let mut entries = Vec::new();
-            for pair in t.pairs::<Value, Value>() {
-                entries.push(pair?);
-            }
+            // Two passes: the first only looks at keys, so no entry is held (Lua references are a
+            // limited resource).
+            let mut count = 0usize;
             let mut max = 0f64;
-            let is_array = entries.iter().all(|(k, _)| {
+            let mut is_array = true;
+            for pair in t.pairs::<Value, Value>() {
+                let (k, _) = pair?;
+                count += 1;
                 let n = match k {
-                    Value::Integer(i) => *i as f64,
-                    Value::Number(n) => *n,
-                    _ => return false,
+                    Value::Integer(i) => i as f64,
+                    Value::Number(n) => n,
+                    _ => {
+                        is_array = false;
+                        continue;
+                    }
                 };
+                if n < 1.0 || n.fract() != 0.0 {
+                    is_array = false;
+                }
                 max = max.max(n);
-                n >= 1.0 && n.fract() == 0.0
-            }) && max as usize == entries.len();
-            if is_array {
-                pack_len(entries.len(), (0x90, 16), [0, 0xdc, 0xdd], out);
-                for i in 1..=entries.len() {
+            }
+            if is_array && max as usize == count {
+                pack_len(count, (0x90, 16), [0, 0xdc, 0xdd], out);
+                for i in 1..=count {
                     let v: Value = t.raw_get(i)?;
                     pack(&v, level + 1, out)?;
                 }
             } else {
-                pack_len(entries.len(), (0x80, 16), [0, 0xde, 0xdf], out);
-                for (k, v) in &entries {
-                    pack(k, level + 1, out)?;
-                    pack(v, level + 1, out)?;
+                pack_len(count, (0x80, 16), [0, 0xde, 0xdf], out);
+                for pair in t.pairs::<Value, Value>() {
+                    let (k, v) = pair?;
+                    pack(&k, level + 1, out)?;
+                    pack(&v, level + 1, out)?;
                 }
             }
         }
