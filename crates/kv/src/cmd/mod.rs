@@ -167,9 +167,15 @@ fn expire_keys(
 /// Sends a command that ran to the MONITOR clients (admin commands are not shown, as in Redis).
 fn feed_monitors(session: &Session, shared: &Shared, spec: &CommandSpec, args: &[Bytes]) {
     if shared.monitors.any() && !spec.flags.contains(&"admin") {
-        shared
-            .monitors
-            .feed(&shared.pubsub, session.db, session.peer, args);
+        if session.id == crate::script::SCRIPT_CLIENT_ID {
+            shared
+                .monitors
+                .feed_from(&shared.pubsub, session.db, "lua", args);
+        } else {
+            shared
+                .monitors
+                .feed(&shared.pubsub, session.db, session.peer, args);
+        }
     }
 }
 
@@ -215,6 +221,17 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         && let Some(busy) = shared.scripting.run.busy_error(session.id)
     {
         shared.command_stats.record_rejected(Some(index), b"BUSY");
+        if spec.name == "exec" && session.multi.is_some() {
+            // As Redis: the transaction is discarded rather than half run after the script.
+            session.end_transaction(&shared.keyspace);
+            let Frame::Error(message) = &busy else {
+                return busy;
+            };
+            return Frame::error(format!(
+                "EXECABORT Transaction discarded because of: {}",
+                String::from_utf8_lossy(message)
+            ));
+        }
         if session.multi.is_some() {
             session.multi_failed = true;
         }
@@ -257,8 +274,12 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         // SWAPDB takes the exclusive lock itself, like EXEC, so no command runs across the swap.
         keys::swapdb_exclusive(session, shared, args)
     } else if scripting::RUNS_SCRIPT.contains(&spec.name) {
+        // MONITOR shows the script before the commands it calls, as Redis does.
+        feed_monitors(session, shared, spec, args);
         // A script takes the exclusive lock itself, like EXEC, so it runs with nothing interleaved.
-        run_spec(session, shared, spec, args)
+        let reply = run_spec(session, shared, spec, args);
+        finish(session, shared, index, spec, args, start, &reply, true);
+        return reply;
     } else {
         if spec.name == "shutdown" {
             // SHUTDOWN (NOSAVE) stops a running script whatever it did.

@@ -663,11 +663,14 @@ fn version_num() -> i64 {
     (major << 16) | (minor << 8) | patch
 }
 
+/// The client id of the scripts' own client (real clients count from 1).
+pub const SCRIPT_CLIENT_ID: u64 = 0;
+
 /// The session the script's commands run in (its own database and RESP version, like Redis's Lua
 /// client).
 fn script_client() -> Session {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let (handle, _messages) = crate::clients::ClientHandle::new(0, addr, None);
+    let (handle, _messages) = crate::clients::ClientHandle::new(SCRIPT_CLIENT_ID, addr, None);
     let mut s = Session::new(handle, &crate::KvConfig::default());
     s.authenticated = true;
     // Blocking commands never wait inside a script: they answer as if timed out.
