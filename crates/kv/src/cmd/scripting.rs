@@ -194,7 +194,12 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
         sha
     } else {
         match cache_script(state, &args[1]) {
-            Ok(sha) => sha,
+            Ok(sha) => {
+                sh.scripting
+                    .cached
+                    .store(state.scripts.len(), std::sync::atomic::Ordering::Relaxed);
+                sha
+            }
             Err(e) => return e,
         }
     };
@@ -251,10 +256,14 @@ fn script(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             let Some(state) = guard.as_mut() else {
                 return Frame::error("ERR cannot start Lua");
             };
-            match cache_script(state, &args[2]) {
+            let reply = match cache_script(state, &args[2]) {
                 Ok(sha) => Frame::Bulk(Bytes::from(sha)),
                 Err(e) => e,
-            }
+            };
+            sh.scripting
+                .cached
+                .store(state.scripts.len(), std::sync::atomic::Ordering::Relaxed);
+            reply
         }
         b"exists" if args.len() >= 3 => {
             let guard = sh.scripting.eval.lock();
@@ -280,6 +289,9 @@ fn script(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             }
             // A fresh interpreter, as Redis does: globals and cached functions go away.
             *sh.scripting.eval.lock() = None;
+            sh.scripting
+                .cached
+                .store(0, std::sync::atomic::Ordering::Relaxed);
             Frame::ok()
         }
         b"debug" if args.len() == 3 => {

@@ -243,6 +243,15 @@ pub struct Scripting {
     pub run: RunState,
     /// Libraries and functions loaded (FUNCTION STATS answers from this while a function runs).
     pub(crate) function_counts: Mutex<(usize, usize)>,
+    /// Scripts in the EVAL cache (INFO memory; readable while a script holds the cache).
+    pub(crate) cached: std::sync::atomic::AtomicUsize,
+}
+
+impl Scripting {
+    /// Scripts in the EVAL cache.
+    pub fn cached_scripts(&self) -> usize {
+        self.cached.load(Ordering::Relaxed)
+    }
 }
 
 impl std::fmt::Debug for Scripting {
