@@ -468,6 +468,7 @@ impl Monitors {
                     payload: payload.clone(),
                     shard: false,
                     monitor: true,
+                    frame: None,
                 },
             );
         }

@@ -500,7 +500,7 @@ fn function(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                     );
                 }
             };
-            if sh.memory.limit() > 0 && sh.memory.over_limit() {
+            if super::scripting::over_memory(sh) {
                 return Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
             }
             match f.load(code, replace) {
@@ -541,7 +541,7 @@ fn function(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         b"list" => list(f, &args[2..]),
         b"dump" if args.len() == 2 => Frame::Bulk(dump(f)),
         b"restore" if args.len() == 3 || args.len() == 4 => {
-            if sh.memory.limit() > 0 && sh.memory.over_limit() {
+            if super::scripting::over_memory(sh) {
                 return Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
             }
             restore(sh, f, args)
@@ -844,7 +844,7 @@ fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Fram
         client,
         read_only: ro || fflags & flags::NO_WRITES != 0,
         flags: fflags,
-        oom_at_start: sh.memory.limit() > 0 && sh.memory.over_limit(),
+        oom_at_start: super::scripting::over_memory(sh),
         dirty: false,
     };
     let running = Running {

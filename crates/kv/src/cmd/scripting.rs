@@ -85,6 +85,12 @@ pub(crate) fn busy_threshold_ms(sh: &Shared) -> u64 {
         .unwrap_or(5000)
 }
 
+/// Whether used memory is over `maxmemory` even after what eviction may free (Redis's OOM state
+/// before a command).
+pub(crate) fn over_memory(sh: &Shared) -> bool {
+    sh.memory.limit() > 0 && crate::evict::make_room(sh, None) == crate::evict::Room::Full
+}
+
 /// `numkeys key... arg...` of EVAL and FCALL.
 pub(crate) fn split_keys(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), Frame> {
     let n = parse_i64(&args[2])?;
@@ -111,10 +117,7 @@ pub(crate) fn check_flags(sh: &Shared, script_flags: u32, ro: bool) -> Result<()
             "ERR Can not execute a script with write flag using *_ro command.",
         ));
     }
-    if sh.memory.limit() > 0
-        && script_flags & (flags::ALLOW_OOM | flags::NO_WRITES) == 0
-        && sh.memory.over_limit()
-    {
+    if script_flags & (flags::ALLOW_OOM | flags::NO_WRITES) == 0 && over_memory(sh) {
         return Err(Frame::error(
             "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'",
         ));
@@ -220,7 +223,7 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
         client,
         read_only: ro || (!compat && script.flags & flags::NO_WRITES != 0),
         flags: script.flags,
-        oom_at_start: sh.memory.limit() > 0 && sh.memory.over_limit(),
+        oom_at_start: super::scripting::over_memory(sh),
         dirty: false,
     };
     let running = Running {
