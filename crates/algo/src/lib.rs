@@ -10,8 +10,8 @@
 //! Every structure has a model-based test against the standard library's equivalent.
 
 mod ostree;
-pub mod trie;
 pub mod topic;
+pub mod trie;
 
 pub use ostree::{Iter, OrderStatisticTree};
 pub use topic::TopicTrie;

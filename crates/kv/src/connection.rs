@@ -132,6 +132,9 @@ async fn serve_client(
                     if shared.pause.maybe_active() {
                         wait_while_paused(conn, session, shared, shutdown, &args).await?;
                     }
+                    if shared.scripting.run.should_wait(session.id) {
+                        wait_for_script(conn, session, shared, shutdown).await?;
+                    }
                     let mut reply = cmd::execute(session, shared, &args);
                     if let Some(request) = session.block.take() {
                         conn.flush(session).await?;
@@ -205,6 +208,26 @@ async fn serve_client(
             Ok(_) => {}
         }
     }
+}
+
+/// Holds a command back while another client's script runs and is not yet past
+/// `busy-reply-threshold` (Redis reads nothing meanwhile; past it, the command gets `-BUSY`), without
+/// tying up a worker thread.
+async fn wait_for_script(
+    conn: &mut Conn,
+    session: &Session,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Result<(), Closed> {
+    conn.flush(session).await?;
+    while shared.scripting.run.should_wait(session.id) {
+        tokio::select! {
+            () = conn.kill.cancelled() => return Err(Closed),
+            () = shutdown.cancelled() => return Err(Closed),
+            () = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Holds a command back while `CLIENT PAUSE` applies to it.

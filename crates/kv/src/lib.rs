@@ -23,6 +23,7 @@ pub mod keyspace;
 pub mod latency;
 pub mod notify;
 pub mod pubsub;
+pub mod script;
 mod session;
 pub mod stats;
 pub mod tracking;
@@ -130,6 +131,10 @@ pub struct Shared {
     pub evict: evict::Eviction,
     /// Client-side caching.
     pub tracking: tracking::Tracking,
+    /// Lua scripting: the EVAL script cache, FUNCTION libraries, the running script.
+    pub scripting: script::Scripting,
+    /// This value's own `Arc` (scripts keep a strong reference while they run).
+    me: std::sync::Weak<Shared>,
 }
 
 /// Counters of the whole service, for INFO.
@@ -151,7 +156,7 @@ impl Shared {
         let memory = stats::MemoryLimit::default();
         memory.set_limit(config.maxmemory);
         memory.set_policy(&config.maxmemory_policy);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
             keyspace,
             next_client_id: AtomicU64::new(1),
             client_count: AtomicUsize::new(0),
@@ -176,10 +181,17 @@ impl Shared {
             local_addr: std::sync::OnceLock::new(),
             monitors: clients::Monitors::default(),
             latency: latency::LatencyMonitor::default(),
+            scripting: script::Scripting::default(),
+            me: me.clone(),
             config,
         });
         shared.evict.refresh(&shared);
         shared
+    }
+
+    /// A strong reference to this value, unless it is being dropped.
+    pub fn arc(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
     }
 
     /// Number of connected clients.
@@ -200,6 +212,15 @@ pub async fn serve(
         let _ = shared.local_addr.set(addr);
     }
     tokio::spawn(keyspace::expire::run(shared.clone(), shutdown.clone()));
+    // At shutdown a running script is stopped, whatever it did (as SHUTDOWN NOSAVE would).
+    {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            shared.scripting.run.abort();
+        });
+    }
     tokio::spawn(evict::run(shared.clone(), shutdown.clone()));
     // Samples the command counter for INFO's instantaneous_ops_per_sec, as Redis's cron does.
     {

@@ -4,7 +4,7 @@
 mod client;
 mod config;
 mod connection;
-mod functions;
+pub(crate) mod functions;
 mod geo;
 mod hashes;
 mod hyperloglog;
@@ -14,11 +14,13 @@ mod latency;
 mod lists;
 mod memory;
 
+pub(crate) use connection::REDIS_COMPAT_VERSION;
 pub use introspection::key_positions;
 pub use keys::ScanCursors;
 pub use keys::glob_match;
 mod pubsub;
 mod replication;
+mod scripting;
 mod server;
 pub use server::SaveState;
 mod sets;
@@ -64,6 +66,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     memory::COMMANDS,
     pubsub::COMMANDS,
     replication::COMMANDS,
+    scripting::COMMANDS,
     server::COMMANDS,
     sets::COMMANDS,
     streams::COMMANDS,
@@ -254,9 +257,15 @@ fn expire_keys(
 /// Sends a command that ran to the MONITOR clients (admin commands are not shown, as in Redis).
 fn feed_monitors(session: &Session, shared: &Shared, spec: &CommandSpec, args: &[Bytes]) {
     if shared.monitors.any() && !spec.flags.contains(&"admin") {
-        shared
-            .monitors
-            .feed(&shared.pubsub, session.db, session.peer, args);
+        if session.id == crate::script::SCRIPT_CLIENT_ID {
+            shared
+                .monitors
+                .feed_from(&shared.pubsub, session.db, "lua", args);
+        } else {
+            shared
+                .monitors
+                .feed(&shared.pubsub, session.db, session.peer, args);
+        }
     }
 }
 
@@ -298,6 +307,27 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
             return reply;
         }
     };
+    if shared.scripting.run.active()
+        && !allowed_while_busy(spec, args)
+        && let Some(busy) = shared.scripting.run.busy_error(session.id)
+    {
+        shared.command_stats.record_rejected(Some(index), b"BUSY");
+        if spec.name == "exec" && session.multi.is_some() {
+            // As Redis: the transaction is discarded rather than half run after the script.
+            session.end_transaction(&shared.keyspace);
+            let Frame::Error(message) = &busy else {
+                return busy;
+            };
+            return Frame::error(format!(
+                "EXECABORT Transaction discarded because of: {}",
+                String::from_utf8_lossy(message)
+            ));
+        }
+        if session.multi.is_some() {
+            session.multi_failed = true;
+        }
+        return busy;
+    }
     if session.multi.is_some() && NO_MULTI.contains(&spec.name) {
         session.multi_failed = true;
         let reply = Frame::error("ERR Command not allowed inside a transaction");
@@ -343,8 +373,25 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
             shared.evict.swap(a as usize, b as usize);
         }
         reply
+    } else if scripting::RUNS_SCRIPT.contains(&spec.name) {
+        // MONITOR shows the script before the commands it calls, as Redis does.
+        feed_monitors(session, shared, spec, args);
+        // A script takes the exclusive lock itself, like EXEC, so it runs with nothing interleaved.
+        let reply = run_spec(session, shared, spec, args);
+        finish(session, shared, index, spec, args, start, &reply, true);
+        return reply;
     } else {
-        let _shared_lock = shared.exec_lock.read();
+        if spec.name == "shutdown" {
+            // SHUTDOWN (NOSAVE) stops a running script whatever it did.
+            shared.scripting.run.abort();
+        }
+        let _shared_lock = match shared_lock(session, shared, spec, args) {
+            Ok(guard) => guard,
+            Err(busy) => {
+                shared.command_stats.record_rejected(Some(index), b"BUSY");
+                return busy;
+            }
+        };
         run_spec(session, shared, spec, args)
     };
     finish(session, shared, index, spec, args, start, &reply, true);
@@ -355,6 +402,90 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         session.tracking.caching = false;
     }
     reply
+}
+
+/// Whether a command may run while a script is busy (Redis's `allow_busy`): transaction control,
+/// AUTH/HELLO/QUIT/RESET, SHUTDOWN, SCRIPT KILL, FUNCTION KILL and FUNCTION STATS.
+fn allowed_while_busy(spec: &CommandSpec, args: &[Bytes]) -> bool {
+    if spec.flags.contains(&"allow_busy")
+        || matches!(spec.name, "auth" | "hello" | "quit" | "reset" | "shutdown")
+    {
+        return true;
+    }
+    let sub = args.get(1).map(|a| a.to_ascii_lowercase());
+    match spec.name {
+        "script" => sub.as_deref() == Some(b"kill"),
+        "function" => matches!(sub.as_deref(), Some(b"kill" | b"stats")),
+        _ => false,
+    }
+}
+
+/// The shared execution lock for one command. While a script holds the exclusive lock the command
+/// waits, until the script passes `busy-reply-threshold`: then it gets `-BUSY`, or runs without the
+/// lock if it is one of the few commands Redis allows while busy.
+fn shared_lock<'a>(
+    session: &Session,
+    shared: &'a Shared,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Result<Option<parking_lot::RwLockReadGuard<'a, ()>>, Frame> {
+    if let Some(guard) = shared.exec_lock.try_read() {
+        return Ok(Some(guard));
+    }
+    loop {
+        if shared.scripting.run.active()
+            && let Some(busy) = shared.scripting.run.busy_error(session.id)
+        {
+            if allowed_while_busy(spec, args) {
+                return Ok(None);
+            }
+            return Err(busy);
+        }
+        if let Some(guard) = shared
+            .exec_lock
+            .try_read_for(std::time::Duration::from_millis(2))
+        {
+            return Ok(Some(guard));
+        }
+    }
+}
+
+/// Runs one command called by a script (`redis.call`), with Redis's checks for scripts; an `Err` is
+/// the error the script receives (with its code).
+pub(crate) fn run_from_script(
+    ctx: &mut crate::script::RunCtx,
+    args: &[Bytes],
+) -> Result<Frame, String> {
+    let Some(spec) = lookup(&args[0]) else {
+        return Err("ERR Unknown Redis command called from script".to_owned());
+    };
+    let arity_ok = match usize::try_from(spec.arity) {
+        Ok(exact) => args.len() == exact,
+        Err(_) => args.len() >= spec.arity.unsigned_abs() as usize,
+    };
+    if !arity_ok {
+        return Err("ERR Wrong number of args calling Redis command from script".to_owned());
+    }
+    if spec.flags.contains(&"noscript") {
+        return Err("ERR This Redis command is not allowed from script".to_owned());
+    }
+    let writes = spec.flags.contains(&"write");
+    if ctx.read_only && (writes || matches!(spec.name, "publish" | "spublish")) {
+        return Err("ERR Write commands are not allowed from read-only scripts.".to_owned());
+    }
+    if ctx.oom_at_start
+        && !ctx.dirty
+        && ctx.flags & crate::script::flags::ALLOW_OOM == 0
+        && spec.flags.contains(&"denyoom")
+    {
+        return Err(OOM_ERROR.to_owned());
+    }
+    if writes {
+        ctx.dirty = true;
+        ctx.shared.scripting.run.note_write();
+    }
+    let shared = ctx.shared.clone();
+    Ok(run_queued(&mut ctx.client, &shared, args))
 }
 
 /// Runs a blocked command again after a wake-up (the connection holds its place in the wait queues).

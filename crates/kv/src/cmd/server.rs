@@ -209,6 +209,11 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "maxmemory", &sh.memory.limit());
             line(out, "maxmemory_human", &human_bytes(sh.memory.limit()));
             line(out, "maxmemory_policy", &sh.memory.policy());
+            line(
+                out,
+                "number_of_cached_scripts",
+                &sh.scripting.cached_scripts(),
+            );
         }
         "persistence" => {
             let s = sh.keyspace.storage().stats();
