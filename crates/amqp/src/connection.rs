@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::protocol::{
     AMQPClass, access, basic, channel, confirm, connection, exchange, queue, tx,
 };
@@ -148,7 +147,7 @@ impl From<Fault> for HandshakeEnd {
 /// A basic.publish waiting for its content.
 struct Publishing {
     method: basic::Publish,
-    header: Option<(Bytes, AMQPProperties)>,
+    header: Option<(Bytes, codec::PropertySummary)>,
     body_size: u64,
     parts: Vec<Bytes>,
     received: u64,
@@ -1450,7 +1449,7 @@ impl Conn {
                     "expected content body, got content header instead",
                 ));
             }
-            let (class_id, size, props) = codec::decode_content_header(&payload)
+            let (class_id, size, summary) = codec::decode_content_header(&payload)
                 .map_err(|e| Fault::connection(code::SYNTAX_ERROR, e.to_string()))?;
             if class_id != 60 {
                 return Err(Fault::connection(
@@ -1465,7 +1464,7 @@ impl Conn {
                     format!("message size {size} is larger than configured max size {max_message}"),
                 ));
             }
-            p.header = Some((payload, props));
+            p.header = Some((payload, summary));
             p.body_size = size;
         } else {
             if p.header.is_none() {
@@ -1505,7 +1504,7 @@ impl Conn {
                 b.freeze()
             }
         };
-        let Some((header, properties)) = done.header else {
+        let Some((header, summary)) = done.header else {
             return Ok(());
         };
         let mandatory = done.method.mandatory;
@@ -1514,7 +1513,7 @@ impl Conn {
             routing_key: String::from(done.method.routing_key),
             header,
             body,
-            properties,
+            summary,
         };
         self.broker.stats.published.fetch_add(1, Ordering::Relaxed);
         self.published = true;
@@ -1529,8 +1528,11 @@ impl Conn {
 
     /// Direct reply-to: a request naming `amq.rabbitmq.reply-to` gets this channel's reply address.
     fn rewrite_reply_to(&mut self, id: u16, msg: Message) -> FaultResult<Message> {
-        if msg
-            .properties
+        if !msg.summary.has_reply_to {
+            return Ok(msg);
+        }
+        let props = msg.properties();
+        if props
             .reply_to()
             .as_ref()
             .is_none_or(|r| r.as_str() != REPLY_TO)
@@ -1543,8 +1545,7 @@ impl Conn {
                 "fast reply consumer does not exist",
             ));
         };
-        let props = msg.properties.clone().with_reply_to(ss(&token));
-        Ok(msg.with_properties(props))
+        Ok(msg.with_properties(props.with_reply_to(ss(&token))))
     }
 
     fn route_publish(&mut self, id: u16, mandatory: bool, msg: Arc<Message>) -> FaultResult<()> {

@@ -987,13 +987,15 @@ mod tests {
     fn msg(body: &'static [u8]) -> Entry {
         let props = amq_protocol::protocol::BasicProperties::default();
         Entry::new(
-            Arc::new(Message {
-                exchange: String::new(),
-                routing_key: "q".into(),
-                header: codec::encode_content_header(body.len() as u64, &props),
-                body: Bytes::from_static(body),
-                properties: props,
-            }),
+            Arc::new(
+                Message::new(
+                    String::new(),
+                    "q".into(),
+                    codec::encode_content_header(body.len() as u64, &props),
+                    Bytes::from_static(body),
+                )
+                .expect("valid header"),
+            ),
             None,
         )
     }
