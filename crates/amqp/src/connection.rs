@@ -1636,21 +1636,21 @@ impl Conn {
         let commit =
             (!pass.batch.is_empty()).then(|| self.broker.store.db.write_async(&pass.batch));
         // Enqueue after the batch was submitted: an acknowledgement's delete is then always ordered after
-        // the insert in the WAL. Consecutive entries for one queue go in one push.
-        let mut run: Option<(Arc<Queue>, Vec<Entry>)> = None;
+        // the insert in the WAL. Entries are grouped per queue (order within a queue kept), so a pass costs
+        // one lock and one dispatch per queue it touched, also for fanouts.
+        let mut groups: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
+        let mut index: HashMap<*const Queue, usize> = HashMap::new();
         for (q, e) in pass.enqueue {
-            match &mut run {
-                Some((rq, entries)) if Arc::ptr_eq(rq, &q) => entries.push(e),
-                _ => {
-                    if let Some((rq, entries)) = run.take() {
-                        rq.push(entries);
-                    }
-                    run = Some((q, vec![e]));
+            match index.get(&Arc::as_ptr(&q)) {
+                Some(&i) => groups[i].1.push(e),
+                None => {
+                    index.insert(Arc::as_ptr(&q), groups.len());
+                    groups.push((q, vec![e]));
                 }
             }
         }
-        if let Some((rq, entries)) = run {
-            rq.push(entries);
+        for (q, entries) in groups {
+            q.push(entries);
         }
         if pass.replies.is_empty() {
             if let Some(c) = commit {
