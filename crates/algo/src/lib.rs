@@ -11,6 +11,7 @@
 
 mod ostree;
 pub mod topic;
+pub mod trie;
 
 pub use ostree::{Iter, OrderStatisticTree};
 pub use topic::TopicTrie;

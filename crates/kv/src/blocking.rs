@@ -11,13 +11,20 @@
 //! waiter when something is left. A waiter that leaves with an unconsumed wake-up (timeout, kill) passes
 //! it on the same way, so no wake-up is lost.
 //!
+//! Redis serves blocked clients *inside* the write that fed them: after `RPUSH k x` returns, the client
+//! blocked on `k` has already popped `x`, so the pusher's next `LLEN k` sees 0. Here the waiters run on
+//! their own connections, so the writer collects whom it woke ([`Woken`]) and its connection holds the
+//! reply back until each of them has retried ([`Blocking::await_retries`]); a served waiter in turn
+//! waits for the waiters it woke (a chain of BLMOVEs completes before the first push is answered). The
+//! wait is bounded, so a waiter that cannot run (its socket stalled) delays the writer, never hangs it.
+//!
 //! A signal for a key nobody waits on costs one hash lookup, and commands skip even that while no client
 //! is blocked ([`Blocking::has_waiters`]). Spurious wake-ups (a signalled key that is not a list, say) only
 //! cost the woken client a retry.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -46,6 +53,16 @@ pub struct Waiter {
     keys: Vec<Bytes>,
     woken: AtomicBool,
     notify: Notify,
+    /// Retries finished (served or not), with everything they woke in turn.
+    retries: AtomicU64,
+    retried: Notify,
+}
+
+/// A waiter some write woke, and how many retries it had finished then.
+#[derive(Debug)]
+pub struct Woken {
+    waiter: Arc<Waiter>,
+    retries: u64,
 }
 
 impl Waiter {
@@ -62,6 +79,25 @@ impl Waiter {
     fn wake(&self) {
         self.woken.store(true, Ordering::SeqCst);
         self.notify.notify_one();
+    }
+
+    /// A retry (or the wait itself) is over, with every waiter it woke: writers waiting for it go on.
+    pub fn finish_retry(&self) {
+        self.retries.fetch_add(1, Ordering::SeqCst);
+        self.retried.notify_waiters();
+    }
+
+    /// Waits until this waiter has finished a retry after the `seen`-th.
+    async fn retried_after(&self, seen: u64) {
+        loop {
+            let notified = self.retried.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.retries.load(Ordering::SeqCst) > seen {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -91,6 +127,8 @@ impl Blocking {
             keys: distinct,
             woken: AtomicBool::new(false),
             notify: Notify::new(),
+            retries: AtomicU64::new(0),
+            retried: Notify::new(),
         });
         {
             let mut queues = self.queues.lock();
@@ -122,8 +160,9 @@ impl Blocking {
             self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
         if waiter.woken.swap(false, Ordering::SeqCst) {
+            let mut passed_on = Vec::new();
             for k in &waiter.keys {
-                self.signal(k);
+                self.signal(k, &mut passed_on);
             }
         }
     }
@@ -155,8 +194,8 @@ impl Blocking {
         self.queues.lock().len()
     }
 
-    /// `key` may have changed: wakes its first waiter in each database.
-    pub fn signal(&self, key: &[u8]) {
+    /// `key` may have changed: wakes its first waiter in each database and adds it to `woken`.
+    pub fn signal(&self, key: &[u8], woken: &mut Vec<Woken>) {
         let queues = self.queues.lock();
         let Some(q) = queues.get(key) else {
             return;
@@ -165,19 +204,45 @@ impl Blocking {
         for w in q {
             if !seen_dbs.contains(&w.db) {
                 seen_dbs.push(w.db);
+                // Read before the wake-up, so the retry it causes counts.
+                let retries = w.retries.load(Ordering::SeqCst);
                 w.wake();
+                if !woken.iter().any(|x| Arc::ptr_eq(&x.waiter, w)) {
+                    woken.push(Woken {
+                        waiter: w.clone(),
+                        retries,
+                    });
+                }
             }
         }
     }
 
     /// Every key may have changed (SWAPDB, FLUSHALL): wakes the first waiter of every key.
-    pub fn signal_all(&self) {
+    pub fn signal_all(&self, woken: &mut Vec<Woken>) {
         let keys: Vec<Bytes> = self.queues.lock().keys().cloned().collect();
         for k in keys {
-            self.signal(&k);
+            self.signal(&k, woken);
         }
     }
+
+    /// Waits (at most [`SERVE_WAIT`] in all) until every waiter in `woken` has retried since it was
+    /// woken, and empties `woken`.
+    pub async fn await_retries(woken: &mut Vec<Woken>) {
+        if woken.is_empty() {
+            return;
+        }
+        let all = async {
+            for w in woken.iter() {
+                w.waiter.retried_after(w.retries).await;
+            }
+        };
+        let _ = tokio::time::timeout(SERVE_WAIT, all).await;
+        woken.clear();
+    }
 }
+
+/// How long a write's reply waits at most for the clients it woke to be served.
+pub const SERVE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Parses a blocking timeout in seconds (a float; 0 waits forever) into a deadline.
 pub fn parse_timeout(arg: &[u8]) -> Result<Option<Instant>, Frame> {
@@ -231,12 +296,34 @@ mod tests {
         // Both start woken once (the retry after registering).
         w1.woken().await;
         w2.woken().await;
-        b.signal(&key);
+        let mut woken = Vec::new();
+        b.signal(&key, &mut woken);
+        assert_eq!(woken.len(), 1);
         assert!(w1.woken.load(Ordering::SeqCst));
         assert!(!w2.woken.load(Ordering::SeqCst));
         b.remove(&w1);
         assert!(w2.woken.load(Ordering::SeqCst));
         b.remove(&w2);
         assert!(!b.has_waiters());
+    }
+
+    #[tokio::test]
+    async fn a_writer_waits_until_the_waiters_it_woke_have_retried() {
+        let b = Blocking::default();
+        let key = Bytes::from_static(b"k");
+        let w = b.register(1, 0, std::slice::from_ref(&key));
+        w.woken().await;
+        let mut woken = Vec::new();
+        b.signal(&key, &mut woken);
+        let waiting = tokio::spawn(async move {
+            Blocking::await_retries(&mut woken).await;
+            woken.len()
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        w.woken().await;
+        w.finish_retry();
+        assert_eq!(waiting.await.ok(), Some(0));
+        b.remove(&w);
     }
 }

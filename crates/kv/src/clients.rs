@@ -453,6 +453,7 @@ impl Monitors {
                     payload: payload.clone(),
                     shard: false,
                     monitor: true,
+                    frame: None,
                 },
             );
         }

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::blocking::BlockRequest;
+use crate::blocking::{BlockRequest, Blocking};
 use crate::clients::UnblockMode;
 use crate::cmd;
 use crate::pubsub::Message;
@@ -105,6 +105,9 @@ pub async fn run(
     let _ = serve_client(&mut conn, &mut session, &shared, &shutdown).await;
     session.end_transaction(&shared.keyspace);
     session.unsubscribe_all(&shared);
+    if session.tracking.on {
+        shared.tracking.disable(session.id);
+    }
 }
 
 async fn serve_client(
@@ -134,6 +137,10 @@ async fn serve_client(
                         conn.flush(session).await?;
                         reply =
                             wait_blocked(conn, session, shared, shutdown, request, &args).await?;
+                    }
+                    if !session.woken.is_empty() {
+                        // The clients this write fed are served before anything after it runs.
+                        Blocking::await_retries(&mut session.woken).await;
                     }
                     if session.shutting_down {
                         // SHUTDOWN: the replies before it go out, its own never does.
@@ -220,7 +227,9 @@ async fn wait_while_paused(
         return Ok(());
     }
     let writes = |spec: &cmd::CommandSpec| {
-        spec.flags.contains(&"write") || matches!(spec.name, "publish" | "spublish")
+        spec.flags.contains(&"write")
+            || spec.flags.contains(&"may_replicate")
+            || matches!(spec.name, "publish" | "spublish")
     };
     // EXEC is a write when its queue holds one (Redis's `may-replicate` transaction).
     let is_write = writes(spec)
@@ -290,6 +299,7 @@ async fn wait_blocked(
                 if session.block.take().is_none() {
                     break Ok((reply, true));
                 }
+                waiter.finish_retry();
             }
             () = &mut deadline => break Ok((request.timeout_reply.clone(), false)),
             message = conn.messages.recv() => {
@@ -313,11 +323,17 @@ async fn wait_blocked(
     if handle.clear_blocked() {
         shared.blocking.note_unblocked();
     }
-    let (reply, served) = outcome?;
+    let served = matches!(outcome, Ok((_, true)));
     if served {
-        // What it popped or pushed may let the next waiter of those keys proceed.
-        cmd::signal_keys(shared, args);
-    } else {
+        // What it popped or pushed may let the next waiter of those keys proceed; they are served
+        // before this retry counts as finished, so the write that woke this client waits for them too.
+        let mut woken = Vec::new();
+        cmd::signal_keys(shared, args, &mut woken);
+        Blocking::await_retries(&mut woken).await;
+    }
+    waiter.finish_retry();
+    let (reply, served) = outcome?;
+    if !served {
         cmd::record_unblocked(shared, args, &reply);
     }
     Ok(reply)

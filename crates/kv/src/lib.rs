@@ -18,11 +18,14 @@ pub mod blocking;
 pub mod clients;
 pub mod cmd;
 mod connection;
+pub mod evict;
 pub mod keyspace;
+pub mod latency;
 pub mod notify;
 pub mod pubsub;
 mod session;
 pub mod stats;
+pub mod tracking;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -50,6 +53,13 @@ pub struct KvConfig {
     /// Cancelled by the `SHUTDOWN` command: whoever runs the process watches it and stops the whole
     /// node as on SIGTERM (draining connections, syncing storage).
     pub shutdown_request: CancellationToken,
+    /// `maxmemory` at start, in bytes (0: none); CONFIG SET changes it.
+    pub maxmemory: u64,
+    /// `maxmemory-policy` at start; CONFIG SET changes it.
+    pub maxmemory_policy: String,
+    /// Bytes the process's allocator has handed out, when the server can tell (INFO's
+    /// `allocator_allocated`); see [`evict`] for why eviction does not use it.
+    pub allocated_bytes: Option<fn() -> u64>,
 }
 
 impl Default for KvConfig {
@@ -60,6 +70,9 @@ impl Default for KvConfig {
             max_clients: 10_000,
             limits: Limits::default(),
             shutdown_request: CancellationToken::new(),
+            maxmemory: 0,
+            maxmemory_policy: "noeviction".to_owned(),
+            allocated_bytes: None,
         }
     }
 }
@@ -111,6 +124,12 @@ pub struct Shared {
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Clients that ran MONITOR.
     pub monitors: clients::Monitors,
+    /// The latency monitor (`LATENCY`).
+    pub latency: latency::LatencyMonitor,
+    /// Cache mode: the key table behind eviction and `OBJECT FREQ`/`IDLETIME`.
+    pub evict: evict::Eviction,
+    /// Client-side caching.
+    pub tracking: tracking::Tracking,
 }
 
 /// Counters of the whole service, for INFO.
@@ -129,7 +148,10 @@ pub struct ServerStats {
 impl Shared {
     /// Shared state for a service configured with `config`, serving `keyspace`.
     pub fn new(config: KvConfig, keyspace: Keyspace) -> Arc<Self> {
-        Arc::new(Shared {
+        let memory = stats::MemoryLimit::default();
+        memory.set_limit(config.maxmemory);
+        memory.set_policy(&config.maxmemory_policy);
+        let shared = Arc::new(Shared {
             keyspace,
             next_client_id: AtomicU64::new(1),
             client_count: AtomicUsize::new(0),
@@ -143,16 +165,21 @@ impl Shared {
             blocking: blocking::Blocking::default(),
             pubsub: pubsub::PubSub::default(),
             pause: clients::Pause::default(),
-            command_stats: stats::CommandStats::new(cmd::commands().len()),
+            command_stats: stats::CommandStats::new(cmd::stat_names().len()),
             slowlog: stats::SlowLog::default(),
             ops: stats::OpsSampler::default(),
             max_clients: AtomicUsize::new(config.max_clients),
-            memory: stats::MemoryLimit::default(),
+            memory,
+            evict: evict::Eviction::new(config.databases),
+            tracking: tracking::Tracking::default(),
             notify: notify::Notifier::default(),
             local_addr: std::sync::OnceLock::new(),
             monitors: clients::Monitors::default(),
+            latency: latency::LatencyMonitor::default(),
             config,
-        })
+        });
+        shared.evict.refresh(&shared);
+        shared
     }
 
     /// Number of connected clients.
@@ -173,6 +200,7 @@ pub async fn serve(
         let _ = shared.local_addr.set(addr);
     }
     tokio::spawn(keyspace::expire::run(shared.clone(), shutdown.clone()));
+    tokio::spawn(evict::run(shared.clone(), shutdown.clone()));
     // Samples the command counter for INFO's instantaneous_ops_per_sec, as Redis's cron does.
     {
         let shared = shared.clone();

@@ -53,6 +53,8 @@ pub struct Session {
     /// True while a blocked command is re-run after a wake-up: a key of the wrong type then does not
     /// fail the command (Redis keeps such a client blocked).
     pub retrying_block: bool,
+    /// The IDs (ms, seq) a blocked XREAD resolved its `$` arguments to, so its retries keep them.
+    pub stream_ids: Option<Vec<(u64, u64)>>,
     /// SUBSCRIBE channels.
     pub channels: BTreeSet<Bytes>,
     /// PSUBSCRIBE patterns.
@@ -61,12 +63,17 @@ pub struct Session {
     pub shard_channels: BTreeSet<Bytes>,
     /// Frames to write before the command's own reply (SUBSCRIBE confirms each channel separately).
     pub extra_replies: Vec<Frame>,
+    /// Blocked clients this client's writes woke; its reply waits until they have retried (Redis
+    /// serves them inside the write).
+    pub woken: Vec<crate::blocking::Woken>,
     /// `CLIENT REPLY OFF`: replies are not sent (pub/sub confirmations and messages still are).
     pub reply_off: bool,
     /// Replies still to drop for `CLIENT REPLY SKIP` (its own and the next command's).
     pub skip_replies: u8,
     /// Whether the connection ran MONITOR.
     pub monitoring: bool,
+    /// Client-side caching mode (`CLIENT TRACKING`).
+    pub tracking: crate::tracking::Local,
 }
 
 impl Session {
@@ -91,13 +98,16 @@ impl Session {
             block: None,
             in_exec: false,
             retrying_block: false,
+            stream_ids: None,
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
             shard_channels: BTreeSet::new(),
             extra_replies: Vec::new(),
+            woken: Vec::new(),
             reply_off: false,
             skip_replies: 0,
             monitoring: false,
+            tracking: crate::tracking::Local::default(),
         }
     }
 
@@ -196,6 +206,10 @@ impl Session {
             self.monitoring = false;
         }
         self.handle.set_flag(flag::NO_EVICT | flag::NO_TOUCH, false);
+        if self.tracking.on {
+            shared.tracking.disable(self.id);
+        }
+        self.tracking = crate::tracking::Local::default();
     }
 
     /// The line `CLIENT LIST` and `CLIENT INFO` show for this connection.

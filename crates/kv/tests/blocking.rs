@@ -56,6 +56,73 @@ fn waiters_are_served_in_the_order_they_blocked() {
 }
 
 #[test]
+fn waiters_are_served_inside_the_push_that_fed_them() {
+    // Redis serves blocked clients before the command after the push runs: the pusher's own
+    // pipelined LLEN already sees the list emptied, and a chain of BLMOVEs has moved the element
+    // all the way before the push is answered.
+    let server = Server::start(KvConfig::default());
+    let mut con = server.client();
+    for round in 0..20 {
+        let waiter = blpop_in_thread(&server, "q", "0");
+        wait_blocked(&mut con, 1);
+        let (pushed, len): (i64, i64) = redis::pipe()
+            .cmd("RPUSH")
+            .arg("q")
+            .arg(round)
+            .cmd("LLEN")
+            .arg("q")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!((pushed, len), (1, 0), "round {round}");
+        assert_eq!(
+            waiter.join().unwrap(),
+            Some(("q".into(), round.to_string()))
+        );
+    }
+
+    let mut movers = Vec::new();
+    for (from, to) in [("l1", "l2"), ("l2", "l3")] {
+        let mut c = server.client();
+        movers.push(thread::spawn(move || {
+            let moved: Option<String> = redis::cmd("BLMOVE")
+                .arg(from)
+                .arg(to)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(0)
+                .query(&mut c)
+                .unwrap();
+            moved
+        }));
+        wait_blocked(&mut con, movers.len() as i64);
+    }
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("l1")
+        .arg("foo")
+        .query(&mut con)
+        .unwrap();
+    let lists: (Vec<String>, Vec<String>, Vec<String>) = redis::pipe()
+        .cmd("LRANGE")
+        .arg("l1")
+        .arg(0)
+        .arg(-1)
+        .cmd("LRANGE")
+        .arg("l2")
+        .arg(0)
+        .arg(-1)
+        .cmd("LRANGE")
+        .arg("l3")
+        .arg(0)
+        .arg(-1)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(lists, (vec![], vec![], vec!["foo".to_owned()]));
+    for m in movers {
+        assert_eq!(m.join().unwrap().as_deref(), Some("foo"));
+    }
+}
+
+#[test]
 fn one_push_serves_one_waiter_and_the_rest_keep_waiting() {
     let server = Server::start(KvConfig::default());
     let mut con = server.client();

@@ -5,9 +5,12 @@ mod client;
 mod config;
 mod connection;
 mod functions;
+mod geo;
 mod hashes;
+mod hyperloglog;
 mod introspection;
 mod keys;
+mod latency;
 mod lists;
 mod memory;
 
@@ -15,10 +18,14 @@ pub use introspection::key_positions;
 pub use keys::ScanCursors;
 pub use keys::glob_match;
 mod pubsub;
+mod replication;
 mod server;
 pub use server::SaveState;
 mod sets;
+mod streams;
 mod strings;
+pub(crate) mod suggest;
+mod throttle;
 mod transactions;
 pub(crate) mod zsets;
 
@@ -47,15 +54,22 @@ const FAMILIES: &[&[CommandSpec]] = &[
     config::COMMANDS,
     connection::COMMANDS,
     functions::COMMANDS,
+    geo::COMMANDS,
     hashes::COMMANDS,
+    hyperloglog::COMMANDS,
     introspection::COMMANDS,
     keys::COMMANDS,
+    latency::COMMANDS,
     lists::COMMANDS,
     memory::COMMANDS,
     pubsub::COMMANDS,
+    replication::COMMANDS,
     server::COMMANDS,
     sets::COMMANDS,
+    streams::COMMANDS,
     strings::COMMANDS,
+    suggest::COMMANDS,
+    throttle::COMMANDS,
     transactions::COMMANDS,
     zsets::COMMANDS,
 ];
@@ -88,6 +102,53 @@ pub fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
         .map(|i| (i, table[i]))
 }
 
+/// Statistics slots: one per command of [`commands`] (at the same index), then one per subcommand of
+/// each container command (`client|list`), which Redis 7 counts on its own.
+struct StatSlots {
+    names: Vec<&'static str>,
+    /// Per command index: its subcommands' names (sorted, lower-case) and their slots.
+    subs: Vec<Vec<(&'static str, usize)>>,
+}
+
+fn stat_slots() -> &'static StatSlots {
+    static SLOTS: std::sync::LazyLock<StatSlots> = std::sync::LazyLock::new(|| {
+        let mut names: Vec<&'static str> = commands().iter().map(|spec| spec.name).collect();
+        let mut subs = Vec::with_capacity(names.len());
+        for spec in commands() {
+            let mut own = Vec::new();
+            for full in introspection::subcommand_names(spec.name) {
+                let sub = full.split_once('|').map_or(full, |(_, sub)| sub);
+                own.push((sub, names.len()));
+                names.push(full);
+            }
+            subs.push(own);
+        }
+        StatSlots { names, subs }
+    });
+    &SLOTS
+}
+
+/// The name of every statistics slot (see [`stat_slot`]).
+pub fn stat_names() -> &'static [&'static str] {
+    &stat_slots().names
+}
+
+/// The statistics slot of a call of command `index` with `args`: its subcommand's for a container.
+pub fn stat_slot(index: usize, args: &[Bytes]) -> usize {
+    let slots = stat_slots();
+    match (slots.subs.get(index), args.get(1)) {
+        (Some(subs), Some(sub)) if !subs.is_empty() => subs
+            .binary_search_by(|(name, _)| name.bytes().cmp(sub.iter().map(u8::to_ascii_lowercase)))
+            .map_or(index, |i| subs[i].1),
+        _ => index,
+    }
+}
+
+/// Whether command `index` has subcommands (`CLIENT LIST`), which statistics and errors name.
+fn is_container(index: usize) -> bool {
+    stat_slots().subs.get(index).is_some_and(|s| !s.is_empty())
+}
+
 /// Commands that act on the transaction itself rather than being queued by MULTI.
 const TRANSACTION_CONTROL: &[&str] = &["discard", "exec", "multi", "quit", "reset", "watch"];
 
@@ -97,10 +158,16 @@ const NO_MULTI: &[&str] = &["monitor", "psync", "save", "shutdown", "sync"];
 /// Redis's reply to a command that may grow the data while used memory is over `maxmemory`.
 const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
-/// Whether `maxmemory` refuses this command now: a `denyoom` command, an EXEC whose queue holds one, or
-/// anything but EXEC/DISCARD/QUIT/RESET queued inside MULTI (queueing costs memory too), as Redis does.
-fn refused_for_memory(session: &Session, shared: &Shared, spec: &CommandSpec) -> bool {
+/// Whether `maxmemory` refuses this command now. Over the limit, keys are evicted first as the policy
+/// allows (`evict::make_room`); if that cannot make room, a `denyoom` command, an EXEC whose queue holds
+/// one, or anything but EXEC/DISCARD/QUIT/RESET queued inside MULTI (queueing costs memory too) is
+/// refused, as Redis does.
+fn refused_for_memory(session: &mut Session, shared: &Shared, spec: &CommandSpec) -> bool {
     if shared.memory.limit() == 0 {
+        return false;
+    }
+    let room = crate::evict::make_room(shared, Some((session.id, &mut session.extra_replies)));
+    if room != crate::evict::Room::Full {
         return false;
     }
     let denyoom = spec.flags.contains(&"denyoom")
@@ -113,7 +180,7 @@ fn refused_for_memory(session: &Session, shared: &Shared, spec: &CommandSpec) ->
             }));
     let queued =
         session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
-    (denyoom || queued) && shared.memory.over_limit()
+    denyoom || queued
 }
 
 /// Runs a command's function, with keyspace notifications around a write when they are on.
@@ -121,6 +188,25 @@ fn run_spec(session: &mut Session, shared: &Shared, spec: &CommandSpec, args: &[
     if let Err(e) = expire_keys(session.db, shared, spec, args) {
         return storage_error(e);
     }
+    if !shared.evict.is_active() && !shared.tracking.is_active() {
+        return run_notified(session, shared, spec, args);
+    }
+    // Cache mode and client-side caching follow the command's keys.
+    let keys = key_positions(spec.name, args);
+    let watch = crate::tracking::Watch::begin(shared, session.db, spec, args, &keys);
+    let reply = run_notified(session, shared, spec, args);
+    crate::evict::after_command(shared, session, spec, args, &keys, &reply);
+    crate::tracking::after_command(shared, session, spec, args, &keys, watch, &reply);
+    reply
+}
+
+/// Runs a command's function, with keyspace notifications around a write when they are on.
+fn run_notified(
+    session: &mut Session,
+    shared: &Shared,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Frame {
     if shared.notify.enabled() && spec.flags.contains(&"write") {
         let pending = crate::notify::Notifier::begin(shared, session.db, spec.name, args);
         let reply = (spec.run)(session, shared, args);
@@ -156,6 +242,10 @@ fn expire_keys(
         let flags = shared.notify.flags();
         if expired && flags & crate::notify::EXPIRED != 0 {
             crate::notify::publish(shared, flags, db, key, "expired");
+        }
+        if expired {
+            shared.evict.forget(db, key);
+            shared.tracking.invalidate(shared, key, None, None);
         }
     }
     Ok(())
@@ -199,7 +289,8 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         Ok(found) => found,
         Err((index, reply)) => {
             if let Frame::Error(message) = &reply {
-                shared.command_stats.record_rejected(index, message);
+                let slot = index.map(|i| stat_slot(i, args));
+                shared.command_stats.record_rejected(slot, message);
             }
             if session.multi.is_some() {
                 session.multi_failed = true;
@@ -210,13 +301,15 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
     if session.multi.is_some() && NO_MULTI.contains(&spec.name) {
         session.multi_failed = true;
         let reply = Frame::error("ERR Command not allowed inside a transaction");
-        shared.command_stats.record_rejected(Some(index), b"ERR");
+        shared
+            .command_stats
+            .record_rejected(Some(stat_slot(index, args)), b"ERR");
         return reply;
     }
     if refused_for_memory(session, shared, spec) {
         shared
             .command_stats
-            .record_rejected(Some(index), OOM_ERROR.as_bytes());
+            .record_rejected(Some(stat_slot(index, args)), OOM_ERROR.as_bytes());
         if spec.name == "exec" {
             session.end_transaction(&shared.keyspace);
             return Frame::error(format!(
@@ -242,13 +335,25 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         reply
     } else if spec.name == "swapdb" {
         // SWAPDB takes the exclusive lock itself, like EXEC, so no command runs across the swap.
-        keys::swapdb_exclusive(session, shared, args)
+        let reply = keys::swapdb_exclusive(session, shared, args);
+        if reply == Frame::ok()
+            && let (Some(a), Some(b)) = (args.get(1), args.get(2))
+            && let (Ok(a), Ok(b)) = (parse_i64(a), parse_i64(b))
+        {
+            shared.evict.swap(a as usize, b as usize);
+        }
+        reply
     } else {
         let _shared_lock = shared.exec_lock.read();
         run_spec(session, shared, spec, args)
     };
     finish(session, shared, index, spec, args, start, &reply, true);
     feed_monitors(session, shared, spec, args);
+    shared.tracking.flush_broadcasts(shared);
+    // `CLIENT CACHING` applies to the next command only (or the next transaction).
+    if session.tracking.caching && session.multi.is_none() && spec.name != "client" {
+        session.tracking.caching = false;
+    }
     reply
 }
 
@@ -265,12 +370,14 @@ pub fn resume(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
     };
     // The connection signals the keys once it has left the wait queues.
     finish(session, shared, index, spec, args, start, &reply, false);
+    shared.tracking.flush_broadcasts(shared);
     reply
 }
 
 /// Counts a blocked command answered without running again (timeout, CLIENT UNBLOCK).
 pub fn record_unblocked(shared: &Shared, args: &[Bytes], reply: &Frame) {
     if let Some((index, _)) = args.first().and_then(|name| lookup_indexed(name)) {
+        let index = stat_slot(index, args);
         let error = match reply {
             Frame::Error(m) => Some(&m[..]),
             _ => None,
@@ -284,7 +391,7 @@ pub fn record_unblocked(shared: &Shared, args: &[Bytes], reply: &Frame) {
 /// After a command ran: its statistics, the slow log, and waking clients blocked on keys it wrote.
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    session: &Session,
+    session: &mut Session,
     shared: &Shared,
     index: usize,
     spec: &CommandSpec,
@@ -302,7 +409,15 @@ fn finish(
         Frame::Error(m) => Some(&m[..]),
         _ => None,
     };
-    shared.command_stats.record_call(index, elapsed, error);
+    shared
+        .command_stats
+        .record_call(stat_slot(index, args), elapsed, error);
+    let event = if spec.flags.contains(&"fast") {
+        "fast-command"
+    } else {
+        "command"
+    };
+    shared.latency.observe(event, elapsed);
     if shared.slowlog.is_slow(elapsed) && !spec.flags.contains(&"skip_slowlog") {
         shared.slowlog.push(
             args,
@@ -312,22 +427,24 @@ fn finish(
         );
     }
     if signal && shared.blocking.has_waiters() && spec.flags.contains(&"write") {
-        signal_keys(shared, args);
+        signal_keys(shared, args, &mut session.woken);
     }
 }
 
 /// Wakes clients blocked on any key among a write command's arguments (a superset of the keys it
-/// wrote; a spurious wake-up costs only a retry).
-pub fn signal_keys(shared: &Shared, args: &[Bytes]) {
-    if args
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"swapdb"))
-    {
-        shared.blocking.signal_all();
+/// wrote; a spurious wake-up costs only a retry), adding them to `woken`. Swapping or emptying
+/// databases wakes every blocked client (a blocked XREADGROUP must learn its stream is gone).
+pub fn signal_keys(shared: &Shared, args: &[Bytes], woken: &mut Vec<crate::blocking::Woken>) {
+    if args.first().is_some_and(|n| {
+        n.eq_ignore_ascii_case(b"swapdb")
+            || n.eq_ignore_ascii_case(b"flushall")
+            || n.eq_ignore_ascii_case(b"flushdb")
+    }) {
+        shared.blocking.signal_all(woken);
         return;
     }
     for arg in args.iter().skip(1) {
-        shared.blocking.signal(arg);
+        shared.blocking.signal(arg, woken);
     }
 }
 
@@ -344,9 +461,9 @@ fn check(
     session.last_command_at = std::time::Instant::now();
     session.last_command = spec.name;
     session.handle.touch(Some(index));
-    session.handle.set_full_name(
-        (CONTAINERS.contains(&spec.name) && args.len() > 1).then(|| full_name(spec, args)),
-    );
+    session
+        .handle
+        .set_full_name((is_container(index) && args.len() > 1).then(|| full_name(spec, args)));
     if !session.authenticated && !spec.no_auth {
         return Err((Some(index), Frame::error("NOAUTH Authentication required.")));
     }
@@ -370,15 +487,10 @@ fn check(
     Ok((index, spec))
 }
 
-/// Commands whose statistics and error messages name the subcommand too (`client|list`).
-const CONTAINERS: &[&str] = &[
-    "client", "command", "config", "memory", "object", "pubsub", "slowlog",
-];
-
 /// `get`, or `client|list` for a container command.
 pub fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
     match args.get(1) {
-        Some(sub) if CONTAINERS.contains(&spec.name) => format!(
+        Some(sub) if !introspection::subcommand_names(spec.name).is_empty() => format!(
             "{}|{}",
             spec.name,
             String::from_utf8_lossy(sub).to_ascii_lowercase()

@@ -13,6 +13,13 @@ use crate::{Session, Shared};
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        name: "module",
+        arity: -2,
+        flags: &["admin", "noscript"],
+        no_auth: false,
+        run: module,
+    },
+    CommandSpec {
         name: "bgsave",
         arity: -1,
         flags: &["admin", "noscript"],
@@ -83,7 +90,7 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// Sections only `all` and `everything` (or naming them) select.
-const EXTRA_SECTIONS: &[&str] = &["commandstats", "errorstats"];
+const EXTRA_SECTIONS: &[&str] = &["commandstats", "errorstats", "latencystats"];
 
 /// The replication ID INFO shows: 40 hex digits, new each run, as Redis's `master_replid`.
 static REPLICATION_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -168,7 +175,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "client_recent_max_input_buffer", &max_qbuf);
             line(out, "client_recent_max_output_buffer", &max_omem);
             line(out, "blocked_clients", &sh.blocking.blocked_clients());
-            line(out, "tracking_clients", &0);
+            line(out, "tracking_clients", &sh.tracking.clients());
             line(
                 out,
                 "pubsub_clients",
@@ -185,9 +192,20 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "total_blocking_keys_on_nokey", &0);
         }
         "memory" => {
+            // What maxmemory counts: the data set's logical size and the tracking table (see evict.rs).
+            let used = crate::evict::used_memory(sh);
             let rss = crate::stats::rss_bytes();
-            line(out, "used_memory", &rss);
+            line(out, "used_memory", &used);
+            line(out, "used_memory_human", &human_bytes(used));
             line(out, "used_memory_rss", &rss);
+            line(out, "used_memory_rss_human", &human_bytes(rss));
+            line(out, "used_memory_dataset", &sh.evict.dataset_bytes());
+            if let Some(allocated) = sh.config.allocated_bytes {
+                line(out, "allocator_allocated", &allocated());
+            }
+            line(out, "mem_not_counted_for_evict", &0);
+            line(out, "mem_clients_normal", &0);
+            line(out, "tracking_total_memory", &sh.tracking.memory());
             line(out, "maxmemory", &sh.memory.limit());
             line(out, "maxmemory_human", &human_bytes(sh.memory.limit()));
             line(out, "maxmemory_policy", &sh.memory.policy());
@@ -225,7 +243,8 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             );
             line(out, "instantaneous_ops_per_sec", &sh.ops.per_second());
             line(out, "expired_keys", &sh.keyspace.expired_keys());
-            line(out, "evicted_keys", &0);
+            line(out, "evicted_keys", &sh.evict.evicted_keys());
+            line(out, "evicted_clients", &0);
             line(out, "keyspace_hits", &0);
             line(out, "keyspace_misses", &0);
             line(
@@ -243,6 +262,13 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
                 out,
                 "client_output_buffer_limit_disconnections",
                 &sh.pubsub.disconnections.load(Ordering::Relaxed),
+            );
+            line(out, "tracking_total_keys", &sh.tracking.total_keys());
+            line(out, "tracking_total_items", &sh.tracking.total_items());
+            line(
+                out,
+                "tracking_total_prefixes",
+                &sh.tracking.total_prefixes(),
             );
             line(
                 out,
@@ -273,7 +299,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "used_cpu_user_children", &format!("{cuser:.6}"));
         }
         "commandstats" => {
-            let names = super::commands().iter().map(|spec| spec.name);
+            let names = super::stat_names().iter().copied();
             for c in sh.command_stats.snapshot(names) {
                 let per_call = if c.calls == 0 {
                     0.0
@@ -287,6 +313,19 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
                     c.name, c.calls, c.usec, c.rejected_calls, c.failed_calls
                 );
             }
+        }
+        "latencystats" => {
+            let configured = sh
+                .config_params
+                .lock()
+                .get("latency-tracking-info-percentiles")
+                .cloned()
+                .unwrap_or_else(|| "50 99 99.9".to_owned());
+            let percentiles: Vec<f64> = configured
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            super::latency::info_section(sh, &percentiles, out);
         }
         "errorstats" => {
             for (code, count) in sh.command_stats.errors() {
@@ -721,6 +760,45 @@ pub fn slowlog(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             String::from_utf8_lossy(&sub)
         )),
         _ => super::unknown_subcommand(&args[1], "slowlog"),
+    }
+}
+
+/// MODULE LIST | LOAD | LOADEX | UNLOAD | HELP. strata loads no modules: the features Redis users add
+/// with the popular ones (rate limiting, autocomplete) are built in, so LIST is empty and LOAD fails
+/// the way Redis fails for a library it cannot load.
+pub fn module(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+    let sub = args[1].to_ascii_lowercase();
+    match (sub.as_slice(), args.len()) {
+        (b"list", 2) => Frame::Array(Vec::new()),
+        (b"load" | b"loadex", n) if n >= 3 => {
+            Frame::error("ERR Error loading the extension. Please check the server logs.")
+        }
+        (b"unload", 3) => {
+            Frame::error("ERR Error unloading module: no such module with that name")
+        }
+        (b"help", 2) => Frame::Array(
+            [
+                "MODULE <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "LIST",
+                "    Return a list of loaded modules.",
+                "LOAD <path> [<arg> ...]",
+                "    Load a module library from <path>, passing to it any optional arguments.",
+                "LOADEX <path> [[CONFIG NAME VALUE] [CONFIG NAME VALUE]] [ARGS ...]",
+                "    Load a module library from <path>, while passing it module configurations and optional arguments.",
+                "UNLOAD <name>",
+                "    Unload a module.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .into_iter()
+            .map(|l| Frame::Simple(Bytes::from_static(l.as_bytes())))
+            .collect(),
+        ),
+        (b"list" | b"load" | b"loadex" | b"unload" | b"help", _) => Frame::error(format!(
+            "ERR wrong number of arguments for 'module|{}' command",
+            String::from_utf8_lossy(&sub)
+        )),
+        _ => super::unknown_subcommand(&args[1], "module"),
     }
 }
 
