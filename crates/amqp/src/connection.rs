@@ -43,6 +43,8 @@ const READ_CHUNK_BYTES: usize = 256 << 10;
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The pseudo-queue of direct reply-to.
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// Largest output buffer a writer keeps for reuse between flushes.
+const SPARE_BUFFER_MAX_BYTES: usize = 4 << 20;
 /// Most publisher-confirm passes awaiting their storage commit before the reader stops reading.
 const MAX_INFLIGHT_PASSES: usize = 64;
 
@@ -102,14 +104,20 @@ pub(crate) async fn run(
 
 /// Flushes the connection's output whenever it has some; sends heartbeats when idle.
 async fn write_loop(mut wr: OwnedWriteHalf, out: Arc<Outbound>, heartbeat: Arc<AtomicU32>) {
+    let mut chunk = BytesMut::with_capacity(16 << 10);
     loop {
         // Take before waiting: a wake-up that arrived while the previous chunk was being written (or the
         // close) is never lost, since Notify keeps one permit and the buffer is checked first.
-        let chunk = out.take();
+        out.take_into(&mut chunk);
         if !chunk.is_empty() {
             if wr.write_all(&chunk).await.is_err() {
                 out.close();
                 break;
+            }
+            chunk.clear();
+            if chunk.capacity() > SPARE_BUFFER_MAX_BYTES {
+                // A huge message grew it: do not keep that much per idle connection.
+                chunk = BytesMut::with_capacity(16 << 10);
             }
             out.kick_stalled();
             continue;

@@ -65,11 +65,13 @@ impl Outbound {
         self.write(|b, _| codec::put_method(b, channel, class));
     }
 
-    /// Takes everything pending (the writer calls this).
-    pub fn take(&self) -> BytesMut {
+    /// Swaps everything pending into `spare` (the writer calls this with its emptied buffer, so the two
+    /// buffers alternate and a flush allocates nothing).
+    pub fn take_into(&self, spare: &mut BytesMut) {
+        debug_assert!(spare.is_empty());
         let mut buf = self.buf.lock();
         self.len.store(0, Ordering::Relaxed);
-        buf.split()
+        std::mem::swap(&mut *buf, spare);
     }
 
     /// Waits until something is pending.
