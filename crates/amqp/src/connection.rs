@@ -74,6 +74,7 @@ pub(crate) async fn run(
         closing: false,
         published: false,
         blocked_capable: false,
+        next_generation: 0,
     };
     let mut buf = BytesMut::with_capacity(64 << 10);
     let handshake = tokio::time::timeout(
@@ -185,6 +186,8 @@ struct Channel {
     reply_token: Option<String>,
     last_queue: String,
     next_tag: u64,
+    /// Distinguishes successive channels with the same number.
+    generation: u64,
 }
 
 /// What a pass produced for storage, queues and confirms.
@@ -197,8 +200,14 @@ struct Pass {
 
 /// A reply that must wait for the pass's storage commit (or for earlier passes).
 enum Reply {
-    /// basic.ack / basic.nack of publish `seq` on a channel.
-    Confirm { channel: u16, seq: u64, ack: bool },
+    /// basic.ack / basic.nack of publish `seq` on a channel (`generation` tells a reopened channel with the
+    /// same number apart: its predecessor's confirms are not sent to it).
+    Confirm {
+        channel: u16,
+        generation: u64,
+        seq: u64,
+        ack: bool,
+    },
     /// A method (tx.commit-ok).
     Method(u16, AMQPClass),
 }
@@ -223,6 +232,8 @@ struct Conn {
     inflight: VecDeque<Inflight>,
     /// connection.close sent; waiting for close-ok.
     closing: bool,
+    /// The generation the next opened channel gets.
+    next_generation: u64,
     /// Whether this connection published (only publishers are blocked by the memory alarm).
     published: bool,
     /// Whether the client understands connection.blocked.
@@ -856,8 +867,10 @@ impl Conn {
                     reply_token: None,
                     last_queue: String::new(),
                     next_tag: 1,
+                    generation: self.next_generation,
                 },
             );
+            self.next_generation += 1;
             self.reply(
                 id,
                 AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
@@ -1626,11 +1639,13 @@ impl Conn {
                 .push((q, Entry::new(msg.clone(), store_seq)));
         }
         let ch = self.channel(id)?;
+        let generation = ch.generation;
         if let Some(next) = ch.confirm_next.as_mut() {
             let seq = *next;
             *next += 1;
             self.pass.replies.push(Reply::Confirm {
                 channel: id,
+                generation,
                 seq,
                 ack: !refused,
             });
@@ -1694,8 +1709,14 @@ impl Conn {
                 done.replies
                     .into_iter()
                     .map(|r| match r {
-                        Reply::Confirm { channel, seq, .. } => Reply::Confirm {
+                        Reply::Confirm {
                             channel,
+                            generation,
+                            seq,
+                            ..
+                        } => Reply::Confirm {
+                            channel,
+                            generation,
                             seq,
                             ack: false,
                         },
@@ -1728,8 +1749,16 @@ impl Conn {
             };
             for r in replies {
                 match r {
-                    Reply::Confirm { channel, seq, ack } => {
-                        if channels.get(&channel).is_none_or(|c| c.closing) {
+                    Reply::Confirm {
+                        channel,
+                        generation,
+                        seq,
+                        ack,
+                    } => {
+                        if channels
+                            .get(&channel)
+                            .is_none_or(|c| c.closing || c.generation != generation)
+                        {
                             continue;
                         }
                         if ack {
