@@ -268,8 +268,28 @@ pub fn check_method(payload: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Decodes a content header payload: class, body size and properties.
-pub fn decode_content_header(payload: &[u8]) -> Result<(u16, u64, AMQPProperties), DecodeError> {
+/// What the broker needs of a message's properties on the hot path; the rest stays in the raw header and is
+/// parsed only when needed ([`parse_properties`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PropertySummary {
+    /// delivery-mode (0 when unset).
+    pub delivery_mode: u8,
+    /// priority (0 when unset).
+    pub priority: u8,
+    /// expiration in milliseconds, when set and numeric.
+    pub expiration_ms: Option<u64>,
+    /// Whether expiration is set (numeric or not).
+    pub has_expiration: bool,
+    /// Whether reply-to is set.
+    pub has_reply_to: bool,
+    /// Whether the headers table is set.
+    pub has_headers: bool,
+}
+
+/// Validates a content header payload in one pass without allocating: class, body size and the
+/// [`PropertySummary`]. Every property is bounds-checked, short strings are UTF-8, and the headers table nests
+/// at most [`MAX_TABLE_DEPTH`] deep, so [`parse_properties`] cannot fail or recurse deeply afterwards.
+pub fn decode_content_header(payload: &[u8]) -> Result<(u16, u64, PropertySummary), DecodeError> {
     let bad = |what: &str| DecodeError::Syntax(format!("malformed content header: {what}"));
     if payload.len() < 14 {
         return Err(bad("shorter than 14 bytes"));
@@ -286,24 +306,59 @@ pub fn decode_content_header(payload: &[u8]) -> Result<(u16, u64, AMQPProperties
         payload[11],
     ]);
     let flags = u16::from_be_bytes([payload[12], payload[13]]);
+    if flags & 0b11 != 0 {
+        return Err(bad("unknown property flags"));
+    }
     let mut c = Cursor {
         buf: payload,
         pos: 14,
         failed: false,
     };
-    if flags & (1 << 15) != 0 {
-        c.shortstr();
+    let mut sum = PropertySummary::default();
+    fn shortstr<'a>(c: &mut Cursor<'a>) -> Option<&'a [u8]> {
+        let n = usize::from(c.u8()?);
+        let s = c.buf.get(c.pos..c.pos + n)?;
+        std::str::from_utf8(s).ok()?;
+        c.pos += n;
+        Some(s)
     }
-    if flags & (1 << 14) != 0 {
-        c.shortstr();
+    for bit in (2..16).rev() {
+        if flags & (1 << bit) == 0 {
+            continue;
+        }
+        let ok = match bit {
+            // content-type, content-encoding, correlation-id, message-id, type, user-id, app-id, cluster-id
+            15 | 14 | 10 | 7 | 5 | 4 | 3 | 2 => shortstr(&mut c).map(|_| ()),
+            13 => {
+                sum.has_headers = true;
+                c.table(0)
+            }
+            12 => c.u8().map(|v| sum.delivery_mode = v),
+            11 => c.u8().map(|v| sum.priority = v),
+            9 => {
+                sum.has_reply_to = true;
+                shortstr(&mut c).map(|_| ())
+            }
+            8 => shortstr(&mut c).map(|s| {
+                sum.has_expiration = true;
+                sum.expiration_ms = std::str::from_utf8(s).ok().and_then(|s| s.parse().ok());
+            }),
+            _ => c.skip(8), // timestamp
+        };
+        if ok.is_none() {
+            return Err(bad("property out of bounds or malformed"));
+        }
     }
-    if flags & (1 << 13) != 0 && !c.failed && c.table(0).is_none() {
-        return Err(bad("headers table malformed or too deep"));
-    }
-    match amq_protocol::protocol::basic::parse_properties(&payload[12..]) {
-        Ok((_rest, props)) => Ok((class, size, props)),
-        Err(_) => Err(bad("properties")),
-    }
+    Ok((class, size, sum))
+}
+
+/// The full properties of a content header that [`decode_content_header`] accepted.
+pub fn parse_properties(header: &[u8]) -> AMQPProperties {
+    header
+        .get(12..)
+        .and_then(|p| basic::parse_properties(p).ok())
+        .map(|(_, props)| props)
+        .unwrap_or_default()
 }
 
 /// Whether `buf` is a well-formed length-prefixed field table nesting at most [`MAX_TABLE_DEPTH`] deep and
@@ -366,6 +421,7 @@ impl Cursor<'_> {
         }
         while self.pos < end {
             let n = self.u8()? as usize;
+            std::str::from_utf8(self.buf.get(self.pos..self.pos + n)?).ok()?;
             self.skip(n)?;
             self.value(depth)?;
         }
@@ -683,7 +739,7 @@ mod tests {
         let (rest, frame) = amq_protocol::frame::parse_frame(rest).expect("header");
         match frame {
             AMQPFrame::Header(3, h) => {
-                assert_eq!((h.body_size, h.properties), (5, props));
+                assert_eq!((h.body_size, &h.properties), (5, &props));
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -691,7 +747,8 @@ mod tests {
         assert_eq!(frame, AMQPFrame::Body(3, b"hello".to_vec()));
         assert!(rest.is_empty());
         let (_, size, p) = decode_content_header(&header).expect("decode");
-        assert_eq!((size, p.delivery_mode()), (5, &Some(2)));
+        assert_eq!((size, p.delivery_mode), (5, 2));
+        assert_eq!(parse_properties(&header), props);
     }
 
     #[test]
@@ -738,7 +795,58 @@ mod tests {
         assert_eq!(n, 10);
     }
 
+    fn full_properties() -> AMQPProperties {
+        let mut headers = FieldTable::default();
+        headers.insert("h".into(), AMQPValue::LongString("v".into()));
+        AMQPProperties::default()
+            .with_content_type("text/plain".into())
+            .with_content_encoding("gzip".into())
+            .with_headers(headers)
+            .with_delivery_mode(2)
+            .with_priority(7)
+            .with_correlation_id("c".into())
+            .with_reply_to("r".into())
+            .with_expiration("1500".into())
+            .with_message_id("m".into())
+            .with_timestamp(99)
+            .with_type("t".into())
+            .with_user_id("u".into())
+            .with_app_id("a".into())
+            .with_cluster_id("cl".into())
+    }
+
+    #[test]
+    fn summary_reads_every_property_position() {
+        let props = full_properties();
+        let header = encode_content_header(3, &props);
+        let (class, size, sum) = decode_content_header(&header).expect("valid");
+        assert_eq!((class, size), (60, 3));
+        assert_eq!(
+            sum,
+            PropertySummary {
+                delivery_mode: 2,
+                priority: 7,
+                expiration_ms: Some(1500),
+                has_expiration: true,
+                has_reply_to: true,
+                has_headers: true,
+            }
+        );
+        assert_eq!(parse_properties(&header), props);
+    }
+
     proptest! {
+        #[test]
+        fn accepted_headers_parse_like_amq_protocol(pos in 12usize..80, byte in any::<u8>()) {
+            let mut header = encode_content_header(3, &full_properties()).to_vec();
+            if pos < header.len() {
+                header[pos] = byte;
+            }
+            if decode_content_header(&header).is_ok() {
+                prop_assert!(basic::parse_properties(&header[12..]).is_ok());
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             fuzzing::frames(&data);

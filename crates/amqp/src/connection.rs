@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::protocol::{
     AMQPClass, access, basic, channel, confirm, connection, exchange, queue, tx,
 };
@@ -44,6 +43,8 @@ const READ_CHUNK_BYTES: usize = 256 << 10;
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The pseudo-queue of direct reply-to.
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// Largest output buffer a writer keeps for reuse between flushes.
+const SPARE_BUFFER_MAX_BYTES: usize = 4 << 20;
 /// Most publisher-confirm passes awaiting their storage commit before the reader stops reading.
 const MAX_INFLIGHT_PASSES: usize = 64;
 
@@ -73,6 +74,7 @@ pub(crate) async fn run(
         closing: false,
         published: false,
         blocked_capable: false,
+        next_generation: 0,
     };
     let mut buf = BytesMut::with_capacity(64 << 10);
     let handshake = tokio::time::timeout(
@@ -103,14 +105,20 @@ pub(crate) async fn run(
 
 /// Flushes the connection's output whenever it has some; sends heartbeats when idle.
 async fn write_loop(mut wr: OwnedWriteHalf, out: Arc<Outbound>, heartbeat: Arc<AtomicU32>) {
+    let mut chunk = BytesMut::with_capacity(16 << 10);
     loop {
         // Take before waiting: a wake-up that arrived while the previous chunk was being written (or the
         // close) is never lost, since Notify keeps one permit and the buffer is checked first.
-        let chunk = out.take();
+        out.take_into(&mut chunk);
         if !chunk.is_empty() {
             if wr.write_all(&chunk).await.is_err() {
                 out.close();
                 break;
+            }
+            chunk.clear();
+            if chunk.capacity() > SPARE_BUFFER_MAX_BYTES {
+                // A huge message grew it: do not keep that much per idle connection.
+                chunk = BytesMut::with_capacity(16 << 10);
             }
             out.kick_stalled();
             continue;
@@ -148,7 +156,7 @@ impl From<Fault> for HandshakeEnd {
 /// A basic.publish waiting for its content.
 struct Publishing {
     method: basic::Publish,
-    header: Option<(Bytes, AMQPProperties)>,
+    header: Option<(Bytes, codec::PropertySummary)>,
     body_size: u64,
     parts: Vec<Bytes>,
     received: u64,
@@ -178,6 +186,8 @@ struct Channel {
     reply_token: Option<String>,
     last_queue: String,
     next_tag: u64,
+    /// Distinguishes successive channels with the same number.
+    generation: u64,
 }
 
 /// What a pass produced for storage, queues and confirms.
@@ -190,8 +200,14 @@ struct Pass {
 
 /// A reply that must wait for the pass's storage commit (or for earlier passes).
 enum Reply {
-    /// basic.ack / basic.nack of publish `seq` on a channel.
-    Confirm { channel: u16, seq: u64, ack: bool },
+    /// basic.ack / basic.nack of publish `seq` on a channel (`generation` tells a reopened channel with the
+    /// same number apart: its predecessor's confirms are not sent to it).
+    Confirm {
+        channel: u16,
+        generation: u64,
+        seq: u64,
+        ack: bool,
+    },
     /// A method (tx.commit-ok).
     Method(u16, AMQPClass),
 }
@@ -216,6 +232,8 @@ struct Conn {
     inflight: VecDeque<Inflight>,
     /// connection.close sent; waiting for close-ok.
     closing: bool,
+    /// The generation the next opened channel gets.
+    next_generation: u64,
     /// Whether this connection published (only publishers are blocked by the memory alarm).
     published: bool,
     /// Whether the client understands connection.blocked.
@@ -849,8 +867,10 @@ impl Conn {
                     reply_token: None,
                     last_queue: String::new(),
                     next_tag: 1,
+                    generation: self.next_generation,
                 },
             );
+            self.next_generation += 1;
             self.reply(
                 id,
                 AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
@@ -1450,7 +1470,7 @@ impl Conn {
                     "expected content body, got content header instead",
                 ));
             }
-            let (class_id, size, props) = codec::decode_content_header(&payload)
+            let (class_id, size, summary) = codec::decode_content_header(&payload)
                 .map_err(|e| Fault::connection(code::SYNTAX_ERROR, e.to_string()))?;
             if class_id != 60 {
                 return Err(Fault::connection(
@@ -1465,7 +1485,7 @@ impl Conn {
                     format!("message size {size} is larger than configured max size {max_message}"),
                 ));
             }
-            p.header = Some((payload, props));
+            p.header = Some((payload, summary));
             p.body_size = size;
         } else {
             if p.header.is_none() {
@@ -1505,7 +1525,7 @@ impl Conn {
                 b.freeze()
             }
         };
-        let Some((header, properties)) = done.header else {
+        let Some((header, summary)) = done.header else {
             return Ok(());
         };
         let mandatory = done.method.mandatory;
@@ -1514,7 +1534,7 @@ impl Conn {
             routing_key: String::from(done.method.routing_key),
             header,
             body,
-            properties,
+            summary,
         };
         self.broker.stats.published.fetch_add(1, Ordering::Relaxed);
         self.published = true;
@@ -1529,8 +1549,11 @@ impl Conn {
 
     /// Direct reply-to: a request naming `amq.rabbitmq.reply-to` gets this channel's reply address.
     fn rewrite_reply_to(&mut self, id: u16, msg: Message) -> FaultResult<Message> {
-        if msg
-            .properties
+        if !msg.summary.has_reply_to {
+            return Ok(msg);
+        }
+        let props = msg.properties();
+        if props
             .reply_to()
             .as_ref()
             .is_none_or(|r| r.as_str() != REPLY_TO)
@@ -1543,8 +1566,7 @@ impl Conn {
                 "fast reply consumer does not exist",
             ));
         };
-        let props = msg.properties.clone().with_reply_to(ss(&token));
-        Ok(msg.with_properties(props))
+        Ok(msg.with_properties(props.with_reply_to(ss(&token))))
     }
 
     fn route_publish(&mut self, id: u16, mandatory: bool, msg: Arc<Message>) -> FaultResult<()> {
@@ -1617,11 +1639,13 @@ impl Conn {
                 .push((q, Entry::new(msg.clone(), store_seq)));
         }
         let ch = self.channel(id)?;
+        let generation = ch.generation;
         if let Some(next) = ch.confirm_next.as_mut() {
             let seq = *next;
             *next += 1;
             self.pass.replies.push(Reply::Confirm {
                 channel: id,
+                generation,
                 seq,
                 ack: !refused,
             });
@@ -1635,21 +1659,21 @@ impl Conn {
         let commit =
             (!pass.batch.is_empty()).then(|| self.broker.store.db.write_async(&pass.batch));
         // Enqueue after the batch was submitted: an acknowledgement's delete is then always ordered after
-        // the insert in the WAL. Consecutive entries for one queue go in one push.
-        let mut run: Option<(Arc<Queue>, Vec<Entry>)> = None;
+        // the insert in the WAL. Entries are grouped per queue (order within a queue kept), so a pass costs
+        // one lock and one dispatch per queue it touched, also for fanouts.
+        let mut groups: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
+        let mut index: HashMap<*const Queue, usize> = HashMap::new();
         for (q, e) in pass.enqueue {
-            match &mut run {
-                Some((rq, entries)) if Arc::ptr_eq(rq, &q) => entries.push(e),
-                _ => {
-                    if let Some((rq, entries)) = run.take() {
-                        rq.push(entries);
-                    }
-                    run = Some((q, vec![e]));
+            match index.get(&Arc::as_ptr(&q)) {
+                Some(&i) => groups[i].1.push(e),
+                None => {
+                    index.insert(Arc::as_ptr(&q), groups.len());
+                    groups.push((q, vec![e]));
                 }
             }
         }
-        if let Some((rq, entries)) = run {
-            rq.push(entries);
+        for (q, entries) in groups {
+            q.push(entries);
         }
         if pass.replies.is_empty() {
             if let Some(c) = commit {
@@ -1685,8 +1709,14 @@ impl Conn {
                 done.replies
                     .into_iter()
                     .map(|r| match r {
-                        Reply::Confirm { channel, seq, .. } => Reply::Confirm {
+                        Reply::Confirm {
                             channel,
+                            generation,
+                            seq,
+                            ..
+                        } => Reply::Confirm {
+                            channel,
+                            generation,
                             seq,
                             ack: false,
                         },
@@ -1719,8 +1749,16 @@ impl Conn {
             };
             for r in replies {
                 match r {
-                    Reply::Confirm { channel, seq, ack } => {
-                        if channels.get(&channel).is_none_or(|c| c.closing) {
+                    Reply::Confirm {
+                        channel,
+                        generation,
+                        seq,
+                        ack,
+                    } => {
+                        if channels
+                            .get(&channel)
+                            .is_none_or(|c| c.closing || c.generation != generation)
+                        {
                             continue;
                         }
                         if ack {

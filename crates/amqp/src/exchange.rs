@@ -238,10 +238,9 @@ impl Exchange {
                     .for_each_match(&msg.routing_key, |d| out.push(d.clone()));
             }
             ExchangeKind::Headers => {
-                let empty = FieldTable::default();
-                let headers = msg.headers().unwrap_or(&empty);
+                let headers = msg.headers().unwrap_or_default();
                 for binding in &b.all {
-                    if headers_match(&binding.arguments, headers) {
+                    if headers_match(&binding.arguments, &headers) {
                         out.push(binding.destination.clone());
                     }
                 }

@@ -8,7 +8,7 @@ use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::{AMQPValue, FieldTable};
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::codec;
+use crate::codec::{self, PropertySummary};
 
 /// An immutable message, shared (`Arc`) by every queue it was routed to.
 #[derive(Debug, Clone)]
@@ -21,32 +21,54 @@ pub struct Message {
     pub header: Bytes,
     /// The body.
     pub body: Bytes,
-    /// The parsed properties.
-    pub properties: AMQPProperties,
+    /// The properties the broker reads per message (the full set is parsed from `header` on demand).
+    pub summary: PropertySummary,
 }
 
 impl Message {
+    /// A message from its parts; `None` if the header is malformed.
+    pub fn new(
+        exchange: String,
+        routing_key: String,
+        header: Bytes,
+        body: Bytes,
+    ) -> Option<Message> {
+        let (_, _, summary) = codec::decode_content_header(&header).ok()?;
+        Some(Message {
+            exchange,
+            routing_key,
+            header,
+            body,
+            summary,
+        })
+    }
+
     /// Whether delivery-mode is 2 (persistent).
     pub fn persistent(&self) -> bool {
-        *self.properties.delivery_mode() == Some(2)
+        self.summary.delivery_mode == 2
     }
 
     /// The message priority (0 when unset).
     pub fn priority(&self) -> u8 {
-        self.properties.priority().unwrap_or(0)
+        self.summary.priority
     }
 
     /// The per-message TTL in milliseconds from the `expiration` property, if set and valid.
     pub fn expiration_ms(&self) -> Option<u64> {
-        self.properties
-            .expiration()
-            .as_ref()
-            .and_then(|e| e.as_str().parse().ok())
+        self.summary.expiration_ms
     }
 
-    /// The headers table (empty when unset).
-    pub fn headers(&self) -> Option<&FieldTable> {
-        self.properties.headers().as_ref()
+    /// Every property, parsed from the header.
+    pub fn properties(&self) -> AMQPProperties {
+        codec::parse_properties(&self.header)
+    }
+
+    /// The headers table, if set (parsed from the header).
+    pub fn headers(&self) -> Option<FieldTable> {
+        if !self.summary.has_headers {
+            return None;
+        }
+        self.properties().headers().clone()
     }
 
     /// Bytes this message holds in memory.
@@ -56,12 +78,16 @@ impl Message {
 
     /// A copy with new properties (the header is re-encoded): used for direct reply-to and dead-lettering.
     pub fn with_properties(&self, properties: AMQPProperties) -> Message {
+        let header = codec::encode_content_header(self.body.len() as u64, &properties);
+        let summary = codec::decode_content_header(&header)
+            .map(|(_, _, s)| s)
+            .unwrap_or_default();
         Message {
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),
-            header: codec::encode_content_header(self.body.len() as u64, &properties),
+            header,
             body: self.body.clone(),
-            properties,
+            summary,
         }
     }
 
@@ -82,14 +108,7 @@ impl Message {
         let routing_key = String::from_utf8(take_bytes(&mut rest)?.to_vec()).ok()?;
         let header = Bytes::copy_from_slice(take_bytes(&mut rest)?);
         let body = Bytes::copy_from_slice(take_bytes(&mut rest)?);
-        let (_, _, properties) = codec::decode_content_header(&header).ok()?;
-        Some(Message {
-            exchange,
-            routing_key,
-            header,
-            body,
-            properties,
-        })
+        Message::new(exchange, routing_key, header, body)
     }
 }
 
@@ -107,7 +126,8 @@ pub fn dead_lettered(
     now_secs: u64,
 ) -> Message {
     let lstr = |s: &str| AMQPValue::LongString(s.as_bytes().into());
-    let mut headers = msg.headers().cloned().unwrap_or_default();
+    let props = msg.properties();
+    let mut headers = props.headers().clone().unwrap_or_default();
     let mut deaths: Vec<AMQPValue> = match headers.inner().get("x-death") {
         Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
         _ => Vec::new(),
@@ -140,7 +160,7 @@ pub fn dead_lettered(
                 "routing-keys".into(),
                 AMQPValue::FieldArray(vec![lstr(&msg.routing_key)].into()),
             );
-            if let Some(exp) = msg.properties.expiration() {
+            if let Some(exp) = props.expiration() {
                 t.insert("original-expiration".into(), lstr(exp.as_str()));
             }
             t
@@ -156,7 +176,7 @@ pub fn dead_lettered(
     headers.insert("x-last-death-reason".into(), lstr(reason));
     headers.insert("x-last-death-queue".into(), lstr(queue));
     headers.insert("x-last-death-exchange".into(), lstr(&msg.exchange));
-    let props = without_expiration(&msg.properties).with_headers(headers);
+    let props = without_expiration(&props).with_headers(headers);
     let mut out = msg.with_properties(props);
     out.exchange = dlx.to_owned();
     out.routing_key = dl_routing_key.unwrap_or(&msg.routing_key).to_owned();
@@ -254,13 +274,13 @@ mod tests {
             .with_delivery_mode(2)
             .with_priority(3)
             .with_expiration("1500".into());
-        let m = Message {
-            exchange: "ex".into(),
-            routing_key: "rk".into(),
-            header: codec::encode_content_header(3, &props),
-            body: Bytes::from_static(b"abc"),
-            properties: props,
-        };
+        let m = Message::new(
+            "ex".into(),
+            "rk".into(),
+            codec::encode_content_header(3, &props),
+            Bytes::from_static(b"abc"),
+        )
+        .expect("valid header");
         let d = Message::decode(&m.encode()).expect("decodes");
         assert_eq!(
             (d.exchange.as_str(), d.routing_key.as_str(), &d.body[..]),

@@ -54,7 +54,7 @@ impl Outbound {
     pub fn write<R>(&self, f: impl FnOnce(&mut BytesMut, u32) -> R) -> R {
         let mut buf = self.buf.lock();
         let r = f(&mut buf, self.frame_max.load(Ordering::Relaxed));
-        self.len.store(buf.len(), Ordering::Relaxed);
+        self.len.store(buf.len(), Ordering::Release);
         drop(buf);
         self.notify.notify_one();
         r
@@ -65,11 +65,13 @@ impl Outbound {
         self.write(|b, _| codec::put_method(b, channel, class));
     }
 
-    /// Takes everything pending (the writer calls this).
-    pub fn take(&self) -> BytesMut {
+    /// Swaps everything pending into `spare` (the writer calls this with its emptied buffer, so the two
+    /// buffers alternate and a flush allocates nothing).
+    pub fn take_into(&self, spare: &mut BytesMut) {
+        debug_assert!(spare.is_empty());
         let mut buf = self.buf.lock();
-        self.len.store(0, Ordering::Relaxed);
-        buf.split()
+        self.len.store(0, Ordering::Release);
+        std::mem::swap(&mut *buf, spare);
     }
 
     /// Waits until something is pending.
@@ -84,7 +86,7 @@ impl Outbound {
 
     /// Whether the buffer is over the high-water mark.
     pub fn is_full(&self) -> bool {
-        self.len.load(Ordering::Relaxed) > OUTPUT_HIGH_WATER_BYTES
+        self.len.load(Ordering::Acquire) > OUTPUT_HIGH_WATER_BYTES
     }
 
     /// Marks the connection gone: queues stop delivering to it.
@@ -98,12 +100,21 @@ impl Outbound {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Remembers a queue that skipped a consumer because this output was full.
-    fn stall(&self, queue: &Arc<Queue>) {
-        let mut s = self.stalled.lock();
-        if !s.iter().any(|w| w.as_ptr() == Arc::as_ptr(queue)) {
-            s.push(Arc::downgrade(queue));
+    /// Whether `queue` must skip this connection's consumers because its output is full; if so, the queue
+    /// is remembered and dispatched again after the next write. The fullness is checked again after
+    /// registering, so a writer that drained the buffer in between (and already ran its kick) cannot leave
+    /// the queue waiting for a write that never comes.
+    fn stalls(&self, queue: &Arc<Queue>) -> bool {
+        if !self.is_full() {
+            return false;
         }
+        {
+            let mut s = self.stalled.lock();
+            if !s.iter().any(|w| w.as_ptr() == Arc::as_ptr(queue)) {
+                s.push(Arc::downgrade(queue));
+            }
+        }
+        self.is_full()
     }
 
     /// Re-runs dispatch of the queues that stalled on this output (the writer calls this after a write).
@@ -822,8 +833,7 @@ fn pick_consumer(queue: &Arc<Queue>, st: &mut QueueState) -> Option<usize> {
     if queue.args.single_active_consumer {
         // Only the oldest consumer receives; the next takes over when it goes.
         let c = st.consumers.first()?;
-        if c.channel.out.is_full() {
-            c.channel.out.stall(queue);
+        if c.channel.out.stalls(queue) {
             return None;
         }
         return c.has_credit().then_some(0);
@@ -835,8 +845,7 @@ fn pick_consumer(queue: &Arc<Queue>, st: &mut QueueState) -> Option<usize> {
         if !c.has_credit() {
             continue;
         }
-        if c.channel.out.is_full() {
-            c.channel.out.stall(queue);
+        if c.channel.out.stalls(queue) {
             continue;
         }
         if best.is_none_or(|(_, p)| c.priority > p) {
@@ -987,13 +996,15 @@ mod tests {
     fn msg(body: &'static [u8]) -> Entry {
         let props = amq_protocol::protocol::BasicProperties::default();
         Entry::new(
-            Arc::new(Message {
-                exchange: String::new(),
-                routing_key: "q".into(),
-                header: codec::encode_content_header(body.len() as u64, &props),
-                body: Bytes::from_static(body),
-                properties: props,
-            }),
+            Arc::new(
+                Message::new(
+                    String::new(),
+                    "q".into(),
+                    codec::encode_content_header(body.len() as u64, &props),
+                    Bytes::from_static(body),
+                )
+                .expect("valid header"),
+            ),
             None,
         )
     }

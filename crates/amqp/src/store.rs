@@ -27,6 +27,18 @@ pub const DEFS_TREE: &str = "amqp.defs";
 /// Tree of persistent messages.
 pub const MSGS_TREE: &str = "amqp.msgs";
 
+/// Runs a synchronous storage write (a definition change, which waits for its fsync under `fsync=always`)
+/// so that it does not stall a runtime worker: on a multi-threaded tokio runtime the worker hands its other
+/// tasks away first (`block_in_place`); elsewhere it just runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// Handles to the broker's trees.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -275,13 +287,13 @@ impl Store {
             u8::from(d.auto_delete) | (u8::from(d.internal) << 1),
         ];
         v.extend_from_slice(&table_bytes(&d.arguments));
-        self.defs.put(&Self::exchange_key(&d.vhost, &d.name), &v)?;
+        blocking(|| self.defs.put(&Self::exchange_key(&d.vhost, &d.name), &v))?;
         Ok(())
     }
 
     /// Deletes a durable exchange.
     pub fn delete_exchange(&self, vhost: &str, name: &str) -> Result<(), AmqpError> {
-        self.defs.delete(&Self::exchange_key(vhost, name))?;
+        blocking(|| self.defs.delete(&Self::exchange_key(vhost, name)))?;
         Ok(())
     }
 
@@ -290,7 +302,7 @@ impl Store {
         let mut v = d.id.to_be_bytes().to_vec();
         v.push(u8::from(d.auto_delete));
         v.extend_from_slice(&table_bytes(&d.arguments));
-        self.defs.put(&Self::queue_key(&d.vhost, &d.name), &v)?;
+        blocking(|| self.defs.put(&Self::queue_key(&d.vhost, &d.name), &v))?;
         Ok(())
     }
 
@@ -300,20 +312,22 @@ impl Store {
         batch.delete(&self.defs, &Self::queue_key(vhost, name));
         batch.delete_range(&self.msgs, &msg_key(id, 0), &msg_key(id, u64::MAX));
         batch.delete(&self.msgs, &msg_key(id, u64::MAX));
-        self.db.write(&batch)?;
+        blocking(|| self.db.write(&batch))?;
         Ok(())
     }
 
     /// Stores a binding.
     pub fn put_binding(&self, b: &BindingDef) -> Result<(), AmqpError> {
-        self.defs
-            .put(&Self::binding_key(b), &table_bytes(&b.arguments))?;
+        blocking(|| {
+            self.defs
+                .put(&Self::binding_key(b), &table_bytes(&b.arguments))
+        })?;
         Ok(())
     }
 
     /// Deletes a binding.
     pub fn delete_binding(&self, b: &BindingDef) -> Result<(), AmqpError> {
-        self.defs.delete(&Self::binding_key(b))?;
+        blocking(|| self.defs.delete(&Self::binding_key(b)))?;
         Ok(())
     }
 

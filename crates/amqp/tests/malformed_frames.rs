@@ -70,6 +70,16 @@ impl Raw {
     }
 
     async fn login(&mut self, user: &str, password: &str, vhost: &str) -> Option<AMQPClass> {
+        self.login_with(user, password, vhost, 0).await
+    }
+
+    async fn login_with(
+        &mut self,
+        user: &str,
+        password: &str,
+        vhost: &str,
+        heartbeat: u16,
+    ) -> Option<AMQPClass> {
         self.send(codec::PROTOCOL_HEADER).await;
         assert!(matches!(
             self.method().await,
@@ -94,7 +104,7 @@ impl Raw {
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
                 channel_max: 16,
                 frame_max: 131_072,
-                heartbeat: 0,
+                heartbeat,
             })),
         )
         .await;
@@ -450,5 +460,41 @@ async fn channel_errors_close_only_the_channel_with_rabbitmq_texts() {
         r.method().await,
         Some(AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))
     ));
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_are_sent_and_a_silent_client_is_dropped() {
+    let b = common::start().await;
+    let mut r = Raw::connect(b.addr).await;
+    let ok = r.login_with("guest", "guest", "/", 1).await;
+    assert!(matches!(
+        ok,
+        Some(AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
+    ));
+    // The broker sends a heartbeat after half a second of silence...
+    let started = std::time::Instant::now();
+    let mut saw_heartbeat = false;
+    loop {
+        if let Some(f) = codec::next_frame(&mut r.buf, 1 << 20).expect("valid") {
+            if f.kind == codec::FRAME_HEARTBEAT {
+                saw_heartbeat = true;
+            }
+            continue;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), r.s.read_buf(&mut r.buf))
+            .await
+            .expect("the broker closes a silent connection in time")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+    }
+    // ...and closes the socket after two intervals without hearing from the client.
+    assert!(saw_heartbeat, "no heartbeat from the broker");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "closed too early"
+    );
     b.stop().await;
 }

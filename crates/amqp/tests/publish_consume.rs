@@ -138,3 +138,57 @@ async fn basic_get_and_large_messages_split_by_frame_max() {
     );
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_ack_consumer_gets_everything_past_the_output_high_water_mark() {
+    // 8 MiB for one no-ack consumer: deliveries pause at the connection's output limit and resume as its
+    // writer drains, without losing or reordering a message.
+    let b = common::start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.queue_declare(
+        "bulk".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    let body = vec![1u8; 4096];
+    let n = 2048u32;
+    for i in 0..n {
+        let mut b = body.clone();
+        b[..4].copy_from_slice(&i.to_be_bytes());
+        ch.basic_publish(
+            "".into(),
+            "bulk".into(),
+            BasicPublishOptions::default(),
+            &b,
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+    }
+    let consumer_conn = b.connect().await;
+    let c = consumer_conn.create_channel().await.expect("channel");
+    let mut consumer = c
+        .basic_consume(
+            "bulk".into(),
+            "bulk".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    for i in 0..n {
+        let d = tokio::time::timeout(std::time::Duration::from_secs(20), consumer.next())
+            .await
+            .expect("delivery in time")
+            .expect("delivery")
+            .expect("ok");
+        assert_eq!(d.data[..4], i.to_be_bytes());
+    }
+    b.stop().await;
+}

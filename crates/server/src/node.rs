@@ -192,11 +192,13 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
                 });
             }
             ServiceKind::Amqp => {
-                let broker = strata_amqp::Broker::open(
-                    &ctx.storage,
-                    ctx.users.clone(),
-                    strata_amqp::AmqpConfig::default(),
-                )
+                // Recovery reads every stored message: keep it off the async worker threads.
+                let (storage, users) = (ctx.storage.clone(), ctx.users.clone());
+                let broker = tokio::task::spawn_blocking(move || {
+                    strata_amqp::Broker::open(&storage, users, strata_amqp::AmqpConfig::default())
+                })
+                .await
+                .context("AMQP broker open task failed")?
                 .context("cannot open the AMQP broker")?;
                 ctx.metrics
                     .register_collector(Box::new(crate::amqp_metrics::AmqpCollector::new(
