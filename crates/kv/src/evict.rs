@@ -791,6 +791,25 @@ pub fn after_command(
                     ev.measure(sh, to, key, None);
                 }
             }
+            "restore" if ok => {
+                // RESTORE ... [IDLETIME seconds] [FREQ frequency] sets the access data it carries.
+                let value_after = |name: &[u8]| {
+                    args.iter()
+                        .position(|a| a.eq_ignore_ascii_case(name))
+                        .and_then(|i| args.get(i + 1))
+                        .and_then(|a| std::str::from_utf8(a).ok()?.parse::<u64>().ok())
+                };
+                let freq = value_after(b"freq").and_then(|f| u8::try_from(f).ok());
+                if let Some(key) = args.get(1) {
+                    ev.set_access(
+                        db,
+                        key,
+                        value_after(b"idletime"),
+                        freq,
+                        sh.keyspace.now_ms(),
+                    );
+                }
+            }
             _ => {}
         }
         return;

@@ -7,8 +7,8 @@
 //! and watches it through the keyspace's write counters; [`Notifier::finish`] then names the events from
 //! the command, its reply and which keys were written, and publishes them.
 //!
-//! Not emitted: `expired` (the expiry cycle and lazy expiry live in the keyspace and report no keys),
-//! `evicted` (strata does not evict), `key-miss`, stream and module events.
+//! `expired` is published by lazy expiry in dispatch and by the active cycle, `evicted` by eviction
+//! (`evict.rs`). Not emitted: `key-miss`, stream and module events.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
