@@ -480,13 +480,21 @@ impl Tracking {
         for (prefix, key, writer) in pending {
             by_prefix.entry(prefix).or_default().push((key, writer));
         }
-        let prefixes = self.prefixes.lock();
+        // The subscribers of each prefix, copied so the client map is locked alone (enable() locks the
+        // client map before the prefix map).
+        let subscribers: Vec<(Vec<(Bytes, Option<u64>)>, Vec<u64>)> = {
+            let prefixes = self.prefixes.lock();
+            by_prefix
+                .into_iter()
+                .filter_map(|(prefix, keys)| {
+                    let ids = prefixes.get(&prefix)?;
+                    Some((keys, ids.iter().copied().collect()))
+                })
+                .collect()
+        };
         let mut clients = self.clients.lock();
-        for (prefix, keys) in by_prefix {
-            let Some(ids) = prefixes.get(&prefix) else {
-                continue;
-            };
-            for id in ids {
+        for (keys, ids) in subscribers {
+            for id in &ids {
                 let Some(c) = clients.get_mut(id) else {
                     continue;
                 };
