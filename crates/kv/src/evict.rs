@@ -477,12 +477,11 @@ impl Eviction {
         meta.size = size;
         meta.element = u32::try_from(element).unwrap_or(u32::MAX);
         meta.expire_at_ms = entry.expire_at_ms;
+        // Accounted under the shard's lock, so the total always equals the sum of the entries.
         let replaced = shard.put(key, meta);
-        drop(shard);
         match replaced {
             Some(old) => {
-                self.dataset
-                    .fetch_sub(old.size.min(self.dataset_bytes()), Ordering::Relaxed);
+                self.sub_dataset(old.size);
                 if old.expire_at_ms != 0 && meta.expire_at_ms == 0 {
                     t.volatile.fetch_sub(1, Ordering::Relaxed);
                 } else if old.expire_at_ms == 0 && meta.expire_at_ms != 0 {
@@ -497,6 +496,15 @@ impl Eviction {
             }
         }
         self.dataset.fetch_add(size, Ordering::Relaxed);
+        drop(shard);
+    }
+
+    fn sub_dataset(&self, bytes: u64) {
+        let _ = self
+            .dataset
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some(d.saturating_sub(bytes))
+            });
     }
 
     fn forgot(&self, t: &DbTable, old: &Meta) {
@@ -504,11 +512,7 @@ impl Eviction {
         if old.expire_at_ms != 0 {
             t.volatile.fetch_sub(1, Ordering::Relaxed);
         }
-        let _ = self
-            .dataset
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-                Some(d.saturating_sub(old.size))
-            });
+        self.sub_dataset(old.size);
     }
 
     /// A key is gone (expired, evicted, deleted outside a command).
