@@ -903,3 +903,84 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(size: u64, expire_at_ms: u64) -> Meta {
+        Meta {
+            size,
+            element: 0,
+            expire_at_ms,
+            access_ms: 0,
+            lfu: LFU_INIT,
+            ldt: 0,
+        }
+    }
+
+    /// Every index entry points at its slot, and the volatile set holds exactly the keys with a deadline.
+    fn check(shard: &Shard) {
+        assert_eq!(shard.index.len(), shard.slots.len());
+        for (i, (k, m)) in shard.slots.iter().enumerate() {
+            assert_eq!(shard.index.get(k), Some(&i));
+            assert_eq!(shard.volatile_index.contains_key(k), m.expire_at_ms != 0);
+        }
+        assert_eq!(shard.volatile_index.len(), shard.volatile.len());
+        for (i, k) in shard.volatile.iter().enumerate() {
+            assert_eq!(shard.volatile_index.get(k), Some(&i));
+        }
+    }
+
+    #[test]
+    fn shard_indexes_stay_consistent_through_swap_removes() {
+        let mut shard = Shard::default();
+        for i in 0..50u64 {
+            shard.put(
+                format!("k{i}").as_bytes(),
+                meta(i, if i % 3 == 0 { 100 + i } else { 0 }),
+            );
+        }
+        check(&shard);
+        for i in (0..50u64).step_by(4) {
+            assert_eq!(
+                shard.remove(format!("k{i}").as_bytes()).map(|m| m.size),
+                Some(i)
+            );
+            check(&shard);
+        }
+        // A deadline added and removed moves the key in and out of the volatile set.
+        shard.put(b"k1", meta(1, 5));
+        check(&shard);
+        shard.put(b"k3", meta(3, 0));
+        check(&shard);
+        assert!(shard.remove(b"missing").is_none());
+        assert_eq!(shard.slots.len(), 50 - 13);
+    }
+
+    #[test]
+    fn the_lfu_counter_grows_logarithmically_and_decays_per_period() {
+        let ev = Eviction::new(1);
+        let mut m = meta(0, 0);
+        let now = 10 * 60_000;
+        m.ldt = Eviction::minutes(now);
+        for _ in 0..1000 {
+            ev.access(&mut m, now);
+        }
+        // With lfu-log-factor 10, a thousand hits reach about 18 (Redis's table: 100 hits ~ 10,
+        // 1000 ~ 18).
+        assert!((12..=25).contains(&m.lfu), "{}", m.lfu);
+        let counter = m.lfu;
+        assert_eq!(ev.decayed(&m, now + 5 * 60_000), counter - 5);
+        ev.lfu_decay_time.store(0, Ordering::Relaxed);
+        assert_eq!(ev.decayed(&m, now + 5 * 60_000), counter);
+    }
+
+    #[test]
+    fn policies_parse_from_redis_names() {
+        assert_eq!(Policy::parse("volatile-ttl"), Policy::Ttl);
+        assert!(Policy::parse("volatile-lfu").volatile());
+        assert!(!Policy::parse("allkeys-random").volatile());
+        assert_eq!(Policy::parse("noeviction"), Policy::NoEviction);
+    }
+}
