@@ -227,7 +227,9 @@ async fn wait_while_paused(
         return Ok(());
     }
     let writes = |spec: &cmd::CommandSpec| {
-        spec.flags.contains(&"write") || matches!(spec.name, "publish" | "spublish")
+        spec.flags.contains(&"write")
+            || spec.flags.contains(&"may_replicate")
+            || matches!(spec.name, "publish" | "spublish")
     };
     // EXEC is a write when its queue holds one (Redis's `may-replicate` transaction).
     let is_write = writes(spec)

@@ -25,6 +25,7 @@
 mod compaction;
 pub mod expire;
 mod plain;
+pub mod stream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -67,6 +68,10 @@ pub enum Kind {
     Set = 3,
     /// A sorted set.
     ZSet = 4,
+    /// A stream (`keyspace/stream.rs`).
+    Stream = 5,
+    /// An autocomplete dictionary (RediSearch's `trietype0`; `cmd/suggest.rs`).
+    Trie = 8,
 }
 
 impl Kind {
@@ -77,6 +82,8 @@ impl Kind {
             2 => Kind::Hash,
             3 => Kind::Set,
             4 => Kind::ZSet,
+            5 => Kind::Stream,
+            8 => Kind::Trie,
             _ => return None,
         })
     }
@@ -89,6 +96,8 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::Set => "set",
             Kind::ZSet => "zset",
+            Kind::Stream => "stream",
+            Kind::Trie => "trietype0",
         }
     }
 }
@@ -229,6 +238,8 @@ pub struct Keyspace {
     watching: AtomicU64,
     /// Order-statistic trees of hot sorted sets (rank and range in O(log n)); see `cmd/zsets.rs`.
     pub(crate) zset_trees: crate::cmd::zsets::TreeCache,
+    /// Tries of recently used autocomplete dictionaries; see `cmd/suggest.rs`.
+    pub(crate) sug_tries: crate::cmd::suggest::TrieCache,
     /// Database index → index into `trees` (SWAPDB permutes it).
     map: Vec<AtomicUsize>,
     /// Where `map` is persisted.
@@ -593,6 +604,7 @@ impl Keyspace {
             watched: Mutex::new(std::collections::HashMap::new()),
             watching: AtomicU64::new(0),
             zset_trees: Default::default(),
+            sug_tries: Default::default(),
             map: map.into_iter().map(AtomicUsize::new).collect(),
             map_tree,
             swap_lock: Mutex::new(()),

@@ -20,6 +20,7 @@ pub mod cmd;
 mod connection;
 pub mod evict;
 pub mod keyspace;
+pub mod latency;
 pub mod notify;
 pub mod pubsub;
 mod session;
@@ -123,6 +124,8 @@ pub struct Shared {
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Clients that ran MONITOR.
     pub monitors: clients::Monitors,
+    /// The latency monitor (`LATENCY`).
+    pub latency: latency::LatencyMonitor,
     /// Cache mode: the key table behind eviction and `OBJECT FREQ`/`IDLETIME`.
     pub evict: evict::Eviction,
     /// Client-side caching.
@@ -162,7 +165,7 @@ impl Shared {
             blocking: blocking::Blocking::default(),
             pubsub: pubsub::PubSub::default(),
             pause: clients::Pause::default(),
-            command_stats: stats::CommandStats::new(cmd::commands().len()),
+            command_stats: stats::CommandStats::new(cmd::stat_names().len()),
             slowlog: stats::SlowLog::default(),
             ops: stats::OpsSampler::default(),
             max_clients: AtomicUsize::new(config.max_clients),
@@ -172,6 +175,7 @@ impl Shared {
             notify: notify::Notifier::default(),
             local_addr: std::sync::OnceLock::new(),
             monitors: clients::Monitors::default(),
+            latency: latency::LatencyMonitor::default(),
             config,
         });
         shared.evict.refresh(&shared);

@@ -7,8 +7,11 @@
 //! and watches it through the keyspace's write counters; [`Notifier::finish`] then names the events from
 //! the command, its reply and which keys were written, and publishes them.
 //!
+//! Stream commands name their events themselves, as they happen ([`stream_event`]: XADD's `xadd` then
+//! `xtrim`, `xgroup-createconsumer` from XREADGROUP, ...); they are published after the command's `new`.
+//!
 //! `expired` is published by lazy expiry in dispatch and by the active cycle, `evicted` by eviction
-//! (`evict.rs`). Not emitted: `key-miss`, stream and module events.
+//! (`evict.rs`). Not emitted: `key-miss` and module events.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -145,6 +148,7 @@ impl Notifier {
 
     /// Before a write command runs: notes its keys' existence and write counters.
     pub fn begin(sh: &Shared, db: usize, name: &str, args: &[Bytes]) -> Pending {
+        STREAM_EVENTS.with(|e| e.borrow_mut().clear());
         let keys = crate::cmd::key_positions(name, args)
             .into_iter()
             .filter_map(|i| args.get(i))
@@ -200,6 +204,27 @@ impl Notifier {
                 }
             }
         }
+        let stream_events = STREAM_EVENTS.with(|e| std::mem::take(&mut *e.borrow_mut()));
+        if flags & STREAM != 0 {
+            for (key, ev) in stream_events {
+                publish(sh, flags, pending.db, &key, ev);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Events stream commands named while running, published by [`Notifier::finish`].
+    static STREAM_EVENTS: std::cell::RefCell<Vec<(Bytes, &'static str)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A stream command did `event` to `key` (`xadd`, `xtrim`, `xgroup-create`, ...): published after the
+/// command when the `t` class is on. Commands run on one thread from [`Notifier::begin`] to
+/// [`Notifier::finish`], so the events are kept per thread.
+pub fn stream_event(sh: &Shared, key: &[u8], event: &'static str) {
+    if sh.notify.enabled() && sh.notify.flags() & STREAM != 0 {
+        STREAM_EVENTS.with(|e| e.borrow_mut().push((Bytes::copy_from_slice(key), event)));
     }
 }
 
@@ -258,6 +283,7 @@ fn event_for(name: &str, args: &[Bytes], i: usize, n: usize) -> Option<(u32, &'s
         "setrange" => (STRING, "setrange"),
         "incr" | "decr" | "incrby" | "decrby" => (STRING, "incrby"),
         "incrbyfloat" => (STRING, "incrbyfloat"),
+        "pfadd" | "pfmerge" => (STRING, "pfadd"),
         "getdel" => (GENERIC, "del"),
         "getex" => {
             if args
@@ -332,7 +358,9 @@ fn event_for(name: &str, args: &[Bytes], i: usize, n: usize) -> Option<(u32, &'s
         "hdel" => (HASH, "hdel"),
         "hincrby" => (HASH, "hincrby"),
         "hincrbyfloat" => (HASH, "hincrbyfloat"),
-        "zadd" => (ZSET, "zadd"),
+        "zadd" | "geoadd" => (ZSET, "zadd"),
+        "georadius" | "georadiusbymember" if i > 0 => (ZSET, "georadiusstore"),
+        "geosearchstore" if i == 0 => (ZSET, "geosearchstore"),
         "zincrby" => (ZSET, "zincr"),
         "zrem" => (ZSET, "zrem"),
         "zremrangebyscore" => (ZSET, "zremrangebyscore"),

@@ -53,6 +53,8 @@ pub struct Session {
     /// True while a blocked command is re-run after a wake-up: a key of the wrong type then does not
     /// fail the command (Redis keeps such a client blocked).
     pub retrying_block: bool,
+    /// The IDs (ms, seq) a blocked XREAD resolved its `$` arguments to, so its retries keep them.
+    pub stream_ids: Option<Vec<(u64, u64)>>,
     /// SUBSCRIBE channels.
     pub channels: BTreeSet<Bytes>,
     /// PSUBSCRIBE patterns.
@@ -96,6 +98,7 @@ impl Session {
             block: None,
             in_exec: false,
             retrying_block: false,
+            stream_ids: None,
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
             shard_channels: BTreeSet::new(),

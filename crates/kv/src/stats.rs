@@ -14,7 +14,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 /// Counters of one command.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CommandCounters {
     /// Times the command ran (a blocking command counts once, when it is served or times out).
     pub calls: AtomicU64,
@@ -24,6 +24,34 @@ pub struct CommandCounters {
     pub rejected_calls: AtomicU64,
     /// Calls that ran and replied with an error.
     pub failed_calls: AtomicU64,
+    /// Calls by latency: bucket `b` counts calls that took at most 2^b microseconds (and more than
+    /// 2^(b-1)), for `LATENCY HISTOGRAM` and `INFO latencystats`.
+    pub latency: [AtomicU64; LATENCY_BUCKETS],
+}
+
+impl Default for CommandCounters {
+    fn default() -> Self {
+        CommandCounters {
+            calls: AtomicU64::new(0),
+            usec: AtomicU64::new(0),
+            rejected_calls: AtomicU64::new(0),
+            failed_calls: AtomicU64::new(0),
+            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Latency buckets per command: 1 µs to 2^39 µs (about six days), doubling.
+pub const LATENCY_BUCKETS: usize = 40;
+
+/// The bucket of a call that took `usec` microseconds: the smallest `b` with `usec <= 2^b`.
+fn latency_bucket(usec: u64) -> usize {
+    let b = if usec <= 1 {
+        0
+    } else {
+        (64 - (usec - 1).leading_zeros()) as usize
+    };
+    b.min(LATENCY_BUCKETS - 1)
 }
 
 /// A snapshot of one command's counters.
@@ -51,6 +79,8 @@ pub struct CommandStats {
     errors: Mutex<BTreeMap<String, u64>>,
     /// Error replies of any kind (`total_error_replies`).
     pub error_replies: AtomicU64,
+    /// `latency-tracking`: whether calls are counted in the latency histograms.
+    pub latency_tracking: std::sync::atomic::AtomicBool,
 }
 
 impl CommandStats {
@@ -60,17 +90,19 @@ impl CommandStats {
             counters: (0..commands).map(|_| CommandCounters::default()).collect(),
             errors: Mutex::new(BTreeMap::new()),
             error_replies: AtomicU64::new(0),
+            latency_tracking: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
     /// Records one call of command `index` that took `elapsed`, and whether it replied with an error.
     pub fn record_call(&self, index: usize, elapsed: Duration, error: Option<&[u8]>) {
         if let Some(c) = self.counters.get(index) {
+            let usec = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
             c.calls.fetch_add(1, Ordering::Relaxed);
-            c.usec.fetch_add(
-                u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
+            c.usec.fetch_add(usec, Ordering::Relaxed);
+            if self.latency_tracking.load(Ordering::Relaxed) {
+                c.latency[latency_bucket(usec)].fetch_add(1, Ordering::Relaxed);
+            }
             if error.is_some() {
                 c.failed_calls.fetch_add(1, Ordering::Relaxed);
             }
@@ -120,6 +152,48 @@ impl CommandStats {
             .collect()
     }
 
+    /// Command `index`'s latency histogram as `LATENCY HISTOGRAM` reports it: its calls, and for each
+    /// bucket from the lowest to the highest one used, the bucket's upper bound in microseconds and the
+    /// number of calls that took at most that long. `None` when the command has no tracked calls.
+    pub fn histogram(&self, index: usize) -> Option<(u64, Vec<(u64, u64)>)> {
+        let c = self.counters.get(index)?;
+        let counts: Vec<u64> = c
+            .latency
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let first = counts.iter().position(|&n| n > 0)?;
+        let last = counts.iter().rposition(|&n| n > 0)?;
+        let mut cumulative = 0;
+        let buckets = (first..=last)
+            .map(|b| {
+                cumulative += counts[b];
+                (1u64 << b, cumulative)
+            })
+            .collect();
+        Some((c.calls.load(Ordering::Relaxed), buckets))
+    }
+
+    /// Latency percentiles of command `index` in microseconds (each the upper bound of the bucket holding
+    /// it, as precise as the histogram is); `None` when the command has no tracked calls.
+    pub fn percentiles(&self, index: usize, percentiles: &[f64]) -> Option<Vec<f64>> {
+        let (_, buckets) = self.histogram(index)?;
+        let total = buckets.last().map(|&(_, n)| n)?;
+        Some(
+            percentiles
+                .iter()
+                .map(|&p| {
+                    let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+                    buckets
+                        .iter()
+                        .find(|&&(_, n)| n >= rank)
+                        .or(buckets.last())
+                        .map_or(0.0, |&(usec, _)| usec as f64)
+                })
+                .collect(),
+        )
+    }
+
     /// Error codes and their counts.
     pub fn errors(&self) -> Vec<(String, u64)> {
         self.errors
@@ -136,6 +210,9 @@ impl CommandStats {
             c.usec.store(0, Ordering::Relaxed);
             c.rejected_calls.store(0, Ordering::Relaxed);
             c.failed_calls.store(0, Ordering::Relaxed);
+            for b in &c.latency {
+                b.store(0, Ordering::Relaxed);
+            }
         }
         self.errors.lock().clear();
         self.error_replies.store(0, Ordering::Relaxed);

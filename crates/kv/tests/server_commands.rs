@@ -119,3 +119,170 @@ fn info_config_time_save() {
     let last: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
     assert!(last > 1_600_000_000);
 }
+
+#[test]
+fn latency_histograms_subcommand_stats_and_latencystats() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("a").arg("b").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("c").arg("d").query(&mut c).unwrap();
+    let _: i64 = redis::cmd("CLIENT").arg("ID").query(&mut c).unwrap();
+    // Every command, or the named ones; a container names its subcommands; unknown names are skipped.
+    let all: HashMap<String, redis::Value> = redis::cmd("LATENCY")
+        .arg("HISTOGRAM")
+        .query(&mut c)
+        .unwrap();
+    assert!(all.contains_key("set") && all.contains_key("client|id"));
+    assert!(all.contains_key("config|resetstat"), "{all:?}");
+    let some: Vec<redis::Value> = redis::cmd("LATENCY")
+        .arg("HISTOGRAM")
+        .arg("blabla")
+        .arg("set")
+        .arg("client")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(some.len(), 4, "{some:?}");
+    let set: HashMap<String, HashMap<String, redis::Value>> = redis::cmd("LATENCY")
+        .arg("HISTOGRAM")
+        .arg("set")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(set["set"]["calls"], redis::Value::Int(2));
+    let redis::Value::Array(buckets) = &set["set"]["histogram_usec"] else {
+        panic!("{set:?}");
+    };
+    // Cumulative: the last bucket counts every call.
+    assert_eq!(buckets.last(), Some(&redis::Value::Int(2)));
+
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut c)
+        .unwrap();
+    assert!(stats.contains("cmdstat_client|id:calls=1,"), "{stats}");
+    assert!(stats.contains("cmdstat_set:calls=2,"), "{stats}");
+    let latency: String = redis::cmd("INFO")
+        .arg("latencystats")
+        .query(&mut c)
+        .unwrap();
+    let line = latency
+        .lines()
+        .find(|l| l.starts_with("latency_percentiles_usec_set:"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        line.contains("p50=") && line.contains(",p99=") && line.contains(",p99.9="),
+        "{latency}"
+    );
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("latency-tracking-info-percentiles")
+        .arg("0 50 100")
+        .query(&mut c)
+        .unwrap();
+    let latency: String = redis::cmd("INFO")
+        .arg("latencystats")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        latency.contains("latency_percentiles_usec_set:p0="),
+        "{latency}"
+    );
+    assert!(latency.contains(",p100="), "{latency}");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("latency-tracking")
+        .arg("no")
+        .query(&mut c)
+        .unwrap();
+    let latency: String = redis::cmd("INFO")
+        .arg("latencystats")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        !latency.contains("latency_percentiles_usec_set"),
+        "{latency}"
+    );
+
+    // The event monitor: off by default; RESET counts what it forgot.
+    let latest: Vec<redis::Value> = redis::cmd("LATENCY").arg("LATEST").query(&mut c).unwrap();
+    assert!(latest.is_empty());
+    let n: i64 = redis::cmd("LATENCY")
+        .arg("RESET")
+        .arg("blabla")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 0);
+    let doctor: String = redis::cmd("LATENCY").arg("DOCTOR").query(&mut c).unwrap();
+    assert!(!doctor.is_empty());
+    let err = redis::cmd("LATENCY")
+        .arg("HELP")
+        .arg("xxx")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("wrong number of arguments for 'latency|help' command"),
+        "{err}"
+    );
+    let err = redis::cmd("LATENCY")
+        .arg("GRAPH")
+        .arg("command")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("No samples available for event 'command'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_single_node_answers_replication_and_module_commands() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let role: (String, i64, Vec<String>) = redis::cmd("ROLE").query(&mut c).unwrap();
+    assert_eq!(role, ("master".to_owned(), 0, vec![]));
+    let replicas: i64 = redis::cmd("WAIT").arg(0).arg(0).query(&mut c).unwrap();
+    assert_eq!(replicas, 0);
+    // Asked for a replica, WAIT waits out its timeout and counts none.
+    let replicas: i64 = redis::cmd("WAIT").arg(1).arg(20).query(&mut c).unwrap();
+    assert_eq!(replicas, 0);
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    let acked: (i64, i64) = redis::cmd("WAITAOF")
+        .arg(1)
+        .arg(0)
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(acked, (1, 0));
+    let err = redis::cmd("WAIT")
+        .arg(0)
+        .arg(-1)
+        .query::<i64>(&mut c)
+        .unwrap_err();
+    assert!(err.to_string().contains("timeout is negative"), "{err}");
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(6379)
+            .query::<()>(&mut c)
+            .is_err()
+    );
+    let modules: Vec<redis::Value> = redis::cmd("MODULE").arg("LIST").query(&mut c).unwrap();
+    assert!(modules.is_empty());
+    let err = redis::cmd("MODULE")
+        .arg("LOAD")
+        .arg("/x.so")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Error loading the extension"),
+        "{err}"
+    );
+}

@@ -55,7 +55,7 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) ->
 impl Collector for KvCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let sh = &self.shared;
-        let names = strata_kv::cmd::commands().iter().map(|spec| spec.name);
+        let names = strata_kv::cmd::stat_names().iter().copied();
         let snapshot = sh.command_stats.snapshot(names);
         let calls: Vec<_> = snapshot.iter().map(|c| (c.name, c.calls)).collect();
         let seconds: Vec<_> = snapshot

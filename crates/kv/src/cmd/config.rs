@@ -1083,6 +1083,17 @@ fn apply(sh: &Shared, p: &Param, value: String) {
                 sh.slowlog.set_max_len(v);
             }
         }
+        "latency-monitor-threshold" => {
+            if let Ok(v) = value.parse::<u64>() {
+                sh.latency.threshold_ms.store(v, Ordering::Relaxed);
+            }
+        }
+        "latency-tracking" => {
+            let on = value.eq_ignore_ascii_case("yes");
+            sh.command_stats
+                .latency_tracking
+                .store(on, Ordering::Relaxed);
+        }
         "notify-keyspace-events" => {
             if let Some(flags) = crate::notify::parse(&value) {
                 sh.notify.set_flags(flags);

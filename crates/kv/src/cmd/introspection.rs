@@ -16,6 +16,14 @@ use crate::{Session, Shared};
 mod docs;
 mod syntax;
 
+/// The documented subcommands of `container` as `container|sub`, sorted (empty for a plain command).
+pub(super) fn subcommand_names(container: &str) -> Vec<&'static str> {
+    docs::subcommands(container)
+        .into_iter()
+        .map(|doc| doc.name)
+        .collect()
+}
+
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "command",
@@ -295,10 +303,12 @@ const KEY_FLAGS: &[(&str, &str, &str)] = &[
     ("bzpopmin", "RW access delete", ""),
     ("copy", "RO access", "OW update"),
     ("del", "RM delete", ""),
+    ("geoadd", "RW update", ""),
+    ("geosearchstore", "OW update", "RO access"),
     ("getdel", "RW access delete", ""),
     ("hdel", "RW delete", ""),
-    ("hset", "RW update", ""),
     ("hmset", "RW update", ""),
+    ("hset", "RW update", ""),
     ("hsetnx", "RW insert", ""),
     ("linsert", "RW insert", ""),
     ("lmove", "RW access delete", "RW insert"),
@@ -312,6 +322,10 @@ const KEY_FLAGS: &[(&str, &str, &str)] = &[
     ("move", "RW access delete", ""),
     ("mset", "OW update", ""),
     ("msetnx", "OW insert", ""),
+    ("pfadd", "RW insert", ""),
+    ("pfcount", "RW access", "RW access"),
+    ("pfdebug", "RW access", ""),
+    ("pfmerge", "RW access insert", "RO access"),
     ("psetex", "OW update", ""),
     ("rename", "RW access delete", "OW update"),
     ("renamenx", "RW access delete", "OW insert"),
@@ -477,6 +491,7 @@ const KEY_SPECS: &[(&str, i64, i64, i64)] = &[
     ("bzmpop", 0, 0, 0),
     ("bzpopmax", 1, -2, 1),
     ("bzpopmin", 1, -2, 1),
+    ("cl.throttle", 1, 1, 1),
     ("copy", 1, 2, 1),
     ("decr", 1, 1, 1),
     ("decrby", 1, 1, 1),
@@ -489,6 +504,20 @@ const KEY_SPECS: &[(&str, i64, i64, i64)] = &[
     ("expireat", 1, 1, 1),
     ("expiretime", 1, 1, 1),
     ("fcall", 0, 0, 0),
+    ("ft.sugadd", 1, 1, 1),
+    ("ft.sugdel", 1, 1, 1),
+    ("ft.sugget", 1, 1, 1),
+    ("ft.suglen", 1, 1, 1),
+    ("geoadd", 1, 1, 1),
+    ("geodist", 1, 1, 1),
+    ("geohash", 1, 1, 1),
+    ("geopos", 1, 1, 1),
+    ("georadius", 1, 1, 1),
+    ("georadius_ro", 1, 1, 1),
+    ("georadiusbymember", 1, 1, 1),
+    ("georadiusbymember_ro", 1, 1, 1),
+    ("geosearch", 1, 1, 1),
+    ("geosearchstore", 1, 2, 1),
     ("get", 1, 1, 1),
     ("getbit", 1, 1, 1),
     ("getdel", 1, 1, 1),
@@ -539,6 +568,7 @@ const KEY_SPECS: &[(&str, i64, i64, i64)] = &[
     ("pexpiretime", 1, 1, 1),
     ("pfadd", 1, 1, 1),
     ("pfcount", 1, -1, 1),
+    ("pfdebug", 2, 2, 1),
     ("pfmerge", 1, -1, 1),
     ("psetex", 1, 1, 1),
     ("pttl", 1, 1, 1),
@@ -580,6 +610,21 @@ const KEY_SPECS: &[(&str, i64, i64, i64)] = &[
     ("type", 1, 1, 1),
     ("unlink", 1, -1, 1),
     ("watch", 1, -1, 1),
+    ("xack", 1, 1, 1),
+    ("xadd", 1, 1, 1),
+    ("xautoclaim", 1, 1, 1),
+    ("xclaim", 1, 1, 1),
+    ("xdel", 1, 1, 1),
+    ("xgroup", 2, 2, 1),
+    ("xinfo", 2, 2, 1),
+    ("xlen", 1, 1, 1),
+    ("xpending", 1, 1, 1),
+    ("xrange", 1, 1, 1),
+    ("xread", 0, 0, 0),
+    ("xreadgroup", 0, 0, 0),
+    ("xrevrange", 1, 1, 1),
+    ("xsetid", 1, 1, 1),
+    ("xtrim", 1, 1, 1),
     ("zadd", 1, 1, 1),
     ("zcard", 1, 1, 1),
     ("zcount", 1, 1, 1),
@@ -649,7 +694,10 @@ fn key_spec(name: &str) -> (i64, i64, i64) {
 
 /// Whether a command's keys depend on its arguments beyond the legacy range.
 fn movable_keys(name: &str) -> bool {
-    matches!(name, "sort" | "sort_ro") || NUMKEYS.iter().any(|(n, ..)| *n == name)
+    matches!(
+        name,
+        "sort" | "sort_ro" | "georadius" | "georadiusbymember" | "xread" | "xreadgroup"
+    ) || NUMKEYS.iter().any(|(n, ..)| *n == name)
 }
 
 /// Positions in `args` (0 is the command name) of the keys of command `name`, in order.
@@ -666,6 +714,9 @@ pub fn key_positions(name: &str, args: &[Bytes]) -> Vec<usize> {
         keys.extend((at + 1..=at + count).filter(|i| *i < args.len()));
         return keys;
     }
+    if matches!(name, "xread" | "xreadgroup") {
+        return super::streams::read_key_positions(args);
+    }
     let (first, last, step) = key_spec(name);
     if first <= 0 || step <= 0 {
         return Vec::new();
@@ -679,6 +730,9 @@ pub fn key_positions(name: &str, args: &[Bytes]) -> Vec<usize> {
     if name == "sort" {
         // SORT key ... STORE dest: the destination is a key too.
         keys.extend(super::keys::sort_store_position(args));
+    }
+    if name == "georadius" || name == "georadiusbymember" {
+        keys.extend(super::geo::store_position(args));
     }
     keys
 }

@@ -119,6 +119,10 @@ fn element_overhead(kind: Kind) -> usize {
         Kind::Hash => 24 + 2 * 4,
         Kind::Set => 24 + 4,
         Kind::ZSet => 24 + 4 + 8 + 32,
+        // Entries packed in listpacks: flags, ID deltas and lengths.
+        Kind::Stream => 4,
+        // A trie node per suggestion: score, payload pointer, child links.
+        Kind::Trie => 24 + 4 + 8 + 16,
     }
 }
 

@@ -5,9 +5,12 @@ mod client;
 mod config;
 mod connection;
 mod functions;
+mod geo;
 mod hashes;
+mod hyperloglog;
 mod introspection;
 mod keys;
+mod latency;
 mod lists;
 mod memory;
 
@@ -15,10 +18,14 @@ pub use introspection::key_positions;
 pub use keys::ScanCursors;
 pub use keys::glob_match;
 mod pubsub;
+mod replication;
 mod server;
 pub use server::SaveState;
 mod sets;
+mod streams;
 mod strings;
+pub(crate) mod suggest;
+mod throttle;
 mod transactions;
 pub(crate) mod zsets;
 
@@ -47,15 +54,22 @@ const FAMILIES: &[&[CommandSpec]] = &[
     config::COMMANDS,
     connection::COMMANDS,
     functions::COMMANDS,
+    geo::COMMANDS,
     hashes::COMMANDS,
+    hyperloglog::COMMANDS,
     introspection::COMMANDS,
     keys::COMMANDS,
+    latency::COMMANDS,
     lists::COMMANDS,
     memory::COMMANDS,
     pubsub::COMMANDS,
+    replication::COMMANDS,
     server::COMMANDS,
     sets::COMMANDS,
+    streams::COMMANDS,
     strings::COMMANDS,
+    suggest::COMMANDS,
+    throttle::COMMANDS,
     transactions::COMMANDS,
     zsets::COMMANDS,
 ];
@@ -86,6 +100,53 @@ pub fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
         })
         .ok()
         .map(|i| (i, table[i]))
+}
+
+/// Statistics slots: one per command of [`commands`] (at the same index), then one per subcommand of
+/// each container command (`client|list`), which Redis 7 counts on its own.
+struct StatSlots {
+    names: Vec<&'static str>,
+    /// Per command index: its subcommands' names (sorted, lower-case) and their slots.
+    subs: Vec<Vec<(&'static str, usize)>>,
+}
+
+fn stat_slots() -> &'static StatSlots {
+    static SLOTS: std::sync::LazyLock<StatSlots> = std::sync::LazyLock::new(|| {
+        let mut names: Vec<&'static str> = commands().iter().map(|spec| spec.name).collect();
+        let mut subs = Vec::with_capacity(names.len());
+        for spec in commands() {
+            let mut own = Vec::new();
+            for full in introspection::subcommand_names(spec.name) {
+                let sub = full.split_once('|').map_or(full, |(_, sub)| sub);
+                own.push((sub, names.len()));
+                names.push(full);
+            }
+            subs.push(own);
+        }
+        StatSlots { names, subs }
+    });
+    &SLOTS
+}
+
+/// The name of every statistics slot (see [`stat_slot`]).
+pub fn stat_names() -> &'static [&'static str] {
+    &stat_slots().names
+}
+
+/// The statistics slot of a call of command `index` with `args`: its subcommand's for a container.
+pub fn stat_slot(index: usize, args: &[Bytes]) -> usize {
+    let slots = stat_slots();
+    match (slots.subs.get(index), args.get(1)) {
+        (Some(subs), Some(sub)) if !subs.is_empty() => subs
+            .binary_search_by(|(name, _)| name.bytes().cmp(sub.iter().map(u8::to_ascii_lowercase)))
+            .map_or(index, |i| subs[i].1),
+        _ => index,
+    }
+}
+
+/// Whether command `index` has subcommands (`CLIENT LIST`), which statistics and errors name.
+fn is_container(index: usize) -> bool {
+    stat_slots().subs.get(index).is_some_and(|s| !s.is_empty())
 }
 
 /// Commands that act on the transaction itself rather than being queued by MULTI.
@@ -228,7 +289,8 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         Ok(found) => found,
         Err((index, reply)) => {
             if let Frame::Error(message) = &reply {
-                shared.command_stats.record_rejected(index, message);
+                let slot = index.map(|i| stat_slot(i, args));
+                shared.command_stats.record_rejected(slot, message);
             }
             if session.multi.is_some() {
                 session.multi_failed = true;
@@ -239,13 +301,15 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
     if session.multi.is_some() && NO_MULTI.contains(&spec.name) {
         session.multi_failed = true;
         let reply = Frame::error("ERR Command not allowed inside a transaction");
-        shared.command_stats.record_rejected(Some(index), b"ERR");
+        shared
+            .command_stats
+            .record_rejected(Some(stat_slot(index, args)), b"ERR");
         return reply;
     }
     if refused_for_memory(session, shared, spec) {
         shared
             .command_stats
-            .record_rejected(Some(index), OOM_ERROR.as_bytes());
+            .record_rejected(Some(stat_slot(index, args)), OOM_ERROR.as_bytes());
         if spec.name == "exec" {
             session.end_transaction(&shared.keyspace);
             return Frame::error(format!(
@@ -313,6 +377,7 @@ pub fn resume(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
 /// Counts a blocked command answered without running again (timeout, CLIENT UNBLOCK).
 pub fn record_unblocked(shared: &Shared, args: &[Bytes], reply: &Frame) {
     if let Some((index, _)) = args.first().and_then(|name| lookup_indexed(name)) {
+        let index = stat_slot(index, args);
         let error = match reply {
             Frame::Error(m) => Some(&m[..]),
             _ => None,
@@ -344,7 +409,15 @@ fn finish(
         Frame::Error(m) => Some(&m[..]),
         _ => None,
     };
-    shared.command_stats.record_call(index, elapsed, error);
+    shared
+        .command_stats
+        .record_call(stat_slot(index, args), elapsed, error);
+    let event = if spec.flags.contains(&"fast") {
+        "fast-command"
+    } else {
+        "command"
+    };
+    shared.latency.observe(event, elapsed);
     if shared.slowlog.is_slow(elapsed) && !spec.flags.contains(&"skip_slowlog") {
         shared.slowlog.push(
             args,
@@ -359,12 +432,14 @@ fn finish(
 }
 
 /// Wakes clients blocked on any key among a write command's arguments (a superset of the keys it
-/// wrote; a spurious wake-up costs only a retry), adding them to `woken`.
+/// wrote; a spurious wake-up costs only a retry), adding them to `woken`. Swapping or emptying
+/// databases wakes every blocked client (a blocked XREADGROUP must learn its stream is gone).
 pub fn signal_keys(shared: &Shared, args: &[Bytes], woken: &mut Vec<crate::blocking::Woken>) {
-    if args
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"swapdb"))
-    {
+    if args.first().is_some_and(|n| {
+        n.eq_ignore_ascii_case(b"swapdb")
+            || n.eq_ignore_ascii_case(b"flushall")
+            || n.eq_ignore_ascii_case(b"flushdb")
+    }) {
         shared.blocking.signal_all(woken);
         return;
     }
@@ -386,9 +461,9 @@ fn check(
     session.last_command_at = std::time::Instant::now();
     session.last_command = spec.name;
     session.handle.touch(Some(index));
-    session.handle.set_full_name(
-        (CONTAINERS.contains(&spec.name) && args.len() > 1).then(|| full_name(spec, args)),
-    );
+    session
+        .handle
+        .set_full_name((is_container(index) && args.len() > 1).then(|| full_name(spec, args)));
     if !session.authenticated && !spec.no_auth {
         return Err((Some(index), Frame::error("NOAUTH Authentication required.")));
     }
@@ -412,15 +487,10 @@ fn check(
     Ok((index, spec))
 }
 
-/// Commands whose statistics and error messages name the subcommand too (`client|list`).
-const CONTAINERS: &[&str] = &[
-    "client", "command", "config", "memory", "object", "pubsub", "slowlog",
-];
-
 /// `get`, or `client|list` for a container command.
 pub fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
     match args.get(1) {
-        Some(sub) if CONTAINERS.contains(&spec.name) => format!(
+        Some(sub) if !introspection::subcommand_names(spec.name).is_empty() => format!(
             "{}|{}",
             spec.name,
             String::from_utf8_lossy(sub).to_ascii_lowercase()

@@ -13,6 +13,13 @@ use crate::{Session, Shared};
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        name: "module",
+        arity: -2,
+        flags: &["admin", "noscript"],
+        no_auth: false,
+        run: module,
+    },
+    CommandSpec {
         name: "bgsave",
         arity: -1,
         flags: &["admin", "noscript"],
@@ -83,7 +90,7 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// Sections only `all` and `everything` (or naming them) select.
-const EXTRA_SECTIONS: &[&str] = &["commandstats", "errorstats"];
+const EXTRA_SECTIONS: &[&str] = &["commandstats", "errorstats", "latencystats"];
 
 /// The replication ID INFO shows: 40 hex digits, new each run, as Redis's `master_replid`.
 static REPLICATION_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -294,7 +301,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "used_cpu_user_children", &format!("{cuser:.6}"));
         }
         "commandstats" => {
-            let names = super::commands().iter().map(|spec| spec.name);
+            let names = super::stat_names().iter().copied();
             for c in sh.command_stats.snapshot(names) {
                 let per_call = if c.calls == 0 {
                     0.0
@@ -308,6 +315,19 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
                     c.name, c.calls, c.usec, c.rejected_calls, c.failed_calls
                 );
             }
+        }
+        "latencystats" => {
+            let configured = sh
+                .config_params
+                .lock()
+                .get("latency-tracking-info-percentiles")
+                .cloned()
+                .unwrap_or_else(|| "50 99 99.9".to_owned());
+            let percentiles: Vec<f64> = configured
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            super::latency::info_section(sh, &percentiles, out);
         }
         "errorstats" => {
             for (code, count) in sh.command_stats.errors() {
@@ -742,6 +762,45 @@ pub fn slowlog(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             String::from_utf8_lossy(&sub)
         )),
         _ => super::unknown_subcommand(&args[1], "slowlog"),
+    }
+}
+
+/// MODULE LIST | LOAD | LOADEX | UNLOAD | HELP. strata loads no modules: the features Redis users add
+/// with the popular ones (rate limiting, autocomplete) are built in, so LIST is empty and LOAD fails
+/// the way Redis fails for a library it cannot load.
+pub fn module(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+    let sub = args[1].to_ascii_lowercase();
+    match (sub.as_slice(), args.len()) {
+        (b"list", 2) => Frame::Array(Vec::new()),
+        (b"load" | b"loadex", n) if n >= 3 => {
+            Frame::error("ERR Error loading the extension. Please check the server logs.")
+        }
+        (b"unload", 3) => {
+            Frame::error("ERR Error unloading module: no such module with that name")
+        }
+        (b"help", 2) => Frame::Array(
+            [
+                "MODULE <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "LIST",
+                "    Return a list of loaded modules.",
+                "LOAD <path> [<arg> ...]",
+                "    Load a module library from <path>, passing to it any optional arguments.",
+                "LOADEX <path> [[CONFIG NAME VALUE] [CONFIG NAME VALUE]] [ARGS ...]",
+                "    Load a module library from <path>, while passing it module configurations and optional arguments.",
+                "UNLOAD <name>",
+                "    Unload a module.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .into_iter()
+            .map(|l| Frame::Simple(Bytes::from_static(l.as_bytes())))
+            .collect(),
+        ),
+        (b"list" | b"load" | b"loadex" | b"unload" | b"help", _) => Frame::error(format!(
+            "ERR wrong number of arguments for 'module|{}' command",
+            String::from_utf8_lossy(&sub)
+        )),
+        _ => super::unknown_subcommand(&args[1], "module"),
     }
 }
 

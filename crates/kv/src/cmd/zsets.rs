@@ -673,6 +673,101 @@ fn store(sh: &Shared, db: usize, dst: &[u8], items: &[(Bytes, f64)]) -> Result<i
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// What the GEO commands use: they keep points in sorted sets, each scored by its 52-bit geohash.
+
+/// A sorted set opened for reading by a GEO command.
+pub(crate) struct ZRead<'a> {
+    sh: &'a Shared,
+    db: usize,
+    key: &'a [u8],
+    version: u64,
+    tree: &'a Tree,
+}
+
+impl ZRead<'_> {
+    /// The score of `member`, if it is in the set.
+    pub(crate) fn score(&self, member: &[u8]) -> Result<Option<f64>, Frame> {
+        score_of(self.sh, self.db, self.key, self.version, member)
+    }
+
+    /// The members with scores in `[min, max)`, in score order.
+    pub(crate) fn in_range(&self, min: f64, max: f64) -> Vec<Item> {
+        let range = Range::Score(ScoreRange {
+            min,
+            min_ex: false,
+            max,
+            max_ex: true,
+        });
+        select(self.tree, &range, false, 0, -1)
+    }
+}
+
+/// Runs `f` on the sorted set at `key` (`None` when there is none; WRONGTYPE for another type).
+pub(crate) fn read_zset<R>(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+    f: impl FnOnce(Option<&ZRead<'_>>) -> Result<R, Frame>,
+) -> Result<R, Frame> {
+    match open_read(sh, db, key)? {
+        None => f(None),
+        Some(z) => {
+            let tree = z.tree.read();
+            f(Some(&ZRead {
+                sh,
+                db,
+                key,
+                version: z.header.version,
+                tree: &tree,
+            }))
+        }
+    }
+}
+
+/// Runs `f` on the sorted set at `src` with both `src` and `dst` locked, and replaces `dst` with the
+/// sorted set of what `f` returns (deleting it when empty); returns the stored size.
+pub(crate) fn read_zset_and_store(
+    sh: &Shared,
+    db: usize,
+    src: &[u8],
+    dst: &[u8],
+    f: impl FnOnce(Option<&ZRead<'_>>) -> Result<Vec<(Bytes, f64)>, Frame>,
+) -> Result<i64, Frame> {
+    let _guards = sh.keyspace.lock_many(db, [dst, src].into_iter());
+    let items = match open_locked(sh, db, src)? {
+        None => f(None)?,
+        Some(z) => {
+            let tree = z.tree.read();
+            f(Some(&ZRead {
+                sh,
+                db,
+                key: src,
+                version: z.header.version,
+                tree: &tree,
+            }))?
+        }
+    };
+    store(sh, db, dst, &items)
+}
+
+/// GEOADD's write: ZADD with its NX, XX and CH flags.
+pub(crate) fn add_scores(
+    s: &Session,
+    sh: &Shared,
+    key: &[u8],
+    (nx, xx, ch): (bool, bool, bool),
+    pairs: &[(f64, Bytes)],
+) -> Frame {
+    let flags = AddFlags {
+        nx,
+        xx,
+        ch,
+        ..AddFlags::default()
+    };
+    add_generic(s, sh, key, flags, pairs)
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Ranges
 
 /// A score interval as ZRANGEBYSCORE takes it: `1.5`, `(1.5` (exclusive), `-inf`, `+inf`.

@@ -45,9 +45,10 @@ pub fn one_tick(sh: &Shared) -> usize {
     if sh.pause.maybe_active() && sh.pause.paused_until(true).is_some() {
         return 0;
     }
-    let deadline = Instant::now() + TICK_BUDGET;
+    let started = Instant::now();
+    let deadline = started + TICK_BUDGET;
     let mut total = 0;
-    loop {
+    let total = loop {
         // Shared with commands, exclusive with EXEC and SWAPDB: a transaction never sees a key vanish
         // half-way through, as in Redis.
         let removed = {
@@ -67,13 +68,15 @@ pub fn one_tick(sh: &Shared) -> usize {
             Ok(n) => {
                 total += n;
                 if n < PASS_BUDGET || Instant::now() >= deadline {
-                    return total;
+                    break total;
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "active expiry failed");
-                return total;
+                break total;
             }
         }
-    }
+    };
+    sh.latency.observe("expire-cycle", started.elapsed());
+    total
 }

@@ -210,6 +210,10 @@ enum Raw {
 }
 
 fn is_token(word: &str) -> bool {
+    // The streams' symbolic tokens: XADD's `*` and `=`/`~`, XGROUP's `$`.
+    if matches!(word, "*" | "=" | "~" | "$") {
+        return true;
+    }
     word.chars().any(|c| c.is_ascii_uppercase())
         && word
             .chars()

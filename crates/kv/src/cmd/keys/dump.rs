@@ -319,6 +319,16 @@ fn read_value(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<Value>, Frame
     if entry.kind == Kind::ZSet {
         return Ok(crate::cmd::zsets::read_source(sh, db, key)?.map(Value::ZSet));
     }
+    if entry.kind == Kind::Stream {
+        // Redis's RDB stream encoding (listpacks in a radix tree) is not written.
+        return Err(Frame::error("ERR DUMP of a stream is not supported"));
+    }
+    if entry.kind == Kind::Trie {
+        // A module type: RDB has no encoding of strata's dictionaries.
+        return Err(Frame::error(
+            "ERR DUMP of an autocomplete dictionary is not supported",
+        ));
+    }
     if entry.kind == Kind::String {
         return Ok(Some(Value::String(entry.payload)));
     }

@@ -136,6 +136,9 @@ fn encoding(sh: &Shared, db: usize, key: &[u8], entry: &Entry) -> Result<&'stati
     };
     Ok(match entry.kind {
         Kind::String => "raw",
+        Kind::Stream => "stream",
+        // A module type has no encodings of its own.
+        Kind::Trie => "raw",
         Kind::List => {
             // `list-max-listpack-size`: negative is a byte limit per node (-2 = 8 KB), positive a count.
             let fill = param(sh, "list-max-listpack-size", -2);

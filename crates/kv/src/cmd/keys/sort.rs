@@ -139,7 +139,10 @@ pub fn sort(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Err(e) => return storage_error(e),
     };
     let kind = entry.as_ref().map(|e| e.kind);
-    if matches!(kind, Some(Kind::String | Kind::Hash)) {
+    if matches!(
+        kind,
+        Some(Kind::String | Kind::Hash | Kind::Trie | Kind::Stream)
+    ) {
         return wrongtype();
     }
     // A set has no order of its own: with STORE, sort it so the result is deterministic.

@@ -1,0 +1,403 @@
+//! Streams and consumer groups through a real Redis client: IDs, ranges, trimming, groups, pending
+//! entries, claiming, lag, blocking reads, and consumer-group state surviving a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use strata_kv::{KvConfig, ManualClock};
+
+/// A reply rendered compactly: arrays as `[a b]`, nil as `nil`, maps as arrays of pairs.
+fn show(v: &redis::Value) -> String {
+    use redis::Value;
+    match v {
+        Value::Nil => "nil".into(),
+        Value::Int(n) => n.to_string(),
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Okay => "OK".into(),
+        Value::Array(items) | Value::Set(items) => {
+            format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(" "))
+        }
+        Value::Map(pairs) => format!(
+            "[{}]",
+            pairs
+                .iter()
+                .map(|(k, v)| format!("{} {}", show(k), show(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn run(c: &mut redis::Connection, line: &str) -> String {
+    let mut cmd = redis::cmd(line.split_whitespace().next().unwrap());
+    for a in line.split_whitespace().skip(1) {
+        cmd.arg(a);
+    }
+    match cmd.query::<redis::Value>(c) {
+        Ok(v) => show(&v),
+        Err(e) => format!("ERR:{e}"),
+    }
+}
+
+fn err(c: &mut redis::Connection, line: &str) -> String {
+    let out = run(c, line);
+    assert!(out.starts_with("ERR:"), "{line} gave {out}");
+    out
+}
+
+#[test]
+fn ids_ranges_and_lengths() {
+    let server = Server::start(KvConfig::default());
+    let c = &mut server.client();
+    assert_eq!(run(c, "XADD s 1-1 a 1"), "1-1");
+    assert_eq!(run(c, "XADD s 1-* b 2"), "1-2");
+    assert_eq!(run(c, "XADD s 2 c 3 d 4"), "2-0");
+    assert_eq!(run(c, "XADD s 5-* e 5"), "5-0");
+    assert!(err(c, "XADD s 5-0 x 1").contains("equal or smaller"));
+    assert!(err(c, "XADD s 0-0 x 1").contains("greater than 0-0"));
+    assert!(err(c, "XADD s 1-x x 1").contains("Invalid stream ID"));
+    assert!(err(c, "XADD s * x").contains("wrong number of arguments"));
+    assert_eq!(run(c, "XLEN s"), "4");
+    assert_eq!(
+        run(c, "XRANGE s - +"),
+        "[[1-1 [a 1]] [1-2 [b 2]] [2-0 [c 3 d 4]] [5-0 [e 5]]]"
+    );
+    assert_eq!(
+        run(c, "XRANGE s (1-1 5 COUNT 2"),
+        "[[1-2 [b 2]] [2-0 [c 3 d 4]]]"
+    );
+    assert_eq!(run(c, "XREVRANGE s + (2 COUNT 10"), "[[5-0 [e 5]]]");
+    assert_eq!(run(c, "XREVRANGE s 1 -"), "[[1-2 [b 2]] [1-1 [a 1]]]");
+    assert_eq!(run(c, "XRANGE s - + COUNT 0"), "nil");
+    assert_eq!(run(c, "XRANGE nosuch - +"), "[]");
+    assert!(err(c, "XRANGE s (- +").contains("Invalid stream ID"));
+    assert_eq!(run(c, "TYPE s"), "stream");
+    assert_eq!(run(c, "OBJECT ENCODING s"), "stream");
+    // XDEL, then the recorded first entry and the deleted-ID high-water mark.
+    assert_eq!(run(c, "XDEL s 1-1 9-9"), "1");
+    assert_eq!(run(c, "XLEN s"), "3");
+    let info = run(c, "XINFO STREAM s");
+    assert!(info.contains("max-deleted-entry-id 1-1"), "{info}");
+    assert!(info.contains("recorded-first-entry-id 1-2"), "{info}");
+    assert!(info.contains("entries-added 4"), "{info}");
+    // NOMKSTREAM on a missing key.
+    assert_eq!(run(c, "XADD missing NOMKSTREAM * a 1"), "nil");
+    assert_eq!(run(c, "EXISTS missing"), "0");
+    // Wrong types both ways.
+    run(c, "SET str x");
+    assert!(err(c, "XADD str * a 1").contains("WRONGTYPE"));
+    assert!(err(c, "LPUSH s x").contains("WRONGTYPE"));
+    // XSETID.
+    assert!(err(c, "XSETID s 1-0").contains("smaller than the target stream top item"));
+    assert_eq!(
+        run(c, "XSETID s 10-0 ENTRIESADDED 50 MAXDELETEDID 7-0"),
+        "OK"
+    );
+    assert_eq!(run(c, "XADD s 10-* f v"), "10-1");
+    assert!(err(c, "XSETID nosuch 1-0").contains("no such key"));
+}
+
+#[test]
+fn trimming_exact_approximate_and_by_id() {
+    let server = Server::start_without_fsync(KvConfig::default());
+    let c = &mut server.client();
+    for i in 1..=1000 {
+        run(c, &format!("XADD s MAXLEN ~ 555 {i} item {i}"));
+    }
+    // Whole nodes of 100 entries only: Redis keeps 600.
+    assert_eq!(run(c, "XLEN s"), "600");
+    assert_eq!(run(c, "XTRIM s MAXLEN 250"), "350");
+    assert_eq!(run(c, "XRANGE s - + COUNT 1"), "[[751-0 [item 751]]]");
+    assert_eq!(run(c, "XTRIM s MINID 800"), "49");
+    // The rest of the node of 701..=800 and the whole node of 801..=900; 901.. stays whole.
+    assert_eq!(run(c, "XTRIM s MINID ~ 950"), "101");
+    assert_eq!(run(c, "XLEN s"), "100");
+    assert!(err(c, "XTRIM s MAXLEN 1 LIMIT 30").contains("without the special ~"));
+    assert!(err(c, "XTRIM s LIMIT 30").contains("trimming strategy"));
+    assert!(err(c, "XTRIM s MAXLEN -1").contains(">= 0"));
+    // XADD trimming to nothing still returns the new ID and leaves an empty stream.
+    assert_eq!(run(c, "XADD s MAXLEN 0 2000 a b"), "2000-0");
+    assert_eq!(run(c, "XLEN s"), "0");
+    assert_eq!(run(c, "EXISTS s"), "1");
+    // LIMIT bounds approximate trimming.
+    run(c, "CONFIG SET stream-node-max-entries 10");
+    for i in 0..100 {
+        run(c, &format!("XADD t * i {i}"));
+    }
+    run(c, "XADD t MAXLEN ~ 55 LIMIT 30 * x v");
+    assert_eq!(run(c, "XLEN t"), "71");
+    run(c, "XADD t MAXLEN ~ 55 LIMIT 30 * x v");
+    assert_eq!(run(c, "XLEN t"), "62");
+}
+
+#[test]
+fn consumer_groups_pending_ack_and_claim() {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let server = Server::start_with_clock(KvConfig::default(), clock.clone());
+    let c = &mut server.client();
+    assert!(err(c, "XGROUP CREATE s g $").contains("requires the key to exist"));
+    assert_eq!(run(c, "XGROUP CREATE s g $ MKSTREAM"), "OK");
+    assert!(err(c, "XGROUP CREATE s g $").contains("BUSYGROUP"));
+    for i in 1..=4 {
+        run(c, &format!("XADD s {i} f {i}"));
+    }
+    assert_eq!(
+        run(c, "XREADGROUP GROUP g alice COUNT 2 STREAMS s >"),
+        "[[s [[1-0 [f 1]] [2-0 [f 2]]]]]"
+    );
+    clock.advance_ms(100);
+    assert_eq!(
+        run(c, "XREADGROUP GROUP g bob STREAMS s >"),
+        "[[s [[3-0 [f 3]] [4-0 [f 4]]]]]"
+    );
+    assert_eq!(run(c, "XREADGROUP GROUP g bob STREAMS s >"), "nil");
+    // History of one consumer.
+    assert_eq!(
+        run(c, "XREADGROUP GROUP g alice STREAMS s 0"),
+        "[[s [[1-0 [f 1]] [2-0 [f 2]]]]]"
+    );
+    assert_eq!(run(c, "XPENDING s g"), "[4 1-0 4-0 [[alice 2] [bob 2]]]");
+    assert_eq!(
+        run(c, "XPENDING s g - + 10"),
+        "[[1-0 alice 0 2] [2-0 alice 0 2] [3-0 bob 0 1] [4-0 bob 0 1]]"
+    );
+    clock.advance_ms(50);
+    assert_eq!(run(c, "XPENDING s g IDLE 100 - + 10"), "[]");
+    assert_eq!(
+        run(c, "XPENDING s g - + 10 bob"),
+        "[[3-0 bob 50 1] [4-0 bob 50 1]]"
+    );
+    assert_eq!(run(c, "XACK s g 1-0 1-0 9-0"), "1");
+    assert!(err(c, "XACK s g 2-0 bad").contains("Invalid stream ID"));
+    // XCLAIM moves ownership; min-idle filters.
+    assert_eq!(run(c, "XCLAIM s g carol 1000 3-0"), "[]");
+    assert_eq!(run(c, "XCLAIM s g carol 10 3-0"), "[[3-0 [f 3]]]");
+    assert_eq!(run(c, "XCLAIM s g carol 0 4-0 JUSTID"), "[4-0]");
+    assert_eq!(
+        run(c, "XPENDING s g - + 10"),
+        "[[2-0 alice 50 2] [3-0 carol 0 2] [4-0 carol 0 1]]"
+    );
+    // XAUTOCLAIM, including an entry deleted meanwhile.
+    run(c, "XDEL s 2-0");
+    assert_eq!(run(c, "XAUTOCLAIM s g dave 0 0 COUNT 1"), "[3-0 [] [2-0]]");
+    assert_eq!(
+        run(c, "XAUTOCLAIM s g dave 0 0 COUNT 5 JUSTID"),
+        "[0-0 [3-0 4-0] []]"
+    );
+    assert!(err(c, "XAUTOCLAIM s g dave 0 0 COUNT 0").contains("COUNT must be > 0"));
+    let consumers = run(c, "XINFO CONSUMERS s g");
+    assert!(consumers.contains("name dave pending 2"), "{consumers}");
+    assert!(consumers.contains("name alice pending 0"), "{consumers}");
+    assert_eq!(run(c, "XGROUP DELCONSUMER s g dave"), "2");
+    assert_eq!(run(c, "XPENDING s g"), "[0 nil nil nil]");
+    assert_eq!(run(c, "XGROUP CREATECONSUMER s g erin"), "1");
+    assert_eq!(run(c, "XGROUP CREATECONSUMER s g erin"), "0");
+    let groups = run(c, "XINFO GROUPS s");
+    assert_eq!(
+        groups,
+        "[[name g consumers 4 pending 0 last-delivered-id 4-0 entries-read 4 lag 0]]"
+    );
+    assert!(err(c, "XREADGROUP GROUP nope x STREAMS s >").contains("NOGROUP"));
+    assert!(err(c, "XREADGROUP GROUP g x STREAMS s $").contains("meaningless"));
+    assert!(err(c, "XREAD STREAMS s >").contains("XREADGROUP"));
+    assert_eq!(run(c, "XGROUP DESTROY s g"), "1");
+    assert_eq!(run(c, "XGROUP DESTROY s g"), "0");
+    assert_eq!(run(c, "XINFO GROUPS s"), "[]");
+}
+
+#[test]
+fn lag_follows_redis_read_counters() {
+    let server = Server::start(KvConfig::default());
+    let c = &mut server.client();
+    for i in 1..=5 {
+        run(c, &format!("XADD x {i} data a"));
+    }
+    run(c, "XGROUP CREATE x g1 0");
+    let lag = |c: &mut redis::Connection| {
+        let g = run(c, "XINFO GROUPS x");
+        let at = g.find("entries-read").unwrap();
+        g[at..g.len() - 2].to_owned()
+    };
+    assert_eq!(lag(c), "entries-read nil lag 5");
+    run(c, "XREADGROUP GROUP g1 c1 COUNT 1 STREAMS x >");
+    assert_eq!(lag(c), "entries-read 1 lag 4");
+    run(c, "XDEL x 3");
+    run(c, "XREADGROUP GROUP g1 c1 COUNT 1 STREAMS x >");
+    // A tombstone ahead: the counter cannot be trusted, so it and the lag are unknown.
+    assert_eq!(lag(c), "entries-read nil lag nil");
+    run(c, "XREADGROUP GROUP g1 c1 STREAMS x >");
+    assert_eq!(lag(c), "entries-read 5 lag 0");
+}
+
+#[test]
+fn xread_reads_after_ids_and_blocks_until_an_entry_arrives() {
+    let server = Server::start(KvConfig::default());
+    let c = &mut server.client();
+    run(c, "XADD a 1 f v");
+    run(c, "XADD b 2 f w");
+    assert_eq!(
+        run(c, "XREAD COUNT 5 STREAMS a b 0 0"),
+        "[[a [[1-0 [f v]]]] [b [[2-0 [f w]]]]]"
+    );
+    assert_eq!(run(c, "XREAD STREAMS a b $ $"), "nil");
+    assert_eq!(run(c, "XREAD BLOCK 10 STREAMS a $"), "nil");
+    // A reader blocked with `$` gets the next entry, not the ones it had.
+    let addr = server.addr();
+    let reader = std::thread::spawn(move || {
+        let mut r = redis::Client::open(format!("redis://{addr}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        run(&mut r, "XREAD BLOCK 10000 STREAMS a $")
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = run(c, "INFO clients");
+        if info.contains("blocked_clients:1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reader never blocked");
+        std::thread::yield_now();
+    }
+    run(c, "XADD a 3 f new");
+    assert_eq!(reader.join().unwrap(), "[[a [[3-0 [f new]]]]]");
+    // A blocked XREADGROUP whose stream is deleted is told so.
+    run(c, "XGROUP CREATE a g $");
+    let reader = std::thread::spawn(move || {
+        let mut r = redis::Client::open(format!("redis://{addr}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        run(&mut r, "XREADGROUP GROUP g x BLOCK 0 STREAMS a >")
+    });
+    loop {
+        if run(c, "INFO clients").contains("blocked_clients:1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group reader never blocked");
+        std::thread::yield_now();
+    }
+    run(c, "DEL a");
+    assert!(reader.join().unwrap().contains("no longer exists"));
+}
+
+#[test]
+fn consumer_groups_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let pending_before = {
+        let server = Server::start_in(dir.path(), KvConfig::default(), clock.clone());
+        let c = &mut server.client();
+        for i in 1..=3 {
+            run(c, &format!("XADD s {i} f {i}"));
+        }
+        run(c, "XGROUP CREATE s g 0");
+        run(c, "XREADGROUP GROUP g alice COUNT 2 STREAMS s >");
+        run(c, "XREADGROUP GROUP g bob STREAMS s >");
+        run(c, "XACK s g 1");
+        run(c, "XDEL s 3");
+        run(c, "XPENDING s g - + 10")
+    };
+    let server = Server::start_in(dir.path(), KvConfig::default(), clock);
+    let c = &mut server.client();
+    assert_eq!(run(c, "XPENDING s g - + 10"), pending_before);
+    assert_eq!(pending_before, "[[2-0 alice 0 1] [3-0 bob 0 1]]");
+    assert_eq!(run(c, "XPENDING s g"), "[2 2-0 3-0 [[alice 1] [bob 1]]]");
+    // Redelivery after the restart: the history, with the deleted entry reported as nil.
+    assert_eq!(
+        run(c, "XREADGROUP GROUP g bob STREAMS s 0"),
+        "[[s [[3-0 nil]]]]"
+    );
+    assert_eq!(
+        run(c, "XREADGROUP GROUP g alice STREAMS s 0"),
+        "[[s [[2-0 [f 2]]]]]"
+    );
+    assert_eq!(run(c, "XPENDING s g - + 10 alice"), "[[2-0 alice 0 2]]");
+    let info = run(c, "XINFO STREAM s");
+    assert!(info.starts_with("[length 2 "), "{info}");
+    assert!(info.contains("last-generated-id 3-0"), "{info}");
+    assert!(info.contains("groups 1"), "{info}");
+}
+
+#[test]
+fn stream_events_and_copy() {
+    let server = Server::start(KvConfig::default());
+    let c = &mut server.client();
+    run(c, "XADD x 1 a 1");
+    run(c, "XADD x 2 b 2");
+    run(c, "XGROUP CREATE x g 0");
+    run(c, "XREADGROUP GROUP g alice COUNT 1 STREAMS x >");
+    assert_eq!(run(c, "COPY x y"), "1");
+    run(c, "DEL x");
+    assert_eq!(run(c, "XRANGE y - +"), "[[1-0 [a 1]] [2-0 [b 2]]]");
+    assert_eq!(run(c, "XPENDING y g"), "[1 1-0 1-0 [[alice 1]]]");
+    // Keyspace events of the `t` class, in the order they happened.
+    run(c, "CONFIG SET notify-keyspace-events Et");
+    let mut sub = server.client();
+    let mut pubsub = sub.as_pubsub();
+    pubsub.psubscribe("__keyevent@0__:*").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    run(c, "XADD z MAXLEN 1 1 a 1");
+    run(c, "XADD z MAXLEN 1 2 a 1");
+    run(c, "XGROUP CREATE z g $");
+    let mut events = Vec::new();
+    for _ in 0..4 {
+        let m = pubsub.get_message().unwrap();
+        events.push(m.get_channel_name().to_owned());
+    }
+    assert_eq!(
+        events,
+        [
+            "__keyevent@0__:xadd",
+            "__keyevent@0__:xadd",
+            "__keyevent@0__:xtrim",
+            "__keyevent@0__:xgroup-create"
+        ]
+    );
+}
+
+#[test]
+fn deleting_a_big_stream_is_one_tombstone_and_compaction_reclaims_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    {
+        let options = strata_storage::Options {
+            fsync: strata_storage::FsyncPolicy::No,
+            ..strata_storage::Options::default()
+        };
+        let server = Server::start_in_with(dir.path(), KvConfig::default(), clock.clone(), options);
+        let c = &mut server.client();
+        let mut pipe = redis::pipe();
+        for i in 1..=5000 {
+            pipe.cmd("XADD").arg("big").arg(i).arg("f").arg(i).ignore();
+        }
+        pipe.query::<()>(c).unwrap();
+        run(c, "XGROUP CREATE big g 0");
+        run(c, "XREADGROUP GROUP g a COUNT 100 STREAMS big >");
+        run(c, "XADD small 1 f v");
+        assert_eq!(run(c, "DEL big"), "1");
+        assert_eq!(run(c, "XLEN big"), "0");
+    }
+    let options = strata_storage::Options {
+        fsync: strata_storage::FsyncPolicy::No,
+        background_compaction: false,
+        ..strata_storage::Options::default()
+    };
+    let db = strata_storage::Db::open(dir.path(), options).unwrap();
+    let ks = strata_kv::Keyspace::open(db, 16, clock).unwrap();
+    ks.storage().flush().unwrap();
+    ks.storage().compact_all().unwrap();
+    let tree = ks.storage().tree("kv0").unwrap();
+    let raw = ks.storage().raw_entries(&tree).unwrap();
+    // What is left: `small`'s metadata record and its one entry.
+    assert_eq!(raw.puts, 2, "{raw:?}");
+}
