@@ -477,12 +477,11 @@ impl Eviction {
         meta.size = size;
         meta.element = u32::try_from(element).unwrap_or(u32::MAX);
         meta.expire_at_ms = entry.expire_at_ms;
+        // Accounted under the shard's lock, so the total always equals the sum of the entries.
         let replaced = shard.put(key, meta);
-        drop(shard);
         match replaced {
             Some(old) => {
-                self.dataset
-                    .fetch_sub(old.size.min(self.dataset_bytes()), Ordering::Relaxed);
+                self.sub_dataset(old.size);
                 if old.expire_at_ms != 0 && meta.expire_at_ms == 0 {
                     t.volatile.fetch_sub(1, Ordering::Relaxed);
                 } else if old.expire_at_ms == 0 && meta.expire_at_ms != 0 {
@@ -497,6 +496,15 @@ impl Eviction {
             }
         }
         self.dataset.fetch_add(size, Ordering::Relaxed);
+        drop(shard);
+    }
+
+    fn sub_dataset(&self, bytes: u64) {
+        let _ = self
+            .dataset
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some(d.saturating_sub(bytes))
+            });
     }
 
     fn forgot(&self, t: &DbTable, old: &Meta) {
@@ -504,11 +512,7 @@ impl Eviction {
         if old.expire_at_ms != 0 {
             t.volatile.fetch_sub(1, Ordering::Relaxed);
         }
-        let _ = self
-            .dataset
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-                Some(d.saturating_sub(old.size))
-            });
+        self.sub_dataset(old.size);
     }
 
     /// A key is gone (expired, evicted, deleted outside a command).
@@ -791,6 +795,25 @@ pub fn after_command(
                     ev.measure(sh, to, key, None);
                 }
             }
+            "restore" if ok => {
+                // RESTORE ... [IDLETIME seconds] [FREQ frequency] sets the access data it carries.
+                let value_after = |name: &[u8]| {
+                    args.iter()
+                        .position(|a| a.eq_ignore_ascii_case(name))
+                        .and_then(|i| args.get(i + 1))
+                        .and_then(|a| std::str::from_utf8(a).ok()?.parse::<u64>().ok())
+                };
+                let freq = value_after(b"freq").and_then(|f| u8::try_from(f).ok());
+                if let Some(key) = args.get(1) {
+                    ev.set_access(
+                        db,
+                        key,
+                        value_after(b"idletime"),
+                        freq,
+                        sh.keyspace.now_ms(),
+                    );
+                }
+            }
             _ => {}
         }
         return;
@@ -878,5 +901,86 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             let sh = shared.clone();
             let _ = tokio::task::spawn_blocking(move || make_room(&sh, None)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(size: u64, expire_at_ms: u64) -> Meta {
+        Meta {
+            size,
+            element: 0,
+            expire_at_ms,
+            access_ms: 0,
+            lfu: LFU_INIT,
+            ldt: 0,
+        }
+    }
+
+    /// Every index entry points at its slot, and the volatile set holds exactly the keys with a deadline.
+    fn check(shard: &Shard) {
+        assert_eq!(shard.index.len(), shard.slots.len());
+        for (i, (k, m)) in shard.slots.iter().enumerate() {
+            assert_eq!(shard.index.get(k), Some(&i));
+            assert_eq!(shard.volatile_index.contains_key(k), m.expire_at_ms != 0);
+        }
+        assert_eq!(shard.volatile_index.len(), shard.volatile.len());
+        for (i, k) in shard.volatile.iter().enumerate() {
+            assert_eq!(shard.volatile_index.get(k), Some(&i));
+        }
+    }
+
+    #[test]
+    fn shard_indexes_stay_consistent_through_swap_removes() {
+        let mut shard = Shard::default();
+        for i in 0..50u64 {
+            shard.put(
+                format!("k{i}").as_bytes(),
+                meta(i, if i % 3 == 0 { 100 + i } else { 0 }),
+            );
+        }
+        check(&shard);
+        for i in (0..50u64).step_by(4) {
+            assert_eq!(
+                shard.remove(format!("k{i}").as_bytes()).map(|m| m.size),
+                Some(i)
+            );
+            check(&shard);
+        }
+        // A deadline added and removed moves the key in and out of the volatile set.
+        shard.put(b"k1", meta(1, 5));
+        check(&shard);
+        shard.put(b"k3", meta(3, 0));
+        check(&shard);
+        assert!(shard.remove(b"missing").is_none());
+        assert_eq!(shard.slots.len(), 50 - 13);
+    }
+
+    #[test]
+    fn the_lfu_counter_grows_logarithmically_and_decays_per_period() {
+        let ev = Eviction::new(1);
+        let mut m = meta(0, 0);
+        let now = 10 * 60_000;
+        m.ldt = Eviction::minutes(now);
+        for _ in 0..1000 {
+            ev.access(&mut m, now);
+        }
+        // With lfu-log-factor 10, a thousand hits reach about 18 (Redis's table: 100 hits ~ 10,
+        // 1000 ~ 18).
+        assert!((12..=25).contains(&m.lfu), "{}", m.lfu);
+        let counter = m.lfu;
+        assert_eq!(ev.decayed(&m, now + 5 * 60_000), counter - 5);
+        ev.lfu_decay_time.store(0, Ordering::Relaxed);
+        assert_eq!(ev.decayed(&m, now + 5 * 60_000), counter);
+    }
+
+    #[test]
+    fn policies_parse_from_redis_names() {
+        assert_eq!(Policy::parse("volatile-ttl"), Policy::Ttl);
+        assert!(Policy::parse("volatile-lfu").volatile());
+        assert!(!Policy::parse("allkeys-random").volatile());
+        assert_eq!(Policy::parse("noeviction"), Policy::NoEviction);
     }
 }

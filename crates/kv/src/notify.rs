@@ -10,7 +10,8 @@
 //! Stream commands name their events themselves, as they happen ([`stream_event`]: XADD's `xadd` then
 //! `xtrim`, `xgroup-createconsumer` from XREADGROUP, ...); they are published after the command's `new`.
 //!
-//! Not emitted: `evicted` (strata does not evict), `key-miss` and module events.
+//! `expired` is published by lazy expiry in dispatch and by the active cycle, `evicted` by eviction
+//! (`evict.rs`). Not emitted: `key-miss` and module events.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -86,6 +86,9 @@ struct Client {
     prefixes: Vec<Bytes>,
 }
 
+/// A key changed under a BCAST prefix, and the client whose command changed it.
+type ChangedKey = (Bytes, Option<u64>);
+
 /// The tracking state of the whole service.
 #[derive(Debug)]
 pub struct Tracking {
@@ -476,17 +479,25 @@ impl Tracking {
             self.has_pending.store(false, Ordering::Release);
             std::mem::take(&mut *p)
         };
-        let mut by_prefix: BTreeMap<Bytes, Vec<(Bytes, Option<u64>)>> = BTreeMap::new();
+        let mut by_prefix: BTreeMap<Bytes, Vec<ChangedKey>> = BTreeMap::new();
         for (prefix, key, writer) in pending {
             by_prefix.entry(prefix).or_default().push((key, writer));
         }
-        let prefixes = self.prefixes.lock();
+        // The subscribers of each prefix, copied so the client map is locked alone (enable() locks the
+        // client map before the prefix map).
+        let subscribers: Vec<(Vec<ChangedKey>, Vec<u64>)> = {
+            let prefixes = self.prefixes.lock();
+            by_prefix
+                .into_iter()
+                .filter_map(|(prefix, keys)| {
+                    let ids = prefixes.get(&prefix)?;
+                    Some((keys, ids.iter().copied().collect()))
+                })
+                .collect()
+        };
         let mut clients = self.clients.lock();
-        for (prefix, keys) in by_prefix {
-            let Some(ids) = prefixes.get(&prefix) else {
-                continue;
-            };
-            for id in ids {
+        for (keys, ids) in subscribers {
+            for id in &ids {
                 let Some(c) = clients.get_mut(id) else {
                     continue;
                 };

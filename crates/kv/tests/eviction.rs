@@ -428,3 +428,41 @@ fn collections_are_counted_and_evicted_too() {
     let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
     assert_eq!(info_field(&mut con, "memory", "used_memory_dataset"), 0);
 }
+
+#[test]
+fn keys_of_every_database_are_candidates_and_follow_move_and_swapdb() {
+    let (_server, mut con) = cache("allkeys-random");
+    let value = "x".repeat(VALUE_BYTES);
+    for i in 0..100 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k:{i}"))
+            .arg(&value)
+            .query(&mut con)
+            .unwrap();
+    }
+    for i in 0..50 {
+        let _: i64 = redis::cmd("MOVE")
+            .arg(format!("k:{i}"))
+            .arg(1)
+            .query(&mut con)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SWAPDB").arg(0).arg(2).query(&mut con).unwrap();
+    let dataset = info_field(&mut con, "memory", "used_memory_dataset");
+    assert!(dataset >= 100 * VALUE_BYTES as i64, "{dataset}");
+    // Fill database 0 (empty after the swap): keys of databases 1 and 2 are evicted too.
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("new:{i}"))
+            .arg(&value)
+            .query(&mut con)
+            .unwrap();
+    }
+    wait_until("background eviction", || used(&mut con) <= LIMIT);
+    let mut left = 0;
+    for db in [1, 2] {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut con).unwrap();
+        left += dbsize(&mut con);
+    }
+    assert!(left < 100, "no key of databases 1 and 2 was evicted");
+}

@@ -399,3 +399,18 @@ fn tracking_options_are_checked_as_redis_does() {
         ])
     );
 }
+
+#[test]
+fn expired_keys_are_invalidated_even_under_noloop() {
+    let server = Server::start(KvConfig::default());
+    let (mut target, id) = redirect_target(&server);
+    let mut r = Raw::connect(server.addr());
+    r.call(&[
+        "CLIENT", "TRACKING", "on", "BCAST", "REDIRECT", &id, "NOLOOP",
+    ]);
+    // The client's own SET is left out; the active expiry cycle's deletion is not.
+    r.call(&["SET", "mykey", "v", "PX", "1"]);
+    r.call(&["SET", "mykeyother", "v"]);
+    assert_eq!(message_keys(target.read()), vec!["mykey"]);
+    assert_nothing_more(&mut target);
+}

@@ -106,6 +106,15 @@ pub struct ConfigArgs {
     /// [env: STRATA_LOG_LEVEL]
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Key-value data set size past which keys are evicted (or writes refused), e.g. 100mb, 1gb; 0 for none
+    /// [default: 0] [env: STRATA_MAXMEMORY]
+    #[arg(long, value_name = "BYTES")]
+    pub maxmemory: Option<String>,
+    /// How keys are evicted at maxmemory: noeviction, allkeys-lru, allkeys-lfu, allkeys-random,
+    /// volatile-lru, volatile-lfu, volatile-random or volatile-ttl [default: noeviction] [env:
+    /// STRATA_MAXMEMORY_POLICY]
+    #[arg(long, value_name = "POLICY")]
+    pub maxmemory_policy: Option<String>,
     /// Password clients and admin requests must present; prefer the environment variable, since flags are
     /// visible in the process list [default: none] [env: STRATA_REQUIREPASS]
     #[arg(long, value_name = "PASSWORD")]
@@ -133,6 +142,8 @@ impl ConfigArgs {
             ("shutdown_timeout", &self.shutdown_timeout),
             ("log_format", &self.log_format),
             ("log_level", &self.log_level),
+            ("maxmemory", &self.maxmemory),
+            ("maxmemory_policy", &self.maxmemory_policy),
             ("requirepass", &self.requirepass),
         ];
         Layers {

@@ -213,6 +213,11 @@ pub struct Config {
     /// The password clients and admin requests must present; required to bind beyond loopback.
     #[serde(skip)]
     pub requirepass: Option<Secret>,
+    /// The key-value service's `maxmemory` in bytes (0: none): the data set's logical size past which
+    /// keys are evicted under `maxmemory_policy`, or writes refused with `-OOM`.
+    pub maxmemory: u64,
+    /// The key-value service's eviction policy (Redis's names).
+    pub maxmemory_policy: String,
 }
 
 impl Default for Config {
@@ -233,6 +238,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: None,
             requirepass: None,
+            maxmemory: 0,
+            maxmemory_policy: "noeviction".to_owned(),
         }
     }
 }
@@ -450,6 +457,31 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "maxmemory",
+        allowed: "a size in bytes, optionally with a unit: 100mb, 1gb, 512kb (k/m/g are powers of 1000), 0 for none",
+        apply: |c, v| {
+            c.maxmemory = match v {
+                Value::Int(i) => u64::try_from(*i).ok()?,
+                Value::Str(s) => parse_memory(s)?,
+                _ => return None,
+            };
+            Some(())
+        },
+    },
+    Key {
+        name: "maxmemory_policy",
+        allowed: "one of noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, \
+                  volatile-random, volatile-ttl",
+        apply: |c, v| {
+            let p = v.as_str()?.trim().to_ascii_lowercase();
+            strata_kv::stats::MAXMEMORY_POLICIES
+                .contains(&p.as_str())
+                .then_some(())?;
+            c.maxmemory_policy = p;
+            Some(())
+        },
+    },
+    Key {
         name: "requirepass",
         allowed: "a non-empty password",
         apply: |c, v| {
@@ -607,6 +639,26 @@ impl Config {
     }
 }
 
+/// Parses a size as Redis's config does: a number with an optional unit, `k`/`m`/`g` for powers of 1000
+/// and `kb`/`mb`/`gb` for powers of 1024.
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
 /// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -650,6 +702,8 @@ mod tests {
         assert_eq!(c.http_port, 8080);
         assert_eq!(c.gateway_port, 8000);
         assert_eq!(c.fsync, FsyncPolicy::Everysec);
+        assert_eq!(c.maxmemory, 0);
+        assert_eq!(c.maxmemory_policy, "noeviction");
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(c.data_dir, PathBuf::from("./strata-data"));
         assert!(c.bind.is_loopback());
@@ -685,6 +739,8 @@ mod tests {
             ("services", "gateway", "services built into this strata"),
             ("services", "bogus", "services built into this strata"),
             ("log_format", "xml", "text, json"),
+            ("maxmemory", "lots", "size in bytes"),
+            ("maxmemory_policy", "lru", "allkeys-lru"),
         ];
         for (key, value, allowed) in table {
             let err = flags(&[(key, value)]).resolve().unwrap_err().to_string();

@@ -173,6 +173,9 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
                 let kv_config = strata_kv::KvConfig {
                     requirepass: config.requirepass.as_ref().map(|p| p.expose().to_owned()),
                     shutdown_request: shutdown_command.clone(),
+                    maxmemory: config.maxmemory,
+                    maxmemory_policy: config.maxmemory_policy.clone(),
+                    allocated_bytes: Some(allocated_bytes),
                     ..strata_kv::KvConfig::default()
                 };
                 let keyspace = strata_kv::Keyspace::open(
@@ -279,4 +282,12 @@ fn exit_at_once(data_dir: &DataDir) -> ! {
     tracing::warn!("second signal: exiting at once");
     data_dir.remove_ports();
     std::process::exit(130);
+}
+
+/// Bytes jemalloc (the binary's global allocator) has handed out and not taken back, for INFO's
+/// `allocator_allocated`; 0 if the statistics cannot be read.
+fn allocated_bytes() -> u64 {
+    // jemalloc's statistics are a snapshot refreshed by advancing its epoch.
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    tikv_jemalloc_ctl::stats::allocated::read().map_or(0, |n| n as u64)
 }

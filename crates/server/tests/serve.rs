@@ -495,3 +495,51 @@ fn kv_acknowledged_writes_survive_kill_9_with_fsync_always() {
         assert_eq!(v, i);
     }
 }
+
+/// `--fsync no` with `--maxmemory` and a policy: a Redis-style cache, whose INFO also shows what the
+/// allocator holds.
+#[test]
+fn kv_runs_as_a_cache_with_maxmemory_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let node = Node::start(
+        &dir,
+        &[
+            "--fsync",
+            "no",
+            "--maxmemory",
+            "100kb",
+            "--maxmemory-policy",
+            "allkeys-lru",
+        ],
+    );
+    wait_status(&node.url("/readyz"), 200);
+    let mut c = redis_client(&node);
+    let value = "x".repeat(1000);
+    for i in 0..500 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(&value)
+            .query(&mut c)
+            .unwrap();
+    }
+    let info: String = redis::cmd("INFO").query(&mut c).unwrap();
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in INFO"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(field("maxmemory"), 100 * 1024);
+    assert!(field("evicted_keys") > 300, "{info}");
+    assert!(field("used_memory") <= 100 * 1024 + 2000, "{info}");
+    assert!(field("allocator_allocated") > 0, "{info}");
+    let policy: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(policy, vec!["maxmemory-policy", "allkeys-lru"]);
+}

@@ -204,6 +204,8 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
                 line(out, "allocator_allocated", &allocated());
             }
             line(out, "mem_not_counted_for_evict", &0);
+            // Deletes are tombstones in the storage engine: nothing is ever pending a lazy free.
+            line(out, "lazyfree_pending_objects", &0);
             line(out, "mem_clients_normal", &0);
             line(out, "tracking_total_memory", &sh.tracking.memory());
             line(out, "maxmemory", &sh.memory.limit());

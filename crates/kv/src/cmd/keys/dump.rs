@@ -428,7 +428,8 @@ fn write_value(
 
 /// RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency].
 ///
-/// strata tracks neither access times nor frequencies, so IDLETIME and FREQ are checked and ignored.
+/// IDLETIME and FREQ are checked here and applied by cache mode's key table after the command (`evict.rs`);
+/// outside cache mode no access data is kept.
 pub fn restore(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let key = &args[1];
     let (mut replace, mut absttl) = (false, false);
