@@ -247,6 +247,9 @@ fn xread_reads_after_ids_and_blocks_until_an_entry_arrives() {
         "[[a [[1-0 [f v]]]] [b [[2-0 [f w]]]]]"
     );
     assert_eq!(run(c, "XREAD STREAMS a b $ $"), "nil");
+    // `+` (Redis 7.4): the last entry of each stream.
+    run(c, "XADD a 1-5 g x");
+    assert_eq!(run(c, "XREAD STREAMS a +"), "[[a [[1-5 [g x]]]]]");
     assert_eq!(run(c, "XREAD BLOCK 10 STREAMS a $"), "nil");
     // A reader blocked with `$` gets the next entry, not the ones it had.
     let addr = server.addr();

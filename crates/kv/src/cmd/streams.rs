@@ -1667,6 +1667,20 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 None => st.as_ref().map_or(Id::MIN, |st| st.m.last_id),
             };
             ids.push(Some(id));
+        } else if &arg[..] == b"+" && !group_cmd {
+            // Redis 7.4: the last entry, or (on an empty stream) what `$` would wait for.
+            let id = match resolved.as_ref().and_then(|v| v.get(i).copied()) {
+                Some(id) => id,
+                None => match &st {
+                    Some(st) if st.m.length > 0 => match st.last_valid_id() {
+                        Ok(last) => last.decr().unwrap_or(Id::MIN),
+                        Err(f) => return f,
+                    },
+                    Some(st) => st.m.last_id,
+                    None => Id::MIN,
+                },
+            };
+            ids.push(Some(id));
         } else if &arg[..] == b">" {
             if !group_cmd {
                 return Frame::error(
