@@ -449,15 +449,19 @@ struct Group {
     entries_read: i64,
     pel_count: u64,
     consumers: u64,
+    /// The highest ID ever made pending in this group: XREADGROUP looks up an existing pending entry
+    /// (one XGROUP SETID or XCLAIM FORCE may have left) only at or below it.
+    pel_max: Id,
 }
 
 impl Group {
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(40);
+        let mut v = Vec::with_capacity(56);
         v.extend_from_slice(&self.last_id.to_bytes());
         v.extend_from_slice(&self.entries_read.to_be_bytes());
         v.extend_from_slice(&self.pel_count.to_be_bytes());
         v.extend_from_slice(&self.consumers.to_be_bytes());
+        v.extend_from_slice(&self.pel_max.to_bytes());
         v
     }
 
@@ -467,6 +471,8 @@ impl Group {
             entries_read: u64_at(b, 16) as i64,
             pel_count: u64_at(b, 24),
             consumers: u64_at(b, 32),
+            // Missing (a record without it): every ID may be pending.
+            pel_max: b.get(40..).and_then(Id::from_bytes).unwrap_or(Id::MAX),
         }
     }
 }
@@ -1707,13 +1713,9 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         let served = match &r.group {
             None => {
                 let Some(after) = *id else { continue };
-                if st.m.length == 0 {
+                // Served when an entry follows `after` (the scan itself tells).
+                if st.m.length == 0 || st.m.last_id <= after {
                     continue;
-                }
-                match st.last_valid_id() {
-                    Ok(maxid) if maxid > after => {}
-                    Ok(_) => continue,
-                    Err(f) => return f,
                 }
                 let Some(start) = after.incr() else { continue };
                 let count = if r.count == 0 && r.block.is_some() && retrying {
@@ -1722,6 +1724,7 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                     r.count
                 };
                 match st.entries(start, Id::MAX, false, count) {
+                    Ok(entries) if entries.is_empty() => continue,
                     Ok(entries) => Frame::Array(
                         entries
                             .into_iter()
