@@ -604,6 +604,8 @@ struct Stream<'a> {
     write: StreamWrite,
     /// Whether the metadata or any record changed.
     dirty: bool,
+    /// Whether the stream is new (its metadata record must be written).
+    created: bool,
 }
 
 /// The stream at `key`: `Ok(None)` if missing, a WRONGTYPE error for another type.
@@ -621,6 +623,7 @@ fn load<'a>(sh: &'a Shared, db: usize, key: &'a [u8]) -> Result<Option<Stream<'a
                 m,
                 write: StreamWrite::default(),
                 dirty: false,
+                created: false,
             }))
         }
     }
@@ -641,6 +644,7 @@ fn create<'a>(sh: &'a Shared, db: usize, key: &'a [u8]) -> Stream<'a> {
         m,
         write: StreamWrite::default(),
         dirty: true,
+        created: true,
     }
 }
 
@@ -746,10 +750,19 @@ impl Stream<'_> {
         if !self.dirty {
             return Ok(());
         }
-        self.entry.payload = self.m.payload();
+        // A group-only change (XREADGROUP, XACK, ...) leaves the header as it was: not rewritten.
+        let payload = self.m.payload();
+        let changed = self.created || payload != self.entry.payload;
+        self.entry.payload = payload;
         self.sh
             .keyspace
-            .write_stream(self.db, self.key, &self.entry, self.m.version, &self.write)
+            .write_stream(
+                self.db,
+                self.key,
+                changed.then_some(&self.entry),
+                self.m.version,
+                &self.write,
+            )
             .map_err(storage_error)
     }
 
