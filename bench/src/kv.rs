@@ -144,7 +144,7 @@ impl Server {
 }
 
 /// The strata binary beside this one, built first when it is missing.
-fn strata_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn strata_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name("strata");
     if !path.exists() {
@@ -193,7 +193,8 @@ fn ensure_peer_tools() -> anyhow::Result<()> {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port nothing listens on right now (the OS's pick).
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

@@ -5,6 +5,7 @@
 //! `shared/design/BENCHMARKS.md`). `--quick` shortens rounds so a whole run stays under a minute; it never
 //! skips the peer. Output is a table on stdout and, with `--json PATH`, a list of [`Record`]s.
 
+mod amqp;
 mod cache;
 mod kv;
 mod report;
@@ -35,7 +36,7 @@ struct Cli {
     suite: Suite,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum Suite {
     /// Storage engine vs RocksDB and fjall (db_bench-style workloads).
     Storage,
@@ -44,7 +45,7 @@ enum Suite {
     /// Key-value server vs redis-server, driven by redis-benchmark.
     Kv,
     /// AMQP broker vs rabbitmq-server, driven by a lapin load generator.
-    Amqp,
+    Amqp(amqp::Args),
     /// API gateway vs nginx, driven by wrk.
     Gateway,
     /// Every suite above, one after another.
@@ -75,12 +76,12 @@ impl SuiteOptions {
     }
 }
 
-fn run_suite(suite: Suite, opts: &SuiteOptions) -> anyhow::Result<Vec<Record>> {
+fn run_suite(suite: &Suite, opts: &SuiteOptions) -> anyhow::Result<Vec<Record>> {
     match suite {
         Suite::Storage => storage::run(opts),
         Suite::Cache => cache::run(opts),
         Suite::Kv => kv::run(opts),
-        Suite::Amqp => anyhow::bail!("the amqp suite is not yet built (the broker comes first)"),
+        Suite::Amqp(args) => amqp::run(opts, args),
         Suite::Gateway => {
             anyhow::bail!("the gateway suite is not yet built (the gateway comes first)")
         }
@@ -90,10 +91,10 @@ fn run_suite(suite: Suite, opts: &SuiteOptions) -> anyhow::Result<Vec<Record>> {
                 Suite::Storage,
                 Suite::Cache,
                 Suite::Kv,
-                Suite::Amqp,
+                Suite::Amqp(amqp::Args::default()),
                 Suite::Gateway,
             ] {
-                match run_suite(s, opts) {
+                match run_suite(&s, opts) {
                     Ok(records) => all.extend(records),
                     Err(e) => eprintln!("{s:?}: {e:#}"),
                 }
@@ -110,7 +111,7 @@ fn main() -> anyhow::Result<()> {
         rounds: cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 }).max(1),
     };
     println!("{}", machine_summary());
-    let records = run_suite(cli.suite, &opts)?;
+    let records = run_suite(&cli.suite, &opts)?;
     print!("{}", report::render_table(&records));
     if let Some(path) = &cli.json {
         report::write_json(path, &records)?;

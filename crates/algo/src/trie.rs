@@ -187,23 +187,38 @@ impl<S: Ord + Copy, V> Trie<S, V> {
         max_distance: usize,
         fold: impl Fn(S) -> S,
     ) -> Vec<TrieMatch<'_, S, V>> {
+        let mut out = Vec::new();
+        self.visit_fuzzy_prefix(query, max_distance, fold, |key, value, distance| {
+            out.push(TrieMatch {
+                key: key.to_vec(),
+                value,
+                distance,
+            });
+        });
+        out
+    }
+
+    /// [`Trie::fuzzy_prefix`] calling `f(key, value, distance)` for each match instead of collecting them,
+    /// so a caller keeping only the best few copies no other key.
+    pub fn visit_fuzzy_prefix<'a>(
+        &'a self,
+        query: &[S],
+        max_distance: usize,
+        fold: impl Fn(S) -> S,
+        mut f: impl FnMut(&[S], &'a V, usize),
+    ) {
         let q: Vec<S> = query.iter().map(|&s| fold(s)).collect();
         // Row 0: the empty key against each prefix of the query.
         let row: Vec<usize> = (0..=q.len()).collect();
-        let mut out = Vec::new();
-        let mut path = Vec::new();
         let best = row[q.len()];
-        fuzzy(
-            &self.root,
-            &q,
-            &row,
-            best,
-            max_distance,
-            &fold,
-            &mut path,
-            &mut out,
-        );
-        out
+        let mut walk = FuzzyWalk {
+            q: &q,
+            max: max_distance,
+            fold: &fold,
+            path: Vec::new(),
+            f: &mut f,
+        };
+        walk.visit(&self.root, &row, best);
     }
 }
 
@@ -223,47 +238,50 @@ fn collect<'a, S: Copy, V>(
     }
 }
 
-/// The fuzzy walk: `row` is the edit-distance row of `path` against every prefix of the query, `best` the
-/// smallest full-query distance of any prefix of `path`.
-#[allow(clippy::too_many_arguments)]
-fn fuzzy<'a, S: Copy + PartialEq, V>(
-    node: &'a Node<S, V>,
-    q: &[S],
-    row: &[usize],
-    best: usize,
+/// The state of one fuzzy walk.
+struct FuzzyWalk<'q, S, F, G> {
+    /// The folded query.
+    q: &'q [S],
     max: usize,
-    fold: &impl Fn(S) -> S,
-    path: &mut Vec<S>,
-    out: &mut Vec<TrieMatch<'a, S, V>>,
-) {
-    if best <= max
-        && let Some(v) = &node.value
+    fold: &'q F,
+    /// The key of the node being visited.
+    path: Vec<S>,
+    f: &'q mut G,
+}
+
+impl<S: Copy + PartialEq, F: Fn(S) -> S, G> FuzzyWalk<'_, S, F, G> {
+    /// Visits `node`, whose edit-distance row against every prefix of the query is `row`, and whose path
+    /// has some prefix at distance `best` from the whole query.
+    fn visit<'a, V>(&mut self, node: &'a Node<S, V>, row: &[usize], best: usize)
+    where
+        G: FnMut(&[S], &'a V, usize),
     {
-        out.push(TrieMatch {
-            key: path.clone(),
-            value: v,
-            distance: best,
-        });
-    }
-    for (s, child) in &node.children {
-        let c = fold(*s);
-        // Standard Levenshtein recurrence: the next row from this one.
-        let mut next = Vec::with_capacity(row.len());
-        next.push(row[0] + 1);
-        for j in 1..row.len() {
-            let substitute = row[j - 1] + usize::from(q[j - 1] != c);
-            let delete = row[j] + 1;
-            let insert = next[j - 1] + 1;
-            next.push(substitute.min(delete).min(insert));
+        if best <= self.max
+            && let Some(v) = &node.value
+        {
+            (self.f)(&self.path, v, best);
         }
-        let child_best = best.min(next[q.len()]);
-        // Past this point no extension gets back within distance, unless a prefix already matched.
-        if child_best > max && next.iter().all(|&d| d > max) {
-            continue;
+        let n = self.q.len();
+        for (s, child) in &node.children {
+            let c = (self.fold)(*s);
+            // Standard Levenshtein recurrence: the next row from this one.
+            let mut next = Vec::with_capacity(row.len());
+            next.push(row[0] + 1);
+            for j in 1..row.len() {
+                let substitute = row[j - 1] + usize::from(self.q[j - 1] != c);
+                let delete = row[j] + 1;
+                let insert = next[j - 1] + 1;
+                next.push(substitute.min(delete).min(insert));
+            }
+            let child_best = best.min(next[n]);
+            // Past this point no extension gets back within distance, unless a prefix already matched.
+            if child_best > self.max && next.iter().all(|&d| d > self.max) {
+                continue;
+            }
+            self.path.push(*s);
+            self.visit(child, &next, child_best);
+            self.path.pop();
         }
-        path.push(*s);
-        fuzzy(child, q, &next, child_best, max, fold, path, out);
-        path.pop();
     }
 }
 

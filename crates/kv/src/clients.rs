@@ -435,10 +435,25 @@ impl Monitors {
         peer: SocketAddr,
         args: &[Bytes],
     ) {
+        self.feed_from(pubsub, db, &peer.to_string(), args);
+    }
+
+    /// Like [`Monitors::feed`], naming the source as given (`lua` for commands a script calls).
+    pub fn feed_from(
+        &self,
+        pubsub: &crate::pubsub::PubSub,
+        db: usize,
+        source: &str,
+        args: &[Bytes],
+    ) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let mut line = format!("{}.{:06} [{db} {peer}]", now.as_secs(), now.subsec_micros());
+        let mut line = format!(
+            "{}.{:06} [{db} {source}]",
+            now.as_secs(),
+            now.subsec_micros()
+        );
         for a in args {
             line.push(' ');
             quote(&mut line, a);
@@ -453,6 +468,7 @@ impl Monitors {
                     payload: payload.clone(),
                     shard: false,
                     monitor: true,
+                    frame: None,
                 },
             );
         }

@@ -105,6 +105,9 @@ pub async fn run(
     let _ = serve_client(&mut conn, &mut session, &shared, &shutdown).await;
     session.end_transaction(&shared.keyspace);
     session.unsubscribe_all(&shared);
+    if session.tracking.on {
+        shared.tracking.disable(session.id);
+    }
 }
 
 async fn serve_client(
@@ -128,6 +131,9 @@ async fn serve_client(
                     session.handle.qbuf.store(buffered, Ordering::Relaxed);
                     if shared.pause.maybe_active() {
                         wait_while_paused(conn, session, shared, shutdown, &args).await?;
+                    }
+                    if shared.scripting.run.should_wait(session.id) {
+                        wait_for_script(conn, session, shared, shutdown).await?;
                     }
                     let mut reply = cmd::execute(session, shared, &args);
                     if let Some(request) = session.block.take() {
@@ -202,6 +208,26 @@ async fn serve_client(
             Ok(_) => {}
         }
     }
+}
+
+/// Holds a command back while another client's script runs and is not yet past
+/// `busy-reply-threshold` (Redis reads nothing meanwhile; past it, the command gets `-BUSY`), without
+/// tying up a worker thread.
+async fn wait_for_script(
+    conn: &mut Conn,
+    session: &Session,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Result<(), Closed> {
+    conn.flush(session).await?;
+    while shared.scripting.run.should_wait(session.id) {
+        tokio::select! {
+            () = conn.kill.cancelled() => return Err(Closed),
+            () = shutdown.cancelled() => return Err(Closed),
+            () = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Holds a command back while `CLIENT PAUSE` applies to it.

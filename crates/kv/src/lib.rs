@@ -18,12 +18,15 @@ pub mod blocking;
 pub mod clients;
 pub mod cmd;
 mod connection;
+pub mod evict;
 pub mod keyspace;
 pub mod latency;
 pub mod notify;
 pub mod pubsub;
+pub mod script;
 mod session;
 pub mod stats;
+pub mod tracking;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -51,6 +54,13 @@ pub struct KvConfig {
     /// Cancelled by the `SHUTDOWN` command: whoever runs the process watches it and stops the whole
     /// node as on SIGTERM (draining connections, syncing storage).
     pub shutdown_request: CancellationToken,
+    /// `maxmemory` at start, in bytes (0: none); CONFIG SET changes it.
+    pub maxmemory: u64,
+    /// `maxmemory-policy` at start; CONFIG SET changes it.
+    pub maxmemory_policy: String,
+    /// Bytes the process's allocator has handed out, when the server can tell (INFO's
+    /// `allocator_allocated`); see [`evict`] for why eviction does not use it.
+    pub allocated_bytes: Option<fn() -> u64>,
 }
 
 impl Default for KvConfig {
@@ -61,6 +71,9 @@ impl Default for KvConfig {
             max_clients: 10_000,
             limits: Limits::default(),
             shutdown_request: CancellationToken::new(),
+            maxmemory: 0,
+            maxmemory_policy: "noeviction".to_owned(),
+            allocated_bytes: None,
         }
     }
 }
@@ -114,6 +127,14 @@ pub struct Shared {
     pub monitors: clients::Monitors,
     /// The latency monitor (`LATENCY`).
     pub latency: latency::LatencyMonitor,
+    /// Cache mode: the key table behind eviction and `OBJECT FREQ`/`IDLETIME`.
+    pub evict: evict::Eviction,
+    /// Client-side caching.
+    pub tracking: tracking::Tracking,
+    /// Lua scripting: the EVAL script cache, FUNCTION libraries, the running script.
+    pub scripting: script::Scripting,
+    /// This value's own `Arc` (scripts keep a strong reference while they run).
+    me: std::sync::Weak<Shared>,
 }
 
 /// Counters of the whole service, for INFO.
@@ -132,7 +153,10 @@ pub struct ServerStats {
 impl Shared {
     /// Shared state for a service configured with `config`, serving `keyspace`.
     pub fn new(config: KvConfig, keyspace: Keyspace) -> Arc<Self> {
-        Arc::new(Shared {
+        let memory = stats::MemoryLimit::default();
+        memory.set_limit(config.maxmemory);
+        memory.set_policy(&config.maxmemory_policy);
+        let shared = Arc::new_cyclic(|me| Shared {
             keyspace,
             next_client_id: AtomicU64::new(1),
             client_count: AtomicUsize::new(0),
@@ -150,13 +174,24 @@ impl Shared {
             slowlog: stats::SlowLog::default(),
             ops: stats::OpsSampler::default(),
             max_clients: AtomicUsize::new(config.max_clients),
-            memory: stats::MemoryLimit::default(),
+            memory,
+            evict: evict::Eviction::new(config.databases),
+            tracking: tracking::Tracking::default(),
             notify: notify::Notifier::default(),
             local_addr: std::sync::OnceLock::new(),
             monitors: clients::Monitors::default(),
             latency: latency::LatencyMonitor::default(),
+            scripting: script::Scripting::default(),
+            me: me.clone(),
             config,
-        })
+        });
+        shared.evict.refresh(&shared);
+        shared
+    }
+
+    /// A strong reference to this value, unless it is being dropped.
+    pub fn arc(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
     }
 
     /// Number of connected clients.
@@ -177,6 +212,16 @@ pub async fn serve(
         let _ = shared.local_addr.set(addr);
     }
     tokio::spawn(keyspace::expire::run(shared.clone(), shutdown.clone()));
+    // At shutdown a running script is stopped, whatever it did (as SHUTDOWN NOSAVE would).
+    {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            shared.scripting.run.abort();
+        });
+    }
+    tokio::spawn(evict::run(shared.clone(), shutdown.clone()));
     // Samples the command counter for INFO's instantaneous_ops_per_sec, as Redis's cron does.
     {
         let shared = shared.clone();

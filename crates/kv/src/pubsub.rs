@@ -30,11 +30,16 @@ pub struct Message {
     pub shard: bool,
     /// A MONITOR line (in `payload`), sent as a simple string.
     pub monitor: bool,
+    /// A ready-made frame sent as it is (client-side caching invalidations), ignoring the fields above.
+    pub frame: Option<Frame>,
 }
 
 impl Message {
     /// The frame the subscriber receives: a RESP3 push, an array in RESP2.
     pub fn to_frame(&self) -> Frame {
+        if let Some(f) = &self.frame {
+            return f.clone();
+        }
         if self.monitor {
             return Frame::Simple(self.payload.clone());
         }
@@ -50,6 +55,18 @@ impl Message {
                 Frame::Bulk(self.channel.clone()),
                 Frame::Bulk(self.payload.clone()),
             ]),
+        }
+    }
+
+    /// A message that is the ready-made `frame`.
+    pub fn frame(frame: Frame) -> Message {
+        Message {
+            pattern: None,
+            channel: Bytes::new(),
+            payload: Bytes::new(),
+            shard: false,
+            monitor: false,
+            frame: Some(frame),
         }
     }
 
@@ -149,6 +166,7 @@ impl PubSub {
                 payload: payload.clone(),
                 shard,
                 monitor: false,
+                frame: None,
             };
             for c in subs {
                 self.deliver(c, msg.clone());
@@ -169,6 +187,7 @@ impl PubSub {
                 payload: payload.clone(),
                 shard: false,
                 monitor: false,
+                frame: None,
             };
             for c in subs {
                 self.deliver(c, msg.clone());

@@ -72,6 +72,8 @@ pub struct Session {
     pub skip_replies: u8,
     /// Whether the connection ran MONITOR.
     pub monitoring: bool,
+    /// Client-side caching mode (`CLIENT TRACKING`).
+    pub tracking: crate::tracking::Local,
 }
 
 impl Session {
@@ -105,6 +107,7 @@ impl Session {
             reply_off: false,
             skip_replies: 0,
             monitoring: false,
+            tracking: crate::tracking::Local::default(),
         }
     }
 
@@ -203,6 +206,10 @@ impl Session {
             self.monitoring = false;
         }
         self.handle.set_flag(flag::NO_EVICT | flag::NO_TOUCH, false);
+        if self.tracking.on {
+            shared.tracking.disable(self.id);
+        }
+        self.tracking = crate::tracking::Local::default();
     }
 
     /// The line `CLIENT LIST` and `CLIENT INFO` show for this connection.

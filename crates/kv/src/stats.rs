@@ -423,13 +423,8 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
-/// `maxmemory` and `maxmemory-policy`.
-///
-/// Used memory is the process's resident set size, read when a command that may grow the data
-/// (`denyoom`) arrives while a limit is set: strata's data lives in its storage engine's memtables,
-/// block cache and files, so RSS is the honest measure of what the node costs. strata does not evict
-/// keys: whatever the policy, a `denyoom` command over the limit is refused with Redis's `-OOM` error
-/// (what Redis does under `noeviction`, or when nothing is left to evict).
+/// `maxmemory` and `maxmemory-policy`. What counts as used memory and how keys are evicted is in
+/// [`crate::evict`].
 #[derive(Debug)]
 pub struct MemoryLimit {
     limit: AtomicU64,
@@ -478,11 +473,5 @@ impl MemoryLimit {
         if let Some(p) = MAXMEMORY_POLICIES.iter().find(|p| **p == name) {
             *self.policy.lock() = p;
         }
-    }
-
-    /// Whether a limit is set and the process uses more than it.
-    pub fn over_limit(&self) -> bool {
-        let limit = self.limit();
-        limit > 0 && rss_bytes() > limit
     }
 }

@@ -85,7 +85,9 @@ fn info_config_time_save() {
         .unwrap();
     assert_eq!(got.get("maxmemory").map(String::as_str), Some("0"));
     assert!(got.contains_key("slaveof"));
-    // Over maxmemory, commands that may grow the data are refused; reads still run.
+    // Over maxmemory, commands that may grow the data are refused; reads still run. Used memory counts
+    // the data set, so the first key fits under a limit of one byte and takes the server over it.
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxmemory")
@@ -93,7 +95,7 @@ fn info_config_time_save() {
         .query(&mut c)
         .unwrap();
     let e = redis::cmd("SET")
-        .arg("k")
+        .arg("k2")
         .arg("v")
         .query::<()>(&mut c)
         .unwrap_err();

@@ -165,3 +165,89 @@ fn concurrent_clients_share_one_bucket_atomically() {
     // A burst of 20 and a refill of one per hour: exactly 20 of 200 get through.
     assert_eq!(allowed, 20);
 }
+
+/// The reply the GCRA definition gives, derived here independently of `strata-resilience`: the model
+/// keeps the stored TAT and its expiry as Redis would.
+struct Model {
+    tat_ns: Option<i64>,
+    expire_at_ms: u64,
+}
+
+impl Model {
+    fn step(&mut self, now_ms: u64, burst: i64, count: i64, period: i64, q: i64) -> [i64; 5] {
+        const S: i64 = 1_000_000_000;
+        let secs = |ns: i64| ns / S + i64::from((ns % S) / 1_000_000 > 0);
+        let now = now_ms as i64 * 1_000_000;
+        // A key past its TTL is gone (alive through the millisecond of its deadline).
+        let stored = self.tat_ns.filter(|_| now_ms <= self.expire_at_ms);
+        let t = (period as f64 * S as f64 / count as f64) as i64;
+        let tau = t * (burst + 1);
+        let inc = t * q;
+        let tat = stored.unwrap_or(now);
+        let new_tat = tat.max(now) + inc;
+        let (limited, retry, ttl) = if new_tat - tau > now {
+            let retry = if inc <= tau {
+                secs(new_tat - tau - now)
+            } else {
+                -1
+            };
+            (1, retry, tat - now)
+        } else {
+            self.tat_ns = Some(new_tat);
+            self.expire_at_ms = now_ms + ((new_tat - now) / 1_000_000) as u64;
+            (0, -1, new_tat - now)
+        };
+        let next = tau - ttl;
+        let remaining = if next > -t {
+            ((next / 1000) as f64 / (t / 1000) as f64) as i64
+        } else {
+            0
+        };
+        [limited, burst + 1, remaining, retry, secs(ttl)]
+    }
+}
+
+#[test]
+fn random_sequences_match_the_gcra_model() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = Server::start_with_clock(KvConfig::default(), clock.clone());
+    let mut c = server.client();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let params: Vec<(i64, i64, i64)> = (0..6)
+        .map(|_| (next(6) as i64, next(10) as i64 + 1, next(5) as i64 + 1))
+        .collect();
+    let mut models: Vec<Model> = params
+        .iter()
+        .map(|_| Model {
+            tat_ns: None,
+            expire_at_ms: 0,
+        })
+        .collect();
+    let mut now = T0;
+    for step in 0..600 {
+        let dt = next(1500);
+        clock.advance_ms(dt);
+        now += dt;
+        let k = next(params.len() as u64) as usize;
+        let (burst, count, period) = params[k];
+        let q = next(4) as i64;
+        let expected = models[k].step(now, burst, count, period, q);
+        let key = format!("m{k}");
+        let args = [
+            key.clone(),
+            burst.to_string(),
+            count.to_string(),
+            period.to_string(),
+            q.to_string(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let reply = throttle(&mut c, &args);
+        assert_eq!(reply, expected, "step {step}: {args:?} at +{} ms", now - T0);
+    }
+}

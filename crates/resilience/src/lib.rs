@@ -4,7 +4,8 @@
 //!   - [`gcra`]: the generic cell rate algorithm (a leaky bucket kept as one timestamp per key), with the
 //!     exact arithmetic of the redis-cell module so `CL.THROTTLE` answers as redis-cell does;
 //!   - [`token_bucket`]: a bucket refilled continuously, drained per request;
-//!   - [`sliding_window`]: a sliding-window counter (two fixed windows weighted by overlap).
+//!   - [`sliding_window`]: a sliding-window counter (two fixed windows weighted by overlap) and an exact
+//!     sliding log.
 //! - [`retry`]: retry policies with exponential backoff and jitter.
 //! - [`breaker`]: a circuit breaker (closed → open → half-open).
 //! - [`bulkhead`]: a bound on concurrent calls.
@@ -27,5 +28,5 @@ pub use bulkhead::{Bulkhead, BulkheadPermit};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use gcra::{Gcra, GcraDecision, GcraError, GcraLimiter};
 pub use retry::{Backoff, Jitter, RetryPolicy};
-pub use sliding_window::SlidingWindow;
+pub use sliding_window::{SlidingLog, SlidingWindow};
 pub use token_bucket::TokenBucket;

@@ -148,7 +148,7 @@ impl ServiceKind {
     /// Whether this build contains the service. Planned services are named so that `--services` can say
     /// "not built yet" rather than "unknown".
     pub fn is_built(self) -> bool {
-        matches!(self, Self::Kv | Self::Http)
+        matches!(self, Self::Kv | Self::Amqp | Self::Http)
     }
 
     fn from_name(name: &str) -> Option<Self> {
@@ -379,8 +379,8 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "services",
-        allowed: "a comma-separated list (or TOML array) of services built into this strata: kv, http \
-                  (amqp and gateway are planned)",
+        allowed: "a comma-separated list (or TOML array) of services built into this strata: kv, amqp, \
+                  http (gateway is planned)",
         apply: |c, v| {
             let names: Vec<String> = match v {
                 Value::Str(s) => s.split(',').map(|n| n.trim().to_owned()).collect(),
@@ -682,7 +682,7 @@ mod tests {
             ("bind", "example.com", "IP address"),
             ("fsync", "sometimes", "always, everysec, no"),
             ("shutdown_timeout", "10 parsecs", "duration"),
-            ("services", "amqp", "services built into this strata"),
+            ("services", "gateway", "services built into this strata"),
             ("services", "bogus", "services built into this strata"),
             ("log_format", "xml", "text, json"),
         ];

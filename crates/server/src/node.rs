@@ -85,6 +85,8 @@ pub struct ServiceContext {
     pub readiness: Readiness,
     /// The node's storage engine (`<data-dir>/storage`); every durable byte goes through it.
     pub storage: strata_storage::Db,
+    /// The node's identity store (users); every service that needs a login asks it.
+    pub users: strata_auth::UserStore,
 }
 
 /// Runs a node until SIGINT, SIGTERM or the key-value SHUTDOWN command, then shuts it down in order. Blocks the calling thread.
@@ -127,6 +129,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             config.data_dir.join("storage").display()
         )
     })?;
+    let users = strata_auth::UserStore::open(&storage).context("cannot open the user store")?;
     let config = Arc::new(config);
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     metrics.register_collector(Box::new(crate::storage_metrics::StorageCollector::new(
@@ -142,6 +145,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         metrics,
         readiness: readiness.clone(),
         storage,
+        users,
     };
 
     // Bind every listener before starting any service, so a port conflict fails the start as a whole.
@@ -185,6 +189,22 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
                 let (shutdown, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
                 ctx.tracker.spawn(async move {
                     strata_kv::serve(listener, shared, shutdown, tracker).await
+                });
+            }
+            ServiceKind::Amqp => {
+                let broker = strata_amqp::Broker::open(
+                    &ctx.storage,
+                    ctx.users.clone(),
+                    strata_amqp::AmqpConfig::default(),
+                )
+                .context("cannot open the AMQP broker")?;
+                ctx.metrics
+                    .register_collector(Box::new(crate::amqp_metrics::AmqpCollector::new(
+                        broker.clone(),
+                    )));
+                let (shutdown, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
+                ctx.tracker.spawn(async move {
+                    strata_amqp::serve(listener, broker, shutdown, tracker).await
                 });
             }
             // `--services` only accepts built services, so this is unreachable from configuration.

@@ -1,5 +1,5 @@
 //! CLIENT: ID, SETNAME, GETNAME, INFO, LIST, KILL, UNBLOCK, PAUSE, UNPAUSE, SETINFO, NO-EVICT, NO-TOUCH,
-//! REPLY, GETREDIR, TRACKINGINFO, HELP. The other connections are seen through the client registry.
+//! REPLY, TRACKING, CACHING, GETREDIR, TRACKINGINFO, HELP. The other connections are seen through the client registry.
 
 use std::sync::atomic::Ordering;
 
@@ -167,22 +167,100 @@ pub fn client(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             }
             _ => Frame::error("ERR syntax error"),
         },
-        (b"getredir", 2) => Frame::Integer(-1),
-        (b"tracking", 3..) => Frame::error("ERR CLIENT TRACKING is not supported by strata yet"),
-        (b"trackinginfo", 2) => Frame::Map(vec![
-            (Frame::bulk("flags"), Frame::Set(vec![Frame::bulk("off")])),
-            (Frame::bulk("redirect"), Frame::Integer(-1)),
-            (Frame::bulk("prefixes"), Frame::Array(Vec::new())),
-        ]),
+        (b"getredir", 2) => Frame::Integer(if s.tracking.on {
+            sh.tracking.redirect_of(s.id)
+        } else {
+            -1
+        }),
+        (b"tracking", 3..) => tracking(s, sh, args),
+        (b"caching", 3) => caching(s, &args[2]),
+        (b"trackinginfo", 2) => sh.tracking.info(s.id, &s.tracking),
         (b"help", 2) => help(),
         (
             b"id" | b"getname" | b"setname" | b"setinfo" | b"info" | b"kill" | b"unblock"
             | b"pause" | b"unpause" | b"no-evict" | b"no-touch" | b"reply" | b"getredir"
-            | b"tracking" | b"trackinginfo" | b"help",
+            | b"tracking" | b"caching" | b"trackinginfo" | b"help",
             _,
         ) => wrong_sub_arity(&sub),
         _ => super::unknown_subcommand(&args[1], "client"),
     }
+}
+
+/// CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX prefix ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP].
+fn tracking(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let mut opts = crate::tracking::Options::default();
+    let mut i = 3;
+    while i < args.len() {
+        let more = i + 1 < args.len();
+        match args[i].to_ascii_lowercase().as_slice() {
+            b"redirect" if more => {
+                i += 1;
+                if opts.redirect != 0 {
+                    return Frame::error("ERR A client can only redirect to a single other client");
+                }
+                match parse_i64(&args[i]) {
+                    Ok(id) => opts.redirect = u64::try_from(id).unwrap_or(0),
+                    Err(e) => return e,
+                }
+                if opts.redirect == 0 || sh.clients.get(opts.redirect).is_none() {
+                    return Frame::error("ERR The client ID you want redirect to does not exist");
+                }
+            }
+            b"bcast" => opts.bcast = true,
+            b"optin" => opts.optin = true,
+            b"optout" => opts.optout = true,
+            b"noloop" => opts.noloop = true,
+            b"prefix" if more => {
+                i += 1;
+                opts.prefixes.push(args[i].clone());
+            }
+            _ => return Frame::error("ERR syntax error"),
+        }
+        i += 1;
+    }
+    match on_off(&args[2]) {
+        Some(true) => match sh.tracking.enable(sh, &s.handle, s.tracking, opts) {
+            Ok(local) => {
+                s.tracking = local;
+                Frame::ok()
+            }
+            Err(e) => e,
+        },
+        Some(false) => {
+            if s.tracking.on {
+                sh.tracking.disable(s.id);
+            }
+            s.tracking = crate::tracking::Local::default();
+            Frame::ok()
+        }
+        None => Frame::error("ERR syntax error"),
+    }
+}
+
+/// CLIENT CACHING YES|NO: whether the next command's reads are tracked (OPTIN / OPTOUT).
+fn caching(s: &mut Session, arg: &[u8]) -> Frame {
+    if !s.tracking.on {
+        return Frame::error(
+            "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN \
+             or OPTOUT mode enabled",
+        );
+    }
+    match arg.to_ascii_lowercase().as_slice() {
+        b"yes" if s.tracking.optin => s.tracking.caching = true,
+        b"yes" => {
+            return Frame::error(
+                "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
+            );
+        }
+        b"no" if s.tracking.optout => s.tracking.caching = true,
+        b"no" => {
+            return Frame::error(
+                "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
+            );
+        }
+        _ => return Frame::error("ERR syntax error"),
+    }
+    Frame::ok()
 }
 
 fn setinfo(s: &mut Session, attr: &[u8], value: &Bytes) -> Frame {
@@ -440,6 +518,15 @@ fn help() -> Frame {
             "    Protect current client connection from eviction.",
             "NO-TOUCH (ON|OFF)",
             "    Will not touch LRU/LFU stats when this mode is on.",
+            "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+            "         [OPTIN] [OPTOUT] [NOLOOP]",
+            "    Control server assisted client side caching.",
+            "CACHING (YES|NO)",
+            "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+            "GETREDIR",
+            "    Return the client ID we are redirecting to when tracking is enabled.",
+            "TRACKINGINFO",
+            "    Report tracking status for the current connection.",
             "HELP",
             "    Print this help.",
         ]

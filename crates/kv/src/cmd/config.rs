@@ -790,6 +790,7 @@ fn current(sh: &Shared, p: &Param) -> String {
         "databases" => sh.config.databases.to_string(),
         "maxclients" => sh.max_clients.load(Ordering::Relaxed).to_string(),
         "maxmemory" => sh.memory.limit().to_string(),
+        "maxmemory-policy" => sh.memory.policy().to_owned(),
         "slowlog-log-slower-than" => sh
             .slowlog
             .slower_than_us
@@ -1045,9 +1046,33 @@ fn apply(sh: &Shared, p: &Param, value: String) {
         "maxmemory" => {
             if let Ok(n) = value.parse::<u64>() {
                 sh.memory.set_limit(n);
+                sh.evict.refresh(sh);
             }
         }
-        "maxmemory-policy" => sh.memory.set_policy(&value),
+        "maxmemory-policy" => {
+            sh.memory.set_policy(&value);
+            sh.evict.refresh(sh);
+        }
+        "maxmemory-samples" => {
+            if let Ok(n) = value.parse::<usize>() {
+                sh.evict.samples.store(n, Ordering::Relaxed);
+            }
+        }
+        "lfu-log-factor" | "lfu-decay-time" => {
+            if let Ok(n) = value.parse::<u64>() {
+                let target = if p.name == "lfu-log-factor" {
+                    &sh.evict.lfu_log_factor
+                } else {
+                    &sh.evict.lfu_decay_time
+                };
+                target.store(n, Ordering::Relaxed);
+            }
+        }
+        "tracking-table-max-keys" => {
+            if let Ok(n) = value.parse::<usize>() {
+                sh.tracking.set_max_keys(sh, n);
+            }
+        }
         "slowlog-log-slower-than" => {
             if let Ok(v) = value.parse::<i64>() {
                 sh.slowlog.slower_than_us.store(v, Ordering::Relaxed);

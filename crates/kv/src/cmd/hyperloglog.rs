@@ -77,12 +77,13 @@ fn hll_error(e: HllError) -> Frame {
     }
 }
 
-/// `hll-sparse-max-bytes` (CONFIG SET), Redis's default 3000.
+/// `hll-sparse-max-bytes` (CONFIG SET, with memory units such as `3kb`), Redis's default 3000.
 fn sparse_max_bytes(sh: &Shared) -> usize {
     sh.config_params
         .lock()
         .get("hll-sparse-max-bytes")
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| super::config::parse_memory(v))
+        .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(3000)
 }
 

@@ -4,7 +4,7 @@
 mod client;
 mod config;
 mod connection;
-mod functions;
+pub(crate) mod functions;
 mod geo;
 mod hashes;
 mod hyperloglog;
@@ -14,11 +14,13 @@ mod latency;
 mod lists;
 mod memory;
 
+pub(crate) use connection::REDIS_COMPAT_VERSION;
 pub use introspection::key_positions;
 pub use keys::ScanCursors;
 pub use keys::glob_match;
 mod pubsub;
 mod replication;
+mod scripting;
 mod server;
 pub use server::SaveState;
 mod sets;
@@ -64,6 +66,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     memory::COMMANDS,
     pubsub::COMMANDS,
     replication::COMMANDS,
+    scripting::COMMANDS,
     server::COMMANDS,
     sets::COMMANDS,
     streams::COMMANDS,
@@ -158,10 +161,16 @@ const NO_MULTI: &[&str] = &["monitor", "psync", "save", "shutdown", "sync"];
 /// Redis's reply to a command that may grow the data while used memory is over `maxmemory`.
 const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
-/// Whether `maxmemory` refuses this command now: a `denyoom` command, an EXEC whose queue holds one, or
-/// anything but EXEC/DISCARD/QUIT/RESET queued inside MULTI (queueing costs memory too), as Redis does.
-fn refused_for_memory(session: &Session, shared: &Shared, spec: &CommandSpec) -> bool {
+/// Whether `maxmemory` refuses this command now. Over the limit, keys are evicted first as the policy
+/// allows (`evict::make_room`); if that cannot make room, a `denyoom` command, an EXEC whose queue holds
+/// one, or anything but EXEC/DISCARD/QUIT/RESET queued inside MULTI (queueing costs memory too) is
+/// refused, as Redis does.
+fn refused_for_memory(session: &mut Session, shared: &Shared, spec: &CommandSpec) -> bool {
     if shared.memory.limit() == 0 {
+        return false;
+    }
+    let room = crate::evict::make_room(shared, Some((session.id, &mut session.extra_replies)));
+    if room != crate::evict::Room::Full {
         return false;
     }
     let denyoom = spec.flags.contains(&"denyoom")
@@ -174,7 +183,7 @@ fn refused_for_memory(session: &Session, shared: &Shared, spec: &CommandSpec) ->
             }));
     let queued =
         session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
-    (denyoom || queued) && shared.memory.over_limit()
+    denyoom || queued
 }
 
 /// Runs a command's function, with keyspace notifications around a write when they are on.
@@ -182,6 +191,25 @@ fn run_spec(session: &mut Session, shared: &Shared, spec: &CommandSpec, args: &[
     if let Err(e) = expire_keys(session.db, shared, spec, args) {
         return storage_error(e);
     }
+    if !shared.evict.is_active() && !shared.tracking.is_active() {
+        return run_notified(session, shared, spec, args);
+    }
+    // Cache mode and client-side caching follow the command's keys.
+    let keys = key_positions(spec.name, args);
+    let watch = crate::tracking::Watch::begin(shared, session.db, spec, args, &keys);
+    let reply = run_notified(session, shared, spec, args);
+    crate::evict::after_command(shared, session, spec, args, &keys, &reply);
+    crate::tracking::after_command(shared, session, spec, args, &keys, watch, &reply);
+    reply
+}
+
+/// Runs a command's function, with keyspace notifications around a write when they are on.
+fn run_notified(
+    session: &mut Session,
+    shared: &Shared,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Frame {
     if shared.notify.enabled() && spec.flags.contains(&"write") {
         let pending = crate::notify::Notifier::begin(shared, session.db, spec.name, args);
         let reply = (spec.run)(session, shared, args);
@@ -218,6 +246,10 @@ fn expire_keys(
         if expired && flags & crate::notify::EXPIRED != 0 {
             crate::notify::publish(shared, flags, db, key, "expired");
         }
+        if expired {
+            shared.evict.forget(db, key);
+            shared.tracking.invalidate(shared, key, None, None);
+        }
     }
     Ok(())
 }
@@ -225,9 +257,15 @@ fn expire_keys(
 /// Sends a command that ran to the MONITOR clients (admin commands are not shown, as in Redis).
 fn feed_monitors(session: &Session, shared: &Shared, spec: &CommandSpec, args: &[Bytes]) {
     if shared.monitors.any() && !spec.flags.contains(&"admin") {
-        shared
-            .monitors
-            .feed(&shared.pubsub, session.db, session.peer, args);
+        if session.id == crate::script::SCRIPT_CLIENT_ID {
+            shared
+                .monitors
+                .feed_from(&shared.pubsub, session.db, "lua", args);
+        } else {
+            shared
+                .monitors
+                .feed(&shared.pubsub, session.db, session.peer, args);
+        }
     }
 }
 
@@ -269,6 +307,27 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
             return reply;
         }
     };
+    if shared.scripting.run.active()
+        && !allowed_while_busy(spec, args)
+        && let Some(busy) = shared.scripting.run.busy_error(session.id)
+    {
+        shared.command_stats.record_rejected(Some(index), b"BUSY");
+        if spec.name == "exec" && session.multi.is_some() {
+            // As Redis: the transaction is discarded rather than half run after the script.
+            session.end_transaction(&shared.keyspace);
+            let Frame::Error(message) = &busy else {
+                return busy;
+            };
+            return Frame::error(format!(
+                "EXECABORT Transaction discarded because of: {}",
+                String::from_utf8_lossy(message)
+            ));
+        }
+        if session.multi.is_some() {
+            session.multi_failed = true;
+        }
+        return busy;
+    }
     if session.multi.is_some() && NO_MULTI.contains(&spec.name) {
         session.multi_failed = true;
         let reply = Frame::error("ERR Command not allowed inside a transaction");
@@ -306,14 +365,127 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         reply
     } else if spec.name == "swapdb" {
         // SWAPDB takes the exclusive lock itself, like EXEC, so no command runs across the swap.
-        keys::swapdb_exclusive(session, shared, args)
+        let reply = keys::swapdb_exclusive(session, shared, args);
+        if reply == Frame::ok()
+            && let (Some(a), Some(b)) = (args.get(1), args.get(2))
+            && let (Ok(a), Ok(b)) = (parse_i64(a), parse_i64(b))
+        {
+            shared.evict.swap(a as usize, b as usize);
+        }
+        reply
+    } else if scripting::RUNS_SCRIPT.contains(&spec.name) {
+        // MONITOR shows the script before the commands it calls, as Redis does.
+        feed_monitors(session, shared, spec, args);
+        // A script takes the exclusive lock itself, like EXEC, so it runs with nothing interleaved.
+        let reply = run_spec(session, shared, spec, args);
+        finish(session, shared, index, spec, args, start, &reply, true);
+        return reply;
     } else {
-        let _shared_lock = shared.exec_lock.read();
+        if spec.name == "shutdown" {
+            // SHUTDOWN (NOSAVE) stops a running script whatever it did.
+            shared.scripting.run.abort();
+        }
+        let _shared_lock = match shared_lock(session, shared, spec, args) {
+            Ok(guard) => guard,
+            Err(busy) => {
+                shared.command_stats.record_rejected(Some(index), b"BUSY");
+                return busy;
+            }
+        };
         run_spec(session, shared, spec, args)
     };
     finish(session, shared, index, spec, args, start, &reply, true);
     feed_monitors(session, shared, spec, args);
+    shared.tracking.flush_broadcasts(shared);
+    // `CLIENT CACHING` applies to the next command only (or the next transaction).
+    if session.tracking.caching && session.multi.is_none() && spec.name != "client" {
+        session.tracking.caching = false;
+    }
     reply
+}
+
+/// Whether a command may run while a script is busy (Redis's `allow_busy`): transaction control,
+/// AUTH/HELLO/QUIT/RESET, SHUTDOWN, SCRIPT KILL, FUNCTION KILL and FUNCTION STATS.
+fn allowed_while_busy(spec: &CommandSpec, args: &[Bytes]) -> bool {
+    if spec.flags.contains(&"allow_busy")
+        || matches!(spec.name, "auth" | "hello" | "quit" | "reset" | "shutdown")
+    {
+        return true;
+    }
+    let sub = args.get(1).map(|a| a.to_ascii_lowercase());
+    match spec.name {
+        "script" => sub.as_deref() == Some(b"kill"),
+        "function" => matches!(sub.as_deref(), Some(b"kill" | b"stats")),
+        _ => false,
+    }
+}
+
+/// The shared execution lock for one command. While a script holds the exclusive lock the command
+/// waits, until the script passes `busy-reply-threshold`: then it gets `-BUSY`, or runs without the
+/// lock if it is one of the few commands Redis allows while busy.
+fn shared_lock<'a>(
+    session: &Session,
+    shared: &'a Shared,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Result<Option<parking_lot::RwLockReadGuard<'a, ()>>, Frame> {
+    if let Some(guard) = shared.exec_lock.try_read() {
+        return Ok(Some(guard));
+    }
+    loop {
+        if shared.scripting.run.active()
+            && let Some(busy) = shared.scripting.run.busy_error(session.id)
+        {
+            if allowed_while_busy(spec, args) {
+                return Ok(None);
+            }
+            return Err(busy);
+        }
+        if let Some(guard) = shared
+            .exec_lock
+            .try_read_for(std::time::Duration::from_millis(2))
+        {
+            return Ok(Some(guard));
+        }
+    }
+}
+
+/// Runs one command called by a script (`redis.call`), with Redis's checks for scripts; an `Err` is
+/// the error the script receives (with its code).
+pub(crate) fn run_from_script(
+    ctx: &mut crate::script::RunCtx,
+    args: &[Bytes],
+) -> Result<Frame, String> {
+    let Some(spec) = lookup(&args[0]) else {
+        return Err("ERR Unknown Redis command called from script".to_owned());
+    };
+    let arity_ok = match usize::try_from(spec.arity) {
+        Ok(exact) => args.len() == exact,
+        Err(_) => args.len() >= spec.arity.unsigned_abs() as usize,
+    };
+    if !arity_ok {
+        return Err("ERR Wrong number of args calling Redis command from script".to_owned());
+    }
+    if spec.flags.contains(&"noscript") {
+        return Err("ERR This Redis command is not allowed from script".to_owned());
+    }
+    let writes = spec.flags.contains(&"write");
+    if ctx.read_only && (writes || matches!(spec.name, "publish" | "spublish")) {
+        return Err("ERR Write commands are not allowed from read-only scripts.".to_owned());
+    }
+    if ctx.oom_at_start
+        && !ctx.dirty
+        && ctx.flags & crate::script::flags::ALLOW_OOM == 0
+        && spec.flags.contains(&"denyoom")
+    {
+        return Err(OOM_ERROR.to_owned());
+    }
+    if writes {
+        ctx.dirty = true;
+        ctx.shared.scripting.run.note_write();
+    }
+    let shared = ctx.shared.clone();
+    Ok(run_queued(&mut ctx.client, &shared, args))
 }
 
 /// Runs a blocked command again after a wake-up (the connection holds its place in the wait queues).
@@ -329,6 +501,7 @@ pub fn resume(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
     };
     // The connection signals the keys once it has left the wait queues.
     finish(session, shared, index, spec, args, start, &reply, false);
+    shared.tracking.flush_broadcasts(shared);
     reply
 }
 

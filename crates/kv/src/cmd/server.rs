@@ -175,7 +175,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "client_recent_max_input_buffer", &max_qbuf);
             line(out, "client_recent_max_output_buffer", &max_omem);
             line(out, "blocked_clients", &sh.blocking.blocked_clients());
-            line(out, "tracking_clients", &0);
+            line(out, "tracking_clients", &sh.tracking.clients());
             line(
                 out,
                 "pubsub_clients",
@@ -192,12 +192,28 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "total_blocking_keys_on_nokey", &0);
         }
         "memory" => {
+            // What maxmemory counts: the data set's logical size and the tracking table (see evict.rs).
+            let used = crate::evict::used_memory(sh);
             let rss = crate::stats::rss_bytes();
-            line(out, "used_memory", &rss);
+            line(out, "used_memory", &used);
+            line(out, "used_memory_human", &human_bytes(used));
             line(out, "used_memory_rss", &rss);
+            line(out, "used_memory_rss_human", &human_bytes(rss));
+            line(out, "used_memory_dataset", &sh.evict.dataset_bytes());
+            if let Some(allocated) = sh.config.allocated_bytes {
+                line(out, "allocator_allocated", &allocated());
+            }
+            line(out, "mem_not_counted_for_evict", &0);
+            line(out, "mem_clients_normal", &0);
+            line(out, "tracking_total_memory", &sh.tracking.memory());
             line(out, "maxmemory", &sh.memory.limit());
             line(out, "maxmemory_human", &human_bytes(sh.memory.limit()));
             line(out, "maxmemory_policy", &sh.memory.policy());
+            line(
+                out,
+                "number_of_cached_scripts",
+                &sh.scripting.cached_scripts(),
+            );
         }
         "persistence" => {
             let s = sh.keyspace.storage().stats();
@@ -232,7 +248,8 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             );
             line(out, "instantaneous_ops_per_sec", &sh.ops.per_second());
             line(out, "expired_keys", &sh.keyspace.expired_keys());
-            line(out, "evicted_keys", &0);
+            line(out, "evicted_keys", &sh.evict.evicted_keys());
+            line(out, "evicted_clients", &0);
             line(out, "keyspace_hits", &0);
             line(out, "keyspace_misses", &0);
             line(
@@ -250,6 +267,13 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
                 out,
                 "client_output_buffer_limit_disconnections",
                 &sh.pubsub.disconnections.load(Ordering::Relaxed),
+            );
+            line(out, "tracking_total_keys", &sh.tracking.total_keys());
+            line(out, "tracking_total_items", &sh.tracking.total_items());
+            line(
+                out,
+                "tracking_total_prefixes",
+                &sh.tracking.total_prefixes(),
             );
             line(
                 out,

@@ -24,7 +24,8 @@
 //! Limits as RediSearch: a suggestion of 255 code points or more is not added; a query of 200 bytes or more
 //! is refused.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -419,6 +420,37 @@ fn parse_get_options(args: &[Bytes]) -> Result<GetOptions, Frame> {
     Ok(o)
 }
 
+/// A scored match of FT.SUGGET, ordered best first: higher score, then found earlier.
+struct Ranked<'a> {
+    score: f32,
+    seq: u64,
+    key: Vec<u32>,
+    sug: &'a Suggestion,
+}
+
+impl Ord for Ranked<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.seq.cmp(&other.seq))
+    }
+}
+
+impl PartialOrd for Ranked<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked<'_> {}
+
 fn sugget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     if args.len() > 10 {
         return super::wrong_arity("ft.sugget");
@@ -442,29 +474,50 @@ fn sugget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let q = to_symbols(query);
     let folded: Vec<u32> = q.iter().map(|&c| fold(c)).collect();
     let distance = usize::from(o.fuzzy);
-    let mut scored: Vec<(f32, Vec<u32>, &Suggestion)> = trie
-        .fuzzy_prefix(&q, distance, fold)
-        .into_iter()
-        .map(|m| {
-            let mut score = if !m.key.is_empty() && m.key == folded {
-                i32::MAX as f32
-            } else {
-                m.value.score
-            };
-            if o.fuzzy {
-                score = (f64::from(score) * (-2.0_f64 * m.distance as f64).exp()) as f32;
-            }
-            let diff = m.key.len().abs_diff(query.len());
-            score = (f64::from(score) / (1.0_f64 + diff as f64).sqrt()) as f32;
-            (score, m.key, m.value)
-        })
-        .collect();
-    // Highest first; ties keep dictionary order (the sort is stable).
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.truncate(o.max);
+    // The best `max` matches, kept in a heap whose top is the worst kept (lowest score, latest found):
+    // a match replaces it only with a strictly higher score, so ties keep the earlier ones.
+    let mut best: BinaryHeap<Ranked<'_>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    trie.visit_fuzzy_prefix(&q, distance, fold, |key, sug, dist| {
+        let mut score = if !key.is_empty() && key == folded.as_slice() {
+            i32::MAX as f32
+        } else {
+            sug.score
+        };
+        if o.fuzzy {
+            score = (f64::from(score) * (-2.0_f64 * dist as f64).exp()) as f32;
+        }
+        let diff = key.len().abs_diff(query.len());
+        score = (f64::from(score) / (1.0_f64 + diff as f64).sqrt()) as f32;
+        seq += 1;
+        if best.len() < o.max {
+            best.push(Ranked {
+                score,
+                seq,
+                key: key.to_vec(),
+                sug,
+            });
+        } else if best
+            .peek()
+            .is_some_and(|worst| score.total_cmp(&worst.score).is_gt())
+        {
+            best.pop();
+            best.push(Ranked {
+                score,
+                seq,
+                key: key.to_vec(),
+                sug,
+            });
+        }
+    });
+    // Ascending in `Ranked`'s order: best first.
+    let scored = best.into_sorted_vec();
     let mut out = Vec::with_capacity(scored.len() * 3);
-    for (score, k, sug) in scored {
-        out.push(Frame::Bulk(Bytes::from(from_symbols(&k))));
+    for Ranked {
+        score, key, sug, ..
+    } in scored
+    {
+        out.push(Frame::Bulk(Bytes::from(from_symbols(&key))));
         if o.with_scores {
             out.push(score_frame(s, f64::from(score)));
         }

@@ -52,15 +52,25 @@ pub fn one_tick(sh: &Shared) -> usize {
         // Shared with commands, exclusive with EXEC and SWAPDB: a transaction never sees a key vanish
         // half-way through, as in Redis.
         let removed = {
-            let _shared = sh.exec_lock.read();
+            // Never waits for a long script (or SCRIPT KILL could find no free worker): the tick is
+            // skipped instead.
+            let Some(_shared) = sh
+                .exec_lock
+                .try_read_for(std::time::Duration::from_millis(10))
+            else {
+                return total;
+            };
             let flags = sh.notify.flags();
             sh.keyspace
                 .expire_cycle_with(sh.keyspace.now_ms(), PASS_BUDGET, |db, key| {
                     if flags & crate::notify::EXPIRED != 0 {
                         crate::notify::publish(sh, flags, db, key, "expired");
                     }
+                    sh.evict.forget(db, key);
+                    sh.tracking.invalidate(sh, key, None, None);
                 })
         };
+        sh.tracking.flush_broadcasts(sh);
         match removed {
             Ok(n) => {
                 total += n;

@@ -224,7 +224,8 @@ fn sparse_runs(code: &[u8], mut f: impl FnMut(usize, usize, u8)) -> Result<(), H
             Op::Zero { len, bytes } => (len, 0, bytes),
             Op::Val { value, len } => (len, value, 1),
         };
-        if idx + len > REGISTERS {
+        // A run past the registers, or an XZERO cut off by the end of the value.
+        if idx + len > REGISTERS || p + bytes > code.len() {
             return Err(HllError::Corrupt);
         }
         f(idx, len, value);
@@ -339,6 +340,9 @@ fn sparse_set(
         Op::Zero { len, bytes } => (len, bytes),
         Op::Val { len, .. } => (len, 1),
     };
+    if p + oldlen > hll.len() {
+        return Err(HllError::Corrupt);
+    }
     let last = first + runlen - 1;
     match op {
         Op::Val { value, .. } if value >= count => return Ok(Some(false)),
@@ -531,6 +535,31 @@ mod tests {
     }
 
     #[test]
+    fn truncated_or_overlong_sparse_codes_are_corrupt() {
+        let mut h = new_sparse();
+        h.pop();
+        assert_eq!(histogram(&h), Err(HllError::Corrupt));
+        assert_eq!(add(&mut h, b"x", 3000), Err(HllError::Corrupt));
+        let mut h = new_sparse();
+        h.push(0x00);
+        assert_eq!(histogram(&h), Err(HllError::Corrupt));
+        // Every one-byte corruption of a small sketch is either still valid or reported, never a panic.
+        let mut base = new_sparse();
+        for e in 0..50u32 {
+            add(&mut base, &e.to_le_bytes(), 3000).expect("add");
+        }
+        for pos in HEADER..base.len() {
+            for b in [0x00, 0x3f, 0x40, 0x7f, 0x80, 0xff] {
+                let mut h = base.clone();
+                h[pos] = b;
+                let _ = histogram(&h);
+                let _ = add(&mut h, b"more", 3000);
+                let _ = to_dense(&mut h);
+            }
+        }
+    }
+
+    #[test]
     fn dense_registers_round_trip() {
         let mut regs = vec![0u8; DENSE_SIZE - HEADER];
         let mut x: u64 = 7;
@@ -597,6 +626,31 @@ mod tests {
         );
         assert!(rms <= 0.0081, "rms error {rms}");
         assert!(worst <= 3.0 * 0.0081, "worst error {worst}");
+    }
+
+    proptest::proptest! {
+        /// In-place sparse updates (run splitting, VAL merging, promotion at any size limit) keep the
+        /// registers equal to a plain array of maxima, and the code always decodes.
+        #[test]
+        fn sparse_updates_match_a_register_model(
+            ops in proptest::collection::vec((0usize..REGISTERS, 1u8..=51), 0..400),
+            clustered in proptest::bool::ANY,
+            max_bytes in 20usize..3000,
+        ) {
+            let mut h = new_sparse();
+            let mut model = vec![0u8; REGISTERS];
+            for (i, v) in ops {
+                // Clustered indexes exercise splits and merges of neighbouring runs.
+                let i = if clustered { i % 64 } else { i };
+                let changed = set(&mut h, i, v, max_bytes).expect("set");
+                proptest::prop_assert_eq!(changed, v > model[i]);
+                model[i] = model[i].max(v);
+                if h[4] == SPARSE {
+                    proptest::prop_assert!(h.len() <= max_bytes.max(HEADER + 2) || h.len() == 18);
+                }
+            }
+            proptest::prop_assert_eq!(registers(&h).expect("registers"), model);
+        }
     }
 
     #[test]

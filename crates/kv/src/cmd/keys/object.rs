@@ -15,8 +15,6 @@ use crate::{Session, Shared};
 const EMBSTR_MAX: usize = 44;
 /// Redis's shared integers 0..10000 report this reference count (`OBJ_SHARED_REFCOUNT`).
 const SHARED_REFCOUNT: i64 = i32::MAX as i64;
-/// Redis's `LFU_INIT_VAL`: the counter of a key nobody has read yet.
-const LFU_INIT: i64 = 5;
 
 const HELP: &[&str] = &[
     "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -58,14 +56,19 @@ pub fn object(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                      Please note that when switching between policies at runtime LRU and LFU data \
                      will take some time to adjust.",
                 ),
-                b"freq" => Frame::Integer(LFU_INIT),
+                b"freq" => Frame::Integer(i64::from(
+                    sh.evict.object_info(s.db, &args[2], sh.keyspace.now_ms()).1,
+                )),
                 b"idletime" if lfu(sh) => Frame::error(
                     "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note \
                      that when switching between policies at runtime LRU and LFU data will take \
                      some time to adjust.",
                 ),
-                // Access times are not tracked; every key reads as just used.
-                b"idletime" => Frame::Integer(0),
+                // Outside cache mode access times are not kept; every key reads as just used.
+                b"idletime" => Frame::Integer(
+                    i64::try_from(sh.evict.object_info(s.db, &args[2], sh.keyspace.now_ms()).0)
+                        .unwrap_or(i64::MAX),
+                ),
                 _ => Frame::Integer(
                     if entry.kind == Kind::String
                         && as_int(&entry.payload).is_some_and(|n| (0..10_000).contains(&n))
@@ -86,10 +89,7 @@ pub fn object(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 /// Whether `maxmemory-policy` is an LFU policy.
 fn lfu(sh: &Shared) -> bool {
-    sh.config_params
-        .lock()
-        .get("maxmemory-policy")
-        .is_some_and(|p| p.to_ascii_lowercase().contains("lfu"))
+    sh.memory.policy().contains("lfu")
 }
 
 /// A numeric parameter set with CONFIG SET under `name` (or its pre-7 `ziplist` alias), else `default`.

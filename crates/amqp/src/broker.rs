@@ -1,0 +1,340 @@
+//! The broker: configuration, virtual hosts, recovery from storage, the accept loop.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use strata_auth::UserStore;
+use strata_storage::Db;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::AmqpError;
+use crate::exchange::{Binding, Exchange};
+use crate::queue::{Consumer, Entry};
+use crate::store::Store;
+use crate::vhost::VHost;
+
+/// How often expired messages and unused `x-expires` queues are looked for.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The broker's limits and negotiation defaults. `AmqpConfig::default()` matches RabbitMQ's defaults where
+/// RabbitMQ has one.
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    /// Most simultaneous connections; more are closed at accept.
+    pub max_connections: usize,
+    /// Highest channel number offered in connection.tune.
+    pub channel_max: u16,
+    /// Largest frame offered in connection.tune (bytes, including framing).
+    pub frame_max: u32,
+    /// Heartbeat interval offered in connection.tune (seconds; 0 disables).
+    pub heartbeat_secs: u16,
+    /// Largest message body accepted.
+    pub max_message_bytes: u64,
+    /// How long a client may take from TCP connect to connection.open.
+    pub handshake_timeout: Duration,
+    /// Consumers per channel.
+    pub max_consumers_per_channel: usize,
+    /// Bytes of ready messages the broker keeps in memory; above it, publishing connections are blocked
+    /// (`connection.blocked`) and not read until the queues drain below 90% of it.
+    pub max_ready_bytes: u64,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        AmqpConfig {
+            max_connections: 10_000,
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat_secs: 60,
+            max_message_bytes: 16 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            max_consumers_per_channel: 10_000,
+            max_ready_bytes: 2 << 30,
+        }
+    }
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// Open connections.
+    pub connections: AtomicUsize,
+    /// Messages published.
+    pub published: AtomicU64,
+    /// Messages acknowledged by consumers.
+    pub acked: AtomicU64,
+    /// Bytes of ready messages in all queues at the last sweep.
+    pub ready_bytes: AtomicU64,
+}
+
+/// One queue's numbers (see [`Broker::queue_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Virtual host.
+    pub vhost: String,
+    /// Queue name.
+    pub name: String,
+    /// Ready messages.
+    pub ready: u32,
+    /// Consumers.
+    pub consumers: u32,
+}
+
+/// A running broker. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Broker {
+    /// Its configuration.
+    pub config: AmqpConfig,
+    /// The node's users.
+    pub users: UserStore,
+    /// Durable state.
+    pub store: Store,
+    /// Counters.
+    pub stats: BrokerStats,
+    vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    next_conn_id: AtomicU64,
+    alarm: AtomicBool,
+    alarm_cleared: tokio::sync::Notify,
+    alarm_raised: tokio::sync::Notify,
+    reply_to: Mutex<HashMap<String, Weak<Consumer>>>,
+}
+
+impl Broker {
+    /// Opens the broker on `db`: creates the default virtual host `/` and recovers durable exchanges,
+    /// queues, bindings and persistent messages (which come back marked redelivered).
+    pub fn open(db: &Db, users: UserStore, config: AmqpConfig) -> Result<Arc<Broker>, AmqpError> {
+        let store = Store::open(db)?;
+        let recovered = store.recover()?;
+        let next_queue_id = Arc::new(AtomicU64::new(
+            recovered.queues.iter().map(|q| q.id).max().unwrap_or(0) + 1,
+        ));
+        let root = Arc::new(VHost::new("/", store.clone(), next_queue_id));
+        root.set_self();
+        let mut vhosts = HashMap::new();
+        for e in recovered.exchanges {
+            if e.vhost == "/" {
+                root.insert_exchange(Exchange::new(
+                    &e.name,
+                    e.kind,
+                    true,
+                    e.auto_delete,
+                    e.internal,
+                    e.arguments,
+                ));
+            }
+        }
+        let mut by_id = HashMap::new();
+        for q in recovered.queues {
+            if q.vhost == "/" {
+                let queue = root.make_queue(&q.name, q.id, true, None, q.auto_delete, q.arguments);
+                by_id.insert(q.id, queue.clone());
+                root.insert_queue(queue);
+            }
+        }
+        for b in recovered.bindings {
+            if let Ok(src) = root.exchange(&b.source) {
+                src.bind(Binding {
+                    destination: b.destination,
+                    routing_key: b.routing_key,
+                    arguments: b.arguments,
+                });
+            }
+        }
+        let mut orphans: HashMap<u64, Vec<u64>> = HashMap::new();
+        let mut per_queue: HashMap<u64, Vec<Entry>> = HashMap::new();
+        for (qid, seq, msg) in recovered.messages {
+            if by_id.contains_key(&qid) {
+                let mut entry = Entry::new(Arc::new(msg), Some(seq));
+                // Whether it was delivered before the restart is not recorded: flag it, as the flag means
+                // "may have been delivered before".
+                entry.redelivered = true;
+                per_queue.entry(qid).or_default().push(entry);
+            } else {
+                orphans.entry(qid).or_default().push(seq);
+            }
+        }
+        for (qid, entries) in per_queue {
+            if let Some(q) = by_id.get(&qid) {
+                tracing::info!(queue = %q.name, messages = entries.len(), "recovered queue");
+                q.push(entries);
+            }
+        }
+        for (qid, seqs) in orphans {
+            store.forget(qid, &seqs);
+        }
+        vhosts.insert("/".to_owned(), root);
+        Ok(Arc::new(Broker {
+            config,
+            users,
+            store,
+            stats: BrokerStats::default(),
+            vhosts: RwLock::new(vhosts),
+            next_conn_id: AtomicU64::new(1),
+            alarm: AtomicBool::new(false),
+            alarm_cleared: tokio::sync::Notify::new(),
+            alarm_raised: tokio::sync::Notify::new(),
+            reply_to: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The virtual host named `name`.
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.read().get(name).cloned()
+    }
+
+    /// Depth and consumers of every queue, for metrics.
+    pub fn queue_stats(&self) -> Vec<QueueStats> {
+        let vhosts: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
+        let mut out = Vec::new();
+        for v in vhosts {
+            for q in v.queues() {
+                out.push(QueueStats {
+                    vhost: v.name.clone(),
+                    name: q.name.to_string(),
+                    ready: q.message_count(),
+                    consumers: q.consumer_count(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+        out
+    }
+
+    /// Expires messages at the heads of queues with TTLs and deletes queues unused past `x-expires`.
+    pub fn sweep(&self) {
+        let now = crate::queue::now_ms();
+        let vhosts: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
+        let mut ready_bytes = 0u64;
+        for v in vhosts {
+            for q in v.queues() {
+                q.expire(now);
+                ready_bytes += q.ready_bytes() as u64;
+                if let Some(ttl) = q.args.expires_ms
+                    && q.consumer_count() == 0
+                    && now.saturating_sub(q.last_used_ms.load(Ordering::Relaxed)) >= ttl
+                {
+                    tracing::debug!(queue = %q.name, "queue expired (x-expires)");
+                    v.remove_queue(&q);
+                }
+            }
+        }
+        self.stats.ready_bytes.store(ready_bytes, Ordering::Relaxed);
+        self.set_memory(ready_bytes);
+    }
+
+    /// Raises the memory alarm above `max_ready_bytes`, clears it below 90% of it.
+    pub fn set_memory(&self, ready_bytes: u64) {
+        let max = self.config.max_ready_bytes;
+        if ready_bytes > max {
+            if !self.alarm.swap(true, Ordering::AcqRel) {
+                tracing::warn!(ready_bytes, max, "amqp memory alarm: blocking publishers");
+                self.alarm_raised.notify_waiters();
+            }
+        } else if ready_bytes <= max / 10 * 9 && self.alarm.swap(false, Ordering::AcqRel) {
+            tracing::info!(ready_bytes, "amqp memory alarm cleared");
+            self.alarm_cleared.notify_waiters();
+        }
+    }
+
+    /// Whether publishers are blocked.
+    pub fn memory_alarm(&self) -> bool {
+        self.alarm.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the memory alarm is raised (or at once if it is).
+    pub async fn alarm_raised(&self) {
+        let notified = self.alarm_raised.notified();
+        if self.memory_alarm() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Resolves when the memory alarm clears (or at once if it is not raised).
+    pub async fn alarm_cleared(&self) {
+        let notified = self.alarm_cleared.notified();
+        if !self.memory_alarm() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// A new connection id.
+    pub(crate) fn connection_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a direct reply-to consumer under `token`.
+    pub(crate) fn register_reply(&self, token: String, consumer: &Arc<Consumer>) {
+        self.reply_to.lock().insert(token, Arc::downgrade(consumer));
+    }
+
+    /// Forgets a direct reply-to token.
+    pub(crate) fn unregister_reply(&self, token: &str) {
+        self.reply_to.lock().remove(token);
+    }
+
+    /// The live reply consumer of `token`.
+    pub(crate) fn reply_consumer(&self, token: &str) -> Option<Arc<Consumer>> {
+        self.reply_to.lock().get(token).and_then(Weak::upgrade)
+    }
+}
+
+/// Accepts AMQP connections on `listener` until `shutdown` is cancelled; every connection runs on `tracker`
+/// and closes with `connection.close` 320 (CONNECTION_FORCED) at shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    // One sweeper for every queue's TTL and x-expires (no timer per queue).
+    {
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = tick.tick() => broker.sweep(),
+                }
+            }
+        });
+    }
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "amqp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if broker.stats.connections.load(Ordering::Relaxed) >= broker.config.max_connections {
+            tracing::warn!(%peer, limit = broker.config.max_connections, "amqp connection limit reached");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            broker.stats.connections.fetch_add(1, Ordering::Relaxed);
+            crate::connection::run(stream, peer, broker.clone(), shutdown).await;
+            broker.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}

@@ -1,0 +1,48 @@
+//! strata-amqp: strata's AMQP 0-9-1 message broker, compatible with RabbitMQ's clients (lapin, pika,
+//! amqp091-go, Bunny) and RabbitMQ's protocol extensions.
+//!
+//! - [`codec`]: frames on the wire — framing here, methods and content headers decoded by `amq-protocol`,
+//!   hot-path frames (`basic.deliver`, content) encoded by hand.
+//! - [`connection`] (private): the handshake (PLAIN/AMQPLAIN against `strata-auth`, tune, open), channels,
+//!   and every method's state machine; frames are handled in passes whose persistent messages are committed
+//!   to storage as one batch before their publisher confirms go out.
+//! - [`vhost`], [`exchange`], [`queue`]: the model — exchanges (direct, fanout, topic via
+//!   `strata_algo::TopicTrie`, headers), bindings (including exchange-to-exchange), queues, consumers and
+//!   push-based dispatch straight into each consumer connection's output buffer.
+//! - [`store`]: durable exchanges, queues, bindings and persistent messages in strata-storage trees.
+//!
+//! What it is not (yet): TTLs, dead-lettering, length limits, priority queues, policies, the management API
+//! and federation — `docs/amqp.md` lists every difference from RabbitMQ.
+//!
+//! Limits ([`AmqpConfig`]): connections, channel_max, frame_max, message size, consumers per channel; a
+//! connection's pending output is bounded by [`queue::OUTPUT_HIGH_WATER_BYTES`] for deliveries; every
+//! field table nests at most [`codec::MAX_TABLE_DEPTH`] deep.
+//!
+//! Invariant: knows nothing of flags or config files; receives its storage, users and configuration as
+//! values. No input from a socket panics it: bad input gets RabbitMQ's reply code on `channel.close` or
+//! `connection.close`.
+//!
+//! ```no_run
+//! # async fn demo(db: strata_storage::Db) -> Result<(), Box<dyn std::error::Error>> {
+//! let users = strata_auth::UserStore::open(&db)?;
+//! let broker = strata_amqp::Broker::open(&db, users, strata_amqp::AmqpConfig::default())?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5672").await?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! strata_amqp::serve(listener, broker, shutdown, tokio_util::task::TaskTracker::new()).await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod broker;
+pub mod codec;
+mod connection;
+pub mod error;
+pub mod exchange;
+pub mod message;
+pub mod queue;
+pub mod store;
+pub mod vhost;
+
+pub use broker::{AmqpConfig, Broker, serve};
+pub use codec::fuzzing;
+pub use error::{AmqpError, Fault};

@@ -1,0 +1,341 @@
+//! Durable state in strata-storage: definitions (exchanges, queues, bindings) and persistent messages.
+//!
+//! Two trees:
+//! - `amqp.defs`: `e\0<vhost>\0<exchange>` → exchange record, `q\0<vhost>\0<queue>` → queue record,
+//!   `b\0<vhost>\0<source>\0<kind><destination>\0<routing key>\0<arguments>` → empty (the key is the binding).
+//! - `amqp.msgs`: `<queue id u64 BE><sequence u64 BE>` → [`Message::encode`]. A message routed to several
+//!   durable queues is stored once per queue. An acknowledgement deletes the key.
+//!
+//! Recovery reads `amqp.defs`, then scans `amqp.msgs` in key order, so each queue gets its messages back in
+//! publish order; records of queues that no longer exist are deleted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use amq_protocol::types::FieldTable;
+use amq_protocol::types::generation::gen_field_table;
+use amq_protocol::types::parsing::parse_field_table;
+use bytes::Bytes;
+use strata_storage::{Db, Tree, WriteBatch};
+
+use crate::error::AmqpError;
+use crate::exchange::{Destination, ExchangeKind};
+use crate::message::Message;
+
+/// Tree of definitions.
+pub const DEFS_TREE: &str = "amqp.defs";
+/// Tree of persistent messages.
+pub const MSGS_TREE: &str = "amqp.msgs";
+
+/// Handles to the broker's trees.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The database.
+    pub db: Db,
+    /// Definitions.
+    pub defs: Tree,
+    /// Messages.
+    pub msgs: Tree,
+    next_seq: Arc<AtomicU64>,
+}
+
+/// A stored exchange.
+#[derive(Debug, Clone)]
+pub struct ExchangeDef {
+    /// Virtual host.
+    pub vhost: String,
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: ExchangeKind,
+    /// Auto-delete flag.
+    pub auto_delete: bool,
+    /// Internal flag.
+    pub internal: bool,
+    /// Arguments.
+    pub arguments: FieldTable,
+}
+
+/// A stored queue.
+#[derive(Debug, Clone)]
+pub struct QueueDef {
+    /// Virtual host.
+    pub vhost: String,
+    /// Name.
+    pub name: String,
+    /// Id keying its messages.
+    pub id: u64,
+    /// Auto-delete flag.
+    pub auto_delete: bool,
+    /// Arguments.
+    pub arguments: FieldTable,
+}
+
+/// A stored binding.
+#[derive(Debug, Clone)]
+pub struct BindingDef {
+    /// Virtual host.
+    pub vhost: String,
+    /// Source exchange.
+    pub source: String,
+    /// Destination.
+    pub destination: Destination,
+    /// Binding key.
+    pub routing_key: String,
+    /// Arguments.
+    pub arguments: FieldTable,
+}
+
+/// Everything recovered at open.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Durable exchanges.
+    pub exchanges: Vec<ExchangeDef>,
+    /// Durable queues.
+    pub queues: Vec<QueueDef>,
+    /// Bindings between durable objects.
+    pub bindings: Vec<BindingDef>,
+    /// Stored messages: (queue id, sequence, message), in key order.
+    pub messages: Vec<(u64, u64, Message)>,
+}
+
+fn table_bytes(t: &FieldTable) -> Vec<u8> {
+    match gen_field_table(t)(Vec::new().into()) {
+        Ok(ctx) => ctx.write,
+        Err(_) => vec![0, 0, 0, 0],
+    }
+}
+
+fn parse_table(b: &[u8]) -> Option<FieldTable> {
+    parse_field_table(b).ok().map(|(_, t)| t)
+}
+
+fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![kind];
+    for p in parts {
+        k.push(0);
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn split_key(k: &[u8]) -> Vec<&[u8]> {
+    k.split(|b| *b == 0).collect()
+}
+
+/// The message key of `seq` in queue `queue_id`.
+pub fn msg_key(queue_id: u64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&queue_id.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// Opens the trees.
+    pub fn open(db: &Db) -> Result<Store, AmqpError> {
+        Ok(Store {
+            db: db.clone(),
+            defs: db.tree(DEFS_TREE)?,
+            msgs: db.tree(MSGS_TREE)?,
+            next_seq: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// A fresh message sequence number.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Reads every definition and stored message.
+    pub fn recover(&self) -> Result<Recovered, AmqpError> {
+        let mut r = Recovered::default();
+        for entry in self.defs.iter() {
+            let (k, v) = entry?;
+            let parts = split_key(&k);
+            let corrupt =
+                || AmqpError::Corrupt(format!("definition {:?}", String::from_utf8_lossy(&k)));
+            let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            match (k.first(), parts.len()) {
+                (Some(b'e'), 3) => {
+                    let kind = v
+                        .first()
+                        .and_then(|&c| match c {
+                            b'd' => Some(ExchangeKind::Direct),
+                            b'f' => Some(ExchangeKind::Fanout),
+                            b't' => Some(ExchangeKind::Topic),
+                            b'h' => Some(ExchangeKind::Headers),
+                            _ => None,
+                        })
+                        .ok_or_else(corrupt)?;
+                    let flags = *v.get(1).ok_or_else(corrupt)?;
+                    r.exchanges.push(ExchangeDef {
+                        vhost: s(parts[1]),
+                        name: s(parts[2]),
+                        kind,
+                        auto_delete: flags & 1 != 0,
+                        internal: flags & 2 != 0,
+                        arguments: parse_table(v.get(2..).ok_or_else(corrupt)?)
+                            .ok_or_else(corrupt)?,
+                    });
+                }
+                (Some(b'q'), 3) => {
+                    let id = u64::from_be_bytes(
+                        v.get(..8)
+                            .and_then(|b| b.try_into().ok())
+                            .ok_or_else(corrupt)?,
+                    );
+                    let flags = *v.get(8).ok_or_else(corrupt)?;
+                    r.queues.push(QueueDef {
+                        vhost: s(parts[1]),
+                        name: s(parts[2]),
+                        id,
+                        auto_delete: flags & 1 != 0,
+                        arguments: parse_table(v.get(9..).ok_or_else(corrupt)?)
+                            .ok_or_else(corrupt)?,
+                    });
+                }
+                (Some(b'b'), _) => {
+                    // The arguments may contain zero bytes: they are the value, not part of the split key.
+                    if parts.len() < 5 {
+                        return Err(corrupt());
+                    }
+                    let dest = parts[3];
+                    let destination = match dest.first() {
+                        Some(b'q') => Destination::Queue(Arc::from(s(&dest[1..]).as_str())),
+                        Some(b'e') => Destination::Exchange(Arc::from(s(&dest[1..]).as_str())),
+                        _ => return Err(corrupt()),
+                    };
+                    r.bindings.push(BindingDef {
+                        vhost: s(parts[1]),
+                        source: s(parts[2]),
+                        destination,
+                        routing_key: s(parts[4]),
+                        arguments: parse_table(&v).ok_or_else(corrupt)?,
+                    });
+                }
+                _ => return Err(corrupt()),
+            }
+        }
+        let mut max_seq = 0;
+        for entry in self.msgs.iter() {
+            let (k, v) = entry?;
+            if k.len() != 16 {
+                continue;
+            }
+            let qid = u64::from_be_bytes(k[..8].try_into().unwrap_or_default());
+            let seq = u64::from_be_bytes(k[8..].try_into().unwrap_or_default());
+            max_seq = max_seq.max(seq);
+            let msg = Message::decode(&v)
+                .ok_or_else(|| AmqpError::Corrupt(format!("message {seq} of queue {qid}")))?;
+            r.messages.push((qid, seq, msg));
+        }
+        self.next_seq.store(max_seq + 1, Ordering::Relaxed);
+        Ok(r)
+    }
+
+    fn exchange_key(vhost: &str, name: &str) -> Vec<u8> {
+        key(b'e', &[vhost.as_bytes(), name.as_bytes()])
+    }
+
+    fn queue_key(vhost: &str, name: &str) -> Vec<u8> {
+        key(b'q', &[vhost.as_bytes(), name.as_bytes()])
+    }
+
+    fn binding_key(b: &BindingDef) -> Vec<u8> {
+        let mut dest = vec![match b.destination {
+            Destination::Queue(_) => b'q',
+            Destination::Exchange(_) => b'e',
+        }];
+        dest.extend_from_slice(b.destination.name().as_bytes());
+        let mut k = key(
+            b'b',
+            &[
+                b.vhost.as_bytes(),
+                b.source.as_bytes(),
+                &dest,
+                b.routing_key.as_bytes(),
+            ],
+        );
+        // Bindings differing only in arguments are distinct: the arguments are part of the key.
+        k.push(0);
+        k.extend_from_slice(&table_bytes(&b.arguments));
+        k
+    }
+
+    /// Stores a durable exchange.
+    pub fn put_exchange(&self, d: &ExchangeDef) -> Result<(), AmqpError> {
+        let mut v = vec![
+            match d.kind {
+                ExchangeKind::Direct => b'd',
+                ExchangeKind::Fanout => b'f',
+                ExchangeKind::Topic => b't',
+                ExchangeKind::Headers => b'h',
+            },
+            u8::from(d.auto_delete) | (u8::from(d.internal) << 1),
+        ];
+        v.extend_from_slice(&table_bytes(&d.arguments));
+        self.defs.put(&Self::exchange_key(&d.vhost, &d.name), &v)?;
+        Ok(())
+    }
+
+    /// Deletes a durable exchange.
+    pub fn delete_exchange(&self, vhost: &str, name: &str) -> Result<(), AmqpError> {
+        self.defs.delete(&Self::exchange_key(vhost, name))?;
+        Ok(())
+    }
+
+    /// Stores a durable queue.
+    pub fn put_queue(&self, d: &QueueDef) -> Result<(), AmqpError> {
+        let mut v = d.id.to_be_bytes().to_vec();
+        v.push(u8::from(d.auto_delete));
+        v.extend_from_slice(&table_bytes(&d.arguments));
+        self.defs.put(&Self::queue_key(&d.vhost, &d.name), &v)?;
+        Ok(())
+    }
+
+    /// Deletes a durable queue and its stored messages.
+    pub fn delete_queue(&self, vhost: &str, name: &str, id: u64) -> Result<(), AmqpError> {
+        let mut batch = WriteBatch::new();
+        batch.delete(&self.defs, &Self::queue_key(vhost, name));
+        batch.delete_range(&self.msgs, &msg_key(id, 0), &msg_key(id, u64::MAX));
+        batch.delete(&self.msgs, &msg_key(id, u64::MAX));
+        self.db.write(&batch)?;
+        Ok(())
+    }
+
+    /// Stores a binding.
+    pub fn put_binding(&self, b: &BindingDef) -> Result<(), AmqpError> {
+        self.defs
+            .put(&Self::binding_key(b), &table_bytes(&b.arguments))?;
+        Ok(())
+    }
+
+    /// Deletes a binding.
+    pub fn delete_binding(&self, b: &BindingDef) -> Result<(), AmqpError> {
+        self.defs.delete(&Self::binding_key(b))?;
+        Ok(())
+    }
+
+    /// Adds a message insert to `batch`.
+    pub fn add_message(&self, batch: &mut WriteBatch, queue_id: u64, seq: u64, encoded: &[u8]) {
+        batch.put(&self.msgs, &msg_key(queue_id, seq), encoded);
+    }
+
+    /// Adds a message delete to `batch`.
+    pub fn remove_message(&self, batch: &mut WriteBatch, queue_id: u64, seq: u64) {
+        batch.delete(&self.msgs, &msg_key(queue_id, seq));
+    }
+
+    /// Deletes messages now, without waiting for the commit (nothing is acknowledged on it).
+    pub fn forget(&self, queue_id: u64, seqs: &[u64]) {
+        let mut batch = WriteBatch::new();
+        for &s in seqs {
+            self.remove_message(&mut batch, queue_id, s);
+        }
+        drop(self.db.write_async(&batch));
+    }
+}
+
+/// Encoded message bytes shared between queues (encoded once per publish).
+pub type Encoded = Bytes;

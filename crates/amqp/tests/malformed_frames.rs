@@ -1,0 +1,454 @@
+//! Raw bytes on the socket: wrong protocol headers, malformed and unexpected frames, and bad logins get the
+//! reply codes RabbitMQ sends (connection.close 501/502/503/504/505/530/540, 403).
+
+mod common;
+
+use std::time::Duration;
+
+use amq_protocol::protocol::{AMQPClass, basic, channel, connection};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use bytes::BytesMut;
+use strata_amqp::codec;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Raw {
+    s: TcpStream,
+    buf: BytesMut,
+}
+
+impl Raw {
+    async fn connect(addr: std::net::SocketAddr) -> Raw {
+        Raw {
+            s: TcpStream::connect(addr).await.expect("connect"),
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.expect("write");
+    }
+
+    async fn send_method(&mut self, ch: u16, class: AMQPClass) {
+        let mut b = BytesMut::new();
+        codec::put_method(&mut b, ch, class);
+        self.send(&b).await;
+    }
+
+    /// The next frame, or None at EOF.
+    async fn frame(&mut self) -> Option<codec::RawFrame> {
+        loop {
+            if let Some(f) =
+                codec::next_frame(&mut self.buf, 1 << 20).expect("server frames are valid")
+            {
+                if f.kind == codec::FRAME_HEARTBEAT {
+                    continue;
+                }
+                return Some(f);
+            }
+            let n = tokio::time::timeout(Duration::from_secs(5), self.s.read_buf(&mut self.buf))
+                .await
+                .expect("server answers in time")
+                .expect("read");
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn method(&mut self) -> Option<AMQPClass> {
+        loop {
+            let f = self.frame().await?;
+            if f.kind == codec::FRAME_METHOD {
+                return Some(
+                    amq_protocol::protocol::parse_class(&f.payload[..])
+                        .expect("method")
+                        .1,
+                );
+            }
+        }
+    }
+
+    async fn login(&mut self, user: &str, password: &str, vhost: &str) -> Option<AMQPClass> {
+        self.send(codec::PROTOCOL_HEADER).await;
+        assert!(matches!(
+            self.method().await,
+            Some(AMQPClass::Connection(connection::AMQPMethod::Start(_)))
+        ));
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: FieldTable::default(),
+                mechanism: "PLAIN".into(),
+                response: LongString::from(format!("\0{user}\0{password}").into_bytes()),
+                locale: "en_US".into(),
+            })),
+        )
+        .await;
+        match self.method().await? {
+            AMQPClass::Connection(connection::AMQPMethod::Tune(_)) => {}
+            other => return Some(other),
+        }
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+                channel_max: 16,
+                frame_max: 131_072,
+                heartbeat: 0,
+            })),
+        )
+        .await;
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                virtual_host: vhost.into(),
+            })),
+        )
+        .await;
+        self.method().await
+    }
+
+    async fn open(addr: std::net::SocketAddr) -> Raw {
+        let mut r = Raw::connect(addr).await;
+        let ok = r.login("guest", "guest", "/").await;
+        assert!(matches!(
+            ok,
+            Some(AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
+        ));
+        r
+    }
+
+    /// Expects connection.close with `code` next, answers close-ok, and expects EOF.
+    async fn expect_close(&mut self, code: u16) -> String {
+        match self.method().await {
+            Some(AMQPClass::Connection(connection::AMQPMethod::Close(c))) => {
+                assert_eq!(c.reply_code, code, "{}", c.reply_text);
+                self.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                )
+                .await;
+                assert!(self.frame().await.is_none(), "socket closed after close-ok");
+                c.reply_text.to_string()
+            }
+            other => panic!("expected connection.close {code}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_protocol_header_gets_ours_then_close() {
+    let b = common::start().await;
+    let mut r = Raw::connect(b.addr).await;
+    r.send(b"AMQP\x01\x01\x00\x0a").await;
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), r.s.read_to_end(&mut got))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    assert_eq!(&got, codec::PROTOCOL_HEADER);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_logins_and_vhosts() {
+    let b = common::start().await;
+    let mut r = Raw::connect(b.addr).await;
+    match r.login("guest", "wrong", "/").await {
+        Some(AMQPClass::Connection(connection::AMQPMethod::Close(c))) => {
+            assert_eq!(c.reply_code, 403);
+            assert!(
+                c.reply_text
+                    .as_str()
+                    .starts_with("ACCESS_REFUSED - Login was refused"),
+                "{}",
+                c.reply_text
+            );
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    let mut r = Raw::connect(b.addr).await;
+    match r.login("guest", "guest", "nope").await {
+        Some(AMQPClass::Connection(connection::AMQPMethod::Close(c))) => {
+            assert_eq!(c.reply_code, 530, "{}", c.reply_text);
+        }
+        other => panic!("expected 530, got {other:?}"),
+    }
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_the_right_close_codes() {
+    let b = common::start().await;
+    let open_channel = |_ch: u16| AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}));
+
+    // 501: bad frame-end octet.
+    let mut r = Raw::open(b.addr).await;
+    r.send(&[codec::FRAME_METHOD, 0, 1, 0, 0, 0, 1, 0, 0x00])
+        .await;
+    r.expect_close(501).await;
+
+    // 501: unknown frame type.
+    let mut r = Raw::open(b.addr).await;
+    r.send(&[7, 0, 0, 0, 0, 0, 0, codec::FRAME_END]).await;
+    r.expect_close(501).await;
+
+    // 501: frame larger than frame_max.
+    let mut r = Raw::open(b.addr).await;
+    r.send(&[codec::FRAME_BODY, 0, 1, 0x10, 0, 0, 0]).await;
+    r.expect_close(501).await;
+
+    // 502: a method payload that does not parse.
+    let mut r = Raw::open(b.addr).await;
+    r.send(&[
+        codec::FRAME_METHOD,
+        0,
+        1,
+        0,
+        0,
+        0,
+        5,
+        0,
+        50,
+        0,
+        10,
+        0,
+        codec::FRAME_END,
+    ])
+    .await;
+    r.expect_close(502).await;
+
+    // 540: an unknown class.
+    let mut r = Raw::open(b.addr).await;
+    r.send(&[
+        codec::FRAME_METHOD,
+        0,
+        1,
+        0,
+        0,
+        0,
+        4,
+        0x0F,
+        0xFF,
+        0,
+        1,
+        codec::FRAME_END,
+    ])
+    .await;
+    r.expect_close(540).await;
+
+    // 504: a method on a channel that was never opened.
+    let mut r = Raw::open(b.addr).await;
+    r.send_method(
+        3,
+        AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+            prefetch_count: 1,
+            global: false,
+        })),
+    )
+    .await;
+    r.expect_close(504).await;
+
+    // 504: channel number above channel_max (16).
+    let mut r = Raw::open(b.addr).await;
+    r.send_method(100, open_channel(100)).await;
+    r.expect_close(504).await;
+
+    // 505: a content body without a publish.
+    let mut r = Raw::open(b.addr).await;
+    r.send_method(1, open_channel(1)).await;
+    assert!(matches!(
+        r.method().await,
+        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+    ));
+    r.send(&[codec::FRAME_BODY, 0, 1, 0, 0, 0, 1, b'x', codec::FRAME_END])
+        .await;
+    r.expect_close(505).await;
+
+    // 505: a method while a publish awaits its content header.
+    let mut r = Raw::open(b.addr).await;
+    r.send_method(1, open_channel(1)).await;
+    r.method().await;
+    r.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            routing_key: "q".into(),
+            ..Default::default()
+        })),
+    )
+    .await;
+    r.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+            prefetch_count: 1,
+            global: false,
+        })),
+    )
+    .await;
+    r.expect_close(505).await;
+
+    // 503: a server-only connection method after the handshake.
+    let mut r = Raw::open(b.addr).await;
+    r.send_method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+            channel_max: 1,
+            frame_max: 4096,
+            heartbeat: 0,
+        })),
+    )
+    .await;
+    r.expect_close(503).await;
+
+    // 502: a field table nested deeper than the limit.
+    let mut r = Raw::open(b.addr).await;
+    r.send_method(1, open_channel(1)).await;
+    r.method().await;
+    let mut deep = AMQPValue::Boolean(true);
+    for _ in 0..200 {
+        let mut t = FieldTable::default();
+        t.insert("k".into(), deep);
+        deep = AMQPValue::FieldTable(t);
+    }
+    let mut args = FieldTable::default();
+    args.insert("x".into(), deep);
+    r.send_method(
+        1,
+        AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
+            amq_protocol::protocol::queue::Declare {
+                queue: "q".into(),
+                arguments: args,
+                ..Default::default()
+            },
+        )),
+    )
+    .await;
+    r.expect_close(502).await;
+
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_errors_close_only_the_channel_with_rabbitmq_texts() {
+    let b = common::start().await;
+    let mut r = Raw::open(b.addr).await;
+    let expect_channel_close = |code: u16, text: &'static str| (code, text);
+    let cases: Vec<(AMQPClass, (u16, &str))> = vec![
+        (
+            AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
+                amq_protocol::protocol::queue::Declare {
+                    queue: "missing".into(),
+                    passive: true,
+                    ..Default::default()
+                },
+            )),
+            expect_channel_close(404, "NOT_FOUND - no queue 'missing' in vhost '/'"),
+        ),
+        (
+            AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
+                amq_protocol::protocol::queue::Declare {
+                    queue: "x".into(),
+                    durable: true,
+                    ..Default::default()
+                },
+            )),
+            expect_channel_close(
+                406,
+                "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'x' in vhost '/': received 'true' but current is 'false'",
+            ),
+        ),
+        (
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: "nope".into(),
+                ..Default::default()
+            })),
+            expect_channel_close(404, "NOT_FOUND - no exchange 'nope' in vhost '/'"),
+        ),
+        (
+            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: 42,
+                multiple: false,
+            })),
+            expect_channel_close(406, "PRECONDITION_FAILED - unknown delivery tag 42"),
+        ),
+        (
+            AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
+                amq_protocol::protocol::queue::Declare {
+                    queue: "amq.bad".into(),
+                    ..Default::default()
+                },
+            )),
+            expect_channel_close(
+                403,
+                "ACCESS_REFUSED - queue name 'amq.bad' contains reserved prefix 'amq.*'",
+            ),
+        ),
+    ];
+    // Queue "x" exists transient for the inequivalence case.
+    r.send_method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
+    r.method().await;
+    r.send_method(
+        1,
+        AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
+            amq_protocol::protocol::queue::Declare {
+                queue: "x".into(),
+                ..Default::default()
+            },
+        )),
+    )
+    .await;
+    r.method().await;
+    for (i, (method, (code, text))) in cases.into_iter().enumerate() {
+        let ch = 2 + i as u16;
+        r.send_method(
+            ch,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        )
+        .await;
+        assert!(matches!(
+            r.method().await,
+            Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+        ));
+        let is_publish = matches!(method, AMQPClass::Basic(basic::AMQPMethod::Publish(_)));
+        r.send_method(ch, method).await;
+        if is_publish {
+            // Header and empty body complete the publish.
+            let header = codec::encode_content_header(
+                0,
+                &amq_protocol::protocol::BasicProperties::default(),
+            );
+            let mut b = BytesMut::new();
+            codec::put_content(&mut b, ch, &header, &[], 4096);
+            r.send(&b).await;
+        }
+        match r.method().await {
+            Some(AMQPClass::Channel(channel::AMQPMethod::Close(c))) => {
+                assert_eq!((c.reply_code, c.reply_text.as_str()), (code, text));
+            }
+            other => panic!("case {i}: expected channel.close, got {other:?}"),
+        }
+        r.send_method(
+            ch,
+            AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+        )
+        .await;
+    }
+    // The connection still works.
+    r.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+            prefetch_count: 5,
+            global: false,
+        })),
+    )
+    .await;
+    assert!(matches!(
+        r.method().await,
+        Some(AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))
+    ));
+    b.stop().await;
+}

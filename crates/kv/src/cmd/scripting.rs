@@ -1,0 +1,331 @@
+//! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT LOAD / EXISTS / FLUSH / KILL.
+//!
+//! A script runs atomically: it takes the exclusive execution lock EXEC takes (inside EXEC it already
+//! holds it), so no other command interleaves with its calls. Scripts may touch keys they were not given
+//! in KEYS, as Redis allows. The cache of compiled scripts lives in memory until SCRIPT FLUSH, as in
+//! Redis.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use strata_resp::Frame;
+
+use super::{CommandSpec, parse_i64, unknown_subcommand};
+use crate::script::{CachedScript, Engine, EvalState, RunCtx, Running, flags, parse_shebang, sha1};
+use crate::{Session, Shared};
+
+/// The commands of this family, for the dispatch table.
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "eval",
+        arity: -3,
+        flags: &[
+            "noscript",
+            "skip_monitor",
+            "may_replicate",
+            "no_mandatory_keys",
+            "stale",
+        ],
+        no_auth: false,
+        run: eval,
+    },
+    CommandSpec {
+        name: "eval_ro",
+        arity: -3,
+        flags: &["noscript", "skip_monitor", "no_mandatory_keys", "stale"],
+        no_auth: false,
+        run: eval_ro,
+    },
+    CommandSpec {
+        name: "evalsha",
+        arity: -3,
+        flags: &[
+            "noscript",
+            "skip_monitor",
+            "may_replicate",
+            "no_mandatory_keys",
+            "stale",
+        ],
+        no_auth: false,
+        run: evalsha,
+    },
+    CommandSpec {
+        name: "evalsha_ro",
+        arity: -3,
+        flags: &["noscript", "skip_monitor", "no_mandatory_keys", "stale"],
+        no_auth: false,
+        run: evalsha_ro,
+    },
+    CommandSpec {
+        name: "script",
+        arity: -2,
+        flags: &["noscript"],
+        no_auth: false,
+        run: script,
+    },
+];
+
+/// Commands that run a script: dispatch runs them without the shared lock, since they take the
+/// exclusive one.
+pub(super) const RUNS_SCRIPT: &[&str] = &[
+    "eval",
+    "eval_ro",
+    "evalsha",
+    "evalsha_ro",
+    "fcall",
+    "fcall_ro",
+];
+
+/// `busy-reply-threshold` (alias `lua-time-limit`) in milliseconds, Redis's default 5000.
+pub(crate) fn busy_threshold_ms(sh: &Shared) -> u64 {
+    sh.config_params
+        .lock()
+        .get("busy-reply-threshold")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000)
+}
+
+/// Whether used memory is over `maxmemory` even after what eviction may free (Redis's OOM state
+/// before a command).
+pub(crate) fn over_memory(sh: &Shared) -> bool {
+    sh.memory.limit() > 0 && crate::evict::make_room(sh, None) == crate::evict::Room::Full
+}
+
+/// `numkeys key... arg...` of EVAL and FCALL.
+pub(crate) fn split_keys(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), Frame> {
+    let n = parse_i64(&args[2])?;
+    let rest = &args[3..];
+    if n > rest.len() as i64 {
+        return Err(Frame::error(
+            "ERR Number of keys can't be greater than number of args",
+        ));
+    }
+    if n < 0 {
+        return Err(Frame::error("ERR Number of keys can't be negative"));
+    }
+    Ok(rest.split_at(n as usize))
+}
+
+/// The checks Redis makes before running a script with declared flags (`#!lua flags=...` or a
+/// function's flags).
+pub(crate) fn check_flags(sh: &Shared, script_flags: u32, ro: bool) -> Result<(), Frame> {
+    if script_flags & flags::EVAL_COMPAT != 0 {
+        return Ok(());
+    }
+    if script_flags & flags::NO_WRITES == 0 && ro {
+        return Err(Frame::error(
+            "ERR Can not execute a script with write flag using *_ro command.",
+        ));
+    }
+    if script_flags & (flags::ALLOW_OOM | flags::NO_WRITES) == 0 && over_memory(sh) {
+        return Err(Frame::error(
+            "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'",
+        ));
+    }
+    Ok(())
+}
+
+fn eval(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    eval_generic(s, sh, args, false, false)
+}
+
+fn eval_ro(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    eval_generic(s, sh, args, false, true)
+}
+
+fn evalsha(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    eval_generic(s, sh, args, true, false)
+}
+
+fn evalsha_ro(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    eval_generic(s, sh, args, true, true)
+}
+
+fn new_state() -> Result<EvalState, Frame> {
+    Ok(EvalState {
+        engine: Engine::new(false)
+            .map_err(|e| Frame::error(format!("ERR cannot start Lua: {e}")))?,
+        scripts: std::collections::HashMap::new(),
+    })
+}
+
+/// Compiles `body` into the cache if it is not there; returns its SHA-1.
+fn cache_script(state: &mut EvalState, body: &Bytes) -> Result<String, Frame> {
+    let sha = sha1::sha1_hex(body);
+    if state.scripts.contains_key(&sha) {
+        return Ok(sha);
+    }
+    let (script_flags, skip) = parse_shebang(body).map_err(Frame::error)?;
+    let function = state
+        .engine
+        .compile(&body[skip..], "@user_script")
+        .map_err(|e| Frame::error(format!("ERR Error compiling script (new function): {e}")))?;
+    state.scripts.insert(
+        sha.clone(),
+        CachedScript {
+            function,
+            flags: script_flags,
+        },
+    );
+    Ok(sha)
+}
+
+fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: bool) -> Frame {
+    let (keys, argv) = match split_keys(args) {
+        Ok(split) => split,
+        Err(e) => return e,
+    };
+    let Some(me) = sh.arc() else {
+        return Frame::error("ERR the service is shutting down");
+    };
+    let _exclusive = (!s.in_exec).then(|| sh.exec_lock.write());
+    let mut guard = sh.scripting.eval.lock();
+    if guard.is_none() {
+        match new_state() {
+            Ok(state) => *guard = Some(state),
+            Err(e) => return e,
+        }
+    }
+    let Some(state) = guard.as_mut() else {
+        return Frame::error("ERR cannot start Lua");
+    };
+    let sha = if by_sha {
+        let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+        if !state.scripts.contains_key(&sha) {
+            return Frame::error("NOSCRIPT No matching script. Please use EVAL.");
+        }
+        sha
+    } else {
+        match cache_script(state, &args[1]) {
+            Ok(sha) => {
+                sh.scripting
+                    .cached
+                    .store(state.scripts.len(), std::sync::atomic::Ordering::Relaxed);
+                sha
+            }
+            Err(e) => return e,
+        }
+    };
+    let EvalState { engine, scripts } = state;
+    let Some(script) = scripts.get(&sha) else {
+        return Frame::error("NOSCRIPT No matching script. Please use EVAL.");
+    };
+    if let Err(e) = check_flags(sh, script.flags, ro) {
+        return e;
+    }
+    let compat = script.flags & flags::EVAL_COMPAT != 0;
+    let Some(mut client) = engine.client.take() else {
+        return Frame::error("ERR the script client is in use");
+    };
+    client.db = s.db;
+    let ctx = RunCtx {
+        shared: me,
+        client,
+        read_only: ro || (!compat && script.flags & flags::NO_WRITES != 0),
+        flags: script.flags,
+        oom_at_start: super::scripting::over_memory(sh),
+        dirty: false,
+    };
+    let running = Running {
+        client: s.id,
+        started: Instant::now(),
+        threshold_ms: busy_threshold_ms(sh),
+        eval: true,
+        name: sha,
+        command: args.to_vec(),
+    };
+    let function = script.function.clone();
+    engine.run(&sh.scripting.run, running, &function, keys, argv, ctx)
+}
+
+fn script(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+    let sub = args[1].to_ascii_lowercase();
+    let wrong = || {
+        Frame::error(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try SCRIPT HELP.",
+            String::from_utf8_lossy(&args[1]).to_ascii_lowercase()
+        ))
+    };
+    match sub.as_slice() {
+        b"kill" if args.len() == 2 => sh.scripting.run.kill(true),
+        b"load" if args.len() == 3 => {
+            let mut guard = sh.scripting.eval.lock();
+            if guard.is_none() {
+                match new_state() {
+                    Ok(state) => *guard = Some(state),
+                    Err(e) => return e,
+                }
+            }
+            let Some(state) = guard.as_mut() else {
+                return Frame::error("ERR cannot start Lua");
+            };
+            let reply = match cache_script(state, &args[2]) {
+                Ok(sha) => Frame::Bulk(Bytes::from(sha)),
+                Err(e) => e,
+            };
+            sh.scripting
+                .cached
+                .store(state.scripts.len(), std::sync::atomic::Ordering::Relaxed);
+            reply
+        }
+        b"exists" if args.len() >= 3 => {
+            let guard = sh.scripting.eval.lock();
+            Frame::Array(
+                args[2..]
+                    .iter()
+                    .map(|sha| {
+                        let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
+                        let found = guard
+                            .as_ref()
+                            .is_some_and(|st| st.scripts.contains_key(&sha));
+                        Frame::Integer(i64::from(found))
+                    })
+                    .collect(),
+            )
+        }
+        b"flush" if args.len() <= 3 => {
+            if let Some(mode) = args.get(2)
+                && !mode.eq_ignore_ascii_case(b"sync")
+                && !mode.eq_ignore_ascii_case(b"async")
+            {
+                return Frame::error("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
+            }
+            // A fresh interpreter, as Redis does: globals and cached functions go away.
+            *sh.scripting.eval.lock() = None;
+            sh.scripting
+                .cached
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            Frame::ok()
+        }
+        b"debug" if args.len() == 3 => {
+            let mode = args[2].to_ascii_lowercase();
+            if mode == b"no" {
+                Frame::ok()
+            } else if mode == b"yes" || mode == b"sync" {
+                Frame::error("ERR SCRIPT DEBUG is not supported by strata")
+            } else {
+                Frame::error("ERR Use SCRIPT DEBUG YES/SYNC/NO")
+            }
+        }
+        b"help" if args.len() == 2 => {
+            let lines = [
+                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "DEBUG (YES|SYNC|NO)",
+                "    Set the debug mode for subsequent scripts executed.",
+                "EXISTS <sha1> [<sha1> ...]",
+                "    Return information about the existence of the scripts in the script cache.",
+                "FLUSH [ASYNC|SYNC]",
+                "    Flush the Lua scripts cache. Very dangerous on replicas.",
+                "KILL",
+                "    Kill the currently executing Lua script.",
+                "LOAD <script>",
+                "    Load a script into the scripts cache without executing it.",
+                "HELP",
+                "    Print this help.",
+            ];
+            Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect())
+        }
+        b"kill" | b"load" | b"exists" | b"flush" | b"debug" | b"help" => wrong(),
+        _ => unknown_subcommand(&args[1], "script"),
+    }
+}

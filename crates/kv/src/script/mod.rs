@@ -1,0 +1,841 @@
+//! Lua scripting: the interpreters behind EVAL and FCALL, the `redis` library scripts call, and the
+//! conversions between Redis replies and Lua values.
+//!
+//! As in Redis there are two Lua 5.1 interpreters: one for EVAL scripts (cached by SHA-1 until SCRIPT
+//! FLUSH) and one for FUNCTION libraries. Both are sandboxed the same way: no `os`, `io`, `print`,
+//! `loadfile`, `dofile` or `require`; scripts see the globals through a read-only proxy, so creating or
+//! replacing a global, or changing a library table (`redis.call = ...`), fails with Redis 7's
+//! `Attempt to modify a readonly table`, and reading an unknown global fails with `Script attempted to
+//! access nonexistent global variable`.
+//!
+//! A script runs under the exclusive execution lock (as EXEC does), so nothing interleaves with it.
+//! While it runs, [`RunState`] tells other connections what runs and since when: past
+//! `busy-reply-threshold` they get `-BUSY` (except the few commands Redis allows), and SCRIPT KILL /
+//! FUNCTION KILL set a flag that the interpreter's instruction hook turns into an error — refused once
+//! the script has written, as Redis does.
+
+mod bit;
+mod convert;
+mod json;
+mod msgpack;
+pub mod sha1;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use parking_lot::Mutex;
+use strata_resp::{Frame, ProtocolVersion};
+
+use crate::Session;
+
+pub use convert::lua_to_frame;
+
+/// The Redis version scripts see as `redis.REDIS_VERSION` (what INFO reports).
+const REDIS_VERSION: &str = crate::cmd::REDIS_COMPAT_VERSION;
+
+/// Script flags (`#!lua flags=...` for EVAL, `flags = {...}` in `redis.register_function`).
+pub mod flags {
+    /// The script never writes.
+    pub const NO_WRITES: u32 = 1;
+    /// The script may run when used memory is over `maxmemory`.
+    pub const ALLOW_OOM: u32 = 2;
+    /// The script may run on a stale replica.
+    pub const ALLOW_STALE: u32 = 4;
+    /// The script may not run in cluster mode.
+    pub const NO_CLUSTER: u32 = 8;
+    /// The script may touch keys of several slots.
+    pub const ALLOW_CROSS_SLOT: u32 = 16;
+    /// An EVAL script without a shebang: Redis 6 semantics (may write, declared flags ignored).
+    pub const EVAL_COMPAT: u32 = 32;
+
+    /// The flag names, as Redis spells them.
+    pub const NAMES: &[(&str, u32)] = &[
+        ("no-writes", NO_WRITES),
+        ("allow-oom", ALLOW_OOM),
+        ("allow-stale", ALLOW_STALE),
+        ("no-cluster", NO_CLUSTER),
+        ("allow-cross-slot-keys", ALLOW_CROSS_SLOT),
+    ];
+}
+
+/// The error a killed script ends with.
+const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
+
+/// What other connections see of the script that is running.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// The client running it.
+    pub client: u64,
+    /// When it started.
+    pub started: Instant,
+    /// `busy-reply-threshold` when it started, in milliseconds (0: never busy).
+    pub threshold_ms: u64,
+    /// EVAL (true) or FCALL (false).
+    pub eval: bool,
+    /// The script's SHA-1 or the function's name.
+    pub name: String,
+    /// The command that runs it.
+    pub command: Vec<Bytes>,
+}
+
+/// The running script, shared with other connections and with the interpreter's hook.
+#[derive(Debug, Default)]
+pub struct RunState {
+    active: AtomicBool,
+    running: Mutex<Option<Running>>,
+    /// Set by SCRIPT KILL / FUNCTION KILL; the hook raises the kill error.
+    killed: Arc<AtomicBool>,
+    /// Whether the running script has called a write command (it can then only be stopped by
+    /// SHUTDOWN NOSAVE).
+    wrote: AtomicBool,
+}
+
+impl RunState {
+    /// Whether any script is running (one atomic load).
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// The running script, if any.
+    pub fn running(&self) -> Option<Running> {
+        if !self.active() {
+            return None;
+        }
+        self.running.lock().clone()
+    }
+
+    /// The `-BUSY` reply for client `me` if a script of another client runs past the threshold.
+    pub fn busy_error(&self, me: u64) -> Option<Frame> {
+        let r = self.running()?;
+        if r.client == me || r.threshold_ms == 0 {
+            return None;
+        }
+        if r.started.elapsed().as_millis() < u128::from(r.threshold_ms) {
+            return None;
+        }
+        Some(Frame::error(if r.eval {
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        } else {
+            "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+        }))
+    }
+
+    /// Whether a script of another client runs and has not yet reached the threshold (a command of
+    /// `me` then waits, as Redis would not read it yet).
+    pub fn should_wait(&self, me: u64) -> bool {
+        match self.running() {
+            Some(r) => {
+                r.client != me
+                    && (r.threshold_ms == 0
+                        || r.started.elapsed().as_millis() < u128::from(r.threshold_ms))
+            }
+            None => false,
+        }
+    }
+
+    /// SCRIPT KILL (`eval`) or FUNCTION KILL.
+    pub fn kill(&self, eval: bool) -> Frame {
+        let Some(r) = self.running() else {
+            return Frame::error("NOTBUSY No scripts in execution right now.");
+        };
+        if self.wrote.load(Ordering::Acquire) {
+            return Frame::error(
+                "UNKILLABLE Sorry the script already executed write commands against the dataset. \
+                 You can either wait the script termination or kill the server in a hard way using \
+                 the SHUTDOWN NOSAVE command.",
+            );
+        }
+        if eval && !r.eval {
+            return Frame::error(
+                "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.",
+            );
+        }
+        if !eval && r.eval {
+            return Frame::error(
+                "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            );
+        }
+        self.killed.store(true, Ordering::Release);
+        Frame::ok()
+    }
+
+    /// Stops the running script whatever it did (SHUTDOWN NOSAVE).
+    pub fn abort(&self) {
+        if self.active() {
+            self.killed.store(true, Ordering::Release);
+        }
+    }
+
+    fn begin(&self, running: Running) {
+        self.killed.store(false, Ordering::Release);
+        self.wrote.store(false, Ordering::Release);
+        *self.running.lock() = Some(running);
+        self.active.store(true, Ordering::Release);
+    }
+
+    fn end(&self) {
+        self.active.store(false, Ordering::Release);
+        *self.running.lock() = None;
+        self.killed.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn note_write(&self) {
+        self.wrote.store(true, Ordering::Release);
+    }
+}
+
+/// What a script run needs inside `redis.call`: stored in the interpreter's app data for the run.
+pub(crate) struct RunCtx {
+    /// The service (a strong reference for the run).
+    pub shared: Arc<crate::Shared>,
+    /// The script's own client: its database, its RESP version (`redis.setresp`).
+    pub client: Session,
+    /// Refuse write commands (EVAL_RO, FCALL_RO, `no-writes`).
+    pub read_only: bool,
+    /// The script's flags.
+    pub flags: u32,
+    /// Memory was over `maxmemory` when the script started.
+    pub oom_at_start: bool,
+    /// The script called a write command.
+    pub dirty: bool,
+}
+
+/// One Lua interpreter with Redis's sandbox and library.
+pub(crate) struct Engine {
+    pub lua: Lua,
+    /// The real globals (what `redis`, `string`, `KEYS`... live in).
+    pub globals: Table,
+    /// The metatable of the scripts' environment; its `__index` is the globals, or the load-time API
+    /// while a function library loads.
+    pub env_meta: Table,
+    /// The scripts' environment: an empty read-only proxy of the globals.
+    pub env: Table,
+    /// `runner(f, keys, args)`: calls `f` under `xpcall` with the error handler.
+    pub runner: Function,
+    /// For functions: what library code sees while it loads (`redis.register_function`, `redis.log`).
+    pub load_api: Table,
+    /// The script client (taken out into the [`RunCtx`] during a run).
+    pub client: Option<Session>,
+}
+
+/// A cached EVAL script.
+pub(crate) struct CachedScript {
+    pub function: Function,
+    pub flags: u32,
+}
+
+/// The EVAL interpreter and its script cache.
+pub(crate) struct EvalState {
+    pub engine: Engine,
+    pub scripts: HashMap<String, CachedScript>,
+}
+
+/// Scripting state of the service.
+#[derive(Default)]
+pub struct Scripting {
+    pub(crate) eval: Mutex<Option<EvalState>>,
+    pub(crate) functions: Mutex<crate::cmd::functions::Functions>,
+    /// The running script.
+    pub run: RunState,
+    /// Libraries and functions loaded (FUNCTION STATS answers from this while a function runs).
+    pub(crate) function_counts: Mutex<(usize, usize)>,
+    /// Scripts in the EVAL cache (INFO memory; readable while a script holds the cache).
+    pub(crate) cached: std::sync::atomic::AtomicUsize,
+}
+
+impl Scripting {
+    /// Scripts in the EVAL cache.
+    pub fn cached_scripts(&self) -> usize {
+        self.cached.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for Scripting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scripting")
+            .field("run", &self.run)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The internal Lua code that builds the sandbox; `...` is (globals, raw_call, sha1hex, log,
+/// setresp, handler, missing_global).
+const PRELUDE: &str = r#"
+local G, raw_call, call, errmsg, sha1hex, log, setresp = ...
+local error, type, select, rawget, tostring = error, type, select, rawget, tostring
+local orig_setmetatable, orig_rawset, orig_getfenv, orig_pcall = setmetatable, rawset, getfenv, pcall
+local orig_loadstring, orig_load = loadstring, load
+
+local protected = orig_setmetatable({}, {__mode = 'k'})
+
+local function readonly_error()
+  error('Attempt to modify a readonly table', 2)
+end
+
+local function readonly(t)
+  local proxy = {}
+  local meta_proxy = {}
+  protected[meta_proxy] = true
+  orig_setmetatable(meta_proxy, {__index = {__index = t}, __newindex = readonly_error, __metatable = false})
+  orig_setmetatable(proxy, {__index = t, __newindex = readonly_error, __metatable = meta_proxy})
+  protected[proxy] = true
+  return proxy
+end
+
+local function push_error(msg)
+  local code, rest
+  if msg:sub(1, 1) == '-' then
+    local sp = msg:find(' ', 1, true)
+    if sp then
+      code = msg:sub(2, sp - 1)
+      rest = msg:sub(sp + 1)
+    else
+      code = 'ERR'
+      rest = msg:sub(2)
+    end
+  else
+    code = 'ERR'
+    rest = msg
+  end
+  rest = rest:gsub('^[\r\n]+', ''):gsub('[\r\n]+$', '')
+  return {err = code .. ' ' .. rest}
+end
+
+local redis = {}
+redis.call = call
+redis.pcall = raw_call
+redis.sha1hex = function(...)
+  if select('#', ...) ~= 1 then error(push_error('wrong number of arguments'), 0) end
+  return sha1hex((...))
+end
+redis.error_reply = function(...)
+  local msg = ...
+  if select('#', ...) ~= 1 or type(msg) ~= 'string' then
+    return push_error('wrong number or type of arguments')
+  end
+  if msg:sub(1, 1) ~= '-' then msg = '-' .. msg end
+  return push_error(msg)
+end
+redis.status_reply = function(...)
+  local msg = ...
+  if select('#', ...) ~= 1 or type(msg) ~= 'string' then
+    return push_error('wrong number or type of arguments')
+  end
+  return {ok = msg}
+end
+local function redis_log(...)
+  local n = select('#', ...)
+  if n < 2 then error(push_error('redis.log() requires two arguments or more.'), 0) end
+  local level = ...
+  if type(level) ~= 'number' then error(push_error('First argument must be a number (log level).'), 0) end
+  if level < 0 or level > 3 then error(push_error('Invalid debug level.'), 0) end
+  local parts = {}
+  for i = 2, n do
+    local v = select(i, ...)
+    if type(v) == 'string' or type(v) == 'number' then parts[#parts + 1] = tostring(v) end
+  end
+  log(level, table.concat(parts, ' '))
+end
+redis.log = redis_log
+redis.setresp = function(...)
+  if select('#', ...) ~= 1 then error(push_error('redis.setresp() requires one argument.'), 0) end
+  local v = ...
+  if v ~= 2 and v ~= 3 then error(push_error('RESP version must be 2 or 3.'), 0) end
+  setresp(v)
+end
+redis.set_repl = function(...)
+  if select('#', ...) ~= 1 then error(push_error('redis.set_repl() requires two arguments.'), 0) end
+  local v = ...
+  if type(v) ~= 'number' or v < 0 or v > 3 then
+    error(push_error('Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.'), 0)
+  end
+end
+redis.replicate_commands = function() return true end
+redis.breakpoint = function() return false end
+redis.debug = function() end
+redis.acl_check_cmd = function(...)
+  if select('#', ...) == 0 then
+    error(push_error('Please specify at least one argument for this redis lib call'), 0)
+  end
+  local known = raw_call('command', 'info', (...))
+  if type(known) ~= 'table' or type(known[1]) ~= 'table' then
+    error(push_error('Invalid command passed to redis.acl_check_cmd()'), 0)
+  end
+  return true
+end
+redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
+redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+
+-- pcall as Redis 7 has it: an error table with an `err` field is caught as its message.
+local function fix_pcall(ok, ...)
+  if ok then return ok, ... end
+  local e = ...
+  if type(e) == 'table' and type(rawget(e, 'err')) == 'string' then e = rawget(e, 'err') end
+  if type(e) == 'userdata' then e = errmsg(e) end
+  return false, e
+end
+G.pcall = function(...) return fix_pcall(orig_pcall(...)) end
+G.setmetatable = function(t, m)
+  if protected[t] then error('Attempt to modify a readonly table', 2) end
+  return orig_setmetatable(t, m)
+end
+G.rawset = function(t, k, v)
+  if protected[t] then error('Attempt to modify a readonly table', 2) end
+  return orig_rawset(t, k, v)
+end
+G.loadstring = function(s, name)
+  if type(s) == 'string' and s:sub(1, 1) == '\27' then return nil, 'binary chunks are not allowed' end
+  local f, e = orig_loadstring(s, name)
+  if f then setfenv(f, G._G) end
+  return f, e
+end
+G.load = function(fn, name)
+  local f, e = orig_load(function()
+    local piece = fn()
+    if type(piece) == 'string' and piece:sub(1, 1) == '\27' then error('binary chunks are not allowed') end
+    return piece
+  end, name)
+  if f then setfenv(f, G._G) end
+  return f, e
+end
+G.print, G.dofile, G.loadfile, G.require, G.module, G.package, G.os, G.io = nil
+
+for _, name in ipairs({'string', 'table', 'math', 'coroutine', 'cjson', 'bit', 'cmsgpack', 'struct'}) do
+  if rawget(G, name) then orig_rawset(G, name, readonly(rawget(G, name))) end
+end
+G.redis = readonly(redis)
+
+-- The scripts' environment: reads go to the globals, writes are refused.
+local env = {}
+local env_meta = {__index = G, __newindex = readonly_error}
+env_meta.__metatable = readonly(env_meta)
+orig_setmetatable(env, env_meta)
+protected[env] = true
+G._G = env
+G.getfenv = function(...)
+  local e = orig_getfenv(...)
+  if e == G then return env end
+  return e
+end
+orig_setmetatable(G, {__index = function(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
+end})
+
+-- What library code sees while FUNCTION LOAD runs it.
+local load_redis = {log = redis_log, LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REDIS_VERSION = redis.REDIS_VERSION, REDIS_VERSION_NUM = redis.REDIS_VERSION_NUM}
+local function missing(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
+end
+orig_setmetatable(load_redis, {__index = missing})
+local load_api = {}
+orig_setmetatable(load_api, {__index = missing})
+
+return env, env_meta, load_api, load_redis, readonly, redis
+"#;
+
+/// `runner(f, keys, args)` around `xpcall`; `...` is (xpcall, handler).
+const RUNNER: &str = r#"
+local xpcall, handler = ...
+return function(f, keys, args)
+  return xpcall(function() return f(keys, args) end, handler)
+end
+"#;
+
+impl Engine {
+    /// A new interpreter with Redis's libraries and sandbox. `functions` adds
+    /// `redis.register_function` (for FUNCTION LOAD).
+    pub fn new(functions: bool) -> mlua::Result<Engine> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            LuaOptions::default(),
+        )?;
+        let globals = lua.globals();
+        globals.raw_set("cjson", json::library(&lua)?)?;
+        globals.raw_set("bit", bit::library(&lua)?)?;
+        globals.raw_set("cmsgpack", msgpack::library(&lua)?)?;
+        let pcall = lua.create_function(|lua, args| Ok(raw_call(lua, args)?.0))?;
+        // A Rust function rather than a Lua wrapper: `return redis.call(...)` is then no tail call
+        // that would hide the script's line from the error.
+        let call = lua.create_function(|lua, args| {
+            let (value, failed) = raw_call(lua, args)?;
+            if failed {
+                let msg = match &value {
+                    Value::Table(t) => t
+                        .raw_get::<mlua::LuaString>("err")
+                        .map(|s| s.to_string_lossy())
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                return Err(mlua::Error::RuntimeError(msg));
+            }
+            Ok(value)
+        })?;
+        let errmsg = lua.create_function(|_, v: Value| {
+            Ok(match v {
+                Value::Error(e) => root_message(&e),
+                other => convert::value_text(&other),
+            })
+        })?;
+        let sha1hex = lua.create_function(|lua, s: mlua::LuaString| {
+            lua.create_string(sha1::sha1_hex(&s.as_bytes()))
+        })?;
+        let log = lua.create_function(|_, (level, msg): (i64, mlua::LuaString)| {
+            let msg = msg.to_string_lossy();
+            match level {
+                0 => tracing::debug!(target: "strata_kv::script", "{msg}"),
+                1 | 2 => tracing::info!(target: "strata_kv::script", "{msg}"),
+                _ => tracing::warn!(target: "strata_kv::script", "{msg}"),
+            }
+            Ok(())
+        })?;
+        let setresp = lua.create_function(|lua, v: i64| {
+            if let Some(mut ctx) = lua.app_data_mut::<RunCtx>() {
+                ctx.client.protocol = if v == 3 {
+                    ProtocolVersion::Resp3
+                } else {
+                    ProtocolVersion::Resp2
+                };
+            }
+            Ok(())
+        })?;
+        let prelude: Function = lua.load(PRELUDE).set_name("=redis").into_function()?;
+        // The version fields must exist before the prelude freezes the `redis` table: set them on the
+        // real table through the returned reference.
+        let (env, env_meta, load_api, load_redis, readonly, redis): (
+            Table,
+            Table,
+            Table,
+            Table,
+            Function,
+            Table,
+        ) = prelude.call((globals.clone(), pcall, call, errmsg, sha1hex, log, setresp))?;
+        for t in [&redis, &load_redis] {
+            t.raw_set("REDIS_VERSION", REDIS_VERSION)?;
+            t.raw_set("REDIS_VERSION_NUM", version_num())?;
+        }
+        if functions {
+            load_redis.raw_set(
+                "register_function",
+                lua.create_function(crate::cmd::functions::register_function)?,
+            )?;
+        }
+        let load_redis_ro: Table = readonly.call(load_redis)?;
+        load_api.raw_set("redis", load_redis_ro)?;
+        let handler = lua.create_function(error_handler)?;
+        let runner_chunk: Function = lua.load(RUNNER).set_name("=runner").into_function()?;
+        let xpcall: Function = globals.raw_get("xpcall")?;
+        let runner: Function = runner_chunk.call((xpcall, handler))?;
+        let client = script_client();
+        Ok(Engine {
+            lua,
+            globals,
+            env_meta,
+            env,
+            runner,
+            load_api,
+            client: Some(client),
+        })
+    }
+
+    /// Compiles user code named `name` (`@user_script`, `@user_function`) in the sandboxed environment.
+    pub fn compile(&self, code: &[u8], name: &str) -> Result<Function, String> {
+        self.lua
+            .load(code)
+            .set_name(name)
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| match e {
+                mlua::Error::SyntaxError { message, .. } => message,
+                other => other.to_string(),
+            })
+    }
+
+    /// Runs `f(keys, args)` (for EVAL the arguments are ignored: KEYS and ARGV are globals) as script
+    /// `name`, with `ctx` available to `redis.call`; returns the reply and the context back.
+    pub fn run(
+        &mut self,
+        state: &RunState,
+        running: Running,
+        f: &Function,
+        keys: &[Bytes],
+        args: &[Bytes],
+        mut ctx: RunCtx,
+    ) -> Frame {
+        let eval = running.eval;
+        let name = running.name.clone();
+        let lua = &self.lua;
+        let build = || -> mlua::Result<(Table, Table)> {
+            let k = lua.create_table_with_capacity(keys.len(), 0)?;
+            for (i, key) in keys.iter().enumerate() {
+                k.raw_set(i + 1, lua.create_string(key)?)?;
+            }
+            let a = lua.create_table_with_capacity(args.len(), 0)?;
+            for (i, arg) in args.iter().enumerate() {
+                a.raw_set(i + 1, lua.create_string(arg)?)?;
+            }
+            Ok((k, a))
+        };
+        let (k, a) = match build() {
+            Ok(t) => t,
+            Err(e) => return Frame::error(format!("ERR {e}")),
+        };
+        if eval {
+            let _ = self.globals.raw_set("KEYS", k.clone());
+            let _ = self.globals.raw_set("ARGV", a.clone());
+        }
+        ctx.client.protocol = ProtocolVersion::Resp2;
+        let threshold = running.threshold_ms;
+        state.begin(running);
+        let killed = state.killed.clone();
+        if threshold > 0 {
+            // Checked every thousand instructions; once killed, on every instruction, so a pcall that
+            // catches the error cannot keep the script alive (Redis switches to a line hook).
+            let _ = lua.set_hook(
+                HookTriggers::new().every_nth_instruction(1000),
+                move |lua, _| {
+                    if !killed.load(Ordering::Acquire) {
+                        return Ok(VmState::Continue);
+                    }
+                    let again = killed.clone();
+                    let _ =
+                        lua.set_hook(HookTriggers::new().every_nth_instruction(1), move |_, _| {
+                            if again.load(Ordering::Acquire) {
+                                Err(mlua::Error::RuntimeError(KILLED.to_owned()))
+                            } else {
+                                Ok(VmState::Continue)
+                            }
+                        });
+                    Err(mlua::Error::RuntimeError(KILLED.to_owned()))
+                },
+            );
+        }
+        lua.set_app_data(ctx);
+        let call = || -> mlua::Result<MultiValue> { self.runner.call((f.clone(), k, a)) };
+        // Off the async worker's core: a long script must not strand the tasks queued on this worker
+        // (SCRIPT KILL among them) while it runs.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let result = if multi_thread {
+            tokio::task::block_in_place(call)
+        } else {
+            call()
+        };
+        lua.remove_hook();
+        let ctx = lua.remove_app_data::<RunCtx>();
+        state.end();
+        let resp3 = ctx
+            .as_ref()
+            .is_some_and(|c| c.client.protocol == ProtocolVersion::Resp3);
+        if let Some(ctx) = ctx {
+            self.client = Some(ctx.client);
+        }
+        let reply = match result {
+            Ok(values) => {
+                let mut it = values.into_iter();
+                let ok = matches!(it.next(), Some(Value::Boolean(true)));
+                let value = it.next().unwrap_or(Value::Nil);
+                if ok {
+                    lua_to_frame(&value, resp3, 0)
+                } else {
+                    failure_reply(&value, &name)
+                }
+            }
+            Err(e) => Frame::error(format!(
+                "ERR Error running script {name}, {}",
+                root_message(&e)
+            )),
+        };
+        if eval {
+            let _ = self.globals.raw_set("KEYS", Value::Nil);
+            let _ = self.globals.raw_set("ARGV", Value::Nil);
+        }
+        // A little incremental collection per run keeps full cycles (and their latency) rare.
+        let _ = lua.gc_step();
+        reply
+    }
+}
+
+/// `REDIS_VERSION_NUM`: 0x00MMmmpp.
+fn version_num() -> i64 {
+    let mut parts = REDIS_VERSION
+        .split('.')
+        .map(|p| p.parse::<i64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    let patch = parts.next().unwrap_or(0);
+    (major << 16) | (minor << 8) | patch
+}
+
+/// The client id of the scripts' own client (real clients count from 1).
+pub const SCRIPT_CLIENT_ID: u64 = 0;
+
+/// The session the script's commands run in (its own database and RESP version, like Redis's Lua
+/// client).
+fn script_client() -> Session {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let (handle, _messages) = crate::clients::ClientHandle::new(SCRIPT_CLIENT_ID, addr, None);
+    let mut s = Session::new(handle, &crate::KvConfig::default());
+    s.authenticated = true;
+    // Blocking commands never wait inside a script: they answer as if timed out.
+    s.in_exec = true;
+    s
+}
+
+/// The reply for a script that raised an error: `{err=..., source=..., line=...}` from the handler.
+fn failure_reply(value: &Value, name: &str) -> Frame {
+    match value {
+        Value::Table(t) => {
+            let msg: Option<mlua::LuaString> = t.raw_get("err").ok();
+            let msg = msg.map_or_else(|| "ERR unknown error".to_owned(), |m| m.to_string_lossy());
+            let source: Option<String> = t.raw_get("source").ok();
+            let line: Option<i64> = t.raw_get("line").ok();
+            let text = match (source, line) {
+                (Some(source), Some(line)) => format!("{msg} script: {name}, on {source}:{line}."),
+                _ => msg,
+            };
+            Frame::error(convert::error_text(&text))
+        }
+        other => Frame::error(format!(
+            "ERR Error running script {name}, {}",
+            convert::value_text(other)
+        )),
+    }
+}
+
+/// The innermost message of an mlua error (callback errors wrap the one raised).
+pub(crate) fn root_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => root_message(cause),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The `xpcall` handler: turns any error into Redis's error table, with the source and line of the
+/// user code that raised it.
+fn error_handler(lua: &Lua, err: Value) -> mlua::Result<Table> {
+    let t = match err {
+        Value::Table(t) => t,
+        Value::Error(e) => {
+            let t = lua.create_table()?;
+            let m = root_message(&e);
+            let m = if m.starts_with("ERR ") || m.contains(' ') && is_error_code(&m) {
+                m
+            } else {
+                format!("ERR {m}")
+            };
+            t.raw_set("err", m)?;
+            t
+        }
+        other => {
+            let t = lua.create_table()?;
+            let mut text = b"ERR ".to_vec();
+            match &other {
+                Value::String(s) => text.extend_from_slice(&s.as_bytes()),
+                v => text.extend_from_slice(convert::value_text(v).as_bytes()),
+            }
+            t.raw_set("err", lua.create_string(&text)?)?;
+            t
+        }
+    };
+    // Level 0 is this handler; find the first frame of user code above it.
+    for level in 1..64 {
+        let found = lua.inspect_stack(level, |d| {
+            let src = d.source();
+            let source = src.source.as_deref().unwrap_or("").to_owned();
+            (src.what, source, d.current_line())
+        });
+        let Some((what, source, line)) = found else {
+            break;
+        };
+        if what == "C" || source.starts_with('=') {
+            continue;
+        }
+        t.raw_set("source", source)?;
+        if let Some(line) = line {
+            t.raw_set("line", line as i64)?;
+        }
+        break;
+    }
+    Ok(t)
+}
+
+/// Whether `m` starts with an upper-case error code (`BUSY ...`, `OOM ...`).
+fn is_error_code(m: &str) -> bool {
+    let code = m.split(' ').next().unwrap_or("");
+    !code.is_empty() && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// `redis.call` / `redis.pcall`: runs one command; returns `(reply, failed)` where a failed reply is
+/// an error table.
+fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
+    // `msg` carries its error code (`ERR ...`, `OOM ...`).
+    let err = |msg: &str| -> mlua::Result<(Value, bool)> {
+        let t = lua.create_table()?;
+        t.raw_set("err", msg)?;
+        Ok((Value::Table(t), true))
+    };
+    if args.is_empty() {
+        return err("ERR Please specify at least one argument for this redis lib call");
+    }
+    let mut argv = Vec::with_capacity(args.len());
+    for v in &args {
+        match v {
+            Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
+            Value::Integer(i) => argv.push(Bytes::from(i.to_string())),
+            Value::Number(n) => argv.push(Bytes::from(convert::format_g17(*n))),
+            _ => return err("ERR Lua redis lib command arguments must be strings or integers"),
+        }
+    }
+    let Some(mut ctx) = lua.app_data_mut::<RunCtx>() else {
+        return err("ERR redis.call/pcall can only be called inside a script invocation");
+    };
+    let ctx = &mut *ctx;
+    let reply = match crate::cmd::run_from_script(ctx, &argv) {
+        Ok(frame) => frame,
+        Err(message) => return err(&message),
+    };
+    let resp3 = ctx.client.protocol == ProtocolVersion::Resp3;
+    let failed = matches!(reply, Frame::Error(_) | Frame::BulkError(_));
+    Ok((convert::frame_to_lua(lua, &reply, resp3)?, failed))
+}
+
+/// Parses an EVAL script's shebang: its flags and how many bytes of the first line to skip (the line
+/// feed stays, so line numbers do not move).
+pub fn parse_shebang(body: &[u8]) -> Result<(u32, usize), String> {
+    if !body.starts_with(b"#!") {
+        return Ok((flags::EVAL_COMPAT, 0));
+    }
+    let Some(end) = body.iter().position(|&b| b == b'\n') else {
+        return Err("ERR Invalid script shebang".to_owned());
+    };
+    let line = String::from_utf8_lossy(&body[..end]);
+    let mut parts = line.split_ascii_whitespace();
+    let engine = parts.next().unwrap_or("");
+    if engine != "#!lua" {
+        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
+    }
+    let mut script_flags = 0;
+    for part in parts {
+        let Some(list) = part.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {part}"));
+        };
+        for flag in list.split(',') {
+            if flag.is_empty() {
+                continue;
+            }
+            match flags::NAMES.iter().find(|(n, _)| *n == flag) {
+                Some((_, bit)) => script_flags |= bit,
+                None => return Err(format!("ERR Unexpected flag in script shebang: {flag}")),
+            }
+        }
+    }
+    Ok((script_flags, end))
+}

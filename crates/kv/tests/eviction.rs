@@ -1,0 +1,430 @@
+//! Cache mode: maxmemory with every maxmemory-policy, evicted_keys, the `evicted` keyspace event, -OOM
+//! under noeviction, OBJECT FREQ / IDLETIME, and invalidations of evicted keys.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod support;
+
+use std::sync::Arc;
+
+use common::Server;
+use strata_kv::{KvConfig, ManualClock};
+use strata_resp::Frame;
+use support::{Raw, bulk, info_field, wait_until};
+
+const VALUE_BYTES: usize = 1000;
+const LIMIT: i64 = 200_000;
+
+fn config_set(con: &mut redis::Connection, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query(con)
+        .unwrap();
+}
+
+fn used(con: &mut redis::Connection) -> i64 {
+    info_field(con, "memory", "used_memory")
+}
+
+fn dbsize(con: &mut redis::Connection) -> i64 {
+    redis::cmd("DBSIZE").query(con).unwrap()
+}
+
+fn exists(con: &mut redis::Connection, key: &str) -> bool {
+    redis::cmd("EXISTS").arg(key).query::<i64>(con).unwrap() == 1
+}
+
+/// A cache-mode server without fsync, as `--fsync no` with a policy would run.
+fn cache(policy: &str) -> (Server, redis::Connection) {
+    let server = Server::start_without_fsync(KvConfig {
+        maxmemory: LIMIT as u64,
+        maxmemory_policy: policy.to_owned(),
+        ..KvConfig::default()
+    });
+    let con = server.client();
+    (server, con)
+}
+
+#[test]
+fn every_policy_keeps_used_memory_under_maxmemory() {
+    for policy in [
+        "allkeys-lru",
+        "allkeys-lfu",
+        "allkeys-random",
+        "volatile-lru",
+        "volatile-lfu",
+        "volatile-random",
+        "volatile-ttl",
+    ] {
+        let (_server, mut con) = cache(policy);
+        let value = "x".repeat(VALUE_BYTES);
+        // Five times what fits, every key with a TTL so volatile policies have candidates.
+        for i in 0..1000 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("key:{i}"))
+                .arg(&value)
+                .arg("EX")
+                .arg(10_000 + i)
+                .query(&mut con)
+                .unwrap();
+        }
+        // Eviction runs before each command, so one key's worth may be over after the last write.
+        let slack = (VALUE_BYTES + 200) as i64;
+        assert!(
+            used(&mut con) <= LIMIT + slack,
+            "{policy}: {}",
+            used(&mut con)
+        );
+        // The background task finishes what the last write left over; then the counts are stable.
+        wait_until("background eviction", || used(&mut con) <= LIMIT);
+        let evicted = info_field(&mut con, "stats", "evicted_keys");
+        let size = dbsize(&mut con);
+        assert!(evicted > 0, "{policy}");
+        assert_eq!(size + evicted, 1000, "{policy}");
+        assert!(size > 100, "{policy}: only {size} keys kept");
+    }
+}
+
+#[test]
+fn volatile_policies_evict_only_keys_with_a_ttl() {
+    for policy in [
+        "volatile-lru",
+        "volatile-lfu",
+        "volatile-random",
+        "volatile-ttl",
+    ] {
+        let (_server, mut con) = cache(policy);
+        let value = "x".repeat(VALUE_BYTES);
+        for i in 0..100 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("plain:{i}"))
+                .arg(&value)
+                .query(&mut con)
+                .unwrap();
+        }
+        for i in 0..400 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("volatile:{i}"))
+                .arg(&value)
+                .arg("EX")
+                .arg(10_000)
+                .query(&mut con)
+                .unwrap();
+        }
+        assert!(
+            info_field(&mut con, "stats", "evicted_keys") > 0,
+            "{policy}"
+        );
+        for i in 0..100 {
+            assert!(
+                exists(&mut con, &format!("plain:{i}")),
+                "{policy}: plain:{i}"
+            );
+        }
+        // With only keys without TTL left to make room, writes are refused.
+        let mut refused = false;
+        for i in 0..400 {
+            if let Err(e) = redis::cmd("SET")
+                .arg(format!("more:{i}"))
+                .arg(&value)
+                .query::<()>(&mut con)
+            {
+                assert_eq!(e.code(), Some("OOM"), "{policy}");
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "{policy}");
+    }
+}
+
+#[test]
+fn volatile_ttl_evicts_the_nearest_deadlines_first() {
+    let (_server, mut con) = cache("volatile-ttl");
+    let value = "x".repeat(VALUE_BYTES);
+    // The later a key is written, the sooner it expires.
+    for i in 0..400 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k:{i}"))
+            .arg(&value)
+            .arg("EX")
+            .arg(100_000 - i)
+            .query(&mut con)
+            .unwrap();
+    }
+    assert!(info_field(&mut con, "stats", "evicted_keys") > 0);
+    // The first keys written have the farthest deadlines: they stay.
+    for i in 0..20 {
+        assert!(exists(&mut con, &format!("k:{i}")), "k:{i}");
+    }
+}
+
+#[test]
+fn noeviction_refuses_writes_but_serves_reads() {
+    let (_server, mut con) = cache("noeviction");
+    let value = "x".repeat(VALUE_BYTES);
+    let mut written = 0;
+    let err = loop {
+        match redis::cmd("SET")
+            .arg(format!("k:{written}"))
+            .arg(&value)
+            .query::<()>(&mut con)
+        {
+            Ok(()) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 1000, "never refused");
+    };
+    assert_eq!(err.code(), Some("OOM"));
+    assert!(
+        err.to_string()
+            .contains("command not allowed when used memory > 'maxmemory'"),
+        "{err}"
+    );
+    assert_eq!(info_field(&mut con, "stats", "evicted_keys"), 0);
+    let got: String = redis::cmd("GET").arg("k:0").query(&mut con).unwrap();
+    assert_eq!(got.len(), VALUE_BYTES);
+    // Deleting makes room again.
+    let _: () = redis::cmd("DEL")
+        .arg("k:0")
+        .arg("k:1")
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("again")
+        .arg("1")
+        .query(&mut con)
+        .unwrap();
+}
+
+/// A server with a hand-moved clock, for access times.
+fn with_clock(
+    policy: &str,
+) -> (
+    Server,
+    redis::Connection,
+    Arc<ManualClock>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let server = Server::start_in_with(
+        dir.path(),
+        KvConfig {
+            maxmemory: LIMIT as u64,
+            maxmemory_policy: policy.to_owned(),
+            ..KvConfig::default()
+        },
+        clock.clone(),
+        strata_storage::Options {
+            fsync: strata_storage::FsyncPolicy::No,
+            ..strata_storage::Options::default()
+        },
+    );
+    let con = server.client();
+    (server, con, clock, dir)
+}
+
+#[test]
+fn lru_keeps_recently_read_keys() {
+    let (_server, mut con, clock, _dir) = with_clock("allkeys-lru");
+    config_set(&mut con, "maxmemory-samples", "10");
+    let value = "x".repeat(VALUE_BYTES);
+    for i in 0..150 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k:{i}"))
+            .arg(&value)
+            .query(&mut con)
+            .unwrap();
+    }
+    clock.advance_ms(10_000);
+    // The first 20 keys are read now: ten seconds fresher than the rest.
+    for i in 0..20 {
+        let _: String = redis::cmd("GET")
+            .arg(format!("k:{i}"))
+            .query(&mut con)
+            .unwrap();
+    }
+    let idle: i64 = redis::cmd("OBJECT")
+        .arg("IDLETIME")
+        .arg("k:100")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(idle, 10);
+    for i in 150..250 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k:{i}"))
+            .arg(&value)
+            .query(&mut con)
+            .unwrap();
+    }
+    assert!(info_field(&mut con, "stats", "evicted_keys") > 50);
+    for i in 0..20 {
+        assert!(exists(&mut con, &format!("k:{i}")), "hot key k:{i} evicted");
+    }
+}
+
+#[test]
+fn lfu_keeps_frequently_read_keys() {
+    let (_server, mut con, _clock, _dir) = with_clock("allkeys-lfu");
+    config_set(&mut con, "maxmemory-samples", "10");
+    let value = "x".repeat(VALUE_BYTES);
+    for i in 0..150 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k:{i}"))
+            .arg(&value)
+            .query(&mut con)
+            .unwrap();
+    }
+    for _ in 0..30 {
+        for i in 0..20 {
+            let _: String = redis::cmd("GET")
+                .arg(format!("k:{i}"))
+                .query(&mut con)
+                .unwrap();
+        }
+    }
+    let hot: i64 = redis::cmd("OBJECT")
+        .arg("FREQ")
+        .arg("k:0")
+        .query(&mut con)
+        .unwrap();
+    let cold: i64 = redis::cmd("OBJECT")
+        .arg("FREQ")
+        .arg("k:100")
+        .query(&mut con)
+        .unwrap();
+    assert!(hot > cold, "hot {hot}, cold {cold}");
+    for i in 150..250 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k:{i}"))
+            .arg(&value)
+            .query(&mut con)
+            .unwrap();
+    }
+    assert!(info_field(&mut con, "stats", "evicted_keys") > 50);
+    for i in 0..20 {
+        assert!(
+            exists(&mut con, &format!("k:{i}")),
+            "frequent key k:{i} evicted"
+        );
+    }
+}
+
+#[test]
+fn lfu_counters_decay_with_time() {
+    let (_server, mut con, clock, _dir) = with_clock("allkeys-lfu");
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    for _ in 0..100 {
+        let _: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
+    }
+    let before: i64 = redis::cmd("OBJECT")
+        .arg("FREQ")
+        .arg("k")
+        .query(&mut con)
+        .unwrap();
+    assert!(before > 5);
+    // lfu-decay-time 1: one point per idle minute.
+    clock.advance_ms(3 * 60_000);
+    let after: i64 = redis::cmd("OBJECT")
+        .arg("FREQ")
+        .arg("k")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(after, before - 3);
+}
+
+#[test]
+fn lowering_maxmemory_evicts_in_the_background_with_evicted_events() {
+    let server = Server::start_without_fsync(KvConfig::default());
+    let mut con = server.client();
+    config_set(&mut con, "notify-keyspace-events", "Ee");
+    config_set(&mut con, "maxmemory-policy", "allkeys-lru");
+    let _: () = redis::cmd("SET")
+        .arg("foo")
+        .arg("bar")
+        .query(&mut con)
+        .unwrap();
+    let mut sub = Raw::connect(server.addr());
+    sub.call(&["PSUBSCRIBE", "*"]);
+    config_set(&mut con, "maxmemory", "1");
+    // Nobody sends a command: the background task evicts.
+    assert_eq!(
+        sub.read(),
+        Frame::Array(vec![
+            bulk("pmessage"),
+            bulk("*"),
+            bulk("__keyevent@0__:evicted"),
+            bulk("foo")
+        ])
+    );
+    config_set(&mut con, "maxmemory", "0");
+    assert_eq!(info_field(&mut con, "stats", "evicted_keys"), 1);
+}
+
+#[test]
+fn keys_stored_before_cache_mode_are_found_by_the_scan() {
+    let server = Server::start_without_fsync(KvConfig::default());
+    let mut con = server.client();
+    let value = "x".repeat(VALUE_BYTES);
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("old:{i}"))
+            .arg(&value)
+            .query(&mut con)
+            .unwrap();
+    }
+    assert_eq!(info_field(&mut con, "memory", "used_memory_dataset"), 0);
+    config_set(&mut con, "maxmemory-policy", "allkeys-random");
+    wait_until("the scan to count the old keys", || {
+        info_field(&mut con, "memory", "used_memory_dataset") >= 300 * VALUE_BYTES as i64
+    });
+    config_set(&mut con, "maxmemory", &LIMIT.to_string());
+    wait_until("background eviction", || used(&mut con) <= LIMIT);
+    assert!(dbsize(&mut con) < 300);
+}
+
+#[test]
+fn an_evicted_key_is_invalidated_before_the_reply() {
+    let (server, mut con) = cache("volatile-random");
+    let mut r = Raw::connect(server.addr());
+    r.call(&["HELLO", "3"]);
+    r.call(&["CLIENT", "TRACKING", "on"]);
+    r.call(&["SETEX", "volatile-key", "10000", "x"]);
+    r.call(&["GET", "volatile-key"]);
+    // A big key without TTL takes the memory over the limit; the next command evicts the volatile key.
+    r.call(&["SETBIT", "big", &(LIMIT * 8 + 8000).to_string(), "0"]);
+    assert_eq!(
+        r.call(&["GETBIT", "big", "0"]),
+        Frame::Push(vec![
+            bulk("invalidate"),
+            Frame::Array(vec![bulk("volatile-key")])
+        ])
+    );
+    assert_eq!(r.read(), Frame::Integer(0));
+    assert!(!exists(&mut con, "volatile-key"));
+}
+
+#[test]
+fn collections_are_counted_and_evicted_too() {
+    let (_server, mut con) = cache("allkeys-lru");
+    let member = "m".repeat(100);
+    for k in 0..40 {
+        for chunk in 0..10 {
+            let mut cmd = redis::cmd("SADD");
+            cmd.arg(format!("set:{k}"));
+            for i in 0..10 {
+                cmd.arg(format!("{member}{chunk}-{i}"));
+            }
+            let _: i64 = cmd.query(&mut con).unwrap();
+        }
+    }
+    // 40 sets of 100 members of ~105 bytes: about twice the limit.
+    assert!(info_field(&mut con, "stats", "evicted_keys") > 0);
+    assert!(used(&mut con) <= LIMIT + 20_000);
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    assert_eq!(info_field(&mut con, "memory", "used_memory_dataset"), 0);
+}

@@ -1,0 +1,495 @@
+//! EVAL / EVALSHA / SCRIPT and FUNCTION / FCALL through a real Redis client: type conversions both ways,
+//! errors in Redis's formats, the sandbox, atomicity, BUSY and SCRIPT KILL, and libraries surviving a
+//! restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use redis::Value;
+use strata_kv::{KvConfig, SystemClock};
+
+fn eval(
+    c: &mut redis::Connection,
+    script: &str,
+    keys: &[&str],
+    args: &[&str],
+) -> redis::RedisResult<Value> {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+    cmd.query(c)
+}
+
+fn err_text(r: redis::RedisResult<Value>) -> String {
+    let e = r.expect_err("an error reply");
+    match e.detail() {
+        Some(d) => format!("{} {}", e.code().unwrap_or(""), d),
+        None => e.to_string(),
+    }
+}
+
+#[test]
+fn conversions_from_lua_to_redis() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    assert_eq!(
+        eval(&mut c, "return 100.5", &[], &[]).unwrap(),
+        Value::Int(100)
+    );
+    assert_eq!(
+        eval(&mut c, "return 'hello'", &[], &[]).unwrap(),
+        Value::BulkString(b"hello".to_vec())
+    );
+    assert_eq!(
+        eval(&mut c, "return true", &[], &[]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(eval(&mut c, "return false", &[], &[]).unwrap(), Value::Nil);
+    assert_eq!(eval(&mut c, "return nil", &[], &[]).unwrap(), Value::Nil);
+    assert_eq!(
+        eval(&mut c, "return {1,2,3,'x',nil,4}", &[], &[]).unwrap(),
+        Value::Array(vec![
+            Value::Int(1),
+            Value::Int(2),
+            Value::Int(3),
+            Value::BulkString(b"x".to_vec())
+        ])
+    );
+    assert_eq!(
+        eval(&mut c, "return {ok='fine'}", &[], &[]).unwrap(),
+        Value::Okay.clone_or_status("fine")
+    );
+    assert_eq!(
+        err_text(eval(&mut c, "return {err='MY failure'}", &[], &[])),
+        "MY failure"
+    );
+    assert_eq!(
+        err_text(eval(
+            &mut c,
+            "return redis.error_reply('My Error')",
+            &[],
+            &[]
+        )),
+        "My Error"
+    );
+    assert_eq!(
+        eval(&mut c, "return redis.status_reply('DONE')", &[], &[]).unwrap(),
+        Value::Okay.clone_or_status("DONE")
+    );
+    assert_eq!(
+        eval(
+            &mut c,
+            "return {KEYS[1], ARGV[1], #KEYS, #ARGV}",
+            &["k"],
+            &["a", "b"]
+        )
+        .unwrap(),
+        Value::Array(vec![
+            Value::BulkString(b"k".to_vec()),
+            Value::BulkString(b"a".to_vec()),
+            Value::Int(1),
+            Value::Int(2)
+        ])
+    );
+}
+
+trait Status {
+    fn clone_or_status(&self, s: &str) -> Value;
+}
+
+impl Status for Value {
+    fn clone_or_status(&self, s: &str) -> Value {
+        if s == "OK" {
+            Value::Okay
+        } else {
+            Value::SimpleString(s.to_owned())
+        }
+    }
+}
+
+#[test]
+fn conversions_from_redis_to_lua() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let _: () = redis::cmd("SET").arg("n").arg("5").query(&mut c).unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("l")
+        .arg("a")
+        .arg("b")
+        .query(&mut c)
+        .unwrap();
+    // Integer → number, bulk → string, missing → false, array → table, status → {ok=...}.
+    let script = "
+        local i = redis.call('incr', KEYS[1])
+        local s = redis.call('get', KEYS[1])
+        local m = redis.call('get', 'missing')
+        local l = redis.call('lrange', KEYS[2], 0, -1)
+        local st = redis.call('set', 'x', 'y')
+        return {type(i), type(s), tostring(m), #l, st.ok}";
+    assert_eq!(
+        eval(&mut c, script, &["n", "l"], &[]).unwrap(),
+        Value::Array(
+            ["number", "string", "false"]
+                .iter()
+                .map(|s| Value::BulkString(s.as_bytes().to_vec()))
+                .chain([Value::Int(2), Value::BulkString(b"OK".to_vec())])
+                .collect()
+        )
+    );
+    // A command error is raised by redis.call (Redis's format) and returned by redis.pcall.
+    let e = err_text(eval(&mut c, "return redis.call('incr', 'l')", &[], &[]));
+    assert!(e.starts_with("WRONGTYPE Operation against a key"), "{e}");
+    assert!(e.contains("script: "), "{e}");
+    assert!(e.ends_with("on @user_script:1."), "{e}");
+    let v = eval(
+        &mut c,
+        "local r = redis.pcall('incr', 'l'); return type(r) .. ':' .. string.sub(r.err, 1, 9)",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(v, Value::BulkString(b"table:WRONGTYPE".to_vec()));
+    // RESP3 conversions inside the script after setresp(3): a map and a null.
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    let v = eval(
+        &mut c,
+        "redis.setresp(3); local m = redis.call('hgetall', 'h'); local n = redis.call('get', 'nope');
+         return {m.map.f, tostring(n)}",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        v,
+        Value::Array(vec![
+            Value::BulkString(b"v".to_vec()),
+            Value::BulkString(b"nil".to_vec())
+        ])
+    );
+    // Numbers passed to commands use %.17g.
+    let v = eval(
+        &mut c,
+        "redis.call('set', 'f', 0.1); return redis.call('get', 'f')",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(v, Value::BulkString(b"0.10000000000000001".to_vec()));
+}
+
+#[test]
+fn errors_and_sandbox_match_redis() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    assert_eq!(
+        err_text(
+            eval(&mut c, "return 1", &["a", "b"], &[])
+                .map(|_| Value::Nil)
+                .and_then(|_| {
+                    redis::cmd("EVAL")
+                        .arg("return 1")
+                        .arg(3)
+                        .arg("a")
+                        .query::<Value>(&mut c)
+                })
+        ),
+        "ERR Number of keys can't be greater than number of args"
+    );
+    assert_eq!(
+        err_text(
+            redis::cmd("EVALSHA")
+                .arg("ffffffffffffffffffffffffffffffffffffffff")
+                .arg(0)
+                .query(&mut c)
+        ),
+        "NOSCRIPT No matching script. Please use EVAL."
+    );
+    let e = err_text(eval(&mut c, "error('boom')", &[], &[]));
+    assert!(e.starts_with("ERR user_script:1: boom script: "), "{e}");
+    assert!(e.ends_with(", on @user_script:1."), "{e}");
+    let e = err_text(eval(&mut c, "return a", &[], &[]));
+    assert!(
+        e.contains("Script attempted to access nonexistent global variable 'a'"),
+        "{e}"
+    );
+    let e = err_text(eval(&mut c, "a = 10", &[], &[]));
+    assert!(e.contains("Attempt to modify a readonly table"), "{e}");
+    for trick in [
+        "redis.call = function() return 1 end",
+        "setmetatable(_G, {})",
+        "_G.x = 1",
+    ] {
+        let e = err_text(eval(&mut c, trick, &[], &[]));
+        assert!(
+            e.contains("Attempt to modify a readonly table"),
+            "{trick}: {e}"
+        );
+    }
+    for missing in ["os", "io", "loadfile", "dofile", "print", "require"] {
+        let e = err_text(eval(&mut c, &format!("return {missing}"), &[], &[]));
+        assert!(e.contains("nonexistent global variable"), "{missing}: {e}");
+    }
+    let e = err_text(eval(&mut c, "return redis.call('multi')", &[], &[]));
+    assert!(
+        e.contains("This Redis command is not allowed from script"),
+        "{e}"
+    );
+    let e = err_text(eval(&mut c, "return redis.call('nosuch')", &[], &[]));
+    assert!(
+        e.contains("Unknown Redis command called from script"),
+        "{e}"
+    );
+    let e = err_text(
+        redis::cmd("EVAL_RO")
+            .arg("return redis.call('set','k','v')")
+            .arg(0)
+            .query(&mut c),
+    );
+    assert!(
+        e.starts_with("ERR Write commands are not allowed from read-only scripts."),
+        "{e}"
+    );
+    let e = err_text(eval(&mut c, "return (", &[], &[]));
+    assert!(
+        e.starts_with("ERR Error compiling script (new function): user_script:1:"),
+        "{e}"
+    );
+    // Keys not declared in KEYS work, as Redis allows (BullMQ relies on it).
+    assert_eq!(
+        eval(
+            &mut c,
+            "redis.call('set', 'undeclared', '1'); return redis.call('get', 'undeclared')",
+            &[],
+            &[]
+        )
+        .unwrap(),
+        Value::BulkString(b"1".to_vec())
+    );
+    // Blocking commands are refused as in Redis 7 (noscript).
+    let e = err_text(eval(&mut c, "return redis.call('blpop', 'x', 0)", &[], &[]));
+    assert!(e.contains("not allowed from script"), "{e}");
+}
+
+#[test]
+fn script_cache_and_libraries() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg("return redis.sha1hex('')")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(sha.len(), 40);
+    let v: String = redis::cmd("EVALSHA")
+        .arg(&sha)
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    let exists: Vec<i64> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(&sha)
+        .arg("nope")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(exists, vec![1, 0]);
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    let exists: Vec<i64> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(&sha)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(exists, vec![0]);
+    let v: String = eval(&mut c, "return cjson.encode({a={1,2,3}})", &[], &[])
+        .map(|v| redis::from_redis_value(v).unwrap())
+        .unwrap();
+    assert_eq!(v, r#"{"a":[1,2,3]}"#);
+    let v = eval(
+        &mut c,
+        "return cjson.decode('[1,\"x\",{\"k\":2}]')[3].k",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(v, Value::Int(2));
+    let v = eval(&mut c, "return bit.bor(1,2,4)", &[], &[]).unwrap();
+    assert_eq!(v, Value::Int(7));
+}
+
+#[test]
+fn functions_load_call_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let code = "#!lua name=mylib\n\
+        redis.register_function('incr_by', function(keys, args) return redis.call('incrby', keys[1], args[1]) end)\n\
+        redis.register_function{function_name='peek', callback=function(keys) return redis.call('get', keys[1]) end, flags={'no-writes'}}";
+    {
+        let server = Server::start_in(dir.path(), KvConfig::default(), Arc::new(SystemClock));
+        let mut c = server.client();
+        let name: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(code)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(name, "mylib");
+        let e = err_text(redis::cmd("FUNCTION").arg("LOAD").arg(code).query(&mut c));
+        assert_eq!(e, "ERR Library 'mylib' already exists");
+        let n: i64 = redis::cmd("FCALL")
+            .arg("incr_by")
+            .arg(1)
+            .arg("n")
+            .arg(5)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(n, 5);
+        let v: String = redis::cmd("FCALL_RO")
+            .arg("peek")
+            .arg(1)
+            .arg("n")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, "5");
+        let e = err_text(
+            redis::cmd("FCALL_RO")
+                .arg("incr_by")
+                .arg(1)
+                .arg("n")
+                .arg(1)
+                .query(&mut c),
+        );
+        assert!(
+            e.contains("Can not execute a script with write flag using *_ro command."),
+            "{e}"
+        );
+        let e = err_text(redis::cmd("FCALL").arg("nope").arg(0).query(&mut c));
+        assert_eq!(e, "ERR Function not found");
+    }
+    let server = Server::start_in(dir.path(), KvConfig::default(), Arc::new(SystemClock));
+    let mut c = server.client();
+    let n: i64 = redis::cmd("FCALL")
+        .arg("incr_by")
+        .arg(1)
+        .arg("n")
+        .arg(2)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 7);
+    let list: Value = redis::cmd("FUNCTION").arg("LIST").query(&mut c).unwrap();
+    let text = format!("{list:?}");
+    assert!(
+        text.contains("mylib") && text.contains("no-writes"),
+        "{text}"
+    );
+    let _: () = redis::cmd("FUNCTION")
+        .arg("DELETE")
+        .arg("mylib")
+        .query(&mut c)
+        .unwrap();
+    let e = err_text(
+        redis::cmd("FCALL")
+            .arg("incr_by")
+            .arg(1)
+            .arg("n")
+            .arg(2)
+            .query(&mut c),
+    );
+    assert_eq!(e, "ERR Function not found");
+}
+
+#[test]
+fn scripts_are_atomic_and_busy_scripts_can_be_killed() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(50)
+        .query(&mut c)
+        .unwrap();
+    let addr = server.addr();
+    let runner = std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://{addr}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        eval(&mut c, "local a = 0 while true do a = a + 1 end", &[], &[])
+    });
+    // Other clients get BUSY once the threshold passes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r: redis::RedisResult<String> = redis::cmd("PING").query(&mut c);
+        match r {
+            Err(e) if e.code() == Some("BUSY") => break,
+            _ => assert!(Instant::now() < deadline, "never BUSY"),
+        }
+    }
+    let _: () = redis::cmd("SCRIPT").arg("KILL").query(&mut c).unwrap();
+    let result = runner.join().unwrap();
+    let e = err_text(result);
+    assert!(e.contains("Script killed by user with SCRIPT KILL"), "{e}");
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let e = err_text(redis::cmd("SCRIPT").arg("KILL").query(&mut c));
+    assert_eq!(e, "NOTBUSY No scripts in execution right now.");
+
+    // A script that wrote cannot be killed.
+    let runner = std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://{addr}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        eval(
+            &mut c,
+            "redis.call('set', 'w', 1) local t = redis.call('time')[1] + 0 while redis.call('time')[1] + 0 < t + 2 do end return 1",
+            &[],
+            &[],
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r: redis::RedisResult<String> = redis::cmd("SCRIPT").arg("KILL").query(&mut c);
+        match r {
+            Err(e) if e.code() == Some("UNKILLABLE") => break,
+            _ => assert!(Instant::now() < deadline, "never UNKILLABLE"),
+        }
+    }
+    assert_eq!(runner.join().unwrap().unwrap(), Value::Int(1));
+
+    // Atomicity: concurrent INCR-by-script from several clients never loses an update. (Back to the
+    // default threshold: a loaded test machine may stall a short script past 50 ms.)
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(5000)
+        .query(&mut c)
+        .unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = redis::Client::open(format!("redis://{addr}")).unwrap().get_connection().unwrap();
+                for _ in 0..100 {
+                    eval(
+                        &mut c,
+                        "local v = tonumber(redis.call('get', KEYS[1]) or '0'); redis.call('set', KEYS[1], v + 1)",
+                        &["counter"],
+                        &[],
+                    )
+                    .expect("the script runs");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let n: i64 = redis::cmd("GET").arg("counter").query(&mut c).unwrap();
+    assert_eq!(n, 400);
+}
