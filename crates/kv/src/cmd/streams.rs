@@ -1546,7 +1546,7 @@ struct ReadArgs {
     nstreams: usize,
 }
 
-fn parse_read(args: &[Bytes], group_cmd: bool) -> Result<ReadArgs, Frame> {
+fn parse_read(args: &[Bytes], group_cmd: bool, from_script: bool) -> Result<ReadArgs, Frame> {
     let mut r = ReadArgs {
         count: 0,
         block: None,
@@ -1560,6 +1560,12 @@ fn parse_read(args: &[Bytes], group_cmd: bool) -> Result<ReadArgs, Frame> {
         let more = args.len() - i - 1;
         let o = &args[i];
         if o.eq_ignore_ascii_case(b"block") && more > 0 {
+            if from_script {
+                return Err(Frame::error(format!(
+                    "ERR {} command is not allowed with BLOCK option from scripts",
+                    String::from_utf8_lossy(&args[0])
+                )));
+            }
             i += 1;
             let ms = int_arg(&args[i], Some("timeout is not an integer or out of range"))?;
             if ms < 0 {
@@ -1625,7 +1631,8 @@ pub(crate) fn read_key_positions(args: &[Bytes]) -> Vec<usize> {
 /// [COUNT n] [BLOCK ms] [NOACK] STREAMS key [key ...] id [id ...].
 pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let group_cmd = args[0].eq_ignore_ascii_case(b"xreadgroup");
-    let r = match parse_read(args, group_cmd) {
+    let from_script = s.id == crate::script::SCRIPT_CLIENT_ID;
+    let r = match parse_read(args, group_cmd, from_script) {
         Ok(r) => r,
         Err(f) => return f,
     };
