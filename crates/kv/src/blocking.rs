@@ -217,6 +217,27 @@ impl Blocking {
         }
     }
 
+    /// A stream at `key` may have changed: wakes *every* waiter of the key, as each blocked XREAD may
+    /// be served by the same entries (and consumers of different groups too), unlike a pop that only
+    /// one waiter can win. Woken waiters race for a group's new entries rather than being served in
+    /// the order they blocked.
+    pub fn signal_every(&self, key: &[u8], woken: &mut Vec<Woken>) {
+        let queues = self.queues.lock();
+        let Some(q) = queues.get(key) else {
+            return;
+        };
+        for w in q {
+            let retries = w.retries.load(Ordering::SeqCst);
+            w.wake();
+            if !woken.iter().any(|x| Arc::ptr_eq(&x.waiter, w)) {
+                woken.push(Woken {
+                    waiter: w.clone(),
+                    retries,
+                });
+            }
+        }
+    }
+
     /// Every key may have changed (SWAPDB, FLUSHALL): wakes the first waiter of every key.
     pub fn signal_all(&self, woken: &mut Vec<Woken>) {
         let keys: Vec<Bytes> = self.queues.lock().keys().cloned().collect();

@@ -247,6 +247,9 @@ fn xread_reads_after_ids_and_blocks_until_an_entry_arrives() {
         "[[a [[1-0 [f v]]]] [b [[2-0 [f w]]]]]"
     );
     assert_eq!(run(c, "XREAD STREAMS a b $ $"), "nil");
+    // `+` (Redis 7.4): the last entry of each stream.
+    run(c, "XADD a 1-5 g x");
+    assert_eq!(run(c, "XREAD STREAMS a +"), "[[a [[1-5 [g x]]]]]");
     assert_eq!(run(c, "XREAD BLOCK 10 STREAMS a $"), "nil");
     // A reader blocked with `$` gets the next entry, not the ones it had.
     let addr = server.addr();
@@ -400,4 +403,46 @@ fn deleting_a_big_stream_is_one_tombstone_and_compaction_reclaims_it() {
     let raw = ks.storage().raw_entries(&tree).unwrap();
     // What is left: `small`'s metadata record and its one entry.
     assert_eq!(raw.puts, 2, "{raw:?}");
+}
+
+/// Polls INFO until `n` clients are blocked.
+fn wait_blocked(c: &mut redis::Connection, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !run(c, "INFO clients").contains(&format!("blocked_clients:{n}")) {
+        assert!(Instant::now() < deadline, "never {n} blocked clients");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn one_xadd_serves_every_blocked_reader() {
+    let server = Server::start(KvConfig::default());
+    let c = &mut server.client();
+    run(c, "XGROUP CREATE s g $ MKSTREAM");
+    let addr = server.addr();
+    let spawn = |line: &'static str| {
+        std::thread::spawn(move || {
+            let mut r = redis::Client::open(format!("redis://{addr}"))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            run(&mut r, line)
+        })
+    };
+    // Two consumers of one group and a plain reader: the consumer that finds nothing new must not
+    // keep the reader behind it waiting.
+    let a = spawn("XREADGROUP GROUP g a BLOCK 20000 STREAMS s >");
+    wait_blocked(c, 1);
+    let b = spawn("XREADGROUP GROUP g b BLOCK 20000 STREAMS s >");
+    wait_blocked(c, 2);
+    let reader = spawn("XREAD BLOCK 20000 STREAMS s $");
+    wait_blocked(c, 3);
+    run(c, "XADD s 1 f v");
+    assert_eq!(reader.join().unwrap(), "[[s [[1-0 [f v]]]]]");
+    // One consumer got 1-0; the other still waits, and gets the next entry.
+    wait_blocked(c, 1);
+    run(c, "XADD s 2 f w");
+    let mut got = [a.join().unwrap(), b.join().unwrap()];
+    got.sort();
+    assert_eq!(got, ["[[s [[1-0 [f v]]]]]", "[[s [[2-0 [f w]]]]]"]);
 }

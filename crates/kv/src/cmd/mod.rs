@@ -574,8 +574,19 @@ pub fn signal_keys(shared: &Shared, args: &[Bytes], woken: &mut Vec<crate::block
         shared.blocking.signal_all(woken);
         return;
     }
+    // A stream write (XADD, XGROUP DESTROY, XSETID, ...) wakes every reader blocked on its key; a
+    // served XREAD / XREADGROUP passes the wake-up on as a pop does (the others were woken already).
+    let stream_write = args.first().is_some_and(|n| {
+        n.first().is_some_and(|c| c.eq_ignore_ascii_case(&b'x'))
+            && !n.eq_ignore_ascii_case(b"xread")
+            && !n.eq_ignore_ascii_case(b"xreadgroup")
+    });
     for arg in args.iter().skip(1) {
-        shared.blocking.signal(arg, woken);
+        if stream_write {
+            shared.blocking.signal_every(arg, woken);
+        } else {
+            shared.blocking.signal(arg, woken);
+        }
     }
 }
 

@@ -449,15 +449,19 @@ struct Group {
     entries_read: i64,
     pel_count: u64,
     consumers: u64,
+    /// The highest ID ever made pending in this group: XREADGROUP looks up an existing pending entry
+    /// (one XGROUP SETID or XCLAIM FORCE may have left) only at or below it.
+    pel_max: Id,
 }
 
 impl Group {
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(40);
+        let mut v = Vec::with_capacity(56);
         v.extend_from_slice(&self.last_id.to_bytes());
         v.extend_from_slice(&self.entries_read.to_be_bytes());
         v.extend_from_slice(&self.pel_count.to_be_bytes());
         v.extend_from_slice(&self.consumers.to_be_bytes());
+        v.extend_from_slice(&self.pel_max.to_bytes());
         v
     }
 
@@ -467,6 +471,8 @@ impl Group {
             entries_read: u64_at(b, 16) as i64,
             pel_count: u64_at(b, 24),
             consumers: u64_at(b, 32),
+            // Missing (a record without it): every ID may be pending.
+            pel_max: b.get(40..).and_then(Id::from_bytes).unwrap_or(Id::MAX),
         }
     }
 }
@@ -598,6 +604,8 @@ struct Stream<'a> {
     write: StreamWrite,
     /// Whether the metadata or any record changed.
     dirty: bool,
+    /// Whether the stream is new (its metadata record must be written).
+    created: bool,
 }
 
 /// The stream at `key`: `Ok(None)` if missing, a WRONGTYPE error for another type.
@@ -615,6 +623,7 @@ fn load<'a>(sh: &'a Shared, db: usize, key: &'a [u8]) -> Result<Option<Stream<'a
                 m,
                 write: StreamWrite::default(),
                 dirty: false,
+                created: false,
             }))
         }
     }
@@ -635,6 +644,7 @@ fn create<'a>(sh: &'a Shared, db: usize, key: &'a [u8]) -> Stream<'a> {
         m,
         write: StreamWrite::default(),
         dirty: true,
+        created: true,
     }
 }
 
@@ -740,10 +750,19 @@ impl Stream<'_> {
         if !self.dirty {
             return Ok(());
         }
-        self.entry.payload = self.m.payload();
+        // A group-only change (XREADGROUP, XACK, ...) leaves the header as it was: not rewritten.
+        let payload = self.m.payload();
+        let changed = self.created || payload != self.entry.payload;
+        self.entry.payload = payload;
         self.sh
             .keyspace
-            .write_stream(self.db, self.key, &self.entry, self.m.version, &self.write)
+            .write_stream(
+                self.db,
+                self.key,
+                changed.then_some(&self.entry),
+                self.m.version,
+                &self.write,
+            )
             .map_err(storage_error)
     }
 
@@ -1527,7 +1546,7 @@ struct ReadArgs {
     nstreams: usize,
 }
 
-fn parse_read(args: &[Bytes], group_cmd: bool) -> Result<ReadArgs, Frame> {
+fn parse_read(args: &[Bytes], group_cmd: bool, from_script: bool) -> Result<ReadArgs, Frame> {
     let mut r = ReadArgs {
         count: 0,
         block: None,
@@ -1541,6 +1560,12 @@ fn parse_read(args: &[Bytes], group_cmd: bool) -> Result<ReadArgs, Frame> {
         let more = args.len() - i - 1;
         let o = &args[i];
         if o.eq_ignore_ascii_case(b"block") && more > 0 {
+            if from_script {
+                return Err(Frame::error(format!(
+                    "ERR {} command is not allowed with BLOCK option from scripts",
+                    String::from_utf8_lossy(&args[0])
+                )));
+            }
             i += 1;
             let ms = int_arg(&args[i], Some("timeout is not an integer or out of range"))?;
             if ms < 0 {
@@ -1606,7 +1631,8 @@ pub(crate) fn read_key_positions(args: &[Bytes]) -> Vec<usize> {
 /// [COUNT n] [BLOCK ms] [NOACK] STREAMS key [key ...] id [id ...].
 pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let group_cmd = args[0].eq_ignore_ascii_case(b"xreadgroup");
-    let r = match parse_read(args, group_cmd) {
+    let from_script = s.id == crate::script::SCRIPT_CLIENT_ID;
+    let r = match parse_read(args, group_cmd, from_script) {
         Ok(r) => r,
         Err(f) => return f,
     };
@@ -1667,6 +1693,20 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 None => st.as_ref().map_or(Id::MIN, |st| st.m.last_id),
             };
             ids.push(Some(id));
+        } else if &arg[..] == b"+" && !group_cmd {
+            // Redis 7.4: the last entry, or (on an empty stream) what `$` would wait for.
+            let id = match resolved.as_ref().and_then(|v| v.get(i).copied()) {
+                Some(id) => id,
+                None => match &st {
+                    Some(st) if st.m.length > 0 => match st.last_valid_id() {
+                        Ok(last) => last.decr().unwrap_or(Id::MIN),
+                        Err(f) => return f,
+                    },
+                    Some(st) => st.m.last_id,
+                    None => Id::MIN,
+                },
+            };
+            ids.push(Some(id));
         } else if &arg[..] == b">" {
             if !group_cmd {
                 return Frame::error(
@@ -1693,13 +1733,9 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         let served = match &r.group {
             None => {
                 let Some(after) = *id else { continue };
-                if st.m.length == 0 {
+                // Served when an entry follows `after` (the scan itself tells).
+                if st.m.length == 0 || st.m.last_id <= after {
                     continue;
-                }
-                match st.last_valid_id() {
-                    Ok(maxid) if maxid > after => {}
-                    Ok(_) => continue,
-                    Err(f) => return f,
                 }
                 let Some(start) = after.incr() else { continue };
                 let count = if r.count == 0 && r.block.is_some() && retrying {
@@ -1708,6 +1744,7 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                     r.count
                 };
                 match st.entries(start, Id::MAX, false, count) {
+                    Ok(entries) if entries.is_empty() => continue,
                     Ok(entries) => Frame::Array(
                         entries
                             .into_iter()

@@ -24,12 +24,13 @@ pub struct StreamWrite {
 
 impl Keyspace {
     /// Applies `write` to the stream at `key` (collection `version`) and stores its metadata record
-    /// `entry`, in one atomic batch. The caller holds the key's stripe.
+    /// `entry` (`None`: unchanged, not rewritten), in one atomic batch. The caller holds the key's
+    /// stripe.
     pub fn write_stream(
         &self,
         db: usize,
         key: &[u8],
-        entry: &Entry,
+        entry: Option<&Entry>,
         version: u64,
         write: &StreamWrite,
     ) -> Result<(), KvError> {
@@ -53,8 +54,10 @@ impl Keyspace {
                 None => batch.delete(tree, &k),
             }
         }
-        self.note_write(db, key, entry);
-        batch.put(tree, &meta_key(key), &entry.encode());
+        if let Some(entry) = entry {
+            self.note_write(db, key, entry);
+            batch.put(tree, &meta_key(key), &entry.encode());
+        }
         self.db.write_deferred(&batch)?;
         Ok(())
     }

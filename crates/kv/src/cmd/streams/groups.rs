@@ -69,15 +69,23 @@ pub(super) fn read_group(
     let Some(mut g) = st.group(group)? else {
         return Err(nogroup(st.key, group));
     };
-    let from = match after {
-        Some(id) => id,
+    // New entries are read before anything changes: none past the group's last ID means nothing to
+    // serve (Redis compares with the last entry's ID), and the consumer is then not created.
+    let fresh = match after {
+        Some(_) => None,
         None => {
-            if st.m.length == 0 || st.last_valid_id()? <= g.last_id {
+            let next = match g.last_id.incr() {
+                Some(next) if st.m.length > 0 && st.m.last_id > g.last_id => next,
+                _ => return Ok(None),
+            };
+            let entries = st.entries(next, Id::MAX, false, count)?;
+            if entries.is_empty() {
                 return Ok(None);
             }
-            g.last_id
+            Some(entries)
         }
     };
+    let from = after.unwrap_or(g.last_id);
     let now = st.sh.keyspace.now_ms();
     touch_consumer(st, group, &mut g, consumer, now)?;
     let Some(start) = from.incr() else {
@@ -102,7 +110,7 @@ pub(super) fn read_group(
             }
         }
     } else {
-        for (id, e) in st.entries(start, Id::MAX, false, count)? {
+        for (id, e) in fresh.unwrap_or_default() {
             if id > g.last_id {
                 if g.entries_read != -1 && !st.range_has_tombstones(Some(id)) {
                     g.entries_read += 1;
@@ -112,7 +120,14 @@ pub(super) fn read_group(
                 g.last_id = id;
             }
             if !noack {
-                match st.nack(group, id)? {
+                // Only an ID at or below the highest ever made pending can have a pending entry.
+                let known = if id <= g.pel_max {
+                    st.nack(group, id)?
+                } else {
+                    None
+                };
+                g.pel_max = g.pel_max.max(id);
+                match known {
                     Some(mut n) => {
                         let old = n.consumer.clone();
                         n.delivery_time = now;
@@ -249,6 +264,7 @@ pub fn xgroup(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                     entries_read,
                     pel_count: 0,
                     consumers: 0,
+                    pel_max: Id::MIN,
                 },
             );
             if let Err(r) = st.commit() {
@@ -640,6 +656,7 @@ pub fn xclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             }
             None if force => {
                 g.pel_count += 1;
+                g.pel_max = g.pel_max.max(id);
                 (
                     Nack {
                         delivery_time: now as u64,
