@@ -326,6 +326,7 @@ impl Functions {
                 tracing::error!(error = ?e, "a stored function library does not load");
             }
         }
+        publish_counts(sh, self);
     }
 
     /// Compiles and runs a library's code, and adds its functions (replacing a library of the same name
@@ -467,6 +468,10 @@ fn persist_all(sh: &Shared, f: &Functions) {
 
 fn publish_counts(sh: &Shared, f: &Functions) {
     *sh.scripting.function_counts.lock() = f.counts();
+    let bytes = f.libraries.values().map(|l| l.code.len()).sum();
+    sh.scripting
+        .library_bytes
+        .store(bytes, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn function(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {

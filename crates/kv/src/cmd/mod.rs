@@ -469,6 +469,17 @@ pub(crate) fn run_from_script(
     if spec.flags.contains(&"noscript") {
         return Err("ERR This Redis command is not allowed from script".to_owned());
     }
+    if matches!(spec.name, "xread" | "xreadgroup")
+        && args
+            .iter()
+            .skip(1)
+            .any(|a| a.eq_ignore_ascii_case(b"block"))
+    {
+        return Err(format!(
+            "ERR {} command is not allowed with BLOCK option from scripts",
+            spec.name
+        ));
+    }
     let writes = spec.flags.contains(&"write");
     if ctx.read_only && (writes || matches!(spec.name, "publish" | "spublish")) {
         return Err("ERR Write commands are not allowed from read-only scripts.".to_owned());

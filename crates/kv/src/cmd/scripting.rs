@@ -87,8 +87,14 @@ pub(crate) fn busy_threshold_ms(sh: &Shared) -> u64 {
 
 /// Whether used memory is over `maxmemory` even after what eviction may free (Redis's OOM state
 /// before a command).
+/// Scripts and function libraries count too, as Lua's memory does in Redis.
 pub(crate) fn over_memory(sh: &Shared) -> bool {
-    sh.memory.limit() > 0 && crate::evict::make_room(sh, None) == crate::evict::Room::Full
+    let limit = sh.memory.limit();
+    if limit == 0 {
+        return false;
+    }
+    crate::evict::make_room(sh, None) == crate::evict::Room::Full
+        || crate::evict::used_memory(sh) + sh.scripting.code_bytes() > limit
 }
 
 /// `numkeys key... arg...` of EVAL and FCALL.
@@ -150,7 +156,7 @@ fn new_state() -> Result<EvalState, Frame> {
 }
 
 /// Compiles `body` into the cache if it is not there; returns its SHA-1.
-fn cache_script(state: &mut EvalState, body: &Bytes) -> Result<String, Frame> {
+fn cache_script(sh: &Shared, state: &mut EvalState, body: &Bytes) -> Result<String, Frame> {
     let sha = sha1::sha1_hex(body);
     if state.scripts.contains_key(&sha) {
         return Ok(sha);
@@ -160,6 +166,9 @@ fn cache_script(state: &mut EvalState, body: &Bytes) -> Result<String, Frame> {
         .engine
         .compile(&body[skip..], "@user_script")
         .map_err(|e| Frame::error(format!("ERR Error compiling script (new function): {e}")))?;
+    sh.scripting
+        .script_bytes
+        .fetch_add(body.len(), std::sync::atomic::Ordering::Relaxed);
     state.scripts.insert(
         sha.clone(),
         CachedScript {
@@ -196,7 +205,7 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
         }
         sha
     } else {
-        match cache_script(state, &args[1]) {
+        match cache_script(sh, state, &args[1]) {
             Ok(sha) => {
                 sh.scripting
                     .cached
@@ -259,7 +268,7 @@ fn script(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             let Some(state) = guard.as_mut() else {
                 return Frame::error("ERR cannot start Lua");
             };
-            let reply = match cache_script(state, &args[2]) {
+            let reply = match cache_script(sh, state, &args[2]) {
                 Ok(sha) => Frame::Bulk(Bytes::from(sha)),
                 Err(e) => e,
             };
@@ -294,6 +303,9 @@ fn script(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             *sh.scripting.eval.lock() = None;
             sh.scripting
                 .cached
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            sh.scripting
+                .script_bytes
                 .store(0, std::sync::atomic::Ordering::Relaxed);
             Frame::ok()
         }

@@ -245,9 +245,18 @@ pub struct Scripting {
     pub(crate) function_counts: Mutex<(usize, usize)>,
     /// Scripts in the EVAL cache (INFO memory; readable while a script holds the cache).
     pub(crate) cached: std::sync::atomic::AtomicUsize,
+    /// Bytes of cached scripts and loaded libraries (counted as used memory for `maxmemory`).
+    pub(crate) script_bytes: std::sync::atomic::AtomicUsize,
+    pub(crate) library_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl Scripting {
+    /// Bytes of script and library code held.
+    pub fn code_bytes(&self) -> u64 {
+        (self.script_bytes.load(Ordering::Relaxed) + self.library_bytes.load(Ordering::Relaxed))
+            as u64
+    }
+
     /// Scripts in the EVAL cache.
     pub fn cached_scripts(&self) -> usize {
         self.cached.load(Ordering::Relaxed)
