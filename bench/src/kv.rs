@@ -13,8 +13,8 @@
 //! and CL.THROTTLE, native on strata and the same GCRA as a Lua script (`bench/gcra.lua`, via EVALSHA) on
 //! redis-server, since redis-cell is not packaged.
 //!
-//! `STRATA_BENCH_KV_CASES=XADD,PFADD,...` runs only the named cases (labels as in the report, without the
-//! `-c50`/`-P16` suffix, case-insensitive; `memory` is the memory case) and `STRATA_BENCH_KV_SKIP=...`
+//! `BENCH_KV_CASES=XADD,PFADD,...` runs only the named cases (labels as in the report, without the
+//! `-c50`/`-P16` suffix, case-insensitive; `memory` is the memory case) and `BENCH_KV_SKIP=...`
 //! leaves the named ones out.
 //!
 //! Memory: each server is restarted empty, loaded with the same 1M distinct keys holding 100-byte values
@@ -122,7 +122,12 @@ impl Server {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{} did not answer PING on port {}", self.name, self.port);
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                bail!(
+                    "{} did not answer PING on port {}; its log:\n{log}",
+                    self.name,
+                    self.port
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -328,7 +333,7 @@ struct Case {
     measured: Vec<String>,
 }
 
-/// Whether `label` passes `STRATA_BENCH_KV_CASES` / `STRATA_BENCH_KV_SKIP`.
+/// Whether `label` passes `BENCH_KV_CASES` / `BENCH_KV_SKIP`.
 fn selected(label: &str) -> bool {
     let listed = |var: &str| {
         std::env::var(var).ok().map(|v| {
@@ -336,7 +341,7 @@ fn selected(label: &str) -> bool {
                 .any(|name| name.trim().eq_ignore_ascii_case(label))
         })
     };
-    listed("STRATA_BENCH_KV_CASES").unwrap_or(true) && !listed("STRATA_BENCH_KV_SKIP").unwrap_or(false)
+    listed("BENCH_KV_CASES").unwrap_or(true) && !listed("BENCH_KV_SKIP").unwrap_or(false)
 }
 
 /// Prepares `server` for a run of `setup`.
