@@ -482,9 +482,18 @@ fn build_cases(servers: &[Server], plain: u64, pipelined: u64) -> anyhow::Result
             }
         }
     }
-    let owned = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<String>>();
+    let owned = |args: &[&str]| {
+        args.iter()
+            .map(|a| (*a).to_owned())
+            .collect::<Vec<String>>()
+    };
     let same = |args: &[&str]| vec![owned(args); servers.len()];
-    let custom = |label, (pipeline, requests), args: Vec<Vec<String>>, random, setup, measured: Vec<String>| Case {
+    let custom = |label,
+                  (pipeline, requests),
+                  args: Vec<Vec<String>>,
+                  random,
+                  setup,
+                  measured: Vec<String>| Case {
         label,
         pipeline,
         requests,
@@ -497,18 +506,47 @@ fn build_cases(servers: &[Server], plain: u64, pipelined: u64) -> anyhow::Result
     };
     let quoted = |args: &[String]| format!("\"{}\"", args.join(" "));
     if selected("XADD") {
-        let args = same(&["XADD", "bench:xadd", "MAXLEN", "~", "100000", "*", "field", "value"]);
+        let args = same(&[
+            "XADD",
+            "bench:xadd",
+            "MAXLEN",
+            "~",
+            "100000",
+            "*",
+            "field",
+            "value",
+        ]);
         let measured = args.iter().map(|a| quoted(a)).collect::<Vec<_>>();
         for mode in modes {
-            cases.push(custom("XADD", mode, args.clone(), 100_000, Setup::None, measured.clone()));
+            cases.push(custom(
+                "XADD",
+                mode,
+                args.clone(),
+                100_000,
+                Setup::None,
+                measured.clone(),
+            ));
         }
     }
     // XREADGROUP and XACK are a pair (XACK acknowledges what XREADGROUP delivered): naming either runs both.
     if selected("XREADGROUP") || selected("XACK") {
         for (pipeline, requests) in modes {
-            let read = same(&["XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", GROUP_STREAM, ">"]);
+            let read = same(&[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "COUNT",
+                "1",
+                "STREAMS",
+                GROUP_STREAM,
+                ">",
+            ]);
             let measured = vec![
-                format!("{} on {requests} preloaded entries, one new entry per call", quoted(&read[0]));
+                format!(
+                    "{} on {requests} preloaded entries, one new entry per call",
+                    quoted(&read[0])
+                );
                 servers.len()
             ];
             cases.push(custom(
@@ -521,10 +559,20 @@ fn build_cases(servers: &[Server], plain: u64, pipelined: u64) -> anyhow::Result
             ));
             let ack = same(&["XACK", GROUP_STREAM, "g", "__rand_int__-1"]);
             let measured = vec![
-                format!("{} right after XREADGROUP: random IDs among its {requests} pending (repeats ack 0)", quoted(&ack[0]));
+                format!(
+                    "{} right after XREADGROUP: random IDs among its {requests} pending (repeats ack 0)",
+                    quoted(&ack[0])
+                );
                 servers.len()
             ];
-            cases.push(custom("XACK", (pipeline, requests), ack, requests, Setup::None, measured));
+            cases.push(custom(
+                "XACK",
+                (pipeline, requests),
+                ack,
+                requests,
+                Setup::None,
+                measured,
+            ));
         }
     }
     if selected("EVALSHA") {
@@ -533,16 +581,31 @@ fn build_cases(servers: &[Server], plain: u64, pipelined: u64) -> anyhow::Result
             let sha = server.request(&["SCRIPT", "LOAD", EVAL_SCRIPT])?;
             args.push(owned(&["EVALSHA", &sha, "1", "bench:eval:__rand_int__"]));
         }
-        let measured = vec!["\"EVALSHA <INCR+EXPIRE+GET> 1 bench:eval:<rand>\"".to_owned(); servers.len()];
+        let measured =
+            vec!["\"EVALSHA <INCR+EXPIRE+GET> 1 bench:eval:<rand>\"".to_owned(); servers.len()];
         for mode in modes {
-            cases.push(custom("EVALSHA", mode, args.clone(), 100_000, Setup::None, measured.clone()));
+            cases.push(custom(
+                "EVALSHA",
+                mode,
+                args.clone(),
+                100_000,
+                Setup::None,
+                measured.clone(),
+            ));
         }
     }
     if selected("PFADD") {
         let args = same(&["PFADD", "bench:hll", "__rand_int__"]);
         let measured = args.iter().map(|a| quoted(a)).collect::<Vec<_>>();
         for mode in modes {
-            cases.push(custom("PFADD", mode, args.clone(), 1_000_000_000, Setup::None, measured.clone()));
+            cases.push(custom(
+                "PFADD",
+                mode,
+                args.clone(),
+                1_000_000_000,
+                Setup::None,
+                measured.clone(),
+            ));
         }
     }
     if selected("CL.THROTTLE") {
@@ -555,14 +618,23 @@ fn build_cases(servers: &[Server], plain: u64, pipelined: u64) -> anyhow::Result
                 owned(&["CL.THROTTLE", key])
             } else {
                 let sha = server.request(&["SCRIPT", "LOAD", GCRA_SCRIPT])?;
-                measured.push("\"EVALSHA <bench/gcra.lua> 1 <key> 15 30 60 1\" (same GCRA in Lua)".to_owned());
+                measured.push(
+                    "\"EVALSHA <bench/gcra.lua> 1 <key> 15 30 60 1\" (same GCRA in Lua)".to_owned(),
+                );
                 owned(&["EVALSHA", &sha, "1", key])
             };
             a.extend(THROTTLE_ARGS.iter().map(|x| (*x).to_owned()));
             args.push(a);
         }
         for mode in modes {
-            cases.push(custom("CL.THROTTLE", mode, args.clone(), 100_000, Setup::None, measured.clone()));
+            cases.push(custom(
+                "CL.THROTTLE",
+                mode,
+                args.clone(),
+                100_000,
+                Setup::None,
+                measured.clone(),
+            ));
         }
     }
     Ok(cases)
