@@ -8,10 +8,11 @@
 //!
 //! Beyond redis-benchmark's built-in tests, the suite runs custom commands (the same on both servers unless
 //! said otherwise): XADD to a capped stream; XREADGROUP (COUNT 1, `>`) on a stream preloaded with explicit
-//! IDs `0-1`..`N-1` and a fresh consumer group, followed by a separate timed run of XACK on random IDs of
-//! those now-pending entries; EVALSHA of a 3-command script (INCR, EXPIRE, GET); PFADD of random elements;
+//! IDs `0-1`..`(N-1)-1` and a fresh consumer group, followed by a separate timed run of XACK on random IDs
+//! of those now-pending entries (the two form one pair: naming either in `BENCH_KV_CASES` runs both); EVALSHA of a 3-command script (INCR, EXPIRE, GET); PFADD of random elements;
 //! and CL.THROTTLE, native on strata and the same GCRA as a Lua script (`bench/gcra.lua`, via EVALSHA) on
-//! redis-server, since redis-cell is not packaged.
+//! redis-server, since redis-cell is not packaged. Each custom command is sent once before its first timed
+//! run and must not fail, since redis-benchmark would count error replies as requests.
 //!
 //! `BENCH_KV_CASES=XADD,PFADD,...` runs only the named cases (labels as in the report, without the
 //! `-c50`/`-P16` suffix, case-insensitive; `memory` is the memory case) and `BENCH_KV_SKIP=...`
@@ -192,8 +193,15 @@ impl Server {
         Ok(kib * 1024)
     }
 
-    fn stop(mut self) {
+    /// Asks the server to shut down, then makes sure it is gone (see `Drop`).
+    fn stop(self) {
         let _ = self.command(&["SHUTDOWN", "NOSAVE"]);
+    }
+}
+
+impl Drop for Server {
+    /// Kills the server and removes its directory, also when the suite fails part-way.
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
