@@ -6,6 +6,18 @@
 //! with and without a pipeline of 16, the two servers are measured one after the other, the order
 //! alternating between rounds, and the median round is reported with redis-benchmark's own p50 and p99.
 //!
+//! Beyond redis-benchmark's built-in tests, the suite runs custom commands (the same on both servers unless
+//! said otherwise): XADD to a capped stream; XREADGROUP (COUNT 1, `>`) on a stream preloaded with explicit
+//! IDs `0-1`..`(N-1)-1` and a fresh consumer group, followed by a separate timed run of XACK on random IDs
+//! of those now-pending entries (the two form one pair: naming either in `BENCH_KV_CASES` runs both); EVALSHA of a 3-command script (INCR, EXPIRE, GET); PFADD of random elements;
+//! and CL.THROTTLE, native on strata and the same GCRA as a Lua script (`bench/gcra.lua`, via EVALSHA) on
+//! redis-server, since redis-cell is not packaged. Each custom command is sent once before its first timed
+//! run and must not fail, since redis-benchmark would count error replies as requests.
+//!
+//! `BENCH_KV_CASES=XADD,PFADD,...` runs only the named cases (labels as in the report, without the
+//! `-c50`/`-P16` suffix, case-insensitive; `memory` is the memory case) and `BENCH_KV_SKIP=...`
+//! leaves the named ones out.
+//!
 //! Memory: each server is restarted empty, loaded with the same 1M distinct keys holding 100-byte values
 //! (pipelined `SET`s over one connection), and its resident set size is read from `/proc/<pid>/status`.
 //!
@@ -13,7 +25,7 @@
 //! the suite runs as root it installs them. strata is the release binary next to this one
 //! (`cargo build --release -p strata`), built on demand.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,6 +49,14 @@ const TESTS: &[(&str, &str)] = &[
     ("lrange_100", "LRANGE_100"),
     ("mset", "MSET"),
 ];
+/// The EVALSHA case's script: three commands on one key.
+const EVAL_SCRIPT: &str = "redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], 60) return redis.call('GET', KEYS[1])";
+/// CL.THROTTLE's GCRA as a Lua script, for redis-server.
+const GCRA_SCRIPT: &str = include_str!("../gcra.lua");
+/// CL.THROTTLE's arguments after the key: max_burst, count, period (s), quantity.
+const THROTTLE_ARGS: [&str; 4] = ["15", "30", "60", "1"];
+/// The stream XREADGROUP and XACK use, its group and consumer.
+const GROUP_STREAM: &str = "bench:group";
 /// Concurrent clients of every run.
 const CLIENTS: u32 = 50;
 /// Pipeline depth of the pipelined runs.
@@ -103,7 +123,12 @@ impl Server {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{} did not answer PING on port {}", self.name, self.port);
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                bail!(
+                    "{} did not answer PING on port {}; its log:\n{log}",
+                    self.name,
+                    self.port
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -117,6 +142,39 @@ impl Server {
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line)?;
         Ok(line)
+    }
+
+    /// Sends one command and returns its whole reply (simple, integer, error or bulk string); errors fail.
+    fn request(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut stream = TcpStream::connect(self.addr())?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        stream.write_all(&encode(args.iter().map(|a| a.as_bytes())))?;
+        let reply = read_reply(&mut BufReader::new(stream))?;
+        reply.map_err(|e| anyhow::anyhow!("{}: {} replied {e}", self.name, args[0]))
+    }
+
+    /// Sends many commands over one connection, `CHUNK` at a time, and fails on any error reply.
+    fn pipeline(&self, commands: impl Iterator<Item = Vec<String>>) -> anyhow::Result<()> {
+        const CHUNK: usize = 5_000;
+        let mut stream = TcpStream::connect(self.addr())?;
+        stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut commands = commands.peekable();
+        while commands.peek().is_some() {
+            let mut out = Vec::new();
+            let mut sent = 0;
+            for cmd in commands.by_ref().take(CHUNK) {
+                out.extend_from_slice(&encode(cmd.iter().map(|a| a.as_bytes())));
+                sent += 1;
+            }
+            stream.write_all(&out)?;
+            for _ in 0..sent {
+                if let Err(e) = read_reply(&mut reader)? {
+                    bail!("{}: preload command replied {e}", self.name);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn addr(&self) -> SocketAddr {
@@ -135,8 +193,15 @@ impl Server {
         Ok(kib * 1024)
     }
 
-    fn stop(mut self) {
+    /// Asks the server to shut down, then makes sure it is gone (see `Drop`).
+    fn stop(self) {
         let _ = self.command(&["SHUTDOWN", "NOSAVE"]);
+    }
+}
+
+impl Drop for Server {
+    /// Kills the server and removes its directory, also when the suite fails part-way.
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -209,6 +274,101 @@ fn encode<'a>(args: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
     out
 }
 
+/// Reads one RESP reply: `Ok(text)` for simple strings, integers and bulk strings (arrays are read and
+/// summarised as `array`), `Err(message)` for error replies.
+fn read_reply(reader: &mut impl BufRead) -> anyhow::Result<Result<String, String>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        bail!("connection closed before a reply");
+    }
+    let line = line.trim_end();
+    let (kind, rest) = line.split_at(line.len().min(1));
+    match kind {
+        "+" | ":" => Ok(Ok(rest.to_owned())),
+        "-" => Ok(Err(rest.to_owned())),
+        "$" => {
+            let len: i64 = rest.parse().context("bad bulk length")?;
+            if len < 0 {
+                return Ok(Ok(String::new()));
+            }
+            let mut buf = vec![0u8; len as usize + 2];
+            reader.read_exact(&mut buf)?;
+            buf.truncate(len as usize);
+            Ok(Ok(String::from_utf8_lossy(&buf).into_owned()))
+        }
+        "*" => {
+            let len: i64 = rest.parse().context("bad array length")?;
+            for _ in 0..len.max(0) {
+                if let Err(e) = read_reply(reader)? {
+                    return Ok(Err(e));
+                }
+            }
+            Ok(Ok("array".to_owned()))
+        }
+        _ => bail!("unexpected reply line {line:?}"),
+    }
+}
+
+/// What one case runs.
+#[derive(Debug, Clone)]
+enum Workload {
+    /// A redis-benchmark built-in test (`-t`).
+    Builtin(&'static str),
+    /// A custom command line, one per server (same order as the servers), with `-r` for `__rand_int__`.
+    Custom {
+        args: Vec<Vec<String>>,
+        random: u64,
+        setup: Setup,
+    },
+}
+
+/// State a custom case needs before each timed run.
+#[derive(Debug, Clone, Copy)]
+enum Setup {
+    None,
+    /// A fresh `GROUP_STREAM` with entries `0-1`..`(n-1)-1` and a consumer group `g` at the start.
+    StreamGroup(u64),
+}
+
+/// One row pair of the report.
+#[derive(Debug, Clone)]
+struct Case {
+    label: &'static str,
+    pipeline: u32,
+    requests: u64,
+    workload: Workload,
+    /// What was measured on each server, for the notes column (custom cases; empty for built-ins).
+    measured: Vec<String>,
+}
+
+/// Whether `label` passes `BENCH_KV_CASES` / `BENCH_KV_SKIP`.
+fn selected(label: &str) -> bool {
+    let listed = |var: &str| {
+        std::env::var(var).ok().map(|v| {
+            v.split(',')
+                .any(|name| name.trim().eq_ignore_ascii_case(label))
+        })
+    };
+    listed("BENCH_KV_CASES").unwrap_or(true) && !listed("BENCH_KV_SKIP").unwrap_or(false)
+}
+
+/// Prepares `server` for a run of `setup`.
+fn prepare(server: &Server, setup: Setup) -> anyhow::Result<()> {
+    match setup {
+        Setup::None => Ok(()),
+        Setup::StreamGroup(entries) => {
+            server.request(&["DEL", GROUP_STREAM])?;
+            server.pipeline((0..entries).map(|i| {
+                ["XADD", GROUP_STREAM, &format!("{i}-1"), "field", "value"]
+                    .map(str::to_owned)
+                    .to_vec()
+            }))?;
+            server.request(&["XGROUP", "CREATE", GROUP_STREAM, "g", "0"])?;
+            Ok(())
+        }
+    }
+}
+
 /// One redis-benchmark result.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -217,36 +377,53 @@ struct Sample {
     p99_ms: f64,
 }
 
-/// Runs redis-benchmark for one test against `port`.
-fn run_benchmark(port: u16, test: &str, requests: u64, pipeline: u32) -> anyhow::Result<Sample> {
-    let output = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-t", test, "-n", &requests.to_string()])
-        .args(["-c", &CLIENTS.to_string(), "-P", &pipeline.to_string()])
-        .args(["-r", "100000", "-d", "100", "--csv"])
+/// Runs redis-benchmark for one case against server number `s`.
+fn run_benchmark(port: u16, s: usize, case: &Case) -> anyhow::Result<Sample> {
+    let mut cmd = Command::new("redis-benchmark");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-n", &case.requests.to_string()])
+        .args(["-c", &CLIENTS.to_string(), "-P", &case.pipeline.to_string()])
+        .args(["-d", "100", "--csv"]);
+    match &case.workload {
+        Workload::Builtin(test) => {
+            cmd.args(["-r", "100000", "-t", test]);
+        }
+        Workload::Custom { args, random, .. } => {
+            cmd.args(["-r", &random.to_string()]).args(&args[s]);
+        }
+    }
+    let output = cmd
         .stderr(Stdio::null())
         .output()
         .context("running redis-benchmark")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let test = match &case.workload {
+        Workload::Builtin(test) => Some(*test),
+        Workload::Custom { .. } => None,
+    };
     parse_csv(&stdout, test)
-        .with_context(|| format!("redis-benchmark -t {test} printed no result: {stdout}"))
+        .with_context(|| format!("redis-benchmark {} printed no result: {stdout}", case.label))
 }
 
-/// Picks the row of `test` out of redis-benchmark's CSV (LRANGE runs an LPUSH first, which is skipped).
-fn parse_csv(csv: &str, test: &str) -> Option<Sample> {
-    let wanted = test.to_ascii_uppercase();
+/// Picks the row of `test` out of redis-benchmark's CSV (LRANGE runs an LPUSH first, which is skipped);
+/// with `None` (a custom command, whose row is named after its command line) the first data row.
+fn parse_csv(csv: &str, test: Option<&str>) -> Option<Sample> {
+    let wanted = test.map(str::to_ascii_uppercase);
     for line in csv.lines() {
         let fields: Vec<&str> = line.split(',').map(|f| f.trim_matches('"')).collect();
         let Some(name) = fields.first() else { continue };
         let name = name.split_whitespace().next().unwrap_or_default();
-        if name != wanted || fields.len() < 7 {
+        if wanted.as_deref().is_some_and(|w| w != name) || fields.len() < 7 {
             continue;
         }
         let num = |i: usize| fields[i].parse::<f64>().ok();
+        let (Some(rps), Some(p50_ms), Some(p99_ms)) = (num(1), num(4), num(6)) else {
+            continue;
+        };
         return Some(Sample {
-            rps: num(1)?,
-            p50_ms: num(4)?,
-            p99_ms: num(6)?,
+            rps,
+            p50_ms,
+            p99_ms,
         });
     }
     None
@@ -296,6 +473,181 @@ pub fn run(opts: &SuiteOptions) -> anyhow::Result<Vec<Record>> {
     result
 }
 
+/// The cases that pass the selection, in run order (each XREADGROUP run is followed by its XACK run).
+fn build_cases(servers: &[Server], plain: u64, pipelined: u64) -> anyhow::Result<Vec<Case>> {
+    let modes = [(1, plain), (PIPELINE, pipelined)];
+    let mut cases = Vec::new();
+    for &(test, label) in TESTS {
+        if selected(label) {
+            for (pipeline, requests) in modes {
+                cases.push(Case {
+                    label,
+                    pipeline,
+                    requests,
+                    workload: Workload::Builtin(test),
+                    measured: Vec::new(),
+                });
+            }
+        }
+    }
+    let owned = |args: &[&str]| {
+        args.iter()
+            .map(|a| (*a).to_owned())
+            .collect::<Vec<String>>()
+    };
+    let same = |args: &[&str]| vec![owned(args); servers.len()];
+    let custom = |label,
+                  (pipeline, requests),
+                  args: Vec<Vec<String>>,
+                  random,
+                  setup,
+                  measured: Vec<String>| Case {
+        label,
+        pipeline,
+        requests,
+        workload: Workload::Custom {
+            args,
+            random,
+            setup,
+        },
+        measured,
+    };
+    let quoted = |args: &[String]| format!("\"{}\"", args.join(" "));
+    if selected("XADD") {
+        let args = same(&[
+            "XADD",
+            "bench:xadd",
+            "MAXLEN",
+            "~",
+            "100000",
+            "*",
+            "field",
+            "value",
+        ]);
+        let measured = args.iter().map(|a| quoted(a)).collect::<Vec<_>>();
+        for mode in modes {
+            cases.push(custom(
+                "XADD",
+                mode,
+                args.clone(),
+                100_000,
+                Setup::None,
+                measured.clone(),
+            ));
+        }
+    }
+    // XREADGROUP and XACK are a pair (XACK acknowledges what XREADGROUP delivered): naming either runs both.
+    if selected("XREADGROUP") || selected("XACK") {
+        for (pipeline, requests) in modes {
+            let read = same(&[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "COUNT",
+                "1",
+                "STREAMS",
+                GROUP_STREAM,
+                ">",
+            ]);
+            let measured = vec![
+                format!(
+                    "{} on {requests} preloaded entries, one new entry per call",
+                    quoted(&read[0])
+                );
+                servers.len()
+            ];
+            cases.push(custom(
+                "XREADGROUP",
+                (pipeline, requests),
+                read,
+                requests,
+                Setup::StreamGroup(requests),
+                measured,
+            ));
+            let ack = same(&["XACK", GROUP_STREAM, "g", "__rand_int__-1"]);
+            let measured = vec![
+                format!(
+                    "{} right after XREADGROUP: random IDs among its {requests} pending (repeats ack 0)",
+                    quoted(&ack[0])
+                );
+                servers.len()
+            ];
+            cases.push(custom(
+                "XACK",
+                (pipeline, requests),
+                ack,
+                requests,
+                Setup::None,
+                measured,
+            ));
+        }
+    }
+    if selected("EVALSHA") {
+        let mut args = Vec::new();
+        for server in servers {
+            let sha = server.request(&["SCRIPT", "LOAD", EVAL_SCRIPT])?;
+            args.push(owned(&["EVALSHA", &sha, "1", "bench:eval:__rand_int__"]));
+        }
+        let measured =
+            vec!["\"EVALSHA <INCR+EXPIRE+GET> 1 bench:eval:<rand>\"".to_owned(); servers.len()];
+        for mode in modes {
+            cases.push(custom(
+                "EVALSHA",
+                mode,
+                args.clone(),
+                100_000,
+                Setup::None,
+                measured.clone(),
+            ));
+        }
+    }
+    if selected("PFADD") {
+        let args = same(&["PFADD", "bench:hll", "__rand_int__"]);
+        let measured = args.iter().map(|a| quoted(a)).collect::<Vec<_>>();
+        for mode in modes {
+            cases.push(custom(
+                "PFADD",
+                mode,
+                args.clone(),
+                1_000_000_000,
+                Setup::None,
+                measured.clone(),
+            ));
+        }
+    }
+    if selected("CL.THROTTLE") {
+        let key = "bench:throttle:__rand_int__";
+        let mut args = Vec::new();
+        let mut measured = Vec::new();
+        for server in servers {
+            let mut a = if server.is_strata {
+                measured.push("native \"CL.THROTTLE <key> 15 30 60 1\"".to_owned());
+                owned(&["CL.THROTTLE", key])
+            } else {
+                let sha = server.request(&["SCRIPT", "LOAD", GCRA_SCRIPT])?;
+                measured.push(
+                    "\"EVALSHA <bench/gcra.lua> 1 <key> 15 30 60 1\" (same GCRA in Lua)".to_owned(),
+                );
+                owned(&["EVALSHA", &sha, "1", key])
+            };
+            a.extend(THROTTLE_ARGS.iter().map(|x| (*x).to_owned()));
+            args.push(a);
+        }
+        for mode in modes {
+            cases.push(custom(
+                "CL.THROTTLE",
+                mode,
+                args.clone(),
+                100_000,
+                Setup::None,
+                measured.clone(),
+            ));
+        }
+    }
+    Ok(cases)
+}
+
 fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
     let (plain_requests, pipelined_requests) = if opts.quick {
         (20_000, 100_000)
@@ -307,37 +659,44 @@ fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
         Server::start("redis", root)?,
     ];
     let mut records = Vec::new();
-    let cases: Vec<(&str, &str, u32, u64)> = TESTS
-        .iter()
-        .flat_map(|&(test, label)| {
-            [
-                (test, label, 1, plain_requests),
-                (test, label, PIPELINE, pipelined_requests),
-            ]
-        })
-        .collect();
+    let cases = build_cases(&servers, plain_requests, pipelined_requests)?;
     let bar = opts.progress(
         (cases.len() * opts.rounds * servers.len()) as u64,
         "kv: redis-benchmark",
     );
     let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); servers.len()]; cases.len()];
     for round in 0..opts.rounds {
-        for (c, &(test, _, pipeline, requests)) in cases.iter().enumerate() {
+        for (c, case) in cases.iter().enumerate() {
             let order: Vec<usize> = if (round + c) % 2 == 0 {
                 (0..servers.len()).collect()
             } else {
                 (0..servers.len()).rev().collect()
             };
             for s in order {
-                let sample = run_benchmark(servers[s].port, test, requests, pipeline)?;
+                if let Workload::Custom { args, setup, .. } = &case.workload {
+                    prepare(&servers[s], *setup)?;
+                    if round == 0 {
+                        // redis-benchmark counts error replies as requests: check the command works first.
+                        let probe: Vec<String> = args[s]
+                            .iter()
+                            .map(|a| a.replace("__rand_int__", "000000000000"))
+                            .collect();
+                        let probe: Vec<&str> = probe.iter().map(String::as_str).collect();
+                        servers[s]
+                            .request(&probe)
+                            .with_context(|| format!("checking {}", case.label))?;
+                    }
+                }
+                let sample = run_benchmark(servers[s].port, s, case)?;
                 samples[c][s].push(sample);
                 bar.inc(1);
             }
         }
     }
     bar.finish_and_clear();
-    for (c, &(_, label, pipeline, requests)) in cases.iter().enumerate() {
-        let case = if pipeline == 1 {
+    for (c, case) in cases.iter().enumerate() {
+        let (label, pipeline, requests) = (case.label, case.pipeline, case.requests);
+        let case_name = if pipeline == 1 {
             format!("{label} -c{CLIENTS}")
         } else {
             format!("{label} -c{CLIENTS} -P{pipeline}")
@@ -346,7 +705,7 @@ fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
             let mut rps: Vec<f64> = samples[c][s].iter().map(|x| x.rps).collect();
             let mut p50: Vec<f64> = samples[c][s].iter().map(|x| x.p50_ms * 1000.0).collect();
             let mut p99: Vec<f64> = samples[c][s].iter().map(|x| x.p99_ms * 1000.0).collect();
-            let mut record = Record::new("kv", &case, server.name)
+            let mut record = Record::new("kv", &case_name, server.name)
                 .ops(median(&mut rps).unwrap_or(0.0))
                 .latency_us(
                     median(&mut p50).unwrap_or(0.0),
@@ -358,10 +717,19 @@ fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
             } else {
                 record = record.note("fsync", "everysec");
             }
+            if let Some(measured) = case.measured.get(s) {
+                record = record.note("measured", measured);
+            }
             records.push(record);
         }
     }
 
+    if !selected("memory") {
+        for server in servers.drain(..) {
+            server.stop();
+        }
+        return Ok(records);
+    }
     // Memory: fresh servers, the same 1M keys in each.
     for server in servers.drain(..) {
         server.stop();
@@ -397,11 +765,11 @@ mod tests {
         let csv = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\
                    \"LPUSH (needed to benchmark LRANGE)\",\"9216.59\",\"3.663\",\"0.144\",\"2.663\",\"11.463\",\"15.951\",\"16.319\"\n\
                    \"LRANGE_100 (first 100 elements)\",\"7490.64\",\"5.049\",\"0.064\",\"4.423\",\"14.375\",\"15.879\",\"16.039\"\n";
-        let s = parse_csv(csv, "lrange_100").expect("row");
+        let s = parse_csv(csv, Some("lrange_100")).expect("row");
         assert!((s.rps - 7490.64).abs() < 1e-9);
         assert!((s.p50_ms - 4.423).abs() < 1e-9);
         assert!((s.p99_ms - 15.879).abs() < 1e-9);
-        assert!(parse_csv(csv, "lpush").is_some());
-        assert!(parse_csv(csv, "set").is_none());
+        assert!(parse_csv(csv, Some("lpush")).is_some());
+        assert!(parse_csv(csv, Some("set")).is_none());
     }
 }
