@@ -11,7 +11,8 @@
 //! `xtrim`, `xgroup-createconsumer` from XREADGROUP, ...); they are published after the command's `new`.
 //!
 //! `expired` is published by lazy expiry in dispatch and by the active cycle, `evicted` by eviction
-//! (`evict.rs`). Not emitted: `key-miss` and module events.
+//! (`evict.rs`), `keymiss` ([`key_misses`]) before a read command that looks up a missing key. Not
+//! emitted: module events.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -405,6 +406,26 @@ fn event_for(name: &str, args: &[Bytes], i: usize, n: usize) -> Option<(u32, &'s
         "sort" if i > 0 => (GENERIC, "sortstore"),
         _ => return None,
     })
+}
+
+/// Read commands whose lookups do not announce misses, as in Redis (they only ask whether keys exist or
+/// describe them).
+const NO_KEYMISS: &[&str] = &["exists", "memory", "object"];
+
+/// Before a read-only command runs with class `m` on: publishes `keymiss` for each of its keys that does
+/// not exist, as Redis's read lookups do.
+pub fn key_misses(sh: &Shared, db: usize, name: &str, args: &[Bytes]) {
+    let flags = sh.notify.flags();
+    if flags & KEY_MISS == 0 || flags & (KEYSPACE | KEYEVENT) == 0 || NO_KEYMISS.contains(&name) {
+        return;
+    }
+    for i in crate::cmd::key_positions(name, args) {
+        if let Some(key) = args.get(i)
+            && !exists(sh, db, key)
+        {
+            publish(sh, flags, db, key, "keymiss");
+        }
+    }
 }
 
 /// Publishes one event for one key on the channels the flags select.

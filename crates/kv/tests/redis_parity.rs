@@ -365,3 +365,24 @@ fn paused_clients_count_as_blocked_and_nothing_expires_during_a_write_pause() {
     let _: Option<String> = q(&mut c, &["GET", "k"]);
     assert_eq!(support::info_field(&mut c, "stats", "expired_keys"), 1);
 }
+
+#[test]
+fn reads_of_missing_keys_announce_keymiss_when_class_m_is_on() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let _: () = q(&mut c, &["CONFIG", "SET", "notify-keyspace-events", "Em"]);
+    let mut sub = server.client();
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut pubsub = sub.as_pubsub();
+    pubsub.subscribe("__keyevent@0__:keymiss").unwrap();
+    let _: () = q(&mut c, &["SET", "present", "v"]);
+    // EXISTS asks without announcing; GET of a present key is no miss; GET and HGET of absent keys are.
+    let _: i64 = q(&mut c, &["EXISTS", "nope0"]);
+    let _: Option<String> = q(&mut c, &["GET", "present"]);
+    let _: Option<String> = q(&mut c, &["GET", "nope1"]);
+    let _: Option<String> = q(&mut c, &["HGET", "nope2", "f"]);
+    for expected in ["nope1", "nope2"] {
+        let key: String = pubsub.get_message().unwrap().get_payload().unwrap();
+        assert_eq!(key, expected);
+    }
+}

@@ -210,6 +210,9 @@ fn run_notified(
     spec: &CommandSpec,
     args: &[Bytes],
 ) -> Frame {
+    if spec.flags.contains(&"readonly") && shared.notify.flags() & crate::notify::KEY_MISS != 0 {
+        crate::notify::key_misses(shared, session.db, spec.name, args);
+    }
     if shared.notify.enabled() && spec.flags.contains(&"write") {
         let pending = crate::notify::Notifier::begin(shared, session.db, spec.name, args);
         let reply = (spec.run)(session, shared, args);
