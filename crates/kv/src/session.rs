@@ -53,6 +53,9 @@ pub struct Session {
     /// True while a blocked command is re-run after a wake-up: a key of the wrong type then does not
     /// fail the command (Redis keeps such a client blocked).
     pub retrying_block: bool,
+    /// For the scripts' own client: the client whose EVAL/FCALL is running (tracking's NOLOOP treats
+    /// the script's writes as that client's, as Redis does).
+    pub script_caller: Option<u64>,
     /// The IDs (ms, seq) a blocked XREAD resolved its `$` arguments to, so its retries keep them.
     pub stream_ids: Option<Vec<(u64, u64)>>,
     /// SUBSCRIBE channels.
@@ -98,6 +101,7 @@ impl Session {
             block: None,
             in_exec: false,
             retrying_block: false,
+            script_caller: None,
             stream_ids: None,
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),

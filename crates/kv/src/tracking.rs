@@ -577,7 +577,8 @@ pub fn after_command(
             let written = sh.keyspace.watch_writes(w.db, &key) != before;
             sh.keyspace.unwatch(w.db, &key);
             if written {
-                sh.tracking.invalidate(sh, &key, Some(session.id), None);
+                let writer = session.script_caller.unwrap_or(session.id);
+                sh.tracking.invalidate(sh, &key, Some(writer), None);
             }
         }
     }

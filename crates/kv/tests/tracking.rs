@@ -190,6 +190,13 @@ fn noloop_leaves_out_the_clients_own_writes() {
         .query(&mut other)
         .unwrap();
     r.call(&["SET", "loop", "1"]);
+    // A script's writes are its caller's: NOLOOP leaves them out too.
+    r.call(&[
+        "EVAL",
+        "return redis.call('set', KEYS[1], '2')",
+        "1",
+        "loop",
+    ]);
     let _: () = redis::cmd("SET")
         .arg("k2")
         .arg("1")

@@ -844,6 +844,7 @@ fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Fram
         return Frame::error("ERR the script client is in use");
     };
     client.db = s.db;
+    client.script_caller = Some(s.id);
     let ctx = RunCtx {
         shared: me,
         client,

@@ -227,6 +227,7 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
         return Frame::error("ERR the script client is in use");
     };
     client.db = s.db;
+    client.script_caller = Some(s.id);
     let ctx = RunCtx {
         shared: me,
         client,
