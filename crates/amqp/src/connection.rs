@@ -846,6 +846,13 @@ impl Conn {
         self.out.method(channel, class);
     }
 
+    /// Sends a method's `-ok` reply unless the client asked for none (`nowait`).
+    fn reply_unless_nowait(&self, channel: u16, nowait: bool, class: AMQPClass) {
+        if !nowait {
+            self.reply(channel, class);
+        }
+    }
+
     fn channel_method(&mut self, id: u16, class: AMQPClass) -> FaultResult<()> {
         if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = class {
             if self.channels.contains_key(&id) {
@@ -988,24 +995,20 @@ impl Conn {
                     d.internal,
                     &d.arguments,
                 )?;
-                if !d.nowait {
-                    self.reply(
-                        id,
-                        AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
-                            exchange::DeclareOk {},
-                        )),
-                    );
-                }
+                self.reply_unless_nowait(
+                    id,
+                    d.nowait,
+                    AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Exchange(exchange::AMQPMethod::Delete(d)) => {
                 vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
-                if !d.nowait {
-                    self.reply(
-                        id,
-                        AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
-                    );
-                }
+                self.reply_unless_nowait(
+                    id,
+                    d.nowait,
+                    AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Exchange(exchange::AMQPMethod::Bind(b)) => {
@@ -1016,12 +1019,11 @@ impl Conn {
                     &b.arguments,
                     conn,
                 )?;
-                if !b.nowait {
-                    self.reply(
-                        id,
-                        AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
-                    );
-                }
+                self.reply_unless_nowait(
+                    id,
+                    b.nowait,
+                    AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Exchange(exchange::AMQPMethod::Unbind(b)) => {
@@ -1032,12 +1034,11 @@ impl Conn {
                     &b.arguments,
                     conn,
                 )?;
-                if !b.nowait {
-                    self.reply(
-                        id,
-                        AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
-                    );
-                }
+                self.reply_unless_nowait(
+                    id,
+                    b.nowait,
+                    AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Queue(queue::AMQPMethod::Declare(d)) => {
@@ -1054,16 +1055,15 @@ impl Conn {
                 )?;
                 let name = declared.queue.name.to_string();
                 self.channel(id)?.last_queue.clone_from(&name);
-                if !d.nowait {
-                    self.reply(
-                        id,
-                        AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
-                            queue: ss(&name),
-                            message_count: declared.message_count,
-                            consumer_count: declared.consumer_count,
-                        })),
-                    );
-                }
+                self.reply_unless_nowait(
+                    id,
+                    d.nowait,
+                    AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                        queue: ss(&name),
+                        message_count: declared.message_count,
+                        consumer_count: declared.consumer_count,
+                    })),
+                );
                 Ok(())
             }
             AMQPClass::Queue(queue::AMQPMethod::Bind(b)) => {
@@ -1075,12 +1075,11 @@ impl Conn {
                     &b.arguments,
                     conn,
                 )?;
-                if !b.nowait {
-                    self.reply(
-                        id,
-                        AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
-                    );
-                }
+                self.reply_unless_nowait(
+                    id,
+                    b.nowait,
+                    AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Queue(queue::AMQPMethod::Unbind(b)) => {
@@ -1101,27 +1100,25 @@ impl Conn {
             AMQPClass::Queue(queue::AMQPMethod::Purge(p)) => {
                 let q = self.queue_name(id, p.queue.as_str())?;
                 let n = vhost.purge(&q, conn)?;
-                if !p.nowait {
-                    self.reply(
-                        id,
-                        AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
-                            message_count: n,
-                        })),
-                    );
-                }
+                self.reply_unless_nowait(
+                    id,
+                    p.nowait,
+                    AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
+                        message_count: n,
+                    })),
+                );
                 Ok(())
             }
             AMQPClass::Queue(queue::AMQPMethod::Delete(d)) => {
                 let q = self.queue_name(id, d.queue.as_str())?;
                 let n = vhost.delete_queue(&q, d.if_unused, d.if_empty, conn)?;
-                if !d.nowait {
-                    self.reply(
-                        id,
-                        AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
-                            message_count: n,
-                        })),
-                    );
-                }
+                self.reply_unless_nowait(
+                    id,
+                    d.nowait,
+                    AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
+                        message_count: n,
+                    })),
+                );
                 Ok(())
             }
             AMQPClass::Basic(basic::AMQPMethod::Qos(q)) => {
@@ -1164,14 +1161,13 @@ impl Conn {
                         vhost.remove_queue(&q);
                     }
                 }
-                if !c.nowait {
-                    self.reply(
-                        id,
-                        AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
-                            consumer_tag: c.consumer_tag,
-                        })),
-                    );
-                }
+                self.reply_unless_nowait(
+                    id,
+                    c.nowait,
+                    AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                        consumer_tag: c.consumer_tag,
+                    })),
+                );
                 Ok(())
             }
             AMQPClass::Basic(basic::AMQPMethod::Get(g)) => {
@@ -1210,12 +1206,11 @@ impl Conn {
                     ));
                 }
                 ch.confirm_next.get_or_insert(1);
-                if !s.nowait {
-                    self.reply(
-                        id,
-                        AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
-                    );
-                }
+                self.reply_unless_nowait(
+                    id,
+                    s.nowait,
+                    AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Tx(tx::AMQPMethod::Select(_)) => {
