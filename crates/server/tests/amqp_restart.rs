@@ -3,89 +3,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod support;
 
-/// A `strata serve` child process, killed on drop if still running.
-struct Node {
-    child: Child,
-    dir: PathBuf,
-}
+use support::{DEADLINE, Node};
 
-impl Node {
-    fn start(dir: &Path, extra: &[&str]) -> Node {
-        let _ = std::fs::remove_file(dir.join("ports.json"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STRATA_") {
-                cmd.env_remove(key);
-            }
-        }
-        let child = cmd
-            .env_remove("RUST_LOG")
-            .current_dir(dir.parent().unwrap())
-            .args(["serve", "--data-dir"])
-            .arg(dir)
-            .args(["--http-port", "0", "--resp-port", "0", "--amqp-port", "0"])
-            .args(["--shutdown-timeout", "5s"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let node = Node {
-            child,
-            dir: dir.to_owned(),
-        };
-        let start = Instant::now();
-        while !node.dir.join("ports.json").exists() {
-            assert!(start.elapsed() < DEADLINE, "ports.json never appeared");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        node
-    }
-
-    async fn connect(&self) -> Connection {
-        let ports: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(self.dir.join("ports.json")).unwrap())
-                .unwrap();
-        let uri = format!("amqp://guest:guest@127.0.0.1:{}/%2f", ports["amqp"]);
-        Connection::connect(&uri, ConnectionProperties::default())
-            .await
-            .unwrap()
-    }
-
-    fn stop(mut self, sig: rustix::process::Signal) -> std::process::ExitStatus {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        rustix::process::kill_process(pid, sig).unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < DEADLINE, "strata did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An AMQP connection to `node` as guest.
+async fn connect(node: &Node) -> Connection {
+    let uri = format!("amqp://guest:guest@127.0.0.1:{}/%2f", node.port("amqp"));
+    Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .unwrap()
 }
 
 async fn publish_confirmed(node: &Node, n: u32) {
-    let conn = node.connect().await;
+    let conn = connect(node).await;
     let ch = conn.create_channel().await.unwrap();
     ch.queue_declare(
         "jobs".into(),
@@ -115,7 +51,7 @@ async fn publish_confirmed(node: &Node, n: u32) {
 }
 
 async fn consume_all(node: &Node, n: u32) {
-    let conn = node.connect().await;
+    let conn = connect(node).await;
     let ch = conn.create_channel().await.unwrap();
     let mut consumer = ch
         .basic_consume(

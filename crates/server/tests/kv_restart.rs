@@ -5,79 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod support;
 
-/// A `strata serve` child process, killed on drop if still running.
-struct Node {
-    child: Child,
-    dir: PathBuf,
-}
+use support::{DEADLINE, Node};
 
-impl Node {
-    fn start(dir: &Path, extra: &[&str]) -> Node {
-        // A killed node leaves a stale ports.json; the new node writes it once listening.
-        let _ = std::fs::remove_file(dir.join("ports.json"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STRATA_") {
-                cmd.env_remove(key);
-            }
-        }
-        let child = cmd
-            .env_remove("RUST_LOG")
-            .current_dir(dir.parent().unwrap())
-            .args(["serve", "--data-dir"])
-            .arg(dir)
-            .args(["--http-port", "0", "--resp-port", "0", "--amqp-port", "0"])
-            .args(["--gateway-port", "0", "--shutdown-timeout", "5s"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let node = Node {
-            child,
-            dir: dir.to_owned(),
-        };
-        let start = Instant::now();
-        while !node.dir.join("ports.json").exists() {
-            assert!(start.elapsed() < DEADLINE, "ports.json never appeared");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        node
-    }
-
-    fn client(&self) -> redis::Connection {
-        let ports: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(self.dir.join("ports.json")).unwrap())
-                .unwrap();
-        let url = format!("redis://127.0.0.1:{}", ports["resp"]);
-        redis::Client::open(url).unwrap().get_connection().unwrap()
-    }
-
-    fn stop(mut self, sig: rustix::process::Signal) -> std::process::ExitStatus {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        rustix::process::kill_process(pid, sig).unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < DEADLINE, "strata did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A Redis connection to `node`.
+fn client(node: &Node) -> redis::Connection {
+    let url = format!("redis://127.0.0.1:{}", node.port("resp"));
+    redis::Client::open(url).unwrap().get_connection().unwrap()
 }
 
 fn q<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
@@ -216,7 +154,7 @@ fn check_everything(c: &mut redis::Connection) {
 /// Starts a node on `dir` and checks everything `write_everything` wrote.
 fn check_after(dir: &Path, extra: &[&str]) {
     let node = Node::start(dir, extra);
-    let mut c = node.client();
+    let mut c = client(&node);
     check_everything(&mut c);
     drop(c);
     drop(node);
@@ -227,7 +165,7 @@ fn every_type_survives_a_clean_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let node = Node::start(&dir, &[]);
-    let mut c = node.client();
+    let mut c = client(&node);
     write_everything(&mut c);
     drop(c);
     assert!(node.stop(rustix::process::Signal::TERM).success());
@@ -241,7 +179,7 @@ fn shutdown_command_stops_the_node_cleanly_and_keeps_the_data() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let mut node = Node::start(&dir, &["--fsync", "no"]);
-    let mut c = node.client();
+    let mut c = client(&node);
     write_everything(&mut c);
     // Redis's SHUTDOWN never replies: the connection closes as the process exits.
     let e = redis::cmd("SHUTDOWN")
@@ -273,7 +211,7 @@ fn every_acknowledged_write_survives_kill_9_with_fsync_always() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let node = Node::start(&dir, &["--fsync", "always"]);
-    let mut c = node.client();
+    let mut c = client(&node);
     write_everything(&mut c);
     // Kill with the connection still open: nothing gets a chance to flush on the way out.
     assert!(!node.stop(rustix::process::Signal::KILL).success());
@@ -289,7 +227,7 @@ fn acknowledged_pipelined_writes_survive_kill_9_with_fsync_everysec() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let node = Node::start(&dir, &["--fsync", "everysec"]);
-    let mut c = node.client();
+    let mut c = client(&node);
     write_everything(&mut c);
     let _: () = q(&mut c, &["SELECT", "3"]);
     let mut pipe = redis::pipe();
@@ -301,7 +239,7 @@ fn acknowledged_pipelined_writes_survive_kill_9_with_fsync_everysec() {
     assert!(!node.stop(rustix::process::Signal::KILL).success());
     drop(c);
     let node = Node::start(&dir, &["--fsync", "everysec"]);
-    let mut c = node.client();
+    let mut c = client(&node);
     check_everything(&mut c);
     let _: () = q(&mut c, &["SELECT", "3"]);
     for i in (0..2000).step_by(97) {
