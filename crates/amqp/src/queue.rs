@@ -581,6 +581,11 @@ impl Queue {
         }
         self.overflow
             .store(e.args.overflow.to_u8(), Ordering::Relaxed);
+        // A changed expiry counts from now (RabbitMQ restarts the queue's expiry timer), so setting
+        // `expires` on an idle queue does not delete it on the spot.
+        if cur.args.expires_ms != e.args.expires_ms {
+            self.touch();
+        }
         *cur = Arc::new(e);
         true
     }

@@ -758,3 +758,67 @@ async fn invalid_policies_are_refused_with_rabbitmqs_messages() {
     .expect("compat keys");
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_expires_and_delivery_limit_apply_to_existing_queues() {
+    let b = common::start().await;
+    let br = broker(&b);
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    declare(&ch, "idle", FieldTable::default()).await;
+    declare(&ch, "dlq", FieldTable::default()).await;
+    declare(&ch, "retry", FieldTable::default()).await;
+    br.set_policy(policy(
+        "exp",
+        "^idle$",
+        ApplyTo::Queues,
+        0,
+        json!({"expires": 200}),
+    ))
+    .expect("expires");
+    // Counted from the policy change, then the unused queue goes.
+    assert!(br.vhost("/").and_then(|v| v.find_queue("idle")).is_some());
+    common::eventually("idle queue expires", Duration::from_secs(5), || {
+        br.vhost("/").and_then(|v| v.find_queue("idle")).is_none()
+    })
+    .await;
+    br.set_policy(policy(
+        "limit",
+        "^retry$",
+        ApplyTo::Queues,
+        0,
+        json!({"delivery-limit": 1, "dead-letter-exchange": "", "dead-letter-routing-key": "dlq"}),
+    ))
+    .expect("delivery limit");
+    assert!(publish(&ch, "retry", b"poison").await);
+    for _ in 0..2 {
+        let mut got = None;
+        for _ in 0..500 {
+            got = ch
+                .basic_get("retry".into(), BasicGetOptions { no_ack: false })
+                .await
+                .expect("get");
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let m = got.expect("requeued message");
+        ch.basic_nack(
+            m.delivery.delivery_tag,
+            BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("nack");
+    }
+    let dead = get_eventually(&ch, "dlq").await;
+    assert_eq!(dead.delivery.data, b"poison");
+    assert_eq!(
+        field(&x_death(&dead.delivery.properties)[0], "reason"),
+        "delivery_limit"
+    );
+    b.stop().await;
+}
