@@ -13,8 +13,8 @@
 //! - [`policy`]: policies and operator policies (pattern, apply-to, priority, definition) and how they
 //!   combine with queue arguments; applied to existing and new queues and exchanges at once.
 //!
-//! What it is not (yet): TTLs, dead-lettering, length limits, priority queues, policies, the management API
-//! and federation — `docs/amqp.md` lists every difference from RabbitMQ.
+//! What it is not (yet): the management API and federation — `docs/amqp.md` lists every difference from
+//! RabbitMQ.
 //!
 //! Limits ([`AmqpConfig`]): connections, channel_max, frame_max, message size, consumers per channel; a
 //! connection's pending output is bounded by [`queue::OUTPUT_HIGH_WATER_BYTES`] for deliveries; every
