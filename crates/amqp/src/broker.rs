@@ -103,6 +103,8 @@ pub struct Broker {
     alarm_cleared: tokio::sync::Notify,
     alarm_raised: tokio::sync::Notify,
     reply_to: Mutex<HashMap<String, Weak<Consumer>>>,
+    /// Federation definitions and links (see [`crate::federation`]).
+    pub(crate) federation: crate::federation::Federation,
 }
 
 impl Broker {
@@ -116,6 +118,8 @@ impl Broker {
         ));
         let root = Arc::new(VHost::new("/", store.clone(), next_queue_id));
         root.set_self();
+        let federation = crate::federation::Federation::open(&store)?;
+        root.set_binding_hook(federation.binding_hook());
         let mut vhosts = HashMap::new();
         for e in recovered.exchanges {
             if e.vhost == "/" {
@@ -180,6 +184,7 @@ impl Broker {
             alarm_cleared: tokio::sync::Notify::new(),
             alarm_raised: tokio::sync::Notify::new(),
             reply_to: Mutex::new(HashMap::new()),
+            federation,
         }))
     }
 
@@ -294,6 +299,8 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    // Federation links run on the same tracker and stop with the same token.
+    broker.start_federation(&shutdown, &tracker);
     // One sweeper for every queue's TTL and x-expires (no timer per queue).
     {
         let broker = broker.clone();

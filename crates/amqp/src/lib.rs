@@ -9,6 +9,8 @@
 //! - [`vhost`], [`exchange`], [`queue`]: the model — exchanges (direct, fanout, topic via
 //!   `strata_algo::TopicTrie`, headers), bindings (including exchange-to-exchange), queues, consumers and
 //!   push-based dispatch straight into each consumer connection's output buffer.
+//! - [`federation`]: exchange federation — upstream definitions and links (lapin client connections) that
+//!   republish what an exchange on another broker receives into a local exchange.
 //! - [`store`]: durable exchanges, queues, bindings and persistent messages in strata-storage trees.
 //!
 //! What it is not (yet): TTLs, dead-lettering, length limits, priority queues, policies, the management API
@@ -38,6 +40,7 @@ pub mod codec;
 mod connection;
 pub mod error;
 pub mod exchange;
+pub mod federation;
 pub mod message;
 pub mod queue;
 pub mod store;

@@ -3,6 +3,8 @@
 //! Two trees:
 //! - `amqp.defs`: `e\0<vhost>\0<exchange>` → exchange record, `q\0<vhost>\0<queue>` → queue record,
 //!   `b\0<vhost>\0<source>\0<kind><destination>\0<routing key>\0<arguments>` → empty (the key is the binding).
+//! - federation (`crate::federation`), also in `amqp.defs`: `F\0<kind>\0<vhost>\0<name>` → a field table;
+//!   kind `u` an upstream, `s` an upstream set, `x` a federated exchange, `n` the cluster name.
 //! - `amqp.msgs`: `<queue id u64 BE><sequence u64 BE>` → [`Message::encode`]. A message routed to several
 //!   durable queues is stored once per queue. An acknowledgement deletes the key.
 //!
@@ -226,6 +228,8 @@ impl Store {
                         arguments: parse_table(&v).ok_or_else(corrupt)?,
                     });
                 }
+                // Federation definitions: read by `Store::federation_defs`.
+                (Some(&FEDERATION_PREFIX), _) => {}
                 _ => return Err(corrupt()),
             }
         }
@@ -348,6 +352,63 @@ impl Store {
             self.remove_message(&mut batch, queue_id, s);
         }
         drop(self.db.write_async(&batch));
+    }
+}
+
+/// First byte of the keys of federation definitions in `amqp.defs`.
+pub const FEDERATION_PREFIX: u8 = b'F';
+
+impl Store {
+    fn federation_key(kind: u8, vhost: &str, name: &str) -> Vec<u8> {
+        key(
+            FEDERATION_PREFIX,
+            &[&[kind], vhost.as_bytes(), name.as_bytes()],
+        )
+    }
+
+    /// Stores a federation definition (`kind`: see the module doc) as a field table.
+    pub fn put_federation(
+        &self,
+        kind: u8,
+        vhost: &str,
+        name: &str,
+        value: &FieldTable,
+    ) -> Result<(), AmqpError> {
+        blocking(|| {
+            self.defs.put(
+                &Self::federation_key(kind, vhost, name),
+                &table_bytes(value),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Deletes a federation definition.
+    pub fn delete_federation(&self, kind: u8, vhost: &str, name: &str) -> Result<(), AmqpError> {
+        blocking(|| self.defs.delete(&Self::federation_key(kind, vhost, name)))?;
+        Ok(())
+    }
+
+    /// Every stored federation definition: (kind, vhost, name, table).
+    pub fn federation_defs(&self) -> Result<Vec<(u8, String, String, FieldTable)>, AmqpError> {
+        let mut out = Vec::new();
+        for entry in self.defs.prefix(&[FEDERATION_PREFIX, 0]) {
+            let (k, v) = entry?;
+            let corrupt =
+                || AmqpError::Corrupt(format!("federation {:?}", String::from_utf8_lossy(&k)));
+            let parts = split_key(&k);
+            if parts.len() != 4 || parts[1].len() != 1 {
+                return Err(corrupt());
+            }
+            let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            out.push((
+                parts[1][0],
+                s(parts[2]),
+                s(parts[3]),
+                parse_table(&v).ok_or_else(corrupt)?,
+            ));
+        }
+        Ok(out)
     }
 }
 

@@ -32,6 +32,18 @@ const QUEUE_INT_ARGS: &[&str] = &[
     "x-delivery-limit",
 ];
 
+/// Called with (vhost, source exchange) after that exchange's bindings changed (federation keeps its upstream
+/// bindings in step with them).
+pub type BindingHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+struct HookSlot(BindingHook);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BindingHook")
+    }
+}
+
 /// A virtual host.
 #[derive(Debug)]
 pub struct VHost {
@@ -42,6 +54,7 @@ pub struct VHost {
     store: Store,
     next_queue_id: Arc<AtomicU64>,
     me: OnceLock<Weak<VHost>>,
+    binding_hook: OnceLock<HookSlot>,
 }
 
 /// What queue.declare answers.
@@ -104,6 +117,7 @@ impl VHost {
             store,
             next_queue_id,
             me: OnceLock::new(),
+            binding_hook: OnceLock::new(),
         }
     }
 
@@ -111,6 +125,17 @@ impl VHost {
     /// it in an `Arc`.
     pub fn set_self(self: &Arc<Self>) {
         let _ = self.me.set(Arc::downgrade(self));
+    }
+
+    /// Installs the hook called after bindings change (once; later calls are ignored).
+    pub fn set_binding_hook(&self, hook: BindingHook) {
+        let _ = self.binding_hook.set(HookSlot(hook));
+    }
+
+    fn bindings_changed(&self, source: &str) {
+        if let Some(h) = self.binding_hook.get() {
+            (h.0)(&self.name, source);
+        }
     }
 
     /// Dead-letters `dead` from `from`: each message gets an `x-death` entry and is routed through the
@@ -354,12 +379,17 @@ impl VHost {
         for b in ex.bindings() {
             self.forget_binding(&ex.name, &b);
         }
+        self.bindings_changed(&ex.name);
         // Bindings with this exchange as destination.
         let dest = Destination::Exchange(ex.name.clone());
         let sources: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
         for src in sources {
-            for b in src.unbind_destination(&dest) {
-                self.forget_binding(&src.name, &b);
+            let gone = src.unbind_destination(&dest);
+            for b in &gone {
+                self.forget_binding(&src.name, b);
+            }
+            if !gone.is_empty() {
+                self.bindings_changed(&src.name);
             }
             self.maybe_auto_delete(&src)?;
         }
@@ -600,7 +630,11 @@ impl VHost {
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
         };
-        if src.bind(binding.clone()) && src.durable && durable_dest {
+        let added = src.bind(binding.clone());
+        if added {
+            self.bindings_changed(source);
+        }
+        if added && src.durable && durable_dest {
             self.store
                 .put_binding(&BindingDef {
                     vhost: self.name.clone(),
@@ -645,6 +679,7 @@ impl VHost {
         };
         if src.unbind(&binding) {
             self.forget_binding(source, &binding);
+            self.bindings_changed(source);
             self.maybe_auto_delete(&src)?;
         }
         Ok(())
@@ -713,8 +748,12 @@ impl VHost {
         let dest = Destination::Queue(q.name.clone());
         let sources: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
         for src in sources {
-            for b in src.unbind_destination(&dest) {
-                self.forget_binding(&src.name, &b);
+            let gone = src.unbind_destination(&dest);
+            for b in &gone {
+                self.forget_binding(&src.name, b);
+            }
+            if !gone.is_empty() {
+                self.bindings_changed(&src.name);
             }
             if let Err(e) = self.maybe_auto_delete(&src) {
                 tracing::error!(error = %e.text, "auto-delete of exchange failed");

@@ -1,0 +1,1607 @@
+//! Exchange federation, as RabbitMQ's federation plugin does it: a local ("downstream") exchange receives
+//! what is published to an exchange on a remote ("upstream") AMQP broker — RabbitMQ or another strata.
+//!
+//! Definitions, per virtual host, persisted in `amqp.defs` under the `F` key prefix (see [`crate::store`]):
+//! - an [`Upstream`] (RabbitMQ's `federation-upstream` runtime parameter): where to connect and how the link
+//!   behaves;
+//! - an upstream set (`federation-upstream-set`): a named list of upstreams; the implicit set `all` is every
+//!   upstream of the virtual host;
+//! - a federated exchange: a local exchange and an [`UpstreamSelector`] naming its upstreams
+//!   ([`Broker::federate_exchange`]; RabbitMQ does this through a policy).
+//!
+//! Every (federated exchange, upstream) pair is a *link*: a task on the broker's [`TaskTracker`] holding a
+//! `lapin` client connection to the upstream. It
+//! 1. checks the upstream exchange exists (passive declare),
+//! 2. declares the upstream queue `federation: <upstream exchange> -> <cluster name>` (durable, with
+//!    `x-expires` / `x-message-ttl` from the upstream's `expires` / `message-ttl`),
+//! 3. binds it to the upstream exchange with the binding keys (and arguments) of the local exchange's bindings,
+//!    and rebinds whenever those change (the virtual host calls a binding hook on every bind and unbind),
+//! 4. consumes with the upstream's `prefetch-count` and republishes every message into the local exchange
+//!    through the broker's own routing (no socket), after adding an entry to its `x-received-from` header
+//!    (`uri` without password, `exchange`, `redelivered`, `cluster-name`) — or drops it when it has already
+//!    made `max-hops` hops or passed through this broker (its cluster name is in the header), which stops
+//!    cycles,
+//! 5. acknowledges upstream as `ack-mode` says: `on-confirm` once the local publish is routed and its
+//!    persistent copies are durable, `on-publish` once routed, `no-ack` never (consumes in no-ack mode).
+//!
+//! A failed or lost connection is retried forever, waiting `reconnect-delay` first and doubling up to
+//! [`MAX_RECONNECT_DELAY`]; the last error is kept in the link's [`LinkStatus`]. Links stop on
+//! [`Broker::unfederate_exchange`], when their upstream is cleared, and on broker shutdown (the
+//! cancellation token given to [`crate::serve`]). Links start when `serve` starts; definitions made earlier
+//! wait for it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use amq_protocol::protocol::basic::AMQPProperties;
+use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use crate::error::AmqpError;
+use crate::message::{Message, int_arg, str_arg};
+use crate::queue::{Entry, Queue};
+use crate::store::Store;
+
+/// The header a federation link adds to every message it republishes.
+pub const RECEIVED_FROM_HEADER: &str = "x-received-from";
+/// Longest wait between reconnection attempts (unless `reconnect-delay` is longer).
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
+/// How long connecting and setting up the upstream side may take before the attempt counts as failed.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Store record kinds under the federation prefix.
+const KIND_UPSTREAM: u8 = b'u';
+const KIND_SET: u8 = b's';
+const KIND_EXCHANGE: u8 = b'x';
+const KIND_NAME: u8 = b'n';
+
+/// When a link acknowledges a message to the upstream (RabbitMQ's `ack-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AckMode {
+    /// After the local publish is routed and every persistent copy is durable (no loss, the default).
+    #[default]
+    OnConfirm,
+    /// After the local publish is routed (a crash before the copies are durable loses them).
+    OnPublish,
+    /// The upstream consumer does not acknowledge at all (fastest; loses messages in flight on failures).
+    NoAck,
+}
+
+impl AckMode {
+    /// Parses RabbitMQ's names: `on-confirm`, `on-publish`, `no-ack`.
+    pub fn parse(s: &str) -> Option<AckMode> {
+        Some(match s {
+            "on-confirm" => AckMode::OnConfirm,
+            "on-publish" => AckMode::OnPublish,
+            "no-ack" => AckMode::NoAck,
+            _ => return None,
+        })
+    }
+
+    /// RabbitMQ's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AckMode::OnConfirm => "on-confirm",
+            AckMode::OnPublish => "on-publish",
+            AckMode::NoAck => "no-ack",
+        }
+    }
+}
+
+/// An upstream definition (RabbitMQ's `federation-upstream` parameter). [`Upstream::new`] gives RabbitMQ's
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The AMQP URI of the upstream broker (`amqp://user:password@host:port/vhost`; TLS is not supported).
+    pub uri: String,
+    /// The upstream exchange's name; `None`: the same name as the federated (local) exchange.
+    pub exchange: Option<String>,
+    /// Most federation hops a message may have made before it is dropped (default 1).
+    pub max_hops: u32,
+    /// Wait before reconnecting after a failure; later waits double up to [`MAX_RECONNECT_DELAY`]
+    /// (default 5 s).
+    pub reconnect_delay: Duration,
+    /// Unacknowledged messages the upstream may send the link at once (default 1000).
+    pub prefetch_count: u16,
+    /// When messages are acknowledged upstream (default `on-confirm`).
+    pub ack_mode: AckMode,
+    /// `x-expires` of the upstream queue in ms: how long it survives without the link (default: forever).
+    pub expires: Option<u64>,
+    /// `x-message-ttl` of the upstream queue in ms (default: none).
+    pub message_ttl: Option<u64>,
+    /// Keep the `user-id` property of federated messages (default false: it is removed).
+    pub trust_user_id: bool,
+    /// `x-queue-type` of the upstream queue (default `classic`).
+    pub queue_type: String,
+}
+
+impl Upstream {
+    /// An upstream at `uri` with RabbitMQ's defaults.
+    pub fn new(uri: impl Into<String>) -> Upstream {
+        Upstream {
+            uri: uri.into(),
+            exchange: None,
+            max_hops: 1,
+            reconnect_delay: Duration::from_secs(5),
+            prefetch_count: 1000,
+            ack_mode: AckMode::OnConfirm,
+            expires: None,
+            message_ttl: None,
+            trust_user_id: false,
+            queue_type: "classic".to_owned(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), FederationError> {
+        let bad = |what: String| Err(FederationError::InvalidParameter(what));
+        if self.uri.starts_with("amqps://") {
+            return bad("uri: amqps (TLS) upstreams are not supported".into());
+        }
+        if let Err(e) = self.uri.parse::<amq_protocol_uri_shim::AMQPUri>() {
+            return bad(format!("uri: {e}"));
+        }
+        if self.max_hops == 0 {
+            return bad("max-hops must be at least 1".into());
+        }
+        if self.prefetch_count == 0 {
+            return bad("prefetch-count must be at least 1".into());
+        }
+        if self.reconnect_delay.is_zero() {
+            return bad("reconnect-delay must be positive".into());
+        }
+        if self.exchange.as_deref() == Some("") {
+            return bad("exchange: the default exchange cannot be federated".into());
+        }
+        if !matches!(self.queue_type.as_str(), "classic" | "quorum") {
+            return bad(format!(
+                "queue-type '{}': expected classic or quorum",
+                self.queue_type
+            ));
+        }
+        Ok(())
+    }
+
+    fn to_table(&self) -> FieldTable {
+        let mut t = FieldTable::default();
+        t.insert("uri".into(), lstr(&self.uri));
+        if let Some(x) = &self.exchange {
+            t.insert("exchange".into(), lstr(x));
+        }
+        t.insert(
+            "max-hops".into(),
+            AMQPValue::LongLongInt(i64::from(self.max_hops)),
+        );
+        t.insert(
+            "reconnect-delay-ms".into(),
+            AMQPValue::LongLongInt(
+                i64::try_from(self.reconnect_delay.as_millis()).unwrap_or(i64::MAX),
+            ),
+        );
+        t.insert(
+            "prefetch-count".into(),
+            AMQPValue::LongLongInt(i64::from(self.prefetch_count)),
+        );
+        t.insert("ack-mode".into(), lstr(self.ack_mode.name()));
+        if let Some(v) = self.expires {
+            t.insert("expires".into(), AMQPValue::LongLongInt(v as i64));
+        }
+        if let Some(v) = self.message_ttl {
+            t.insert("message-ttl".into(), AMQPValue::LongLongInt(v as i64));
+        }
+        t.insert(
+            "trust-user-id".into(),
+            AMQPValue::Boolean(self.trust_user_id),
+        );
+        t.insert("queue-type".into(), lstr(&self.queue_type));
+        t
+    }
+
+    fn from_table(t: &FieldTable) -> Option<Upstream> {
+        let get = |k: &str| t.inner().get(k);
+        let int = |k: &str| get(k).and_then(int_arg);
+        let mut u = Upstream::new(get("uri").and_then(str_arg)?);
+        u.exchange = get("exchange").and_then(str_arg);
+        u.max_hops = u32::try_from(int("max-hops")?).ok()?;
+        u.reconnect_delay = Duration::from_millis(u64::try_from(int("reconnect-delay-ms")?).ok()?);
+        u.prefetch_count = u16::try_from(int("prefetch-count")?).ok()?;
+        u.ack_mode = AckMode::parse(&get("ack-mode").and_then(str_arg)?)?;
+        u.expires = int("expires").and_then(|v| u64::try_from(v).ok());
+        u.message_ttl = int("message-ttl").and_then(|v| u64::try_from(v).ok());
+        u.trust_user_id = matches!(get("trust-user-id"), Some(AMQPValue::Boolean(true)));
+        if let Some(q) = get("queue-type").and_then(str_arg) {
+            u.queue_type = q;
+        }
+        Some(u)
+    }
+}
+
+/// Parsing of AMQP URIs (`amq-protocol`'s, re-exported by `lapin`).
+mod amq_protocol_uri_shim {
+    pub use lapin::uri::AMQPUri;
+}
+
+/// Which upstreams a federated exchange links to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamSelector {
+    /// One upstream, by name (RabbitMQ's policy key `federation-upstream`).
+    Upstream(String),
+    /// A named upstream set (`federation-upstream-set`).
+    Set(String),
+    /// Every upstream of the virtual host (the implicit set `all`).
+    All,
+}
+
+impl UpstreamSelector {
+    fn to_table(&self) -> FieldTable {
+        let mut t = FieldTable::default();
+        let (kind, name) = match self {
+            UpstreamSelector::Upstream(n) => ("upstream", n.as_str()),
+            UpstreamSelector::Set(n) => ("set", n.as_str()),
+            UpstreamSelector::All => ("set", "all"),
+        };
+        t.insert("kind".into(), lstr(kind));
+        t.insert("name".into(), lstr(name));
+        t
+    }
+
+    fn from_table(t: &FieldTable) -> Option<UpstreamSelector> {
+        let name = t.inner().get("name").and_then(str_arg)?;
+        Some(match t.inner().get("kind").and_then(str_arg)?.as_str() {
+            "upstream" => UpstreamSelector::Upstream(name),
+            "set" if name == "all" => UpstreamSelector::All,
+            "set" => UpstreamSelector::Set(name),
+            _ => return None,
+        })
+    }
+}
+
+/// Why a federation definition was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FederationError {
+    /// The virtual host does not exist.
+    #[error("no vhost '{0}'")]
+    NoVhost(String),
+    /// The local exchange does not exist (or is the default exchange).
+    #[error("no exchange '{exchange}' in vhost '{vhost}'")]
+    NoExchange {
+        /// Virtual host.
+        vhost: String,
+        /// Exchange.
+        exchange: String,
+    },
+    /// A parameter is out of range or malformed.
+    #[error("invalid federation parameter: {0}")]
+    InvalidParameter(String),
+    /// Storing the definition failed.
+    #[error(transparent)]
+    Storage(#[from] AmqpError),
+}
+
+/// A link's state, as RabbitMQ's federation status reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Connecting and setting up the upstream queue and bindings.
+    Starting,
+    /// Consuming from the upstream.
+    Running,
+    /// The last attempt failed; the link waits to reconnect.
+    Error,
+}
+
+impl LinkState {
+    /// RabbitMQ's name (`starting`, `running`, `error`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Starting => "starting",
+            LinkState::Running => "running",
+            LinkState::Error => "error",
+        }
+    }
+}
+
+/// One link's status ([`Broker::federation_links`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// Virtual host of the federated exchange.
+    pub vhost: String,
+    /// The federated (local) exchange.
+    pub exchange: String,
+    /// The upstream's name.
+    pub upstream: String,
+    /// The exchange consumed from on the upstream.
+    pub upstream_exchange: String,
+    /// The upstream URI without its password.
+    pub uri: String,
+    /// The upstream queue's name.
+    pub queue: String,
+    /// State.
+    pub status: LinkState,
+    /// The last error (kept while the link retries).
+    pub error: Option<String>,
+    /// Messages republished locally by this link.
+    pub forwarded: u64,
+    /// Messages dropped for having made too many hops or come back to this broker.
+    pub dropped: u64,
+    /// Successful connections so far (1 after the first, more after reconnections).
+    pub connections: u64,
+}
+
+type DefKey = (String, String);
+
+#[derive(Debug, Default)]
+struct Defs {
+    upstreams: BTreeMap<DefKey, Upstream>,
+    sets: BTreeMap<DefKey, Vec<String>>,
+    federated: BTreeMap<DefKey, UpstreamSelector>,
+}
+
+/// (vhost, exchange, upstream name).
+type LinkKey = (String, String, String);
+
+#[derive(Debug)]
+struct LinkHandle {
+    upstream: Upstream,
+    cancel: CancellationToken,
+    bindings_changed: Arc<Notify>,
+    status: Arc<Mutex<LinkStatus>>,
+}
+
+#[derive(Debug)]
+struct Runtime {
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    defs: Mutex<Defs>,
+    links: Mutex<HashMap<LinkKey, LinkHandle>>,
+    runtime: OnceLock<Runtime>,
+    cluster_name: RwLock<String>,
+}
+
+/// The broker's federation state: definitions and running links. Reached through [`Broker`]'s methods.
+#[derive(Debug, Clone, Default)]
+pub struct Federation {
+    inner: Arc<Inner>,
+}
+
+impl Federation {
+    /// Loads the stored definitions and the cluster name.
+    pub fn open(store: &Store) -> Result<Federation, AmqpError> {
+        let mut defs = Defs::default();
+        let mut cluster_name = default_cluster_name();
+        for (kind, vhost, name, t) in store.federation_defs()? {
+            let what = format!("federation definition {vhost}/{name}");
+            let corrupt = || AmqpError::Corrupt(what.clone());
+            match kind {
+                KIND_UPSTREAM => {
+                    defs.upstreams
+                        .insert((vhost, name), Upstream::from_table(&t).ok_or_else(corrupt)?);
+                }
+                KIND_SET => {
+                    let members = match t.inner().get("upstreams") {
+                        Some(AMQPValue::FieldArray(a)) => {
+                            a.as_slice().iter().filter_map(str_arg).collect()
+                        }
+                        _ => return Err(corrupt()),
+                    };
+                    defs.sets.insert((vhost, name), members);
+                }
+                KIND_EXCHANGE => {
+                    let sel = UpstreamSelector::from_table(&t).ok_or_else(corrupt)?;
+                    defs.federated.insert((vhost, name), sel);
+                }
+                KIND_NAME => {
+                    if let Some(n) = t.inner().get("name").and_then(str_arg) {
+                        cluster_name = n;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Federation {
+            inner: Arc::new(Inner {
+                defs: Mutex::new(defs),
+                links: Mutex::new(HashMap::new()),
+                runtime: OnceLock::new(),
+                cluster_name: RwLock::new(cluster_name),
+            }),
+        })
+    }
+
+    /// The broker's cluster name: announced as `cluster_name` in `connection.start`, used in upstream queue
+    /// names and in `x-received-from` to recognise messages that come back.
+    pub fn cluster_name(&self) -> String {
+        self.inner.cluster_name.read().clone()
+    }
+
+    /// The hook the virtual hosts call after an exchange's bindings changed: wakes that exchange's links so
+    /// they rebind upstream.
+    pub fn binding_hook(&self) -> crate::vhost::BindingHook {
+        let inner = Arc::downgrade(&self.inner);
+        Arc::new(move |vhost: &str, exchange: &str| {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            for ((v, x, _), link) in inner.links.lock().iter() {
+                if v == vhost && x == exchange {
+                    link.bindings_changed.notify_one();
+                }
+            }
+        })
+    }
+}
+
+/// `strata@<host name>`, RabbitMQ's `rabbit@<host>` counterpart.
+fn default_cluster_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("strata@{host}")
+}
+
+fn lstr(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes()))
+}
+
+fn sstr(s: &str) -> ShortString {
+    ShortString::try_new(s).unwrap_or_default()
+}
+
+/// Federation's management API (RabbitMQ's `federation-upstream` and `federation-upstream-set` parameters,
+/// the federation policy keys, and `rabbitmqctl federation_status`).
+impl Broker {
+    fn federation_vhost(&self, vhost: &str) -> Result<(), FederationError> {
+        self.vhost(vhost)
+            .map(|_| ())
+            .ok_or_else(|| FederationError::NoVhost(vhost.to_owned()))
+    }
+
+    /// Defines (or redefines) upstream `name` in `vhost`. Links using it restart with the new definition.
+    pub fn set_upstream(
+        self: &Arc<Self>,
+        vhost: &str,
+        name: &str,
+        upstream: Upstream,
+    ) -> Result<(), FederationError> {
+        self.federation_vhost(vhost)?;
+        if name.is_empty() {
+            return Err(FederationError::InvalidParameter(
+                "an upstream needs a name".into(),
+            ));
+        }
+        upstream.validate()?;
+        self.store
+            .put_federation(KIND_UPSTREAM, vhost, name, &upstream.to_table())?;
+        self.federation
+            .inner
+            .defs
+            .lock()
+            .upstreams
+            .insert((vhost.to_owned(), name.to_owned()), upstream);
+        self.reconcile_federation();
+        Ok(())
+    }
+
+    /// Removes upstream `name` from `vhost`; its links stop. Returns whether it existed.
+    pub fn clear_upstream(
+        self: &Arc<Self>,
+        vhost: &str,
+        name: &str,
+    ) -> Result<bool, FederationError> {
+        self.store.delete_federation(KIND_UPSTREAM, vhost, name)?;
+        let existed = self
+            .federation
+            .inner
+            .defs
+            .lock()
+            .upstreams
+            .remove(&(vhost.to_owned(), name.to_owned()))
+            .is_some();
+        self.reconcile_federation();
+        Ok(existed)
+    }
+
+    /// The upstreams of `vhost`, by name.
+    pub fn upstreams(&self, vhost: &str) -> Vec<(String, Upstream)> {
+        self.federation
+            .inner
+            .defs
+            .lock()
+            .upstreams
+            .iter()
+            .filter(|((v, _), _)| v == vhost)
+            .map(|((_, n), u)| (n.clone(), u.clone()))
+            .collect()
+    }
+
+    /// Defines upstream set `name` in `vhost` (RabbitMQ's `federation-upstream-set`): the upstreams it names
+    /// (which may be defined later). `all` is reserved for the implicit set of every upstream.
+    pub fn set_upstream_set(
+        self: &Arc<Self>,
+        vhost: &str,
+        name: &str,
+        upstreams: Vec<String>,
+    ) -> Result<(), FederationError> {
+        self.federation_vhost(vhost)?;
+        if name.is_empty() || name == "all" {
+            return Err(FederationError::InvalidParameter(format!(
+                "upstream set name '{name}' is reserved or empty"
+            )));
+        }
+        let mut t = FieldTable::default();
+        t.insert(
+            "upstreams".into(),
+            AMQPValue::FieldArray(FieldArray::from(
+                upstreams.iter().map(|u| lstr(u)).collect::<Vec<_>>(),
+            )),
+        );
+        self.store.put_federation(KIND_SET, vhost, name, &t)?;
+        self.federation
+            .inner
+            .defs
+            .lock()
+            .sets
+            .insert((vhost.to_owned(), name.to_owned()), upstreams);
+        self.reconcile_federation();
+        Ok(())
+    }
+
+    /// Removes upstream set `name`; links that used it stop. Returns whether it existed.
+    pub fn clear_upstream_set(
+        self: &Arc<Self>,
+        vhost: &str,
+        name: &str,
+    ) -> Result<bool, FederationError> {
+        self.store.delete_federation(KIND_SET, vhost, name)?;
+        let existed = self
+            .federation
+            .inner
+            .defs
+            .lock()
+            .sets
+            .remove(&(vhost.to_owned(), name.to_owned()))
+            .is_some();
+        self.reconcile_federation();
+        Ok(existed)
+    }
+
+    /// The upstream sets of `vhost`.
+    pub fn upstream_sets(&self, vhost: &str) -> Vec<(String, Vec<String>)> {
+        self.federation
+            .inner
+            .defs
+            .lock()
+            .sets
+            .iter()
+            .filter(|((v, _), _)| v == vhost)
+            .map(|((_, n), s)| (n.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Federates local exchange `exchange` of `vhost` with the upstreams `selector` names: one link per
+    /// upstream starts (at once if the broker is serving, else when it starts). Replaces an earlier selector.
+    pub fn federate_exchange(
+        self: &Arc<Self>,
+        vhost: &str,
+        exchange: &str,
+        selector: UpstreamSelector,
+    ) -> Result<(), FederationError> {
+        let v = self
+            .vhost(vhost)
+            .ok_or_else(|| FederationError::NoVhost(vhost.to_owned()))?;
+        if exchange.is_empty() || v.exchange(exchange).is_err() {
+            return Err(FederationError::NoExchange {
+                vhost: vhost.to_owned(),
+                exchange: exchange.to_owned(),
+            });
+        }
+        self.store
+            .put_federation(KIND_EXCHANGE, vhost, exchange, &selector.to_table())?;
+        self.federation
+            .inner
+            .defs
+            .lock()
+            .federated
+            .insert((vhost.to_owned(), exchange.to_owned()), selector);
+        self.reconcile_federation();
+        Ok(())
+    }
+
+    /// Stops federating `exchange`: its links close (the upstream queues stay, and expire if `expires` is
+    /// set). Returns whether it was federated.
+    pub fn unfederate_exchange(
+        self: &Arc<Self>,
+        vhost: &str,
+        exchange: &str,
+    ) -> Result<bool, FederationError> {
+        self.store
+            .delete_federation(KIND_EXCHANGE, vhost, exchange)?;
+        let existed = self
+            .federation
+            .inner
+            .defs
+            .lock()
+            .federated
+            .remove(&(vhost.to_owned(), exchange.to_owned()))
+            .is_some();
+        self.reconcile_federation();
+        Ok(existed)
+    }
+
+    /// The federated exchanges: (vhost, exchange, selector).
+    pub fn federated_exchanges(&self) -> Vec<(String, String, UpstreamSelector)> {
+        self.federation
+            .inner
+            .defs
+            .lock()
+            .federated
+            .iter()
+            .map(|((v, x), s)| (v.clone(), x.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Sets the broker's cluster name (see [`Federation::cluster_name`]); stored. New connections and links
+    /// use it; running links restart.
+    pub fn set_cluster_name(self: &Arc<Self>, name: &str) -> Result<(), FederationError> {
+        if name.is_empty() {
+            return Err(FederationError::InvalidParameter(
+                "the cluster name cannot be empty".into(),
+            ));
+        }
+        let mut t = FieldTable::default();
+        t.insert("name".into(), lstr(name));
+        self.store.put_federation(KIND_NAME, "", "", &t)?;
+        *self.federation.inner.cluster_name.write() = name.to_owned();
+        // Queue names and loop detection depend on it: restart every link.
+        let stale: Vec<LinkHandle> = self
+            .federation
+            .inner
+            .links
+            .lock()
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for h in stale {
+            h.cancel.cancel();
+        }
+        self.reconcile_federation();
+        Ok(())
+    }
+
+    /// The broker's cluster name.
+    pub fn cluster_name(&self) -> String {
+        self.federation.cluster_name()
+    }
+
+    /// The status of every link, sorted by (vhost, exchange, upstream).
+    pub fn federation_links(&self) -> Vec<LinkStatus> {
+        let mut out: Vec<LinkStatus> = self
+            .federation
+            .inner
+            .links
+            .lock()
+            .values()
+            .map(|h| h.status.lock().clone())
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.vhost, &a.exchange, &a.upstream).cmp(&(&b.vhost, &b.exchange, &b.upstream))
+        });
+        out
+    }
+
+    /// Starts the links (called by [`crate::serve`]): they run on `tracker` and stop when `shutdown` is
+    /// cancelled.
+    pub(crate) fn start_federation(
+        self: &Arc<Self>,
+        shutdown: &CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        let _ = self.federation.inner.runtime.set(Runtime {
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        });
+        self.reconcile_federation();
+    }
+
+    /// The links the definitions call for: (vhost, exchange, upstream name) → upstream.
+    fn desired_links(&self) -> HashMap<LinkKey, Upstream> {
+        let defs = self.federation.inner.defs.lock();
+        let mut out = HashMap::new();
+        for ((vhost, exchange), sel) in &defs.federated {
+            let names: Vec<String> = match sel {
+                UpstreamSelector::Upstream(n) => vec![n.clone()],
+                UpstreamSelector::Set(s) => defs
+                    .sets
+                    .get(&(vhost.clone(), s.clone()))
+                    .cloned()
+                    .unwrap_or_default(),
+                UpstreamSelector::All => defs
+                    .upstreams
+                    .keys()
+                    .filter(|(v, _)| v == vhost)
+                    .map(|(_, n)| n.clone())
+                    .collect(),
+            };
+            for n in names {
+                if let Some(u) = defs.upstreams.get(&(vhost.clone(), n.clone())) {
+                    out.insert((vhost.clone(), exchange.clone(), n), u.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Starts missing links and stops those no longer defined (or whose upstream changed).
+    fn reconcile_federation(self: &Arc<Self>) {
+        let desired = self.desired_links();
+        let inner = &self.federation.inner;
+        let mut links = inner.links.lock();
+        let stale: Vec<LinkKey> = links
+            .iter()
+            .filter(|(k, h)| desired.get(*k) != Some(&h.upstream))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some(h) = links.remove(&k) {
+                h.cancel.cancel();
+            }
+        }
+        let Some(rt) = inner.runtime.get() else {
+            return;
+        };
+        if rt.shutdown.is_cancelled() {
+            return;
+        }
+        for (key, upstream) in desired {
+            if links.contains_key(&key) {
+                continue;
+            }
+            let handle = self.spawn_link(rt, &key, upstream);
+            links.insert(key, handle);
+        }
+    }
+
+    fn spawn_link(self: &Arc<Self>, rt: &Runtime, key: &LinkKey, upstream: Upstream) -> LinkHandle {
+        let (vhost, exchange, name) = key.clone();
+        let upstream_exchange = upstream
+            .exchange
+            .clone()
+            .unwrap_or_else(|| exchange.clone());
+        let cluster = self.cluster_name();
+        let queue = upstream_queue_name(&upstream_exchange, &cluster, &vhost, &exchange);
+        let status = Arc::new(Mutex::new(LinkStatus {
+            vhost: vhost.clone(),
+            exchange: exchange.clone(),
+            upstream: name.clone(),
+            upstream_exchange: upstream_exchange.clone(),
+            uri: strip_password(&upstream.uri),
+            queue: queue.clone(),
+            status: LinkState::Starting,
+            error: None,
+            forwarded: 0,
+            dropped: 0,
+            connections: 0,
+        }));
+        let cancel = rt.shutdown.child_token();
+        let bindings_changed = Arc::new(Notify::new());
+        let link = Link {
+            broker: self.clone(),
+            vhost,
+            exchange,
+            upstream_name: name,
+            upstream: upstream.clone(),
+            upstream_exchange,
+            queue,
+            cluster,
+            cancel: cancel.clone(),
+            bindings_changed: bindings_changed.clone(),
+            status: status.clone(),
+            tracker: rt.tracker.clone(),
+        };
+        rt.tracker.spawn(link.run());
+        LinkHandle {
+            upstream,
+            cancel,
+            bindings_changed,
+            status,
+        }
+    }
+}
+
+/// The upstream queue's name: `federation: <upstream exchange> -> <cluster name>`, as RabbitMQ names it;
+/// when the local exchange is not the upstream exchange's namesake in `/`, ` (<vhost>/<exchange>)` is appended
+/// so two local exchanges fed by one upstream exchange do not share (and split) a queue.
+pub fn upstream_queue_name(
+    upstream_exchange: &str,
+    cluster_name: &str,
+    vhost: &str,
+    exchange: &str,
+) -> String {
+    let mut q = format!("federation: {upstream_exchange} -> {cluster_name}");
+    if vhost != "/" || exchange != upstream_exchange {
+        q.push_str(&format!(" ({vhost}/{exchange})"));
+    }
+    q
+}
+
+/// `uri` without the password of its user info (`amqp://user:secret@host` → `amqp://user@host`), as
+/// `x-received-from` and the link status show it.
+pub fn strip_password(uri: &str) -> String {
+    let Some(scheme_end) = uri.find("://") else {
+        return uri.to_owned();
+    };
+    let rest = &uri[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return uri.to_owned();
+    };
+    let userinfo = &authority[..at];
+    let user = userinfo.split(':').next().unwrap_or_default();
+    format!("{}{}@{}", &uri[..scheme_end + 3], user, &rest[at + 1..])
+}
+
+/// The `x-received-from` entries of a message's headers, most recent first.
+pub fn received_from(headers: Option<&FieldTable>) -> Vec<FieldTable> {
+    match headers.and_then(|h| h.inner().get(RECEIVED_FROM_HEADER)) {
+        Some(AMQPValue::FieldArray(a)) => a
+            .as_slice()
+            .iter()
+            .filter_map(|v| match v {
+                AMQPValue::FieldTable(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a link into the broker named `local_cluster` forwards a message with `headers`: it has made
+/// fewer than `max_hops` federation hops and has not passed through this broker before (RabbitMQ's two
+/// loop guards).
+pub fn should_forward(headers: Option<&FieldTable>, max_hops: u32, local_cluster: &str) -> bool {
+    let hops = received_from(headers);
+    if hops.len() >= max_hops as usize {
+        return false;
+    }
+    !hops
+        .iter()
+        .any(|t| t.inner().get("cluster-name").and_then(str_arg).as_deref() == Some(local_cluster))
+}
+
+/// `headers` with a new `x-received-from` entry in front (`uri`, `exchange`, `redelivered`,
+/// `cluster-name`), as a federation link republishes a message.
+pub fn add_received_from(
+    headers: Option<FieldTable>,
+    uri: &str,
+    exchange: &str,
+    redelivered: bool,
+    cluster_name: &str,
+) -> FieldTable {
+    let mut headers = headers.unwrap_or_default();
+    let mut entry = FieldTable::default();
+    entry.insert("uri".into(), lstr(&strip_password(uri)));
+    entry.insert("exchange".into(), lstr(exchange));
+    entry.insert("redelivered".into(), AMQPValue::Boolean(redelivered));
+    entry.insert("cluster-name".into(), lstr(cluster_name));
+    let mut hops: Vec<AMQPValue> = vec![AMQPValue::FieldTable(entry)];
+    hops.extend(
+        received_from(Some(&headers))
+            .into_iter()
+            .map(AMQPValue::FieldTable),
+    );
+    headers.insert(
+        RECEIVED_FROM_HEADER.into(),
+        AMQPValue::FieldArray(FieldArray::from(hops)),
+    );
+    headers
+}
+
+/// `p` with `headers`, and without `user-id` unless `keep_user_id`.
+fn federated_properties(
+    p: &AMQPProperties,
+    headers: FieldTable,
+    keep_user_id: bool,
+) -> AMQPProperties {
+    let mut out = AMQPProperties::default().with_headers(headers);
+    if let Some(v) = p.content_type() {
+        out = out.with_content_type(v.clone());
+    }
+    if let Some(v) = p.content_encoding() {
+        out = out.with_content_encoding(v.clone());
+    }
+    if let Some(v) = p.delivery_mode() {
+        out = out.with_delivery_mode(*v);
+    }
+    if let Some(v) = p.priority() {
+        out = out.with_priority(*v);
+    }
+    if let Some(v) = p.correlation_id() {
+        out = out.with_correlation_id(v.clone());
+    }
+    if let Some(v) = p.reply_to() {
+        out = out.with_reply_to(v.clone());
+    }
+    if let Some(v) = p.expiration() {
+        out = out.with_expiration(v.clone());
+    }
+    if let Some(v) = p.message_id() {
+        out = out.with_message_id(v.clone());
+    }
+    if let Some(v) = p.timestamp() {
+        out = out.with_timestamp(*v);
+    }
+    if let Some(v) = p.kind() {
+        out = out.with_type(v.clone());
+    }
+    if keep_user_id && let Some(v) = p.user_id() {
+        out = out.with_user_id(v.clone());
+    }
+    if let Some(v) = p.app_id() {
+        out = out.with_app_id(v.clone());
+    }
+    if let Some(v) = p.cluster_id() {
+        out = out.with_cluster_id(v.clone());
+    }
+    out
+}
+
+/// What became of a republished message, for the upstream acknowledgement.
+enum Outcome {
+    /// Routed; persistent copies (if any) are durable when the commit completes.
+    Routed(Option<strata_storage::CommitFuture>),
+    /// A queue refused it (`reject-publish` overflow) or the exchange is gone.
+    Refused,
+}
+
+struct Link {
+    broker: Arc<Broker>,
+    vhost: String,
+    exchange: String,
+    upstream_name: String,
+    upstream: Upstream,
+    upstream_exchange: String,
+    queue: String,
+    cluster: String,
+    cancel: CancellationToken,
+    bindings_changed: Arc<Notify>,
+    status: Arc<Mutex<LinkStatus>>,
+    tracker: TaskTracker,
+}
+
+impl Link {
+    async fn run(self) {
+        let mut delay = self.upstream.reconnect_delay;
+        let cap = MAX_RECONNECT_DELAY.max(self.upstream.reconnect_delay);
+        loop {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            self.set_state(LinkState::Starting, None);
+            let mut connected = false;
+            let result = self.run_once(&mut connected).await;
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            if connected {
+                // It worked for a while: the next failure starts the back-off afresh.
+                delay = self.upstream.reconnect_delay;
+            }
+            let err = match result {
+                Ok(()) => "upstream consumer ended".to_owned(),
+                Err(e) => e,
+            };
+            tracing::warn!(
+                vhost = %self.vhost, exchange = %self.exchange, upstream = %self.upstream_name,
+                error = %err, retry_in_ms = delay.as_millis() as u64, "federation link failed"
+            );
+            self.set_state(LinkState::Error, Some(err));
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(cap);
+        }
+    }
+
+    fn set_state(&self, state: LinkState, error: Option<String>) {
+        let mut s = self.status.lock();
+        s.status = state;
+        if error.is_some() || state == LinkState::Running {
+            s.error = error;
+        }
+    }
+
+    /// The (routing key, arguments) pairs of the local exchange's bindings, deduplicated.
+    fn local_keys(&self) -> Vec<(String, FieldTable)> {
+        let mut out: Vec<(String, FieldTable)> = Vec::new();
+        let Some(v) = self.broker.vhost(&self.vhost) else {
+            return out;
+        };
+        let Ok(x) = v.exchange(&self.exchange) else {
+            return out;
+        };
+        for b in x.bindings() {
+            if !out
+                .iter()
+                .any(|(k, a)| *k == b.routing_key && *a == b.arguments)
+            {
+                out.push((b.routing_key, b.arguments));
+            }
+        }
+        out
+    }
+
+    /// Connects, sets up the upstream side, then forwards until the connection fails (`Err`) or the link
+    /// is cancelled (`Ok`).
+    async fn run_once(&self, connected: &mut bool) -> Result<(), String> {
+        let setup = tokio::select! {
+            () = self.cancel.cancelled() => return Ok(()),
+            r = tokio::time::timeout(SETUP_TIMEOUT, self.setup()) => r,
+        };
+        let (conn, channel, consumer, mut bound) = match setup {
+            Ok(r) => r?,
+            Err(_) => return Err("timed out connecting to the upstream".into()),
+        };
+        // The upstream's name goes into x-received-from; lapin does not expose the server properties, so
+        // they are read from a connection.start of our own. Failing that, the upstream definition's name
+        // stands in.
+        let upstream_cluster = probe_cluster_name(&self.upstream.uri)
+            .await
+            .unwrap_or_else(|| self.upstream_name.clone());
+        *connected = true;
+        {
+            let mut s = self.status.lock();
+            s.connections += 1;
+        }
+        self.set_state(LinkState::Running, None);
+        tracing::info!(
+            vhost = %self.vhost, exchange = %self.exchange, upstream = %self.upstream_name,
+            queue = %self.queue, "federation link running"
+        );
+        let result = self
+            .forward(&upstream_cluster, &channel, consumer, &mut bound)
+            .await;
+        // Leave politely (cancel or failure): the upstream requeues what was not acknowledged.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            conn.close(200, sstr("federation link stopped")),
+        )
+        .await;
+        result
+    }
+
+    async fn setup(
+        &self,
+    ) -> Result<
+        (
+            lapin::Connection,
+            lapin::Channel,
+            lapin::Consumer,
+            Vec<(String, FieldTable)>,
+        ),
+        String,
+    > {
+        use lapin::options::{
+            BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+        };
+        if self
+            .broker
+            .vhost(&self.vhost)
+            .and_then(|v| v.exchange(&self.exchange).ok())
+            .is_none()
+        {
+            return Err(format!(
+                "local exchange '{}' in vhost '{}' does not exist",
+                self.exchange, self.vhost
+            ));
+        }
+        let name = format!(
+            "Federation link (upstream: {}, exchange: {}/{})",
+            self.upstream_name, self.vhost, self.exchange
+        );
+        let props = lapin::ConnectionProperties::default()
+            .with_connection_name(LongString::from(name.as_bytes()));
+        let conn = lapin::Connection::connect(&self.upstream.uri, props)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot connect to {}: {e}",
+                    strip_password(&self.upstream.uri)
+                )
+            })?;
+        let ch = conn
+            .create_channel()
+            .await
+            .map_err(|e| format!("channel.open: {e}"))?;
+        ch.exchange_declare(
+            sstr(&self.upstream_exchange),
+            lapin::ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| format!("upstream exchange '{}': {e}", self.upstream_exchange))?;
+        let mut args = FieldTable::default();
+        if let Some(ms) = self.upstream.expires {
+            args.insert("x-expires".into(), AMQPValue::LongLongInt(ms as i64));
+        }
+        if let Some(ms) = self.upstream.message_ttl {
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms as i64));
+        }
+        args.insert("x-queue-type".into(), lstr(&self.upstream.queue_type));
+        args.insert("x-internal-purpose".into(), lstr("federation"));
+        ch.queue_declare(
+            sstr(&self.queue),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .map_err(|e| format!("declaring upstream queue '{}': {e}", self.queue))?;
+        let mut bound = Vec::new();
+        self.sync_bindings(&ch, &mut bound).await?;
+        if self.upstream.ack_mode != AckMode::NoAck {
+            ch.basic_qos(self.upstream.prefetch_count, BasicQosOptions::default())
+                .await
+                .map_err(|e| format!("basic.qos: {e}"))?;
+        }
+        let consumer = ch
+            .basic_consume(
+                sstr(&self.queue),
+                sstr(""),
+                BasicConsumeOptions {
+                    no_ack: self.upstream.ack_mode == AckMode::NoAck,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| format!("basic.consume: {e}"))?;
+        Ok((conn, ch, consumer, bound))
+    }
+
+    /// Makes the upstream queue's bindings match the local exchange's binding keys.
+    async fn sync_bindings(
+        &self,
+        ch: &lapin::Channel,
+        bound: &mut Vec<(String, FieldTable)>,
+    ) -> Result<(), String> {
+        use lapin::options::QueueBindOptions;
+        let want = self.local_keys();
+        for (key, args) in &want {
+            if bound.iter().any(|(k, a)| k == key && a == args) {
+                continue;
+            }
+            ch.queue_bind(
+                sstr(&self.queue),
+                sstr(&self.upstream_exchange),
+                sstr(key),
+                QueueBindOptions::default(),
+                args.clone(),
+            )
+            .await
+            .map_err(|e| format!("binding upstream queue with key '{key}': {e}"))?;
+            bound.push((key.clone(), args.clone()));
+        }
+        let gone: Vec<(String, FieldTable)> = bound
+            .iter()
+            .filter(|(k, a)| !want.iter().any(|(wk, wa)| wk == k && wa == a))
+            .cloned()
+            .collect();
+        for (key, args) in gone {
+            ch.queue_unbind(
+                sstr(&self.queue),
+                sstr(&self.upstream_exchange),
+                sstr(&key),
+                args.clone(),
+            )
+            .await
+            .map_err(|e| format!("unbinding upstream queue key '{key}': {e}"))?;
+            bound.retain(|(k, a)| !(*k == key && *a == args));
+        }
+        Ok(())
+    }
+
+    async fn forward(
+        &self,
+        upstream_cluster: &str,
+        ch: &lapin::Channel,
+        mut consumer: lapin::Consumer,
+        bound: &mut Vec<(String, FieldTable)>,
+    ) -> Result<(), String> {
+        // On-confirm acknowledgements wait for their local commit in order, off the consuming loop, so
+        // commits of consecutive messages group.
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<(lapin::Acker, Outcome)>();
+        let acker = self.tracker.spawn(confirm_acks(ack_rx));
+        let result = loop {
+            tokio::select! {
+                () = self.cancel.cancelled() => break Ok(()),
+                () = self.bindings_changed.notified() => {
+                    if let Err(e) = self.sync_bindings(ch, bound).await {
+                        break Err(e);
+                    }
+                }
+                next = consumer.next() => {
+                    let d = match next {
+                        Some(Ok(d)) => d,
+                        Some(Err(e)) => break Err(format!("upstream connection: {e}")),
+                        None => break Err("upstream cancelled the consumer".into()),
+                    };
+                    if let Err(e) = self.handle(upstream_cluster, d, &ack_tx).await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        drop(ack_tx);
+        let _ = acker.await;
+        result
+    }
+
+    async fn handle(
+        &self,
+        upstream_cluster: &str,
+        d: lapin::message::Delivery,
+        ack_tx: &mpsc::UnboundedSender<(lapin::Acker, Outcome)>,
+    ) -> Result<(), String> {
+        use lapin::options::BasicAckOptions;
+        let headers = d.properties.headers().clone();
+        if !should_forward(headers.as_ref(), self.upstream.max_hops, &self.cluster) {
+            self.status.lock().dropped += 1;
+            if self.upstream.ack_mode != AckMode::NoAck {
+                d.acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(|e| format!("basic.ack: {e}"))?;
+            }
+            return Ok(());
+        }
+        let headers = add_received_from(
+            headers,
+            &self.upstream.uri,
+            &self.upstream_exchange,
+            d.redelivered,
+            upstream_cluster,
+        );
+        let props = federated_properties(&d.properties, headers, self.upstream.trust_user_id);
+        let body = Bytes::from(d.data);
+        let header = crate::codec::encode_content_header(body.len() as u64, &props);
+        let Some(msg) = Message::new(
+            self.exchange.clone(),
+            d.routing_key.as_str().to_owned(),
+            header,
+            body,
+        ) else {
+            return Err("could not encode a federated message's header".into());
+        };
+        let outcome = publish_local(&self.broker, &self.vhost, Arc::new(msg));
+        self.status.lock().forwarded += 1;
+        match self.upstream.ack_mode {
+            AckMode::NoAck => {}
+            AckMode::OnPublish => {
+                d.acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(|e| format!("basic.ack: {e}"))?;
+            }
+            AckMode::OnConfirm => {
+                ack_tx
+                    .send((d.acker, outcome))
+                    .map_err(|_| "acknowledger stopped".to_owned())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `cluster_name` server property of the broker at `uri`: connects, sends the protocol header, reads
+/// `connection.start` and hangs up. `None` if anything fails or the property is missing.
+pub async fn probe_cluster_name(uri: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let parsed: amq_protocol_uri_shim::AMQPUri = uri.parse().ok()?;
+    let attempt = async {
+        let mut s =
+            tokio::net::TcpStream::connect((parsed.authority.host.as_str(), parsed.authority.port))
+                .await
+                .ok()?;
+        s.write_all(b"AMQP\x00\x00\x09\x01").await.ok()?;
+        let mut buf = bytes::BytesMut::with_capacity(4096);
+        loop {
+            if let Some(frame) = crate::codec::next_frame(&mut buf, 1 << 20).ok()? {
+                let (_, class) = amq_protocol::protocol::parse_class(&frame.payload[..]).ok()?;
+                let amq_protocol::protocol::AMQPClass::Connection(
+                    amq_protocol::protocol::connection::AMQPMethod::Start(start),
+                ) = class
+                else {
+                    return None;
+                };
+                return start
+                    .server_properties
+                    .inner()
+                    .get("cluster_name")
+                    .and_then(str_arg)
+                    .filter(|n| !n.is_empty());
+            }
+            if s.read_buf(&mut buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Acknowledges on-confirm deliveries in order once their local outcome is known: ack when routed and
+/// durable, nack (not requeued, as RabbitMQ's link does) when refused, nack with requeue when the local
+/// commit failed.
+async fn confirm_acks(mut rx: mpsc::UnboundedReceiver<(lapin::Acker, Outcome)>) {
+    use lapin::options::{BasicAckOptions, BasicNackOptions};
+    while let Some((acker, outcome)) = rx.recv().await {
+        let (ok, requeue) = match outcome {
+            Outcome::Routed(None) => (true, false),
+            Outcome::Routed(Some(commit)) => match commit.await {
+                Ok(_) => (true, false),
+                Err(e) => {
+                    tracing::error!(error = %e, "federation: local commit failed; requeueing upstream");
+                    (false, true)
+                }
+            },
+            Outcome::Refused => (false, false),
+        };
+        let sent = if ok {
+            acker.ack(BasicAckOptions::default()).await
+        } else {
+            acker
+                .nack(BasicNackOptions {
+                    requeue,
+                    ..Default::default()
+                })
+                .await
+        };
+        if sent.is_err() {
+            // The connection is gone: the upstream requeues everything unacknowledged.
+            return;
+        }
+    }
+}
+
+/// Publishes `msg` (its exchange field names the local exchange) into `vhost` through the broker's routing,
+/// as a client's `basic.publish` would: length limits with `reject-publish` apply, persistent copies for
+/// durable queues are committed (asynchronously) before the queues get them.
+fn publish_local(broker: &Arc<Broker>, vhost: &str, msg: Arc<Message>) -> Outcome {
+    let Some(v) = broker.vhost(vhost) else {
+        return Outcome::Refused;
+    };
+    let mut queues: Vec<Arc<Queue>> = Vec::new();
+    if let Err(f) = v.route(&msg.exchange, &msg, &mut queues) {
+        tracing::debug!(error = %f.text, "federation: local publish refused");
+        return Outcome::Refused;
+    }
+    broker
+        .stats
+        .published
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut refused = false;
+    let mut batch = strata_storage::WriteBatch::new();
+    let mut encoded: Option<Vec<u8>> = None;
+    let mut pushes: Vec<(Arc<Queue>, Entry)> = Vec::with_capacity(queues.len());
+    for q in queues {
+        if q.args.overflow != crate::queue::Overflow::DropHead && !q.admits(msg.size_bytes(), 0, 0)
+        {
+            refused = true;
+            if q.args.overflow == crate::queue::Overflow::RejectPublishDlx {
+                q.kill(vec![(
+                    Entry::new(msg.clone(), None),
+                    crate::queue::DeathReason::MaxLen,
+                )]);
+            }
+            continue;
+        }
+        let store_seq = if msg.persistent() && q.durable {
+            let bytes = encoded.get_or_insert_with(|| msg.encode());
+            let seq = broker.store.next_seq();
+            broker.store.add_message(&mut batch, q.id, seq, bytes);
+            Some(seq)
+        } else {
+            None
+        };
+        pushes.push((q, Entry::new(msg.clone(), store_seq)));
+    }
+    let commit = (!batch.is_empty()).then(|| broker.store.db.write_async(&batch));
+    // Enqueue after submitting the batch, as connections do: an acknowledgement's delete is then ordered
+    // after the insert.
+    for (q, e) in pushes {
+        q.push([e]);
+    }
+    if refused {
+        Outcome::Refused
+    } else {
+        Outcome::Routed(commit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(cluster: &str) -> AMQPValue {
+        let mut t = FieldTable::default();
+        t.insert("cluster-name".into(), lstr(cluster));
+        AMQPValue::FieldTable(t)
+    }
+
+    fn with_hops(clusters: &[&str]) -> FieldTable {
+        let mut h = FieldTable::default();
+        h.insert(
+            RECEIVED_FROM_HEADER.into(),
+            AMQPValue::FieldArray(FieldArray::from(
+                clusters.iter().map(|c| hop(c)).collect::<Vec<_>>(),
+            )),
+        );
+        h
+    }
+
+    #[test]
+    fn passwords_are_stripped() {
+        let cases = [
+            (
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                "amqp://guest@127.0.0.1:5672/%2f",
+            ),
+            (
+                "amqp://u:p%40ss@host/vh?heartbeat=5",
+                "amqp://u@host/vh?heartbeat=5",
+            ),
+            ("amqp://user@host", "amqp://user@host"),
+            ("amqp://host:5672", "amqp://host:5672"),
+            ("amqp://u:pw@host", "amqp://u@host"),
+            ("not a uri", "not a uri"),
+        ];
+        for (uri, want) in cases {
+            assert_eq!(strip_password(uri), want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn hop_limits_and_loops() {
+        assert!(should_forward(None, 1, "a"));
+        assert!(!should_forward(Some(&with_hops(&["b"])), 1, "a"));
+        assert!(should_forward(Some(&with_hops(&["b"])), 2, "a"));
+        // Back at a broker it already passed through: dropped whatever max-hops says.
+        assert!(!should_forward(Some(&with_hops(&["a"])), 5, "a"));
+        assert!(!should_forward(Some(&with_hops(&["c", "b"])), 2, "a"));
+        // Other headers do not count as hops.
+        let mut h = FieldTable::default();
+        h.insert("x-other".into(), lstr("v"));
+        assert!(should_forward(Some(&h), 1, "a"));
+    }
+
+    #[test]
+    fn received_from_entries_are_prepended() {
+        let h = add_received_from(None, "amqp://g:secret@h:1/%2f", "ex", false, "up-1");
+        let hops = received_from(Some(&h));
+        assert_eq!(hops.len(), 1);
+        let e = &hops[0];
+        let s = |k: &str| e.inner().get(k).and_then(str_arg);
+        assert_eq!(s("uri").as_deref(), Some("amqp://g@h:1/%2f"));
+        assert_eq!(s("exchange").as_deref(), Some("ex"));
+        assert_eq!(s("cluster-name").as_deref(), Some("up-1"));
+        assert_eq!(
+            e.inner().get("redelivered"),
+            Some(&AMQPValue::Boolean(false))
+        );
+        let mut h2 = h.clone();
+        h2.insert("keep".into(), lstr("me"));
+        let h2 = add_received_from(Some(h2), "amqp://h2", "ex2", true, "up-2");
+        let hops = received_from(Some(&h2));
+        assert_eq!(hops.len(), 2);
+        assert_eq!(
+            hops[0]
+                .inner()
+                .get("cluster-name")
+                .and_then(str_arg)
+                .as_deref(),
+            Some("up-2")
+        );
+        assert_eq!(
+            hops[1]
+                .inner()
+                .get("cluster-name")
+                .and_then(str_arg)
+                .as_deref(),
+            Some("up-1")
+        );
+        assert!(h2.inner().contains_key("keep"));
+    }
+
+    #[test]
+    fn federated_properties_drop_user_id_unless_trusted() {
+        let p = AMQPProperties::default()
+            .with_user_id("alice".into())
+            .with_delivery_mode(2)
+            .with_message_id("m1".into());
+        let out = federated_properties(&p, FieldTable::default(), false);
+        assert_eq!(out.user_id(), &None);
+        assert_eq!(out.delivery_mode(), &Some(2));
+        assert_eq!(out.message_id().as_ref().map(|s| s.as_str()), Some("m1"));
+        let kept = federated_properties(&p, FieldTable::default(), true);
+        assert_eq!(kept.user_id().as_ref().map(|s| s.as_str()), Some("alice"));
+    }
+
+    #[test]
+    fn upstream_round_trips_through_its_table() {
+        let mut u = Upstream::new("amqp://guest:guest@localhost:5672/%2f");
+        u.exchange = Some("up".into());
+        u.max_hops = 3;
+        u.reconnect_delay = Duration::from_millis(250);
+        u.prefetch_count = 10;
+        u.ack_mode = AckMode::OnPublish;
+        u.expires = Some(60_000);
+        u.message_ttl = Some(1_000);
+        u.trust_user_id = true;
+        assert_eq!(Upstream::from_table(&u.to_table()), Some(u.clone()));
+        let d = Upstream::new("amqp://h");
+        assert_eq!(Upstream::from_table(&d.to_table()), Some(d));
+        for sel in [
+            UpstreamSelector::All,
+            UpstreamSelector::Set("s".into()),
+            UpstreamSelector::Upstream("u".into()),
+        ] {
+            assert_eq!(UpstreamSelector::from_table(&sel.to_table()), Some(sel));
+        }
+    }
+
+    #[test]
+    fn invalid_upstreams_are_refused() {
+        let mut u = Upstream::new("amqp://h");
+        assert!(u.validate().is_ok());
+        u.max_hops = 0;
+        assert!(u.validate().is_err());
+        let mut u = Upstream::new("amqps://h");
+        assert!(u.validate().is_err());
+        u.uri = "http://h".into();
+        assert!(u.validate().is_err());
+        let mut u = Upstream::new("amqp://h");
+        u.prefetch_count = 0;
+        assert!(u.validate().is_err());
+        assert_eq!(AckMode::parse("on-publish"), Some(AckMode::OnPublish));
+        assert_eq!(AckMode::parse("sometimes"), None);
+    }
+
+    #[test]
+    fn queue_names() {
+        assert_eq!(
+            upstream_queue_name("x", "strata@h", "/", "x"),
+            "federation: x -> strata@h"
+        );
+        assert_eq!(
+            upstream_queue_name("x", "n", "v", "y"),
+            "federation: x -> n (v/y)"
+        );
+    }
+}
