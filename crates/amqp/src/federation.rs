@@ -826,7 +826,7 @@ impl Broker {
 }
 
 /// The upstream queue's name: `federation: <upstream exchange> -> <cluster name>`, as RabbitMQ names it;
-/// when the local exchange is not the upstream exchange's namesake in `/`, ` (<vhost>/<exchange>)` is appended
+/// when the local exchange is not the upstream exchange's namesake in `/`, `:<vhost>:<exchange>` is appended
 /// so two local exchanges fed by one upstream exchange do not share (and split) a queue.
 pub fn upstream_queue_name(
     upstream_exchange: &str,
@@ -836,7 +836,7 @@ pub fn upstream_queue_name(
 ) -> String {
     let mut q = format!("federation: {upstream_exchange} -> {cluster_name}");
     if vhost != "/" || exchange != upstream_exchange {
-        q.push_str(&format!(" ({vhost}/{exchange})"));
+        q.push_str(&format!(":{vhost}:{exchange}"));
     }
     q
 }
@@ -1297,8 +1297,8 @@ impl Link {
         ) else {
             return Err("could not encode a federated message's header".into());
         };
-        let outcome = publish_local(&self.broker, &self.vhost, Arc::new(msg));
         self.status.lock().forwarded += 1;
+        let outcome = publish_local(&self.broker, &self.vhost, Arc::new(msg));
         match self.upstream.ack_mode {
             AckMode::NoAck => {}
             AckMode::OnPublish => {
@@ -1601,7 +1601,7 @@ mod tests {
         );
         assert_eq!(
             upstream_queue_name("x", "n", "v", "y"),
-            "federation: x -> n (v/y)"
+            "federation: x -> n:v:y"
         );
     }
 }

@@ -1,0 +1,558 @@
+//! Exchange federation between two (or three) strata brokers in one process: messages published to the
+//! upstream exchange reach queues bound to the federated downstream exchange with `x-received-from`; the
+//! upstream queue's binding keys follow the downstream bindings; cycles and long chains stop at max-hops or at
+//! the broker they started from; a link reconnects after its upstream restarts; definitions persist.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, ExchangeKind};
+use strata_amqp::federation::{
+    AckMode, FederationError, LinkState, LinkStatus, Upstream, UpstreamSelector,
+};
+use strata_amqp::{AmqpConfig, Broker};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn broker(b: &common::TestBroker) -> &Arc<Broker> {
+    b.broker.as_ref().expect("running broker")
+}
+
+fn upstream(to: &common::TestBroker) -> Upstream {
+    let mut u = Upstream::new(to.uri());
+    u.reconnect_delay = Duration::from_millis(50);
+    u
+}
+
+async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
+    ch.exchange_declare(
+        name.into(),
+        kind,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange.declare");
+}
+
+async fn declare_bound_queue(ch: &Channel, queue: &str, exchange: &str, key: &str) {
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue.declare");
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue.bind");
+}
+
+async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
+    ch.basic_publish(
+        exchange.into(),
+        key.into(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default().with_delivery_mode(2),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm");
+}
+
+/// Polls basic.get on `queue` until a message arrives.
+async fn get(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(m) = ch
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+        {
+            return m;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for a message on {queue}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn link(b: &Arc<Broker>, exchange: &str) -> Option<LinkStatus> {
+    b.federation_links()
+        .into_iter()
+        .find(|l| l.exchange == exchange)
+}
+
+/// Waits until the link of `exchange` runs and the upstream's exchange has exactly `keys` bound to the
+/// link's queue.
+async fn wait_bound(down: &Arc<Broker>, up: &Arc<Broker>, exchange: &str, keys: &[&str]) {
+    let mut want: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+    want.sort();
+    common::eventually(
+        &format!("link of {exchange} running with keys {keys:?}"),
+        DEADLINE,
+        || {
+            let Some(l) = link(down, exchange) else {
+                return false;
+            };
+            if l.status != LinkState::Running {
+                return false;
+            }
+            let Ok(x) = up.vhost("/").expect("vhost").exchange(&l.upstream_exchange) else {
+                return false;
+            };
+            let mut got: Vec<String> = x
+                .bindings()
+                .into_iter()
+                .filter(|b| b.destination.name() == l.queue)
+                .map(|b| b.routing_key)
+                .collect();
+            got.sort();
+            got == want
+        },
+    )
+    .await;
+}
+
+fn hops(m: &lapin::message::BasicGetMessage) -> Vec<FieldTable> {
+    let headers = m.delivery.properties.headers().clone().unwrap_or_default();
+    match headers.inner().get("x-received-from") {
+        Some(AMQPValue::FieldArray(a)) => a
+            .as_slice()
+            .iter()
+            .filter_map(|v| match v {
+                AMQPValue::FieldTable(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn text(t: &FieldTable, key: &str) -> Option<String> {
+    match t.inner().get(key) {
+        Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_upstream_arrives_downstream_with_received_from_in_every_ack_mode() {
+    let up = common::start().await;
+    let down = common::start().await;
+    let (ub, db) = (broker(&up).clone(), broker(&down).clone());
+    ub.set_cluster_name("up").expect("name");
+    db.set_cluster_name("down").expect("name");
+    let uconn = up.connect().await;
+    let uch = uconn.create_channel().await.expect("channel");
+    uch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let dconn = down.connect().await;
+    let dch = dconn.create_channel().await.expect("channel");
+    for (i, mode) in [AckMode::OnConfirm, AckMode::OnPublish, AckMode::NoAck]
+        .into_iter()
+        .enumerate()
+    {
+        let x = format!("fed.{}", mode.name());
+        declare_exchange(&uch, &x, ExchangeKind::Topic).await;
+        declare_exchange(&dch, &x, ExchangeKind::Topic).await;
+        let q = format!("q{i}");
+        declare_bound_queue(&dch, &q, &x, "orders.#").await;
+        let mut u = upstream(&up);
+        u.ack_mode = mode;
+        u.prefetch_count = 10;
+        let name = format!("up-{}", mode.name());
+        db.set_upstream("/", &name, u).expect("set_upstream");
+        db.federate_exchange("/", &x, UpstreamSelector::Upstream(name.clone()))
+            .expect("federate");
+        wait_bound(&db, &ub, &x, &["orders.#"]).await;
+
+        for n in 0..20u32 {
+            publish(&uch, &x, "orders.eu", format!("m{n}").as_bytes()).await;
+        }
+        publish(&uch, &x, "other", b"not bound").await;
+        for n in 0..20u32 {
+            let m = get(&dch, &q).await;
+            assert_eq!(m.delivery.data, format!("m{n}").as_bytes(), "{mode:?}");
+            assert_eq!(m.delivery.routing_key.as_str(), "orders.eu");
+            assert_eq!(m.delivery.exchange.as_str(), x);
+            assert_eq!(m.delivery.properties.delivery_mode(), &Some(2));
+            let h = hops(&m);
+            assert_eq!(h.len(), 1, "{h:?}");
+            assert_eq!(text(&h[0], "cluster-name").as_deref(), Some("up"));
+            assert_eq!(text(&h[0], "exchange").as_deref(), Some(x.as_str()));
+            assert_eq!(
+                text(&h[0], "uri"),
+                Some(format!("amqp://guest@{}/%2f", up.addr))
+            );
+            assert_eq!(
+                h[0].inner().get("redelivered"),
+                Some(&AMQPValue::Boolean(false))
+            );
+        }
+        let l = link(&db, &x).expect("link");
+        assert_eq!((l.upstream.as_str(), l.forwarded), (name.as_str(), 20));
+        assert_eq!(l.queue, "federation: ".to_owned() + &x + " -> down");
+        // Acknowledged upstream in every mode: the upstream queue drains.
+        common::eventually("upstream queue drained", DEADLINE, || {
+            ub.queue_stats()
+                .iter()
+                .any(|s| s.name == l.queue && s.ready == 0 && s.consumers == 1)
+        })
+        .await;
+    }
+    assert_eq!(db.federation_links().len(), 3);
+
+    // Unfederating stops the link: the upstream queue loses its consumer.
+    assert!(
+        db.unfederate_exchange("/", "fed.no-ack")
+            .expect("unfederate")
+    );
+    assert!(link(&db, "fed.no-ack").is_none());
+    common::eventually("upstream consumer gone", DEADLINE, || {
+        ub.queue_stats()
+            .iter()
+            .any(|s| s.name == "federation: fed.no-ack -> down" && s.consumers == 0)
+    })
+    .await;
+    // So does clearing the upstream.
+    assert!(db.clear_upstream("/", "up-on-publish").expect("clear"));
+    assert!(link(&db, "fed.on-publish").is_none());
+    assert_eq!(db.federation_links().len(), 1);
+    drop((uconn, dconn));
+    down.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_binding_keys_follow_downstream_bindings() {
+    let up = common::start().await;
+    let down = common::start().await;
+    let (ub, db) = (broker(&up).clone(), broker(&down).clone());
+    let uconn = up.connect().await;
+    let uch = uconn.create_channel().await.expect("channel");
+    let dconn = down.connect().await;
+    let dch = dconn.create_channel().await.expect("channel");
+    declare_exchange(&uch, "logs", ExchangeKind::Topic).await;
+    declare_exchange(&dch, "logs", ExchangeKind::Topic).await;
+    db.set_upstream("/", "u", upstream(&up)).expect("upstream");
+    db.federate_exchange("/", "logs", UpstreamSelector::All)
+        .expect("federate");
+    wait_bound(&db, &ub, "logs", &[]).await;
+
+    declare_bound_queue(&dch, "errors", "logs", "*.error").await;
+    wait_bound(&db, &ub, "logs", &["*.error"]).await;
+    declare_bound_queue(&dch, "kernel", "logs", "kernel.#").await;
+    // The same key twice downstream is one upstream binding.
+    declare_bound_queue(&dch, "errors2", "logs", "*.error").await;
+    wait_bound(&db, &ub, "logs", &["*.error", "kernel.#"]).await;
+
+    publish_plain(&uch, "logs", "kernel.error").await;
+    publish_plain(&uch, "logs", "app.info").await;
+    for q in ["errors", "kernel", "errors2"] {
+        assert_eq!(&get(&dch, q).await.delivery.data[..], b"kernel.error");
+    }
+
+    dch.queue_unbind(
+        "kernel".into(),
+        "logs".into(),
+        "kernel.#".into(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("unbind");
+    wait_bound(&db, &ub, "logs", &["*.error"]).await;
+    // Deleting one of two queues with the key keeps it; deleting the other removes it.
+    dch.queue_delete("errors".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    wait_bound(&db, &ub, "logs", &["*.error"]).await;
+    dch.queue_delete("errors2".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    wait_bound(&db, &ub, "logs", &[]).await;
+    drop((uconn, dconn));
+    down.stop().await;
+    up.stop().await;
+}
+
+async fn publish_plain(ch: &Channel, exchange: &str, key: &str) {
+    ch.basic_publish(
+        exchange.into(),
+        key.into(),
+        BasicPublishOptions::default(),
+        key.as_bytes(),
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_brokers_federating_each_other_do_not_loop() {
+    let a = common::start().await;
+    let b = common::start().await;
+    let (ab, bb) = (broker(&a).clone(), broker(&b).clone());
+    ab.set_cluster_name("a").expect("name");
+    bb.set_cluster_name("b").expect("name");
+    let aconn = a.connect().await;
+    let ach = aconn.create_channel().await.expect("channel");
+    ach.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let bconn = b.connect().await;
+    let bch = bconn.create_channel().await.expect("channel");
+    for (ch, q) in [(&ach, "qa"), (&bch, "qb")] {
+        declare_exchange(ch, "ring", ExchangeKind::Fanout).await;
+        declare_bound_queue(ch, q, "ring", "").await;
+    }
+    // A generous max-hops: the loop is stopped because a message comes back to the broker it passed.
+    let mut to_b = upstream(&b);
+    to_b.max_hops = 5;
+    let mut to_a = upstream(&a);
+    to_a.max_hops = 5;
+    ab.set_upstream("/", "b", to_b).expect("upstream");
+    bb.set_upstream("/", "a", to_a).expect("upstream");
+    ab.federate_exchange("/", "ring", UpstreamSelector::All)
+        .expect("federate");
+    bb.federate_exchange("/", "ring", UpstreamSelector::All)
+        .expect("federate");
+    wait_bound(&ab, &bb, "ring", &[""]).await;
+    wait_bound(&bb, &ab, "ring", &[""]).await;
+
+    publish(&ach, "ring", "", b"hello").await;
+    let m = get(&bch, "qb").await;
+    assert_eq!(&m.delivery.data[..], b"hello");
+    assert_eq!(hops(&m).len(), 1);
+    assert_eq!(text(&hops(&m)[0], "cluster-name").as_deref(), Some("a"));
+    assert_eq!(&get(&ach, "qa").await.delivery.data[..], b"hello");
+    // B's copy travels back to A, where the link drops it (A is in its x-received-from).
+    common::eventually("copy dropped at a", DEADLINE, || {
+        link(&ab, "ring").is_some_and(|l| l.dropped == 1)
+    })
+    .await;
+    assert_eq!(link(&ab, "ring").map(|l| l.forwarded), Some(0));
+    assert_eq!(link(&bb, "ring").map(|l| l.forwarded), Some(1));
+    let stats = |br: &Arc<Broker>, q: &str| {
+        br.queue_stats()
+            .into_iter()
+            .find(|s| s.name == q)
+            .map(|s| s.ready)
+    };
+    assert_eq!(stats(&ab, "qa"), Some(0));
+    assert_eq!(stats(&bb, "qb"), Some(0));
+    drop((aconn, bconn));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_hops_ends_a_chain() {
+    // a -> b -> c: c's link from b allows one hop, so what was published on a stops at b.
+    let a = common::start().await;
+    let b = common::start().await;
+    let c = common::start().await;
+    for (br, n) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        broker(br).set_cluster_name(n).expect("name");
+    }
+    let conns = [a.connect().await, b.connect().await, c.connect().await];
+    let mut chans = Vec::new();
+    for conn in &conns {
+        let ch = conn.create_channel().await.expect("channel");
+        declare_exchange(&ch, "chain", ExchangeKind::Direct).await;
+        chans.push(ch);
+    }
+    declare_bound_queue(&chans[1], "qb", "chain", "k").await;
+    declare_bound_queue(&chans[2], "qc", "chain", "k").await;
+    let (bb, cb) = (broker(&b).clone(), broker(&c).clone());
+    let mut from_a = upstream(&a);
+    from_a.max_hops = 2;
+    bb.set_upstream("/", "a", from_a).expect("upstream");
+    bb.federate_exchange("/", "chain", UpstreamSelector::Upstream("a".into()))
+        .expect("federate");
+    cb.set_upstream("/", "b", upstream(&b)).expect("upstream");
+    cb.set_upstream_set("/", "mine", vec!["b".into(), "not-defined-yet".into()])
+        .expect("set");
+    cb.federate_exchange("/", "chain", UpstreamSelector::Set("mine".into()))
+        .expect("federate");
+    wait_bound(&cb, &bb, "chain", &["k"]).await;
+    // b's exchange is bound to c's link queue and to qb: both keys are "k".
+    wait_bound(&bb, broker(&a), "chain", &["k"]).await;
+
+    publish_plain(&chans[0], "chain", "k").await;
+    assert_eq!(&get(&chans[1], "qb").await.delivery.data[..], b"k");
+    common::eventually("dropped at c", DEADLINE, || {
+        link(&cb, "chain").is_some_and(|l| l.dropped == 1 && l.forwarded == 0)
+    })
+    .await;
+    // Published on b itself: one hop, so it reaches c.
+    publish_plain(&chans[1], "chain", "k").await;
+    let m = get(&chans[2], "qc").await;
+    assert_eq!(text(&hops(&m)[0], "cluster-name").as_deref(), Some("b"));
+    drop(conns);
+    for br in [a, b, c] {
+        br.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_reconnects_when_the_upstream_restarts_on_its_port() {
+    let up_dir = tempfile::tempdir().expect("tempdir");
+    let up = common::start_in(up_dir.path(), AmqpConfig::default()).await;
+    let addr = up.addr;
+    let down = common::start().await;
+    let db = broker(&down).clone();
+    {
+        let conn = up.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        declare_exchange(&ch, "events", ExchangeKind::Direct).await;
+    }
+    let dconn = down.connect().await;
+    let dch = dconn.create_channel().await.expect("channel");
+    declare_exchange(&dch, "events", ExchangeKind::Direct).await;
+    declare_bound_queue(&dch, "sink", "events", "e").await;
+    db.set_upstream("/", "u", upstream(&up)).expect("upstream");
+    db.federate_exchange("/", "events", UpstreamSelector::Upstream("u".into()))
+        .expect("federate");
+    wait_bound(&db, broker(&up), "events", &["e"]).await;
+    {
+        let conn = up.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        publish(&ch, "events", "e", b"before").await;
+    }
+    assert_eq!(&get(&dch, "sink").await.delivery.data[..], b"before");
+
+    up.stop().await;
+    common::eventually("link in error", DEADLINE, || {
+        link(&db, "events").is_some_and(|l| l.status == LinkState::Error && l.error.is_some())
+    })
+    .await;
+
+    let up = common::start_at(up_dir.path(), AmqpConfig::default(), addr).await;
+    common::eventually("link reconnected", DEADLINE, || {
+        link(&db, "events").is_some_and(|l| l.status == LinkState::Running && l.connections >= 2)
+    })
+    .await;
+    assert_eq!(link(&db, "events").and_then(|l| l.error), None);
+    {
+        let conn = up.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        publish(&ch, "events", "e", b"after").await;
+    }
+    assert_eq!(&get(&dch, "sink").await.delivery.data[..], b"after");
+    drop(dconn);
+    down.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_persist_over_a_reopen_and_bad_ones_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens on port 1: the link stays in error, retrying.
+    let mut u = Upstream::new("amqp://guest:secret@127.0.0.1:1/%2f");
+    u.exchange = Some("remote".into());
+    u.max_hops = 3;
+    u.reconnect_delay = Duration::from_millis(100);
+    u.prefetch_count = 50;
+    u.ack_mode = AckMode::OnPublish;
+    u.expires = Some(3_600_000);
+    u.message_ttl = Some(60_000);
+    u.trust_user_id = true;
+    {
+        let b = common::start_in(dir.path(), AmqpConfig::default()).await;
+        let br = broker(&b).clone();
+        let conn = b.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        declare_exchange(&ch, "local", ExchangeKind::Topic).await;
+        br.set_cluster_name("node-1").expect("name");
+        br.set_upstream("/", "far", u.clone()).expect("upstream");
+        br.set_upstream_set("/", "farset", vec!["far".into()])
+            .expect("set");
+        br.federate_exchange("/", "local", UpstreamSelector::Set("farset".into()))
+            .expect("federate");
+        common::eventually("link error recorded", DEADLINE, || {
+            link(&br, "local").is_some_and(|l| {
+                l.status == LinkState::Error
+                    && l.error.as_deref().is_some_and(|e| !e.contains("secret"))
+            })
+        })
+        .await;
+        let l = link(&br, "local").expect("link");
+        assert_eq!(l.uri, "amqp://guest@127.0.0.1:1/%2f");
+        assert_eq!(l.upstream_exchange, "remote");
+        assert_eq!(l.queue, "federation: remote -> node-1:/:local");
+
+        // Refusals.
+        let bad =
+            |r: Result<(), FederationError>| matches!(r, Err(FederationError::InvalidParameter(_)));
+        assert!(bad(br.set_upstream("/", "x", Upstream::new("http://nope"))));
+        let mut zero = Upstream::new("amqp://h");
+        zero.max_hops = 0;
+        assert!(bad(br.set_upstream("/", "x", zero)));
+        assert!(bad(br.set_upstream("/", "", Upstream::new("amqp://h"))));
+        assert!(bad(br.set_upstream_set("/", "all", vec![])));
+        assert!(matches!(
+            br.set_upstream("nope", "x", Upstream::new("amqp://h")),
+            Err(FederationError::NoVhost(_))
+        ));
+        assert!(matches!(
+            br.federate_exchange("/", "missing", UpstreamSelector::All),
+            Err(FederationError::NoExchange { .. })
+        ));
+        assert!(matches!(
+            br.federate_exchange("/", "", UpstreamSelector::All),
+            Err(FederationError::NoExchange { .. })
+        ));
+        drop(conn);
+        b.stop().await;
+    }
+    let b = common::start_in(dir.path(), AmqpConfig::default()).await;
+    let br = broker(&b).clone();
+    assert_eq!(br.cluster_name(), "node-1");
+    assert_eq!(br.upstreams("/"), vec![("far".to_owned(), u)]);
+    assert_eq!(
+        br.upstream_sets("/"),
+        vec![("farset".to_owned(), vec!["far".to_owned()])]
+    );
+    assert_eq!(
+        br.federated_exchanges(),
+        vec![(
+            "/".to_owned(),
+            "local".to_owned(),
+            UpstreamSelector::Set("farset".into())
+        )]
+    );
+    // The link comes back with the broker.
+    common::eventually("link restarted", DEADLINE, || {
+        link(&br, "local").is_some_and(|l| l.upstream == "far")
+    })
+    .await;
+    assert!(br.clear_upstream_set("/", "farset").expect("clear"));
+    assert!(link(&br, "local").is_none());
+    b.stop().await;
+}
