@@ -1244,7 +1244,10 @@ impl Link {
                         break Err(e);
                     }
                 }
-                next = consumer.next() => {
+                // Under the memory alarm a link stops taking deliveries, as a blocked publisher would;
+                // with acknowledgements on, the upstream stops at prefetch-count.
+                () = self.broker.alarm_cleared(), if self.broker.memory_alarm() => {}
+                next = consumer.next(), if !self.broker.memory_alarm() => {
                     let d = match next {
                         Some(Ok(d)) => d,
                         Some(Err(e)) => break Err(format!("upstream connection: {e}")),
@@ -1398,7 +1401,7 @@ fn publish_local(broker: &Arc<Broker>, vhost: &str, msg: Arc<Message>) -> Outcom
         return Outcome::Refused;
     };
     let mut queues: Vec<Arc<Queue>> = Vec::new();
-    if let Err(f) = v.route(&msg.exchange, &msg, &mut queues) {
+    if let Err(f) = v.route_internal(&msg.exchange, &msg, &mut queues) {
         tracing::debug!(error = %f.text, "federation: local publish refused");
         return Outcome::Refused;
     }

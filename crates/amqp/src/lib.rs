@@ -13,8 +13,8 @@
 //!   republish what an exchange on another broker receives into a local exchange.
 //! - [`store`]: durable exchanges, queues, bindings and persistent messages in strata-storage trees.
 //!
-//! What it is not (yet): TTLs, dead-lettering, length limits, priority queues, policies, the management API
-//! and federation — `docs/amqp.md` lists every difference from RabbitMQ.
+//! What it is not (yet): policies and the management API — `docs/amqp.md` lists every difference from
+//! RabbitMQ.
 //!
 //! Limits ([`AmqpConfig`]): connections, channel_max, frame_max, message size, consumers per channel; a
 //! connection's pending output is bounded by [`queue::OUTPUT_HIGH_WATER_BYTES`] for deliveries; every

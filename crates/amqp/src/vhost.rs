@@ -800,9 +800,30 @@ impl VHost {
                 ),
             ));
         }
+        self.route_exchange(&ex, msg, out);
+        Ok(())
+    }
+
+    /// Routes `msg` from exchange `exchange` like [`VHost::route`], internal exchanges included: for the
+    /// broker's own publishers (federation links), which clients' restrictions do not apply to.
+    pub fn route_internal(
+        &self,
+        exchange: &str,
+        msg: &Message,
+        out: &mut Vec<Arc<Queue>>,
+    ) -> FaultResult<()> {
+        if exchange.is_empty() {
+            return self.route(exchange, msg, out);
+        }
+        let ex = self.exchange(exchange)?;
+        self.route_exchange(&ex, msg, out);
+        Ok(())
+    }
+
+    fn route_exchange(&self, ex: &Arc<Exchange>, msg: &Message, out: &mut Vec<Arc<Queue>>) {
         let mut dests = Vec::new();
         let mut visited: Vec<Arc<str>> = Vec::new();
-        self.route_from(&ex, msg, &mut dests, &mut visited, 0);
+        self.route_from(ex, msg, &mut dests, &mut visited, 0);
         if !dests.is_empty() {
             let queues = self.queues.read();
             for d in &dests {
@@ -813,7 +834,6 @@ impl VHost {
                 }
             }
         }
-        Ok(())
     }
 
     fn route_from(

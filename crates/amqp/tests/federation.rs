@@ -376,9 +376,21 @@ async fn max_hops_ends_a_chain() {
     }
     let conns = [a.connect().await, b.connect().await, c.connect().await];
     let mut chans = Vec::new();
-    for conn in &conns {
+    for (i, conn) in conns.iter().enumerate() {
         let ch = conn.create_channel().await.expect("channel");
-        declare_exchange(&ch, "chain", ExchangeKind::Direct).await;
+        // c's exchange is internal: clients cannot publish to it, its federation link can.
+        ch.exchange_declare(
+            "chain".into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                internal: i == 2,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange.declare");
         chans.push(ch);
     }
     declare_bound_queue(&chans[1], "qb", "chain", "k").await;
