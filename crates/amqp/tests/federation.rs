@@ -568,3 +568,76 @@ async fn definitions_persist_over_a_reopen_and_bad_ones_are_refused() {
     assert!(link(&br, "local").is_none());
     b.stop().await;
 }
+
+/// Interoperability with RabbitMQ as the upstream: run with a RabbitMQ listening on loopback, e.g.
+/// `STRATA_TEST_RABBITMQ_URI=amqp://guest:guest@127.0.0.1:5673/%2f cargo test -p strata-amqp --test federation
+/// -- --ignored rabbitmq`. Skipped (passes) when the variable is unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a RabbitMQ on loopback (STRATA_TEST_RABBITMQ_URI)"]
+async fn rabbitmq_upstream() {
+    let Ok(uri) = std::env::var("STRATA_TEST_RABBITMQ_URI") else {
+        return;
+    };
+    let rconn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect to RabbitMQ");
+    let rch = rconn.create_channel().await.expect("channel");
+    rch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    declare_exchange(&rch, "strata.fed", ExchangeKind::Topic).await;
+    let down = common::start().await;
+    let db = broker(&down).clone();
+    db.set_cluster_name("strata-down").expect("name");
+    let dconn = down.connect().await;
+    let dch = dconn.create_channel().await.expect("channel");
+    declare_exchange(&dch, "strata.fed", ExchangeKind::Topic).await;
+    declare_bound_queue(&dch, "from-rabbit", "strata.fed", "a.*").await;
+    let mut u = Upstream::new(uri.clone());
+    u.reconnect_delay = Duration::from_millis(100);
+    u.expires = Some(60_000);
+    db.set_upstream("/", "rabbit", u).expect("upstream");
+    db.federate_exchange("/", "strata.fed", UpstreamSelector::All)
+        .expect("federate");
+    common::eventually("link running", DEADLINE, || {
+        link(&db, "strata.fed").is_some_and(|l| l.status == LinkState::Running)
+    })
+    .await;
+    publish(&rch, "strata.fed", "a.b", b"from rabbitmq").await;
+    let m = get(&dch, "from-rabbit").await;
+    assert_eq!(&m.delivery.data[..], b"from rabbitmq");
+    let h = hops(&m);
+    eprintln!("x-received-from from RabbitMQ: {h:?}");
+    assert_eq!(h.len(), 1);
+    assert!(text(&h[0], "cluster-name").is_some_and(|n| !n.is_empty()));
+    // A new downstream binding reaches RabbitMQ too.
+    declare_bound_queue(&dch, "from-rabbit-2", "strata.fed", "z.#").await;
+    let end = Instant::now() + DEADLINE;
+    loop {
+        publish(&rch, "strata.fed", "z.1", b"z").await;
+        if let Some(m) = dch
+            .basic_get("from-rabbit-2".into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+        {
+            assert_eq!(&m.delivery.data[..], b"z");
+            break;
+        }
+        assert!(Instant::now() < end, "binding never reached RabbitMQ");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    db.unfederate_exchange("/", "strata.fed").expect("unfederate");
+    let q = link_queue_name(&db);
+    let _ = rch
+        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = rch
+        .exchange_delete("strata.fed".into(), ExchangeDeleteOptions::default())
+        .await;
+    drop((rconn, dconn));
+    down.stop().await;
+}
+
+fn link_queue_name(b: &Arc<Broker>) -> String {
+    format!("federation: strata.fed -> {}", b.cluster_name())
+}
