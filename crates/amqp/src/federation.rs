@@ -1597,6 +1597,52 @@ mod tests {
     }
 
     #[test]
+    fn upstream_helper_exchange_filters_like_rabbitmq() {
+        use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
+        let mut args = FieldTable::default();
+        args.insert("x-max-hops".into(), AMQPValue::LongLongInt(2));
+        args.insert("x-downstream-name".into(), lstr("down"));
+        let x = Exchange::new(
+            "federation: x -> down",
+            ExchangeKind::FederationUpstream,
+            true,
+            false,
+            true,
+            args,
+        );
+        let q = Destination::Queue(Arc::from("q"));
+        assert!(x.bind(Binding {
+            destination: q.clone(),
+            routing_key: String::new(),
+            arguments: FieldTable::default(),
+        }));
+        let routed = |headers: Option<FieldTable>| {
+            let mut p = AMQPProperties::default();
+            if let Some(h) = headers {
+                p = p.with_headers(h);
+            }
+            let m = Message::new(
+                "x".into(),
+                "any.key".into(),
+                crate::codec::encode_content_header(0, &p),
+                Bytes::new(),
+            )
+            .expect("header");
+            let mut out = Vec::new();
+            x.route(&m, &mut out);
+            out == vec![q.clone()]
+        };
+        assert!(routed(None));
+        assert!(routed(Some(with_hops(&["other"]))));
+        assert!(!routed(Some(with_hops(&["a", "b"]))));
+        assert!(!routed(Some(with_hops(&["down"]))));
+        assert_eq!(
+            ExchangeKind::parse("x-federation-upstream"),
+            Some(ExchangeKind::FederationUpstream)
+        );
+    }
+
+    #[test]
     fn queue_names() {
         assert_eq!(
             upstream_queue_name("x", "strata@h", "/", "x"),

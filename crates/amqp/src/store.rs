@@ -179,6 +179,7 @@ impl Store {
                             b'f' => Some(ExchangeKind::Fanout),
                             b't' => Some(ExchangeKind::Topic),
                             b'h' => Some(ExchangeKind::Headers),
+                            b'u' => Some(ExchangeKind::FederationUpstream),
                             _ => None,
                         })
                         .ok_or_else(corrupt)?;
@@ -287,6 +288,7 @@ impl Store {
                 ExchangeKind::Fanout => b'f',
                 ExchangeKind::Topic => b't',
                 ExchangeKind::Headers => b'h',
+                ExchangeKind::FederationUpstream => b'u',
             },
             u8::from(d.auto_delete) | (u8::from(d.internal) << 1),
         ];

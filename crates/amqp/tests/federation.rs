@@ -626,7 +626,8 @@ async fn rabbitmq_upstream() {
         assert!(Instant::now() < end, "binding never reached RabbitMQ");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    db.unfederate_exchange("/", "strata.fed").expect("unfederate");
+    db.unfederate_exchange("/", "strata.fed")
+        .expect("unfederate");
     let q = link_queue_name(&db);
     let _ = rch
         .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
