@@ -254,8 +254,17 @@ impl Exchange {
                     .get("x-downstream-name")
                     .and_then(str_arg)
                     .unwrap_or_default();
-                if crate::federation::should_forward(msg.headers().as_ref(), max_hops, &downstream)
-                {
+                let downstream_vhost = self
+                    .arguments
+                    .inner()
+                    .get("x-downstream-vhost")
+                    .and_then(str_arg);
+                if crate::federation::should_forward(
+                    msg.headers().as_ref(),
+                    max_hops,
+                    &downstream,
+                    downstream_vhost.as_deref(),
+                ) {
                     out.extend(b.all.iter().map(|x| x.destination.clone()));
                 }
             }

@@ -791,7 +791,7 @@ impl Broker {
             exchange: exchange.clone(),
             upstream: name.clone(),
             upstream_exchange: upstream_exchange.clone(),
-            uri: strip_password(&upstream.uri),
+            uri: strip_credentials(&upstream.uri),
             queue: queue.clone(),
             status: LinkState::Starting,
             error: None,
@@ -808,6 +808,11 @@ impl Broker {
             upstream_name: name,
             upstream: upstream.clone(),
             upstream_exchange,
+            upstream_vhost: upstream
+                .uri
+                .parse::<amq_protocol_uri_shim::AMQPUri>()
+                .map(|u| u.vhost)
+                .unwrap_or_else(|_| "/".to_owned()),
             queue,
             cluster,
             cancel: cancel.clone(),
@@ -841,9 +846,9 @@ pub fn upstream_queue_name(
     q
 }
 
-/// `uri` without the password of its user info (`amqp://user:secret@host` → `amqp://user@host`), as
-/// `x-received-from` and the link status show it.
-pub fn strip_password(uri: &str) -> String {
+/// `uri` without its user info (`amqp://user:secret@host/vh` → `amqp://host/vh`), as RabbitMQ writes it
+/// into `x-received-from`; the link status shows it the same way.
+pub fn strip_credentials(uri: &str) -> String {
     let Some(scheme_end) = uri.find("://") else {
         return uri.to_owned();
     };
@@ -853,9 +858,7 @@ pub fn strip_password(uri: &str) -> String {
     let Some(at) = authority.rfind('@') else {
         return uri.to_owned();
     };
-    let userinfo = &authority[..at];
-    let user = userinfo.split(':').next().unwrap_or_default();
-    format!("{}{}@{}", &uri[..scheme_end + 3], user, &rest[at + 1..])
+    format!("{}{}", &uri[..scheme_end + 3], &rest[at + 1..])
 }
 
 /// The `x-received-from` entries of a message's headers, most recent first.
@@ -873,32 +876,60 @@ pub fn received_from(headers: Option<&FieldTable>) -> Vec<FieldTable> {
     }
 }
 
-/// Whether a link into the broker named `local_cluster` forwards a message with `headers`: it has made
-/// fewer than `max_hops` federation hops and has not passed through this broker before (RabbitMQ's two
-/// loop guards).
-pub fn should_forward(headers: Option<&FieldTable>, max_hops: u32, local_cluster: &str) -> bool {
+/// Whether a link into virtual host `local_vhost` of the broker named `local_cluster` forwards a message with
+/// `headers`: it has made fewer than `max_hops` federation hops and was never received from this (broker,
+/// vhost) before — RabbitMQ's two loop guards. An entry without `vhost`, or `local_vhost` `None`, matches on
+/// the name alone.
+pub fn should_forward(
+    headers: Option<&FieldTable>,
+    max_hops: u32,
+    local_cluster: &str,
+    local_vhost: Option<&str>,
+) -> bool {
     let hops = received_from(headers);
     if hops.len() >= max_hops as usize {
         return false;
     }
-    !hops
-        .iter()
-        .any(|t| t.inner().get("cluster-name").and_then(str_arg).as_deref() == Some(local_cluster))
+    !hops.iter().any(|t| {
+        let get = |k: &str| t.inner().get(k).and_then(str_arg);
+        get("cluster-name").as_deref() == Some(local_cluster)
+            && match (local_vhost, get("vhost")) {
+                (Some(mine), Some(theirs)) => mine == theirs,
+                _ => true,
+            }
+    })
+}
+
+/// Where a message was received from, for its `x-received-from` entry.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceivedFrom<'a> {
+    /// The upstream URI (credentials are stripped when written).
+    pub uri: &'a str,
+    /// The upstream exchange.
+    pub exchange: &'a str,
+    /// The upstream virtual host.
+    pub vhost: &'a str,
+    /// The upstream's cluster name.
+    pub cluster_name: &'a str,
+    /// Whether the upstream delivered it as redelivered.
+    pub redelivered: bool,
 }
 
 /// `headers` with a new `x-received-from` entry in front (`uri`, `exchange`, `redelivered`,
-/// `cluster-name`), as a federation link republishes a message.
-pub fn add_received_from(
-    headers: Option<FieldTable>,
-    uri: &str,
-    exchange: &str,
-    redelivered: bool,
-    cluster_name: &str,
-) -> FieldTable {
+/// `cluster-name`, `vhost`, as RabbitMQ writes them), as a federation link republishes a message.
+pub fn add_received_from(headers: Option<FieldTable>, from: ReceivedFrom<'_>) -> FieldTable {
+    let ReceivedFrom {
+        uri,
+        exchange,
+        vhost,
+        cluster_name,
+        redelivered,
+    } = from;
     let mut headers = headers.unwrap_or_default();
     let mut entry = FieldTable::default();
-    entry.insert("uri".into(), lstr(&strip_password(uri)));
+    entry.insert("uri".into(), lstr(&strip_credentials(uri)));
     entry.insert("exchange".into(), lstr(exchange));
+    entry.insert("vhost".into(), lstr(vhost));
     entry.insert("redelivered".into(), AMQPValue::Boolean(redelivered));
     entry.insert("cluster-name".into(), lstr(cluster_name));
     let mut hops: Vec<AMQPValue> = vec![AMQPValue::FieldTable(entry)];
@@ -978,6 +1009,7 @@ struct Link {
     upstream_name: String,
     upstream: Upstream,
     upstream_exchange: String,
+    upstream_vhost: String,
     queue: String,
     cluster: String,
     cancel: CancellationToken,
@@ -1124,7 +1156,7 @@ impl Link {
             .map_err(|e| {
                 format!(
                     "cannot connect to {}: {e}",
-                    strip_password(&self.upstream.uri)
+                    strip_credentials(&self.upstream.uri)
                 )
             })?;
         let ch = conn
@@ -1272,7 +1304,12 @@ impl Link {
     ) -> Result<(), String> {
         use lapin::options::BasicAckOptions;
         let headers = d.properties.headers().clone();
-        if !should_forward(headers.as_ref(), self.upstream.max_hops, &self.cluster) {
+        if !should_forward(
+            headers.as_ref(),
+            self.upstream.max_hops,
+            &self.cluster,
+            Some(&self.vhost),
+        ) {
             self.status.lock().dropped += 1;
             if self.upstream.ack_mode != AckMode::NoAck {
                 d.acker
@@ -1284,10 +1321,13 @@ impl Link {
         }
         let headers = add_received_from(
             headers,
-            &self.upstream.uri,
-            &self.upstream_exchange,
-            d.redelivered,
-            upstream_cluster,
+            ReceivedFrom {
+                uri: &self.upstream.uri,
+                exchange: &self.upstream_exchange,
+                vhost: &self.upstream_vhost,
+                cluster_name: upstream_cluster,
+                redelivered: d.redelivered,
+            },
         );
         let props = federated_properties(&d.properties, headers, self.upstream.trust_user_id);
         let body = Bytes::from(d.data);
@@ -1470,48 +1510,69 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_stripped() {
+    fn credentials_are_stripped() {
         let cases = [
             (
                 "amqp://guest:guest@127.0.0.1:5672/%2f",
-                "amqp://guest@127.0.0.1:5672/%2f",
+                "amqp://127.0.0.1:5672/%2f",
             ),
             (
                 "amqp://u:p%40ss@host/vh?heartbeat=5",
-                "amqp://u@host/vh?heartbeat=5",
+                "amqp://host/vh?heartbeat=5",
             ),
-            ("amqp://user@host", "amqp://user@host"),
+            ("amqp://user@host", "amqp://host"),
             ("amqp://host:5672", "amqp://host:5672"),
-            ("amqp://u:pw@host", "amqp://u@host"),
+            ("amqp://u:pw@host", "amqp://host"),
             ("not a uri", "not a uri"),
         ];
         for (uri, want) in cases {
-            assert_eq!(strip_password(uri), want, "{uri}");
+            assert_eq!(strip_credentials(uri), want, "{uri}");
         }
     }
 
     #[test]
     fn hop_limits_and_loops() {
-        assert!(should_forward(None, 1, "a"));
-        assert!(!should_forward(Some(&with_hops(&["b"])), 1, "a"));
-        assert!(should_forward(Some(&with_hops(&["b"])), 2, "a"));
+        assert!(should_forward(None, 1, "a", None));
+        assert!(!should_forward(Some(&with_hops(&["b"])), 1, "a", None));
+        assert!(should_forward(Some(&with_hops(&["b"])), 2, "a", None));
         // Back at a broker it already passed through: dropped whatever max-hops says.
-        assert!(!should_forward(Some(&with_hops(&["a"])), 5, "a"));
-        assert!(!should_forward(Some(&with_hops(&["c", "b"])), 2, "a"));
+        assert!(!should_forward(Some(&with_hops(&["a"])), 5, "a", None));
+        assert!(!should_forward(Some(&with_hops(&["a"])), 5, "a", Some("/")));
+        assert!(!should_forward(Some(&with_hops(&["c", "b"])), 2, "a", None));
         // Other headers do not count as hops.
         let mut h = FieldTable::default();
         h.insert("x-other".into(), lstr("v"));
-        assert!(should_forward(Some(&h), 1, "a"));
+        assert!(should_forward(Some(&h), 1, "a", None));
+        // With vhosts recorded, another vhost of the same broker is another place.
+        let mut t = FieldTable::default();
+        t.insert("cluster-name".into(), lstr("a"));
+        t.insert("vhost".into(), lstr("other"));
+        let mut h = FieldTable::default();
+        h.insert(
+            RECEIVED_FROM_HEADER.into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(t)])),
+        );
+        assert!(should_forward(Some(&h), 5, "a", Some("/")));
+        assert!(!should_forward(Some(&h), 5, "a", Some("other")));
+        assert!(!should_forward(Some(&h), 5, "a", None));
     }
 
     #[test]
     fn received_from_entries_are_prepended() {
-        let h = add_received_from(None, "amqp://g:secret@h:1/%2f", "ex", false, "up-1");
+        let from = |uri, exchange, cluster_name, redelivered| ReceivedFrom {
+            uri,
+            exchange,
+            vhost: "/",
+            cluster_name,
+            redelivered,
+        };
+        let h = add_received_from(None, from("amqp://g:secret@h:1/%2f", "ex", "up-1", false));
         let hops = received_from(Some(&h));
         assert_eq!(hops.len(), 1);
         let e = &hops[0];
         let s = |k: &str| e.inner().get(k).and_then(str_arg);
-        assert_eq!(s("uri").as_deref(), Some("amqp://g@h:1/%2f"));
+        assert_eq!(s("uri").as_deref(), Some("amqp://h:1/%2f"));
+        assert_eq!(s("vhost").as_deref(), Some("/"));
         assert_eq!(s("exchange").as_deref(), Some("ex"));
         assert_eq!(s("cluster-name").as_deref(), Some("up-1"));
         assert_eq!(
@@ -1520,7 +1581,7 @@ mod tests {
         );
         let mut h2 = h.clone();
         h2.insert("keep".into(), lstr("me"));
-        let h2 = add_received_from(Some(h2), "amqp://h2", "ex2", true, "up-2");
+        let h2 = add_received_from(Some(h2), from("amqp://h2", "ex2", "up-2", true));
         let hops = received_from(Some(&h2));
         assert_eq!(hops.len(), 2);
         assert_eq!(

@@ -200,10 +200,8 @@ async fn published_upstream_arrives_downstream_with_received_from_in_every_ack_m
             assert_eq!(h.len(), 1, "{h:?}");
             assert_eq!(text(&h[0], "cluster-name").as_deref(), Some("up"));
             assert_eq!(text(&h[0], "exchange").as_deref(), Some(x.as_str()));
-            assert_eq!(
-                text(&h[0], "uri"),
-                Some(format!("amqp://guest@{}/%2f", up.addr))
-            );
+            assert_eq!(text(&h[0], "uri"), Some(format!("amqp://{}/%2f", up.addr)));
+            assert_eq!(text(&h[0], "vhost").as_deref(), Some("/"));
             assert_eq!(
                 h[0].inner().get("redelivered"),
                 Some(&AMQPValue::Boolean(false))
@@ -515,7 +513,7 @@ async fn definitions_persist_over_a_reopen_and_bad_ones_are_refused() {
         })
         .await;
         let l = link(&br, "local").expect("link");
-        assert_eq!(l.uri, "amqp://guest@127.0.0.1:1/%2f");
+        assert_eq!(l.uri, "amqp://127.0.0.1:1/%2f");
         assert_eq!(l.upstream_exchange, "remote");
         assert_eq!(l.queue, "federation: remote -> node-1:/:local");
 
@@ -641,4 +639,99 @@ async fn rabbitmq_upstream() {
 
 fn link_queue_name(b: &Arc<Broker>) -> String {
     format!("federation: strata.fed -> {}", b.cluster_name())
+}
+
+/// Interoperability with RabbitMQ as the downstream (its federation plugin enabled): RabbitMQ's link declares
+/// an `x-federation-upstream` exchange on strata. Needs `STRATA_TEST_RABBITMQ_URI` and
+/// `STRATA_TEST_RABBITMQCTL` (a `rabbitmqctl` for that node); skipped (passes) without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a RabbitMQ with rabbitmq_federation on loopback (STRATA_TEST_RABBITMQ_URI, STRATA_TEST_RABBITMQCTL)"]
+async fn rabbitmq_downstream() {
+    let (Ok(uri), Ok(ctl)) = (
+        std::env::var("STRATA_TEST_RABBITMQ_URI"),
+        std::env::var("STRATA_TEST_RABBITMQCTL"),
+    ) else {
+        return;
+    };
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&ctl)
+            .args(args)
+            .output()
+            .expect("run rabbitmqctl");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let up = common::start().await;
+    let ub = broker(&up).clone();
+    ub.set_cluster_name("strata-up").expect("name");
+    let uconn = up.connect().await;
+    let uch = uconn.create_channel().await.expect("channel");
+    uch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    declare_exchange(&uch, "strata.rev", ExchangeKind::Direct).await;
+    let rconn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect to RabbitMQ");
+    let rch = rconn.create_channel().await.expect("channel");
+    declare_exchange(&rch, "strata.rev", ExchangeKind::Direct).await;
+    declare_bound_queue(&rch, "strata-rev-sink", "strata.rev", "k").await;
+    let definition = format!(r#"{{"uri":"{}","reconnect-delay":1}}"#, up.uri());
+    run(&[
+        "set_parameter",
+        "federation-upstream",
+        "strata-up",
+        &definition,
+    ]);
+    run(&[
+        "set_policy",
+        "strata-rev",
+        "^strata\\.rev$",
+        r#"{"federation-upstream":"strata-up"}"#,
+        "--apply-to",
+        "exchanges",
+    ]);
+    // RabbitMQ's link declares its helper exchange on strata and binds it with the downstream's key.
+    common::eventually("RabbitMQ's helper exchange on strata", DEADLINE, || {
+        let v = ub.vhost("/").expect("vhost");
+        v.exchange("strata.rev").is_ok_and(|x| {
+            x.bindings().iter().any(|b| {
+                b.routing_key == "k"
+                    && v.exchange(b.destination.name()).is_ok_and(|h| {
+                        h.kind == strata_amqp::exchange::ExchangeKind::FederationUpstream
+                    })
+            })
+        })
+    })
+    .await;
+    let end = Instant::now() + DEADLINE;
+    let m = loop {
+        publish(&uch, "strata.rev", "k", b"to rabbitmq").await;
+        if let Some(m) = rch
+            .basic_get("strata-rev-sink".into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+        {
+            break m;
+        }
+        assert!(Instant::now() < end, "nothing reached RabbitMQ");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(&m.delivery.data[..], b"to rabbitmq");
+    let h = hops(&m);
+    eprintln!("x-received-from written by RabbitMQ: {h:?}");
+    assert_eq!(text(&h[0], "cluster-name").as_deref(), Some("strata-up"));
+    run(&["clear_policy", "strata-rev"]);
+    run(&["clear_parameter", "federation-upstream", "strata-up"]);
+    let _ = rch
+        .queue_delete("strata-rev-sink".into(), QueueDeleteOptions::default())
+        .await;
+    let _ = rch
+        .exchange_delete("strata.rev".into(), ExchangeDeleteOptions::default())
+        .await;
+    drop((rconn, uconn));
+    up.stop().await;
 }
