@@ -375,10 +375,11 @@ pub struct Federation {
 }
 
 impl Federation {
-    /// Loads the stored definitions and the cluster name.
+    /// Loads the stored definitions and the cluster name; a node without one gets a fresh
+    /// `strata-<8 hex digits>@<host name>` and keeps it.
     pub fn open(store: &Store) -> Result<Federation, AmqpError> {
         let mut defs = Defs::default();
-        let mut cluster_name = default_cluster_name();
+        let mut cluster_name = None;
         for (kind, vhost, name, t) in store.federation_defs()? {
             let what = format!("federation definition {vhost}/{name}");
             let corrupt = || AmqpError::Corrupt(what.clone());
@@ -401,13 +402,23 @@ impl Federation {
                     defs.federated.insert((vhost, name), sel);
                 }
                 KIND_NAME => {
-                    if let Some(n) = t.inner().get("name").and_then(str_arg) {
-                        cluster_name = n;
-                    }
+                    cluster_name = t.inner().get("name").and_then(str_arg);
                 }
                 _ => {}
             }
         }
+        let cluster_name = match cluster_name {
+            Some(n) => n,
+            None => {
+                // Unique per node, not per host: two strata nodes on one host federating from the same
+                // upstream exchange must not share (and split) one upstream queue.
+                let n = default_cluster_name();
+                let mut t = FieldTable::default();
+                t.insert("name".into(), lstr(&n));
+                store.put_federation(KIND_NAME, "", "", &t)?;
+                n
+            }
+        };
         Ok(Federation {
             inner: Arc::new(Inner {
                 defs: Mutex::new(defs),
@@ -441,8 +452,18 @@ impl Federation {
     }
 }
 
-/// `strata@<host name>`, RabbitMQ's `rabbit@<host>` counterpart.
+/// `strata-<8 random hex digits>@<host name>`, RabbitMQ's `rabbit@<host>` counterpart made unique per node.
 fn default_cluster_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.write_u32(std::process::id());
+    let tag = h.finish() as u32;
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
@@ -453,7 +474,7 @@ fn default_cluster_name() -> String {
                 .filter(|h| !h.is_empty())
         })
         .unwrap_or_else(|| "localhost".to_owned());
-    format!("strata@{host}")
+    format!("strata-{tag:08x}@{host}")
 }
 
 fn lstr(s: &str) -> AMQPValue {
