@@ -1069,6 +1069,8 @@ impl Link {
             tokio::select! {
                 () = self.cancel.cancelled() => return,
                 () = tokio::time::sleep(delay) => {}
+                // The local exchange was (re)declared or its bindings changed: try again now.
+                () = self.bindings_changed.notified() => {}
             }
             delay = (delay * 2).min(cap);
         }

@@ -32,8 +32,8 @@ const QUEUE_INT_ARGS: &[&str] = &[
     "x-delivery-limit",
 ];
 
-/// Called with (vhost, source exchange) after that exchange's bindings changed (federation keeps its upstream
-/// bindings in step with them).
+/// Called with (vhost, exchange) after that exchange was created or deleted or its bindings (as source)
+/// changed: federation keeps its upstream bindings in step with them.
 pub type BindingHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 struct HookSlot(BindingHook);
@@ -317,6 +317,7 @@ impl VHost {
                 .map_err(Self::store_err)?;
         }
         self.exchanges.write().entry(name.to_owned()).or_insert(ex);
+        self.bindings_changed(name);
         Ok(())
     }
 

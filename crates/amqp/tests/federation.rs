@@ -288,6 +288,18 @@ async fn upstream_binding_keys_follow_downstream_bindings() {
         .await
         .expect("delete");
     wait_bound(&db, &ub, "logs", &[]).await;
+    // The federated exchange deleted and declared again: the link follows its new bindings.
+    declare_bound_queue(&dch, "gone", "logs", "gone.*").await;
+    wait_bound(&db, &ub, "logs", &["gone.*"]).await;
+    dch.exchange_delete("logs".into(), ExchangeDeleteOptions::default())
+        .await
+        .expect("exchange.delete");
+    wait_bound(&db, &ub, "logs", &[]).await;
+    declare_exchange(&dch, "logs", ExchangeKind::Topic).await;
+    declare_bound_queue(&dch, "again", "logs", "x.y").await;
+    wait_bound(&db, &ub, "logs", &["x.y"]).await;
+    publish_plain(&uch, "logs", "x.y").await;
+    assert_eq!(&get(&dch, "again").await.delivery.data[..], b"x.y");
     drop((uconn, dconn));
     down.stop().await;
     up.stop().await;
