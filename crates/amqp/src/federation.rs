@@ -31,6 +31,7 @@
 //! wait for it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use lapin::uri::AMQPUri;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +63,53 @@ const KIND_UPSTREAM: u8 = b'u';
 const KIND_SET: u8 = b's';
 const KIND_EXCHANGE: u8 = b'x';
 const KIND_NAME: u8 = b'n';
+/// The binding keys a link last bound upstream (name: `<exchange>\x01<upstream>`), so stale ones are removed
+/// after a restart or reconnection.
+const KIND_BOUND: u8 = b'b';
+
+/// (routing key, arguments) pairs bound upstream.
+type Keys = Vec<(String, FieldTable)>;
+
+fn bound_name(exchange: &str, upstream: &str) -> String {
+    format!("{exchange}\u{1}{upstream}")
+}
+
+fn keys_table(keys: &Keys) -> FieldTable {
+    let items: Vec<AMQPValue> = keys
+        .iter()
+        .map(|(k, a)| {
+            let mut t = FieldTable::default();
+            t.insert("key".into(), lstr(k));
+            t.insert("arguments".into(), AMQPValue::FieldTable(a.clone()));
+            AMQPValue::FieldTable(t)
+        })
+        .collect();
+    let mut t = FieldTable::default();
+    t.insert(
+        "bindings".into(),
+        AMQPValue::FieldArray(FieldArray::from(items)),
+    );
+    t
+}
+
+fn keys_from_table(t: &FieldTable) -> Option<Keys> {
+    let Some(AMQPValue::FieldArray(a)) = t.inner().get("bindings") else {
+        return None;
+    };
+    a.as_slice()
+        .iter()
+        .map(|v| match v {
+            AMQPValue::FieldTable(e) => Some((
+                e.inner().get("key").and_then(str_arg)?,
+                match e.inner().get("arguments") {
+                    Some(AMQPValue::FieldTable(args)) => args.clone(),
+                    _ => FieldTable::default(),
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
 
 /// When a link acknowledges a message to the upstream (RabbitMQ's `ack-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -144,7 +193,7 @@ impl Upstream {
         if self.uri.starts_with("amqps://") {
             return bad("uri: amqps (TLS) upstreams are not supported".into());
         }
-        if let Err(e) = self.uri.parse::<amq_protocol_uri_shim::AMQPUri>() {
+        if let Err(e) = self.uri.parse::<AMQPUri>() {
             return bad(format!("uri: {e}"));
         }
         if self.max_hops == 0 {
@@ -220,11 +269,6 @@ impl Upstream {
         }
         Some(u)
     }
-}
-
-/// Parsing of AMQP URIs (`amq-protocol`'s, re-exported by `lapin`).
-mod amq_protocol_uri_shim {
-    pub use lapin::uri::AMQPUri;
 }
 
 /// Which upstreams a federated exchange links to.
@@ -352,6 +396,8 @@ struct LinkHandle {
     cancel: CancellationToken,
     bindings_changed: Arc<Notify>,
     status: Arc<Mutex<LinkStatus>>,
+    /// Set when the link goes for good (not for a restart or shutdown): it deletes its upstream queue.
+    remove_upstream: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -364,6 +410,7 @@ struct Runtime {
 struct Inner {
     defs: Mutex<Defs>,
     links: Mutex<HashMap<LinkKey, LinkHandle>>,
+    bound: Mutex<HashMap<LinkKey, Keys>>,
     runtime: OnceLock<Runtime>,
     cluster_name: RwLock<String>,
 }
@@ -379,6 +426,7 @@ impl Federation {
     /// `strata-<8 hex digits>@<host name>` and keeps it.
     pub fn open(store: &Store) -> Result<Federation, AmqpError> {
         let mut defs = Defs::default();
+        let mut bound = HashMap::new();
         let mut cluster_name = None;
         for (kind, vhost, name, t) in store.federation_defs()? {
             let what = format!("federation definition {vhost}/{name}");
@@ -400,6 +448,16 @@ impl Federation {
                 KIND_EXCHANGE => {
                     let sel = UpstreamSelector::from_table(&t).ok_or_else(corrupt)?;
                     defs.federated.insert((vhost, name), sel);
+                }
+                KIND_BOUND => {
+                    let Some((exchange, upstream)) = name.split_once('\u{1}') else {
+                        return Err(corrupt());
+                    };
+                    let keys = keys_from_table(&t).ok_or_else(corrupt)?;
+                    bound.insert(
+                        (vhost.clone(), exchange.to_owned(), upstream.to_owned()),
+                        keys,
+                    );
                 }
                 KIND_NAME => {
                     cluster_name = t.inner().get("name").and_then(str_arg);
@@ -423,6 +481,7 @@ impl Federation {
             inner: Arc::new(Inner {
                 defs: Mutex::new(defs),
                 links: Mutex::new(HashMap::new()),
+                bound: Mutex::new(bound),
                 runtime: OnceLock::new(),
                 cluster_name: RwLock::new(cluster_name),
             }),
@@ -700,6 +759,8 @@ impl Broker {
             .map(|(_, h)| h)
             .collect();
         for h in stale {
+            // The queue names change with the cluster name: the old upstream queues go.
+            h.remove_upstream.store(true, Ordering::Release);
             h.cancel.cancel();
         }
         self.reconcile_federation();
@@ -781,6 +842,18 @@ impl Broker {
             .collect();
         for k in stale {
             if let Some(h) = links.remove(&k) {
+                if !desired.contains_key(&k) {
+                    // Gone for good: the link deletes its upstream queue, and its bindings record goes.
+                    h.remove_upstream.store(true, Ordering::Release);
+                    inner.bound.lock().remove(&k);
+                    let (v, x, u) = &k;
+                    if let Err(e) = self
+                        .store
+                        .delete_federation(KIND_BOUND, v, &bound_name(x, u))
+                    {
+                        tracing::error!(error = %e, "cannot delete a federation bindings record");
+                    }
+                }
                 h.cancel.cancel();
             }
         }
@@ -822,6 +895,7 @@ impl Broker {
         }));
         let cancel = rt.shutdown.child_token();
         let bindings_changed = Arc::new(Notify::new());
+        let remove_upstream = Arc::new(AtomicBool::new(false));
         let link = Link {
             broker: self.clone(),
             vhost,
@@ -831,7 +905,7 @@ impl Broker {
             upstream_exchange,
             upstream_vhost: upstream
                 .uri
-                .parse::<amq_protocol_uri_shim::AMQPUri>()
+                .parse::<AMQPUri>()
                 .map(|u| u.vhost)
                 .unwrap_or_else(|_| "/".to_owned()),
             queue,
@@ -840,6 +914,7 @@ impl Broker {
             bindings_changed: bindings_changed.clone(),
             status: status.clone(),
             tracker: rt.tracker.clone(),
+            remove_upstream: remove_upstream.clone(),
         };
         rt.tracker.spawn(link.run());
         LinkHandle {
@@ -847,6 +922,7 @@ impl Broker {
             cancel,
             bindings_changed,
             status,
+            remove_upstream,
         }
     }
 }
@@ -1037,6 +1113,7 @@ struct Link {
     bindings_changed: Arc<Notify>,
     status: Arc<Mutex<LinkStatus>>,
     tracker: TaskTracker,
+    remove_upstream: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -1118,9 +1195,11 @@ impl Link {
         // The upstream's name goes into x-received-from; lapin does not expose the server properties, so
         // they are read from a connection.start of our own. Failing that, the upstream definition's name
         // stands in.
-        let upstream_cluster = probe_cluster_name(&self.upstream.uri)
-            .await
-            .unwrap_or_else(|| self.upstream_name.clone());
+        let probed = tokio::select! {
+            () = self.cancel.cancelled() => return Ok(()),
+            n = probe_cluster_name(&self.upstream.uri) => n,
+        };
+        let upstream_cluster = probed.unwrap_or_else(|| self.upstream_name.clone());
         *connected = true;
         {
             let mut s = self.status.lock();
@@ -1216,8 +1295,7 @@ impl Link {
         )
         .await
         .map_err(|e| format!("declaring upstream queue '{}': {e}", self.queue))?;
-        let mut bound = Vec::new();
-        self.sync_bindings(&ch, &mut bound).await?;
+        let bound = self.rebind_all(&ch).await?;
         if self.upstream.ack_mode != AckMode::NoAck {
             ch.basic_qos(self.upstream.prefetch_count, BasicQosOptions::default())
                 .await
@@ -1236,6 +1314,79 @@ impl Link {
             .await
             .map_err(|e| format!("basic.consume: {e}"))?;
         Ok((conn, ch, consumer, bound))
+    }
+
+    fn key(&self) -> LinkKey {
+        (
+            self.vhost.clone(),
+            self.exchange.clone(),
+            self.upstream_name.clone(),
+        )
+    }
+
+    /// Records the keys bound upstream (memory and store), if they changed.
+    fn save_bound(&self, keys: &Keys) {
+        let key = self.key();
+        let inner = &self.broker.federation.inner;
+        if inner.bound.lock().get(&key) == Some(keys) {
+            return;
+        }
+        // Not while the link is being removed: reconcile already dropped the record.
+        if self.remove_upstream.load(Ordering::Acquire) {
+            return;
+        }
+        inner.bound.lock().insert(key, keys.clone());
+        if let Err(e) = self.broker.store.put_federation(
+            KIND_BOUND,
+            &self.vhost,
+            &bound_name(&self.exchange, &self.upstream_name),
+            &keys_table(keys),
+        ) {
+            tracing::error!(error = %e, "cannot store a federation link's bindings");
+        }
+    }
+
+    /// After (re)connecting: binds every current key (the upstream queue may be new) and unbinds the keys
+    /// bound last time that are no longer wanted (bindings of transient queues gone with a restart, bindings
+    /// removed while the link was down).
+    async fn rebind_all(&self, ch: &lapin::Channel) -> Result<Keys, String> {
+        use lapin::options::QueueBindOptions;
+        let previous = self
+            .broker
+            .federation
+            .inner
+            .bound
+            .lock()
+            .get(&self.key())
+            .cloned()
+            .unwrap_or_default();
+        let want = self.local_keys();
+        for (key, args) in &want {
+            ch.queue_bind(
+                sstr(&self.queue),
+                sstr(&self.upstream_exchange),
+                sstr(key),
+                QueueBindOptions::default(),
+                args.clone(),
+            )
+            .await
+            .map_err(|e| format!("binding upstream queue with key '{key}': {e}"))?;
+        }
+        for (key, args) in previous {
+            if want.iter().any(|(k, a)| *k == key && *a == args) {
+                continue;
+            }
+            ch.queue_unbind(
+                sstr(&self.queue),
+                sstr(&self.upstream_exchange),
+                sstr(&key),
+                args,
+            )
+            .await
+            .map_err(|e| format!("unbinding stale upstream key '{key}': {e}"))?;
+        }
+        self.save_bound(&want);
+        Ok(want)
     }
 
     /// Makes the upstream queue's bindings match the local exchange's binding keys.
@@ -1277,6 +1428,7 @@ impl Link {
             .map_err(|e| format!("unbinding upstream queue key '{key}': {e}"))?;
             bound.retain(|(k, a)| !(*k == key && *a == args));
         }
+        self.save_bound(bound);
         Ok(())
     }
 
@@ -1293,7 +1445,23 @@ impl Link {
         let acker = self.tracker.spawn(confirm_acks(ack_rx));
         let result = loop {
             tokio::select! {
-                () = self.cancel.cancelled() => break Ok(()),
+                () = self.cancel.cancelled() => {
+                    if self.remove_upstream.load(Ordering::Acquire) {
+                        // Unfederated: nobody will consume the upstream queue any more.
+                        let deleted = tokio::time::timeout(
+                            Duration::from_secs(2),
+                            ch.queue_delete(
+                                sstr(&self.queue),
+                                lapin::options::QueueDeleteOptions::default(),
+                            ),
+                        )
+                        .await;
+                        if !matches!(deleted, Ok(Ok(_))) {
+                            tracing::warn!(queue = %self.queue, "could not delete the upstream queue");
+                        }
+                    }
+                    break Ok(());
+                }
                 () = self.bindings_changed.notified() => {
                     if let Err(e) = self.sync_bindings(ch, bound).await {
                         break Err(e);
@@ -1387,7 +1555,7 @@ impl Link {
 /// `connection.start` and hangs up. `None` if anything fails or the property is missing.
 pub async fn probe_cluster_name(uri: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let parsed: amq_protocol_uri_shim::AMQPUri = uri.parse().ok()?;
+    let parsed: AMQPUri = uri.parse().ok()?;
     let attempt = async {
         let mut s =
             tokio::net::TcpStream::connect((parsed.authority.host.as_str(), parsed.authority.port))

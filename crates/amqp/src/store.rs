@@ -4,7 +4,8 @@
 //! - `amqp.defs`: `e\0<vhost>\0<exchange>` → exchange record, `q\0<vhost>\0<queue>` → queue record,
 //!   `b\0<vhost>\0<source>\0<kind><destination>\0<routing key>\0<arguments>` → empty (the key is the binding).
 //! - federation (`crate::federation`), also in `amqp.defs`: `F\0<kind>\0<vhost>\0<name>` → a field table;
-//!   kind `u` an upstream, `s` an upstream set, `x` a federated exchange, `n` the cluster name.
+//!   kind `u` an upstream, `s` an upstream set, `x` a federated exchange, `n` the cluster name, `b` the keys a
+//!   link last bound upstream.
 //! - `amqp.msgs`: `<queue id u64 BE><sequence u64 BE>` → [`Message::encode`]. A message routed to several
 //!   durable queues is stored once per queue. An acknowledgement deletes the key.
 //!

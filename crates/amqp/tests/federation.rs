@@ -220,16 +220,16 @@ async fn published_upstream_arrives_downstream_with_received_from_in_every_ack_m
     }
     assert_eq!(db.federation_links().len(), 3);
 
-    // Unfederating stops the link: the upstream queue loses its consumer.
+    // Unfederating stops the link and deletes its upstream queue.
     assert!(
         db.unfederate_exchange("/", "fed.no-ack")
             .expect("unfederate")
     );
     assert!(link(&db, "fed.no-ack").is_none());
-    common::eventually("upstream consumer gone", DEADLINE, || {
-        ub.queue_stats()
+    common::eventually("upstream queue deleted", DEADLINE, || {
+        !ub.queue_stats()
             .iter()
-            .any(|s| s.name == "federation: fed.no-ack -> down" && s.consumers == 0)
+            .any(|s| s.name == "federation: fed.no-ack -> down")
     })
     .await;
     // So does clearing the upstream.
@@ -301,6 +301,60 @@ async fn upstream_binding_keys_follow_downstream_bindings() {
     publish_plain(&uch, "logs", "x.y").await;
     assert_eq!(&get(&dch, "again").await.delivery.data[..], b"x.y");
     drop((uconn, dconn));
+    down.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_upstream_bindings_go_after_a_downstream_restart() {
+    let up = common::start().await;
+    let ub = broker(&up).clone();
+    let uconn = up.connect().await;
+    let uch = uconn.create_channel().await.expect("channel");
+    declare_exchange(&uch, "metrics", ExchangeKind::Topic).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let down = common::start_in(dir.path(), AmqpConfig::default()).await;
+        let db = broker(&down).clone();
+        let conn = down.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        declare_exchange(&ch, "metrics", ExchangeKind::Topic).await;
+        ch.queue_declare(
+            "durable".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue.declare");
+        ch.queue_bind(
+            "durable".into(),
+            "metrics".into(),
+            "keep.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+        // A transient queue's binding does not survive the restart.
+        declare_bound_queue(&ch, "transient", "metrics", "temp.#").await;
+        db.set_upstream("/", "u", upstream(&up)).expect("upstream");
+        db.federate_exchange("/", "metrics", UpstreamSelector::All)
+            .expect("federate");
+        wait_bound(&db, &ub, "metrics", &["keep.#", "temp.#"]).await;
+        drop(conn);
+        down.stop().await;
+    }
+    let down = common::start_in(dir.path(), AmqpConfig::default()).await;
+    let db = broker(&down).clone();
+    wait_bound(&db, &ub, "metrics", &["keep.#"]).await;
+    publish_plain(&uch, "metrics", "keep.cpu").await;
+    let conn = down.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    assert_eq!(&get(&ch, "durable").await.delivery.data[..], b"keep.cpu");
+    drop((conn, uconn));
     down.stop().await;
     up.stop().await;
 }
