@@ -50,6 +50,7 @@ use crate::error::AmqpError;
 use crate::message::{Message, int_arg, str_arg};
 use crate::queue::{Entry, Queue};
 use crate::store::Store;
+use crate::vhost::ExchangeEvent;
 
 /// The header a federation link adds to every message it republishes.
 pub const RECEIVED_FROM_HEADER: &str = "x-received-from";
@@ -271,6 +272,32 @@ impl Upstream {
     }
 }
 
+/// Tells which upstreams an exchange's effective policy federates it with (RabbitMQ's policy keys
+/// `federation-upstream` and `federation-upstream-set`); see [`Broker::set_federation_policy_resolver`].
+/// Arguments: the broker, the vhost, the exchange.
+pub type PolicyResolver =
+    Arc<dyn Fn(&Broker, &str, &str) -> Option<UpstreamSelector> + Send + Sync>;
+
+struct PolicySlot(PolicyResolver);
+
+impl std::fmt::Debug for PolicySlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyResolver")
+    }
+}
+
+/// The selector a policy's federation keys call for: `federation-upstream` names one upstream,
+/// `federation-upstream-set` a set (`all`: every upstream). `None` without either key, or with both (RabbitMQ
+/// refuses such a policy).
+pub fn selector_from_policy(upstream: Option<&str>, set: Option<&str>) -> Option<UpstreamSelector> {
+    match (upstream, set) {
+        (Some(u), None) => Some(UpstreamSelector::Upstream(u.to_owned())),
+        (None, Some("all")) => Some(UpstreamSelector::All),
+        (None, Some(s)) => Some(UpstreamSelector::Set(s.to_owned())),
+        _ => None,
+    }
+}
+
 /// Which upstreams a federated exchange links to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamSelector {
@@ -412,6 +439,8 @@ struct Inner {
     links: Mutex<HashMap<LinkKey, LinkHandle>>,
     bound: Mutex<HashMap<LinkKey, Keys>>,
     runtime: OnceLock<Runtime>,
+    broker: OnceLock<std::sync::Weak<Broker>>,
+    policy: RwLock<Option<PolicySlot>>,
     cluster_name: RwLock<String>,
 }
 
@@ -483,6 +512,8 @@ impl Federation {
                 links: Mutex::new(HashMap::new()),
                 bound: Mutex::new(bound),
                 runtime: OnceLock::new(),
+                broker: OnceLock::new(),
+                policy: RwLock::new(None),
                 cluster_name: RwLock::new(cluster_name),
             }),
         })
@@ -498,7 +529,7 @@ impl Federation {
     /// they rebind upstream.
     pub fn binding_hook(&self) -> crate::vhost::BindingHook {
         let inner = Arc::downgrade(&self.inner);
-        Arc::new(move |vhost: &str, exchange: &str| {
+        Arc::new(move |vhost: &str, exchange: &str, event: ExchangeEvent| {
             let Some(inner) = inner.upgrade() else {
                 return;
             };
@@ -506,6 +537,13 @@ impl Federation {
                 if v == vhost && x == exchange {
                     link.bindings_changed.notify_one();
                 }
+            }
+            // A policy may federate the exchange that came or stop federating the one that went.
+            if event != ExchangeEvent::Bindings
+                && inner.policy.read().is_some()
+                && let Some(broker) = inner.broker.get().and_then(std::sync::Weak::upgrade)
+            {
+                broker.reconcile_federation();
             }
         })
     }
@@ -795,6 +833,7 @@ impl Broker {
         shutdown: &CancellationToken,
         tracker: &TaskTracker,
     ) {
+        let _ = self.federation.inner.broker.set(Arc::downgrade(self));
         let _ = self.federation.inner.runtime.set(Runtime {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
@@ -802,27 +841,72 @@ impl Broker {
         self.reconcile_federation();
     }
 
+    /// Installs the function that reads an exchange's effective policy for federation keys (see
+    /// [`selector_from_policy`]); exchanges it federates get links like explicitly federated ones (an explicit
+    /// [`Broker::federate_exchange`] wins). Exchanges of vhosts with at least one upstream are asked, again
+    /// whenever an exchange is declared or deleted and on [`Broker::refresh_federation`] — call that after
+    /// policies change.
+    pub fn set_federation_policy_resolver(self: &Arc<Self>, resolver: PolicyResolver) {
+        *self.federation.inner.policy.write() = Some(PolicySlot(resolver));
+        self.reconcile_federation();
+    }
+
+    /// Re-evaluates which links should run (after policies changed): starts and stops links to match.
+    pub fn refresh_federation(self: &Arc<Self>) {
+        self.reconcile_federation();
+    }
+
     /// The links the definitions call for: (vhost, exchange, upstream name) → upstream.
     fn desired_links(&self) -> HashMap<LinkKey, Upstream> {
-        let defs = self.federation.inner.defs.lock();
+        let (mut federated, sets, upstreams) = {
+            let defs = self.federation.inner.defs.lock();
+            (
+                defs.federated.clone(),
+                defs.sets.clone(),
+                defs.upstreams.clone(),
+            )
+        };
+        let resolver = self
+            .federation
+            .inner
+            .policy
+            .read()
+            .as_ref()
+            .map(|p| p.0.clone());
+        if let Some(resolver) = resolver {
+            let vhosts: std::collections::BTreeSet<&String> =
+                upstreams.keys().map(|(v, _)| v).collect();
+            for vhost in vhosts {
+                let Some(v) = self.vhost(vhost) else {
+                    continue;
+                };
+                for x in v.exchange_names() {
+                    let key = (vhost.clone(), x);
+                    if key.1.is_empty() || federated.contains_key(&key) {
+                        continue;
+                    }
+                    if let Some(sel) = resolver(self, &key.0, &key.1) {
+                        federated.insert(key, sel);
+                    }
+                }
+            }
+        }
         let mut out = HashMap::new();
-        for ((vhost, exchange), sel) in &defs.federated {
+        for ((vhost, exchange), sel) in &federated {
             let names: Vec<String> = match sel {
                 UpstreamSelector::Upstream(n) => vec![n.clone()],
-                UpstreamSelector::Set(s) => defs
-                    .sets
+                UpstreamSelector::Set(s) => sets
                     .get(&(vhost.clone(), s.clone()))
                     .cloned()
                     .unwrap_or_default(),
-                UpstreamSelector::All => defs
-                    .upstreams
+                UpstreamSelector::All => upstreams
                     .keys()
                     .filter(|(v, _)| v == vhost)
                     .map(|(_, n)| n.clone())
                     .collect(),
             };
             for n in names {
-                if let Some(u) = defs.upstreams.get(&(vhost.clone(), n.clone())) {
+                if let Some(u) = upstreams.get(&(vhost.clone(), n.clone())) {
                     out.insert((vhost.clone(), exchange.clone(), n), u.clone());
                 }
             }
@@ -1892,6 +1976,24 @@ mod tests {
             ExchangeKind::parse("x-federation-upstream"),
             Some(ExchangeKind::FederationUpstream)
         );
+    }
+
+    #[test]
+    fn policy_keys_select_upstreams() {
+        assert_eq!(
+            selector_from_policy(Some("u"), None),
+            Some(UpstreamSelector::Upstream("u".into()))
+        );
+        assert_eq!(
+            selector_from_policy(None, Some("all")),
+            Some(UpstreamSelector::All)
+        );
+        assert_eq!(
+            selector_from_policy(None, Some("s")),
+            Some(UpstreamSelector::Set("s".into()))
+        );
+        assert_eq!(selector_from_policy(None, None), None);
+        assert_eq!(selector_from_policy(Some("u"), Some("s")), None);
     }
 
     #[test]

@@ -32,9 +32,20 @@ const QUEUE_INT_ARGS: &[&str] = &[
     "x-delivery-limit",
 ];
 
-/// Called with (vhost, exchange) after that exchange was created or deleted or its bindings (as source)
+/// What happened to an exchange, for the [`BindingHook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeEvent {
+    /// It was declared (created).
+    Declared,
+    /// It was deleted.
+    Deleted,
+    /// Its bindings as source changed.
+    Bindings,
+}
+
+/// Called with (vhost, exchange, event) after an exchange was created or deleted or its bindings (as source)
 /// changed: federation keeps its upstream bindings in step with them.
-pub type BindingHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+pub type BindingHook = Arc<dyn Fn(&str, &str, ExchangeEvent) + Send + Sync>;
 
 struct HookSlot(BindingHook);
 
@@ -133,9 +144,18 @@ impl VHost {
     }
 
     fn bindings_changed(&self, source: &str) {
+        self.exchange_event(source, ExchangeEvent::Bindings);
+    }
+
+    fn exchange_event(&self, exchange: &str, event: ExchangeEvent) {
         if let Some(h) = self.binding_hook.get() {
-            (h.0)(&self.name, source);
+            (h.0)(&self.name, exchange, event);
         }
+    }
+
+    /// The names of every exchange (the default exchange's is empty).
+    pub fn exchange_names(&self) -> Vec<String> {
+        self.exchanges.read().keys().cloned().collect()
     }
 
     /// Dead-letters `dead` from `from`: each message gets an `x-death` entry and is routed through the
@@ -317,7 +337,7 @@ impl VHost {
                 .map_err(Self::store_err)?;
         }
         self.exchanges.write().entry(name.to_owned()).or_insert(ex);
-        self.bindings_changed(name);
+        self.exchange_event(name, ExchangeEvent::Declared);
         Ok(())
     }
 
@@ -380,7 +400,7 @@ impl VHost {
         for b in ex.bindings() {
             self.forget_binding(&ex.name, &b);
         }
-        self.bindings_changed(&ex.name);
+        self.exchange_event(&ex.name, ExchangeEvent::Deleted);
         // Bindings with this exchange as destination.
         let dest = Destination::Exchange(ex.name.clone());
         let sources: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();

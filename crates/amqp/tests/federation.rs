@@ -359,6 +359,54 @@ async fn stale_upstream_bindings_go_after_a_downstream_restart() {
     up.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_resolver_federates_matching_exchanges() {
+    let up = common::start().await;
+    let down = common::start().await;
+    let (ub, db) = (broker(&up).clone(), broker(&down).clone());
+    db.set_cluster_name("down").expect("name");
+    let uconn = up.connect().await;
+    let uch = uconn.create_channel().await.expect("channel");
+    declare_exchange(&uch, "pol.orders", ExchangeKind::Fanout).await;
+    db.set_upstream("/", "u", upstream(&up)).expect("upstream");
+    // What the policy module will do: read `federation-upstream(-set)` from the effective policy.
+    db.set_federation_policy_resolver(Arc::new(|_b: &Broker, _vhost: &str, exchange: &str| {
+        let set = exchange.starts_with("pol.").then_some("all");
+        strata_amqp::federation::selector_from_policy(None, set)
+    }));
+    assert!(db.federation_links().is_empty());
+    let dconn = down.connect().await;
+    let dch = dconn.create_channel().await.expect("channel");
+    // Declaring a matching exchange starts its link.
+    declare_exchange(&dch, "pol.orders", ExchangeKind::Fanout).await;
+    declare_exchange(&dch, "other", ExchangeKind::Fanout).await;
+    declare_bound_queue(&dch, "orders", "pol.orders", "").await;
+    wait_bound(&db, &ub, "pol.orders", &[""]).await;
+    assert!(link(&db, "other").is_none());
+    publish_plain(&uch, "pol.orders", "o1").await;
+    assert_eq!(&get(&dch, "orders").await.delivery.data[..], b"o1");
+    // Deleting it stops the link, which deletes its upstream queue.
+    dch.exchange_delete("pol.orders".into(), ExchangeDeleteOptions::default())
+        .await
+        .expect("delete");
+    assert!(link(&db, "pol.orders").is_none());
+    common::eventually("upstream queue deleted", DEADLINE, || {
+        !ub.queue_stats()
+            .iter()
+            .any(|s| s.name == "federation: pol.orders -> down")
+    })
+    .await;
+    // A policy change is picked up on refresh.
+    db.set_federation_policy_resolver(Arc::new(|_b: &Broker, _vhost: &str, exchange: &str| {
+        strata_amqp::federation::selector_from_policy((exchange == "other").then_some("u"), None)
+    }));
+    db.refresh_federation();
+    assert_eq!(link(&db, "other").map(|l| l.upstream), Some("u".to_owned()));
+    drop((uconn, dconn));
+    down.stop().await;
+    up.stop().await;
+}
+
 async fn publish_plain(ch: &Channel, exchange: &str, key: &str) {
     ch.basic_publish(
         exchange.into(),
