@@ -7,28 +7,32 @@
 //! - an upstream set (`federation-upstream-set`): a named list of upstreams; the implicit set `all` is every
 //!   upstream of the virtual host;
 //! - a federated exchange: a local exchange and an [`UpstreamSelector`] naming its upstreams
-//!   ([`Broker::federate_exchange`]; RabbitMQ does this through a policy).
+//!   ([`Broker::federate_exchange`]), or — as RabbitMQ does it — an exchange whose effective policy has the
+//!   `federation-upstream(-set)` keys, through a [`PolicyResolver`].
 //!
 //! Every (federated exchange, upstream) pair is a *link*: a task on the broker's [`TaskTracker`] holding a
 //! `lapin` client connection to the upstream. It
 //! 1. checks the upstream exchange exists (passive declare),
 //! 2. declares the upstream queue `federation: <upstream exchange> -> <cluster name>` (durable, with
 //!    `x-expires` / `x-message-ttl` from the upstream's `expires` / `message-ttl`),
-//! 3. binds it to the upstream exchange with the binding keys (and arguments) of the local exchange's bindings,
-//!    and rebinds whenever those change (the virtual host calls a binding hook on every bind and unbind),
+//! 3. binds it to the upstream exchange with the binding keys (and arguments) of the local exchange's bindings
+//!    — all of them after every (re)connection, unbinding the stale ones it recorded last time — and rebinds
+//!    whenever they change (the virtual host calls a hook on every declare, delete, bind and unbind),
 //! 4. consumes with the upstream's `prefetch-count` and republishes every message into the local exchange
-//!    through the broker's own routing (no socket), after adding an entry to its `x-received-from` header
-//!    (`uri` without password, `exchange`, `redelivered`, `cluster-name`) — or drops it when it has already
-//!    made `max-hops` hops or passed through this broker (its cluster name is in the header), which stops
-//!    cycles,
+//!    through the broker's own routing (no socket), after prepending an entry to its `x-received-from` header
+//!    (`uri` without credentials, `exchange`, `redelivered`, `cluster-name`, `vhost`) — or drops it when it has
+//!    already made `max-hops` hops or came through this broker and vhost before, which stops cycles,
 //! 5. acknowledges upstream as `ack-mode` says: `on-confirm` once the local publish is routed and its
 //!    persistent copies are durable, `on-publish` once routed, `no-ack` never (consumes in no-ack mode).
 //!
 //! A failed or lost connection is retried forever, waiting `reconnect-delay` first and doubling up to
 //! [`MAX_RECONNECT_DELAY`]; the last error is kept in the link's [`LinkStatus`]. Links stop on
-//! [`Broker::unfederate_exchange`], when their upstream is cleared, and on broker shutdown (the
-//! cancellation token given to [`crate::serve`]). Links start when `serve` starts; definitions made earlier
-//! wait for it.
+//! [`Broker::unfederate_exchange`] and when their upstream is cleared (deleting their upstream queue), and on
+//! broker shutdown (the cancellation token given to [`crate::serve`]; the queue stays and buffers). Links start
+//! when `serve` starts; definitions made earlier wait for it.
+//!
+//! The other direction — strata as the upstream of a RabbitMQ downstream — needs RabbitMQ's helper exchange
+//! type `x-federation-upstream`, which [`crate::exchange::ExchangeKind::FederationUpstream`] implements.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
