@@ -855,6 +855,46 @@ async fn rabbitmq_downstream() {
     let h = hops(&m);
     eprintln!("x-received-from written by RabbitMQ: {h:?}");
     assert_eq!(text(&h[0], "cluster-name").as_deref(), Some("strata-up"));
+
+    // Both ways at once: strata also federates the exchange from RabbitMQ. A message published on strata
+    // reaches RabbitMQ and comes back to strata's link, which drops it (strata is in its x-received-from).
+    declare_bound_queue(&uch, "strata-rev-local", "strata.rev", "k").await;
+    let mut from_rabbit = Upstream::new(uri.clone());
+    from_rabbit.reconnect_delay = Duration::from_millis(100);
+    ub.set_upstream("/", "rabbit", from_rabbit)
+        .expect("upstream");
+    ub.federate_exchange(
+        "/",
+        "strata.rev",
+        UpstreamSelector::Upstream("rabbit".into()),
+    )
+    .expect("federate");
+    common::eventually("strata's link running", DEADLINE, || {
+        link(&ub, "strata.rev").is_some_and(|l| l.status == LinkState::Running)
+    })
+    .await;
+    // Drain what the earlier publishes left in strata's own queue.
+    while uch
+        .basic_get("strata-rev-local".into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .is_some()
+    {}
+    let end = Instant::now() + DEADLINE;
+    loop {
+        publish(&uch, "strata.rev", "k", b"round trip").await;
+        if link(&ub, "strata.rev").is_some_and(|l| l.dropped > 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the copy never came back to be dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(link(&ub, "strata.rev").map(|l| l.forwarded), Some(0));
+    ub.unfederate_exchange("/", "strata.rev")
+        .expect("unfederate");
     run(&["clear_policy", "strata-rev"]);
     run(&["clear_parameter", "federation-upstream", "strata-up"]);
     let _ = rch
