@@ -219,6 +219,36 @@ async fn published_upstream_arrives_downstream_with_received_from_in_every_ack_m
         .await;
     }
     assert_eq!(db.federation_links().len(), 3);
+    // on-confirm and on-publish acknowledged their 20 each upstream (no-ack consumed without acks).
+    common::eventually("40 upstream acks", DEADLINE, || {
+        ub.stats.acked.load(std::sync::atomic::Ordering::Relaxed) == 40
+    })
+    .await;
+    // A burst: acknowledgements are settled in batches (`multiple`), every message exactly once.
+    let mut confirms = Vec::new();
+    for n in 0..300u32 {
+        confirms.push(
+            uch.basic_publish(
+                "fed.on-confirm".into(),
+                "orders.burst".into(),
+                BasicPublishOptions::default(),
+                &n.to_be_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish"),
+        );
+    }
+    for c in confirms {
+        c.await.expect("confirm");
+    }
+    for n in 0..300u32 {
+        assert_eq!(get(&dch, "q0").await.delivery.data, n.to_be_bytes());
+    }
+    common::eventually("340 upstream acks", DEADLINE, || {
+        ub.stats.acked.load(std::sync::atomic::Ordering::Relaxed) == 340
+    })
+    .await;
 
     // Unfederating stops the link and deletes its upstream queue.
     assert!(
