@@ -595,6 +595,16 @@ impl Broker {
             .ok_or_else(|| FederationError::NoVhost(vhost.to_owned()))
     }
 
+    /// Names are parts of stored keys, which zero bytes separate (and `\x01` within a link's record).
+    fn federation_name(what: &str, name: &str) -> Result<(), FederationError> {
+        if name.is_empty() || name.contains(['\0', '\u{1}']) {
+            return Err(FederationError::InvalidParameter(format!(
+                "{what} name {name:?} is empty or contains a control character"
+            )));
+        }
+        Ok(())
+    }
+
     /// Defines (or redefines) upstream `name` in `vhost`. Links using it restart with the new definition.
     pub fn set_upstream(
         self: &Arc<Self>,
@@ -603,11 +613,7 @@ impl Broker {
         upstream: Upstream,
     ) -> Result<(), FederationError> {
         self.federation_vhost(vhost)?;
-        if name.is_empty() {
-            return Err(FederationError::InvalidParameter(
-                "an upstream needs a name".into(),
-            ));
-        }
+        Self::federation_name("upstream", name)?;
         upstream.validate()?;
         self.store
             .put_federation(KIND_UPSTREAM, vhost, name, &upstream.to_table())?;
@@ -662,10 +668,14 @@ impl Broker {
         upstreams: Vec<String>,
     ) -> Result<(), FederationError> {
         self.federation_vhost(vhost)?;
-        if name.is_empty() || name == "all" {
-            return Err(FederationError::InvalidParameter(format!(
-                "upstream set name '{name}' is reserved or empty"
-            )));
+        if name == "all" {
+            return Err(FederationError::InvalidParameter(
+                "upstream set name 'all' is reserved (the set of every upstream)".into(),
+            ));
+        }
+        Self::federation_name("upstream set", name)?;
+        for u in &upstreams {
+            Self::federation_name("upstream", u)?;
         }
         let mut t = FieldTable::default();
         t.insert(
@@ -733,6 +743,12 @@ impl Broker {
                 vhost: vhost.to_owned(),
                 exchange: exchange.to_owned(),
             });
+        }
+        Self::federation_name("exchange", exchange)?;
+        match &selector {
+            UpstreamSelector::Upstream(n) => Self::federation_name("upstream", n)?,
+            UpstreamSelector::Set(n) => Self::federation_name("upstream set", n)?,
+            UpstreamSelector::All => {}
         }
         self.store
             .put_federation(KIND_EXCHANGE, vhost, exchange, &selector.to_table())?;

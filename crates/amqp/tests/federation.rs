@@ -687,6 +687,12 @@ async fn definitions_persist_over_a_reopen_and_bad_ones_are_refused() {
         assert!(bad(br.set_upstream("/", "x", zero)));
         assert!(bad(br.set_upstream("/", "", Upstream::new("amqp://h"))));
         assert!(bad(br.set_upstream_set("/", "all", vec![])));
+        assert!(bad(br.set_upstream("/", "a\0b", Upstream::new("amqp://h"))));
+        assert!(bad(br.set_upstream_set("/", "s", vec!["x\u{1}y".into()])));
+        assert!(matches!(
+            br.federate_exchange("/", "local", UpstreamSelector::Upstream("a\0".into())),
+            Err(FederationError::InvalidParameter(_))
+        ));
         assert!(matches!(
             br.set_upstream("nope", "x", Upstream::new("amqp://h")),
             Err(FederationError::NoVhost(_))
