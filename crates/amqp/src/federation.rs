@@ -865,15 +865,31 @@ impl Broker {
     /// [`selector_from_policy`]); exchanges it federates get links like explicitly federated ones (an explicit
     /// [`Broker::federate_exchange`] wins). Exchanges of vhosts with at least one upstream are asked, again
     /// whenever an exchange is declared or deleted and on [`Broker::refresh_federation`] — call that after
-    /// policies change.
+    /// policies change. With the policy module's `effective_exchange_policy`:
+    ///
+    /// ```ignore
+    /// broker.set_federation_policy_resolver(Arc::new(|b: &Broker, vhost: &str, exchange: &str| {
+    ///     let p = b.effective_exchange_policy(vhost, exchange)?;
+    ///     selector_from_policy(p.str_setting("federation-upstream"), p.str_setting("federation-upstream-set"))
+    /// }));
+    /// ```
     pub fn set_federation_policy_resolver(self: &Arc<Self>, resolver: PolicyResolver) {
         *self.federation.inner.policy.write() = Some(PolicySlot(resolver));
         self.reconcile_federation();
     }
 
-    /// Re-evaluates which links should run (after policies changed): starts and stops links to match.
-    pub fn refresh_federation(self: &Arc<Self>) {
-        self.reconcile_federation();
+    /// Re-evaluates which links should run (after policies changed): starts and stops links to match. Takes
+    /// `&self` so policy code can call it; does nothing before [`crate::serve`] started the links.
+    pub fn refresh_federation(&self) {
+        if let Some(me) = self
+            .federation
+            .inner
+            .broker
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+        {
+            me.reconcile_federation();
+        }
     }
 
     /// The links the definitions call for: (vhost, exchange, upstream name) → upstream.
