@@ -97,14 +97,14 @@ pub struct Broker {
     pub store: Store,
     /// Counters.
     pub stats: BrokerStats,
+    /// Federation definitions and links (see [`crate::federation`]).
+    pub(crate) federation: crate::federation::Federation,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     next_conn_id: AtomicU64,
     alarm: AtomicBool,
     alarm_cleared: tokio::sync::Notify,
     alarm_raised: tokio::sync::Notify,
     reply_to: Mutex<HashMap<String, Weak<Consumer>>>,
-    /// Federation definitions and links (see [`crate::federation`]).
-    pub(crate) federation: crate::federation::Federation,
 }
 
 impl Broker {
@@ -178,13 +178,13 @@ impl Broker {
             users,
             store,
             stats: BrokerStats::default(),
+            federation,
             vhosts: RwLock::new(vhosts),
             next_conn_id: AtomicU64::new(1),
             alarm: AtomicBool::new(false),
             alarm_cleared: tokio::sync::Notify::new(),
             alarm_raised: tokio::sync::Notify::new(),
             reply_to: Mutex::new(HashMap::new()),
-            federation,
         }))
     }
 

@@ -3,11 +3,12 @@
 //! Two trees:
 //! - `amqp.defs`: `e\0<vhost>\0<exchange>` → exchange record, `q\0<vhost>\0<queue>` → queue record,
 //!   `b\0<vhost>\0<source>\0<kind><destination>\0<routing key>\0<arguments>` → empty (the key is the binding).
-//! - federation (`crate::federation`), also in `amqp.defs`: `F\0<kind>\0<vhost>\0<name>` → a field table;
-//!   kind `u` an upstream, `s` an upstream set, `x` a federated exchange, `n` the cluster name, `b` the keys a
-//!   link last bound upstream.
 //! - `amqp.msgs`: `<queue id u64 BE><sequence u64 BE>` → [`Message::encode`]. A message routed to several
 //!   durable queues is stored once per queue. An acknowledgement deletes the key.
+//!
+//! Federation (`crate::federation`) keeps its definitions in `amqp.defs` too: `F\0<kind>\0<vhost>\0<name>` → a
+//! field table; kind `u` an upstream, `s` an upstream set, `x` a federated exchange, `n` the cluster name, `b`
+//! the keys a link last bound upstream.
 //!
 //! Recovery reads `amqp.defs`, then scans `amqp.msgs` in key order, so each queue gets its messages back in
 //! publish order; records of queues that no longer exist are deleted.
@@ -172,6 +173,8 @@ impl Store {
                 || AmqpError::Corrupt(format!("definition {:?}", String::from_utf8_lossy(&k)));
             let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
             match (k.first(), parts.len()) {
+                // Federation definitions: read by `Store::federation_defs`.
+                (Some(&FEDERATION_PREFIX), _) => {}
                 (Some(b'e'), 3) => {
                     let kind = v
                         .first()
@@ -230,8 +233,6 @@ impl Store {
                         arguments: parse_table(&v).ok_or_else(corrupt)?,
                     });
                 }
-                // Federation definitions: read by `Store::federation_defs`.
-                (Some(&FEDERATION_PREFIX), _) => {}
                 _ => return Err(corrupt()),
             }
         }

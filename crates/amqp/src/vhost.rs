@@ -60,12 +60,12 @@ impl std::fmt::Debug for HookSlot {
 pub struct VHost {
     /// Its name.
     pub name: String,
+    binding_hook: OnceLock<HookSlot>,
     exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     store: Store,
     next_queue_id: Arc<AtomicU64>,
     me: OnceLock<Weak<VHost>>,
-    binding_hook: OnceLock<HookSlot>,
 }
 
 /// What queue.declare answers.
@@ -123,12 +123,12 @@ impl VHost {
         }
         VHost {
             name: name.to_owned(),
+            binding_hook: OnceLock::new(),
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(HashMap::new()),
             store,
             next_queue_id,
             me: OnceLock::new(),
-            binding_hook: OnceLock::new(),
         }
     }
 
