@@ -93,12 +93,12 @@ pub struct Broker {
     pub config: AmqpConfig,
     /// The node's users.
     pub users: UserStore,
+    /// Federation definitions and links (see [`crate::federation`]).
+    pub(crate) federation: crate::federation::Federation,
     /// Durable state.
     pub store: Store,
     /// Counters.
     pub stats: BrokerStats,
-    /// Federation definitions and links (see [`crate::federation`]).
-    pub(crate) federation: crate::federation::Federation,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     next_conn_id: AtomicU64,
     alarm: AtomicBool,
@@ -176,9 +176,9 @@ impl Broker {
         Ok(Arc::new(Broker {
             config,
             users,
+            federation,
             store,
             stats: BrokerStats::default(),
-            federation,
             vhosts: RwLock::new(vhosts),
             next_conn_id: AtomicU64::new(1),
             alarm: AtomicBool::new(false),
