@@ -12,8 +12,10 @@
 //! - [`federation`]: exchange federation — upstream definitions and links (lapin client connections) that
 //!   republish what an exchange on another broker receives into a local exchange.
 //! - [`store`]: durable exchanges, queues, bindings and persistent messages in strata-storage trees.
+//! - [`policy`]: policies and operator policies (pattern, apply-to, priority, definition) and how they
+//!   combine with queue arguments; applied to existing and new queues and exchanges at once.
 //!
-//! What it is not (yet): policies and the management API — `docs/amqp.md` lists every difference from
+//! What it is not (yet): the management API — `docs/amqp.md` lists every difference from
 //! RabbitMQ.
 //!
 //! Limits ([`AmqpConfig`]): connections, channel_max, frame_max, message size, consumers per channel; a
@@ -42,6 +44,7 @@ pub mod error;
 pub mod exchange;
 pub mod federation;
 pub mod message;
+pub mod policy;
 pub mod queue;
 pub mod store;
 pub mod vhost;
@@ -49,3 +52,4 @@ pub mod vhost;
 pub use broker::{AmqpConfig, Broker, serve};
 pub use codec::fuzzing;
 pub use error::{AmqpError, Fault};
+pub use policy::{ApplyTo, Policy, PolicyError};

@@ -62,6 +62,7 @@ pub mod log;
 pub mod manifest;
 pub mod memtable;
 pub mod merge;
+pub mod range_index;
 pub mod options;
 pub(crate) mod skip_hint;
 pub mod snapshot;
