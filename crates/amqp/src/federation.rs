@@ -8,7 +8,7 @@
 //!   upstream of the virtual host;
 //! - a federated exchange: a local exchange and an [`UpstreamSelector`] naming its upstreams
 //!   ([`Broker::federate_exchange`]), or — as RabbitMQ does it — an exchange whose effective policy has the
-//!   `federation-upstream(-set)` keys, through a [`PolicyResolver`].
+//!   `federation-upstream` or `federation-upstream-set` key ([`policy_keys_resolver`]).
 //!
 //! Every (federated exchange, upstream) pair is a *link*: a task on the broker's [`TaskTracker`] holding a
 //! `lapin` client connection to the upstream. It
@@ -290,6 +290,18 @@ impl std::fmt::Debug for PolicySlot {
     }
 }
 
+/// The resolver installed by default: the `federation-upstream` / `federation-upstream-set` keys of the
+/// exchange's effective policy ([`Broker::effective_exchange_policy`]).
+pub fn policy_keys_resolver() -> PolicyResolver {
+    Arc::new(|broker: &Broker, vhost: &str, exchange: &str| {
+        let p = broker.effective_exchange_policy(vhost, exchange)?;
+        selector_from_policy(
+            p.str_setting("federation-upstream"),
+            p.str_setting("federation-upstream-set"),
+        )
+    })
+}
+
 /// The selector a policy's federation keys call for: `federation-upstream` names one upstream,
 /// `federation-upstream-set` a set (`all`: every upstream). `None` without either key, or with both (RabbitMQ
 /// refuses such a policy).
@@ -517,7 +529,7 @@ impl Federation {
                 bound: Mutex::new(bound),
                 runtime: OnceLock::new(),
                 broker: OnceLock::new(),
-                policy: RwLock::new(None),
+                policy: RwLock::new(Some(PolicySlot(policy_keys_resolver()))),
                 cluster_name: RwLock::new(cluster_name),
             }),
         })
@@ -861,25 +873,18 @@ impl Broker {
         self.reconcile_federation();
     }
 
-    /// Installs the function that reads an exchange's effective policy for federation keys (see
-    /// [`selector_from_policy`]); exchanges it federates get links like explicitly federated ones (an explicit
-    /// [`Broker::federate_exchange`] wins). Exchanges of vhosts with at least one upstream are asked, again
-    /// whenever an exchange is declared or deleted and on [`Broker::refresh_federation`] — call that after
-    /// policies change. With the policy module's `effective_exchange_policy`:
-    ///
-    /// ```ignore
-    /// broker.set_federation_policy_resolver(Arc::new(|b: &Broker, vhost: &str, exchange: &str| {
-    ///     let p = b.effective_exchange_policy(vhost, exchange)?;
-    ///     selector_from_policy(p.str_setting("federation-upstream"), p.str_setting("federation-upstream-set"))
-    /// }));
-    /// ```
+    /// Replaces the function that tells which upstreams an exchange's policy federates it with (by default
+    /// [`policy_keys_resolver`]: RabbitMQ's `federation-upstream` / `federation-upstream-set` keys of its
+    /// effective policy). Exchanges it federates get links like explicitly federated ones (an explicit
+    /// [`Broker::federate_exchange`] wins). Exchanges of vhosts with at least one upstream are asked again
+    /// whenever an exchange is declared or deleted, policies change, and on [`Broker::refresh_federation`].
     pub fn set_federation_policy_resolver(self: &Arc<Self>, resolver: PolicyResolver) {
         *self.federation.inner.policy.write() = Some(PolicySlot(resolver));
         self.reconcile_federation();
     }
 
-    /// Re-evaluates which links should run (after policies changed): starts and stops links to match. Takes
-    /// `&self` so policy code can call it; does nothing before [`crate::serve`] started the links.
+    /// Re-evaluates which links should run: starts and stops links to match (policy changes do it on their
+    /// own). Does nothing before [`crate::serve`] started the links.
     pub fn refresh_federation(&self) {
         if let Some(me) = self
             .federation

@@ -42,6 +42,8 @@ pub enum ExchangeEvent {
     Deleted,
     /// Its bindings as source changed.
     Bindings,
+    /// Policies changed (the exchange name is empty: any exchange's effective policy may differ).
+    Policies,
 }
 
 /// Called with (vhost, exchange, event) after an exchange was created or deleted or its bindings (as source)
@@ -665,6 +667,7 @@ impl VHost {
         for q in self.queues() {
             self.apply_queue_policy(&q);
         }
+        self.exchange_event("", ExchangeEvent::Policies);
     }
 
     /// Computes and stores what applies to `q`; a lowered length limit takes effect at once.

@@ -437,6 +437,88 @@ async fn a_policy_resolver_federates_matching_exchanges() {
     up.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_federate_exchanges_as_in_rabbitmq() {
+    use strata_amqp::policy::Policy;
+    let up = common::start().await;
+    let ub = broker(&up).clone();
+    let uconn = up.connect().await;
+    let uch = uconn.create_channel().await.expect("channel");
+    for x in ["fed.a", "fed.b", "single"] {
+        declare_exchange(&uch, x, ExchangeKind::Direct).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let down = common::start_in(dir.path(), AmqpConfig::default()).await;
+        let db = broker(&down).clone();
+        db.set_cluster_name("down").expect("name");
+        db.set_upstream("/", "u", upstream(&up)).expect("upstream");
+        let conn = down.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        // Declared before the policy exists.
+        declare_exchange(&ch, "fed.b", ExchangeKind::Direct).await;
+        declare_bound_queue(&ch, "qb", "fed.b", "k").await;
+        let policy = |name: &str, pattern: &str, def: serde_json::Value| {
+            Policy::from_json(
+                "/",
+                name,
+                &serde_json::json!({"pattern": pattern, "apply-to": "exchanges", "definition": def}),
+            )
+            .expect("policy")
+        };
+        db.set_policy(policy(
+            "federate-me",
+            "^fed\\.",
+            serde_json::json!({"federation-upstream-set": "all"}),
+        ))
+        .expect("set_policy");
+        db.set_policy(policy(
+            "one",
+            "^single$",
+            serde_json::json!({"federation-upstream": "u"}),
+        ))
+        .expect("set_policy");
+        wait_bound(&db, &ub, "fed.b", &["k"]).await;
+        // Declared after: its link starts with it.
+        declare_exchange(&ch, "fed.a", ExchangeKind::Direct).await;
+        declare_bound_queue(&ch, "qa", "fed.a", "k").await;
+        wait_bound(&db, &ub, "fed.a", &["k"]).await;
+        declare_exchange(&ch, "single", ExchangeKind::Direct).await;
+        wait_bound(&db, &ub, "single", &[]).await;
+        publish_plain(&uch, "fed.a", "k").await;
+        assert_eq!(&get(&ch, "qa").await.delivery.data[..], b"k");
+        // Not in the explicit list: the policy is what federates them.
+        assert!(db.federated_exchanges().is_empty());
+        drop(conn);
+        down.stop().await;
+    }
+    // Policies and upstreams are stored: the links come back with the broker.
+    let down = common::start_in(dir.path(), AmqpConfig::default()).await;
+    let db = broker(&down).clone();
+    // (The transient queues and their bindings did not survive: no keys upstream any more.)
+    wait_bound(&db, &ub, "fed.a", &[]).await;
+    wait_bound(&db, &ub, "fed.b", &[]).await;
+    let conn = down.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    declare_bound_queue(&ch, "qb", "fed.b", "k").await;
+    wait_bound(&db, &ub, "fed.b", &["k"]).await;
+    publish_plain(&uch, "fed.b", "k").await;
+    assert_eq!(&get(&ch, "qb").await.delivery.data[..], b"k");
+    // Clearing the policy stops the links it made, which delete their upstream queues.
+    assert!(db.clear_policy("/", "federate-me").expect("clear"));
+    assert!(link(&db, "fed.a").is_none() && link(&db, "fed.b").is_none());
+    assert!(link(&db, "single").is_some());
+    common::eventually("upstream queues deleted", DEADLINE, || {
+        !ub.queue_stats()
+            .iter()
+            .any(|s| s.name.starts_with("federation: fed."))
+    })
+    .await;
+    drop((conn, uconn));
+    down.stop().await;
+    up.stop().await;
+}
+
 async fn publish_plain(ch: &Channel, exchange: &str, key: &str) {
     ch.basic_publish(
         exchange.into(),

@@ -79,7 +79,10 @@ pub(crate) struct Fragments {
 
 impl Fragments {
     /// A view of `runs` for reads at `read_seqno`.
-    pub(crate) fn view(runs: Vec<std::sync::Arc<crate::range_index::FragRun>>, read_seqno: u64) -> Self {
+    pub(crate) fn view(
+        runs: Vec<std::sync::Arc<crate::range_index::FragRun>>,
+        read_seqno: u64,
+    ) -> Self {
         Fragments {
             view: (!runs.is_empty()).then(|| crate::range_index::RunsView::new(runs, read_seqno)),
         }

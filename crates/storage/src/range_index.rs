@@ -124,7 +124,12 @@ impl FragRun {
     /// Calls `visit(start, end, seqno)` for every fragment overlapping the key range `[lo, hi)` (or up to
     /// and including `hi` for an inclusive bound), once per covering seqno. Together the calls cover
     /// exactly what the original tombstones cover within the range.
-    pub fn overlapping(&self, lo: &[u8], hi: Bound<&[u8]>, mut visit: impl FnMut(&Bytes, &Bytes, u64)) {
+    pub fn overlapping(
+        &self,
+        lo: &[u8],
+        hi: Bound<&[u8]>,
+        mut visit: impl FnMut(&Bytes, &Bytes, u64),
+    ) {
         let mut i = self.frags.partition_point(|f| f.end.as_ref() <= lo);
         while let Some(f) = self.frags.get(i) {
             let before_hi = match hi {
@@ -245,7 +250,12 @@ impl TombstoneSet {
     }
 
     /// See [`FragRun::overlapping`].
-    pub fn overlapping(&self, lo: &[u8], hi: Bound<&[u8]>, mut visit: impl FnMut(&Bytes, &Bytes, u64)) {
+    pub fn overlapping(
+        &self,
+        lo: &[u8],
+        hi: Bound<&[u8]>,
+        mut visit: impl FnMut(&Bytes, &Bytes, u64),
+    ) {
         for r in &self.runs {
             r.overlapping(lo, hi, &mut visit);
         }
