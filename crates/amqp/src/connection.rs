@@ -1423,6 +1423,11 @@ impl Conn {
                     .store
                     .remove_message(&mut self.pass.batch, p.queue.id, seq);
             }
+            if let Some(page) = p.entry.page_id() {
+                self.broker
+                    .store
+                    .remove_page(&mut self.pass.batch, p.queue.id, page);
+            }
             if p.consumer.is_some() && !queues.iter().any(|q| Arc::ptr_eq(q, &p.queue)) {
                 queues.push(p.queue);
             }

@@ -10,6 +10,8 @@
 //!   `strata_algo::TopicTrie`, headers), bindings (including exchange-to-exchange), queues, consumers and
 //!   push-based dispatch straight into each consumer connection's output buffer.
 //! - [`store`]: durable exchanges, queues, bindings and persistent messages in strata-storage trees.
+//! - [`paging`]: past the memory budget, message bodies live in storage and are read back ahead of
+//!   consumers; the memory alarm (`connection.blocked`) is only the last-resort high watermark.
 //!
 //! What it is not (yet): TTLs, dead-lettering, length limits, priority queues, policies, the management API
 //! and federation — `docs/amqp.md` lists every difference from RabbitMQ.
@@ -39,6 +41,7 @@ mod connection;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod paging;
 pub mod queue;
 pub mod store;
 pub mod vhost;

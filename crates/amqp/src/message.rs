@@ -91,6 +91,17 @@ impl Message {
         }
     }
 
+    /// A copy without the body (the body is paged out; the header still gives its size).
+    pub fn without_body(&self) -> Message {
+        Message {
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            header: self.header.clone(),
+            body: bytes::Bytes::new(),
+            summary: self.summary.clone(),
+        }
+    }
+
     /// The stored form: exchange, routing key, header and body, each length-prefixed.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = BytesMut::with_capacity(self.size_bytes() + 16);

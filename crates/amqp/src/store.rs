@@ -1,10 +1,12 @@
 //! Durable state in strata-storage: definitions (exchanges, queues, bindings) and persistent messages.
 //!
-//! Two trees:
+//! Three trees:
 //! - `amqp.defs`: `e\0<vhost>\0<exchange>` → exchange record, `q\0<vhost>\0<queue>` → queue record,
 //!   `b\0<vhost>\0<source>\0<kind><destination>\0<routing key>\0<arguments>` → empty (the key is the binding).
 //! - `amqp.msgs`: `<queue id u64 BE><sequence u64 BE>` → [`Message::encode`]. A message routed to several
 //!   durable queues is stored once per queue. An acknowledgement deletes the key.
+//! - `amqp.pages`: `<queue id u64 BE><page id u64 BE>` → a paged-out message body (see [`crate::paging`]);
+//!   written without fsync and wiped when the broker opens (transient by nature).
 //!
 //! Recovery reads `amqp.defs`, then scans `amqp.msgs` in key order, so each queue gets its messages back in
 //! publish order; records of queues that no longer exist are deleted.
@@ -26,6 +28,8 @@ use crate::message::Message;
 pub const DEFS_TREE: &str = "amqp.defs";
 /// Tree of persistent messages.
 pub const MSGS_TREE: &str = "amqp.msgs";
+/// Tree of paged-out message bodies.
+pub const PAGES_TREE: &str = "amqp.pages";
 
 /// Runs a synchronous storage write (a definition change, which waits for its fsync under `fsync=always`)
 /// so that it does not stall a runtime worker: on a multi-threaded tokio runtime the worker hands its other
@@ -48,6 +52,8 @@ pub struct Store {
     pub defs: Tree,
     /// Messages.
     pub msgs: Tree,
+    /// Paged-out bodies.
+    pub pages: Tree,
     next_seq: Arc<AtomicU64>,
 }
 
@@ -107,8 +113,6 @@ pub struct Recovered {
     pub queues: Vec<QueueDef>,
     /// Bindings between durable objects.
     pub bindings: Vec<BindingDef>,
-    /// Stored messages: (queue id, sequence, message), in key order.
-    pub messages: Vec<(u64, u64, Message)>,
 }
 
 fn table_bytes(t: &FieldTable) -> Vec<u8> {
@@ -150,6 +154,7 @@ impl Store {
             db: db.clone(),
             defs: db.tree(DEFS_TREE)?,
             msgs: db.tree(MSGS_TREE)?,
+            pages: db.tree(PAGES_TREE)?,
             next_seq: Arc::new(AtomicU64::new(1)),
         })
     }
@@ -159,7 +164,7 @@ impl Store {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Reads every definition and stored message.
+    /// Reads every definition (messages: [`Store::recover_messages`]).
     pub fn recover(&self) -> Result<Recovered, AmqpError> {
         let mut r = Recovered::default();
         for entry in self.defs.iter() {
@@ -229,6 +234,12 @@ impl Store {
                 _ => return Err(corrupt()),
             }
         }
+        Ok(r)
+    }
+
+    /// Streams every stored message to `f` as (queue id, sequence, message), in key order (so each queue's
+    /// in publish order), without holding them all in memory; sets the next sequence number.
+    pub fn recover_messages(&self, mut f: impl FnMut(u64, u64, Message)) -> Result<(), AmqpError> {
         let mut max_seq = 0;
         for entry in self.msgs.iter() {
             let (k, v) = entry?;
@@ -240,10 +251,96 @@ impl Store {
             max_seq = max_seq.max(seq);
             let msg = Message::decode(&v)
                 .ok_or_else(|| AmqpError::Corrupt(format!("message {seq} of queue {qid}")))?;
-            r.messages.push((qid, seq, msg));
+            f(qid, seq, msg);
         }
         self.next_seq.store(max_seq + 1, Ordering::Relaxed);
-        Ok(r)
+        Ok(())
+    }
+
+    /// Deletes every paged body (at open: pages belong to the previous run's memory).
+    pub fn clear_pages(&self) -> Result<(), AmqpError> {
+        blocking(|| self.pages.clear())?;
+        Ok(())
+    }
+
+    /// Adds a page insert to `batch`.
+    pub fn add_page(&self, batch: &mut WriteBatch, queue_id: u64, page: u64, body: &[u8]) {
+        batch.put(&self.pages, &msg_key(queue_id, page), body);
+    }
+
+    /// Adds a page delete to `batch`.
+    pub fn remove_page(&self, batch: &mut WriteBatch, queue_id: u64, page: u64) {
+        batch.delete(&self.pages, &msg_key(queue_id, page));
+    }
+
+    /// Writes pages: visible when this returns, not fsynced (a deferred write; under `fsync=always`
+    /// it is a plain write).
+    pub fn write_pages(&self, batch: &WriteBatch) -> Result<(), AmqpError> {
+        blocking(|| self.db.write_deferred(batch))?;
+        Ok(())
+    }
+
+    /// Reads paged bodies of queue `queue_id`: pages from `amqp.pages`, durable copies from `amqp.msgs`.
+    /// `None` where one is missing or unreadable.
+    pub fn load_pages(&self, queue_id: u64, ats: &[crate::paging::PageAt]) -> Vec<Option<Bytes>> {
+        use crate::paging::PageAt;
+        let mut out: Vec<Option<Bytes>> = vec![None; ats.len()];
+        let (mut page_keys, mut page_idx, mut msg_keys, mut msg_idx) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, at) in ats.iter().enumerate() {
+            match *at {
+                PageAt::Page(id) => {
+                    page_keys.push(msg_key(queue_id, id));
+                    page_idx.push(i);
+                }
+                PageAt::Stored(seq) => {
+                    msg_keys.push(msg_key(queue_id, seq));
+                    msg_idx.push(i);
+                }
+            }
+        }
+        if !page_keys.is_empty() {
+            match self.pages.multi_get(&page_keys) {
+                Ok(vals) => {
+                    for (i, v) in page_idx.into_iter().zip(vals) {
+                        out[i] = v;
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "amqp page read failed"),
+            }
+        }
+        if !msg_keys.is_empty() {
+            match self.msgs.multi_get(&msg_keys) {
+                Ok(vals) => {
+                    for (i, v) in msg_idx.into_iter().zip(vals) {
+                        out[i] = v.and_then(|v| Message::decode(&v)).map(|m| m.body);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "amqp stored message read failed"),
+            }
+        }
+        out
+    }
+
+    /// Deletes pages now, without waiting for the commit.
+    pub fn forget_pages(&self, queue_id: u64, pages: &[u64]) {
+        let mut batch = WriteBatch::new();
+        for &p in pages {
+            self.remove_page(&mut batch, queue_id, p);
+        }
+        drop(self.db.write_async(&batch));
+    }
+
+    /// Deletes every page of queue `queue_id`.
+    pub fn delete_pages(&self, queue_id: u64) {
+        let mut batch = WriteBatch::new();
+        batch.delete_range(
+            &self.pages,
+            &msg_key(queue_id, 0),
+            &msg_key(queue_id, u64::MAX),
+        );
+        batch.delete(&self.pages, &msg_key(queue_id, u64::MAX));
+        drop(self.db.write_async(&batch));
     }
 
     fn exchange_key(vhost: &str, name: &str) -> Vec<u8> {

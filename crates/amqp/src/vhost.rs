@@ -11,6 +11,7 @@ use parking_lot::RwLock;
 use crate::error::{Fault, FaultResult, code};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::{Message, int_arg};
+use crate::paging::Pager;
 use crate::queue::{
     DeadLetter, DeathReason, Entry, Forget, Queue, QueueArgs, QueueInit, notify_cancel,
 };
@@ -42,6 +43,7 @@ pub struct VHost {
     store: Store,
     next_queue_id: Arc<AtomicU64>,
     me: OnceLock<Weak<VHost>>,
+    pager: Option<Arc<Pager>>,
 }
 
 /// What queue.declare answers.
@@ -104,7 +106,14 @@ impl VHost {
             store,
             next_queue_id,
             me: OnceLock::new(),
+            pager: None,
         }
+    }
+
+    /// The virtual host with its queues paging bodies out past `pager`'s memory budget.
+    pub fn with_pager(mut self, pager: Arc<Pager>) -> VHost {
+        self.pager = Some(pager);
+        self
     }
 
     /// Gives the virtual host a handle to itself (queues dead-letter through it). Call once after wrapping
@@ -116,20 +125,41 @@ impl VHost {
     /// Dead-letters `dead` from `from`: each message gets an `x-death` entry and is routed through the
     /// queue's dead-letter exchange (with its dead-letter routing key, or the message's own), or dropped
     /// when the queue has none. The entry's stored copy is deleted either way.
-    pub fn dead_letter(&self, from: &Arc<Queue>, dead: Vec<(Entry, DeathReason)>) {
+    pub fn dead_letter(&self, from: &Arc<Queue>, mut dead: Vec<(Entry, DeathReason)>) {
         let seqs: Vec<u64> = dead.iter().filter_map(|(e, _)| e.store_seq).collect();
+        let Some(dlx) = from.args.dead_letter_exchange.clone() else {
+            if !seqs.is_empty() && from.durable {
+                self.store.forget(from.id, &seqs);
+            }
+            from.forget_pages(&dead.into_iter().map(|(e, _)| e).collect::<Vec<_>>());
+            return;
+        };
+        // Paged bodies come back before their copies are deleted: the dead-lettered copy carries them.
+        {
+            let mut paged: Vec<&mut Entry> = dead
+                .iter_mut()
+                .map(|(e, _)| e)
+                .filter(|e| e.needs_load())
+                .collect();
+            from.load_bodies(&mut paged);
+        }
         if !seqs.is_empty() && from.durable {
             self.store.forget(from.id, &seqs);
         }
-        let Some(dlx) = from.args.dead_letter_exchange.clone() else {
-            return;
-        };
+        let page_ids: Vec<u64> = dead.iter().filter_map(|(e, _)| e.page_id()).collect();
+        if let Some(p) = &self.pager {
+            p.forget_ids(from.id, &page_ids);
+        }
         let now_secs = crate::queue::now_ms() / 1000;
         let mut batch = strata_storage::WriteBatch::new();
         let mut pushes: Vec<(Arc<Queue>, Entry)> = Vec::new();
         for (entry, reason) in dead {
+            if entry.needs_load() {
+                tracing::error!(queue = %from.name, "paged body unreadable; dead-lettered message dropped");
+                continue;
+            }
             let msg = crate::message::dead_lettered(
-                &entry.msg,
+                &entry.full_message(),
                 &from.name,
                 reason.name(),
                 &dlx,
@@ -557,6 +587,7 @@ impl VHost {
             arguments,
             forget,
             dead_letter: Some(dead_letter),
+            pager: self.pager.clone(),
         })
     }
 
@@ -705,6 +736,7 @@ impl VHost {
             notify_cancel(&c);
         }
         let (n, _) = q.purge();
+        q.forget_all_pages();
         if q.durable
             && let Err(e) = self.store.delete_queue(&self.name, &q.name, q.id)
         {

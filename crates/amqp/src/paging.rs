@@ -1,0 +1,189 @@
+//! Paging: message bodies past the broker's memory budget live in strata-storage, not in memory.
+//!
+//! As RabbitMQ's classic queues (v2) and LavinMQ do, a queue keeps every message's routing data and content
+//! header in memory but, once the bodies held in memory across all queues exceed
+//! [`AmqpConfig::memory_budget_bytes`](crate::AmqpConfig::memory_budget_bytes), the body of each newly
+//! queued message goes to storage:
+//! - a transient message's body (or a persistent one's in a transient queue) is written to the `amqp.pages`
+//!   tree under (queue id, page id) with [`Db::write_deferred`](strata_storage::Db::write_deferred) — visible
+//!   at once, never fsynced (it is wiped at startup anyway);
+//! - a persistent message in a durable queue is already in `amqp.msgs`: its entry only references that copy,
+//!   nothing is written twice.
+//!
+//! Bodies come back when consumers reach them: dispatch reads up to [`PAGE_IN_MAX`] entries (at most
+//! [`PAGE_IN_BYTES`]) ahead of the head with one `multi_get`, so delivery stays a memory copy for most
+//! messages. A delivered paged message keeps only its page reference while unacknowledged (a requeue puts
+//! it back without a write); the page is deleted when the message leaves the broker (ack, no-ack delivery,
+//! reject, dead-lettering, expiry, purge, queue deletion).
+//!
+//! Invariant: an entry's `page` names exactly one stored copy of its body; `loaded` is a cache of it.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use strata_storage::WriteBatch;
+
+use crate::queue::Entry;
+use crate::store::Store;
+
+/// Bodies shorter than this stay in memory: a storage entry for them would cost about as much.
+pub const MIN_PAGED_BODY: usize = 64;
+/// Most paged entries read back ahead of consumers in one read.
+pub const PAGE_IN_MAX: usize = 256;
+/// Most body bytes read back ahead of consumers in one read (at least one entry is always read).
+pub const PAGE_IN_BYTES: usize = 2 << 20;
+
+/// Where a paged body lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAt {
+    /// In `amqp.pages` under (queue id, this page id).
+    Page(u64),
+    /// In `amqp.msgs` under (queue id, this sequence): the message's durable copy.
+    Stored(u64),
+}
+
+/// A body that lives in storage.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Where.
+    pub at: PageAt,
+    /// Its length in bytes.
+    pub len: u32,
+    /// The body, when read back ahead of delivery.
+    pub loaded: Option<Bytes>,
+}
+
+/// The broker-wide memory budget and the paging store.
+#[derive(Debug)]
+pub struct Pager {
+    store: Store,
+    budget: u64,
+    /// Bytes of ready messages in memory (routing data, headers, bodies) across all queues.
+    resident: AtomicI64,
+    next_page: AtomicU64,
+}
+
+impl Pager {
+    /// A pager over `store` with `budget` bytes of resident messages.
+    pub fn new(store: Store, budget: u64) -> Pager {
+        Pager {
+            store,
+            budget,
+            resident: AtomicI64::new(0),
+            next_page: AtomicU64::new(1),
+        }
+    }
+
+    /// Bytes of ready messages held in memory across all queues.
+    pub fn resident(&self) -> u64 {
+        u64::try_from(self.resident.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// The budget.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Accounts `delta` resident bytes.
+    pub(crate) fn adjust(&self, delta: i64) {
+        if delta != 0 {
+            self.resident.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+
+    /// Pages out the bodies of `entries` (about to be queued in queue `queue_id`) that would take the
+    /// resident bytes past the budget. The fast path is one atomic load.
+    pub(crate) fn page_out(&self, queue_id: u64, entries: &mut [Entry]) {
+        let resident = self.resident();
+        let incoming: u64 = entries.iter().map(|e| e.resident_bytes() as u64).sum();
+        if resident + incoming <= self.budget {
+            return;
+        }
+        let mut extra = 0u64;
+        let mut batch = WriteBatch::new();
+        let mut plan: Vec<(usize, PageAt)> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let size = e.resident_bytes() as u64;
+            if e.page.is_some()
+                || e.msg.body.len() < MIN_PAGED_BODY
+                || resident + extra + size <= self.budget
+            {
+                extra += size;
+                continue;
+            }
+            let at = match e.store_seq {
+                Some(seq) => PageAt::Stored(seq),
+                None => {
+                    let id = self.next_page.fetch_add(1, Ordering::Relaxed);
+                    self.store.add_page(&mut batch, queue_id, id, &e.msg.body);
+                    PageAt::Page(id)
+                }
+            };
+            extra += (e.msg.size_bytes() - e.msg.body.len()) as u64;
+            plan.push((i, at));
+        }
+        if !batch.is_empty()
+            && let Err(e) = self.store.write_pages(&batch)
+        {
+            // Keep them in memory: the high watermark still protects the process.
+            tracing::error!(error = %e, "amqp paging write failed; keeping bodies in memory");
+            plan.retain(|(_, at)| matches!(at, PageAt::Stored(_)));
+        }
+        for (i, at) in plan {
+            let e = &mut entries[i];
+            let len = u32::try_from(e.msg.body.len()).unwrap_or(u32::MAX);
+            e.msg = std::sync::Arc::new(e.msg.without_body());
+            e.page = Some(Page {
+                at,
+                len,
+                loaded: None,
+            });
+        }
+    }
+
+    /// Reads the bodies at `ats` (of queue `queue_id`); `None` where one is not (yet) readable.
+    pub(crate) fn load(&self, queue_id: u64, ats: &[PageAt]) -> Vec<Option<Bytes>> {
+        self.store.load_pages(queue_id, ats)
+    }
+
+    /// Fills the bodies of paged `entries` that are not loaded (dead-lettering needs them).
+    pub(crate) fn load_entries(&self, queue_id: u64, entries: &mut [&mut Entry]) {
+        let ats: Vec<PageAt> = entries
+            .iter()
+            .filter_map(|e| e.page.as_ref().filter(|p| p.loaded.is_none()).map(|p| p.at))
+            .collect();
+        if ats.is_empty() {
+            return;
+        }
+        let mut bodies = self.load(queue_id, &ats).into_iter();
+        for e in entries.iter_mut() {
+            if let Some(p) = e.page.as_mut().filter(|p| p.loaded.is_none()) {
+                p.loaded = bodies.next().flatten();
+            }
+        }
+    }
+
+    /// Deletes the page copies of `entries` of queue `queue_id` (durable copies are deleted by their own
+    /// path).
+    pub(crate) fn forget(&self, queue_id: u64, entries: &[Entry]) {
+        let ids: Vec<u64> = entries.iter().filter_map(Entry::page_id).collect();
+        self.forget_ids(queue_id, &ids);
+    }
+
+    /// Deletes pages by id.
+    pub(crate) fn forget_ids(&self, queue_id: u64, ids: &[u64]) {
+        if !ids.is_empty() {
+            self.store.forget_pages(queue_id, ids);
+        }
+    }
+
+    /// Deletes every page of a deleted queue.
+    pub(crate) fn forget_queue(&self, queue_id: u64) {
+        self.store.delete_pages(queue_id);
+    }
+
+    /// Whether storage failed for good (a body that cannot be read will never be).
+    pub(crate) fn poisoned(&self) -> bool {
+        self.store.db.is_poisoned()
+    }
+}
