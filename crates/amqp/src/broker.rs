@@ -62,7 +62,8 @@ impl Default for AmqpConfig {
             channel_max: 2047,
             frame_max: 131_072,
             heartbeat_secs: 60,
-            max_message_bytes: 16 << 20,
+            // RabbitMQ's default `max_message_size` (128 MiB).
+            max_message_bytes: 128 << 20,
             handshake_timeout: Duration::from_secs(10),
             max_consumers_per_channel: 10_000,
             memory_budget_bytes: 1 << 30,
@@ -182,12 +183,11 @@ impl Broker {
                 orphans.entry(qid).or_default().push(seq);
                 return;
             };
-            if chunk.len() >= RECOVERY_CHUNK
-                || chunk_queue.as_ref().is_some_and(|c| !Arc::ptr_eq(c, q))
+            if (chunk.len() >= RECOVERY_CHUNK
+                || chunk_queue.as_ref().is_some_and(|c| !Arc::ptr_eq(c, q)))
+                && let Some(c) = &chunk_queue
             {
-                if let Some(c) = &chunk_queue {
-                    c.push(std::mem::take(&mut chunk));
-                }
+                c.push(std::mem::take(&mut chunk));
             }
             chunk_queue = Some(q.clone());
             let mut entry = Entry::new(Arc::new(msg), Some(seq));

@@ -98,7 +98,7 @@ impl Message {
             routing_key: self.routing_key.clone(),
             header: self.header.clone(),
             body: bytes::Bytes::new(),
-            summary: self.summary.clone(),
+            summary: self.summary,
         }
     }
 
@@ -192,6 +192,41 @@ pub fn dead_lettered(
     out.exchange = dlx.to_owned();
     out.routing_key = dl_routing_key.unwrap_or(&msg.routing_key).to_owned();
     out
+}
+
+/// The (queue, reason) pairs of a message's `x-death` header, most recent first; an entry that is not a
+/// table counts as a rejection (a client wrote it, so a cycle through it is not automatic).
+pub fn death_path(msg: &Message) -> Vec<(String, String)> {
+    let Some(headers) = msg.headers() else {
+        return Vec::new();
+    };
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        return Vec::new();
+    };
+    deaths
+        .as_slice()
+        .iter()
+        .map(|d| match d {
+            AMQPValue::FieldTable(t) => (
+                t.inner().get("queue").and_then(str_arg).unwrap_or_default(),
+                t.inner()
+                    .get("reason")
+                    .and_then(str_arg)
+                    .unwrap_or_default(),
+            ),
+            _ => (String::new(), "rejected".to_owned()),
+        })
+        .collect()
+}
+
+/// RabbitMQ's dead-letter cycle rule: dead-lettering into `queue` is a cycle when `queue` appears in the
+/// death path and every death up to and including its most recent one there was automatic (not
+/// `rejected`). Such a copy is dropped; a rejection in the loop makes it a deliberate retry.
+pub fn is_death_cycle(queue: &str, path: &[(String, String)]) -> bool {
+    match path.iter().position(|(q, _)| q == queue) {
+        None => false,
+        Some(i) => path[..=i].iter().all(|(_, reason)| reason != "rejected"),
+    }
 }
 
 /// A copy of `p` without the expiration property (dead-lettering removes it, as RabbitMQ does).

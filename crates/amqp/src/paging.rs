@@ -24,7 +24,7 @@ use bytes::Bytes;
 use strata_storage::WriteBatch;
 
 use crate::queue::Entry;
-use crate::store::Store;
+use crate::store::{STORED_PIECE, Store};
 
 /// Bodies shorter than this stay in memory: a storage entry for them would cost about as much.
 pub const MIN_PAGED_BODY: usize = 64;
@@ -104,7 +104,12 @@ impl Pager {
         let mut plan: Vec<(usize, PageAt)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             let size = e.resident_bytes() as u64;
+            // A split stored message (longer than a storage value) stays in memory: its stored copy is
+            // read back whole only at recovery.
+            let split = e.store_seq.is_some() && e.msg.size_bytes() + 16 > STORED_PIECE;
             if e.page.is_some()
+                || split
+                || e.msg.body.len() > STORED_PIECE
                 || e.msg.body.len() < MIN_PAGED_BODY
                 || resident + extra + size <= self.budget
             {

@@ -4,7 +4,10 @@
 //! - `amqp.defs`: `e\0<vhost>\0<exchange>` → exchange record, `q\0<vhost>\0<queue>` → queue record,
 //!   `b\0<vhost>\0<source>\0<kind><destination>\0<routing key>\0<arguments>` → empty (the key is the binding).
 //! - `amqp.msgs`: `<queue id u64 BE><sequence u64 BE>` → [`Message::encode`]. A message routed to several
-//!   durable queues is stored once per queue. An acknowledgement deletes the key.
+//!   durable queues is stored once per queue. An acknowledgement deletes the key. A message whose stored
+//!   form is longer than [`STORED_PIECE`] is split: its first piece under that key, the others under
+//!   `<queue id><sequence><piece number u16 BE>` (written before the first, so a present first piece means
+//!   every piece is there; pieces without a first piece are leftovers of a crash and deleted at recovery).
 //! - `amqp.pages`: `<queue id u64 BE><page id u64 BE>` → a paged-out message body (see [`crate::paging`]);
 //!   written without fsync and wiped when the broker opens (transient by nature).
 //!
@@ -28,6 +31,10 @@ use crate::message::Message;
 pub const DEFS_TREE: &str = "amqp.defs";
 /// Tree of persistent messages.
 pub const MSGS_TREE: &str = "amqp.msgs";
+/// Longest stored value for one message; longer ones are split into pieces this long (strata-storage
+/// limits a value to 32 MiB and a batch to 64 MiB, RabbitMQ's messages go up to 128 MiB).
+pub const STORED_PIECE: usize = 8 << 20;
+
 /// Tree of paged-out message bodies.
 pub const PAGES_TREE: &str = "amqp.pages";
 
@@ -55,6 +62,9 @@ pub struct Store {
     /// Paged-out bodies.
     pub pages: Tree,
     next_seq: Arc<AtomicU64>,
+    /// (queue id, sequence) of stored messages split into pieces (their deletes cover the pieces).
+    split: Arc<parking_lot::Mutex<std::collections::HashSet<(u64, u64)>>>,
+    split_count: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A stored exchange.
@@ -139,6 +149,14 @@ fn split_key(k: &[u8]) -> Vec<&[u8]> {
     k.split(|b| *b == 0).collect()
 }
 
+/// The key of piece `n` (1, 2, ...) of a split message.
+fn piece_key(queue_id: u64, seq: u64, n: u16) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    k[..16].copy_from_slice(&msg_key(queue_id, seq));
+    k[16..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
 /// The message key of `seq` in queue `queue_id`.
 pub fn msg_key(queue_id: u64, seq: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
@@ -156,6 +174,8 @@ impl Store {
             msgs: db.tree(MSGS_TREE)?,
             pages: db.tree(PAGES_TREE)?,
             next_seq: Arc::new(AtomicU64::new(1)),
+            split: Arc::default(),
+            split_count: Arc::default(),
         })
     }
 
@@ -241,17 +261,45 @@ impl Store {
     /// in publish order), without holding them all in memory; sets the next sequence number.
     pub fn recover_messages(&self, mut f: impl FnMut(u64, u64, Message)) -> Result<(), AmqpError> {
         let mut max_seq = 0;
+        // The message being read: (queue id, sequence, stored bytes, pieces seen).
+        let mut cur: Option<(u64, u64, Vec<u8>, u16)> = None;
+        let mut leftovers = WriteBatch::new();
+        let mut finish = |cur: Option<(u64, u64, Vec<u8>, u16)>| -> Result<(), AmqpError> {
+            let Some((qid, seq, bytes, pieces)) = cur else {
+                return Ok(());
+            };
+            let msg = Message::decode(&bytes)
+                .ok_or_else(|| AmqpError::Corrupt(format!("message {seq} of queue {qid}")))?;
+            if pieces > 0 {
+                self.split.lock().insert((qid, seq));
+                self.split_count.fetch_add(1, Ordering::Relaxed);
+            }
+            f(qid, seq, msg);
+            Ok(())
+        };
         for entry in self.msgs.iter() {
             let (k, v) = entry?;
-            if k.len() != 16 {
-                continue;
+            let id = |at: usize| u64::from_be_bytes(k[at..at + 8].try_into().unwrap_or_default());
+            match k.len() {
+                16 => {
+                    finish(cur.take())?;
+                    let (qid, seq) = (id(0), id(8));
+                    max_seq = max_seq.max(seq);
+                    cur = Some((qid, seq, v.to_vec(), 0));
+                }
+                18 => match cur.as_mut() {
+                    Some((qid, seq, bytes, pieces)) if *qid == id(0) && *seq == id(8) => {
+                        bytes.extend_from_slice(&v);
+                        *pieces += 1;
+                    }
+                    _ => leftovers.delete(&self.msgs, &k),
+                },
+                _ => {}
             }
-            let qid = u64::from_be_bytes(k[..8].try_into().unwrap_or_default());
-            let seq = u64::from_be_bytes(k[8..].try_into().unwrap_or_default());
-            max_seq = max_seq.max(seq);
-            let msg = Message::decode(&v)
-                .ok_or_else(|| AmqpError::Corrupt(format!("message {seq} of queue {qid}")))?;
-            f(qid, seq, msg);
+        }
+        finish(cur.take())?;
+        if !leftovers.is_empty() {
+            blocking(|| self.db.write(&leftovers))?;
         }
         self.next_seq.store(max_seq + 1, Ordering::Relaxed);
         Ok(())
@@ -410,6 +458,13 @@ impl Store {
         batch.delete_range(&self.msgs, &msg_key(id, 0), &msg_key(id, u64::MAX));
         batch.delete(&self.msgs, &msg_key(id, u64::MAX));
         blocking(|| self.db.write(&batch))?;
+        if self.split_count.load(Ordering::Relaxed) > 0 {
+            let mut split = self.split.lock();
+            let before = split.len();
+            split.retain(|(q, _)| *q != id);
+            self.split_count
+                .fetch_sub(before - split.len(), Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -428,14 +483,41 @@ impl Store {
         Ok(())
     }
 
-    /// Adds a message insert to `batch`.
+    /// Adds a message insert to `batch`. A message longer than [`STORED_PIECE`] has its later pieces
+    /// submitted now, each in its own batch (a batch is at most 64 MiB), so they commit before `batch`.
     pub fn add_message(&self, batch: &mut WriteBatch, queue_id: u64, seq: u64, encoded: &[u8]) {
-        batch.put(&self.msgs, &msg_key(queue_id, seq), encoded);
+        if encoded.len() <= STORED_PIECE {
+            batch.put(&self.msgs, &msg_key(queue_id, seq), encoded);
+            return;
+        }
+        let mut pieces = encoded.chunks(STORED_PIECE);
+        let first = pieces.next().unwrap_or_default();
+        for (i, piece) in pieces.enumerate() {
+            let n = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            let mut b = WriteBatch::new();
+            b.put(&self.msgs, &piece_key(queue_id, seq, n), piece);
+            // Nothing waits on it: the message's first piece commits after it (commit order is submit
+            // order), and a failed commit poisons the engine, failing that one too.
+            drop(self.db.write_async(&b));
+        }
+        batch.put(&self.msgs, &msg_key(queue_id, seq), first);
+        self.split.lock().insert((queue_id, seq));
+        self.split_count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Adds a message delete to `batch`.
+    /// Adds a message delete to `batch` (its pieces too, if it was split).
     pub fn remove_message(&self, batch: &mut WriteBatch, queue_id: u64, seq: u64) {
         batch.delete(&self.msgs, &msg_key(queue_id, seq));
+        if self.split_count.load(Ordering::Relaxed) > 0
+            && self.split.lock().remove(&(queue_id, seq))
+        {
+            self.split_count.fetch_sub(1, Ordering::Relaxed);
+            batch.delete_range(
+                &self.msgs,
+                &piece_key(queue_id, seq, 1),
+                &piece_key(queue_id, seq, u16::MAX),
+            );
+        }
     }
 
     /// Deletes messages now, without waiting for the commit (nothing is acknowledged on it).

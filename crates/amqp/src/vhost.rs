@@ -172,9 +172,17 @@ impl VHost {
                 continue;
             }
             let encoded = msg.persistent().then(|| msg.encode());
+            // RabbitMQ's cycle rule: no copy goes to a queue the message already died in when every death
+            // since was automatic; after a rejection it is a retry and goes on.
+            let path = if reason == DeathReason::Rejected {
+                Vec::new()
+            } else {
+                crate::message::death_path(&msg)
+            };
             for q in targets {
-                // A message expiring (or overflowing) back into the queue it left would loop forever.
-                if reason != DeathReason::Rejected && Arc::ptr_eq(&q, from) {
+                if reason != DeathReason::Rejected && crate::message::is_death_cycle(&q.name, &path)
+                {
+                    tracing::debug!(queue = %q.name, "dead-letter cycle: message dropped");
                     continue;
                 }
                 let store_seq = match (&encoded, q.durable) {
