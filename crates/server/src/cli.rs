@@ -116,7 +116,7 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "POLICY")]
     pub maxmemory_policy: Option<String>,
     /// Bytes of ready AMQP messages held in memory past which their bodies are paged to storage, e.g.
-    /// 512mb [default: 1gib] [env: STRATA_AMQP_MEMORY_BUDGET]
+    /// 512mb [default: 1 GiB] [env: STRATA_AMQP_MEMORY_BUDGET]
     #[arg(long, value_name = "BYTES")]
     pub amqp_memory_budget: Option<String>,
     /// Password clients and admin requests must present; prefer the environment variable, since flags are

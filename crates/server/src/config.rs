@@ -719,6 +719,14 @@ mod tests {
         assert_eq!(c.fsync, FsyncPolicy::Everysec);
         assert_eq!(c.maxmemory, 0);
         assert_eq!(c.maxmemory_policy, "noeviction");
+        assert_eq!(c.amqp_memory_budget, 1 << 30);
+        assert_eq!(
+            flags(&[("amqp_memory_budget", "512mb")])
+                .resolve()
+                .unwrap()
+                .amqp_memory_budget,
+            512_000_000
+        );
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(c.data_dir, PathBuf::from("./strata-data"));
         assert!(c.bind.is_loopback());
@@ -756,6 +764,7 @@ mod tests {
             ("log_format", "xml", "text, json"),
             ("maxmemory", "lots", "size in bytes"),
             ("maxmemory_policy", "lru", "allkeys-lru"),
+            ("amqp_memory_budget", "lots", "size in bytes"),
         ];
         for (key, value, allowed) in table {
             let err = flags(&[(key, value)]).resolve().unwrap_err().to_string();
