@@ -473,7 +473,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "amqp_memory_budget",
-        allowed: "a size in bytes, optionally with a unit: 512mb, 1gb (k/m/g are powers of 1000)",
+        allowed: "a size in bytes, optionally with a unit as Redis reads them: 512mb, 1gb",
         apply: |c, v| {
             c.amqp_memory_budget = match v {
                 Value::Int(i) => u64::try_from(*i).ok()?,
@@ -725,7 +725,7 @@ mod tests {
                 .resolve()
                 .unwrap()
                 .amqp_memory_budget,
-            512_000_000
+            512 << 20
         );
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(c.data_dir, PathBuf::from("./strata-data"));
