@@ -32,6 +32,10 @@ pub const MIN_PAGED_BODY: usize = 64;
 pub const PAGE_IN_MAX: usize = 256;
 /// Most body bytes read back ahead of consumers in one read (at least one entry is always read).
 pub const PAGE_IN_BYTES: usize = 2 << 20;
+/// Bytes a queue with consumers keeps in memory past the budget (what it delivers next).
+pub const CONSUMER_WINDOW_BYTES: usize = 2 << 20;
+/// How soon dispatch retries a paged body whose commit was still in flight.
+pub const PAGE_RETRY: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Where a paged body lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,14 +95,20 @@ impl Pager {
         }
     }
 
-    /// Pages out the bodies of `entries` (about to be queued in queue `queue_id`) that would take the
-    /// resident bytes past the budget. The fast path is one atomic load.
-    pub(crate) fn page_out(&self, queue_id: u64, entries: &mut [Entry]) {
-        let resident = self.resident();
+    /// Whether queuing `entries` would take the resident bytes past the budget (one atomic load and a
+    /// sum: the publish path's whole cost of paging while under the budget).
+    pub(crate) fn over_budget(&self, entries: &[Entry]) -> bool {
         let incoming: u64 = entries.iter().map(|e| e.resident_bytes() as u64).sum();
-        if resident + incoming <= self.budget {
-            return;
-        }
+        self.resident() + incoming > self.budget
+    }
+
+    /// Pages out the bodies of `entries` (about to be queued in queue `queue_id`) that would take the
+    /// resident bytes past the budget, except the first `window` bytes' worth (a queue whose consumers
+    /// keep up keeps a small window in memory: paging what is delivered next would only add a write and a
+    /// read).
+    pub(crate) fn page_out(&self, queue_id: u64, entries: &mut [Entry], window: usize) {
+        let resident = self.resident();
+        let mut window = window as u64;
         let mut extra = 0u64;
         let mut batch = WriteBatch::new();
         let mut plan: Vec<(usize, PageAt)> = Vec::new();
@@ -113,6 +123,11 @@ impl Pager {
                 || e.msg.body.len() < MIN_PAGED_BODY
                 || resident + extra + size <= self.budget
             {
+                extra += size;
+                continue;
+            }
+            if size <= window {
+                window -= size;
                 extra += size;
                 continue;
             }

@@ -21,7 +21,9 @@ use tokio::sync::Notify;
 
 use crate::codec;
 use crate::message::Message;
-use crate::paging::{PAGE_IN_BYTES, PAGE_IN_MAX, Page, PageAt, Pager};
+use crate::paging::{
+    CONSUMER_WINDOW_BYTES, PAGE_IN_BYTES, PAGE_IN_MAX, PAGE_RETRY, Page, PageAt, Pager,
+};
 
 /// Output bytes above which no more deliveries are encoded for a connection until its writer drains them
 /// (back-pressure for consumers without prefetch limits).
@@ -671,7 +673,7 @@ impl Queue {
     /// behind it) back from storage. `false` if the head's body is not readable yet (a commit in flight):
     /// the sweeper retries. A page that can never be read (lost, or storage failed) is dropped with an
     /// error logged.
-    fn ensure_head(&self, st: &mut QueueState) -> bool {
+    fn ensure_head(self: &Arc<Self>, st: &mut QueueState) -> bool {
         loop {
             if !st.front().is_some_and(Entry::needs_load) {
                 return true;
@@ -713,7 +715,16 @@ impl Queue {
             let lost = matches!(head.page.as_ref().map(|p| p.at), Some(PageAt::Page(_)))
                 || pager.poisoned();
             if !lost {
-                self.page_retry.store(true, Ordering::Relaxed);
+                // Its commit is still in flight: try again shortly (the sweeper is the fallback).
+                if !self.page_retry.swap(true, Ordering::Relaxed)
+                    && let Ok(rt) = tokio::runtime::Handle::try_current()
+                {
+                    let me = self.clone();
+                    rt.spawn(async move {
+                        tokio::time::sleep(PAGE_RETRY).await;
+                        me.retry_page_in();
+                    });
+                }
                 return false;
             }
             if let Some(e) = st.pop_front() {
@@ -780,8 +791,18 @@ impl Queue {
     /// Past the broker's memory budget, their bodies are paged out first (see [`crate::paging`]).
     pub fn push(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>) {
         let mut entries: Vec<Entry> = entries.into_iter().collect();
-        if let Some(p) = &self.pager {
-            p.page_out(self.id, &mut entries);
+        if let Some(p) = &self.pager
+            && p.over_budget(&entries)
+        {
+            let window = {
+                let st = self.state.lock();
+                if st.consumers.is_empty() {
+                    0
+                } else {
+                    CONSUMER_WINDOW_BYTES.saturating_sub(st.resident)
+                }
+            };
+            p.page_out(self.id, &mut entries, window);
         }
         let now = now_ms();
         let mut dead = Vec::new();

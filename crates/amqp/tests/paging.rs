@@ -458,3 +458,39 @@ async fn ttl_and_dead_lettering_hold_on_paged_messages() {
     .await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_with_consumers_keeps_a_window_in_memory_past_the_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = common::start_in(dir.path(), tiny_budget()).await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    declare(&ch, "hog", false, FieldTable::default()).await;
+    declare(&ch, "live", true, FieldTable::default()).await;
+    publish_all(&ch, "hog", 0..600, |_| BasicProperties::default()).await;
+    assert!(paged(broker(&b), "hog").0 > 0, "the budget is used up");
+    // A consumer that takes one message and holds it: the rest wait in the queue, in memory (what the
+    // consumers take next is not worth a write and a read), persistent or not.
+    let c = conn.create_channel().await.expect("channel");
+    c.basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let _consumer = c
+        .basic_consume(
+            "live".into(),
+            "holder".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    publish_all(&ch, "live", 0..100, |i| {
+        BasicProperties::default().with_delivery_mode(if i % 2 == 0 { 2 } else { 1 })
+    })
+    .await;
+    assert_eq!(paged(broker(&b), "live"), (0, 0));
+    // Past the window (2 MiB), it pages like any other queue.
+    publish_all(&ch, "live", 100..700, |_| BasicProperties::default()).await;
+    assert!(paged(broker(&b), "live").0 > 0);
+    b.stop().await;
+}
