@@ -258,7 +258,6 @@ impl Broker {
         for v in vhosts {
             for q in v.queues() {
                 q.expire(now);
-                q.retry_page_in();
                 ready_bytes += q.resident_bytes() as u64;
                 let (n, b) = q.paged();
                 paged += n as u64;

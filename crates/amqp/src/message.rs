@@ -91,12 +91,13 @@ impl Message {
         }
     }
 
-    /// A copy without the body (the body is paged out; the header still gives its size).
+    /// A copy without the body (the body is paged out; the header still gives its size). The header is
+    /// copied: as received it is a slice of the connection's read buffer, which it would keep alive.
     pub fn without_body(&self) -> Message {
         Message {
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),
-            header: self.header.clone(),
+            header: Bytes::copy_from_slice(&self.header),
             body: bytes::Bytes::new(),
             summary: self.summary,
         }

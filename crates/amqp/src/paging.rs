@@ -34,8 +34,8 @@ pub const PAGE_IN_MAX: usize = 256;
 pub const PAGE_IN_BYTES: usize = 2 << 20;
 /// Bytes a queue with consumers keeps in memory past the budget (what it delivers next).
 pub const CONSUMER_WINDOW_BYTES: usize = 2 << 20;
-/// How soon dispatch retries a paged body whose commit was still in flight.
-pub const PAGE_RETRY: std::time::Duration = std::time::Duration::from_millis(2);
+/// A page-out write batch is submitted once it holds this many bytes.
+const PAGE_BATCH_BYTES: usize = 16 << 20;
 
 /// Where a paged body lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +111,9 @@ impl Pager {
         let mut window = window as u64;
         let mut extra = 0u64;
         let mut batch = WriteBatch::new();
+        // Planned page-outs; those from `batch_start` on are in the batch not yet submitted.
         let mut plan: Vec<(usize, PageAt)> = Vec::new();
+        let mut batch_start = 0;
         for (i, e) in entries.iter().enumerate() {
             let size = e.resident_bytes() as u64;
             // A split stored message (longer than a storage value) stays in memory: its stored copy is
@@ -141,23 +143,61 @@ impl Pager {
             };
             extra += (e.msg.size_bytes() - e.msg.body.len()) as u64;
             plan.push((i, at));
+            if batch.size_bytes() >= PAGE_BATCH_BYTES {
+                self.submit_or_unplan(&batch, &mut plan, batch_start);
+                batch.clear();
+                batch_start = plan.len();
+            }
         }
-        if !batch.is_empty()
-            && let Err(e) = self.store.write_pages(&batch)
-        {
-            // Keep them in memory: the high watermark still protects the process.
-            tracing::error!(error = %e, "amqp paging write failed; keeping bodies in memory");
-            plan.retain(|(_, at)| matches!(at, PageAt::Stored(_)));
+        if !batch.is_empty() {
+            self.submit_or_unplan(&batch, &mut plan, batch_start);
         }
         for (i, at) in plan {
             let e = &mut entries[i];
             let len = u32::try_from(e.msg.body.len()).unwrap_or(u32::MAX);
             e.msg = std::sync::Arc::new(e.msg.without_body());
-            e.page = Some(Page {
+            e.page = Some(Box::new(Page {
                 at,
                 len,
                 loaded: None,
+            }));
+        }
+    }
+
+    /// Submits `batch`; if it is refused, the page-outs it held (`plan[from..]`'s pages) are dropped
+    /// from the plan and their bodies stay in memory.
+    fn submit_or_unplan(&self, batch: &WriteBatch, plan: &mut Vec<(usize, PageAt)>, from: usize) {
+        if !self.submit(batch) {
+            let mut i = 0;
+            plan.retain(|(_, at)| {
+                i += 1;
+                i <= from || matches!(at, PageAt::Stored(_))
             });
+        }
+    }
+
+    /// Submits a page-out batch without waiting for it (it joins the next group commit; no thread waits
+    /// for an fsync for transient data). `false` if it was refused at once: its bodies stay in memory (the
+    /// high watermark still protects the process). A later failure poisons the engine, and the pages
+    /// are then found missing at read-back.
+    fn submit(&self, batch: &WriteBatch) -> bool {
+        use std::future::Future as _;
+        let mut commit = self.store.db.write_async(batch);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(&mut commit).poll(&mut cx) {
+            std::task::Poll::Ready(Err(e)) => {
+                tracing::error!(error = %e, "amqp paging write refused; keeping bodies in memory");
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Waits until every write submitted before this call is visible: a page (or a publishing pass's
+    /// commit) is submitted before its entry is queued, so after this a missing one is lost.
+    pub(crate) fn barrier(&self) {
+        if let Err(e) = self.store.barrier() {
+            tracing::error!(error = %e, "amqp paging barrier failed");
         }
     }
 
@@ -176,9 +216,25 @@ impl Pager {
             return;
         }
         let mut bodies = self.load(queue_id, &ats).into_iter();
+        let mut missing = false;
         for e in entries.iter_mut() {
             if let Some(p) = e.page.as_mut().filter(|p| p.loaded.is_none()) {
                 p.loaded = bodies.next().flatten();
+                missing |= p.loaded.is_none();
+            }
+        }
+        if missing {
+            // Written but not visible yet: wait for it once.
+            self.barrier();
+            let ats: Vec<PageAt> = entries
+                .iter()
+                .filter_map(|e| e.page.as_ref().filter(|p| p.loaded.is_none()).map(|p| p.at))
+                .collect();
+            let mut bodies = self.load(queue_id, &ats).into_iter();
+            for e in entries.iter_mut() {
+                if let Some(p) = e.page.as_mut().filter(|p| p.loaded.is_none()) {
+                    p.loaded = bodies.next().flatten();
+                }
             }
         }
     }
@@ -200,10 +256,5 @@ impl Pager {
     /// Deletes every page of a deleted queue.
     pub(crate) fn forget_queue(&self, queue_id: u64) {
         self.store.delete_pages(queue_id);
-    }
-
-    /// Whether storage failed for good (a body that cannot be read will never be).
-    pub(crate) fn poisoned(&self) -> bool {
-        self.store.db.is_poisoned()
     }
 }

@@ -21,9 +21,7 @@ use tokio::sync::Notify;
 
 use crate::codec;
 use crate::message::Message;
-use crate::paging::{
-    CONSUMER_WINDOW_BYTES, PAGE_IN_BYTES, PAGE_IN_MAX, PAGE_RETRY, Page, PageAt, Pager,
-};
+use crate::paging::{CONSUMER_WINDOW_BYTES, PAGE_IN_BYTES, PAGE_IN_MAX, Page, PageAt, Pager};
 
 /// Output bytes above which no more deliveries are encoded for a connection until its writer drains them
 /// (back-pressure for consumers without prefetch limits).
@@ -238,8 +236,9 @@ pub struct Entry {
     pub expires_at_ms: u64,
     /// How often it was returned to the queue (nack/reject with requeue, channel or connection loss).
     pub returns: u32,
-    /// Where its body lives when paged out (`msg` then has an empty body).
-    pub page: Option<Page>,
+    /// Where its body lives when paged out (`msg` then has an empty body). Boxed: an entry that is not
+    /// paged pays one pointer for it.
+    pub page: Option<Box<Page>>,
 }
 
 impl Entry {
@@ -584,9 +583,6 @@ pub struct Queue {
     forget: Option<Forget>,
     dead_letter: Option<DeadLetter>,
     pager: Option<Arc<Pager>>,
-    /// A paged body at the head was not readable yet (its commit is in flight): the sweeper dispatches
-    /// again.
-    page_retry: AtomicBool,
     state: Mutex<QueueState>,
 }
 
@@ -641,7 +637,6 @@ impl Queue {
             forget: init.forget,
             dead_letter: init.dead_letter,
             pager: init.pager,
-            page_retry: AtomicBool::new(false),
             state: Mutex::new(QueueState {
                 levels: (0..levels).map(|_| VecDeque::new()).collect(),
                 ..QueueState::default()
@@ -670,62 +665,23 @@ impl Queue {
     }
 
     /// Makes sure the head entry's body is in memory, reading it (and up to [`PAGE_IN_MAX`] paged entries
-    /// behind it) back from storage. `false` if the head's body is not readable yet (a commit in flight):
-    /// the sweeper retries. A page that can never be read (lost, or storage failed) is dropped with an
-    /// error logged.
-    fn ensure_head(self: &Arc<Self>, st: &mut QueueState) -> bool {
-        loop {
+    /// behind it) back from storage. A body whose write (its page, or the publishing pass's commit) is not
+    /// visible yet is waited for with a barrier write; one that is still missing then is lost (storage
+    /// failed): the message is dropped with an error logged.
+    fn ensure_head(&self, st: &mut QueueState) {
+        let Some(pager) = &self.pager else {
+            return;
+        };
+        let mut synced = false;
+        while st.front().is_some_and(Entry::needs_load) {
+            self.page_in(pager, st);
             if !st.front().is_some_and(Entry::needs_load) {
-                return true;
+                return;
             }
-            let Some(pager) = &self.pager else {
-                return true;
-            };
-            let mut ats = Vec::new();
-            let mut bytes = 0usize;
-            for e in st.iter_mut().take(PAGE_IN_MAX) {
-                if let Some(p) = e.page.as_ref().filter(|p| p.loaded.is_none()) {
-                    if bytes >= PAGE_IN_BYTES {
-                        break;
-                    }
-                    bytes += p.len as usize;
-                    ats.push(p.at);
-                }
-            }
-            let mut bodies = pager.load(self.id, &ats).into_iter();
-            let mut added = 0usize;
-            let mut remaining = ats.len();
-            for e in st.iter_mut() {
-                if remaining == 0 {
-                    break;
-                }
-                if let Some(p) = e.page.as_mut().filter(|p| p.loaded.is_none()) {
-                    remaining -= 1;
-                    p.loaded = bodies.next().flatten();
-                    added += p.loaded.as_ref().map_or(0, Bytes::len);
-                }
-            }
-            st.resident += added;
-            let Some(head) = st.front() else {
-                return true;
-            };
-            if !head.needs_load() {
-                return true;
-            }
-            let lost = matches!(head.page.as_ref().map(|p| p.at), Some(PageAt::Page(_)))
-                || pager.poisoned();
-            if !lost {
-                // Its commit is still in flight: try again shortly (the sweeper is the fallback).
-                if !self.page_retry.swap(true, Ordering::Relaxed)
-                    && let Ok(rt) = tokio::runtime::Handle::try_current()
-                {
-                    let me = self.clone();
-                    rt.spawn(async move {
-                        tokio::time::sleep(PAGE_RETRY).await;
-                        me.retry_page_in();
-                    });
-                }
-                return false;
+            if !synced {
+                pager.barrier();
+                synced = true;
+                continue;
             }
             if let Some(e) = st.pop_front() {
                 tracing::error!(queue = %self.name, "paged message body unreadable; message dropped");
@@ -734,11 +690,34 @@ impl Queue {
         }
     }
 
-    /// Dispatches again if a paged body was not readable at the last attempt (the sweeper calls this).
-    pub fn retry_page_in(self: &Arc<Self>) {
-        if self.page_retry.swap(false, Ordering::Relaxed) {
-            self.dispatch();
+    /// Reads back the bodies of up to [`PAGE_IN_MAX`] paged entries (at most [`PAGE_IN_BYTES`]) from the
+    /// head on, with one batched read.
+    fn page_in(&self, pager: &Pager, st: &mut QueueState) {
+        let mut ats = Vec::new();
+        let mut bytes = 0usize;
+        for e in st.iter_mut().take(PAGE_IN_MAX) {
+            if let Some(p) = e.page.as_ref().filter(|p| p.loaded.is_none()) {
+                if bytes >= PAGE_IN_BYTES {
+                    break;
+                }
+                bytes += p.len as usize;
+                ats.push(p.at);
+            }
         }
+        let mut bodies = pager.load(self.id, &ats).into_iter();
+        let mut added = 0usize;
+        let mut remaining = ats.len();
+        for e in st.iter_mut() {
+            if remaining == 0 {
+                break;
+            }
+            if let Some(p) = e.page.as_mut().filter(|p| p.loaded.is_none()) {
+                remaining -= 1;
+                p.loaded = bodies.next().flatten();
+                added += p.loaded.as_ref().map_or(0, Bytes::len);
+            }
+        }
+        st.resident += added;
     }
 
     /// Marks the queue used now (for `x-expires`).
@@ -928,9 +907,7 @@ impl Queue {
             let Some(idx) = pick_consumer(self, &mut st) else {
                 break;
             };
-            if !self.ensure_head(&mut st) {
-                break;
-            }
+            self.ensure_head(&mut st);
             let Some(entry) = st.pop_front() else {
                 break;
             };
@@ -1015,9 +992,7 @@ impl Queue {
         let mut dead = Vec::new();
         let mut st = self.lock();
         let entry = loop {
-            if !self.ensure_head(&mut st) {
-                break None;
-            }
+            self.ensure_head(&mut st);
             match st.pop_front() {
                 Some(e) if e.expired(now) => dead.push((e, DeathReason::Expired)),
                 other => break other,

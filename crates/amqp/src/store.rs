@@ -321,10 +321,12 @@ impl Store {
         batch.delete(&self.pages, &msg_key(queue_id, page));
     }
 
-    /// Writes pages: visible when this returns, not fsynced (a deferred write; under `fsync=always`
-    /// it is a plain write).
-    pub fn write_pages(&self, batch: &WriteBatch) -> Result<(), AmqpError> {
-        blocking(|| self.db.write_deferred(batch))?;
+    /// Returns once every write submitted before it is visible (a tiny deferred write: commits are made
+    /// visible in submission order).
+    pub fn barrier(&self) -> Result<(), AmqpError> {
+        let mut b = WriteBatch::new();
+        b.delete(&self.pages, &msg_key(u64::MAX, u64::MAX));
+        blocking(|| self.db.write_deferred(&b))?;
         Ok(())
     }
 
