@@ -91,6 +91,13 @@ impl Message {
         }
     }
 
+    /// Drops the body in place (it is paged out) and copies the header out of the read buffer it was
+    /// received in, which it would otherwise keep alive.
+    pub fn drop_body(&mut self) {
+        self.body = Bytes::new();
+        self.header = Bytes::copy_from_slice(&self.header);
+    }
+
     /// A copy without the body (the body is paged out; the header still gives its size). The header is
     /// copied: as received it is a slice of the connection's read buffer, which it would keep alive.
     pub fn without_body(&self) -> Message {

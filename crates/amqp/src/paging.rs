@@ -155,7 +155,11 @@ impl Pager {
         for (i, at) in plan {
             let e = &mut entries[i];
             let len = u32::try_from(e.msg.body.len()).unwrap_or(u32::MAX);
-            e.msg = std::sync::Arc::new(e.msg.without_body());
+            // In place when this queue holds the only reference (the usual case): no new allocation.
+            match std::sync::Arc::get_mut(&mut e.msg) {
+                Some(m) => m.drop_body(),
+                None => e.msg = std::sync::Arc::new(e.msg.without_body()),
+            }
             e.page = Some(Box::new(Page {
                 at,
                 len,
