@@ -142,6 +142,16 @@ impl Broker {
         let root =
             Arc::new(VHost::new("/", store.clone(), next_queue_id).with_pager(pager.clone()));
         root.set_self();
+        // Policies first, so recovered queues get their effective limits before their messages return.
+        for (kind, p) in recovered.policies {
+            if p.vhost != "/" {
+                continue;
+            }
+            match crate::policy::Compiled::new(p, kind) {
+                Ok(c) => root.set_policy(kind, c),
+                Err(e) => tracing::error!(error = %e, "stored policy no longer valid; ignored"),
+            }
+        }
         let mut vhosts = HashMap::new();
         for e in recovered.exchanges {
             if e.vhost == "/" {
@@ -208,6 +218,7 @@ impl Broker {
         for (qid, seqs) in orphans {
             store.forget(qid, &seqs);
         }
+        root.reapply_policies();
         vhosts.insert("/".to_owned(), root);
         Ok(Arc::new(Broker {
             config,
@@ -227,6 +238,11 @@ impl Broker {
     /// The virtual host named `name`.
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.read().get(name).cloned()
+    }
+
+    /// Every virtual host.
+    pub(crate) fn all_vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts.read().values().cloned().collect()
     }
 
     /// Depth and consumers of every queue, for metrics.
@@ -262,7 +278,7 @@ impl Broker {
                 let (n, b) = q.paged();
                 paged += n as u64;
                 paged_bytes += b as u64;
-                if let Some(ttl) = q.args.expires_ms
+                if let Some(ttl) = q.effective().args.expires_ms
                     && q.consumer_count() == 0
                     && now.saturating_sub(q.last_used_ms.load(Ordering::Relaxed)) >= ttl
                 {

@@ -12,9 +12,11 @@
 //! - [`store`]: durable exchanges, queues, bindings and persistent messages in strata-storage trees.
 //! - [`paging`]: past the memory budget, message bodies live in storage and are read back ahead of
 //!   consumers; the memory alarm (`connection.blocked`) is only the last-resort high watermark.
+//! - [`policy`]: policies and operator policies (pattern, apply-to, priority, definition) and how they
+//!   combine with queue arguments; applied to existing and new queues and exchanges at once.
 //!
-//! What it is not (yet): TTLs, dead-lettering, length limits, priority queues, policies, the management API
-//! and federation — `docs/amqp.md` lists every difference from RabbitMQ.
+//! What it is not (yet): the management API and federation — `docs/amqp.md` lists every difference from
+//! RabbitMQ.
 //!
 //! Limits ([`AmqpConfig`]): connections, channel_max, frame_max, message size, consumers per channel; a
 //! connection's pending output is bounded by [`queue::OUTPUT_HIGH_WATER_BYTES`] for deliveries; every
@@ -42,6 +44,7 @@ pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod paging;
+pub mod policy;
 pub mod queue;
 pub mod store;
 pub mod vhost;
@@ -49,3 +52,4 @@ pub mod vhost;
 pub use broker::{AmqpConfig, Broker, serve};
 pub use codec::fuzzing;
 pub use error::{AmqpError, Fault};
+pub use policy::{ApplyTo, Policy, PolicyError};
