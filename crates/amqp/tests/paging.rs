@@ -505,3 +505,43 @@ async fn a_queue_with_consumers_keeps_a_window_in_memory_past_the_budget() {
     assert!(paged(broker(&b), "live").0 > 0);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_get_reads_paged_messages_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = common::start_in(dir.path(), tiny_budget()).await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    declare(&ch, "polled", false, FieldTable::default()).await;
+    let n = 600u32;
+    publish_all(&ch, "polled", 0..n, |_| BasicProperties::default()).await;
+    assert!(paged(broker(&b), "polled").0 > 0);
+    let getter = conn.create_channel().await.expect("channel");
+    for i in 0..n {
+        let m = getter
+            .basic_get("polled".into(), BasicGetOptions { no_ack: i % 2 == 0 })
+            .await
+            .expect("get")
+            .expect("a message");
+        assert_eq!(m.delivery.data, body(i), "body of {i}");
+        assert_eq!(m.message_count, n - 1 - i);
+        if i % 2 == 1 {
+            m.delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+        }
+    }
+    assert!(
+        getter
+            .basic_get("polled".into(), BasicGetOptions::default())
+            .await
+            .expect("get")
+            .is_none()
+    );
+    common::eventually("pages deleted", Duration::from_secs(10), || {
+        pages_stored(broker(&b)) == 0
+    })
+    .await;
+    b.stop().await;
+}
