@@ -113,6 +113,8 @@ pub struct Broker {
     pub config: AmqpConfig,
     /// The node's users.
     pub users: UserStore,
+    /// Federation definitions and links (see [`crate::federation`]).
+    pub(crate) federation: crate::federation::Federation,
     /// Durable state.
     pub store: Store,
     /// Counters.
@@ -152,6 +154,8 @@ impl Broker {
                 Err(e) => tracing::error!(error = %e, "stored policy no longer valid; ignored"),
             }
         }
+        let federation = crate::federation::Federation::open(&store)?;
+        root.set_binding_hook(federation.binding_hook());
         let mut vhosts = HashMap::new();
         for e in recovered.exchanges {
             if e.vhost == "/" {
@@ -223,6 +227,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             config,
             users,
+            federation,
             store,
             stats: BrokerStats::default(),
             pager,
@@ -359,6 +364,8 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    // Federation links run on the same tracker and stop with the same token.
+    broker.start_federation(&shutdown, &tracker);
     // One sweeper for every queue's TTL and x-expires (no timer per queue).
     {
         let broker = broker.clone();

@@ -9,13 +9,15 @@
 //! - [`vhost`], [`exchange`], [`queue`]: the model — exchanges (direct, fanout, topic via
 //!   `strata_algo::TopicTrie`, headers), bindings (including exchange-to-exchange), queues, consumers and
 //!   push-based dispatch straight into each consumer connection's output buffer.
+//! - [`federation`]: exchange federation — upstream definitions and links (lapin client connections) that
+//!   republish what an exchange on another broker receives into a local exchange.
 //! - [`store`]: durable exchanges, queues, bindings and persistent messages in strata-storage trees.
 //! - [`paging`]: past the memory budget, message bodies live in storage and are read back ahead of
 //!   consumers; the memory alarm (`connection.blocked`) is only the last-resort high watermark.
 //! - [`policy`]: policies and operator policies (pattern, apply-to, priority, definition) and how they
 //!   combine with queue arguments; applied to existing and new queues and exchanges at once.
 //!
-//! What it is not (yet): the management API and federation — `docs/amqp.md` lists every difference from
+//! What it is not (yet): the management API — `docs/amqp.md` lists every difference from
 //! RabbitMQ.
 //!
 //! Limits ([`AmqpConfig`]): connections, channel_max, frame_max, message size, consumers per channel; a
@@ -42,6 +44,7 @@ pub mod codec;
 mod connection;
 pub mod error;
 pub mod exchange;
+pub mod federation;
 pub mod message;
 pub mod paging;
 pub mod policy;
