@@ -1,18 +1,19 @@
 //! Paging: message bodies past the broker's memory budget live in strata-storage, not in memory.
 //!
 //! As RabbitMQ's classic queues (v2) and LavinMQ do, a queue keeps every message's routing data and content
-//! header in memory but, once the bodies held in memory across all queues exceed
+//! header in memory but, once the ready messages held in memory across all queues exceed
 //! [`AmqpConfig::memory_budget_bytes`](crate::AmqpConfig::memory_budget_bytes), the body of each newly
-//! queued message goes to storage:
+//! queued message goes to storage (a queue with consumers first fills a [`CONSUMER_WINDOW_BYTES`] window):
 //! - a transient message's body (or a persistent one's in a transient queue) is written to the `amqp.pages`
-//!   tree under (queue id, page id) with [`Db::write_deferred`](strata_storage::Db::write_deferred) — visible
-//!   at once, never fsynced (it is wiped at startup anyway);
+//!   tree under (queue id, page id) with [`Db::write_async`](strata_storage::Db::write_async), which nothing
+//!   waits for (the tree is wiped at startup anyway);
 //! - a persistent message in a durable queue is already in `amqp.msgs`: its entry only references that copy,
 //!   nothing is written twice.
 //!
 //! Bodies come back when consumers reach them: dispatch reads up to [`PAGE_IN_MAX`] entries (at most
 //! [`PAGE_IN_BYTES`]) ahead of the head with one `multi_get`, so delivery stays a memory copy for most
-//! messages. A delivered paged message keeps only its page reference while unacknowledged (a requeue puts
+//! messages. A body whose write is not visible yet is waited for with a barrier write (writes become
+//! visible in submission order, and every page is submitted before its entry is queued). A delivered paged message keeps only its page reference while unacknowledged (a requeue puts
 //! it back without a write); the page is deleted when the message leaves the broker (ack, no-ack delivery,
 //! reject, dead-lettering, expiry, purge, queue deletion).
 //!
