@@ -104,6 +104,8 @@ pub struct QueueStats {
     pub paged_messages: u64,
     /// Body bytes of those messages.
     pub paged_bytes: u64,
+    /// Ready messages spilled whole to storage (routing data and header too).
+    pub spilled_messages: u64,
 }
 
 /// A running broker. Cheap to share (`Arc`).
@@ -264,6 +266,7 @@ impl Broker {
                     consumers: q.consumer_count(),
                     paged_messages: paged as u64,
                     paged_bytes: paged_bytes as u64,
+                    spilled_messages: q.spilled() as u64,
                 });
             }
         }

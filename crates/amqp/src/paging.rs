@@ -17,7 +17,12 @@
 //! it back without a write); the page is deleted when the message leaves the broker (ack, no-ack delivery,
 //! reject, dead-lettering, expiry, purge, queue deletion).
 //!
-//! Invariant: an entry's `page` names exactly one stored copy of its body; `loaded` is a cache of it.
+//! Very deep single-level queues also spill whole entries (`Spill`): past the budget and past
+//! [`SPILL_AFTER_ENTRIES`] in memory, newer entries go to the `amqp.spill` tree and are read back in
+//! batches when the in-memory part runs low.
+//!
+//! Invariant: an entry's `page` names exactly one stored copy of its body; `loaded` is a cache of it. A
+//! queue's spilled entries are all newer than its in-memory ones.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -185,7 +190,7 @@ impl Pager {
     /// for an fsync for transient data). `false` if it was refused at once: its bodies stay in memory (the
     /// high watermark still protects the process). A later failure poisons the engine, and the pages
     /// are then found missing at read-back.
-    fn submit(&self, batch: &WriteBatch) -> bool {
+    pub(crate) fn submit(&self, batch: &WriteBatch) -> bool {
         use std::future::Future as _;
         let mut commit = self.store.db.write_async(batch);
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -262,4 +267,197 @@ impl Pager {
     pub(crate) fn forget_queue(&self, queue_id: u64) {
         self.store.delete_pages(queue_id);
     }
+}
+
+/// In-memory entries a single-level queue keeps before, past the budget, newer entries spill to storage
+/// whole (routing data and header too).
+pub const SPILL_AFTER_ENTRIES: usize = 16_384;
+/// When a spilling queue's in-memory entries drop below this, spilled ones are read back.
+pub const REFILL_LOW: usize = 4_096;
+/// Spilled entries read back at once.
+pub const REFILL_BATCH: usize = 8_192;
+
+/// The tail of a very deep queue, spilled whole to the `amqp.spill` tree under (queue id, sequence): once
+/// a queue spills, every newer entry goes there (order kept) until consumers have drained it back.
+#[derive(Debug, Default)]
+pub(crate) struct Spill {
+    pager: Option<std::sync::Arc<Pager>>,
+    queue_id: u64,
+    first: u64,
+    next: u64,
+    pending: WriteBatch,
+}
+
+impl Spill {
+    /// A spill area for queue `queue_id` (`None`: the queue never spills).
+    pub(crate) fn new(pager: Option<std::sync::Arc<Pager>>, queue_id: u64) -> Spill {
+        Spill {
+            pager,
+            queue_id,
+            ..Spill::default()
+        }
+    }
+
+    /// Spilled entries.
+    pub(crate) fn len(&self) -> usize {
+        usize::try_from(self.next - self.first).unwrap_or(usize::MAX)
+    }
+
+    /// Whether a new entry behind `in_memory` entries goes to the spill area.
+    pub(crate) fn wants(&self, in_memory: usize) -> bool {
+        self.len() > 0
+            || self
+                .pager
+                .as_ref()
+                .is_some_and(|p| in_memory >= SPILL_AFTER_ENTRIES && p.resident() > p.budget())
+    }
+
+    /// Spills `e` (written at the next [`Spill::flush`]).
+    pub(crate) fn put(&mut self, e: &Entry) {
+        let Some(p) = &self.pager else {
+            return;
+        };
+        self.pending.put(
+            &p.store.spill,
+            &crate::store::msg_key(self.queue_id, self.next),
+            &encode_entry(e),
+        );
+        self.next += 1;
+        if self.pending.size_bytes() >= PAGE_BATCH_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Submits spilled entries not yet written.
+    pub(crate) fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Some(p) = &self.pager
+            && !p.submit(&self.pending)
+        {
+            tracing::error!(queue_id = self.queue_id, "amqp spill write refused");
+        }
+        self.pending.clear();
+    }
+
+    /// Reads back (and deletes) up to `max` of the oldest spilled entries; also returns how many could not
+    /// be read (lost to a storage failure).
+    pub(crate) fn take(&mut self, max: usize) -> (Vec<Entry>, usize) {
+        let Some(p) = self.pager.clone() else {
+            return (Vec::new(), 0);
+        };
+        self.flush();
+        let want = self.len().min(max);
+        if want == 0 {
+            return (Vec::new(), 0);
+        }
+        let end = self.first + want as u64;
+        let read = |out: &mut Vec<Entry>| {
+            out.clear();
+            let from = crate::store::msg_key(self.queue_id, self.first);
+            let to = crate::store::msg_key(self.queue_id, end);
+            for kv in p.store.spill.range(from..to) {
+                match kv {
+                    Ok((_, v)) => out.extend(decode_entry(&v)),
+                    Err(e) => tracing::error!(error = %e, "amqp spill read failed"),
+                }
+            }
+        };
+        let mut out = Vec::with_capacity(want);
+        read(&mut out);
+        if out.len() < want {
+            // Written but not visible yet: wait for it once.
+            p.barrier();
+            read(&mut out);
+        }
+        let lost = want - out.len();
+        if lost > 0 {
+            tracing::error!(
+                queue_id = self.queue_id,
+                lost,
+                "spilled messages unreadable; dropped"
+            );
+        }
+        let mut del = WriteBatch::new();
+        del.delete_range(
+            &p.store.spill,
+            &crate::store::msg_key(self.queue_id, self.first),
+            &crate::store::msg_key(self.queue_id, end),
+        );
+        p.submit(&del);
+        self.first = end;
+        (out, lost)
+    }
+}
+
+/// A queue entry's spilled form: flags, returns, expiry, stored sequence, page, then the message.
+fn encode_entry(e: &Entry) -> Vec<u8> {
+    let mut flags = u8::from(e.redelivered);
+    if e.store_seq.is_some() {
+        flags |= 2;
+    }
+    let mut out = Vec::with_capacity(64 + e.msg.size_bytes());
+    match e.page.as_ref().map(|p| (p.at, p.len)) {
+        Some((PageAt::Page(id), len)) => {
+            flags |= 4;
+            out.push(flags);
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        Some((PageAt::Stored(_), len)) => {
+            flags |= 8;
+            out.push(flags);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        None => out.push(flags),
+    }
+    out.extend_from_slice(&e.returns.to_be_bytes());
+    out.extend_from_slice(&e.expires_at_ms.to_be_bytes());
+    out.extend_from_slice(&e.store_seq.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(&e.msg.encode());
+    out
+}
+
+fn decode_entry(b: &[u8]) -> Option<Entry> {
+    let (&flags, mut rest) = b.split_first()?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (h, t) = rest.split_at_checked(n)?;
+        rest = t;
+        Some(h)
+    };
+    let u64_of = |s: &[u8]| s.try_into().ok().map(u64::from_be_bytes);
+    let u32_of = |s: &[u8]| s.try_into().ok().map(u32::from_be_bytes);
+    let page_id = if flags & 4 != 0 {
+        Some((u64_of(take(8)?)?, u32_of(take(4)?)?))
+    } else {
+        None
+    };
+    let stored_len = if flags & 8 != 0 {
+        Some(u32_of(take(4)?)?)
+    } else {
+        None
+    };
+    let returns = u32_of(take(4)?)?;
+    let expires_at_ms = u64_of(take(8)?)?;
+    let seq = u64_of(take(8)?)?;
+    let msg = crate::message::Message::decode(rest)?;
+    let store_seq = (flags & 2 != 0).then_some(seq);
+    let page = match (page_id, stored_len, store_seq) {
+        (Some((id, len)), _, _) => Some(PageAt::Page(id)).map(|at| (at, len)),
+        (None, Some(len), Some(seq)) => Some((PageAt::Stored(seq), len)),
+        _ => None,
+    };
+    let mut e = Entry::new(std::sync::Arc::new(msg), store_seq);
+    e.redelivered = flags & 1 != 0;
+    e.returns = returns;
+    e.expires_at_ms = expires_at_ms;
+    e.page = page.map(|(at, len)| {
+        Box::new(Page {
+            at,
+            len,
+            loaded: None,
+        })
+    });
+    Some(e)
 }

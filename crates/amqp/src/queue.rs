@@ -21,7 +21,10 @@ use tokio::sync::Notify;
 
 use crate::codec;
 use crate::message::Message;
-use crate::paging::{CONSUMER_WINDOW_BYTES, PAGE_IN_BYTES, PAGE_IN_MAX, Page, PageAt, Pager};
+use crate::paging::{
+    CONSUMER_WINDOW_BYTES, PAGE_IN_BYTES, PAGE_IN_MAX, Page, PageAt, Pager, REFILL_BATCH,
+    REFILL_LOW, Spill,
+};
 use crate::policy::Policy;
 
 /// Output bytes above which no more deliveries are encoded for a connection until its writer drains them
@@ -482,6 +485,8 @@ struct QueueState {
     /// Entries whose body is paged out, and their body bytes.
     paged: usize,
     paged_bytes: usize,
+    /// The tail of a very deep single-level queue, in storage (counted in `len` and `bytes`).
+    spill: Spill,
     consumers: Vec<Arc<Consumer>>,
     next_consumer: usize,
     had_consumer: bool,
@@ -494,9 +499,14 @@ impl QueueState {
     }
 
     fn count_in(&mut self, e: &Entry) {
+        self.count_in_spilled(e);
+        self.resident += e.resident_bytes();
+    }
+
+    /// Counts an entry that is not in memory.
+    fn count_in_spilled(&mut self, e: &Entry) {
         self.len += 1;
         self.bytes += e.size_bytes();
-        self.resident += e.resident_bytes();
         if let Some(p) = &e.page {
             self.paged += 1;
             self.paged_bytes += p.len as usize;
@@ -514,9 +524,27 @@ impl QueueState {
     }
 
     fn push_back(&mut self, e: Entry) {
+        if self.levels.len() == 1 && self.spill.wants(self.levels[0].len()) {
+            self.count_in_spilled(&e);
+            self.spill.put(&e);
+            return;
+        }
         let l = self.level_of(&e);
         self.count_in(&e);
         self.levels[l].push_back(e);
+    }
+
+    /// Reads spilled entries back behind the in-memory ones when fewer than `low` are in memory.
+    fn refill(&mut self, low: usize) {
+        if self.levels.len() != 1 || self.spill.len() == 0 || self.levels[0].len() >= low {
+            return;
+        }
+        let (entries, lost) = self.spill.take(REFILL_BATCH);
+        self.len = self.len.saturating_sub(lost);
+        for e in entries {
+            self.resident += e.resident_bytes();
+            self.levels[0].push_back(e);
+        }
     }
 
     fn push_front(&mut self, e: Entry) {
@@ -535,6 +563,7 @@ impl QueueState {
     }
 
     fn pop_front(&mut self) -> Option<Entry> {
+        self.refill(1);
         let e = self.levels.iter_mut().rev().find_map(VecDeque::pop_front)?;
         self.count_out(&e);
         Some(e)
@@ -546,7 +575,11 @@ impl QueueState {
         self.resident = 0;
         self.paged = 0;
         self.paged_bytes = 0;
-        self.levels.iter_mut().flat_map(|l| l.drain(..)).collect()
+        let mut out: Vec<Entry> = self.levels.iter_mut().flat_map(|l| l.drain(..)).collect();
+        while self.spill.len() > 0 {
+            out.extend(self.spill.take(REFILL_BATCH).0);
+        }
+        out
     }
 }
 
@@ -658,6 +691,7 @@ impl Queue {
     pub fn new(init: QueueInit) -> Arc<Queue> {
         let args = QueueArgs::parse(&init.arguments).unwrap_or_default();
         let levels = usize::from(args.max_priority) + 1;
+        let spill = Spill::new(init.pager.clone().filter(|_| levels == 1), init.id);
         Arc::new(Queue {
             name: Arc::from(init.name.as_str()),
             id: init.id,
@@ -681,6 +715,7 @@ impl Queue {
             pager: init.pager,
             state: Mutex::new(QueueState {
                 levels: (0..levels).map(|_| VecDeque::new()).collect(),
+                spill,
                 ..QueueState::default()
             }),
         })
@@ -700,6 +735,11 @@ impl Queue {
         self.state.lock().resident
     }
 
+    /// Ready messages spilled whole to storage (the tail of a very deep queue).
+    pub fn spilled(&self) -> usize {
+        self.state.lock().spill.len()
+    }
+
     /// Ready messages whose body is paged out, and their body bytes.
     pub fn paged(&self) -> (usize, usize) {
         let st = self.state.lock();
@@ -714,6 +754,7 @@ impl Queue {
         let Some(pager) = &self.pager else {
             return;
         };
+        st.refill(REFILL_LOW);
         let mut synced = false;
         while st.front().is_some_and(Entry::needs_load) {
             self.page_in(pager, st);
@@ -883,6 +924,7 @@ impl Queue {
                 }
                 st.push_back(e);
             }
+            st.spill.flush();
             if eff.args.overflow == Overflow::DropHead {
                 while over_limit(&eff.args, &st) {
                     match st.pop_front() {
@@ -966,6 +1008,7 @@ impl Queue {
         let mut dead = Vec::new();
         {
             let mut st = self.lock();
+            st.refill(1);
             while st.front().is_some_and(|e| e.expired(now)) {
                 if let Some(e) = st.pop_front() {
                     dead.push((e, DeathReason::Expired));

@@ -44,6 +44,8 @@ pub const STORED_PIECE: usize = 8 << 20;
 
 /// Tree of paged-out message bodies.
 pub const PAGES_TREE: &str = "amqp.pages";
+/// Tree of whole queue entries spilled from the tail of very deep queues.
+pub const SPILL_TREE: &str = "amqp.spill";
 
 /// Runs a synchronous storage write (a definition change, which waits for its fsync under `fsync=always`)
 /// so that it does not stall a runtime worker: on a multi-threaded tokio runtime the worker hands its other
@@ -68,6 +70,8 @@ pub struct Store {
     pub msgs: Tree,
     /// Paged-out bodies.
     pub pages: Tree,
+    /// Spilled queue entries.
+    pub spill: Tree,
     next_seq: Arc<AtomicU64>,
     /// (queue id, sequence) of stored messages split into pieces (their deletes cover the pieces).
     split: Arc<parking_lot::Mutex<std::collections::HashSet<(u64, u64)>>>,
@@ -182,6 +186,7 @@ impl Store {
             defs: db.tree(DEFS_TREE)?,
             msgs: db.tree(MSGS_TREE)?,
             pages: db.tree(PAGES_TREE)?,
+            spill: db.tree(SPILL_TREE)?,
             next_seq: Arc::new(AtomicU64::new(1)),
             split: Arc::default(),
             split_count: Arc::default(),
@@ -330,6 +335,7 @@ impl Store {
     /// Deletes every paged body (at open: pages belong to the previous run's memory).
     pub fn clear_pages(&self) -> Result<(), AmqpError> {
         blocking(|| self.pages.clear())?;
+        blocking(|| self.spill.clear())?;
         Ok(())
     }
 
@@ -412,6 +418,11 @@ impl Store {
             &msg_key(queue_id, u64::MAX),
         );
         batch.delete(&self.pages, &msg_key(queue_id, u64::MAX));
+        batch.delete_range(
+            &self.spill,
+            &msg_key(queue_id, 0),
+            &msg_key(queue_id, u64::MAX),
+        );
         drop(self.db.write_async(&batch));
     }
 

@@ -545,3 +545,115 @@ async fn basic_get_reads_paged_messages_back() {
     .await;
     b.stop().await;
 }
+
+fn spilled(b: &Broker, queue: &str) -> u64 {
+    b.queue_stats()
+        .into_iter()
+        .find(|s| s.name == queue)
+        .map(|s| s.spilled_messages)
+        .unwrap_or_default()
+}
+
+fn small(i: u32) -> Vec<u8> {
+    let mut b = i.to_be_bytes().to_vec();
+    b.extend((0..96u32).map(|j| (j ^ i) as u8));
+    b
+}
+
+async fn publish_small(ch: &Channel, queue: &str, range: std::ops::Range<u32>, persistent: bool) {
+    for i in range {
+        ch.basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            &small(i),
+            BasicProperties::default()
+                .with_delivery_mode(if persistent { 2 } else { 1 })
+                .with_message_id(ShortString::from(format!("s{i}"))),
+        )
+        .await
+        .expect("publish");
+    }
+    assert!(ch.wait_for_confirms().await.expect("confirms").is_empty());
+}
+
+/// Past the budget, a very deep queue keeps its first entries in memory and spills newer ones whole
+/// (routing data and header too) to storage; they come back in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn very_deep_queues_spill_whole_entries_and_read_them_back_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = AmqpConfig {
+        memory_budget_bytes: 64 << 10,
+        ..AmqpConfig::default()
+    };
+    let b = common::start_in(dir.path(), config).await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    declare(&ch, "huge", false, FieldTable::default()).await;
+    let n = 30_000u32;
+    publish_small(&ch, "huge", 0..n, false).await;
+    let s = spilled(broker(&b), "huge");
+    assert!(s >= u64::from(n) / 3, "spilled {s}");
+    assert_eq!(ready(&ch, "huge").await, n);
+    // Consume everything: order, bodies, properties, flags.
+    let got = consume(&conn, "huge", n as usize).await;
+    for (i, d) in got.iter().enumerate() {
+        assert_eq!(d.data, small(i as u32), "body of {i}");
+        assert_eq!(
+            d.properties.message_id().as_ref().map(|s| s.as_str()),
+            Some(format!("s{i}").as_str())
+        );
+        assert!(!d.redelivered);
+    }
+    assert_eq!(spilled(broker(&b), "huge"), 0);
+    common::eventually("spill and pages deleted", Duration::from_secs(10), || {
+        broker(&b).store.spill.iter().count() == 0 && pages_stored(broker(&b)) == 0
+    })
+    .await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spilled_entries_are_purged_and_persistent_ones_survive_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || AmqpConfig {
+        memory_budget_bytes: 64 << 10,
+        ..AmqpConfig::default()
+    };
+    let n = 25_000u32;
+    {
+        let b = common::start_in(dir.path(), config()).await;
+        let conn = b.connect().await;
+        let ch = confirm_channel(&conn).await;
+        declare(&ch, "gone", false, FieldTable::default()).await;
+        publish_small(&ch, "gone", 0..n, false).await;
+        assert!(spilled(broker(&b), "gone") > 0);
+        let purged = ch
+            .queue_purge("gone".into(), QueuePurgeOptions::default())
+            .await
+            .expect("purge");
+        assert_eq!(purged, n);
+        common::eventually("spill deleted", Duration::from_secs(10), || {
+            broker(&b).store.spill.iter().count() == 0
+        })
+        .await;
+        declare(&ch, "kept", true, FieldTable::default()).await;
+        publish_small(&ch, "kept", 0..n, true).await;
+        assert!(spilled(broker(&b), "kept") > 0);
+        b.stop().await;
+    }
+    let b = common::start_in(dir.path(), config()).await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    assert_eq!(ready(&ch, "kept").await, n);
+    let got = consume(&conn, "kept", n as usize).await;
+    for (i, d) in got.iter().enumerate() {
+        assert_eq!(d.data, small(i as u32), "body of {i}");
+        assert!(d.redelivered);
+    }
+    common::eventually("stored copies deleted", Duration::from_secs(10), || {
+        broker(&b).store.msgs.iter().count() == 0
+    })
+    .await;
+    b.stop().await;
+}
