@@ -657,3 +657,93 @@ async fn spilled_entries_are_purged_and_persistent_ones_survive_restart() {
     .await;
     b.stop().await;
 }
+
+/// TTLs and dead-lettering reach spilled entries (expiry at the head, read back as the head drains); a
+/// requeue into a spilling queue goes back to the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_dead_lettering_and_requeue_hold_on_spilled_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = AmqpConfig {
+        memory_budget_bytes: 64 << 10,
+        ..AmqpConfig::default()
+    };
+    let b = common::start_in(dir.path(), config).await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    declare(&ch, "spill.dlq", false, FieldTable::default()).await;
+    declare(
+        &ch,
+        "spill.ttl",
+        false,
+        args(&[
+            ("x-message-ttl", AMQPValue::LongInt(5000)),
+            (
+                "x-dead-letter-exchange",
+                AMQPValue::LongString(LongString::from("")),
+            ),
+            (
+                "x-dead-letter-routing-key",
+                AMQPValue::LongString(LongString::from("spill.dlq")),
+            ),
+        ]),
+    )
+    .await;
+    let n = 20_000u32;
+    publish_small(&ch, "spill.ttl", 0..n, false).await;
+    assert!(spilled(broker(&b), "spill.ttl") > 0);
+    let probe = conn.create_channel().await.expect("channel");
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while ready(&probe, "spill.dlq").await < n {
+        assert!(std::time::Instant::now() < end, "dead-lettered in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready(&probe, "spill.ttl").await, 0);
+
+    // The dead-letter queue spilled too; take 100 without acking, requeue them, then read all in order.
+    assert!(spilled(broker(&b), "spill.dlq") > 0);
+    let c = conn.create_channel().await.expect("channel");
+    c.basic_qos(100, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = c
+        .basic_consume(
+            "spill.dlq".into(),
+            "first".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let mut last = None;
+    for i in 0..100u32 {
+        let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .expect("delivery in time")
+            .expect("open")
+            .expect("delivery");
+        assert_eq!(d.data, small(i));
+        last = Some(d.delivery_tag);
+    }
+    c.basic_cancel("first".into(), BasicCancelOptions::default())
+        .await
+        .expect("cancel");
+    c.basic_nack(
+        last.expect("a tag"),
+        BasicNackOptions {
+            multiple: true,
+            requeue: true,
+        },
+    )
+    .await
+    .expect("nack");
+    let got = consume(&conn, "spill.dlq", n as usize).await;
+    for (i, d) in got.iter().enumerate() {
+        assert_eq!(d.data, small(i as u32), "body of {i}");
+        assert_eq!(d.redelivered, i < 100, "redelivered flag of {i}");
+    }
+    common::eventually("spill and pages deleted", Duration::from_secs(10), || {
+        broker(&b).store.spill.iter().count() == 0 && pages_stored(broker(&b)) == 0
+    })
+    .await;
+    b.stop().await;
+}
