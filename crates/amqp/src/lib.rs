@@ -12,6 +12,8 @@
 //! - [`federation`]: exchange federation — upstream definitions and links (lapin client connections) that
 //!   republish what an exchange on another broker receives into a local exchange.
 //! - [`store`]: durable exchanges, queues, bindings and persistent messages in strata-storage trees.
+//! - [`paging`]: past the memory budget, message bodies live in storage and are read back ahead of
+//!   consumers; the memory alarm (`connection.blocked`) is only the last-resort high watermark.
 //! - [`policy`]: policies and operator policies (pattern, apply-to, priority, definition) and how they
 //!   combine with queue arguments; applied to existing and new queues and exchanges at once.
 //!
@@ -44,6 +46,7 @@ pub mod error;
 pub mod exchange;
 pub mod federation;
 pub mod message;
+pub mod paging;
 pub mod policy;
 pub mod queue;
 pub mod store;
