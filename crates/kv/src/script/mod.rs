@@ -62,6 +62,9 @@ pub mod flags {
     ];
 }
 
+/// How long a script runs on its async worker before the worker's core is handed to another thread.
+const MOVE_OFF_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// The error a killed script ends with.
 const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
 
@@ -602,12 +605,28 @@ impl Engine {
         let threshold = running.threshold_ms;
         state.begin(running);
         let killed = state.killed.clone();
+        // A script starts on the worker that received it (see below); one that runs past MOVE_OFF_AFTER
+        // hands the worker's core to another thread from its hook, so the tasks queued behind it run.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let started = Instant::now();
+        let moved = Arc::new(AtomicBool::new(false));
+        let moved_in_hook = moved.clone();
         if threshold > 0 {
             // Checked every thousand instructions; once killed, on every instruction, so a pcall that
             // catches the error cannot keep the script alive (Redis switches to a line hook).
             let _ = lua.set_hook(
                 HookTriggers::new().every_nth_instruction(1000),
                 move |lua, _| {
+                    if multi_thread
+                        && !moved_in_hook.load(Ordering::Relaxed)
+                        && started.elapsed() >= MOVE_OFF_AFTER
+                    {
+                        moved_in_hook.store(true, Ordering::Relaxed);
+                        // An empty closure is enough: the core goes to another thread now and this
+                        // thread finishes the script as a blocking thread.
+                        tokio::task::block_in_place(|| {});
+                    }
                     if !killed.load(Ordering::Acquire) {
                         return Ok(VmState::Continue);
                     }
@@ -627,15 +646,12 @@ impl Engine {
         lua.set_app_data(ctx);
         let call = || -> mlua::Result<MultiValue> { self.runner.call((f.clone(), k, a)) };
         // A script runs on the worker that received it, holding the exclusive lock: handing the worker's core
-        // to another thread for every call (`block_in_place`) cost a thread wake-up per script and measured
-        // 4x slower under `strata-bench kv` EVALSHA. While it runs, the other workers steal this worker's
-        // queued tasks, so SCRIPT KILL and the `-BUSY` replies still get through. With a single worker
-        // nobody could steal them: only then is the script moved off the worker's core.
-        let lone_worker = tokio::runtime::Handle::try_current().is_ok_and(|h| {
-            h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-                && h.metrics().num_workers() == 1
-        });
-        let result = if lone_worker {
+        // to another thread for every call (`block_in_place` before the call) cost a thread wake-up per
+        // script and measured 4x slower under `strata-bench kv` EVALSHA. The tasks queued on this worker
+        // (SCRIPT KILL, the `-BUSY` replies) must not wait for a long script, though: the hook above moves
+        // the core away once the script has run for MOVE_OFF_AFTER. Without the hook (busy-reply-threshold
+        // 0) the script is moved off before it starts, as before.
+        let result = if multi_thread && threshold == 0 {
             tokio::task::block_in_place(call)
         } else {
             call()
