@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 use crate::error::AmqpError;
 use crate::exchange::{Binding, Exchange};
 use crate::queue::{Consumer, Entry};
-use crate::store::Store;
-use crate::vhost::VHost;
+use crate::registry::{ConnectionInfo, QueueCounters, RATE_INTERVAL};
+use crate::store::{Store, VHostDef};
+use crate::vhost::{VHost, VHostMeta};
 
 /// How often expired messages and unused `x-expires` queues are looked for.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
@@ -86,6 +87,17 @@ pub struct QueueStats {
     pub consumers: u32,
 }
 
+/// Why a virtual host could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum VHostError {
+    /// Empty, longer than 255 bytes, or with a zero byte.
+    #[error("invalid virtual host name {0:?}")]
+    InvalidName(String),
+    /// Storing it failed.
+    #[error(transparent)]
+    Storage(#[from] AmqpError),
+}
+
 /// A running broker. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Broker {
@@ -103,6 +115,10 @@ pub struct Broker {
     alarm_cleared: tokio::sync::Notify,
     alarm_raised: tokio::sync::Notify,
     reply_to: Mutex<HashMap<String, Weak<Consumer>>>,
+    next_queue_id: Arc<AtomicU64>,
+    connections: RwLock<HashMap<u64, Arc<ConnectionInfo>>>,
+    queue_counters: RwLock<HashMap<u64, Arc<QueueCounters>>>,
+    last_sample: Mutex<std::time::Instant>,
 }
 
 impl Broker {
@@ -114,31 +130,56 @@ impl Broker {
         let next_queue_id = Arc::new(AtomicU64::new(
             recovered.queues.iter().map(|q| q.id).max().unwrap_or(0) + 1,
         ));
-        let root = Arc::new(VHost::new("/", store.clone(), next_queue_id));
-        root.set_self();
-        let mut vhosts = HashMap::new();
-        for e in recovered.exchanges {
-            if e.vhost == "/" {
-                root.insert_exchange(Exchange::new(
-                    &e.name,
-                    e.kind,
-                    true,
-                    e.auto_delete,
-                    e.internal,
-                    e.arguments,
-                ));
+        let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
+        let make_vhost = |def: &VHostDef| {
+            let v = Arc::new(VHost::new(&def.name, store.clone(), next_queue_id.clone()));
+            v.set_self();
+            *v.meta.write() = VHostMeta {
+                description: def.description.clone(),
+                tags: def.tags.clone(),
+            };
+            v
+        };
+        for def in store.recover_vhosts()? {
+            vhosts.insert(def.name.clone(), make_vhost(&def));
+        }
+        // Objects of a virtual host without a record (cannot happen unless the record was lost): bring the
+        // virtual host back rather than drop its data.
+        let mut get_vhost = |name: &str| -> Result<Arc<VHost>, AmqpError> {
+            if let Some(v) = vhosts.get(name) {
+                return Ok(v.clone());
             }
+            let def = VHostDef {
+                name: name.to_owned(),
+                description: String::new(),
+                tags: Vec::new(),
+            };
+            store.put_vhost(&def)?;
+            let v = make_vhost(&def);
+            vhosts.insert(name.to_owned(), v.clone());
+            Ok(v)
+        };
+        for e in recovered.exchanges {
+            get_vhost(&e.vhost)?.insert_exchange(Exchange::new(
+                &e.name,
+                e.kind,
+                true,
+                e.auto_delete,
+                e.internal,
+                e.arguments,
+            ));
         }
         let mut by_id = HashMap::new();
         for q in recovered.queues {
-            if q.vhost == "/" {
-                let queue = root.make_queue(&q.name, q.id, true, None, q.auto_delete, q.arguments);
-                by_id.insert(q.id, queue.clone());
-                root.insert_queue(queue);
-            }
+            let v = get_vhost(&q.vhost)?;
+            let queue = v.make_queue(&q.name, q.id, true, None, q.auto_delete, q.arguments);
+            by_id.insert(q.id, queue.clone());
+            v.insert_queue(queue);
         }
         for b in recovered.bindings {
-            if let Ok(src) = root.exchange(&b.source) {
+            if let Some(v) = vhosts.get(&b.vhost)
+                && let Ok(src) = v.exchange(&b.source)
+            {
                 src.bind(Binding {
                     destination: b.destination,
                     routing_key: b.routing_key,
@@ -168,7 +209,6 @@ impl Broker {
         for (qid, seqs) in orphans {
             store.forget(qid, &seqs);
         }
-        vhosts.insert("/".to_owned(), root);
         Ok(Arc::new(Broker {
             config,
             users,
@@ -180,7 +220,169 @@ impl Broker {
             alarm_cleared: tokio::sync::Notify::new(),
             alarm_raised: tokio::sync::Notify::new(),
             reply_to: Mutex::new(HashMap::new()),
+            next_queue_id,
+            connections: RwLock::new(HashMap::new()),
+            queue_counters: RwLock::new(HashMap::new()),
+            last_sample: Mutex::new(std::time::Instant::now()),
         }))
+    }
+
+    /// Every virtual host, sorted by name.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Creates virtual host `name` with the standard exchanges, or updates its description and tags if it
+    /// exists. Returns whether it was created.
+    pub fn add_vhost(
+        &self,
+        name: &str,
+        description: &str,
+        tags: &[String],
+    ) -> Result<bool, VHostError> {
+        if name.is_empty() || name.len() > 255 || name.contains('\0') {
+            return Err(VHostError::InvalidName(name.to_owned()));
+        }
+        let def = VHostDef {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            tags: tags.to_vec(),
+        };
+        let meta = VHostMeta {
+            description: def.description.clone(),
+            tags: def.tags.clone(),
+        };
+        if let Some(v) = self.vhost(name) {
+            self.store.put_vhost(&def)?;
+            *v.meta.write() = meta;
+            return Ok(false);
+        }
+        self.store.put_vhost(&def)?;
+        let v = Arc::new(VHost::new(
+            name,
+            self.store.clone(),
+            self.next_queue_id.clone(),
+        ));
+        v.set_self();
+        *v.meta.write() = meta;
+        let mut vhosts = self.vhosts.write();
+        if vhosts.contains_key(name) {
+            return Ok(false);
+        }
+        vhosts.insert(name.to_owned(), v);
+        tracing::info!(vhost = %name, "virtual host created");
+        Ok(true)
+    }
+
+    /// Deletes virtual host `name`: closes its connections (320 CONNECTION_FORCED), deletes its queues (and
+    /// their messages), exchanges, bindings and permissions. Returns whether it existed.
+    pub fn delete_vhost(&self, name: &str) -> Result<bool, AmqpError> {
+        let Some(v) = self.vhosts.write().remove(name) else {
+            return Ok(false);
+        };
+        self.store.delete_vhost(name)?;
+        for c in self.connections() {
+            if c.vhost == name {
+                c.close(&format!("vhost '{name}' is deleted"));
+            }
+        }
+        v.delete_all();
+        if let Err(e) = self.users.clear_vhost_permissions(name) {
+            tracing::error!(error = %e, vhost = %name, "cannot delete the permissions of a deleted vhost");
+        }
+        tracing::info!(vhost = %name, "virtual host deleted");
+        Ok(true)
+    }
+
+    /// Every open connection, in id order.
+    pub fn connections(&self) -> Vec<Arc<ConnectionInfo>> {
+        let mut all: Vec<Arc<ConnectionInfo>> = self.connections.read().values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    /// Closes the connection named `name` (320 CONNECTION_FORCED with `reason`); false if there is none.
+    pub fn close_connection(&self, name: &str, reason: &str) -> bool {
+        let found = self
+            .connections
+            .read()
+            .values()
+            .find(|c| c.name == name)
+            .cloned();
+        match found {
+            Some(c) => {
+                c.close(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn register_connection(&self, info: Arc<ConnectionInfo>) {
+        self.connections.write().insert(info.id, info);
+    }
+
+    pub(crate) fn unregister_connection(&self, id: u64) {
+        self.connections.write().remove(&id);
+    }
+
+    /// The counters of queue `id` (created on first use).
+    pub fn queue_counters(&self, id: u64) -> Arc<QueueCounters> {
+        if let Some(c) = self.queue_counters.read().get(&id) {
+            return c.clone();
+        }
+        self.queue_counters.write().entry(id).or_default().clone()
+    }
+
+    /// Unacknowledged deliveries per queue id, counted over every open channel.
+    pub fn unacked_by_queue(&self) -> HashMap<u64, u32> {
+        let mut out: HashMap<u64, u32> = HashMap::new();
+        for c in self.connections() {
+            for ch in c.channel_list() {
+                let un = ch.shared.unacked.lock();
+                for p in &un.pending {
+                    *out.entry(p.queue.id).or_default() += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// Samples message rates once per [`RATE_INTERVAL`] (called by the sweeper).
+    fn sample_rates(&self) {
+        let secs = {
+            let mut last = self.last_sample.lock();
+            let elapsed = last.elapsed();
+            if elapsed < RATE_INTERVAL {
+                return;
+            }
+            *last = std::time::Instant::now();
+            elapsed.as_secs_f64()
+        };
+        let mut live = std::collections::HashSet::new();
+        for v in self.vhosts() {
+            let mut delivered = 0u64;
+            for q in v.queues() {
+                live.insert(q.id);
+                let qc = self.queue_counters(q.id);
+                let total = q.delivered_total.load(Ordering::Relaxed);
+                delivered += total.saturating_sub(qc.deliver_get.get());
+                qc.deliver_get.set(total);
+                qc.sample(secs);
+            }
+            v.counters.deliver_get.add(delivered);
+            v.counters.sample(secs);
+        }
+        self.queue_counters
+            .write()
+            .retain(|id, _| live.contains(id));
+        for c in self.connections() {
+            for ch in c.channel_list() {
+                ch.published.sample(secs);
+            }
+        }
     }
 
     /// The virtual host named `name`.
@@ -226,6 +428,7 @@ impl Broker {
         }
         self.stats.ready_bytes.store(ready_bytes, Ordering::Relaxed);
         self.set_memory(ready_bytes);
+        self.sample_rates();
     }
 
     /// Raises the memory alarm above `max_ready_bytes`, clears it below 90% of it.

@@ -40,6 +40,7 @@ pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod queue;
+pub mod registry;
 pub mod store;
 pub mod vhost;
 

@@ -42,6 +42,19 @@ pub struct VHost {
     store: Store,
     next_queue_id: Arc<AtomicU64>,
     me: OnceLock<Weak<VHost>>,
+    /// Description and tags (management API).
+    pub meta: RwLock<VHostMeta>,
+    /// Message counters (management API, metrics).
+    pub counters: crate::registry::VHostCounters,
+}
+
+/// A virtual host's description and tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VHostMeta {
+    /// Free-text description.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<String>,
 }
 
 /// What queue.declare answers.
@@ -104,6 +117,38 @@ impl VHost {
             store,
             next_queue_id,
             me: OnceLock::new(),
+            meta: RwLock::new(VHostMeta::default()),
+            counters: crate::registry::VHostCounters::default(),
+        }
+    }
+
+    /// Every exchange (including the default exchange `""`).
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.read().values().cloned().collect()
+    }
+
+    /// The queue named `name`, whoever owns it (management reads).
+    pub fn find_queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.read().get(name).cloned()
+    }
+
+    /// Deletes every queue and every exchange but the standard ones (the virtual host is being deleted);
+    /// their stored definitions and messages go too.
+    pub fn delete_all(&self) {
+        for q in self.queues() {
+            self.remove_queue(&q);
+        }
+        for ex in self.exchanges() {
+            if ex.name.is_empty() || ex.name.starts_with("amq.") {
+                // Standard exchanges are never stored, but may hold stored bindings.
+                for b in ex.bindings() {
+                    self.forget_binding(&ex.name, &b);
+                }
+                continue;
+            }
+            if let Err(e) = self.remove_exchange(&ex) {
+                tracing::error!(error = %e.text, exchange = %ex.name, "cannot delete exchange");
+            }
         }
     }
 
