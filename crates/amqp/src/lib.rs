@@ -38,6 +38,7 @@ pub mod codec;
 mod connection;
 pub mod error;
 pub mod exchange;
+pub mod manage;
 pub mod message;
 pub mod queue;
 pub mod registry;

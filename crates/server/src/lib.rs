@@ -15,6 +15,7 @@
 //!    signal exits at once.
 
 pub mod admin;
+pub mod amqp_api;
 pub mod amqp_metrics;
 pub mod cli;
 pub mod config;
