@@ -9,10 +9,17 @@
 //! - [`vhost`], [`exchange`], [`queue`]: the model — exchanges (direct, fanout, topic via
 //!   `strata_algo::TopicTrie`, headers), bindings (including exchange-to-exchange), queues, consumers and
 //!   push-based dispatch straight into each consumer connection's output buffer.
-//! - [`store`]: durable exchanges, queues, bindings and persistent messages in strata-storage trees.
+//! - [`store`]: durable exchanges, queues, bindings, virtual hosts and persistent messages in strata-storage
+//!   trees.
+//! - [`registry`]: what the management API and metrics read — open connections, channels, consumers, and
+//!   per-queue / per-vhost message counters with sampled rates; [`manage`]: publishing and fetching messages
+//!   without a connection (the management API's publish and get).
 //!
-//! What it is not (yet): TTLs, dead-lettering, length limits, priority queues, policies, the management API
-//! and federation — `docs/amqp.md` lists every difference from RabbitMQ.
+//! Permissions (RabbitMQ's configure/write/read patterns, kept in `strata-auth`) are checked in the channel
+//! method handlers; virtual hosts are created and deleted through [`Broker::add_vhost`] /
+//! [`Broker::delete_vhost`].
+//!
+//! What it is not (yet): policies and federation — `docs/amqp.md` lists every difference from RabbitMQ.
 //!
 //! Limits ([`AmqpConfig`]): connections, channel_max, frame_max, message size, consumers per channel; a
 //! connection's pending output is bounded by [`queue::OUTPUT_HIGH_WATER_BYTES`] for deliveries; every
