@@ -24,3 +24,4 @@ pub mod kv_metrics;
 pub mod node;
 pub mod storage_cli;
 pub mod storage_metrics;
+pub mod user_cli;

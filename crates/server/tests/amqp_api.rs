@@ -796,3 +796,57 @@ async fn definitions_round_trip() {
         "{v}"
     );
 }
+
+/// Runs `strata <args>` against `node`'s management API; returns (success, stdout, stderr).
+fn strata_cli(node: &Node, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .args(["--api", &format!("http://127.0.0.1:{}", node.port("http"))])
+        .env_remove("STRATA_API_URL")
+        .env_remove("STRATA_API_USER")
+        .env("STRATA_API_PASSWORD", "guest")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_vhost_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("data"), &[]);
+    let ok = |args: &[&str]| {
+        let (success, out, err) = strata_cli(&node, args);
+        assert!(success, "strata {args:?}: {err}");
+        out
+    };
+    ok(&["vhost", "add", "orders", "--description", "order flow"]);
+    assert!(ok(&["vhost", "list"]).contains("orders\torder flow"));
+    ok(&["user", "add", "erin", "s3cret", "--tags", "monitoring"]);
+    ok(&["user", "set-tags", "erin", "management", "policymaker"]);
+    ok(&[
+        "user",
+        "set-permissions",
+        "erin",
+        "-p",
+        "orders",
+        "^erin-",
+        ".*",
+        ".*",
+    ]);
+    assert!(ok(&["user", "list"]).contains("erin\t[management,policymaker]"));
+    assert!(ok(&["user", "list-permissions"]).contains("orders\terin\t^erin-\t.*\t.*"));
+    let conn = connect(&node, "erin", "s3cret", "orders").await.unwrap();
+    conn.close(200, "bye".into()).await.unwrap();
+    ok(&["user", "clear-permissions", "erin", "-p", "orders"]);
+    assert!(connect(&node, "erin", "s3cret", "orders").await.is_err());
+    ok(&["user", "delete", "erin"]);
+    let (success, _, err) = strata_cli(&node, &["user", "delete", "erin"]);
+    assert!(!success);
+    assert!(err.contains("HTTP 404"), "{err}");
+    ok(&["vhost", "delete", "orders"]);
+    assert!(!ok(&["vhost", "list"]).contains("orders"));
+}
