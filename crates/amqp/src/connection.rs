@@ -208,6 +208,8 @@ struct Channel {
 /// What a pass produced for storage, queues and confirms.
 #[derive(Default)]
 struct Pass {
+    /// Messages published in the pass.
+    published: u64,
     batch: WriteBatch,
     enqueue: Vec<(Arc<Queue>, Entry)>,
     replies: Vec<Reply>,
@@ -1673,8 +1675,18 @@ impl Conn {
             v.counters.ack.add(taken.len() as u64);
         }
         let mut queues: Vec<Arc<Queue>> = Vec::new();
+        // Acks per queue, counted once per run of the same queue.
+        let mut run: Option<(Arc<Queue>, u64)> = None;
         for p in taken {
-            self.counters(&p.queue).ack.add(1);
+            match &mut run {
+                Some((q, n)) if Arc::ptr_eq(q, &p.queue) => *n += 1,
+                _ => {
+                    if let Some((q, n)) = run.take() {
+                        self.counters(&q).ack.add(n);
+                    }
+                    run = Some((p.queue.clone(), 1));
+                }
+            }
             if let Some(seq) = p.entry.store_seq {
                 self.broker
                     .store
@@ -1683,6 +1695,9 @@ impl Conn {
             if p.consumer.is_some() && !queues.iter().any(|q| Arc::ptr_eq(q, &p.queue)) {
                 queues.push(p.queue);
             }
+        }
+        if let Some((q, n)) = run {
+            self.counters(&q).ack.add(n);
         }
         // Credit came back: deliver more.
         queues.iter().for_each(Queue::dispatch);
@@ -1790,12 +1805,11 @@ impl Conn {
         };
         self.broker.stats.published.fetch_add(1, Ordering::Relaxed);
         self.published = true;
-        if let Some(v) = &self.vhost {
-            v.counters.publish.add(1);
-        }
-        self.channel(id)?.info.published.add(1);
+        // Counted per pass for the virtual host (one shared atomic per pass, not per message).
+        self.pass.published += 1;
         let msg = self.rewrite_reply_to(id, msg)?;
         let ch = self.channel(id)?;
+        ch.info.published.add(1);
         if let Some(tx) = ch.tx.as_mut() {
             tx.publishes.push((mandatory, Arc::new(msg)));
             return Ok(());
@@ -1912,6 +1926,11 @@ impl Conn {
     /// Ends the current pass: submits its storage batch, enqueues its messages, schedules its replies.
     fn end_pass(&mut self) {
         let pass = std::mem::take(&mut self.pass);
+        if pass.published > 0
+            && let Some(v) = &self.vhost
+        {
+            v.counters.publish.add(pass.published);
+        }
         let commit =
             (!pass.batch.is_empty()).then(|| self.broker.store.db.write_async(&pass.batch));
         // Enqueue after the batch was submitted: an acknowledgement's delete is then always ordered after
