@@ -164,6 +164,7 @@ fn created_or_updated(created: bool) -> ApiResult {
 
 /// The `/api` routes.
 pub fn routes(ctx: ServiceContext) -> Router {
+    std::sync::LazyLock::force(&NODE_START);
     let api = Api {
         ctx,
         logins: Arc::new(Mutex::new(HashMap::new())),
@@ -241,6 +242,12 @@ pub fn routes(ctx: ServiceContext) -> Router {
             get(export_definitions).post(import_definitions),
         )
         .route("/api/aliveness-test/{vhost}", get(aliveness))
+        .route("/api/nodes", get(list_nodes))
+        .route("/api/nodes/{node}", get(get_node))
+        .route("/api/health/checks/alarms", get(health_alarms))
+        .route("/api/health/checks/local-alarms", get(health_alarms))
+        .route("/api/health/checks/virtual-hosts", get(health_ok))
+        .route("/api/health/checks/node-is-quorum-critical", get(health_ok))
         .route_layer(middleware::from_fn_with_state(api.clone(), authenticate))
         .with_state(api)
 }
@@ -2161,5 +2168,60 @@ async fn aliveness(
         }
         Ok(())
     })?;
+    ok_json(json!({"status": "ok"}))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Nodes and health checks
+
+fn node_json(b: &Broker) -> Value {
+    json!({
+        "name": NODE,
+        "type": "disc",
+        "running": true,
+        "mem_alarm": b.memory_alarm(),
+        "disk_free_alarm": false,
+        "mem_used": b.stats.ready_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        "mem_limit": b.config.max_ready_bytes,
+        "uptime": NODE_START.elapsed().as_millis() as u64,
+        "rates_mode": "basic",
+    })
+}
+
+static NODE_START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+async fn list_nodes(State(api): State<Api>) -> ApiResult {
+    let b = broker(&api)?;
+    ok_json(json!([node_json(&b)]))
+}
+
+async fn get_node(State(api): State<Api>, Path(node): Path<String>) -> ApiResult {
+    if node != NODE {
+        return Err(not_found());
+    }
+    let b = broker(&api)?;
+    ok_json(node_json(&b))
+}
+
+/// RabbitMQ's alarm health check: 200 `{"status":"ok"}`, or 503 naming the memory alarm (`mem_used` is the
+/// bytes of ready messages, the figure the broker's alarm watches).
+async fn health_alarms(State(api): State<Api>) -> ApiResult {
+    let b = broker(&api)?;
+    if b.memory_alarm() {
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "status": "failed",
+                "reason": "resource alarm(s) in effect in the cluster",
+                "alarms": [{"node": NODE, "resource": "memory"}],
+            })),
+        )
+            .into_response());
+    }
+    ok_json(json!({"status": "ok"}))
+}
+
+async fn health_ok(State(api): State<Api>) -> ApiResult {
+    broker(&api)?;
     ok_json(json!({"status": "ok"}))
 }

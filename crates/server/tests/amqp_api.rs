@@ -694,10 +694,30 @@ async fn queues_exchanges_bindings_connections_and_metrics() {
     })
     .await;
 
-    // Aliveness.
+    // Aliveness, health checks, nodes.
     assert_eq!(
         api.get("/api/aliveness-test/%2F").await,
         json!({"status": "ok"})
+    );
+    assert_eq!(
+        api.get("/api/health/checks/alarms").await,
+        json!({"status": "ok"})
+    );
+    assert_eq!(
+        api.get("/api/health/checks/virtual-hosts").await,
+        json!({"status": "ok"})
+    );
+    let nodes = api.get("/api/nodes").await;
+    assert_eq!(
+        (
+            nodes[0]["running"].as_bool(),
+            nodes[0]["mem_alarm"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    assert_eq!(
+        api.get("/api/nodes/strata@localhost").await["name"],
+        "strata@localhost"
     );
 }
 
