@@ -728,7 +728,7 @@ impl VHost {
         if if_empty && q.message_count() > 0 {
             return Err(Fault::channel(
                 code::PRECONDITION_FAILED,
-                format!("queue '{name}' in vhost '{}' is not empty", self.name),
+                format!("queue '{name}' in vhost '{}' not empty", self.name),
             ));
         }
         Ok(self.remove_queue(&q))

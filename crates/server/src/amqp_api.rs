@@ -137,12 +137,18 @@ fn internal(reason: impl std::fmt::Display) -> ApiError {
     }
 }
 
-/// A broker fault as RabbitMQ's API reports it: 404 for missing objects, 400 with the reply text otherwise.
+/// A broker fault as RabbitMQ's API reports it: 404 for missing objects, 400 with the reply text (without
+/// the reply code's name) otherwise.
 fn fault(f: strata_amqp::Fault) -> ApiError {
     if f.code == strata_amqp::error::code::NOT_FOUND {
         return not_found();
     }
-    bad_request(f.text)
+    match f.text.split_once(" - ") {
+        Some((name, rest)) if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') => {
+            bad_request(rest)
+        }
+        _ => bad_request(f.text),
+    }
 }
 
 fn ok_json(v: Value) -> ApiResult {
@@ -848,11 +854,8 @@ fn apply_permission(
     m: &Map<String, Value>,
 ) -> Result<bool, ApiError> {
     let b = broker(api)?;
-    if b.vhost(vhost).is_none() {
-        return Err(bad_request(format!("vhost_not_found: {vhost}")));
-    }
-    if api.ctx.users.user(user).is_none() {
-        return Err(bad_request(format!("user_not_found: {user}")));
+    if b.vhost(vhost).is_none() || api.ctx.users.user(user).is_none() {
+        return Err(bad_request("vhost_or_user_not_found"));
     }
     let field = |k: &str| -> Result<String, ApiError> {
         str_field(m, k)?
@@ -929,8 +932,10 @@ fn queue_json(b: &Broker, v: &VHost, q: &Arc<Queue>, unacked: &HashMap<u64, u32>
         "messages_ready": ready,
         "messages_unacknowledged": unack,
         "message_bytes_ready": q.ready_bytes(),
+        "message_bytes": q.ready_bytes(),
         "consumers": q.consumer_count(),
         "policy": queue_policy(b, &v.name, q),
+        "operator_policy": Value::Null,
         "effective_policy_definition": {},
         "message_stats": stats,
     })
