@@ -799,22 +799,26 @@ async fn definitions_round_trip() {
     let conn = connect(&other, "carol", "c4rol", "shop").await.unwrap();
     conn.close(200, "bye".into()).await.unwrap();
 
-    // A RabbitMQ hash cannot be imported (strata stores argon2id): a clear 400.
+    // A RabbitMQ export imports whole: a user with a SHA-256 hash comes over without a password (it cannot
+    // log in until given one), with its tags and permissions.
     let (s, v) = api_b
         .send(
             Method::POST,
             "/api/definitions",
-            Some(json!({"users": [{"name": "r", "password_hash": "abc", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ""}]})),
+            Some(json!({
+                "users": [{"name": "r", "password_hash": "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["management"]}],
+                "permissions": [{"user": "r", "vhost": "shop", "configure": "", "write": "", "read": ".*"}],
+            })),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(
-        v["reason"]
-            .as_str()
-            .unwrap()
-            .contains("rabbit_password_hashing_sha256"),
-        "{v}"
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let r = api_b.get("/api/users/r").await;
+    assert_eq!(
+        (r["password_hash"].as_str(), r["tags"].clone()),
+        (Some(""), json!(["management"]))
     );
+    assert!(connect(&other, "r", "", "shop").await.is_err());
+    assert_eq!(api_b.get("/api/permissions/shop/r").await["read"], ".*");
 }
 
 /// Runs `strata <args>` against `node`'s management API; returns (success, stdout, stderr).
