@@ -247,6 +247,10 @@ pub fn routes(ctx: ServiceContext) -> Router {
             "/api/definitions",
             get(export_definitions).post(import_definitions),
         )
+        .route(
+            "/api/definitions/{vhost}",
+            get(export_vhost_definitions).post(import_vhost_definitions),
+        )
         .route("/api/aliveness-test/{vhost}", get(aliveness))
         .route("/api/nodes", get(list_nodes))
         .route("/api/nodes/{node}", get(get_node))
@@ -1906,7 +1910,67 @@ async fn list_consumers_vhost(
 // Definitions
 
 async fn export_definitions(State(api): State<Api>) -> ApiResult {
-    let b = broker(&api)?;
+    ok_json(definitions(&api, None)?)
+}
+
+/// `GET /api/definitions/{vhost}`: one virtual host's queues, exchanges, bindings and policies, without
+/// their `vhost` fields (so they import into any virtual host), as RabbitMQ exports them.
+async fn export_vhost_definitions(State(api): State<Api>, Path(vhost): Path<String>) -> ApiResult {
+    if broker(&api)?.vhost(&vhost).is_none() {
+        return Err(not_found());
+    }
+    let mut all = definitions(&api, Some(&vhost))?;
+    if let Some(m) = all.as_object_mut() {
+        for key in [
+            "users",
+            "vhosts",
+            "permissions",
+            "topic_permissions",
+            "global_parameters",
+        ] {
+            m.remove(key);
+        }
+        for key in VHOST_SCOPED {
+            if let Some(Value::Array(items)) = m.get_mut(key) {
+                for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                    item.remove("vhost");
+                }
+            }
+        }
+    }
+    ok_json(all)
+}
+
+/// The definition lists that belong to a virtual host.
+const VHOST_SCOPED: [&str; 5] = ["queues", "exchanges", "bindings", "policies", "parameters"];
+
+/// `POST /api/definitions/{vhost}`: imports queues, exchanges, bindings and policies into `vhost`.
+async fn import_vhost_definitions(
+    State(api): State<Api>,
+    Path(vhost): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    if broker(&api)?.vhost(&vhost).is_none() {
+        return Err(not_found());
+    }
+    let mut m = body_json(&body)?;
+    for key in ["users", "vhosts", "permissions"] {
+        m.remove(key);
+    }
+    for key in VHOST_SCOPED {
+        if let Some(Value::Array(items)) = m.get_mut(key) {
+            for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                item.insert("vhost".to_owned(), json!(vhost));
+            }
+        }
+    }
+    import(&api, &m)?;
+    no_content()
+}
+
+/// Every definition (or those of one virtual host).
+fn definitions(api: &Api, only: Option<&str>) -> Result<Value, ApiError> {
+    let b = broker(api)?;
     let users: Vec<Value> = api
         .ctx
         .users
@@ -1927,6 +1991,9 @@ async fn export_definitions(State(api): State<Api>) -> ApiResult {
     let mut exchanges = Vec::new();
     let mut bindings = Vec::new();
     for v in b.vhosts() {
+        if only.is_some_and(|o| o != v.name) {
+            continue;
+        }
         let meta = v.meta.read().clone();
         vhosts.push(json!({
             "name": v.name,
@@ -1992,7 +2059,7 @@ async fn export_definitions(State(api): State<Api>) -> ApiResult {
         .iter()
         .map(|p| permission_json(p))
         .collect();
-    ok_json(json!({
+    Ok(json!({
         "rabbit_version": RABBITMQ_API_VERSION,
         "rabbitmq_version": RABBITMQ_API_VERSION,
         "product_name": "strata",
@@ -2033,7 +2100,14 @@ fn required<'a>(m: &'a Map<String, Value>, key: &str, what: &str) -> Result<&'a 
 
 async fn import_definitions(State(api): State<Api>, body: Bytes) -> ApiResult {
     let m = body_json(&body)?;
-    let b = broker(&api)?;
+    import(&api, &m)?;
+    no_content()
+}
+
+/// Imports definitions in dependency order: vhosts, users, permissions, exchanges, queues, bindings.
+fn import(api: &Api, m: &Map<String, Value>) -> Result<(), ApiError> {
+    let b = broker(api)?;
+    let api = api.clone();
     tokio::task::block_in_place(|| -> Result<(), ApiError> {
         for v in objects(&m, "vhosts")? {
             let name = required(v, "name", "vhost")?;
@@ -2137,8 +2211,7 @@ async fn import_definitions(State(api): State<Api>, body: Bytes) -> ApiResult {
             .map_err(fault)?;
         }
         Ok(())
-    })?;
-    no_content()
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------

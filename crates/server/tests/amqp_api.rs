@@ -819,6 +819,24 @@ async fn definitions_round_trip() {
     );
     assert!(connect(&other, "r", "", "shop").await.is_err());
     assert_eq!(api_b.get("/api/permissions/shop/r").await["read"], ".*");
+
+    // One virtual host's definitions (no vhost fields) import into another virtual host.
+    let shop = api.get("/api/definitions/shop").await;
+    assert!(shop.get("users").is_none());
+    assert!(shop["queues"][0].get("vhost").is_none());
+    api_b.send(Method::PUT, "/api/vhosts/shop2", None).await;
+    let (s, v) = api_b
+        .send(Method::POST, "/api/definitions/shop2", Some(shop))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(
+        api_b.get("/api/queues/shop2/billing").await["durable"],
+        true
+    );
+    assert_eq!(
+        api_b.get("/api/bindings/shop2/e/orders/q/billing").await[0]["routing_key"],
+        "paid"
+    );
 }
 
 /// Runs `strata <args>` against `node`'s management API; returns (success, stdout, stderr).
