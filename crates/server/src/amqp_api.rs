@@ -2109,7 +2109,7 @@ fn import(api: &Api, m: &Map<String, Value>) -> Result<(), ApiError> {
     let b = broker(api)?;
     let api = api.clone();
     tokio::task::block_in_place(|| -> Result<(), ApiError> {
-        for v in objects(&m, "vhosts")? {
+        for v in objects(m, "vhosts")? {
             let name = required(v, "name", "vhost")?;
             let meta = v.get("metadata").and_then(Value::as_object);
             let description = str_field(v, "description")?
@@ -2125,7 +2125,7 @@ fn import(api: &Api, m: &Map<String, Value>) -> Result<(), ApiError> {
             b.add_vhost(name, description, &tags)
                 .map_err(|e| bad_request(e.to_string()))?;
         }
-        for u in objects(&m, "users")? {
+        for u in objects(m, "users")? {
             let name = required(u, "name", "user")?;
             let foreign = str_field(u, "hashing_algorithm")?
                 .is_some_and(|alg| alg != "strata_argon2id")
@@ -2147,12 +2147,12 @@ fn import(api: &Api, m: &Map<String, Value>) -> Result<(), ApiError> {
             }
             apply_user(&api, name, u)?;
         }
-        for p in objects(&m, "permissions")? {
+        for p in objects(m, "permissions")? {
             let vhost = required(p, "vhost", "permission")?;
             let user = required(p, "user", "permission")?;
             apply_permission(&api, vhost, user, p)?;
         }
-        for e in objects(&m, "exchanges")? {
+        for e in objects(m, "exchanges")? {
             let vhost = required(e, "vhost", "exchange")?;
             let name = required(e, "name", "exchange")?;
             let v = b
@@ -2169,7 +2169,7 @@ fn import(api: &Api, m: &Map<String, Value>) -> Result<(), ApiError> {
             )
             .map_err(fault)?;
         }
-        for q in objects(&m, "queues")? {
+        for q in objects(m, "queues")? {
             let vhost = required(q, "vhost", "queue")?;
             let name = required(q, "name", "queue")?;
             let v = b
@@ -2189,7 +2189,7 @@ fn import(api: &Api, m: &Map<String, Value>) -> Result<(), ApiError> {
             )
             .map_err(fault)?;
         }
-        for bd in objects(&m, "bindings")? {
+        for bd in objects(m, "bindings")? {
             let vhost = required(bd, "vhost", "binding")?;
             let source = required(bd, "source", "binding")?;
             let destination = required(bd, "destination", "binding")?;
