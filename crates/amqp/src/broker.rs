@@ -159,6 +159,14 @@ impl Broker {
             vhosts.insert(name.to_owned(), v.clone());
             Ok(v)
         };
+        // Policies first, so recovered queues get their effective limits before their messages return.
+        for (kind, p) in recovered.policies {
+            let v = get_vhost(&p.vhost)?;
+            match crate::policy::Compiled::new(p, kind) {
+                Ok(c) => v.set_policy(kind, c),
+                Err(e) => tracing::error!(error = %e, "stored policy no longer valid; ignored"),
+            }
+        }
         for e in recovered.exchanges {
             get_vhost(&e.vhost)?.insert_exchange(Exchange::new(
                 &e.name,
@@ -208,6 +216,9 @@ impl Broker {
         }
         for (qid, seqs) in orphans {
             store.forget(qid, &seqs);
+        }
+        for v in vhosts.values() {
+            v.reapply_policies();
         }
         Ok(Arc::new(Broker {
             config,
@@ -277,8 +288,25 @@ impl Broker {
     }
 
     /// Deletes virtual host `name`: closes its connections (320 CONNECTION_FORCED), deletes its queues (and
-    /// their messages), exchanges, bindings and permissions. Returns whether it existed.
+    /// their messages), exchanges, bindings, policies and permissions. Returns whether it existed.
     pub fn delete_vhost(&self, name: &str) -> Result<bool, AmqpError> {
+        if self.vhost(name).is_none() {
+            return Ok(false);
+        }
+        // Its stored policies go with it.
+        for (kind, policies) in [
+            (crate::policy::PolicyKind::User, self.policies(Some(name))),
+            (
+                crate::policy::PolicyKind::Operator,
+                self.operator_policies(Some(name)),
+            ),
+        ] {
+            for p in policies {
+                if let Err(e) = self.store.delete_policy(kind, name, &p.name) {
+                    tracing::error!(error = %e, vhost = %name, policy = %p.name, "cannot delete policy");
+                }
+            }
+        }
         let Some(v) = self.vhosts.write().remove(name) else {
             return Ok(false);
         };
@@ -390,6 +418,11 @@ impl Broker {
         self.vhosts.read().get(name).cloned()
     }
 
+    /// Every virtual host.
+    pub(crate) fn all_vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts.read().values().cloned().collect()
+    }
+
     /// Depth and consumers of every queue, for metrics.
     pub fn queue_stats(&self) -> Vec<QueueStats> {
         let vhosts: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
@@ -417,7 +450,7 @@ impl Broker {
             for q in v.queues() {
                 q.expire(now);
                 ready_bytes += q.ready_bytes() as u64;
-                if let Some(ttl) = q.args.expires_ms
+                if let Some(ttl) = q.effective().args.expires_ms
                     && q.consumer_count() == 0
                     && now.saturating_sub(q.last_used_ms.load(Ordering::Relaxed)) >= ttl
                 {

@@ -1873,7 +1873,7 @@ impl Conn {
         let mut refused = false;
         let mut admitted = Vec::with_capacity(queues.len());
         for q in queues {
-            if q.args.overflow != crate::queue::Overflow::DropHead {
+            if q.overflow() != crate::queue::Overflow::DropHead {
                 let (n, bytes) = self
                     .pass
                     .enqueue
@@ -1882,7 +1882,7 @@ impl Conn {
                     .fold((0, 0), |(n, b), (_, e)| (n + 1, b + e.msg.size_bytes()));
                 if !q.admits(msg.size_bytes(), n, bytes) {
                     refused = true;
-                    if q.args.overflow == crate::queue::Overflow::RejectPublishDlx {
+                    if q.overflow() == crate::queue::Overflow::RejectPublishDlx {
                         q.kill(vec![(
                             Entry::new(msg.clone(), None),
                             crate::queue::DeathReason::MaxLen,

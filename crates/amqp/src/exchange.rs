@@ -102,9 +102,19 @@ pub struct Exchange {
     pub internal: bool,
     /// The declare arguments.
     pub arguments: FieldTable,
-    /// Where unroutable messages go (`alternate-exchange` argument).
+    /// Where unroutable messages go (`alternate-exchange` argument, as declared; a policy may add one:
+    /// see [`Exchange::alternate_exchange`]).
     pub alternate: Option<String>,
+    /// The policy that applies, and the alternate exchange in effect (argument, else policy).
+    policy: RwLock<ExchangePolicy>,
     bindings: RwLock<Bindings>,
+}
+
+/// An exchange's policy and what it makes effective.
+#[derive(Debug, Default)]
+struct ExchangePolicy {
+    policy: Option<Arc<crate::policy::Policy>>,
+    alternate: Option<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -135,9 +145,32 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
+            policy: RwLock::new(ExchangePolicy {
+                policy: None,
+                alternate: alternate.as_deref().map(Arc::from),
+            }),
             alternate,
             bindings: RwLock::new(Bindings::default()),
         }
+    }
+
+    /// The alternate exchange in effect: the `alternate-exchange` argument, else the policy's.
+    pub fn alternate_exchange(&self) -> Option<Arc<str>> {
+        self.policy.read().alternate.clone()
+    }
+
+    /// The policy that applies to this exchange.
+    pub fn policy(&self) -> Option<Arc<crate::policy::Policy>> {
+        self.policy.read().policy.clone()
+    }
+
+    /// Sets the policy that applies (a policy changed).
+    pub fn set_policy(&self, policy: Option<Arc<crate::policy::Policy>>) {
+        let alternate =
+            crate::policy::effective_alternate(self.alternate.as_deref(), policy.as_deref());
+        let mut cur = self.policy.write();
+        cur.alternate = alternate.as_deref().map(Arc::from);
+        cur.policy = policy;
     }
 
     /// Adds a binding; returns false if the same binding (destination, key, arguments) exists.

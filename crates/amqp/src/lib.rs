@@ -9,8 +9,10 @@
 //! - [`vhost`], [`exchange`], [`queue`]: the model — exchanges (direct, fanout, topic via
 //!   `strata_algo::TopicTrie`, headers), bindings (including exchange-to-exchange), queues, consumers and
 //!   push-based dispatch straight into each consumer connection's output buffer.
-//! - [`store`]: durable exchanges, queues, bindings, virtual hosts and persistent messages in strata-storage
-//!   trees.
+//! - [`store`]: durable exchanges, queues, bindings, virtual hosts, policies and persistent messages in
+//!   strata-storage trees.
+//! - [`policy`]: policies and operator policies (pattern, apply-to, priority, definition) and how they
+//!   combine with queue arguments; applied to existing and new queues and exchanges at once.
 //! - [`registry`]: what the management API and metrics read — open connections, channels, consumers, and
 //!   per-queue / per-vhost message counters with sampled rates; [`manage`]: publishing and fetching messages
 //!   without a connection (the management API's publish and get).
@@ -19,7 +21,7 @@
 //! method handlers; virtual hosts are created and deleted through [`Broker::add_vhost`] /
 //! [`Broker::delete_vhost`].
 //!
-//! What it is not (yet): policies and federation — `docs/amqp.md` lists every difference from RabbitMQ.
+//! What it is not (yet): federation — `docs/amqp.md` lists every difference from RabbitMQ.
 //!
 //! Limits ([`AmqpConfig`]): connections, channel_max, frame_max, message size, consumers per channel; a
 //! connection's pending output is bounded by [`queue::OUTPUT_HIGH_WATER_BYTES`] for deliveries; every
@@ -47,6 +49,7 @@ pub mod error;
 pub mod exchange;
 pub mod manage;
 pub mod message;
+pub mod policy;
 pub mod queue;
 pub mod registry;
 pub mod store;
@@ -55,3 +58,4 @@ pub mod vhost;
 pub use broker::{AmqpConfig, Broker, serve};
 pub use codec::fuzzing;
 pub use error::{AmqpError, Fault};
+pub use policy::{ApplyTo, Policy, PolicyError};

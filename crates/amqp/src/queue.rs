@@ -10,17 +10,18 @@
 //! while holding a channel's or an output lock.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use amq_protocol::protocol::{AMQPClass, basic};
 use amq_protocol::types::{FieldTable, ShortString};
 use bytes::BytesMut;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::codec;
 use crate::message::Message;
+use crate::policy::Policy;
 
 /// Output bytes above which no more deliveries are encoded for a connection until its writer drains them
 /// (back-pressure for consumers without prefetch limits).
@@ -380,6 +381,36 @@ impl QueueArgs {
     }
 }
 
+/// What a queue acts on now: its declared arguments combined with the policy and operator policy that
+/// match it (see [`crate::policy::effective_queue_args`]). Replaced whole when a policy changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effective {
+    /// The effective limits and dead-lettering settings.
+    pub args: QueueArgs,
+    /// The policy that applies, if any.
+    pub policy: Option<Arc<Policy>>,
+    /// The operator policy that applies, if any.
+    pub operator_policy: Option<Arc<Policy>>,
+}
+
+impl Overflow {
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::DropHead => 0,
+            Self::RejectPublish => 1,
+            Self::RejectPublishDlx => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Overflow {
+        match v {
+            1 => Self::RejectPublish,
+            2 => Self::RejectPublishDlx,
+            _ => Self::DropHead,
+        }
+    }
+}
+
 /// Ready messages, one FIFO per priority level (a single level unless `x-max-priority` is set).
 #[derive(Debug, Default)]
 struct QueueState {
@@ -450,8 +481,13 @@ pub struct Queue {
     pub auto_delete: bool,
     /// The declare arguments.
     pub arguments: FieldTable,
-    /// The arguments the broker acts on.
+    /// The arguments as declared (`x-` arguments). Limits, TTLs and dead-lettering may be changed by
+    /// policies: [`Queue::effective`] is what applies now.
     pub args: QueueArgs,
+    /// Declared arguments combined with the matching policies; swapped whole when a policy changes.
+    effective: RwLock<Arc<Effective>>,
+    /// The effective overflow mode, readable without a lock (checked on every publish).
+    overflow: AtomicU8,
     /// Set once deleted.
     pub deleted: AtomicBool,
     /// Messages delivered or fetched (for statistics).
@@ -506,6 +542,12 @@ impl Queue {
             exclusive_owner: init.exclusive_owner,
             auto_delete: init.auto_delete,
             arguments: init.arguments,
+            overflow: AtomicU8::new(args.overflow.to_u8()),
+            effective: RwLock::new(Arc::new(Effective {
+                args: args.clone(),
+                policy: None,
+                operator_policy: None,
+            })),
             args,
             deleted: AtomicBool::new(false),
             delivered_total: AtomicU64::new(0),
@@ -518,6 +560,55 @@ impl Queue {
                 ..QueueState::default()
             }),
         })
+    }
+
+    /// What applies now: declared arguments combined with the matching policies.
+    pub fn effective(&self) -> Arc<Effective> {
+        self.effective.read().clone()
+    }
+
+    /// The effective overflow mode.
+    pub fn overflow(&self) -> Overflow {
+        Overflow::from_u8(self.overflow.load(Ordering::Relaxed))
+    }
+
+    /// Replaces what applies (a policy changed); returns whether anything changed. Call
+    /// [`Queue::enforce_limits`] afterwards (outside any lock) so a lowered length limit applies at once.
+    pub fn set_effective(&self, e: Effective) -> bool {
+        let mut cur = self.effective.write();
+        if **cur == e {
+            return false;
+        }
+        self.overflow
+            .store(e.args.overflow.to_u8(), Ordering::Relaxed);
+        // A changed expiry counts from now (RabbitMQ restarts the queue's expiry timer), so setting
+        // `expires` on an idle queue does not delete it on the spot.
+        if cur.args.expires_ms != e.args.expires_ms {
+            self.touch();
+        }
+        *cur = Arc::new(e);
+        true
+    }
+
+    /// Applies the length limits now: with `drop-head`, messages over the limit leave from the head and are
+    /// dead-lettered (reason `maxlen`), as RabbitMQ does when a policy lowers `max-length`. With
+    /// `reject-publish` nothing is dropped; new publishes are refused until the queue is under the limit.
+    pub fn enforce_limits(self: &Arc<Self>) {
+        let eff = self.effective();
+        if eff.args.overflow != Overflow::DropHead {
+            return;
+        }
+        let mut dead = Vec::new();
+        {
+            let mut st = self.state.lock();
+            while over_limit(&eff.args, &st) {
+                match st.pop_front() {
+                    Some(h) => dead.push((h, DeathReason::MaxLen)),
+                    None => break,
+                }
+            }
+        }
+        self.kill(dead);
     }
 
     /// Marks the queue used now (for `x-expires`).
@@ -543,37 +634,31 @@ impl Queue {
     /// Whether a new message of `size_bytes` fits under the length limits of a `reject-publish` queue,
     /// counting `pending` messages (of `pending_bytes`) not yet enqueued.
     pub fn admits(&self, size_bytes: usize, pending: usize, pending_bytes: usize) -> bool {
-        if self.args.overflow == Overflow::DropHead {
+        if self.overflow() == Overflow::DropHead {
             return true;
         }
+        let eff = self.effective();
         let st = self.state.lock();
-        let len_ok = self
+        let len_ok = eff
             .args
             .max_length
             .is_none_or(|m| ((st.len + pending) as u64) < m);
-        let bytes_ok = self
+        let bytes_ok = eff
             .args
             .max_length_bytes
             .is_none_or(|m| ((st.bytes + pending_bytes + size_bytes) as u64) <= m);
         len_ok && bytes_ok
     }
 
-    fn over_limit(&self, st: &QueueState) -> bool {
-        self.args.max_length.is_some_and(|m| st.len as u64 > m)
-            || self
-                .args
-                .max_length_bytes
-                .is_some_and(|m| st.bytes as u64 > m)
-    }
-
     /// Appends messages and delivers what consumers can take.
     pub fn push(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>) {
         let now = now_ms();
+        let eff = self.effective();
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
             for mut e in entries {
-                let ttl = match (self.args.message_ttl_ms, e.msg.expiration_ms()) {
+                let ttl = match (eff.args.message_ttl_ms, e.msg.expiration_ms()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
@@ -583,8 +668,8 @@ impl Queue {
                 }
                 st.push_back(e);
             }
-            if self.args.overflow == Overflow::DropHead {
-                while self.over_limit(&st) {
+            if eff.args.overflow == Overflow::DropHead {
+                while over_limit(&eff.args, &st) {
                     match st.pop_front() {
                         Some(h) => dead.push((h, DeathReason::MaxLen)),
                         None => break,
@@ -617,17 +702,14 @@ impl Queue {
             self.forget_entries(&entries);
             return;
         }
+        let limit = self.effective().args.delivery_limit;
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
             for mut e in entries.into_iter().rev() {
                 e.redelivered = true;
                 e.returns = e.returns.saturating_add(1);
-                if self
-                    .args
-                    .delivery_limit
-                    .is_some_and(|l| u64::from(e.returns) > l)
-                {
+                if limit.is_some_and(|l| u64::from(e.returns) > l) {
                     dead.push((e, DeathReason::DeliveryLimit));
                 } else {
                     st.push_front(e);
@@ -824,6 +906,12 @@ impl Queue {
         let seqs = st.drain().into_iter().filter_map(|e| e.store_seq).collect();
         (n, seqs)
     }
+}
+
+/// Whether the ready messages exceed the length limits of `args`.
+fn over_limit(args: &QueueArgs, st: &QueueState) -> bool {
+    args.max_length.is_some_and(|m| st.len as u64 > m)
+        || args.max_length_bytes.is_some_and(|m| st.bytes as u64 > m)
 }
 
 /// Picks the consumer for the next message: the highest priority among those with credit, round-robin

@@ -2,7 +2,9 @@
 //!
 //! Two trees:
 //! - `amqp.defs`: `e\0<vhost>\0<exchange>` → exchange record, `q\0<vhost>\0<queue>` → queue record,
-//!   `b\0<vhost>\0<source>\0<kind><destination>\0<routing key>\0<arguments>` → empty (the key is the binding).
+//!   `b\0<vhost>\0<source>\0<kind><destination>\0<routing key>\0<arguments>` → empty (the key is the binding),
+//!   `P\0<policy|operator_policy>\0<vhost>\0<name>` → the policy as JSON (`pattern`, `apply-to`, `priority`,
+//!   `definition`).
 //! - `amqp.msgs`: `<queue id u64 BE><sequence u64 BE>` → [`Message::encode`]. A message routed to several
 //!   durable queues is stored once per queue. An acknowledgement deletes the key.
 //!
@@ -21,6 +23,7 @@ use strata_storage::{Db, Tree, WriteBatch};
 use crate::error::AmqpError;
 use crate::exchange::{Destination, ExchangeKind};
 use crate::message::Message;
+use crate::policy::{Policy, PolicyKind};
 
 /// Tree of definitions.
 pub const DEFS_TREE: &str = "amqp.defs";
@@ -124,6 +127,8 @@ pub struct Recovered {
     pub bindings: Vec<BindingDef>,
     /// Stored messages: (queue id, sequence, message), in key order.
     pub messages: Vec<(u64, u64, Message)>,
+    /// Policies and operator policies.
+    pub policies: Vec<(PolicyKind, Policy)>,
 }
 
 fn table_bytes(t: &FieldTable) -> Vec<u8> {
@@ -240,6 +245,16 @@ impl Store {
                         routing_key: s(parts[4]),
                         arguments: parse_table(&v).ok_or_else(corrupt)?,
                     });
+                }
+                (Some(b'P'), 4) => {
+                    let kind = match parts[1] {
+                        b"policy" => PolicyKind::User,
+                        b"operator_policy" => PolicyKind::Operator,
+                        _ => return Err(corrupt()),
+                    };
+                    let policy =
+                        policy_from_stored(&s(parts[2]), &s(parts[3]), &v).ok_or_else(corrupt)?;
+                    r.policies.push((kind, policy));
                 }
                 _ => return Err(corrupt()),
             }
@@ -399,6 +414,42 @@ impl Store {
         Ok(())
     }
 
+    fn policy_key(kind: PolicyKind, vhost: &str, name: &str) -> Vec<u8> {
+        key(
+            b'P',
+            &[kind.as_str().as_bytes(), vhost.as_bytes(), name.as_bytes()],
+        )
+    }
+
+    /// Stores a policy or operator policy (replacing one of the same name).
+    pub fn put_policy(&self, kind: PolicyKind, p: &Policy) -> Result<(), AmqpError> {
+        let mut m = serde_json::Map::new();
+        m.insert("pattern".into(), p.pattern.clone().into());
+        m.insert("apply-to".into(), p.apply_to.as_str().into());
+        m.insert("priority".into(), p.priority.into());
+        m.insert(
+            "definition".into(),
+            serde_json::Value::Object(p.definition.clone()),
+        );
+        let v = serde_json::Value::Object(m).to_string();
+        blocking(|| {
+            self.defs
+                .put(&Self::policy_key(kind, &p.vhost, &p.name), v.as_bytes())
+        })?;
+        Ok(())
+    }
+
+    /// Deletes a stored policy or operator policy.
+    pub fn delete_policy(
+        &self,
+        kind: PolicyKind,
+        vhost: &str,
+        name: &str,
+    ) -> Result<(), AmqpError> {
+        blocking(|| self.defs.delete(&Self::policy_key(kind, vhost, name)))?;
+        Ok(())
+    }
+
     /// Adds a message insert to `batch`.
     pub fn add_message(&self, batch: &mut WriteBatch, queue_id: u64, seq: u64, encoded: &[u8]) {
         batch.put(&self.msgs, &msg_key(queue_id, seq), encoded);
@@ -421,3 +472,9 @@ impl Store {
 
 /// Encoded message bytes shared between queues (encoded once per publish).
 pub type Encoded = Bytes;
+
+/// Reads a policy stored by [`Store::put_policy`].
+fn policy_from_stored(vhost: &str, name: &str, v: &[u8]) -> Option<Policy> {
+    let json: serde_json::Value = serde_json::from_slice(v).ok()?;
+    Policy::from_json(vhost, name, &json).ok()
+}

@@ -11,6 +11,7 @@ use parking_lot::RwLock;
 use crate::error::{Fault, FaultResult, code};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::{Message, int_arg};
+use crate::policy::{Compiled, Policy, PolicyKind, PolicySet, QueueType, Target};
 use crate::queue::{
     DeadLetter, DeathReason, Entry, Forget, Queue, QueueArgs, QueueInit, notify_cancel,
 };
@@ -46,6 +47,9 @@ pub struct VHost {
     pub meta: RwLock<VHostMeta>,
     /// Message counters (management API, metrics).
     pub counters: crate::registry::VHostCounters,
+    /// Policies and operator policies. Held for reading while a queue's or exchange's effective settings
+    /// are computed and stored, so a concurrent change never leaves an object with a stale result.
+    policies: RwLock<PolicySet>,
 }
 
 /// A virtual host's description and tags.
@@ -119,17 +123,13 @@ impl VHost {
             me: OnceLock::new(),
             meta: RwLock::new(VHostMeta::default()),
             counters: crate::registry::VHostCounters::default(),
+            policies: RwLock::new(PolicySet::default()),
         }
     }
 
     /// Every exchange (including the default exchange `""`).
     pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
         self.exchanges.read().values().cloned().collect()
-    }
-
-    /// The queue named `name`, whoever owns it (management reads).
-    pub fn find_queue(&self, name: &str) -> Option<Arc<Queue>> {
-        self.queues.read().get(name).cloned()
     }
 
     /// Deletes every queue and every exchange but the standard ones (the virtual host is being deleted);
@@ -166,7 +166,8 @@ impl VHost {
         if !seqs.is_empty() && from.durable {
             self.store.forget(from.id, &seqs);
         }
-        let Some(dlx) = from.args.dead_letter_exchange.clone() else {
+        let eff = from.effective();
+        let Some(dlx) = eff.args.dead_letter_exchange.clone() else {
             return;
         };
         let now_secs = crate::queue::now_ms() / 1000;
@@ -178,7 +179,7 @@ impl VHost {
                 &from.name,
                 reason.name(),
                 &dlx,
-                from.args.dead_letter_routing_key.as_deref(),
+                eff.args.dead_letter_routing_key.as_deref(),
                 now_secs,
             );
             let msg = Arc::new(msg);
@@ -245,6 +246,11 @@ impl VHost {
             ));
         }
         Ok(q)
+    }
+
+    /// The queue named `name`, whoever owns it (management lookups).
+    pub fn find_queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.read().get(name).cloned()
     }
 
     /// Every queue.
@@ -336,7 +342,15 @@ impl VHost {
                 })
                 .map_err(Self::store_err)?;
         }
-        self.exchanges.write().entry(name.to_owned()).or_insert(ex);
+        self.apply_exchange_policy(&ex);
+        let ex = self
+            .exchanges
+            .write()
+            .entry(name.to_owned())
+            .or_insert(ex)
+            .clone();
+        // Again once visible: a policy set meanwhile may have missed it.
+        self.apply_exchange_policy(&ex);
         Ok(())
     }
 
@@ -564,6 +578,8 @@ impl VHost {
                 .map_err(Self::store_err)?;
         }
         self.queues.write().insert(name.clone(), q.clone());
+        // Again once visible: a policy set meanwhile may have missed it (make_queue applied them first).
+        self.apply_queue_policy(&q);
         // Every queue is bound to the default exchange by its name; routing there is a lookup by name, so
         // the binding is implicit.
         Ok(DeclaredQueue {
@@ -593,7 +609,7 @@ impl VHost {
                 v.dead_letter(q, dead);
             }
         });
-        Queue::new(QueueInit {
+        let q = Queue::new(QueueInit {
             name: name.to_owned(),
             id,
             durable,
@@ -602,7 +618,72 @@ impl VHost {
             arguments,
             forget,
             dead_letter: Some(dead_letter),
-        })
+        });
+        self.apply_queue_policy(&q);
+        q
+    }
+
+    /// Adds or replaces a policy (validated and compiled) and applies the change to every queue and
+    /// exchange now.
+    pub fn set_policy(&self, kind: PolicyKind, policy: Compiled) {
+        self.policies.write().set(kind, policy);
+        self.reapply_policies();
+    }
+
+    /// Removes a policy; whether it existed. Objects it applied to fall back to their next matching policy
+    /// or their arguments at once.
+    pub fn clear_policy(&self, kind: PolicyKind, name: &str) -> bool {
+        let existed = self.policies.write().clear(kind, name);
+        if existed {
+            self.reapply_policies();
+        }
+        existed
+    }
+
+    /// Every policy of `kind`, by name.
+    pub fn policies(&self, kind: PolicyKind) -> Vec<Policy> {
+        self.policies.read().list(kind)
+    }
+
+    /// Recomputes which policy applies to every queue and exchange.
+    pub fn reapply_policies(&self) {
+        let exchanges: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
+        for ex in exchanges {
+            self.apply_exchange_policy(&ex);
+        }
+        for q in self.queues() {
+            self.apply_queue_policy(&q);
+        }
+    }
+
+    /// Computes and stores what applies to `q`; a lowered length limit takes effect at once.
+    pub fn apply_queue_policy(&self, q: &Arc<Queue>) {
+        let changed = {
+            let set = self.policies.read();
+            let target = Target::Queue(QueueType::of(&q.arguments));
+            let user = set.select(PolicyKind::User, target, &q.name);
+            let op = set.select(PolicyKind::Operator, target, &q.name);
+            let args = crate::policy::effective_queue_args(
+                &q.args,
+                &q.arguments,
+                user.as_deref(),
+                op.as_deref(),
+            );
+            q.set_effective(crate::queue::Effective {
+                args,
+                policy: user,
+                operator_policy: op,
+            })
+        };
+        if changed {
+            q.enforce_limits();
+        }
+    }
+
+    /// Computes and stores the policy of `ex`.
+    pub fn apply_exchange_policy(&self, ex: &Exchange) {
+        let set = self.policies.read();
+        ex.set_policy(set.select(PolicyKind::User, Target::Exchange, &ex.name));
     }
 
     /// Inserts a recovered queue.
@@ -854,9 +935,9 @@ impl VHost {
         }
         // The alternate exchange takes what this exchange (and those bound to it) could not route.
         if queues.len() == before
-            && let Some(alt) = &ex.alternate
+            && let Some(alt) = ex.alternate_exchange()
         {
-            let next = self.exchanges.read().get(alt).cloned();
+            let next = self.exchanges.read().get(&*alt).cloned();
             if let Some(next) = next {
                 self.route_from(&next, msg, queues, visited, depth + 1);
             }

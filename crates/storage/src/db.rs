@@ -1481,7 +1481,7 @@ impl DbInner {
         upper: std::ops::Bound<&[u8]>,
         read_seqno: u64,
     ) -> crate::db_iter::DbIter {
-        use crate::db_iter::{DbIter, Fragments, IterSpec, RangeDel, SourceIter};
+        use crate::db_iter::{DbIter, Fragments, IterSpec, SourceIter};
         use crate::memtable::MemIter;
         use std::ops::Bound;
         let prefix = tree.to_be_bytes();
@@ -1506,21 +1506,24 @@ impl DbInner {
         };
         let mems = self.mems.read().clone();
         let view = crate::version::current(self);
-        let mut dels = Vec::new();
+        // Only the tombstones overlapping the iterator's range matter; the indexes find them without
+        // walking the rest.
+        let lo: &[u8] = match &lower {
+            Bound::Included(k) | Bound::Excluded(k) => k,
+            Bound::Unbounded => &prefix,
+        };
+        let hi: Bound<&[u8]> = match &upper {
+            Bound::Included(k) => Bound::Included(k),
+            Bound::Excluded(k) => Bound::Excluded(k),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut runs = Vec::new();
         for m in std::iter::once(&mems.active).chain(mems.imms.iter()) {
             if m.has_range_tombstones() {
-                for t in m.range_tombstones() {
-                    if t.start.starts_with(&prefix) {
-                        dels.push(RangeDel {
-                            start: t.start.to_vec(),
-                            end: t.end.to_vec(),
-                            seqno: t.seqno,
-                        });
-                    }
-                }
+                m.range_tombstone_runs(lo, hi, &mut runs);
             }
         }
-        crate::version::range_dels(&view, &prefix, &mut dels);
+        crate::version::range_runs(&view, lo, hi, &mut runs);
         let start_at = match &lower {
             Bound::Included(l) => self.skip_hints.lookup(l, read_seqno),
             _ => None,
@@ -1530,7 +1533,7 @@ impl DbInner {
             lower,
             upper,
             prefix_len: 4,
-            rts: Fragments::build(dels, read_seqno),
+            rts: Fragments::view(runs, read_seqno),
             start_at,
         };
         let make = move || {

@@ -4,7 +4,6 @@
 //! Sources are merged by a linear scan for the smallest (or largest) current key: the number of sources
 //! is small (memtables + L0 files + one per deeper level) and bounded by the write-stall limits.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -69,62 +68,24 @@ impl SourceIter for MemIter {
     }
 }
 
-/// A range tombstone (prefixed user keys) as the iterator sees it.
-#[derive(Clone, Debug)]
-pub(crate) struct RangeDel {
-    pub(crate) start: Vec<u8>,
-    pub(crate) end: Vec<u8>,
-    pub(crate) seqno: u64,
-}
-
-/// Non-overlapping fragments `[start, end)` with the highest tombstone seqno covering each.
+/// The range tombstones an iterator honours: a lazy view of the memtables' and SSTs' indexed tombstones
+/// overlapping its range (`crate::range_index`). A range may hold thousands of tombstones (a trimmed
+/// stream); the view costs nothing until a key is looked up, and a scan re-asks the indexes only when it
+/// crosses a fragment boundary.
 #[derive(Default)]
 pub(crate) struct Fragments {
-    frags: Vec<(Vec<u8>, Vec<u8>, u64)>,
+    view: Option<crate::range_index::RunsView>,
 }
 
 impl Fragments {
-    /// Fragments tombstones with seqno <= `read_seqno`.
-    pub(crate) fn build(mut dels: Vec<RangeDel>, read_seqno: u64) -> Self {
-        dels.retain(|d| d.seqno <= read_seqno && d.start < d.end);
-        if dels.is_empty() {
-            return Fragments::default();
+    /// A view of `runs` for reads at `read_seqno`.
+    pub(crate) fn view(
+        runs: Vec<std::sync::Arc<crate::range_index::FragRun>>,
+        read_seqno: u64,
+    ) -> Self {
+        Fragments {
+            view: (!runs.is_empty()).then(|| crate::range_index::RunsView::new(runs, read_seqno)),
         }
-        let mut bounds: Vec<Vec<u8>> = dels
-            .iter()
-            .flat_map(|d| [d.start.clone(), d.end.clone()])
-            .collect();
-        bounds.sort();
-        bounds.dedup();
-        dels.sort_by(|a, b| a.start.cmp(&b.start));
-        // Sweep: tombstones become active at their start and inactive at their end.
-        let mut active: BTreeMap<u64, usize> = BTreeMap::new();
-        let mut ends: BTreeMap<Vec<u8>, Vec<u64>> = BTreeMap::new();
-        let mut next_del = 0;
-        let mut frags = Vec::new();
-        for w in bounds.windows(2) {
-            let (lo, hi) = (&w[0], &w[1]);
-            if let Some(seqs) = ends.remove(lo) {
-                for s in seqs {
-                    if let Some(c) = active.get_mut(&s) {
-                        *c -= 1;
-                        if *c == 0 {
-                            active.remove(&s);
-                        }
-                    }
-                }
-            }
-            while next_del < dels.len() && dels[next_del].start <= *lo {
-                let d = &dels[next_del];
-                *active.entry(d.seqno).or_insert(0) += 1;
-                ends.entry(d.end.clone()).or_default().push(d.seqno);
-                next_del += 1;
-            }
-            if let Some((&max, _)) = active.iter().next_back() {
-                frags.push((lo.clone(), hi.clone(), max));
-            }
-        }
-        Fragments { frags }
     }
 
     /// Highest tombstone seqno covering `ukey` (0 if none).
@@ -132,21 +93,10 @@ impl Fragments {
         self.covering(ukey).map_or(0, |(_, s)| s)
     }
 
-    /// The fragment covering `ukey`: (its end, its seqno).
-    pub(crate) fn covering(&self, ukey: &[u8]) -> Option<(&[u8], u64)> {
-        if self.frags.is_empty() {
-            return None;
-        }
-        let i = self.frags.partition_point(|(s, _, _)| s.as_slice() <= ukey);
-        if i == 0 {
-            return None;
-        }
-        let (_, e, s) = &self.frags[i - 1];
-        if ukey < e.as_slice() {
-            Some((e.as_slice(), *s))
-        } else {
-            None
-        }
+    /// The tombstone covering `ukey` with the highest visible seqno: (an end up to which it covers every
+    /// key, its seqno).
+    pub(crate) fn covering(&self, ukey: &[u8]) -> Option<(bytes::Bytes, u64)> {
+        self.view.as_ref()?.covering(ukey)
     }
 }
 
@@ -327,7 +277,7 @@ impl DbIter {
                 && rt_seq > seq
             {
                 let mut target = Vec::with_capacity(end.len() + 8);
-                encode_internal(&mut target, end, MAX_SEQNO, KIND_RANGE_DELETE);
+                encode_internal(&mut target, &end, MAX_SEQNO, KIND_RANGE_DELETE);
                 let end = &target[..target.len() - 8];
                 let mut moved = false;
                 for src in cur.sources.iter_mut() {
@@ -494,26 +444,18 @@ mod tests {
 
     #[test]
     fn fragments_take_max_seqno() {
-        let f = Fragments::build(
-            vec![
-                RangeDel {
-                    start: b"a".to_vec(),
-                    end: b"m".to_vec(),
-                    seqno: 5,
-                },
-                RangeDel {
-                    start: b"f".to_vec(),
-                    end: b"z".to_vec(),
-                    seqno: 9,
-                },
-                RangeDel {
-                    start: b"b".to_vec(),
-                    end: b"c".to_vec(),
-                    seqno: 20,
-                },
-            ],
-            10,
-        );
+        let t = |s: &'static str, e: &'static str, seqno| crate::range_index::Tombstone {
+            start: bytes::Bytes::from(s),
+            end: bytes::Bytes::from(e),
+            seqno,
+        };
+        let mut set = crate::range_index::TombstoneSet::default();
+        for x in [t("a", "m", 5), t("f", "z", 9), t("b", "c", 20)] {
+            set.insert(x);
+        }
+        let mut runs = Vec::new();
+        set.runs_overlapping(b"", std::ops::Bound::Unbounded, &mut runs);
+        let f = Fragments::view(runs, 10);
         assert_eq!(f.max_covering(b"0"), 0);
         assert_eq!(f.max_covering(b"a"), 5);
         assert_eq!(f.max_covering(b"b"), 5); // seqno 20 is above the read seqno

@@ -421,6 +421,24 @@ pub struct MemRangeTombstone {
     pub seqno: u64,
 }
 
+/// A memtable's range tombstones: as added (for flush) and indexed (for reads).
+#[derive(Default)]
+struct RangeDels {
+    list: Vec<MemRangeTombstone>,
+    index: crate::range_index::TombstoneSet,
+}
+
+impl RangeDels {
+    fn push(&mut self, t: MemRangeTombstone) {
+        self.index.insert(crate::range_index::Tombstone {
+            start: t.start.clone(),
+            end: t.end.clone(),
+            seqno: t.seqno,
+        });
+        self.list.push(t);
+    }
+}
+
 /// A memtable.
 pub struct MemTable {
     map: SkipMap<MemKey, Bytes>,
@@ -430,7 +448,7 @@ pub struct MemTable {
     distinct_keys: AtomicUsize,
     /// Values are copied here (written by the single applying thread; the lock is uncontended).
     values: Mutex<ValueArena>,
-    range_dels: RwLock<Vec<MemRangeTombstone>>,
+    range_dels: RwLock<RangeDels>,
     /// Whether `range_dels` is non-empty, readable without the lock on the read path.
     has_range_dels: AtomicBool,
     approx_bytes: AtomicUsize,
@@ -459,7 +477,7 @@ impl MemTable {
             values: Mutex::new(ValueArena {
                 chunk: BytesMut::new(),
             }),
-            range_dels: RwLock::new(Vec::new()),
+            range_dels: RwLock::new(RangeDels::default()),
             has_range_dels: AtomicBool::new(false),
             approx_bytes: AtomicUsize::new(0),
             max_seqno: AtomicU64::new(0),
@@ -474,7 +492,7 @@ impl MemTable {
 
     /// Whether nothing was ever written.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty() && self.range_dels.read().is_empty()
+        self.map.is_empty() && self.range_dels.read().list.is_empty()
     }
 
     /// Number of point entries.
@@ -608,16 +626,22 @@ impl MemTable {
 
     /// Highest seqno <= `read_seqno` of a range tombstone covering `ukey`.
     pub fn max_range_tombstone(&self, ukey: &[u8], read_seqno: u64) -> Option<u64> {
-        let rds = self.range_dels.read();
-        rds.iter()
-            .filter(|t| t.seqno <= read_seqno && t.start.as_ref() <= ukey && ukey < t.end.as_ref())
-            .map(|t| t.seqno)
-            .max()
+        self.range_dels.read().index.max_covering(ukey, read_seqno)
     }
 
-    /// A copy of the range tombstones.
+    /// Adds to `out` the indexed tombstone runs overlapping the key range from `lo` to `hi`.
+    pub fn range_tombstone_runs(
+        &self,
+        lo: &[u8],
+        hi: Bound<&[u8]>,
+        out: &mut Vec<Arc<crate::range_index::FragRun>>,
+    ) {
+        self.range_dels.read().index.runs_overlapping(lo, hi, out);
+    }
+
+    /// A copy of the range tombstones, as they were added.
     pub fn range_tombstones(&self) -> Vec<MemRangeTombstone> {
-        self.range_dels.read().clone()
+        self.range_dels.read().list.clone()
     }
 
     /// Whether any range tombstone exists.

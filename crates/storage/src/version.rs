@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::db::DbInner;
-use crate::db_iter::{RangeDel, SourceIter};
+use crate::db_iter::SourceIter;
 use crate::error::{IoContext, Result, StorageError};
 use crate::fs::{FileSystem, ReadableFile};
 use crate::iter::InternalIterator;
@@ -102,19 +102,20 @@ pub(crate) fn current(db: &DbInner) -> Arc<Version> {
 }
 
 /// Adds the range tombstones of `v`'s files that touch keys starting with `prefix`.
-pub(crate) fn range_dels(v: &Version, prefix: &[u8], out: &mut Vec<RangeDel>) {
+/// Adds to `out` the SSTs' indexed range tombstones that overlap the prefixed key range from `lo` to `hi`.
+pub(crate) fn range_runs(
+    v: &Version,
+    lo: &[u8],
+    hi: std::ops::Bound<&[u8]>,
+    out: &mut Vec<Arc<crate::range_index::FragRun>>,
+) {
     for (_, f) in v.files() {
-        if f.meta.tombstones == 0 {
+        if f.meta.tombstones == 0 || f.reader.range_tombstones().is_empty() {
             continue;
         }
-        for t in f.reader.range_tombstones() {
-            if t.end.as_slice() > prefix && t.start.starts_with(prefix) {
-                out.push(RangeDel {
-                    start: t.start.clone(),
-                    end: t.end.clone(),
-                    seqno: t.seqno,
-                });
-            }
+        let run = f.reader.range_index();
+        if run.overlaps(lo, hi) {
+            out.push(run.clone());
         }
     }
 }
@@ -303,13 +304,11 @@ pub(crate) fn sources(v: &Version, out: &mut Vec<Box<dyn SourceIter>>) {
 }
 
 fn note_rts(f: &SstFile, ukey: &[u8], read_seqno: u64, max_rt: &mut u64) {
-    if f.meta.tombstones == 0 {
+    if f.meta.tombstones == 0 || f.reader.range_tombstones().is_empty() {
         return;
     }
-    for t in f.reader.range_tombstones() {
-        if t.seqno <= read_seqno && t.start.as_slice() <= ukey && ukey < t.end.as_slice() {
-            *max_rt = (*max_rt).max(t.seqno);
-        }
+    if let Some(seqno) = f.reader.range_index().max_covering(ukey, read_seqno) {
+        *max_rt = (*max_rt).max(seqno);
     }
 }
 

@@ -626,11 +626,16 @@ impl Engine {
         }
         lua.set_app_data(ctx);
         let call = || -> mlua::Result<MultiValue> { self.runner.call((f.clone(), k, a)) };
-        // Off the async worker's core: a long script must not strand the tasks queued on this worker
-        // (SCRIPT KILL among them) while it runs.
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let result = if multi_thread {
+        // A script runs on the worker that received it, holding the exclusive lock: handing the worker's core
+        // to another thread for every call (`block_in_place`) cost a thread wake-up per script and measured
+        // 4x slower under `strata-bench kv` EVALSHA. While it runs, the other workers steal this worker's
+        // queued tasks, so SCRIPT KILL and the `-BUSY` replies still get through. With a single worker
+        // nobody could steal them: only then is the script moved off the worker's core.
+        let lone_worker = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+            h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                && h.metrics().num_workers() == 1
+        });
+        let result = if lone_worker {
             tokio::task::block_in_place(call)
         } else {
             call()

@@ -59,6 +59,8 @@ struct Inner {
     index: Index,
     filter: Option<Bloom>,
     range_tombstones: Vec<RangeTombstone>,
+    /// `range_tombstones` fragmented for reads, built on first use.
+    range_index: std::sync::OnceLock<Arc<crate::range_index::FragRun>>,
     footer: Footer,
     /// Off only for fuzzing, so the parsers behind the checksums see arbitrary bytes.
     verify_checksums: bool,
@@ -205,6 +207,7 @@ impl SstReader {
             },
             filter: None,
             range_tombstones: Vec::new(),
+            range_index: std::sync::OnceLock::new(),
             footer,
             verify_checksums,
         };
@@ -310,6 +313,23 @@ impl SstReader {
     /// The file's range tombstones, sorted by start key then seqno descending.
     pub fn range_tombstones(&self) -> &[RangeTombstone] {
         &self.inner.range_tombstones
+    }
+
+    /// The range tombstones fragmented for reads (`crate::range_index`), built on first use.
+    pub fn range_index(&self) -> &Arc<crate::range_index::FragRun> {
+        self.inner.range_index.get_or_init(|| {
+            Arc::new(crate::range_index::FragRun::build(
+                self.inner
+                    .range_tombstones
+                    .iter()
+                    .map(|t| crate::range_index::Tombstone {
+                        start: bytes::Bytes::copy_from_slice(&t.start),
+                        end: bytes::Bytes::copy_from_slice(&t.end),
+                        seqno: t.seqno,
+                    })
+                    .collect(),
+            ))
+        })
     }
 
     /// Reads every block from the file (bypassing the cache), checks every checksum, decodes every entry
