@@ -31,6 +31,7 @@ use serde_json::{Map, Value, json};
 use strata_amqp::Broker;
 use strata_amqp::exchange::Destination;
 use strata_amqp::manage::GetMode;
+use strata_amqp::policy::{Policy, PolicyError, PolicyKind};
 use strata_amqp::queue::Queue;
 use strata_amqp::registry::Counter;
 use strata_amqp::vhost::{QueueSpec, VHost};
@@ -252,6 +253,23 @@ pub fn routes(ctx: ServiceContext) -> Router {
             get(export_vhost_definitions).post(import_vhost_definitions),
         )
         .route("/api/aliveness-test/{vhost}", get(aliveness))
+        .route("/api/policies", get(list_policies_all))
+        .route("/api/policies/{vhost}", get(list_policies_vhost))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
+        .route("/api/operator-policies", get(list_operator_policies_all))
+        .route(
+            "/api/operator-policies/{vhost}",
+            get(list_operator_policies_vhost),
+        )
+        .route(
+            "/api/operator-policies/{vhost}/{name}",
+            get(get_operator_policy)
+                .put(put_operator_policy)
+                .delete(delete_operator_policy),
+        )
         .route("/api/nodes", get(list_nodes))
         .route("/api/nodes/{node}", get(get_node))
         .route("/api/health/checks/alarms", get(health_alarms))
@@ -899,8 +917,8 @@ async fn delete_permission(
 // Queues
 
 fn queue_policy(b: &Broker, vhost: &str, q: &Queue) -> Value {
-    let _ = (b, vhost, q);
-    Value::Null
+    b.queue_policy(vhost, &q.name)
+        .map_or(Value::Null, Value::String)
 }
 
 fn queue_json(b: &Broker, v: &VHost, q: &Arc<Queue>, unacked: &HashMap<u64, u32>) -> Value {
@@ -939,8 +957,10 @@ fn queue_json(b: &Broker, v: &VHost, q: &Arc<Queue>, unacked: &HashMap<u64, u32>
         "message_bytes": q.ready_bytes(),
         "consumers": q.consumer_count(),
         "policy": queue_policy(b, &v.name, q),
-        "operator_policy": Value::Null,
-        "effective_policy_definition": {},
+        "operator_policy": b.queue_operator_policy(&v.name, &q.name).map_or(Value::Null, Value::String),
+        "effective_policy_definition": b
+            .queue_effective_policy_definition(&v.name, &q.name)
+            .map_or_else(|| json!({}), Value::Object),
         "message_stats": stats,
     })
 }
@@ -1250,7 +1270,7 @@ fn exchange_json(v: &VHost, e: &strata_amqp::exchange::Exchange) -> Value {
         "auto_delete": e.auto_delete,
         "internal": e.internal,
         "arguments": table_to_json(&e.arguments),
-        "policy": Value::Null,
+        "policy": e.policy().map_or(Value::Null, |p| Value::String(p.name.clone())),
         "user_who_performed_action": "",
     })
 }
@@ -2052,6 +2072,7 @@ fn definitions(api: &Api, only: Option<&str>) -> Result<Value, ApiError> {
             }
         }
     }
+    let policies: Vec<Value> = b.policies(only).iter().map(Policy::to_json).collect();
     let permissions: Vec<Value> = api
         .ctx
         .users
@@ -2070,7 +2091,7 @@ fn definitions(api: &Api, only: Option<&str>) -> Result<Value, ApiError> {
         "topic_permissions": [],
         "parameters": [],
         "global_parameters": [],
-        "policies": [],
+        "policies": policies,
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
@@ -2104,7 +2125,8 @@ async fn import_definitions(State(api): State<Api>, body: Bytes) -> ApiResult {
     no_content()
 }
 
-/// Imports definitions in dependency order: vhosts, users, permissions, exchanges, queues, bindings.
+/// Imports definitions in dependency order: vhosts, users, permissions, policies, exchanges, queues,
+/// bindings.
 fn import(api: &Api, m: &Map<String, Value>) -> Result<(), ApiError> {
     let b = broker(api)?;
     let api = api.clone();
@@ -2151,6 +2173,13 @@ fn import(api: &Api, m: &Map<String, Value>) -> Result<(), ApiError> {
             let vhost = required(p, "vhost", "permission")?;
             let user = required(p, "user", "permission")?;
             apply_permission(&api, vhost, user, p)?;
+        }
+        for p in objects(m, "policies")? {
+            let vhost = required(p, "vhost", "policy")?;
+            let name = required(p, "name", "policy")?;
+            let policy =
+                Policy::from_json(vhost, name, &Value::Object(p.clone())).map_err(policy_error)?;
+            b.set_policy(policy).map_err(policy_error)?;
         }
         for e in objects(m, "exchanges")? {
             let vhost = required(e, "vhost", "exchange")?;
@@ -2311,4 +2340,187 @@ async fn health_alarms(State(api): State<Api>) -> ApiResult {
 async fn health_ok(State(api): State<Api>) -> ApiResult {
     broker(&api)?;
     ok_json(json!({"status": "ok"}))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Policies and operator policies
+
+fn policy_error(e: PolicyError) -> ApiError {
+    match e.http_status() {
+        404 => not_found(),
+        400 => bad_request(e.to_string()),
+        _ => internal(e),
+    }
+}
+
+fn policies_of(b: &Broker, kind: PolicyKind, vhost: Option<&str>) -> Vec<Policy> {
+    match kind {
+        PolicyKind::Operator => b.operator_policies(vhost),
+        _ => b.policies(vhost),
+    }
+}
+
+fn list_policies(api: &Api, me: &Me, kind: PolicyKind, vhost: Option<&str>) -> ApiResult {
+    let b = broker(api)?;
+    if let Some(v) = vhost {
+        vhost_for(api, me, v)?;
+    }
+    ok_json(Value::Array(
+        policies_of(&b, kind, vhost)
+            .iter()
+            .filter(|p| visible(api, me, &p.vhost))
+            .map(Policy::to_json)
+            .collect(),
+    ))
+}
+
+/// Changing a policy needs `administrator`, or `policymaker` with a grant on the virtual host (as
+/// RabbitMQ); operator policies need `administrator`.
+fn require_policymaker(api: &Api, me: &Me, vhost: &str, kind: PolicyKind) -> Result<(), ApiError> {
+    if me.admin() {
+        return Ok(());
+    }
+    if kind == PolicyKind::User
+        && me.has("policymaker")
+        && api.ctx.users.permission(vhost, &me.user.name).is_some()
+    {
+        return Ok(());
+    }
+    Err(not_authorised(match kind {
+        PolicyKind::User => "Not policymaker user",
+        _ => "Not administrator user",
+    }))
+}
+
+fn get_one_policy(api: &Api, me: &Me, kind: PolicyKind, vhost: &str, name: &str) -> ApiResult {
+    vhost_for(api, me, vhost)?;
+    let b = broker(api)?;
+    policies_of(&b, kind, Some(vhost))
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| axum::Json(p.to_json()).into_response())
+        .ok_or_else(not_found)
+}
+
+async fn put_one_policy(
+    api: &Api,
+    kind: PolicyKind,
+    vhost: &str,
+    name: &str,
+    request: Request,
+) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+        .await
+        .map_err(|e| bad_request(e.to_string()))?;
+    let m = body_json(&body)?;
+    vhost_for(api, &me, vhost)?;
+    require_policymaker(api, &me, vhost, kind)?;
+    let b = broker(api)?;
+    let existed = policies_of(&b, kind, Some(vhost))
+        .iter()
+        .any(|p| p.name == name);
+    let policy = Policy::from_json(vhost, name, &Value::Object(m)).map_err(policy_error)?;
+    tokio::task::block_in_place(|| match kind {
+        PolicyKind::Operator => b.set_operator_policy(policy),
+        _ => b.set_policy(policy),
+    })
+    .map_err(policy_error)?;
+    created_or_updated(!existed)
+}
+
+fn delete_one_policy(api: &Api, me: &Me, kind: PolicyKind, vhost: &str, name: &str) -> ApiResult {
+    vhost_for(api, me, vhost)?;
+    require_policymaker(api, me, vhost, kind)?;
+    let b = broker(api)?;
+    let cleared = tokio::task::block_in_place(|| match kind {
+        PolicyKind::Operator => b.clear_operator_policy(vhost, name),
+        _ => b.clear_policy(vhost, name),
+    })
+    .map_err(policy_error)?;
+    if cleared {
+        no_content()
+    } else {
+        Err(not_found())
+    }
+}
+
+async fn list_policies_all(State(api): State<Api>, request: Request) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    list_policies(&api, &me, PolicyKind::User, None)
+}
+
+async fn list_policies_vhost(
+    State(api): State<Api>,
+    Path(vhost): Path<String>,
+    request: Request,
+) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    list_policies(&api, &me, PolicyKind::User, Some(&vhost))
+}
+
+async fn get_policy(
+    State(api): State<Api>,
+    Path((vhost, name)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    get_one_policy(&api, &me, PolicyKind::User, &vhost, &name)
+}
+
+async fn put_policy(
+    State(api): State<Api>,
+    Path((vhost, name)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult {
+    put_one_policy(&api, PolicyKind::User, &vhost, &name, request).await
+}
+
+async fn delete_policy(
+    State(api): State<Api>,
+    Path((vhost, name)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    delete_one_policy(&api, &me, PolicyKind::User, &vhost, &name)
+}
+
+async fn list_operator_policies_all(State(api): State<Api>, request: Request) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    list_policies(&api, &me, PolicyKind::Operator, None)
+}
+
+async fn list_operator_policies_vhost(
+    State(api): State<Api>,
+    Path(vhost): Path<String>,
+    request: Request,
+) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    list_policies(&api, &me, PolicyKind::Operator, Some(&vhost))
+}
+
+async fn get_operator_policy(
+    State(api): State<Api>,
+    Path((vhost, name)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    get_one_policy(&api, &me, PolicyKind::Operator, &vhost, &name)
+}
+
+async fn put_operator_policy(
+    State(api): State<Api>,
+    Path((vhost, name)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult {
+    put_one_policy(&api, PolicyKind::Operator, &vhost, &name, request).await
+}
+
+async fn delete_operator_policy(
+    State(api): State<Api>,
+    Path((vhost, name)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    delete_one_policy(&api, &me, PolicyKind::Operator, &vhost, &name)
 }

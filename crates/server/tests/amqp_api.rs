@@ -768,6 +768,14 @@ async fn definitions_round_trip() {
         Some(json!({"routing_key": "paid", "arguments": {"x-tag": "v"}})),
     )
     .await;
+    let (s, v) = api
+        .send(
+            Method::PUT,
+            "/api/policies/shop/ttl",
+            Some(json!({"pattern": "^bill", "definition": {"message-ttl": 1000}, "apply-to": "queues", "priority": 3})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     let exported = api.get("/api/definitions").await;
     assert_eq!(
         exported["queues"].as_array().unwrap().len(),
@@ -783,7 +791,15 @@ async fn definitions_round_trip() {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
     let imported = api_b.get("/api/definitions").await;
-    for key in ["vhosts", "permissions", "queues", "exchanges", "bindings"] {
+    assert_eq!(exported["policies"][0]["name"], "ttl");
+    for key in [
+        "vhosts",
+        "permissions",
+        "policies",
+        "queues",
+        "exchanges",
+        "bindings",
+    ] {
         assert_eq!(imported[key], exported[key], "{key}");
     }
     let names = |d: &Value| -> Vec<(String, Value)> {
@@ -891,4 +907,144 @@ async fn user_and_vhost_cli() {
     assert!(err.contains("HTTP 404"), "{err}");
     ok(&["vhost", "delete", "orders"]);
     assert!(!ok(&["vhost", "list"]).contains("orders"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_and_operator_policies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("data"), &[]);
+    let api = Api::new(&node);
+    api.send(
+        Method::PUT,
+        "/api/queues/%2F/jobs",
+        Some(json!({"durable": true})),
+    )
+    .await;
+    let (s, v) = api
+        .send(
+            Method::PUT,
+            "/api/policies/%2F/cap",
+            Some(
+                json!({"pattern": "^jobs$", "definition": {"max-length": 2}, "apply-to": "queues"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _) = api
+        .send(
+            Method::PUT,
+            "/api/policies/%2F/cap",
+            Some(
+                json!({"pattern": "^jobs$", "definition": {"max-length": 1}, "apply-to": "queues"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let p = api.get("/api/policies/%2F/cap").await;
+    assert_eq!(
+        (
+            p["apply-to"].as_str(),
+            p["priority"].as_i64(),
+            p["definition"]["max-length"].as_u64()
+        ),
+        (Some("queues"), Some(0), Some(1))
+    );
+    assert_eq!(api.get("/api/policies").await.as_array().unwrap().len(), 1);
+    for i in 0..3 {
+        api.send(
+            Method::POST,
+            "/api/exchanges/%2F/amq.default/publish",
+            Some(json!({"properties": {}, "routing_key": "jobs", "payload": format!("{i}"), "payload_encoding": "string"})),
+        )
+        .await;
+    }
+    let q = api.get("/api/queues/%2F/jobs").await;
+    assert_eq!(q["policy"], "cap");
+    assert_eq!(q["effective_policy_definition"]["max-length"], 1);
+    assert_eq!(q["messages_ready"], 1);
+
+    // Validation errors are RabbitMQ's texts; a missing virtual host is 404.
+    let (s, v) = api
+        .send(
+            Method::PUT,
+            "/api/policies/%2F/bad",
+            Some(json!({"pattern": ".*", "definition": {"max-priority": 10}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("are not recognised policy settings"),
+        "{v}"
+    );
+    let (s, _) = api
+        .send(
+            Method::PUT,
+            "/api/policies/nope/x",
+            Some(json!({"pattern": ".*", "definition": {"max-length": 1}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Operator policies: administrators only; a policymaker manages policies of its virtual hosts.
+    api.send(
+        Method::PUT,
+        "/api/users/pm",
+        Some(json!({"password": "pw", "tags": "policymaker"})),
+    )
+    .await;
+    api.send(
+        Method::PUT,
+        "/api/permissions/%2F/pm",
+        Some(json!({"configure": ".*", "write": ".*", "read": ".*"})),
+    )
+    .await;
+    let pm = Some(("pm", "pw"));
+    let body = json!({"pattern": "^jobs$", "definition": {"max-length": 5}, "apply-to": "queues"});
+    let (s, _) = api
+        .call(
+            Method::PUT,
+            "/api/operator-policies/%2F/ops",
+            pm,
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = api
+        .call(
+            Method::PUT,
+            "/api/policies/%2F/pm-policy",
+            pm,
+            Some(json!({"pattern": "^x$", "definition": {"expires": 60000}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = api
+        .send(Method::PUT, "/api/operator-policies/%2F/ops", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        api.get("/api/operator-policies/%2F").await[0]["name"],
+        "ops"
+    );
+    assert_eq!(
+        api.get("/api/queues/%2F/jobs").await["operator_policy"],
+        "ops"
+    );
+
+    let (s, _) = api
+        .send(Method::DELETE, "/api/policies/%2F/cap", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = api
+        .send(Method::DELETE, "/api/policies/%2F/cap", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(api.get("/api/queues/%2F/jobs").await["policy"].is_null());
+    let (s, _) = api
+        .send(Method::DELETE, "/api/operator-policies/%2F/ops", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
 }
