@@ -403,9 +403,11 @@ impl Broker {
             v.counters.deliver_get.add(delivered);
             v.counters.sample(secs);
         }
+        // Counters of deleted queues go, unless a connection still holds them (a queue declared after the
+        // scan above may already be counted into).
         self.queue_counters
             .write()
-            .retain(|id, _| live.contains(id));
+            .retain(|id, c| live.contains(id) || Arc::strong_count(c) > 1);
         for c in self.connections() {
             for ch in c.channel_list() {
                 ch.published.sample(secs);
