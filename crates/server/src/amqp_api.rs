@@ -663,7 +663,7 @@ async fn whoami(request: Request) -> ApiResult {
 // ---------------------------------------------------------------------------------------------------------
 // Virtual hosts
 
-fn vhost_json(b: &Broker, v: &VHost, unacked: &HashMap<u64, u32>) -> Value {
+fn vhost_json(v: &VHost, unacked: &HashMap<u64, u32>) -> Value {
     let meta = v.meta.read().clone();
     let (mut ready, mut unack) = (0u64, 0u64);
     for q in v.queues() {
@@ -674,7 +674,6 @@ fn vhost_json(b: &Broker, v: &VHost, unacked: &HashMap<u64, u32>) -> Value {
     stat("publish", &v.counters.publish, &mut stats);
     stat("deliver_get", &v.counters.deliver_get, &mut stats);
     stat("ack", &v.counters.ack, &mut stats);
-    let _ = b;
     json!({
         "name": v.name,
         "description": meta.description,
@@ -698,7 +697,7 @@ async fn list_vhosts(State(api): State<Api>, request: Request) -> ApiResult {
         .vhosts()
         .iter()
         .filter(|v| visible(&api, &me, &v.name))
-        .map(|v| vhost_json(&b, v, &unacked))
+        .map(|v| vhost_json(v, &unacked))
         .collect();
     ok_json(Value::Array(out))
 }
@@ -711,7 +710,7 @@ async fn get_vhost(
     let me = me_of(request.extensions())?;
     let v = vhost_for(&api, &me, &name)?;
     let b = broker(&api)?;
-    ok_json(vhost_json(&b, &v, &b.unacked_by_queue()))
+    ok_json(vhost_json(&v, &b.unacked_by_queue()))
 }
 
 async fn put_vhost(State(api): State<Api>, Path(name): Path<String>, body: Bytes) -> ApiResult {
