@@ -105,6 +105,8 @@ pub struct Broker {
     pub config: AmqpConfig,
     /// The node's users.
     pub users: UserStore,
+    /// Federation definitions and links (see [`crate::federation`]).
+    pub(crate) federation: crate::federation::Federation,
     /// Durable state.
     pub store: Store,
     /// Counters.
@@ -130,10 +132,12 @@ impl Broker {
         let next_queue_id = Arc::new(AtomicU64::new(
             recovered.queues.iter().map(|q| q.id).max().unwrap_or(0) + 1,
         ));
+        let federation = crate::federation::Federation::open(&store)?;
         let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
         let make_vhost = |def: &VHostDef| {
             let v = Arc::new(VHost::new(&def.name, store.clone(), next_queue_id.clone()));
             v.set_self();
+            v.set_binding_hook(federation.binding_hook());
             *v.meta.write() = VHostMeta {
                 description: def.description.clone(),
                 tags: def.tags.clone(),
@@ -223,6 +227,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             config,
             users,
+            federation,
             store,
             stats: BrokerStats::default(),
             vhosts: RwLock::new(vhosts),
@@ -277,6 +282,7 @@ impl Broker {
             self.next_queue_id.clone(),
         ));
         v.set_self();
+        v.set_binding_hook(self.federation.binding_hook());
         *v.meta.write() = meta;
         let mut vhosts = self.vhosts.write();
         if vhosts.contains_key(name) {
@@ -288,10 +294,28 @@ impl Broker {
     }
 
     /// Deletes virtual host `name`: closes its connections (320 CONNECTION_FORCED), deletes its queues (and
-    /// their messages), exchanges, bindings, policies and permissions. Returns whether it existed.
-    pub fn delete_vhost(&self, name: &str) -> Result<bool, AmqpError> {
+    /// their messages), exchanges, bindings, policies, federation definitions and permissions. Returns whether it existed.
+    pub fn delete_vhost(self: &Arc<Self>, name: &str) -> Result<bool, AmqpError> {
         if self.vhost(name).is_none() {
             return Ok(false);
+        }
+        // Its federation definitions go with it (their links stop).
+        for (vhost, exchange, _) in self.federated_exchanges() {
+            if vhost == name
+                && let Err(e) = self.unfederate_exchange(name, &exchange)
+            {
+                tracing::error!(error = %e, vhost = %name, %exchange, "cannot unfederate exchange");
+            }
+        }
+        for (set, _) in self.upstream_sets(name) {
+            if let Err(e) = self.clear_upstream_set(name, &set) {
+                tracing::error!(error = %e, vhost = %name, %set, "cannot delete upstream set");
+            }
+        }
+        for (upstream, _) in self.upstreams(name) {
+            if let Err(e) = self.clear_upstream(name, &upstream) {
+                tracing::error!(error = %e, vhost = %name, %upstream, "cannot delete upstream");
+            }
         }
         // Its stored policies go with it.
         for (kind, policies) in [
@@ -532,6 +556,8 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    // Federation links run on the same tracker and stop with the same token.
+    broker.start_federation(&shutdown, &tracker);
     // One sweeper for every queue's TTL and x-expires (no timer per queue).
     {
         let broker = broker.clone();

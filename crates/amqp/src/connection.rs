@@ -289,7 +289,7 @@ fn ss(s: &str) -> ShortString {
     ShortString::try_new(s).unwrap_or_default()
 }
 
-fn server_properties() -> FieldTable {
+fn server_properties(cluster_name: &str) -> FieldTable {
     let mut caps = FieldTable::default();
     for cap in [
         "publisher_confirms",
@@ -310,7 +310,7 @@ fn server_properties() -> FieldTable {
     props.insert("product".into(), s("strata"));
     props.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
     props.insert("platform".into(), s("Rust"));
-    props.insert("cluster_name".into(), s("strata"));
+    props.insert("cluster_name".into(), s(cluster_name));
     props.insert(
         "information".into(),
         s("strata's AMQP 0-9-1 broker (RabbitMQ-compatible); see docs/amqp.md"),
@@ -417,7 +417,7 @@ impl Conn {
             AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
                 version_major: 0,
                 version_minor: 9,
-                server_properties: server_properties(),
+                server_properties: server_properties(&self.broker.cluster_name()),
                 mechanisms: "PLAIN AMQPLAIN".into(),
                 locales: "en_US".into(),
             })),

@@ -24,6 +24,10 @@ pub enum ExchangeKind {
     Topic,
     /// Bindings match message headers (`x-match` all/any/all-with-x/any-with-x).
     Headers,
+    /// RabbitMQ's `x-federation-upstream`: the helper exchange a downstream RabbitMQ's federation link
+    /// declares on its upstream. Routes like fanout, minus messages that already made `x-max-hops` hops or
+    /// passed through the downstream named by `x-downstream-name` (see [`crate::federation::should_forward`]).
+    FederationUpstream,
 }
 
 impl ExchangeKind {
@@ -34,6 +38,7 @@ impl ExchangeKind {
             "fanout" => Self::Fanout,
             "topic" => Self::Topic,
             "headers" => Self::Headers,
+            "x-federation-upstream" => Self::FederationUpstream,
             _ => return None,
         })
     }
@@ -45,6 +50,7 @@ impl ExchangeKind {
             Self::Fanout => "fanout",
             Self::Topic => "topic",
             Self::Headers => "headers",
+            Self::FederationUpstream => "x-federation-upstream",
         }
     }
 }
@@ -190,7 +196,7 @@ impl Exchange {
                 b.topic
                     .insert(&binding.routing_key, binding.destination.clone());
             }
-            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+            ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::FederationUpstream => {}
         }
         b.all.push(binding);
         true
@@ -221,7 +227,8 @@ impl Exchange {
                 ExchangeKind::Topic => {
                     b.topic.remove(&binding.routing_key, &binding.destination);
                 }
-                ExchangeKind::Fanout | ExchangeKind::Headers => {}
+                ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::FederationUpstream => {
+                }
             }
         }
         true
@@ -265,6 +272,34 @@ impl Exchange {
             }
             ExchangeKind::Fanout => {
                 out.extend(b.all.iter().map(|x| x.destination.clone()));
+            }
+            ExchangeKind::FederationUpstream => {
+                let max_hops = self
+                    .arguments
+                    .inner()
+                    .get("x-max-hops")
+                    .and_then(crate::message::int_arg)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(1);
+                let downstream = self
+                    .arguments
+                    .inner()
+                    .get("x-downstream-name")
+                    .and_then(str_arg)
+                    .unwrap_or_default();
+                let downstream_vhost = self
+                    .arguments
+                    .inner()
+                    .get("x-downstream-vhost")
+                    .and_then(str_arg);
+                if crate::federation::should_forward(
+                    msg.headers().as_ref(),
+                    max_hops,
+                    &downstream,
+                    downstream_vhost.as_deref(),
+                ) {
+                    out.extend(b.all.iter().map(|x| x.destination.clone()));
+                }
             }
             ExchangeKind::Topic => {
                 b.topic

@@ -9,6 +9,8 @@
 //! - [`vhost`], [`exchange`], [`queue`]: the model — exchanges (direct, fanout, topic via
 //!   `strata_algo::TopicTrie`, headers), bindings (including exchange-to-exchange), queues, consumers and
 //!   push-based dispatch straight into each consumer connection's output buffer.
+//! - [`federation`]: exchange federation — upstream definitions and links (lapin client connections) that
+//!   republish what an exchange on another broker receives into a local exchange.
 //! - [`store`]: durable exchanges, queues, bindings, virtual hosts, policies and persistent messages in
 //!   strata-storage trees.
 //! - [`policy`]: policies and operator policies (pattern, apply-to, priority, definition) and how they
@@ -19,9 +21,7 @@
 //!
 //! Permissions (RabbitMQ's configure/write/read patterns, kept in `strata-auth`) are checked in the channel
 //! method handlers; virtual hosts are created and deleted through [`Broker::add_vhost`] /
-//! [`Broker::delete_vhost`].
-//!
-//! What it is not (yet): federation — `docs/amqp.md` lists every difference from RabbitMQ.
+//! [`Broker::delete_vhost`]. `docs/amqp.md` lists every difference from RabbitMQ.
 //!
 //! Limits ([`AmqpConfig`]): connections, channel_max, frame_max, message size, consumers per channel; a
 //! connection's pending output is bounded by [`queue::OUTPUT_HIGH_WATER_BYTES`] for deliveries; every
@@ -47,6 +47,7 @@ pub mod codec;
 mod connection;
 pub mod error;
 pub mod exchange;
+pub mod federation;
 pub mod manage;
 pub mod message;
 pub mod policy;

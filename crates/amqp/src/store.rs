@@ -8,6 +8,10 @@
 //! - `amqp.msgs`: `<queue id u64 BE><sequence u64 BE>` → [`Message::encode`]. A message routed to several
 //!   durable queues is stored once per queue. An acknowledgement deletes the key.
 //!
+//! Federation (`crate::federation`) keeps its definitions in `amqp.defs` too: `F\0<kind>\0<vhost>\0<name>` → a
+//! field table; kind `u` an upstream, `s` an upstream set, `x` a federated exchange, `n` the cluster name, `b`
+//! the keys a link last bound upstream.
+//!
 //! Recovery reads `amqp.defs`, then scans `amqp.msgs` in key order, so each queue gets its messages back in
 //! publish order; records of queues that no longer exist are deleted.
 
@@ -189,6 +193,8 @@ impl Store {
                 || AmqpError::Corrupt(format!("definition {:?}", String::from_utf8_lossy(&k)));
             let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
             match (k.first(), parts.len()) {
+                // Federation definitions: read by `Store::federation_defs`.
+                (Some(&FEDERATION_PREFIX), _) => {}
                 (Some(b'e'), 3) => {
                     let kind = v
                         .first()
@@ -197,6 +203,7 @@ impl Store {
                             b'f' => Some(ExchangeKind::Fanout),
                             b't' => Some(ExchangeKind::Topic),
                             b'h' => Some(ExchangeKind::Headers),
+                            b'u' => Some(ExchangeKind::FederationUpstream),
                             _ => None,
                         })
                         .ok_or_else(corrupt)?;
@@ -313,6 +320,7 @@ impl Store {
                 ExchangeKind::Fanout => b'f',
                 ExchangeKind::Topic => b't',
                 ExchangeKind::Headers => b'h',
+                ExchangeKind::FederationUpstream => b'u',
             },
             u8::from(d.auto_delete) | (u8::from(d.internal) << 1),
         ];
@@ -467,6 +475,63 @@ impl Store {
             self.remove_message(&mut batch, queue_id, s);
         }
         drop(self.db.write_async(&batch));
+    }
+}
+
+/// First byte of the keys of federation definitions in `amqp.defs`.
+pub const FEDERATION_PREFIX: u8 = b'F';
+
+impl Store {
+    fn federation_key(kind: u8, vhost: &str, name: &str) -> Vec<u8> {
+        key(
+            FEDERATION_PREFIX,
+            &[&[kind], vhost.as_bytes(), name.as_bytes()],
+        )
+    }
+
+    /// Stores a federation definition (`kind`: see the module doc) as a field table.
+    pub fn put_federation(
+        &self,
+        kind: u8,
+        vhost: &str,
+        name: &str,
+        value: &FieldTable,
+    ) -> Result<(), AmqpError> {
+        blocking(|| {
+            self.defs.put(
+                &Self::federation_key(kind, vhost, name),
+                &table_bytes(value),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Deletes a federation definition.
+    pub fn delete_federation(&self, kind: u8, vhost: &str, name: &str) -> Result<(), AmqpError> {
+        blocking(|| self.defs.delete(&Self::federation_key(kind, vhost, name)))?;
+        Ok(())
+    }
+
+    /// Every stored federation definition: (kind, vhost, name, table).
+    pub fn federation_defs(&self) -> Result<Vec<(u8, String, String, FieldTable)>, AmqpError> {
+        let mut out = Vec::new();
+        for entry in self.defs.prefix(&[FEDERATION_PREFIX, 0]) {
+            let (k, v) = entry?;
+            let corrupt =
+                || AmqpError::Corrupt(format!("federation {:?}", String::from_utf8_lossy(&k)));
+            let parts = split_key(&k);
+            if parts.len() != 4 || parts[1].len() != 1 {
+                return Err(corrupt());
+            }
+            let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            out.push((
+                parts[1][0],
+                s(parts[2]),
+                s(parts[3]),
+                parse_table(&v).ok_or_else(corrupt)?,
+            ));
+        }
+        Ok(out)
     }
 }
 

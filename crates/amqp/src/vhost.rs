@@ -33,11 +33,37 @@ const QUEUE_INT_ARGS: &[&str] = &[
     "x-delivery-limit",
 ];
 
+/// What happened to an exchange, for the [`BindingHook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeEvent {
+    /// It was declared (created).
+    Declared,
+    /// It was deleted.
+    Deleted,
+    /// Its bindings as source changed.
+    Bindings,
+    /// Policies changed (the exchange name is empty: any exchange's effective policy may differ).
+    Policies,
+}
+
+/// Called with (vhost, exchange, event) after an exchange was created or deleted or its bindings (as source)
+/// changed: federation keeps its upstream bindings in step with them.
+pub type BindingHook = Arc<dyn Fn(&str, &str, ExchangeEvent) + Send + Sync>;
+
+struct HookSlot(BindingHook);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BindingHook")
+    }
+}
+
 /// A virtual host.
 #[derive(Debug)]
 pub struct VHost {
     /// Its name.
     pub name: String,
+    binding_hook: OnceLock<HookSlot>,
     exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     store: Store,
@@ -116,6 +142,7 @@ impl VHost {
         }
         VHost {
             name: name.to_owned(),
+            binding_hook: OnceLock::new(),
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(HashMap::new()),
             store,
@@ -156,6 +183,26 @@ impl VHost {
     /// it in an `Arc`.
     pub fn set_self(self: &Arc<Self>) {
         let _ = self.me.set(Arc::downgrade(self));
+    }
+
+    /// Installs the hook called after bindings change (once; later calls are ignored).
+    pub fn set_binding_hook(&self, hook: BindingHook) {
+        let _ = self.binding_hook.set(HookSlot(hook));
+    }
+
+    fn bindings_changed(&self, source: &str) {
+        self.exchange_event(source, ExchangeEvent::Bindings);
+    }
+
+    fn exchange_event(&self, exchange: &str, event: ExchangeEvent) {
+        if let Some(h) = self.binding_hook.get() {
+            (h.0)(&self.name, exchange, event);
+        }
+    }
+
+    /// The names of every exchange (the default exchange's is empty).
+    pub fn exchange_names(&self) -> Vec<String> {
+        self.exchanges.read().keys().cloned().collect()
     }
 
     /// Dead-letters `dead` from `from`: each message gets an `x-death` entry and is routed through the
@@ -351,6 +398,7 @@ impl VHost {
             .clone();
         // Again once visible: a policy set meanwhile may have missed it.
         self.apply_exchange_policy(&ex);
+        self.exchange_event(name, ExchangeEvent::Declared);
         Ok(())
     }
 
@@ -413,12 +461,17 @@ impl VHost {
         for b in ex.bindings() {
             self.forget_binding(&ex.name, &b);
         }
+        self.exchange_event(&ex.name, ExchangeEvent::Deleted);
         // Bindings with this exchange as destination.
         let dest = Destination::Exchange(ex.name.clone());
         let sources: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
         for src in sources {
-            for b in src.unbind_destination(&dest) {
-                self.forget_binding(&src.name, &b);
+            let gone = src.unbind_destination(&dest);
+            for b in &gone {
+                self.forget_binding(&src.name, b);
+            }
+            if !gone.is_empty() {
+                self.bindings_changed(&src.name);
             }
             self.maybe_auto_delete(&src)?;
         }
@@ -654,6 +707,7 @@ impl VHost {
         for q in self.queues() {
             self.apply_queue_policy(&q);
         }
+        self.exchange_event("", ExchangeEvent::Policies);
     }
 
     /// Computes and stores what applies to `q`; a lowered length limit takes effect at once.
@@ -726,7 +780,11 @@ impl VHost {
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
         };
-        if src.bind(binding.clone()) && src.durable && durable_dest {
+        let added = src.bind(binding.clone());
+        if added {
+            self.bindings_changed(source);
+        }
+        if added && src.durable && durable_dest {
             self.store
                 .put_binding(&BindingDef {
                     vhost: self.name.clone(),
@@ -771,6 +829,7 @@ impl VHost {
         };
         if src.unbind(&binding) {
             self.forget_binding(source, &binding);
+            self.bindings_changed(source);
             self.maybe_auto_delete(&src)?;
         }
         Ok(())
@@ -839,8 +898,12 @@ impl VHost {
         let dest = Destination::Queue(q.name.clone());
         let sources: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
         for src in sources {
-            for b in src.unbind_destination(&dest) {
-                self.forget_binding(&src.name, &b);
+            let gone = src.unbind_destination(&dest);
+            for b in &gone {
+                self.forget_binding(&src.name, b);
+            }
+            if !gone.is_empty() {
+                self.bindings_changed(&src.name);
             }
             if let Err(e) = self.maybe_auto_delete(&src) {
                 tracing::error!(error = %e.text, "auto-delete of exchange failed");
@@ -887,9 +950,30 @@ impl VHost {
                 ),
             ));
         }
+        self.route_exchange(&ex, msg, out);
+        Ok(())
+    }
+
+    /// Routes `msg` from exchange `exchange` like [`VHost::route`], internal exchanges included: for the
+    /// broker's own publishers (federation links), which clients' restrictions do not apply to.
+    pub fn route_internal(
+        &self,
+        exchange: &str,
+        msg: &Message,
+        out: &mut Vec<Arc<Queue>>,
+    ) -> FaultResult<()> {
+        if exchange.is_empty() {
+            return self.route(exchange, msg, out);
+        }
+        let ex = self.exchange(exchange)?;
+        self.route_exchange(&ex, msg, out);
+        Ok(())
+    }
+
+    fn route_exchange(&self, ex: &Arc<Exchange>, msg: &Message, out: &mut Vec<Arc<Queue>>) {
         let mut dests = Vec::new();
         let mut visited: Vec<Arc<str>> = Vec::new();
-        self.route_from(&ex, msg, &mut dests, &mut visited, 0);
+        self.route_from(ex, msg, &mut dests, &mut visited, 0);
         if !dests.is_empty() {
             let queues = self.queues.read();
             for d in &dests {
@@ -900,7 +984,6 @@ impl VHost {
                 }
             }
         }
-        Ok(())
     }
 
     fn route_from(

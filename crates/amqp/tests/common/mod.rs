@@ -30,6 +30,11 @@ pub async fn start() -> TestBroker {
 
 /// Starts a broker on the data in `dir`.
 pub async fn start_in(dir: &Path, config: AmqpConfig) -> TestBroker {
+    start_at(dir, config, "127.0.0.1:0".parse().expect("addr")).await
+}
+
+/// Starts a broker on the data in `dir`, listening on `addr` (to restart one on the port it had).
+pub async fn start_at(dir: &Path, config: AmqpConfig, addr: SocketAddr) -> TestBroker {
     let opts = strata_storage::Options {
         fsync: strata_storage::FsyncPolicy::Always,
         memtable_size_bytes: 4 << 20,
@@ -43,9 +48,7 @@ pub async fn start_in(dir: &Path, config: AmqpConfig) -> TestBroker {
         .expect("open storage");
     let users = strata_auth::UserStore::open(&db).expect("users");
     let broker = Broker::open(&db, users, config).expect("broker");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -119,10 +119,30 @@ fn pfadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let key = &args[1];
     let max_bytes = sparse_max_bytes(sh);
     let _guard = sh.keyspace.lock(s.db, key);
-    let (mut value, expire_at_ms, mut updated) = match load(sh, s.db, key) {
-        Ok(Some((v, at))) => (v, at, 0u64),
-        Ok(None) => (hll::new_sparse(), 0, 1),
-        Err(reply) => return reply,
+    let stored = match sh.keyspace.get(s.db, key) {
+        Ok(stored) => stored,
+        Err(e) => return storage_error(e),
+    };
+    let (mut value, expire_at_ms, mut updated) = match stored {
+        None => (hll::new_sparse(), 0, 1),
+        Some(e) if e.kind != Kind::String => return wrongtype(),
+        Some(e) => {
+            let encoding = match hll::check(&e.payload) {
+                Ok(encoding) => encoding,
+                Err(err) => return hll_error(err),
+            };
+            // Most elements added to a big sketch change no register: decide on the stored bytes
+            // before copying all 12 KiB of them.
+            if encoding == hll::DENSE
+                && args[2..].iter().all(|element| {
+                    let (index, count) = hll::position(element);
+                    hll::dense_get(&e.payload[hll::HEADER..], index) >= count
+                })
+            {
+                return Frame::Integer(0);
+            }
+            (e.payload.to_vec(), e.expire_at_ms, 0u64)
+        }
     };
     for element in &args[2..] {
         match hll::add(&mut value, element, max_bytes) {

@@ -1077,7 +1077,9 @@ impl Stream<'_> {
         }
         let mut deleted: u64 = 0;
         let mut removed: Vec<(Id, u64)> = Vec::new();
-        let mut cursor = entry_key(Id::MIN);
+        // From the first live entry: the trimmed ones before it are range-deleted but still in the
+        // memtable, and walking them cost more than the trim.
+        let mut cursor = entry_key(self.m.first_id);
         let mut pending_used = false;
         loop {
             if let Strategy::MaxLen(max) = t.strategy
@@ -1085,8 +1087,15 @@ impl Stream<'_> {
             {
                 break;
             }
+            // Under MAXLEN, a node of more than `length - max` entries is not removed and only its first
+            // `length - max` entries can be: reading one more than that is enough to decide.
+            let cap = match t.strategy {
+                Strategy::MaxLen(max) => (self.m.length - max).saturating_add(1) as usize,
+                _ => usize::MAX,
+            };
             // The next node's entries.
             let mut node: Vec<(Id, u64)> = Vec::new();
+            let mut capped = false;
             self.sh
                 .keyspace
                 .stream_scan(
@@ -1104,12 +1113,17 @@ impl Stream<'_> {
                             return Ok(false);
                         }
                         node.push((id, n));
+                        if node.len() >= cap {
+                            capped = true;
+                            return Ok(false);
+                        }
                         Ok(true)
                     },
                 )
                 .map_err(storage_error)?;
             if let Some(p) = pending
                 && !pending_used
+                && !capped
                 && node.first().is_none_or(|(_, n)| *n == p.1)
             {
                 node.push(p);
