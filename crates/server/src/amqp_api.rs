@@ -270,6 +270,8 @@ pub fn routes(ctx: ServiceContext) -> Router {
                 .put(put_operator_policy)
                 .delete(delete_operator_policy),
         )
+        .route("/api/federation-links", get(federation_links_all))
+        .route("/api/federation-links/{vhost}", get(federation_links_vhost))
         .route("/api/nodes", get(list_nodes))
         .route("/api/nodes/{node}", get(get_node))
         .route("/api/health/checks/alarms", get(health_alarms))
@@ -2522,4 +2524,52 @@ async fn delete_operator_policy(
 ) -> ApiResult {
     let me = me_of(request.extensions())?;
     delete_one_policy(&api, &me, PolicyKind::Operator, &vhost, &name)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Federation links
+
+fn federation_links(api: &Api, me: &Me, only: Option<&str>) -> ApiResult {
+    let b = broker(api)?;
+    if let Some(v) = only {
+        vhost_for(api, me, v)?;
+    }
+    let links: Vec<Value> = b
+        .federation_links()
+        .into_iter()
+        .filter(|l| only.is_none_or(|v| v == l.vhost) && visible(api, me, &l.vhost))
+        .map(|l| {
+            let mut j = json!({
+                "node": NODE,
+                "type": "exchange",
+                "vhost": l.vhost,
+                "exchange": l.exchange,
+                "upstream": l.upstream,
+                "upstream_exchange": l.upstream_exchange,
+                "uri": l.uri,
+                "queue": l.queue,
+                "status": l.status.name(),
+                "id": format!("{}:{}:{}", l.vhost, l.exchange, l.upstream),
+            });
+            if let Some(e) = l.error {
+                j["error"] = json!(e);
+            }
+            j
+        })
+        .collect();
+    ok_json(Value::Array(links))
+}
+
+async fn federation_links_all(State(api): State<Api>, request: Request) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    federation_links(&api, &me, None)
+}
+
+async fn federation_links_vhost(
+    State(api): State<Api>,
+    Path(vhost): Path<String>,
+    request: Request,
+) -> ApiResult {
+    let me = me_of(request.extensions())?;
+    federation_links(&api, &me, Some(&vhost))
 }

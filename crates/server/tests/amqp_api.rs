@@ -707,6 +707,8 @@ async fn queues_exchanges_bindings_connections_and_metrics() {
         api.get("/api/health/checks/virtual-hosts").await,
         json!({"status": "ok"})
     );
+    assert_eq!(api.get("/api/federation-links").await, json!([]));
+    assert_eq!(api.get("/api/federation-links/%2F").await, json!([]));
     let nodes = api.get("/api/nodes").await;
     assert_eq!(
         (
