@@ -15,10 +15,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::AmqpError;
 use crate::exchange::{Binding, Exchange};
-use crate::queue::{Consumer, Entry};
+use crate::paging::Pager;
+use crate::queue::{Consumer, Entry, Queue};
 use crate::registry::{ConnectionInfo, QueueCounters, RATE_INTERVAL};
 use crate::store::{Store, VHostDef};
 use crate::vhost::{VHost, VHostMeta};
+
+/// Recovered messages are queued in chunks of this many (so paging applies while recovering).
+const RECOVERY_CHUNK: usize = 1024;
 
 /// How often expired messages and unused `x-expires` queues are looked for.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
@@ -41,8 +45,14 @@ pub struct AmqpConfig {
     pub handshake_timeout: Duration,
     /// Consumers per channel.
     pub max_consumers_per_channel: usize,
-    /// Bytes of ready messages the broker keeps in memory; above it, publishing connections are blocked
-    /// (`connection.blocked`) and not read until the queues drain below 90% of it.
+    /// Bytes of ready messages (routing data, headers, bodies) held in memory across all queues; past it,
+    /// the bodies of newly queued messages are paged out to storage ([`crate::paging`]) and read back when
+    /// consumers reach them.
+    pub memory_budget_bytes: u64,
+    /// The last-resort high watermark (RabbitMQ's `vm_memory_high_watermark`): when ready messages still
+    /// hold more than this in memory (what paging cannot move: routing data and headers of very deep
+    /// queues), publishing connections are blocked (`connection.blocked`) and not read until the queues
+    /// drain below 90% of it.
     pub max_ready_bytes: u64,
 }
 
@@ -53,9 +63,11 @@ impl Default for AmqpConfig {
             channel_max: 2047,
             frame_max: 131_072,
             heartbeat_secs: 60,
-            max_message_bytes: 16 << 20,
+            // RabbitMQ's default `max_message_size` (128 MiB).
+            max_message_bytes: 128 << 20,
             handshake_timeout: Duration::from_secs(10),
             max_consumers_per_channel: 10_000,
+            memory_budget_bytes: 1 << 30,
             max_ready_bytes: 2 << 30,
         }
     }
@@ -70,8 +82,12 @@ pub struct BrokerStats {
     pub published: AtomicU64,
     /// Messages acknowledged by consumers.
     pub acked: AtomicU64,
-    /// Bytes of ready messages in all queues at the last sweep.
+    /// Bytes of ready messages held in memory in all queues at the last sweep.
     pub ready_bytes: AtomicU64,
+    /// Ready messages whose body is paged out to storage, at the last sweep.
+    pub paged_messages: AtomicU64,
+    /// Body bytes of those messages.
+    pub paged_bytes: AtomicU64,
 }
 
 /// One queue's numbers (see [`Broker::queue_stats`]).
@@ -85,6 +101,12 @@ pub struct QueueStats {
     pub ready: u32,
     /// Consumers.
     pub consumers: u32,
+    /// Ready messages whose body is paged out to storage.
+    pub paged_messages: u64,
+    /// Body bytes of those messages.
+    pub paged_bytes: u64,
+    /// Ready messages spilled whole to storage (routing data and header too).
+    pub spilled_messages: u64,
 }
 
 /// Why a virtual host could not be created.
@@ -111,6 +133,8 @@ pub struct Broker {
     pub store: Store,
     /// Counters.
     pub stats: BrokerStats,
+    /// The memory budget and paging.
+    pub pager: Arc<Pager>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     next_conn_id: AtomicU64,
     alarm: AtomicBool,
@@ -128,6 +152,9 @@ impl Broker {
     /// queues, bindings and persistent messages (which come back marked redelivered).
     pub fn open(db: &Db, users: UserStore, config: AmqpConfig) -> Result<Arc<Broker>, AmqpError> {
         let store = Store::open(db)?;
+        // Pages hold the previous run's in-memory messages: they died with it.
+        store.clear_pages()?;
+        let pager = Arc::new(Pager::new(store.clone(), config.memory_budget_bytes));
         let recovered = store.recover()?;
         let next_queue_id = Arc::new(AtomicU64::new(
             recovered.queues.iter().map(|q| q.id).max().unwrap_or(0) + 1,
@@ -135,7 +162,10 @@ impl Broker {
         let federation = crate::federation::Federation::open(&store)?;
         let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
         let make_vhost = |def: &VHostDef| {
-            let v = Arc::new(VHost::new(&def.name, store.clone(), next_queue_id.clone()));
+            let v = Arc::new(
+                VHost::new(&def.name, store.clone(), next_queue_id.clone())
+                    .with_pager(pager.clone()),
+            );
             v.set_self();
             v.set_binding_hook(federation.binding_hook());
             *v.meta.write() = VHostMeta {
@@ -200,22 +230,36 @@ impl Broker {
             }
         }
         let mut orphans: HashMap<u64, Vec<u64>> = HashMap::new();
-        let mut per_queue: HashMap<u64, Vec<Entry>> = HashMap::new();
-        for (qid, seq, msg) in recovered.messages {
-            if by_id.contains_key(&qid) {
-                let mut entry = Entry::new(Arc::new(msg), Some(seq));
-                // Whether it was delivered before the restart is not recorded: flag it, as the flag means
-                // "may have been delivered before".
-                entry.redelivered = true;
-                per_queue.entry(qid).or_default().push(entry);
-            } else {
+        // Messages come in key order, so one queue's in a row: they are pushed in chunks as they are read,
+        // and past the memory budget their bodies stay in storage (paged: the stored copy is the page).
+        let mut chunk: Vec<Entry> = Vec::new();
+        let mut chunk_queue: Option<Arc<Queue>> = None;
+        let mut counts: HashMap<u64, usize> = HashMap::new();
+        store.recover_messages(|qid, seq, msg| {
+            let Some(q) = by_id.get(&qid) else {
                 orphans.entry(qid).or_default().push(seq);
+                return;
+            };
+            if (chunk.len() >= RECOVERY_CHUNK
+                || chunk_queue.as_ref().is_some_and(|c| !Arc::ptr_eq(c, q)))
+                && let Some(c) = &chunk_queue
+            {
+                c.push(std::mem::take(&mut chunk));
             }
+            chunk_queue = Some(q.clone());
+            let mut entry = Entry::new(Arc::new(msg), Some(seq));
+            // Whether it was delivered before the restart is not recorded: flag it, as the flag means
+            // "may have been delivered before".
+            entry.redelivered = true;
+            chunk.push(entry);
+            *counts.entry(qid).or_default() += 1;
+        })?;
+        if let Some(c) = &chunk_queue {
+            c.push(chunk);
         }
-        for (qid, entries) in per_queue {
+        for (qid, n) in counts {
             if let Some(q) = by_id.get(&qid) {
-                tracing::info!(queue = %q.name, messages = entries.len(), "recovered queue");
-                q.push(entries);
+                tracing::info!(queue = %q.name, messages = n, "recovered queue");
             }
         }
         for (qid, seqs) in orphans {
@@ -230,6 +274,7 @@ impl Broker {
             federation,
             store,
             stats: BrokerStats::default(),
+            pager,
             vhosts: RwLock::new(vhosts),
             next_conn_id: AtomicU64::new(1),
             alarm: AtomicBool::new(false),
@@ -276,11 +321,10 @@ impl Broker {
             return Ok(false);
         }
         self.store.put_vhost(&def)?;
-        let v = Arc::new(VHost::new(
-            name,
-            self.store.clone(),
-            self.next_queue_id.clone(),
-        ));
+        let v = Arc::new(
+            VHost::new(name, self.store.clone(), self.next_queue_id.clone())
+                .with_pager(self.pager.clone()),
+        );
         v.set_self();
         v.set_binding_hook(self.federation.binding_hook());
         *v.meta.write() = meta;
@@ -455,11 +499,15 @@ impl Broker {
         let mut out = Vec::new();
         for v in vhosts {
             for q in v.queues() {
+                let (paged, paged_bytes) = q.paged();
                 out.push(QueueStats {
                     vhost: v.name.clone(),
                     name: q.name.to_string(),
                     ready: q.message_count(),
                     consumers: q.consumer_count(),
+                    paged_messages: paged as u64,
+                    paged_bytes: paged_bytes as u64,
+                    spilled_messages: q.spilled() as u64,
                 });
             }
         }
@@ -471,11 +519,14 @@ impl Broker {
     pub fn sweep(&self) {
         let now = crate::queue::now_ms();
         let vhosts: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
-        let mut ready_bytes = 0u64;
+        let (mut ready_bytes, mut paged, mut paged_bytes) = (0u64, 0u64, 0u64);
         for v in vhosts {
             for q in v.queues() {
                 q.expire(now);
-                ready_bytes += q.ready_bytes() as u64;
+                ready_bytes += q.resident_bytes() as u64;
+                let (n, b) = q.paged();
+                paged += n as u64;
+                paged_bytes += b as u64;
                 if let Some(ttl) = q.effective().args.expires_ms
                     && q.consumer_count() == 0
                     && now.saturating_sub(q.last_used_ms.load(Ordering::Relaxed)) >= ttl
@@ -486,6 +537,8 @@ impl Broker {
             }
         }
         self.stats.ready_bytes.store(ready_bytes, Ordering::Relaxed);
+        self.stats.paged_messages.store(paged, Ordering::Relaxed);
+        self.stats.paged_bytes.store(paged_bytes, Ordering::Relaxed);
         self.set_memory(ready_bytes);
         self.sample_rates();
     }

@@ -785,6 +785,22 @@ impl Conn {
                 Ok(true)
             }
             FRAME_METHOD => {
+                // basic.qos's prefetch-size is not decoded by amq-protocol: read it here. RabbitMQ refuses a
+                // non-zero one with 540 (it never implemented byte-based prefetch).
+                if frame.payload.get(..4) == Some(&[0, 60, 0, 10][..])
+                    && self.channels.contains_key(&frame.channel)
+                    && let Some(size) = frame
+                        .payload
+                        .get(4..8)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map(u32::from_be_bytes)
+                    && size != 0
+                {
+                    return Err(Fault::connection(
+                        code::NOT_IMPLEMENTED,
+                        format!("prefetch_size!=0 ({size})"),
+                    ));
+                }
                 let class = decode(&frame.payload)?;
                 if frame.channel == 0 {
                     return self.connection_method(class);
@@ -1351,7 +1367,7 @@ impl Conn {
                 Ok(())
             }
             AMQPClass::Basic(basic::AMQPMethod::Qos(q)) => {
-                // prefetch-size is not decoded by amq-protocol; RabbitMQ ignores it too.
+                // A non-zero prefetch-size was refused in `handle_frame`.
                 let ch = self.channel(id)?;
                 let queues: Vec<Arc<Queue>> = if q.global {
                     ch.shared
@@ -1418,6 +1434,13 @@ impl Conn {
                     );
                 }
                 Ok(())
+            }
+            AMQPClass::Basic(
+                basic::AMQPMethod::Recover(basic::Recover { requeue: false })
+                | basic::AMQPMethod::RecoverAsync(basic::RecoverAsync { requeue: false }),
+            ) => {
+                // As RabbitMQ: redelivery to the same consumer was never implemented.
+                Err(Fault::connection(code::NOT_IMPLEMENTED, "requeue=false"))
             }
             AMQPClass::Basic(
                 basic::AMQPMethod::Recover(basic::Recover { .. })
@@ -1691,6 +1714,11 @@ impl Conn {
                 self.broker
                     .store
                     .remove_message(&mut self.pass.batch, p.queue.id, seq);
+            }
+            if let Some(page) = p.entry.page_id() {
+                self.broker
+                    .store
+                    .remove_page(&mut self.pass.batch, p.queue.id, page);
             }
             if p.consumer.is_some() && !queues.iter().any(|q| Arc::ptr_eq(q, &p.queue)) {
                 queues.push(p.queue);

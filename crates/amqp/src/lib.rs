@@ -13,6 +13,8 @@
 //!   republish what an exchange on another broker receives into a local exchange.
 //! - [`store`]: durable exchanges, queues, bindings, virtual hosts, policies and persistent messages in
 //!   strata-storage trees.
+//! - [`paging`]: past the memory budget, message bodies live in storage and are read back ahead of
+//!   consumers; the memory alarm (`connection.blocked`) is only the last-resort high watermark.
 //! - [`policy`]: policies and operator policies (pattern, apply-to, priority, definition) and how they
 //!   combine with queue arguments; applied to existing and new queues and exchanges at once.
 //! - [`registry`]: what the management API and metrics read — open connections, channels, consumers, and
@@ -50,6 +52,7 @@ pub mod exchange;
 pub mod federation;
 pub mod manage;
 pub mod message;
+pub mod paging;
 pub mod policy;
 pub mod queue;
 pub mod registry;

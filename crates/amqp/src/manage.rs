@@ -139,10 +139,18 @@ impl Broker {
             // Keep the output buffer from growing with every fetched message.
             channel.out.take_into(&mut bytes::BytesMut::new());
             let remaining = q.message_count();
-            if let Some(p) = channel.unacked.lock().pending.back() {
+            // A paged-out body is read back into a copy of the entry (the queued one keeps its page).
+            let copy = channel
+                .unacked
+                .lock()
+                .pending
+                .back()
+                .map(|p| p.entry.clone());
+            if let Some(mut entry) = copy {
+                q.load_bodies(&mut [&mut entry]);
                 fetched.push(Fetched {
-                    message: p.entry.msg.clone(),
-                    redelivered: p.entry.redelivered,
+                    message: entry.full_message(),
+                    redelivered: entry.redelivered,
                     remaining,
                 });
             }
@@ -152,6 +160,7 @@ impl Broker {
             GetMode::AckRequeueTrue | GetMode::RejectRequeueTrue => requeue_pending(taken),
             GetMode::AckRequeueFalse => {
                 for (q, entries) in group_pending(taken) {
+                    q.forget_pages(&entries);
                     let seqs: Vec<u64> = entries.iter().filter_map(|e| e.store_seq).collect();
                     if !seqs.is_empty() {
                         self.store.forget(q.id, &seqs);

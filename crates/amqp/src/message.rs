@@ -91,6 +91,25 @@ impl Message {
         }
     }
 
+    /// Drops the body in place (it is paged out) and copies the header out of the read buffer it was
+    /// received in, which it would otherwise keep alive.
+    pub fn drop_body(&mut self) {
+        self.body = Bytes::new();
+        self.header = Bytes::copy_from_slice(&self.header);
+    }
+
+    /// A copy without the body (the body is paged out; the header still gives its size). The header is
+    /// copied: as received it is a slice of the connection's read buffer, which it would keep alive.
+    pub fn without_body(&self) -> Message {
+        Message {
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            header: Bytes::copy_from_slice(&self.header),
+            body: bytes::Bytes::new(),
+            summary: self.summary,
+        }
+    }
+
     /// The stored form: exchange, routing key, header and body, each length-prefixed.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = BytesMut::with_capacity(self.size_bytes() + 16);
@@ -181,6 +200,41 @@ pub fn dead_lettered(
     out.exchange = dlx.to_owned();
     out.routing_key = dl_routing_key.unwrap_or(&msg.routing_key).to_owned();
     out
+}
+
+/// The (queue, reason) pairs of a message's `x-death` header, most recent first; an entry that is not a
+/// table counts as a rejection (a client wrote it, so a cycle through it is not automatic).
+pub fn death_path(msg: &Message) -> Vec<(String, String)> {
+    let Some(headers) = msg.headers() else {
+        return Vec::new();
+    };
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        return Vec::new();
+    };
+    deaths
+        .as_slice()
+        .iter()
+        .map(|d| match d {
+            AMQPValue::FieldTable(t) => (
+                t.inner().get("queue").and_then(str_arg).unwrap_or_default(),
+                t.inner()
+                    .get("reason")
+                    .and_then(str_arg)
+                    .unwrap_or_default(),
+            ),
+            _ => (String::new(), "rejected".to_owned()),
+        })
+        .collect()
+}
+
+/// RabbitMQ's dead-letter cycle rule: dead-lettering into `queue` is a cycle when `queue` appears in the
+/// death path and every death up to and including its most recent one there was automatic (not
+/// `rejected`). Such a copy is dropped; a rejection in the loop makes it a deliberate retry.
+pub fn is_death_cycle(queue: &str, path: &[(String, String)]) -> bool {
+    match path.iter().position(|(q, _)| q == queue) {
+        None => false,
+        Some(i) => path[..=i].iter().all(|(_, reason)| reason != "rejected"),
+    }
 }
 
 /// A copy of `p` without the expiration property (dead-lettering removes it, as RabbitMQ does).

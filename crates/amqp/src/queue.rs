@@ -15,12 +15,16 @@ use std::sync::{Arc, Weak};
 
 use amq_protocol::protocol::{AMQPClass, basic};
 use amq_protocol::types::{FieldTable, ShortString};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::codec;
 use crate::message::Message;
+use crate::paging::{
+    CONSUMER_WINDOW_BYTES, PAGE_IN_BYTES, PAGE_IN_MAX, Page, PageAt, Pager, REFILL_BATCH,
+    REFILL_LOW, Spill,
+};
 use crate::policy::Policy;
 
 /// Output bytes above which no more deliveries are encoded for a connection until its writer drains them
@@ -236,6 +240,9 @@ pub struct Entry {
     pub expires_at_ms: u64,
     /// How often it was returned to the queue (nack/reject with requeue, channel or connection loss).
     pub returns: u32,
+    /// Where its body lives when paged out (`msg` then has an empty body). Boxed: an entry that is not
+    /// paged pays one pointer for it.
+    pub page: Option<Box<Page>>,
 }
 
 impl Entry {
@@ -247,6 +254,61 @@ impl Entry {
             store_seq,
             expires_at_ms: 0,
             returns: 0,
+            page: None,
+        }
+    }
+
+    /// Its size as the length limits count it (body included, paged or not).
+    pub fn size_bytes(&self) -> usize {
+        self.msg.size_bytes() + self.page.as_ref().map_or(0, |p| p.len as usize)
+    }
+
+    /// Bytes it holds in memory.
+    pub fn resident_bytes(&self) -> usize {
+        self.msg.size_bytes()
+            + self
+                .page
+                .as_ref()
+                .and_then(|p| p.loaded.as_ref())
+                .map_or(0, Bytes::len)
+    }
+
+    /// Whether its body is paged out and not read back yet.
+    pub fn needs_load(&self) -> bool {
+        self.page.as_ref().is_some_and(|p| p.loaded.is_none())
+    }
+
+    /// Its page id in the paging tree, if it has one.
+    pub fn page_id(&self) -> Option<u64> {
+        match self.page.as_ref()?.at {
+            PageAt::Page(id) => Some(id),
+            PageAt::Stored(_) => None,
+        }
+    }
+
+    /// The body to deliver: in memory, or read back (`None` if paged and not read back).
+    pub fn body(&self) -> Option<&Bytes> {
+        match &self.page {
+            None => Some(&self.msg.body),
+            Some(p) => p.loaded.as_ref(),
+        }
+    }
+
+    /// The whole message (body included when it is in memory or read back).
+    pub fn full_message(&self) -> Arc<Message> {
+        match self.page.as_ref().and_then(|p| p.loaded.as_ref()) {
+            Some(body) => Arc::new(Message {
+                body: body.clone(),
+                ..(*self.msg).clone()
+            }),
+            None => self.msg.clone(),
+        }
+    }
+
+    /// Drops a read-back body (after delivery: the page stays the copy).
+    fn unload(&mut self) {
+        if let Some(p) = self.page.as_mut() {
+            p.loaded = None;
         }
     }
 
@@ -416,7 +478,15 @@ impl Overflow {
 struct QueueState {
     levels: Vec<VecDeque<Entry>>,
     len: usize,
+    /// Logical bytes (paged bodies included), for the length limits.
     bytes: usize,
+    /// Bytes held in memory.
+    resident: usize,
+    /// Entries whose body is paged out, and their body bytes.
+    paged: usize,
+    paged_bytes: usize,
+    /// The tail of a very deep single-level queue, in storage (counted in `len` and `bytes`).
+    spill: Spill,
     consumers: Vec<Arc<Consumer>>,
     next_consumer: usize,
     had_consumer: bool,
@@ -428,18 +498,64 @@ impl QueueState {
         usize::from(e.msg.priority()).min(top)
     }
 
-    fn push_back(&mut self, e: Entry) {
-        let l = self.level_of(&e);
+    fn count_in(&mut self, e: &Entry) {
+        self.count_in_spilled(e);
+        self.resident += e.resident_bytes();
+    }
+
+    /// Counts an entry that is not in memory.
+    fn count_in_spilled(&mut self, e: &Entry) {
         self.len += 1;
-        self.bytes += e.msg.size_bytes();
+        self.bytes += e.size_bytes();
+        if let Some(p) = &e.page {
+            self.paged += 1;
+            self.paged_bytes += p.len as usize;
+        }
+    }
+
+    fn count_out(&mut self, e: &Entry) {
+        self.len -= 1;
+        self.bytes = self.bytes.saturating_sub(e.size_bytes());
+        self.resident = self.resident.saturating_sub(e.resident_bytes());
+        if let Some(p) = &e.page {
+            self.paged -= 1;
+            self.paged_bytes = self.paged_bytes.saturating_sub(p.len as usize);
+        }
+    }
+
+    fn push_back(&mut self, e: Entry) {
+        if self.levels.len() == 1 && self.spill.wants(self.levels[0].len()) {
+            self.count_in_spilled(&e);
+            self.spill.put(&e);
+            return;
+        }
+        let l = self.level_of(&e);
+        self.count_in(&e);
         self.levels[l].push_back(e);
+    }
+
+    /// Reads spilled entries back behind the in-memory ones when fewer than `low` are in memory.
+    fn refill(&mut self, low: usize) {
+        if self.levels.len() != 1 || self.spill.len() == 0 || self.levels[0].len() >= low {
+            return;
+        }
+        let (entries, lost) = self.spill.take(REFILL_BATCH);
+        self.len = self.len.saturating_sub(lost);
+        for e in entries {
+            self.resident += e.resident_bytes();
+            self.levels[0].push_back(e);
+        }
     }
 
     fn push_front(&mut self, e: Entry) {
         let l = self.level_of(&e);
-        self.len += 1;
-        self.bytes += e.msg.size_bytes();
+        self.count_in(&e);
         self.levels[l].push_front(e);
+    }
+
+    /// Entries in delivery order.
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.levels.iter_mut().rev().flat_map(|l| l.iter_mut())
     }
 
     fn front(&self) -> Option<&Entry> {
@@ -447,16 +563,53 @@ impl QueueState {
     }
 
     fn pop_front(&mut self) -> Option<Entry> {
+        self.refill(1);
         let e = self.levels.iter_mut().rev().find_map(VecDeque::pop_front)?;
-        self.len -= 1;
-        self.bytes = self.bytes.saturating_sub(e.msg.size_bytes());
+        self.count_out(&e);
         Some(e)
     }
 
     fn drain(&mut self) -> Vec<Entry> {
         self.len = 0;
         self.bytes = 0;
-        self.levels.iter_mut().flat_map(|l| l.drain(..)).collect()
+        self.resident = 0;
+        self.paged = 0;
+        self.paged_bytes = 0;
+        let mut out: Vec<Entry> = self.levels.iter_mut().flat_map(|l| l.drain(..)).collect();
+        while self.spill.len() > 0 {
+            out.extend(self.spill.take(REFILL_BATCH).0);
+        }
+        out
+    }
+}
+
+/// The queue lock; on release, the change in the queue's resident bytes is added to the broker-wide count
+/// the memory budget is checked against (one atomic add per lock, not per message).
+struct StateGuard<'a> {
+    st: parking_lot::MutexGuard<'a, QueueState>,
+    start: usize,
+    pager: Option<&'a Pager>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = QueueState;
+    fn deref(&self) -> &QueueState {
+        &self.st
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut QueueState {
+        &mut self.st
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.pager {
+            let delta = self.st.resident as i64 - self.start as i64;
+            p.adjust(delta);
+        }
     }
 }
 
@@ -498,6 +651,7 @@ pub struct Queue {
     may_expire: AtomicBool,
     forget: Option<Forget>,
     dead_letter: Option<DeadLetter>,
+    pager: Option<Arc<Pager>>,
     state: Mutex<QueueState>,
 }
 
@@ -528,6 +682,8 @@ pub struct QueueInit {
     pub forget: Option<Forget>,
     /// Dead-letters.
     pub dead_letter: Option<DeadLetter>,
+    /// Pages bodies out past the memory budget (`None`: never pages).
+    pub pager: Option<Arc<Pager>>,
 }
 
 impl Queue {
@@ -535,6 +691,7 @@ impl Queue {
     pub fn new(init: QueueInit) -> Arc<Queue> {
         let args = QueueArgs::parse(&init.arguments).unwrap_or_default();
         let levels = usize::from(args.max_priority) + 1;
+        let spill = Spill::new(init.pager.clone().filter(|_| levels == 1), init.id);
         Arc::new(Queue {
             name: Arc::from(init.name.as_str()),
             id: init.id,
@@ -555,11 +712,95 @@ impl Queue {
             may_expire: AtomicBool::new(false),
             forget: init.forget,
             dead_letter: init.dead_letter,
+            pager: init.pager,
             state: Mutex::new(QueueState {
                 levels: (0..levels).map(|_| VecDeque::new()).collect(),
+                spill,
                 ..QueueState::default()
             }),
         })
+    }
+
+    fn lock(&self) -> StateGuard<'_> {
+        let st = self.state.lock();
+        StateGuard {
+            start: st.resident,
+            st,
+            pager: self.pager.as_deref(),
+        }
+    }
+
+    /// Bytes of ready messages held in memory (paged bodies not counted).
+    pub fn resident_bytes(&self) -> usize {
+        self.state.lock().resident
+    }
+
+    /// Ready messages spilled whole to storage (the tail of a very deep queue).
+    pub fn spilled(&self) -> usize {
+        self.state.lock().spill.len()
+    }
+
+    /// Ready messages whose body is paged out, and their body bytes.
+    pub fn paged(&self) -> (usize, usize) {
+        let st = self.state.lock();
+        (st.paged, st.paged_bytes)
+    }
+
+    /// Makes sure the head entry's body is in memory, reading it (and up to [`PAGE_IN_MAX`] paged entries
+    /// behind it) back from storage. A body whose write (its page, or the publishing pass's commit) is not
+    /// visible yet is waited for with a barrier write; one that is still missing then is lost (storage
+    /// failed): the message is dropped with an error logged.
+    fn ensure_head(&self, st: &mut QueueState) {
+        let Some(pager) = &self.pager else {
+            return;
+        };
+        st.refill(REFILL_LOW);
+        let mut synced = false;
+        while st.front().is_some_and(Entry::needs_load) {
+            self.page_in(pager, st);
+            if !st.front().is_some_and(Entry::needs_load) {
+                return;
+            }
+            if !synced {
+                pager.barrier();
+                synced = true;
+                continue;
+            }
+            if let Some(e) = st.pop_front() {
+                tracing::error!(queue = %self.name, "paged message body unreadable; message dropped");
+                self.forget_entries(std::slice::from_ref(&e));
+            }
+        }
+    }
+
+    /// Reads back the bodies of up to [`PAGE_IN_MAX`] paged entries (at most [`PAGE_IN_BYTES`]) from the
+    /// head on, with one batched read.
+    fn page_in(&self, pager: &Pager, st: &mut QueueState) {
+        let mut ats = Vec::new();
+        let mut bytes = 0usize;
+        for e in st.iter_mut().take(PAGE_IN_MAX) {
+            if let Some(p) = e.page.as_ref().filter(|p| p.loaded.is_none()) {
+                if bytes >= PAGE_IN_BYTES {
+                    break;
+                }
+                bytes += p.len as usize;
+                ats.push(p.at);
+            }
+        }
+        let mut bodies = pager.load(self.id, &ats).into_iter();
+        let mut added = 0usize;
+        let mut remaining = ats.len();
+        for e in st.iter_mut() {
+            if remaining == 0 {
+                break;
+            }
+            if let Some(p) = e.page.as_mut().filter(|p| p.loaded.is_none()) {
+                remaining -= 1;
+                p.loaded = bodies.next().flatten();
+                added += p.loaded.as_ref().map_or(0, Bytes::len);
+            }
+        }
+        st.resident += added;
     }
 
     /// What applies now: declared arguments combined with the matching policies.
@@ -600,7 +841,7 @@ impl Queue {
         }
         let mut dead = Vec::new();
         {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
             while over_limit(&eff.args, &st) {
                 match st.pop_front() {
                     Some(h) => dead.push((h, DeathReason::MaxLen)),
@@ -651,12 +892,27 @@ impl Queue {
     }
 
     /// Appends messages and delivers what consumers can take.
+    /// Past the broker's memory budget, their bodies are paged out first (see [`crate::paging`]).
     pub fn push(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>) {
+        let mut entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(p) = &self.pager
+            && p.over_budget(&entries)
+        {
+            let window = {
+                let st = self.state.lock();
+                if st.consumers.is_empty() {
+                    0
+                } else {
+                    CONSUMER_WINDOW_BYTES.saturating_sub(st.resident)
+                }
+            };
+            p.page_out(self.id, &mut entries, window);
+        }
         let now = now_ms();
         let eff = self.effective();
         let mut dead = Vec::new();
         {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
             for mut e in entries {
                 let ttl = match (eff.args.message_ttl_ms, e.msg.expiration_ms()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -668,6 +924,7 @@ impl Queue {
                 }
                 st.push_back(e);
             }
+            st.spill.flush();
             if eff.args.overflow == Overflow::DropHead {
                 while over_limit(&eff.args, &st) {
                     match st.pop_front() {
@@ -705,7 +962,7 @@ impl Queue {
         let limit = self.effective().args.delivery_limit;
         let mut dead = Vec::new();
         {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
             for mut e in entries.into_iter().rev() {
                 e.redelivered = true;
                 e.returns = e.returns.saturating_add(1);
@@ -732,6 +989,9 @@ impl Queue {
     }
 
     fn forget_entries(&self, entries: &[Entry]) {
+        if let Some(p) = &self.pager {
+            p.forget(self.id, entries);
+        }
         if let Some(f) = &self.forget {
             let seqs: Vec<u64> = entries.iter().filter_map(|e| e.store_seq).collect();
             if !seqs.is_empty() {
@@ -747,7 +1007,8 @@ impl Queue {
         }
         let mut dead = Vec::new();
         {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
+            st.refill(1);
             while st.front().is_some_and(|e| e.expired(now)) {
                 if let Some(e) = st.pop_front() {
                     dead.push((e, DeathReason::Expired));
@@ -763,13 +1024,15 @@ impl Queue {
     /// Delivers ready messages to consumers with credit.
     pub fn dispatch(self: &Arc<Self>) {
         let now = now_ms();
-        let mut st = self.state.lock();
+        let mut st = self.lock();
         let mut forgotten: Vec<u64> = Vec::new();
+        let mut forgotten_pages: Vec<u64> = Vec::new();
         let mut dead = Vec::new();
         while st.len > 0 && !st.consumers.is_empty() {
             let Some(idx) = pick_consumer(self, &mut st) else {
                 break;
             };
+            self.ensure_head(&mut st);
             let Some(entry) = st.pop_front() else {
                 break;
             };
@@ -778,10 +1041,9 @@ impl Queue {
                 continue;
             }
             let consumer = st.consumers[idx].clone();
-            if consumer.no_ack
-                && let Some(seq) = entry.store_seq
-            {
-                forgotten.push(seq);
+            if consumer.no_ack {
+                forgotten.extend(entry.store_seq);
+                forgotten_pages.extend(entry.page_id());
             }
             if let Err(back) = deliver(self, &consumer, entry) {
                 // The consumer's channel closed: it fails `has_credit` from now on.
@@ -794,6 +1056,9 @@ impl Queue {
         {
             f(self.id, &forgotten);
         }
+        if let Some(p) = &self.pager {
+            p.forget_ids(self.id, &forgotten_pages);
+        }
         self.kill(dead);
     }
 
@@ -805,7 +1070,7 @@ impl Queue {
         announce: impl FnOnce(),
     ) -> Result<(), ConsumeRefusal> {
         {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
             if st.consumers.iter().any(|c| c.exclusive)
                 || (consumer.exclusive && !st.consumers.is_empty())
             {
@@ -823,7 +1088,7 @@ impl Queue {
     /// Removes a consumer; returns whether the queue is now due for auto-delete.
     pub fn remove_consumer(self: &Arc<Self>, consumer: &Arc<Consumer>) -> bool {
         let due = {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
             st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
             if st.next_consumer >= st.consumers.len() {
                 st.next_consumer = 0;
@@ -840,7 +1105,7 @@ impl Queue {
 
     /// Takes every consumer (queue deletion).
     pub fn take_consumers(&self) -> Vec<Arc<Consumer>> {
-        let mut st = self.state.lock();
+        let mut st = self.lock();
         st.next_consumer = 0;
         std::mem::take(&mut st.consumers)
     }
@@ -850,8 +1115,9 @@ impl Queue {
         self.touch();
         let now = now_ms();
         let mut dead = Vec::new();
-        let mut st = self.state.lock();
+        let mut st = self.lock();
         let entry = loop {
+            self.ensure_head(&mut st);
             match st.pop_front() {
                 Some(e) if e.expired(now) => dead.push((e, DeathReason::Expired)),
                 other => break other,
@@ -867,6 +1133,7 @@ impl Queue {
         un.last_tag += 1;
         let tag = un.last_tag;
         let msg = entry.msg.clone();
+        let body = entry.body().cloned().unwrap_or_default();
         channel.out.write(|b, frame_max| {
             codec::put_get_ok(
                 b,
@@ -877,8 +1144,10 @@ impl Queue {
                 msg.routing_key.as_bytes(),
                 remaining,
             );
-            codec::put_content(b, channel.id, &msg.header, &msg.body, frame_max);
+            codec::put_content(b, channel.id, &msg.header, &body, frame_max);
         });
+        let mut entry = entry;
+        entry.unload();
         self.delivered_total.fetch_add(1, Ordering::Relaxed);
         if no_ack {
             drop(un);
@@ -899,12 +1168,39 @@ impl Queue {
         true
     }
 
-    /// Removes every ready message; returns how many and their stored sequence numbers.
+    /// Removes every ready message (deleting their pages); returns how many and their stored sequence
+    /// numbers.
     pub fn purge(&self) -> (u32, Vec<u64>) {
-        let mut st = self.state.lock();
+        let mut st = self.lock();
         let n = u32::try_from(st.len).unwrap_or(u32::MAX);
-        let seqs = st.drain().into_iter().filter_map(|e| e.store_seq).collect();
+        let entries = st.drain();
+        drop(st);
+        if let Some(p) = &self.pager {
+            p.forget(self.id, &entries);
+        }
+        let seqs = entries.into_iter().filter_map(|e| e.store_seq).collect();
         (n, seqs)
+    }
+
+    /// Loads the paged bodies of `entries` that are not in memory (dead-lettering republishes them).
+    pub fn load_bodies(&self, entries: &mut [&mut Entry]) {
+        if let Some(p) = &self.pager {
+            p.load_entries(self.id, entries);
+        }
+    }
+
+    /// Deletes the pages of `entries` (they left the queue).
+    pub fn forget_pages(&self, entries: &[Entry]) {
+        if let Some(p) = &self.pager {
+            p.forget(self.id, entries);
+        }
+    }
+
+    /// Deletes every page of this (deleted) queue.
+    pub fn forget_all_pages(&self) {
+        if let Some(p) = &self.pager {
+            p.forget_queue(self.id);
+        }
     }
 }
 
@@ -947,7 +1243,7 @@ fn pick_consumer(queue: &Arc<Queue>, st: &mut QueueState) -> Option<usize> {
 
 /// Delivers `entry` to `consumer`; gives it back if the channel closed meanwhile (its unacknowledged log
 /// was already drained, so a delivery recorded now would be lost).
-fn deliver(queue: &Arc<Queue>, consumer: &Arc<Consumer>, entry: Entry) -> Result<(), Entry> {
+fn deliver(queue: &Arc<Queue>, consumer: &Arc<Consumer>, mut entry: Entry) -> Result<(), Entry> {
     let ch = &consumer.channel;
     let mut un = ch.unacked.lock();
     if ch.closed.load(Ordering::Acquire) || consumer.cancelled.load(Ordering::Acquire) {
@@ -956,6 +1252,7 @@ fn deliver(queue: &Arc<Queue>, consumer: &Arc<Consumer>, entry: Entry) -> Result
     un.last_tag += 1;
     let tag = un.last_tag;
     let msg = &entry.msg;
+    let body = entry.body().map_or(&msg.body, |b| b);
     ch.out.write(|b, frame_max| {
         codec::put_deliver(
             b,
@@ -966,8 +1263,10 @@ fn deliver(queue: &Arc<Queue>, consumer: &Arc<Consumer>, entry: Entry) -> Result
             msg.exchange.as_bytes(),
             msg.routing_key.as_bytes(),
         );
-        codec::put_content(b, ch.id, &msg.header, &msg.body, frame_max);
+        codec::put_content(b, ch.id, &msg.header, body, frame_max);
     });
+    // A paged body was read back for this delivery only: the page stays its copy while unacknowledged.
+    entry.unload();
     queue.delivered_total.fetch_add(1, Ordering::Relaxed);
     if !consumer.no_ack {
         consumer.unacked.fetch_add(1, Ordering::Relaxed);
@@ -1107,6 +1406,7 @@ mod tests {
             arguments: FieldTable::default(),
             forget: None,
             dead_letter: None,
+            pager: None,
         })
     }
 

@@ -1,12 +1,17 @@
 //! Durable state in strata-storage: definitions (exchanges, queues, bindings) and persistent messages.
 //!
-//! Two trees:
+//! Three trees:
 //! - `amqp.defs`: `e\0<vhost>\0<exchange>` → exchange record, `q\0<vhost>\0<queue>` → queue record,
 //!   `b\0<vhost>\0<source>\0<kind><destination>\0<routing key>\0<arguments>` → empty (the key is the binding),
 //!   `P\0<policy|operator_policy>\0<vhost>\0<name>` → the policy as JSON (`pattern`, `apply-to`, `priority`,
 //!   `definition`).
 //! - `amqp.msgs`: `<queue id u64 BE><sequence u64 BE>` → [`Message::encode`]. A message routed to several
-//!   durable queues is stored once per queue. An acknowledgement deletes the key.
+//!   durable queues is stored once per queue. An acknowledgement deletes the key. A message whose stored
+//!   form is longer than [`STORED_PIECE`] is split: its first piece under that key, the others under
+//!   `<queue id><sequence><piece number u16 BE>` (written before the first, so a present first piece means
+//!   every piece is there; pieces without a first piece are leftovers of a crash and deleted at recovery).
+//! - `amqp.pages`: `<queue id u64 BE><page id u64 BE>` → a paged-out message body (see [`crate::paging`]);
+//!   written without fsync and wiped when the broker opens (transient by nature).
 //!
 //! Federation (`crate::federation`) keeps its definitions in `amqp.defs` too: `F\0<kind>\0<vhost>\0<name>` → a
 //! field table; kind `u` an upstream, `s` an upstream set, `x` a federated exchange, `n` the cluster name, `b`
@@ -49,6 +54,15 @@ pub struct VHostDef {
     pub tags: Vec<String>,
 }
 
+/// Longest stored value for one message; longer ones are split into pieces this long (strata-storage
+/// limits a value to 32 MiB and a batch to 64 MiB, RabbitMQ's messages go up to 128 MiB).
+pub const STORED_PIECE: usize = 8 << 20;
+
+/// Tree of paged-out message bodies.
+pub const PAGES_TREE: &str = "amqp.pages";
+/// Tree of whole queue entries spilled from the tail of very deep queues.
+pub const SPILL_TREE: &str = "amqp.spill";
+
 /// Runs a synchronous storage write (a definition change, which waits for its fsync under `fsync=always`)
 /// so that it does not stall a runtime worker: on a multi-threaded tokio runtime the worker hands its other
 /// tasks away first (`block_in_place`); elsewhere it just runs.
@@ -70,7 +84,14 @@ pub struct Store {
     pub defs: Tree,
     /// Messages.
     pub msgs: Tree,
+    /// Paged-out bodies.
+    pub pages: Tree,
+    /// Spilled queue entries.
+    pub spill: Tree,
     next_seq: Arc<AtomicU64>,
+    /// (queue id, sequence) of stored messages split into pieces (their deletes cover the pieces).
+    split: Arc<parking_lot::Mutex<std::collections::HashSet<(u64, u64)>>>,
+    split_count: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A stored exchange.
@@ -129,8 +150,6 @@ pub struct Recovered {
     pub queues: Vec<QueueDef>,
     /// Bindings between durable objects.
     pub bindings: Vec<BindingDef>,
-    /// Stored messages: (queue id, sequence, message), in key order.
-    pub messages: Vec<(u64, u64, Message)>,
     /// Policies and operator policies.
     pub policies: Vec<(PolicyKind, Policy)>,
 }
@@ -159,6 +178,14 @@ fn split_key(k: &[u8]) -> Vec<&[u8]> {
     k.split(|b| *b == 0).collect()
 }
 
+/// The key of piece `n` (1, 2, ...) of a split message.
+fn piece_key(queue_id: u64, seq: u64, n: u16) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    k[..16].copy_from_slice(&msg_key(queue_id, seq));
+    k[16..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
 /// The message key of `seq` in queue `queue_id`.
 pub fn msg_key(queue_id: u64, seq: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
@@ -174,7 +201,11 @@ impl Store {
             db: db.clone(),
             defs: db.tree(DEFS_TREE)?,
             msgs: db.tree(MSGS_TREE)?,
+            pages: db.tree(PAGES_TREE)?,
+            spill: db.tree(SPILL_TREE)?,
             next_seq: Arc::new(AtomicU64::new(1)),
+            split: Arc::default(),
+            split_count: Arc::default(),
         })
     }
 
@@ -183,7 +214,7 @@ impl Store {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Reads every definition and stored message.
+    /// Reads every definition (messages: [`Store::recover_messages`]).
     pub fn recover(&self) -> Result<Recovered, AmqpError> {
         let mut r = Recovered::default();
         for entry in self.defs.iter() {
@@ -266,21 +297,149 @@ impl Store {
                 _ => return Err(corrupt()),
             }
         }
+        Ok(r)
+    }
+
+    /// Streams every stored message to `f` as (queue id, sequence, message), in key order (so each queue's
+    /// in publish order), without holding them all in memory; sets the next sequence number.
+    pub fn recover_messages(&self, mut f: impl FnMut(u64, u64, Message)) -> Result<(), AmqpError> {
         let mut max_seq = 0;
+        // The message being read: (queue id, sequence, stored bytes, pieces seen).
+        let mut cur: Option<(u64, u64, Vec<u8>, u16)> = None;
+        let mut leftovers = WriteBatch::new();
+        let mut finish = |cur: Option<(u64, u64, Vec<u8>, u16)>| -> Result<(), AmqpError> {
+            let Some((qid, seq, bytes, pieces)) = cur else {
+                return Ok(());
+            };
+            let msg = Message::decode(&bytes)
+                .ok_or_else(|| AmqpError::Corrupt(format!("message {seq} of queue {qid}")))?;
+            if pieces > 0 {
+                self.split.lock().insert((qid, seq));
+                self.split_count.fetch_add(1, Ordering::Relaxed);
+            }
+            f(qid, seq, msg);
+            Ok(())
+        };
         for entry in self.msgs.iter() {
             let (k, v) = entry?;
-            if k.len() != 16 {
-                continue;
+            let id = |at: usize| u64::from_be_bytes(k[at..at + 8].try_into().unwrap_or_default());
+            match k.len() {
+                16 => {
+                    finish(cur.take())?;
+                    let (qid, seq) = (id(0), id(8));
+                    max_seq = max_seq.max(seq);
+                    cur = Some((qid, seq, v.to_vec(), 0));
+                }
+                18 => match cur.as_mut() {
+                    Some((qid, seq, bytes, pieces)) if *qid == id(0) && *seq == id(8) => {
+                        bytes.extend_from_slice(&v);
+                        *pieces += 1;
+                    }
+                    _ => leftovers.delete(&self.msgs, &k),
+                },
+                _ => {}
             }
-            let qid = u64::from_be_bytes(k[..8].try_into().unwrap_or_default());
-            let seq = u64::from_be_bytes(k[8..].try_into().unwrap_or_default());
-            max_seq = max_seq.max(seq);
-            let msg = Message::decode(&v)
-                .ok_or_else(|| AmqpError::Corrupt(format!("message {seq} of queue {qid}")))?;
-            r.messages.push((qid, seq, msg));
+        }
+        finish(cur.take())?;
+        if !leftovers.is_empty() {
+            blocking(|| self.db.write(&leftovers))?;
         }
         self.next_seq.store(max_seq + 1, Ordering::Relaxed);
-        Ok(r)
+        Ok(())
+    }
+
+    /// Deletes every paged body (at open: pages belong to the previous run's memory).
+    pub fn clear_pages(&self) -> Result<(), AmqpError> {
+        blocking(|| self.pages.clear())?;
+        blocking(|| self.spill.clear())?;
+        Ok(())
+    }
+
+    /// Adds a page insert to `batch`.
+    pub fn add_page(&self, batch: &mut WriteBatch, queue_id: u64, page: u64, body: &[u8]) {
+        batch.put(&self.pages, &msg_key(queue_id, page), body);
+    }
+
+    /// Adds a page delete to `batch`.
+    pub fn remove_page(&self, batch: &mut WriteBatch, queue_id: u64, page: u64) {
+        batch.delete(&self.pages, &msg_key(queue_id, page));
+    }
+
+    /// Returns once every write submitted before it is visible (a tiny deferred write: commits are made
+    /// visible in submission order).
+    pub fn barrier(&self) -> Result<(), AmqpError> {
+        let mut b = WriteBatch::new();
+        b.delete(&self.pages, &msg_key(u64::MAX, u64::MAX));
+        blocking(|| self.db.write_deferred(&b))?;
+        Ok(())
+    }
+
+    /// Reads paged bodies of queue `queue_id`: pages from `amqp.pages`, durable copies from `amqp.msgs`.
+    /// `None` where one is missing or unreadable.
+    pub fn load_pages(&self, queue_id: u64, ats: &[crate::paging::PageAt]) -> Vec<Option<Bytes>> {
+        use crate::paging::PageAt;
+        let mut out: Vec<Option<Bytes>> = vec![None; ats.len()];
+        let (mut page_keys, mut page_idx, mut msg_keys, mut msg_idx) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, at) in ats.iter().enumerate() {
+            match *at {
+                PageAt::Page(id) => {
+                    page_keys.push(msg_key(queue_id, id));
+                    page_idx.push(i);
+                }
+                PageAt::Stored(seq) => {
+                    msg_keys.push(msg_key(queue_id, seq));
+                    msg_idx.push(i);
+                }
+            }
+        }
+        if !page_keys.is_empty() {
+            match self.pages.multi_get(&page_keys) {
+                Ok(vals) => {
+                    for (i, v) in page_idx.into_iter().zip(vals) {
+                        out[i] = v;
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "amqp page read failed"),
+            }
+        }
+        if !msg_keys.is_empty() {
+            match self.msgs.multi_get(&msg_keys) {
+                Ok(vals) => {
+                    for (i, v) in msg_idx.into_iter().zip(vals) {
+                        out[i] = v.and_then(|v| Message::decode(&v)).map(|m| m.body);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "amqp stored message read failed"),
+            }
+        }
+        out
+    }
+
+    /// Deletes pages now, without waiting for the commit.
+    pub fn forget_pages(&self, queue_id: u64, pages: &[u64]) {
+        let mut batch = WriteBatch::new();
+        for &p in pages {
+            self.remove_page(&mut batch, queue_id, p);
+        }
+        drop(self.db.write_async(&batch));
+    }
+
+    /// Deletes every page of queue `queue_id`.
+    pub fn delete_pages(&self, queue_id: u64) {
+        let mut batch = WriteBatch::new();
+        batch.delete_range(
+            &self.pages,
+            &msg_key(queue_id, 0),
+            &msg_key(queue_id, u64::MAX),
+        );
+        batch.delete(&self.pages, &msg_key(queue_id, u64::MAX));
+        batch.delete_range(
+            &self.spill,
+            &msg_key(queue_id, 0),
+            &msg_key(queue_id, u64::MAX),
+        );
+        drop(self.db.write_async(&batch));
     }
 
     fn exchange_key(vhost: &str, name: &str) -> Vec<u8> {
@@ -351,6 +510,13 @@ impl Store {
         batch.delete_range(&self.msgs, &msg_key(id, 0), &msg_key(id, u64::MAX));
         batch.delete(&self.msgs, &msg_key(id, u64::MAX));
         blocking(|| self.db.write(&batch))?;
+        if self.split_count.load(Ordering::Relaxed) > 0 {
+            let mut split = self.split.lock();
+            let before = split.len();
+            split.retain(|(q, _)| *q != id);
+            self.split_count
+                .fetch_sub(before - split.len(), Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -458,14 +624,41 @@ impl Store {
         Ok(())
     }
 
-    /// Adds a message insert to `batch`.
+    /// Adds a message insert to `batch`. A message longer than [`STORED_PIECE`] has its later pieces
+    /// submitted now, each in its own batch (a batch is at most 64 MiB), so they commit before `batch`.
     pub fn add_message(&self, batch: &mut WriteBatch, queue_id: u64, seq: u64, encoded: &[u8]) {
-        batch.put(&self.msgs, &msg_key(queue_id, seq), encoded);
+        if encoded.len() <= STORED_PIECE {
+            batch.put(&self.msgs, &msg_key(queue_id, seq), encoded);
+            return;
+        }
+        let mut pieces = encoded.chunks(STORED_PIECE);
+        let first = pieces.next().unwrap_or_default();
+        for (i, piece) in pieces.enumerate() {
+            let n = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            let mut b = WriteBatch::new();
+            b.put(&self.msgs, &piece_key(queue_id, seq, n), piece);
+            // Nothing waits on it: the message's first piece commits after it (commit order is submit
+            // order), and a failed commit poisons the engine, failing that one too.
+            drop(self.db.write_async(&b));
+        }
+        batch.put(&self.msgs, &msg_key(queue_id, seq), first);
+        self.split.lock().insert((queue_id, seq));
+        self.split_count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Adds a message delete to `batch`.
+    /// Adds a message delete to `batch` (its pieces too, if it was split).
     pub fn remove_message(&self, batch: &mut WriteBatch, queue_id: u64, seq: u64) {
         batch.delete(&self.msgs, &msg_key(queue_id, seq));
+        if self.split_count.load(Ordering::Relaxed) > 0
+            && self.split.lock().remove(&(queue_id, seq))
+        {
+            self.split_count.fetch_sub(1, Ordering::Relaxed);
+            batch.delete_range(
+                &self.msgs,
+                &piece_key(queue_id, seq, 1),
+                &piece_key(queue_id, seq, u16::MAX),
+            );
+        }
     }
 
     /// Deletes messages now, without waiting for the commit (nothing is acknowledged on it).

@@ -11,6 +11,7 @@ use parking_lot::RwLock;
 use crate::error::{Fault, FaultResult, code};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::{Message, int_arg};
+use crate::paging::Pager;
 use crate::policy::{Compiled, Policy, PolicyKind, PolicySet, QueueType, Target};
 use crate::queue::{
     DeadLetter, DeathReason, Entry, Forget, Queue, QueueArgs, QueueInit, notify_cancel,
@@ -73,6 +74,7 @@ pub struct VHost {
     pub meta: RwLock<VHostMeta>,
     /// Message counters (management API, metrics).
     pub counters: crate::registry::VHostCounters,
+    pager: Option<Arc<Pager>>,
     /// Policies and operator policies. Held for reading while a queue's or exchange's effective settings
     /// are computed and stored, so a concurrent change never leaves an object with a stale result.
     policies: RwLock<PolicySet>,
@@ -150,6 +152,7 @@ impl VHost {
             me: OnceLock::new(),
             meta: RwLock::new(VHostMeta::default()),
             counters: crate::registry::VHostCounters::default(),
+            pager: None,
             policies: RwLock::new(PolicySet::default()),
         }
     }
@@ -177,6 +180,12 @@ impl VHost {
                 tracing::error!(error = %e.text, exchange = %ex.name, "cannot delete exchange");
             }
         }
+    }
+
+    /// The virtual host with its queues paging bodies out past `pager`'s memory budget.
+    pub fn with_pager(mut self, pager: Arc<Pager>) -> VHost {
+        self.pager = Some(pager);
+        self
     }
 
     /// Gives the virtual host a handle to itself (queues dead-letter through it). Call once after wrapping
@@ -208,21 +217,42 @@ impl VHost {
     /// Dead-letters `dead` from `from`: each message gets an `x-death` entry and is routed through the
     /// queue's dead-letter exchange (with its dead-letter routing key, or the message's own), or dropped
     /// when the queue has none. The entry's stored copy is deleted either way.
-    pub fn dead_letter(&self, from: &Arc<Queue>, dead: Vec<(Entry, DeathReason)>) {
+    pub fn dead_letter(&self, from: &Arc<Queue>, mut dead: Vec<(Entry, DeathReason)>) {
         let seqs: Vec<u64> = dead.iter().filter_map(|(e, _)| e.store_seq).collect();
+        let eff = from.effective();
+        let Some(dlx) = eff.args.dead_letter_exchange.clone() else {
+            if !seqs.is_empty() && from.durable {
+                self.store.forget(from.id, &seqs);
+            }
+            from.forget_pages(&dead.into_iter().map(|(e, _)| e).collect::<Vec<_>>());
+            return;
+        };
+        // Paged bodies come back before their copies are deleted: the dead-lettered copy carries them.
+        {
+            let mut paged: Vec<&mut Entry> = dead
+                .iter_mut()
+                .map(|(e, _)| e)
+                .filter(|e| e.needs_load())
+                .collect();
+            from.load_bodies(&mut paged);
+        }
         if !seqs.is_empty() && from.durable {
             self.store.forget(from.id, &seqs);
         }
-        let eff = from.effective();
-        let Some(dlx) = eff.args.dead_letter_exchange.clone() else {
-            return;
-        };
+        let page_ids: Vec<u64> = dead.iter().filter_map(|(e, _)| e.page_id()).collect();
+        if let Some(p) = &self.pager {
+            p.forget_ids(from.id, &page_ids);
+        }
         let now_secs = crate::queue::now_ms() / 1000;
         let mut batch = strata_storage::WriteBatch::new();
         let mut pushes: Vec<(Arc<Queue>, Entry)> = Vec::new();
         for (entry, reason) in dead {
+            if entry.needs_load() {
+                tracing::error!(queue = %from.name, "paged body unreadable; dead-lettered message dropped");
+                continue;
+            }
             let msg = crate::message::dead_lettered(
-                &entry.msg,
+                &entry.full_message(),
                 &from.name,
                 reason.name(),
                 &dlx,
@@ -235,9 +265,17 @@ impl VHost {
                 continue;
             }
             let encoded = msg.persistent().then(|| msg.encode());
+            // RabbitMQ's cycle rule: no copy goes to a queue the message already died in when every death
+            // since was automatic; after a rejection it is a retry and goes on.
+            let path = if reason == DeathReason::Rejected {
+                Vec::new()
+            } else {
+                crate::message::death_path(&msg)
+            };
             for q in targets {
-                // A message expiring (or overflowing) back into the queue it left would loop forever.
-                if reason != DeathReason::Rejected && Arc::ptr_eq(&q, from) {
+                if reason != DeathReason::Rejected && crate::message::is_death_cycle(&q.name, &path)
+                {
+                    tracing::debug!(queue = %q.name, "dead-letter cycle: message dropped");
                     continue;
                 }
                 let store_seq = match (&encoded, q.durable) {
@@ -671,6 +709,7 @@ impl VHost {
             arguments,
             forget,
             dead_letter: Some(dead_letter),
+            pager: self.pager.clone(),
         });
         self.apply_queue_policy(&q);
         q
@@ -890,6 +929,7 @@ impl VHost {
             notify_cancel(&c);
         }
         let (n, _) = q.purge();
+        q.forget_all_pages();
         if q.durable
             && let Err(e) = self.store.delete_queue(&self.name, &q.name, q.id)
         {

@@ -646,3 +646,121 @@ async fn permissions_and_vhost_deletion_reply_codes() {
     assert!(broker.vhost("v").is_none());
     b.stop().await;
 }
+
+/// basic.qos with a non-zero prefetch-size and basic.recover with requeue=false are refused as RabbitMQ
+/// refuses them: connection.close 540 NOT_IMPLEMENTED with its texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_size_and_recover_without_requeue_are_not_implemented() {
+    let b = common::start().await;
+    let open = AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}));
+
+    // prefetch-size 0 is fine (what every client sends).
+    let mut r = Raw::open(b.addr).await;
+    r.send_method(1, open.clone()).await;
+    assert!(matches!(
+        r.method().await,
+        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+    ));
+    let qos = |size: u32| {
+        // basic.qos: class 60, method 10, prefetch-size (long), prefetch-count (short), global (bit).
+        let mut payload = vec![0, 60, 0, 10];
+        payload.extend_from_slice(&size.to_be_bytes());
+        payload.extend_from_slice(&10u16.to_be_bytes());
+        payload.push(0);
+        let mut frame = vec![codec::FRAME_METHOD, 0, 1];
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&payload);
+        frame.push(codec::FRAME_END);
+        frame
+    };
+    r.send(&qos(0)).await;
+    assert!(matches!(
+        r.method().await,
+        Some(AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))
+    ));
+    r.send(&qos(4096)).await;
+    let text = r.expect_close(540).await;
+    assert_eq!(text, "NOT_IMPLEMENTED - prefetch_size!=0 (4096)");
+
+    for sync in [true, false] {
+        let mut r = Raw::open(b.addr).await;
+        r.send_method(1, open.clone()).await;
+        assert!(matches!(
+            r.method().await,
+            Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+        ));
+        // requeue=true works.
+        r.send_method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Recover(basic::Recover { requeue: true })),
+        )
+        .await;
+        assert!(matches!(
+            r.method().await,
+            Some(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(_)))
+        ));
+        let method = if sync {
+            basic::AMQPMethod::Recover(basic::Recover { requeue: false })
+        } else {
+            basic::AMQPMethod::RecoverAsync(basic::RecoverAsync { requeue: false })
+        };
+        r.send_method(1, AMQPClass::Basic(method)).await;
+        let text = r.expect_close(540).await;
+        assert_eq!(text, "NOT_IMPLEMENTED - requeue=false");
+    }
+    b.stop().await;
+}
+
+/// The message size limit is RabbitMQ's default (128 MiB, `max_message_size`) and a message over it closes
+/// the channel with 406 and RabbitMQ's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_over_the_size_limit_closes_the_channel_with_rabbitmqs_text() {
+    assert_eq!(
+        strata_amqp::AmqpConfig::default().max_message_bytes,
+        128 << 20
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = strata_amqp::AmqpConfig {
+        max_message_bytes: 1000,
+        ..strata_amqp::AmqpConfig::default()
+    };
+    let b = common::start_in(dir.path(), config).await;
+    let mut r = Raw::open(b.addr).await;
+    r.send_method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
+    r.method().await;
+    for (size, refused) in [(1000usize, false), (1001, true)] {
+        r.send_method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                routing_key: "nowhere".into(),
+                ..Default::default()
+            })),
+        )
+        .await;
+        let header = codec::encode_content_header(
+            size as u64,
+            &amq_protocol::protocol::BasicProperties::default(),
+        );
+        let mut frames = BytesMut::new();
+        codec::put_content(&mut frames, 1, &header, &vec![1u8; size], 131_072);
+        r.send(&frames).await;
+        if !refused {
+            continue;
+        }
+        match r.method().await {
+            Some(AMQPClass::Channel(channel::AMQPMethod::Close(c))) => {
+                assert_eq!(c.reply_code, 406);
+                assert_eq!(
+                    c.reply_text.as_str(),
+                    "PRECONDITION_FAILED - message size 1001 is larger than configured max size 1000"
+                );
+            }
+            other => panic!("expected channel.close 406, got {other:?}"),
+        }
+    }
+    b.stop().await;
+}

@@ -450,3 +450,73 @@ async fn unused_queue_expires() {
     assert!(gone, "x-expires queue deleted");
     b.stop().await;
 }
+
+/// RabbitMQ's dead-letter cycle rule: a message is not dead-lettered into a queue it already died in when
+/// every death since (that one included) was automatic (expired, maxlen, ...), so a TTL loop through two
+/// queues ends; a copy routed elsewhere still arrives. A rejection in the loop makes it a retry, which
+/// continues (see `retry_with_backoff_counts_deaths`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_cycles_through_several_queues_are_dropped() {
+    let b = common::start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.exchange_declare(
+        "cycle.fan".into(),
+        lapin::ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
+    // a --expired--> b --expired--> cycle.fan --> {a (a cycle: dropped), witness}
+    declare(
+        &ch,
+        "cyc.a",
+        args(&[
+            ("x-message-ttl", AMQPValue::LongInt(10)),
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s("cyc.b")),
+        ]),
+    )
+    .await;
+    declare(
+        &ch,
+        "cyc.b",
+        args(&[
+            ("x-message-ttl", AMQPValue::LongInt(10)),
+            ("x-dead-letter-exchange", s("cycle.fan")),
+        ]),
+    )
+    .await;
+    declare(&ch, "cyc.witness", FieldTable::default()).await;
+    for q in ["cyc.a", "cyc.witness"] {
+        ch.queue_bind(
+            q.into(),
+            "cycle.fan".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    }
+    publish(&ch, "cyc.a", b"loop", BasicProperties::default()).await;
+    let got = get_eventually(&ch, "cyc.witness").await;
+    assert_eq!(got.delivery.data, b"loop");
+    let d = x_death(&got.delivery.properties);
+    let path: Vec<(String, String)> = d
+        .iter()
+        .map(|t| (field(t, "queue"), field(t, "reason")))
+        .collect();
+    assert_eq!(
+        path,
+        [
+            ("cyc.b".to_owned(), "expired".to_owned()),
+            ("cyc.a".to_owned(), "expired".to_owned())
+        ]
+    );
+    // The copy for cyc.a was dropped in the same step as the witness's was queued.
+    assert_eq!(count(&ch, "cyc.a").await, 0);
+    assert_eq!(count(&ch, "cyc.b").await, 0);
+    b.stop().await;
+}

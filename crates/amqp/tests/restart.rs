@@ -150,3 +150,68 @@ async fn confirmed_persistent_messages_and_definitions_survive_restart() {
     assert_eq!(d.data, b"after");
     b.stop().await;
 }
+
+/// A persistent message longer than one storage value (strata-storage's 32 MiB; RabbitMQ accepts up to
+/// 128 MiB) is stored in pieces, comes back whole after a restart, and its ack deletes every piece.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_message_larger_than_a_storage_value_survives_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big: Vec<u8> = (0..40u32 << 20).map(|i| (i % 251) as u8).collect();
+    {
+        let b = common::start_in(dir.path(), AmqpConfig::default()).await;
+        let conn = b.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.queue_declare(
+            "big".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm");
+        for body in [&big[..], b"small"] {
+            ch.basic_publish(
+                "".into(),
+                "big".into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish");
+        }
+        assert!(ch.wait_for_confirms().await.expect("confirms").is_empty());
+        b.stop().await;
+    }
+    let b = common::start_in(dir.path(), AmqpConfig::default()).await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let mut consumer = ch
+        .basic_consume(
+            "big".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    for want in [&big[..], b"small"] {
+        let d = consumer.next().await.expect("delivery").expect("ok");
+        assert!(d.data == want, "body of {} bytes", want.len());
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    let broker = b.broker.clone().expect("broker");
+    common::eventually(
+        "every piece deleted",
+        std::time::Duration::from_secs(10),
+        || broker.store.msgs.iter().count() == 0,
+    )
+    .await;
+    drop(broker);
+    b.stop().await;
+}

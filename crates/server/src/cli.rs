@@ -122,6 +122,10 @@ pub struct ConfigArgs {
     /// STRATA_MAXMEMORY_POLICY]
     #[arg(long, value_name = "POLICY")]
     pub maxmemory_policy: Option<String>,
+    /// Bytes of ready AMQP messages held in memory past which their bodies are paged to storage, e.g.
+    /// 512mb [default: 1 GiB] [env: STRATA_AMQP_MEMORY_BUDGET]
+    #[arg(long, value_name = "BYTES")]
+    pub amqp_memory_budget: Option<String>,
     /// Password clients and admin requests must present; prefer the environment variable, since flags are
     /// visible in the process list [default: none] [env: STRATA_REQUIREPASS]
     #[arg(long, value_name = "PASSWORD")]
@@ -151,6 +155,7 @@ impl ConfigArgs {
             ("log_level", &self.log_level),
             ("maxmemory", &self.maxmemory),
             ("maxmemory_policy", &self.maxmemory_policy),
+            ("amqp_memory_budget", &self.amqp_memory_budget),
             ("requirepass", &self.requirepass),
         ];
         Layers {

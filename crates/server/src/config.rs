@@ -218,6 +218,8 @@ pub struct Config {
     pub maxmemory: u64,
     /// The key-value service's eviction policy (Redis's names).
     pub maxmemory_policy: String,
+    /// Bytes of ready AMQP messages held in memory past which their bodies are paged to storage.
+    pub amqp_memory_budget: u64,
 }
 
 impl Default for Config {
@@ -240,6 +242,7 @@ impl Default for Config {
             requirepass: None,
             maxmemory: 0,
             maxmemory_policy: "noeviction".to_owned(),
+            amqp_memory_budget: strata_amqp::AmqpConfig::default().memory_budget_bytes,
         }
     }
 }
@@ -461,6 +464,18 @@ pub const KEYS: &[Key] = &[
         allowed: "a size in bytes, optionally with a unit: 100mb, 1gb, 512kb (k/m/g are powers of 1000), 0 for none",
         apply: |c, v| {
             c.maxmemory = match v {
+                Value::Int(i) => u64::try_from(*i).ok()?,
+                Value::Str(s) => parse_memory(s)?,
+                _ => return None,
+            };
+            Some(())
+        },
+    },
+    Key {
+        name: "amqp_memory_budget",
+        allowed: "a size in bytes, optionally with a unit as Redis reads them: 512mb, 1gb",
+        apply: |c, v| {
+            c.amqp_memory_budget = match v {
                 Value::Int(i) => u64::try_from(*i).ok()?,
                 Value::Str(s) => parse_memory(s)?,
                 _ => return None,
@@ -704,6 +719,14 @@ mod tests {
         assert_eq!(c.fsync, FsyncPolicy::Everysec);
         assert_eq!(c.maxmemory, 0);
         assert_eq!(c.maxmemory_policy, "noeviction");
+        assert_eq!(c.amqp_memory_budget, 1 << 30);
+        assert_eq!(
+            flags(&[("amqp_memory_budget", "512mb")])
+                .resolve()
+                .unwrap()
+                .amqp_memory_budget,
+            512 << 20
+        );
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(c.data_dir, PathBuf::from("./strata-data"));
         assert!(c.bind.is_loopback());
@@ -741,6 +764,7 @@ mod tests {
             ("log_format", "xml", "text, json"),
             ("maxmemory", "lots", "size in bytes"),
             ("maxmemory_policy", "lru", "allkeys-lru"),
+            ("amqp_memory_budget", "lots", "size in bytes"),
         ];
         for (key, value, allowed) in table {
             let err = flags(&[(key, value)]).resolve().unwrap_err().to_string();

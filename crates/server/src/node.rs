@@ -200,8 +200,12 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             ServiceKind::Amqp => {
                 // Recovery reads every stored message: keep it off the async worker threads.
                 let (storage, users) = (ctx.storage.clone(), ctx.users.clone());
+                let amqp_config = strata_amqp::AmqpConfig {
+                    memory_budget_bytes: config.amqp_memory_budget,
+                    ..strata_amqp::AmqpConfig::default()
+                };
                 let broker = tokio::task::spawn_blocking(move || {
-                    strata_amqp::Broker::open(&storage, users, strata_amqp::AmqpConfig::default())
+                    strata_amqp::Broker::open(&storage, users, amqp_config)
                 })
                 .await
                 .context("AMQP broker open task failed")?

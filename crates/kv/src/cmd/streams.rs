@@ -544,11 +544,16 @@ struct Meta {
     tail_count: u64,
     tail_live: u64,
     tail_bytes: u64,
+    /// The node of the first entry and how many of its entries are left (0: not known), so XADD's
+    /// approximate trim can tell without reading the node that it cannot remove it (Redis reads the
+    /// count from the node's header). Headers written before this field have it unknown.
+    head_node: u64,
+    head_live: u64,
 }
 
 impl Meta {
     fn payload(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(16 + 48 + 40);
+        let mut b = BytesMut::with_capacity(16 + 48 + 56);
         b.put_u64(self.version);
         b.put_u64(self.length);
         for id in [self.last_id, self.first_id, self.max_deleted] {
@@ -560,6 +565,8 @@ impl Meta {
             self.tail_count,
             self.tail_live,
             self.tail_bytes,
+            self.head_node,
+            self.head_live,
         ] {
             b.put_u64(w);
         }
@@ -581,6 +588,8 @@ impl Meta {
             tail_count: u64_at(p, 80),
             tail_live: u64_at(p, 88),
             tail_bytes: u64_at(p, 96),
+            head_node: if p.len() >= 120 { u64_at(p, 104) } else { 0 },
+            head_live: if p.len() >= 120 { u64_at(p, 112) } else { 0 },
         })
     }
 }
@@ -1075,8 +1084,19 @@ impl Stream<'_> {
         if t.strategy == Strategy::None {
             return Ok(0);
         }
+        // The head node's count, when known, tells an approximate MAXLEN trim without reading the node
+        // that it cannot remove it, which is what almost every capped XADD finds.
+        if let Strategy::MaxLen(max) = t.strategy
+            && t.approx
+            && self.m.head_live > 0
+            && self.m.length.saturating_sub(self.m.head_live) < max
+        {
+            return Ok(0);
+        }
         let mut deleted: u64 = 0;
         let mut removed: Vec<(Id, u64)> = Vec::new();
+        // The head node as the loop leaves it: (node, entries left), when it read the whole node.
+        let mut head: Option<(u64, u64)> = None;
         // From the first live entry: the trimmed ones before it are range-deleted but still in the
         // memtable, and walking them cost more than the trim.
         let mut cursor = entry_key(self.m.first_id);
@@ -1151,9 +1171,14 @@ impl Stream<'_> {
                 }
                 continue;
             }
+            let node_id = node.first().map_or(0, |(_, n)| *n);
             if t.approx {
+                if !capped {
+                    head = Some((node_id, entries));
+                }
                 break;
             }
+            let before = deleted;
             for &(id, n) in &node {
                 let stop = match t.strategy {
                     Strategy::MaxLen(max) => self.m.length <= max,
@@ -1167,7 +1192,20 @@ impl Stream<'_> {
                 deleted += 1;
                 removed.push((id, n));
             }
+            if !capped {
+                head = Some((node_id, entries - (deleted - before)));
+            }
             break;
+        }
+        // Whatever the trim removed, the head is now the node it stopped at (count known if it read the
+        // whole node), or unknown.
+        match head {
+            Some((node, live)) if live > 0 => {
+                self.m.head_node = node;
+                self.m.head_live = live;
+            }
+            _ if deleted > 0 => self.m.head_live = 0,
+            _ => {}
         }
         if deleted == 0 {
             return Ok(0);
@@ -1236,6 +1274,10 @@ impl Stream<'_> {
         self.put(entry_key(id), encode_entry(node, fields));
         if self.m.length == 0 {
             self.m.first_id = id;
+            self.m.head_node = node;
+            self.m.head_live = 1;
+        } else if self.m.head_live > 0 && self.m.head_node == node {
+            self.m.head_live += 1;
         }
         self.m.length += 1;
         self.m.entries_added += 1;
@@ -1370,6 +1412,7 @@ pub fn xdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
     let mut deleted = 0u64;
     let mut first_deleted = false;
+    let old_first = st.m.first_id;
     for id in ids {
         let element = entry_key(id);
         let Some(raw) = (match st.get(&element) {
@@ -1380,6 +1423,10 @@ pub fn xdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         };
         if u64_at(&raw, 0) == st.m.tail_node {
             st.m.tail_live = st.m.tail_live.saturating_sub(1);
+        }
+        if u64_at(&raw, 0) == st.m.head_node {
+            // At zero the head moves to a node whose count is not known.
+            st.m.head_live = st.m.head_live.saturating_sub(1);
         }
         st.del(element);
         st.m.length -= 1;
@@ -1395,8 +1442,9 @@ pub fn xdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         if st.m.length == 0 {
             st.m.first_id = Id::MIN;
         } else if first_deleted {
-            // The first stored entry not deleted by this command.
-            let mut from = entry_key(Id::MIN);
+            // The first stored entry not deleted by this command, from the old first entry (the
+            // range-deleted ones before it are still in the memtable).
+            let mut from = entry_key(old_first);
             loop {
                 let next = match st.scan(&from, &[ENTRY + 1], false, 64) {
                     Ok(v) => v,
