@@ -11,6 +11,7 @@ use strata_amqp::Broker;
 
 type VHostCounter = fn(&strata_amqp::registry::VHostCounters) -> u64;
 type QueueGauge = fn(&QueueRow) -> u32;
+type PagedStat = fn(&strata_amqp::broker::QueueStats) -> u64;
 type QueueCount = fn(&QueueRow) -> u64;
 
 /// One queue's numbers at scrape time.
@@ -155,6 +156,57 @@ impl Collector for AmqpCollector {
                     ])?,
                 )?;
             }
+        }
+        // Paging: per queue from the broker's queue statistics, broker-wide from its counters.
+        let paging: [(&str, &str, PagedStat); 3] = [
+            (
+                "strata_amqp_queue_messages_paged",
+                "Ready messages whose body is paged out to storage, by queue",
+                |q| q.paged_messages,
+            ),
+            (
+                "strata_amqp_queue_paged_bytes",
+                "Body bytes paged out to storage, by queue",
+                |q| q.paged_bytes,
+            ),
+            (
+                "strata_amqp_queue_messages_spilled",
+                "Ready messages spilled whole to storage, by queue",
+                |q| q.spilled_messages,
+            ),
+        ];
+        let stats = self.broker.queue_stats();
+        for (name, help, get) in paging {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for q in &stats {
+                let metric = ConstGauge::new(i64::try_from(get(q)).unwrap_or(i64::MAX));
+                metric.encode(
+                    family.encode_family(&[
+                        ("vhost", q.vhost.as_str()),
+                        ("queue", q.name.as_str()),
+                    ])?,
+                )?;
+            }
+        }
+        for (name, help, value) in [
+            (
+                "strata_amqp_paged_messages",
+                "Ready messages whose body is paged out to storage, all queues (at the last sweep)",
+                self.broker.stats.paged_messages.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_amqp_paged_bytes",
+                "Body bytes paged out to storage, all queues (at the last sweep)",
+                self.broker.stats.paged_bytes.load(Ordering::Relaxed),
+            ),
+        ] {
+            let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
         }
         let vhosts = self.broker.vhosts();
         let per_vhost: [(&str, &str, VHostCounter); 3] = [

@@ -641,6 +641,8 @@ async fn queues_exchanges_bindings_connections_and_metrics() {
         "strata_amqp_queue_messages_ready{vhost=\"/\",queue=\"jobs\"} 0",
         "strata_amqp_queue_published_total{vhost=\"/\",queue=\"jobs\"} 4",
         "strata_amqp_vhost_published_total{vhost=\"/\"} 5",
+        "strata_amqp_queue_messages_paged{vhost=\"/\",queue=\"jobs\"} 0",
+        "strata_amqp_paged_bytes 0",
     ] {
         assert!(metrics.contains(line), "{line} missing in\n{metrics}");
     }
