@@ -17,8 +17,9 @@ use crate::error::AmqpError;
 use crate::exchange::{Binding, Exchange};
 use crate::paging::Pager;
 use crate::queue::{Consumer, Entry, Queue};
-use crate::store::Store;
-use crate::vhost::VHost;
+use crate::registry::{ConnectionInfo, QueueCounters, RATE_INTERVAL};
+use crate::store::{Store, VHostDef};
+use crate::vhost::{VHost, VHostMeta};
 
 /// Recovered messages are queued in chunks of this many (so paging applies while recovering).
 const RECOVERY_CHUNK: usize = 1024;
@@ -108,6 +109,17 @@ pub struct QueueStats {
     pub spilled_messages: u64,
 }
 
+/// Why a virtual host could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum VHostError {
+    /// Empty, longer than 255 bytes, or with a zero byte.
+    #[error("invalid virtual host name {0:?}")]
+    InvalidName(String),
+    /// Storing it failed.
+    #[error(transparent)]
+    Storage(#[from] AmqpError),
+}
+
 /// A running broker. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Broker {
@@ -129,6 +141,10 @@ pub struct Broker {
     alarm_cleared: tokio::sync::Notify,
     alarm_raised: tokio::sync::Notify,
     reply_to: Mutex<HashMap<String, Weak<Consumer>>>,
+    next_queue_id: Arc<AtomicU64>,
+    connections: RwLock<HashMap<u64, Arc<ConnectionInfo>>>,
+    queue_counters: RwLock<HashMap<u64, Arc<QueueCounters>>>,
+    last_sample: Mutex<std::time::Instant>,
 }
 
 impl Broker {
@@ -143,44 +159,69 @@ impl Broker {
         let next_queue_id = Arc::new(AtomicU64::new(
             recovered.queues.iter().map(|q| q.id).max().unwrap_or(0) + 1,
         ));
-        let root =
-            Arc::new(VHost::new("/", store.clone(), next_queue_id).with_pager(pager.clone()));
-        root.set_self();
+        let federation = crate::federation::Federation::open(&store)?;
+        let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
+        let make_vhost = |def: &VHostDef| {
+            let v = Arc::new(
+                VHost::new(&def.name, store.clone(), next_queue_id.clone())
+                    .with_pager(pager.clone()),
+            );
+            v.set_self();
+            v.set_binding_hook(federation.binding_hook());
+            *v.meta.write() = VHostMeta {
+                description: def.description.clone(),
+                tags: def.tags.clone(),
+            };
+            v
+        };
+        for def in store.recover_vhosts()? {
+            vhosts.insert(def.name.clone(), make_vhost(&def));
+        }
+        // Objects of a virtual host without a record (cannot happen unless the record was lost): bring the
+        // virtual host back rather than drop its data.
+        let mut get_vhost = |name: &str| -> Result<Arc<VHost>, AmqpError> {
+            if let Some(v) = vhosts.get(name) {
+                return Ok(v.clone());
+            }
+            let def = VHostDef {
+                name: name.to_owned(),
+                description: String::new(),
+                tags: Vec::new(),
+            };
+            store.put_vhost(&def)?;
+            let v = make_vhost(&def);
+            vhosts.insert(name.to_owned(), v.clone());
+            Ok(v)
+        };
         // Policies first, so recovered queues get their effective limits before their messages return.
         for (kind, p) in recovered.policies {
-            if p.vhost != "/" {
-                continue;
-            }
+            let v = get_vhost(&p.vhost)?;
             match crate::policy::Compiled::new(p, kind) {
-                Ok(c) => root.set_policy(kind, c),
+                Ok(c) => v.set_policy(kind, c),
                 Err(e) => tracing::error!(error = %e, "stored policy no longer valid; ignored"),
             }
         }
-        let federation = crate::federation::Federation::open(&store)?;
-        root.set_binding_hook(federation.binding_hook());
-        let mut vhosts = HashMap::new();
         for e in recovered.exchanges {
-            if e.vhost == "/" {
-                root.insert_exchange(Exchange::new(
-                    &e.name,
-                    e.kind,
-                    true,
-                    e.auto_delete,
-                    e.internal,
-                    e.arguments,
-                ));
-            }
+            get_vhost(&e.vhost)?.insert_exchange(Exchange::new(
+                &e.name,
+                e.kind,
+                true,
+                e.auto_delete,
+                e.internal,
+                e.arguments,
+            ));
         }
         let mut by_id = HashMap::new();
         for q in recovered.queues {
-            if q.vhost == "/" {
-                let queue = root.make_queue(&q.name, q.id, true, None, q.auto_delete, q.arguments);
-                by_id.insert(q.id, queue.clone());
-                root.insert_queue(queue);
-            }
+            let v = get_vhost(&q.vhost)?;
+            let queue = v.make_queue(&q.name, q.id, true, None, q.auto_delete, q.arguments);
+            by_id.insert(q.id, queue.clone());
+            v.insert_queue(queue);
         }
         for b in recovered.bindings {
-            if let Ok(src) = root.exchange(&b.source) {
+            if let Some(v) = vhosts.get(&b.vhost)
+                && let Ok(src) = v.exchange(&b.source)
+            {
                 src.bind(Binding {
                     destination: b.destination,
                     routing_key: b.routing_key,
@@ -224,8 +265,9 @@ impl Broker {
         for (qid, seqs) in orphans {
             store.forget(qid, &seqs);
         }
-        root.reapply_policies();
-        vhosts.insert("/".to_owned(), root);
+        for v in vhosts.values() {
+            v.reapply_policies();
+        }
         Ok(Arc::new(Broker {
             config,
             users,
@@ -239,7 +281,206 @@ impl Broker {
             alarm_cleared: tokio::sync::Notify::new(),
             alarm_raised: tokio::sync::Notify::new(),
             reply_to: Mutex::new(HashMap::new()),
+            next_queue_id,
+            connections: RwLock::new(HashMap::new()),
+            queue_counters: RwLock::new(HashMap::new()),
+            last_sample: Mutex::new(std::time::Instant::now()),
         }))
+    }
+
+    /// Every virtual host, sorted by name.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Creates virtual host `name` with the standard exchanges, or updates its description and tags if it
+    /// exists. Returns whether it was created.
+    pub fn add_vhost(
+        &self,
+        name: &str,
+        description: &str,
+        tags: &[String],
+    ) -> Result<bool, VHostError> {
+        if name.is_empty() || name.len() > 255 || name.contains('\0') {
+            return Err(VHostError::InvalidName(name.to_owned()));
+        }
+        let def = VHostDef {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            tags: tags.to_vec(),
+        };
+        let meta = VHostMeta {
+            description: def.description.clone(),
+            tags: def.tags.clone(),
+        };
+        if let Some(v) = self.vhost(name) {
+            self.store.put_vhost(&def)?;
+            *v.meta.write() = meta;
+            return Ok(false);
+        }
+        self.store.put_vhost(&def)?;
+        let v = Arc::new(
+            VHost::new(name, self.store.clone(), self.next_queue_id.clone())
+                .with_pager(self.pager.clone()),
+        );
+        v.set_self();
+        v.set_binding_hook(self.federation.binding_hook());
+        *v.meta.write() = meta;
+        let mut vhosts = self.vhosts.write();
+        if vhosts.contains_key(name) {
+            return Ok(false);
+        }
+        vhosts.insert(name.to_owned(), v);
+        tracing::info!(vhost = %name, "virtual host created");
+        Ok(true)
+    }
+
+    /// Deletes virtual host `name`: closes its connections (320 CONNECTION_FORCED), deletes its queues (and
+    /// their messages), exchanges, bindings, policies, federation definitions and permissions. Returns whether it existed.
+    pub fn delete_vhost(self: &Arc<Self>, name: &str) -> Result<bool, AmqpError> {
+        if self.vhost(name).is_none() {
+            return Ok(false);
+        }
+        // Its federation definitions go with it (their links stop).
+        for (vhost, exchange, _) in self.federated_exchanges() {
+            if vhost == name
+                && let Err(e) = self.unfederate_exchange(name, &exchange)
+            {
+                tracing::error!(error = %e, vhost = %name, %exchange, "cannot unfederate exchange");
+            }
+        }
+        for (set, _) in self.upstream_sets(name) {
+            if let Err(e) = self.clear_upstream_set(name, &set) {
+                tracing::error!(error = %e, vhost = %name, %set, "cannot delete upstream set");
+            }
+        }
+        for (upstream, _) in self.upstreams(name) {
+            if let Err(e) = self.clear_upstream(name, &upstream) {
+                tracing::error!(error = %e, vhost = %name, %upstream, "cannot delete upstream");
+            }
+        }
+        // Its stored policies go with it.
+        for (kind, policies) in [
+            (crate::policy::PolicyKind::User, self.policies(Some(name))),
+            (
+                crate::policy::PolicyKind::Operator,
+                self.operator_policies(Some(name)),
+            ),
+        ] {
+            for p in policies {
+                if let Err(e) = self.store.delete_policy(kind, name, &p.name) {
+                    tracing::error!(error = %e, vhost = %name, policy = %p.name, "cannot delete policy");
+                }
+            }
+        }
+        let Some(v) = self.vhosts.write().remove(name) else {
+            return Ok(false);
+        };
+        self.store.delete_vhost(name)?;
+        for c in self.connections() {
+            if c.vhost == name {
+                c.close(&format!("vhost '{name}' is deleted"));
+            }
+        }
+        v.delete_all();
+        if let Err(e) = self.users.clear_vhost_permissions(name) {
+            tracing::error!(error = %e, vhost = %name, "cannot delete the permissions of a deleted vhost");
+        }
+        tracing::info!(vhost = %name, "virtual host deleted");
+        Ok(true)
+    }
+
+    /// Every open connection, in id order.
+    pub fn connections(&self) -> Vec<Arc<ConnectionInfo>> {
+        let mut all: Vec<Arc<ConnectionInfo>> = self.connections.read().values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    /// Closes the connection named `name` (320 CONNECTION_FORCED with `reason`); false if there is none.
+    pub fn close_connection(&self, name: &str, reason: &str) -> bool {
+        let found = self
+            .connections
+            .read()
+            .values()
+            .find(|c| c.name == name)
+            .cloned();
+        match found {
+            Some(c) => {
+                c.close(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn register_connection(&self, info: Arc<ConnectionInfo>) {
+        self.connections.write().insert(info.id, info);
+    }
+
+    pub(crate) fn unregister_connection(&self, id: u64) {
+        self.connections.write().remove(&id);
+    }
+
+    /// The counters of queue `id` (created on first use).
+    pub fn queue_counters(&self, id: u64) -> Arc<QueueCounters> {
+        if let Some(c) = self.queue_counters.read().get(&id) {
+            return c.clone();
+        }
+        self.queue_counters.write().entry(id).or_default().clone()
+    }
+
+    /// Unacknowledged deliveries per queue id, counted over every open channel.
+    pub fn unacked_by_queue(&self) -> HashMap<u64, u32> {
+        let mut out: HashMap<u64, u32> = HashMap::new();
+        for c in self.connections() {
+            for ch in c.channel_list() {
+                let un = ch.shared.unacked.lock();
+                for p in &un.pending {
+                    *out.entry(p.queue.id).or_default() += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// Samples message rates once per [`RATE_INTERVAL`] (called by the sweeper).
+    fn sample_rates(&self) {
+        let secs = {
+            let mut last = self.last_sample.lock();
+            let elapsed = last.elapsed();
+            if elapsed < RATE_INTERVAL {
+                return;
+            }
+            *last = std::time::Instant::now();
+            elapsed.as_secs_f64()
+        };
+        let mut live = std::collections::HashSet::new();
+        for v in self.vhosts() {
+            let mut delivered = 0u64;
+            for q in v.queues() {
+                live.insert(q.id);
+                let qc = self.queue_counters(q.id);
+                let total = q.delivered_total.load(Ordering::Relaxed);
+                delivered += total.saturating_sub(qc.deliver_get.get());
+                qc.deliver_get.set(total);
+                qc.sample(secs);
+            }
+            v.counters.deliver_get.add(delivered);
+            v.counters.sample(secs);
+        }
+        // Counters of deleted queues go, unless a connection still holds them (a queue declared after the
+        // scan above may already be counted into).
+        self.queue_counters
+            .write()
+            .retain(|id, c| live.contains(id) || Arc::strong_count(c) > 1);
+        for c in self.connections() {
+            for ch in c.channel_list() {
+                ch.published.sample(secs);
+            }
+        }
     }
 
     /// The virtual host named `name`.
@@ -299,6 +540,7 @@ impl Broker {
         self.stats.paged_messages.store(paged, Ordering::Relaxed);
         self.stats.paged_bytes.store(paged_bytes, Ordering::Relaxed);
         self.set_memory(ready_bytes);
+        self.sample_rates();
     }
 
     /// Raises the memory alarm above `max_ready_bytes`, clears it below 90% of it.

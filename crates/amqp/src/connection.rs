@@ -35,7 +35,9 @@ use crate::queue::{
     ChannelShared, ConsumeRefusal, Consumer, Entry, Outbound, Pending, Queue, deliver_direct,
     group_pending, requeue_pending, take_all_pending, take_pending,
 };
+use crate::registry::{ChannelInfo, ConnectionInfo, ConsumerInfo, QueueCounters};
 use crate::vhost::{QueueSpec, VHost};
+use strata_auth::Access as Perm;
 
 /// Bytes read from the socket per read call at most (a pass is at most this much input).
 const READ_CHUNK_BYTES: usize = 256 << 10;
@@ -55,6 +57,9 @@ pub(crate) async fn run(
     broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) {
+    let local = stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (mut rd, wr) = stream.into_split();
     let out = Outbound::new(broker.config.frame_max);
     let heartbeat = Arc::new(AtomicU32::new(0));
@@ -75,6 +80,14 @@ pub(crate) async fn run(
         published: false,
         blocked_capable: false,
         next_generation: 0,
+        local,
+        user: String::new(),
+        mechanism: String::new(),
+        client_properties: FieldTable::default(),
+        info: None,
+        kill: CancellationToken::new(),
+        access: Access::default(),
+        queue_counters: HashMap::new(),
     };
     let mut buf = BytesMut::with_capacity(64 << 10);
     let handshake = tokio::time::timeout(
@@ -188,11 +201,15 @@ struct Channel {
     next_tag: u64,
     /// Distinguishes successive channels with the same number.
     generation: u64,
+    /// What the management API sees of it.
+    info: Arc<ChannelInfo>,
 }
 
 /// What a pass produced for storage, queues and confirms.
 #[derive(Default)]
 struct Pass {
+    /// Messages published in the pass.
+    published: u64,
     batch: WriteBatch,
     enqueue: Vec<(Arc<Queue>, Entry)>,
     replies: Vec<Reply>,
@@ -238,6 +255,34 @@ struct Conn {
     published: bool,
     /// Whether the client understands connection.blocked.
     blocked_capable: bool,
+    /// The broker's address of this connection.
+    local: SocketAddr,
+    /// Who logged in.
+    user: String,
+    /// The SASL mechanism used.
+    mechanism: String,
+    /// The client's properties (from start-ok).
+    client_properties: FieldTable,
+    /// This connection in the broker's registry (once open).
+    info: Option<Arc<ConnectionInfo>>,
+    /// Cancelled to close the connection with 320 (management API, vhost deletion).
+    kill: CancellationToken,
+    /// Cached permission decisions.
+    access: Access,
+    /// Counters of the queues this connection published to or acknowledged from.
+    queue_counters: HashMap<u64, Arc<QueueCounters>>,
+}
+
+/// Most queues whose counters a connection caches.
+const COUNTER_CACHE_MAX: usize = 4096;
+
+/// The user's permission on the connection's virtual host, re-read when the identity store changes, and the
+/// publish decisions per exchange (the hot path: one map lookup per publish).
+#[derive(Default)]
+struct Access {
+    generation: u64,
+    grant: Option<Arc<strata_auth::Permission>>,
+    publish: HashMap<String, bool>,
 }
 
 fn ss(s: &str) -> ShortString {
@@ -393,6 +438,8 @@ impl Conn {
                 if matches!(caps.inner().get("connection.blocked"), Some(AMQPValue::Boolean(true)))
         );
         let mechanism = start_ok.mechanism.as_str().to_owned();
+        self.mechanism.clone_from(&mechanism);
+        self.client_properties = start_ok.client_properties.clone();
         let Some((user, password)) = parse_credentials(&mechanism, start_ok.response.as_bytes())?
         else {
             return Err(Fault::connection(
@@ -505,6 +552,29 @@ impl Conn {
             )
             .into());
         };
+        // Any grant on the virtual host (even one of empty patterns) lets the user in, as in RabbitMQ.
+        if self.broker.users.permission(&vhost.name, &user).is_none() {
+            tracing::warn!(peer = %self.peer, user = %user, vhost = %vhost.name, "amqp vhost access refused");
+            return Err(Fault::connection(
+                code::NOT_ALLOWED,
+                format!("access to vhost '{}' refused for user '{user}'", vhost.name),
+            )
+            .into());
+        }
+        let info = Arc::new(ConnectionInfo::new(
+            self.id,
+            self.peer,
+            self.local,
+            user.clone(),
+            vhost.name.clone(),
+            self.mechanism.clone(),
+            std::mem::take(&mut self.client_properties),
+            (self.channel_max, self.frame_max, self.heartbeat_secs),
+            self.kill.clone(),
+        ));
+        self.broker.register_connection(info.clone());
+        self.info = Some(info);
+        self.user.clone_from(&user);
         self.vhost = Some(vhost);
         self.out.method(
             0,
@@ -622,6 +692,18 @@ impl Conn {
                         code::CONNECTION_FORCED,
                         "broker forced connection closure with reason 'shutdown'",
                     );
+                    self.send_connection_close(&f, 0, 0);
+                    self.await_close_ok(rd, buf).await;
+                    return;
+                }
+                () = self.kill.cancelled() => {
+                    let reason = self
+                        .info
+                        .as_ref()
+                        .and_then(|i| i.close_reason())
+                        .unwrap_or_else(|| "closed by the broker".to_owned());
+                    let f = Fault::connection(code::CONNECTION_FORCED, reason);
+                    self.end_pass();
                     self.send_connection_close(&f, 0, 0);
                     self.await_close_ok(rd, buf).await;
                     return;
@@ -815,8 +897,9 @@ impl Conn {
             ch.consumers.drain().map(|(_, v)| v).collect();
         let token = ch.reply_token.take();
         let shared = ch.shared.clone();
+        ch.info.consumers.lock().clear();
         if remove {
-            self.channels.remove(&id);
+            self.remove_channel(id);
         }
         if let Some(t) = token {
             self.broker.unregister_reply(&t);
@@ -833,6 +916,79 @@ impl Conn {
         requeue_pending(take_all_pending(&shared));
     }
 
+    /// Forgets a channel (and its registry entry).
+    fn remove_channel(&mut self, id: u16) {
+        self.channels.remove(&id);
+        if let Some(c) = &self.info {
+            c.channels.lock().remove(&id);
+        }
+    }
+
+    /// Refuses `access` to the queue or exchange (`kind`) `name` unless the user's grant allows it.
+    fn check(&mut self, access: Perm, kind: &str, name: &str) -> FaultResult<()> {
+        let grant = self.grant();
+        if grant.as_ref().is_some_and(|g| g.allows(access, name)) {
+            return Ok(());
+        }
+        Err(self.refusal(kind, name))
+    }
+
+    fn refusal(&self, kind: &str, name: &str) -> Fault {
+        let vhost = self.vhost.as_ref().map_or("/", |v| v.name.as_str());
+        Fault::channel(
+            code::ACCESS_REFUSED,
+            format!(
+                "access to {kind} '{name}' in vhost '{vhost}' refused for user '{}'",
+                self.user
+            ),
+        )
+    }
+
+    /// The user's current grant on the virtual host (re-read when the identity store changed).
+    fn grant(&mut self) -> Option<Arc<strata_auth::Permission>> {
+        let generation = self.broker.users.generation();
+        if self.access.generation != generation {
+            let vhost = self.vhost.as_ref().map_or("/", |v| v.name.as_str());
+            self.access.grant = self.broker.users.permission(vhost, &self.user);
+            self.access.publish.clear();
+            self.access.generation = generation;
+        }
+        self.access.grant.clone()
+    }
+
+    /// Write access to the exchange a publish names (`""` is RabbitMQ's `amq.default`), cached.
+    fn may_publish(&mut self, exchange: &str) -> bool {
+        if self.access.generation == self.broker.users.generation()
+            && let Some(&ok) = self.access.publish.get(exchange)
+        {
+            return ok;
+        }
+        let name = if exchange.is_empty() {
+            "amq.default"
+        } else {
+            exchange
+        };
+        let ok = self.grant().is_some_and(|g| g.allows(Perm::Write, name));
+        if self.access.publish.len() >= COUNTER_CACHE_MAX {
+            self.access.publish.clear();
+        }
+        self.access.publish.insert(exchange.to_owned(), ok);
+        ok
+    }
+
+    /// The counters of queue `q`, cached per connection.
+    fn counters(&mut self, q: &Queue) -> Arc<QueueCounters> {
+        if let Some(c) = self.queue_counters.get(&q.id) {
+            return c.clone();
+        }
+        if self.queue_counters.len() >= COUNTER_CACHE_MAX {
+            self.queue_counters.clear();
+        }
+        let c = self.broker.queue_counters(q.id);
+        self.queue_counters.insert(q.id, c.clone());
+        c
+    }
+
     fn cleanup(&mut self) {
         let ids: Vec<u16> = self.channels.keys().copied().collect();
         for id in ids {
@@ -840,6 +996,9 @@ impl Conn {
         }
         if let Some(v) = &self.vhost {
             v.drop_exclusive(self.id);
+        }
+        if self.info.take().is_some() {
+            self.broker.unregister_connection(self.id);
         }
     }
 
@@ -877,10 +1036,16 @@ impl Conn {
                     format!("second 'channel.open' seen on channel {id}"),
                 ));
             }
+            let shared = ChannelShared::new(id, self.out.clone());
+            let info = ChannelInfo::new(id, shared.clone());
+            if let Some(c) = &self.info {
+                c.channels.lock().insert(id, info.clone());
+            }
             self.channels.insert(
                 id,
                 Channel {
-                    shared: ChannelShared::new(id, self.out.clone()),
+                    info,
+                    shared,
                     closing: false,
                     publishing: None,
                     confirm_next: None,
@@ -905,10 +1070,10 @@ impl Conn {
             // A closing channel ignores everything but close and close-ok.
             match class {
                 AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
-                    self.channels.remove(&id);
+                    self.remove_channel(id);
                 }
                 AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
-                    self.channels.remove(&id);
+                    self.remove_channel(id);
                     self.reply(
                         id,
                         AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
@@ -918,6 +1083,21 @@ impl Conn {
             }
             return Ok(());
         }
+        let publish_refused = match &class {
+            AMQPClass::Basic(basic::AMQPMethod::Publish(p)) => {
+                let exchange = p.exchange.as_str();
+                (!self.may_publish(exchange)).then(|| {
+                    let name = if exchange.is_empty() {
+                        "amq.default"
+                    } else {
+                        exchange
+                    };
+                    self.refusal("exchange", name)
+                })
+            }
+            _ => None,
+        };
+        let ch = self.channel(id)?;
         if ch.publishing.is_some() {
             return Err(Fault::connection(
                 code::UNEXPECTED_FRAME,
@@ -929,6 +1109,9 @@ impl Conn {
         }
         match class {
             AMQPClass::Basic(basic::AMQPMethod::Publish(p)) => {
+                if let Some(refused) = publish_refused {
+                    return Err(refused);
+                }
                 ch.publishing = Some(Publishing {
                     method: p,
                     header: None,
@@ -1002,6 +1185,18 @@ impl Conn {
                 Ok(())
             }
             AMQPClass::Exchange(exchange::AMQPMethod::Declare(d)) => {
+                if !d.passive {
+                    self.check(Perm::Configure, "exchange", d.exchange.as_str())?;
+                    if let Some(ae) = d
+                        .arguments
+                        .inner()
+                        .get("alternate-exchange")
+                        .and_then(crate::message::str_arg)
+                    {
+                        self.check(Perm::Write, "exchange", &ae)?;
+                        self.check(Perm::Read, "exchange", d.exchange.as_str())?;
+                    }
+                }
                 vhost.declare_exchange(
                     d.exchange.as_str(),
                     d.kind.as_str(),
@@ -1019,6 +1214,7 @@ impl Conn {
                 Ok(())
             }
             AMQPClass::Exchange(exchange::AMQPMethod::Delete(d)) => {
+                self.check(Perm::Configure, "exchange", d.exchange.as_str())?;
                 vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
                 self.reply_unless_nowait(
                     id,
@@ -1028,6 +1224,8 @@ impl Conn {
                 Ok(())
             }
             AMQPClass::Exchange(exchange::AMQPMethod::Bind(b)) => {
+                self.check(Perm::Write, "exchange", b.destination.as_str())?;
+                self.check(Perm::Read, "exchange", b.source.as_str())?;
                 vhost.bind(
                     b.source.as_str(),
                     Destination::Exchange(Arc::from(b.destination.as_str())),
@@ -1043,6 +1241,8 @@ impl Conn {
                 Ok(())
             }
             AMQPClass::Exchange(exchange::AMQPMethod::Unbind(b)) => {
+                self.check(Perm::Write, "exchange", b.destination.as_str())?;
+                self.check(Perm::Read, "exchange", b.source.as_str())?;
                 vhost.unbind(
                     b.source.as_str(),
                     Destination::Exchange(Arc::from(b.destination.as_str())),
@@ -1058,6 +1258,29 @@ impl Conn {
                 Ok(())
             }
             AMQPClass::Queue(queue::AMQPMethod::Declare(d)) => {
+                if !d.passive {
+                    // A server-named queue is checked as `amq.gen-` (its name is not known yet).
+                    let name = if d.queue.as_str().is_empty() {
+                        "amq.gen-"
+                    } else {
+                        d.queue.as_str()
+                    };
+                    self.check(Perm::Configure, "queue", name)?;
+                    if let Some(dlx) = d
+                        .arguments
+                        .inner()
+                        .get("x-dead-letter-exchange")
+                        .and_then(crate::message::str_arg)
+                    {
+                        let dlx = if dlx.is_empty() {
+                            "amq.default".to_owned()
+                        } else {
+                            dlx
+                        };
+                        self.check(Perm::Write, "exchange", &dlx)?;
+                        self.check(Perm::Read, "queue", name)?;
+                    }
+                }
                 let declared = vhost.declare_queue(
                     &QueueSpec {
                         name: d.queue.as_str(),
@@ -1084,6 +1307,8 @@ impl Conn {
             }
             AMQPClass::Queue(queue::AMQPMethod::Bind(b)) => {
                 let q = self.queue_name(id, b.queue.as_str())?;
+                self.check(Perm::Write, "queue", &q)?;
+                self.check(Perm::Read, "exchange", b.exchange.as_str())?;
                 vhost.bind(
                     b.exchange.as_str(),
                     Destination::Queue(Arc::from(q.as_str())),
@@ -1100,6 +1325,8 @@ impl Conn {
             }
             AMQPClass::Queue(queue::AMQPMethod::Unbind(b)) => {
                 let q = self.queue_name(id, b.queue.as_str())?;
+                self.check(Perm::Write, "queue", &q)?;
+                self.check(Perm::Read, "exchange", b.exchange.as_str())?;
                 vhost.unbind(
                     b.exchange.as_str(),
                     Destination::Queue(Arc::from(q.as_str())),
@@ -1115,6 +1342,7 @@ impl Conn {
             }
             AMQPClass::Queue(queue::AMQPMethod::Purge(p)) => {
                 let q = self.queue_name(id, p.queue.as_str())?;
+                self.check(Perm::Read, "queue", &q)?;
                 let n = vhost.purge(&q, conn)?;
                 self.reply_unless_nowait(
                     id,
@@ -1127,6 +1355,7 @@ impl Conn {
             }
             AMQPClass::Queue(queue::AMQPMethod::Delete(d)) => {
                 let q = self.queue_name(id, d.queue.as_str())?;
+                self.check(Perm::Configure, "queue", &q)?;
                 let n = vhost.delete_queue(&q, d.if_unused, d.if_empty, conn)?;
                 self.reply_unless_nowait(
                     id,
@@ -1150,6 +1379,9 @@ impl Conn {
                         .collect()
                 } else {
                     ch.consumer_prefetch = u32::from(q.prefetch_count);
+                    ch.info
+                        .prefetch
+                        .store(ch.consumer_prefetch, Ordering::Relaxed);
                     Vec::new()
                 };
                 self.reply(
@@ -1163,6 +1395,10 @@ impl Conn {
             AMQPClass::Basic(basic::AMQPMethod::Cancel(c)) => {
                 let ch = self.channel(id)?;
                 let entry = ch.consumers.remove(c.consumer_tag.as_str());
+                ch.info
+                    .consumers
+                    .lock()
+                    .retain(|i| i.tag != c.consumer_tag.as_str());
                 if let Some(token) = ch
                     .reply_token
                     .take_if(|_| entry.as_ref().is_some_and(|(_, q)| q.is_none()))
@@ -1188,6 +1424,7 @@ impl Conn {
             }
             AMQPClass::Basic(basic::AMQPMethod::Get(g)) => {
                 let name = self.queue_name(id, g.queue.as_str())?;
+                self.check(Perm::Read, "queue", &name)?;
                 let q = vhost.queue(&name, conn)?;
                 let shared = self.channel(id)?.shared.clone();
                 if !q.get(&shared, g.no_ack) {
@@ -1229,6 +1466,7 @@ impl Conn {
                     ));
                 }
                 ch.confirm_next.get_or_insert(1);
+                ch.info.confirm.store(true, Ordering::Relaxed);
                 self.reply_unless_nowait(
                     id,
                     s.nowait,
@@ -1245,6 +1483,7 @@ impl Conn {
                     ));
                 }
                 ch.tx.get_or_insert_with(TxBuffer::default);
+                ch.info.transactional.store(true, Ordering::Relaxed);
                 self.reply(id, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
                 Ok(())
             }
@@ -1320,6 +1559,9 @@ impl Conn {
         let conn = self.id;
         let max_consumers = self.broker.config.max_consumers_per_channel;
         let queue_name = self.queue_name(id, c.queue.as_str())?;
+        if queue_name != REPLY_TO {
+            self.check(Perm::Read, "queue", &queue_name)?;
+        }
         let ch = self.channel(id)?;
         let tag = if c.consumer_tag.as_str().is_empty() {
             let t = format!("amq.ctag-{}-{}", ch.shared.id, ch.next_tag);
@@ -1376,6 +1618,12 @@ impl Conn {
             }
             let token = format!("{REPLY_TO}.{}.{}.{}", conn, id, unique_suffix());
             ch.reply_token = Some(token.clone());
+            ch.info.consumers.lock().push(ConsumerInfo {
+                tag: tag.clone(),
+                queue: REPLY_TO.to_owned(),
+                consumer: consumer.clone(),
+                arguments: c.arguments.clone(),
+            });
             ch.consumers.insert(tag, (consumer.clone(), None));
             self.broker.register_reply(token, &consumer);
             if let Some(ok) = consume_ok {
@@ -1392,7 +1640,14 @@ impl Conn {
         });
         match added {
             Ok(()) => {
-                self.channel(id)?.consumers.insert(tag, (consumer, Some(q)));
+                let ch = self.channel(id)?;
+                ch.info.consumers.lock().push(ConsumerInfo {
+                    tag: tag.clone(),
+                    queue: queue_name,
+                    consumer: consumer.clone(),
+                    arguments: c.arguments,
+                });
+                ch.consumers.insert(tag, (consumer, Some(q)));
                 Ok(())
             }
             Err(ConsumeRefusal::ExclusiveInUse) => Err(Fault::channel(
@@ -1439,8 +1694,22 @@ impl Conn {
             .stats
             .acked
             .fetch_add(taken.len() as u64, Ordering::Relaxed);
+        if let Some(v) = &self.vhost {
+            v.counters.ack.add(taken.len() as u64);
+        }
         let mut queues: Vec<Arc<Queue>> = Vec::new();
+        // Acks per queue, counted once per run of the same queue.
+        let mut run: Option<(Arc<Queue>, u64)> = None;
         for p in taken {
+            match &mut run {
+                Some((q, n)) if Arc::ptr_eq(q, &p.queue) => *n += 1,
+                _ => {
+                    if let Some((q, n)) = run.take() {
+                        self.counters(&q).ack.add(n);
+                    }
+                    run = Some((p.queue.clone(), 1));
+                }
+            }
             if let Some(seq) = p.entry.store_seq {
                 self.broker
                     .store
@@ -1454,6 +1723,9 @@ impl Conn {
             if p.consumer.is_some() && !queues.iter().any(|q| Arc::ptr_eq(q, &p.queue)) {
                 queues.push(p.queue);
             }
+        }
+        if let Some((q, n)) = run {
+            self.counters(&q).ack.add(n);
         }
         // Credit came back: deliver more.
         queues.iter().for_each(Queue::dispatch);
@@ -1561,8 +1833,11 @@ impl Conn {
         };
         self.broker.stats.published.fetch_add(1, Ordering::Relaxed);
         self.published = true;
+        // Counted per pass for the virtual host (one shared atomic per pass, not per message).
+        self.pass.published += 1;
         let msg = self.rewrite_reply_to(id, msg)?;
         let ch = self.channel(id)?;
+        ch.info.published.add(1);
         if let Some(tx) = ch.tx.as_mut() {
             tx.publishes.push((mandatory, Arc::new(msg)));
             return Ok(());
@@ -1679,6 +1954,11 @@ impl Conn {
     /// Ends the current pass: submits its storage batch, enqueues its messages, schedules its replies.
     fn end_pass(&mut self) {
         let pass = std::mem::take(&mut self.pass);
+        if pass.published > 0
+            && let Some(v) = &self.vhost
+        {
+            v.counters.publish.add(pass.published);
+        }
         let commit =
             (!pass.batch.is_empty()).then(|| self.broker.store.db.write_async(&pass.batch));
         // Enqueue after the batch was submitted: an acknowledgement's delete is then always ordered after
@@ -1696,6 +1976,7 @@ impl Conn {
             }
         }
         for (q, entries) in groups {
+            self.counters(&q).publish.add(entries.len() as u64);
             q.push(entries);
         }
         if pass.replies.is_empty() {

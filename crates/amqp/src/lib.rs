@@ -11,14 +11,19 @@
 //!   push-based dispatch straight into each consumer connection's output buffer.
 //! - [`federation`]: exchange federation — upstream definitions and links (lapin client connections) that
 //!   republish what an exchange on another broker receives into a local exchange.
-//! - [`store`]: durable exchanges, queues, bindings and persistent messages in strata-storage trees.
+//! - [`store`]: durable exchanges, queues, bindings, virtual hosts, policies and persistent messages in
+//!   strata-storage trees.
 //! - [`paging`]: past the memory budget, message bodies live in storage and are read back ahead of
 //!   consumers; the memory alarm (`connection.blocked`) is only the last-resort high watermark.
 //! - [`policy`]: policies and operator policies (pattern, apply-to, priority, definition) and how they
 //!   combine with queue arguments; applied to existing and new queues and exchanges at once.
+//! - [`registry`]: what the management API and metrics read — open connections, channels, consumers, and
+//!   per-queue / per-vhost message counters with sampled rates; [`manage`]: publishing and fetching messages
+//!   without a connection (the management API's publish and get).
 //!
-//! What it is not (yet): the management API — `docs/amqp.md` lists every difference from
-//! RabbitMQ.
+//! Permissions (RabbitMQ's configure/write/read patterns, kept in `strata-auth`) are checked in the channel
+//! method handlers; virtual hosts are created and deleted through [`Broker::add_vhost`] /
+//! [`Broker::delete_vhost`]. `docs/amqp.md` lists every difference from RabbitMQ.
 //!
 //! Limits ([`AmqpConfig`]): connections, channel_max, frame_max, message size, consumers per channel; a
 //! connection's pending output is bounded by [`queue::OUTPUT_HIGH_WATER_BYTES`] for deliveries; every
@@ -45,10 +50,12 @@ mod connection;
 pub mod error;
 pub mod exchange;
 pub mod federation;
+pub mod manage;
 pub mod message;
 pub mod paging;
 pub mod policy;
 pub mod queue;
+pub mod registry;
 pub mod store;
 pub mod vhost;
 

@@ -38,6 +38,22 @@ use crate::policy::{Policy, PolicyKind};
 pub const DEFS_TREE: &str = "amqp.defs";
 /// Tree of persistent messages.
 pub const MSGS_TREE: &str = "amqp.msgs";
+/// Tree of virtual hosts: `<name>` → `<description>\0<comma-separated tags>`; the key `\0init` marks a tree
+/// whose default virtual host `/` was created (so deleting `/` sticks).
+pub const VHOSTS_TREE: &str = "amqp.vhosts";
+const VHOSTS_INIT_KEY: &[u8] = b"\0init";
+
+/// A stored virtual host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VHostDef {
+    /// Name.
+    pub name: String,
+    /// Free-text description.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
 /// Longest stored value for one message; longer ones are split into pieces this long (strata-storage
 /// limits a value to 32 MiB and a batch to 64 MiB, RabbitMQ's messages go up to 128 MiB).
 pub const STORED_PIECE: usize = 8 << 20;
@@ -516,6 +532,59 @@ impl Store {
     /// Deletes a binding.
     pub fn delete_binding(&self, b: &BindingDef) -> Result<(), AmqpError> {
         blocking(|| self.defs.delete(&Self::binding_key(b)))?;
+        Ok(())
+    }
+
+    /// Every stored virtual host; a store never initialised gets `/` (and remembers it did).
+    pub fn recover_vhosts(&self) -> Result<Vec<VHostDef>, AmqpError> {
+        let tree = self.db.tree(VHOSTS_TREE)?;
+        let mut out = Vec::new();
+        let mut initialised = false;
+        for entry in tree.iter() {
+            let (k, v) = entry?;
+            if &k[..] == VHOSTS_INIT_KEY {
+                initialised = true;
+                continue;
+            }
+            let text = String::from_utf8_lossy(&v);
+            let (description, tags) = text.split_once('\0').unwrap_or((&text, ""));
+            out.push(VHostDef {
+                name: String::from_utf8_lossy(&k).into_owned(),
+                description: description.to_owned(),
+                tags: tags
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            });
+        }
+        if !initialised {
+            let root = VHostDef {
+                name: "/".to_owned(),
+                description: "Default virtual host".to_owned(),
+                tags: Vec::new(),
+            };
+            self.put_vhost(&root)?;
+            blocking(|| tree.put(VHOSTS_INIT_KEY, b""))?;
+            if !out.iter().any(|v| v.name == "/") {
+                out.push(root);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a virtual host.
+    pub fn put_vhost(&self, d: &VHostDef) -> Result<(), AmqpError> {
+        let tree = self.db.tree(VHOSTS_TREE)?;
+        let value = format!("{}\0{}", d.description, d.tags.join(","));
+        blocking(|| tree.put(d.name.as_bytes(), value.as_bytes()))?;
+        Ok(())
+    }
+
+    /// Deletes a stored virtual host.
+    pub fn delete_vhost(&self, name: &str) -> Result<(), AmqpError> {
+        let tree = self.db.tree(VHOSTS_TREE)?;
+        blocking(|| tree.delete(name.as_bytes()))?;
         Ok(())
     }
 

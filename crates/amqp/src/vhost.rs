@@ -70,10 +70,23 @@ pub struct VHost {
     store: Store,
     next_queue_id: Arc<AtomicU64>,
     me: OnceLock<Weak<VHost>>,
+    /// Description and tags (management API).
+    pub meta: RwLock<VHostMeta>,
+    /// Message counters (management API, metrics).
+    pub counters: crate::registry::VHostCounters,
     pager: Option<Arc<Pager>>,
     /// Policies and operator policies. Held for reading while a queue's or exchange's effective settings
     /// are computed and stored, so a concurrent change never leaves an object with a stale result.
     policies: RwLock<PolicySet>,
+}
+
+/// A virtual host's description and tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VHostMeta {
+    /// Free-text description.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<String>,
 }
 
 /// What queue.declare answers.
@@ -137,8 +150,35 @@ impl VHost {
             store,
             next_queue_id,
             me: OnceLock::new(),
+            meta: RwLock::new(VHostMeta::default()),
+            counters: crate::registry::VHostCounters::default(),
             pager: None,
             policies: RwLock::new(PolicySet::default()),
+        }
+    }
+
+    /// Every exchange (including the default exchange `""`).
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.read().values().cloned().collect()
+    }
+
+    /// Deletes every queue and every exchange but the standard ones (the virtual host is being deleted);
+    /// their stored definitions and messages go too.
+    pub fn delete_all(&self) {
+        for q in self.queues() {
+            self.remove_queue(&q);
+        }
+        for ex in self.exchanges() {
+            if ex.name.is_empty() || ex.name.starts_with("amq.") {
+                // Standard exchanges are never stored, but may hold stored bindings.
+                for b in ex.bindings() {
+                    self.forget_binding(&ex.name, &b);
+                }
+                continue;
+            }
+            if let Err(e) = self.remove_exchange(&ex) {
+                tracing::error!(error = %e.text, exchange = %ex.name, "cannot delete exchange");
+            }
         }
     }
 
@@ -867,7 +907,7 @@ impl VHost {
         if if_empty && q.message_count() > 0 {
             return Err(Fault::channel(
                 code::PRECONDITION_FAILED,
-                format!("queue '{name}' in vhost '{}' is not empty", self.name),
+                format!("queue '{name}' in vhost '{}' not empty", self.name),
             ));
         }
         Ok(self.remove_queue(&q))

@@ -429,7 +429,7 @@ async fn channel_errors_close_only_the_channel_with_rabbitmq_texts() {
             // Header and empty body complete the publish.
             let header = codec::encode_content_header(
                 0,
-                &amq_protocol::protocol::BasicProperties::default(),
+                &amq_protocol::protocol::basic::AMQPProperties::default(),
             );
             let mut b = BytesMut::new();
             codec::put_content(&mut b, ch, &header, &[], 4096);
@@ -496,6 +496,154 @@ async fn heartbeats_are_sent_and_a_silent_client_is_dropped() {
         started.elapsed() >= Duration::from_millis(1500),
         "closed too early"
     );
+    b.stop().await;
+}
+
+/// The next method must be channel.close with `code` and `text`.
+async fn expect_channel_refusal(r: &mut Raw, code: u16, text: &str) {
+    match r.method().await {
+        Some(AMQPClass::Channel(channel::AMQPMethod::Close(c))) => {
+            assert_eq!((c.reply_code, c.reply_text.as_str()), (code, text));
+        }
+        other => panic!("expected channel.close {code}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_and_vhost_deletion_reply_codes() {
+    use amq_protocol::protocol::queue;
+    let b = common::start().await;
+    let broker = b.broker.clone().expect("broker");
+    assert!(broker.add_vhost("v", "", &[]).expect("add vhost"));
+    broker.users.put_user("u", b"p", &[]).expect("user");
+    // No grant on the vhost: 530 at connection.open.
+    let mut r = Raw::connect(b.addr).await;
+    match r.login("u", "p", "v").await {
+        Some(AMQPClass::Connection(connection::AMQPMethod::Close(c))) => {
+            assert_eq!(c.reply_code, 530);
+            assert_eq!(
+                c.reply_text.as_str(),
+                "NOT_ALLOWED - access to vhost 'v' refused for user 'u'"
+            );
+        }
+        other => panic!("expected 530, got {other:?}"),
+    }
+    broker
+        .users
+        .set_permissions("v", "u", "^mine$", "^(mine|amq\\.default)$", "^mine$")
+        .expect("grant");
+    let mut r = Raw::connect(b.addr).await;
+    assert!(matches!(
+        r.login("u", "p", "v").await,
+        Some(AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
+    ));
+    let open = |n: u16| {
+        (
+            n,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        )
+    };
+    let declare = |name: &str| {
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: name.into(),
+            durable: true,
+            ..Default::default()
+        }))
+    };
+    let (n, m) = open(1);
+    r.send_method(n, m).await;
+    assert!(matches!(
+        r.method().await,
+        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+    ));
+    r.send_method(1, declare("mine")).await;
+    assert!(matches!(
+        r.method().await,
+        Some(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))
+    ));
+    r.send_method(1, declare("theirs")).await;
+    expect_channel_refusal(
+        &mut r,
+        403,
+        "ACCESS_REFUSED - access to queue 'theirs' in vhost 'v' refused for user 'u'",
+    )
+    .await;
+    r.send_method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+    )
+    .await;
+    // queue.bind needs read on the exchange.
+    let (n, m) = open(2);
+    r.send_method(n, m).await;
+    assert!(matches!(
+        r.method().await,
+        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+    ));
+    r.send_method(
+        2,
+        AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+            queue: "mine".into(),
+            exchange: "amq.direct".into(),
+            routing_key: "k".into(),
+            ..Default::default()
+        })),
+    )
+    .await;
+    expect_channel_refusal(
+        &mut r,
+        403,
+        "ACCESS_REFUSED - access to exchange 'amq.direct' in vhost 'v' refused for user 'u'",
+    )
+    .await;
+    r.send_method(
+        2,
+        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+    )
+    .await;
+    // Publishing: allowed to the default exchange until the grant changes (the cached decision is redone).
+    let (n, m) = open(3);
+    r.send_method(n, m).await;
+    assert!(matches!(
+        r.method().await,
+        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+    ));
+    let publish = AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+        exchange: "".into(),
+        routing_key: "mine".into(),
+        ..Default::default()
+    }));
+    r.send_method(3, publish.clone()).await;
+    let mut content = BytesMut::new();
+    codec::put_content(
+        &mut content,
+        3,
+        &codec::encode_content_header(1, &amq_protocol::protocol::basic::AMQPProperties::default()),
+        b"x",
+        131_072,
+    );
+    r.send(&content).await;
+    broker
+        .users
+        .set_permissions("v", "u", "^mine$", "", "^mine$")
+        .expect("revoke write");
+    r.send_method(3, publish).await;
+    r.send(&content).await;
+    expect_channel_refusal(
+        &mut r,
+        403,
+        "ACCESS_REFUSED - access to exchange 'amq.default' in vhost 'v' refused for user 'u'",
+    )
+    .await;
+    let v = broker.vhost("v").expect("vhost");
+    assert_eq!(v.find_queue("mine").expect("mine").message_count(), 1);
+    // Deleting the vhost closes its connections with 320 and deletes its queues and grants.
+    assert!(broker.delete_vhost("v").expect("delete"));
+    let text = r.expect_close(320).await;
+    assert_eq!(text, "CONNECTION_FORCED - vhost 'v' is deleted");
+    assert!(v.find_queue("mine").is_none());
+    assert!(broker.users.permission("v", "u").is_none());
+    assert!(broker.vhost("v").is_none());
     b.stop().await;
 }
 

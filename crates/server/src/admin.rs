@@ -1,4 +1,5 @@
-//! The admin HTTP server: `/healthz`, `/readyz`, `/metrics`, `/version`.
+//! The admin HTTP server: `/healthz`, `/readyz`, `/metrics`, `/version`, and RabbitMQ's management API under
+//! `/api` ([`crate::amqp_api`], which authenticates against the node's users, not `requirepass`).
 //!
 //! When `requirepass` is set, every endpoint except the two probes requires the password, as
 //! `Authorization: Bearer <password>` or HTTP Basic with any user name. The probes stay open because
@@ -23,6 +24,7 @@ const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0;
 pub async fn run(listener: TcpListener, ctx: ServiceContext) {
     let shutdown = ctx.shutdown.clone();
     let app = router(ctx);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -40,11 +42,13 @@ pub fn router(ctx: ServiceContext) -> Router {
             ctx.config.requirepass.clone(),
             require_password,
         ));
+    let api = crate::amqp_api::routes(ctx.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(protected)
         .with_state(ctx)
+        .merge(api)
 }
 
 async fn healthz() -> &'static str {

@@ -1,4 +1,5 @@
-//! The command line: `strata serve`, `strata config print`.
+//! The command line: `strata serve`, `strata config print`, `strata storage ...`, and `strata user ...` /
+//! `strata vhost ...` (administration of a running node through its management API).
 //!
 //! Every configuration flag is taken as a string and handed to [`crate::config`], so a flag, an environment
 //! variable and a config-file key are validated by the same code and fail with the same message. Defaults are
@@ -33,6 +34,12 @@ pub enum Command {
     /// Inspect a data directory offline (safe on a copy or a stopped node; read-only).
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Manage the users and permissions of a running node (through its management API, like rabbitmqctl).
+    #[command(subcommand)]
+    User(crate::user_cli::UserCommand),
+    /// Manage the AMQP virtual hosts of a running node (through its management API).
+    #[command(subcommand)]
+    Vhost(crate::user_cli::VHostCommand),
 }
 
 /// `strata storage ...`
@@ -193,6 +200,8 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Storage(cmd) => crate::storage_cli::run(cmd),
+        Command::User(cmd) => crate::user_cli::run_user(cmd),
+        Command::Vhost(cmd) => crate::user_cli::run_vhost(cmd),
         Command::Serve(args) => {
             let config = match args.resolve().and_then(|c| c.check_serve().map(|()| c)) {
                 Ok(config) => config,

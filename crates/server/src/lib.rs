@@ -15,6 +15,7 @@
 //!    signal exits at once.
 
 pub mod admin;
+pub mod amqp_api;
 pub mod amqp_metrics;
 pub mod cli;
 pub mod config;
@@ -23,3 +24,4 @@ pub mod kv_metrics;
 pub mod node;
 pub mod storage_cli;
 pub mod storage_metrics;
+pub mod user_cli;

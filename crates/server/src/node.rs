@@ -87,6 +87,8 @@ pub struct ServiceContext {
     pub storage: strata_storage::Db,
     /// The node's identity store (users); every service that needs a login asks it.
     pub users: strata_auth::UserStore,
+    /// The AMQP broker once the AMQP service started (the management API reads it).
+    pub amqp: Arc<std::sync::OnceLock<Arc<strata_amqp::Broker>>>,
 }
 
 /// Runs a node until SIGINT, SIGTERM or the key-value SHUTDOWN command, then shuts it down in order. Blocks the calling thread.
@@ -146,6 +148,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         readiness: readiness.clone(),
         storage,
         users,
+        amqp: Arc::default(),
     };
 
     // Bind every listener before starting any service, so a port conflict fails the start as a whole.
@@ -211,6 +214,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
                     .register_collector(Box::new(crate::amqp_metrics::AmqpCollector::new(
                         broker.clone(),
                     )));
+                let _ = ctx.amqp.set(broker.clone());
                 let (shutdown, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
                 ctx.tracker.spawn(async move {
                     strata_amqp::serve(listener, broker, shutdown, tracker).await
