@@ -812,7 +812,14 @@ fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Fram
     let Some(me) = sh.arc() else {
         return Frame::error("ERR the service is shutting down");
     };
-    let _exclusive = (!s.in_exec).then(|| sh.exec_lock.write());
+    let _exclusive = if s.in_exec {
+        None
+    } else {
+        match super::exclusive_lock(s.id, sh) {
+            Ok(guard) => Some(guard),
+            Err(busy) => return busy,
+        }
+    };
     let mut guard = sh.scripting.functions.lock();
     let f = &mut *guard;
     f.restore_from_storage(sh);

@@ -776,7 +776,10 @@ pub fn swapdb(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 /// SWAPDB outside a transaction: takes the execution lock exclusively (as EXEC does) so the swap is atomic
 /// with respect to every other command.
 pub fn swapdb_exclusive(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    let _exclusive = sh.exec_lock.write();
+    let _exclusive = match super::exclusive_lock(s.id, sh) {
+        Ok(guard) => guard,
+        Err(busy) => return busy,
+    };
     swapdb(s, sh, args)
 }
 

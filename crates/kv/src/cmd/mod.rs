@@ -423,6 +423,23 @@ fn allowed_while_busy(spec: &CommandSpec, args: &[Bytes]) -> bool {
     }
 }
 
+/// How long a command waits for the execution lock on its async worker before it hands the worker's core to
+/// another thread and goes on waiting there: a script or transaction usually finishes well within it, and
+/// a worker blocked for longer would strand the tasks queued on it (a blocked worker's queue is not
+/// always stolen), SCRIPT KILL among them.
+const LOCK_WAIT_ON_WORKER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Runs `wait` off the async worker's core (see [`LOCK_WAIT_ON_WORKER`]) on a multi-threaded runtime.
+fn wait_off_worker<T>(wait: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(wait)
+    } else {
+        wait()
+    }
+}
+
 /// The shared execution lock for one command. While a script holds the exclusive lock the command
 /// waits, until the script passes `busy-reply-threshold`: then it gets `-BUSY`, or runs without the
 /// lock if it is one of the few commands Redis allows while busy.
@@ -435,22 +452,60 @@ fn shared_lock<'a>(
     if let Some(guard) = shared.exec_lock.try_read() {
         return Ok(Some(guard));
     }
-    loop {
-        if shared.scripting.run.active()
-            && let Some(busy) = shared.scripting.run.busy_error(session.id)
-        {
-            if allowed_while_busy(spec, args) {
-                return Ok(None);
-            }
-            return Err(busy);
-        }
-        if let Some(guard) = shared
-            .exec_lock
-            .try_read_for(std::time::Duration::from_millis(2))
-        {
-            return Ok(Some(guard));
-        }
+    if !shared.scripting.run.active()
+        && let Some(guard) = shared.exec_lock.try_read_for(LOCK_WAIT_ON_WORKER)
+    {
+        return Ok(Some(guard));
     }
+    wait_off_worker(|| {
+        loop {
+            if shared.scripting.run.active()
+                && let Some(busy) = shared.scripting.run.busy_error(session.id)
+            {
+                if allowed_while_busy(spec, args) {
+                    return Ok(None);
+                }
+                return Err(busy);
+            }
+            if let Some(guard) = shared
+                .exec_lock
+                .try_read_for(std::time::Duration::from_millis(2))
+            {
+                return Ok(Some(guard));
+            }
+        }
+    })
+}
+
+/// The exclusive execution lock, for a script, EXEC or SWAPDB: waited for like [`shared_lock`], and
+/// refused with `-BUSY` once a running script passes `busy-reply-threshold`, as Redis refuses them.
+pub(crate) fn exclusive_lock<'a>(
+    session_id: u64,
+    shared: &'a Shared,
+) -> Result<parking_lot::RwLockWriteGuard<'a, ()>, Frame> {
+    if let Some(guard) = shared.exec_lock.try_write() {
+        return Ok(guard);
+    }
+    if !shared.scripting.run.active()
+        && let Some(guard) = shared.exec_lock.try_write_for(LOCK_WAIT_ON_WORKER)
+    {
+        return Ok(guard);
+    }
+    wait_off_worker(|| {
+        loop {
+            if shared.scripting.run.active()
+                && let Some(busy) = shared.scripting.run.busy_error(session_id)
+            {
+                return Err(busy);
+            }
+            if let Some(guard) = shared
+                .exec_lock
+                .try_write_for(std::time::Duration::from_millis(2))
+            {
+                return Ok(guard);
+            }
+        }
+    })
 }
 
 /// Runs one command called by a script (`redis.call`), with Redis's checks for scripts; an `Err` is

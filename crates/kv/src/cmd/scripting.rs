@@ -187,7 +187,14 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
     let Some(me) = sh.arc() else {
         return Frame::error("ERR the service is shutting down");
     };
-    let _exclusive = (!s.in_exec).then(|| sh.exec_lock.write());
+    let _exclusive = if s.in_exec {
+        None
+    } else {
+        match super::exclusive_lock(s.id, sh) {
+            Ok(guard) => Some(guard),
+            Err(busy) => return busy,
+        }
+    };
     let mut guard = sh.scripting.eval.lock();
     if guard.is_none() {
         match new_state() {

@@ -99,7 +99,13 @@ pub fn exec(s: &mut Session, sh: &Shared) -> Frame {
         s.end_transaction(&sh.keyspace);
         return Frame::error("EXECABORT Transaction discarded because of previous errors.");
     }
-    let _exclusive = sh.exec_lock.write();
+    let _exclusive = match super::exclusive_lock(s.id, sh) {
+        Ok(guard) => guard,
+        Err(busy) => {
+            s.end_transaction(&sh.keyspace);
+            return busy;
+        }
+    };
     let changed = s.watched.iter().any(|(db, key, writes, existed)| {
         sh.keyspace.watch_writes(*db, key) != *writes
             || (*existed && !matches!(sh.keyspace.get(*db, key), Ok(Some(_))))

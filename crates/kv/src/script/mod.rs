@@ -603,6 +603,7 @@ impl Engine {
         }
         ctx.client.protocol = ProtocolVersion::Resp2;
         let threshold = running.threshold_ms;
+        let eval_script = running.eval;
         state.begin(running);
         let killed = state.killed.clone();
         // A script starts on the worker that received it (see below); one that runs past MOVE_OFF_AFTER
@@ -650,8 +651,9 @@ impl Engine {
         // script and measured 4x slower under `strata-bench kv` EVALSHA. The tasks queued on this worker
         // (SCRIPT KILL, the `-BUSY` replies) must not wait for a long script, though: the hook above moves
         // the core away once the script has run for MOVE_OFF_AFTER. Without the hook (busy-reply-threshold
-        // 0) the script is moved off before it starts, as before.
-        let result = if multi_thread && threshold == 0 {
+        // 0) the script is moved off before it starts, as before. So is a function (FCALL): other commands
+        // wait on the function library's lock while one runs, so it must not hold a worker either.
+        let result = if multi_thread && (threshold == 0 || !eval_script) {
             tokio::task::block_in_place(call)
         } else {
             call()
