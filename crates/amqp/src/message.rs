@@ -239,6 +239,17 @@ pub fn is_death_cycle(queue: &str, path: &[(String, String)]) -> bool {
 
 /// A copy of `p` without the expiration property (dead-lettering removes it, as RabbitMQ does).
 fn without_expiration(p: &AMQPProperties) -> AMQPProperties {
+    copy_properties(p, false, true)
+}
+
+/// A copy of `p`, with or without its expiration and user-id (the properties a broker may drop when it
+/// passes a message on: dead-lettering drops the expiration, federation the user-id unless trusted).
+/// `AMQPProperties` has private fields, so a copy that leaves one out is built property by property.
+pub(crate) fn copy_properties(
+    p: &AMQPProperties,
+    keep_expiration: bool,
+    keep_user_id: bool,
+) -> AMQPProperties {
     let mut out = AMQPProperties::default();
     if let Some(v) = p.content_type() {
         out = out.with_content_type(v.clone());
@@ -261,6 +272,9 @@ fn without_expiration(p: &AMQPProperties) -> AMQPProperties {
     if let Some(v) = p.reply_to() {
         out = out.with_reply_to(v.clone());
     }
+    if keep_expiration && let Some(v) = p.expiration() {
+        out = out.with_expiration(v.clone());
+    }
     if let Some(v) = p.message_id() {
         out = out.with_message_id(v.clone());
     }
@@ -270,7 +284,7 @@ fn without_expiration(p: &AMQPProperties) -> AMQPProperties {
     if let Some(v) = p.kind() {
         out = out.with_type(v.clone());
     }
-    if let Some(v) = p.user_id() {
+    if keep_user_id && let Some(v) = p.user_id() {
         out = out.with_user_id(v.clone());
     }
     if let Some(v) = p.app_id() {
