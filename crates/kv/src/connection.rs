@@ -185,6 +185,16 @@ async fn serve_client(
         while let Ok(m) = conn.messages.try_recv() {
             conn.push_messages(m, session);
         }
+        // Redis reads every ready client, then writes its AOF buffer once and all the replies. When other
+        // clients are active (the last replies were not this client's), letting the tasks already woken
+        // run their commands first does the same: the first flush writes everyone's WAL bytes in one
+        // call, and the clients get their replies in bursts. A lone client never waits for this.
+        if !conn.output.is_empty()
+            && shared.last_replier.swap(session.id, Ordering::Relaxed) != session.id
+            && std::env::var_os("SX_NOYIELD").is_none()
+        {
+            tokio::task::yield_now().await;
+        }
         conn.flush(session).await?;
         if conn.input.capacity() - conn.input.len() < READ_CHUNK_BYTES / 4 {
             conn.input.reserve(READ_CHUNK_BYTES);

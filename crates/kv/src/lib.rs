@@ -133,6 +133,8 @@ pub struct Shared {
     pub tracking: tracking::Tracking,
     /// Lua scripting: the EVAL script cache, FUNCTION libraries, the running script.
     pub scripting: script::Scripting,
+    /// The client that last wrote replies (see `connection::serve_client`: whether others are active).
+    pub last_replier: AtomicU64,
     /// This value's own `Arc` (scripts keep a strong reference while they run).
     me: std::sync::Weak<Shared>,
 }
@@ -182,6 +184,7 @@ impl Shared {
             monitors: clients::Monitors::default(),
             latency: latency::LatencyMonitor::default(),
             scripting: script::Scripting::default(),
+            last_replier: AtomicU64::new(0),
             me: me.clone(),
             config,
         });

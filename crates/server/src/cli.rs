@@ -126,6 +126,10 @@ pub struct ConfigArgs {
     /// 512mb [default: 1 GiB] [env: STRATA_AMQP_MEMORY_BUDGET]
     #[arg(long, value_name = "BYTES")]
     pub amqp_memory_budget: Option<String>,
+    /// Threads that serve connections (the async runtime's workers); 0 is one per CPU core [default: 0]
+    /// [env: STRATA_WORKER_THREADS]
+    #[arg(long, value_name = "N")]
+    pub worker_threads: Option<String>,
     /// Password clients and admin requests must present; prefer the environment variable, since flags are
     /// visible in the process list [default: none] [env: STRATA_REQUIREPASS]
     #[arg(long, value_name = "PASSWORD")]
@@ -156,6 +160,7 @@ impl ConfigArgs {
             ("maxmemory", &self.maxmemory),
             ("maxmemory_policy", &self.maxmemory_policy),
             ("amqp_memory_budget", &self.amqp_memory_budget),
+            ("worker_threads", &self.worker_threads),
             ("requirepass", &self.requirepass),
         ];
         Layers {

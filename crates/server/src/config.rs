@@ -220,6 +220,8 @@ pub struct Config {
     pub maxmemory_policy: String,
     /// Bytes of ready AMQP messages held in memory past which their bodies are paged to storage.
     pub amqp_memory_budget: u64,
+    /// Threads that run the services' connections (the async runtime's workers); 0: one per CPU core.
+    pub worker_threads: usize,
 }
 
 impl Default for Config {
@@ -243,6 +245,7 @@ impl Default for Config {
             maxmemory: 0,
             maxmemory_policy: "noeviction".to_owned(),
             amqp_memory_budget: strata_amqp::AmqpConfig::default().memory_budget_bytes,
+            worker_threads: 0,
         }
     }
 }
@@ -484,6 +487,20 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "worker_threads",
+        allowed: "a number of threads from 0 to 1024 (0: one per CPU core)",
+        apply: |c, v| {
+            let n = match v {
+                Value::Int(i) => usize::try_from(*i).ok()?,
+                Value::Str(s) => s.trim().parse().ok()?,
+                _ => return None,
+            };
+            (n <= 1024).then_some(())?;
+            c.worker_threads = n;
+            Some(())
+        },
+    },
+    Key {
         name: "maxmemory_policy",
         allowed: "one of noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, \
                   volatile-random, volatile-ttl",
@@ -720,6 +737,14 @@ mod tests {
         assert_eq!(c.maxmemory, 0);
         assert_eq!(c.maxmemory_policy, "noeviction");
         assert_eq!(c.amqp_memory_budget, 1 << 30);
+        assert_eq!(c.worker_threads, 0);
+        assert_eq!(
+            flags(&[("worker_threads", "1")])
+                .resolve()
+                .unwrap()
+                .worker_threads,
+            1
+        );
         assert_eq!(
             flags(&[("amqp_memory_budget", "512mb")])
                 .resolve()
@@ -765,6 +790,8 @@ mod tests {
             ("maxmemory", "lots", "size in bytes"),
             ("maxmemory_policy", "lru", "allkeys-lru"),
             ("amqp_memory_budget", "lots", "size in bytes"),
+            ("worker_threads", "many", "number of threads"),
+            ("worker_threads", "5000", "number of threads"),
         ];
         for (key, value, allowed) in table {
             let err = flags(&[(key, value)]).resolve().unwrap_err().to_string();

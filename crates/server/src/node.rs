@@ -93,7 +93,11 @@ pub struct ServiceContext {
 
 /// Runs a node until SIGINT, SIGTERM or the key-value SHUTDOWN command, then shuts it down in order. Blocks the calling thread.
 pub fn serve(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        builder.worker_threads(config.worker_threads);
+    }
+    let runtime = builder
         .enable_all()
         .thread_name("strata-worker")
         .build()

@@ -1101,6 +1101,7 @@ impl Stream<'_> {
         // memtable, and walking them cost more than the trim.
         let mut cursor = entry_key(self.m.first_id);
         let mut pending_used = false;
+        let bounded_nodes = node_limits(self.sh).0 > 0;
         loop {
             if let Strategy::MaxLen(max) = t.strategy
                 && self.m.length <= max
@@ -1109,7 +1110,11 @@ impl Stream<'_> {
             }
             // Under MAXLEN, a node of more than `length - max` entries is not removed and only its first
             // `length - max` entries can be: reading one more than that is enough to decide.
+            // Approximate trims read the whole head node when nodes are bounded by a count: its size is
+            // then remembered (`head_live`) and the next capped XADDs skip the walk, where a capped read
+            // learned nothing and every XADD read again, one entry more each time.
             let cap = match t.strategy {
+                Strategy::MaxLen(_) if t.approx && bounded_nodes => usize::MAX,
                 Strategy::MaxLen(max) => (self.m.length - max).saturating_add(1) as usize,
                 _ => usize::MAX,
             };
@@ -1217,10 +1222,10 @@ impl Stream<'_> {
             .filter(|id| pending.is_none_or(|p| p.0 != *id))
             .collect();
         if stored.len() > 16 {
-            if let Some(&last) = stored.last() {
-                self.write
-                    .ranges
-                    .push((entry_key(Id::MIN), entry_end(last)));
+            // From the first deleted entry, not from the stream's start: ranges that each cover the ones
+            // before them fragment quadratically in the memtable's tombstone index, disjoint ones do not.
+            if let (Some(&first), Some(&last)) = (stored.first(), stored.last()) {
+                self.write.ranges.push((entry_key(first), entry_end(last)));
                 self.dirty = true;
             }
         } else {
