@@ -14,6 +14,9 @@
 //! redis-server, since redis-cell is not packaged. Each custom command is sent once before its first timed
 //! run and must not fail, since redis-benchmark would count error replies as requests.
 //!
+//! strata runs with `--worker-threads 1` (`BENCH_KV_WORKERS=N` changes it; 0 is one per core): the same
+//! one command thread redis-server has, with redis-benchmark on the machine's other core.
+//!
 //! `BENCH_KV_CASES=XADD,PFADD,...` runs only the named cases (labels as in the report, without the
 //! `-c50`/`-P16` suffix, case-insensitive; `memory` is the memory case) and `BENCH_KV_SKIP=...`
 //! leaves the named ones out.
@@ -74,6 +77,15 @@ struct Server {
     dir: PathBuf,
 }
 
+/// strata's `--worker-threads`: `BENCH_KV_WORKERS`, else 1. redis-server runs every command on one thread;
+/// one worker gives strata the same (its flush, compaction and fsync threads run beside it, as Redis's
+/// background threads do). On a two-core machine whose other core runs redis-benchmark, a second worker
+/// mostly adds lock hand-offs between cores on the hot keys these cases use (`0` measures that: one worker
+/// per core).
+fn strata_workers() -> String {
+    std::env::var("BENCH_KV_WORKERS").unwrap_or_else(|_| "1".to_owned())
+}
+
 impl Server {
     fn start(name: &'static str, root: &Path) -> anyhow::Result<Server> {
         let port = free_port()?;
@@ -85,7 +97,8 @@ impl Server {
             c.args(["serve", "--data-dir"])
                 .arg(dir.join("data"))
                 .args(["--resp-port", &port.to_string(), "--http-port", "0"])
-                .args(["--fsync", "everysec", "--log-level", "warn"]);
+                .args(["--fsync", "everysec", "--log-level", "warn"])
+                .args(["--worker-threads", &strata_workers()]);
             c
         } else {
             let mut c = Command::new("redis-server");
@@ -715,7 +728,9 @@ fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
             if !server.is_strata {
                 record = record.note("fsync", "appendfsync everysec");
             } else {
-                record = record.note("fsync", "everysec");
+                record = record
+                    .note("fsync", "everysec")
+                    .note("worker_threads", strata_workers());
             }
             if let Some(measured) = case.measured.get(s) {
                 record = record.note("measured", measured);

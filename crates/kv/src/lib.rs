@@ -133,6 +133,9 @@ pub struct Shared {
     pub tracking: tracking::Tracking,
     /// Lua scripting: the EVAL script cache, FUNCTION libraries, the running script.
     pub scripting: script::Scripting,
+    /// `min-replicas-to-write` and `min-replicas-max-lag` both non-zero: strata has no replicas, so writes
+    /// are refused with `-NOREPLICAS`, as Redis refuses them without enough good replicas.
+    pub replicas_required: std::sync::atomic::AtomicBool,
     /// The client that last wrote replies (see `connection::serve_client`: whether others are active).
     pub last_replier: AtomicU64,
     /// This value's own `Arc` (scripts keep a strong reference while they run).
@@ -185,6 +188,7 @@ impl Shared {
             latency: latency::LatencyMonitor::default(),
             scripting: script::Scripting::default(),
             last_replier: AtomicU64::new(0),
+            replicas_required: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
             config,
         });

@@ -33,6 +33,9 @@ pub struct Session {
     pub closing: bool,
     /// Set by `SHUTDOWN`: close at once, without the reply (as Redis's process exits before answering).
     pub shutting_down: bool,
+    /// The error this command is about to reply was already counted in the error statistics where it
+    /// happened (a script's `redis.call`), so only the command's `failed_calls` counts it.
+    pub error_counted: bool,
     /// When the connection was accepted.
     pub connected_at: Instant,
     /// When the last command arrived.
@@ -92,6 +95,7 @@ impl Session {
             authenticated: config.requirepass.is_none(),
             closing: false,
             shutting_down: false,
+            error_counted: false,
             connected_at: now,
             last_command_at: now,
             last_command: "NULL",

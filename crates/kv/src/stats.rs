@@ -112,6 +112,14 @@ impl CommandStats {
         }
     }
 
+    /// Records a failed call whose error was already counted where it happened (a script's `redis.call`).
+    pub fn record_failed_call(&self, index: usize, elapsed: Duration) {
+        self.record_call(index, elapsed, None);
+        if let Some(c) = self.counters.get(index) {
+            c.failed_calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Records a call of command `index` refused before it ran, with its error reply.
     pub fn record_rejected(&self, index: Option<usize>, message: &[u8]) {
         if let Some(c) = index.and_then(|i| self.counters.get(i)) {

@@ -493,3 +493,73 @@ fn scripts_are_atomic_and_busy_scripts_can_be_killed() {
     let n: i64 = redis::cmd("GET").arg("counter").query(&mut c).unwrap();
     assert_eq!(n, 400);
 }
+
+/// One line of an INFO section, e.g. `cmdstat_eval` or `errorstat_ERR`.
+fn info_line(c: &mut redis::Connection, section: &str, name: &str) -> String {
+    let info: String = redis::cmd("INFO").arg(section).query(c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn errors_inside_scripts_are_counted_once_where_they_happen() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let reset = |c: &mut redis::Connection| {
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(c).unwrap();
+    };
+    // A command failing inside redis.call: its own failed call and error; EVAL fails without counting
+    // the error again.
+    reset(&mut c);
+    let e = err_text(eval(&mut c, "return redis.call('select', 99)", &[], &[]));
+    assert!(e.starts_with("ERR DB index is out of range"), "{e}");
+    assert_eq!(info_line(&mut c, "errorstats", "errorstat_ERR"), "count=1");
+    assert!(
+        info_line(&mut c, "commandstats", "cmdstat_select")
+            .contains("rejected_calls=0,failed_calls=1")
+    );
+    let evals = info_line(&mut c, "commandstats", "cmdstat_eval");
+    assert!(
+        evals.starts_with("calls=1,") && evals.contains("rejected_calls=0,failed_calls=1"),
+        "{evals}"
+    );
+    // A command refused inside a script (a write while replicas are required) is a rejected call.
+    reset(&mut c);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    let ok = eval(
+        &mut c,
+        "local t = redis.pcall('set', KEYS[1], 'v') if t['err'] then return 1 end return 0",
+        &["x"],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(ok, Value::Int(1));
+    assert_eq!(
+        info_line(&mut c, "errorstats", "errorstat_NOREPLICAS"),
+        "count=1"
+    );
+    let sets = info_line(&mut c, "commandstats", "cmdstat_set");
+    assert!(
+        sets.starts_with("calls=0,") && sets.contains("rejected_calls=1,failed_calls=0"),
+        "{sets}"
+    );
+    let evals = info_line(&mut c, "commandstats", "cmdstat_eval");
+    assert!(evals.contains("rejected_calls=0,failed_calls=0"), "{evals}");
+    // An error the script raises itself is the script's.
+    reset(&mut c);
+    let e = err_text(eval(
+        &mut c,
+        "return redis.error_reply('MY failure')",
+        &[],
+        &[],
+    ));
+    assert!(e.starts_with("MY failure"), "{e}");
+    assert_eq!(info_line(&mut c, "errorstats", "errorstat_MY"), "count=1");
+}

@@ -286,3 +286,88 @@ fn a_single_node_answers_replication_and_module_commands() {
         "{err}"
     );
 }
+
+#[test]
+fn min_replicas_to_write_refuses_writes_on_a_node_without_replicas() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let err_text = |r: redis::RedisResult<redis::Value>| {
+        let e = r.unwrap_err();
+        format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""))
+    };
+    let _: () = redis::cmd("SET").arg("x").arg("v").query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    let refused = "NOREPLICAS Not enough good replicas to write.";
+    assert_eq!(
+        err_text(redis::cmd("SET").arg("x").arg("w").query(&mut c)),
+        refused
+    );
+    // Reads still run, and so do scripts that cannot write or have not written yet.
+    let v: String = redis::cmd("GET").arg("x").query(&mut c).unwrap();
+    assert_eq!(v, "v");
+    let v: String = redis::cmd("EVAL")
+        .arg("#!lua flags=no-writes\nreturn redis.call('get','x')")
+        .arg(1)
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, "v");
+    let v: String = redis::cmd("EVAL")
+        .arg("return redis.call('get','x')")
+        .arg(1)
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, "v");
+    // A script with flags that may write is refused before it runs; one without flags when it writes.
+    assert_eq!(
+        err_text(
+            redis::cmd("EVAL")
+                .arg("#!lua\nreturn redis.call('get','x')")
+                .arg(1)
+                .arg("x")
+                .query(&mut c)
+        ),
+        refused
+    );
+    let e = err_text(
+        redis::cmd("EVAL")
+            .arg("return redis.call('set','x',1)")
+            .arg(1)
+            .arg("x")
+            .query(&mut c),
+    );
+    assert!(e.starts_with(refused), "{e}");
+    // A transaction holding a write is discarded at EXEC.
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    let e = err_text(redis::cmd("SET").arg("x").arg("w").query(&mut c));
+    assert_eq!(e, refused);
+    let e = err_text(redis::cmd("EXEC").query(&mut c));
+    assert!(e.starts_with("EXECABORT"), "{e}");
+    // min-replicas-max-lag 0 turns the check off, as in Redis.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-max-lag")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET").arg("x").arg("w").query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-max-lag")
+        .arg(10)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET").arg("x").arg("z").query(&mut c).unwrap();
+}

@@ -1094,6 +1094,31 @@ fn apply(sh: &Shared, p: &Param, value: String) {
                 .latency_tracking
                 .store(on, Ordering::Relaxed);
         }
+        "min-replicas-to-write" | "min-replicas-max-lag" => {
+            let other = if p.name == "min-replicas-to-write" {
+                "min-replicas-max-lag"
+            } else {
+                "min-replicas-to-write"
+            };
+            let other_value = sh
+                .config_params
+                .lock()
+                .get(other)
+                .cloned()
+                .unwrap_or_else(|| {
+                    if other == "min-replicas-max-lag" {
+                        "10"
+                    } else {
+                        "0"
+                    }
+                    .to_owned()
+                });
+            let non_zero = |v: &str| v.trim().parse::<i64>().is_ok_and(|n| n != 0);
+            sh.replicas_required.store(
+                non_zero(&value) && non_zero(&other_value),
+                Ordering::Relaxed,
+            );
+        }
         "notify-keyspace-events" => {
             if let Some(flags) = crate::notify::parse(&value) {
                 sh.notify.set_flags(flags);

@@ -859,6 +859,7 @@ fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Fram
         flags: fflags,
         oom_at_start: super::scripting::over_memory(sh),
         dirty: false,
+        counted_error: None,
     };
     let running = Running {
         client: s.id,
@@ -868,5 +869,7 @@ fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Fram
         name,
         command: args.to_vec(),
     };
-    engine.run(&sh.scripting.run, running, &function, keys, argv, ctx)
+    let reply = engine.run(&sh.scripting.run, running, &function, keys, argv, ctx);
+    s.error_counted = engine.last_error_counted;
+    reply
 }

@@ -161,6 +161,28 @@ const NO_MULTI: &[&str] = &["monitor", "psync", "save", "shutdown", "sync"];
 /// Redis's reply to a command that may grow the data while used memory is over `maxmemory`.
 const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
+/// Redis's reply to a write while `min-replicas-to-write` asks for more good replicas than there are.
+pub(crate) const NOREPLICAS_ERROR: &str = "NOREPLICAS Not enough good replicas to write.";
+
+/// Whether `min-replicas-to-write` refuses this command now: a write (or an EXEC whose queue holds one)
+/// while replicas are required, since this server has none.
+fn refused_for_replicas(session: &Session, shared: &Shared, spec: &CommandSpec) -> bool {
+    if !shared
+        .replicas_required
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return false;
+    }
+    spec.flags.contains(&"write")
+        || (spec.name == "exec"
+            && session.multi.as_ref().is_some_and(|queue| {
+                queue
+                    .iter()
+                    .filter_map(|args| args.first().and_then(|n| lookup(n)))
+                    .any(|s| s.flags.contains(&"write"))
+            }))
+}
+
 /// Whether `maxmemory` refuses this command now. Over the limit, keys are evicted first as the policy
 /// allows (`evict::make_room`); if that cannot make room, a `denyoom` command, an EXEC whose queue holds
 /// one, or anything but EXEC/DISCARD/QUIT/RESET queued inside MULTI (queueing costs memory too) is
@@ -338,6 +360,21 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
             .command_stats
             .record_rejected(Some(stat_slot(index, args)), b"ERR");
         return reply;
+    }
+    if refused_for_replicas(session, shared, spec) {
+        shared
+            .command_stats
+            .record_rejected(Some(stat_slot(index, args)), NOREPLICAS_ERROR.as_bytes());
+        if spec.name == "exec" {
+            session.end_transaction(&shared.keyspace);
+            return Frame::error(format!(
+                "EXECABORT Transaction discarded because of: {NOREPLICAS_ERROR}"
+            ));
+        }
+        if session.multi.is_some() {
+            session.multi_failed = true;
+        }
+        return Frame::error(NOREPLICAS_ERROR);
     }
     if refused_for_memory(session, shared, spec) {
         shared
@@ -549,12 +586,34 @@ pub(crate) fn run_from_script(
     {
         return Err(OOM_ERROR.to_owned());
     }
+    // As Redis: a script that already wrote is not failed halfway on this state.
+    if writes
+        && !ctx.dirty
+        && ctx
+            .shared
+            .replicas_required
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(NOREPLICAS_ERROR.to_owned());
+    }
     if writes {
         ctx.dirty = true;
         ctx.shared.scripting.run.note_write();
     }
     let shared = ctx.shared.clone();
     Ok(run_queued(&mut ctx.client, &shared, args))
+}
+
+/// Counts a command a script called and `run_from_script` refused: its rejected call (when it is a
+/// command) and the error, as Redis counts refusals in `scriptCall`.
+pub(crate) fn record_script_rejection(shared: &Shared, args: &[Bytes], message: &str) {
+    let index = args
+        .first()
+        .and_then(|name| lookup_indexed(name))
+        .map(|(index, _)| stat_slot(index, args));
+    shared
+        .command_stats
+        .record_rejected(index, message.as_bytes());
 }
 
 /// Runs a blocked command again after a wake-up (the connection holds its place in the wait queues).
@@ -609,9 +668,15 @@ fn finish(
         Frame::Error(m) => Some(&m[..]),
         _ => None,
     };
-    shared
-        .command_stats
-        .record_call(stat_slot(index, args), elapsed, error);
+    if error.is_some() && std::mem::take(&mut session.error_counted) {
+        shared
+            .command_stats
+            .record_failed_call(stat_slot(index, args), elapsed);
+    } else {
+        shared
+            .command_stats
+            .record_call(stat_slot(index, args), elapsed, error);
+    }
     let event = if spec.flags.contains(&"fast") {
         "fast-command"
     } else {

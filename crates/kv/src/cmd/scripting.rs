@@ -123,6 +123,13 @@ pub(crate) fn check_flags(sh: &Shared, script_flags: u32, ro: bool) -> Result<()
             "ERR Can not execute a script with write flag using *_ro command.",
         ));
     }
+    if script_flags & flags::NO_WRITES == 0
+        && sh
+            .replicas_required
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(Frame::error(super::NOREPLICAS_ERROR));
+    }
     if script_flags & (flags::ALLOW_OOM | flags::NO_WRITES) == 0 && over_memory(sh) {
         return Err(Frame::error(
             "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'",
@@ -242,6 +249,7 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
         flags: script.flags,
         oom_at_start: super::scripting::over_memory(sh),
         dirty: false,
+        counted_error: None,
     };
     let running = Running {
         client: s.id,
@@ -252,7 +260,9 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
         command: args.to_vec(),
     };
     let function = script.function.clone();
-    engine.run(&sh.scripting.run, running, &function, keys, argv, ctx)
+    let reply = engine.run(&sh.scripting.run, running, &function, keys, argv, ctx);
+    s.error_counted = engine.last_error_counted;
+    reply
 }
 
 fn script(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {

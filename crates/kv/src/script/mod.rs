@@ -205,6 +205,8 @@ pub(crate) struct RunCtx {
     pub oom_at_start: bool,
     /// The script called a write command.
     pub dirty: bool,
+    /// The last error `redis.call`/`pcall` handed the script, already counted in the error statistics.
+    pub counted_error: Option<String>,
 }
 
 /// One Lua interpreter with Redis's sandbox and library.
@@ -225,6 +227,9 @@ pub(crate) struct Engine {
     pub client: Option<Session>,
     /// Runs since the last explicit collection step.
     runs_since_gc: u32,
+    /// Whether the last run's error reply was already counted where it happened (Redis's
+    /// `ignore_err_stats_update`): the caller then counts only a failed call.
+    pub last_error_counted: bool,
 }
 
 /// Runs between explicit incremental collection steps (Redis's `LUA_GC_CYCLE_PERIOD`).
@@ -557,6 +562,7 @@ impl Engine {
             load_api,
             client: Some(client),
             runs_since_gc: 0,
+            last_error_counted: false,
         })
     }
 
@@ -672,17 +678,30 @@ impl Engine {
         lua.remove_hook();
         let ctx = lua.remove_app_data::<RunCtx>();
         state.end();
+        self.last_error_counted = false;
         let resp3 = ctx
             .as_ref()
             .is_some_and(|c| c.client.protocol == ProtocolVersion::Resp3);
+        let counted_error = ctx.as_ref().and_then(|c| c.counted_error.clone());
         if let Some(ctx) = ctx {
             self.client = Some(ctx.client);
         }
+        let mut error_counted = false;
         let reply = match result {
             Ok(values) => {
                 let mut it = values.into_iter();
                 let ok = matches!(it.next(), Some(Value::Boolean(true)));
                 let value = it.next().unwrap_or(Value::Nil);
+                if let Value::Table(t) = &value {
+                    error_counted = if ok {
+                        // A `redis.pcall` error table the script returned as it was.
+                        t.raw_get::<bool>(IGNORE_ERROR_STATS).unwrap_or(false)
+                    } else {
+                        // The error `redis.call` raised, not one the script raised itself.
+                        t.raw_get::<mlua::LuaString>("err")
+                            .is_ok_and(|m| counted_error.as_deref() == Some(&*m.to_string_lossy()))
+                    };
+                }
                 if ok {
                     lua_to_frame(&value, resp3, 0)
                 } else {
@@ -694,6 +713,7 @@ impl Engine {
                 root_message(&e)
             )),
         };
+        self.last_error_counted = error_counted && matches!(reply, Frame::Error(_));
         if eval {
             let _ = self.globals.raw_set("KEYS", Value::Nil);
             let _ = self.globals.raw_set("ARGV", Value::Nil);
@@ -846,14 +866,35 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
         return err("ERR redis.call/pcall can only be called inside a script invocation");
     };
     let ctx = &mut *ctx;
+    // Refused or failed, the command's error is counted here, where it happened, as Redis counts it;
+    // the table says so, and the script's reply does not count it again.
     let reply = match crate::cmd::run_from_script(ctx, &argv) {
         Ok(frame) => frame,
-        Err(message) => return err(&message),
+        Err(message) => {
+            crate::cmd::record_script_rejection(&ctx.shared, &argv, &message);
+            ctx.counted_error = Some(message.clone());
+            let (value, failed) = err(&message)?;
+            if let Value::Table(t) = &value {
+                t.raw_set(IGNORE_ERROR_STATS, true)?;
+            }
+            return Ok((value, failed));
+        }
     };
     let resp3 = ctx.client.protocol == ProtocolVersion::Resp3;
     let failed = matches!(reply, Frame::Error(_) | Frame::BulkError(_));
-    Ok((convert::frame_to_lua(lua, &reply, resp3)?, failed))
+    let value = convert::frame_to_lua(lua, &reply, resp3)?;
+    if failed && let Value::Table(t) = &value {
+        t.raw_set(IGNORE_ERROR_STATS, true)?;
+        ctx.counted_error = t
+            .raw_get::<mlua::LuaString>("err")
+            .ok()
+            .map(|m| m.to_string_lossy());
+    }
+    Ok((value, failed))
 }
+
+/// The field Redis sets on the error tables of `redis.call`/`redis.pcall` whose error it already counted.
+const IGNORE_ERROR_STATS: &str = "ignore_error_stats_update";
 
 /// Parses an EVAL script's shebang: its flags and how many bytes of the first line to skip (the line
 /// feed stays, so line numbers do not move).
