@@ -243,6 +243,15 @@ fn a_single_node_answers_replication_and_module_commands() {
     let mut c = server.client();
     let role: (String, i64, Vec<String>) = redis::cmd("ROLE").query(&mut c).unwrap();
     assert_eq!(role, ("master".to_owned(), 0, vec![]));
+    // Clients tell a standalone server from a cluster node by this error.
+    let e = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query::<String>(&mut c)
+        .unwrap_err();
+    assert_eq!(
+        e.detail(),
+        Some("This instance has cluster support disabled")
+    );
     let replicas: i64 = redis::cmd("WAIT").arg(0).arg(0).query(&mut c).unwrap();
     assert_eq!(replicas, 0);
     // Asked for a replica, WAIT waits out its timeout and counts none.

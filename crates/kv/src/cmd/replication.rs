@@ -1,4 +1,5 @@
-//! Replication commands as a single node answers them: ROLE, WAIT, WAITAOF, REPLICAOF / SLAVEOF.
+//! Replication commands as a single node answers them: ROLE, WAIT, WAITAOF, REPLICAOF / SLAVEOF, and
+//! CLUSTER as a server without cluster support answers it.
 //!
 //! A strata node is a master without replicas (cluster replication is Raft, later), so clients and
 //! tools that ask find the answers Redis gives in that state: ROLE says `master`, WAIT counts no
@@ -14,6 +15,13 @@ use crate::{Session, Shared};
 
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "cluster",
+        arity: -2,
+        flags: &["noscript", "loading", "stale"],
+        no_auth: false,
+        run: cluster,
+    },
     CommandSpec {
         name: "replicaof",
         arity: 3,
@@ -50,6 +58,12 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: waitaof,
     },
 ];
+
+/// CLUSTER: what a Redis server started without `cluster-enabled` answers, which is how clients tell
+/// a standalone server from a cluster node (strata's own cluster mode speaks Raft, not this protocol).
+pub fn cluster(_s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
+    Frame::error("ERR This instance has cluster support disabled")
+}
 
 /// ROLE: `master`, the replication offset, and no replicas.
 pub fn role(_s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
