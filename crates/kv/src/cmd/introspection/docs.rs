@@ -248,7 +248,7 @@ pub const TABLE: &[&str] = &[
     "client|unblock; connection; 5.0.0; O(log N) in the number of waiting clients; Wakes a client blocked in a command, as by a timeout or with an error; client-id [unblock-type: TIMEOUT | ERROR]",
     "client|unpause; connection; 6.2.0; O(N) in the number of paused clients; Lets commands held back by CLIENT PAUSE run; ",
     "cl.throttle; module; 1.0.0; O(1); Rate-limits a key with the generic cell rate algorithm, as the redis-cell module does; key max_burst:integer count_per_period:integer period:integer [quantity:integer]",
-    "cluster; cluster; 3.0.0; Depends on the subcommand; Commands about Redis Cluster (a strata node answers that cluster support is disabled); ",
+    "cluster; cluster; 3.0.0; Depends on the subcommand; Commands about Redis Cluster (a strata node answers that cluster support is disabled); subcommand [argument [argument ...]]",
     "command; server; 2.8.13; O(N) in the number of commands; Describes every command; ",
     "command|count; server; 2.8.13; O(1); Counts the commands; ",
     "command|docs; server; 7.0.0; O(N) in the number of commands described; Documents commands: summary, version, group, complexity and arguments; [command-name [command-name ...]]",
