@@ -191,7 +191,6 @@ async fn serve_client(
         // call, and the clients get their replies in bursts. A lone client never waits for this.
         if !conn.output.is_empty()
             && shared.last_replier.swap(session.id, Ordering::Relaxed) != session.id
-            && std::env::var_os("SX_NOYIELD").is_none()
         {
             tokio::task::yield_now().await;
         }
