@@ -173,14 +173,44 @@ fn refused_for_replicas(session: &Session, shared: &Shared, spec: &CommandSpec) 
     {
         return false;
     }
-    spec.flags.contains(&"write")
+    has_flag_or_queues_it(session, spec, "write")
+}
+
+/// Whether `spec` has `flag`, or is an EXEC whose queued transaction holds a command with it.
+fn has_flag_or_queues_it(session: &Session, spec: &CommandSpec, flag: &str) -> bool {
+    spec.flags.contains(&flag)
         || (spec.name == "exec"
             && session.multi.as_ref().is_some_and(|queue| {
                 queue
                     .iter()
                     .filter_map(|args| args.first().and_then(|n| lookup(n)))
-                    .any(|s| s.flags.contains(&"write"))
+                    .any(|s| s.flags.contains(&flag))
             }))
+}
+
+/// Refuses a command for the server's state (`-OOM`, `-NOREPLICAS`), as Redis's `rejectCommand` does:
+/// counted as a rejected call, an EXEC discards its transaction, a command inside MULTI fails the EXEC.
+fn reject(
+    session: &mut Session,
+    shared: &Shared,
+    index: usize,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    error: &str,
+) -> Frame {
+    shared
+        .command_stats
+        .record_rejected(Some(stat_slot(index, args)), error.as_bytes());
+    if spec.name == "exec" {
+        session.end_transaction(&shared.keyspace);
+        return Frame::error(format!(
+            "EXECABORT Transaction discarded because of: {error}"
+        ));
+    }
+    if session.multi.is_some() {
+        session.multi_failed = true;
+    }
+    Frame::error(error)
 }
 
 /// Whether `maxmemory` refuses this command now. Over the limit, keys are evicted first as the policy
@@ -195,14 +225,7 @@ fn refused_for_memory(session: &mut Session, shared: &Shared, spec: &CommandSpec
     if room != crate::evict::Room::Full {
         return false;
     }
-    let denyoom = spec.flags.contains(&"denyoom")
-        || (spec.name == "exec"
-            && session.multi.as_ref().is_some_and(|queue| {
-                queue
-                    .iter()
-                    .filter_map(|args| args.first().and_then(|n| lookup(n)))
-                    .any(|s| s.flags.contains(&"denyoom"))
-            }));
+    let denyoom = has_flag_or_queues_it(session, spec, "denyoom");
     let queued =
         session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
     denyoom || queued
@@ -362,34 +385,10 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         return reply;
     }
     if refused_for_replicas(session, shared, spec) {
-        shared
-            .command_stats
-            .record_rejected(Some(stat_slot(index, args)), NOREPLICAS_ERROR.as_bytes());
-        if spec.name == "exec" {
-            session.end_transaction(&shared.keyspace);
-            return Frame::error(format!(
-                "EXECABORT Transaction discarded because of: {NOREPLICAS_ERROR}"
-            ));
-        }
-        if session.multi.is_some() {
-            session.multi_failed = true;
-        }
-        return Frame::error(NOREPLICAS_ERROR);
+        return reject(session, shared, index, spec, args, NOREPLICAS_ERROR);
     }
     if refused_for_memory(session, shared, spec) {
-        shared
-            .command_stats
-            .record_rejected(Some(stat_slot(index, args)), OOM_ERROR.as_bytes());
-        if spec.name == "exec" {
-            session.end_transaction(&shared.keyspace);
-            return Frame::error(format!(
-                "EXECABORT Transaction discarded because of: {OOM_ERROR}"
-            ));
-        }
-        if session.multi.is_some() {
-            session.multi_failed = true;
-        }
-        return Frame::error(OOM_ERROR);
+        return reject(session, shared, index, spec, args, OOM_ERROR);
     }
     if session.multi.is_some() && !TRANSACTION_CONTROL.contains(&spec.name) {
         if let Some(queue) = session.multi.as_mut() {
