@@ -228,7 +228,7 @@ pub(crate) struct Engine {
     /// Runs since the last explicit collection step.
     runs_since_gc: u32,
     /// Whether the last run's error reply was already counted where it happened (Redis's
-    /// `ignore_err_stats_update`): the caller then counts only a failed call.
+    /// `ignore_error_stats_update`): the caller then counts only a failed call.
     pub last_error_counted: bool,
 }
 
