@@ -296,6 +296,15 @@ fn a_single_node_answers_replication_and_module_commands() {
     );
 }
 
+fn config_set(c: &mut redis::Connection, name: &str, value: i64) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query(c)
+        .unwrap();
+}
+
 #[test]
 fn min_replicas_to_write_refuses_writes_on_a_node_without_replicas() {
     let server = Server::start(KvConfig::default());
@@ -305,12 +314,7 @@ fn min_replicas_to_write_refuses_writes_on_a_node_without_replicas() {
         format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""))
     };
     let _: () = redis::cmd("SET").arg("x").arg("v").query(&mut c).unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("min-replicas-to-write")
-        .arg(1)
-        .query(&mut c)
-        .unwrap();
+    config_set(&mut c, "min-replicas-to-write", 1);
     let refused = "NOREPLICAS Not enough good replicas to write.";
     assert_eq!(
         err_text(redis::cmd("SET").arg("x").arg("w").query(&mut c)),
@@ -359,24 +363,9 @@ fn min_replicas_to_write_refuses_writes_on_a_node_without_replicas() {
     let e = err_text(redis::cmd("EXEC").query(&mut c));
     assert!(e.starts_with("EXECABORT"), "{e}");
     // min-replicas-max-lag 0 turns the check off, as in Redis.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("min-replicas-max-lag")
-        .arg(0)
-        .query(&mut c)
-        .unwrap();
+    config_set(&mut c, "min-replicas-max-lag", 0);
     let _: () = redis::cmd("SET").arg("x").arg("w").query(&mut c).unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("min-replicas-max-lag")
-        .arg(10)
-        .query(&mut c)
-        .unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("min-replicas-to-write")
-        .arg(0)
-        .query(&mut c)
-        .unwrap();
+    config_set(&mut c, "min-replicas-max-lag", 10);
+    config_set(&mut c, "min-replicas-to-write", 0);
     let _: () = redis::cmd("SET").arg("x").arg("z").query(&mut c).unwrap();
 }

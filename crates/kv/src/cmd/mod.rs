@@ -513,6 +513,17 @@ fn shared_lock<'a>(
     })
 }
 
+/// The exclusive lock a script (EVAL, FCALL) runs under: none inside EXEC, which already holds it.
+pub(crate) fn script_lock<'a>(
+    s: &Session,
+    shared: &'a Shared,
+) -> Result<Option<parking_lot::RwLockWriteGuard<'a, ()>>, Frame> {
+    if s.in_exec {
+        return Ok(None);
+    }
+    exclusive_lock(s.id, shared).map(Some)
+}
+
 /// The exclusive execution lock, for a script, EXEC or SWAPDB: waited for like [`shared_lock`], and
 /// refused with `-BUSY` once a running script passes `busy-reply-threshold`, as Redis refuses them.
 pub(crate) fn exclusive_lock<'a>(

@@ -194,13 +194,9 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
     let Some(me) = sh.arc() else {
         return Frame::error("ERR the service is shutting down");
     };
-    let _exclusive = if s.in_exec {
-        None
-    } else {
-        match super::exclusive_lock(s.id, sh) {
-            Ok(guard) => Some(guard),
-            Err(busy) => return busy,
-        }
+    let _exclusive = match super::script_lock(s, sh) {
+        Ok(guard) => guard,
+        Err(busy) => return busy,
     };
     let mut guard = sh.scripting.eval.lock();
     if guard.is_none() {
