@@ -1,27 +1,35 @@
-//! The in-memory write buffer: a lock-free skiplist keyed by internal key.
+//! The in-memory write buffer: an ordered map of user keys, each with its versions, and a hash index.
 //!
-//! Keys are encoded internal keys (`user_key ++ (seqno << 8 | kind)` big-endian, see the storage contract),
+//! Entries are encoded internal keys (`user_key ++ (seqno << 8 | kind)` big-endian, see the storage contract),
 //! ordered by user key ascending then seqno descending, so the newest visible version of a key is the first
 //! entry at or after the lookup key `(key, read_seqno, max kind)`. The "user key" here already carries the
-//! tree prefix (`tree id u32 BE ++ key`). Range tombstones are kept beside the skiplist, not in it, because
-//! SSTs store them separately too.
+//! tree prefix (`tree id u32 BE ++ key`). Range tombstones are kept beside the point entries, because SSTs
+//! store them separately too.
 //!
-//! Beside the skiplist, a sharded hash index maps each user key to its newest version. A point read whose
-//! seqno is at least that version's (every read of the latest data, unless a writer is mid-apply) answers
-//! from the index with one or two cache misses instead of the skiplist's ~2·log2(n), and a key absent from
-//! the index is certainly absent from the memtable. Correctness rests on the publish order: a version is
-//! in both the skiplist and the index before its seqno becomes visible to readers, and the index keeps the
-//! highest seqno per key, so a slot at or below the read seqno is the newest visible version; a slot above
-//! it sends the read to the skiplist.
+//! A sharded hash index maps each user key to its newest version and to all its versions (a small vector in
+//! trailer order, shared with the ordered map). A point read whose seqno is at least the newest version's
+//! (every read of the latest data, unless a writer is mid-apply) answers from the index with one or two
+//! cache misses; an older read binary-searches the key's versions; a key absent from the index is certainly
+//! absent from the memtable. A write to a key already present appends to its versions and never touches the
+//! ordered map, which only a new key enters (see [`MemTable::add`]) and iterators walk.
+//!
+//! The ordered map is a `BTreeMap` behind a lock, not a lock-free skiplist: only one thread writes, readers
+//! hold the lock for one prefetch buffer, and a B-tree insert over a few hundred thousand random keys costs
+//! about a third of a crossbeam skiplist's (a few node visits with keys side by side, against ~2·log2(n)
+//! scattered nodes). With one skiplist node per version, the skiplist search was the largest item of every
+//! write benchmark's CPU.
+//!
+//! Correctness rests on the publish order: a version is in the index, the key's versions and (for a new
+//! key) the ordered map before its seqno becomes visible to readers, and the index keeps the highest seqno
+//! per key, so a slot at or below the read seqno is the newest visible version.
 
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use crossbeam_skiplist::SkipMap;
 use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
 
@@ -32,15 +40,15 @@ pub const KIND_PUT: u8 = 1;
 /// Kind byte of a range deletion (the largest kind; used in lookup keys).
 pub const KIND_RANGE_DELETE: u8 = 2;
 
-/// Per-entry bookkeeping bytes counted toward the memtable size (skiplist node, Bytes headers).
-const ENTRY_OVERHEAD_BYTES: usize = 80;
-/// Entries fetched per skiplist walk by [`MemIter`]; amortizes re-seeking.
+/// Bookkeeping bytes counted toward the memtable size per version (its trailer and value handle).
+const ENTRY_OVERHEAD_BYTES: usize = 48;
+/// Bookkeeping bytes counted per distinct key: its map entry, shared versions and index slot.
+const KEY_OVERHEAD_BYTES: usize = 192;
+/// Entries fetched per walk of the ordered map by [`MemIter`]; amortizes re-seeking and the read lock.
 const ITER_PREFETCH: usize = 32;
 
 /// Shards of the memtable's key index (a power of two).
 const INDEX_SHARDS: usize = 16;
-/// Bytes counted per distinct key for the index (a 64-byte slot plus hash-table slack).
-const INDEX_ENTRY_BYTES: usize = 80;
 /// User keys up to this many bytes are stored inside an index slot.
 const INDEX_INLINE_BYTES: usize = 22;
 
@@ -53,7 +61,7 @@ const VALUE_ARENA_MAX_BYTES: usize = VALUE_CHUNK_BYTES / 8;
 ///
 /// A put used to cost two allocations for its value (the copy, then the shared header `Bytes` allocates
 /// when a vector-backed value is first cloned for the index) plus the clone's bookkeeping. A piece of a
-/// chunk costs a copy and a reference-count increment; skiplist and index share it by another increment.
+/// chunk costs a copy and a reference-count increment; versions and index share it by another increment.
 /// A chunk is freed when the memtable and every value read from it are gone, so a reader holding one
 /// value keeps at most one chunk alive.
 struct ValueArena {
@@ -153,12 +161,13 @@ impl SlotKey {
     }
 }
 
-/// The newest version of one key.
+/// One key in the index: its newest version (copied, so the common read takes no lock) and every version.
 struct Slot {
     key: SlotKey,
-    /// `seqno << 8 | kind`.
+    /// `seqno << 8 | kind` of the newest version.
     trailer: u64,
     value: Bytes,
+    chain: Arc<Chain>,
 }
 
 /// A point read's key, prepared once for every memtable (and the SSTs): the internal lookup key
@@ -204,7 +213,7 @@ pub fn compare_internal_keys(a: &[u8], b: &[u8]) -> CmpOrdering {
 
 /// Lexicographic byte-string comparison, 8 bytes at a time as big-endian words.
 ///
-/// Equivalent to `a.cmp(b)`, but inlined: a skiplist insert compares ~2·log2(n) keys of ~20 bytes, and the
+/// Equivalent to `a.cmp(b)`, but inlined: an ordered insert compares ~log2(n) keys of ~20 bytes, and the
 /// library `memcmp` call (plus its length dispatch) cost more than the comparison itself (measured with
 /// callgrind on `examples/put_loop.rs`: ~1,850 of ~4,400 instructions per memtable insert).
 #[inline]
@@ -261,51 +270,34 @@ pub fn tree_key(out: &mut Vec<u8>, tree: u32, key: &[u8]) {
     out.extend_from_slice(key);
 }
 
-/// Internal keys up to this many bytes live inside the skiplist node itself. A skiplist insert or lookup
-/// compares against ~2·log2(n) nodes scattered over the heap; with the key behind a pointer each comparison
-/// costs two cache misses instead of one, which dominated random inserts (16-byte user keys + 4-byte tree
-/// prefix + 8-byte trailer = 28 bytes fit).
-const INLINE_KEY_BYTES: usize = 38;
+/// Lookup keys up to this many bytes are built on the stack.
+const LOOKUP_INLINE_BYTES: usize = 38;
 
 #[derive(Clone)]
-enum KeyRepr {
+enum LookupRepr {
     Inline {
         len: u8,
-        buf: [u8; INLINE_KEY_BYTES],
+        buf: [u8; LOOKUP_INLINE_BYTES],
     },
-    Heap(Bytes),
+    Heap(Box<[u8]>),
 }
 
-/// An encoded internal key with internal-key ordering; short keys are stored inline.
+/// An encoded internal key `tree_be ++ key ++ trailer(seqno, kind)`; short keys are stored inline.
 #[derive(Clone)]
-pub struct MemKey(KeyRepr);
+pub struct MemKey(LookupRepr);
 
 impl MemKey {
-    /// A key holding a copy of `k`.
-    pub fn new(k: &[u8]) -> Self {
-        if k.len() <= INLINE_KEY_BYTES {
-            let mut buf = [0u8; INLINE_KEY_BYTES];
-            buf[..k.len()].copy_from_slice(k);
-            MemKey(KeyRepr::Inline {
-                len: k.len() as u8,
-                buf,
-            })
-        } else {
-            MemKey(KeyRepr::Heap(Bytes::copy_from_slice(k)))
-        }
-    }
-
     /// The internal key `tree_be ++ key ++ trailer(seqno, kind)`, built without an intermediate buffer
     /// when it fits inline.
     pub fn internal(tree: u32, key: &[u8], seqno: u64, kind: u8) -> Self {
         let len = 4 + key.len() + 8;
-        if len <= INLINE_KEY_BYTES {
-            let mut buf = [0u8; INLINE_KEY_BYTES];
+        if len <= LOOKUP_INLINE_BYTES {
+            let mut buf = [0u8; LOOKUP_INLINE_BYTES];
             buf[..4].copy_from_slice(&tree.to_be_bytes());
             buf[4..4 + key.len()].copy_from_slice(key);
             buf[4 + key.len()..len]
                 .copy_from_slice(&((seqno << 8) | u64::from(kind)).to_be_bytes());
-            MemKey(KeyRepr::Inline {
+            MemKey(LookupRepr::Inline {
                 len: len as u8,
                 buf,
             })
@@ -313,7 +305,7 @@ impl MemKey {
             let mut k = Vec::with_capacity(len);
             tree_key(&mut k, tree, key);
             encode_internal(&mut k, &[], seqno, kind);
-            MemKey(KeyRepr::Heap(Bytes::from(k)))
+            MemKey(LookupRepr::Heap(k.into_boxed_slice()))
         }
     }
 
@@ -321,8 +313,8 @@ impl MemKey {
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
-            KeyRepr::Inline { len, buf } => &buf[..usize::from(*len)],
-            KeyRepr::Heap(b) => b,
+            LookupRepr::Inline { len, buf } => &buf[..usize::from(*len)],
+            LookupRepr::Heap(b) => b,
         }
     }
 }
@@ -333,82 +325,146 @@ impl std::fmt::Debug for MemKey {
     }
 }
 
-impl PartialEq for MemKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
+/// User keys (tree prefix included) up to this many bytes live inside the ordered map's node itself, side
+/// by side, so a search compares them without following a pointer per key (16-byte user keys + the 4-byte
+/// tree prefix fit).
+const NODE_INLINE_BYTES: usize = 32;
+
+/// A key of the ordered map: a prefixed user key, inline when short. Inline buffers are zero-padded, which lets two
+/// inline keys compare as four big-endian words and then their lengths (a zero pad byte is the smallest
+/// byte, so where the padded words first differ is where the keys first differ, and when they are equal
+/// the shorter key is a prefix of the longer).
+#[derive(Clone)]
+enum NodeKey {
+    Inline {
+        len: u8,
+        buf: [u8; NODE_INLINE_BYTES],
+    },
+    Heap(Bytes),
 }
 
-impl Eq for MemKey {}
-
-impl Ord for MemKey {
-    #[inline(always)]
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        match (&self.0, &other.0) {
-            (KeyRepr::Inline { len: la, buf: ba }, KeyRepr::Inline { len: lb, buf: bb })
-                if *la >= 8 && *lb >= 8 =>
-            {
-                compare_inline(ba, usize::from(*la) - 8, bb, usize::from(*lb) - 8)
+impl NodeKey {
+    fn new(tree: u32, key: &[u8]) -> Self {
+        let len = 4 + key.len();
+        if len <= NODE_INLINE_BYTES {
+            let mut buf = [0u8; NODE_INLINE_BYTES];
+            buf[..4].copy_from_slice(&tree.to_be_bytes());
+            buf[4..len].copy_from_slice(key);
+            NodeKey::Inline {
+                len: len as u8,
+                buf,
             }
-            _ => compare_internal_keys(self.as_bytes(), other.as_bytes()),
+        } else {
+            let mut v = Vec::with_capacity(len);
+            tree_key(&mut v, tree, key);
+            NodeKey::Heap(Bytes::from(v))
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            NodeKey::Inline { len, buf } => &buf[..usize::from(*len)],
+            NodeKey::Heap(b) => b,
         }
     }
 }
 
-/// Word `w` (bytes `8w..8w+8`, big-endian) of an inline key buffer; `w < 4`.
+/// Word `w` (bytes `8w..8w+8`, big-endian) of an inline node key; `w < 4`.
 #[inline(always)]
-fn inline_word(buf: &[u8; INLINE_KEY_BYTES], w: usize) -> u64 {
+fn node_word(buf: &[u8; NODE_INLINE_BYTES], w: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&buf[w * 8..w * 8 + 8]);
     u64::from_be_bytes(a)
 }
 
-/// The trailer of an inline internal key whose user key is `ulen` bytes.
-#[inline(always)]
-fn inline_trailer(buf: &[u8; INLINE_KEY_BYTES], ulen: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&buf[ulen..ulen + 8]);
-    u64::from_be_bytes(a)
-}
-
-/// [`compare_internal_keys`] for two inline keys with user keys of `ua` and `ub` bytes: whole words of
-/// the fixed-size buffers, the last partial word masked, no slicing of the common prefix. The skiplist
-/// calls this ~2·log2(n) times per insert and lookup; it is about a third of the general comparison.
-#[inline(always)]
-fn compare_inline(
-    ba: &[u8; INLINE_KEY_BYTES],
-    ua: usize,
-    bb: &[u8; INLINE_KEY_BYTES],
-    ub: usize,
-) -> CmpOrdering {
-    // ua, ub <= INLINE_KEY_BYTES - 8 = 30, so every word read below lies inside the buffers.
-    let n = ua.min(ub);
-    let full = n / 8;
-    for w in 0..full {
-        let (x, y) = (inline_word(ba, w), inline_word(bb, w));
-        if x != y {
-            return x.cmp(&y);
+impl Ord for NodeKey {
+    #[inline(always)]
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        match (self, other) {
+            (NodeKey::Inline { len: la, buf: ba }, NodeKey::Inline { len: lb, buf: bb }) => {
+                for w in 0..NODE_INLINE_BYTES / 8 {
+                    let (x, y) = (node_word(ba, w), node_word(bb, w));
+                    if x != y {
+                        return x.cmp(&y);
+                    }
+                }
+                la.cmp(lb)
+            }
+            _ => compare_bytes(self.as_bytes(), other.as_bytes()),
         }
-    }
-    let rest = n % 8;
-    if rest != 0 {
-        let mask = !0u64 << (64 - 8 * rest);
-        let (x, y) = (inline_word(ba, full) & mask, inline_word(bb, full) & mask);
-        if x != y {
-            return x.cmp(&y);
-        }
-    }
-    match ua.cmp(&ub) {
-        CmpOrdering::Equal => inline_trailer(bb, ub).cmp(&inline_trailer(ba, ua)),
-        o => o,
     }
 }
 
-impl PartialOrd for MemKey {
+impl PartialOrd for NodeKey {
     fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
         Some(self.cmp(other))
     }
 }
+
+impl PartialEq for NodeKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for NodeKey {}
+
+impl std::borrow::Borrow<[u8]> for NodeKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// One version of a key: its trailer `seqno << 8 | kind` and value.
+#[derive(Clone)]
+struct Version {
+    trailer: u64,
+    value: Bytes,
+}
+
+/// Every version of one user key in a memtable, in ascending trailer order (oldest first). Most keys have
+/// one version, kept without a vector.
+enum Versions {
+    One(Version),
+    Many(Vec<Version>),
+}
+
+impl Versions {
+    #[inline]
+    fn as_slice(&self) -> &[Version] {
+        match self {
+            Versions::One(v) => std::slice::from_ref(v),
+            Versions::Many(v) => v,
+        }
+    }
+
+    /// Adds `v` in trailer order (at the end, live: groups apply in seqno order); an equal trailer is
+    /// replaced, as a map insert of an equal key would.
+    fn insert(&mut self, v: Version) {
+        match self {
+            Versions::Many(vs) => match vs.last() {
+                Some(last) if last.trailer < v.trailer => vs.push(v),
+                _ => match vs.binary_search_by_key(&v.trailer, |x| x.trailer) {
+                    Ok(i) => vs[i] = v,
+                    Err(i) => vs.insert(i, v),
+                },
+            },
+            Versions::One(old) => {
+                let old = old.clone();
+                *self = Versions::Many(match old.trailer.cmp(&v.trailer) {
+                    CmpOrdering::Less => vec![old, v],
+                    CmpOrdering::Equal => vec![v],
+                    CmpOrdering::Greater => vec![v, old],
+                });
+            }
+        }
+    }
+}
+
+/// A key's versions as the ordered map and the index share them. The lock is taken for writing only by the
+/// single applying thread, for reading by iterators and by reads of older versions.
+struct Chain(RwLock<Versions>);
 
 /// A range tombstone over prefixed user keys `[start, end)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -441,13 +497,18 @@ impl RangeDels {
 
 /// A memtable.
 pub struct MemTable {
-    map: SkipMap<MemKey, Bytes>,
-    /// Newest version per user key (see the module docs); shard = hash bits 32.. .
+    /// Every distinct user key in order, with its versions. Written by the applying thread for new keys
+    /// only; read by iterators, a prefetch buffer at a time.
+    map: RwLock<BTreeMap<NodeKey, Arc<Chain>>>,
+    /// Every user key by hash, with its newest version (see the module docs); shard = hash bits 32.. .
     index: Box<[RwLock<HashTable<Slot>>]>,
     /// Distinct user keys in `index` (sizes the next memtable's index).
     distinct_keys: AtomicUsize,
-    /// Values are copied here (written by the single applying thread; the lock is uncontended).
-    values: Mutex<ValueArena>,
+    /// Point entries (versions).
+    entries: AtomicUsize,
+    /// Held for a whole [`MemTable::add`], so adds are serialized (one thread applies, so it is
+    /// uncontended); values are copied into its arena.
+    writer: Mutex<ValueArena>,
     range_dels: RwLock<RangeDels>,
     /// Whether `range_dels` is non-empty, readable without the lock on the read path.
     has_range_dels: AtomicBool,
@@ -469,12 +530,13 @@ impl MemTable {
     pub fn with_key_capacity(wal_id: u64, keys: usize) -> Self {
         let per_shard = keys.div_ceil(INDEX_SHARDS);
         MemTable {
-            map: SkipMap::new(),
+            map: RwLock::new(BTreeMap::new()),
             index: (0..INDEX_SHARDS)
                 .map(|_| RwLock::new(HashTable::with_capacity(per_shard)))
                 .collect(),
             distinct_keys: AtomicUsize::new(0),
-            values: Mutex::new(ValueArena {
+            entries: AtomicUsize::new(0),
+            writer: Mutex::new(ValueArena {
                 chunk: BytesMut::new(),
             }),
             range_dels: RwLock::new(RangeDels::default()),
@@ -492,12 +554,12 @@ impl MemTable {
 
     /// Whether nothing was ever written.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty() && self.range_dels.read().list.is_empty()
+        self.map.read().is_empty() && self.range_dels.read().list.is_empty()
     }
 
     /// Number of point entries.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.load(Ordering::Relaxed)
     }
 
     /// Number of distinct keys with point entries.
@@ -526,44 +588,59 @@ impl MemTable {
         self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
     }
 
-    /// Inserts a point entry (put or delete) for prefixed user key `ukey`.
+    /// Inserts a point entry (put or delete) for `key` of `tree`.
+    ///
+    /// A key already in the memtable costs a hash lookup and an append to its versions; only a new key
+    /// enters the ordered map (whose entries are keys, not versions).
     pub fn add(&self, tree: u32, key: &[u8], seqno: u64, kind: u8, value: &[u8]) {
-        let k = MemKey::internal(tree, key, seqno, kind);
+        let mut writer = self.writer.lock();
+        let v = writer.copy(value);
         let bytes = 4 + key.len() + 8 + value.len();
-        let v = self.values.lock().copy(value);
-        self.map.insert(k, v.clone());
         let trailer = (seqno << 8) | u64::from(kind);
         let h = key_hash(tree, key);
-        let mut shard = self.index[index_shard(h)].write();
-        let new_key = match shard.find_mut(h, |s| s.key.is(tree, key)) {
+        let shard = &self.index[index_shard(h)];
+        let version = Version {
+            trailer,
+            value: v.clone(),
+        };
+        let mut slots = shard.write();
+        // The version, unless the key was known and it went into the key's versions.
+        let unplaced = match slots.find_mut(h, |s| s.key.is(tree, key)) {
             Some(s) => {
                 // Groups apply in seqno order, but keep the newest regardless.
-                if s.trailer >> 8 < seqno {
+                if s.trailer < trailer {
                     s.trailer = trailer;
-                    s.value = v;
+                    s.value = v.clone();
                 }
-                false
+                s.chain.0.write().insert(version);
+                None
             }
-            None => {
-                shard.insert_unique(
-                    h,
-                    Slot {
-                        key: SlotKey::new(tree, key),
-                        trailer,
-                        value: v,
-                    },
-                    |s| s.key.hash(),
-                );
-                true
-            }
+            None => Some(version),
         };
-        drop(shard);
-        let extra = if new_key {
+        drop(slots);
+        let new_key = unplaced.is_some();
+        if let Some(version) = unplaced {
+            // Ordered map first, index second: a reader that finds the slot finds the map entry. Only this
+            // thread adds keys (the writer lock), so nobody inserts the key in between.
+            let chain = Arc::new(Chain(RwLock::new(Versions::One(version))));
+            self.map
+                .write()
+                .insert(NodeKey::new(tree, key), chain.clone());
+            shard.write().insert_unique(
+                h,
+                Slot {
+                    key: SlotKey::new(tree, key),
+                    trailer,
+                    value: v,
+                    chain,
+                },
+                |s| s.key.hash(),
+            );
             self.distinct_keys.fetch_add(1, Ordering::Relaxed);
-            INDEX_ENTRY_BYTES
-        } else {
-            0
-        };
+        }
+        drop(writer);
+        self.entries.fetch_add(1, Ordering::Relaxed);
+        let extra = if new_key { KEY_OVERHEAD_BYTES } else { 0 };
         self.note(bytes + extra, seqno);
     }
 
@@ -607,21 +684,22 @@ impl MemTable {
     /// hashes it once. Answers from the index when it can (see the module docs).
     pub fn get_lookup(&self, lookup: &LookupKey) -> Option<(u64, u8, Bytes)> {
         let ukey = lookup.user_key();
-        {
+        let read_seqno = lookup.read_seqno();
+        let chain = {
             let shard = self.index[index_shard(lookup.hash)].read();
             let s = shard.find(lookup.hash, |s| s.key.as_bytes() == ukey)?;
             let seqno = s.trailer >> 8;
-            if seqno <= lookup.read_seqno() {
+            if seqno <= read_seqno {
                 return Some((seqno, (s.trailer & 0xff) as u8, s.value.clone()));
             }
-        }
+            s.chain.clone()
+        };
         // The newest version is newer than the read: an older one may be visible.
-        let e = self.map.lower_bound(Bound::Included(&lookup.key))?;
-        let (u, trailer) = split_internal(e.key().as_bytes());
-        if u != ukey {
-            return None;
-        }
-        Some((trailer >> 8, (trailer & 0xff) as u8, e.value().clone()))
+        let versions = chain.0.read();
+        let vs = versions.as_slice();
+        let visible = vs.partition_point(|v| v.trailer >> 8 <= read_seqno);
+        let v = &vs[visible.checked_sub(1)?];
+        Some((v.trailer >> 8, (v.trailer & 0xff) as u8, v.value.clone()))
     }
 
     /// Highest seqno <= `read_seqno` of a range tombstone covering `ukey`.
@@ -658,13 +736,18 @@ fn index_shard(hash: u64) -> usize {
 /// A bidirectional iterator over a memtable's point entries (encoded internal keys).
 ///
 /// It holds the memtable by `Arc` and re-seeks from the current key whenever its small prefetch buffer runs
-/// out, because skiplist entries borrow the map and cannot be stored beside it without `unsafe`.
+/// out, because map entries borrow the locked map. A re-seek inside one key's versions is a binary search.
 pub struct MemIter {
     mem: Arc<MemTable>,
-    /// `buf[0]` is the current entry; the rest follow in the current direction.
-    buf: VecDeque<(MemKey, Bytes)>,
+    /// `buf[0]` is the current entry: user key, trailer, value; the rest follow in the current direction.
+    buf: VecDeque<(NodeKey, u64, Bytes)>,
+    /// The internal key of `buf[0]`.
+    key: Vec<u8>,
     forward: bool,
 }
+
+/// Where a fill starts: an internal key split into user key and trailer, and whether the key itself counts.
+type FillFrom<'a> = Option<(&'a [u8], u64, bool)>;
 
 impl MemIter {
     /// A new, unpositioned iterator.
@@ -672,46 +755,92 @@ impl MemIter {
         MemIter {
             mem,
             buf: VecDeque::with_capacity(ITER_PREFETCH),
+            key: Vec::new(),
             forward: true,
         }
     }
 
-    fn fill_forward(&mut self, from: Bound<&MemKey>) {
-        self.buf.clear();
-        self.forward = true;
-        let mut e = match self.mem.map.lower_bound(from) {
-            Some(e) => e,
-            None => return,
-        };
-        loop {
-            self.buf.push_back((e.key().clone(), e.value().clone()));
-            if self.buf.len() >= ITER_PREFETCH {
-                return;
+    /// Splits a seek bound on internal keys.
+    fn fill_from(bound: Bound<&[u8]>) -> FillFrom<'_> {
+        match bound {
+            Bound::Unbounded => None,
+            Bound::Included(k) => {
+                let (u, t) = split_internal(k);
+                Some((u, t, true))
             }
-            e = match e.next() {
-                Some(n) => n,
-                None => return,
-            };
+            Bound::Excluded(k) => {
+                let (u, t) = split_internal(k);
+                Some((u, t, false))
+            }
         }
     }
 
-    fn fill_backward(&mut self, from: Bound<&MemKey>) {
+    /// Rebuilds `key` for the current entry.
+    fn settle(&mut self) {
+        self.key.clear();
+        if let Some((k, trailer, _)) = self.buf.front() {
+            self.key.extend_from_slice(k.as_bytes());
+            self.key.extend_from_slice(&trailer.to_be_bytes());
+        }
+    }
+
+    /// Fills with the entries at or after `from` (internal-key order: user key ascending, then trailer
+    /// descending).
+    fn fill_forward(&mut self, from: Bound<&[u8]>) {
+        self.buf.clear();
+        self.forward = true;
+        let mut start = Self::fill_from(from);
+        let map = self.mem.map.read();
+        let lower = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
+        'nodes: for (key, chain) in map.range::<[u8], _>((lower, Bound::Unbounded)) {
+            let versions = chain.0.read();
+            let vs = versions.as_slice();
+            let mut end = vs.len();
+            if let Some((u, t, inclusive)) = start.take()
+                && key.as_bytes() == u
+            {
+                // Entries after `(u, t)` are this key's versions with smaller trailers.
+                end = vs.partition_point(|v| v.trailer < t || (inclusive && v.trailer == t));
+            }
+            for v in vs[..end].iter().rev() {
+                self.buf
+                    .push_back((key.clone(), v.trailer, v.value.clone()));
+                if self.buf.len() >= ITER_PREFETCH {
+                    break 'nodes;
+                }
+            }
+        }
+        drop(map);
+        self.settle();
+    }
+
+    /// Fills with the entries at or before `from`, in descending internal-key order.
+    fn fill_backward(&mut self, from: Bound<&[u8]>) {
         self.buf.clear();
         self.forward = false;
-        let mut e = match self.mem.map.upper_bound(from) {
-            Some(e) => e,
-            None => return,
-        };
-        loop {
-            self.buf.push_back((e.key().clone(), e.value().clone()));
-            if self.buf.len() >= ITER_PREFETCH {
-                return;
+        let mut start = Self::fill_from(from);
+        let map = self.mem.map.read();
+        let upper = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
+        'nodes: for (key, chain) in map.range::<[u8], _>((Bound::Unbounded, upper)).rev() {
+            let versions = chain.0.read();
+            let vs = versions.as_slice();
+            let mut begin = 0;
+            if let Some((u, t, inclusive)) = start.take()
+                && key.as_bytes() == u
+            {
+                // Entries before `(u, t)` are this key's versions with larger trailers.
+                begin = vs.partition_point(|v| v.trailer < t || (!inclusive && v.trailer == t));
             }
-            e = match e.prev() {
-                Some(n) => n,
-                None => return,
-            };
+            for v in &vs[begin..] {
+                self.buf
+                    .push_back((key.clone(), v.trailer, v.value.clone()));
+                if self.buf.len() >= ITER_PREFETCH {
+                    break 'nodes;
+                }
+            }
         }
+        drop(map);
+        self.settle();
     }
 
     /// Whether positioned on an entry.
@@ -728,37 +857,41 @@ impl MemIter {
     }
     /// First entry >= target.
     pub fn seek(&mut self, target: &[u8]) {
-        let t = MemKey::new(target);
-        self.fill_forward(Bound::Included(&t));
+        self.fill_forward(Bound::Included(target));
     }
     /// Last entry <= target.
     pub fn seek_for_prev(&mut self, target: &[u8]) {
-        let t = MemKey::new(target);
-        self.fill_backward(Bound::Included(&t));
+        self.fill_backward(Bound::Included(target));
     }
     /// Advances.
     pub fn next(&mut self) {
-        if self.forward && self.buf.len() > 1 {
-            self.buf.pop_front();
+        if self.buf.is_empty() {
             return;
         }
-        if let Some((k, _)) = self.buf.pop_front() {
-            self.fill_forward(Bound::Excluded(&k));
+        if self.forward && self.buf.len() > 1 {
+            self.buf.pop_front();
+            self.settle();
+            return;
         }
+        let current = std::mem::take(&mut self.key);
+        self.fill_forward(Bound::Excluded(&current));
     }
     /// Steps back.
     pub fn prev(&mut self) {
-        if !self.forward && self.buf.len() > 1 {
-            self.buf.pop_front();
+        if self.buf.is_empty() {
             return;
         }
-        if let Some((k, _)) = self.buf.pop_front() {
-            self.fill_backward(Bound::Excluded(&k));
+        if !self.forward && self.buf.len() > 1 {
+            self.buf.pop_front();
+            self.settle();
+            return;
         }
+        let current = std::mem::take(&mut self.key);
+        self.fill_backward(Bound::Excluded(&current));
     }
     /// Current key (empty if not valid).
     pub fn key(&self) -> &[u8] {
-        self.buf.front().map_or(&[], |(k, _)| k.as_bytes())
+        &self.key
     }
     /// Highest seqno in the memtable.
     pub fn max_seqno(&self) -> u64 {
@@ -766,7 +899,7 @@ impl MemIter {
     }
     /// Current value (empty if not valid).
     pub fn value(&self) -> &[u8] {
-        self.buf.front().map_or(&[], |(_, v)| v)
+        self.buf.front().map_or(&[], |(_, _, v)| v)
     }
 }
 
@@ -827,7 +960,7 @@ mod tests {
     }
 
     #[test]
-    fn index_agrees_with_the_skiplist_for_long_keys_and_out_of_order_applies() {
+    fn index_agrees_with_the_versions_for_long_keys_and_out_of_order_applies() {
         let m = MemTable::new(1);
         let long = vec![7u8; 100];
         m.add(3, &long, 10, KIND_PUT, b"new");
@@ -850,6 +983,20 @@ mod tests {
         ua.cmp(ub).then(tb.cmp(&ta))
     }
 
+    /// A node key holding `k` as is (inline when it fits, like [`NodeKey::new`]).
+    fn node_key(k: &[u8]) -> NodeKey {
+        if k.len() <= NODE_INLINE_BYTES {
+            let mut buf = [0u8; NODE_INLINE_BYTES];
+            buf[..k.len()].copy_from_slice(k);
+            NodeKey::Inline {
+                len: k.len() as u8,
+                buf,
+            }
+        } else {
+            NodeKey::Heap(Bytes::copy_from_slice(k))
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn fast_comparisons_agree_with_slice_order(
@@ -858,37 +1005,135 @@ mod tests {
             b in proptest::collection::vec(0u8..3, 0..48),
         ) {
             proptest::prop_assert_eq!(compare_bytes(&a, &b), a.cmp(&b));
-            let want = naive_order(&a, &b);
-            proptest::prop_assert_eq!(compare_internal_keys(&a, &b), want);
-            proptest::prop_assert_eq!(MemKey::new(&a).cmp(&MemKey::new(&b)), want);
+            proptest::prop_assert_eq!(compare_internal_keys(&a, &b), naive_order(&a, &b));
+            proptest::prop_assert_eq!(node_key(&a).cmp(&node_key(&b)), a.cmp(&b));
+        }
+
+        /// Iteration in both directions, from every kind of seek, against a sorted model of the
+        /// internal keys: keys with many versions, versions added out of order, and prefix keys.
+        #[test]
+        fn iterator_agrees_with_a_sorted_model(
+            adds in proptest::collection::vec((0u8..6, 0u8..3, 1u64..40, proptest::bool::ANY), 1..120),
+            seeks in proptest::collection::vec((0u8..7, 0u8..3, 0u64..42, 0u8..4, 0usize..50), 1..20),
+        ) {
+            let m = Arc::new(MemTable::new(1));
+            let mut model = std::collections::BTreeMap::new();
+            // Keys of 0..2 `x` bytes plus a tag; some long enough to live on the heap.
+            let key_of = |k: u8, len: u8| {
+                let mut key = vec![b'x'; usize::from(len) * 15];
+                key.push(k);
+                key
+            };
+            for (k, len, seqno, put) in adds {
+                let key = key_of(k, len);
+                let kind = if put { KIND_PUT } else { KIND_DELETE };
+                let value = format!("{k}/{seqno}").into_bytes();
+                m.add(7, &key, seqno, kind, if put { &value } else { &[] });
+                let mut ik = Vec::new();
+                tree_key(&mut ik, 7, &key);
+                encode_internal(&mut ik, &[], seqno, kind);
+                model.insert(Ordered(ik), if put { value } else { Vec::new() });
+            }
+            let all: Vec<(Vec<u8>, Vec<u8>)> =
+                model.iter().map(|(k, v)| (k.0.clone(), v.clone())).collect();
+            let mut it = MemIter::new(m.clone());
+            for (k, len, seqno, how, steps) in seeks {
+                let mut target = Vec::new();
+                tree_key(&mut target, 7, &key_of(k, len));
+                encode_internal(&mut target, &[], seqno, KIND_PUT);
+                // Position in `all` of the expected entry, as (index, forward).
+                let (mut want, forward) = match how {
+                    0 => (all.iter().position(|(x, _)| naive_order(x, &target).is_ge()), true),
+                    1 => (all.iter().rposition(|(x, _)| naive_order(x, &target).is_le()), false),
+                    2 => { it.seek_to_first(); (Some(0).filter(|_| !all.is_empty()), true) }
+                    _ => { it.seek_to_last(); (all.len().checked_sub(1), false) }
+                };
+                match how {
+                    0 => it.seek(&target),
+                    1 => it.seek_for_prev(&target),
+                    _ => {}
+                }
+                for _ in 0..steps {
+                    match want {
+                        Some(i) => {
+                            proptest::prop_assert!(it.valid());
+                            proptest::prop_assert_eq!(it.key(), &all[i].0[..]);
+                            proptest::prop_assert_eq!(it.value(), &all[i].1[..]);
+                        }
+                        None => proptest::prop_assert!(!it.valid()),
+                    }
+                    if want.is_none() {
+                        break;
+                    }
+                    if forward {
+                        it.next();
+                        want = want.map(|i| i + 1).filter(|&i| i < all.len());
+                    } else {
+                        it.prev();
+                        want = want.and_then(|i| i.checked_sub(1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Internal keys in internal-key order, for a model map.
+    #[derive(PartialEq, Eq)]
+    struct Ordered(Vec<u8>);
+
+    impl Ord for Ordered {
+        fn cmp(&self, other: &Self) -> CmpOrdering {
+            naive_order(&self.0, &other.0)
+        }
+    }
+
+    impl PartialOrd for Ordered {
+        fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+            Some(self.cmp(other))
         }
     }
 
     #[test]
     fn inline_comparison_at_word_boundaries() {
-        // Every user-key length up to the inline limit and one past it, differing in each byte.
-        for len in 0..=INLINE_KEY_BYTES - 7 {
+        // Every key length up to the inline limit and one past it, differing in each byte.
+        for len in 0..=NODE_INLINE_BYTES + 1 {
             for at in 0..len {
                 let a: Vec<u8> = (0..len as u8).collect();
                 let mut b = a.clone();
                 b[at] = b[at].wrapping_add(1);
-                for (ta, tb) in [(5u64, 5u64), (5, 9), (9, 5)] {
-                    let mut ka = a.clone();
-                    ka.extend_from_slice(&ta.to_be_bytes());
-                    let mut kb = b.clone();
-                    kb.extend_from_slice(&tb.to_be_bytes());
-                    let got = MemKey::new(&ka).cmp(&MemKey::new(&kb));
-                    assert_eq!(got, naive_order(&ka, &kb), "len {len} at {at}");
-                    // Prefix pairs: `a[..at]` against `a`.
-                    let mut kp = a[..at].to_vec();
-                    kp.extend_from_slice(&ta.to_be_bytes());
-                    let mut kf = a.clone();
-                    kf.extend_from_slice(&tb.to_be_bytes());
-                    let got = MemKey::new(&kp).cmp(&MemKey::new(&kf));
-                    assert_eq!(got, naive_order(&kp, &kf), "prefix {at} of {len}");
-                }
+                assert_eq!(
+                    node_key(&a).cmp(&node_key(&b)),
+                    a.cmp(&b),
+                    "len {len} at {at}"
+                );
+                // Prefix pairs, including a prefix that ends in zero bytes like the padding.
+                let p = &a[..at];
+                assert_eq!(node_key(p).cmp(&node_key(&a)), CmpOrdering::Less);
+                assert_eq!(node_key(&a).cmp(&node_key(p)), CmpOrdering::Greater);
+                let mut z = a.clone();
+                z.push(0);
+                assert_eq!(
+                    node_key(&a).cmp(&node_key(&z)),
+                    a.cmp(&z),
+                    "zero tail {len}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn older_versions_stay_readable_behind_many_newer_ones() {
+        let m = MemTable::new(1);
+        for seqno in 1..=1_000u64 {
+            m.add(1, b"hot", seqno, KIND_PUT, &seqno.to_be_bytes());
+        }
+        for read in [1u64, 2, 500, 999, 1_000, 5_000] {
+            let (seqno, kind, v) = m.get(1, b"hot", read).unwrap();
+            assert_eq!((seqno, kind), (read.min(1_000), KIND_PUT));
+            assert_eq!(v.as_ref(), &read.min(1_000).to_be_bytes());
+        }
+        assert_eq!(m.get(1, b"hot", 0), None);
+        assert_eq!((m.len(), m.distinct_keys()), (1_000, 1));
     }
 
     #[test]
