@@ -43,14 +43,15 @@ pub const KIND_RANGE_DELETE: u8 = 2;
 /// Bookkeeping bytes counted toward the memtable size per version (its trailer and value handle).
 const ENTRY_OVERHEAD_BYTES: usize = 48;
 /// Bookkeeping bytes counted per distinct key: its map entry, shared versions and index slot.
-const KEY_OVERHEAD_BYTES: usize = 192;
+const KEY_OVERHEAD_BYTES: usize = 240;
 /// Entries fetched per walk of the ordered map by [`MemIter`]; amortizes re-seeking and the read lock.
 const ITER_PREFETCH: usize = 32;
 
 /// Shards of the memtable's key index (a power of two).
 const INDEX_SHARDS: usize = 16;
-/// User keys up to this many bytes are stored inside an index slot.
-const INDEX_INLINE_BYTES: usize = 22;
+/// User keys up to this many bytes are stored inside an index slot, so comparing a probed slot's key costs
+/// no pointer chase (stream, hash and set sub-keys are 30-50 bytes with their prefixes).
+const INDEX_INLINE_BYTES: usize = 54;
 
 /// Size of the chunks values are copied into (see [`ValueArena`]).
 const VALUE_CHUNK_BYTES: usize = 64 << 10;
@@ -326,12 +327,13 @@ impl std::fmt::Debug for MemKey {
 }
 
 /// User keys (tree prefix included) up to this many bytes live inside the ordered map's node itself, side
-/// by side, so a search compares them without following a pointer per key (16-byte user keys + the 4-byte
-/// tree prefix fit).
-const NODE_INLINE_BYTES: usize = 32;
+/// by side, so a search compares them without following a pointer per key. 56 bytes hold the sub-keys of
+/// streams, hashes and sets (a stream's pending-entry key is ~45 bytes with its prefixes); a key and its
+/// length then fill one 64-byte cache line.
+const NODE_INLINE_BYTES: usize = 56;
 
 /// A key of the ordered map: a prefixed user key, inline when short. Inline buffers are zero-padded, which lets two
-/// inline keys compare as four big-endian words and then their lengths (a zero pad byte is the smallest
+/// inline keys compare as big-endian words and then their lengths (a zero pad byte is the smallest
 /// byte, so where the padded words first differ is where the keys first differ, and when they are equal
 /// the shorter key is a prefix of the longer).
 #[derive(Clone)]
@@ -370,7 +372,7 @@ impl NodeKey {
     }
 }
 
-/// Word `w` (bytes `8w..8w+8`, big-endian) of an inline node key; `w < 4`.
+/// Word `w` (bytes `8w..8w+8`, big-endian) of an inline node key; `w < NODE_INLINE_BYTES / 8`.
 #[inline(always)]
 fn node_word(buf: &[u8; NODE_INLINE_BYTES], w: usize) -> u64 {
     let mut a = [0u8; 8];
