@@ -199,6 +199,40 @@ impl Clock for SystemClock {
     }
 }
 
+thread_local! {
+    /// The command-time scope of this thread: how many [`CommandTime`] guards are open, and the time they
+    /// share (Unix ms; 0 until a command first asks).
+    static COMMAND_TIME: std::cell::Cell<(u32, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// While alive, [`Keyspace::now_ms`] on this thread reads the clock once and then answers that reading:
+/// Redis's cached command time. A command, a whole script and a whole transaction each see one instant,
+/// so a key cannot expire between two of their steps (Redis freezes time the same way), and a command
+/// that checks many keys reads the clock once. Guards nest; the outermost one decides the instant.
+#[must_use = "the time is frozen only while the guard lives"]
+pub struct CommandTime(());
+
+impl CommandTime {
+    /// Opens (or joins) this thread's command-time scope.
+    pub fn begin() -> Self {
+        COMMAND_TIME.with(|c| {
+            let (depth, ms) = c.get();
+            c.set((depth + 1, ms));
+        });
+        CommandTime(())
+    }
+}
+
+impl Drop for CommandTime {
+    fn drop(&mut self) {
+        COMMAND_TIME.with(|c| {
+            let (depth, ms) = c.get();
+            let depth = depth.saturating_sub(1);
+            c.set((depth, if depth == 0 { 0 } else { ms }));
+        });
+    }
+}
+
 /// A clock tests move by hand.
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicU64);
@@ -718,9 +752,17 @@ impl Keyspace {
         &self.db
     }
 
-    /// Now, in Unix milliseconds.
+    /// Now, in Unix milliseconds: inside a [`CommandTime`] scope, the scope's instant.
     pub fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
+        COMMAND_TIME.with(|c| match c.get() {
+            (0, _) => self.clock.now_ms(),
+            (depth, 0) => {
+                let ms = self.clock.now_ms();
+                c.set((depth, ms));
+                ms
+            }
+            (_, ms) => ms,
+        })
     }
 
     fn tree(&self, db: usize) -> &Tree {

@@ -563,3 +563,66 @@ fn errors_inside_scripts_are_counted_once_where_they_happen() {
     assert!(e.starts_with("MY failure"), "{e}");
     assert_eq!(info_line(&mut c, "errorstats", "errorstat_MY"), "count=1");
 }
+
+/// Redis freezes time for a script: a key that expires while the script runs stays visible to it until
+/// the script returns, so its commands agree with each other.
+#[test]
+fn time_is_frozen_while_a_script_runs() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let script = r#"
+        redis.call('SET', KEYS[1], 'v', 'PX', 2)
+        local function ms() local t = redis.call('TIME') return t[1] * 1000 + math.floor(t[2] / 1000) end
+        local start = ms()
+        while ms() - start < 20 do end
+        return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('EXISTS', KEYS[1])}
+    "#;
+    let r = eval(&mut c, script, &["frozen"], &[]).unwrap();
+    assert_eq!(
+        r,
+        Value::Array(vec![
+            Value::BulkString(b"v".to_vec()),
+            Value::Int(2),
+            Value::Int(1)
+        ])
+    );
+    // Outside the script the 2 ms have long passed.
+    let gone: Option<String> = redis::cmd("GET").arg("frozen").query(&mut c).unwrap();
+    assert_eq!(gone, None);
+}
+
+/// The interpreter's watchdog hook stays installed between runs; after a kill it must be armed again, so a
+/// second busy script is as killable as the first.
+#[test]
+fn a_second_busy_script_can_be_killed_too() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(50)
+        .query(&mut c)
+        .unwrap();
+    let addr = server.addr();
+    for round in 0..2 {
+        let runner = std::thread::spawn(move || {
+            let mut c = redis::Client::open(format!("redis://{addr}"))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            eval(&mut c, "local a = 0 while true do a = a + 1 end", &[], &[])
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r: redis::RedisResult<String> = redis::cmd("SCRIPT").arg("KILL").query(&mut c);
+            match r {
+                Ok(_) => break,
+                Err(_) => assert!(Instant::now() < deadline, "round {round}: never killed"),
+            }
+        }
+        let e = err_text(runner.join().unwrap());
+        assert!(e.contains("Script killed by user"), "round {round}: {e}");
+        // A short script runs normally in between.
+        assert_eq!(eval(&mut c, "return 7", &[], &[]).unwrap(), Value::Int(7));
+    }
+}

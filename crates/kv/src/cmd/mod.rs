@@ -338,6 +338,7 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
     if args.is_empty() {
         return Frame::error("ERR empty command");
     }
+    let _time = crate::keyspace::CommandTime::begin();
     shared
         .stats
         .commands
@@ -396,7 +397,8 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         }
         return Frame::simple("QUEUED");
     }
-    let start = std::time::Instant::now();
+    // `check` stamped the command's arrival; one clock read serves both.
+    let start = session.last_command_at;
     let reply = if spec.name == "exec" {
         session.in_exec = true;
         let reply = transactions::exec(session, shared);
@@ -632,6 +634,7 @@ pub fn resume(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
     let Some((index, spec)) = args.first().and_then(|name| lookup_indexed(name)) else {
         return Frame::error("ERR empty command");
     };
+    let _time = crate::keyspace::CommandTime::begin();
     let start = std::time::Instant::now();
     let reply = {
         let _shared_lock = shared.exec_lock.read();
@@ -789,7 +792,7 @@ pub fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
 pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
     match check(session, args) {
         Ok((index, spec)) => {
-            let start = std::time::Instant::now();
+            let start = session.last_command_at;
             let reply = run_spec(session, shared, spec, args);
             finish(session, shared, index, spec, args, start, &reply, true);
             feed_monitors(session, shared, spec, args);

@@ -230,6 +230,66 @@ pub(crate) struct Engine {
     /// Whether the last run's error reply was already counted where it happened (Redis's
     /// `ignore_error_stats_update`): the caller then counts only a failed call.
     pub last_error_counted: bool,
+    /// What the installed instruction hook watches, if one is installed (see [`Watch`]).
+    watch: Option<Arc<Watch>>,
+}
+
+/// What the interpreter's instruction hook reads. The hook is installed once and stays (installing a
+/// hook per run cost 4% of a short script's time); each run only resets these fields.
+struct Watch {
+    /// The clock the run's start is measured on.
+    base: Instant,
+    /// Whether a script is running (the hook does nothing between runs, e.g. while a library loads).
+    running: AtomicBool,
+    /// When the current run started, in microseconds after `base`.
+    started_us: AtomicU64,
+    /// Microseconds into the run of the last hand-off of the worker's core (0: none yet).
+    last_move_us: AtomicU64,
+    /// Whether the run is on a multi-threaded runtime's worker (hand-offs are possible).
+    multi_thread: AtomicBool,
+    /// The run state's kill flag.
+    killed: Arc<AtomicBool>,
+    /// Whether a kill replaced the hook with the every-instruction one (reinstall before the next run).
+    kill_mode: AtomicBool,
+}
+
+impl Watch {
+    /// The hook, every thousand instructions: hands the worker's core away from a long script and raises
+    /// the kill error once killed.
+    fn check(watch: &Arc<Watch>, lua: &Lua) -> mlua::Result<VmState> {
+        if !watch.running.load(Ordering::Relaxed) {
+            return Ok(VmState::Continue);
+        }
+        let now_us = watch.base.elapsed().as_micros() as u64;
+        let ran_us = now_us.saturating_sub(watch.started_us.load(Ordering::Relaxed));
+        let move_us = MOVE_OFF_AFTER.as_micros() as u64;
+        if watch.multi_thread.load(Ordering::Relaxed)
+            && ran_us >= move_us
+            && ran_us - watch.last_move_us.load(Ordering::Relaxed) >= move_us
+        {
+            watch.last_move_us.store(ran_us, Ordering::Relaxed);
+            // The core goes to a new thread and this one finishes the script as a blocking thread. But when
+            // the empty closure returns before that thread has started, tokio gives the core back (with the
+            // tasks queued on it), so this is tried again every MOVE_OFF_AFTER; once the core has gone it
+            // costs nothing.
+            tokio::task::block_in_place(|| {});
+        }
+        if !watch.killed.load(Ordering::Acquire) {
+            return Ok(VmState::Continue);
+        }
+        // From now on, every instruction, so a pcall that catches the error cannot keep the script alive
+        // (Redis switches to a line hook).
+        watch.kill_mode.store(true, Ordering::Relaxed);
+        let again = watch.killed.clone();
+        let _ = lua.set_hook(HookTriggers::new().every_nth_instruction(1), move |_, _| {
+            if again.load(Ordering::Acquire) {
+                Err(mlua::Error::RuntimeError(KILLED.to_owned()))
+            } else {
+                Ok(VmState::Continue)
+            }
+        });
+        Err(mlua::Error::RuntimeError(KILLED.to_owned()))
+    }
 }
 
 /// Runs between explicit incremental collection steps (Redis's `LUA_GC_CYCLE_PERIOD`).
@@ -563,7 +623,46 @@ impl Engine {
             client: Some(client),
             runs_since_gc: 0,
             last_error_counted: false,
+            watch: None,
         })
+    }
+
+    /// Arms the instruction hook for a run under `state` (installing it when needed), or removes it when
+    /// the run has no busy threshold.
+    fn arm_watch(&mut self, state: &RunState, threshold_ms: u64, multi_thread: bool) {
+        if threshold_ms == 0 {
+            if self.watch.take().is_some() {
+                self.lua.remove_hook();
+            }
+            return;
+        }
+        let fresh = self.watch.as_ref().is_none_or(|w| {
+            w.kill_mode.load(Ordering::Relaxed) || !Arc::ptr_eq(&w.killed, &state.killed)
+        });
+        if fresh {
+            let watch = Arc::new(Watch {
+                base: Instant::now(),
+                running: AtomicBool::new(false),
+                started_us: AtomicU64::new(0),
+                last_move_us: AtomicU64::new(0),
+                multi_thread: AtomicBool::new(false),
+                killed: state.killed.clone(),
+                kill_mode: AtomicBool::new(false),
+            });
+            let hooked = watch.clone();
+            let _ = self.lua.set_hook(
+                HookTriggers::new().every_nth_instruction(1000),
+                move |lua, _| Watch::check(&hooked, lua),
+            );
+            self.watch = Some(watch);
+        }
+        if let Some(w) = &self.watch {
+            w.started_us
+                .store(w.base.elapsed().as_micros() as u64, Ordering::Relaxed);
+            w.last_move_us.store(0, Ordering::Relaxed);
+            w.multi_thread.store(multi_thread, Ordering::Relaxed);
+            w.running.store(true, Ordering::Release);
+        }
     }
 
     /// Compiles user code named `name` (`@user_script`, `@user_function`) in the sandboxed environment.
@@ -617,50 +716,12 @@ impl Engine {
         let threshold = running.threshold_ms;
         let eval_script = running.eval;
         state.begin(running);
-        let killed = state.killed.clone();
         // A script starts on the worker that received it (see below); one that runs past MOVE_OFF_AFTER
         // hands the worker's core to another thread from its hook, so the tasks queued behind it run.
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let started = Instant::now();
-        // Microseconds into the run of the last hand-off attempt (0: none yet).
-        let last_move = AtomicU64::new(0);
-        if threshold > 0 {
-            // Checked every thousand instructions; once killed, on every instruction, so a pcall that
-            // catches the error cannot keep the script alive (Redis switches to a line hook).
-            let _ = lua.set_hook(
-                HookTriggers::new().every_nth_instruction(1000),
-                move |lua, _| {
-                    let ran = started.elapsed();
-                    if multi_thread && ran >= MOVE_OFF_AFTER {
-                        let ran_us = ran.as_micros() as u64;
-                        if ran_us - last_move.load(Ordering::Relaxed)
-                            >= MOVE_OFF_AFTER.as_micros() as u64
-                        {
-                            last_move.store(ran_us, Ordering::Relaxed);
-                            // The core goes to a new thread and this one finishes the script as a blocking
-                            // thread. But when the empty closure returns before that thread has started,
-                            // tokio gives the core back (with the tasks queued on it), so this is tried
-                            // again every MOVE_OFF_AFTER; once the core has gone it costs nothing.
-                            tokio::task::block_in_place(|| {});
-                        }
-                    }
-                    if !killed.load(Ordering::Acquire) {
-                        return Ok(VmState::Continue);
-                    }
-                    let again = killed.clone();
-                    let _ =
-                        lua.set_hook(HookTriggers::new().every_nth_instruction(1), move |_, _| {
-                            if again.load(Ordering::Acquire) {
-                                Err(mlua::Error::RuntimeError(KILLED.to_owned()))
-                            } else {
-                                Ok(VmState::Continue)
-                            }
-                        });
-                    Err(mlua::Error::RuntimeError(KILLED.to_owned()))
-                },
-            );
-        }
+        self.arm_watch(state, threshold, multi_thread);
+        let lua = &self.lua;
         lua.set_app_data(ctx);
         let call = || -> mlua::Result<MultiValue> { self.runner.call((f.clone(), k, a)) };
         // A script runs on the worker that received it, holding the exclusive lock: handing the worker's core
@@ -675,7 +736,9 @@ impl Engine {
         } else {
             call()
         };
-        lua.remove_hook();
+        if let Some(w) = &self.watch {
+            w.running.store(false, Ordering::Release);
+        }
         let ctx = lua.remove_app_data::<RunCtx>();
         state.end();
         self.last_error_counted = false;
