@@ -154,7 +154,13 @@ fn write_memtable(db: &DbInner, mem: &Arc<MemTable>) -> Result<Option<FileMeta>>
             seqno: t.seqno,
         })
         .collect();
-    let mut gc = CompactionIterator::new(MemIter::new(mem.clone()), &snapshots, false, rts);
+    // With no snapshot open the collector keeps only each key's newest version: show it nothing else.
+    let source = if snapshots.is_empty() {
+        MemIter::newest_only(mem.clone())
+    } else {
+        MemIter::new(mem.clone())
+    };
+    let mut gc = CompactionIterator::new(source, &snapshots, false, rts);
     let carried = gc.range_tombstones_to_keep();
     gc.seek_to_first().map_err(sst)?;
     while gc.valid() {

@@ -746,6 +746,8 @@ pub struct MemIter {
     /// The internal key of `buf[0]`.
     key: Vec<u8>,
     forward: bool,
+    /// Whether only each key's newest version is shown (see [`MemIter::newest_only`]).
+    newest_only: bool,
 }
 
 /// Where a fill starts: an internal key split into user key and trailer, and whether the key itself counts.
@@ -759,6 +761,17 @@ impl MemIter {
             buf: VecDeque::with_capacity(ITER_PREFETCH),
             key: Vec::new(),
             forward: true,
+            newest_only: false,
+        }
+    }
+
+    /// An iterator that shows only the newest version of each key, as if the older ones were not there.
+    /// A flush with no snapshot open keeps nothing else, so it need not copy out and then discard the
+    /// older versions (a hot key's memtable can hold thousands).
+    pub fn newest_only(mem: Arc<MemTable>) -> Self {
+        MemIter {
+            newest_only: true,
+            ..MemIter::new(mem)
         }
     }
 
@@ -804,7 +817,13 @@ impl MemIter {
                 // Entries after `(u, t)` are this key's versions with smaller trailers.
                 end = vs.partition_point(|v| v.trailer < t || (inclusive && v.trailer == t));
             }
-            for v in vs[..end].iter().rev() {
+            // Newest only: the key's newest version, if the bound lets it in.
+            let shown = match self.newest_only {
+                false => &vs[..end],
+                true if end == vs.len() => &vs[end.saturating_sub(1)..end],
+                true => &[],
+            };
+            for v in shown.iter().rev() {
                 self.buf
                     .push_back((key.clone(), v.trailer, v.value.clone()));
                 if self.buf.len() >= ITER_PREFETCH {
@@ -833,7 +852,11 @@ impl MemIter {
                 // Entries before `(u, t)` are this key's versions with larger trailers.
                 begin = vs.partition_point(|v| v.trailer < t || (!inclusive && v.trailer == t));
             }
-            for v in &vs[begin..] {
+            let shown = match self.newest_only {
+                false => &vs[begin..],
+                true => &vs[vs.len().saturating_sub(1).max(begin)..],
+            };
+            for v in shown {
                 self.buf
                     .push_back((key.clone(), v.trailer, v.value.clone()));
                 if self.buf.len() >= ITER_PREFETCH {
@@ -1012,11 +1035,13 @@ mod tests {
         }
 
         /// Iteration in both directions, from every kind of seek, against a sorted model of the
-        /// internal keys: keys with many versions, versions added out of order, and prefix keys.
+        /// internal keys: keys with many versions, versions added out of order, and prefix keys; and the
+        /// same with only each key's newest version shown.
         #[test]
         fn iterator_agrees_with_a_sorted_model(
             adds in proptest::collection::vec((0u8..6, 0u8..3, 1u64..40, proptest::bool::ANY), 1..120),
             seeks in proptest::collection::vec((0u8..7, 0u8..3, 0u64..42, 0u8..4, 0usize..50), 1..20),
+            newest_only in proptest::bool::ANY,
         ) {
             let m = Arc::new(MemTable::new(1));
             let mut model = std::collections::BTreeMap::new();
@@ -1036,9 +1061,15 @@ mod tests {
                 encode_internal(&mut ik, &[], seqno, kind);
                 model.insert(Ordered(ik), if put { value } else { Vec::new() });
             }
-            let all: Vec<(Vec<u8>, Vec<u8>)> =
+            let mut all: Vec<(Vec<u8>, Vec<u8>)> =
                 model.iter().map(|(k, v)| (k.0.clone(), v.clone())).collect();
-            let mut it = MemIter::new(m.clone());
+            let mut it = if newest_only {
+                // A key's first entry in internal order is its newest version.
+                all.dedup_by(|b, a| split_internal(&a.0).0 == split_internal(&b.0).0);
+                MemIter::newest_only(m.clone())
+            } else {
+                MemIter::new(m.clone())
+            };
             for (k, len, seqno, how, steps) in seeks {
                 let mut target = Vec::new();
                 tree_key(&mut target, 7, &key_of(k, len));
