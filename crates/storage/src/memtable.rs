@@ -55,8 +55,10 @@ const INDEX_INLINE_BYTES: usize = 54;
 
 /// Size of the chunks values are copied into (see [`ValueArena`]).
 const VALUE_CHUNK_BYTES: usize = 64 << 10;
-/// Values longer than this get an allocation of their own instead of a piece of a chunk.
-const VALUE_ARENA_MAX_BYTES: usize = VALUE_CHUNK_BYTES / 8;
+/// Values longer than this get an allocation of their own instead of a piece of a chunk. 16 KiB takes in a
+/// dense HyperLogLog (12 KiB), which PFADD rewrites on every register change: an allocation of its own per
+/// version cost a malloc and fresh pages (1M PFADD -P16: 180k page faults, 120k with the sketch in chunks).
+const VALUE_ARENA_MAX_BYTES: usize = VALUE_CHUNK_BYTES / 4;
 
 /// Where a memtable copies values: consecutive pieces of shared 64 KiB chunks.
 ///
