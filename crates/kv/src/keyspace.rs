@@ -225,12 +225,36 @@ impl CommandTime {
 
 impl Drop for CommandTime {
     fn drop(&mut self) {
-        COMMAND_TIME.with(|c| {
+        let outermost = COMMAND_TIME.with(|c| {
             let (depth, ms) = c.get();
             let depth = depth.saturating_sub(1);
             c.set((depth, if depth == 0 { 0 } else { ms }));
+            depth == 0
         });
+        if outermost {
+            LAST_READ.with(|r| r.borrow_mut().take());
+        }
     }
+}
+
+/// Whether this thread is inside a [`CommandTime`] scope.
+fn in_command() -> bool {
+    COMMAND_TIME.with(|c| c.get().0 > 0)
+}
+
+thread_local! {
+    /// The record a command on this thread read last (see [`Keyspace::read_record`]); dropped when the
+    /// command ends.
+    static LAST_READ: std::cell::RefCell<Option<LastRead>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One record read: which keyspace, tree and key, the storage seqno before the read, and what it found.
+struct LastRead {
+    keyspace: usize,
+    tree: usize,
+    key: Vec<u8>,
+    seqno: u64,
+    raw: Option<Bytes>,
 }
 
 /// A clock tests move by hand.
@@ -822,8 +846,7 @@ impl Keyspace {
 
     /// The live entry of `key`, or `None` if it is missing or expired.
     pub fn get(&self, db: usize, key: &[u8]) -> Result<Option<Entry>, KvError> {
-        let tree = self.tree(db);
-        let raw = with_read_key(|k| meta_key_into(key, k), |k| tree.get(k))?;
+        let raw = self.read_record(db, key)?;
         let Some(raw) = raw else {
             return Ok(None);
         };
@@ -872,9 +895,62 @@ impl Keyspace {
     /// The deadline (0 if none or missing) and the element prefix (if a collection) of the record, live or
     /// expired, stored at `key`.
     fn old_record(&self, db: usize, key: &[u8]) -> Result<(u64, Option<Vec<u8>>), KvError> {
-        let tree = self.tree(db);
-        let raw = with_read_key(|k| meta_key_into(key, k), |k| tree.get(k))?;
+        let raw = self.read_record(db, key)?;
         self.decode_old(key, raw)
+    }
+
+    /// The raw record stored at `key`, live or expired.
+    ///
+    /// A command reads its key's record up to three times: lazy expiry before it runs, its own read, and the
+    /// old record its write replaces. Inside a command the last read is remembered with the storage seqno
+    /// taken before it; while the seqno has not moved nothing was written anywhere, so the same read is
+    /// answered from memory (any write, the command's own included, moves the seqno and voids it).
+    fn read_record(&self, db: usize, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        let tree_index = self.tree_index(db);
+        let me = self as *const Keyspace as usize;
+        if !in_command() {
+            return Ok(with_read_key(
+                |k| meta_key_into(key, k),
+                |k| self.trees[tree_index].get(k),
+            )?);
+        }
+        let seqno = self.db.seqno();
+        let remembered = LAST_READ.with(|r| {
+            r.borrow().as_ref().and_then(|last| {
+                (last.seqno == seqno
+                    && last.keyspace == me
+                    && last.tree == tree_index
+                    && last.key == key)
+                    .then(|| last.raw.clone())
+            })
+        });
+        if let Some(raw) = remembered {
+            return Ok(raw);
+        }
+        let raw = with_read_key(|k| meta_key_into(key, k), |k| self.trees[tree_index].get(k))?;
+        LAST_READ.with(|r| {
+            let mut last = r.borrow_mut();
+            match last.as_mut() {
+                Some(l) => {
+                    l.keyspace = me;
+                    l.tree = tree_index;
+                    l.key.clear();
+                    l.key.extend_from_slice(key);
+                    l.seqno = seqno;
+                    l.raw = raw.clone();
+                }
+                None => {
+                    *last = Some(LastRead {
+                        keyspace: me,
+                        tree: tree_index,
+                        key: key.to_vec(),
+                        seqno,
+                        raw: raw.clone(),
+                    })
+                }
+            }
+        });
+        Ok(raw)
     }
 
     /// [`Keyspace::old_record`] of an already read record.
@@ -1592,7 +1668,7 @@ impl Keyspace {
         if !self.may_expire() || self.plain.surely_plain(self.tree_index(db), key) {
             return Ok(false);
         }
-        let Some(raw) = self.tree(db).get(&meta_key(key))? else {
+        let Some(raw) = self.read_record(db, key)? else {
             return Ok(false);
         };
         if !is_expired(Entry::decode(raw)?.expire_at_ms, self.now_ms()) {
