@@ -94,16 +94,23 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 
 /// Finds a command and its position in [`commands`] (which indexes its statistics).
 pub fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
+    // Lower-cased once on the stack, then compared as byte slices: comparing through a lower-casing
+    // iterator at each of the ~8 probes was 1.7% of a short script's CPU (three lookups per EVALSHA).
+    let mut buf = [0u8; MAX_COMMAND_NAME];
+    let lower = buf.get_mut(..name.len())?;
+    for (l, c) in lower.iter_mut().zip(name) {
+        *l = c.to_ascii_lowercase();
+    }
+    let lower = &*lower;
     let table = commands();
     table
-        .binary_search_by(|spec| {
-            let a = spec.name.as_bytes().iter();
-            let b = name.iter().map(u8::to_ascii_lowercase);
-            a.copied().cmp(b)
-        })
+        .binary_search_by(|spec| spec.name.as_bytes().cmp(lower))
         .ok()
         .map(|i| (i, table[i]))
 }
+
+/// Longer than every command name; a longer request name is unknown without a lookup.
+const MAX_COMMAND_NAME: usize = 32;
 
 /// Statistics slots: one per command of [`commands`] (at the same index), then one per subcommand of
 /// each container command (`client|list`), which Redis 7 counts on its own.
@@ -873,6 +880,12 @@ mod tests {
         assert!(commands().windows(2).all(|w| w[0].name < w[1].name));
         assert_eq!(lookup(b"PiNg").map(|s| s.name), Some("ping"));
         assert!(lookup(b"nope").is_none());
+        assert!(lookup(&[b'a'; MAX_COMMAND_NAME + 1]).is_none());
+        // Every command is found by its upper-cased name (and fits the lookup's buffer).
+        for (i, spec) in commands().iter().enumerate() {
+            let upper = spec.name.to_ascii_uppercase();
+            assert_eq!(lookup_indexed(upper.as_bytes()).map(|(at, _)| at), Some(i));
+        }
     }
 
     #[test]
