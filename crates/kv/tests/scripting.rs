@@ -626,3 +626,51 @@ fn a_second_busy_script_can_be_killed_too() {
         assert_eq!(eval(&mut c, "return 7", &[], &[]).unwrap(), Value::Int(7));
     }
 }
+
+/// FUNCTION LOAD runs library code under a timeout hook of its own, which replaces the watchdog: a busy
+/// function called after a load must still be killable (regression: Redis's `unit/functions` hung on
+/// "FUNCTION - test function kill" when the watchdog was not put back).
+#[test]
+fn a_busy_function_loaded_after_a_call_can_be_killed() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(10)
+        .query(&mut c)
+        .unwrap();
+    let load = |c: &mut redis::Connection, body: &str| {
+        let code = format!("#!lua name=lib\nredis.register_function('f', function() {body} end)");
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(code)
+            .query(c)
+            .unwrap();
+    };
+    load(&mut c, "return 1");
+    let one: i64 = redis::cmd("FCALL").arg("f").arg(0).query(&mut c).unwrap();
+    assert_eq!(one, 1);
+    load(&mut c, "local a = 1 while true do a = a + 1 end");
+    let addr = server.addr();
+    let runner = std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://{addr}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("FCALL").arg("f").arg(0).query::<Value>(&mut c)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r: redis::RedisResult<String> = redis::cmd("FUNCTION").arg("KILL").query(&mut c);
+        match r {
+            Ok(_) => break,
+            Err(_) => assert!(Instant::now() < deadline, "the function was never killed"),
+        }
+    }
+    let e = err_text(runner.join().unwrap());
+    assert!(e.contains("killed"), "{e}");
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+}

@@ -409,6 +409,7 @@ fn run_loader(engine: &Engine, chunk: &Function) -> Result<Vec<(String, Function
         started: Instant::now(),
         functions: Vec::new(),
     });
+    engine.hook_taken();
     let _ = lua.set_hook(
         mlua::HookTriggers::new().every_nth_instruction(10_000),
         |lua, _| {

@@ -249,8 +249,9 @@ struct Watch {
     multi_thread: AtomicBool,
     /// The run state's kill flag.
     killed: Arc<AtomicBool>,
-    /// Whether a kill replaced the hook with the every-instruction one (reinstall before the next run).
-    kill_mode: AtomicBool,
+    /// Whether the hook was replaced, by the every-instruction one after a kill or by another user of the
+    /// interpreter (FUNCTION LOAD's timeout hook): reinstall before the next run.
+    replaced: AtomicBool,
 }
 
 impl Watch {
@@ -279,7 +280,7 @@ impl Watch {
         }
         // From now on, every instruction, so a pcall that catches the error cannot keep the script alive
         // (Redis switches to a line hook).
-        watch.kill_mode.store(true, Ordering::Relaxed);
+        watch.replaced.store(true, Ordering::Relaxed);
         let again = watch.killed.clone();
         let _ = lua.set_hook(HookTriggers::new().every_nth_instruction(1), move |_, _| {
             if again.load(Ordering::Acquire) {
@@ -627,6 +628,14 @@ impl Engine {
         })
     }
 
+    /// Tells the engine that its instruction hook was replaced or removed by someone else (FUNCTION LOAD
+    /// runs library code under a hook of its own): the watchdog is installed again before the next run.
+    pub(crate) fn hook_taken(&self) {
+        if let Some(w) = &self.watch {
+            w.replaced.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Arms the instruction hook for a run under `state` (installing it when needed), or removes it when
     /// the run has no busy threshold.
     fn arm_watch(&mut self, state: &RunState, threshold_ms: u64, multi_thread: bool) {
@@ -637,7 +646,7 @@ impl Engine {
             return;
         }
         let fresh = self.watch.as_ref().is_none_or(|w| {
-            w.kill_mode.load(Ordering::Relaxed) || !Arc::ptr_eq(&w.killed, &state.killed)
+            w.replaced.load(Ordering::Relaxed) || !Arc::ptr_eq(&w.killed, &state.killed)
         });
         if fresh {
             let watch = Arc::new(Watch {
@@ -647,7 +656,7 @@ impl Engine {
                 last_move_us: AtomicU64::new(0),
                 multi_thread: AtomicBool::new(false),
                 killed: state.killed.clone(),
-                kill_mode: AtomicBool::new(false),
+                replaced: AtomicBool::new(false),
             });
             let hooked = watch.clone();
             let _ = self.lua.set_hook(
