@@ -591,36 +591,50 @@ fn time_is_frozen_while_a_script_runs() {
     assert_eq!(gone, None);
 }
 
+/// Runs `command` on a connection of its own, kills it with `kill` (`SCRIPT` or `FUNCTION`) once it is
+/// busy, and returns the error the runner got.
+fn run_and_kill(
+    server: &Server,
+    c: &mut redis::Connection,
+    command: redis::Cmd,
+    kill: &str,
+) -> String {
+    let addr = server.addr();
+    let runner = std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://{addr}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        command.query::<Value>(&mut c)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis::cmd(kill).arg("KILL").query::<String>(c).is_err() {
+        assert!(Instant::now() < deadline, "{kill} KILL never stopped it");
+    }
+    err_text(runner.join().unwrap())
+}
+
+/// Sets `busy-reply-threshold` in milliseconds.
+fn busy_after(c: &mut redis::Connection, ms: u64) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(ms)
+        .query(c)
+        .unwrap();
+}
+
 /// The interpreter's watchdog hook stays installed between runs; after a kill it must be armed again, so a
 /// second busy script is as killable as the first.
 #[test]
 fn a_second_busy_script_can_be_killed_too() {
     let server = Server::start(KvConfig::default());
     let mut c = server.client();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("busy-reply-threshold")
-        .arg(50)
-        .query(&mut c)
-        .unwrap();
-    let addr = server.addr();
+    busy_after(&mut c, 50);
     for round in 0..2 {
-        let runner = std::thread::spawn(move || {
-            let mut c = redis::Client::open(format!("redis://{addr}"))
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            eval(&mut c, "local a = 0 while true do a = a + 1 end", &[], &[])
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let r: redis::RedisResult<String> = redis::cmd("SCRIPT").arg("KILL").query(&mut c);
-            match r {
-                Ok(_) => break,
-                Err(_) => assert!(Instant::now() < deadline, "round {round}: never killed"),
-            }
-        }
-        let e = err_text(runner.join().unwrap());
+        let mut busy = redis::cmd("EVAL");
+        busy.arg("local a = 0 while true do a = a + 1 end").arg(0);
+        let e = run_and_kill(&server, &mut c, busy, "SCRIPT");
         assert!(e.contains("Script killed by user"), "round {round}: {e}");
         // A short script runs normally in between.
         assert_eq!(eval(&mut c, "return 7", &[], &[]).unwrap(), Value::Int(7));
@@ -634,12 +648,7 @@ fn a_second_busy_script_can_be_killed_too() {
 fn a_busy_function_loaded_after_a_call_can_be_killed() {
     let server = Server::start(KvConfig::default());
     let mut c = server.client();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("busy-reply-threshold")
-        .arg(10)
-        .query(&mut c)
-        .unwrap();
+    busy_after(&mut c, 10);
     let load = |c: &mut redis::Connection, body: &str| {
         let code = format!("#!lua name=lib\nredis.register_function('f', function() {body} end)");
         let _: String = redis::cmd("FUNCTION")
@@ -653,23 +662,9 @@ fn a_busy_function_loaded_after_a_call_can_be_killed() {
     let one: i64 = redis::cmd("FCALL").arg("f").arg(0).query(&mut c).unwrap();
     assert_eq!(one, 1);
     load(&mut c, "local a = 1 while true do a = a + 1 end");
-    let addr = server.addr();
-    let runner = std::thread::spawn(move || {
-        let mut c = redis::Client::open(format!("redis://{addr}"))
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        redis::cmd("FCALL").arg("f").arg(0).query::<Value>(&mut c)
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r: redis::RedisResult<String> = redis::cmd("FUNCTION").arg("KILL").query(&mut c);
-        match r {
-            Ok(_) => break,
-            Err(_) => assert!(Instant::now() < deadline, "the function was never killed"),
-        }
-    }
-    let e = err_text(runner.join().unwrap());
+    let mut busy = redis::cmd("FCALL");
+    busy.arg("f").arg(0);
+    let e = run_and_kill(&server, &mut c, busy, "FUNCTION");
     assert!(e.contains("killed"), "{e}");
     let pong: String = redis::cmd("PING").query(&mut c).unwrap();
     assert_eq!(pong, "PONG");

@@ -122,21 +122,26 @@ enum SlotKey {
     Heap(Box<[u8]>),
 }
 
+/// `tree_be ++ key` in a zero-padded buffer of `N` bytes with its length, or on the heap when longer.
+fn prefixed_key<const N: usize>(tree: u32, key: &[u8]) -> Result<(u8, [u8; N]), Vec<u8>> {
+    let len = 4 + key.len();
+    if len <= N {
+        let mut buf = [0u8; N];
+        buf[..4].copy_from_slice(&tree.to_be_bytes());
+        buf[4..len].copy_from_slice(key);
+        Ok((len as u8, buf))
+    } else {
+        let mut v = Vec::with_capacity(len);
+        tree_key(&mut v, tree, key);
+        Err(v)
+    }
+}
+
 impl SlotKey {
     fn new(tree: u32, key: &[u8]) -> Self {
-        let len = 4 + key.len();
-        if len <= INDEX_INLINE_BYTES {
-            let mut buf = [0u8; INDEX_INLINE_BYTES];
-            buf[..4].copy_from_slice(&tree.to_be_bytes());
-            buf[4..len].copy_from_slice(key);
-            SlotKey::Inline {
-                len: len as u8,
-                buf,
-            }
-        } else {
-            let mut v = Vec::with_capacity(len);
-            tree_key(&mut v, tree, key);
-            SlotKey::Heap(v.into_boxed_slice())
+        match prefixed_key(tree, key) {
+            Ok((len, buf)) => SlotKey::Inline { len, buf },
+            Err(v) => SlotKey::Heap(v.into_boxed_slice()),
         }
     }
 
@@ -349,19 +354,9 @@ enum NodeKey {
 
 impl NodeKey {
     fn new(tree: u32, key: &[u8]) -> Self {
-        let len = 4 + key.len();
-        if len <= NODE_INLINE_BYTES {
-            let mut buf = [0u8; NODE_INLINE_BYTES];
-            buf[..4].copy_from_slice(&tree.to_be_bytes());
-            buf[4..len].copy_from_slice(key);
-            NodeKey::Inline {
-                len: len as u8,
-                buf,
-            }
-        } else {
-            let mut v = Vec::with_capacity(len);
-            tree_key(&mut v, tree, key);
-            NodeKey::Heap(Bytes::from(v))
+        match prefixed_key(tree, key) {
+            Ok((len, buf)) => NodeKey::Inline { len, buf },
+            Err(v) => NodeKey::Heap(Bytes::from(v)),
         }
     }
 
