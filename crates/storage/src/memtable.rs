@@ -113,52 +113,57 @@ pub fn key_hash(tree: u32, k: &[u8]) -> u64 {
     fold(h, P0)
 }
 
-/// A user key in an index slot: inline when short.
-enum SlotKey {
-    Inline {
-        len: u8,
-        buf: [u8; INDEX_INLINE_BYTES],
-    },
-    Heap(Box<[u8]>),
+/// Bytes kept inline in a zero-padded buffer of `N` bytes (`N` < 256) when they fit, else on the heap as `H`.
+#[derive(Clone)]
+enum Packed<const N: usize, H> {
+    Inline { len: u8, buf: [u8; N] },
+    Heap(H),
 }
 
-/// `tree_be ++ key` in a zero-padded buffer of `N` bytes with its length, or on the heap when longer.
-fn prefixed_key<const N: usize>(tree: u32, key: &[u8]) -> Result<(u8, [u8; N]), Vec<u8>> {
-    let len = 4 + key.len();
-    if len <= N {
-        let mut buf = [0u8; N];
-        buf[..4].copy_from_slice(&tree.to_be_bytes());
-        buf[4..len].copy_from_slice(key);
-        Ok((len as u8, buf))
-    } else {
-        let mut v = Vec::with_capacity(len);
-        tree_key(&mut v, tree, key);
-        Err(v)
-    }
-}
-
-impl SlotKey {
-    fn new(tree: u32, key: &[u8]) -> Self {
-        match prefixed_key(tree, key) {
-            Ok((len, buf)) => SlotKey::Inline { len, buf },
-            Err(v) => SlotKey::Heap(v.into_boxed_slice()),
+impl<const N: usize, H: AsRef<[u8]> + From<Vec<u8>>> Packed<N, H> {
+    /// `parts` concatenated.
+    fn from_parts(parts: &[&[u8]]) -> Self {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len <= N {
+            let mut buf = [0u8; N];
+            let mut at = 0;
+            for p in parts {
+                buf[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+            Packed::Inline {
+                len: len as u8,
+                buf,
+            }
+        } else {
+            Packed::Heap(H::from(parts.concat()))
         }
     }
 
+    /// `tree_be ++ key`.
+    fn prefixed(tree: u32, key: &[u8]) -> Self {
+        Self::from_parts(&[&tree.to_be_bytes(), key])
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Packed::Inline { len, buf } => &buf[..usize::from(*len)],
+            Packed::Heap(h) => h.as_ref(),
+        }
+    }
+}
+
+/// A user key in an index slot: inline when short.
+type SlotKey = Packed<INDEX_INLINE_BYTES, Box<[u8]>>;
+
+impl SlotKey {
     /// The index hash of this key.
     fn hash(&self) -> u64 {
         let b = self.as_bytes();
         let mut t = [0u8; 4];
         t.copy_from_slice(&b[..4]);
         key_hash(u32::from_be_bytes(t), &b[4..])
-    }
-
-    #[inline]
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            SlotKey::Inline { len, buf } => &buf[..usize::from(*len)],
-            SlotKey::Heap(b) => b,
-        }
     }
 
     /// Whether this is `tree_be ++ key`, without building that key.
@@ -281,49 +286,22 @@ pub fn tree_key(out: &mut Vec<u8>, tree: u32, key: &[u8]) {
 /// Lookup keys up to this many bytes are built on the stack.
 const LOOKUP_INLINE_BYTES: usize = 38;
 
-#[derive(Clone)]
-enum LookupRepr {
-    Inline {
-        len: u8,
-        buf: [u8; LOOKUP_INLINE_BYTES],
-    },
-    Heap(Box<[u8]>),
-}
-
 /// An encoded internal key `tree_be ++ key ++ trailer(seqno, kind)`; short keys are stored inline.
 #[derive(Clone)]
-pub struct MemKey(LookupRepr);
+pub struct MemKey(Packed<LOOKUP_INLINE_BYTES, Box<[u8]>>);
 
 impl MemKey {
     /// The internal key `tree_be ++ key ++ trailer(seqno, kind)`, built without an intermediate buffer
     /// when it fits inline.
     pub fn internal(tree: u32, key: &[u8], seqno: u64, kind: u8) -> Self {
-        let len = 4 + key.len() + 8;
-        if len <= LOOKUP_INLINE_BYTES {
-            let mut buf = [0u8; LOOKUP_INLINE_BYTES];
-            buf[..4].copy_from_slice(&tree.to_be_bytes());
-            buf[4..4 + key.len()].copy_from_slice(key);
-            buf[4 + key.len()..len]
-                .copy_from_slice(&((seqno << 8) | u64::from(kind)).to_be_bytes());
-            MemKey(LookupRepr::Inline {
-                len: len as u8,
-                buf,
-            })
-        } else {
-            let mut k = Vec::with_capacity(len);
-            tree_key(&mut k, tree, key);
-            encode_internal(&mut k, &[], seqno, kind);
-            MemKey(LookupRepr::Heap(k.into_boxed_slice()))
-        }
+        let trailer = ((seqno << 8) | u64::from(kind)).to_be_bytes();
+        MemKey(Packed::from_parts(&[&tree.to_be_bytes(), key, &trailer]))
     }
 
     /// The encoded key.
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            LookupRepr::Inline { len, buf } => &buf[..usize::from(*len)],
-            LookupRepr::Heap(b) => b,
-        }
+        self.0.as_bytes()
     }
 }
 
@@ -343,31 +321,7 @@ const NODE_INLINE_BYTES: usize = 56;
 /// inline keys compare as big-endian words and then their lengths (a zero pad byte is the smallest
 /// byte, so where the padded words first differ is where the keys first differ, and when they are equal
 /// the shorter key is a prefix of the longer).
-#[derive(Clone)]
-enum NodeKey {
-    Inline {
-        len: u8,
-        buf: [u8; NODE_INLINE_BYTES],
-    },
-    Heap(Bytes),
-}
-
-impl NodeKey {
-    fn new(tree: u32, key: &[u8]) -> Self {
-        match prefixed_key(tree, key) {
-            Ok((len, buf)) => NodeKey::Inline { len, buf },
-            Err(v) => NodeKey::Heap(Bytes::from(v)),
-        }
-    }
-
-    #[inline]
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            NodeKey::Inline { len, buf } => &buf[..usize::from(*len)],
-            NodeKey::Heap(b) => b,
-        }
-    }
-}
+type NodeKey = Packed<NODE_INLINE_BYTES, Bytes>;
 
 /// Word `w` (bytes `8w..8w+8`, big-endian) of an inline node key; `w < NODE_INLINE_BYTES / 8`.
 #[inline(always)]
@@ -381,7 +335,7 @@ impl Ord for NodeKey {
     #[inline(always)]
     fn cmp(&self, other: &Self) -> CmpOrdering {
         match (self, other) {
-            (NodeKey::Inline { len: la, buf: ba }, NodeKey::Inline { len: lb, buf: bb }) => {
+            (Packed::Inline { len: la, buf: ba }, Packed::Inline { len: lb, buf: bb }) => {
                 for w in 0..NODE_INLINE_BYTES / 8 {
                     let (x, y) = (node_word(ba, w), node_word(bb, w));
                     if x != y {
@@ -624,11 +578,11 @@ impl MemTable {
             let chain = Arc::new(Chain(RwLock::new(Versions::One(version))));
             self.map
                 .write()
-                .insert(NodeKey::new(tree, key), chain.clone());
+                .insert(NodeKey::prefixed(tree, key), chain.clone());
             shard.write().insert_unique(
                 h,
                 Slot {
-                    key: SlotKey::new(tree, key),
+                    key: SlotKey::prefixed(tree, key),
                     trailer,
                     value: v,
                     chain,
@@ -1005,18 +959,9 @@ mod tests {
         ua.cmp(ub).then(tb.cmp(&ta))
     }
 
-    /// A node key holding `k` as is (inline when it fits, like [`NodeKey::new`]).
+    /// A node key holding `k` as is (inline when it fits).
     fn node_key(k: &[u8]) -> NodeKey {
-        if k.len() <= NODE_INLINE_BYTES {
-            let mut buf = [0u8; NODE_INLINE_BYTES];
-            buf[..k.len()].copy_from_slice(k);
-            NodeKey::Inline {
-                len: k.len() as u8,
-                buf,
-            }
-        } else {
-            NodeKey::Heap(Bytes::copy_from_slice(k))
-        }
+        NodeKey::from_parts(&[k])
     }
 
     proptest::proptest! {
