@@ -415,13 +415,9 @@ fn scripts_are_atomic_and_busy_scripts_can_be_killed() {
         .query(&mut c)
         .unwrap();
     let addr = server.addr();
-    let runner = std::thread::spawn(move || {
-        let mut c = redis::Client::open(format!("redis://{addr}"))
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        eval(&mut c, "local a = 0 while true do a = a + 1 end", &[], &[])
-    });
+    let mut busy = redis::cmd("EVAL");
+    busy.arg("local a = 0 while true do a = a + 1 end").arg(0);
+    let runner = spawn_query(&server, busy);
     // Other clients get BUSY once the threshold passes.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -591,6 +587,21 @@ fn time_is_frozen_while_a_script_runs() {
     assert_eq!(gone, None);
 }
 
+/// Sends `command` on a connection of its own, from a thread of its own.
+fn spawn_query(
+    server: &Server,
+    command: redis::Cmd,
+) -> std::thread::JoinHandle<redis::RedisResult<Value>> {
+    let addr = server.addr();
+    std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://{addr}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        command.query::<Value>(&mut c)
+    })
+}
+
 /// Runs `command` on a connection of its own, kills it with `kill` (`SCRIPT` or `FUNCTION`) once it is
 /// busy, and returns the error the runner got.
 fn run_and_kill(
@@ -599,14 +610,7 @@ fn run_and_kill(
     command: redis::Cmd,
     kill: &str,
 ) -> String {
-    let addr = server.addr();
-    let runner = std::thread::spawn(move || {
-        let mut c = redis::Client::open(format!("redis://{addr}"))
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        command.query::<Value>(&mut c)
-    });
+    let runner = spawn_query(server, command);
     let deadline = Instant::now() + Duration::from_secs(10);
     while redis::cmd(kill).arg("KILL").query::<String>(c).is_err() {
         assert!(Instant::now() < deadline, "{kill} KILL never stopped it");
