@@ -35,7 +35,7 @@ fi
 [ -x "$STRATA_BIN" ] || cargo build --release -p strata
 
 data=$(mktemp -d)
-"$STRATA_BIN" serve --data-dir "$data" --resp-port "$PORT" --http-port 0 --amqp-port 0 --fsync everysec \
+env -u STRATA_BIN "$STRATA_BIN" serve --data-dir "$data" --resp-port "$PORT" --http-port 0 --amqp-port 0 --fsync everysec \
     >"$data/strata.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT

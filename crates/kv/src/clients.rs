@@ -165,12 +165,12 @@ impl ClientHandle {
         u64::try_from(self.connected_at.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Marks the client active now, running command number `index`.
-    pub fn touch(&self, index: Option<usize>) {
-        self.last_active_us.store(self.age_us(), Ordering::Relaxed);
-        if let Some(i) = index {
-            self.last_command.store(i + 1, Ordering::Relaxed);
-        }
+    /// Marks the client active at `now` (its command's arrival), running command number `index`.
+    pub fn touch(&self, index: usize, now: std::time::Instant) {
+        let age = now.saturating_duration_since(self.connected_at).as_micros();
+        self.last_active_us
+            .store(u64::try_from(age).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.last_command.store(index + 1, Ordering::Relaxed);
     }
 
     /// Records the full name (`config|set`) of the last command when it is a subcommand.

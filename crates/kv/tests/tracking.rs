@@ -421,3 +421,39 @@ fn expired_keys_are_invalidated_even_under_noloop() {
     assert_eq!(message_keys(target.read()), vec!["mykey"]);
     assert_nothing_more(&mut target);
 }
+
+#[test]
+fn a_script_that_reads_makes_its_caller_track_every_declared_key() {
+    let server = Server::start(KvConfig::default());
+    let (mut target, id) = redirect_target(&server);
+    let mut r = Raw::connect(server.addr());
+    let mut other = Raw::connect(server.addr());
+    assert_eq!(r.call(&["CLIENT", "TRACKING", "on", "REDIRECT", &id]), ok());
+    // Only a write: nothing is tracked, whatever the declared keys.
+    r.call(&["EVAL", "redis.call('set', 'k3', 'bar')", "2", "k1", "k2"]);
+    other.call(&["MSET", "k1", "1", "k2", "1", "k3", "1"]);
+    assert_nothing_more(&mut target);
+    // A read of another key: the declared keys are tracked, as Redis does (the key read is not).
+    r.call(&["EVAL", "redis.call('get', 'k3')", "2", "k1", "k2"]);
+    other.call(&["MSET", "k3", "2"]);
+    other.call(&["MSET", "k2", "2"]);
+    assert_eq!(message_keys(target.read()), vec!["k2"]);
+    other.call(&["MSET", "k1", "2"]);
+    assert_eq!(message_keys(target.read()), vec!["k1"]);
+    // EVAL_RO itself is a read-only command, but only the commands it runs count.
+    r.call(&["EVAL_RO", "redis.call('ping')", "1", "k1"]);
+    other.call(&["SET", "k1", "3"]);
+    assert_nothing_more(&mut target);
+    r.call(&["EVAL_RO", "redis.call('get', 'zz')", "1", "k1"]);
+    other.call(&["SET", "k1", "4"]);
+    assert_eq!(message_keys(target.read()), vec!["k1"]);
+    // Functions follow the same rule.
+    r.call(&[
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=lib\nredis.register_function('rd', function(keys) return redis.call('get', 'zz') end)",
+    ]);
+    r.call(&["FCALL", "rd", "1", "k2"]);
+    other.call(&["SET", "k2", "3"]);
+    assert_eq!(message_keys(target.read()), vec!["k2"]);
+}

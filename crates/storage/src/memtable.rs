@@ -17,10 +17,12 @@
 //! hold the lock for one prefetch buffer, and a B-tree insert over a few hundred thousand random keys costs
 //! about a third of a crossbeam skiplist's (a few node visits with keys side by side, against ~2·log2(n)
 //! scattered nodes). With one skiplist node per version, the skiplist search was the largest item of every
-//! write benchmark's CPU.
+//! write benchmark's CPU. A new key is not inserted into the B-tree at once but appended to an unordered
+//! list, which the next ordered read sorts and merges in (see [`Ordered`]): a write-only workload never
+//! pays for order on the writing thread, and the flush sorts the keys once, on its own thread.
 //!
 //! Correctness rests on the publish order: a version is in the index, the key's versions and (for a new
-//! key) the ordered map before its seqno becomes visible to readers, and the index keeps the highest seqno
+//! key) the ordered map's unordered list, with its flag set, before its seqno becomes visible to readers, and the index keeps the highest seqno
 //! per key, so a slot at or below the read seqno is the newest visible version.
 
 use std::cmp::Ordering as CmpOrdering;
@@ -448,11 +450,74 @@ impl RangeDels {
     }
 }
 
+/// The memtable's distinct keys. A new key is appended to `unordered` (a vector push, where a map insert
+/// was 6% of a write-heavy script's CPU on the applying thread); the first ordered read after that sorts
+/// those keys into `sorted`, so a flush, which reads the whole memtable once, sorts its keys in one go on
+/// its own thread, and a workload that scans as it writes orders a few keys per scan.
+#[derive(Default)]
+struct Ordered {
+    sorted: BTreeMap<NodeKey, Arc<Chain>>,
+    /// Keys in no particular order, none of them in `sorted` (a key enters the memtable once).
+    unordered: Vec<(NodeKey, Arc<Chain>)>,
+}
+
+impl Ordered {
+    fn is_empty(&self) -> bool {
+        self.sorted.is_empty() && self.unordered.is_empty()
+    }
+
+    /// Moves `unordered` into `sorted`: sorted first, then inserted one by one when few, or merged with
+    /// `sorted` into a new map built in one pass (a bulk build, linear) when many.
+    fn order(&mut self) {
+        let mut new = std::mem::take(&mut self.unordered);
+        if new.is_empty() {
+            return;
+        }
+        new.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let n = self.sorted.len();
+        let log = (usize::BITS - n.leading_zeros()) as usize;
+        if new.len().saturating_mul(log) < n + new.len() {
+            self.sorted.extend(new);
+            return;
+        }
+        let old = std::mem::take(&mut self.sorted);
+        self.sorted = MergeSorted {
+            a: old.into_iter().peekable(),
+            b: new.into_iter().peekable(),
+        }
+        .collect();
+    }
+}
+
+/// Two key-ordered sequences with no key in common, merged in order.
+struct MergeSorted<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A, B> Iterator for MergeSorted<A, B>
+where
+    A: Iterator<Item = (NodeKey, Arc<Chain>)>,
+    B: Iterator<Item = (NodeKey, Arc<Chain>)>,
+{
+    type Item = (NodeKey, Arc<Chain>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if x.0 < y.0 => self.a.next(),
+            (Some(_), Some(_)) | (None, _) => self.b.next(),
+            (Some(_), None) => self.a.next(),
+        }
+    }
+}
+
 /// A memtable.
 pub struct MemTable {
-    /// Every distinct user key in order, with its versions. Written by the applying thread for new keys
-    /// only; read by iterators, a prefetch buffer at a time.
-    map: RwLock<BTreeMap<NodeKey, Arc<Chain>>>,
+    /// Every distinct user key with its versions: in order, and the newest keys not yet ordered. Written
+    /// by the applying thread for new keys only; read by iterators, a prefetch buffer at a time.
+    map: RwLock<Ordered>,
+    /// Whether `map` has keys not yet ordered (readable without its lock).
+    has_unordered: AtomicBool,
     /// Every user key by hash, with its newest version (see the module docs); shard = hash bits 32.. .
     index: Box<[RwLock<HashTable<Slot>>]>,
     /// Distinct user keys in `index` (sizes the next memtable's index).
@@ -483,7 +548,8 @@ impl MemTable {
     pub fn with_key_capacity(wal_id: u64, keys: usize) -> Self {
         let per_shard = keys.div_ceil(INDEX_SHARDS);
         MemTable {
-            map: RwLock::new(BTreeMap::new()),
+            map: RwLock::new(Ordered::default()),
+            has_unordered: AtomicBool::new(false),
             index: (0..INDEX_SHARDS)
                 .map(|_| RwLock::new(HashTable::with_capacity(per_shard)))
                 .collect(),
@@ -508,6 +574,17 @@ impl MemTable {
     /// Whether nothing was ever written.
     pub fn is_empty(&self) -> bool {
         self.map.read().is_empty() && self.range_dels.read().list.is_empty()
+    }
+
+    /// The ordered map with every key added so far in it (ordering the new ones first, if any).
+    fn ordered(&self) -> parking_lot::RwLockReadGuard<'_, Ordered> {
+        if self.has_unordered.load(Ordering::Acquire) {
+            let mut map = self.map.write();
+            map.order();
+            self.has_unordered.store(false, Ordering::Release);
+            return parking_lot::RwLockWriteGuard::downgrade(map);
+        }
+        self.map.read()
     }
 
     /// Number of point entries.
@@ -576,9 +653,14 @@ impl MemTable {
             // Ordered map first, index second: a reader that finds the slot finds the map entry. Only this
             // thread adds keys (the writer lock), so nobody inserts the key in between.
             let chain = Arc::new(Chain(RwLock::new(Versions::One(version))));
-            self.map
-                .write()
-                .insert(NodeKey::prefixed(tree, key), chain.clone());
+            {
+                // The flag changes only under the lock, so an ordering reader cannot clear it after a
+                // push it did not see.
+                let mut map = self.map.write();
+                map.unordered
+                    .push((NodeKey::prefixed(tree, key), chain.clone()));
+                self.has_unordered.store(true, Ordering::Release);
+            }
             shard.write().insert_unique(
                 h,
                 Slot {
@@ -756,9 +838,9 @@ impl MemIter {
         self.buf.clear();
         self.forward = true;
         let mut start = Self::fill_from(from);
-        let map = self.mem.map.read();
+        let map = self.mem.ordered();
         let lower = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
-        'nodes: for (key, chain) in map.range::<[u8], _>((lower, Bound::Unbounded)) {
+        'nodes: for (key, chain) in map.sorted.range::<[u8], _>((lower, Bound::Unbounded)) {
             let versions = chain.0.read();
             let vs = versions.as_slice();
             let mut end = vs.len();
@@ -791,9 +873,9 @@ impl MemIter {
         self.buf.clear();
         self.forward = false;
         let mut start = Self::fill_from(from);
-        let map = self.mem.map.read();
+        let map = self.mem.ordered();
         let upper = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
-        'nodes: for (key, chain) in map.range::<[u8], _>((Bound::Unbounded, upper)).rev() {
+        'nodes: for (key, chain) in map.sorted.range::<[u8], _>((Bound::Unbounded, upper)).rev() {
             let versions = chain.0.read();
             let vs = versions.as_slice();
             let mut begin = 0;
@@ -984,6 +1066,7 @@ mod tests {
             adds in proptest::collection::vec((0u8..6, 0u8..3, 1u64..40, proptest::bool::ANY), 1..120),
             seeks in proptest::collection::vec((0u8..7, 0u8..3, 0u64..42, 0u8..4, 0usize..50), 1..20),
             newest_only in proptest::bool::ANY,
+            order_after in 0usize..120,
         ) {
             let m = Arc::new(MemTable::new(1));
             let mut model = std::collections::BTreeMap::new();
@@ -993,7 +1076,12 @@ mod tests {
                 key.push(k);
                 key
             };
-            for (k, len, seqno, put) in adds {
+            for (i, (k, len, seqno, put)) in adds.into_iter().enumerate() {
+                if i == order_after {
+                    // An ordered read part way: the later keys are ordered into a non-empty map (one by
+                    // one when few, by a merge when many).
+                    MemIter::new(m.clone()).seek_to_first();
+                }
                 let key = key_of(k, len);
                 let kind = if put { KIND_PUT } else { KIND_DELETE };
                 let value = format!("{k}/{seqno}").into_bytes();

@@ -857,6 +857,7 @@ fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Fram
         oom_at_start: super::scripting::over_memory(sh),
         dirty: false,
         counted_error: None,
+        track_keys: RunCtx::keys_to_track(s, keys),
     };
     let running = Running {
         client: s.id,

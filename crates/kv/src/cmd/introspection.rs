@@ -700,41 +700,96 @@ fn movable_keys(name: &str) -> bool {
     ) || NUMKEYS.iter().any(|(n, ..)| *n == name)
 }
 
+/// How a command's keys are found in its arguments, per command index of [`super::commands`] (built
+/// once from [`KEY_SPECS`] and [`NUMKEYS`]: every command asks for its keys before it runs, for lazy
+/// expiry, so the string tables are not searched per request).
+#[derive(Debug, Clone, Copy)]
+enum KeyRule {
+    /// The legacy `(first, last, step)` range; `step` 0 means no keys.
+    Range(i64, i64, i64),
+    /// A key count at this position, the keys after it; `true`: position 1 is a destination key too.
+    NumKeys(usize, bool),
+    /// XREAD / XREADGROUP: the keys follow STREAMS.
+    StreamRead,
+    /// The legacy range plus SORT's STORE destination.
+    Sort(i64, i64, i64),
+    /// The legacy range plus GEORADIUS's STORE / STOREDIST destination.
+    Geo(i64, i64, i64),
+}
+
+fn key_rules() -> &'static [KeyRule] {
+    static RULES: std::sync::LazyLock<Vec<KeyRule>> = std::sync::LazyLock::new(|| {
+        commands()
+            .iter()
+            .map(|spec| {
+                let name = spec.name;
+                if let Some(&(_, at, dest)) = NUMKEYS.iter().find(|(n, ..)| *n == name) {
+                    return KeyRule::NumKeys(at, dest);
+                }
+                let (first, last, step) = key_spec(name);
+                match name {
+                    "xread" | "xreadgroup" => KeyRule::StreamRead,
+                    "sort" => KeyRule::Sort(first, last, step),
+                    "georadius" | "georadiusbymember" => KeyRule::Geo(first, last, step),
+                    _ => KeyRule::Range(first, last, step),
+                }
+            })
+            .collect()
+    });
+    &RULES
+}
+
 /// Positions in `args` (0 is the command name) of the keys of command `name`, in order.
 pub fn key_positions(name: &str, args: &[Bytes]) -> Vec<usize> {
-    if let Some(&(_, at, dest)) = NUMKEYS.iter().find(|(n, ..)| *n == name) {
-        let mut keys = Vec::new();
-        if dest {
-            keys.push(1);
-        }
-        let count = args
-            .get(at)
-            .and_then(|a| std::str::from_utf8(a).ok()?.parse::<usize>().ok())
-            .unwrap_or(0);
-        keys.extend((at + 1..=at + count).filter(|i| *i < args.len()));
-        return keys;
+    match super::lookup_indexed(name.as_bytes()) {
+        Some((index, _)) => key_positions_at(index, args),
+        None => Vec::new(),
     }
-    if matches!(name, "xread" | "xreadgroup") {
-        return super::streams::read_key_positions(args);
-    }
-    let (first, last, step) = key_spec(name);
-    if first <= 0 || step <= 0 {
+}
+
+/// [`key_positions`] of the command at `index` of [`super::commands`].
+pub fn key_positions_at(index: usize, args: &[Bytes]) -> Vec<usize> {
+    let Some(&rule) = key_rules().get(index) else {
         return Vec::new();
+    };
+    let range = |first: i64, last: i64, step: i64| -> Vec<usize> {
+        if first <= 0 || step <= 0 {
+            return Vec::new();
+        }
+        let n = args.len() as i64;
+        let last = if last < 0 { n + last } else { last.min(n - 1) };
+        (first..=last)
+            .step_by(step as usize)
+            .map(|i| i as usize)
+            .collect()
+    };
+    match rule {
+        KeyRule::NumKeys(at, dest) => {
+            let mut keys = Vec::new();
+            if dest {
+                keys.push(1);
+            }
+            let count = args
+                .get(at)
+                .and_then(|a| std::str::from_utf8(a).ok()?.parse::<usize>().ok())
+                .unwrap_or(0);
+            keys.extend((at + 1..=at + count).filter(|i| *i < args.len()));
+            keys
+        }
+        KeyRule::StreamRead => super::streams::read_key_positions(args),
+        KeyRule::Range(first, last, step) => range(first, last, step),
+        KeyRule::Sort(first, last, step) => {
+            // SORT key ... STORE dest: the destination is a key too.
+            let mut keys = range(first, last, step);
+            keys.extend(super::keys::sort_store_position(args));
+            keys
+        }
+        KeyRule::Geo(first, last, step) => {
+            let mut keys = range(first, last, step);
+            keys.extend(super::geo::store_position(args));
+            keys
+        }
     }
-    let n = args.len() as i64;
-    let last = if last < 0 { n + last } else { last.min(n - 1) };
-    let mut keys: Vec<usize> = (first..=last)
-        .step_by(step as usize)
-        .map(|i| i as usize)
-        .collect();
-    if name == "sort" {
-        // SORT key ... STORE dest: the destination is a key too.
-        keys.extend(super::keys::sort_store_position(args));
-    }
-    if name == "georadius" || name == "georadiusbymember" {
-        keys.extend(super::geo::store_position(args));
-    }
-    keys
 }
 
 #[cfg(test)]

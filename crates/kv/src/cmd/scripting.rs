@@ -246,6 +246,7 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
         oom_at_start: super::scripting::over_memory(sh),
         dirty: false,
         counted_error: None,
+        track_keys: RunCtx::keys_to_track(s, keys),
     };
     let running = Running {
         client: s.id,

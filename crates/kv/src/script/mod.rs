@@ -207,6 +207,16 @@ pub(crate) struct RunCtx {
     pub dirty: bool,
     /// The last error `redis.call`/`pcall` handed the script, already counted in the error statistics.
     pub counted_error: Option<String>,
+    /// The script's declared keys, when its caller tracks the keys it reads (CLIENT TRACKING, not
+    /// BCAST): as in Redis, the first read command the script runs makes the caller remember them all.
+    pub track_keys: Option<Vec<Bytes>>,
+}
+
+impl RunCtx {
+    /// [`RunCtx::track_keys`] for a script with declared `keys` called by `caller`.
+    pub fn keys_to_track(caller: &Session, keys: &[Bytes]) -> Option<Vec<Bytes>> {
+        (caller.tracking.remembers_reads() && !keys.is_empty()).then(|| keys.to_vec())
+    }
 }
 
 /// One Lua interpreter with Redis's sandbox and library.
