@@ -466,3 +466,27 @@ fn keys_of_every_database_are_candidates_and_follow_move_and_swapdb() {
     }
     assert!(left < 100, "no key of databases 1 and 2 was evicted");
 }
+
+#[test]
+fn small_integers_are_not_shared_under_an_lru_or_lfu_maxmemory_policy() {
+    let server = Server::start(KvConfig::default());
+    let mut con = server.client();
+    let refcount = |con: &mut redis::Connection| -> i64 {
+        redis::cmd("OBJECT")
+            .arg("REFCOUNT")
+            .arg("a")
+            .query(con)
+            .unwrap()
+    };
+    let _: () = redis::cmd("SET").arg("a").arg("1").query(&mut con).unwrap();
+    assert_eq!(refcount(&mut con), 2_147_483_647);
+    config_set(&mut con, "maxmemory", "1gb");
+    config_set(&mut con, "maxmemory-policy", "allkeys-random");
+    assert_eq!(refcount(&mut con), 2_147_483_647);
+    for policy in ["allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu"] {
+        config_set(&mut con, "maxmemory-policy", policy);
+        assert_eq!(refcount(&mut con), 1, "{policy}");
+    }
+    config_set(&mut con, "maxmemory", "0");
+    assert_eq!(refcount(&mut con), 2_147_483_647);
+}

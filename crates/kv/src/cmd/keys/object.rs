@@ -69,9 +69,15 @@ pub fn object(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                     i64::try_from(sh.evict.object_info(s.db, &args[2], sh.keyspace.now_ms()).0)
                         .unwrap_or(i64::MAX),
                 ),
+                // Redis shares small integers unless maxmemory is set with an LRU or LFU policy (each
+                // key then needs its own access time).
                 _ => Frame::Integer(
                     if entry.kind == Kind::String
                         && as_int(&entry.payload).is_some_and(|n| (0..10_000).contains(&n))
+                        && (sh.memory.limit() == 0
+                            || !["lru", "lfu"]
+                                .iter()
+                                .any(|p| sh.memory.policy().contains(p)))
                     {
                         SHARED_REFCOUNT
                     } else {
