@@ -121,6 +121,7 @@ async fn serve_client(
         // Run every whole command already buffered, then write all their replies at once.
         loop {
             let buffered = conn.input.len();
+            parser.set_unauthenticated(!session.authenticated && shared.password.required());
             match parser.parse(&mut conn.input) {
                 Ok(Some(args)) => {
                     // A killed client runs nothing more, even what it had already sent.

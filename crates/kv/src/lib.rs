@@ -117,6 +117,8 @@ pub struct Shared {
     pub ops: stats::OpsSampler,
     /// `maxclients` (starts as `config.max_clients`; CONFIG SET changes it).
     pub max_clients: AtomicUsize,
+    /// The default user's password (starts as `config.requirepass`; CONFIG SET changes it).
+    pub password: Password,
     /// `maxmemory` and `maxmemory-policy`.
     pub memory: stats::MemoryLimit,
     /// `notify-keyspace-events`.
@@ -155,6 +157,41 @@ pub struct ServerStats {
     pub last_save_unix: AtomicU64,
 }
 
+/// The default user's password, changeable at run time as Redis's `requirepass` is: a connection made
+/// while there is none is authenticated for good; clearing it lets every connection in.
+#[derive(Debug)]
+pub struct Password {
+    value: parking_lot::RwLock<Option<String>>,
+    /// Whether `value` is set, read without the lock by each unauthenticated request.
+    set: std::sync::atomic::AtomicBool,
+}
+
+impl Password {
+    fn new(value: Option<String>) -> Self {
+        Password {
+            set: std::sync::atomic::AtomicBool::new(value.is_some()),
+            value: parking_lot::RwLock::new(value),
+        }
+    }
+
+    /// Whether connections must authenticate.
+    pub fn required(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// The password, if any.
+    pub fn get(&self) -> Option<String> {
+        self.value.read().clone()
+    }
+
+    /// Sets the password; `None` (or CONFIG SET's empty string) removes it.
+    pub fn set(&self, value: Option<String>) {
+        let mut guard = self.value.write();
+        self.set.store(value.is_some(), Ordering::Release);
+        *guard = value;
+    }
+}
+
 impl Shared {
     /// Shared state for a service configured with `config`, serving `keyspace`.
     pub fn new(config: KvConfig, keyspace: Keyspace) -> Arc<Self> {
@@ -179,6 +216,7 @@ impl Shared {
             slowlog: stats::SlowLog::default(),
             ops: stats::OpsSampler::default(),
             max_clients: AtomicUsize::new(config.max_clients),
+            password: Password::new(config.requirepass.clone()),
             memory,
             evict: evict::Eviction::new(config.databases),
             tracking: tracking::Tracking::default(),
@@ -277,7 +315,7 @@ pub async fn serve(
                 let local = stream.local_addr().ok();
                 let (handle, messages) = clients::ClientHandle::new(id, peer, local);
                 shared.clients.insert(handle.clone());
-                let session = Session::new(handle, &shared.config);
+                let session = Session::new(handle, !shared.password.required());
                 connection::run(stream, session, shared.clone(), shutdown, messages).await;
                 shared.clients.remove(id);
                 shared.monitors.remove(id);

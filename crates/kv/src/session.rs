@@ -9,10 +9,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use strata_resp::{Frame, ProtocolVersion};
 
+use crate::Shared;
 use crate::blocking::BlockRequest;
 use crate::clients::{ClientHandle, flag};
 use crate::pubsub;
-use crate::{KvConfig, Shared};
 
 /// One client connection's state: who it is, which database it uses, which protocol it speaks.
 #[derive(Debug)]
@@ -83,8 +83,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// A fresh session for a new connection.
-    pub fn new(handle: Arc<ClientHandle>, config: &KvConfig) -> Self {
+    /// A fresh session for a new connection; `authenticated` when no password is required now.
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Self {
         let now = Instant::now();
         Session {
             id: handle.id,
@@ -92,7 +92,7 @@ impl Session {
             handle,
             db: 0,
             protocol: ProtocolVersion::Resp2,
-            authenticated: config.requirepass.is_none(),
+            authenticated,
             closing: false,
             shutting_down: false,
             error_counted: false,
@@ -206,7 +206,7 @@ impl Session {
         self.set_name(None);
         self.db = 0;
         self.protocol = ProtocolVersion::Resp2;
-        self.authenticated = shared.config.requirepass.is_none();
+        self.authenticated = !shared.password.required();
         self.reply_off = false;
         self.skip_replies = 0;
         if self.monitoring {

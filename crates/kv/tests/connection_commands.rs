@@ -3,9 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod support;
 
 use common::Server;
 use strata_kv::KvConfig;
+use strata_resp::Frame;
+use support::Raw;
 
 #[test]
 fn ping_echo_select_and_errors() {
@@ -96,6 +99,46 @@ fn hello_switches_protocol_and_auth_is_enforced() {
         text.starts_with("-NOPROTO unsupported protocol version\r\n%7"),
         "{text}"
     );
+}
+
+#[test]
+fn config_set_requirepass_takes_effect_at_once() {
+    let server = Server::start(KvConfig::default());
+    // Made before a password exists: stays authenticated, as in Redis.
+    let mut early = Raw::connect(server.addr());
+    assert_eq!(
+        early.call(&["PING"]),
+        Frame::Simple(bytes::Bytes::from_static(b"PONG"))
+    );
+    let out = server.raw(b"CONFIG SET requirepass foobar\r\nCONFIG GET requirepass\r\nQUIT\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "+OK\r\n*2\r\n$11\r\nrequirepass\r\n$6\r\nfoobar\r\n+OK\r\n"
+    );
+    let out = server.raw(b"GET k\r\nAUTH nope\r\nAUTH foobar\r\nGET k\r\nQUIT\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "-NOAUTH Authentication required.\r\n\
+         -WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n$-1\r\n+OK\r\n"
+    );
+    assert_eq!(early.call(&["GET", "k"]), Frame::Null);
+    // Before AUTH, requests are held to Redis's small limits and refused at the header.
+    for (input, error) in [
+        (&b"*100\r\n"[..], "multibulk"),
+        (b"*1\r\n$100000000\r\n", "bulk"),
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&server.raw(input)),
+            format!("-ERR Protocol error: unauthenticated {error} length\r\n")
+        );
+    }
+    // Cleared: every connection is let in again.
+    assert_eq!(
+        early.call(&["CONFIG", "SET", "requirepass", ""]),
+        Frame::Simple(bytes::Bytes::from_static(b"OK"))
+    );
+    let out = server.raw(b"GET k\r\nQUIT\r\n");
+    assert_eq!(String::from_utf8_lossy(&out), "$-1\r\n+OK\r\n");
 }
 
 #[test]

@@ -177,9 +177,16 @@ fn latency_histograms_subcommand_stats_and_latencystats() {
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("latency-tracking-info-percentiles")
-        .arg("0 50 100")
+        .arg("0.0 50.0 99.90 100")
         .query(&mut c)
         .unwrap();
+    // Read back as Redis prints them: `%f` with the trailing zeros trimmed.
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("latency-tracking-info-percentiles")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got[1], "0 50 99.9 100");
     let latency: String = redis::cmd("INFO")
         .arg("latencystats")
         .query(&mut c)

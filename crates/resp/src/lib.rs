@@ -36,7 +36,7 @@ mod request;
 
 pub use frame::{DecodeError, Frame};
 pub use inline::split_args;
-pub use request::RequestParser;
+pub use request::{RequestParser, UNAUTHENTICATED_ARGS, UNAUTHENTICATED_BULK_BYTES};
 
 /// Which protocol a connection speaks, chosen with `HELLO 2|3` (RESP2 until then).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,6 +85,12 @@ pub enum ProtocolError {
     /// A bulk length that is not a number, is negative, or exceeds `max_bulk_bytes`.
     #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
+    /// A multibulk count over [`UNAUTHENTICATED_ARGS`] before authentication.
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// A bulk length over [`UNAUTHENTICATED_BULK_BYTES`] before authentication.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     /// A multibulk element that does not start with `$`.
     #[error("Protocol error: expected '$', got '{0}'")]
     ExpectedBulk(char),
@@ -125,6 +131,8 @@ pub mod fuzzing {
             max_query_buffer_bytes: 1 << 22,
         };
         let mut parser = RequestParser::new(limits);
+        // The split's lowest bit also picks the unauthenticated limits, so both paths are fuzzed.
+        parser.set_unauthenticated(split & 1 == 1);
         let split = split.min(data.len());
         let mut buf = BytesMut::from(&data[..split]);
         for chunk in [&data[split..], &[][..]] {

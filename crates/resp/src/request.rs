@@ -36,7 +36,16 @@ pub struct RequestParser {
     state: State,
     /// A small request is partly buffered and left unconsumed until the rest arrives.
     partial: bool,
+    /// The connection has not authenticated where it must: requests are held to
+    /// [`UNAUTHENTICATED_ARGS`] arguments of [`UNAUTHENTICATED_BULK_BYTES`], as Redis holds them, so a
+    /// stranger cannot make the server buffer large requests.
+    unauthenticated: bool,
 }
+
+/// Most arguments of a request from a connection that has not authenticated (Redis's figure).
+pub const UNAUTHENTICATED_ARGS: usize = 10;
+/// Longest argument of a request from a connection that has not authenticated (Redis's figure).
+pub const UNAUTHENTICATED_BULK_BYTES: usize = 16384;
 
 #[derive(Debug)]
 enum State {
@@ -62,7 +71,13 @@ impl RequestParser {
             limits,
             state: State::Idle,
             partial: false,
+            unauthenticated: false,
         }
+    }
+
+    /// Holds requests to the unauthenticated limits (`true`) or lifts them.
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
     }
 
     /// The limits this parser enforces.
@@ -94,7 +109,8 @@ impl RequestParser {
                             other => return Ok(other),
                         }
                     }
-                    self.partial = small_request_incomplete(buf, &self.limits);
+                    self.partial =
+                        small_request_incomplete(buf, &self.limits, self.unauthenticated);
                     if self.partial {
                         return Ok(None);
                     }
@@ -107,6 +123,9 @@ impl RequestParser {
                     let count = parse_int(&buf[1..line_end])
                         .filter(|&n| n <= self.limits.max_multibulk_len as i64)
                         .ok_or(ProtocolError::InvalidMultibulkLength)?;
+                    if self.unauthenticated && count > UNAUTHENTICATED_ARGS as i64 {
+                        return Err(ProtocolError::UnauthenticatedMultibulkLength);
+                    }
                     buf.advance(line_end + 2);
                     if count <= 0 {
                         continue;
@@ -142,6 +161,9 @@ impl RequestParser {
                                 .and_then(|n| usize::try_from(n).ok())
                                 .filter(|&n| n <= self.limits.max_bulk_bytes)
                                 .ok_or(ProtocolError::InvalidBulkLength)?;
+                            if self.unauthenticated && len > UNAUTHENTICATED_BULK_BYTES {
+                                return Err(ProtocolError::UnauthenticatedBulkLength);
+                            }
                             buf.advance(line_end + 2);
                             *bulk_len = Some(len);
                             len
@@ -199,7 +221,7 @@ impl RequestParser {
 /// Whether `buf` starts with a well-formed multibulk request of at most [`WHOLE_REQUEST_BYTES`] that has
 /// not fully arrived yet. `false` when it is complete, larger, or malformed: the incremental parser then
 /// takes it (and reports any error).
-fn small_request_incomplete(buf: &[u8], limits: &Limits) -> bool {
+fn small_request_incomplete(buf: &[u8], limits: &Limits, unauthenticated: bool) -> bool {
     // Anything over a limit goes to the incremental parser at once, which refuses it as Redis does.
     let waiting =
         |end: usize| end <= WHOLE_REQUEST_BYTES && buf.len() <= limits.max_query_buffer_bytes;
@@ -208,7 +230,9 @@ fn small_request_incomplete(buf: &[u8], limits: &Limits) -> bool {
     };
     let count = match parse_int(&buf[1..line_end]) {
         Some(n)
-            if (1..=WHOLE_REQUEST_ARGS).contains(&n) && n <= limits.max_multibulk_len as i64 =>
+            if (1..=WHOLE_REQUEST_ARGS).contains(&n)
+                && n <= limits.max_multibulk_len as i64
+                && !(unauthenticated && n > UNAUTHENTICATED_ARGS as i64) =>
         {
             n
         }
@@ -225,7 +249,10 @@ fn small_request_incomplete(buf: &[u8], limits: &Limits) -> bool {
         let Some(len) = parse_int(&buf[pos + 1..end]).and_then(|n| usize::try_from(n).ok()) else {
             return false;
         };
-        if len > WHOLE_REQUEST_BYTES || len > limits.max_bulk_bytes {
+        if len > WHOLE_REQUEST_BYTES
+            || len > limits.max_bulk_bytes
+            || (unauthenticated && len > UNAUTHENTICATED_BULK_BYTES)
+        {
             return false;
         }
         pos = end + 2 + len + 2;
@@ -312,6 +339,38 @@ mod tests {
                 cmd(&["GET", "k"])
             ]
         );
+    }
+
+    #[test]
+    fn unauthenticated_requests_are_held_to_redis_limits() {
+        let parse = |input: &[u8], unauthenticated: bool| {
+            let mut p = RequestParser::new(Limits::default());
+            p.set_unauthenticated(unauthenticated);
+            p.parse(&mut BytesMut::from(input))
+                .map_err(|e| e.to_string())
+        };
+        // Refused at the header, before the rest arrives.
+        assert_eq!(
+            parse(b"*100\r\n", true),
+            Err("Protocol error: unauthenticated multibulk length".to_owned())
+        );
+        assert_eq!(
+            parse(b"*1\r\n$100000000\r\n", true),
+            Err("Protocol error: unauthenticated bulk length".to_owned())
+        );
+        assert_eq!(
+            parse(b"*11\r\n$1\r\na\r\n", true),
+            Err("Protocol error: unauthenticated multibulk length".to_owned())
+        );
+        assert_eq!(
+            parse(b"*1\r\n$16385\r\n", true),
+            Err("Protocol error: unauthenticated bulk length".to_owned())
+        );
+        // At the limits, or once authenticated, requests wait for their bytes as usual.
+        assert_eq!(parse(b"*10\r\n", true), Ok(None));
+        assert_eq!(parse(b"*1\r\n$16384\r\n", true), Ok(None));
+        assert_eq!(parse(b"*100\r\n", false), Ok(None));
+        assert_eq!(parse(b"*1\r\n$100000000\r\n", false), Ok(None));
     }
 
     #[test]

@@ -740,7 +740,8 @@ static PARAMS: &[Param] = &[
         "2097152",
     ),
     p("dir", None, PROTECTED, Kind::Special, ""),
-    p("save", None, 0, Kind::Special, ""),
+    // Accepted and reported as Redis does; strata persists through its LSM, not scheduled RDB saves.
+    p("save", None, 0, Kind::Special, "3600 1 300 100 60 10000"),
     p("client-output-buffer-limit", None, 0, Kind::Special, ""),
     p("oom-score-adj-values", None, 0, Kind::Special, ""),
     p("notify-keyspace-events", None, 0, Kind::Special, ""),
@@ -799,11 +800,7 @@ fn current(sh: &Shared, p: &Param) -> String {
         "slowlog-max-len" => sh.slowlog.max_len.load(Ordering::Relaxed).to_string(),
         "client-output-buffer-limit" => output_buffer_limits(sh),
         "notify-keyspace-events" => crate::notify::render(sh.notify.flags()),
-        "requirepass" => sh
-            .config
-            .requirepass
-            .as_ref()
-            .map_or(String::new(), |_| "********".to_owned()),
+        "requirepass" => sh.password.get().unwrap_or_default(),
         "port" => sh
             .local_addr
             .get()
@@ -871,6 +868,15 @@ fn in_range(v: i64, lo: i64, hi: i64) -> Result<String, String> {
 fn validate(sh: &Shared, p: &Param, raw: &[u8]) -> Result<String, String> {
     let text = String::from_utf8_lossy(raw);
     let value = text.as_ref();
+    if p.name == "requirepass"
+        && value.is_empty()
+        && sh.local_addr.get().is_some_and(|a| !a.ip().is_loopback())
+    {
+        // strata refuses to listen beyond loopback without a password; it keeps that rule at run time.
+        return Err(
+            "strata listens on a non-loopback address, which requires a password".to_owned(),
+        );
+    }
     match p.kind {
         Kind::Bool => match value.to_ascii_lowercase().as_str() {
             "yes" => Ok("yes".to_owned()),
@@ -983,7 +989,15 @@ fn validate_special(name: &str, value: &str) -> Result<String, String> {
             }) {
                 return Err("latency-tracking-info-percentiles: Invalid percentile".to_owned());
             }
-            Ok(words.join(" "))
+            // Stored as Redis prints them: `%f` with trailing zeros trimmed ("50.0" reads back "50").
+            Ok(words
+                .iter()
+                .map(|w| {
+                    let fixed = format!("{:.6}", w.parse::<f64>().unwrap_or(0.0));
+                    fixed.trim_end_matches('0').trim_end_matches('.').to_owned()
+                })
+                .collect::<Vec<_>>()
+                .join(" "))
         }
         _ => Ok(value.to_owned()),
     }
@@ -1038,6 +1052,11 @@ fn output_buffer_limits(sh: &Shared) -> String {
 /// Makes a checked value take effect.
 fn apply(sh: &Shared, p: &Param, value: String) {
     match p.name {
+        "requirepass" => {
+            // Kept only in `Shared::password`, not among the other parameters.
+            sh.password.set((!value.is_empty()).then_some(value));
+            return;
+        }
         "maxclients" => {
             if let Ok(n) = value.parse::<usize>() {
                 sh.max_clients.store(n, Ordering::Relaxed);

@@ -159,7 +159,7 @@ fn check_password(
     user: Option<&[u8]>,
     password: &[u8],
 ) -> Option<Frame> {
-    let Some(expected) = &sh.config.requirepass else {
+    let Some(expected) = sh.password.get() else {
         return Some(Frame::error(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure \
              your configuration is correct?",
@@ -184,7 +184,7 @@ pub fn auth(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let result = match args {
         [_, password] => check_password(s, sh, None, password),
         [_, user, password] => {
-            if sh.config.requirepass.is_none() {
+            if !sh.password.required() {
                 Some(Frame::error(
                     "WRONGPASS invalid username-password pair or user is disabled.",
                 ))

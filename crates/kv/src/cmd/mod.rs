@@ -404,7 +404,7 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         .stats
         .commands
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (index, spec) = match check(session, args, false) {
+    let (index, spec) = match check(session, shared, args, false) {
         Ok(found) => found,
         Err((index, reply)) => {
             if let Frame::Error(message) = &reply {
@@ -813,6 +813,7 @@ pub fn signal_keys(shared: &Shared, args: &[Bytes], woken: &mut Vec<crate::block
 /// `cmd=exec` or `cmd=evalsha` for the client that ran them.
 fn check(
     session: &mut Session,
+    shared: &Shared,
     args: &[Bytes],
     queued: bool,
 ) -> Result<(usize, &'static CommandSpec), (Option<usize>, Frame)> {
@@ -829,7 +830,7 @@ fn check(
             .handle
             .set_full_name((is_container(index) && args.len() > 1).then(|| full_name(spec, args)));
     }
-    if !session.authenticated && !spec.no_auth {
+    if !session.authenticated && !spec.no_auth && shared.password.required() {
         return Err((Some(index), Frame::error("NOAUTH Authentication required.")));
     }
     let arity_ok = match usize::try_from(spec.arity) {
@@ -866,7 +867,7 @@ pub fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
 
 /// Runs a queued command of a transaction (EXEC holds the exclusive lock already).
 pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
-    match check(session, args, true) {
+    match check(session, shared, args, true) {
         Ok((index, spec)) => {
             let start = std::time::Instant::now();
             let reply = run_spec(session, shared, index, spec, args);
