@@ -6,7 +6,9 @@
 #   scripts/redis-test-suite.sh [unit ...]        # default: the units of the implemented command families
 #
 # Environment: STRATA_BIN (default target/release/strata, built if missing), REDIS_SRC (where to unpack the
-# source, default /tmp/strata-redis-src), PORT (default 6390), KEEP_LOGS=1 to keep each unit's full output.
+# source, default /tmp/strata-redis-src), PORT (default 6390), KEEP_LOGS=1 to keep each unit's full output,
+# SPAWN=1 to let the suite start its own servers through scripts/redis-server-shim (runs the tests marked
+# external:skip too, with their config overrides applied by CONFIG SET).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +35,28 @@ if [ -z "$suite" ]; then
     suite=$(ls -d "$REDIS_SRC"/redis-*/ | head -1)
 fi
 [ -x "$STRATA_BIN" ] || cargo build --release -p strata
+
+if [ -n "${SPAWN:-}" ]; then
+    # The suite starts its own servers (so the tests it skips against an external server run too):
+    # a copy of the suite whose src/redis-server is scripts/redis-server-shim, which starts strata.
+    copy=$(mktemp -d)
+    trap 'rm -rf "$copy"' EXIT
+    cp -r "$suite" "$copy/suite"
+    install -m 755 scripts/redis-server-shim "$copy/suite/src/redis-server"
+    for tool in redis-cli redis-benchmark; do ln -sf "$(command -v $tool)" "$copy/suite/src/$tool"; done
+    bin=$(realpath "$STRATA_BIN")
+    for unit in "${units[@]}"; do
+        log="$copy/$(basename "$unit").out"
+        (cd "$copy/suite" && STRATA_SHIM_BIN="$bin" timeout 900 ./runtest --single "$unit" \
+            --ignore-encoding --ignore-digest --tags "-needs:debug -needs:repl -needs:save" --clients 1) >"$log" 2>&1 || true
+        ok=$(grep -c '^\[ok\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
+        err=$(grep -c '^\[err\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
+        exc=$(grep -c '^\[exception\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
+        printf '%-24s ok=%-4s err=%-4s exception=%s\n' "$unit" "$ok" "$err" "$exc"
+        if [ -n "${KEEP_LOGS:-}" ]; then cp "$log" "/tmp/strata-suite-$(basename "$unit").out"; fi
+    done
+    exit 0
+fi
 
 data=$(mktemp -d)
 env -u STRATA_BIN "$STRATA_BIN" serve --data-dir "$data" --resp-port "$PORT" --http-port 0 --amqp-port 0 --fsync everysec \
