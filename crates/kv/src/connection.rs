@@ -151,6 +151,13 @@ async fn serve_client(
                         let _ = conn.flush(session).await;
                         return Ok(());
                     }
+                    if std::mem::take(&mut session.over_output_limit) {
+                        tracing::info!(
+                            client = session.id,
+                            "closing client for overcoming of output buffer limits"
+                        );
+                        return Err(Closed);
+                    }
                     let send = session.take_reply_permission(&args[0]);
                     for extra in session.extra_replies.drain(..) {
                         if send {
@@ -161,6 +168,18 @@ async fn serve_client(
                         reply.encode(session.protocol, &mut conn.output);
                     }
                     session.publish_state();
+                    // A subscriber is of the pub/sub class, whose limits apply as messages queue.
+                    if session.subscription_count() == 0
+                        && over_output_limit(shared, conn.output.len())
+                    {
+                        // As Redis: the client is closed at once and its unsent replies dropped.
+                        tracing::info!(
+                            client = session.id,
+                            bytes = conn.output.len(),
+                            "closing client for overcoming of output buffer limits"
+                        );
+                        return Err(Closed);
+                    }
                     if session.closing {
                         let _ = conn.flush(session).await;
                         return Ok(());
@@ -220,6 +239,12 @@ async fn serve_client(
     }
 }
 
+/// Whether `pending` bytes of unsent replies pass the normal class's hard output buffer limit.
+fn over_output_limit(shared: &Shared, pending: usize) -> bool {
+    let hard = shared.normal_limits.hard.load(Ordering::Relaxed);
+    hard > 0 && pending as u64 > hard
+}
+
 /// Holds a command back while another client's script runs and is not yet past
 /// `busy-reply-threshold` (Redis reads nothing meanwhile; past it, the command gets `-BUSY`), without
 /// tying up a worker thread.
@@ -264,8 +289,9 @@ async fn wait_while_paused(
             || spec.flags.contains(&"may_replicate")
             || matches!(spec.name, "publish" | "spublish")
     };
-    // EXEC is a write when its queue holds one (Redis's `may-replicate` transaction).
-    let is_write = writes(spec)
+    // EXEC is a write when its queue holds one (Redis's `may-replicate` transaction); a script
+    // declared `no-writes` is not.
+    let is_write = (writes(spec) && !cmd::declared_no_writes(shared, args))
         || (spec.name == "exec"
             && session.multi.as_ref().is_some_and(|queue| {
                 queue

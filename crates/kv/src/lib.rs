@@ -119,6 +119,11 @@ pub struct Shared {
     pub max_clients: AtomicUsize,
     /// The default user's password (starts as `config.requirepass`; CONFIG SET changes it).
     pub password: Password,
+    /// `client-output-buffer-limit normal`: a client whose unsent replies pass the hard limit is
+    /// disconnected, as in Redis (the soft limit is accepted and not enforced for this class).
+    pub normal_limits: pubsub::OutputLimits,
+    /// `client-output-buffer-limit replica` (shown by CONFIG GET; strata has no replica clients).
+    pub replica_limits: pubsub::OutputLimits,
     /// `maxmemory` and `maxmemory-policy`.
     pub memory: stats::MemoryLimit,
     /// `notify-keyspace-events`.
@@ -217,6 +222,8 @@ impl Shared {
             ops: stats::OpsSampler::default(),
             max_clients: AtomicUsize::new(config.max_clients),
             password: Password::new(config.requirepass.clone()),
+            normal_limits: pubsub::OutputLimits::new(0, 0, 0),
+            replica_limits: pubsub::OutputLimits::new(256 << 20, 64 << 20, 60),
             memory,
             evict: evict::Eviction::new(config.databases),
             tracking: tracking::Tracking::default(),

@@ -79,7 +79,8 @@ impl Message {
     }
 }
 
-/// The pub/sub output buffer limits, `client-output-buffer-limit pubsub <hard> <soft> <seconds>`.
+/// The output buffer limits of one client class, `client-output-buffer-limit <class> <hard> <soft>
+/// <seconds>` (the pub/sub class's defaults; the normal class has none unless set).
 #[derive(Debug)]
 pub struct OutputLimits {
     /// Bytes past which a subscriber is disconnected at once (0: no limit).
@@ -90,13 +91,21 @@ pub struct OutputLimits {
     pub soft_seconds: AtomicU64,
 }
 
-impl Default for OutputLimits {
-    fn default() -> Self {
+impl OutputLimits {
+    /// Limits of `hard` and `soft` bytes, the soft one for `soft_seconds`.
+    pub fn new(hard: u64, soft: u64, soft_seconds: u64) -> Self {
         OutputLimits {
-            hard: AtomicU64::new(32 << 20),
-            soft: AtomicU64::new(8 << 20),
-            soft_seconds: AtomicU64::new(60),
+            hard: AtomicU64::new(hard),
+            soft: AtomicU64::new(soft),
+            soft_seconds: AtomicU64::new(soft_seconds),
         }
+    }
+}
+
+impl Default for OutputLimits {
+    /// Redis's pub/sub class defaults.
+    fn default() -> Self {
+        OutputLimits::new(32 << 20, 8 << 20, 60)
     }
 }
 

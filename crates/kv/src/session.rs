@@ -31,6 +31,8 @@ pub struct Session {
     pub authenticated: bool,
     /// Set by `QUIT`: close after the reply is written.
     pub closing: bool,
+    /// The command's reply would pass the output buffer hard limit: close without it.
+    pub over_output_limit: bool,
     /// Set by `SHUTDOWN`: close at once, without the reply (as Redis's process exits before answering).
     pub shutting_down: bool,
     /// The error this command is about to reply was already counted in the error statistics where it
@@ -94,6 +96,7 @@ impl Session {
             protocol: ProtocolVersion::Resp2,
             authenticated,
             closing: false,
+            over_output_limit: false,
             shutting_down: false,
             error_counted: false,
             connected_at: now,

@@ -313,6 +313,11 @@ fn slowlog_records_commands_over_the_threshold() {
 fn client_pause_write_holds_writes_but_not_reads() {
     let server = Server::start(KvConfig::default());
     let mut con = server.client();
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("#!lua name=ro\nredis.register_function{function_name='ro', callback=function() return 'hi' end, flags={'no-writes'}}")
+        .query(&mut con)
+        .unwrap();
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(60_000)
@@ -330,6 +335,32 @@ fn client_pause_write_holds_writes_but_not_reads() {
     let mut reader = server.client();
     let v: Option<String> = redis::cmd("GET").arg("paused").query(&mut reader).unwrap();
     assert_eq!(v, None);
+    // Scripts declared `no-writes` run during a write pause, as in Redis: EVAL with the shebang flag,
+    // EVALSHA of such a cached script, and FCALL of a no-writes function.
+    let ro_body = "#!lua flags=no-writes\nreturn redis.call('get', 'x') or 'none'";
+    let reply: String = redis::cmd("EVAL")
+        .arg(ro_body)
+        .arg(0)
+        .query(&mut reader)
+        .unwrap();
+    assert_eq!(reply, "none");
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(ro_body)
+        .query(&mut reader)
+        .unwrap();
+    let reply: String = redis::cmd("EVALSHA")
+        .arg(&sha)
+        .arg(0)
+        .query(&mut reader)
+        .unwrap();
+    assert_eq!(reply, "none");
+    let reply: String = redis::cmd("FCALL")
+        .arg("ro")
+        .arg(0)
+        .query(&mut reader)
+        .unwrap();
+    assert_eq!(reply, "hi");
     let _: () = redis::cmd("CLIENT").arg("UNPAUSE").query(&mut con).unwrap();
     write.join().unwrap();
     let v: Option<String> = redis::cmd("GET").arg("paused").query(&mut reader).unwrap();

@@ -167,3 +167,76 @@ fn protocol_errors_reply_then_close() {
         assert_eq!(String::from_utf8_lossy(&out), *expected);
     }
 }
+
+#[test]
+fn a_reply_past_the_normal_output_buffer_limit_closes_the_client() {
+    let server = Server::start(KvConfig::default());
+    let mut admin = Raw::connect(server.addr());
+    let ok = Frame::Simple(bytes::Bytes::from_static(b"OK"));
+    assert_eq!(
+        admin.call(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "normal 100000 0 0"
+        ]),
+        ok
+    );
+    let Frame::Array(got) = admin.call(&["CONFIG", "GET", "client-output-buffer-limit"]) else {
+        panic!("CONFIG GET replies with an array")
+    };
+    assert_eq!(
+        got[1],
+        Frame::Bulk(bytes::Bytes::from_static(
+            b"normal 100000 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
+        ))
+    );
+    assert_eq!(
+        admin.call(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "replica 3mb 4mb 70 normal 100000 0 0"
+        ]),
+        ok
+    );
+    let Frame::Array(got) = admin.call(&["CONFIG", "GET", "client-output-buffer-limit"]) else {
+        panic!("CONFIG GET replies with an array")
+    };
+    assert_eq!(
+        got[1],
+        Frame::Bulk(bytes::Bytes::from_static(
+            b"normal 100000 0 0 slave 3145728 4194304 70 pubsub 33554432 8388608 60"
+        ))
+    );
+    let item = "x".repeat(1000);
+    for _ in 0..150 {
+        admin.call(&["RPUSH", "big", &item]);
+    }
+    admin.call(&["HSET", "h", "a", "b"]);
+    admin.call(&["SADD", "s", "a"]);
+    admin.call(&["ZADD", "z", "1", "a"]);
+    // Small replies go out; the 150 KB one closes the connection without a byte of it, or of the
+    // replies still unsent before it (as in Redis, which frees the client before writing them).
+    assert_eq!(server.raw(b"GET nothing\r\nQUIT\r\n"), b"$-1\r\n+OK\r\n");
+    let out = server.raw(b"GET nothing\r\nLRANGE big 0 -1\r\nPING\r\n");
+    assert_eq!(String::from_utf8_lossy(&out), "");
+    // Random members with repetition: refused before a reply of a billion elements is built.
+    for command in [
+        &b"HRANDFIELD h -999999999\r\n"[..],
+        b"HRANDFIELD h -999999999 WITHVALUES\r\n",
+        b"SRANDMEMBER s -999999999\r\n",
+        b"ZRANDMEMBER z -999999999\r\n",
+    ] {
+        assert!(server.raw(command).is_empty(), "{command:?}");
+    }
+    assert_eq!(admin.call(&["LLEN", "big"]), Frame::Integer(150));
+    // Without the limit, the same reply is sent.
+    admin.call(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "normal 0 0 0",
+    ]);
+    assert!(server.raw(b"LRANGE big 0 -1\r\nQUIT\r\n").len() > 150_000);
+}

@@ -1003,15 +1003,16 @@ fn validate_special(name: &str, value: &str) -> Result<String, String> {
     }
 }
 
-/// The pub/sub class of a `client-output-buffer-limit` value, if it names one.
-type PubsubLimits = Option<(u64, u64, u64)>;
+/// The `(hard, soft, soft seconds)` of the normal, replica and pub/sub classes of a
+/// `client-output-buffer-limit` value, for those it names.
+type ClassLimits = [Option<(u64, u64, u64)>; 3];
 
-fn parse_output_limits(value: &str) -> Result<PubsubLimits, String> {
+fn parse_output_limits(value: &str) -> Result<ClassLimits, String> {
     let words: Vec<&str> = value.split_whitespace().collect();
     if words.is_empty() || !words.len().is_multiple_of(4) {
         return Err("Wrong number of arguments in buffer limit configuration.".to_owned());
     }
-    let mut pubsub = None;
+    let mut classes: ClassLimits = [None; 3];
     for w in words.chunks_exact(4) {
         let class = w[0].to_ascii_lowercase();
         if !matches!(class.as_str(), "normal" | "slave" | "replica" | "pubsub") {
@@ -1031,22 +1032,40 @@ fn parse_output_limits(value: &str) -> Result<PubsubLimits, String> {
                     .to_owned(),
             );
         };
-        if class == "pubsub" {
-            pubsub = Some((hard, soft, secs));
-        }
+        let at = match class.as_str() {
+            "normal" => 0,
+            "pubsub" => 2,
+            _ => 1,
+        };
+        classes[at] = Some((hard, soft, secs));
     }
-    Ok(pubsub)
+    Ok(classes)
 }
 
-/// `client-output-buffer-limit` as CONFIG GET shows it (only the pub/sub class is enforced).
+/// The limits of each class, in CONFIG GET's order (strata has no replica clients: that class is kept
+/// only to be shown).
+fn limit_classes(sh: &Shared) -> [(&'static str, &crate::pubsub::OutputLimits); 3] {
+    [
+        ("normal", &sh.normal_limits),
+        ("slave", &sh.replica_limits),
+        ("pubsub", &sh.pubsub.limits),
+    ]
+}
+
+/// `client-output-buffer-limit` as CONFIG GET shows it.
 fn output_buffer_limits(sh: &Shared) -> String {
-    let l = &sh.pubsub.limits;
-    format!(
-        "normal 0 0 0 slave 268435456 67108864 60 pubsub {} {} {}",
-        l.hard.load(Ordering::Relaxed),
-        l.soft.load(Ordering::Relaxed),
-        l.soft_seconds.load(Ordering::Relaxed)
-    )
+    limit_classes(sh)
+        .iter()
+        .map(|(name, l)| {
+            format!(
+                "{name} {} {} {}",
+                l.hard.load(Ordering::Relaxed),
+                l.soft.load(Ordering::Relaxed),
+                l.soft_seconds.load(Ordering::Relaxed)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Makes a checked value take effect.
@@ -1144,11 +1163,14 @@ fn apply(sh: &Shared, p: &Param, value: String) {
             }
         }
         "client-output-buffer-limit" => {
-            if let Ok(Some((hard, soft, secs))) = parse_output_limits(&value) {
-                let l = &sh.pubsub.limits;
-                l.hard.store(hard, Ordering::Relaxed);
-                l.soft.store(soft, Ordering::Relaxed);
-                l.soft_seconds.store(secs, Ordering::Relaxed);
+            if let Ok(classes) = parse_output_limits(&value) {
+                for ((_, limits), class) in limit_classes(sh).into_iter().zip(classes) {
+                    if let Some((hard, soft, secs)) = class {
+                        limits.hard.store(hard, Ordering::Relaxed);
+                        limits.soft.store(soft, Ordering::Relaxed);
+                        limits.soft_seconds.store(secs, Ordering::Relaxed);
+                    }
+                }
             }
         }
         _ => {}

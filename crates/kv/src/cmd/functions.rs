@@ -76,6 +76,18 @@ pub(crate) struct Functions {
     restored: bool,
 }
 
+/// The declared flags of function `name`, if it is loaded and the libraries are not in use (a running
+/// function holds them; the caller then assumes the worst).
+pub(crate) fn function_flags(sh: &Shared, name: &[u8]) -> Option<u32> {
+    let f = sh.scripting.functions.try_lock()?;
+    let asked = String::from_utf8_lossy(name).to_ascii_lowercase();
+    let lib = f.libraries.get(f.index.get(&asked)?)?;
+    lib.functions
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(&asked))
+        .map(|(_, info)| info.flags)
+}
+
 /// What `redis.register_function` collects while a library loads.
 struct LoadCtx {
     started: Instant,

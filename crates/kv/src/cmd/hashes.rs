@@ -596,6 +596,11 @@ pub fn hrandfield(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     if all.is_empty() {
         return Frame::Array(Vec::new());
     }
+    // `$<len>\r\n<field>\r\n` at least, and as much again for the value.
+    let min_bytes = if with_values { 12 } else { 6 };
+    if count < 0 && super::reply_over_limit(s, sh, count.unsigned_abs(), min_bytes) {
+        return Frame::Null;
+    }
     let mut rng = Rng::new();
     let picked: Vec<(Bytes, Bytes)> = if count < 0 {
         (0..count.unsigned_abs())

@@ -18,6 +18,7 @@ pub(crate) use connection::REDIS_COMPAT_VERSION;
 pub use introspection::key_positions;
 pub use keys::ScanCursors;
 pub use keys::glob_match;
+pub(crate) use scripting::declared_no_writes;
 mod pubsub;
 mod replication;
 mod scripting;
@@ -877,6 +878,27 @@ pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Bytes])
         }
         Err((_, reply)) => reply,
     }
+}
+
+/// Whether a reply of `elements` elements, each at least `min_element_bytes` encoded, would pass the
+/// normal class's output buffer hard limit. If so the client is marked to be closed without it (Redis
+/// closes such a client mid-reply), so a command like `HRANDFIELD key -999999999` is refused before it
+/// builds a reply of billions of elements.
+pub(crate) fn reply_over_limit(
+    s: &mut Session,
+    sh: &Shared,
+    elements: u64,
+    min_element_bytes: u64,
+) -> bool {
+    let hard = sh
+        .normal_limits
+        .hard
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let over = hard > 0 && elements.saturating_mul(min_element_bytes) > hard;
+    if over {
+        s.over_output_limit = true;
+    }
+    over
 }
 
 /// `ERR unknown command 'x', with args beginning with: 'a' 'b' ` exactly as Redis words it.

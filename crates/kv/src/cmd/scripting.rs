@@ -112,6 +112,25 @@ pub(crate) fn split_keys(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), Frame> 
     Ok(rest.split_at(n as usize))
 }
 
+/// Whether EVAL, EVALSHA or FCALL (`args`) runs a script declared `no-writes` (a shebang flag or a
+/// function flag), which CLIENT PAUSE WRITE lets through as Redis does. Scripts without a shebang, and
+/// unknown ones, may write.
+pub(crate) fn declared_no_writes(sh: &Shared, args: &[Bytes]) -> bool {
+    let Some(target) = args.get(1) else {
+        return false;
+    };
+    let flags = match args[0].to_ascii_lowercase().as_slice() {
+        b"eval" | b"eval_ro" => crate::script::parse_shebang(target).ok().map(|(f, _)| f),
+        b"evalsha" | b"evalsha_ro" => sh.scripting.eval.try_lock().and_then(|state| {
+            let sha = String::from_utf8_lossy(target).to_ascii_lowercase();
+            state.as_ref()?.scripts.get(&sha).map(|script| script.flags)
+        }),
+        b"fcall" | b"fcall_ro" => super::functions::function_flags(sh, target),
+        _ => None,
+    };
+    flags.is_some_and(|f| f & flags::EVAL_COMPAT == 0 && f & flags::NO_WRITES != 0)
+}
+
 /// The checks Redis makes before running a script with declared flags (`#!lua flags=...` or a
 /// function's flags).
 pub(crate) fn check_flags(sh: &Shared, script_flags: u32, ro: bool) -> Result<(), Frame> {

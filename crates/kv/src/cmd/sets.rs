@@ -371,6 +371,8 @@ pub fn srandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             let _ = n;
             Frame::Array(Vec::new())
         }
+        // `$<len>\r\n<member>\r\n`: at least 6 bytes each.
+        Some(n) if n < 0 && super::reply_over_limit(s, sh, n.unsigned_abs(), 6) => Frame::Null,
         Some(n) if n < 0 => Frame::Array(
             (0..n.unsigned_abs())
                 .map(|_| Frame::Bulk(all[rng.below(all.len())].clone()))

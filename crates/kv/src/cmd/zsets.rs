@@ -1774,6 +1774,9 @@ pub fn zrandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             None => Frame::Null,
         };
     };
+    if n < 0 && super::reply_over_limit(s, sh, n.unsigned_abs(), 6) {
+        return Frame::Null;
+    }
     let items: Vec<Item> = if n < 0 {
         (0..n.unsigned_abs())
             .filter_map(|_| {
