@@ -284,20 +284,22 @@ async fn wait_while_paused(
     if !arity_ok {
         return Ok(());
     }
-    let writes = |spec: &cmd::CommandSpec| {
-        spec.flags.contains(&"write")
-            || spec.flags.contains(&"may_replicate")
+    let writes = |spec: &cmd::CommandSpec, args: &[Bytes]| {
+        let flags = cmd::flags_of(spec, args);
+        flags.contains(&"write")
+            || flags.contains(&"may_replicate")
             || matches!(spec.name, "publish" | "spublish")
     };
     // EXEC is a write when its queue holds one (Redis's `may-replicate` transaction); a script
     // declared `no-writes` is not.
-    let is_write = (writes(spec) && !cmd::declared_no_writes(shared, args))
+    let is_write = (writes(spec, args) && !cmd::declared_no_writes(shared, args))
         || (spec.name == "exec"
             && session.multi.as_ref().is_some_and(|queue| {
-                queue
-                    .iter()
-                    .filter_map(|q| q.first().and_then(|n| cmd::lookup(n)))
-                    .any(writes)
+                queue.iter().any(|q| {
+                    q.first()
+                        .and_then(|n| cmd::lookup(n))
+                        .is_some_and(|s| writes(s, q))
+                })
             }));
     if shared.pause.paused_until(is_write).is_none() {
         return Ok(());

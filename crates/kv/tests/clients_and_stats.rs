@@ -361,7 +361,37 @@ fn client_pause_write_holds_writes_but_not_reads() {
         .query(&mut reader)
         .unwrap();
     assert_eq!(reply, "hi");
+    // FUNCTION LIST is not a write; FUNCTION LOAD is, and waits (its subcommand's flags count).
+    let listed: Vec<redis::Value> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query(&mut reader)
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let mut loader = server.client();
+    let load = thread::spawn(move || {
+        redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("#!lua name=later\nredis.register_function('later', function() return 1 end)")
+            .query::<String>(&mut loader)
+            .unwrap()
+    });
+    let reply: String = redis::cmd("FCALL")
+        .arg("ro")
+        .arg(0)
+        .query(&mut reader)
+        .unwrap();
+    assert_eq!(reply, "hi");
+    // Held like the SET: both count as blocked clients while the pause lasts.
+    wait_until("the SET and the FUNCTION LOAD to be held", || {
+        info_field(&mut reader, "clients", "blocked_clients") == 2
+    });
+    let listed: Vec<redis::Value> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query(&mut reader)
+        .unwrap();
+    assert_eq!(listed.len(), 1, "the held FUNCTION LOAD has not run");
     let _: () = redis::cmd("CLIENT").arg("UNPAUSE").query(&mut con).unwrap();
+    assert_eq!(load.join().unwrap(), "later");
     write.join().unwrap();
     let v: Option<String> = redis::cmd("GET").arg("paused").query(&mut reader).unwrap();
     assert_eq!(v.as_deref(), Some("1"));

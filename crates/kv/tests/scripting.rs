@@ -238,11 +238,18 @@ fn errors_and_sandbox_match_redis() {
         let e = err_text(eval(&mut c, &format!("return {missing}"), &[], &[]));
         assert!(e.contains("nonexistent global variable"), "{missing}: {e}");
     }
-    let e = err_text(eval(&mut c, "return redis.call('multi')", &[], &[]));
-    assert!(
-        e.contains("This Redis command is not allowed from script"),
-        "{e}"
-    );
+    // MULTI, and FUNCTION's subcommands (flagged `noscript` each, as in Redis, the container not).
+    for refused in [
+        "return redis.call('multi')",
+        "return redis.call('function', 'list')",
+        "return redis.call('function', 'flush')",
+    ] {
+        let e = err_text(eval(&mut c, refused, &[], &[]));
+        assert!(
+            e.contains("This Redis command is not allowed from script"),
+            "{refused}: {e}"
+        );
+    }
     let e = err_text(eval(&mut c, "return redis.call('nosuch')", &[], &[]));
     assert!(
         e.contains("Unknown Redis command called from script"),

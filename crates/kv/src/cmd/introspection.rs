@@ -87,14 +87,16 @@ fn sub_info(container: &CommandSpec, sub: &docs::Doc) -> Frame {
         .first()
         .is_some_and(|a| a.kind == syntax::ArgType::Key);
     let (first, last, step) = if takes_key { (2, 2, 1) } else { (0, 0, 0) };
+    let own = sub.name.split_once('|').map_or(sub.name, |(_, s)| s);
+    let flags = super::subcommand_flags(container.name, own).unwrap_or(container.flags);
     Frame::Array(vec![
         Frame::bulk(sub.name),
         Frame::Integer(i64::from(sub.arity())),
-        simple_set(container.flags.iter().copied()),
+        simple_set(flags.iter().copied()),
         Frame::Integer(first),
         Frame::Integer(last),
         Frame::Integer(step),
-        simple_set(acl_categories(container.flags, sub.group)),
+        simple_set(acl_categories(flags, sub.group)),
         Frame::Set(Vec::new()),
         Frame::Set(Vec::new()),
         Frame::Set(Vec::new()),

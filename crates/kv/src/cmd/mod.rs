@@ -220,26 +220,77 @@ pub(crate) const NOREPLICAS_ERROR: &str = "NOREPLICAS Not enough good replicas t
 
 /// Whether `min-replicas-to-write` refuses this command now: a write (or an EXEC whose queue holds one)
 /// while replicas are required, since this server has none.
-fn refused_for_replicas(session: &Session, shared: &Shared, spec: &CommandSpec) -> bool {
+fn refused_for_replicas(
+    session: &Session,
+    shared: &Shared,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> bool {
     if !shared
         .replicas_required
         .load(std::sync::atomic::Ordering::Relaxed)
     {
         return false;
     }
-    has_flag_or_queues_it(session, spec, "write")
+    has_flag_or_queues_it(session, spec, args, "write")
 }
 
-/// Whether `spec` has `flag`, or is an EXEC whose queued transaction holds a command with it.
-fn has_flag_or_queues_it(session: &Session, spec: &CommandSpec, flag: &str) -> bool {
-    spec.flags.contains(&flag)
+/// Whether the command `args` (of `spec`) has `flag`, or is an EXEC whose queued transaction holds a
+/// command with it.
+fn has_flag_or_queues_it(
+    session: &Session,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    flag: &str,
+) -> bool {
+    flags_of(spec, args).contains(&flag)
         || (spec.name == "exec"
             && session.multi.as_ref().is_some_and(|queue| {
-                queue
-                    .iter()
-                    .filter_map(|args| args.first().and_then(|n| lookup(n)))
-                    .any(|s| s.flags.contains(&flag))
+                queue.iter().any(|queued| {
+                    queued
+                        .first()
+                        .and_then(|n| lookup(n))
+                        .is_some_and(|s| flags_of(s, queued).contains(&flag))
+                })
             }))
+}
+
+/// Flags of the container commands' subcommands that differ from the container's own, as Redis's
+/// command table gives them: `(container, subcommand, flags)`, sorted.
+const SUBCOMMAND_FLAGS: &[(&str, &str, &[&str])] = &[
+    ("function", "delete", &["noscript", "write"]),
+    ("function", "dump", &["noscript"]),
+    ("function", "flush", &["noscript", "write"]),
+    ("function", "help", &["loading", "stale"]),
+    ("function", "kill", &["noscript", "allow_busy"]),
+    ("function", "list", &["noscript"]),
+    ("function", "load", &["noscript", "write", "denyoom"]),
+    ("function", "restore", &["noscript", "write", "denyoom"]),
+    ("function", "stats", &["noscript", "allow_busy"]),
+];
+
+/// The flags of the command `args` of `spec`: its subcommand's where they differ (FUNCTION LOAD is a
+/// write, FUNCTION LIST is not), else the command's.
+pub(crate) fn flags_of(spec: &CommandSpec, args: &[Bytes]) -> &'static [&'static str] {
+    // FUNCTION is the only container in the table; other commands skip the lower-casing.
+    if spec.name == "function"
+        && let Some(sub) = args.get(1)
+        && let Some(flags) = subcommand_flags(
+            spec.name,
+            &String::from_utf8_lossy(sub).to_ascii_lowercase(),
+        )
+    {
+        return flags;
+    }
+    spec.flags
+}
+
+/// The flags of subcommand `sub` (lower case) of `container` where they differ from the container's.
+pub(crate) fn subcommand_flags(container: &str, sub: &str) -> Option<&'static [&'static str]> {
+    SUBCOMMAND_FLAGS
+        .iter()
+        .find(|(c, s, _)| *c == container && *s == sub)
+        .map(|(_, _, flags)| *flags)
 }
 
 /// Refuses a command for the server's state (`-OOM`, `-NOREPLICAS`), as Redis's `rejectCommand` does:
@@ -271,7 +322,12 @@ fn reject(
 /// allows (`evict::make_room`); if that cannot make room, a `denyoom` command, an EXEC whose queue holds
 /// one, or anything but EXEC/DISCARD/QUIT/RESET queued inside MULTI (queueing costs memory too) is
 /// refused, as Redis does.
-fn refused_for_memory(session: &mut Session, shared: &Shared, spec: &CommandSpec) -> bool {
+fn refused_for_memory(
+    session: &mut Session,
+    shared: &Shared,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> bool {
     if shared.memory.limit() == 0 {
         return false;
     }
@@ -279,7 +335,7 @@ fn refused_for_memory(session: &mut Session, shared: &Shared, spec: &CommandSpec
     if room != crate::evict::Room::Full {
         return false;
     }
-    let denyoom = has_flag_or_queues_it(session, spec, "denyoom");
+    let denyoom = has_flag_or_queues_it(session, spec, args, "denyoom");
     let queued =
         session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
     denyoom || queued
@@ -447,10 +503,10 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
             .record_rejected(Some(stat_slot(index, args)), b"ERR");
         return reply;
     }
-    if refused_for_replicas(session, shared, spec) {
+    if refused_for_replicas(session, shared, spec, args) {
         return reject(session, shared, index, spec, args, NOREPLICAS_ERROR);
     }
-    if refused_for_memory(session, shared, spec) {
+    if refused_for_memory(session, shared, spec, args) {
         return reject(session, shared, index, spec, args, OOM_ERROR);
     }
     if session.multi.is_some() && !TRANSACTION_CONTROL.contains(&spec.name) {
@@ -635,7 +691,8 @@ pub(crate) fn run_from_script(
     if !arity_ok {
         return Err("ERR Wrong number of args calling Redis command from script".to_owned());
     }
-    if spec.flags.contains(&"noscript") {
+    let flags = flags_of(spec, args);
+    if flags.contains(&"noscript") {
         return Err("ERR This Redis command is not allowed from script".to_owned());
     }
     if matches!(spec.name, "xread" | "xreadgroup")
@@ -649,14 +706,14 @@ pub(crate) fn run_from_script(
             spec.name
         ));
     }
-    let writes = spec.flags.contains(&"write");
+    let writes = flags.contains(&"write");
     if ctx.read_only && (writes || matches!(spec.name, "publish" | "spublish")) {
         return Err("ERR Write commands are not allowed from read-only scripts.".to_owned());
     }
     if ctx.oom_at_start
         && !ctx.dirty
         && ctx.flags & crate::script::flags::ALLOW_OOM == 0
-        && spec.flags.contains(&"denyoom")
+        && flags.contains(&"denyoom")
     {
         return Err(OOM_ERROR.to_owned());
     }
