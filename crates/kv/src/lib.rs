@@ -101,6 +101,8 @@ pub struct Shared {
     pub scan_cursors: parking_lot::Mutex<cmd::ScanCursors>,
     /// SAVE/BGSAVE progress and results (INFO persistence, LASTSAVE).
     pub save_state: Arc<cmd::SaveState>,
+    /// BGREWRITEAOF progress (INFO persistence).
+    pub log_rewrite: Arc<cmd::LogRewrite>,
     /// Every live connection.
     pub clients: clients::ClientRegistry,
     /// Clients blocked on keys.
@@ -213,6 +215,7 @@ impl Shared {
             exec_lock: parking_lot::RwLock::new(()),
             scan_cursors: parking_lot::Mutex::new(cmd::ScanCursors::default()),
             save_state: Arc::new(cmd::SaveState::default()),
+            log_rewrite: Arc::new(cmd::LogRewrite::default()),
             clients: clients::ClientRegistry::default(),
             blocking: blocking::Blocking::default(),
             pubsub: pubsub::PubSub::default(),

@@ -319,3 +319,61 @@ fn a_failed_save_reports_err_and_leaves_nothing_behind() {
     let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
     assert_eq!(persistence(&mut c)["rdb_last_bgsave_status"], "ok");
 }
+
+#[test]
+fn bgrewriteaof_flushes_the_log_in_the_background_and_reports_in_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in_with(
+        dir.path(),
+        KvConfig::default(),
+        Arc::new(SystemClock),
+        no_fsync(),
+    );
+    let mut c = server.client();
+    let before = persistence(&mut c);
+    assert_eq!(before["aof_rewrite_in_progress"], "0");
+    assert_eq!(before["aof_rewrites"], "0");
+    assert_eq!(before["aof_last_bgrewrite_status"], "ok");
+    for i in 0..100 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("r:{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let started: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
+    assert_eq!(started, "Background append only file rewriting started");
+    let wait_for = |c: &mut redis::Connection, n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let p = persistence(c);
+            if p["aof_rewrites"].parse::<u64>().unwrap() >= n && p["aof_rewrite_in_progress"] == "0"
+            {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "BGREWRITEAOF did not finish: {p:?}"
+            );
+            std::thread::yield_now();
+        }
+    };
+    let after = wait_for(&mut c, 1);
+    assert_eq!(after["aof_last_bgrewrite_status"], "ok");
+    // Inside a transaction it is "scheduled", as in Redis.
+    let replies: Vec<String> = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("in-tx")
+        .arg("1")
+        .cmd("BGREWRITEAOF")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        replies[1],
+        "Background append only file rewriting scheduled"
+    );
+    wait_for(&mut c, 2);
+    let v: i64 = redis::cmd("GET").arg("r:99").query(&mut c).unwrap();
+    assert_eq!(v, 99);
+}

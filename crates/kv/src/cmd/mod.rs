@@ -23,7 +23,7 @@ mod pubsub;
 mod replication;
 mod scripting;
 mod server;
-pub use server::SaveState;
+pub use server::{LogRewrite, SaveState};
 mod sets;
 mod streams;
 mod strings;

@@ -20,6 +20,13 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: module,
     },
     CommandSpec {
+        name: "bgrewriteaof",
+        arity: 1,
+        flags: &["admin", "noscript"],
+        no_auth: false,
+        run: bgrewriteaof,
+    },
+    CommandSpec {
         name: "bgsave",
         arity: -1,
         flags: &["admin", "noscript"],
@@ -223,7 +230,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "async_loading", &0);
             persistence_save_lines(out, sh);
             line(out, "aof_enabled", &1);
-            line(out, "aof_rewrite_in_progress", &0);
+            persistence_rewrite_lines(out, sh);
             line(out, "strata_wal_bytes_written", &s.wal_bytes_written);
             line(out, "strata_wal_syncs", &s.wal_syncs);
             line(
@@ -636,6 +643,95 @@ pub fn bgsave(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     } else {
         Frame::simple("Background saving started")
     }
+}
+
+/// BGREWRITEAOF's progress, for INFO persistence.
+#[derive(Debug, Default)]
+pub struct LogRewrite {
+    inner: parking_lot::Mutex<LogRewriteInner>,
+}
+
+#[derive(Debug)]
+struct LogRewriteInner {
+    running_since: Option<std::time::Instant>,
+    last_failed: bool,
+    /// Seconds the last rewrite took (-1: none yet).
+    last_secs: i64,
+    rewrites: u64,
+}
+
+impl Default for LogRewriteInner {
+    fn default() -> Self {
+        LogRewriteInner {
+            running_since: None,
+            last_failed: false,
+            last_secs: -1,
+            rewrites: 0,
+        }
+    }
+}
+
+/// BGREWRITEAOF. strata's append-only file is the storage engine's write-ahead log; what Redis's
+/// rewrite achieves (a log no longer than the data needs) is a memtable flush, after which the log
+/// segments it covered are deleted. Runs on a background thread; inside MULTI/EXEC it replies
+/// "scheduled", as Redis does there.
+pub fn bgrewriteaof(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+    let state = sh.log_rewrite.clone();
+    {
+        let mut st = state.inner.lock();
+        if st.running_since.is_some() {
+            return Frame::error("ERR Background append only file rewriting already in progress");
+        }
+        st.running_since = Some(std::time::Instant::now());
+    }
+    let db = sh.keyspace.storage().clone();
+    let job_state = state.clone();
+    let spawned = std::thread::Builder::new()
+        .name("strata-logrewrite".into())
+        .spawn(move || {
+            let result = db.flush();
+            let mut st = job_state.inner.lock();
+            let started = st.running_since.take();
+            st.last_secs = started.map_or(0, |t| {
+                i64::try_from(t.elapsed().as_secs()).unwrap_or(i64::MAX)
+            });
+            st.last_failed = result.is_err();
+            match result {
+                Ok(()) => {
+                    st.rewrites += 1;
+                    tracing::info!("BGREWRITEAOF: memtable flushed, covered log segments released");
+                }
+                Err(e) => tracing::error!(error = %e, "BGREWRITEAOF failed"),
+            }
+        });
+    if let Err(e) = spawned {
+        let mut st = state.inner.lock();
+        st.running_since = None;
+        st.last_failed = true;
+        return Frame::error(format!("ERR cannot start the log rewrite: {e}"));
+    }
+    if s.in_exec {
+        Frame::simple("Background append only file rewriting scheduled")
+    } else {
+        Frame::simple("Background append only file rewriting started")
+    }
+}
+
+/// INFO persistence's log-rewrite fields, as Redis reports its AOF rewrite.
+fn persistence_rewrite_lines(out: &mut String, sh: &Shared) {
+    let st = sh.log_rewrite.inner.lock();
+    let current = st.running_since.map_or(-1, |t| {
+        i64::try_from(t.elapsed().as_secs()).unwrap_or(i64::MAX)
+    });
+    let _ = write!(
+        out,
+        "aof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:{}\r\n\
+         aof_current_rewrite_time_sec:{current}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\n",
+        u8::from(st.running_since.is_some()),
+        st.last_secs,
+        if st.last_failed { "err" } else { "ok" },
+        st.rewrites,
+    );
 }
 
 /// INFO persistence's save fields, as Redis reports them.

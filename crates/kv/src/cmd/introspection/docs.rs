@@ -214,6 +214,7 @@ const DEPRECATED: &[(&str, &str, &str)] = &[
 pub const TABLE: &[&str] = &[
     "append; string; 2.0.0; O(1); Adds a string to the end of a key's value, creating the key if needed; key value",
     "auth; connection; 1.0.0; O(N) in the password's length; Logs the connection in as a user; [username] password",
+    "bgrewriteaof; server; 1.0.0; O(1); Compacts the write-ahead log in the background (flushes the memtable, so older log segments are dropped); ",
     "bgsave; server; 1.0.0; O(1); Saves a snapshot of the data set in the background; [SCHEDULE]",
     "bitcount; bitmap; 2.6.0; O(N); Counts the bits set to 1, in the whole string or a range of it; key [start end [BYTE | BIT]]",
     "bitfield; bitmap; 3.2.0; O(1) per operation; Reads, writes and increments integer fields of any width at any bit offset; key [GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment> ...]",
