@@ -113,6 +113,12 @@ impl FragRun {
 
     /// The highest seqno at or below `read_seqno` of a tombstone covering `key`.
     pub fn max_covering(&self, key: &[u8], read_seqno: u64) -> Option<u64> {
+        // Most point reads miss every tombstone of a run (a stream's header next to the tombstones of
+        // its trimmed entries): two comparisons with the run's bounds spare the binary search.
+        let (first, last) = (self.frags.first()?, self.frags.last()?);
+        if key < first.start.as_ref() || key >= last.end.as_ref() {
+            return None;
+        }
         let i = self.frags.partition_point(|f| f.end.as_ref() <= key);
         let f = self.frags.get(i)?;
         if f.start.as_ref() > key {
