@@ -172,42 +172,27 @@ fn protocol_errors_reply_then_close() {
 fn a_reply_past_the_normal_output_buffer_limit_closes_the_client() {
     let server = Server::start(KvConfig::default());
     let mut admin = Raw::connect(server.addr());
-    let ok = Frame::Simple(bytes::Bytes::from_static(b"OK"));
-    assert_eq!(
-        admin.call(&[
-            "CONFIG",
-            "SET",
-            "client-output-buffer-limit",
-            "normal 100000 0 0"
-        ]),
-        ok
-    );
-    let Frame::Array(got) = admin.call(&["CONFIG", "GET", "client-output-buffer-limit"]) else {
-        panic!("CONFIG GET replies with an array")
+    // Sets the limits, then returns them as CONFIG GET shows them.
+    let mut limits = |value: &str| -> String {
+        assert_eq!(
+            admin.call(&["CONFIG", "SET", "client-output-buffer-limit", value]),
+            Frame::Simple(bytes::Bytes::from_static(b"OK"))
+        );
+        match admin.call(&["CONFIG", "GET", "client-output-buffer-limit"]) {
+            Frame::Array(got) => match &got[1] {
+                Frame::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+                other => panic!("not a bulk string: {other:?}"),
+            },
+            other => panic!("CONFIG GET replies with an array: {other:?}"),
+        }
     };
     assert_eq!(
-        got[1],
-        Frame::Bulk(bytes::Bytes::from_static(
-            b"normal 100000 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
-        ))
+        limits("normal 100000 0 0"),
+        "normal 100000 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
     );
     assert_eq!(
-        admin.call(&[
-            "CONFIG",
-            "SET",
-            "client-output-buffer-limit",
-            "replica 3mb 4mb 70 normal 100000 0 0"
-        ]),
-        ok
-    );
-    let Frame::Array(got) = admin.call(&["CONFIG", "GET", "client-output-buffer-limit"]) else {
-        panic!("CONFIG GET replies with an array")
-    };
-    assert_eq!(
-        got[1],
-        Frame::Bulk(bytes::Bytes::from_static(
-            b"normal 100000 0 0 slave 3145728 4194304 70 pubsub 33554432 8388608 60"
-        ))
+        limits("replica 3mb 4mb 70 normal 100000 0 0"),
+        "normal 100000 0 0 slave 3145728 4194304 70 pubsub 33554432 8388608 60"
     );
     let item = "x".repeat(1000);
     for _ in 0..150 {

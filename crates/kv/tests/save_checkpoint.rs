@@ -102,16 +102,33 @@ fn restore(
     out
 }
 
-fn wait_for_saves(c: &mut redis::Connection, saves: u64) -> BTreeMap<String, String> {
+/// INFO persistence once `done` holds for it (a background job finished), within a deadline.
+fn wait_for_persistence(
+    c: &mut redis::Connection,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> BTreeMap<String, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let p = persistence(c);
-        if p["rdb_saves"].parse::<u64>().unwrap() >= saves && p["rdb_bgsave_in_progress"] == "0" {
+        if done(&p) {
             return p;
         }
-        assert!(Instant::now() < deadline, "BGSAVE did not finish: {p:?}");
+        assert!(Instant::now() < deadline, "{what} did not finish: {p:?}");
         std::thread::yield_now();
     }
+}
+
+fn wait_for_saves(c: &mut redis::Connection, saves: u64) -> BTreeMap<String, String> {
+    wait_for_persistence(c, "BGSAVE", |p| {
+        p["rdb_saves"].parse::<u64>().unwrap() >= saves && p["rdb_bgsave_in_progress"] == "0"
+    })
+}
+
+fn wait_for_rewrites(c: &mut redis::Connection, rewrites: u64) -> BTreeMap<String, String> {
+    wait_for_persistence(c, "BGREWRITEAOF", |p| {
+        p["aof_rewrites"].parse::<u64>().unwrap() >= rewrites && p["aof_rewrite_in_progress"] == "0"
+    })
 }
 
 #[test]
@@ -343,22 +360,7 @@ fn bgrewriteaof_flushes_the_log_in_the_background_and_reports_in_info() {
     }
     let started: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
     assert_eq!(started, "Background append only file rewriting started");
-    let wait_for = |c: &mut redis::Connection, n: u64| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let p = persistence(c);
-            if p["aof_rewrites"].parse::<u64>().unwrap() >= n && p["aof_rewrite_in_progress"] == "0"
-            {
-                return p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "BGREWRITEAOF did not finish: {p:?}"
-            );
-            std::thread::yield_now();
-        }
-    };
-    let after = wait_for(&mut c, 1);
+    let after = wait_for_rewrites(&mut c, 1);
     assert_eq!(after["aof_last_bgrewrite_status"], "ok");
     // Inside a transaction it is "scheduled", as in Redis.
     let replies: Vec<String> = redis::pipe()
@@ -373,7 +375,7 @@ fn bgrewriteaof_flushes_the_log_in_the_background_and_reports_in_info() {
         replies[1],
         "Background append only file rewriting scheduled"
     );
-    wait_for(&mut c, 2);
+    wait_for_rewrites(&mut c, 2);
     let v: i64 = redis::cmd("GET").arg("r:99").query(&mut c).unwrap();
     assert_eq!(v, 99);
 }
