@@ -173,6 +173,15 @@ impl WriteBatch {
         }
     }
 
+    /// An empty batch with room for `bytes` of encoded operations, for a caller that knows roughly
+    /// what it will add (growing from empty reallocates several times).
+    pub fn with_capacity(bytes: usize) -> Self {
+        WriteBatch {
+            rep: Vec::with_capacity(bytes),
+            ..WriteBatch::new()
+        }
+    }
+
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.count as usize

@@ -323,26 +323,33 @@ fn with_len(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// A key of `tag` with room for `len` bytes in all (the builders below push their parts without
+/// reallocating).
+fn key_of(tag: u8, len: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(len);
+    k.push(tag);
+    k
+}
+
 fn group_key(group: &[u8]) -> Vec<u8> {
-    let mut k = vec![GROUP];
+    let mut k = key_of(GROUP, 1 + group.len());
     k.extend_from_slice(group);
     k
 }
 
 fn consumer_prefix(group: &[u8]) -> Vec<u8> {
-    let mut k = vec![CONSUMER];
-    with_len(&mut k, group);
-    k
+    consumer_key(group, &[])
 }
 
 fn consumer_key(group: &[u8], consumer: &[u8]) -> Vec<u8> {
-    let mut k = consumer_prefix(group);
+    let mut k = key_of(CONSUMER, 5 + group.len() + consumer.len());
+    with_len(&mut k, group);
     k.extend_from_slice(consumer);
     k
 }
 
 fn pending_prefix(group: &[u8]) -> Vec<u8> {
-    let mut k = vec![PENDING];
+    let mut k = key_of(PENDING, 5 + group.len() + 16);
     with_len(&mut k, group);
     k
 }
@@ -354,7 +361,10 @@ fn pending_key(group: &[u8], id: Id) -> Vec<u8> {
 }
 
 fn cpending_prefix(group: &[u8], consumer: Option<&[u8]>) -> Vec<u8> {
-    let mut k = vec![CONSUMER_PENDING];
+    let mut k = key_of(
+        CONSUMER_PENDING,
+        5 + group.len() + consumer.map_or(0, |c| 4 + c.len()) + 16,
+    );
     with_len(&mut k, group);
     if let Some(c) = consumer {
         with_len(&mut k, c);

@@ -37,10 +37,21 @@ impl Keyspace {
         self.changed(db, key);
         let tree = self.tree(db);
         let prefix = sub_prefix(key, version);
-        let mut batch = WriteBatch::new();
-        let mut k = prefix.clone();
+        // Sized up front: each operation is its key (prefix and element), value and a few header bytes.
+        let longest = write.ops.keys().map(Vec::len).max().unwrap_or(0);
+        let estimate: usize = write
+            .ops
+            .iter()
+            .map(|(k, v)| prefix.len() + k.len() + v.as_ref().map_or(0, Vec::len) + 16)
+            .sum::<usize>()
+            + write.ranges.len() * (2 * prefix.len() + 48)
+            + entry.map_or(0, |e| key.len() + e.payload.len() + 32);
+        let mut batch = WriteBatch::with_capacity(estimate);
+        let mut k = Vec::with_capacity(prefix.len() + longest.max(32));
+        k.extend_from_slice(&prefix);
         for (start, end) in &write.ranges {
-            let mut lo = prefix.clone();
+            let mut lo = Vec::with_capacity(prefix.len() + start.len());
+            lo.extend_from_slice(&prefix);
             lo.extend_from_slice(start);
             k.truncate(prefix.len());
             k.extend_from_slice(end);
