@@ -19,6 +19,11 @@ fn no_fsync() -> strata_storage::Options {
     }
 }
 
+/// A server on the data in `dir`, with the real clock and without fsync.
+fn server_in(dir: &std::path::Path) -> Server {
+    Server::start_in_with(dir, KvConfig::default(), Arc::new(SystemClock), no_fsync())
+}
+
 fn config_get(c: &mut redis::Connection, name: &str) -> String {
     let v: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(c).unwrap();
     assert_eq!(v.len(), 2, "{v:?}");
@@ -89,12 +94,7 @@ fn restore(
             std::fs::copy(e.path(), to).unwrap();
         }
     }
-    let restored = Server::start_in_with(
-        copy.path(),
-        KvConfig::default(),
-        Arc::new(SystemClock),
-        no_fsync(),
-    );
+    let restored = server_in(copy.path());
     let mut c = restored.client();
     let out = dump(&mut c);
     drop(c);
@@ -134,12 +134,7 @@ fn wait_for_rewrites(c: &mut redis::Connection, rewrites: u64) -> BTreeMap<Strin
 #[test]
 fn save_writes_a_checkpoint_holding_exactly_the_data_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in_with(
-        dir.path(),
-        KvConfig::default(),
-        Arc::new(SystemClock),
-        no_fsync(),
-    );
+    let server = server_in(dir.path());
     let mut c = server.client();
     let started: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
     assert!(
@@ -244,12 +239,7 @@ fn save_writes_a_checkpoint_holding_exactly_the_data_before_it() {
 #[test]
 fn bgsave_runs_in_the_background_and_reports_in_info() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in_with(
-        dir.path(),
-        KvConfig::default(),
-        Arc::new(SystemClock),
-        no_fsync(),
-    );
+    let server = server_in(dir.path());
     let mut c = server.client();
     for i in 0..100 {
         let _: () = redis::cmd("SET")
@@ -298,12 +288,7 @@ fn bgsave_runs_in_the_background_and_reports_in_info() {
 #[test]
 fn a_failed_save_reports_err_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in_with(
-        dir.path(),
-        KvConfig::default(),
-        Arc::new(SystemClock),
-        no_fsync(),
-    );
+    let server = server_in(dir.path());
     let mut c = server.client();
     let _: () = redis::cmd("SET").arg("s:1").arg("1").query(&mut c).unwrap();
     // Something that is not ours occupies `<dir>/<dbfilename>`: the link cannot replace a directory.
@@ -340,12 +325,7 @@ fn a_failed_save_reports_err_and_leaves_nothing_behind() {
 #[test]
 fn bgrewriteaof_flushes_the_log_in_the_background_and_reports_in_info() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in_with(
-        dir.path(),
-        KvConfig::default(),
-        Arc::new(SystemClock),
-        no_fsync(),
-    );
+    let server = server_in(dir.path());
     let mut c = server.client();
     let before = persistence(&mut c);
     assert_eq!(before["aof_rewrite_in_progress"], "0");
