@@ -938,25 +938,36 @@ pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Bytes])
 }
 
 /// Whether a reply of `elements` elements, each at least `min_element_bytes` encoded, would pass the
-/// normal class's output buffer hard limit. If so the client is marked to be closed without it (Redis
-/// closes such a client mid-reply), so a command like `HRANDFIELD key -999999999` is refused before it
-/// builds a reply of billions of elements.
+/// normal class's output buffer hard limit, or [`MAX_UNBOUNDED_REPLY_BYTES`] when there is none. If so
+/// the client is marked to be closed without it (Redis closes such a client mid-reply), so a command
+/// like `HRANDFIELD key -999999999` is refused before it builds a reply of billions of elements. Only
+/// for replies whose size does not follow from the data (random members with repetition).
 pub(crate) fn reply_over_limit(
     s: &mut Session,
     sh: &Shared,
     elements: u64,
     min_element_bytes: u64,
 ) -> bool {
-    let hard = sh
+    let hard = match sh
         .normal_limits
         .hard
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let over = hard > 0 && elements.saturating_mul(min_element_bytes) > hard;
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        0 => MAX_UNBOUNDED_REPLY_BYTES,
+        hard => hard,
+    };
+    let over = elements.saturating_mul(min_element_bytes) > hard;
     if over {
         s.over_output_limit = true;
     }
     over
 }
+
+/// The largest reply a command whose reply size does not follow from the data may build when no
+/// normal-class output limit is set. Redis would stream ~15 GB for `HRANDFIELD key -999999999`; strata
+/// builds its reply before sending it, at several times the bytes, and one command must not take the
+/// process down.
+const MAX_UNBOUNDED_REPLY_BYTES: u64 = 1 << 30;
 
 /// `ERR unknown command 'x', with args beginning with: 'a' 'b' ` exactly as Redis words it.
 fn unknown_command(name: &[u8], args: &[Bytes]) -> String {
