@@ -338,29 +338,23 @@ fn client_pause_write_holds_writes_but_not_reads() {
     // Scripts declared `no-writes` run during a write pause, as in Redis: EVAL with the shebang flag,
     // EVALSHA of such a cached script, and FCALL of a no-writes function.
     let ro_body = "#!lua flags=no-writes\nreturn redis.call('get', 'x') or 'none'";
-    let reply: String = redis::cmd("EVAL")
-        .arg(ro_body)
-        .arg(0)
-        .query(&mut reader)
-        .unwrap();
-    assert_eq!(reply, "none");
     let sha: String = redis::cmd("SCRIPT")
         .arg("LOAD")
         .arg(ro_body)
         .query(&mut reader)
         .unwrap();
-    let reply: String = redis::cmd("EVALSHA")
-        .arg(&sha)
-        .arg(0)
-        .query(&mut reader)
-        .unwrap();
-    assert_eq!(reply, "none");
-    let reply: String = redis::cmd("FCALL")
-        .arg("ro")
-        .arg(0)
-        .query(&mut reader)
-        .unwrap();
-    assert_eq!(reply, "hi");
+    for (command, target, want) in [
+        ("EVAL", ro_body, "none"),
+        ("EVALSHA", sha.as_str(), "none"),
+        ("FCALL", "ro", "hi"),
+    ] {
+        let reply: String = redis::cmd(command)
+            .arg(target)
+            .arg(0)
+            .query(&mut reader)
+            .unwrap();
+        assert_eq!(reply, want, "{command}");
+    }
     // FUNCTION LIST is not a write; FUNCTION LOAD is, and waits (its subcommand's flags count).
     let listed: Vec<redis::Value> = redis::cmd("FUNCTION")
         .arg("LIST")
