@@ -6,12 +6,14 @@
 //! tree prefix (`tree id u32 BE ++ key`). Range tombstones are kept beside the point entries, because SSTs
 //! store them separately too.
 //!
-//! A sharded hash index maps each user key to its newest version and to all its versions (a small vector in
-//! trailer order, shared with the ordered map). A point read whose seqno is at least the newest version's
-//! (every read of the latest data, unless a writer is mid-apply) answers from the index with one or two
-//! cache misses; an older read binary-searches the key's versions; a key absent from the index is certainly
-//! absent from the memtable. A write to a key already present appends to its versions and never touches the
-//! ordered map, which only a new key enters (see [`MemTable::add`]) and iterators walk.
+//! A sharded hash index maps each user key to its node: the key and all its versions (a small vector in
+//! trailer order), shared with the ordered map. The index holds a pointer per key, not the key itself, so
+//! the table a write probes stays a few MB where slots of ~100 bytes made it tens of MB and every insert a
+//! cache miss. A point read whose seqno is at least the newest version's (every read of the latest data,
+//! unless a writer is mid-apply) takes the last version; an older read binary-searches the versions; a key
+//! absent from the index is certainly absent from the memtable. A write to a key already present appends to
+//! its versions and never touches the ordered map, which only a new key enters (see [`MemTable::add`]) and
+//! iterators walk.
 //!
 //! The ordered map is a `BTreeMap` behind a lock, not a lock-free skiplist: only one thread writes, readers
 //! hold the lock for one prefetch buffer, and a B-tree insert over a few hundred thousand random keys costs
@@ -21,9 +23,10 @@
 //! list, which the next ordered read sorts and inserts (see [`Ordered`]): a write-only workload never
 //! pays for order on the writing thread, and the flush sorts the keys once, on its own thread.
 //!
-//! Correctness rests on the publish order: a version is in the index, the key's versions and (for a new
-//! key) the ordered map's unordered list, with its flag set, before its seqno becomes visible to readers, and the index keeps the highest seqno
-//! per key, so a slot at or below the read seqno is the newest visible version.
+//! Correctness rests on the publish order: a version is in the key's versions, and a new key in the ordered
+//! map's unordered list (with its flag set) and in the index, before its seqno becomes visible to readers.
+//! Versions stay in trailer order even if a group applies out of order, so the newest at or below the read
+//! seqno is the visible one.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, VecDeque};
@@ -180,13 +183,14 @@ impl SlotKey {
     }
 }
 
-/// One key in the index: its newest version (copied, so the common read takes no lock) and every version.
-struct Slot {
+/// One distinct key of a memtable: its prefixed user key and every version, shared by the hash index and
+/// the ordered map. The index holds only a pointer to it, so the table a write probes stays small (a new key
+/// writes 8 bytes there and its node into freshly allocated memory, where a 104-byte slot written into a
+/// table of millions of slots was a cache miss and most of an insert's cost).
+struct Node {
     key: SlotKey,
-    /// `seqno << 8 | kind` of the newest version.
-    trailer: u64,
-    value: Bytes,
-    chain: Arc<Chain>,
+    /// Taken for writing only by the single applying thread.
+    versions: RwLock<Versions>,
 }
 
 /// A point read's key, prepared once for every memtable (and the SSTs): the internal lookup key
@@ -421,10 +425,6 @@ impl Versions {
     }
 }
 
-/// A key's versions as the ordered map and the index share them. The lock is taken for writing only by the
-/// single applying thread, for reading by iterators and by reads of older versions.
-struct Chain(RwLock<Versions>);
-
 /// A range tombstone over prefixed user keys `[start, end)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemRangeTombstone {
@@ -460,9 +460,9 @@ impl RangeDels {
 /// its own thread, and a workload that scans as it writes orders a few keys per scan.
 #[derive(Default)]
 struct Ordered {
-    sorted: BTreeMap<NodeKey, Arc<Chain>>,
+    sorted: BTreeMap<NodeKey, Arc<Node>>,
     /// Keys in no particular order, none of them in `sorted` (a key enters the memtable once).
-    unordered: Vec<(NodeKey, Arc<Chain>)>,
+    unordered: Vec<(NodeKey, Arc<Node>)>,
 }
 
 impl Ordered {
@@ -496,7 +496,7 @@ pub struct MemTable {
     /// Whether `map` has keys not yet ordered (readable without its lock).
     has_unordered: AtomicBool,
     /// Every user key by hash, with its newest version (see the module docs); shard = hash bits 32.. .
-    index: Box<[RwLock<HashTable<Slot>>]>,
+    index: Box<[RwLock<HashTable<Arc<Node>>>]>,
     /// Distinct user keys in `index` (sizes the next memtable's index).
     distinct_keys: AtomicUsize,
     /// Point entries (versions).
@@ -601,53 +601,37 @@ impl MemTable {
     /// enters the ordered map (whose entries are keys, not versions).
     pub fn add(&self, tree: u32, key: &[u8], seqno: u64, kind: u8, value: &[u8]) {
         let mut writer = self.writer.lock();
-        let v = writer.copy(value);
+        let value = writer.copy(value);
         let bytes = 4 + key.len() + 8 + value.len();
         let trailer = (seqno << 8) | u64::from(kind);
         let h = key_hash(tree, key);
         let shard = &self.index[index_shard(h)];
-        let version = Version {
-            trailer,
-            value: v.clone(),
-        };
-        let mut slots = shard.write();
-        // The version, unless the key was known and it went into the key's versions.
-        let unplaced = match slots.find_mut(h, |s| s.key.is(tree, key)) {
-            Some(s) => {
-                // Groups apply in seqno order, but keep the newest regardless.
-                if s.trailer < trailer {
-                    s.trailer = trailer;
-                    s.value = v.clone();
-                }
-                s.chain.0.write().insert(version);
+        let version = Version { trailer, value };
+        // The version, unless the key was known and it went into the key's versions. Only this thread adds
+        // keys (the writer lock), so a read lock finds them and none appears before the insert below.
+        let unplaced = match shard.read().find(h, |n| n.key.is(tree, key)) {
+            Some(node) => {
+                node.versions.write().insert(version);
                 None
             }
             None => Some(version),
         };
-        drop(slots);
         let new_key = unplaced.is_some();
         if let Some(version) = unplaced {
-            // Ordered map first, index second: a reader that finds the slot finds the map entry. Only this
-            // thread adds keys (the writer lock), so nobody inserts the key in between.
-            let chain = Arc::new(Chain(RwLock::new(Versions::One(version))));
+            // Ordered map first, index second: a reader that finds the key in the index finds it in the map.
+            let node = Arc::new(Node {
+                key: SlotKey::prefixed(tree, key),
+                versions: RwLock::new(Versions::One(version)),
+            });
             {
                 // The flag changes only under the lock, so an ordering reader cannot clear it after a
                 // push it did not see.
                 let mut map = self.map.write();
                 map.unordered
-                    .push((NodeKey::prefixed(tree, key), chain.clone()));
+                    .push((NodeKey::prefixed(tree, key), node.clone()));
                 self.has_unordered.store(true, Ordering::Release);
             }
-            shard.write().insert_unique(
-                h,
-                Slot {
-                    key: SlotKey::prefixed(tree, key),
-                    trailer,
-                    value: v,
-                    chain,
-                },
-                |s| s.key.hash(),
-            );
+            shard.write().insert_unique(h, node, |n| n.key.hash());
             self.distinct_keys.fetch_add(1, Ordering::Relaxed);
         }
         drop(writer);
@@ -697,19 +681,15 @@ impl MemTable {
     pub fn get_lookup(&self, lookup: &LookupKey) -> Option<(u64, u8, Bytes)> {
         let ukey = lookup.user_key();
         let read_seqno = lookup.read_seqno();
-        let chain = {
-            let shard = self.index[index_shard(lookup.hash)].read();
-            let s = shard.find(lookup.hash, |s| s.key.as_bytes() == ukey)?;
-            let seqno = s.trailer >> 8;
-            if seqno <= read_seqno {
-                return Some((seqno, (s.trailer & 0xff) as u8, s.value.clone()));
-            }
-            s.chain.clone()
-        };
-        // The newest version is newer than the read: an older one may be visible.
-        let versions = chain.0.read();
+        let shard = self.index[index_shard(lookup.hash)].read();
+        let node = shard.find(lookup.hash, |n| n.key.as_bytes() == ukey)?;
+        let versions = node.versions.read();
         let vs = versions.as_slice();
-        let visible = vs.partition_point(|v| v.trailer >> 8 <= read_seqno);
+        // The newest version, unless it is newer than the read: then an older one may be visible.
+        let visible = match vs.last() {
+            Some(v) if v.trailer >> 8 <= read_seqno => vs.len(),
+            _ => vs.partition_point(|v| v.trailer >> 8 <= read_seqno),
+        };
         let v = &vs[visible.checked_sub(1)?];
         Some((v.trailer >> 8, (v.trailer & 0xff) as u8, v.value.clone()))
     }
@@ -820,8 +800,8 @@ impl MemIter {
         let mut start = Self::fill_from(from);
         let map = self.mem.ordered();
         let lower = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
-        'nodes: for (key, chain) in map.sorted.range::<[u8], _>((lower, Bound::Unbounded)) {
-            let versions = chain.0.read();
+        'nodes: for (key, node) in map.sorted.range::<[u8], _>((lower, Bound::Unbounded)) {
+            let versions = node.versions.read();
             let vs = versions.as_slice();
             let mut end = vs.len();
             if let Some((u, t, inclusive)) = start.take()
@@ -855,8 +835,8 @@ impl MemIter {
         let mut start = Self::fill_from(from);
         let map = self.mem.ordered();
         let upper = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
-        'nodes: for (key, chain) in map.sorted.range::<[u8], _>((Bound::Unbounded, upper)).rev() {
-            let versions = chain.0.read();
+        'nodes: for (key, node) in map.sorted.range::<[u8], _>((Bound::Unbounded, upper)).rev() {
+            let versions = node.versions.read();
             let vs = versions.as_slice();
             let mut begin = 0;
             if let Some((u, t, inclusive)) = start.take()
