@@ -446,3 +446,161 @@ fn one_xadd_serves_every_blocked_reader() {
     got.sort();
     assert_eq!(got, ["[[s [[1-0 [f v]]]]]", "[[s [[2-0 [f w]]]]]"]);
 }
+
+/// Redis's stream nodes, as a model: each node's live entry IDs and how many entries it was given.
+#[derive(Default)]
+struct NodeModel {
+    nodes: std::collections::VecDeque<(Vec<u64>, usize)>,
+    per_node: usize,
+}
+
+impl NodeModel {
+    fn len(&self) -> usize {
+        self.nodes.iter().map(|(ids, _)| ids.len()).sum()
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().flat_map(|(ids, _)| ids.clone()).collect()
+    }
+
+    fn add(&mut self, id: u64) {
+        let open = self
+            .nodes
+            .back()
+            .is_some_and(|(ids, given)| !ids.is_empty() && *given < self.per_node);
+        if !open {
+            self.nodes.push_back((Vec::new(), 0));
+        }
+        let tail = self.nodes.back_mut().unwrap();
+        tail.0.push(id);
+        tail.1 += 1;
+    }
+
+    fn del(&mut self, id: u64) -> bool {
+        for i in 0..self.nodes.len() {
+            if let Some(at) = self.nodes[i].0.iter().position(|x| *x == id) {
+                self.nodes[i].0.remove(at);
+                if self.nodes[i].0.is_empty() {
+                    self.nodes.remove(i);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Redis's `streamTrim`: whole head nodes while they can go, then (exact only) single entries.
+    fn trim(&mut self, maxlen: Option<usize>, minid: Option<u64>, approx: bool) -> usize {
+        let before = self.len();
+        while let Some((ids, _)) = self.nodes.front() {
+            let whole = match (maxlen, minid) {
+                (Some(max), _) => self.len() - ids.len() >= max,
+                (_, Some(min)) => *ids.last().unwrap() < min,
+                _ => false,
+            };
+            if whole {
+                self.nodes.pop_front();
+                continue;
+            }
+            if approx {
+                break;
+            }
+            // The head node stays: only its first entries go.
+            let rest: usize = self.nodes.iter().skip(1).map(|(ids, _)| ids.len()).sum();
+            let head = &mut self.nodes.front_mut().unwrap().0;
+            let drop = match (maxlen, minid) {
+                (Some(max), _) => (head.len() + rest).saturating_sub(max),
+                (_, Some(min)) => head.iter().take_while(|id| **id < min).count(),
+                _ => 0,
+            };
+            head.drain(..drop);
+            break;
+        }
+        before - self.len()
+    }
+}
+
+/// Capped XADDs, XDEL, and exact and approximate XTRIM by length and by ID, against a model of Redis's
+/// nodes: the header's knowledge of where the head node ends (which lets a capped XADD drop the head
+/// node without reading it) never changes what is trimmed.
+#[test]
+fn trims_follow_redis_nodes_through_deletes() {
+    let server = Server::start_without_fsync(KvConfig::default());
+    let c = &mut server.client();
+    run(c, "CONFIG SET stream-node-max-entries 40");
+    run(c, "CONFIG SET stream-node-max-bytes 0");
+    let mut model = NodeModel {
+        per_node: 40,
+        ..NodeModel::default()
+    };
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rand = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut next = 1u64;
+    for step in 0..6000 {
+        match rand(100) {
+            0..=79 => {
+                let max = 150 + rand(250) as usize;
+                let got = run(c, &format!("XADD s MAXLEN ~ {max} {next}-1 f v"));
+                assert_eq!(got, format!("{next}-1"));
+                model.add(next);
+                model.trim(Some(max), None, true);
+                next += 1;
+            }
+            80..=89 => {
+                let ids = model.ids();
+                if let Some(id) = ids.get(rand(ids.len().max(1) as u64) as usize) {
+                    assert_eq!(run(c, &format!("XDEL s {id}-1")), "1");
+                    assert!(model.del(*id));
+                }
+            }
+            90..=94 => {
+                let max = 100 + rand(300) as usize;
+                let approx = rand(2) == 0;
+                let tilde = if approx { "~ " } else { "" };
+                let got = run(c, &format!("XTRIM s MAXLEN {tilde}{max}"));
+                assert_eq!(
+                    got,
+                    model.trim(Some(max), None, approx).to_string(),
+                    "step {step}"
+                );
+            }
+            _ => {
+                let min = next.saturating_sub(300 + rand(200));
+                let approx = rand(2) == 0;
+                let tilde = if approx { "~ " } else { "" };
+                let got = run(c, &format!("XTRIM s MINID {tilde}{min}"));
+                assert_eq!(
+                    got,
+                    model.trim(None, Some(min), approx).to_string(),
+                    "step {step}"
+                );
+            }
+        }
+        assert_eq!(run(c, "XLEN s"), model.len().to_string(), "step {step}");
+        if step % 500 == 0 || step == 5999 {
+            let ids = model.ids();
+            let want: Vec<String> = ids.iter().map(|id| format!("{id}-1")).collect();
+            let got = run(c, "XRANGE s - +");
+            let got_ids: Vec<&str> = got
+                .split_whitespace()
+                .filter(|w| w.trim_start_matches('[').ends_with("-1"))
+                .map(|w| w.trim_start_matches('['))
+                .collect();
+            assert_eq!(got_ids, want, "step {step}");
+            // The first entry the header remembers is the first one there.
+            let first = ids
+                .first()
+                .map_or("0-0".to_string(), |id| format!("{id}-1"));
+            let info = run(c, "XINFO STREAM s");
+            assert!(
+                info.contains(&format!("first-entry [{first}")) || ids.is_empty(),
+                "{info}"
+            );
+        }
+    }
+}

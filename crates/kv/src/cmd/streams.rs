@@ -559,11 +559,15 @@ struct Meta {
     /// count from the node's header). Headers written before this field have it unknown.
     head_node: u64,
     head_live: u64,
+    /// The first entry of the node after the head node, when known (`Id::MIN`: not known): every entry
+    /// before it is in the head node, so a trim that removes the whole head node range-deletes up to it
+    /// without reading the node's entries. New entries always get larger IDs, so it stays a boundary.
+    head_end: Id,
 }
 
 impl Meta {
     fn payload(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(16 + 48 + 56);
+        let mut b = BytesMut::with_capacity(16 + 48 + 56 + 16);
         b.put_u64(self.version);
         b.put_u64(self.length);
         for id in [self.last_id, self.first_id, self.max_deleted] {
@@ -580,6 +584,7 @@ impl Meta {
         ] {
             b.put_u64(w);
         }
+        b.put_slice(&self.head_end.to_bytes());
         b.freeze()
     }
 
@@ -600,6 +605,7 @@ impl Meta {
             tail_bytes: u64_at(p, 96),
             head_node: if p.len() >= 120 { u64_at(p, 104) } else { 0 },
             head_live: if p.len() >= 120 { u64_at(p, 112) } else { 0 },
+            head_end: p.get(120..).and_then(Id::from_bytes).unwrap_or(Id::MIN),
         })
     }
 }
@@ -1105,11 +1111,33 @@ impl Stream<'_> {
         }
         let mut deleted: u64 = 0;
         let mut removed: Vec<(Id, u64)> = Vec::new();
-        // The head node as the loop leaves it: (node, entries left), when it read the whole node.
-        let mut head: Option<(u64, u64)> = None;
+        // The head node as the loop leaves it: (node, entries left, first entry of the next node), when it
+        // read the whole node.
+        let mut head: Option<(u64, u64, Id)> = None;
+        // The first entry of the node the loop stopped at without removing any of it (approximate trims).
+        let mut stop_first: Option<Id> = None;
         // From the first live entry: the trimmed ones before it are range-deleted but still in the
         // memtable, and walking them cost more than the trim.
         let mut cursor = entry_key(self.m.first_id);
+        // The head node goes whole, and its size and end are known: removed as the range
+        // `[first_id, head_end)` without reading its entries (half of a capped XADD's trim reads).
+        let mut skipped: Option<(Id, Id)> = None;
+        let head_known = self.m.head_live > 16
+            && self.m.head_end != Id::MIN
+            && self.m.head_node != self.m.tail_node
+            && pending.is_none_or(|p| p.1 != self.m.head_node)
+            && (t.limit == 0 || self.m.head_live <= t.limit);
+        let head_goes = match t.strategy {
+            Strategy::MaxLen(max) => self.m.length - self.m.head_live.min(self.m.length) >= max,
+            Strategy::MinId(min) => self.m.head_end <= min,
+            Strategy::None => false,
+        };
+        if head_known && head_goes && self.m.head_live <= self.m.length {
+            self.m.length -= self.m.head_live;
+            deleted += self.m.head_live;
+            skipped = Some((self.m.first_id, self.m.head_end));
+            cursor = entry_key(self.m.head_end);
+        }
         let mut pending_used = false;
         let bounded_nodes = node_limits(self.sh).0 > 0;
         loop {
@@ -1128,8 +1156,9 @@ impl Stream<'_> {
                 Strategy::MaxLen(max) => (self.m.length - max).saturating_add(1) as usize,
                 _ => usize::MAX,
             };
-            // The next node's entries.
+            // The next node's entries, and the first entry of the node after it.
             let mut node: Vec<(Id, u64)> = Vec::new();
+            let mut next_first = Id::MIN;
             let mut capped = false;
             self.sh
                 .keyspace
@@ -1145,6 +1174,7 @@ impl Stream<'_> {
                             return Ok(false);
                         };
                         if node.first().is_some_and(|(_, first)| *first != n) {
+                            next_first = id;
                             return Ok(false);
                         }
                         node.push((id, n));
@@ -1189,8 +1219,9 @@ impl Stream<'_> {
             let node_id = node.first().map_or(0, |(_, n)| *n);
             if t.approx {
                 if !capped {
-                    head = Some((node_id, entries));
+                    head = Some((node_id, entries, next_first));
                 }
+                stop_first = node.first().map(|(id, _)| *id);
                 break;
             }
             let before = deleted;
@@ -1208,18 +1239,22 @@ impl Stream<'_> {
                 removed.push((id, n));
             }
             if !capped {
-                head = Some((node_id, entries - (deleted - before)));
+                head = Some((node_id, entries - (deleted - before), next_first));
             }
             break;
         }
         // Whatever the trim removed, the head is now the node it stopped at (count known if it read the
         // whole node), or unknown.
         match head {
-            Some((node, live)) if live > 0 => {
+            Some((node, live, end)) if live > 0 => {
                 self.m.head_node = node;
                 self.m.head_live = live;
+                self.m.head_end = end;
             }
-            _ if deleted > 0 => self.m.head_live = 0,
+            _ if deleted > 0 => {
+                self.m.head_live = 0;
+                self.m.head_end = Id::MIN;
+            }
             _ => {}
         }
         if deleted == 0 {
@@ -1231,7 +1266,14 @@ impl Stream<'_> {
             .map(|(id, _)| *id)
             .filter(|id| pending.is_none_or(|p| p.0 != *id))
             .collect();
-        if stored.len() > 16 {
+        if let Some((first, end)) = skipped {
+            // The skipped head node and whatever the loop removed after it: still one prefix.
+            let end = stored
+                .last()
+                .map_or(entry_key(end), |last| entry_end(*last));
+            self.write.ranges.push((entry_key(first), end));
+            self.dirty = true;
+        } else if stored.len() > 16 {
             // From the first deleted entry, not from the stream's start: ranges that each cover the ones
             // before them fragment quadratically in the memtable's tombstone index, disjoint ones do not.
             if let (Some(&first), Some(&last)) = (stored.first(), stored.last()) {
@@ -1257,9 +1299,15 @@ impl Stream<'_> {
         // The first entry now: the one after the last deleted.
         if self.m.length == 0 {
             self.m.first_id = Id::MIN;
-        } else if let Some(&(last, _)) = removed.last() {
+        } else if let Some(first) = stop_first {
+            self.m.first_id = first;
+        } else if let Some(from) = removed
+            .last()
+            .map(|(last, _)| entry_end(*last))
+            .or(skipped.map(|(_, end)| entry_key(end)))
+        {
             let next = self
-                .scan(&entry_end(last), &[ENTRY + 1], false, 1)?
+                .scan(&from, &[ENTRY + 1], false, 1)?
                 .first()
                 .and_then(|(k, _)| Id::from_bytes(&k[1..]));
             self.m.first_id = next.or(pending.map(|p| p.0)).unwrap_or(Id::MIN);
@@ -1276,6 +1324,10 @@ impl Stream<'_> {
             || self.m.tail_bytes + values >= max_bytes
             || (max_entries > 0 && self.m.tail_count >= max_entries);
         if new_node {
+            // The head node is the one being closed: this entry is where it ends.
+            if self.m.length > 0 && self.m.head_live > 0 && self.m.head_node == self.m.tail_node {
+                self.m.head_end = id;
+            }
             self.m.tail_node += 1;
             self.m.tail_count = 0;
             self.m.tail_live = 0;
@@ -1291,6 +1343,7 @@ impl Stream<'_> {
             self.m.first_id = id;
             self.m.head_node = node;
             self.m.head_live = 1;
+            self.m.head_end = Id::MIN;
         } else if self.m.head_live > 0 && self.m.head_node == node {
             self.m.head_live += 1;
         }
@@ -1440,8 +1493,11 @@ pub fn xdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             st.m.tail_live = st.m.tail_live.saturating_sub(1);
         }
         if u64_at(&raw, 0) == st.m.head_node {
-            // At zero the head moves to a node whose count is not known.
+            // At zero the head moves to a node whose count and end are not known.
             st.m.head_live = st.m.head_live.saturating_sub(1);
+            if st.m.head_live == 0 {
+                st.m.head_end = Id::MIN;
+            }
         }
         st.del(element);
         st.m.length -= 1;
