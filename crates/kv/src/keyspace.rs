@@ -308,6 +308,9 @@ pub struct Keyspace {
     expired: AtomicU64,
     /// The database the next expiry cycle starts with, so one busy database cannot starve the others.
     expire_next_db: AtomicUsize,
+    /// Per tree: no expiry index entry has a deadline below this (0: not known), so a cycle skips the
+    /// tree's scan until it is due (see [`Keyspace::expire_cycle_with`]).
+    expire_floor: Box<[AtomicU64]>,
     /// Changes since the start, counted as Redis's `server.dirty` (INFO's `rdb_changes_since_last_save`):
     /// one per key a write changes, plus what commands changing several elements add ([`Keyspace::add_dirty`]).
     dirty: AtomicU64,
@@ -668,6 +671,7 @@ impl Keyspace {
             swap_lock: Mutex::new(()),
             expired: AtomicU64::new(0),
             expire_next_db: AtomicUsize::new(0),
+            expire_floor: (0..databases).map(|_| AtomicU64::new(0)).collect(),
             dirty: AtomicU64::new(0),
         })
     }
@@ -888,6 +892,9 @@ impl Keyspace {
             reindex(batch, tree, key, old_at, entry.expire_at_ms);
             batch.put(tree, &scratch.key, &scratch.value);
             self.db.write_deferred(batch)?;
+            if old_at != entry.expire_at_ms {
+                self.indexed(db, entry.expire_at_ms);
+            }
             Ok(())
         })
     }
@@ -995,6 +1002,8 @@ impl Keyspace {
                 key: mkey,
                 value,
             } = scratch;
+            // The earliest deadline this batch indexes (0: none).
+            let mut earliest = 0;
             for (key, entry) in entries {
                 meta_key_into(key, mkey);
                 let (old_at, old_prefix) = if unknown.as_slice().first() == Some(mkey) {
@@ -1007,10 +1016,17 @@ impl Keyspace {
                     batch.delete_range(tree, &prefix, &prefix_end(&prefix));
                 }
                 reindex(batch, tree, key, old_at, entry.expire_at_ms);
+                if old_at != entry.expire_at_ms && entry.expire_at_ms != 0 {
+                    earliest = match earliest {
+                        0 => entry.expire_at_ms,
+                        e => e.min(entry.expire_at_ms),
+                    };
+                }
                 entry.encode_into(value);
                 batch.put(tree, mkey, value);
             }
             self.db.write_deferred(batch)?;
+            self.indexed(db, earliest);
             Ok(())
         })
     }
@@ -1085,6 +1101,7 @@ impl Keyspace {
         reindex(&mut batch, dst_tree, to, 0, moved.expire_at_ms);
         batch.put(dst_tree, &meta_key(to), &moved.encode());
         self.db.write_deferred(&batch)?;
+        self.indexed(dst, moved.expire_at_ms);
         Ok(())
     }
 
@@ -1606,54 +1623,117 @@ impl Keyspace {
             if visited >= budget {
                 break;
             }
-            let tree = self.tree(db).clone();
-            // Deadlines strictly before now (a key at its deadline is still alive, as in Redis).
-            let end = expire_key(now_ms, b"");
-            let due: Vec<Bytes> = tree
-                .range(vec![EXPIRE_PREFIX]..end)
-                .take(budget - visited)
-                .map(|item| item.map(|(k, _)| k))
-                .collect::<Result<_, _>>()?;
-            visited += due.len();
-            for index_key in due {
-                let (Some(at), Some(key)) = (
-                    index_key
-                        .get(1..9)
-                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                        .map(u64::from_be_bytes),
-                    index_key.get(9..),
-                ) else {
-                    tree.delete(&index_key)?;
-                    continue;
-                };
-                let _guard = self.lock(db, key);
-                // Both read at one seqno: every write changes a key's record and its index entry in
-                // one batch, so the pair is consistent.
-                let mut both = tree
-                    .multi_get(&[meta_key(key).as_slice(), &index_key[..]])?
-                    .into_iter();
-                let (meta, indexed) = (both.next().flatten(), both.next().flatten().is_some());
-                let meta_at = meta.map(Entry::decode).transpose()?.map(|e| e.expire_at_ms);
-                match meta_at {
-                    Some(a) if a == at => {
-                        self.delete_record(db, key)?;
-                        on_expired(db, key);
-                        expired += 1;
-                    }
-                    None if indexed => {
-                        // The key expired and compaction already reclaimed its record (see
-                        // `compaction`); it still gets its event and its count.
-                        self.touched(db, key);
-                        tree.delete(&index_key)?;
-                        on_expired(db, key);
-                        expired += 1;
-                    }
-                    _ => tree.delete(&index_key)?,
-                }
+            // Every deadline in this tree's index is at or after now: nothing is due, and no scan (whose
+            // range read would make the memtable order every key written since the last one).
+            let floor = &self.expire_floor[self.tree_index(db)];
+            if floor.load(Ordering::SeqCst) >= now_ms {
+                continue;
             }
+            floor.store(u64::MAX, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            // The first deadline left after this pass: 0 (scan again) unless the pass saw it.
+            let mut next_at = 0;
+            let pass =
+                self.expire_pass(db, now_ms, budget - visited, &mut next_at, &mut on_expired);
+            floor.fetch_min(next_at, Ordering::SeqCst);
+            let (v, e) = pass?;
+            visited += v;
+            expired += e;
         }
         self.expired.fetch_add(expired as u64, Ordering::Relaxed);
         Ok(expired)
+    }
+
+    /// Lowers `db`'s expiry floor to `at` (0: nothing indexed), after a write that indexed a key
+    /// under that deadline committed.
+    ///
+    /// Together with the cycle's side this is a store-then-load handshake on both sides: the writer's
+    /// commit, then a fence, then its read of the floor; the cycle's reset of the floor, then a fence, then
+    /// its snapshot. Either the writer sees the reset and lowers the floor itself, or its write is in the
+    /// cycle's snapshot and the floor the cycle sets is at most its deadline.
+    fn indexed(&self, db: usize, at: u64) {
+        if at == 0 {
+            return;
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let floor = &self.expire_floor[self.tree_index(db)];
+        if at < floor.load(Ordering::SeqCst) {
+            floor.fetch_min(at, Ordering::SeqCst);
+        }
+    }
+
+    /// One pass over `db`'s due index entries (deadlines strictly before `now_ms`: a key at its deadline
+    /// is still alive, as in Redis), at most `budget` of them. Sets `next_at` to the first deadline left
+    /// when the pass visited every due entry. Returns (entries visited, keys expired).
+    fn expire_pass(
+        &self,
+        db: usize,
+        now_ms: u64,
+        budget: usize,
+        next_at: &mut u64,
+        on_expired: &mut impl FnMut(usize, &[u8]),
+    ) -> Result<(usize, usize), KvError> {
+        let tree = self.tree(db).clone();
+        let mut due: Vec<Bytes> = Vec::new();
+        let mut next = u64::MAX;
+        for item in tree.range(vec![EXPIRE_PREFIX]..prefix_end(&[EXPIRE_PREFIX])) {
+            let (k, _) = item?;
+            let at = k
+                .get(1..9)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            if let Some(at) = at
+                && at >= now_ms
+            {
+                next = at;
+                break;
+            }
+            if due.len() == budget {
+                next = 0;
+                break;
+            }
+            due.push(k);
+        }
+        let visited = due.len();
+        let mut expired = 0;
+        for index_key in due {
+            let (Some(at), Some(key)) = (
+                index_key
+                    .get(1..9)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes),
+                index_key.get(9..),
+            ) else {
+                tree.delete(&index_key)?;
+                continue;
+            };
+            let _guard = self.lock(db, key);
+            // Both read at one seqno: every write changes a key's record and its index entry in
+            // one batch, so the pair is consistent.
+            let mut both = tree
+                .multi_get(&[meta_key(key).as_slice(), &index_key[..]])?
+                .into_iter();
+            let (meta, indexed) = (both.next().flatten(), both.next().flatten().is_some());
+            let meta_at = meta.map(Entry::decode).transpose()?.map(|e| e.expire_at_ms);
+            match meta_at {
+                Some(a) if a == at => {
+                    self.delete_record(db, key)?;
+                    on_expired(db, key);
+                    expired += 1;
+                }
+                None if indexed => {
+                    // The key expired and compaction already reclaimed its record (see
+                    // `compaction`); it still gets its event and its count.
+                    self.touched(db, key);
+                    tree.delete(&index_key)?;
+                    on_expired(db, key);
+                    expired += 1;
+                }
+                _ => tree.delete(&index_key)?,
+            }
+        }
+        *next_at = next;
+        Ok((visited, expired))
     }
 
     /// Keys removed by active and lazy expiry since the start (INFO's `expired_keys`).
@@ -1735,6 +1815,9 @@ impl Keyspace {
             batch.put(tree, &meta_key(key), &entry.encode());
         }
         self.db.write_deferred(&batch)?;
+        if !elements.is_empty() {
+            self.indexed(db, entry.expire_at_ms);
+        }
         Ok(())
     }
 

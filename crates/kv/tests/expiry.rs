@@ -242,3 +242,47 @@ fn active_expiry_publishes_expired_events() {
     assert_eq!(msg.get_channel_name(), "__keyevent@0__:expired");
     assert_eq!(msg.get_payload::<String>().unwrap(), "gone");
 }
+
+/// A cycle that finds nothing due remembers the earliest deadline it saw and skips the index until then;
+/// every way of giving a key an earlier deadline after that (a put, several at once, a move to another
+/// database) still gets the key expired on time.
+#[test]
+fn skipped_scans_still_see_earlier_deadlines_written_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let ks = Keyspace::open(db, 4, clock.clone()).unwrap();
+    for d in 0..4 {
+        ks.put(d, b"late", &with_ttl("v", T0 + 100_000)).unwrap();
+    }
+    // Nothing due: each database's next deadline is remembered.
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 0);
+    clock.advance_ms(10);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 0);
+
+    ks.put(0, b"one", &with_ttl("v", T0 + 1_000)).unwrap();
+    ks.put_many(
+        1,
+        &[
+            (&b"two"[..], with_ttl("v", T0 + 2_000)),
+            (&b"three"[..], with_ttl("v", T0 + 1_500)),
+        ],
+    )
+    .unwrap();
+    let moved = with_ttl("v", T0 + 1_200);
+    ks.put(2, b"src", &moved).unwrap();
+    ks.transfer(2, b"src", 3, b"dst", &moved, true).unwrap();
+
+    clock.advance_ms(900);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 0);
+    clock.advance_ms(1_200);
+    // one (T0+1000), three (T0+1500), dst (T0+1200), two (T0+2000): all due at T0+2110.
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 4);
+    for (d, k) in [(0, &b"one"[..]), (1, b"two"), (1, b"three"), (3, b"dst")] {
+        assert!(ks.get(d, k).unwrap().is_none());
+    }
+    // The late keys are left, and found when their time comes.
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 0);
+    clock.advance_ms(100_000);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 4);
+}
