@@ -1528,6 +1528,8 @@ impl DbInner {
             Bound::Included(l) => self.skip_hints.lookup(l, read_seqno),
             _ => None,
         };
+        // The memtables need order only where the iterator reads.
+        let bounds = (lower.clone(), upper.clone());
         let spec = IterSpec {
             read_seqno,
             lower,
@@ -1539,7 +1541,7 @@ impl DbInner {
         let make = move || {
             let mut v: Vec<Box<dyn SourceIter>> = Vec::new();
             for m in std::iter::once(&mems.active).chain(mems.imms.iter()) {
-                v.push(Box::new(MemIter::new(m.clone())));
+                v.push(Box::new(MemIter::within(m.clone(), bounds.clone())));
             }
             crate::version::sources(&view, &mut v);
             v

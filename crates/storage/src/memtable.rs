@@ -463,6 +463,9 @@ struct Ordered {
     sorted: BTreeMap<NodeKey, Arc<Node>>,
     /// Keys in no particular order, none of them in `sorted` (a key enters the memtable once).
     unordered: Vec<(NodeKey, Arc<Node>)>,
+    /// The smallest and largest key in `unordered`, so a read of a range outside them need not order
+    /// anything (XREADGROUP scans entries while the pending entries it adds are elsewhere in the tree).
+    unordered_span: Option<(NodeKey, NodeKey)>,
 }
 
 impl Ordered {
@@ -474,7 +477,42 @@ impl Ordered {
     /// flush of a memtable nobody scanned) or inserted in key order, which walks neighbouring leaves.
     /// Rebuilding a non-empty map by a merge was tried: a periodic scan (active expiry, every 100 ms)
     /// then rebuilt a map of ~300k keys per tick to add ~10k.
+    /// Adds a new key, unordered.
+    fn push(&mut self, key: NodeKey, node: Arc<Node>) {
+        match &mut self.unordered_span {
+            None => self.unordered_span = Some((key.clone(), key.clone())),
+            Some((lo, hi)) => {
+                if key < *lo {
+                    *lo = key.clone();
+                } else if key > *hi {
+                    *hi = key.clone();
+                }
+            }
+        }
+        self.unordered.push((key, node));
+    }
+
+    /// Whether every unordered key lies outside the user-key range `bounds` (prefixed keys).
+    fn unordered_outside(&self, bounds: &KeyBounds) -> bool {
+        let Some((min, max)) = &self.unordered_span else {
+            return true;
+        };
+        let (min, max) = (min.as_bytes(), max.as_bytes());
+        let below = match &bounds.1 {
+            Bound::Included(hi) => hi.as_slice() < min,
+            Bound::Excluded(hi) => hi.as_slice() <= min,
+            Bound::Unbounded => false,
+        };
+        let above = match &bounds.0 {
+            Bound::Included(lo) => lo.as_slice() > max,
+            Bound::Excluded(lo) => lo.as_slice() >= max,
+            Bound::Unbounded => false,
+        };
+        below || above
+    }
+
     fn order(&mut self) {
+        self.unordered_span = None;
         let mut new = std::mem::take(&mut self.unordered);
         if new.is_empty() {
             return;
@@ -482,11 +520,45 @@ impl Ordered {
         new.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if self.sorted.is_empty() {
             self.sorted = new.into_iter().collect();
+        } else if new.len() * 4 >= self.sorted.len() {
+            // Many new keys against the map (a flush after scans ordered only part of the memtable): one
+            // merge and a bulk build cost less than an insert each.
+            let old = std::mem::take(&mut self.sorted);
+            self.sorted = MergeSorted {
+                a: old.into_iter().peekable(),
+                b: new.into_iter().peekable(),
+            }
+            .collect();
         } else {
             self.sorted.extend(new);
         }
     }
 }
+
+/// Two ascending sequences of distinct keys merged into one.
+struct MergeSorted<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A, B> Iterator for MergeSorted<A, B>
+where
+    A: Iterator<Item = (NodeKey, Arc<Node>)>,
+    B: Iterator<Item = (NodeKey, Arc<Node>)>,
+{
+    type Item = (NodeKey, Arc<Node>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}
+
+/// A range of prefixed user keys: lower and upper bound.
+pub type KeyBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
 /// A memtable.
 pub struct MemTable {
@@ -553,9 +625,16 @@ impl MemTable {
         self.map.read().is_empty() && self.range_dels.read().list.is_empty()
     }
 
-    /// The ordered map with every key added so far in it (ordering the new ones first, if any).
-    fn ordered(&self) -> parking_lot::RwLockReadGuard<'_, Ordered> {
+    /// The ordered map with every key added so far in it (ordering the new ones first, if any), or, given
+    /// `bounds`, with every key in that range: keys added outside it may stay unordered.
+    fn ordered(&self, bounds: Option<&KeyBounds>) -> parking_lot::RwLockReadGuard<'_, Ordered> {
         if self.has_unordered.load(Ordering::Acquire) {
+            if let Some(bounds) = bounds {
+                let map = self.map.read();
+                if map.unordered_outside(bounds) {
+                    return map;
+                }
+            }
             let mut map = self.map.write();
             map.order();
             self.has_unordered.store(false, Ordering::Release);
@@ -627,8 +706,7 @@ impl MemTable {
                 // The flag changes only under the lock, so an ordering reader cannot clear it after a
                 // push it did not see.
                 let mut map = self.map.write();
-                map.unordered
-                    .push((NodeKey::prefixed(tree, key), node.clone()));
+                map.push(NodeKey::prefixed(tree, key), node.clone());
                 self.has_unordered.store(true, Ordering::Release);
             }
             shard.write().insert_unique(h, node, |n| n.key.hash());
@@ -740,6 +818,8 @@ pub struct MemIter {
     newest_only: bool,
     /// Entries the next fill fetches.
     fill: usize,
+    /// The prefixed user keys the reader will look at, when it said (see [`MemIter::within`]).
+    bounds: Option<KeyBounds>,
 }
 
 /// Where a fill starts: an internal key split into user key and trailer, and whether the key itself counts.
@@ -755,6 +835,17 @@ impl MemIter {
             forward: true,
             newest_only: false,
             fill: ITER_FIRST_FILL,
+            bounds: None,
+        }
+    }
+
+    /// An iterator whose reader looks only at prefixed user keys within `bounds`: keys added since the
+    /// last ordering and all outside them are not ordered for it (entries it shows outside `bounds` may
+    /// miss them, so the reader must not use those).
+    pub fn within(mem: Arc<MemTable>, bounds: KeyBounds) -> Self {
+        MemIter {
+            bounds: Some(bounds),
+            ..MemIter::new(mem)
         }
     }
 
@@ -798,7 +889,7 @@ impl MemIter {
         self.buf.clear();
         self.forward = true;
         let mut start = Self::fill_from(from);
-        let map = self.mem.ordered();
+        let map = self.mem.ordered(self.bounds.as_ref());
         let lower = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
         'nodes: for (key, node) in map.sorted.range::<[u8], _>((lower, Bound::Unbounded)) {
             let versions = node.versions.read();
@@ -833,7 +924,7 @@ impl MemIter {
         self.buf.clear();
         self.forward = false;
         let mut start = Self::fill_from(from);
-        let map = self.mem.ordered();
+        let map = self.mem.ordered(self.bounds.as_ref());
         let upper = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
         'nodes: for (key, node) in map.sorted.range::<[u8], _>((Bound::Unbounded, upper)).rev() {
             let versions = node.versions.read();
@@ -1183,6 +1274,68 @@ mod tests {
         drop(m);
         assert_eq!(got.as_ref(), &[7u8; 7][..]);
         assert_eq!(big_got.as_ref(), &big[..]);
+    }
+
+    /// A bounded iterator orders only what its range needs: keys added outside it stay unordered (and are
+    /// still found by point reads and by later iterators that need them), keys inside it are seen.
+    #[test]
+    fn bounded_iterators_leave_keys_outside_their_range_unordered() {
+        let m = Arc::new(MemTable::new(1));
+        for k in [b"e1", b"e3", b"e2"] {
+            m.add(1, k, 1, KIND_PUT, b"v");
+        }
+        let prefixed = |k: &[u8]| {
+            let mut v = Vec::new();
+            tree_key(&mut v, 1, k);
+            v
+        };
+        let entries = (
+            Bound::Included(prefixed(b"e")),
+            Bound::Excluded(prefixed(b"f")),
+        );
+        let start = MemKey::internal(1, b"e", u64::MAX >> 8, KIND_RANGE_DELETE);
+        let keys = |it: &mut MemIter| {
+            let mut out = Vec::new();
+            while it.valid() && split_internal(it.key()).0 < prefixed(b"f").as_slice() {
+                out.push(split_internal(it.key()).0[4..].to_vec());
+                it.next();
+            }
+            out
+        };
+        let mut it = MemIter::within(m.clone(), entries.clone());
+        it.seek(start.as_bytes());
+        assert_eq!(
+            keys(&mut it),
+            vec![b"e1".to_vec(), b"e2".to_vec(), b"e3".to_vec()]
+        );
+        // New keys after the range: a scan of the entries leaves them unordered.
+        m.add(1, b"p2", 2, KIND_PUT, b"v");
+        m.add(1, b"p1", 3, KIND_PUT, b"v");
+        let mut it = MemIter::within(m.clone(), entries.clone());
+        it.seek(start.as_bytes());
+        assert_eq!(keys(&mut it).len(), 3);
+        assert!(m.has_unordered.load(Ordering::Acquire));
+        assert_eq!(m.get(1, b"p1", 9).unwrap().2.as_ref(), b"v");
+        // A key inside the range is ordered for the next scan of it, the others with it.
+        m.add(1, b"e0", 4, KIND_PUT, b"v");
+        let mut it = MemIter::within(m.clone(), entries);
+        it.seek(start.as_bytes());
+        assert_eq!(keys(&mut it)[0], b"e0".to_vec());
+        assert!(!m.has_unordered.load(Ordering::Acquire));
+        // An unbounded iterator sees everything, in order.
+        m.add(1, b"a", 5, KIND_PUT, b"v");
+        let mut it = MemIter::new(m.clone());
+        it.seek_to_first();
+        let mut all = Vec::new();
+        while it.valid() {
+            all.push(split_internal(it.key()).0[4..].to_vec());
+            it.next();
+        }
+        let want: Vec<Vec<u8>> = [&b"a"[..], b"e0", b"e1", b"e2", b"e3", b"p1", b"p2"]
+            .iter()
+            .map(|k| k.to_vec())
+            .collect();
+        assert_eq!(all, want);
     }
 
     #[test]
