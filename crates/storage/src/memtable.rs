@@ -20,8 +20,9 @@
 //! about a third of a crossbeam skiplist's (a few node visits with keys side by side, against ~2·log2(n)
 //! scattered nodes). With one skiplist node per version, the skiplist search was the largest item of every
 //! write benchmark's CPU. A new key is not inserted into the B-tree at once but appended to an unordered
-//! list, which the next ordered read sorts and inserts (see [`Ordered`]): a write-only workload never
-//! pays for order on the writing thread, and the flush sorts the keys once, on its own thread.
+//! list, which the next ordered read whose range the list's keys could fall in sorts and inserts (see
+//! [`Ordered`]): a write-only workload never pays for order on the writing thread, a scan of one part of
+//! the tree does not order keys written elsewhere, and the flush sorts the keys once, on its own thread.
 //!
 //! Correctness rests on the publish order: a version is in the key's versions, and a new key in the ordered
 //! map's unordered list (with its flag set) and in the index, before its seqno becomes visible to readers.
