@@ -569,6 +569,12 @@ fn meta_key(key: &[u8]) -> Vec<u8> {
 }
 
 /// The expiry index entry of `key` expiring at `at`.
+/// The deadline and key of an expiry index entry (`None` if malformed).
+pub(crate) fn split_expire_key(k: &[u8]) -> Option<(u64, &[u8])> {
+    let at = u64::from_be_bytes(k.get(1..9)?.try_into().ok()?);
+    Some((at, k.get(9..)?))
+}
+
 fn expire_key(at: u64, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + key.len());
     k.push(EXPIRE_PREFIX);
@@ -1678,11 +1684,7 @@ impl Keyspace {
         let mut next = u64::MAX;
         for item in tree.range(vec![EXPIRE_PREFIX]..prefix_end(&[EXPIRE_PREFIX])) {
             let (k, _) = item?;
-            let at = k
-                .get(1..9)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes);
-            if let Some(at) = at
+            if let Some((at, _)) = split_expire_key(&k)
                 && at >= now_ms
             {
                 next = at;
@@ -1697,13 +1699,7 @@ impl Keyspace {
         let visited = due.len();
         let mut expired = 0;
         for index_key in due {
-            let (Some(at), Some(key)) = (
-                index_key
-                    .get(1..9)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes),
-                index_key.get(9..),
-            ) else {
+            let Some((at, key)) = split_expire_key(&index_key) else {
                 tree.delete(&index_key)?;
                 continue;
             };

@@ -81,13 +81,7 @@ impl KvFilter {
     }
 
     fn index_entry(ctx: &mut FilterContext<'_>, record: &[u8]) -> Decision {
-        let (Some(at), Some(key)) = (
-            record
-                .get(1..9)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes),
-            record.get(9..),
-        ) else {
+        let Some((at, key)) = super::split_expire_key(record) else {
             return Decision::Keep;
         };
         match Self::metadata(ctx, key) {
