@@ -27,12 +27,18 @@ fn with_ttl(value: &str, at: u64) -> Entry {
     e
 }
 
-#[test]
-fn expire_cycle_removes_only_confirmed_expired_keys() {
+/// A keyspace of four databases on a fresh directory, with a manual clock at `T0`.
+fn keyspace_at_t0() -> (tempfile::TempDir, Arc<ManualClock>, Keyspace) {
     let dir = tempfile::tempdir().unwrap();
     let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let ks = Keyspace::open(db, 4, clock.clone()).unwrap();
+    (dir, clock, ks)
+}
+
+#[test]
+fn expire_cycle_removes_only_confirmed_expired_keys() {
+    let (_dir, clock, ks) = keyspace_at_t0();
     for i in 0..50 {
         ks.put(0, format!("a{i}").as_bytes(), &with_ttl("v", T0 + 1_000))
             .unwrap();
@@ -248,10 +254,7 @@ fn active_expiry_publishes_expired_events() {
 /// database) still gets the key expired on time.
 #[test]
 fn skipped_scans_still_see_earlier_deadlines_written_after_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let ks = Keyspace::open(db, 4, clock.clone()).unwrap();
+    let (_dir, clock, ks) = keyspace_at_t0();
     for d in 0..4 {
         ks.put(d, b"late", &with_ttl("v", T0 + 100_000)).unwrap();
     }
