@@ -130,6 +130,11 @@ pub struct ConfigArgs {
     /// [env: STRATA_WORKER_THREADS]
     #[arg(long, value_name = "N")]
     pub worker_threads: Option<String>,
+    /// Bytes of writes the storage engine keeps in its active memtable before flushing them to an
+    /// SSTable, e.g. 64mb; more keeps more recent writes in memory for reads [default: 256mb] [env:
+    /// STRATA_MEMTABLE_SIZE]
+    #[arg(long, value_name = "BYTES")]
+    pub memtable_size: Option<String>,
     /// Password clients and admin requests must present; prefer the environment variable, since flags are
     /// visible in the process list [default: none] [env: STRATA_REQUIREPASS]
     #[arg(long, value_name = "PASSWORD")]
@@ -161,6 +166,7 @@ impl ConfigArgs {
             ("maxmemory_policy", &self.maxmemory_policy),
             ("amqp_memory_budget", &self.amqp_memory_budget),
             ("worker_threads", &self.worker_threads),
+            ("memtable_size", &self.memtable_size),
             ("requirepass", &self.requirepass),
         ];
         Layers {

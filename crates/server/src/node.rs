@@ -121,6 +121,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             FsyncPolicy::Everysec => strata_storage::FsyncPolicy::EverySec,
             FsyncPolicy::No => strata_storage::FsyncPolicy::No,
         },
+        memtable_size_bytes: usize::try_from(config.memtable_size).unwrap_or(usize::MAX),
         ..strata_storage::Options::default()
     };
     // Recovery replays the WAL and may read for a while: keep it off the async worker threads.
