@@ -24,6 +24,24 @@ fn opts(fsync: FsyncPolicy) -> Options {
     }
 }
 
+/// Opens the database in `dir`, waiting while another process holds its lock. The tests of this binary
+/// run in parallel and some spawn children: a child forked while a test's database is open shares that
+/// database's lock (the fork copies every descriptor) until it execs, so a test that closes and at once
+/// reopens can find its own directory locked for a moment.
+fn open(dir: impl AsRef<std::path::Path>, opts: Options) -> Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Db::open(dir.as_ref(), opts.clone()) {
+            Err(strata_storage::StorageError::Locked(_))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now();
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
 fn key(thread: u32, n: u64) -> Vec<u8> {
     format!("{thread}:{n:08}").into_bytes()
 }
@@ -48,7 +66,7 @@ fn deferred_child_writer() {
     let mut out = std::io::stdout();
     if mode == "fixed" {
         // fsync = no and a large memtable: nothing but sync_to writes the deferred buffer.
-        let db = Db::open(&dir, opts(FsyncPolicy::No)).unwrap();
+        let db = open(&dir, opts(FsyncPolicy::No));
         let mut last = WalTicket::default();
         for n in 0..200 {
             last = deferred_batch(&db, 0, n);
@@ -71,7 +89,7 @@ fn deferred_child_writer() {
     }
     // "random": two threads write deferred batches (small memtable: rotations and flushes happen), one of
     // them syncing after every batch and one every few batches; an immediate write now and then.
-    let db = Db::open(&dir, opts(FsyncPolicy::EverySec)).unwrap();
+    let db = open(&dir, opts(FsyncPolicy::EverySec));
     let out = std::sync::Mutex::new(out);
     std::thread::scope(|s| {
         for t in 0..2u32 {
@@ -165,7 +183,7 @@ fn synced_deferred_writes_survive_kill_9_and_unsynced_ones_vanish_whole() {
     child.kill().unwrap(); // SIGKILL
     assert!(!child.wait().unwrap().success());
 
-    let db = Db::open(dir.path(), opts(FsyncPolicy::No)).unwrap();
+    let db = open(dir.path(), opts(FsyncPolicy::No));
     let keys = check_atomic(&db, "fixed");
     let expected: BTreeSet<Vec<u8>> = (0..200).map(|n| key(0, n)).collect();
     // Batches 0..200 were synced (the last sync covered 199); 200..250 stayed in the child's memory.
@@ -207,7 +225,7 @@ fn acknowledged_deferred_writes_survive_random_kill_9() {
         );
         strata_storage::check::check(dir.path())
             .unwrap_or_else(|e| panic!("round {round}: check after kill -9: {e}"));
-        let db = Db::open(dir.path(), opts(FsyncPolicy::EverySec)).unwrap();
+        let db = open(dir.path(), opts(FsyncPolicy::EverySec));
         let keys = check_atomic(&db, &format!("round {round}"));
         for (t, n) in &acked {
             assert!(
@@ -226,7 +244,7 @@ fn deferred_writes_are_visible_at_once_and_durable_after_sync_or_clean_close() {
     for fsync in [FsyncPolicy::No, FsyncPolicy::EverySec, FsyncPolicy::Always] {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = Db::open(dir.path(), opts(fsync)).unwrap();
+            let db = open(dir.path(), opts(fsync));
             let a = db.tree("a").unwrap();
             let t1 = a.put_deferred(b"k1", b"v1").unwrap();
             assert_eq!(a.get(b"k1").unwrap().as_deref(), Some(&b"v1"[..]));
@@ -242,7 +260,7 @@ fn deferred_writes_are_visible_at_once_and_durable_after_sync_or_clean_close() {
             a.put_deferred(b"k5", b"v5").unwrap();
             // Dropped without sync_to: a clean close writes the buffer.
         }
-        let db = Db::open(dir.path(), opts(fsync)).unwrap();
+        let db = open(dir.path(), opts(fsync));
         let a = db.tree("a").unwrap();
         let got: Vec<(Vec<u8>, Vec<u8>)> = a
             .iter()
