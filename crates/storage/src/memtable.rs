@@ -7,9 +7,8 @@
 //! store them separately too.
 //!
 //! A sharded hash index maps each user key to its node: the key and all its versions (a small vector in
-//! trailer order), shared with the ordered map. The index holds a pointer per key, not the key itself, so
-//! the table a write probes stays a few MB where slots of ~100 bytes made it tens of MB and every insert a
-//! cache miss. A point read whose seqno is at least the newest version's (every read of the latest data,
+//! trailer order), shared with the ordered map. The index holds a hash and a pointer per key, not the key
+//! itself, in its own linear-probing table ([`KeyIndex`]), so a new key's insert touches one cache line. A point read whose seqno is at least the newest version's (every read of the latest data,
 //! unless a writer is mid-apply) takes the last version; an older read binary-searches the versions; a key
 //! absent from the index is certainly absent from the memtable. A write to a key already present appends to
 //! its versions and never touches the ordered map, which only a new key enters (see [`MemTable::add`]) and
@@ -36,7 +35,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
 
 /// Kind byte of a deletion.
@@ -168,14 +166,6 @@ impl<const N: usize, H: AsRef<[u8]> + From<Vec<u8>>> Packed<N, H> {
 type SlotKey = Packed<INDEX_INLINE_BYTES, Box<[u8]>>;
 
 impl SlotKey {
-    /// The index hash of this key.
-    fn hash(&self) -> u64 {
-        let b = self.as_bytes();
-        let mut t = [0u8; 4];
-        t.copy_from_slice(&b[..4]);
-        key_hash(u32::from_be_bytes(t), &b[4..])
-    }
-
     /// Whether this is `tree_be ++ key`, without building that key.
     #[inline]
     fn is(&self, tree: u32, key: &[u8]) -> bool {
@@ -569,7 +559,7 @@ pub struct MemTable {
     /// Whether `map` has keys not yet ordered (readable without its lock).
     has_unordered: AtomicBool,
     /// Every user key by hash, with its newest version (see the module docs); shard = hash bits 32.. .
-    index: Box<[RwLock<HashTable<Arc<Node>>>]>,
+    index: Box<[IndexShard]>,
     /// Distinct user keys in `index` (sizes the next memtable's index).
     distinct_keys: AtomicUsize,
     /// Point entries (versions).
@@ -601,7 +591,7 @@ impl MemTable {
             map: RwLock::new(Ordered::default()),
             has_unordered: AtomicBool::new(false),
             index: (0..INDEX_SHARDS)
-                .map(|_| RwLock::new(HashTable::with_capacity(per_shard)))
+                .map(|_| IndexShard::with_capacity(per_shard))
                 .collect(),
             distinct_keys: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
@@ -687,17 +677,23 @@ impl MemTable {
         let h = key_hash(tree, key);
         let shard = &self.index[index_shard(h)];
         let version = Version { trailer, value };
-        // The version, unless the key was known and it went into the key's versions. Only this thread adds
-        // keys (the writer lock), so a read lock finds them and none appears before the insert below.
-        let unplaced = match shard.read().find(h, |n| n.key.is(tree, key)) {
-            Some(node) => {
-                node.versions.write().insert(version);
-                None
+        if shard.table.read().is_full() {
+            shard.grow();
+        }
+        // Only this thread adds keys (the writer lock), so the empty slot the probe ends on stays empty and
+        // the table keeps its size until the key is filled in below; readers go on meanwhile.
+        let vacant = {
+            let table = shard.table.read();
+            match table.probe(h, |n| n.key.is(tree, key)) {
+                Ok(node) => {
+                    node.versions.write().insert(version);
+                    None
+                }
+                Err(slot) => Some((slot, version)),
             }
-            None => Some(version),
         };
-        let new_key = unplaced.is_some();
-        if let Some(version) = unplaced {
+        let new_key = vacant.is_some();
+        if let Some((slot, version)) = vacant {
             // Ordered map first, index second: a reader that finds the key in the index finds it in the map.
             let node = Arc::new(Node {
                 key: SlotKey::prefixed(tree, key),
@@ -710,7 +706,7 @@ impl MemTable {
                 map.push(NodeKey::prefixed(tree, key), node.clone());
                 self.has_unordered.store(true, Ordering::Release);
             }
-            shard.write().insert_unique(h, node, |n| n.key.hash());
+            shard.table.write().fill(slot, h, node);
             self.distinct_keys.fetch_add(1, Ordering::Relaxed);
         }
         drop(writer);
@@ -760,8 +756,10 @@ impl MemTable {
     pub fn get_lookup(&self, lookup: &LookupKey) -> Option<(u64, u8, Bytes)> {
         let ukey = lookup.user_key();
         let read_seqno = lookup.read_seqno();
-        let shard = self.index[index_shard(lookup.hash)].read();
-        let node = shard.find(lookup.hash, |n| n.key.as_bytes() == ukey)?;
+        let table = self.index[index_shard(lookup.hash)].table.read();
+        let node = table
+            .probe(lookup.hash, |n| n.key.as_bytes() == ukey)
+            .ok()?;
         let versions = node.versions.read();
         let vs = versions.as_slice();
         // The newest version, unless it is newer than the read: then an older one may be visible.
@@ -796,6 +794,109 @@ impl MemTable {
     /// Whether any range tombstone exists.
     pub fn has_range_tombstones(&self) -> bool {
         self.has_range_dels.load(Ordering::Acquire)
+    }
+}
+
+/// One shard of the memtable's key index: open addressing with linear probing over 16-byte slots, each a
+/// key's hash and its node, four to a cache line. Inserting a new key reads one line (its probe) and writes
+/// the same line, where hashbrown's control-byte table touched two places: the control group and, a few
+/// MB away, the slot (the slot store was a second cache miss, and `MemTable::add` ~14% of XREADGROUP's
+/// CPU with two new keys per call). The stored hash spares a probe the node's key for other keys' slots.
+struct KeyIndex {
+    /// A power of two of slots; a slot without a node is empty.
+    slots: Box<[Slot]>,
+    len: usize,
+}
+
+/// A key index slot.
+#[derive(Default)]
+struct Slot {
+    hash: u64,
+    node: Option<Arc<Node>>,
+}
+
+/// Slots of the smallest key index table.
+const INDEX_MIN_SLOTS: usize = 16;
+
+impl KeyIndex {
+    /// Room for `keys` keys below the load limit.
+    fn with_capacity(keys: usize) -> Self {
+        let want = (keys.saturating_mul(10) / 7 + 1).max(INDEX_MIN_SLOTS);
+        let n = want.checked_next_power_of_two().unwrap_or(want);
+        KeyIndex {
+            slots: (0..n).map(|_| Slot::default()).collect(),
+            len: 0,
+        }
+    }
+
+    /// Whether one more key would pass the load limit (7/10: linear probing's misses stay within about
+    /// two cache lines).
+    fn is_full(&self) -> bool {
+        (self.len + 1) * 10 > self.slots.len() * 7
+    }
+
+    /// The node of the key `eq` accepts, else the empty slot where that key belongs.
+    #[inline]
+    fn probe(&self, hash: u64, eq: impl Fn(&Node) -> bool) -> Result<&Arc<Node>, usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let slot = &self.slots[i];
+            match &slot.node {
+                None => return Err(i),
+                Some(node) if slot.hash == hash && eq(node) => return Ok(node),
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Puts a new key's node into the empty slot `i` that [`KeyIndex::probe`] returned.
+    fn fill(&mut self, i: usize, hash: u64, node: Arc<Node>) {
+        debug_assert!(self.slots[i].node.is_none());
+        self.slots[i] = Slot {
+            hash,
+            node: Some(node),
+        };
+        self.len += 1;
+    }
+
+    /// The same keys in twice the slots.
+    fn doubled(&mut self) -> KeyIndex {
+        let mut bigger = KeyIndex {
+            slots: (0..self.slots.len() * 2).map(|_| Slot::default()).collect(),
+            len: 0,
+        };
+        for slot in self.slots.iter_mut() {
+            if let Some(node) = slot.node.take() {
+                let mask = bigger.slots.len() - 1;
+                let mut at = slot.hash as usize & mask;
+                while bigger.slots[at].node.is_some() {
+                    at = (at + 1) & mask;
+                }
+                bigger.fill(at, slot.hash, node);
+            }
+        }
+        bigger
+    }
+}
+
+/// A key index shard behind its lock.
+struct IndexShard {
+    table: RwLock<KeyIndex>,
+}
+
+impl IndexShard {
+    fn with_capacity(keys: usize) -> Self {
+        IndexShard {
+            table: RwLock::new(KeyIndex::with_capacity(keys)),
+        }
+    }
+
+    /// Doubles the table (the applying thread, before an insert that would pass the load limit).
+    fn grow(&self) {
+        let mut table = self.table.write();
+        let bigger = table.doubled();
+        *table = bigger;
     }
 }
 
@@ -1090,6 +1191,49 @@ mod tests {
         m.add(2, b"x", 5, KIND_PUT, b"t2");
         assert_eq!(m.get(1, &[0, 0, 0, 2, b'x'][1..], 9), None);
         assert_eq!(m.get(2, b"x", 9).unwrap().2.as_ref(), b"t2");
+    }
+
+    #[test]
+    fn key_index_probes_past_equal_hashes_and_keeps_every_key_through_growth() {
+        let node = |k: u32| {
+            Arc::new(Node {
+                key: SlotKey::prefixed(1, &k.to_be_bytes()),
+                versions: RwLock::new(Versions::Many(Vec::new())),
+            })
+        };
+        let shard = IndexShard::with_capacity(0);
+        // Hashes chosen to collide: every fourth key shares one hash, all land in a few home slots, and the
+        // table doubles several times (16 slots to 2048).
+        let hash = |k: u32| u64::from(k % 4) * 0x9e37_79b9;
+        for k in 0..1000u32 {
+            if shard.table.read().is_full() {
+                shard.grow();
+            }
+            let mut table = shard.table.write();
+            let Err(slot) = table.probe(hash(k), |n| n.key.is(1, &k.to_be_bytes())) else {
+                panic!("key {k} is new but was found");
+            };
+            table.fill(slot, hash(k), node(k));
+        }
+        let table = shard.table.read();
+        assert_eq!(table.len, 1000);
+        assert!(
+            table.slots.len() * 7 >= 1000 * 10,
+            "{} slots",
+            table.slots.len()
+        );
+        for k in 0..1000u32 {
+            let found = table.probe(hash(k), |n| n.key.is(1, &k.to_be_bytes()));
+            assert!(
+                found.is_ok_and(|n| n.key.is(1, &k.to_be_bytes())),
+                "key {k}"
+            );
+        }
+        assert!(
+            table
+                .probe(hash(5), |n| n.key.is(1, &5000u32.to_be_bytes()))
+                .is_err()
+        );
     }
 
     /// The reference order: user key ascending (plain slice order), then trailer descending.
