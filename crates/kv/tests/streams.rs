@@ -213,6 +213,28 @@ fn consumer_groups_pending_ack_and_claim() {
 }
 
 #[test]
+fn a_stream_named_twice_is_served_twice_in_order() {
+    let server = Server::start(KvConfig::default());
+    let c = &mut server.client();
+    assert_eq!(run(c, "XGROUP CREATE s g $ MKSTREAM"), "OK");
+    run(c, "XADD s 1 f 1");
+    run(c, "XADD s 2 f 2");
+    run(c, "XADD t 1 f t");
+    assert_eq!(run(c, "XGROUP CREATE t g 0"), "OK");
+    // The second `s` sees the group as the first one left it, as in Redis.
+    assert_eq!(
+        run(c, "XREADGROUP GROUP g c COUNT 1 STREAMS s t s > > >"),
+        "[[s [[1-0 [f 1]]]] [t [[1-0 [f t]]]] [s [[2-0 [f 2]]]]]"
+    );
+    assert_eq!(run(c, "XPENDING s g"), "[2 1-0 2-0 [[c 2]]]");
+    assert_eq!(run(c, "XREADGROUP GROUP g c STREAMS s s > >"), "nil");
+    assert_eq!(
+        run(c, "XREAD COUNT 1 STREAMS s s 0 1"),
+        "[[s [[1-0 [f 1]]]] [s [[2-0 [f 2]]]]]"
+    );
+}
+
+#[test]
 fn lag_follows_redis_read_counters() {
     let server = Server::start(KvConfig::default());
     let c = &mut server.client();

@@ -1780,6 +1780,9 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let guards = sh.keyspace.lock_many(s.db, keys.iter().map(|k| &k[..]));
     // None: `>` (new entries of the group).
     let mut ids: Vec<Option<Id>> = Vec::with_capacity(keys.len());
+    // Each stream as loaded here (None: missing), with its group for XREADGROUP, served below without
+    // reading either again (the key locks are held throughout).
+    let mut loaded: Vec<(Option<Stream<'_>>, Option<Group>)> = Vec::with_capacity(keys.len());
     let retrying = s.retrying_block;
     for (i, (key, arg)) in keys.iter().zip(id_args).enumerate() {
         let st = match load(sh, s.db, key) {
@@ -1792,14 +1795,16 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             Err(_) if retrying => None,
             Err(f) => return f,
         };
+        let mut found = None;
         if let Some((group, _)) = &r.group {
-            let exists = match &st {
+            found = match &st {
                 Some(st) => match st.group(group) {
-                    Ok(g) => g.is_some(),
+                    Ok(g) => g,
                     Err(f) => return f,
                 },
-                None => false,
+                None => None,
             };
+            let exists = found.is_some();
             if !exists && retrying {
                 return Frame::error(
                     "NOGROUP the consumer group this client was blocked on no longer exists",
@@ -1854,15 +1859,28 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 Err(f) => return f,
             }
         }
+        loaded.push((st, found));
     }
     let mut out: Vec<(Bytes, Frame)> = Vec::new();
-    for (key, id) in keys.iter().zip(&ids) {
-        let mut st = match load(sh, s.db, key) {
-            Ok(Some(st)) => st,
-            Ok(None) => continue,
-            Err(_) if retrying => continue,
-            Err(f) => return f,
+    for (i, ((key, id), (st, mut group_found))) in keys.iter().zip(&ids).zip(loaded).enumerate() {
+        // A key named twice is served twice, the second time after the first one's writes.
+        let st = if keys[..i].contains(key) {
+            let st = match load(sh, s.db, key) {
+                Ok(st) => st,
+                Err(_) if retrying => None,
+                Err(f) => return f,
+            };
+            if let (Some(st), Some((group, _))) = (&st, &r.group) {
+                group_found = match st.group(group) {
+                    Ok(g) => g,
+                    Err(f) => return f,
+                };
+            }
+            st
+        } else {
+            st
         };
+        let Some(mut st) = st else { continue };
         let served = match &r.group {
             None => {
                 let Some(after) = *id else { continue };
@@ -1888,7 +1906,8 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 }
             }
             Some((group, consumer)) => {
-                match groups::read_group(&mut st, group, consumer, *id, r.count, r.noack) {
+                let Some(g) = group_found else { continue };
+                match groups::read_group(&mut st, group, g, consumer, *id, r.count, r.noack) {
                     Ok(Some(frame)) => {
                         if let Err(f) = st.commit() {
                             return f;

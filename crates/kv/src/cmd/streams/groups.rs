@@ -56,19 +56,18 @@ fn touch_consumer(
     Ok(())
 }
 
-/// Serves one stream of an XREADGROUP: `after` is `None` for `>` (new entries), else the history of the
-/// consumer after that ID. `Ok(None)` when there is nothing to serve now.
+/// Serves one stream of an XREADGROUP from its group `g` (as read by the caller): `after` is `None` for `>`
+/// (new entries), else the history of the consumer after that ID. `Ok(None)` when there is nothing to serve
+/// now.
 pub(super) fn read_group(
     st: &mut Stream<'_>,
     group: &[u8],
+    mut g: Group,
     consumer: &[u8],
     after: Option<Id>,
     count: usize,
     noack: bool,
 ) -> Result<Option<Frame>, Frame> {
-    let Some(mut g) = st.group(group)? else {
-        return Err(nogroup(st.key, group));
-    };
     // New entries are read before anything changes: none past the group's last ID means nothing to
     // serve (Redis compares with the last entry's ID), and the consumer is then not created.
     let fresh = match after {
