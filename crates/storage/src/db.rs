@@ -1232,13 +1232,17 @@ impl DbInner {
             }
         }
         drop(w);
+        // Built before the memtable set is locked: sizing its index for as many keys as the last one had
+        // writes tens of MB, and readers must not wait for that (only this thread changes the active one).
+        let keys = self.mems.read().active.distinct_keys();
+        let fresh = Arc::new(MemTable::with_key_capacity(id, keys));
         {
             let mut m = self.mems.write();
             let mut imms = Vec::with_capacity(m.imms.len() + 1);
             imms.push(m.active.clone());
             imms.extend(m.imms.iter().cloned());
             *m = Arc::new(MemSet {
-                active: Arc::new(MemTable::with_key_capacity(id, m.active.distinct_keys())),
+                active: fresh,
                 imms,
             });
         }
