@@ -799,6 +799,20 @@ impl Keyspace {
         })
     }
 
+    /// Hints that the sub-record `element` of collection `key` (incarnation `version`) is about to be
+    /// written, so a new one's memtable index miss overlaps the rest of the command
+    /// ([`Tree::prefetch_write`]). Changes nothing.
+    pub fn prefetch_sub(&self, db: usize, key: &[u8], version: u64, element: &[u8]) {
+        let tree = self.tree(db);
+        with_read_key(
+            |k| {
+                sub_prefix_into(key, version, k);
+                k.extend_from_slice(element);
+            },
+            |k| tree.prefetch_write(k),
+        );
+    }
+
     fn tree(&self, db: usize) -> &Tree {
         &self.trees[self.tree_index(db)]
     }

@@ -63,6 +63,7 @@ pub mod manifest;
 pub mod memtable;
 pub mod merge;
 pub mod options;
+mod prefetch;
 pub mod range_index;
 pub(crate) mod skip_hint;
 pub mod snapshot;

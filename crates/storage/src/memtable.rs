@@ -715,6 +715,12 @@ impl MemTable {
         self.note(bytes + extra, seqno);
     }
 
+    /// Starts loading the index slot an [`MemTable::add`] of `key` will probe (a hint: it changes nothing).
+    pub fn prefetch(&self, tree: u32, key: &[u8]) {
+        let h = key_hash(tree, key);
+        self.index[index_shard(h)].prefetch(h);
+    }
+
     /// Adds a range tombstone for tree keys `[start, end)`.
     pub fn add_range_delete(&self, tree: u32, start: &[u8], end: &[u8], seqno: u64) {
         let mut s = Vec::with_capacity(4 + start.len());
@@ -880,15 +886,22 @@ impl KeyIndex {
     }
 }
 
-/// A key index shard behind its lock.
+/// A key index shard behind its lock, and where its slots are for [`MemTable::prefetch`].
 struct IndexShard {
     table: RwLock<KeyIndex>,
+    /// The table's first slot and slot mask, read without the lock: only a hint, so a pair torn by a
+    /// concurrent growth costs one useless prefetch.
+    slots_at: AtomicUsize,
+    mask: AtomicUsize,
 }
 
 impl IndexShard {
     fn with_capacity(keys: usize) -> Self {
+        let table = KeyIndex::with_capacity(keys);
         IndexShard {
-            table: RwLock::new(KeyIndex::with_capacity(keys)),
+            slots_at: AtomicUsize::new(table.slots.as_ptr() as usize),
+            mask: AtomicUsize::new(table.slots.len() - 1),
+            table: RwLock::new(table),
         }
     }
 
@@ -897,6 +910,17 @@ impl IndexShard {
         let mut table = self.table.write();
         let bigger = table.doubled();
         *table = bigger;
+        self.slots_at
+            .store(table.slots.as_ptr() as usize, Ordering::Relaxed);
+        self.mask.store(table.slots.len() - 1, Ordering::Relaxed);
+    }
+
+    /// Starts loading the cache line of the slot where a probe for `hash` begins.
+    #[inline]
+    fn prefetch(&self, hash: u64) {
+        let at = self.slots_at.load(Ordering::Relaxed);
+        let i = hash as usize & self.mask.load(Ordering::Relaxed);
+        crate::prefetch::prefetch((at as *const Slot).wrapping_add(i));
     }
 }
 

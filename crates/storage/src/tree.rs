@@ -128,6 +128,13 @@ impl Tree {
         self.db.inner.get_latest(self.id, key)
     }
 
+    /// Hints that `key` is about to be written: the active memtable starts loading the index slot the
+    /// write will probe, so a new key's cache miss overlaps whatever the caller does before committing.
+    /// Changes nothing; worth it only for keys likely new to the memtable.
+    pub fn prefetch_write(&self, key: &[u8]) {
+        self.db.inner.mems.read().active.prefetch(self.id, key);
+    }
+
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: &[u8]) -> Result<bool> {
         Ok(self.get(key)?.is_some())

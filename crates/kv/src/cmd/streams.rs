@@ -685,6 +685,13 @@ impl Stream<'_> {
             .map_err(storage_error)
     }
 
+    /// Hints that the new sub-record `element` is about to be written (see [`crate::keyspace::Keyspace::prefetch_sub`]).
+    fn prefetch(&self, element: &[u8]) {
+        self.sh
+            .keyspace
+            .prefetch_sub(self.db, self.key, self.m.version, element);
+    }
+
     fn put(&mut self, element: Vec<u8>, value: Vec<u8>) {
         self.dirty = true;
         self.write.ops.insert(element, Some(value));
@@ -951,14 +958,20 @@ impl Stream<'_> {
                     self.put_consumer(group, old, c);
                 }
             }
-            self.put(cpending_key(group, consumer, id), Vec::new());
+            let cpending = cpending_key(group, consumer, id);
+            self.prefetch(&cpending);
+            self.put(cpending, Vec::new());
             if let Some(mut c) = self.consumer(group, consumer)? {
                 c.pel_count += 1;
                 self.put_consumer(group, consumer, c);
             }
             nack.consumer = Bytes::copy_from_slice(consumer);
         }
-        self.put(pending_key(group, id), nack.encode());
+        let pending = pending_key(group, id);
+        if old_owner.is_none() {
+            self.prefetch(&pending);
+        }
+        self.put(pending, nack.encode());
         Ok(())
     }
 }
@@ -1338,7 +1351,9 @@ impl Stream<'_> {
         // A listpack entry: its values plus a few bytes of flags, ID deltas and lengths.
         self.m.tail_bytes += values + 4 + fields.len() as u64;
         let node = self.m.tail_node;
-        self.put(entry_key(id), encode_entry(node, fields));
+        let key = entry_key(id);
+        self.prefetch(&key);
+        self.put(key, encode_entry(node, fields));
         if self.m.length == 0 {
             self.m.first_id = id;
             self.m.head_node = node;
