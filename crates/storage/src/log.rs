@@ -321,12 +321,18 @@ impl LogInner {
                         .ctx(|| format!("fsync log {} segment {base}", self.name))?;
                 }
             } else {
+                // A truncate on the writing thread may delete this segment at any moment after `dirty`
+                // was taken (an exists-then-open check raced with it and poisoned the engine): a segment
+                // that is gone held only truncated entries, with nothing left to make durable.
                 let path = self.dir.join(segment_name(base));
-                if self.fs.exists(&path) {
-                    self.fs
-                        .open_append(&path)
-                        .and_then(|f| f.sync_data())
-                        .ctx(|| format!("fsync log {} segment {base}", self.name))?;
+                match self.fs.open_append(&path) {
+                    Ok(f) => f
+                        .sync_data()
+                        .ctx(|| format!("fsync log {} segment {base}", self.name))?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).ctx(|| format!("fsync log {} segment {base}", self.name));
+                    }
                 }
             }
         }
@@ -655,5 +661,84 @@ impl Log {
     /// Whether no entries are retained.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::OsFs;
+    use std::io;
+
+    /// The real file system, except that one file vanishes as it is opened for appending: a truncate on
+    /// the writing thread deleting a segment just before the flush thread's sync opens it.
+    #[derive(Debug, Default)]
+    struct VanishingFs {
+        doomed: parking_lot::Mutex<Option<PathBuf>>,
+    }
+
+    impl FileSystem for VanishingFs {
+        fn create(&self, path: &Path) -> io::Result<Arc<dyn WritableFile>> {
+            OsFs.create(path)
+        }
+        fn open_append(&self, path: &Path) -> io::Result<Arc<dyn WritableFile>> {
+            if self.doomed.lock().as_deref() == Some(path) {
+                std::fs::remove_file(path)?;
+            }
+            OsFs.open_append(path)
+        }
+        fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
+            OsFs.open_read(path)
+        }
+        fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
+            OsFs.read_all(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            OsFs.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            OsFs.remove_file(path)
+        }
+        fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+            OsFs.remove_dir_all(path)
+        }
+        fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+            OsFs.create_dir_all(path)
+        }
+        fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+            OsFs.list_dir(path)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            OsFs.sync_dir(path)
+        }
+        fn truncate(&self, path: &Path, len_bytes: u64) -> io::Result<()> {
+            OsFs.truncate(path, len_bytes)
+        }
+        fn exists(&self, path: &Path) -> bool {
+            OsFs.exists(path)
+        }
+        fn file_size(&self, path: &Path) -> io::Result<u64> {
+            OsFs.file_size(path)
+        }
+    }
+
+    #[test]
+    fn sync_skips_a_segment_deleted_after_it_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(VanishingFs::default());
+        let log = LogInner::open(fs.clone(), dir.path(), 1, "q".into(), 0, 64).unwrap();
+        for offset in 0..8 {
+            log.apply_append(offset, &[7u8; 40]).unwrap();
+        }
+        let first = log.state.read().segments.keys().next().copied().unwrap();
+        assert!(
+            log.state.read().segments.len() > 2,
+            "several segments written"
+        );
+        *fs.doomed.lock() = Some(dir.path().join("1").join(segment_name(first)));
+        // The model test met this as `fsync log q segment 0: No such file or directory`, poisoning the
+        // engine; the segment's entries were truncated, so there is nothing to sync.
+        log.sync().unwrap();
+        assert!(!dir.path().join("1").join(segment_name(first)).exists());
     }
 }
