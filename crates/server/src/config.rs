@@ -476,11 +476,7 @@ pub const KEYS: &[Key] = &[
         name: "maxmemory",
         allowed: "a size in bytes, optionally with a unit: 100mb, 1gb, 512kb (k/m/g are powers of 1000), 0 for none",
         apply: |c, v| {
-            c.maxmemory = match v {
-                Value::Int(i) => u64::try_from(*i).ok()?,
-                Value::Str(s) => parse_memory(s)?,
-                _ => return None,
-            };
+            c.maxmemory = size_value(v)?;
             Some(())
         },
     },
@@ -488,11 +484,7 @@ pub const KEYS: &[Key] = &[
         name: "amqp_memory_budget",
         allowed: "a size in bytes, optionally with a unit as Redis reads them: 512mb, 1gb",
         apply: |c, v| {
-            c.amqp_memory_budget = match v {
-                Value::Int(i) => u64::try_from(*i).ok()?,
-                Value::Str(s) => parse_memory(s)?,
-                _ => return None,
-            };
+            c.amqp_memory_budget = size_value(v)?;
             Some(())
         },
     },
@@ -514,11 +506,7 @@ pub const KEYS: &[Key] = &[
         name: "memtable_size",
         allowed: "a size in bytes from 1mb to 4gb, optionally with a unit as Redis reads them: 64mb, 1gb",
         apply: |c, v| {
-            let n = match v {
-                Value::Int(i) => u64::try_from(*i).ok()?,
-                Value::Str(s) => parse_memory(s)?,
-                _ => return None,
-            };
+            let n = size_value(v)?;
             ((1 << 20)..=(4 << 30)).contains(&n).then_some(())?;
             c.memtable_size = n;
             Some(())
@@ -692,6 +680,15 @@ impl Config {
             text.push_str("# requirepass is set (value not shown)\n");
         }
         text
+    }
+}
+
+/// A size setting's value: a number of bytes, or a string with a unit as Redis reads them.
+fn size_value(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::Str(s) => parse_memory(s),
+        _ => None,
     }
 }
 
