@@ -8,8 +8,9 @@
 //!
 //! A sharded hash index maps each user key to its node: the key and all its versions (a small vector in
 //! trailer order), shared with the ordered map. The index holds a hash and a pointer per key, not the key
-//! itself, in its own linear-probing table ([`KeyIndex`]), so a new key's insert touches one cache line. A point read whose seqno is at least the newest version's (every read of the latest data,
-//! unless a writer is mid-apply) takes the last version; an older read binary-searches the versions; a key
+//! itself, in its own linear-probing table ([`KeyIndex`]), so a new key's insert touches one cache line.
+//! A point read whose seqno is at least the newest version's (every read of the latest data, unless a
+//! writer is mid-apply) takes the last version; an older read binary-searches the versions; a key
 //! absent from the index is certainly absent from the memtable. A write to a key already present appends to
 //! its versions and never touches the ordered map, which only a new key enters (see [`MemTable::add`]) and
 //! iterators walk.

@@ -685,7 +685,8 @@ impl Stream<'_> {
             .map_err(storage_error)
     }
 
-    /// Hints that the new sub-record `element` is about to be written (see [`crate::keyspace::Keyspace::prefetch_sub`]).
+    /// Hints that the new sub-record `element` is about to be written
+    /// (see [`crate::keyspace::Keyspace::prefetch_sub`]).
     fn prefetch(&self, element: &[u8]) {
         self.sh
             .keyspace
