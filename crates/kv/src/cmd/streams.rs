@@ -1776,6 +1776,15 @@ pub(crate) fn read_key_positions(args: &[Bytes]) -> Vec<usize> {
     (at + 1..at + 1 + n).collect()
 }
 
+/// XREADGROUP's reply when the stream or its group does not exist.
+fn xreadgroup_nogroup(key: &[u8], group: &[u8]) -> Frame {
+    Frame::error(format!(
+        "NOGROUP No such key '{}' or consumer group '{}' in XREADGROUP with GROUP option",
+        String::from_utf8_lossy(key),
+        String::from_utf8_lossy(group)
+    ))
+}
+
 /// XREAD [COUNT n] [BLOCK ms] STREAMS key [key ...] id [id ...], and XREADGROUP GROUP group consumer
 /// [COUNT n] [BLOCK ms] [NOACK] STREAMS key [key ...] id [id ...].
 pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
@@ -1827,11 +1836,7 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 );
             }
             if !exists {
-                return Frame::error(format!(
-                    "NOGROUP No such key '{}' or consumer group '{}' in XREADGROUP with GROUP option",
-                    String::from_utf8_lossy(key),
-                    String::from_utf8_lossy(group)
-                ));
+                return xreadgroup_nogroup(key, group);
             }
         }
         if &arg[..] == b"$" {
@@ -1922,7 +1927,11 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 }
             }
             Some((group, consumer)) => {
-                let Some(g) = group_found else { continue };
+                // Found by the first pass, or by the reload of a key named twice (nothing in between
+                // drops a group, but the reply stays the first pass's if it ever did).
+                let Some(g) = group_found else {
+                    return xreadgroup_nogroup(key, group);
+                };
                 match groups::read_group(&mut st, group, g, consumer, *id, r.count, r.noack) {
                     Ok(Some(frame)) => {
                         if let Err(f) = st.commit() {
