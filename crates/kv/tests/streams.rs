@@ -547,6 +547,33 @@ impl NodeModel {
 /// node without reading it) never changes what is trimmed.
 #[test]
 fn trims_follow_redis_nodes_through_deletes() {
+    trims_against_the_node_model(TrimMix {
+        xadd: 80,
+        xdel: 10,
+        fixed_max: None,
+    });
+}
+
+/// The same with a steady cap and rare deletes, the case closed nodes' summaries serve: a capped XADD
+/// that drops the head node takes the next node's count and end from its summary, and an XDEL in a
+/// closed node voids the summary.
+#[test]
+fn steady_capped_xadds_follow_redis_nodes() {
+    trims_against_the_node_model(TrimMix {
+        xadd: 94,
+        xdel: 2,
+        fixed_max: Some(200),
+    });
+}
+
+/// Percentages of XADD and XDEL among the steps (the rest are XTRIMs), and the XADD cap when fixed.
+struct TrimMix {
+    xadd: u64,
+    xdel: u64,
+    fixed_max: Option<usize>,
+}
+
+fn trims_against_the_node_model(mix: TrimMix) {
     let server = Server::start_without_fsync(KvConfig::default());
     let c = &mut server.client();
     run(c, "CONFIG SET stream-node-max-entries 40");
@@ -564,23 +591,25 @@ fn trims_follow_redis_nodes_through_deletes() {
     };
     let mut next = 1u64;
     for step in 0..6000 {
-        match rand(100) {
-            0..=79 => {
-                let max = 150 + rand(250) as usize;
+        let roll = rand(100);
+        let trim_roll = rand(10);
+        match roll {
+            r if r < mix.xadd => {
+                let max = mix.fixed_max.unwrap_or(150 + rand(250) as usize);
                 let got = run(c, &format!("XADD s MAXLEN ~ {max} {next}-1 f v"));
                 assert_eq!(got, format!("{next}-1"));
                 model.add(next);
                 model.trim(Some(max), None, true);
                 next += 1;
             }
-            80..=89 => {
+            r if r < mix.xadd + mix.xdel => {
                 let ids = model.ids();
                 if let Some(id) = ids.get(rand(ids.len().max(1) as u64) as usize) {
                     assert_eq!(run(c, &format!("XDEL s {id}-1")), "1");
                     assert!(model.del(*id));
                 }
             }
-            90..=94 => {
+            _ if trim_roll < 5 => {
                 let max = 100 + rand(300) as usize;
                 let approx = rand(2) == 0;
                 let tilde = if approx { "~ " } else { "" };
@@ -604,7 +633,7 @@ fn trims_follow_redis_nodes_through_deletes() {
             }
         }
         assert_eq!(run(c, "XLEN s"), model.len().to_string(), "step {step}");
-        if step % 500 == 0 || step == 5999 {
+        if step % 50 == 0 || step == 5999 {
             let ids = model.ids();
             let want: Vec<String> = ids.iter().map(|id| format!("{id}-1")).collect();
             let got = run(c, "XRANGE s - +");

@@ -302,12 +302,61 @@ const GROUP: u8 = b'g';
 const CONSUMER: u8 = b'c';
 const PENDING: u8 = b'p';
 const CONSUMER_PENDING: u8 = b'q';
+const NODE: u8 = b'n';
 
 fn entry_key(id: Id) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(ENTRY);
     k.extend_from_slice(&id.to_bytes());
     k
+}
+
+/// The summary record of closed node `node`: its live entries when it closed and the first entry after
+/// it (see [`NodeSummary`]).
+fn node_key(node: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(NODE);
+    k.extend_from_slice(&node.to_be_bytes());
+    k
+}
+
+/// What a node's summary record tells: how many entries it was given and how many of them are live,
+/// and the first entry after it. Written when the node closes (the next node's first entry is added)
+/// and deleted when any of its entries is deleted by XDEL or the node is trimmed, so a summary that
+/// exists is exact. A trim that removes the head node whole learns the next node's count and end from
+/// it instead of reading the node (Redis reads the count from the node's listpack header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NodeSummary {
+    given: u64,
+    live: u64,
+    end: Id,
+}
+
+impl NodeSummary {
+    const BYTES: usize = 32;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::BYTES);
+        v.extend_from_slice(&self.given.to_be_bytes());
+        v.extend_from_slice(&self.live.to_be_bytes());
+        v.extend_from_slice(&self.end.to_bytes());
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<NodeSummary> {
+        Some(NodeSummary {
+            given: u64_at(v, 0),
+            live: u64_at(v, 8),
+            end: Id::from_bytes(v.get(16..)?)?,
+        })
+        .filter(|n| v.len() == Self::BYTES && n.live > 0 && n.live <= n.given)
+    }
+
+    /// Whether every entry the node was given is there: its first entry is then the first one added
+    /// to it.
+    fn intact(&self) -> bool {
+        self.live == self.given
+    }
 }
 
 /// The exclusive end bound of entries up to `id` inclusive.
@@ -1151,10 +1200,38 @@ impl Stream<'_> {
             deleted += self.m.head_live;
             skipped = Some((self.m.first_id, self.m.head_end));
             cursor = entry_key(self.m.head_end);
+            self.del(node_key(self.m.head_node));
         }
         let mut pending_used = false;
         let bounded_nodes = node_limits(self.sh).0 > 0;
+        // After a skipped head node, an approximate MAXLEN trim stops at the next node unless it can go
+        // too: the next node's summary, when there is one, says so and makes it the head without reading
+        // it. Its first entry is the skipped node's end when no entry of it was ever deleted, else the
+        // first one found within it.
+        let mut first_within: Option<Id> = None;
+        let mut first_known: Option<Id> = None;
+        let next_node = self.m.head_node + 1;
+        if let (Some(_), Strategy::MaxLen(max)) = (skipped, t.strategy)
+            && t.approx
+            && bounded_nodes
+            && next_node != self.m.tail_node
+            && pending.is_none_or(|p| p.1 != next_node)
+            && let Some(next) = self
+                .get(&node_key(next_node))?
+                .and_then(|v| NodeSummary::decode(&v))
+            && next.live <= self.m.length
+            && self.m.length - next.live < max
+        {
+            head = Some((next_node, next.live, next.end));
+            first_within = Some(next.end);
+            if next.intact() {
+                first_known = skipped.map(|(_, end)| end);
+            }
+        }
         loop {
+            if first_within.is_some() {
+                break;
+            }
             if let Strategy::MaxLen(max) = t.strategy
                 && self.m.length <= max
             {
@@ -1223,6 +1300,9 @@ impl Stream<'_> {
             if remove_node {
                 self.m.length -= entries;
                 deleted += entries;
+                if let Some(&(_, n)) = node.first() {
+                    self.del(node_key(n));
+                }
                 removed.extend_from_slice(&node);
                 cursor = entry_end(last);
                 if last == Id::MAX {
@@ -1313,15 +1393,16 @@ impl Stream<'_> {
         // The first entry now: the one after the last deleted.
         if self.m.length == 0 {
             self.m.first_id = Id::MIN;
-        } else if let Some(first) = stop_first {
+        } else if let Some(first) = stop_first.or(first_known) {
             self.m.first_id = first;
         } else if let Some(from) = removed
             .last()
             .map(|(last, _)| entry_end(*last))
             .or(skipped.map(|(_, end)| entry_key(end)))
         {
+            let end = first_within.map_or(vec![ENTRY + 1], entry_key);
             let next = self
-                .scan(&from, &[ENTRY + 1], false, 1)?
+                .scan(&from, &end, false, 1)?
                 .first()
                 .and_then(|(k, _)| Id::from_bytes(&k[1..]));
             self.m.first_id = next.or(pending.map(|p| p.0)).unwrap_or(Id::MIN);
@@ -1341,6 +1422,14 @@ impl Stream<'_> {
             // The head node is the one being closed: this entry is where it ends.
             if self.m.length > 0 && self.m.head_live > 0 && self.m.head_node == self.m.tail_node {
                 self.m.head_end = id;
+            }
+            if self.m.tail_live > 0 {
+                let closed = NodeSummary {
+                    given: self.m.tail_count,
+                    live: self.m.tail_live,
+                    end: id,
+                };
+                self.put(node_key(self.m.tail_node), closed.encode());
             }
             self.m.tail_node += 1;
             self.m.tail_count = 0;
@@ -1507,6 +1596,9 @@ pub fn xdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         };
         if u64_at(&raw, 0) == st.m.tail_node {
             st.m.tail_live = st.m.tail_live.saturating_sub(1);
+        } else {
+            // The closed node's summary no longer counts right.
+            st.del(node_key(u64_at(&raw, 0)));
         }
         if u64_at(&raw, 0) == st.m.head_node {
             // At zero the head moves to a node whose count and end are not known.
