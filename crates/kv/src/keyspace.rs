@@ -296,6 +296,8 @@ pub struct Keyspace {
     watching: AtomicU64,
     /// Order-statistic trees of hot sorted sets (rank and range in O(log n)); see `cmd/zsets.rs`.
     pub(crate) zset_trees: crate::cmd::zsets::TreeCache,
+    /// Stream entries read ahead for consumer groups; see `cmd/streams/read_ahead.rs`.
+    pub(crate) stream_reads: crate::cmd::streams::ReadAhead,
     /// Tries of recently used autocomplete dictionaries; see `cmd/suggest.rs`.
     pub(crate) sug_tries: crate::cmd::suggest::TrieCache,
     /// Database index → index into `trees` (SWAPDB permutes it).
@@ -671,6 +673,7 @@ impl Keyspace {
             watched: Mutex::new(std::collections::HashMap::new()),
             watching: AtomicU64::new(0),
             zset_trees: Default::default(),
+            stream_reads: Default::default(),
             sug_tries: Default::default(),
             map: map.into_iter().map(AtomicUsize::new).collect(),
             map_tree,

@@ -655,3 +655,82 @@ fn trims_against_the_node_model(mix: TrimMix) {
         }
     }
 }
+
+/// Consumer groups reading a few entries at a time (served from the entries read ahead for each group)
+/// while entries are added, deleted and trimmed and groups are moved back and forth: every read returns
+/// exactly the entries a model of the stream says follow the group's last ID.
+#[test]
+fn group_reads_through_read_ahead_follow_a_model() {
+    let server = Server::start_without_fsync(KvConfig::default());
+    let c = &mut server.client();
+    let mut entries: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    let mut last: Vec<u64> = vec![0; 3];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rand = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut next = 1u64;
+    for _ in 0..300 {
+        run(c, &format!("XADD s {next}-1 f {next}"));
+        entries.insert(next);
+        next += 1;
+    }
+    for g in 0..last.len() {
+        assert_eq!(run(c, &format!("XGROUP CREATE s g{g} 0")), "OK");
+    }
+    for step in 0..8000 {
+        match rand(100) {
+            0..=29 => {
+                for _ in 0..=rand(3) {
+                    run(c, &format!("XADD s {next}-1 f {next}"));
+                    entries.insert(next);
+                    next += 1;
+                }
+            }
+            30..=33 => {
+                let all: Vec<u64> = entries.iter().copied().collect();
+                if !all.is_empty() {
+                    let id = all[rand(all.len() as u64) as usize];
+                    assert_eq!(run(c, &format!("XDEL s {id}-1")), "1");
+                    entries.remove(&id);
+                }
+            }
+            34..=35 => {
+                let max = 200 + rand(200) as usize;
+                let got = run(c, &format!("XTRIM s MAXLEN {max}"));
+                let mut removed = 0;
+                while entries.len() > max {
+                    entries.pop_first();
+                    removed += 1;
+                }
+                assert_eq!(got, removed.to_string(), "step {step}");
+            }
+            36..=37 => {
+                let g = rand(last.len() as u64) as usize;
+                let to = next.saturating_sub(rand(150));
+                assert_eq!(run(c, &format!("XGROUP SETID s g{g} {to}-1")), "OK");
+                last[g] = to;
+            }
+            _ => {
+                let g = rand(last.len() as u64) as usize;
+                let count = 1 + rand(5) as usize;
+                let got = run(
+                    c,
+                    &format!("XREADGROUP GROUP g{g} c COUNT {count} STREAMS s >"),
+                );
+                let want: Vec<u64> = entries.range(last[g] + 1..).take(count).copied().collect();
+                if want.is_empty() {
+                    assert_eq!(got, "nil", "step {step}");
+                    continue;
+                }
+                let body: Vec<String> =
+                    want.iter().map(|id| format!("[{id}-1 [f {id}]]")).collect();
+                assert_eq!(got, format!("[[s [{}]]]", body.join(" ")), "step {step}");
+                last[g] = *want.last().unwrap();
+            }
+        }
+    }
+}

@@ -25,7 +25,7 @@ mod scripting;
 mod server;
 pub use server::{LogRewrite, SaveState};
 mod sets;
-mod streams;
+pub(crate) mod streams;
 mod strings;
 pub(crate) mod suggest;
 mod throttle;

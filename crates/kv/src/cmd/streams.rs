@@ -19,6 +19,9 @@
 
 mod groups;
 mod info;
+mod read_ahead;
+
+pub(crate) use read_ahead::ReadAhead;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use strata_resp::Frame;
@@ -804,6 +807,51 @@ impl Stream<'_> {
             .collect()
     }
 
+    /// A group's next `count` entries from `start` on (all when `count` is 0), through the entries read
+    /// ahead for it (see `read_ahead.rs`).
+    fn entries_for_group(
+        &self,
+        group: &[u8],
+        start: Id,
+        count: usize,
+    ) -> Result<Vec<(Id, EntryValue)>, Frame> {
+        if count == 0 || count >= read_ahead::READ_AHEAD {
+            return self.entries(start, Id::MAX, false, count);
+        }
+        let reads = &self.sh.keyspace.stream_reads;
+        let version = self.m.version;
+        if let Some(got) = reads.take(version, group, start, count, self.m.last_id) {
+            return got
+                .into_iter()
+                .map(|(id, v)| Ok((id, decode_entry(&v)?)))
+                .collect();
+        }
+        let mut read = std::collections::VecDeque::with_capacity(read_ahead::READ_AHEAD);
+        for (k, v) in self.scan(
+            &entry_key(start),
+            &[ENTRY + 1],
+            false,
+            read_ahead::READ_AHEAD,
+        )? {
+            read.push_back((Id::from_bytes(&k[1..]).ok_or_else(corrupt)?, v));
+        }
+        let n = count.min(read.len());
+        let out = read
+            .drain(..n)
+            .map(|(id, v)| Ok((id, decode_entry(&v)?)))
+            .collect::<Result<Vec<_>, Frame>>()?;
+        if let Some(from) = out.last().and_then(|(id, _)| id.incr())
+            && !read.is_empty()
+        {
+            let kept = read
+                .into_iter()
+                .map(|(id, v)| (id, Bytes::copy_from_slice(&v)))
+                .collect();
+            reads.keep(version, group, from, kept);
+        }
+        Ok(out)
+    }
+
     /// One entry.
     fn entry(&self, id: Id) -> Result<Option<EntryValue>, Frame> {
         self.get(&entry_key(id))?
@@ -1354,6 +1402,7 @@ impl Stream<'_> {
         if deleted == 0 {
             return Ok(0);
         }
+        self.sh.keyspace.stream_reads.forget(self.m.version);
         // The deleted entries are a prefix of the stream: a range for many, point deletes for a few.
         let stored: Vec<Id> = removed
             .iter()
@@ -1618,6 +1667,7 @@ pub fn xdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         deleted += 1;
     }
     if deleted > 0 {
+        sh.keyspace.stream_reads.forget(st.m.version);
         if st.m.length == 0 {
             st.m.first_id = Id::MIN;
         } else if first_deleted {
@@ -1763,6 +1813,9 @@ pub fn xsetid(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         }
     }
     st.m.last_id = id;
+    // Entries read ahead stay right through a new last ID; dropped anyway, as for any change of what
+    // the stream says about its entries.
+    sh.keyspace.stream_reads.forget(st.m.version);
     if entries_added != -1 {
         st.m.entries_added = entries_added as u64;
     }

@@ -77,7 +77,7 @@ pub(super) fn read_group(
                 Some(next) if st.m.length > 0 && st.m.last_id > g.last_id => next,
                 _ => return Ok(None),
             };
-            let entries = st.entries(next, Id::MAX, false, count)?;
+            let entries = st.entries_for_group(group, next, count)?;
             if entries.is_empty() {
                 return Ok(None);
             }
