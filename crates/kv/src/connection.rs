@@ -53,7 +53,12 @@ impl Conn {
         }
         // Writes are applied with deferred WAL bytes (`Db::write_deferred`); like Redis writing its AOF
         // buffer before replying, they reach the OS before any reply acknowledges them, so a crash of the
-        // process loses nothing acknowledged. One write(2) carries every command of the pipeline.
+        // process loses nothing acknowledged. One write(2) carries every command of the pipeline, and
+        // of every other connection ready now: they run their commands before this one writes (as
+        // Redis writes its AOF buffer once per event-loop iteration, for every client it served).
+        if self.storage.wal_buffer_pending() {
+            tokio::task::yield_now().await;
+        }
         if let Err(e) = self.storage.flush_wal_buffer() {
             tracing::error!(error = %e, "writing the WAL failed; closing the connection unacknowledged");
             return Err(Closed);

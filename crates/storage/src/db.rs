@@ -622,6 +622,13 @@ impl Db {
         self.flush_wal_buffer()
     }
 
+    /// Whether deferred writes may have WAL bytes not yet written (a hint: cheap, and a `true` can be
+    /// stale by the time [`Db::flush_wal_buffer`] runs).
+    pub fn wal_buffer_pending(&self) -> bool {
+        self.inner.wal_written_seqno.load(Ordering::Acquire)
+            < self.inner.visible_seqno.load(Ordering::Acquire)
+    }
+
     /// Writes every buffered WAL byte of deferred writes now (one write call).
     pub fn flush_wal_buffer(&self) -> Result<()> {
         self.wal_op(WalWriter::write_deferred)
