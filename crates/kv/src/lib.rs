@@ -147,6 +147,8 @@ pub struct Shared {
     pub replicas_required: std::sync::atomic::AtomicBool,
     /// The client that last wrote replies (see `connection::serve_client`: whether others are active).
     pub last_replier: AtomicU64,
+    /// `stream-node-max-entries` and `stream-node-max-bytes`, read by every XADD.
+    pub(crate) stream_nodes: cmd::streams::NodeLimits,
     /// This value's own `Arc` (scripts keep a strong reference while they run).
     me: std::sync::Weak<Shared>,
 }
@@ -212,6 +214,7 @@ impl Shared {
             started: std::time::Instant::now(),
             stats: ServerStats::default(),
             config_params: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
+            stream_nodes: cmd::streams::NodeLimits::default(),
             exec_lock: parking_lot::RwLock::new(()),
             scan_cursors: parking_lot::Mutex::new(cmd::ScanCursors::default()),
             save_state: Arc::new(cmd::SaveState::default()),

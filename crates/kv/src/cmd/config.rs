@@ -1157,6 +1157,11 @@ fn apply(sh: &Shared, p: &Param, value: String) {
                 Ordering::Relaxed,
             );
         }
+        "stream-node-max-entries" | "stream-node-max-bytes" => {
+            if let Ok(n) = value.parse::<u64>() {
+                sh.stream_nodes.set(p.name == "stream-node-max-entries", n);
+            }
+        }
         "notify-keyspace-events" => {
             if let Some(flags) = crate::notify::parse(&value) {
                 sh.notify.set_flags(flags);

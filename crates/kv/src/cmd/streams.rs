@@ -23,6 +23,8 @@ mod read_ahead;
 
 pub(crate) use read_ahead::ReadAhead;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::{BufMut as _, Bytes, BytesMut};
 use strata_resp::Frame;
 
@@ -207,8 +209,25 @@ impl Id {
         })
     }
 
+    /// `ms-seq` as a bulk string (every XADD replies with one: formatted by hand, not through `fmt`).
     fn frame(self) -> Frame {
-        Frame::Bulk(Bytes::from(self.to_string()))
+        let mut buf = [0u8; 41];
+        let mut at = buf.len();
+        for (i, mut n) in [self.seq, self.ms].into_iter().enumerate() {
+            if i == 1 {
+                at -= 1;
+                buf[at] = b'-';
+            }
+            loop {
+                at -= 1;
+                buf[at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Frame::Bulk(Bytes::copy_from_slice(&buf[at..]))
     }
 }
 
@@ -1098,18 +1117,35 @@ struct TrimArgs {
     limit: u64,
 }
 
+/// `stream-node-max-entries` and `stream-node-max-bytes`, as CONFIG SET last set them.
+#[derive(Debug)]
+pub(crate) struct NodeLimits {
+    entries: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Default for NodeLimits {
+    fn default() -> Self {
+        NodeLimits {
+            entries: AtomicU64::new(100),
+            bytes: AtomicU64::new(4096),
+        }
+    }
+}
+
+impl NodeLimits {
+    /// Records a new value of `stream-node-max-entries` (`entries`) or `stream-node-max-bytes`.
+    pub(crate) fn set(&self, entries: bool, value: u64) {
+        let target = if entries { &self.entries } else { &self.bytes };
+        target.store(value, Ordering::Relaxed);
+    }
+}
+
 /// `stream-node-max-entries` and `stream-node-max-bytes`.
 fn node_limits(sh: &Shared) -> (u64, u64) {
-    let params = sh.config_params.lock();
-    let get = |name: &str, default: u64| {
-        params
-            .get(name)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(default)
-    };
     (
-        get("stream-node-max-entries", 100),
-        get("stream-node-max-bytes", 4096),
+        sh.stream_nodes.entries.load(Ordering::Relaxed),
+        sh.stream_nodes.bytes.load(Ordering::Relaxed),
     )
 }
 
@@ -2117,5 +2153,40 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             })
         }
         _ => Frame::NullArray,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_frames_read_as_their_display() {
+        for (ms, seq) in [
+            (0, 0),
+            (1, 2),
+            (9, 10),
+            (1_700_000_000_123, 0),
+            (u64::MAX, u64::MAX),
+        ] {
+            let id = Id { ms, seq };
+            assert_eq!(id.frame(), Frame::Bulk(Bytes::from(id.to_string())));
+        }
+    }
+
+    #[test]
+    fn node_summaries_round_trip_and_refuse_what_they_cannot_vouch_for() {
+        let s = NodeSummary {
+            given: 100,
+            live: 97,
+            end: Id { ms: 5, seq: 1 },
+        };
+        assert_eq!(NodeSummary::decode(&s.encode()), Some(s));
+        assert!(!s.intact());
+        let empty = NodeSummary { live: 0, ..s };
+        assert_eq!(NodeSummary::decode(&empty.encode()), None);
+        let over = NodeSummary { live: 101, ..s };
+        assert_eq!(NodeSummary::decode(&over.encode()), None);
+        assert_eq!(NodeSummary::decode(&s.encode()[..31]), None);
     }
 }
