@@ -117,7 +117,6 @@ fn store(
 
 fn pfadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let key = &args[1];
-    let max_bytes = sparse_max_bytes(sh);
     let _guard = sh.keyspace.lock(s.db, key);
     let stored = match sh.keyspace.get(s.db, key) {
         Ok(stored) => stored,
@@ -144,6 +143,8 @@ fn pfadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             (e.payload.to_vec(), e.expire_at_ms, 0u64)
         }
     };
+    // Read only now: most PFADDs to a big sketch return above, and this is a lock of the config map.
+    let max_bytes = sparse_max_bytes(sh);
     for element in &args[2..] {
         match hll::add(&mut value, element, max_bytes) {
             Ok(true) => updated += 1,
