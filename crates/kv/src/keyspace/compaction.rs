@@ -36,6 +36,13 @@ impl KvFilter {
         KvFilter { clock }
     }
 
+    /// Whether deadline `at` (0: none) has passed. The clock is read only for a deadline: most records
+    /// have none, and a compaction asks about each of its elements (a clock read per stream entry was
+    /// ~9% of a compaction's CPU).
+    fn expired(&self, at: u64) -> bool {
+        at != 0 && is_expired(at, self.clock.now_ms())
+    }
+
     /// The current metadata record of `key`, if present and decodable (`Err` = unknown: keep).
     fn metadata(ctx: &mut FilterContext<'_>, key: &[u8]) -> Result<Option<Entry>, ()> {
         match ctx.get(&meta_key(key)) {
@@ -68,7 +75,7 @@ impl KvFilter {
             Ok(None) => false,
             Ok(Some(meta)) => {
                 meta.kind != Kind::String
-                    && !is_expired(meta.expire_at_ms, self.clock.now_ms())
+                    && !self.expired(meta.expire_at_ms)
                     && CollectionHeader::from_payload(&meta.payload)
                         .is_ok_and(|h| h.version == version)
             }
@@ -100,7 +107,7 @@ impl CompactionFilter for KvFilter {
                     .and_then(|b| <[u8; 8]>::try_from(b).ok())
                     .map(u64::from_be_bytes);
                 match at {
-                    Some(at) if is_expired(at, self.clock.now_ms()) => Decision::Remove,
+                    Some(at) if self.expired(at) => Decision::Remove,
                     _ => Decision::Keep,
                 }
             }
