@@ -120,6 +120,95 @@ struct EntryPos {
     value_end: usize,
 }
 
+/// Decodes the header of the entry at `p` of a block's entries region, bounds-checking every length.
+#[inline]
+fn decode_entry(entries: &[u8], p: usize) -> Result<EntryPos, &'static str> {
+    let mut pos = p;
+    let (Some(shared), Some(unshared), Some(vlen)) = (
+        get_varint32(entries, &mut pos),
+        get_varint32(entries, &mut pos),
+        get_varint32(entries, &mut pos),
+    ) else {
+        return Err("truncated entry header");
+    };
+    let delta_end = pos
+        .checked_add(unshared)
+        .filter(|&e| e <= entries.len())
+        .ok_or("key runs past the end of the block")?;
+    let value_end = delta_end
+        .checked_add(vlen)
+        .filter(|&e| e <= entries.len())
+        .ok_or("value runs past the end of the block")?;
+    Ok(EntryPos {
+        offset: p,
+        next: value_end,
+        shared,
+        delta_start: pos,
+        delta_end,
+        value_start: delta_end,
+        value_end,
+    })
+}
+
+/// The first entry of block `data` whose key is at or after `target` (internal-key order), for a point
+/// read: its key rebuilt into `key` and where its value lies in `data`, or `None` past the last entry.
+/// [`BlockIter::seek`]'s answer without a cursor: a point read looks at one entry, and building an
+/// iterator for it (a key buffer allocated per read, restart bookkeeping on every step) was a good part
+/// of `SstReader::get`.
+pub fn seek_point(
+    data: &[u8],
+    target: &[u8],
+    key: &mut Vec<u8>,
+    file_id: u64,
+    block_offset: u64,
+) -> Result<Option<std::ops::Range<usize>>, SstError> {
+    let corrupt = |what: &str| SstError::corruption(file_id, block_offset, what);
+    let (restarts_offset, num_restarts) = BlockIter::parse_restarts(data, file_id, block_offset)?;
+    let entries = &data[..restarts_offset];
+    let restart = |i: usize| -> Result<usize, SstError> {
+        let p = read_u32_le(data, restarts_offset + i * 4)
+            .ok_or_else(|| corrupt("restart index out of range"))? as usize;
+        if p > restarts_offset {
+            return Err(corrupt("restart point beyond the entries"));
+        }
+        Ok(p)
+    };
+    // The last restart whose key is < target: the answer lies in its interval or at the start of the
+    // next one.
+    let (mut lo, mut hi) = (0usize, num_restarts);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let p = restart(mid)?;
+        if p >= restarts_offset {
+            return Err(corrupt("restart point at the end of the entries"));
+        }
+        let e = decode_entry(entries, p).map_err(corrupt)?;
+        if e.shared != 0 {
+            return Err(corrupt("restart entry shares a key prefix"));
+        }
+        if compare_internal(&entries[e.delta_start..e.delta_end], target) == Ordering::Less {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    key.clear();
+    let mut p = restart(lo)?;
+    while p < restarts_offset {
+        let e = decode_entry(entries, p).map_err(corrupt)?;
+        if e.shared > key.len() {
+            return Err(corrupt("entry shares more bytes than the previous key has"));
+        }
+        key.truncate(e.shared);
+        key.extend_from_slice(&entries[e.delta_start..e.delta_end]);
+        if compare_internal(key, target) != Ordering::Less {
+            return Ok(Some(e.value_start..e.value_end));
+        }
+        p = e.next;
+    }
+    Ok(None)
+}
+
 /// One entry remembered for reverse iteration: its key lives in `BlockIter::rev_keys`.
 #[derive(Debug, Clone, Copy, Default)]
 struct RevEntry {
@@ -259,32 +348,7 @@ impl BlockIter {
     /// Decodes the entry header at `p`, bounds-checking every length against the entries region.
     #[inline]
     fn decode_at(&self, p: usize) -> Result<EntryPos, SstError> {
-        let entries = &self.data[..self.restarts_offset];
-        let mut pos = p;
-        let (Some(shared), Some(unshared), Some(vlen)) = (
-            get_varint32(entries, &mut pos),
-            get_varint32(entries, &mut pos),
-            get_varint32(entries, &mut pos),
-        ) else {
-            return Err(self.corrupt("truncated entry header"));
-        };
-        let delta_end = pos
-            .checked_add(unshared)
-            .filter(|&e| e <= entries.len())
-            .ok_or_else(|| self.corrupt("key runs past the end of the block"))?;
-        let value_end = delta_end
-            .checked_add(vlen)
-            .filter(|&e| e <= entries.len())
-            .ok_or_else(|| self.corrupt("value runs past the end of the block"))?;
-        Ok(EntryPos {
-            offset: p,
-            next: value_end,
-            shared,
-            delta_start: pos,
-            delta_end,
-            value_start: delta_end,
-            value_end,
-        })
+        decode_entry(&self.data[..self.restarts_offset], p).map_err(|what| self.corrupt(what))
     }
 
     /// The full key of the restart entry `i`, borrowed from the block.
@@ -513,7 +577,7 @@ mod tests {
         for interval in [1, 2, 16] {
             for n in [0, 1, 5, 17, 100] {
                 let (data, entries) = build(n, interval);
-                let mut it = BlockIter::new(data, 0, 0).unwrap();
+                let mut it = BlockIter::new(data.clone(), 0, 0).unwrap();
                 it.seek_to_first().unwrap();
                 let mut got = Vec::new();
                 while it.valid() {
@@ -529,9 +593,15 @@ mod tests {
                 }
                 got.reverse();
                 assert_eq!(got, entries);
+                let mut key = Vec::new();
                 for i in 0..n * 3 + 2 {
                     let target = internal_key(format!("key{i:05}").as_bytes(), 7, ValueKind::Put);
+                    let point = seek_point(&data, &target, &mut key, 0, 0).unwrap();
                     it.seek(&target).unwrap();
+                    assert_eq!(
+                        point.map(|v| (key.clone(), data[v].to_vec())),
+                        it.valid().then(|| (it.key().to_vec(), it.value().to_vec()))
+                    );
                     let expect = entries
                         .iter()
                         .find(|(k, _)| k.as_slice() >= target.as_slice());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::block::BlockIter;
+use super::block::{BlockIter, seek_point};
 use super::bloom::Bloom;
 use super::format::{
     BLOCK_TRAILER_BYTES, BLOCK_TYPE_LZ4, BLOCK_TYPE_RAW, BlockHandle, FOOTER_BYTES, Footer,
@@ -17,6 +17,11 @@ use crate::iter::InternalIterator;
 use crate::key::{
     MAX_SEQNO, SeqNo, TRAILER_BYTES, ValueKind, compare_internal, pack_trailer, parse_internal_key,
 };
+
+thread_local! {
+    /// The key a point read rebuilds while it scans a block (kept per thread, so reads allocate none).
+    static POINT_KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// The decoded index: the last internal key of every data block and the block's handle.
 #[derive(Debug)]
@@ -288,17 +293,26 @@ impl SstReader {
         }
         let handle = self.inner.index.handles[i];
         let block = self.inner.read_block(handle)?;
-        let mut it = BlockIter::new(block, self.inner.file_id, handle.offset)?;
-        it.seek(lookup.as_slice())?;
-        if !it.valid() {
-            return Ok(None);
-        }
-        let parsed = parse_internal_key(it.key())
-            .map_err(|e| SstError::corruption(self.inner.file_id, handle.offset, e.to_string()))?;
-        if parsed.user_key != user_key {
-            return Ok(None);
-        }
-        Ok(Some((parsed.seqno, parsed.kind, it.value_bytes())))
+        POINT_KEY.with(|key| {
+            let mut key = key.borrow_mut();
+            let Some(value) = seek_point(
+                &block,
+                lookup.as_slice(),
+                &mut key,
+                self.inner.file_id,
+                handle.offset,
+            )?
+            else {
+                return Ok(None);
+            };
+            let parsed = parse_internal_key(&key).map_err(|e| {
+                SstError::corruption(self.inner.file_id, handle.offset, e.to_string())
+            })?;
+            if parsed.user_key != user_key {
+                return Ok(None);
+            }
+            Ok(Some((parsed.seqno, parsed.kind, block.slice(value))))
+        })
     }
 
     /// An iterator over the point entries; it holds a clone of this reader.
