@@ -50,8 +50,20 @@ pub fn sst_block(data: &[u8]) {
             }
         }
     }
-    for k in &keys {
-        let _ = it.seek(k);
+    let mut point_key = Vec::new();
+    let probes = [Vec::new(), vec![0xff; 12]];
+    for k in keys.iter().chain(&probes) {
+        // A point read's seek finds what the cursor's seek finds, whenever both read the block.
+        let point = crate::sst::block::seek_point(data, k, &mut point_key, 1, 0);
+        if it.seek(k).is_ok()
+            && let Ok(point) = point
+        {
+            assert_eq!(
+                point.map(|v| (point_key.clone(), data[v].to_vec())),
+                it.valid().then(|| (it.key().to_vec(), it.value().to_vec())),
+                "seek_point and BlockIter::seek disagree"
+            );
+        }
         let _ = it.seek_for_prev(k);
     }
 }

@@ -557,6 +557,7 @@ impl BlockIter {
 mod tests {
     use super::*;
     use crate::key::{ValueKind, internal_key};
+    use proptest::arbitrary::Arbitrary as _;
 
     type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -620,6 +621,27 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Valid blocks with bytes flipped, through the fuzz target: whenever both the point read's seek
+        /// and the cursor's seek read the block, they find the same entry (the target asserts it).
+        #[test]
+        fn point_and_cursor_seeks_agree_on_damaged_blocks(
+            n in 0usize..60,
+            interval in 1usize..9,
+            flips in proptest::collection::vec((proptest::sample::Index::arbitrary(), 1u8..=255), 0..4),
+        ) {
+            let (data, _) = build(n, interval);
+            let mut bytes = data.to_vec();
+            for (at, x) in flips {
+                if !bytes.is_empty() {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= x;
+                }
+            }
+            crate::fuzzing::sst_block(&bytes);
         }
     }
 
