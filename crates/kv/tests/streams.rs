@@ -734,3 +734,21 @@ fn group_reads_through_read_ahead_follow_a_model() {
         }
     }
 }
+
+/// Entries bigger than the read-ahead's byte budget: each read still gets exactly the next entry (the
+/// read-ahead keeps what fits, here one entry or none).
+#[test]
+fn group_reads_of_big_entries_come_in_order() {
+    let server = Server::start_without_fsync(KvConfig::default());
+    let c = &mut server.client();
+    let big = |i: usize| format!("{i}").repeat(30_000 / format!("{i}").len());
+    for i in 1..=12 {
+        run(c, &format!("XADD s {i}-1 f {}", big(i)));
+    }
+    run(c, "XGROUP CREATE s g 0");
+    for i in 1..=12 {
+        let got = run(c, "XREADGROUP GROUP g c COUNT 1 STREAMS s >");
+        assert_eq!(got, format!("[[s [[{i}-1 [f {}]]]]]", big(i)), "entry {i}");
+    }
+    assert_eq!(run(c, "XREADGROUP GROUP g c COUNT 1 STREAMS s >"), "nil");
+}

@@ -845,30 +845,45 @@ impl Stream<'_> {
                 .map(|(id, v)| Ok((id, decode_entry(&v)?)))
                 .collect();
         }
-        let mut read = std::collections::VecDeque::with_capacity(read_ahead::READ_AHEAD);
-        for (k, v) in self.scan(
-            &entry_key(start),
-            &[ENTRY + 1],
-            false,
-            read_ahead::READ_AHEAD,
-        )? {
-            read.push_back((Id::from_bytes(&k[1..]).ok_or_else(corrupt)?, v));
-        }
-        let n = count.min(read.len());
-        let out = read
-            .drain(..n)
-            .map(|(id, v)| Ok((id, decode_entry(&v)?)))
-            .collect::<Result<Vec<_>, Frame>>()?;
+        // The entries asked for, then more while the read-ahead has room: READ_AHEAD entries and
+        // READ_AHEAD_BYTES of values (big entries are not read, or kept, beyond what was asked).
+        let mut out = Vec::with_capacity(count);
+        let mut kept = std::collections::VecDeque::new();
+        let mut kept_bytes = 0usize;
+        self.sh
+            .keyspace
+            .stream_scan(
+                self.db,
+                self.key,
+                version,
+                &entry_key(start),
+                &[ENTRY + 1],
+                false,
+                |k, v| {
+                    let Some(id) = Id::from_bytes(&k[1..]) else {
+                        return Ok(false);
+                    };
+                    if out.len() < count {
+                        out.push((id, v));
+                        return Ok(out.len() < count || kept_bytes < read_ahead::READ_AHEAD_BYTES);
+                    }
+                    kept_bytes += v.len();
+                    if kept_bytes > read_ahead::READ_AHEAD_BYTES {
+                        return Ok(false);
+                    }
+                    kept.push_back((id, Bytes::copy_from_slice(&v)));
+                    Ok(out.len() + kept.len() < read_ahead::READ_AHEAD)
+                },
+            )
+            .map_err(storage_error)?;
         if let Some(from) = out.last().and_then(|(id, _)| id.incr())
-            && !read.is_empty()
+            && !kept.is_empty()
         {
-            let kept = read
-                .into_iter()
-                .map(|(id, v)| (id, Bytes::copy_from_slice(&v)))
-                .collect();
             reads.keep(version, group, from, kept);
         }
-        Ok(out)
+        out.into_iter()
+            .map(|(id, v)| Ok((id, decode_entry(&v)?)))
+            .collect()
     }
 
     /// One entry.

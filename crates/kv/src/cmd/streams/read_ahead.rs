@@ -21,7 +21,9 @@ use super::Id;
 
 /// Entries one read fetches for a group when it asks for fewer.
 pub(super) const READ_AHEAD: usize = 128;
-/// Most runs kept (about 10 KiB each at most with small entries); past it every run is dropped.
+/// Most value bytes a run keeps: streams of big entries read ahead fewer of them.
+pub(super) const READ_AHEAD_BYTES: usize = 64 << 10;
+/// Most runs kept, so at most 64 MiB of entries in all; past it every run is dropped.
 const MAX_RUNS: usize = 1024;
 
 /// The runs of entries read ahead, by stream version and group.
