@@ -1434,6 +1434,7 @@ impl Keyspace {
     /// Removes every key of one database.
     pub fn flush_db(&self, db: usize) -> Result<(), KvError> {
         self.touched_all(Some(db), |d, k| self.exists_or_unknown(d, k));
+        self.stream_reads.clear();
         self.dirty.fetch_add(1, Ordering::Relaxed);
         Ok(self.tree(db).clear()?)
     }
@@ -1441,6 +1442,7 @@ impl Keyspace {
     /// Removes every key of every database, atomically.
     pub fn flush_all(&self) -> Result<(), KvError> {
         self.touched_all(None, |d, k| self.exists_or_unknown(d, k));
+        self.stream_reads.clear();
         self.dirty.fetch_add(1, Ordering::Relaxed);
         let mut batch = WriteBatch::new();
         for tree in &self.trees {

@@ -128,6 +128,13 @@ impl ReadAhead {
         inner.count += 1;
     }
 
+    /// Drops every run (FLUSHDB, FLUSHALL: their streams are gone, and the memory is better free).
+    pub(crate) fn clear(&self) {
+        let mut inner = self.inner.lock();
+        inner.by_version.clear();
+        inner.count = 0;
+    }
+
     /// Drops every run of stream `version` (an entry of it is being removed).
     pub(super) fn forget(&self, version: u64) {
         let mut inner = self.inner.lock();
