@@ -469,6 +469,16 @@ fn one_xadd_serves_every_blocked_reader() {
     assert_eq!(got, ["[[s [[1-0 [f v]]]]]", "[[s [[2-0 [f w]]]]]"]);
 }
 
+/// A small deterministic random source: `rand(n)` is in `0..n`.
+fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
 /// Redis's stream nodes, as a model: each node's live entry IDs and how many entries it was given.
 #[derive(Default)]
 struct NodeModel {
@@ -582,13 +592,7 @@ fn trims_against_the_node_model(mix: TrimMix) {
         per_node: 40,
         ..NodeModel::default()
     };
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut rand = |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
     let mut next = 1u64;
     for step in 0..6000 {
         let roll = rand(100);
@@ -665,13 +669,7 @@ fn group_reads_through_read_ahead_follow_a_model() {
     let c = &mut server.client();
     let mut entries: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
     let mut last: Vec<u64> = vec![0; 3];
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut rand = |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rand = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut next = 1u64;
     for _ in 0..300 {
         run(c, &format!("XADD s {next}-1 f {next}"));

@@ -214,7 +214,8 @@ fn put_int(out: &mut BytesMut, n: i64) {
     put_uint(out, n.unsigned_abs());
 }
 
-fn put_uint(out: &mut BytesMut, mut n: u64) {
+/// Appends `n` in decimal (no allocation, no formatting machinery).
+pub fn put_uint(out: &mut BytesMut, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -34,7 +34,7 @@ mod frame;
 mod inline;
 mod request;
 
-pub use frame::{DecodeError, Frame};
+pub use frame::{DecodeError, Frame, put_uint};
 pub use inline::split_args;
 pub use request::{RequestParser, UNAUTHENTICATED_ARGS, UNAUTHENTICATED_BULK_BYTES};
 

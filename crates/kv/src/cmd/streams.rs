@@ -209,25 +209,13 @@ impl Id {
         })
     }
 
-    /// `ms-seq` as a bulk string (every XADD replies with one: formatted by hand, not through `fmt`).
+    /// `ms-seq` as a bulk string (every XADD replies with one: written digit by digit, not through `fmt`).
     fn frame(self) -> Frame {
-        let mut buf = [0u8; 41];
-        let mut at = buf.len();
-        for (i, mut n) in [self.seq, self.ms].into_iter().enumerate() {
-            if i == 1 {
-                at -= 1;
-                buf[at] = b'-';
-            }
-            loop {
-                at -= 1;
-                buf[at] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-        }
-        Frame::Bulk(Bytes::copy_from_slice(&buf[at..]))
+        let mut b = BytesMut::with_capacity(41);
+        strata_resp::put_uint(&mut b, self.ms);
+        b.put_u8(b'-');
+        strata_resp::put_uint(&mut b, self.seq);
+        Frame::Bulk(b.freeze())
     }
 }
 
