@@ -838,6 +838,7 @@ impl Stream<'_> {
         let mut out = Vec::with_capacity(count);
         let mut kept = std::collections::VecDeque::new();
         let mut kept_bytes = 0usize;
+        let mut bad_key = false;
         self.sh
             .keyspace
             .stream_scan(
@@ -849,6 +850,7 @@ impl Stream<'_> {
                 false,
                 |k, v| {
                     let Some(id) = Id::from_bytes(&k[1..]) else {
+                        bad_key = true;
                         return Ok(false);
                     };
                     if out.len() < count {
@@ -864,6 +866,9 @@ impl Stream<'_> {
                 },
             )
             .map_err(storage_error)?;
+        if bad_key {
+            return Err(corrupt());
+        }
         if let Some(from) = out.last().and_then(|(id, _)| id.incr())
             && !kept.is_empty()
         {
