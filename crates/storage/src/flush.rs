@@ -308,6 +308,13 @@ fn flush_loop(db: Arc<DbInner>) {
     }
 }
 
+/// Lowers the calling thread's CPU priority (nice 10) so flushes and compactions yield to the threads
+/// serving requests when cores are scarce. On Linux `setpriority(PRIO_PROCESS, 0, ..)` changes only
+/// the calling thread. Failure is harmless: the thread keeps the normal priority.
+fn background_priority() {
+    let _ = rustix::process::setpriority_process(None, 10);
+}
+
 /// Starts the flush and compaction threads.
 pub(crate) fn spawn_background(db: &Arc<DbInner>) -> Result<Vec<JoinHandle<()>>> {
     let mut v = Vec::new();
@@ -315,7 +322,10 @@ pub(crate) fn spawn_background(db: &Arc<DbInner>) -> Result<Vec<JoinHandle<()>>>
     v.push(
         std::thread::Builder::new()
             .name("strata-flush".into())
-            .spawn(move || flush_loop(d))
+            .spawn(move || {
+                background_priority();
+                flush_loop(d)
+            })
             .ctx(|| "spawn flush thread".to_string())?,
     );
     if db.opts.background_compaction {
@@ -323,7 +333,10 @@ pub(crate) fn spawn_background(db: &Arc<DbInner>) -> Result<Vec<JoinHandle<()>>>
         v.push(
             std::thread::Builder::new()
                 .name("strata-compact".into())
-                .spawn(move || crate::compaction::job::compaction_loop(d))
+                .spawn(move || {
+                    background_priority();
+                    crate::compaction::job::compaction_loop(d)
+                })
                 .ctx(|| "spawn compaction thread".to_string())?,
         );
     }
