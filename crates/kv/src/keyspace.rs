@@ -298,6 +298,8 @@ pub struct Keyspace {
     pub(crate) zset_trees: crate::cmd::zsets::TreeCache,
     /// Stream entries read ahead for consumer groups; see `cmd/streams/read_ahead.rs`.
     pub(crate) stream_reads: crate::cmd::streams::ReadAhead,
+    /// Owners of pending stream entries, mirrored from their records; see `cmd/streams/pending_owners.rs`.
+    pub(crate) stream_owners: crate::cmd::streams::PendingOwners,
     /// Tries of recently used autocomplete dictionaries; see `cmd/suggest.rs`.
     pub(crate) sug_tries: crate::cmd::suggest::TrieCache,
     /// Database index → index into `trees` (SWAPDB permutes it).
@@ -674,6 +676,7 @@ impl Keyspace {
             watching: AtomicU64::new(0),
             zset_trees: Default::default(),
             stream_reads: Default::default(),
+            stream_owners: Default::default(),
             sug_tries: Default::default(),
             map: map.into_iter().map(AtomicUsize::new).collect(),
             map_tree,
@@ -1435,6 +1438,7 @@ impl Keyspace {
     pub fn flush_db(&self, db: usize) -> Result<(), KvError> {
         self.touched_all(Some(db), |d, k| self.exists_or_unknown(d, k));
         self.stream_reads.clear();
+        self.stream_owners.clear();
         self.dirty.fetch_add(1, Ordering::Relaxed);
         Ok(self.tree(db).clear()?)
     }
@@ -1443,6 +1447,7 @@ impl Keyspace {
     pub fn flush_all(&self) -> Result<(), KvError> {
         self.touched_all(None, |d, k| self.exists_or_unknown(d, k));
         self.stream_reads.clear();
+        self.stream_owners.clear();
         self.dirty.fetch_add(1, Ordering::Relaxed);
         let mut batch = WriteBatch::new();
         for tree in &self.trees {

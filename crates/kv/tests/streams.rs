@@ -750,3 +750,161 @@ fn group_reads_of_big_entries_come_in_order() {
     }
     assert_eq!(run(c, "XREADGROUP GROUP g c COUNT 1 STREAMS s >"), "nil");
 }
+
+/// Acknowledgements answered from the pending owners kept in memory: consumer groups read, claim,
+/// acknowledge (repeated and duplicated IDs included), drop consumers and are destroyed and recreated,
+/// moved back to re-deliver, while entries are deleted and the stream is replaced, and every XACK counts
+/// exactly what a model of the pending lists says, whose contents XPENDING shows throughout.
+#[test]
+fn acks_follow_a_model_of_the_pending_lists() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let server = Server::start_without_fsync(KvConfig::default());
+    let c = &mut server.client();
+    let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
+    let groups = ["g0", "g1"];
+    let consumers = ["alice", "bob", "carol"];
+    let mut entries: BTreeSet<u64> = BTreeSet::new();
+    let mut last = [0u64; 2];
+    let mut pel: [BTreeMap<u64, &str>; 2] = Default::default();
+    let mut next = 1u64;
+    let reset = |c: &mut redis::Connection, last: &mut [u64; 2]| {
+        for g in groups {
+            assert_eq!(run(c, &format!("XGROUP CREATE s {g} 0 MKSTREAM")), "OK");
+        }
+        *last = [0; 2];
+    };
+    reset(c, &mut last);
+    for step in 0..6000 {
+        let g = rand(2) as usize;
+        let group = groups[g];
+        let consumer = consumers[rand(3) as usize];
+        match rand(100) {
+            0..=19 => {
+                for _ in 0..=rand(4) {
+                    run(c, &format!("XADD s {next}-1 f v"));
+                    entries.insert(next);
+                    next += 1;
+                }
+            }
+            20..=44 => {
+                let count = 1 + rand(4) as usize;
+                run(
+                    c,
+                    &format!("XREADGROUP GROUP {group} {consumer} COUNT {count} STREAMS s >"),
+                );
+                let got: Vec<u64> = entries.range(last[g] + 1..).take(count).copied().collect();
+                for id in got {
+                    pel[g].insert(id, consumer);
+                    last[g] = id;
+                }
+            }
+            45..=74 => {
+                // A few IDs around the pending ones, repeats and duplicates included.
+                let mut ids = Vec::new();
+                for _ in 0..=rand(4) {
+                    let id = match (rand(3), pel[g].len()) {
+                        (0 | 1, n) if n > 0 => *pel[g].keys().nth(rand(n as u64) as usize).unwrap(),
+                        _ => 1 + rand(next),
+                    };
+                    ids.push(id);
+                    if rand(4) == 0 {
+                        ids.push(id);
+                    }
+                }
+                let want = ids
+                    .iter()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .filter(|id| pel[g].remove(id).is_some())
+                    .count();
+                let list: Vec<String> = ids.iter().map(|id| format!("{id}-1")).collect();
+                let got = run(c, &format!("XACK s {group} {}", list.join(" ")));
+                assert_eq!(got, want.to_string(), "step {step}: XACK {list:?}");
+            }
+            75..=79 => {
+                // Claimed entries change owner; pending entries whose entry is gone leave the list.
+                let ids: Vec<u64> = pel[g].keys().copied().filter(|_| rand(3) == 0).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let list: Vec<String> = ids.iter().map(|id| format!("{id}-1")).collect();
+                run(
+                    c,
+                    &format!("XCLAIM s {group} {consumer} 0 {} JUSTID", list.join(" ")),
+                );
+                for id in ids {
+                    if entries.contains(&id) {
+                        pel[g].insert(id, consumer);
+                    } else {
+                        pel[g].remove(&id);
+                    }
+                }
+            }
+            80..=81 => {
+                run(
+                    c,
+                    &format!("XAUTOCLAIM s {group} {consumer} 0 0-0 COUNT 5 JUSTID"),
+                );
+                let ids: Vec<u64> = pel[g].keys().copied().take(5).collect();
+                for id in ids {
+                    if entries.contains(&id) {
+                        pel[g].insert(id, consumer);
+                    } else {
+                        pel[g].remove(&id);
+                    }
+                }
+            }
+            82..=84 => {
+                if !entries.is_empty() {
+                    let id = *entries
+                        .iter()
+                        .nth(rand(entries.len() as u64) as usize)
+                        .unwrap();
+                    assert_eq!(run(c, &format!("XDEL s {id}-1")), "1");
+                    entries.remove(&id);
+                }
+            }
+            85..=86 => {
+                run(c, &format!("XGROUP DELCONSUMER s {group} {consumer}"));
+                pel[g].retain(|_, owner| *owner != consumer);
+            }
+            87 => {
+                assert_eq!(run(c, &format!("XGROUP DESTROY s {group}")), "1");
+                assert_eq!(run(c, &format!("XGROUP CREATE s {group} 0")), "OK");
+                pel[g].clear();
+                last[g] = 0;
+            }
+            88..=90 => {
+                let to = last[g].saturating_sub(rand(20));
+                assert_eq!(run(c, &format!("XGROUP SETID s {group} {to}-1")), "OK");
+                last[g] = to;
+            }
+            91 => {
+                // A new stream under the same key: nothing of the old one is pending.
+                assert_eq!(run(c, "DEL s"), "1");
+                entries.clear();
+                pel = Default::default();
+                reset(c, &mut last);
+            }
+            _ => {
+                let got: Vec<(String, String, i64, i64)> = redis::cmd("XPENDING")
+                    .arg("s")
+                    .arg(group)
+                    .arg("-")
+                    .arg("+")
+                    .arg(100_000)
+                    .query(c)
+                    .unwrap();
+                let got: Vec<(String, String)> = got
+                    .into_iter()
+                    .map(|(id, owner, _, _)| (id, owner))
+                    .collect();
+                let want: Vec<(String, String)> = pel[g]
+                    .iter()
+                    .map(|(id, owner)| (format!("{id}-1"), owner.to_string()))
+                    .collect();
+                assert_eq!(got, want, "step {step}: XPENDING {group}");
+            }
+        }
+    }
+}

@@ -19,8 +19,10 @@
 
 mod groups;
 mod info;
+mod pending_owners;
 mod read_ahead;
 
+pub(crate) use pending_owners::PendingOwners;
 pub(crate) use read_ahead::ReadAhead;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -920,7 +922,12 @@ impl Stream<'_> {
                 self.m.version,
                 &self.write,
             )
-            .map_err(storage_error)
+            .map_err(storage_error)?;
+        self.sh
+            .keyspace
+            .stream_owners
+            .apply(self.m.version, &self.write);
+        Ok(())
     }
 
     /// Whether `start..=end` (open ends: the whole stream) may contain a deleted entry (Redis's
@@ -1016,6 +1023,22 @@ impl Stream<'_> {
             .collect())
     }
 
+    /// The consumer owning pending entry `id` of `group`, if it is pending: from the owners remembered
+    /// in memory when this command has not changed the record, else from storage.
+    fn pending_owner(&self, group: &[u8], id: Id) -> Result<Option<Bytes>, Frame> {
+        let element = pending_key(group, id);
+        if !self.write.ops.contains_key(&element)
+            && let Some(known) = self
+                .sh
+                .keyspace
+                .stream_owners
+                .owner(self.m.version, group, id)
+        {
+            return Ok(known);
+        }
+        Ok(self.get(&element)?.map(|v| Nack::decode(&v).consumer))
+    }
+
     fn nack(&self, group: &[u8], id: Id) -> Result<Option<Nack>, Frame> {
         Ok(self.get(&pending_key(group, id))?.map(|v| Nack::decode(&v)))
     }
@@ -1054,13 +1077,19 @@ impl Stream<'_> {
     }
 
     /// Removes a pending entry from the group and its owner (counts included).
-    fn drop_nack(&mut self, group: &[u8], g: &mut Group, id: Id, nack: &Nack) -> Result<(), Frame> {
+    fn drop_nack(
+        &mut self,
+        group: &[u8],
+        g: &mut Group,
+        id: Id,
+        owner: &[u8],
+    ) -> Result<(), Frame> {
         self.del(pending_key(group, id));
-        self.del(cpending_key(group, &nack.consumer, id));
+        self.del(cpending_key(group, owner, id));
         g.pel_count = g.pel_count.saturating_sub(1);
-        if let Some(mut c) = self.consumer(group, &nack.consumer)? {
+        if let Some(mut c) = self.consumer(group, owner)? {
             c.pel_count = c.pel_count.saturating_sub(1);
-            self.put_consumer(group, &nack.consumer, c);
+            self.put_consumer(group, owner, c);
         }
         Ok(())
     }

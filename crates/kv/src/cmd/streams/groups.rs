@@ -386,12 +386,12 @@ pub fn xack(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
     let mut acked = 0;
     for id in ids {
-        let nack = match st.nack(group, id) {
-            Ok(Some(n)) => n,
+        let owner = match st.pending_owner(group, id) {
+            Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(r) => return r,
         };
-        if let Err(r) = st.drop_nack(group, &mut g, id, &nack) {
+        if let Err(r) = st.drop_nack(group, &mut g, id, &owner) {
             return r;
         }
         acked += 1;
@@ -642,7 +642,7 @@ pub fn xclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         let Some(entry) = entry else {
             // The entry is gone: its pending entry goes too.
             if let Some(n) = nack
-                && let Err(r) = st.drop_nack(group, &mut g, id, &n)
+                && let Err(r) = st.drop_nack(group, &mut g, id, &n.consumer)
             {
                 return r;
             }
@@ -781,7 +781,7 @@ pub fn xautoclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             Err(r) => return r,
         };
         let Some(entry) = entry else {
-            if let Err(r) = st.drop_nack(group, &mut g, id, &nack) {
+            if let Err(r) = st.drop_nack(group, &mut g, id, &nack.consumer) {
                 return r;
             }
             deleted.push(id.frame());
