@@ -332,6 +332,80 @@ fn script_cache_and_libraries() {
     assert_eq!(v, Value::Int(7));
 }
 
+/// Inputs that crash a stock Lua 5.1 or overflow a recursive decoder get errors, as Redis's patched
+/// libraries give, and the server keeps serving.
+#[test]
+fn hostile_library_inputs_get_errors_not_crashes() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    for (lo, hi) in [
+        ("-2", "2147483647"),
+        ("0", "2147483647"),
+        ("-2147483648", "-2"),
+    ] {
+        let script = format!("return {{unpack({{1,2,3}}, {lo}, {hi})}}");
+        let e = err_text(eval(&mut c, &script, &[], &[]));
+        assert!(e.contains("too many results to unpack"), "{script}: {e}");
+    }
+    let empty = eval(&mut c, "return {unpack({1,2,3}, -1, -2)}", &[], &[]).unwrap();
+    assert_eq!(empty, Value::Array(vec![]));
+    let counted = eval(
+        &mut c,
+        "return {select('#', unpack({1,2,3}, -1, 5)), unpack({1,2,3}, '2')}",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        counted,
+        Value::Array(vec![Value::Int(7), Value::Int(2), Value::Int(3)])
+    );
+    let e = err_text(eval(&mut c, "local x = unpack(nil) return x", &[], &[]));
+    assert!(
+        e.contains("user_script:1: bad argument #1 to 'unpack' (table expected, got nil)"),
+        "{e}"
+    );
+    let e = err_text(eval(&mut c, "return unpack({}, 1, {})", &[], &[]));
+    assert!(
+        e.contains("bad argument #3 to 'unpack' (number expected, got table)"),
+        "{e}"
+    );
+    let many = "local a = {} for i = 1, 7999 do a[i] = 1 end return select('#', unpack(a))";
+    assert_eq!(eval(&mut c, many, &[], &[]).unwrap(), Value::Int(7999));
+    let e = err_text(eval(
+        &mut c,
+        "getmetatable('').__index = function() return 1 end",
+        &[],
+        &[],
+    ));
+    assert!(e.contains("Attempt to modify a readonly table"), "{e}");
+    let e = err_text(eval(&mut c, "getmetatable('').__index.upper = 1", &[], &[]));
+    assert!(e.contains("Attempt to modify a readonly table"), "{e}");
+    let e = err_text(eval(&mut c, "getmetatable(1).__index = 1", &[], &[]));
+    assert!(e.contains("attempt to index a nil value"), "{e}");
+    let sub = eval(&mut c, "return ('abc'):sub(2, 2)", &[], &[]).unwrap();
+    assert_eq!(sub, Value::BulkString(b"b".to_vec()));
+    let deep_msgpack =
+        "return cmsgpack.unpack(string.rep(string.char(0x91), 100000) .. string.char(1))";
+    let e = err_text(eval(&mut c, deep_msgpack, &[], &[]));
+    assert!(e.contains("too deeply nested"), "{e}");
+    let deep_map =
+        "return cmsgpack.unpack(string.rep(string.char(0x81, 1), 100000) .. string.char(1))";
+    let e = err_text(eval(&mut c, deep_map, &[], &[]));
+    assert!(e.contains("too deeply nested"), "{e}");
+    let nested = "return #cmsgpack.pack(cmsgpack.unpack(string.rep(string.char(0x91), 999) .. string.char(1)))";
+    assert_eq!(eval(&mut c, nested, &[], &[]).unwrap(), Value::Int(17));
+    let deep_json = "return cjson.decode(string.rep('[', 100000) .. string.rep(']', 100000))";
+    let e = err_text(eval(&mut c, deep_json, &[], &[]));
+    assert!(e.contains("too many nested data structures"), "{e}");
+    let deep_reply = "local t = {} local c = t for i=1,1000000 do c[1] = {} c = c[1] end return t";
+    // Nested arrays down to an error element, as Redis replies; deeper than the client parses.
+    assert!(eval(&mut c, deep_reply, &[], &[]).is_err());
+    let mut c = server.client();
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+}
+
 #[test]
 fn functions_load_call_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();

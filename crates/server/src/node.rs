@@ -91,6 +91,9 @@ pub struct ServiceContext {
     pub amqp: Arc<std::sync::OnceLock<Arc<strata_amqp::Broker>>>,
 }
 
+/// Stack of each runtime thread (see [`serve`]).
+const SCRIPT_THREAD_STACK_BYTES: usize = 8 << 20;
+
 /// Runs a node until SIGINT, SIGTERM or the key-value SHUTDOWN command, then shuts it down in order. Blocks the calling thread.
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -99,6 +102,10 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     }
     let runtime = builder
         .enable_all()
+        // A main thread's 8 MiB rather than tokio's 2: scripts run on these threads, and cjson, cmsgpack
+        // and the reply conversion each recurse once per nesting level up to Redis's limit of 1000;
+        // only the pages touched are ever committed.
+        .thread_stack_size(SCRIPT_THREAD_STACK_BYTES)
         .thread_name("strata-worker")
         .build()
         .context("cannot start the async runtime")?;

@@ -16,6 +16,7 @@
 
 mod bit;
 mod convert;
+pub mod fuzzing;
 mod json;
 mod msgpack;
 pub mod sha1;
@@ -497,10 +498,61 @@ G.load = function(fn, name)
 end
 G.print, G.dofile, G.loadfile, G.require, G.module, G.package, G.os, G.io = nil
 
+-- unpack as Redis's patched Lua 5.1 has it. The stock one computes the element count `j - i + 1` in a
+-- C int, so a range like (-2, 2^31-1) overflows it, and the compiler, knowing i <= j, drops the check
+-- after it: the process crashes. Here such a range is refused first, with the stock message, and the
+-- stock function runs only on ranges it handles. Bounds convert as lbaselib converts them (truncated
+-- towards zero, then to 32 bits); errors are raised at the caller's line, as luaL_error raises them
+-- (a caller that tail-calls unpack has no line left to name).
+do
+  local unpack, floor, ceil, select, tonumber, type = unpack, math.floor, math.ceil, select, tonumber, type
+  local function c_int(d)
+    if d ~= d or d >= 2^63 or d < -2^63 then return 0 end
+    d = d >= 0 and floor(d) or ceil(d)
+    d = d % 4294967296
+    if d >= 2147483648 then d = d - 4294967296 end
+    return d
+  end
+  G.unpack = function(...)
+    local t, i, j = ...
+    if type(t) ~= 'table' then
+      local got = select('#', ...) == 0 and 'no value' or type(t)
+      error("bad argument #1 to 'unpack' (table expected, got " .. got .. ")", 2)
+    end
+    local first, last = 1, #t
+    if i ~= nil then
+      first = tonumber(i)
+      if not first then error("bad argument #2 to 'unpack' (number expected, got " .. type(i) .. ")", 2) end
+    end
+    if j ~= nil then
+      last = tonumber(j)
+      if not last then error("bad argument #3 to 'unpack' (number expected, got " .. type(j) .. ")", 2) end
+    end
+    first, last = c_int(first), c_int(last)
+    -- lua_checkstack's bound: the arguments and the results within LUAI_MAXCSTACK (8000) slots.
+    if first <= last and last - first + 1 > 8000 - select('#', ...) then
+      error('too many results to unpack', 2)
+    end
+    return unpack(...)
+  end
+end
+
 for _, name in ipairs({'string', 'table', 'math', 'coroutine', 'cjson', 'bit', 'cmsgpack', 'struct'}) do
   if rawget(G, name) then orig_rawset(G, name, readonly(rawget(G, name))) end
 end
 G.redis = readonly(redis)
+
+-- Redis makes the metatables of the basic types read-only; of those only strings have one (its __index
+-- is the string library). Scripts get a read-only view of it, so `getmetatable('').__index = f` fails
+-- as it does there instead of changing every string method of later scripts.
+do
+  local getmetatable = getmetatable
+  local string_meta = readonly({__index = G.string})
+  G.getmetatable = function(...)
+    if type((...)) == 'string' then return string_meta end
+    return (getmetatable(...))
+  end
+end
 
 -- The scripts' environment: reads go to the globals, writes are refused.
 local env = {}

@@ -1,11 +1,14 @@
 //! `cmsgpack`, lua-cmsgpack as Redis ships it: `pack(...)`, `unpack(s)`, `unpack_one(s, offset)`,
 //! `unpack_limit(s, limit, offset)`. Tables nest at most 16 deep when packed (deeper ones pack as nil),
-//! a table is an array when its keys are exactly 1..n.
+//! a table is an array when its keys are exactly 1..n. Unpacking refuses data nested over 1000 deep.
 
 use mlua::{Lua, MultiValue, Table, Value};
 
 /// Deepest table nesting packed.
 const MAX_NESTING: usize = 16;
+
+/// Deepest array or map nesting unpacked.
+const MAX_UNPACK_DEPTH: usize = 1000;
 
 fn err<T>(msg: &str) -> mlua::Result<T> {
     Err(mlua::Error::RuntimeError(msg.to_owned()))
@@ -34,7 +37,7 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
             let mut pos = 0;
             let mut values = Vec::new();
             while pos < bytes.len() {
-                values.push(unpack(lua, &bytes, &mut pos)?);
+                values.push(unpack(lua, &bytes, &mut pos, 0)?);
             }
             Ok(MultiValue::from_iter(values))
         })?,
@@ -73,7 +76,7 @@ fn unpack_limit(lua: &Lua, s: &[u8], limit: i64, offset: i64) -> mlua::Result<(i
     }
     let mut values = Vec::new();
     while pos < s.len() && (limit == 0 || (values.len() as i64) < limit) {
-        values.push(unpack(lua, s, &mut pos)?);
+        values.push(unpack(lua, s, &mut pos, 0)?);
     }
     let next = if pos >= s.len() { -1 } else { pos as i64 };
     Ok((next, values))
@@ -221,8 +224,13 @@ fn be(s: &[u8], pos: &mut usize, n: usize) -> mlua::Result<u64> {
         .fold(0u64, |a, &b| (a << 8) | u64::from(b)))
 }
 
-fn unpack(lua: &Lua, s: &[u8], pos: &mut usize) -> mlua::Result<Value> {
+fn unpack(lua: &Lua, s: &[u8], pos: &mut usize, depth: usize) -> mlua::Result<Value> {
     let tag = take(s, pos, 1)?[0];
+    if matches!(tag, 0x80..=0x9f | 0xdc..=0xdf) && depth >= MAX_UNPACK_DEPTH {
+        // lua-cmsgpack recurses in C until the Lua stack is full; a Rust recursion must stop before the
+        // thread's stack does.
+        return err("too deeply nested data (over 1000 levels).");
+    }
     let num = |n: f64| Ok(Value::Number(n));
     match tag {
         0x00..=0x7f => num(f64::from(tag)),
@@ -253,23 +261,23 @@ fn unpack(lua: &Lua, s: &[u8], pos: &mut usize) -> mlua::Result<Value> {
             let n = be(s, pos, 4)? as usize;
             string(lua, s, pos, n)
         }
-        0x90..=0x9f => array(lua, s, pos, usize::from(tag & 0x0f)),
+        0x90..=0x9f => array(lua, s, pos, usize::from(tag & 0x0f), depth + 1),
         0xdc => {
             let n = be(s, pos, 2)? as usize;
-            array(lua, s, pos, n)
+            array(lua, s, pos, n, depth + 1)
         }
         0xdd => {
             let n = be(s, pos, 4)? as usize;
-            array(lua, s, pos, n)
+            array(lua, s, pos, n, depth + 1)
         }
-        0x80..=0x8f => map(lua, s, pos, usize::from(tag & 0x0f)),
+        0x80..=0x8f => map(lua, s, pos, usize::from(tag & 0x0f), depth + 1),
         0xde => {
             let n = be(s, pos, 2)? as usize;
-            map(lua, s, pos, n)
+            map(lua, s, pos, n, depth + 1)
         }
         0xdf => {
             let n = be(s, pos, 4)? as usize;
-            map(lua, s, pos, n)
+            map(lua, s, pos, n, depth + 1)
         }
         _ => err("Bad data format in input."),
     }
@@ -279,19 +287,19 @@ fn string(lua: &Lua, s: &[u8], pos: &mut usize, n: usize) -> mlua::Result<Value>
     Ok(Value::String(lua.create_string(take(s, pos, n)?)?))
 }
 
-fn array(lua: &Lua, s: &[u8], pos: &mut usize, n: usize) -> mlua::Result<Value> {
+fn array(lua: &Lua, s: &[u8], pos: &mut usize, n: usize, depth: usize) -> mlua::Result<Value> {
     let t = lua.create_table_with_capacity(n.min(1 << 16), 0)?;
     for i in 1..=n {
-        t.raw_set(i, unpack(lua, s, pos)?)?;
+        t.raw_set(i, unpack(lua, s, pos, depth)?)?;
     }
     Ok(Value::Table(t))
 }
 
-fn map(lua: &Lua, s: &[u8], pos: &mut usize, n: usize) -> mlua::Result<Value> {
+fn map(lua: &Lua, s: &[u8], pos: &mut usize, n: usize, depth: usize) -> mlua::Result<Value> {
     let t = lua.create_table_with_capacity(0, n.min(1 << 16))?;
     for _ in 0..n {
-        let k = unpack(lua, s, pos)?;
-        let v = unpack(lua, s, pos)?;
+        let k = unpack(lua, s, pos, depth)?;
+        let v = unpack(lua, s, pos, depth)?;
         if !matches!(k, Value::Nil) {
             t.raw_set(k, v)?;
         }

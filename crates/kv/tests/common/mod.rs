@@ -65,6 +65,8 @@ impl Server {
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                // As the server's runtime: scripts' libraries recurse up to 1000 levels.
+                .thread_stack_size(8 << 20)
                 .enable_all()
                 .build()
                 .unwrap();
