@@ -332,6 +332,101 @@ fn script_cache_and_libraries() {
     assert_eq!(v, Value::Int(7));
 }
 
+/// The `struct` library, with replies and errors as redis-server 7.0 gives them.
+#[test]
+fn struct_library_packs_as_redis_does() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let bulk = |b: &[u8]| Value::BulkString(b.to_vec());
+    let cases: &[(&str, Value)] = &[
+        ("return struct.pack('>I2', 258)", bulk(b"\x01\x02")),
+        (
+            "return struct.pack('!4 b i', 1, 2)",
+            bulk(b"\x01\0\0\0\x02\0\0\0"),
+        ),
+        (
+            "return struct.pack('bxxh', 1, 300)",
+            bulk(b"\x01\0\0\x2c\x01"),
+        ),
+        ("return struct.pack('s', 'abc')", bulk(b"abc\0")),
+        ("return struct.pack('c0', 'hello')", bulk(b"hello")),
+        ("return struct.pack('>d', 1.5)", bulk(&1.5f64.to_be_bytes())),
+        ("return struct.size('!4 b i')", Value::Int(8)),
+        ("return struct.size('bhld')", Value::Int(19)),
+        (
+            "return {struct.unpack('<i4', struct.pack('<i4', -2))}",
+            Value::Array(vec![Value::Int(-2), Value::Int(5)]),
+        ),
+        (
+            "return {struct.unpack('>i3', '\\255\\255\\254')}",
+            Value::Array(vec![Value::Int(-2), Value::Int(4)]),
+        ),
+        (
+            "return {struct.unpack('Bc0', '\\3abcdef')}",
+            Value::Array(vec![bulk(b"abc"), Value::Int(5)]),
+        ),
+        (
+            "return {struct.unpack('s', 'abc\\0def')}",
+            Value::Array(vec![bulk(b"abc"), Value::Int(5)]),
+        ),
+        (
+            "return {struct.unpack('i', 'abcdabcd', 5)}",
+            Value::Array(vec![Value::Int(0x6463_6261), Value::Int(9)]),
+        ),
+    ];
+    for (script, want) in cases {
+        assert_eq!(&eval(&mut c, script, &[], &[]).unwrap(), want, "{script}");
+    }
+    let errors = [
+        (
+            "return struct.pack('i33', 1)",
+            "user_script:1: integral size 33 is larger than limit of 32",
+        ),
+        (
+            "return struct.pack('!3i', 1)",
+            "user_script:1: alignment 3 is not a power of 2",
+        ),
+        (
+            "return struct.pack('z', 1)",
+            "bad argument #1 to 'pack' (invalid format option 'z')",
+        ),
+        (
+            "return struct.pack('i')",
+            "bad argument #2 to 'pack' (number expected, got nil)",
+        ),
+        (
+            "return struct.pack('c20', 'hello')",
+            "bad argument #3 to 'pack' (string too short)",
+        ),
+        (
+            "return {struct.unpack('i', 'ab')}",
+            "bad argument #2 to 'unpack' (data string too short)",
+        ),
+        (
+            "return {struct.unpack('i', 'abcd', 0)}",
+            "bad argument #3 to 'unpack' (offset must be 1 or greater)",
+        ),
+        (
+            "return {struct.unpack('s', 'abc')}",
+            "unfinished string in data",
+        ),
+        (
+            "return {struct.unpack('c0', 'abc')}",
+            "format 'c0' needs a previous size",
+        ),
+        (
+            "return struct.size('s')",
+            "bad argument #1 to 'size' (option 's' has no fixed size)",
+        ),
+    ];
+    for (script, want) in errors {
+        let e = err_text(eval(&mut c, script, &[], &[]));
+        assert!(e.contains(want), "{script}: {e}");
+    }
+    let e = err_text(eval(&mut c, "struct.pack = nil", &[], &[]));
+    assert!(e.contains("Attempt to modify a readonly table"), "{e}");
+}
+
 /// Inputs that crash a stock Lua 5.1 or overflow a recursive decoder get errors, as Redis's patched
 /// libraries give, and the server keeps serving.
 #[test]

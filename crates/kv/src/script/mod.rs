@@ -20,6 +20,7 @@ pub mod fuzzing;
 mod json;
 mod msgpack;
 pub mod sha1;
+mod structlib;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -603,6 +604,7 @@ impl Engine {
         globals.raw_set("cjson", json::library(&lua)?)?;
         globals.raw_set("bit", bit::library(&lua)?)?;
         globals.raw_set("cmsgpack", msgpack::library(&lua)?)?;
+        globals.raw_set("struct", structlib::library(&lua)?)?;
         let pcall = lua.create_function(|lua, args| Ok(raw_call(lua, args)?.0))?;
         // A Rust function rather than a Lua wrapper: `return redis.call(...)` is then no tail call
         // that would hide the script's line from the error.
