@@ -160,6 +160,38 @@ fn searches_by_radius_and_box_and_store() {
     assert_eq!(stored, 1);
 }
 
+/// STOREDIST keeps the distance to the last bit, so it must be computed as Redis computes it (degrees to
+/// radians by multiplying with pi/180). The expected score is redis-server's.
+#[test]
+fn storedist_distances_match_redis_to_the_last_bit() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let _: i64 = redis::cmd("GEOADD")
+        .arg("barcelona")
+        .arg(&[
+            "2.1909389952632",
+            "41.433791470673",
+            "place1",
+            "2.1873744593677",
+            "41.406342043777",
+            "place2",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let stored: i64 = redis::cmd("GEOSEARCHSTORE")
+        .arg(&["near", "barcelona", "FROMLONLAT", "2.191", "41.433"])
+        .arg(&["BYRADIUS", "1000", "m", "STOREDIST"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(stored, 1);
+    let d: String = redis::cmd("ZSCORE")
+        .arg("near")
+        .arg("place1")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(d.parse::<f64>().unwrap(), 88.050_606_984_093_01);
+}
+
 #[test]
 fn errors_are_redis_s() {
     let server = Server::start(KvConfig::default());

@@ -134,12 +134,19 @@ fn decode(score: f64) -> Option<(f64, f64)> {
     ))
 }
 
+/// Redis's `D_R`: one degree in radians.
+const DEGREE_IN_RADIANS: f64 = std::f64::consts::PI / 180.0;
+
+/// Radians in `degrees`, as Redis's `deg_rad` multiplies by `D_R` (not by PI then dividing by 180: the
+/// roundings differ, and STOREDIST stores the distance to the last bit).
 fn radians(degrees: f64) -> f64 {
-    degrees * std::f64::consts::PI / 180.0
+    degrees * DEGREE_IN_RADIANS
 }
 
+/// Degrees per radian, as Redis's `rad_deg` divides by `D_R` (the grouping decides the last bits of a
+/// STOREDIST distance).
 fn degrees(radians: f64) -> f64 {
-    radians * 180.0 / std::f64::consts::PI
+    radians / DEGREE_IN_RADIANS
 }
 
 /// Metres between two latitudes along a meridian.
