@@ -199,6 +199,19 @@ fn consumer_groups_pending_ack_and_claim() {
     assert_eq!(run(c, "XPENDING s g"), "[0 nil nil nil]");
     assert_eq!(run(c, "XGROUP CREATECONSUMER s g erin"), "1");
     assert_eq!(run(c, "XGROUP CREATECONSUMER s g erin"), "0");
+    // Redis 7.2's `inactive`: time since the consumer last got entries, -1 if it never did.
+    let consumers = run(c, "XINFO CONSUMERS s g");
+    let inactive = |name: &str| -> i64 {
+        let after = consumers.split(&format!("name {name} ")).nth(1).unwrap();
+        let v = after.split("inactive ").nth(1).unwrap();
+        v.split([' ', ']']).next().unwrap().parse().unwrap()
+    };
+    assert_eq!(inactive("erin"), -1, "{consumers}");
+    assert!(inactive("alice") >= 0, "{consumers}");
+    assert!(inactive("carol") >= 0, "{consumers}");
+    let full = run(c, "XINFO STREAM s FULL");
+    assert!(full.contains("name erin seen-time "), "{full}");
+    assert!(full.contains("active-time -1 pel-count 0"), "{full}");
     let groups = run(c, "XINFO GROUPS s");
     assert_eq!(
         groups,

@@ -7,7 +7,7 @@
 //! ```text
 //! e ++ id                                   entry: node u64 | nfields u32 | (len u32 | bytes)*
 //! g ++ group                                group: last_id | entries_read i64 | pel_count | consumers
-//! c ++ len(group) u32 ++ group ++ consumer  consumer: seen_time u64 | pel_count u64
+//! c ++ len(group) u32 ++ group ++ consumer  consumer: seen_time u64 | pel_count u64 | active_time i64
 //! p ++ len(group) u32 ++ group ++ id        pending entry: delivery_time | delivery_count | consumer
 //! q ++ len(group) u32 ++ group ++ len(consumer) u32 ++ consumer ++ id   a consumer's pending entry (empty)
 //! ```
@@ -551,15 +551,20 @@ impl Group {
 /// A consumer of a group.
 #[derive(Debug, Clone, Copy)]
 struct Consumer {
+    /// When the consumer last tried to read or claim (Unix ms).
     seen_time: u64,
+    /// When it last got entries from a read or a claim (Unix ms), -1 if never (Redis 7.2's
+    /// `active-time`).
+    active_time: i64,
     pel_count: u64,
 }
 
 impl Consumer {
     fn encode(self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(16);
+        let mut v = Vec::with_capacity(24);
         v.extend_from_slice(&self.seen_time.to_be_bytes());
         v.extend_from_slice(&self.pel_count.to_be_bytes());
+        v.extend_from_slice(&self.active_time.to_be_bytes());
         v
     }
 
@@ -567,6 +572,12 @@ impl Consumer {
         Consumer {
             seen_time: u64_at(b, 0),
             pel_count: u64_at(b, 8),
+            // Records written before active times were kept have 16 bytes: never active, as far as known.
+            active_time: if b.len() >= 24 {
+                u64_at(b, 16) as i64
+            } else {
+                -1
+            },
         }
     }
 }

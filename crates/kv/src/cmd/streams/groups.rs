@@ -30,15 +30,17 @@ fn subcommand_syntax(args: &[Bytes]) -> Frame {
     ))
 }
 
-/// The consumer `name` of `group`, created if missing (with its event); its seen time becomes now.
+/// The consumer `name` of `group`, created if missing (with its event); its seen time becomes now, and
+/// its active time too when it is `active` (it is getting entries).
 fn touch_consumer(
     st: &mut Stream<'_>,
     group: &[u8],
     g: &mut Group,
     name: &[u8],
     now: u64,
+    active: bool,
 ) -> Result<(), Frame> {
-    let c = match st.consumer(group, name)? {
+    let mut c = match st.consumer(group, name)? {
         Some(mut c) => {
             c.seen_time = now;
             c
@@ -48,10 +50,14 @@ fn touch_consumer(
             notify(st.sh, st.key, "xgroup-createconsumer");
             Consumer {
                 seen_time: now,
+                active_time: -1,
                 pel_count: 0,
             }
         }
     };
+    if active {
+        c.active_time = now as i64;
+    }
     st.put_consumer(group, name, c);
     Ok(())
 }
@@ -86,7 +92,9 @@ pub(super) fn read_group(
     };
     let from = after.unwrap_or(g.last_id);
     let now = st.sh.keyspace.now_ms();
-    touch_consumer(st, group, &mut g, consumer, now)?;
+    // As in Redis, new entries that enter the pending list make the consumer active; history and NOACK
+    // reads do not.
+    touch_consumer(st, group, &mut g, consumer, now, after.is_none() && !noack)?;
     let Some(start) = from.incr() else {
         st.put_group(group, &g);
         return Ok(Some(Frame::Array(Vec::new())));
@@ -322,7 +330,7 @@ pub fn xgroup(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 Err(r) => return r,
             }
             let now = sh.keyspace.now_ms();
-            if let Err(r) = touch_consumer(&mut st, group, &mut g, &args[4], now) {
+            if let Err(r) = touch_consumer(&mut st, group, &mut g, &args[4], now, false) {
                 return r;
             }
             st.put_group(group, &g);
@@ -671,7 +679,7 @@ pub fn xclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             continue;
         }
         if !have_consumer {
-            if let Err(r) = touch_consumer(&mut st, group, &mut g, name, now as u64) {
+            if let Err(r) = touch_consumer(&mut st, group, &mut g, name, now as u64, true) {
                 return r;
             }
             have_consumer = true;
@@ -792,7 +800,7 @@ pub fn xautoclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             continue;
         }
         if !have_consumer {
-            if let Err(r) = touch_consumer(&mut st, group, &mut g, name, now as u64) {
+            if let Err(r) = touch_consumer(&mut st, group, &mut g, name, now as u64, true) {
                 return r;
             }
             have_consumer = true;

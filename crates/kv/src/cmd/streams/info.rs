@@ -86,6 +86,14 @@ fn consumers(st: &Stream<'_>, key: &[u8], group: &[u8]) -> Result<Frame, Frame> 
                     field("name", Frame::Bulk(name)),
                     field("pending", int(c.pel_count)),
                     field("idle", int(now.saturating_sub(c.seen_time))),
+                    field(
+                        "inactive",
+                        Frame::Integer(if c.active_time < 0 {
+                            -1
+                        } else {
+                            (now as i64).saturating_sub(c.active_time)
+                        }),
+                    ),
                 ])
             })
             .collect(),
@@ -211,6 +219,7 @@ fn stream(st: &Stream<'_>, args: &[Bytes]) -> Result<Frame, Frame> {
             consumers.push(Frame::Map(vec![
                 field("name", Frame::Bulk(cname)),
                 field("seen-time", int(c.seen_time)),
+                field("active-time", Frame::Integer(c.active_time)),
                 field("pel-count", int(c.pel_count)),
                 field("pending", Frame::Array(cpending)),
             ]));
