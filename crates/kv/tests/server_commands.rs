@@ -120,6 +120,81 @@ fn info_config_time_save() {
     assert!(last > 1_600_000_000);
 }
 
+/// INFO's sections come in Redis 7's order and default set, with the headers clients parse (redis-py's
+/// test suite reads `cluster_enabled` before anything else).
+#[test]
+fn info_sections_follow_redis_order_and_defaults() {
+    let server = Server::start(KvConfig::default());
+    let mut c = server.client();
+    let mut headers = |args: &[&str]| -> Vec<String> {
+        let mut cmd = redis::cmd("INFO");
+        for a in args {
+            cmd.arg(*a);
+        }
+        let text: String = cmd.query(&mut c).unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let default = [
+        "Server",
+        "Clients",
+        "Memory",
+        "Persistence",
+        "Stats",
+        "Replication",
+        "CPU",
+        "Modules",
+        "Errorstats",
+        "Cluster",
+        "Keyspace",
+    ];
+    assert_eq!(headers(&[]), default);
+    assert_eq!(headers(&["default"]), default);
+    assert_eq!(
+        headers(&["everything"]),
+        [
+            "Server",
+            "Clients",
+            "Memory",
+            "Persistence",
+            "Stats",
+            "Replication",
+            "CPU",
+            "Modules",
+            "Commandstats",
+            "Errorstats",
+            "Latencystats",
+            "Cluster",
+            "Keyspace",
+        ]
+    );
+    assert_eq!(
+        headers(&["keyspace", "CPU", "server"]),
+        ["Server", "CPU", "Keyspace"]
+    );
+    let cluster: String = redis::cmd("INFO").arg("cluster").query(&mut c).unwrap();
+    assert_eq!(cluster, "# Cluster\r\ncluster_enabled:0\r\n");
+    // LOLWUT's picture is strata's own; its last line is the one clients look for.
+    let art: String = redis::cmd("LOLWUT").query(&mut c).unwrap();
+    assert!(art.ends_with("Redis ver. 7.2.0\n"), "{art}");
+    let small: String = redis::cmd("LOLWUT")
+        .arg(&["VERSION", "5", "10", "2"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        small.lines().filter(|l| l.len() == 10).count(),
+        2,
+        "{small}"
+    );
+    let bad = redis::cmd("LOLWUT")
+        .arg(&["VERSION", "x"])
+        .query::<String>(&mut c)
+        .unwrap_err();
+    assert_eq!(bad.code(), Some("ERR"));
+}
+
 #[test]
 fn latency_histograms_subcommand_stats_and_latencystats() {
     let server = Server::start(KvConfig::default());

@@ -76,6 +76,13 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: slowlog,
     },
     CommandSpec {
+        name: "lolwut",
+        arity: -1,
+        flags: &["readonly", "fast"],
+        no_auth: false,
+        run: lolwut,
+    },
+    CommandSpec {
         name: "time",
         arity: 1,
         flags: &["loading", "stale", "fast"],
@@ -84,20 +91,23 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
 ];
 
-/// INFO's sections in Redis's order; `default` and `all` select these.
-const SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "keyspace",
+/// INFO's sections in the order Redis prints them, each with whether a bare INFO (`default`) shows it;
+/// `all` and `everything` show every one.
+const SECTIONS: &[(&str, bool)] = &[
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("modules", true),
+    ("commandstats", false),
+    ("errorstats", true),
+    ("latencystats", false),
+    ("cluster", true),
+    ("keyspace", true),
 ];
-
-/// Sections only `all` and `everything` (or naming them) select.
-const EXTRA_SECTIONS: &[&str] = &["commandstats", "errorstats", "latencystats"];
 
 /// The replication ID INFO shows: 40 hex digits, new each run, as Redis's `master_replid`.
 static REPLICATION_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -139,12 +149,16 @@ fn cpu_seconds() -> [f64; 4] {
 }
 
 fn section(out: &mut String, sh: &Shared, name: &str) {
-    let _ = write!(
-        out,
-        "# {}{}\r\n",
-        name[..1].to_ascii_uppercase(),
-        &name[1..]
-    );
+    if name == "cpu" {
+        out.push_str("# CPU\r\n");
+    } else {
+        let _ = write!(
+            out,
+            "# {}{}\r\n",
+            name[..1].to_ascii_uppercase(),
+            &name[1..]
+        );
+    }
     let uptime = sh.started.elapsed().as_secs();
     let line = |out: &mut String, k: &str, v: &dyn std::fmt::Display| {
         let _ = write!(out, "{k}:{v}\r\n");
@@ -346,6 +360,10 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
                 let _ = write!(out, "errorstat_{code}:count={count}\r\n");
             }
         }
+        // No modules load into strata; the header alone, as Redis prints it without any.
+        "modules" => {}
+        // A strata cluster is not a Redis Cluster: to Redis clients every node is a standalone server.
+        "cluster" => line(out, "cluster_enabled", &0),
         "keyspace" => {
             for db in 0..sh.config.databases {
                 match sh.keyspace.count(db) {
@@ -373,28 +391,18 @@ fn human_bytes(n: u64) -> String {
 }
 
 pub fn info(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    let mut wanted: Vec<&str> = Vec::new();
     let asked: Vec<String> = args[1..]
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
     let every = asked.iter().any(|a| a == "all" || a == "everything");
-    if asked.is_empty() || every || asked.iter().any(|a| a == "default") {
-        wanted.extend(SECTIONS);
-    } else {
-        wanted.extend(SECTIONS.iter().filter(|s| asked.iter().any(|a| a == *s)));
-    }
-    if every {
-        wanted.extend(EXTRA_SECTIONS);
-    } else {
-        wanted.extend(
-            EXTRA_SECTIONS
-                .iter()
-                .filter(|s| asked.iter().any(|a| a == *s)),
-        );
-    }
+    let defaults = asked.is_empty() || asked.iter().any(|a| a == "default");
+    // Always in Redis's order, whatever order they were asked in.
+    let wanted = SECTIONS.iter().filter(|(name, default)| {
+        every || (defaults && *default) || asked.iter().any(|a| a == name)
+    });
     let mut out = String::with_capacity(1024);
-    for name in wanted {
+    for (name, _) in wanted {
         section(&mut out, sh, name);
     }
     // Redis ends the text without the last blank line.
@@ -402,6 +410,57 @@ pub fn info(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         out.truncate(out.len() - 2);
     }
     let text = Bytes::from(out);
+    match s.protocol {
+        strata_resp::ProtocolVersion::Resp3 => Frame::Verbatim {
+            format: *b"txt",
+            text,
+        },
+        strata_resp::ProtocolVersion::Resp2 => Frame::Bulk(text),
+    }
+}
+
+/// LOLWUT [VERSION version [n ...]]: Redis's bit of computer art and its version. strata draws its own
+/// picture, rock strata: `n` are the width in characters and the number of layers (defaults 40 and 8);
+/// the last line is Redis's, which clients check for.
+pub fn lolwut(s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+    let mut numbers = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        if args[i].eq_ignore_ascii_case(b"version") && i + 1 < args.len() {
+            if let Err(reply) = super::parse_i64(&args[i + 1]) {
+                return reply;
+            }
+            i += 2;
+            continue;
+        }
+        match super::parse_i64(&args[i]) {
+            Ok(n) => numbers.push(n),
+            Err(reply) => return reply,
+        }
+        i += 1;
+    }
+    let width = numbers.first().map_or(40, |&n| n.clamp(1, 1000) as usize);
+    let layers = numbers.get(1).map_or(8, |&n| n.clamp(1, 1000) as usize);
+    let mut text = String::with_capacity((width + 1) * layers + 64);
+    // Each layer is a run of one texture whose edge wanders a little, like sediment.
+    let textures = ['#', '=', '-', '~', '.', ':', '+', '%'];
+    let mut seed: u64 = 0x5eed_1a7e_u64;
+    for layer in 0..layers {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let edge = (seed >> 33) as usize % (width / 4 + 1);
+        let texture = textures[layer % textures.len()];
+        let other = textures[(layer + 1) % textures.len()];
+        for x in 0..width {
+            text.push(if x < edge { other } else { texture });
+        }
+        text.push('\n');
+    }
+    text.push_str("\nstrata: layers laid down one write at a time. Redis ver. ");
+    text.push_str(super::connection::REDIS_COMPAT_VERSION);
+    text.push('\n');
+    let text = Bytes::from(text);
     match s.protocol {
         strata_resp::ProtocolVersion::Resp3 => Frame::Verbatim {
             format: *b"txt",

@@ -338,6 +338,7 @@ pub const TABLE: &[&str] = &[
     "info; server; 1.0.0; O(1); Reports the server's state and statistics, by section; [section [section ...]]",
     "keys; generic; 1.0.0; O(N) in the number of keys; Lists the keys matching a pattern; pattern",
     "lastsave; server; 1.0.0; O(1); Returns the Unix time of the last successful save; ",
+    "lolwut; server; 5.0.0; O(1); Draws a picture and shows the Redis version it is compatible with; [VERSION version]",
     "latency; server; 2.8.13; Depends on the subcommand; Commands about the latency monitor; ",
     "latency|doctor; server; 2.8.13; O(1); Describes the recorded latency events in words, with advice; ",
     "latency|graph; server; 2.8.13; O(1); Draws an event class's latency samples as an ASCII chart; event",
