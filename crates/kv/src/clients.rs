@@ -82,8 +82,11 @@ pub struct ClientHandle {
     /// Since when `omem` has been above the soft limit, as microseconds after `connected_at` + 1
     /// (0: not above it).
     pub soft_limit_since_us: AtomicU64,
-    /// Cancelled to close the connection (`CLIENT KILL`, output buffer limits).
+    /// Cancelled to close the connection (`CLIENT KILL`, output buffer limits), by [`ClientHandle::close`]
+    /// only, which also sets `killed`.
     pub kill: CancellationToken,
+    /// Whether [`ClientHandle::close`] was called: what every command checks, without the token's lock.
+    killed: AtomicBool,
     /// A pending `CLIENT UNBLOCK` (0 none, 1 timeout, 2 error), with its wake-up.
     unblock: AtomicU8,
     /// Wakes the connection when `unblock` is set.
@@ -136,6 +139,7 @@ impl ClientHandle {
             omem: AtomicUsize::new(0),
             soft_limit_since_us: AtomicU64::new(0),
             kill: CancellationToken::new(),
+            killed: AtomicBool::new(false),
             unblock: AtomicU8::new(0),
             unblock_notify: Notify::new(),
             messages: tx,
@@ -153,6 +157,12 @@ impl ClientHandle {
 
     /// Sets or clears a flag.
     pub fn set_flag(&self, f: u32, on: bool) {
+        // Commands set some flags on every call; a plain load spares the locked read-modify-write when
+        // nothing changes.
+        let now = self.flags.load(Ordering::Relaxed) & f;
+        if (on && now == f) || (!on && now == 0) {
+            return;
+        }
         if on {
             self.flags.fetch_or(f, Ordering::Relaxed);
         } else {
@@ -235,7 +245,14 @@ impl ClientHandle {
 
     /// Closes the connection as soon as possible.
     pub fn close(&self) {
+        self.killed.store(true, Ordering::Release);
         self.kill.cancel();
+    }
+
+    /// Whether the connection was told to close. A lock-free read, for the per-command check (the
+    /// token's own `is_cancelled` takes a mutex).
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
     }
 
     /// The line `CLIENT LIST` and `CLIENT INFO` show, without the trailing newline.
@@ -253,7 +270,7 @@ impl ClientHandle {
         if f & flag::BLOCKED != 0 {
             flags.push('b');
         }
-        if f & flag::CLOSE_AFTER_REPLY != 0 || self.kill.is_cancelled() {
+        if f & flag::CLOSE_AFTER_REPLY != 0 || self.is_killed() {
             flags.push('c');
         }
         if f & flag::NO_EVICT != 0 {

@@ -130,7 +130,7 @@ async fn serve_client(
             match parser.parse(&mut conn.input) {
                 Ok(Some(args)) => {
                     // A killed client runs nothing more, even what it had already sent.
-                    if conn.kill.is_cancelled() {
+                    if session.handle.is_killed() {
                         return Err(Closed);
                     }
                     // Like Redis's `qbuf`: what is buffered, this command included, while it runs.

@@ -210,7 +210,7 @@ impl PubSub {
     /// buffer past the limits.
     /// Queues a message for one client, closing it if that breaks the output buffer limits.
     pub fn deliver(&self, client: &ClientHandle, msg: Message) {
-        if client.kill.is_cancelled() {
+        if client.is_killed() {
             return;
         }
         let size = msg.size();
