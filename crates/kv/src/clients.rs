@@ -77,6 +77,15 @@ pub struct ClientHandle {
     pub ssub: AtomicUsize,
     /// Bytes read but not yet executed.
     pub qbuf: AtomicUsize,
+    /// The query buffer's size as last added to `memory_total` (at each read; `qbuf` also moves per
+    /// command, for CLIENT LIST).
+    qbuf_counted: AtomicUsize,
+    /// The service's total of its clients' buffers (query buffers and unsent output), which `maxmemory`
+    /// counts as Redis counts client buffers in `used_memory`.
+    memory_total: Arc<AtomicI64>,
+    /// Set once client eviction took this client's buffers off `memory_total` (Redis frees an evicted
+    /// client at once; here its task ends a moment later): from then on nothing here touches the total.
+    memory_released: AtomicBool,
     /// Bytes of replies and pub/sub messages not yet written to the socket.
     pub omem: AtomicUsize,
     /// Since when `omem` has been above the soft limit, as microseconds after `connected_at` + 1
@@ -101,6 +110,17 @@ pub struct ClientHandle {
     has_full_name: AtomicBool,
 }
 
+impl Drop for ClientHandle {
+    fn drop(&mut self) {
+        // The connection is gone: its buffers with it (unless client eviction released them already).
+        if *self.memory_released.get_mut() {
+            return;
+        }
+        let held = self.qbuf_counted.load(Ordering::Relaxed) + self.omem.load(Ordering::Relaxed);
+        self.memory_total.fetch_sub(held as i64, Ordering::Relaxed);
+    }
+}
+
 /// The names a client gave itself.
 #[derive(Debug, Default, Clone)]
 pub struct ClientNames {
@@ -118,6 +138,7 @@ impl ClientHandle {
         id: u64,
         peer: SocketAddr,
         local: Option<SocketAddr>,
+        memory_total: Arc<AtomicI64>,
     ) -> (Arc<ClientHandle>, mpsc::UnboundedReceiver<Message>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = ClientHandle {
@@ -136,6 +157,9 @@ impl ClientHandle {
             psub: AtomicUsize::new(0),
             ssub: AtomicUsize::new(0),
             qbuf: AtomicUsize::new(0),
+            qbuf_counted: AtomicUsize::new(0),
+            memory_total,
+            memory_released: AtomicBool::new(false),
             omem: AtomicUsize::new(0),
             soft_limit_since_us: AtomicU64::new(0),
             kill: CancellationToken::new(),
@@ -241,6 +265,49 @@ impl ClientHandle {
     /// Whether this is a pub/sub client (subscribed to anything).
     pub fn is_pubsub(&self) -> bool {
         self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Records the query buffer's size after a read (CLIENT LIST's `qbuf`, and the clients' total).
+    pub fn set_query_buffer(&self, bytes: usize) {
+        self.qbuf.store(bytes, Ordering::Relaxed);
+        let old = self.qbuf_counted.swap(bytes, Ordering::Relaxed);
+        if old != bytes && !self.memory_released.load(Ordering::Relaxed) {
+            self.memory_total
+                .fetch_add(bytes as i64 - old as i64, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds `bytes` of unsent output (replies being written, pub/sub messages queued); returns the
+    /// client's new `omem`.
+    pub fn add_output(&self, bytes: usize) -> usize {
+        if !self.memory_released.load(Ordering::Relaxed) {
+            self.memory_total.fetch_add(bytes as i64, Ordering::Relaxed);
+        }
+        self.omem.fetch_add(bytes, Ordering::Relaxed) + bytes
+    }
+
+    /// Removes `bytes` of output once written (or dropped).
+    pub fn sub_output(&self, bytes: usize) {
+        if !self.memory_released.load(Ordering::Relaxed) {
+            self.memory_total.fetch_sub(bytes as i64, Ordering::Relaxed);
+        }
+        self.omem.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Takes this client's buffers off the service's total now, as Redis frees an evicted client at once
+    /// (the connection closes a moment later). Returns the bytes released.
+    pub fn release_memory(&self) -> usize {
+        if self.memory_released.swap(true, Ordering::Relaxed) {
+            return 0;
+        }
+        let held = self.buffer_bytes();
+        self.memory_total.fetch_sub(held as i64, Ordering::Relaxed);
+        held
+    }
+
+    /// The client's buffers in bytes (query buffer and unsent output), what client eviction compares.
+    pub fn buffer_bytes(&self) -> usize {
+        self.qbuf_counted.load(Ordering::Relaxed) + self.omem.load(Ordering::Relaxed)
     }
 
     /// Closes the connection as soon as possible.

@@ -63,16 +63,19 @@ impl Conn {
             tracing::error!(error = %e, "writing the WAL failed; closing the connection unacknowledged");
             return Err(Closed);
         }
-        tokio::select! {
-            () = self.kill.cancelled() => return Err(Closed),
-            written = self.stream.write_all(&self.output) => written.map_err(|_| Closed)?,
-        }
+        // While they wait for the socket, the replies count in the client's `omem` (pub/sub messages
+        // already do, from when they were queued), and so in the memory `maxmemory` bounds.
+        let replies = self.output.len().saturating_sub(self.message_bytes);
+        session.handle.add_output(replies);
+        let written = tokio::select! {
+            () = self.kill.cancelled() => Err(Closed),
+            written = self.stream.write_all(&self.output) => written.map_err(|_| Closed),
+        };
+        session.handle.sub_output(replies);
+        written?;
         self.output.clear();
         if self.message_bytes > 0 {
-            session
-                .handle
-                .omem
-                .fetch_sub(self.message_bytes, Ordering::Relaxed);
+            session.handle.sub_output(self.message_bytes);
             self.message_bytes = 0;
         }
         Ok(())
@@ -203,10 +206,10 @@ async fn serve_client(
                 }
             }
         }
+        // The request in progress counts whole: the arguments the parser already holds and the rest.
         session
             .handle
-            .qbuf
-            .store(conn.input.len(), Ordering::Relaxed);
+            .set_query_buffer(conn.input.len() + parser.buffered_bytes());
         while let Ok(m) = conn.messages.try_recv() {
             conn.push_messages(m, session);
         }

@@ -8,8 +8,10 @@
 //! allocator's count does not go down until a memtable is flushed, so evicting by allocator bytes would
 //! keep evicting long after enough was freed and empty the cache. What `maxmemory` bounds instead is the
 //! data set's *logical size*: every key is counted as an in-memory store would hold it (its name, its
-//! value, and a fixed overhead per key and per collection element), plus the client-tracking table. That is
-//! the figure INFO reports as `used_memory` and eviction compares with `maxmemory`; the process's resident
+//! value, and a fixed overhead per key and per collection element), plus the client-tracking table and the
+//! clients' buffers (query buffers, including a request's arguments already parsed, and unsent replies and
+//! pub/sub messages), as Redis's allocator count holds them. That is the figure INFO reports as
+//! `used_memory` and eviction compares with `maxmemory`; the process's resident
 //! size is `used_memory_rss`, and the allocator's own count (when the server injects it,
 //! [`crate::KvConfig::allocated_bytes`]) is `allocator_allocated`.
 //!
@@ -35,6 +37,14 @@
 //! for client-side caching. When nothing can be evicted (`noeviction`, or no candidate left), commands
 //! that may grow the data get `-OOM`. A background task does the same every 100 ms, so a lowered
 //! `maxmemory` takes effect without traffic.
+//!
+//! # Client eviction
+//!
+//! With `maxmemory-clients` set (bytes, or a percentage of `maxmemory`), before each command and every
+//! 100 ms the clients holding the most buffer bytes are closed until the clients' total is under it, as
+//! Redis's `evictClients` does, except those with `CLIENT NO-EVICT on`. One difference remains: a client
+//! that stops reading its replies is not read from either (its connection waits for the socket), so its
+//! unsent replies stay bounded instead of growing with every command it keeps sending.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -244,6 +254,10 @@ pub struct Eviction {
     pub lfu_decay_time: AtomicU64,
     /// Bumped on every switch of cache mode, so a running background scan knows it is stale.
     generation: AtomicU64,
+    /// `maxmemory-clients` as configured: bytes, or minus a percentage of `maxmemory`; 0 for none.
+    pub client_limit: std::sync::atomic::AtomicI64,
+    /// Clients closed by client eviction (INFO's `evicted_clients`).
+    pub evicted_clients: AtomicU64,
     /// Where the scan entering the keys stored before cache mode stands: its generation and its cursor
     /// (database, last key); `None` when there is nothing to scan.
     scan: Mutex<Option<(u64, ScanCursor)>>,
@@ -266,6 +280,8 @@ impl Eviction {
             lfu_log_factor: AtomicU64::new(10),
             lfu_decay_time: AtomicU64::new(1),
             generation: AtomicU64::new(0),
+            client_limit: std::sync::atomic::AtomicI64::new(0),
+            evicted_clients: AtomicU64::new(0),
             scan: Mutex::new(None),
         }
     }
@@ -278,6 +294,12 @@ impl Eviction {
     /// Keys evicted since the start (INFO's `evicted_keys`).
     pub fn evicted_keys(&self) -> u64 {
         self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Zeroes `evicted_keys` and `evicted_clients` (CONFIG RESETSTAT).
+    pub fn reset_stats(&self) {
+        self.evicted.store(0, Ordering::Relaxed);
+        self.evicted_clients.store(0, Ordering::Relaxed);
     }
 
     /// The counted bytes of the data set (0 outside cache mode).
@@ -672,9 +694,67 @@ impl Eviction {
     }
 }
 
-/// The used memory `maxmemory` is compared with (see the module documentation).
+/// The used memory `maxmemory` is compared with (see the module documentation): the data set, the
+/// tracking table and the clients' buffers, which Redis's `used_memory` holds too.
 pub fn used_memory(sh: &Shared) -> u64 {
-    sh.evict.dataset_bytes() + sh.tracking.memory()
+    sh.evict.dataset_bytes() + sh.tracking.memory() + client_memory(sh)
+}
+
+/// Bytes in the clients' query buffers and unsent output.
+pub fn client_memory(sh: &Shared) -> u64 {
+    u64::try_from(sh.client_memory.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// `maxmemory-clients` in bytes (a percentage applies to `maxmemory`); 0 when client eviction is off.
+pub fn client_memory_limit(sh: &Shared) -> u64 {
+    match sh.evict.client_limit.load(Ordering::Relaxed) {
+        0 => 0,
+        bytes if bytes > 0 => bytes as u64,
+        percent => {
+            let max = sh.memory.limit();
+            (u128::from(max) * u128::from(percent.unsigned_abs()) / 100) as u64
+        }
+    }
+}
+
+/// Client eviction, as Redis's `evictClients` does before a command: while the clients' buffers pass
+/// `maxmemory-clients`, the client holding the most is closed (never one with `CLIENT NO-EVICT on`) and
+/// counted in `evicted_clients`. Its buffers leave the count at once, as Redis frees the client there
+/// and then (the connection ends a moment later); so do those of clients already closing.
+pub fn evict_clients(sh: &Shared) {
+    let limit = client_memory_limit(sh);
+    if limit == 0 {
+        return;
+    }
+    let mut used = client_memory(sh);
+    if used <= limit {
+        return;
+    }
+    let mut candidates: Vec<(usize, Arc<crate::clients::ClientHandle>)> = Vec::new();
+    for c in sh.clients.all() {
+        let bytes = c.buffer_bytes();
+        if c.is_killed() {
+            // Closing: its buffers go when its connection ends.
+            used = used.saturating_sub(c.release_memory() as u64);
+        } else if !c.has_flag(crate::clients::flag::NO_EVICT) && bytes > 0 {
+            candidates.push((bytes, c));
+        }
+    }
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+    for (bytes, c) in candidates {
+        if used <= limit {
+            break;
+        }
+        tracing::info!(
+            client = c.id,
+            bytes,
+            "evicting a client: clients' memory over maxmemory-clients"
+        );
+        c.close();
+        c.release_memory();
+        sh.evict.evicted_clients.fetch_add(1, Ordering::Relaxed);
+        used = used.saturating_sub(bytes as u64);
+    }
 }
 
 /// What [`make_room`] achieved.
@@ -897,6 +977,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        evict_clients(&shared);
         if shared.evict.is_active() && shared.memory.limit() > 0 {
             let sh = shared.clone();
             let _ = tokio::task::spawn_blocking(move || make_room(&sh, None)).await;

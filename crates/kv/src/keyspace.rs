@@ -1761,6 +1761,11 @@ impl Keyspace {
         self.expired.load(Ordering::Relaxed)
     }
 
+    /// Zeroes `expired_keys` (CONFIG RESETSTAT).
+    pub fn reset_expired_keys(&self) {
+        self.expired.store(0, Ordering::Relaxed);
+    }
+
     /// Whether any key may have a TTL; `false` means no key can be expired.
     pub fn may_expire(&self) -> bool {
         self.ttl_seen.load(Ordering::Relaxed)

@@ -138,6 +138,9 @@ pub struct Shared {
     pub latency: latency::LatencyMonitor,
     /// Cache mode: the key table behind eviction and `OBJECT FREQ`/`IDLETIME`.
     pub evict: evict::Eviction,
+    /// Bytes in the clients' buffers (query buffers and unsent output), kept by each
+    /// [`clients::ClientHandle`]: part of the memory `maxmemory` bounds, and what client eviction trims.
+    pub client_memory: Arc<std::sync::atomic::AtomicI64>,
     /// Client-side caching.
     pub tracking: tracking::Tracking,
     /// Lua scripting: the EVAL script cache, FUNCTION libraries, the running script.
@@ -232,6 +235,7 @@ impl Shared {
             replica_limits: pubsub::OutputLimits::new(256 << 20, 64 << 20, 60),
             memory,
             evict: evict::Eviction::new(config.databases),
+            client_memory: Arc::default(),
             tracking: tracking::Tracking::default(),
             notify: notify::Notifier::default(),
             local_addr: std::sync::OnceLock::new(),
@@ -326,7 +330,8 @@ pub async fn serve(
                 connection::refuse(stream, "ERR max number of clients reached").await;
             } else {
                 let local = stream.local_addr().ok();
-                let (handle, messages) = clients::ClientHandle::new(id, peer, local);
+                let (handle, messages) =
+                    clients::ClientHandle::new(id, peer, local, shared.client_memory.clone());
                 shared.clients.insert(handle.clone());
                 let session = Session::new(handle, !shared.password.required());
                 connection::run(stream, session, shared.clone(), shutdown, messages).await;

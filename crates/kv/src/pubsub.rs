@@ -214,7 +214,7 @@ impl PubSub {
             return;
         }
         let size = msg.size();
-        let omem = (client.omem.fetch_add(size, Ordering::Relaxed) + size) as u64;
+        let omem = client.add_output(size) as u64;
         if self.over_limits(client, omem) {
             tracing::warn!(
                 client = client.id,

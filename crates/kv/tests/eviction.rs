@@ -490,3 +490,84 @@ fn small_integers_are_not_shared_under_an_lru_or_lfu_maxmemory_policy() {
     config_set(&mut con, "maxmemory", "0");
     assert_eq!(refcount(&mut con), 2_147_483_647);
 }
+
+/// Writes the start of a request that never completes: `args` arguments announced, `sent` of
+/// `VALUE_BYTES` each sent. Its bytes sit in the client's query buffer.
+fn partial_request(addr: std::net::SocketAddr, args: usize, sent: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut bytes = format!("*{args}\r\n").into_bytes();
+    for _ in 0..sent {
+        bytes.extend_from_slice(format!("${VALUE_BYTES}\r\n").as_bytes());
+        bytes.extend_from_slice(&[b'x'; VALUE_BYTES]);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    stream.write_all(&bytes).unwrap();
+    stream
+}
+
+/// Clients' buffers count in the memory maxmemory bounds, as in Redis: half-sent requests held in
+/// query buffers push the data set out (mem_clients_normal shows them), and CONFIG RESETSTAT zeroes
+/// evicted_keys.
+#[test]
+fn client_buffers_count_toward_maxmemory() {
+    let (server, mut con) = cache("allkeys-lru");
+    let value = "v".repeat(VALUE_BYTES);
+    for i in 0..100 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(&value)
+            .query(&mut con)
+            .unwrap();
+    }
+    assert_eq!(info_field(&mut con, "stats", "evicted_keys"), 0);
+    // 3 x 60 KB of unfinished requests: with ~110 KB of data, over the 200 KB limit.
+    let _held: Vec<_> = (0..3)
+        .map(|_| partial_request(server.addr(), 100, 60))
+        .collect();
+    wait_until("client buffers to be counted", || {
+        info_field(&mut con, "memory", "mem_clients_normal") >= 3 * 60 * VALUE_BYTES as i64
+    });
+    wait_until("keys to be evicted for the client buffers", || {
+        info_field(&mut con, "stats", "evicted_keys") > 0
+    });
+    assert!(used(&mut con) <= LIMIT + 4 * VALUE_BYTES as i64);
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(info_field(&mut con, "stats", "evicted_keys"), 0);
+}
+
+/// maxmemory-clients: past it, the clients holding the most are closed (evicted_clients) before any key
+/// is evicted; a client with CLIENT NO-EVICT on never is.
+#[test]
+fn client_eviction_closes_the_largest_clients_first() {
+    use std::io::Read;
+    let (server, mut con) = cache("allkeys-lru");
+    config_set(&mut con, "maxmemory-clients", "100kb");
+    let _: () = redis::cmd("CLIENT")
+        .arg("NO-EVICT")
+        .arg("on")
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("kept")
+        .arg("1")
+        .query(&mut con)
+        .unwrap();
+    let small = partial_request(server.addr(), 100, 10);
+    let mut big = partial_request(server.addr(), 200, 150);
+    wait_until("the big client to be evicted", || {
+        info_field(&mut con, "stats", "evicted_clients") > 0
+    });
+    // The evicted connection is closed: a read sees its end.
+    big.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = big.read_to_end(&mut sink);
+    assert_eq!(info_field(&mut con, "stats", "evicted_clients"), 1);
+    assert_eq!(info_field(&mut con, "stats", "evicted_keys"), 0);
+    assert!(exists(&mut con, "kept"));
+    drop(small);
+}

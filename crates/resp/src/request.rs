@@ -85,6 +85,15 @@ impl RequestParser {
         &self.limits
     }
 
+    /// Bytes of the request in progress already taken from the buffer (its whole arguments so far): with
+    /// what is still in the buffer, the client's query buffer as Redis counts it.
+    pub fn buffered_bytes(&self) -> usize {
+        match &self.state {
+            State::Multibulk { args_bytes, .. } => *args_bytes,
+            State::Idle => 0,
+        }
+    }
+
     /// Whether the parser is in the middle of a request (some of it consumed from the buffer).
     pub fn is_mid_request(&self) -> bool {
         self.partial || matches!(self.state, State::Multibulk { .. })

@@ -1091,6 +1091,11 @@ fn apply(sh: &Shared, p: &Param, value: String) {
             sh.memory.set_policy(&value);
             sh.evict.refresh(sh);
         }
+        "maxmemory-clients" => {
+            if let Ok(n) = value.parse::<i64>() {
+                sh.evict.client_limit.store(n, Ordering::Relaxed);
+            }
+        }
         "maxmemory-samples" => {
             if let Ok(n) = value.parse::<usize>() {
                 sh.evict.samples.store(n, Ordering::Relaxed);
@@ -1266,6 +1271,9 @@ pub fn config(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             sh.stats.rejected_connections.store(0, Ordering::Relaxed);
             sh.command_stats.reset();
             sh.pubsub.disconnections.store(0, Ordering::Relaxed);
+            // As Redis's resetServerStats: the eviction and expiry counters too.
+            sh.evict.reset_stats();
+            sh.keyspace.reset_expired_keys();
             Frame::ok()
         }
         b"rewrite" if args.len() == 2 => Frame::error(

@@ -328,6 +328,14 @@ fn refused_for_memory(
     spec: &CommandSpec,
     args: &[Bytes],
 ) -> bool {
+    if shared
+        .evict
+        .client_limit
+        .load(std::sync::atomic::Ordering::Relaxed)
+        != 0
+    {
+        crate::evict::evict_clients(shared);
+    }
     if shared.memory.limit() == 0 {
         return false;
     }

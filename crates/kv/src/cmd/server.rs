@@ -227,7 +227,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "mem_not_counted_for_evict", &0);
             // Deletes are tombstones in the storage engine: nothing is ever pending a lazy free.
             line(out, "lazyfree_pending_objects", &0);
-            line(out, "mem_clients_normal", &0);
+            line(out, "mem_clients_normal", &crate::evict::client_memory(sh));
             line(out, "tracking_total_memory", &sh.tracking.memory());
             line(out, "maxmemory", &sh.memory.limit());
             line(out, "maxmemory_human", &human_bytes(sh.memory.limit()));
@@ -272,7 +272,11 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "instantaneous_ops_per_sec", &sh.ops.per_second());
             line(out, "expired_keys", &sh.keyspace.expired_keys());
             line(out, "evicted_keys", &sh.evict.evicted_keys());
-            line(out, "evicted_clients", &0);
+            line(
+                out,
+                "evicted_clients",
+                &sh.evict.evicted_clients.load(Ordering::Relaxed),
+            );
             line(out, "keyspace_hits", &0);
             line(out, "keyspace_misses", &0);
             line(

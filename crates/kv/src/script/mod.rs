@@ -883,7 +883,8 @@ pub const SCRIPT_CLIENT_ID: u64 = 0;
 /// client).
 fn script_client() -> Session {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let (handle, _messages) = crate::clients::ClientHandle::new(SCRIPT_CLIENT_ID, addr, None);
+    let (handle, _messages) =
+        crate::clients::ClientHandle::new(SCRIPT_CLIENT_ID, addr, None, Default::default());
     let mut s = Session::new(handle, true);
     s.authenticated = true;
     // Blocking commands never wait inside a script: they answer as if timed out.
