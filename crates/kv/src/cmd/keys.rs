@@ -454,8 +454,16 @@ pub fn flushall(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
+/// Most `*` runs a pattern may have before its end: Redis's matcher recurses once per run and gives up
+/// past 1000 levels (its protection against abusive patterns), so a longer pattern matches nothing there.
+const MAX_GLOB_STARS: usize = 1000;
+
 /// Redis's glob matching (`stringmatchlen`): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, and `\` escapes.
 pub fn glob_match(pattern: &[u8], text: &[u8], nocase: bool) -> bool {
+    // A run that is not last needs a byte after it, so fewer than 2 * (limit + 1) bytes cannot pass it.
+    if pattern.len() > 2 * MAX_GLOB_STARS && inner_star_runs(pattern) > MAX_GLOB_STARS {
+        return false;
+    }
     let eq = |a: u8, b: u8| {
         if nocase {
             a.eq_ignore_ascii_case(&b)
@@ -511,6 +519,34 @@ pub fn glob_match(pattern: &[u8], text: &[u8], nocase: bool) -> bool {
         }
     }
     pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+}
+
+/// The runs of `*` in `pattern` that something follows (a class's or an escaped `*` is a literal).
+fn inner_star_runs(pattern: &[u8]) -> usize {
+    let mut runs = 0;
+    let mut i = 0;
+    while i < pattern.len() {
+        match pattern[i] {
+            b'\\' => i += 2,
+            b'[' => {
+                i += 1;
+                while i < pattern.len() && pattern[i] != b']' {
+                    i += if pattern[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'*' => {
+                while i < pattern.len() && pattern[i] == b'*' {
+                    i += 1;
+                }
+                if i < pattern.len() {
+                    runs += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    runs
 }
 
 /// Matches one byte against the class starting at `start` (just after `[`); returns the result and the
@@ -818,6 +854,26 @@ mod tests {
 
     #[test]
     fn globs_like_redis() {
+        // Redis matches nothing with more than 1000 inner `*` runs; a trailing run is free.
+        let key = vec![b'a'; 2000];
+        for (runs, matches) in [(1000, true), (1001, false)] {
+            let pattern = b"*a".repeat(runs);
+            assert_eq!(glob_match(&pattern, &key, false), matches, "{runs}");
+            let mut trailing = pattern.clone();
+            trailing.push(b'*');
+            assert_eq!(glob_match(&trailing, &key, false), matches, "{runs}*");
+        }
+        let literal_stars = [b"\\*".repeat(1001), b"a".to_vec()].concat();
+        assert!(glob_match(
+            &literal_stars,
+            &[b"*".repeat(1001), b"a".to_vec()].concat(),
+            false
+        ));
+        assert!(!glob_match(
+            &b"*?".repeat(50_000),
+            &vec![b'a'; 50_000],
+            false
+        ));
         let yes: &[(&str, &str)] = &[
             ("*", "anything"),
             ("h?llo", "hello"),
