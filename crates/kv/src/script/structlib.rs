@@ -67,7 +67,11 @@ struct Format<'a> {
     func: &'static str,
 }
 
-impl Format<'_> {
+impl<'a> Format<'a> {
+    fn new(fmt: &'a [u8], func: &'static str) -> Self {
+        Format { fmt, at: 0, func }
+    }
+
     /// The decimal number at the cursor, or `default` when there is none.
     fn number(&mut self, lua: &Lua, default: usize) -> mlua::Result<usize> {
         if !self.fmt.get(self.at).is_some_and(u8::is_ascii_digit) {
@@ -151,8 +155,9 @@ fn padding(len: usize, h: &Header, opt: u8, size: usize) -> usize {
 }
 
 /// The format string argument (numbers convert, as `luaL_checkstring` converts them).
-fn format_arg(lua: &Lua, func: &'static str, v: Option<&Value>) -> mlua::Result<Vec<u8>> {
-    match v {
+/// String argument `n` (1-based) of `func`; numbers convert, as `luaL_checkstring` converts them.
+fn string_arg(lua: &Lua, func: &'static str, args: &[Value], n: usize) -> mlua::Result<Vec<u8>> {
+    match args.get(n - 1) {
         Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
         Some(v @ (Value::Integer(_) | Value::Number(_))) => Ok(lua
             .coerce_string(v.clone())?
@@ -161,7 +166,7 @@ fn format_arg(lua: &Lua, func: &'static str, v: Option<&Value>) -> mlua::Result<
         other => bad_arg(
             lua,
             func,
-            1,
+            n,
             format!(
                 "string expected, got {}",
                 other.map_or("no value", Value::type_name)
@@ -172,12 +177,8 @@ fn format_arg(lua: &Lua, func: &'static str, v: Option<&Value>) -> mlua::Result<
 
 fn pack(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::LuaString> {
     let args: Vec<Value> = args.into_iter().collect();
-    let fmt = format_arg(lua, "pack", args.first())?;
-    let mut f = Format {
-        fmt: &fmt,
-        at: 0,
-        func: "pack",
-    };
+    let fmt = string_arg(lua, "pack", &args, 1)?;
+    let mut f = Format::new(&fmt, "pack");
     let mut h = Header::default();
     let mut out: Vec<u8> = Vec::new();
     // 1-based index of the next value argument.
@@ -278,25 +279,8 @@ fn pack(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::LuaString> {
 
 fn unpack(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
     let args: Vec<Value> = args.into_iter().collect();
-    let fmt = format_arg(lua, "unpack", args.first())?;
-    let data = match args.get(1) {
-        Some(Value::String(s)) => s.as_bytes().to_vec(),
-        Some(v @ (Value::Integer(_) | Value::Number(_))) => lua
-            .coerce_string(v.clone())?
-            .map(|s| s.as_bytes().to_vec())
-            .unwrap_or_default(),
-        other => {
-            return bad_arg(
-                lua,
-                "unpack",
-                2,
-                format!(
-                    "string expected, got {}",
-                    other.map_or("no value", Value::type_name)
-                ),
-            );
-        }
-    };
+    let fmt = string_arg(lua, "unpack", &args, 1)?;
+    let data = string_arg(lua, "unpack", &args, 2)?;
     let start = match args.get(2) {
         None | Some(Value::Nil) => 1,
         Some(v) => match lua.coerce_number(v.clone()) {
@@ -315,11 +299,7 @@ fn unpack(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
         return bad_arg(lua, "unpack", 3, "offset must be 1 or greater");
     }
     let mut pos = usize::try_from(start - 1).unwrap_or(usize::MAX);
-    let mut f = Format {
-        fmt: &fmt,
-        at: 0,
-        func: "unpack",
-    };
+    let mut f = Format::new(&fmt, "unpack");
     let mut h = Header::default();
     let mut out: Vec<Value> = Vec::new();
     let fits = |pos: usize, size: usize| size <= data.len() && pos <= data.len() - size;
@@ -406,12 +386,9 @@ fn unpack(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
 }
 
 fn size(lua: &Lua, args: MultiValue) -> mlua::Result<f64> {
-    let fmt = format_arg(lua, "size", args.front())?;
-    let mut f = Format {
-        fmt: &fmt,
-        at: 0,
-        func: "size",
-    };
+    let args: Vec<Value> = args.into_iter().collect();
+    let fmt = string_arg(lua, "size", &args, 1)?;
+    let mut f = Format::new(&fmt, "size");
     let mut h = Header::default();
     let mut pos = 0usize;
     while let Some((opt, size)) = f.next(lua)? {
