@@ -80,6 +80,8 @@ pub struct ClientHandle {
     /// The query buffer's size as last added to `memory_total` (at each read; `qbuf` also moves per
     /// command, for CLIENT LIST).
     qbuf_counted: AtomicUsize,
+    /// Free space of the query buffer at the last read (CLIENT LIST's `qbuf-free`).
+    qbuf_free: AtomicUsize,
     /// The service's total of its clients' buffers (query buffers and unsent output), which `maxmemory`
     /// counts as Redis counts client buffers in `used_memory`.
     memory_total: Arc<AtomicI64>,
@@ -158,6 +160,7 @@ impl ClientHandle {
             ssub: AtomicUsize::new(0),
             qbuf: AtomicUsize::new(0),
             qbuf_counted: AtomicUsize::new(0),
+            qbuf_free: AtomicUsize::new(16_384),
             memory_total,
             memory_released: AtomicBool::new(false),
             omem: AtomicUsize::new(0),
@@ -267,9 +270,11 @@ impl ClientHandle {
         self.subscribed.load(Ordering::Relaxed)
     }
 
-    /// Records the query buffer's size after a read (CLIENT LIST's `qbuf`, and the clients' total).
-    pub fn set_query_buffer(&self, bytes: usize) {
+    /// Records the query buffer's size after a read (CLIENT LIST's `qbuf`, and the clients' total) and
+    /// its free space (`qbuf-free`).
+    pub fn set_query_buffer(&self, bytes: usize, free: usize) {
         self.qbuf.store(bytes, Ordering::Relaxed);
+        self.qbuf_free.store(free, Ordering::Relaxed);
         let old = self.qbuf_counted.swap(bytes, Ordering::Relaxed);
         if old != bytes && !self.memory_released.load(Ordering::Relaxed) {
             self.memory_total
@@ -374,7 +379,7 @@ impl ClientHandle {
             self.ssub.load(Ordering::Relaxed),
             self.multi.load(Ordering::Relaxed),
             qbuf,
-            16_384usize.saturating_sub(qbuf),
+            self.qbuf_free.load(Ordering::Relaxed),
             omem,
             qbuf + omem + 16_384,
             command_name,

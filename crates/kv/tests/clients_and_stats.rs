@@ -390,3 +390,38 @@ fn client_pause_write_holds_writes_but_not_reads() {
         .unwrap_err();
     assert_eq!(e.detail(), Some("timeout is negative"));
 }
+
+/// An idle connection gives its buffers back after 2 s without a command (CLIENT LIST shows qbuf and
+/// qbuf-free at 0, as Redis shows an idle client's freed query buffer), and serves its next command as
+/// before, a large one included.
+#[test]
+fn idle_connections_release_their_buffers() {
+    let server = Server::start(KvConfig::default());
+    let mut idle = server.client();
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("idler")
+        .query(&mut idle)
+        .unwrap();
+    let mut watcher = server.client();
+    let idler = |watcher: &mut redis::Connection| -> String {
+        client_list(watcher, &[])
+            .lines()
+            .find(|l| l.contains("name=idler"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(field(&idler(&mut watcher), "qbuf-free"), "0");
+    wait_until("the idle connection to release its buffers", || {
+        field(&idler(&mut watcher), "qbuf-free") == "0"
+    });
+    let big = "x".repeat(300_000);
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&big)
+        .query(&mut idle)
+        .unwrap();
+    let back: String = redis::cmd("GET").arg("big").query(&mut idle).unwrap();
+    assert_eq!(back.len(), big.len());
+    assert_ne!(field(&idler(&mut watcher), "qbuf-free"), "0");
+}
