@@ -144,6 +144,17 @@ impl<'a> Format<'a> {
     }
 }
 
+/// `bytes` (`N` of them) turned between little-endian order and the format's: reversed when it is big
+/// endian. Floats are packed and unpacked through their little-endian forms.
+fn little_endian<const N: usize>(bytes: &[u8], big_endian: bool) -> [u8; N] {
+    let mut b = [0u8; N];
+    b.copy_from_slice(bytes);
+    if big_endian {
+        b.reverse();
+    }
+    b
+}
+
 /// Padding bytes before a value of `size` bytes at offset `len`.
 fn padding(len: usize, h: &Header, opt: u8, size: usize) -> usize {
     if size == 0 || opt == b'c' {
@@ -227,20 +238,12 @@ fn pack(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::LuaString> {
             b'f' => {
                 let v = number(arg)? as f32;
                 arg += 1;
-                out.extend_from_slice(&if h.big_endian {
-                    v.to_be_bytes()
-                } else {
-                    v.to_le_bytes()
-                });
+                out.extend_from_slice(&little_endian::<4>(&v.to_le_bytes(), h.big_endian));
             }
             b'd' => {
                 let v = number(arg)?;
                 arg += 1;
-                out.extend_from_slice(&if h.big_endian {
-                    v.to_be_bytes()
-                } else {
-                    v.to_le_bytes()
-                });
+                out.extend_from_slice(&little_endian::<8>(&v.to_le_bytes(), h.big_endian));
             }
             b'c' | b's' => {
                 let v = args.get(arg - 1);
@@ -334,23 +337,11 @@ fn unpack(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
             }
             b'x' => {}
             b'f' => {
-                let mut b = [0u8; 4];
-                b.copy_from_slice(&data[pos..pos + 4]);
-                let v = if h.big_endian {
-                    f32::from_be_bytes(b)
-                } else {
-                    f32::from_le_bytes(b)
-                };
+                let v = f32::from_le_bytes(little_endian(&data[pos..pos + 4], h.big_endian));
                 out.push(Value::Number(f64::from(v)));
             }
             b'd' => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&data[pos..pos + 8]);
-                let v = if h.big_endian {
-                    f64::from_be_bytes(b)
-                } else {
-                    f64::from_le_bytes(b)
-                };
+                let v = f64::from_le_bytes(little_endian(&data[pos..pos + 8], h.big_endian));
                 out.push(Value::Number(v));
             }
             b'c' => {
