@@ -925,6 +925,33 @@ impl Keyspace {
         })
     }
 
+    /// Rewrites byte ranges of the string payload stored at `key`: `pieces` are (offset in the payload,
+    /// bytes), applied in order; writing past the end zero-fills the gap. Only the pieces reach the WAL
+    /// (see [`strata_storage::PatchBuilder`]), so changing a HyperLogLog register or one bit of a large
+    /// bitmap logs a few bytes instead of the whole string.
+    ///
+    /// The caller holds the key's lock and has read a live string there; its kind and deadline stay.
+    pub fn patch_string<'p>(
+        &self,
+        db: usize,
+        key: &[u8],
+        pieces: impl IntoIterator<Item = (usize, &'p [u8])>,
+    ) -> Result<(), KvError> {
+        self.changed(db, key);
+        let mut patch = strata_storage::PatchBuilder::new();
+        for (offset, bytes) in pieces {
+            patch.write(HEADER_BYTES + offset, bytes);
+        }
+        if patch.is_empty() {
+            return Ok(());
+        }
+        with_scratch(|scratch| {
+            meta_key_into(key, &mut scratch.key);
+            self.tree(db).patch_deferred(&scratch.key, &patch)?;
+            Ok(())
+        })
+    }
+
     /// The deadline (0 if none or missing) and the element prefix (if a collection) of the record, live or
     /// expired, stored at `key`.
     fn old_record(&self, db: usize, key: &[u8]) -> Result<(u64, Option<Vec<u8>>), KvError> {

@@ -333,6 +333,16 @@ impl Db {
             logs_by_id.insert(*id, Arc::new(log));
         }
 
+        // The files, opened before the WAL replay: a patch in the WAL may apply to a value in them.
+        let lru = Arc::new(crate::block_cache::BlockCache::new(opts.block_cache_bytes));
+        let block_cache: Option<Arc<dyn crate::sst::BlockCache>> = if opts.block_cache_bytes > 0 {
+            Some(lru.clone())
+        } else {
+            None
+        };
+        let version =
+            crate::version::open_version(fs.as_ref(), &dir, &state.levels, block_cache.clone())?;
+
         // WAL replay.
         let live_wals: Vec<u64> = wal_ids
             .iter()
@@ -359,6 +369,9 @@ impl Db {
                     flushed,
                     None,
                     None,
+                    &|tree, key, seqno| {
+                        point_get(std::iter::once(&*mem), &version, &dir, tree, key, seqno)
+                    },
                 )
             })?;
             next_seqno = next_seqno.max(outcome.next_seqno);
@@ -398,14 +411,6 @@ impl Db {
             }
         }
 
-        let lru = Arc::new(crate::block_cache::BlockCache::new(opts.block_cache_bytes));
-        let block_cache: Option<Arc<dyn crate::sst::BlockCache>> = if opts.block_cache_bytes > 0 {
-            Some(lru.clone())
-        } else {
-            None
-        };
-        let version =
-            crate::version::open_version(fs.as_ref(), &dir, &state.levels, block_cache.clone())?;
         let live: std::collections::HashSet<u64> = state
             .levels
             .iter()
@@ -657,6 +662,16 @@ impl Db {
                     self.inner.check_sizes(key, value)?;
                 }
                 crate::batch::BatchOp::Delete { key, .. } => self.inner.check_sizes(key, &[])?,
+                crate::batch::BatchOp::Patch { key, patch, .. } => {
+                    self.inner.check_sizes(key, &[])?;
+                    if patch.end() > self.inner.opts.max_value_bytes {
+                        return Err(StorageError::TooLarge {
+                            what: "value",
+                            size_bytes: patch.end() as u64,
+                            limit_bytes: self.inner.opts.max_value_bytes as u64,
+                        });
+                    }
+                }
                 crate::batch::BatchOp::RangeDelete { start, end, .. } => {
                     self.inner.check_sizes(start, &[])?;
                     self.inner.check_sizes(end, &[])?;
@@ -779,6 +794,10 @@ impl Db {
     }
 }
 
+/// The value of a key as of a seqno, over every level including the memtable a frame is applied to:
+/// what a patch (see [`crate::batch::Patch`]) applies to.
+pub(crate) type BaseLookup<'a> = dyn Fn(u32, &[u8], u64) -> Result<Option<Bytes>> + 'a;
+
 /// Applies one WAL frame payload written in `format` (see [`FrameOps`]) to `mem` and the logs. Tree ops
 /// with a seqno at or below `skip_upto` are already in SSTs and skipped. Returns the next seqno. `touched`
 /// collects the logs written.
@@ -792,6 +811,7 @@ pub(crate) fn apply_frame(
     skip_upto: u64,
     mut touched: Option<&mut Vec<Arc<LogInner>>>,
     hints: Option<&crate::skip_hint::SkipHints>,
+    base: &BaseLookup<'_>,
 ) -> Result<u64> {
     let bad = |what: &str| StorageError::corruption("", 0, what.to_string());
     let mut seq = first_seqno;
@@ -808,6 +828,15 @@ pub(crate) fn apply_frame(
             BatchOp::Delete { tree, key } => {
                 if seq > skip_upto {
                     mem.add(tree, key, seq, KIND_DELETE, &[]);
+                }
+            }
+            BatchOp::Patch { tree, key, patch } => {
+                if let Some(h) = hints {
+                    h.on_put(tree, key);
+                }
+                if seq > skip_upto {
+                    let base = base(tree, key, seq - 1)?.unwrap_or_default();
+                    mem.add_patched(tree, key, seq, &base, &patch);
                 }
             }
             BatchOp::RangeDelete { tree, start, end } => {
@@ -1154,6 +1183,8 @@ impl DbInner {
         }
         Stats::add(&self.stats.wal_bytes_written, frame.len() as u64);
         Stats::add(&self.stats.commit_groups, 1);
+        // Only this thread rotates memtables, so `mem` stays the active one a patch's base lookup reads
+        // (at the patch's seqno minus one: earlier ops of the group are applied, though not yet visible).
         let mem = self.mems.read().active.clone();
         let mut touched = Vec::new();
         let logs = self.logs_by_id.read();
@@ -1168,6 +1199,7 @@ impl DbInner {
             0,
             Some(&mut touched),
             check_hints.then_some(&*self.skip_hints),
+            &|tree, key, seqno| self.get(tree, key, seqno),
         );
         drop(logs);
         if let Err(e) = r {
@@ -1432,33 +1464,54 @@ impl DbInner {
     /// Point lookup of `key` in `tree` as of `read_seqno`.
     pub(crate) fn get(&self, tree: u32, key: &[u8], read_seqno: u64) -> Result<Option<Bytes>> {
         Stats::add(&self.stats.gets, 1);
-        let lookup = crate::memtable::LookupKey::new(tree, key, read_seqno);
-        let ukey = lookup.user_key();
         let mems = self.mems.read().clone();
-        let mut max_rt = 0u64;
-        let mut found = None;
-        for m in std::iter::once(&mems.active).chain(mems.imms.iter()) {
-            if m.has_range_tombstones()
-                && let Some(rt) = m.max_range_tombstone(ukey, read_seqno)
-            {
-                max_rt = max_rt.max(rt);
-            }
-            if let Some(hit) = m.get_lookup(&lookup) {
-                found = Some(hit);
-                break;
-            }
+        let v = point_get(
+            std::iter::once(&*mems.active).chain(mems.imms.iter().map(|m| &**m)),
+            &crate::version::current(self),
+            &self.dir,
+            tree,
+            key,
+            read_seqno,
+        )?;
+        if let Some(v) = &v {
+            Stats::add(&self.stats.bytes_read, v.len() as u64);
         }
-        if found.is_none() {
-            found = crate::version::get(self, ukey, read_seqno, &mut max_rt)?;
-        }
-        Ok(match found {
-            Some((seq, KIND_PUT, v)) if seq > max_rt => {
-                Stats::add(&self.stats.bytes_read, v.len() as u64);
-                Some(v)
-            }
-            _ => None,
-        })
+        Ok(v)
     }
+}
+
+/// Point lookup of `key` in `tree` as of `read_seqno` over `mems` (newest first), then the files of
+/// `version`.
+fn point_get<'m>(
+    mems: impl Iterator<Item = &'m MemTable>,
+    version: &crate::version::Version,
+    dir: &Path,
+    tree: u32,
+    key: &[u8],
+    read_seqno: u64,
+) -> Result<Option<Bytes>> {
+    let lookup = crate::memtable::LookupKey::new(tree, key, read_seqno);
+    let ukey = lookup.user_key();
+    let mut max_rt = 0u64;
+    let mut found = None;
+    for m in mems {
+        if m.has_range_tombstones()
+            && let Some(rt) = m.max_range_tombstone(ukey, read_seqno)
+        {
+            max_rt = max_rt.max(rt);
+        }
+        if let Some(hit) = m.get_lookup(&lookup) {
+            found = Some(hit);
+            break;
+        }
+    }
+    if found.is_none() {
+        found = crate::version::get(version, dir, ukey, read_seqno, &mut max_rt)?;
+    }
+    Ok(match found {
+        Some((seq, KIND_PUT, v)) if seq > max_rt => Some(v),
+        _ => None,
+    })
 }
 
 /// Lock stripe index of `key` in `tree` (FNV-1a: cheap and good enough to spread keys).

@@ -78,7 +78,22 @@ pub fn wal(data: &[u8]) {
         let logs = HashMap::new();
         let _ =
             crate::wal::replay_segment(Path::new("fuzz.wal"), data, |format, first, payload| {
-                crate::db::apply_frame(format, payload, first, &mem, &logs, 0, None, None)
+                crate::db::apply_frame(
+                    format,
+                    payload,
+                    first,
+                    &mem,
+                    &logs,
+                    0,
+                    None,
+                    None,
+                    &|t, k, s| {
+                        Ok(mem
+                            .get(t, k, s)
+                            .filter(|e| e.1 == crate::memtable::KIND_PUT)
+                            .map(|e| e.2))
+                    },
+                )
             });
     };
     replay(data);
@@ -245,7 +260,17 @@ mod tests {
         for (wal, next) in [(sample_wal(), 9), (sample_wal_v2(), 17)] {
             let mem = crate::memtable::MemTable::new(1);
             let r = crate::wal::replay_segment(std::path::Path::new("w"), &wal, |f, s, p| {
-                crate::db::apply_frame(f, p, s, &mem, &Default::default(), 0, None, None)
+                crate::db::apply_frame(
+                    f,
+                    p,
+                    s,
+                    &mem,
+                    &Default::default(),
+                    0,
+                    None,
+                    None,
+                    &|_, _, _| Ok(None),
+                )
             })
             .unwrap();
             assert_eq!((r.frames, r.torn_bytes, r.next_seqno), (2, 0, next));

@@ -73,7 +73,7 @@ pub mod tree;
 pub mod version;
 pub mod wal;
 
-pub use batch::WriteBatch;
+pub use batch::{PatchBuilder, WriteBatch};
 pub use checkpoint::CheckpointInfo;
 pub use compaction::filter::{CompactionFilter, FilterContext};
 pub use compaction::gc::Decision;

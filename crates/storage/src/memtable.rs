@@ -94,6 +94,26 @@ impl ValueArena {
         self.chunk.extend_from_slice(v);
         self.chunk.split().freeze()
     }
+
+    /// A `len`-byte value written in place by `fill` (a patched value: the base and its pieces are
+    /// copied once, straight into the arena).
+    fn build(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Bytes {
+        if len == 0 {
+            return Bytes::new();
+        }
+        if len > VALUE_ARENA_MAX_BYTES {
+            let mut v = vec![0u8; len];
+            fill(&mut v);
+            return Bytes::from(v);
+        }
+        if self.chunk.capacity() - self.chunk.len() < len {
+            self.chunk = BytesMut::with_capacity(VALUE_CHUNK_BYTES);
+        }
+        let start = self.chunk.len();
+        self.chunk.resize(start + len, 0);
+        fill(&mut self.chunk[start..]);
+        self.chunk.split().freeze()
+    }
 }
 
 /// Hashes `key` of `tree` for the memtable index: a multiply-fold over 8-byte words. [`LookupKey`]
@@ -671,8 +691,34 @@ impl MemTable {
     /// A key already in the memtable costs a hash lookup and an append to its versions; only a new key
     /// enters the ordered map (whose entries are keys, not versions).
     pub fn add(&self, tree: u32, key: &[u8], seqno: u64, kind: u8, value: &[u8]) {
+        self.add_with(tree, key, seqno, kind, |arena| arena.copy(value));
+    }
+
+    /// Inserts a put of `base` with `patch` applied (see [`crate::batch::Patch`]), copying the base once.
+    pub fn add_patched(
+        &self,
+        tree: u32,
+        key: &[u8],
+        seqno: u64,
+        base: &[u8],
+        patch: &crate::batch::Patch<'_>,
+    ) {
+        let len = patch.patched_len(base.len());
+        self.add_with(tree, key, seqno, KIND_PUT, |arena| {
+            arena.build(len, |out| patch.apply(base, out))
+        });
+    }
+
+    fn add_with(
+        &self,
+        tree: u32,
+        key: &[u8],
+        seqno: u64,
+        kind: u8,
+        value: impl FnOnce(&mut ValueArena) -> Bytes,
+    ) {
         let mut writer = self.writer.lock();
-        let value = writer.copy(value);
+        let value = value(&mut writer);
         let bytes = 4 + key.len() + 8 + value.len();
         let trailer = (seqno << 8) | u64::from(kind);
         let h = key_hash(tree, key);

@@ -157,6 +157,40 @@ impl Tree {
         Ok(())
     }
 
+    /// Rewrites byte ranges of `key`'s value (see [`crate::batch::Patch`]): the WAL gets only the pieces,
+    /// readers the whole patched value. An absent value patches as empty; gaps are zero-filled.
+    pub fn patch(&self, key: &[u8], patch: &crate::PatchBuilder) -> Result<()> {
+        self.patch_mode(key, patch, false)?;
+        Ok(())
+    }
+
+    /// Like [`Tree::patch`], with the WAL write deferred as in [`Tree::put_deferred`].
+    pub fn patch_deferred(
+        &self,
+        key: &[u8],
+        patch: &crate::PatchBuilder,
+    ) -> Result<crate::WalTicket> {
+        let seqno = self.patch_mode(key, patch, self.deferred())?;
+        Ok(crate::CommitInfo {
+            seqno,
+            log_offsets: Vec::new(),
+        }
+        .wal_ticket())
+    }
+
+    fn patch_mode(&self, key: &[u8], patch: &crate::PatchBuilder, deferred: bool) -> Result<u64> {
+        self.check_key(key)?;
+        let max = self.db.inner.opts.max_value_bytes;
+        if patch.end() > max {
+            return Err(StorageError::TooLarge {
+                what: "value",
+                size_bytes: patch.end() as u64,
+                limit_bytes: max as u64,
+            });
+        }
+        self.write_one_mode(|b| b.patch_raw(self.id, key, patch.as_bytes()), deferred)
+    }
+
     /// Deletes `key` (no error if absent).
     pub fn delete(&self, key: &[u8]) -> Result<()> {
         self.check_key(key)?;

@@ -312,14 +312,16 @@ fn note_rts(f: &SstFile, ukey: &[u8], read_seqno: u64, max_rt: &mut u64) {
     }
 }
 
-/// Looks `ukey` up in the SSTs, newest data first; updates `max_rt` with covering range tombstones.
+/// Looks `ukey` up in the SSTs of `v` (in directory `dir`), newest data first; updates `max_rt` with
+/// covering range tombstones. `v` need not be the current version yet: recovery looks up the values WAL
+/// patches apply to before the engine is up.
 pub(crate) fn get(
-    db: &DbInner,
+    v: &Version,
+    dir: &Path,
     ukey: &[u8],
     read_seqno: u64,
     max_rt: &mut u64,
 ) -> Result<Option<(u64, u8, Bytes)>> {
-    let v = current(db);
     for (l, files) in v.levels.iter().enumerate() {
         let candidates: &[Arc<SstFile>] = if l == 0 {
             files
@@ -344,7 +346,7 @@ pub(crate) fn get(
             let hit = f
                 .reader
                 .get(ukey, read_seqno)
-                .map_err(|e| StorageError::from_sst(&db.dir.join(sst_file_name(f.meta.id)), e))?;
+                .map_err(|e| StorageError::from_sst(&dir.join(sst_file_name(f.meta.id)), e))?;
             if let Some((seq, kind, val)) = hit {
                 return Ok(Some((seq, kind as u8, val)));
             }

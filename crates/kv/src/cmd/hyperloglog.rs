@@ -132,13 +132,8 @@ fn pfadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             };
             // Most elements added to a big sketch change no register: decide on the stored bytes
             // before copying all 12 KiB of them.
-            if encoding == hll::DENSE
-                && args[2..].iter().all(|element| {
-                    let (index, count) = hll::position(element);
-                    hll::dense_get(&e.payload[hll::HEADER..], index) >= count
-                })
-            {
-                return Frame::Integer(0);
+            if encoding == hll::DENSE {
+                return pfadd_dense(sh, s.db, key, &e.payload, &args[2..]);
             }
             (e.payload.to_vec(), e.expire_at_ms, 0u64)
         }
@@ -163,6 +158,52 @@ fn pfadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Integer(1)
 }
 
+/// PFADD to a dense sketch: most elements change no register, and one that does changes one or two
+/// bytes of the 12 KiB string, so only those bytes (and the header's cache-stale bit) are written, as a
+/// patch of the stored string.
+fn pfadd_dense(sh: &Shared, db: usize, key: &[u8], stored: &[u8], elements: &[Bytes]) -> Frame {
+    let regs = &stored[hll::HEADER..];
+    // (byte index in `regs`, new value), in order: a later entry for the same byte wins.
+    let mut changed: Vec<(usize, u8)> = Vec::new();
+    let byte_at = |changed: &[(usize, u8)], i: usize| {
+        changed
+            .iter()
+            .rev()
+            .find(|(b, _)| *b == i)
+            .map_or_else(|| regs.get(i).copied().unwrap_or(0), |c| c.1)
+    };
+    let mut updated = 0u64;
+    for element in elements {
+        let (index, count) = hll::position(element);
+        let (byte, shift) = (index * hll::BITS / 8, index * hll::BITS % 8);
+        let word =
+            u16::from(byte_at(&changed, byte)) | (u16::from(byte_at(&changed, byte + 1)) << 8);
+        if ((word >> shift) & 0x3f) as u8 >= count {
+            continue;
+        }
+        updated += 1;
+        let word = (word & !(0x3f << shift)) | (u16::from(count) << shift);
+        changed.push((byte, word as u8));
+        if byte + 1 < regs.len() {
+            changed.push((byte + 1, (word >> 8) as u8));
+        }
+    }
+    if updated == 0 {
+        return Frame::Integer(0);
+    }
+    let stale = [stored[15] | 0x80];
+    let pieces = std::iter::once((15, &stale[..])).chain(
+        changed
+            .iter()
+            .map(|(b, v)| (hll::HEADER + b, std::slice::from_ref(v))),
+    );
+    if let Err(e) = sh.keyspace.patch_string(db, key, pieces) {
+        return storage_error(e);
+    }
+    sh.keyspace.add_dirty(updated - 1);
+    Frame::Integer(1)
+}
+
 fn pfcount(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     if args.len() > 2 {
         // The union of several sketches, in raw registers; nothing is cached.
@@ -182,7 +223,7 @@ fn pfcount(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
     let key = &args[1];
     let _guard = sh.keyspace.lock(s.db, key);
-    let (mut value, expire_at_ms) = match load(sh, s.db, key) {
+    let (value, _) = match load(sh, s.db, key) {
         Ok(Some(found)) => found,
         Ok(None) => return Frame::Integer(0),
         Err(reply) => return reply,
@@ -194,9 +235,11 @@ fn pfcount(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(h) => hll::estimate(&h),
         Err(e) => return hll_error(e),
     };
-    hll::set_cache(&mut value, card);
-    if let Err(reply) = store(sh, s.db, key, value, expire_at_ms) {
-        return reply;
+    // Only the 8 cache bytes change: written as a patch of the string.
+    let mut header = [0u8; hll::HEADER];
+    hll::set_cache(&mut header, card);
+    if let Err(e) = sh.keyspace.patch_string(s.db, key, [(8, &header[8..])]) {
+        return storage_error(e);
     }
     Frame::Integer(card as i64)
 }

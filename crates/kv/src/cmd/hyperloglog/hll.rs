@@ -33,7 +33,7 @@ pub const REGISTERS: usize = 1 << P;
 /// Bits of the hash whose trailing zeros are counted.
 const Q: u32 = 64 - P;
 /// Bits per dense register.
-const BITS: usize = 6;
+pub const BITS: usize = 6;
 /// Header bytes.
 pub const HEADER: usize = 16;
 /// Bytes of a dense sketch.
