@@ -518,19 +518,25 @@ pub fn append(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(old) => old,
         Err(reply) => return reply,
     };
-    let (mut value, expire_at_ms) = match old {
-        Some(e) => (BytesMut::from(&e.payload[..]), e.expire_at_ms),
-        None => (BytesMut::new(), 0),
-    };
-    if value.len() + args[2].len() > MAX_STRING_BYTES {
+    let old_len = old.as_ref().map_or(0, |e| e.payload.len());
+    if old_len + args[2].len() > MAX_STRING_BYTES {
         return Frame::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
     }
-    value.extend_from_slice(&args[2]);
-    let len = value.len();
+    let len = old_len + args[2].len();
+    if old.is_some() {
+        // Only the appended bytes are written (a patch past the end of the string).
+        return match sh
+            .keyspace
+            .patch_string(s.db, &args[1], [(old_len, &args[2][..])])
+        {
+            Ok(()) => Frame::Integer(len as i64),
+            Err(e) => storage_error(e),
+        };
+    }
     let entry = Entry {
         kind: Kind::String,
-        expire_at_ms,
-        payload: value.freeze(),
+        expire_at_ms: 0,
+        payload: args[2].clone(),
     };
     match sh.keyspace.put(s.db, &args[1], &entry) {
         Ok(()) => Frame::Integer(len as i64),
@@ -594,18 +600,24 @@ pub fn setrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     if offset.saturating_add(patch.len()) > MAX_STRING_BYTES {
         return Frame::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
     }
-    let (mut value, expire_at_ms) = match old {
-        Some(e) => (BytesMut::from(&e.payload[..]), e.expire_at_ms),
-        None => (BytesMut::new(), 0),
-    };
-    if value.len() < offset + patch.len() {
-        value.resize(offset + patch.len(), 0);
+    if let Some(e) = old {
+        // Only the rewritten range is written (growing zero-fills the gap).
+        let len = e.payload.len().max(offset + patch.len());
+        return match sh
+            .keyspace
+            .patch_string(s.db, &args[1], [(offset, &patch[..])])
+        {
+            Ok(()) => Frame::Integer(len as i64),
+            Err(e) => storage_error(e),
+        };
     }
-    value[offset..offset + patch.len()].copy_from_slice(patch);
+    let mut value = BytesMut::new();
+    value.resize(offset + patch.len(), 0);
+    value[offset..].copy_from_slice(patch);
     let len = value.len();
     let entry = Entry {
         kind: Kind::String,
-        expire_at_ms,
+        expire_at_ms: 0,
         payload: value.freeze(),
     };
     match sh.keyspace.put(s.db, &args[1], &entry) {

@@ -81,25 +81,28 @@ pub fn setbit(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(old) => old,
         Err(r) => return r,
     };
-    let created = old.is_none();
-    let (mut value, at) = match old {
-        Some(e) => (BytesMut::from(&e.payload[..]), e.expire_at_ms),
-        None => (BytesMut::new(), 0),
+    let byte = (offset >> 3) as usize;
+    let Some(e) = old else {
+        let mut value = BytesMut::new();
+        value.resize(byte + 1, 0);
+        set_bit(&mut value, offset, on);
+        return match store(sh, s.db, &args[1], value, 0) {
+            Ok(()) => Frame::Integer(0),
+            Err(r) => r,
+        };
     };
-    let need = (offset >> 3) as usize + 1;
-    let grown = value.len() < need;
-    if grown {
-        value.resize(need, 0);
-    }
-    let previous = get_bit(&value, offset);
+    let grown = e.payload.len() <= byte;
+    let previous = get_bit(&e.payload, offset);
     // As in Redis, a SETBIT that creates, grows or flips nothing is not a write (no WATCH, no dirty).
-    if !created && !grown && (previous == 1) == on {
+    if !grown && (previous == 1) == on {
         return Frame::Integer(previous as i64);
     }
-    set_bit(&mut value, offset, on);
-    match store(sh, s.db, &args[1], value, at) {
+    // One byte of a possibly large bitmap changes: only it is written (growing zero-fills the gap).
+    let mut new = [e.payload.get(byte).copied().unwrap_or(0)];
+    set_bit(&mut new, offset & 7, on);
+    match sh.keyspace.patch_string(s.db, &args[1], [(byte, &new[..])]) {
         Ok(()) => Frame::Integer(previous as i64),
-        Err(r) => r,
+        Err(e) => storage_error(e),
     }
 }
 
@@ -482,8 +485,24 @@ pub fn bitfield(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         }
     }
     if changes > 0 {
-        if let Err(r) = store(sh, s.db, &args[1], value, at) {
-            return r;
+        if created {
+            if let Err(r) = store(sh, s.db, &args[1], value, at) {
+                return r;
+            }
+        } else {
+            // Only the bytes the written fields cover change (growing zero-fills up to them).
+            let (lo, hi) = fields
+                .iter()
+                .filter(|f| f.op != Op::Get)
+                .map(|f| (f.offset >> 3, (f.offset + u64::from(f.bits) - 1) >> 3))
+                .fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
+            let (lo, hi) = (lo as usize, hi as usize);
+            if let Err(e) = sh
+                .keyspace
+                .patch_string(s.db, &args[1], [(lo, &value[lo..=hi])])
+            {
+                return storage_error(e);
+            }
         }
         sh.keyspace.add_dirty(changes - 1);
     }
