@@ -370,7 +370,7 @@ impl Db {
                     None,
                     None,
                     &|tree, key, seqno| {
-                        point_get(std::iter::once(&*mem), &version, &dir, tree, key, seqno)
+                        point_get(std::iter::once(&*mem), || &version, &dir, tree, key, seqno)
                     },
                 )
             })?;
@@ -1467,7 +1467,7 @@ impl DbInner {
         let mems = self.mems.read().clone();
         let v = point_get(
             std::iter::once(&*mems.active).chain(mems.imms.iter().map(|m| &**m)),
-            &crate::version::current(self),
+            || crate::version::current(self),
             &self.dir,
             tree,
             key,
@@ -1481,10 +1481,10 @@ impl DbInner {
 }
 
 /// Point lookup of `key` in `tree` as of `read_seqno` over `mems` (newest first), then the files of
-/// `version`.
-fn point_get<'m>(
+/// `version` (asked for only when no memtable has the key).
+fn point_get<'m, V: std::ops::Deref<Target = crate::version::Version>>(
     mems: impl Iterator<Item = &'m MemTable>,
-    version: &crate::version::Version,
+    version: impl FnOnce() -> V,
     dir: &Path,
     tree: u32,
     key: &[u8],
@@ -1506,7 +1506,7 @@ fn point_get<'m>(
         }
     }
     if found.is_none() {
-        found = crate::version::get(version, dir, ukey, read_seqno, &mut max_rt)?;
+        found = crate::version::get(&version(), dir, ukey, read_seqno, &mut max_rt)?;
     }
     Ok(match found {
         Some((seq, KIND_PUT, v)) if seq > max_rt => Some(v),
