@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 
 use proptest::prelude::*;
-use strata_storage::{Db, FsyncPolicy, Options, Snapshot, Tree, WriteBatch};
+use strata_storage::{Db, FsyncPolicy, Options, PatchBuilder, Snapshot, Tree, WriteBatch};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -15,6 +15,8 @@ type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 enum Op {
     Put(usize, Vec<u8>, Vec<u8>),
     Delete(usize, Vec<u8>),
+    /// Byte ranges written over the key's value: (offset, bytes) pieces.
+    Patch(usize, Vec<u8>, Vec<(usize, Vec<u8>)>),
     DeleteRange(usize, Vec<u8>, Vec<u8>),
     Clear(usize),
     Batch(Vec<(usize, Vec<u8>, Option<Vec<u8>>)>, Vec<Vec<u8>>),
@@ -44,6 +46,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => (0..2usize, key(), value()).prop_map(|(t, k, v)| Op::Put(t, k, v)),
         3 => (0..2usize, key()).prop_map(|(t, k)| Op::Delete(t, k)),
+        3 => (0..2usize, key(), prop::collection::vec((0..16usize, value()), 0..3))
+            .prop_map(|(t, k, p)| Op::Patch(t, k, p)),
         2 => (0..2usize, key(), key()).prop_map(|(t, a, b)| Op::DeleteRange(t, a, b)),
         1 => (0..2usize).prop_map(Op::Clear),
         2 => (
@@ -143,6 +147,18 @@ fn run(ops: Vec<Op>) {
             Op::Delete(t, k) => {
                 trees[t].delete(&k).unwrap();
                 models[t].remove(&k);
+            }
+            Op::Patch(t, k, pieces) => {
+                let mut p = PatchBuilder::new();
+                let v = models[t].entry(k.clone()).or_default();
+                for (offset, bytes) in &pieces {
+                    p.write(*offset, bytes);
+                    if v.len() < offset + bytes.len() {
+                        v.resize(offset + bytes.len(), 0);
+                    }
+                    v[*offset..offset + bytes.len()].copy_from_slice(bytes);
+                }
+                trees[t].patch(&k, &p).unwrap();
             }
             Op::DeleteRange(t, a, b) => {
                 trees[t].delete_range(&a, &b).unwrap();
