@@ -54,8 +54,8 @@ pub struct VHostDef {
     pub tags: Vec<String>,
 }
 
-/// Longest stored value for one message; longer ones are split into pieces this long (strata-storage
-/// limits a value to 32 MiB and a batch to 64 MiB, RabbitMQ's messages go up to 128 MiB).
+/// Longest stored value for one message; longer ones are split into pieces this long (RabbitMQ's messages
+/// go up to 128 MiB; pieces keep each commit, and the group commits queued behind it, moderate).
 pub const STORED_PIECE: usize = 8 << 20;
 
 /// Tree of paged-out message bodies.

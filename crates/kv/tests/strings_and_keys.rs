@@ -410,3 +410,34 @@ fn scan_rename_randomkey() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+/// Strings up to Redis's 512 MB: one past the engine's former 32 MiB limit is stored, grown in place,
+/// and read back after a restart (Redis's suite builds a 33.5 MB HyperLogLog string this way).
+#[test]
+fn strings_larger_than_32_mib_are_stored() {
+    use strata_kv::SystemClock;
+    let dir = tempfile::tempdir().unwrap();
+    let len = (33 << 20) + 1000;
+    {
+        let server = Server::start_in(dir.path(), KvConfig::default(), Arc::new(SystemClock));
+        let mut c = server.client();
+        let n: i64 = redis::cmd("SETRANGE")
+            .arg("big")
+            .arg(len - 1)
+            .arg("z")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(n as usize, len);
+        let n: i64 = redis::cmd("APPEND")
+            .arg("big")
+            .arg("!")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(n as usize, len + 1);
+    }
+    let server = Server::start_in(dir.path(), KvConfig::default(), Arc::new(SystemClock));
+    let mut c = server.client();
+    let v: Vec<u8> = redis::cmd("GET").arg("big").query(&mut c).unwrap();
+    assert_eq!(v.len(), len + 1);
+    assert_eq!(&v[len - 2..], b"\0z!");
+}

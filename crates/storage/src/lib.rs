@@ -8,7 +8,8 @@
 //! batches with preconditions ([`WriteBatch::require`]) and per-key read-modify-write
 //! ([`Tree::update`], [`Tree::compare_and_swap`], [`Tree::increment`]).
 //!
-//! Limits (see [`Options`]): keys up to 64 KiB, values and log entries up to 32 MiB, batches up to 64 MiB;
+//! Limits (see [`Options`]): keys up to 64 KiB, values and log entries up to 512 MiB (Redis's largest
+//! string), batches up to 1 GiB;
 //! a writer blocks when 64 MiB of commits are queued behind the current group-commit leader, and writes
 //! stall (counted in [`StatsSnapshot::stall_micros`]) while too many memtables or L0 files await flush or
 //! compaction. Durability follows [`FsyncPolicy`]. An I/O failure on the write path poisons the engine:

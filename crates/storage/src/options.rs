@@ -90,9 +90,11 @@ impl Default for Options {
             max_levels: 7,
             target_file_size_bytes: 64 << 20,
             log_segment_bytes: 64 << 20,
-            max_batch_bytes: 64 << 20,
+            // A batch holds at least one value of the largest size.
+            max_batch_bytes: 1 << 30,
             max_key_bytes: 64 << 10,
-            max_value_bytes: 32 << 20,
+            // Redis's largest string (proto-max-bulk-len).
+            max_value_bytes: 512 << 20,
             max_pending_write_bytes: 64 << 20,
             background_compaction: true,
             fs: Arc::new(OsFs),
@@ -124,6 +126,9 @@ impl Options {
         }
         if self.max_batch_bytes > (1 << 30) || self.max_pending_write_bytes > (1 << 30) {
             return bad("max_batch_bytes and max_pending_write_bytes must be at most 1 GiB");
+        }
+        if self.max_value_bytes > self.max_batch_bytes {
+            return bad("max_value_bytes must not exceed max_batch_bytes");
         }
         if self.max_key_bytes == 0 || self.max_key_bytes > (1 << 20) {
             return bad("max_key_bytes must be within 1..=1 MiB");

@@ -302,3 +302,32 @@ fn empty_range_delete_in_a_batch_is_a_no_op_and_flushes() {
     assert_eq!(t.get(b"x").unwrap().as_deref(), Some(&b"y"[..]));
     t.put(b"after", b"ok").unwrap();
 }
+
+#[test]
+fn values_past_32_mib_go_through_wal_flush_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..(40u32 << 20)).map(|i| (i % 251) as u8).collect();
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        let t = db.tree("t").unwrap();
+        t.put(b"big", &big).unwrap();
+        t.put(b"small", b"s").unwrap();
+        db.flush().unwrap();
+        t.put(b"big2", &big[1..]).unwrap();
+        assert_eq!(t.get(b"big").unwrap().unwrap().len(), big.len());
+    }
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let t = db.tree("t").unwrap();
+    assert!(t.get(b"big").unwrap().unwrap() == big[..]);
+    assert!(t.get(b"big2").unwrap().unwrap() == big[1..]);
+    assert_eq!(t.get(b"small").unwrap().as_deref(), Some(&b"s"[..]));
+    // Over the limit is still refused.
+    let over = Options {
+        max_value_bytes: 1 << 20,
+        ..opts()
+    };
+    drop((t, db));
+    let db = Db::open(dir.path(), over).unwrap();
+    let t = db.tree("t").unwrap();
+    assert!(t.put(b"x", &big[..(1 << 20) + 1]).is_err());
+}
