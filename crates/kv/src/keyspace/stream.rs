@@ -9,9 +9,10 @@
 use std::ops::Bound;
 
 use bytes::Bytes;
-use strata_storage::WriteBatch;
 
-use super::{Entry, Keyspace, KvError, meta_key, prefix_end, sub_prefix};
+use super::{
+    Entry, Keyspace, KvError, meta_key_into, prefix_end, sub_prefix, sub_prefix_into, with_scratch,
+};
 
 /// One stream write: sub-record changes relative to the stream's element prefix.
 #[derive(Debug, Default)]
@@ -36,41 +37,39 @@ impl Keyspace {
     ) -> Result<(), KvError> {
         self.changed(db, key);
         let tree = self.tree(db);
-        let prefix = sub_prefix(key, version);
-        // Sized up front: each operation is its key (prefix and element), value and a few header bytes.
-        let longest = write.ops.keys().map(Vec::len).max().unwrap_or(0);
-        let estimate: usize = write
-            .ops
-            .iter()
-            .map(|(k, v)| prefix.len() + k.len() + v.as_ref().map_or(0, Vec::len) + 16)
-            .sum::<usize>()
-            + write.ranges.len() * (2 * prefix.len() + 48)
-            + entry.map_or(0, |e| key.len() + e.payload.len() + 32);
-        let mut batch = WriteBatch::with_capacity(estimate);
-        let mut k = Vec::with_capacity(prefix.len() + longest.max(32));
-        k.extend_from_slice(&prefix);
-        for (start, end) in &write.ranges {
-            let mut lo = Vec::with_capacity(prefix.len() + start.len());
-            lo.extend_from_slice(&prefix);
-            lo.extend_from_slice(start);
-            k.truncate(prefix.len());
-            k.extend_from_slice(end);
-            batch.delete_range(tree, &lo, &k);
-        }
-        for (element, value) in &write.ops {
-            k.truncate(prefix.len());
-            k.extend_from_slice(element);
-            match value {
-                Some(v) => batch.put(tree, &k, v),
-                None => batch.delete(tree, &k),
-            }
-        }
         if let Some(entry) = entry {
             self.note_write(db, key, entry);
-            batch.put(tree, &meta_key(key), &entry.encode());
         }
-        self.db.write_deferred(&batch)?;
-        Ok(())
+        // In the thread's reusable buffers: an XADD used to allocate its batch, every key and the encoded
+        // header afresh.
+        with_scratch(|scratch| {
+            let (batch, k, buf) = (&mut scratch.batch, &mut scratch.key, &mut scratch.value);
+            sub_prefix_into(key, version, k);
+            let plen = k.len();
+            for (start, end) in &write.ranges {
+                buf.clear();
+                buf.extend_from_slice(&k[..plen]);
+                buf.extend_from_slice(start);
+                k.truncate(plen);
+                k.extend_from_slice(end);
+                batch.delete_range(tree, buf, k);
+            }
+            for (element, value) in &write.ops {
+                k.truncate(plen);
+                k.extend_from_slice(element);
+                match value {
+                    Some(v) => batch.put(tree, k, v),
+                    None => batch.delete(tree, k),
+                }
+            }
+            if let Some(entry) = entry {
+                meta_key_into(key, k);
+                entry.encode_into(buf);
+                batch.put(tree, k, buf);
+            }
+            self.db.write_deferred(batch)?;
+            Ok(())
+        })
     }
 
     /// Visits the sub-records of a stream with element keys in `[start, end)` (an empty `end` means to the
