@@ -1057,8 +1057,9 @@ impl DbInner {
         if q.leader_filling {
             self.fill_cv.notify_one();
         }
-        Stats::add(&self.stats.writes, 1);
-        Stats::add(&self.stats.user_bytes_written, size as u64);
+        // Under the commit queue's lock.
+        Stats::add_exclusive(&self.stats.writes, 1);
+        Stats::add_exclusive(&self.stats.user_bytes_written, size as u64);
         Ok((ticket, last_seqno))
     }
 
@@ -1156,7 +1157,7 @@ impl DbInner {
         write_now: bool,
     ) -> Result<()> {
         self.check_poison()?;
-        self.make_room()?;
+        let mem = self.make_room()?;
         let frame_start = wal::finish_frame_v2(buf);
         let ops_start = wal::V2_RESERVED_BYTES + crate::batch::varint_len(first_seqno);
         let (frame, ops) = (&buf[frame_start..], &buf[ops_start..]);
@@ -1181,11 +1182,15 @@ impl DbInner {
                 return Err(e);
             }
         }
-        Stats::add(&self.stats.wal_bytes_written, frame.len() as u64);
-        Stats::add(&self.stats.commit_groups, 1);
+        // Only the leader counts these.
+        Stats::add_exclusive(&self.stats.wal_bytes_written, frame.len() as u64);
+        Stats::add_exclusive(&self.stats.commit_groups, 1);
         // Only this thread rotates memtables, so `mem` stays the active one a patch's base lookup reads
         // (at the patch's seqno minus one: earlier ops of the group are applied, though not yet visible).
-        let mem = self.mems.read().active.clone();
+        let mem = match mem {
+            Some(mem) => mem,
+            None => self.mems.read().active.clone(),
+        };
         let mut touched = Vec::new();
         let logs = self.logs_by_id.read();
         // Before any put of the group reaches the memtable (see `skip_hint` for the handshake).
@@ -1215,11 +1220,14 @@ impl DbInner {
 
     /// Freezes the active memtable when it is full, stalling while too many frozen memtables (or L0 files)
     /// wait. Only the commit leader calls this, so the WAL and the memtable set change under one owner.
-    fn make_room(&self) -> Result<()> {
-        let full = self.mems.read().active.approx_bytes() >= self.opts.memtable_size_bytes;
-        if !full {
-            return Ok(());
+    ///
+    /// Returns the active memtable when it did not rotate (so the leader reads the memtable set once).
+    fn make_room(&self) -> Result<Option<Arc<MemTable>>> {
+        let active = self.mems.read().active.clone();
+        if active.approx_bytes() < self.opts.memtable_size_bytes {
+            return Ok(Some(active));
         }
+        drop(active);
         let mut stalled: Option<Instant> = None;
         loop {
             self.check_poison()?;
@@ -1251,7 +1259,8 @@ impl DbInner {
         if let Some(s) = stalled {
             Stats::add(&self.stats.stall_micros, s.elapsed().as_micros() as u64);
         }
-        self.rotate()
+        self.rotate()?;
+        Ok(None)
     }
 
     /// Seals the WAL segment and the active memtable, starting new ones, and wakes the flush thread.

@@ -119,4 +119,10 @@ impl Stats {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// [`Stats::add`] for a counter only one thread at a time changes (under a lock, or the commit
+    /// leader's): a load and a store, no locked instruction on the commit path.
+    pub(crate) fn add_exclusive(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
 }
