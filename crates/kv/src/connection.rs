@@ -239,7 +239,9 @@ async fn serve_client(
         // clients are active (the last replies were not this client's), letting the tasks already woken
         // run their commands first does the same: the first flush writes everyone's WAL bytes in one
         // call, and the clients get their replies in bursts. A lone client never waits for this.
+        // Nothing to share when no WAL bytes wait (reads, writes already written out).
         if !conn.output.is_empty()
+            && shared.keyspace.storage().wal_buffer_pending()
             && shared.last_replier.swap(session.id, Ordering::Relaxed) != session.id
         {
             tokio::task::yield_now().await;
