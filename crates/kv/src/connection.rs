@@ -139,13 +139,7 @@ async fn serve_client(
     // Whether the timer has been polled since it was last set: it then holds this task's waker and wakes
     // it when due, so later waits only check whether it elapsed (an atomic load) instead of polling it.
     let mut idle_armed = false;
-    // Made once: each waits on its token's list from its first poll on. Built anew for every wait, the
-    // two joined and left those lists (a lock each time) once per command, ~3% of a pipelined
-    // command's CPU.
-    let killed = conn.kill.clone().cancelled_owned();
-    tokio::pin!(killed);
-    let stopping = shutdown.clone().cancelled_owned();
-    tokio::pin!(stopping);
+    let mut cancels = Cancels::new(&conn.kill, shutdown);
     loop {
         // Run every whole command already buffered, then write all their replies at once.
         loop {
@@ -258,12 +252,16 @@ async fn serve_client(
             idle_armed = true;
             idle.as_mut().poll(cx)
         });
+        // A connection idle between commands closes at shutdown; one mid-command finishes it first.
+        let between_commands = !parser.is_mid_request();
+        let cancelled = std::future::poll_fn(|cx| cancels.poll(cx, between_commands));
         let read = tokio::select! {
             // Polled in this order, so a kill is seen before anything else that is ready.
             biased;
-            () = &mut killed => return Err(Closed),
-            // A connection idle between commands closes at shutdown; one mid-command finishes it first.
-            () = &mut stopping, if !parser.is_mid_request() => return Ok(()),
+            cancel = cancelled => return match cancel {
+                Cancel::Killed => Err(Closed),
+                Cancel::Stopping => Ok(()),
+            },
             message = conn.messages.recv() => {
                 if let Some(m) = message {
                     conn.push_messages(m, session);
@@ -300,6 +298,104 @@ async fn serve_client(
             Ok(0) | Err(_) => return Err(Closed),
             Ok(_) => {}
         }
+    }
+}
+
+/// Why a connection stops waiting for its client.
+enum Cancel {
+    /// CLIENT KILL (or eviction): close now.
+    Killed,
+    /// Server shutdown, between commands.
+    Stopping,
+}
+
+/// A connection's kill and shutdown tokens, watched at the cost of one atomic load per wait.
+///
+/// Awaited directly, each token's future takes the token's lock to test it and polls its waiter on every
+/// wait, once per command (built anew per wait, they also joined and left the token's waiter list): ~3%
+/// of a command's CPU. Here both futures live as long as the connection and are polled with a waker of
+/// their own, which raises a flag and wakes the task: a wait only polls them again once that flag is up.
+struct Cancels {
+    killed: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    stopping: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    relay: Arc<Relay>,
+    waker: std::task::Waker,
+    /// Whether the futures were polled (their waiters hold `waker`).
+    armed: bool,
+    /// Shutdown began while a command was half read.
+    stop_seen: bool,
+}
+
+/// Forwards a token's wake-up to the connection's task, leaving a flag.
+struct Relay {
+    fired: std::sync::atomic::AtomicBool,
+    task: parking_lot::Mutex<Option<std::task::Waker>>,
+    /// The task waker's data pointer, to see without the lock whether it changed.
+    task_data: std::sync::atomic::AtomicUsize,
+}
+
+impl std::task::Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        if let Some(w) = self.task.lock().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+impl Cancels {
+    fn new(kill: &CancellationToken, shutdown: &CancellationToken) -> Cancels {
+        let relay = Arc::new(Relay {
+            fired: std::sync::atomic::AtomicBool::new(false),
+            task: parking_lot::Mutex::new(None),
+            task_data: std::sync::atomic::AtomicUsize::new(0),
+        });
+        Cancels {
+            killed: Box::pin(kill.clone().cancelled_owned()),
+            stopping: Box::pin(shutdown.clone().cancelled_owned()),
+            waker: std::task::Waker::from(relay.clone()),
+            relay,
+            armed: false,
+            stop_seen: false,
+        }
+    }
+
+    /// Ready when the client was killed, or when the server stops and `between_commands`.
+    fn poll(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        between_commands: bool,
+    ) -> std::task::Poll<Cancel> {
+        use std::task::Poll;
+        let data = cx.waker().data() as usize;
+        if self.relay.task_data.load(Ordering::Relaxed) != data {
+            *self.relay.task.lock() = Some(cx.waker().clone());
+            self.relay.task_data.store(data, Ordering::Relaxed);
+        }
+        if self.stop_seen && between_commands {
+            return Poll::Ready(Cancel::Stopping);
+        }
+        if self.armed && !self.relay.fired.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        // Cleared before polling, so a wake-up that lands meanwhile is not lost.
+        self.relay.fired.store(false, Ordering::Release);
+        self.armed = true;
+        let mut inner = std::task::Context::from_waker(&self.waker);
+        if self.killed.as_mut().poll(&mut inner).is_ready() {
+            return Poll::Ready(Cancel::Killed);
+        }
+        if self.stopping.as_mut().poll(&mut inner).is_ready() {
+            if between_commands {
+                return Poll::Ready(Cancel::Stopping);
+            }
+            self.stop_seen = true;
+        }
+        Poll::Pending
     }
 }
 

@@ -425,3 +425,75 @@ fn idle_connections_release_their_buffers() {
     assert_eq!(back.len(), big.len());
     assert_ne!(field(&idler(&mut watcher), "qbuf-free"), "0");
 }
+
+/// At shutdown an idle connection closes at once, while one that has sent half a command may finish it
+/// and gets its reply first; CLIENT KILL closes an idle connection at once.
+#[test]
+fn shutdown_closes_idle_connections_and_lets_a_half_sent_command_finish() {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let server = Server::start(KvConfig::default());
+    let connect = || {
+        let s = TcpStream::connect(server.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let mut admin = server.client();
+    // Killed while idle: the connection ends without a reply.
+    let mut victim = connect();
+    victim.write_all(b"CLIENT SETNAME victim\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let n = victim.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"+OK\r\n");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("SKIPME")
+        .arg("yes")
+        .arg("ID")
+        .arg(
+            redis::cmd("CLIENT")
+                .arg("LIST")
+                .query::<String>(&mut admin)
+                .unwrap()
+                .lines()
+                .find(|l| l.contains("name=victim"))
+                .and_then(|l| l.split(' ').next())
+                .and_then(|id| id.strip_prefix("id="))
+                .unwrap(),
+        )
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(killed, 1);
+    assert_eq!(
+        victim.read(&mut buf).unwrap(),
+        0,
+        "killed connection still open"
+    );
+    // Shutdown: the idle connection closes, the half-sent command completes first.
+    let mut idle = connect();
+    let mut half = connect();
+    half.write_all(b"*1\r\n$4\r\nPI").unwrap();
+    idle.write_all(b"PING\r\n").unwrap();
+    let n = idle.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"+PONG\r\n");
+    // The server holds the half command before shutdown starts.
+    wait_until("the half command to be read", || {
+        redis::cmd("CLIENT")
+            .arg("LIST")
+            .query::<String>(&mut admin)
+            .unwrap()
+            .lines()
+            .any(|l| !l.contains("cmd=client") && !l.contains(" qbuf=0 "))
+    });
+    server.begin_shutdown();
+    assert_eq!(
+        idle.read(&mut buf).unwrap(),
+        0,
+        "idle connection still open"
+    );
+    half.write_all(b"NG\r\n").unwrap();
+    let mut out = Vec::new();
+    half.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"+PONG\r\n");
+}

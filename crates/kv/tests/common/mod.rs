@@ -105,6 +105,12 @@ impl Server {
             .unwrap()
     }
 
+    /// Starts the server's shutdown without waiting for it (dropping the server waits).
+    #[allow(dead_code)]
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
         let mut s = TcpStream::connect(self.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
