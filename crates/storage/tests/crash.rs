@@ -1,7 +1,8 @@
 //! Crash test: a child process (this test binary re-executed) writes atomic batches with `fsync = always`
 //! from several threads and prints each acknowledgement; the parent `kill -9`s it after a random number of
 //! acknowledgements, several times, and checks after each crash that every acknowledged batch is present
-//! and that no batch is half-visible.
+//! and that no batch is half-visible. Each batch also patches a per-thread counter value (a WAL patch whose
+//! base may be in the memtable, an older memtable or an SST), which must match the thread's last batch.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use rand::Rng;
-use strata_storage::{Db, FsyncPolicy, Options, WriteBatch};
+use strata_storage::{Db, FsyncPolicy, Options, PatchBuilder, WriteBatch};
 
 const CHILD_ENV: &str = "STRATA_CRASH_CHILD_DIR";
 const THREADS: u32 = 4;
@@ -27,6 +28,11 @@ fn opts() -> Options {
 
 fn key(thread: u32, n: u64) -> Vec<u8> {
     format!("{thread}:{n:08}").into_bytes()
+}
+
+/// The key in tree `b` whose first 8 bytes a thread's every batch patches with its batch number.
+fn counter_key(thread: u32) -> String {
+    format!("p:{thread}")
 }
 
 /// The child: runs only when re-executed by the parent with CHILD_ENV set.
@@ -63,6 +69,10 @@ fn crash_child_writer() {
                     batch.put(a, &k, b"in a");
                     batch.put(b, &k, b"in b");
                     batch.log_append(log, &k);
+                    let mut p = PatchBuilder::new();
+                    p.write(0, &n.to_le_bytes());
+                    p.write(8 + (n % 32) as usize, &[(n % 251) as u8]);
+                    batch.patch(b, counter_key(t).as_bytes(), &p);
                     db.write(&batch).unwrap();
                     let mut o = out.lock().unwrap();
                     writeln!(o, "ACK {t} {n}").unwrap();
@@ -133,8 +143,40 @@ fn acknowledged_writes_survive_kill_9() {
             );
         }
         let in_a: BTreeSet<Vec<u8>> = a.iter().map(|r| r.unwrap().0.to_vec()).collect();
-        let in_b: BTreeSet<Vec<u8>> = b.iter().map(|r| r.unwrap().0.to_vec()).collect();
+        let in_b: BTreeSet<Vec<u8>> = b
+            .iter()
+            .map(|r| r.unwrap().0.to_vec())
+            .filter(|k| !k.starts_with(b"p:"))
+            .collect();
         assert_eq!(in_a, in_b, "round {round}: a batch is half visible");
+        // Each thread's patched counter holds the number of its last batch present.
+        for t in 0..THREADS {
+            let last = in_a
+                .iter()
+                .filter_map(|k| {
+                    std::str::from_utf8(k)
+                        .ok()?
+                        .strip_prefix(&format!("{t}:"))?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .max();
+            let counter = b.get(counter_key(t).as_bytes()).unwrap();
+            match (last, counter) {
+                (None, None) => {}
+                (Some(n), Some(v)) => {
+                    let len = 8 + n.min(31) as usize + 1;
+                    assert_eq!(v.len(), len, "round {round}: thread {t} counter length");
+                    assert_eq!(
+                        &v[..8],
+                        &n.to_le_bytes(),
+                        "round {round}: thread {t} counter"
+                    );
+                    assert_eq!(v[8 + (n % 32) as usize], (n % 251) as u8);
+                }
+                (l, c) => panic!("round {round}: thread {t}: last batch {l:?}, counter {c:?}"),
+            }
+        }
         let logged: BTreeSet<Vec<u8>> = log
             .read(0, usize::MAX, usize::MAX)
             .unwrap()
