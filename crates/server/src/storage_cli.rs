@@ -28,7 +28,14 @@ pub fn run(cmd: StorageCommand) -> ExitCode {
                         "  WAL:      {} segments, {} frames",
                         r.wal_segments, r.wal_frames
                     );
-                    if r.wal_torn_tail_bytes > 0 {
+                    if r.wal_segments_after_tear > 0 {
+                        println!(
+                            "            a sealed segment with a torn tail of {} bytes and {} later segments: under \
+                             fsync everysec/no recovery ends the log there (a machine crash before the \
+                             sealed segment's fsync); under fsync always it refuses to open",
+                            r.wal_torn_tail_bytes, r.wal_segments_after_tear
+                        );
+                    } else if r.wal_torn_tail_bytes > 0 {
                         println!(
                             "            torn tail of {} bytes (an unfinished last write; recovery truncates it)",
                             r.wal_torn_tail_bytes

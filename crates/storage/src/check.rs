@@ -3,7 +3,8 @@
 //! [`check`] reads every WAL segment, the manifest, every log segment and every SST and verifies every
 //! checksum without modifying anything; the first damage found is returned as
 //! [`StorageError::Corruption`] naming the file and offset. A torn tail in the newest WAL segment or the
-//! newest segment of a log is reported (recovery would truncate it), not treated as corruption.
+//! newest segment of a log is reported (recovery would truncate it), not treated as corruption; so is a
+//! torn sealed WAL segment, with the segments after it ([`CheckReport::wal_segments_after_tear`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +23,10 @@ pub struct CheckReport {
     pub wal_frames: u64,
     /// Bytes of a torn WAL tail that recovery would truncate.
     pub wal_torn_tail_bytes: u64,
+    /// WAL segments after a torn frame in an earlier one. Under `fsync everysec|no` a sealed segment is
+    /// fsynced after the next one starts, so a machine crash can leave this, and recovery drops them (the
+    /// newest writes); under `fsync always` it is damage, and recovery refuses to open.
+    pub wal_segments_after_tear: u64,
     /// Valid manifest records.
     pub manifest_records: u64,
     /// SST files verified.
@@ -113,14 +118,11 @@ pub fn check_with(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<CheckReport> {
         r.wal_segments += 1;
         r.wal_frames += out.frames;
         if out.torn_bytes > 0 {
-            if i + 1 != wal_ids.len() {
-                return Err(StorageError::corruption(
-                    &path,
-                    out.valid_len,
-                    "damaged WAL frame in a segment that is not the newest",
-                ));
-            }
             r.wal_torn_tail_bytes += out.torn_bytes;
+            if i + 1 != wal_ids.len() {
+                r.wal_segments_after_tear = (wal_ids.len() - i - 1) as u64;
+                break;
+            }
         }
     }
     for id in m.state.logs.keys() {

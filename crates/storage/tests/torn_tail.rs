@@ -116,3 +116,69 @@ fn damaged_manifest_refuses_to_open_and_names_it() {
         other => panic!("expected corruption, got {other:?}"),
     }
 }
+
+/// Under `everysec` a sealed segment is fsynced after the next one starts, so a machine crash can tear it
+/// while a later segment holds newer frames: recovery ends the log at the tear and drops the later
+/// segments. Under `always` the same state is damage and the database refuses to open.
+#[test]
+fn torn_sealed_segment_ends_the_log_under_everysec() {
+    let everysec = || Options {
+        fsync: FsyncPolicy::EverySec,
+        ..Options::default()
+    };
+    let wals = |dir: &Path| {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("wal-"))
+            .collect();
+        v.sort();
+        v
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Two sessions without a flush: the first one's segment is replayed, not retired, so it stays live
+    // and sealed while the second session writes the next segment.
+    for range in [0u32..5, 5..10] {
+        let db = Db::open(dir.path(), everysec()).unwrap();
+        let t = db.tree("t").unwrap();
+        for i in range {
+            t.put(&i.to_be_bytes(), b"v").unwrap();
+        }
+    }
+    let live: Vec<PathBuf> = wals(dir.path())
+        .into_iter()
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 8)
+        .collect();
+    assert_eq!(live.len(), 2, "{live:?}");
+    // Tear the sealed segment inside its last frame.
+    let sealed = &live[0];
+    let len = std::fs::metadata(sealed).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(sealed)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let report = strata_storage::check::check(dir.path()).unwrap();
+    assert!(report.wal_segments_after_tear >= 1, "{report:?}");
+    // Under `always` this is damage.
+    let err = Db::open(dir.path(), opts()).unwrap_err();
+    assert!(
+        err.to_string().contains("not the newest"),
+        "unexpected error: {err}"
+    );
+    // Under `everysec` the log ends at the tear: the first session's writes but its last, none of the
+    // second's, and the later segment is gone.
+    let db = Db::open(dir.path(), everysec()).unwrap();
+    let t = db.tree("t").unwrap();
+    let keys: Vec<u32> = t
+        .iter()
+        .map(|r| u32::from_be_bytes(r.unwrap().0[..4].try_into().unwrap()))
+        .collect();
+    assert_eq!(keys, vec![0, 1, 2, 3]);
+    assert!(!live[1].exists());
+    t.put(&99u32.to_be_bytes(), b"after").unwrap();
+    drop((t, db));
+    let db = Db::open(dir.path(), everysec()).unwrap();
+    assert_eq!(count_keys(&db), 5);
+}
