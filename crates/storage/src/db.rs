@@ -186,6 +186,8 @@ pub(crate) struct DbInner {
     /// Sealed WAL segments not yet fsynced (under `everysec`; see [`DbInner::rotate`]): the syncer, an
     /// explicit [`Db::sync_wal`] and a clean close fsync them before the current segment.
     sealed_unsynced: parking_lot::Mutex<Vec<Arc<dyn crate::fs::WritableFile>>>,
+    /// An empty memtable the flush thread prepared for the next switch (see `flush_loop`).
+    pub(crate) spare_memtable: parking_lot::Mutex<Option<MemTable>>,
     /// Mirror of the WAL writer's `written_seqno`, so [`Db::sync_to`] returns without the WAL lock when its
     /// bytes were already written.
     wal_written_seqno: AtomicU64,
@@ -484,6 +486,7 @@ impl Db {
             async_cv: Condvar::new(),
             wal: Mutex::new(wal),
             sealed_unsynced: parking_lot::Mutex::new(Vec::new()),
+            spare_memtable: parking_lot::Mutex::new(None),
             wal_written_seqno: AtomicU64::new(next_seqno - 1),
             visible_seqno: AtomicU64::new(next_seqno - 1),
             mems: RwLock::new(Arc::new(MemSet {
@@ -1325,10 +1328,17 @@ impl DbInner {
             }
         }
         drop(w);
-        // Built before the memtable set is locked: sizing its index for as many keys as the last one had
-        // writes tens of MB, and readers must not wait for that (only this thread changes the active one).
+        // Usually prepared by the flush thread after the last flush; else built here, before the memtable
+        // set is locked: sizing its index for as many keys as the last one had writes tens of MB, and
+        // neither readers nor (when prepared) writers should wait for that.
         let keys = self.mems.read().active.distinct_keys();
-        let fresh = Arc::new(MemTable::with_key_capacity(id, keys));
+        let fresh = Arc::new(match self.spare_memtable.lock().take() {
+            Some(mut spare) => {
+                spare.wal_id = id;
+                spare
+            }
+            None => MemTable::with_key_capacity(id, keys),
+        });
         {
             let mut m = self.mems.write();
             let mut imms = Vec::with_capacity(m.imms.len() + 1);
