@@ -695,14 +695,8 @@ impl Db {
                 }
                 crate::batch::BatchOp::Delete { key, .. } => self.inner.check_sizes(key, &[])?,
                 crate::batch::BatchOp::Patch { key, patch, .. } => {
-                    self.inner.check_sizes(key, &[])?;
-                    if patch.end() > self.inner.opts.max_value_bytes {
-                        return Err(StorageError::TooLarge {
-                            what: "value",
-                            size_bytes: patch.end() as u64,
-                            limit_bytes: self.inner.opts.max_value_bytes as u64,
-                        });
-                    }
+                    self.inner.check_key_len(key.len())?;
+                    self.inner.check_value_len("value", patch.end())?;
                 }
                 crate::batch::BatchOp::RangeDelete { start, end, .. } => {
                     self.inner.check_sizes(start, &[])?;
@@ -1046,13 +1040,7 @@ impl DbInner {
         offsets: Option<&mut Vec<u64>>,
     ) -> Result<(u64, u64)> {
         let size = batch.rep.len();
-        if size > self.opts.max_batch_bytes {
-            return Err(StorageError::TooLarge {
-                what: "write batch",
-                size_bytes: size as u64,
-                limit_bytes: self.opts.max_batch_bytes as u64,
-            });
-        }
+        within("write batch", size, self.opts.max_batch_bytes)?;
         loop {
             self.check_poison()?;
             if q.shutdown {
@@ -1481,21 +1469,18 @@ impl DbInner {
 
     /// Checks key and value sizes against the limits.
     pub(crate) fn check_sizes(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        if key.len() > self.opts.max_key_bytes {
-            return Err(StorageError::TooLarge {
-                what: "key",
-                size_bytes: key.len() as u64,
-                limit_bytes: self.opts.max_key_bytes as u64,
-            });
-        }
-        if value.len() > self.opts.max_value_bytes {
-            return Err(StorageError::TooLarge {
-                what: "value",
-                size_bytes: value.len() as u64,
-                limit_bytes: self.opts.max_value_bytes as u64,
-            });
-        }
-        Ok(())
+        self.check_key_len(key.len())?;
+        self.check_value_len("value", value.len())
+    }
+
+    /// Refuses a key longer than `max_key_bytes`.
+    pub(crate) fn check_key_len(&self, len: usize) -> Result<()> {
+        within("key", len, self.opts.max_key_bytes)
+    }
+
+    /// Refuses a value (`what`: "value", "log entry") longer than `max_value_bytes`.
+    pub(crate) fn check_value_len(&self, what: &'static str, len: usize) -> Result<()> {
+        within(what, len, self.opts.max_value_bytes)
     }
 
     /// Registers a snapshot at the current seqno.
@@ -1595,6 +1580,18 @@ fn point_get<'m, V: std::ops::Deref<Target = crate::version::Version>>(
         Some((seq, KIND_PUT, v)) if seq > max_rt => Some(v),
         _ => None,
     })
+}
+
+/// `TooLarge` unless `len <= limit`.
+fn within(what: &'static str, len: usize, limit: usize) -> Result<()> {
+    if len > limit {
+        return Err(StorageError::TooLarge {
+            what,
+            size_bytes: len as u64,
+            limit_bytes: limit as u64,
+        });
+    }
+    Ok(())
 }
 
 /// Lock stripe index of `key` in `tree` (FNV-1a: cheap and good enough to spread keys).

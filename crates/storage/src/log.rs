@@ -583,15 +583,7 @@ impl Log {
     }
 
     fn check(&self, payload: &[u8]) -> Result<()> {
-        let max = self.db.inner.opts.max_value_bytes;
-        if payload.len() > max {
-            return Err(StorageError::TooLarge {
-                what: "log entry",
-                size_bytes: payload.len() as u64,
-                limit_bytes: max as u64,
-            });
-        }
-        Ok(())
+        self.db.inner.check_value_len("log entry", payload.len())
     }
 
     /// Appends one entry; returns its offset.

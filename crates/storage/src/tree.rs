@@ -53,27 +53,11 @@ impl Tree {
     }
 
     fn check_key(&self, key: &[u8]) -> Result<()> {
-        let max = self.db.inner.opts.max_key_bytes;
-        if key.len() > max {
-            return Err(StorageError::TooLarge {
-                what: "key",
-                size_bytes: key.len() as u64,
-                limit_bytes: max as u64,
-            });
-        }
-        Ok(())
+        self.db.inner.check_key_len(key.len())
     }
 
     fn check_value(&self, value: &[u8]) -> Result<()> {
-        let max = self.db.inner.opts.max_value_bytes;
-        if value.len() > max {
-            return Err(StorageError::TooLarge {
-                what: "value",
-                size_bytes: value.len() as u64,
-                limit_bytes: max as u64,
-            });
-        }
-        Ok(())
+        self.db.inner.check_value_len("value", value.len())
     }
 
     fn write_one(&self, f: impl FnOnce(&mut WriteBatch)) -> Result<u64> {
@@ -180,14 +164,7 @@ impl Tree {
 
     fn patch_mode(&self, key: &[u8], patch: &crate::PatchBuilder, deferred: bool) -> Result<u64> {
         self.check_key(key)?;
-        let max = self.db.inner.opts.max_value_bytes;
-        if patch.end() > max {
-            return Err(StorageError::TooLarge {
-                what: "value",
-                size_bytes: patch.end() as u64,
-                limit_bytes: max as u64,
-            });
-        }
+        self.db.inner.check_value_len("value", patch.end())?;
         self.write_one_mode(|b| b.patch_raw(self.id, key, patch.as_bytes()), deferred)
     }
 
