@@ -164,6 +164,11 @@ impl<'a> Patch<'a> {
     pub fn apply(&self, base: &[u8], out: &mut [u8]) {
         out[..base.len()].copy_from_slice(base);
         out[base.len()..].fill(0);
+        self.write_pieces(out);
+    }
+
+    /// Writes the pieces over `out`, which holds the base already (`patched_len` bytes).
+    pub fn write_pieces(&self, out: &mut [u8]) {
         for (offset, bytes) in self.pieces() {
             out[offset..offset + bytes.len()].copy_from_slice(bytes);
         }

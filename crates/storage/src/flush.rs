@@ -14,11 +14,14 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::BytesMut;
+
 use crate::compaction::gc::CompactionIterator;
 use crate::db::{DbInner, MemSet};
 use crate::error::{IoContext, Result, StorageError};
 use crate::fs::{FileSystem, WritableFile};
 use crate::manifest::{Edit, FileMeta};
+use crate::memtable::VALUE_CHUNK_BYTES;
 use crate::memtable::{MemIter, MemTable};
 use crate::options::BlockCompression;
 use crate::sst::{Compression, RangeTombstone, SstMeta, SstOptions, SstWriter};
@@ -272,8 +275,10 @@ pub(crate) fn l0_files(db: &DbInner) -> usize {
 
 fn flush_loop(db: Arc<DbInner>) {
     let mut releasing: Vec<Arc<MemTable>> = Vec::new();
+    // Value chunks of released memtables, for the next spare memtable.
+    let mut chunks: Vec<BytesMut> = Vec::new();
     loop {
-        release_unshared(&mut releasing);
+        release_unshared(&mut releasing, &mut chunks);
         {
             let mut bg = db.bg.lock();
             while !bg.shutdown && !bg.flush_requested && db.mems.read().imms.is_empty() {
@@ -297,13 +302,18 @@ fn flush_loop(db: Arc<DbInner>) {
                     drop(bg);
                     let keys = flushed.distinct_keys();
                     releasing.push(flushed);
-                    release_unshared(&mut releasing);
+                    release_unshared(&mut releasing, &mut chunks);
                     // The next memtable, built here rather than by the commit leader at the switch
                     // (sizing its index for as many keys as this one had took 2-13 ms of every writer).
                     // Built outside the lock: the commit leader takes the spare under it at a switch.
                     if db.spare_memtable.lock().is_none() {
                         let fresh = MemTable::with_key_capacity(0, keys);
                         db.spare_memtable.lock().get_or_insert(fresh);
+                    }
+                    // At most one memtable's worth waits in the spare; the rest go back to the allocator.
+                    chunks.truncate(db.opts.memtable_size_bytes / VALUE_CHUNK_BYTES + 1);
+                    if let Some(spare) = db.spare_memtable.lock().as_ref() {
+                        spare.give_chunks(std::mem::take(&mut chunks));
                     }
                 }
                 Ok(None) => break,
@@ -322,17 +332,18 @@ fn flush_loop(db: Arc<DbInner>) {
 /// Drops the flushed memtables no reader holds any more, here on the flush thread: had a reader (a point
 /// read, an iterator) the last reference, freeing a memtable of a million keys — milliseconds — would fall
 /// on a thread serving requests. One still held waits for a later flush; past two waiting, the oldest is
-/// left to its readers (a long scan must not keep memtables alive).
-fn release_unshared(releasing: &mut Vec<Arc<MemTable>>) {
-    let mut i = 0;
-    while i < releasing.len() {
-        // Nothing else can take a new reference to it: only this list holds it besides its readers.
-        if Arc::strong_count(&releasing[i]) == 1 {
-            drop(releasing.swap_remove(i));
-        } else {
-            i += 1;
+/// left to its readers (a long scan must not keep memtables alive). The value chunks of the ones released
+/// here go to `chunks`.
+fn release_unshared(releasing: &mut Vec<Arc<MemTable>>, chunks: &mut Vec<BytesMut>) {
+    // Nothing else can take a new reference to one: only this list holds it besides its readers.
+    let mut held = Vec::with_capacity(releasing.len());
+    for mem in releasing.drain(..) {
+        match Arc::try_unwrap(mem) {
+            Ok(mem) => chunks.extend(mem.into_chunks()),
+            Err(mem) => held.push(mem),
         }
     }
+    *releasing = held;
     while releasing.len() > 2 {
         drop(releasing.remove(0));
     }
