@@ -30,14 +30,19 @@ pub mod stream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::{Mutex, MutexGuard};
 use strata_storage::{Db, StorageError, Tree, WriteBatch};
 
 /// Prefix of metadata records.
 const META_PREFIX: u8 = b'm';
-/// Bytes before a record's payload.
+/// Bytes before a record's payload: type, deadline.
 const HEADER_BYTES: usize = 9;
+/// Bytes before the payload of a record that carries its index deadline too (type, deadline, index
+/// deadline); the type byte has [`INDEXED_FLAG`] set.
+const INDEXED_HEADER_BYTES: usize = 17;
+/// Set in a record's type byte when an index deadline follows the deadline (see [`Entry::indexed_at_ms`]).
+const INDEXED_FLAG: u8 = 0x80;
 /// Lock stripes for read-modify-write commands.
 const LOCK_STRIPES: usize = 1024;
 /// Prefix of expiry index entries: `b'x' ++ expire_at_ms u64 BE ++ key`, empty value.
@@ -109,6 +114,11 @@ pub struct Entry {
     pub kind: Kind,
     /// Unix time in milliseconds at which the key expires; 0 for never.
     pub expire_at_ms: u64,
+    /// The deadline the expiry index lists the key under when that is earlier than `expire_at_ms`, else 0.
+    /// A later deadline leaves the index entry where it was (see [`reindex`]); the record remembers where,
+    /// so the entry can be found again. Entries built by commands leave it 0; writes that change the
+    /// deadline work it out from the stored record.
+    pub indexed_at_ms: u64,
     /// The string value (or a collection's header).
     pub payload: Bytes,
 }
@@ -119,16 +129,44 @@ impl Entry {
         Entry {
             kind: Kind::String,
             expire_at_ms: 0,
+            indexed_at_ms: 0,
             payload: value,
+        }
+    }
+
+    /// The deadline the expiry index lists this key under (0: not listed).
+    pub fn index_at(&self) -> u64 {
+        if self.indexed_at_ms != 0 && self.expire_at_ms != 0 {
+            self.indexed_at_ms
+        } else {
+            self.expire_at_ms
+        }
+    }
+
+    /// The record's header: type (with [`INDEXED_FLAG`] if the index deadline differs), deadline, and
+    /// the index deadline `index_at` if it differs.
+    fn put_header(&self, index_at: u64, out: &mut impl BufMut) {
+        if index_at == self.expire_at_ms || self.expire_at_ms == 0 {
+            out.put_u8(self.kind as u8);
+            out.put_u64(self.expire_at_ms);
+        } else {
+            out.put_u8(self.kind as u8 | INDEXED_FLAG);
+            out.put_u64(self.expire_at_ms);
+            out.put_u64(index_at);
         }
     }
 
     /// Encodes the record into `out` (cleared first).
     fn encode_into(&self, out: &mut Vec<u8>) {
+        self.encode_listed_into(self.index_at(), out);
+    }
+
+    /// Encodes the record, listed in the expiry index under `index_at` (what [`reindex`] returned for
+    /// it), into `out` (cleared first).
+    fn encode_listed_into(&self, index_at: u64, out: &mut Vec<u8>) {
         out.clear();
-        out.reserve(HEADER_BYTES + self.payload.len());
-        out.push(self.kind as u8);
-        out.extend_from_slice(&self.expire_at_ms.to_be_bytes());
+        out.reserve(INDEXED_HEADER_BYTES + self.payload.len());
+        self.put_header(index_at, out);
         out.extend_from_slice(&self.payload);
     }
 
@@ -136,36 +174,53 @@ impl Entry {
     /// `Entry { payload: header.to_payload(), ..self }.encode()` gives), without allocating the payload.
     fn encode_with_header_into(&self, header: CollectionHeader, out: &mut Vec<u8>) {
         out.clear();
-        out.reserve(HEADER_BYTES + 16);
-        out.push(self.kind as u8);
-        out.extend_from_slice(&self.expire_at_ms.to_be_bytes());
+        out.reserve(INDEXED_HEADER_BYTES + 16);
+        self.put_header(self.index_at(), out);
         out.extend_from_slice(&header.version.to_be_bytes());
         out.extend_from_slice(&header.size.to_be_bytes());
     }
 
-    fn encode(&self) -> BytesMut {
-        let mut out = BytesMut::with_capacity(HEADER_BYTES + self.payload.len());
-        out.put_u8(self.kind as u8);
-        out.put_u64(self.expire_at_ms);
+    /// The encoded record, listed in the expiry index under `index_at`.
+    fn encode_listed(&self, index_at: u64) -> BytesMut {
+        let mut out = BytesMut::with_capacity(INDEXED_HEADER_BYTES + self.payload.len());
+        self.put_header(index_at, &mut out);
         out.put_slice(&self.payload);
         out
     }
 
     fn decode(raw: Bytes) -> Result<Entry, KvError> {
-        let kind = raw
+        let first = raw
             .first()
-            .and_then(|&b| Kind::from_byte(b))
+            .copied()
             .ok_or(KvError::Corrupt("unknown value type"))?;
-        let expire = raw
-            .get(1..HEADER_BYTES)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_be_bytes)
-            .ok_or(KvError::Corrupt("short metadata record"))?;
+        let kind =
+            Kind::from_byte(first & !INDEXED_FLAG).ok_or(KvError::Corrupt("unknown value type"))?;
+        let word = |at: usize| {
+            raw.get(at..at + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(KvError::Corrupt("short metadata record"))
+        };
+        let expire = word(1)?;
+        let (indexed, header) = if first & INDEXED_FLAG != 0 {
+            (word(HEADER_BYTES)?, INDEXED_HEADER_BYTES)
+        } else {
+            (0, HEADER_BYTES)
+        };
         Ok(Entry {
             kind,
             expire_at_ms: expire,
-            payload: raw.slice(HEADER_BYTES..),
+            indexed_at_ms: indexed,
+            payload: raw.slice(header..),
         })
+    }
+
+    /// Bytes before the payload of the encoded record `raw`.
+    fn header_len(raw: &[u8]) -> usize {
+        match raw.first() {
+            Some(b) if b & INDEXED_FLAG != 0 => INDEXED_HEADER_BYTES,
+            _ => HEADER_BYTES,
+        }
     }
 }
 
@@ -587,10 +642,16 @@ fn expire_key(at: u64, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Adds to `batch` the expiry index changes of `key` going from deadline `old` to `new` (0 = none).
-fn reindex(batch: &mut WriteBatch, tree: &Tree, key: &[u8], old: u64, new: u64) {
-    if old == new {
-        return;
+/// Adds to `batch` the expiry index changes of `key`, listed under `old` (0: not listed), getting deadline
+/// `new` (0: none); returns where the index lists it after (store it with [`Entry::listed_at`]).
+///
+/// The index need only list a key no later than its deadline: the active cycle reads the record of each
+/// entry it finds due and moves an early entry to the record's deadline (`expire_pass`). So a deadline
+/// pushed later — EXPIRE refreshing a session, a lock or a rate limiter's key — keeps the entry where it is
+/// and writes the record alone, instead of a delete and a put of index keys on every refresh.
+fn reindex(batch: &mut WriteBatch, tree: &Tree, key: &[u8], old: u64, new: u64) -> u64 {
+    if new != 0 && old != 0 && old <= new {
+        return old;
     }
     if old != 0 {
         batch.delete(tree, &expire_key(old, key));
@@ -598,6 +659,7 @@ fn reindex(batch: &mut WriteBatch, tree: &Tree, key: &[u8], old: u64, new: u64) 
     if new != 0 {
         batch.put(tree, &expire_key(new, key), b"");
     }
+    new
 }
 
 /// The prefix of one element family of one incarnation of a collection.
@@ -892,7 +954,7 @@ impl Keyspace {
     pub fn put(&self, db: usize, key: &[u8], entry: &Entry) -> Result<(), KvError> {
         self.changed(db, key);
         let tree = self.tree(db);
-        let (old_at, old_prefix) = if self.note_write(db, key, entry) {
+        let (old_index, old_prefix) = if self.note_write(db, key, entry) {
             (0, None)
         } else {
             self.old_record(db, key)?
@@ -905,21 +967,21 @@ impl Keyspace {
         };
         let old_prefix = old_prefix.filter(|p| !same_collection(p));
         with_scratch(|scratch| {
-            meta_key_into(key, &mut scratch.key);
-            entry.encode_into(&mut scratch.value);
-            if old_prefix.is_none() && old_at == entry.expire_at_ms {
-                tree.put_deferred(&scratch.key, &scratch.value)?;
-                return Ok(());
-            }
             let batch = &mut scratch.batch;
             if let Some(prefix) = old_prefix {
                 batch.delete_range(tree, &prefix, &prefix_end(&prefix));
             }
-            reindex(batch, tree, key, old_at, entry.expire_at_ms);
+            let index_at = reindex(batch, tree, key, old_index, entry.expire_at_ms);
+            meta_key_into(key, &mut scratch.key);
+            entry.encode_listed_into(index_at, &mut scratch.value);
+            if batch.is_empty() {
+                tree.put_deferred(&scratch.key, &scratch.value)?;
+                return Ok(());
+            }
             batch.put(tree, &scratch.key, &scratch.value);
             self.db.write_deferred(batch)?;
-            if old_at != entry.expire_at_ms {
-                self.indexed(db, entry.expire_at_ms);
+            if index_at != old_index {
+                self.indexed(db, index_at);
             }
             Ok(())
         })
@@ -938,9 +1000,13 @@ impl Keyspace {
         pieces: impl IntoIterator<Item = (usize, &'p [u8])>,
     ) -> Result<(), KvError> {
         self.changed(db, key);
+        // The caller's read is remembered, so this costs no lookup.
+        let header = self
+            .read_record(db, key)?
+            .map_or(HEADER_BYTES, |raw| Entry::header_len(&raw));
         let mut patch = strata_storage::PatchBuilder::new();
         for (offset, bytes) in pieces {
-            patch.write(HEADER_BYTES + offset, bytes);
+            patch.write(header + offset, bytes);
         }
         if patch.is_empty() {
             return Ok(());
@@ -952,8 +1018,8 @@ impl Keyspace {
         })
     }
 
-    /// The deadline (0 if none or missing) and the element prefix (if a collection) of the record, live or
-    /// expired, stored at `key`.
+    /// The index deadline (0 if none or missing; see [`Entry::index_at`]) and the element prefix (if a
+    /// collection) of the record, live or expired, stored at `key`.
     fn old_record(&self, db: usize, key: &[u8]) -> Result<(u64, Option<Vec<u8>>), KvError> {
         let raw = self.read_record(db, key)?;
         self.decode_old(key, raw)
@@ -1024,10 +1090,10 @@ impl Keyspace {
         };
         let entry = Entry::decode(raw)?;
         if entry.kind == Kind::String {
-            return Ok((entry.expire_at_ms, None));
+            return Ok((entry.index_at(), None));
         }
         let h = CollectionHeader::from_payload(&entry.payload)?;
-        Ok((entry.expire_at_ms, Some(sub_prefix(key, h.version))))
+        Ok((entry.index_at(), Some(sub_prefix(key, h.version))))
     }
 
     /// Stores several string entries atomically.
@@ -1059,7 +1125,7 @@ impl Keyspace {
             let mut earliest = 0;
             for (key, entry) in entries {
                 meta_key_into(key, mkey);
-                let (old_at, old_prefix) = if unknown.as_slice().first() == Some(mkey) {
+                let (old_index, old_prefix) = if unknown.as_slice().first() == Some(mkey) {
                     unknown.next();
                     self.decode_old(key, olds.next().flatten())?
                 } else {
@@ -1068,14 +1134,14 @@ impl Keyspace {
                 if let Some(prefix) = old_prefix {
                     batch.delete_range(tree, &prefix, &prefix_end(&prefix));
                 }
-                reindex(batch, tree, key, old_at, entry.expire_at_ms);
-                if old_at != entry.expire_at_ms && entry.expire_at_ms != 0 {
+                let index_at = reindex(batch, tree, key, old_index, entry.expire_at_ms);
+                if index_at != old_index && index_at != 0 {
                     earliest = match earliest {
-                        0 => entry.expire_at_ms,
-                        e => e.min(entry.expire_at_ms),
+                        0 => index_at,
+                        e => e.min(index_at),
                     };
                 }
-                entry.encode_into(value);
+                entry.encode_listed_into(index_at, value);
                 batch.put(tree, mkey, value);
             }
             self.db.write_deferred(batch)?;
@@ -1111,15 +1177,20 @@ impl Keyspace {
         // Whatever `to` held goes first.
         if let Some(raw) = dst_tree.get(&meta_key(to))? {
             let old = Entry::decode(raw)?;
-            reindex(&mut batch, dst_tree, to, old.expire_at_ms, 0);
+            reindex(&mut batch, dst_tree, to, old.index_at(), 0);
             if old.kind != Kind::String {
                 let h = CollectionHeader::from_payload(&old.payload)?;
                 drop_elements(&mut batch, dst_tree, to, h.version);
             }
         }
         if remove_source {
+            // Where the index lists the source is the stored record's business, not `entry`'s.
+            let stored = match src_tree.get(&meta_key(from))? {
+                Some(raw) => Entry::decode(raw)?.index_at(),
+                None => 0,
+            };
             batch.delete(src_tree, &meta_key(from));
-            reindex(&mut batch, src_tree, from, entry.expire_at_ms, 0);
+            reindex(&mut batch, src_tree, from, stored, 0);
         }
         let moved = if entry.kind == Kind::String {
             entry.clone()
@@ -1147,14 +1218,15 @@ impl Keyspace {
             Entry {
                 kind: entry.kind,
                 expire_at_ms: entry.expire_at_ms,
+                indexed_at_ms: 0,
                 payload: payload.freeze(),
             }
         };
         self.note_write(dst, to, &moved);
-        reindex(&mut batch, dst_tree, to, 0, moved.expire_at_ms);
-        batch.put(dst_tree, &meta_key(to), &moved.encode());
+        let index_at = reindex(&mut batch, dst_tree, to, 0, moved.expire_at_ms);
+        batch.put(dst_tree, &meta_key(to), &moved.encode_listed(index_at));
         self.db.write_deferred(&batch)?;
-        self.indexed(dst, moved.expire_at_ms);
+        self.indexed(dst, index_at);
         Ok(())
     }
 
@@ -1180,7 +1252,7 @@ impl Keyspace {
         // An expired record is deleted too, so its space is reclaimed.
         let mut batch = WriteBatch::new();
         batch.delete(tree, &meta_key(key));
-        reindex(&mut batch, tree, key, entry.expire_at_ms, 0);
+        reindex(&mut batch, tree, key, entry.index_at(), 0);
         if entry.kind != Kind::String {
             let prefix = sub_prefix(key, CollectionHeader::from_payload(&entry.payload)?.version);
             batch.delete_range(tree, &prefix, &prefix_end(&prefix));
@@ -1335,7 +1407,7 @@ impl Keyspace {
             if size == 0 {
                 let prefix = element_key(k, prefix_len, b"").to_vec();
                 batch.delete(tree, &meta_key(key));
-                reindex(batch, tree, key, entry.expire_at_ms, 0);
+                reindex(batch, tree, key, entry.index_at(), 0);
                 batch.delete_range(tree, &prefix, &prefix_end(&prefix));
             } else {
                 self.note_write(db, key, entry);
@@ -1417,7 +1489,7 @@ impl Keyspace {
                     k.truncate(prefix_len);
                     batch.delete_range(tree, k, &prefix_end(k));
                     batch.delete(tree, &meta_key(key));
-                    reindex(batch, tree, key, entry.expire_at_ms, 0);
+                    reindex(batch, tree, key, entry.index_at(), 0);
                 } else {
                     // The record is the old one with the new header: type, deadline, version, size.
                     self.note_write(db, key, entry);
@@ -1761,12 +1833,26 @@ impl Keyspace {
                 .multi_get(&[meta_key(key).as_slice(), &index_key[..]])?
                 .into_iter();
             let (meta, indexed) = (both.next().flatten(), both.next().flatten().is_some());
-            let meta_at = meta.map(Entry::decode).transpose()?.map(|e| e.expire_at_ms);
-            match meta_at {
-                Some(a) if a == at => {
+            let meta = meta.map(Entry::decode).transpose()?;
+            match meta {
+                Some(entry) if entry.index_at() == at && is_expired(entry.expire_at_ms, now_ms) => {
                     self.delete_record(db, key)?;
                     on_expired(db, key);
                     expired += 1;
+                }
+                Some(entry) if entry.index_at() == at => {
+                    // Listed early: the deadline moved later since (see `reindex`). List it under
+                    // the deadline now.
+                    let mut batch = WriteBatch::new();
+                    batch.delete(&tree, &index_key);
+                    batch.put(&tree, &expire_key(entry.expire_at_ms, key), b"");
+                    batch.put(
+                        &tree,
+                        &meta_key(key),
+                        &entry.encode_listed(entry.expire_at_ms),
+                    );
+                    self.db.write_deferred(&batch)?;
+                    self.indexed(db, entry.expire_at_ms);
                 }
                 None if indexed => {
                     // The key expired and compaction already reclaimed its record (see
@@ -1845,12 +1931,13 @@ impl Keyspace {
         let mut batch = WriteBatch::new();
         if let Some(raw) = tree.get(&meta_key(key))? {
             let old = Entry::decode(raw)?;
-            reindex(&mut batch, tree, key, old.expire_at_ms, 0);
+            reindex(&mut batch, tree, key, old.index_at(), 0);
             if old.kind != Kind::String {
                 let h = CollectionHeader::from_payload(&old.payload)?;
                 drop_elements(&mut batch, tree, key, h.version);
             }
         }
+        let mut index_at = 0;
         if elements.is_empty() {
             batch.delete(tree, &meta_key(key));
         } else {
@@ -1863,13 +1950,11 @@ impl Keyspace {
                 batch.put(tree, &k, value);
             }
             self.note_write(db, key, entry);
-            reindex(&mut batch, tree, key, 0, entry.expire_at_ms);
-            batch.put(tree, &meta_key(key), &entry.encode());
+            index_at = reindex(&mut batch, tree, key, 0, entry.expire_at_ms);
+            batch.put(tree, &meta_key(key), &entry.encode_listed(index_at));
         }
         self.db.write_deferred(&batch)?;
-        if !elements.is_empty() {
-            self.indexed(db, entry.expire_at_ms);
-        }
+        self.indexed(db, index_at);
         Ok(())
     }
 
@@ -1929,6 +2014,7 @@ mod tests {
         let entry = Entry {
             kind: Kind::Set,
             expire_at_ms: 0,
+            indexed_at_ms: 0,
             payload: header.to_payload(),
         };
         ks.write_collection(db, key, &entry, header, &[(b"a", b""), (b"b", b"")], &[])
@@ -1941,6 +2027,7 @@ mod tests {
         let entry = Entry {
             kind: Kind::Hash,
             expire_at_ms: 1_234_567,
+            indexed_at_ms: 0,
             payload: CollectionHeader {
                 version: 7,
                 size: 3,
@@ -1957,13 +2044,14 @@ mod tests {
             payload: header.to_payload(),
             ..entry
         };
-        assert_eq!(&out[..], &expected.encode()[..]);
+        assert_eq!(&out[..], &expected.encode_listed(expected.index_at())[..]);
     }
 
     fn ttl(value: &'static [u8], at: u64) -> Entry {
         Entry {
             kind: Kind::String,
             expire_at_ms: at,
+            indexed_at_ms: 0,
             payload: Bytes::from_static(value),
         }
     }

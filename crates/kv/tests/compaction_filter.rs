@@ -27,6 +27,7 @@ fn string(value: &'static str, at: u64) -> Entry {
     Entry {
         kind: Kind::String,
         expire_at_ms: at,
+        indexed_at_ms: 0,
         payload: Bytes::from_static(value.as_bytes()),
     }
 }
@@ -40,6 +41,7 @@ fn set(ks: &Keyspace, key: &str, n: usize, at: u64) {
     let mut entry = Entry {
         kind: Kind::Set,
         expire_at_ms: 0,
+        indexed_at_ms: 0,
         payload: header.to_payload(),
     };
     let members: Vec<Vec<u8>> = (0..n).map(|i| format!("member{i}").into_bytes()).collect();

@@ -80,6 +80,86 @@ fn expire_cycle_removes_only_confirmed_expired_keys() {
     assert_eq!(index, 0);
 }
 
+/// The expiry index entries of database `tree`: (deadline, key), in order.
+fn index_of(ks: &Keyspace, tree: &str) -> Vec<(u64, String)> {
+    ks.storage()
+        .tree(tree)
+        .unwrap()
+        .prefix(b"x")
+        .map(|item| {
+            let (k, _) = item.unwrap();
+            let at = u64::from_be_bytes(k[1..9].try_into().unwrap());
+            (at, String::from_utf8(k[9..].to_vec()).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_later_deadline_keeps_the_index_entry_until_the_cycle_moves_it() {
+    let (dir, clock, ks) = keyspace_at_t0();
+    // Refreshed twice: listed under its first deadline, the record knows the real one.
+    ks.put(0, b"session", &with_ttl("v", T0 + 1_000)).unwrap();
+    ks.put(0, b"session", &with_ttl("v", T0 + 5_000)).unwrap();
+    ks.put(0, b"session", &with_ttl("v", T0 + 9_000)).unwrap();
+    // Shortened: listed under the new, earlier deadline.
+    ks.put(0, b"short", &with_ttl("v", T0 + 9_000)).unwrap();
+    ks.put(0, b"short", &with_ttl("v", T0 + 2_000)).unwrap();
+    // Refreshed, then deleted or renamed: the entry it was listed under goes with it.
+    ks.put(0, b"deleted", &with_ttl("v", T0 + 1_000)).unwrap();
+    ks.put(0, b"deleted", &with_ttl("v", T0 + 5_000)).unwrap();
+    assert!(ks.delete(0, b"deleted").unwrap());
+    ks.put(0, b"from", &with_ttl("v", T0 + 1_000)).unwrap();
+    ks.put(0, b"from", &with_ttl("v", T0 + 5_000)).unwrap();
+    let entry = ks.get(0, b"from").unwrap().unwrap();
+    ks.rename(0, b"from", b"to", &entry).unwrap();
+    // Refreshed, then made persistent.
+    ks.put(0, b"kept", &with_ttl("v", T0 + 1_000)).unwrap();
+    ks.put(0, b"kept", &with_ttl("v", T0 + 5_000)).unwrap();
+    ks.put(0, b"kept", &Entry::string("v".into())).unwrap();
+    assert_eq!(
+        index_of(&ks, "kv0"),
+        vec![
+            (T0 + 1_000, "session".to_owned()),
+            (T0 + 2_000, "short".to_owned()),
+            (T0 + 5_000, "to".to_owned()),
+        ]
+    );
+    assert_eq!(
+        ks.get(0, b"session").unwrap().unwrap().expire_at_ms,
+        T0 + 9_000
+    );
+
+    // Past the first deadline: the cycle finds `session` alive and lists it under its deadline.
+    clock.advance_ms(1_500);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 0);
+    assert_eq!(index_of(&ks, "kv0")[2], (T0 + 9_000, "session".to_owned()));
+    clock.advance_ms(4_000);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 2);
+
+    // What the record remembers survives a restart.
+    ks.put(0, b"again", &with_ttl("v", T0 + 6_000)).unwrap();
+    ks.put(0, b"again", &with_ttl("v", T0 + 7_000)).unwrap();
+    drop(ks);
+    let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
+    let ks = Keyspace::open(db, 4, clock.clone()).unwrap();
+    assert_eq!(
+        ks.get(0, b"again").unwrap().unwrap().expire_at_ms,
+        T0 + 7_000
+    );
+    clock.advance_ms(1_000);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 100).unwrap(), 0);
+    assert_eq!(index_of(&ks, "kv0")[0], (T0 + 7_000, "again".to_owned()));
+    clock.advance_ms(3_000);
+    let mut expired = Vec::new();
+    ks.expire_cycle_with(clock.now_ms_for_test(), 100, |_, key| {
+        expired.push(String::from_utf8(key.to_vec()).unwrap())
+    })
+    .unwrap();
+    assert_eq!(expired, ["again", "session"]);
+    assert!(index_of(&ks, "kv0").is_empty());
+    assert_eq!(stored_keys(&ks, "kv0"), 1, "only `kept` is left");
+}
+
 trait NowForTest {
     fn now_ms_for_test(&self) -> u64;
 }

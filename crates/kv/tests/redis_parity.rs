@@ -233,6 +233,7 @@ fn a_read_expires_the_key_it_finds_expired() {
     let ks = strata_kv::Keyspace::open(db, 16, clock.clone()).unwrap();
     let entry = strata_kv::keyspace::Entry {
         expire_at_ms: 1_700_000_000_100,
+        indexed_at_ms: 0,
         ..strata_kv::keyspace::Entry::string(bytes::Bytes::from_static(b"v"))
     };
     assert!(!ks.may_expire(), "no TTL was ever set");

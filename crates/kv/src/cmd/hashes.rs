@@ -168,6 +168,7 @@ pub(crate) fn load_kind_for_write(
         let entry = Entry {
             kind,
             expire_at_ms: 0,
+            indexed_at_ms: 0,
             payload: header.to_payload(),
         };
         (entry, header)

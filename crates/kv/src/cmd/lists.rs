@@ -253,6 +253,7 @@ fn new_list(sh: &Shared) -> List {
         entry: Entry {
             kind: Kind::List,
             expire_at_ms: 0,
+            indexed_at_ms: 0,
             payload: h.payload(),
         },
         h,

@@ -257,6 +257,7 @@ pub fn setop_store(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let entry = Entry {
         kind: Kind::Set,
         expire_at_ms: 0,
+        indexed_at_ms: 0,
         payload: header.to_payload(),
     };
     let elements: Vec<(&[u8], &[u8])> = result.iter().map(|m| (&m[..], &b""[..])).collect();

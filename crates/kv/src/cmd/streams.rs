@@ -736,6 +736,7 @@ fn create<'a>(sh: &'a Shared, db: usize, key: &'a [u8]) -> Stream<'a> {
         entry: Entry {
             kind: Kind::Stream,
             expire_at_ms: 0,
+            indexed_at_ms: 0,
             payload: m.payload(),
         },
         m,

@@ -342,6 +342,7 @@ pub fn set(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let entry = Entry {
         kind: Kind::String,
         expire_at_ms,
+        indexed_at_ms: 0,
         payload: args[2].clone(),
     };
     if let Err(e) = sh.keyspace.put(s.db, key, &entry) {
@@ -383,6 +384,7 @@ fn set_with_ttl(s: &mut Session, sh: &Shared, args: &[Bytes], unit_ms: u64, name
     let entry = Entry {
         kind: Kind::String,
         expire_at_ms,
+        indexed_at_ms: 0,
         payload: args[3].clone(),
     };
     match sh.keyspace.put(s.db, &args[1], &entry) {
@@ -536,6 +538,7 @@ pub fn append(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let entry = Entry {
         kind: Kind::String,
         expire_at_ms: 0,
+        indexed_at_ms: 0,
         payload: args[2].clone(),
     };
     match sh.keyspace.put(s.db, &args[1], &entry) {
@@ -618,6 +621,7 @@ pub fn setrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let entry = Entry {
         kind: Kind::String,
         expire_at_ms: 0,
+        indexed_at_ms: 0,
         payload: value.freeze(),
     };
     match sh.keyspace.put(s.db, &args[1], &entry) {
@@ -646,6 +650,7 @@ fn incr_by(s: &mut Session, sh: &Shared, key: &Bytes, delta: i64) -> Frame {
     let entry = Entry {
         kind: Kind::String,
         expire_at_ms,
+        indexed_at_ms: 0,
         payload: Bytes::from(next.to_string()),
     };
     match sh.keyspace.put(s.db, key, &entry) {
@@ -715,6 +720,7 @@ pub fn incrbyfloat(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let entry = Entry {
         kind: Kind::String,
         expire_at_ms,
+        indexed_at_ms: 0,
         payload: text.clone(),
     };
     match sh.keyspace.put(s.db, &args[1], &entry) {

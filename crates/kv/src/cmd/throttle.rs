@@ -95,6 +95,7 @@ fn cl_throttle(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         let entry = Entry {
             kind: Kind::String,
             expire_at_ms: now_ms.saturating_add(ttl_ms).max(1),
+            indexed_at_ms: 0,
             payload: Bytes::from(new_tat.to_string()),
         };
         if let Err(e) = sh.keyspace.put(s.db, key, &entry) {

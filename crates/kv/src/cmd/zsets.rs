@@ -648,6 +648,7 @@ fn fresh(sh: &Shared) -> (Entry, CollectionHeader) {
     let entry = Entry {
         kind: Kind::ZSet,
         expire_at_ms: 0,
+        indexed_at_ms: 0,
         payload: header.to_payload(),
     };
     (entry, header)

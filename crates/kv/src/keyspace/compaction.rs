@@ -8,8 +8,8 @@
 //! - an element record (`b's'` or `b'z'` ++ len ++ key ++ version ++ ...) whose key's current metadata is
 //!   missing, expired, not a collection, or carries another version. Elements are written in the same
 //!   atomic batch as their metadata and versions never repeat, so such an element is dead for good;
-//! - an expiry index entry `b'x' ++ at ++ key` whose key now carries another deadline (the active cycle
-//!   would only delete it). An entry whose key is *missing* stays: the key may have expired and been
+//! - an expiry index entry `b'x' ++ at ++ key` whose key's record now says it is listed elsewhere (the
+//!   active cycle would only delete it). An entry whose key is *missing* stays: the key may have expired and been
 //!   removed by this filter, and the active cycle still owes it its `expired` event and count.
 //!
 //! Anything else, and any record whose lookup fails or does not decode, is kept: a filter is never needed
@@ -92,7 +92,7 @@ impl KvFilter {
             return Decision::Keep;
         };
         match Self::metadata(ctx, key) {
-            Ok(Some(meta)) if meta.expire_at_ms != at => Decision::Remove,
+            Ok(Some(meta)) if meta.index_at() != at => Decision::Remove,
             _ => Decision::Keep,
         }
     }

@@ -365,6 +365,7 @@ fn write_value(
     let collection = |kind: Kind, payload: Bytes| Entry {
         kind,
         expire_at_ms,
+        indexed_at_ms: 0,
         payload,
     };
     let fresh = |kind: Kind, size: usize| {

@@ -290,6 +290,7 @@ fn store_list(
     let entry = Entry {
         kind: Kind::List,
         expire_at_ms: 0,
+        indexed_at_ms: 0,
         payload: payload.into(),
     };
     let keys: Vec<[u8; 8]> = (0..values.len() as u64)

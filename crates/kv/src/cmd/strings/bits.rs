@@ -61,6 +61,7 @@ fn store(
     let entry = Entry {
         kind: Kind::String,
         expire_at_ms,
+        indexed_at_ms: 0,
         payload: value.freeze(),
     };
     sh.keyspace.put(db, key, &entry).map_err(storage_error)
