@@ -355,6 +355,8 @@ pub struct Keyspace {
     pub(crate) stream_reads: crate::cmd::streams::ReadAhead,
     /// Owners of pending stream entries, mirrored from their records; see `cmd/streams/pending_owners.rs`.
     pub(crate) stream_owners: crate::cmd::streams::PendingOwners,
+    /// Pending counts of consumer groups; see `cmd/streams/pel_counts.rs`.
+    pub(crate) pel_counts: crate::cmd::streams::PelCounts,
     /// Tries of recently used autocomplete dictionaries; see `cmd/suggest.rs`.
     pub(crate) sug_tries: crate::cmd::suggest::TrieCache,
     /// Database index → index into `trees` (SWAPDB permutes it).
@@ -739,6 +741,7 @@ impl Keyspace {
             zset_trees: Default::default(),
             stream_reads: Default::default(),
             stream_owners: Default::default(),
+            pel_counts: Default::default(),
             sug_tries: Default::default(),
             map: map.into_iter().map(AtomicUsize::new).collect(),
             map_tree,
@@ -1538,6 +1541,7 @@ impl Keyspace {
         self.touched_all(Some(db), |d, k| self.exists_or_unknown(d, k));
         self.stream_reads.clear();
         self.stream_owners.clear();
+        self.pel_counts.clear();
         self.dirty.fetch_add(1, Ordering::Relaxed);
         Ok(self.tree(db).clear()?)
     }
@@ -1547,6 +1551,7 @@ impl Keyspace {
         self.touched_all(None, |d, k| self.exists_or_unknown(d, k));
         self.stream_reads.clear();
         self.stream_owners.clear();
+        self.pel_counts.clear();
         self.dirty.fetch_add(1, Ordering::Relaxed);
         let mut batch = WriteBatch::new();
         for tree in &self.trees {

@@ -365,6 +365,51 @@ fn consumer_groups_survive_a_restart() {
 }
 
 #[test]
+fn pending_counts_follow_acks_claims_deletes_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    {
+        let server = Server::start_in(dir.path(), KvConfig::default(), clock.clone());
+        let c = &mut server.client();
+        for i in 1..=6 {
+            run(c, &format!("XADD s {i} f {i}"));
+        }
+        run(c, "XGROUP CREATE s g 0");
+        run(c, "XREADGROUP GROUP g alice COUNT 3 STREAMS s >");
+        // Counted now from the pending records; every change after moves the counts.
+        assert_eq!(run(c, "XPENDING s g"), "[3 1-0 3-0 [[alice 3]]]");
+        run(c, "XREADGROUP GROUP g bob STREAMS s >");
+        assert_eq!(run(c, "XACK s g 1 4 99"), "2");
+        assert_eq!(run(c, "XCLAIM s g bob 0 2 JUSTID"), "[2-0]");
+        // A claimed entry deleted from the stream leaves the pending list.
+        run(c, "XDEL s 3");
+        assert_eq!(run(c, "XCLAIM s g bob 0 3 JUSTID"), "[]");
+        assert_eq!(run(c, "XPENDING s g"), "[3 2-0 6-0 [[bob 3]]]");
+        let groups = run(c, "XINFO GROUPS s");
+        assert!(groups.contains("consumers 2 pending 3 "), "{groups}");
+        let consumers = run(c, "XINFO CONSUMERS s g");
+        assert!(consumers.contains("alice pending 0 "), "{consumers}");
+        assert!(consumers.contains("bob pending 3 "), "{consumers}");
+        // A second group on the same stream keeps its own counts.
+        run(c, "XGROUP CREATE s h 0");
+        run(c, "XREADGROUP GROUP h carol COUNT 1 STREAMS s >");
+        assert_eq!(run(c, "XPENDING s h"), "[1 1-0 1-0 [[carol 1]]]");
+    }
+    // After a restart the counts are worked out from the pending records again.
+    let server = Server::start_in(dir.path(), KvConfig::default(), clock);
+    let c = &mut server.client();
+    assert_eq!(run(c, "XPENDING s g"), "[3 2-0 6-0 [[bob 3]]]");
+    assert_eq!(run(c, "XGROUP DELCONSUMER s g bob"), "3");
+    assert_eq!(run(c, "XPENDING s g"), "[0 nil nil nil]");
+    // A destroyed and re-created group starts from nothing.
+    assert_eq!(run(c, "XGROUP DESTROY s h"), "1");
+    run(c, "XGROUP CREATE s h 0");
+    assert_eq!(run(c, "XPENDING s h"), "[0 nil nil nil]");
+    run(c, "XREADGROUP GROUP h dave COUNT 2 STREAMS s >");
+    assert_eq!(run(c, "XPENDING s h"), "[2 1-0 2-0 [[dave 2]]]");
+}
+
+#[test]
 fn stream_events_and_copy() {
     let server = Server::start(KvConfig::default());
     let c = &mut server.client();

@@ -19,9 +19,12 @@
 
 mod groups;
 mod info;
+mod pel_counts;
 mod pending_owners;
 mod read_ahead;
 
+pub(crate) use pel_counts::PelCounts;
+use pel_counts::{PelChange, Tally};
 pub(crate) use pending_owners::PendingOwners;
 pub(crate) use read_ahead::ReadAhead;
 
@@ -518,6 +521,7 @@ struct Group {
     last_id: Id,
     /// `-1`: unknown (Redis's `SCG_INVALID_ENTRIES_READ`).
     entries_read: i64,
+    /// Not maintained: the counts are kept in memory (see `pel_counts.rs`); the field keeps the layout.
     pel_count: u64,
     consumers: u64,
     /// The highest ID ever made pending in this group: XREADGROUP looks up an existing pending entry
@@ -556,6 +560,7 @@ struct Consumer {
     /// When it last got entries from a read or a claim (Unix ms), -1 if never (Redis 7.2's
     /// `active-time`).
     active_time: i64,
+    /// Not maintained: the counts are kept in memory (see `pel_counts.rs`); the field keeps the layout.
     pel_count: u64,
 }
 
@@ -703,6 +708,8 @@ struct Stream<'a> {
     dirty: bool,
     /// Whether the stream is new (its metadata record must be written).
     created: bool,
+    /// Changes of pending counts this command made, applied to [`PelCounts`] once committed.
+    pel_changes: Vec<PelChange>,
 }
 
 /// The stream at `key`: `Ok(None)` if missing, a WRONGTYPE error for another type.
@@ -721,6 +728,7 @@ fn load<'a>(sh: &'a Shared, db: usize, key: &'a [u8]) -> Result<Option<Stream<'a
                 write: StreamWrite::default(),
                 dirty: false,
                 created: false,
+                pel_changes: Vec::new(),
             }))
         }
     }
@@ -743,6 +751,7 @@ fn create<'a>(sh: &'a Shared, db: usize, key: &'a [u8]) -> Stream<'a> {
         write: StreamWrite::default(),
         dirty: true,
         created: true,
+        pel_changes: Vec::new(),
     }
 }
 
@@ -939,7 +948,43 @@ impl Stream<'_> {
             .keyspace
             .stream_owners
             .apply(self.m.version, &self.write);
+        self.sh
+            .keyspace
+            .pel_counts
+            .apply(self.m.version, &self.pel_changes);
         Ok(())
+    }
+
+    /// The pending counts of `group`: remembered, or counted from its pending records (then
+    /// remembered). Call before this command changes the group's pending list.
+    fn tally(&self, group: &[u8]) -> Result<Tally, Frame> {
+        if let Some(t) = self.sh.keyspace.pel_counts.get(self.m.version, group) {
+            return Ok(t);
+        }
+        let prefix = pending_prefix(group);
+        let mut tally = Tally::default();
+        for (_, v) in self.scan(&prefix, &prefix_end(&prefix), false, usize::MAX)? {
+            tally.total += 1;
+            *tally
+                .consumers
+                .entry(Nack::decode(&v).consumer)
+                .or_default() += 1;
+        }
+        self.sh
+            .keyspace
+            .pel_counts
+            .insert(self.m.version, group, tally.clone());
+        Ok(tally)
+    }
+
+    /// Notes a change of `group`'s pending counts, for [`PelCounts`] once committed.
+    fn count_pending(&mut self, group: &[u8], consumer: &[u8], delta: i64, total: i64) {
+        self.pel_changes.push(PelChange {
+            group: Bytes::copy_from_slice(group),
+            consumer: Bytes::copy_from_slice(consumer),
+            delta,
+            total,
+        });
     }
 
     /// Whether `start..=end` (open ends: the whole stream) may contain a deleted entry (Redis's
@@ -1089,21 +1134,10 @@ impl Stream<'_> {
     }
 
     /// Removes a pending entry from the group and its owner (counts included).
-    fn drop_nack(
-        &mut self,
-        group: &[u8],
-        g: &mut Group,
-        id: Id,
-        owner: &[u8],
-    ) -> Result<(), Frame> {
+    fn drop_nack(&mut self, group: &[u8], id: Id, owner: &[u8]) {
         self.del(pending_key(group, id));
         self.del(cpending_key(group, owner, id));
-        g.pel_count = g.pel_count.saturating_sub(1);
-        if let Some(mut c) = self.consumer(group, owner)? {
-            c.pel_count = c.pel_count.saturating_sub(1);
-            self.put_consumer(group, owner, c);
-        }
-        Ok(())
+        self.count_pending(group, owner, -1, -1);
     }
 
     /// Gives the pending entry `id` (already in the group's list, owned by `nack.consumer`) to
@@ -1119,18 +1153,12 @@ impl Stream<'_> {
         if old_owner.is_none_or(|o| &o[..] != consumer) {
             if let Some(old) = old_owner {
                 self.del(cpending_key(group, old, id));
-                if let Some(mut c) = self.consumer(group, old)? {
-                    c.pel_count = c.pel_count.saturating_sub(1);
-                    self.put_consumer(group, old, c);
-                }
+                self.count_pending(group, old, -1, 0);
             }
             let cpending = cpending_key(group, consumer, id);
             self.prefetch(&cpending);
             self.put(cpending, Vec::new());
-            if let Some(mut c) = self.consumer(group, consumer)? {
-                c.pel_count += 1;
-                self.put_consumer(group, consumer, c);
-            }
+            self.count_pending(group, consumer, 1, i64::from(old_owner.is_none()));
             nack.consumer = Bytes::copy_from_slice(consumer);
         }
         let pending = pending_key(group, id);

@@ -147,7 +147,6 @@ pub(super) fn read_group(
                             delivery_count: 1,
                             consumer: Bytes::copy_from_slice(consumer),
                         };
-                        g.pel_count += 1;
                         st.move_nack(group, id, None, consumer, &mut n)?;
                     }
                 }
@@ -314,9 +313,11 @@ pub fn xgroup(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 let end = prefix_end(&prefix);
                 st.write.ranges.push((prefix, end));
             }
+            let version = st.m.version;
             if let Err(r) = st.commit() {
                 return r;
             }
+            sh.keyspace.pel_counts.forget(version, group);
             notify(sh, key, "xgroup-destroy");
             Frame::Integer(1)
         }
@@ -357,7 +358,8 @@ pub fn xgroup(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 st.del(super::pending_key(group, *id));
                 st.del(super::cpending_key(group, name, *id));
             }
-            g.pel_count = g.pel_count.saturating_sub(ids.len() as u64);
+            let n = ids.len() as i64;
+            st.count_pending(group, name, -n, -n);
             g.consumers = g.consumers.saturating_sub(1);
             st.del(super::consumer_key(group, name));
             st.put_group(group, &g);
@@ -380,11 +382,11 @@ pub fn xack(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(None) => return Frame::Integer(0),
         Err(r) => return r,
     };
-    let mut g = match st.group(group) {
-        Ok(Some(g)) => g,
+    match st.group(group) {
+        Ok(Some(_)) => {}
         Ok(None) => return Frame::Integer(0),
         Err(r) => return r,
-    };
+    }
     let mut ids = Vec::with_capacity(args.len() - 3);
     for a in &args[3..] {
         match parse_id(a, 0, true) {
@@ -399,13 +401,11 @@ pub fn xack(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             Ok(None) => continue,
             Err(r) => return r,
         };
-        if let Err(r) = st.drop_nack(group, &mut g, id, &owner) {
-            return r;
-        }
+        st.drop_nack(group, id, &owner);
         acked += 1;
     }
     if acked > 0 {
-        st.put_group(group, &g);
+        // The group's record does not change: its counts are kept in memory (`pel_counts.rs`).
         if let Err(r) = st.commit() {
             return r;
         }
@@ -456,14 +456,18 @@ pub fn xpending(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(None) => return nogroup(key, group),
         Err(r) => return r,
     };
-    let g = match st.group(group) {
-        Ok(Some(g)) => g,
+    match st.group(group) {
+        Ok(Some(_)) => {}
         Ok(None) => return nogroup(key, group),
         Err(r) => return r,
-    };
+    }
     let Some((start, end, count)) = range else {
         // The summary.
-        if g.pel_count == 0 {
+        let tally = match st.tally(group) {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        if tally.total == 0 {
             return Frame::Array(vec![
                 Frame::Integer(0),
                 Frame::Null,
@@ -488,18 +492,20 @@ pub fn xpending(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             Err(r) => return r,
         };
         return Frame::Array(vec![
-            Frame::Integer(g.pel_count as i64),
+            Frame::Integer(tally.total as i64),
             first.frame(),
             last.frame(),
             Frame::Array(
                 consumers
                     .into_iter()
-                    .filter(|(_, c)| c.pel_count > 0)
-                    .map(|(name, c)| {
-                        Frame::Array(vec![
-                            Frame::Bulk(name),
-                            Frame::Bulk(Bytes::from(c.pel_count.to_string())),
-                        ])
+                    .filter_map(|(name, _)| {
+                        let n = tally.of(&name);
+                        (n > 0).then(|| {
+                            Frame::Array(vec![
+                                Frame::Bulk(name),
+                                Frame::Bulk(Bytes::from(n.to_string())),
+                            ])
+                        })
                     })
                     .collect(),
             ),
@@ -649,10 +655,8 @@ pub fn xclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         };
         let Some(entry) = entry else {
             // The entry is gone: its pending entry goes too.
-            if let Some(n) = nack
-                && let Err(r) = st.drop_nack(group, &mut g, id, &n.consumer)
-            {
-                return r;
+            if let Some(n) = nack {
+                st.drop_nack(group, id, &n.consumer);
             }
             continue;
         };
@@ -662,7 +666,6 @@ pub fn xclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 (n, Some(old))
             }
             None if force => {
-                g.pel_count += 1;
                 g.pel_max = g.pel_max.max(id);
                 (
                     Nack {
@@ -789,9 +792,7 @@ pub fn xautoclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             Err(r) => return r,
         };
         let Some(entry) = entry else {
-            if let Err(r) = st.drop_nack(group, &mut g, id, &nack.consumer) {
-                return r;
-            }
+            st.drop_nack(group, id, &nack.consumer);
             deleted.push(id.frame());
             count -= 1;
             continue;

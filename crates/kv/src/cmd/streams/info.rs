@@ -78,13 +78,15 @@ fn consumers(st: &Stream<'_>, key: &[u8], group: &[u8]) -> Result<Frame, Frame> 
         )));
     }
     let now = st.sh.keyspace.now_ms();
+    let tally = st.tally(group)?;
     Ok(Frame::Array(
         st.consumers(group)?
             .into_iter()
             .map(|(name, c)| {
+                let pending = tally.of(&name);
                 Frame::Map(vec![
                     field("name", Frame::Bulk(name)),
-                    field("pending", int(c.pel_count)),
+                    field("pending", int(pending)),
                     field("idle", int(now.saturating_sub(c.seen_time))),
                     field(
                         "inactive",
@@ -101,14 +103,18 @@ fn consumers(st: &Stream<'_>, key: &[u8], group: &[u8]) -> Result<Frame, Frame> 
 }
 
 fn groups(st: &Stream<'_>) -> Result<Frame, Frame> {
+    let mut out = Vec::new();
+    for (name, g) in st.groups()? {
+        let pending = st.tally(&name)?.total;
+        out.push((name, g, pending));
+    }
     Ok(Frame::Array(
-        st.groups()?
-            .into_iter()
-            .map(|(name, g)| {
+        out.into_iter()
+            .map(|(name, g, pending)| {
                 Frame::Map(vec![
                     field("name", Frame::Bulk(name)),
                     field("consumers", int(g.consumers)),
-                    field("pending", int(g.pel_count)),
+                    field("pending", int(pending)),
                     field("last-delivered-id", g.last_id.frame()),
                     field(
                         "entries-read",
@@ -193,6 +199,7 @@ fn stream(st: &Stream<'_>, args: &[Bytes]) -> Result<Frame, Frame> {
     let pel_limit = if count == 0 { usize::MAX } else { limit };
     let mut groups = Vec::new();
     for (name, g) in st.groups()? {
+        let tally = st.tally(&name)?;
         let mut pending = Vec::new();
         for id in st.pending(&name, None, Id::MIN, Id::MAX, pel_limit)? {
             if let Some(n) = st.nack(&name, id)? {
@@ -216,11 +223,12 @@ fn stream(st: &Stream<'_>, args: &[Bytes]) -> Result<Frame, Frame> {
                     ]));
                 }
             }
+            let pel_count = tally.of(&cname);
             consumers.push(Frame::Map(vec![
                 field("name", Frame::Bulk(cname)),
                 field("seen-time", int(c.seen_time)),
                 field("active-time", Frame::Integer(c.active_time)),
-                field("pel-count", int(c.pel_count)),
+                field("pel-count", int(pel_count)),
                 field("pending", Frame::Array(cpending)),
             ]));
         }
@@ -232,7 +240,7 @@ fn stream(st: &Stream<'_>, args: &[Bytes]) -> Result<Frame, Frame> {
                 opt_int((g.entries_read != -1).then_some(g.entries_read)),
             ),
             field("lag", opt_int(st.lag(&g))),
-            field("pel-count", int(g.pel_count)),
+            field("pel-count", int(tally.total)),
             field("pending", Frame::Array(pending)),
             field("consumers", Frame::Array(consumers)),
         ]));
