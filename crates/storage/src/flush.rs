@@ -242,7 +242,7 @@ pub(crate) fn flush_one(db: &Arc<DbInner>) -> Result<Option<Arc<MemTable>>> {
             levels.push(Vec::new());
         }
         levels[0].insert(0, f);
-        *v = Arc::new(Version { levels });
+        *v = Arc::new(Version::new(levels));
     }
     {
         let mut m = db.mems.write();

@@ -71,9 +71,93 @@ impl SstFile {
 #[derive(Default)]
 pub(crate) struct Version {
     pub(crate) levels: Vec<Vec<Arc<SstFile>>>,
+    /// The largest seqno in any of the files.
+    max_seqno: u64,
+    /// Point reads of this version's files remembered (see [`RowCache`]).
+    rows: RowCache,
+}
+
+/// Slots of a version's row cache (direct-mapped: a key's slot holds it or another key).
+const ROW_SLOTS: usize = 4096;
+/// Largest value the row cache keeps (a copy: a slice would pin its whole block).
+const ROW_MAX_VALUE_BYTES: usize = 512;
+
+/// What the files of one version answered to recent point reads of the newest data, by key: a hot record
+/// that is not rewritten (a stream's header and its group under XACK, a counter's key after a flush) lives
+/// in an SSTable, and each read of it cost a bloom probe per L0 file, a block cache lookup and a seek in
+/// the block. The files of a version never change, so an answer stays right for as long as the version
+/// lives; a flush or compaction installs a new version with an empty cache. Only reads at or above every
+/// seqno in the files are answered or remembered: for them the answer does not depend on the read seqno.
+/// RocksDB's `row_cache` does the same per file.
+struct RowCache {
+    slots: Box<[parking_lot::Mutex<Option<Row>>]>,
+}
+
+struct Row {
+    key: Box<[u8]>,
+    seqno: u64,
+    kind: u8,
+    value: Bytes,
+    /// Highest seqno of the files' range tombstones covering the key (see [`note_rts`]).
+    tombstone: u64,
+}
+
+impl Default for RowCache {
+    fn default() -> Self {
+        RowCache {
+            slots: (0..ROW_SLOTS)
+                .map(|_| parking_lot::Mutex::new(None))
+                .collect(),
+        }
+    }
+}
+
+impl RowCache {
+    fn slot(&self, ukey: &[u8]) -> &parking_lot::Mutex<Option<Row>> {
+        // FNV-1a: cheap on short keys, and only spreads them over slots.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in ukey {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        &self.slots[(h >> 32) as usize % ROW_SLOTS]
+    }
+
+    fn get(&self, ukey: &[u8]) -> Option<(u64, u8, Bytes, u64)> {
+        let slot = self.slot(ukey).lock();
+        let row = slot.as_ref().filter(|r| &*r.key == ukey)?;
+        Some((row.seqno, row.kind, row.value.clone(), row.tombstone))
+    }
+
+    fn insert(&self, ukey: &[u8], seqno: u64, kind: u8, value: &[u8], tombstone: u64) {
+        if value.len() > ROW_MAX_VALUE_BYTES {
+            return;
+        }
+        *self.slot(ukey).lock() = Some(Row {
+            key: ukey.into(),
+            seqno,
+            kind,
+            value: Bytes::copy_from_slice(value),
+            tombstone,
+        });
+    }
 }
 
 impl Version {
+    /// A version of `levels`, with an empty row cache.
+    pub(crate) fn new(levels: Vec<Vec<Arc<SstFile>>>) -> Version {
+        let max_seqno = levels
+            .iter()
+            .flatten()
+            .map(|f| f.meta.max_seqno)
+            .max()
+            .unwrap_or(0);
+        Version {
+            levels,
+            max_seqno,
+            rows: RowCache::default(),
+        }
+    }
+
     /// Total bytes per level.
     pub(crate) fn level_bytes(&self) -> Vec<u64> {
         self.levels
@@ -322,6 +406,28 @@ pub(crate) fn get(
     read_seqno: u64,
     max_rt: &mut u64,
 ) -> Result<Option<(u64, u8, Bytes)>> {
+    let newest = read_seqno >= v.max_seqno;
+    if newest && let Some((seq, kind, val, rt)) = v.rows.get(ukey) {
+        *max_rt = (*max_rt).max(rt);
+        return Ok(Some((seq, kind, val)));
+    }
+    let mut rt = 0;
+    let found = files_get(v, dir, ukey, read_seqno, &mut rt)?;
+    if newest && let Some((seq, kind, val)) = &found {
+        v.rows.insert(ukey, *seq, *kind, val, rt);
+    }
+    *max_rt = (*max_rt).max(rt);
+    Ok(found)
+}
+
+/// [`get`] from the files.
+fn files_get(
+    v: &Version,
+    dir: &Path,
+    ukey: &[u8],
+    read_seqno: u64,
+    max_rt: &mut u64,
+) -> Result<Option<(u64, u8, Bytes)>> {
     for (l, files) in v.levels.iter().enumerate() {
         let candidates: &[Arc<SstFile>] = if l == 0 {
             files
@@ -362,7 +468,7 @@ pub(crate) fn open_version(
     levels: &[std::collections::BTreeMap<u64, FileMeta>],
     cache: Option<Arc<dyn BlockCache>>,
 ) -> Result<Version> {
-    let mut v = Version::default();
+    let mut v: Vec<Vec<Arc<SstFile>>> = Vec::new();
     for (l, files) in levels.iter().enumerate() {
         let mut opened = Vec::new();
         for meta in files.values() {
@@ -379,9 +485,9 @@ pub(crate) fn open_version(
         } else {
             opened.sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
         }
-        v.levels.push(opened);
+        v.push(opened);
     }
-    Ok(v)
+    Ok(Version::new(v))
 }
 
 /// Verifies every SST named by the manifest: opens it and checks every block checksum.

@@ -276,7 +276,7 @@ fn attempt(
         levels[task.output_level].extend(opened);
         levels[task.output_level].sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
         db.bump_install_gen();
-        *db.version.write() = Arc::new(Version { levels });
+        *db.version.write() = Arc::new(Version::new(levels));
     }
     for f in inputs.iter().chain(overlapping.iter()) {
         let _ = db.fs.remove_file(&db.dir.join(sst_file_name(f.meta.id)));
