@@ -360,6 +360,7 @@ impl Db {
         let mem = Arc::new(MemTable::new(
             live_wals.first().copied().unwrap_or(next_file_id),
         ));
+        mem.reserve_keys_for(opts.memtable_size_bytes);
         let mut next_seqno = state.flushed_seqno + 1;
         for (i, id) in live_wals.iter().enumerate() {
             let path = dir.join(wal::wal_file_name(*id));
@@ -1325,7 +1326,11 @@ impl DbInner {
                 spare.wal_id = id;
                 spare
             }
-            None => MemTable::with_key_capacity(id, keys),
+            None => {
+                let m = MemTable::with_key_capacity(id, keys);
+                m.reserve_keys_for(self.opts.memtable_size_bytes);
+                m
+            }
         });
         {
             let mut m = self.mems.write();

@@ -308,6 +308,7 @@ fn flush_loop(db: Arc<DbInner>) {
                     // Built outside the lock: the commit leader takes the spare under it at a switch.
                     if db.spare_memtable.lock().is_none() {
                         let fresh = MemTable::with_key_capacity(0, keys);
+                        fresh.reserve_keys_for(db.opts.memtable_size_bytes);
                         db.spare_memtable.lock().get_or_insert(fresh);
                     }
                     // At most one memtable's worth waits in the spare; the rest go back to the allocator.

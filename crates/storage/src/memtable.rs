@@ -569,20 +569,21 @@ impl Ordered {
 
     fn order(&mut self) {
         self.unordered_span = None;
-        let mut new = std::mem::take(&mut self.unordered);
-        if new.is_empty() {
+        if self.unordered.is_empty() {
             return;
         }
-        new.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Drained rather than taken, so the vector keeps its room for the keys still to come.
+        self.unordered.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let new = self.unordered.drain(..);
         if self.sorted.is_empty() {
-            self.sorted = new.into_iter().collect();
+            self.sorted = new.collect();
         } else if new.len() * 4 >= self.sorted.len() {
             // Many new keys against the map (a flush after scans ordered only part of the memtable): one
             // merge and a bulk build cost less than an insert each.
             let old = std::mem::take(&mut self.sorted);
             self.sorted = MergeSorted {
                 a: old.into_iter().peekable(),
-                b: new.into_iter().peekable(),
+                b: new.peekable(),
             }
             .collect();
         } else {
@@ -659,7 +660,10 @@ impl MemTable {
     pub fn with_key_capacity(wal_id: u64, keys: usize) -> Self {
         let per_shard = keys.div_ceil(INDEX_SHARDS);
         MemTable {
-            map: RwLock::new(Ordered::default()),
+            map: RwLock::new(Ordered {
+                unordered: Vec::with_capacity(keys),
+                ..Ordered::default()
+            }),
             has_unordered: AtomicBool::new(false),
             index: (0..INDEX_SHARDS)
                 .map(|_| IndexShard::with_capacity(per_shard))
@@ -696,6 +700,17 @@ impl MemTable {
     pub fn give_chunks(&self, chunks: Vec<BytesMut>) {
         let mut arena = self.writer.lock();
         arena.spare.extend(chunks);
+    }
+
+    /// Reserves room in the list of new keys for as many as a memtable of `bytes` can hold (each new key
+    /// counts at least [`KEY_OVERHEAD_BYTES`]), so it never grows by copying: doubling a vector of 1M
+    /// keys copied ~70 MB and touched twice its pages (XADD -P16: ~5% of the worker). Untouched room
+    /// costs address space only.
+    pub fn reserve_keys_for(&self, bytes: usize) {
+        let keys = bytes / (KEY_OVERHEAD_BYTES + ENTRY_OVERHEAD_BYTES);
+        let mut map = self.map.write();
+        let more = keys.saturating_sub(map.unordered.len());
+        map.unordered.reserve(more);
     }
 
     /// Approximate memory used.
