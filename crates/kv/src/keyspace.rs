@@ -24,6 +24,8 @@
 
 mod compaction;
 pub mod expire;
+#[doc(hidden)]
+pub mod fuzzing;
 mod plain;
 pub mod stream;
 
