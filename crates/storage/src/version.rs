@@ -114,12 +114,9 @@ impl Default for RowCache {
 
 impl RowCache {
     fn slot(&self, ukey: &[u8]) -> &parking_lot::Mutex<Option<Row>> {
-        // FNV-1a: cheap on short keys, and only spreads them over slots.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in ukey {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        &self.slots[(h >> 32) as usize % ROW_SLOTS]
+        // The memtable index's hash, over the tree-prefixed key.
+        let h = crate::memtable::key_hash(0, ukey);
+        &self.slots[h as usize % ROW_SLOTS]
     }
 
     fn get(&self, ukey: &[u8]) -> Option<(u64, u8, Bytes, u64)> {
