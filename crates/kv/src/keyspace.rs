@@ -204,10 +204,11 @@ impl Entry {
                 .ok_or(KvError::Corrupt("short metadata record"))
         };
         let expire = word(1)?;
-        let (indexed, header) = if first & INDEXED_FLAG != 0 {
-            (word(HEADER_BYTES)?, INDEXED_HEADER_BYTES)
+        let header = Self::header_len(&raw);
+        let indexed = if header == INDEXED_HEADER_BYTES {
+            word(HEADER_BYTES)?
         } else {
-            (0, HEADER_BYTES)
+            0
         };
         Ok(Entry {
             kind,
@@ -647,7 +648,7 @@ fn expire_key(at: u64, key: &[u8]) -> Vec<u8> {
 }
 
 /// Adds to `batch` the expiry index changes of `key`, listed under `old` (0: not listed), getting deadline
-/// `new` (0: none); returns where the index lists it after (store it with [`Entry::listed_at`]).
+/// `new` (0: none); returns where the index lists it after (encode the record with it: `Entry::encode_listed_into`).
 ///
 /// The index need only list a key no later than its deadline: the active cycle reads the record of each
 /// entry it finds due and moves an early entry to the record's deadline (`expire_pass`). So a deadline
