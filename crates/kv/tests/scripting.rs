@@ -184,6 +184,83 @@ fn conversions_from_redis_to_lua() {
     )
     .unwrap();
     assert_eq!(v, Value::BulkString(b"0.10000000000000001".to_vec()));
+    // Numbers are passed as Redis formats them, with %.17g.
+    let v = eval(
+        &mut c,
+        "redis.call('rpush', 'nums', 7, -3, 1e15, 2.5, 1e17); return redis.call('lrange', 'nums', 0, -1)",
+        &[],
+        &[],
+    )
+    .unwrap();
+    let texts = ["7", "-3", "1000000000000000", "2.5", "1e+17"];
+    assert_eq!(
+        v,
+        Value::Array(
+            texts
+                .iter()
+                .map(|t| Value::BulkString(t.as_bytes().to_vec()))
+                .collect()
+        )
+    );
+    // A call with as many arguments as the Lua stack holds still has room for its reply.
+    let v = eval(
+        &mut c,
+        "local a = {} for i = 1, 7999 do a[i] = 1 end return redis.call('lpush', 'big', unpack(a))",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(v, Value::Int(7999));
+    // Arguments of other types, and no arguments, are refused with Redis's messages.
+    let v = eval(
+        &mut c,
+        "return {redis.pcall('set', 'k', {}).err, redis.pcall().err}",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        v,
+        Value::Array(vec![
+            Value::BulkString(
+                b"ERR Lua redis lib command arguments must be strings or integers".to_vec()
+            ),
+            Value::BulkString(
+                b"ERR Please specify at least one argument for this redis lib call".to_vec()
+            ),
+        ])
+    );
+    // RESP3 types inside the script: a set, a double, a verbatim string; in RESP2 the double is a string.
+    let _: () = redis::cmd("SADD").arg("s").arg("m").query(&mut c).unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("z")
+        .arg("1.5")
+        .arg("m")
+        .query(&mut c)
+        .unwrap();
+    let v = eval(
+        &mut c,
+        "local two = redis.call('zscore', 'z', 'm')
+         redis.setresp(3)
+         local s = redis.call('smembers', 's')
+         local d = redis.call('zscore', 'z', 'm')
+         local info = redis.call('info', 'server')
+         return {tostring(s.set.m), tostring(d.double), two, info.verbatim_string.format,
+                 string.sub(info.verbatim_string.string, 1, 8)}",
+        &[],
+        &[],
+    )
+    .unwrap();
+    let texts = ["true", "1.5", "1.5", "txt", "# Server"];
+    assert_eq!(
+        v,
+        Value::Array(
+            texts
+                .iter()
+                .map(|t| Value::BulkString(t.as_bytes().to_vec()))
+                .collect()
+        )
+    );
 }
 
 #[test]

@@ -76,6 +76,11 @@ pub(super) const RUNS_SCRIPT: &[&str] = &[
     "fcall_ro",
 ];
 
+/// Whether `spec` is one of [`RUNS_SCRIPT`] (the first letter rules out nearly every other command).
+pub(super) fn runs_script(spec: &CommandSpec) -> bool {
+    matches!(spec.name.as_bytes().first(), Some(b'e' | b'f')) && RUNS_SCRIPT.contains(&spec.name)
+}
+
 /// `busy-reply-threshold` (alias `lua-time-limit`) in milliseconds, Redis's default 5000.
 pub(crate) fn busy_threshold_ms(sh: &Shared) -> u64 {
     sh.config_params

@@ -1,114 +1,14 @@
-//! Redis's type conversions between replies and Lua values, both ways, in RESP2 and RESP3 (after
-//! `redis.setresp(3)`), as Redis 7 documents them.
+//! Redis's type conversions from Lua values to replies, in RESP2 and RESP3, as Redis 7 documents them
+//! (the other way, replies to Lua values, is `fastcall::push_frame`).
 
-use mlua::{Lua, Table, Value};
+use mlua::{Table, Value};
 use strata_resp::{Frame, ProtocolVersion};
 
 /// Deepest nesting converted; deeper tables become an error (Redis runs out of Lua stack instead).
 const MAX_DEPTH: usize = 1000;
 
-/// A command's reply as the script sees it.
-///
-/// RESP2: integer → number, bulk → string, nil bulk / nil array → `false`, array → table, status →
-/// `{ok=...}`, error → `{err=...}`. RESP3 adds: null → `nil`, map → `{map={...}}`, set →
-/// `{set={member=true}}`, double → `{double=n}`, boolean → boolean, big number → `{big_number=s}`,
-/// verbatim → `{verbatim_string={format=..., string=...}}`. In RESP2 those arrive as a RESP2 client would
-/// see them (a map flattened, a double as a string, a boolean as 0/1).
-pub fn frame_to_lua(lua: &Lua, frame: &Frame, resp3: bool) -> mlua::Result<Value> {
-    Ok(match frame {
-        Frame::Simple(s) => single(lua, "ok", Value::String(lua.create_string(s)?))?,
-        Frame::Error(e) | Frame::BulkError(e) => {
-            single(lua, "err", Value::String(lua.create_string(e)?))?
-        }
-        Frame::Integer(i) => Value::Number(*i as f64),
-        Frame::Bulk(b) => Value::String(lua.create_string(b)?),
-        Frame::Null | Frame::NullArray => {
-            if resp3 {
-                Value::Nil
-            } else {
-                Value::Boolean(false)
-            }
-        }
-        Frame::Array(items) | Frame::Push(items) => array(lua, items, resp3)?,
-        Frame::Map(pairs) => {
-            if resp3 {
-                let t = lua.create_table_with_capacity(0, pairs.len())?;
-                for (k, v) in pairs {
-                    t.raw_set(frame_to_lua(lua, k, resp3)?, frame_to_lua(lua, v, resp3)?)?;
-                }
-                single(lua, "map", Value::Table(t))?
-            } else {
-                let t = lua.create_table_with_capacity(pairs.len() * 2, 0)?;
-                let mut i = 1;
-                for (k, v) in pairs {
-                    t.raw_set(i, frame_to_lua(lua, k, resp3)?)?;
-                    t.raw_set(i + 1, frame_to_lua(lua, v, resp3)?)?;
-                    i += 2;
-                }
-                Value::Table(t)
-            }
-        }
-        Frame::Set(items) => {
-            if resp3 {
-                let t = lua.create_table_with_capacity(0, items.len())?;
-                for item in items {
-                    t.raw_set(frame_to_lua(lua, item, resp3)?, true)?;
-                }
-                single(lua, "set", Value::Table(t))?
-            } else {
-                array(lua, items, resp3)?
-            }
-        }
-        Frame::Double(d) => {
-            if resp3 {
-                single(lua, "double", Value::Number(*d))?
-            } else {
-                Value::String(lua.create_string(resp2_double(*d))?)
-            }
-        }
-        Frame::Boolean(b) => {
-            if resp3 {
-                Value::Boolean(*b)
-            } else {
-                Value::Number(if *b { 1.0 } else { 0.0 })
-            }
-        }
-        Frame::BigNumber(n) => {
-            if resp3 {
-                single(lua, "big_number", Value::String(lua.create_string(n)?))?
-            } else {
-                Value::String(lua.create_string(n)?)
-            }
-        }
-        Frame::Verbatim { format, text } => {
-            if resp3 {
-                let inner = lua.create_table()?;
-                inner.raw_set("format", lua.create_string(format)?)?;
-                inner.raw_set("string", lua.create_string(text)?)?;
-                single(lua, "verbatim_string", Value::Table(inner))?
-            } else {
-                Value::String(lua.create_string(text)?)
-            }
-        }
-    })
-}
-
-fn single(lua: &Lua, field: &str, value: Value) -> mlua::Result<Value> {
-    let t = lua.create_table_with_capacity(0, 1)?;
-    t.raw_set(field, value)?;
-    Ok(Value::Table(t))
-}
-
-fn array(lua: &Lua, items: &[Frame], resp3: bool) -> mlua::Result<Value> {
-    let t = lua.create_table_with_capacity(items.len(), 0)?;
-    for (i, item) in items.iter().enumerate() {
-        t.raw_set(i + 1, frame_to_lua(lua, item, resp3)?)?;
-    }
-    Ok(Value::Table(t))
-}
-
 /// A double as a RESP2 client receives it (the bulk string strata's encoder writes).
-fn resp2_double(d: f64) -> Vec<u8> {
+pub(super) fn resp2_double(d: f64) -> Vec<u8> {
     let mut out = bytes::BytesMut::new();
     Frame::Double(d).encode(ProtocolVersion::Resp2, &mut out);
     // `$<len>\r\n<text>\r\n`

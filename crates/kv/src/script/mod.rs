@@ -16,6 +16,7 @@
 
 mod bit;
 mod convert;
+mod fastcall;
 pub mod fuzzing;
 mod json;
 mod msgpack;
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 use parking_lot::Mutex;
 use strata_resp::{Frame, ProtocolVersion};
 
@@ -193,7 +194,7 @@ impl RunState {
     }
 }
 
-/// What a script run needs inside `redis.call`: stored in the interpreter's app data for the run.
+/// What a script run needs inside `redis.call`: reached through `fastcall::Current` during the run.
 pub(crate) struct RunCtx {
     /// The service (a strong reference for the run).
     pub shared: Arc<crate::Shared>,
@@ -605,23 +606,9 @@ impl Engine {
         globals.raw_set("bit", bit::library(&lua)?)?;
         globals.raw_set("cmsgpack", msgpack::library(&lua)?)?;
         globals.raw_set("struct", structlib::library(&lua)?)?;
-        let pcall = lua.create_function(|lua, args| Ok(raw_call(lua, args)?.0))?;
-        // A Rust function rather than a Lua wrapper: `return redis.call(...)` is then no tail call
-        // that would hide the script's line from the error.
-        let call = lua.create_function(|lua, args| {
-            let (value, failed) = raw_call(lua, args)?;
-            if failed {
-                let msg = match &value {
-                    Value::Table(t) => t
-                        .raw_get::<mlua::LuaString>("err")
-                        .map(|s| s.to_string_lossy())
-                        .unwrap_or_default(),
-                    _ => String::new(),
-                };
-                return Err(mlua::Error::RuntimeError(msg));
-            }
-            Ok(value)
-        })?;
+        // Native functions rather than a Lua wrapper: `return redis.call(...)` is then no tail call that
+        // would hide the script's line from the error.
+        let (pcall, call) = fastcall::functions(&lua)?;
         let errmsg = lua.create_function(|_, v: Value| {
             Ok(match v {
                 Value::Error(e) => root_message(&e),
@@ -640,14 +627,14 @@ impl Engine {
             }
             Ok(())
         })?;
-        let setresp = lua.create_function(|lua, v: i64| {
-            if let Some(mut ctx) = lua.app_data_mut::<RunCtx>() {
+        let setresp = lua.create_function(|_, v: i64| {
+            fastcall::with_current(|ctx| {
                 ctx.client.protocol = if v == 3 {
                     ProtocolVersion::Resp3
                 } else {
                     ProtocolVersion::Resp2
                 };
-            }
+            });
             Ok(())
         })?;
         let prelude: Function = lua.load(PRELUDE).set_name("=redis").into_function()?;
@@ -765,26 +752,6 @@ impl Engine {
     ) -> Frame {
         let eval = running.eval;
         let name = running.name.clone();
-        let lua = &self.lua;
-        let build = || -> mlua::Result<(Table, Table)> {
-            let k = lua.create_table_with_capacity(keys.len(), 0)?;
-            for (i, key) in keys.iter().enumerate() {
-                k.raw_set(i + 1, lua.create_string(key)?)?;
-            }
-            let a = lua.create_table_with_capacity(args.len(), 0)?;
-            for (i, arg) in args.iter().enumerate() {
-                a.raw_set(i + 1, lua.create_string(arg)?)?;
-            }
-            Ok((k, a))
-        };
-        let (k, a) = match build() {
-            Ok(t) => t,
-            Err(e) => return Frame::error(format!("ERR {e}")),
-        };
-        if eval {
-            let _ = self.globals.raw_set("KEYS", k.clone());
-            let _ = self.globals.raw_set("ARGV", a.clone());
-        }
         ctx.client.protocol = ProtocolVersion::Resp2;
         let threshold = running.threshold_ms;
         let eval_script = running.eval;
@@ -795,8 +762,8 @@ impl Engine {
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         self.arm_watch(state, threshold, multi_thread);
         let lua = &self.lua;
-        lua.set_app_data(ctx);
-        let call = || -> mlua::Result<MultiValue> { self.runner.call((f.clone(), k, a)) };
+        let current = fastcall::Current::enter(&mut ctx);
+        let call = || fastcall::call_runner(lua, &self.runner, f, keys, args, eval);
         // A script runs on the worker that received it, holding the exclusive lock: handing the worker's core
         // to another thread for every call (`block_in_place` before the call) cost a thread wake-up per
         // script and measured 4x slower under `strata-bench kv` EVALSHA. The tasks queued on this worker
@@ -812,22 +779,15 @@ impl Engine {
         if let Some(w) = &self.watch {
             w.running.store(false, Ordering::Release);
         }
-        let ctx = lua.remove_app_data::<RunCtx>();
+        drop(current);
         state.end();
         self.last_error_counted = false;
-        let resp3 = ctx
-            .as_ref()
-            .is_some_and(|c| c.client.protocol == ProtocolVersion::Resp3);
-        let counted_error = ctx.as_ref().and_then(|c| c.counted_error.clone());
-        if let Some(ctx) = ctx {
-            self.client = Some(ctx.client);
-        }
+        let resp3 = ctx.client.protocol == ProtocolVersion::Resp3;
+        let counted_error = ctx.counted_error.take();
+        self.client = Some(ctx.client);
         let mut error_counted = false;
         let reply = match result {
-            Ok(values) => {
-                let mut it = values.into_iter();
-                let ok = matches!(it.next(), Some(Value::Boolean(true)));
-                let value = it.next().unwrap_or(Value::Nil);
+            Ok((ok, value)) => {
                 if let Value::Table(t) = &value {
                     error_counted = if ok {
                         // A `redis.pcall` error table the script returned as it was.
@@ -850,10 +810,6 @@ impl Engine {
             )),
         };
         self.last_error_counted = error_counted && matches!(reply, Frame::Error(_));
-        if eval {
-            let _ = self.globals.raw_set("KEYS", Value::Nil);
-            let _ = self.globals.raw_set("ARGV", Value::Nil);
-        }
         // A little incremental collection now and then keeps full cycles (and their latency) rare; a step
         // after every run cost 5% of a short script's time.
         self.runs_since_gc += 1;
@@ -976,58 +932,6 @@ fn error_handler(lua: &Lua, err: Value) -> mlua::Result<Table> {
 fn is_error_code(m: &str) -> bool {
     let code = m.split(' ').next().unwrap_or("");
     !code.is_empty() && code.bytes().all(|b| b.is_ascii_uppercase())
-}
-
-/// `redis.call` / `redis.pcall`: runs one command; returns `(reply, failed)` where a failed reply is
-/// an error table.
-fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
-    // `msg` carries its error code (`ERR ...`, `OOM ...`).
-    let err = |msg: &str| -> mlua::Result<(Value, bool)> {
-        let t = lua.create_table()?;
-        t.raw_set("err", msg)?;
-        Ok((Value::Table(t), true))
-    };
-    if args.is_empty() {
-        return err("ERR Please specify at least one argument for this redis lib call");
-    }
-    let mut argv = Vec::with_capacity(args.len());
-    for v in &args {
-        match v {
-            Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
-            Value::Integer(i) => argv.push(Bytes::from(i.to_string())),
-            Value::Number(n) => argv.push(Bytes::from(convert::format_g17(*n))),
-            _ => return err("ERR Lua redis lib command arguments must be strings or integers"),
-        }
-    }
-    let Some(mut ctx) = lua.app_data_mut::<RunCtx>() else {
-        return err("ERR redis.call/pcall can only be called inside a script invocation");
-    };
-    let ctx = &mut *ctx;
-    // Refused or failed, the command's error is counted here, where it happened, as Redis counts it;
-    // the table says so, and the script's reply does not count it again.
-    let reply = match crate::cmd::run_from_script(ctx, &argv) {
-        Ok(frame) => frame,
-        Err(message) => {
-            crate::cmd::record_script_rejection(&ctx.shared, &argv, &message);
-            ctx.counted_error = Some(message.clone());
-            let (value, failed) = err(&message)?;
-            if let Value::Table(t) = &value {
-                t.raw_set(IGNORE_ERROR_STATS, true)?;
-            }
-            return Ok((value, failed));
-        }
-    };
-    let resp3 = ctx.client.protocol == ProtocolVersion::Resp3;
-    let failed = matches!(reply, Frame::Error(_) | Frame::BulkError(_));
-    let value = convert::frame_to_lua(lua, &reply, resp3)?;
-    if failed && let Value::Table(t) = &value {
-        t.raw_set(IGNORE_ERROR_STATS, true)?;
-        ctx.counted_error = t
-            .raw_get::<mlua::LuaString>("err")
-            .ok()
-            .map(|m| m.to_string_lossy());
-    }
-    Ok((value, failed))
 }
 
 /// The field Redis sets on the error tables of `redis.call`/`redis.pcall` whose error it already counted.
