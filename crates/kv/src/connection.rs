@@ -155,19 +155,23 @@ async fn serve_client(
                     session.handle.qbuf.store(buffered, Ordering::Relaxed);
                     if shared.pause.maybe_active() {
                         wait_while_paused(conn, session, shared, shutdown, &args).await?;
+                        session.clock_hint = None;
                     }
                     if shared.scripting.run.should_wait(session.id) {
                         wait_for_script(conn, session, shared, shutdown).await?;
+                        session.clock_hint = None;
                     }
                     let mut reply = cmd::execute(session, shared, &args);
                     if let Some(request) = session.block.take() {
                         conn.flush(session).await?;
                         reply =
                             wait_blocked(conn, session, shared, shutdown, request, &args).await?;
+                        session.clock_hint = None;
                     }
                     if !session.woken.is_empty() {
                         // The clients this write fed are served before anything after it runs.
                         Blocking::await_retries(&mut session.woken).await;
+                        session.clock_hint = None;
                     }
                     if session.shutting_down {
                         // SHUTDOWN: the replies before it go out, its own never does.
@@ -209,9 +213,14 @@ async fn serve_client(
                     }
                     if conn.output.len() >= MAX_PENDING_REPLY_BYTES {
                         conn.flush(session).await?;
+                        session.clock_hint = None;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    // What comes next arrives after a wait.
+                    session.clock_hint = None;
+                    break;
+                }
                 Err(e) => {
                     // Redis replies with the error and closes: the position in the stream is lost.
                     tracing::debug!(client = session.id, error = %e, "protocol error, closing");

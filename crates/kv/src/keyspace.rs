@@ -243,6 +243,13 @@ pub enum KvError {
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Now, in milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// The time at `at`, a monotonic instant read a moment ago, in milliseconds since the Unix epoch. A
+    /// clock that cannot tell reads itself.
+    fn ms_at(&self, at: std::time::Instant) -> u64 {
+        let _ = at;
+        self.now_ms()
+    }
 }
 
 /// The system clock.
@@ -251,16 +258,59 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        unix_ms(std::time::SystemTime::now())
     }
+
+    /// From the monotonic clock and the wall clock's offset to it, measured again at most once a second
+    /// (both run at the same rate; a step of the wall clock shows within that second). A command's
+    /// cached time then needs no clock read of its own.
+    fn ms_at(&self, at: std::time::Instant) -> u64 {
+        use std::sync::atomic::AtomicI64;
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        /// Wall-clock minus monotonic nanoseconds, and the monotonic nanoseconds when it was measured
+        /// (0: never).
+        static OFFSET_NS: AtomicI64 = AtomicI64::new(0);
+        static MEASURED_NS: AtomicU64 = AtomicU64::new(0);
+        const REMEASURE_NS: u64 = 1_000_000_000;
+        let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+        let mono = |t: std::time::Instant| {
+            u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+        };
+        let at_ns = mono(at);
+        let measured = MEASURED_NS.load(Ordering::Relaxed);
+        let offset = if measured == 0 || at_ns.abs_diff(measured) > REMEASURE_NS {
+            let now = std::time::Instant::now();
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            let now_ns = mono(now).max(1);
+            let offset = wall.saturating_sub(i64::try_from(now_ns).unwrap_or(i64::MAX));
+            OFFSET_NS.store(offset, Ordering::Relaxed);
+            MEASURED_NS.store(now_ns, Ordering::Relaxed);
+            offset
+        } else {
+            OFFSET_NS.load(Ordering::Relaxed)
+        };
+        let ns = i64::try_from(at_ns)
+            .unwrap_or(i64::MAX)
+            .saturating_add(offset);
+        u64::try_from(ns / 1_000_000).unwrap_or(0)
+    }
+}
+
+/// `t` in milliseconds since the Unix epoch (0 before it).
+fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 thread_local! {
     /// The command-time scope of this thread: how many [`CommandTime`] guards are open, and the time they
     /// share (Unix ms; 0 until a command first asks).
     static COMMAND_TIME: std::cell::Cell<(u32, u64)> = const { std::cell::Cell::new((0, 0)) };
+    /// The instant the outermost open [`CommandTime`] scope started at, when it was given one.
+    static COMMAND_START: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// While alive, [`Keyspace::now_ms`] on this thread reads the clock once and then answers that reading:
@@ -279,6 +329,20 @@ impl CommandTime {
         });
         CommandTime(())
     }
+
+    /// Opens (or joins) this thread's command-time scope; an outermost scope's time is that of `start`,
+    /// a monotonic instant just read ([`Clock::ms_at`]).
+    pub fn begin_at(start: std::time::Instant) -> Self {
+        let outermost = COMMAND_TIME.with(|c| {
+            let (depth, ms) = c.get();
+            c.set((depth + 1, ms));
+            depth == 0
+        });
+        if outermost {
+            COMMAND_START.with(|s| s.set(Some(start)));
+        }
+        CommandTime(())
+    }
 }
 
 impl Drop for CommandTime {
@@ -290,6 +354,7 @@ impl Drop for CommandTime {
             depth == 0
         });
         if outermost {
+            COMMAND_START.with(|s| s.set(None));
             LAST_READ.with(|r| r.borrow_mut().take());
         }
     }
@@ -865,7 +930,10 @@ impl Keyspace {
         COMMAND_TIME.with(|c| match c.get() {
             (0, _) => self.clock.now_ms(),
             (depth, 0) => {
-                let ms = self.clock.now_ms();
+                let ms = match COMMAND_START.with(std::cell::Cell::get) {
+                    Some(start) => self.clock.ms_at(start),
+                    None => self.clock.now_ms(),
+                };
                 c.set((depth, ms));
                 ms
             }
@@ -2002,6 +2070,30 @@ impl Keyspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wall_time_from_a_monotonic_instant_matches_the_wall_clock() {
+        let clock = SystemClock;
+        // Far apart instants (past the re-measuring interval) and close ones: each within a few ms of the
+        // wall clock read beside it, and in order.
+        let start = std::time::Instant::now();
+        let mut last = 0;
+        for later in [0u64, 1, 1_500, 3_000] {
+            let at = start + std::time::Duration::from_millis(later);
+            let derived = clock.ms_at(at);
+            let wall = clock.now_ms() + later;
+            assert!(derived.abs_diff(wall) <= 5, "{derived} vs {wall}");
+            assert!(derived >= last);
+            last = derived;
+        }
+        // A command scope started at an instant answers that instant's time.
+        let at = std::time::Instant::now();
+        let _time = CommandTime::begin_at(at);
+        let ks_ms = COMMAND_START
+            .with(std::cell::Cell::get)
+            .map(|s| clock.ms_at(s));
+        assert_eq!(ks_ms, Some(clock.ms_at(at)));
+    }
 
     fn open(dir: &std::path::Path) -> Keyspace {
         let db = Db::open(dir, strata_storage::Options::default()).expect("open storage");

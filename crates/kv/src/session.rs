@@ -42,6 +42,10 @@ pub struct Session {
     pub connected_at: Instant,
     /// When the last command arrived.
     pub last_command_at: Instant,
+    /// When the previous command ended, while the connection runs buffered commands back to back: the
+    /// next one starts then instead of reading the clock again. The connection clears it whenever it
+    /// waits.
+    pub clock_hint: Option<Instant>,
     /// The name of the last command run (`CLIENT LIST`'s `cmd=`).
     pub last_command: &'static str,
     /// Commands queued since MULTI; `None` outside a transaction.
@@ -101,6 +105,7 @@ impl Session {
             error_counted: false,
             connected_at: now,
             last_command_at: now,
+            clock_hint: None,
             last_command: "NULL",
             multi: None,
             multi_failed: false,

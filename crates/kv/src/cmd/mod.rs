@@ -468,12 +468,18 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
     if args.is_empty() {
         return Frame::error("ERR empty command");
     }
-    let _time = crate::keyspace::CommandTime::begin();
+    // One clock read per command in a pipeline: it starts when the one before it ended, and its wall
+    // time (expiry) derives from that instant. Redis reads the clock twice per command.
+    let start = session
+        .clock_hint
+        .take()
+        .unwrap_or_else(std::time::Instant::now);
+    let _time = crate::keyspace::CommandTime::begin_at(start);
     shared
         .stats
         .commands
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (index, spec) = match check(session, shared, args, false) {
+    let (index, spec) = match check(session, shared, args, Some(start)) {
         Ok(found) => found,
         Err((index, reply)) => {
             if let Frame::Error(message) = &reply {
@@ -527,8 +533,6 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         }
         return Frame::simple("QUEUED");
     }
-    // `check` stamped the command's arrival; one clock read serves both.
-    let start = session.last_command_at;
     let reply = if spec.name == "exec" {
         session.in_exec = true;
         let reply = transactions::exec(session, shared);
@@ -549,7 +553,7 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         feed_monitors(session, shared, spec, args);
         // A script takes the exclusive lock itself, like EXEC, so it runs with nothing interleaved.
         let reply = run_spec(session, shared, index, spec, args);
-        finish(session, shared, index, spec, args, start, &reply, true);
+        session.clock_hint = finish(session, shared, index, spec, args, start, &reply, true);
         return reply;
     } else {
         if spec.name == "shutdown" {
@@ -565,7 +569,7 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         };
         run_spec(session, shared, index, spec, args)
     };
-    finish(session, shared, index, spec, args, start, &reply, true);
+    session.clock_hint = finish(session, shared, index, spec, args, start, &reply, true);
     feed_monitors(session, shared, spec, args);
     shared.tracking.flush_broadcasts(shared);
     // `CLIENT CACHING` applies to the next command only (or the next transaction).
@@ -779,7 +783,7 @@ pub fn resume(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
         run_spec(session, shared, index, spec, args)
     };
     // The connection signals the keys once it has left the wait queues.
-    finish(session, shared, index, spec, args, start, &reply, false);
+    let _ = finish(session, shared, index, spec, args, start, &reply, false);
     shared.tracking.flush_broadcasts(shared);
     reply
 }
@@ -799,6 +803,7 @@ pub fn record_unblocked(shared: &Shared, args: &[Bytes], reply: &Frame) {
 }
 
 /// After a command ran: its statistics, the slow log, and waking clients blocked on keys it wrote.
+/// Returns when it ended (`None` for a command that blocked: its connection waits).
 #[allow(clippy::too_many_arguments)]
 fn finish(
     session: &mut Session,
@@ -809,12 +814,13 @@ fn finish(
     start: std::time::Instant,
     reply: &Frame,
     signal: bool,
-) {
+) -> Option<std::time::Instant> {
     if session.block.is_some() {
         // Counted once the wait ends.
-        return;
+        return None;
     }
-    let elapsed = start.elapsed();
+    let end = std::time::Instant::now();
+    let elapsed = end.saturating_duration_since(start);
     let error = match reply {
         Frame::Error(m) => Some(&m[..]),
         _ => None,
@@ -845,6 +851,7 @@ fn finish(
     if signal && shared.blocking.has_waiters() && spec.flags.contains(&"write") {
         signal_keys(shared, args, &mut session.woken);
     }
+    Some(end)
 }
 
 /// Wakes clients blocked on any key among a write command's arguments (a superset of the keys it
@@ -878,21 +885,20 @@ pub fn signal_keys(shared: &Shared, args: &[Bytes], woken: &mut Vec<crate::block
 /// Looks a request up and checks authentication, arity and the subscribed context; a refusal carries
 /// the command's position when it was found.
 ///
-/// A command from the connection (`queued` false) stamps its arrival and becomes the client's last
-/// command; one run by EXEC or a script (`queued`) does not, as in Redis, where CLIENT LIST shows
-/// `cmd=exec` or `cmd=evalsha` for the client that ran them.
+/// A command from the connection (`arrived` is when it started) stamps its arrival and becomes the
+/// client's last command; one run by EXEC or a script (`arrived` is `None`) does not, as in Redis,
+/// where CLIENT LIST shows `cmd=exec` or `cmd=evalsha` for the client that ran them.
 fn check(
     session: &mut Session,
     shared: &Shared,
     args: &[Bytes],
-    queued: bool,
+    arrived: Option<std::time::Instant>,
 ) -> Result<(usize, &'static CommandSpec), (Option<usize>, Frame)> {
     let name = &args[0];
     let Some((index, spec)) = lookup_indexed(name) else {
         return Err((None, Frame::error(unknown_command(name, &args[1..]))));
     };
-    if !queued {
-        let now = std::time::Instant::now();
+    if let Some(now) = arrived {
         session.last_command_at = now;
         session.last_command = spec.name;
         session.handle.touch(index, now);
@@ -937,11 +943,11 @@ pub fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
 
 /// Runs a queued command of a transaction (EXEC holds the exclusive lock already).
 pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
-    match check(session, shared, args, true) {
+    match check(session, shared, args, None) {
         Ok((index, spec)) => {
             let start = std::time::Instant::now();
             let reply = run_spec(session, shared, index, spec, args);
-            finish(session, shared, index, spec, args, start, &reply, true);
+            let _ = finish(session, shared, index, spec, args, start, &reply, true);
             feed_monitors(session, shared, spec, args);
             reply
         }
