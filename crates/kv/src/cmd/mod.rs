@@ -359,8 +359,9 @@ fn run_spec(
     spec: &CommandSpec,
     args: &[Bytes],
 ) -> Frame {
-    // A script's keys are expired by the commands it runs, when they look them up, as in Redis: checking
-    // them before it starts too read each key twice, the first time cold (a seventh of EVALSHA's CPU).
+    // A script's keys are expired by the commands it runs, when they look them up, as in Redis. Checking
+    // them before the script started as well read each key twice, the first time cold (a seventh of
+    // EVALSHA's CPU).
     if !scripting::runs_script(spec)
         && let Err(e) = expire_keys(session.db, shared, index, args)
     {

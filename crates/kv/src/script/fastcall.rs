@@ -102,20 +102,25 @@ unsafe fn push_strings(state: *mut ffi::lua_State, items: &[Bytes]) {
     }
 }
 
-/// While alive, `redis.call` on this thread runs in the context it was entered with.
-pub(super) struct Current {
+/// While alive, `redis.call` on this thread runs in the context it was entered with, which stays
+/// borrowed for as long.
+pub(super) struct Current<'a> {
     previous: *mut RunCtx,
+    _ctx: std::marker::PhantomData<&'a mut RunCtx>,
 }
 
-impl Current {
-    /// Makes `ctx` the running script's context. The caller must not touch `ctx` until the guard drops.
-    pub(super) fn enter(ctx: &mut RunCtx) -> Current {
+impl<'a> Current<'a> {
+    /// Makes `ctx` the running script's context.
+    pub(super) fn enter(ctx: &'a mut RunCtx) -> Current<'a> {
         let previous = CURRENT.with(|c| c.replace(ctx));
-        Current { previous }
+        Current {
+            previous,
+            _ctx: std::marker::PhantomData,
+        }
     }
 }
 
-impl Drop for Current {
+impl Drop for Current<'_> {
     fn drop(&mut self) {
         CURRENT.with(|c| c.set(self.previous));
     }
@@ -124,9 +129,9 @@ impl Drop for Current {
 /// Runs `f` on the running script's context, if a script is running on this thread.
 pub(super) fn with_current<R>(f: impl FnOnce(&mut RunCtx) -> R) -> Option<R> {
     let ctx = CURRENT.with(Cell::get);
-    // SAFETY: the pointer was set by `Current::enter` from a live `&mut RunCtx` whose owner does not use
-    // it until the guard is gone, and the functions that get here do not nest (a script cannot run a
-    // script), so this is the only reference.
+    // SAFETY: the pointer was set by `Current::enter` from a `&mut RunCtx` the guard keeps borrowed, and
+    // the functions that get here do not nest (a script cannot run a script), so this is the only
+    // reference while `f` runs.
     unsafe { ctx.as_mut() }.map(f)
 }
 
@@ -159,7 +164,7 @@ unsafe extern "C-unwind" fn redis_pcall(state: *mut ffi::lua_State) -> c_int {
 /// failed or could not run). Returns whether it failed.
 unsafe fn call(state: *mut ffi::lua_State) -> bool {
     // SAFETY (the whole function): `state` is the running interpreter, the indices read are within
-    // `lua_gettop`, and every push has the stack room checked for it.
+    // `lua_gettop`, and the pushes fit in the free slots a C function starts with (see below).
     unsafe {
         let argc = ffi::lua_gettop(state);
         if argc == 0 {
@@ -190,7 +195,6 @@ unsafe fn call(state: *mut ffi::lua_State) -> bool {
         // with thousands of arguments (a C function's stack ends at LUAI_MAXCSTACK slots), as in Redis.
         // That leaves LUA_MINSTACK (20) free slots, enough for the reply's first level.
         ffi::lua_settop(state, 0);
-        let top = 0;
         let done = std::panic::catch_unwind(AssertUnwindSafe(|| {
             with_current(|ctx| {
                 let reply = match crate::cmd::run_from_script(ctx, &argv) {
@@ -230,7 +234,7 @@ unsafe fn call(state: *mut ffi::lua_State) -> bool {
             }
             Err(_) => {
                 // A bug in a command: the script fails instead of the interpreter's stack unwinding.
-                ffi::lua_settop(state, top);
+                ffi::lua_settop(state, 0);
                 push_error(state, b"ERR the command failed unexpectedly", false);
                 true
             }
