@@ -676,7 +676,9 @@ async fn ttl_dead_lettering_and_requeue_hold_on_spilled_entries() {
         "spill.ttl",
         false,
         args(&[
-            ("x-message-ttl", AMQPValue::LongInt(5000)),
+            // Long enough that the last publishes land before the first expire, on a loaded machine
+            // too (at 5 s the head had expired and been read back before the check below ran once).
+            ("x-message-ttl", AMQPValue::LongInt(10_000)),
             (
                 "x-dead-letter-exchange",
                 AMQPValue::LongString(LongString::from("")),
@@ -692,7 +694,7 @@ async fn ttl_dead_lettering_and_requeue_hold_on_spilled_entries() {
     publish_small(&ch, "spill.ttl", 0..n, false).await;
     assert!(spilled(broker(&b), "spill.ttl") > 0);
     let probe = conn.create_channel().await.expect("channel");
-    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let end = std::time::Instant::now() + Duration::from_secs(60);
     while ready(&probe, "spill.dlq").await < n {
         assert!(std::time::Instant::now() < end, "dead-lettered in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
