@@ -24,6 +24,16 @@ fn eval(
     cmd.query(c)
 }
 
+/// An array of bulk strings.
+fn bulks(texts: &[&str]) -> Value {
+    Value::Array(
+        texts
+            .iter()
+            .map(|t| Value::BulkString(t.as_bytes().to_vec()))
+            .collect(),
+    )
+}
+
 fn err_text(r: redis::RedisResult<Value>) -> String {
     let e = r.expect_err("an error reply");
     match e.detail() {
@@ -192,16 +202,7 @@ fn conversions_from_redis_to_lua() {
         &[],
     )
     .unwrap();
-    let texts = ["7", "-3", "1000000000000000", "2.5", "1e+17"];
-    assert_eq!(
-        v,
-        Value::Array(
-            texts
-                .iter()
-                .map(|t| Value::BulkString(t.as_bytes().to_vec()))
-                .collect()
-        )
-    );
+    assert_eq!(v, bulks(&["7", "-3", "1000000000000000", "2.5", "1e+17"]));
     // A call with as many arguments as the Lua stack holds still has room for its reply.
     let v = eval(
         &mut c,
@@ -221,13 +222,9 @@ fn conversions_from_redis_to_lua() {
     .unwrap();
     assert_eq!(
         v,
-        Value::Array(vec![
-            Value::BulkString(
-                b"ERR Lua redis lib command arguments must be strings or integers".to_vec()
-            ),
-            Value::BulkString(
-                b"ERR Please specify at least one argument for this redis lib call".to_vec()
-            ),
+        bulks(&[
+            "ERR Lua redis lib command arguments must be strings or integers",
+            "ERR Please specify at least one argument for this redis lib call",
         ])
     );
     // RESP3 types inside the script: a set, a double, a verbatim string; in RESP2 the double is a string.
@@ -251,16 +248,7 @@ fn conversions_from_redis_to_lua() {
         &[],
     )
     .unwrap();
-    let texts = ["true", "1.5", "1.5", "txt", "# Server"];
-    assert_eq!(
-        v,
-        Value::Array(
-            texts
-                .iter()
-                .map(|t| Value::BulkString(t.as_bytes().to_vec()))
-                .collect()
-        )
-    );
+    assert_eq!(v, bulks(&["true", "1.5", "1.5", "txt", "# Server"]));
 }
 
 #[test]
