@@ -192,6 +192,8 @@ pub(crate) struct DbInner {
     /// bytes were already written.
     wal_written_seqno: AtomicU64,
     pub(crate) visible_seqno: AtomicU64,
+    /// Reads in flight, for the versions a commit may drop (see [`crate::readers`]).
+    pub(crate) readers: Arc<crate::readers::Readers>,
     pub(crate) mems: RwLock<Arc<MemSet>>,
     pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
     trees: RwLock<HashMap<String, u32>>,
@@ -373,6 +375,7 @@ impl Db {
                     format,
                     payload,
                     first_seqno,
+                    0,
                     &mem,
                     &logs_by_id,
                     flushed,
@@ -490,6 +493,7 @@ impl Db {
             spare_memtable: parking_lot::Mutex::new(None),
             wal_written_seqno: AtomicU64::new(next_seqno - 1),
             visible_seqno: AtomicU64::new(next_seqno - 1),
+            readers: Arc::default(),
             mems: RwLock::new(Arc::new(MemSet {
                 active: mem,
                 imms: Vec::new(),
@@ -833,12 +837,14 @@ pub(crate) type BaseLookup<'a> = dyn Fn(u32, &[u8], u64) -> Result<Option<Bytes>
 
 /// Applies one WAL frame payload written in `format` (see [`FrameOps`]) to `mem` and the logs. Tree ops
 /// with a seqno at or below `skip_upto` are already in SSTs and skipped. Returns the next seqno. `touched`
-/// collects the logs written.
+/// collects the logs written. A version whose successor is at or below `horizon` is dropped (0: none is;
+/// see [`crate::readers`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_frame(
     format: WalFormat,
     payload: &[u8],
     first_seqno: u64,
+    horizon: u64,
     mem: &MemTable,
     logs: &HashMap<u32, Arc<LogInner>>,
     skip_upto: u64,
@@ -855,12 +861,12 @@ pub(crate) fn apply_frame(
                     h.on_put(tree, key);
                 }
                 if seq > skip_upto {
-                    mem.add(tree, key, seq, KIND_PUT, value);
+                    mem.add_at(tree, key, seq, KIND_PUT, value, horizon);
                 }
             }
             BatchOp::Delete { tree, key } => {
                 if seq > skip_upto {
-                    mem.add(tree, key, seq, KIND_DELETE, &[]);
+                    mem.add_at(tree, key, seq, KIND_DELETE, &[], horizon);
                 }
             }
             BatchOp::Patch { tree, key, patch } => {
@@ -869,7 +875,7 @@ pub(crate) fn apply_frame(
                 }
                 if seq > skip_upto {
                     let base = base(tree, key, seq - 1)?.unwrap_or_default();
-                    mem.add_patched(tree, key, seq, &base, &patch);
+                    mem.add_patched(tree, key, seq, &base, &patch, horizon);
                 }
             }
             BatchOp::RangeDelete { tree, start, end } => {
@@ -1222,10 +1228,13 @@ impl DbInner {
         let logs = self.logs_by_id.read();
         // Before any put of the group reaches the memtable (see `skip_hint` for the handshake).
         let check_hints = self.skip_hints.begin_apply(last_seqno);
+        // Versions no read in flight or to come can see are dropped as the group applies.
+        let horizon = self.readers.horizon(&self.visible_seqno);
         let r = apply_frame(
             WalFormat::V2,
             ops,
             first_seqno,
+            horizon,
             &mem,
             &logs,
             0,
@@ -1488,12 +1497,14 @@ impl DbInner {
         within(what, len, self.opts.max_value_bytes)
     }
 
-    /// Registers a snapshot at the current seqno.
-    pub(crate) fn acquire_snapshot(&self) -> u64 {
+    /// Registers a snapshot at the current seqno; the guard keeps its read entered (see
+    /// [`crate::readers`]) while the snapshot lives.
+    pub(crate) fn acquire_snapshot(&self) -> (u64, crate::readers::OwnedReadGuard) {
+        let reading = self.readers.enter_owned();
         let mut s = self.snapshots.lock();
-        let seq = self.visible_seqno.load(Ordering::Acquire);
+        let seq = self.visible_seqno.load(Ordering::SeqCst);
         *s.entry(seq).or_insert(0) += 1;
-        seq
+        (seq, reading)
     }
 
     pub(crate) fn release_snapshot(&self, seq: u64) {
@@ -1518,10 +1529,14 @@ impl DbInner {
     /// SST may lack a version visible at `r` that a newer version (published after `r` was taken) shadowed.
     /// A read whose seqno and sources were both taken within one install generation is safe: any install
     /// after it started leaves the sources it already holds untouched.
+    ///
+    /// The read is entered in [`DbInner::readers`] before it takes its seqno, so no commit drops a memtable
+    /// version it could see.
     pub(crate) fn latest<T>(&self, mut read: impl FnMut(u64) -> T) -> T {
+        let _reading = self.readers.enter();
         loop {
             let g = self.install_gen.load(Ordering::SeqCst);
-            let seq = self.visible_seqno.load(Ordering::Acquire);
+            let seq = self.visible_seqno.load(Ordering::SeqCst);
             let out = read(seq);
             if self.install_gen.load(Ordering::SeqCst) == g {
                 return out;
@@ -1695,6 +1710,8 @@ impl DbInner {
             crate::version::sources(&view, &mut v);
             v
         };
-        DbIter::new(spec, Box::new(make)).with_hints(self.skip_hints.clone())
+        DbIter::new(spec, Box::new(make))
+            .with_hints(self.skip_hints.clone())
+            .with_reader(self.readers.enter_owned())
     }
 }

@@ -174,6 +174,8 @@ pub struct DbIter {
     hints: Option<Arc<SkipHints>>,
     /// Entries the first forward step walked over without returning them.
     skipped: usize,
+    /// Keeps the memtable versions the iterator reads (see [`crate::readers`]).
+    _reading: Option<crate::readers::OwnedReadGuard>,
 }
 
 impl DbIter {
@@ -192,12 +194,20 @@ impl DbIter {
             scratch: Vec::new(),
             hints: None,
             skipped: 0,
+            _reading: None,
         }
     }
 
     /// Lets the iterator record the dead runs its first forward step walks over.
     pub(crate) fn with_hints(mut self, hints: Arc<SkipHints>) -> Self {
         self.hints = Some(hints);
+        self
+    }
+
+    /// Keeps a read entered for the iterator's life. Its seqno must have been taken under another entered
+    /// read (a point read's or a snapshot's) still held now.
+    pub(crate) fn with_reader(mut self, reading: crate::readers::OwnedReadGuard) -> Self {
+        self._reading = Some(reading);
         self
     }
 

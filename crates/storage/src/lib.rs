@@ -66,6 +66,7 @@ pub mod merge;
 pub mod options;
 mod prefetch;
 pub mod range_index;
+mod readers;
 pub(crate) mod skip_hint;
 pub mod snapshot;
 pub mod sst;

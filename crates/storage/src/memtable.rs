@@ -28,6 +28,11 @@
 //! map's unordered list (with its flag set) and in the index, before its seqno becomes visible to readers.
 //! Versions stay in trailer order even if a group applies out of order, so the newest at or below the read
 //! seqno is the visible one.
+//!
+//! A write may drop the versions of its key that no read can see any more: those whose successor is at or
+//! below the commit's *horizon*, the published seqno when no read was in flight (see [`crate::readers`]).
+//! A rewritten key's new value then gets an allocation of its own, reusing a dropped version's buffer when
+//! the version held the only handle on it, so a hot key does not fill the arena with copies.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, VecDeque};
@@ -157,6 +162,44 @@ impl ValueArena {
         }
         out.extend(self.spare);
         out
+    }
+}
+
+/// A version's value as [`MemTable::add_with`] receives it: its bytes, or a base with a patch applied.
+#[derive(Clone, Copy)]
+enum NewValue<'a> {
+    Copy(&'a [u8]),
+    Patched(&'a [u8], &'a crate::batch::Patch<'a>),
+}
+
+impl NewValue<'_> {
+    fn len(&self) -> usize {
+        match self {
+            NewValue::Copy(v) => v.len(),
+            NewValue::Patched(base, patch) => patch.patched_len(base.len()),
+        }
+    }
+
+    /// The value as a piece of the arena (or, past [`VALUE_ARENA_MAX_BYTES`], its own allocation).
+    fn in_arena(self, arena: &mut ValueArena) -> Bytes {
+        match self {
+            NewValue::Copy(v) => arena.copy(v),
+            NewValue::Patched(base, patch) => arena.patched(base, patch),
+        }
+    }
+
+    /// The value written into `buf` (emptied first), an allocation of its own.
+    fn in_own(self, mut buf: Vec<u8>) -> Bytes {
+        buf.clear();
+        match self {
+            NewValue::Copy(v) => buf.extend_from_slice(v),
+            NewValue::Patched(base, patch) => {
+                buf.extend_from_slice(base);
+                buf.resize(patch.patched_len(base.len()), 0);
+                patch.write_pieces(&mut buf);
+            }
+        }
+        Bytes::from(buf)
     }
 }
 
@@ -458,12 +501,45 @@ impl Versions {
         }
     }
 
+    /// Drops the versions whose successor is at or below `horizon` (see [`Versions::insert`]), returning
+    /// how many and, when one of them held the only handle on a buffer of its own of at least `want`
+    /// bytes, that buffer. (A piece of an arena chunk is never unique: the arena holds every chunk.)
+    fn drop_shadowed(&mut self, horizon: u64, want: usize) -> (usize, Option<Vec<u8>>) {
+        let Versions::Many(vs) = self else {
+            return (0, None);
+        };
+        let n = vs
+            .partition_point(|x| x.trailer >> 8 <= horizon)
+            .saturating_sub(1);
+        let mut spare = None;
+        for v in vs.drain(..n) {
+            if spare.is_none()
+                && let Ok(own) = v.value.try_into_mut()
+            {
+                let buf = Vec::from(own);
+                if buf.capacity() >= want {
+                    spare = Some(buf);
+                }
+            }
+        }
+        (n, spare)
+    }
+
     /// Adds `v` in trailer order (at the end, live: groups apply in seqno order); an equal trailer is
-    /// replaced, as a map insert of an equal key would.
-    fn insert(&mut self, v: Version) {
+    /// replaced, as a map insert of an equal key would. Appending, it first drops the versions whose
+    /// successor is at or below `horizon` (the newest of those at or below it stays: reads at the
+    /// horizon see it) and returns how many it dropped.
+    fn insert(&mut self, v: Version, horizon: u64) -> usize {
         match self {
             Versions::Many(vs) => match vs.last() {
-                Some(last) if last.trailer < v.trailer => vs.push(v),
+                Some(last) if last.trailer < v.trailer => {
+                    let shadowed = vs
+                        .partition_point(|x| x.trailer >> 8 <= horizon)
+                        .saturating_sub(1);
+                    vs.drain(..shadowed);
+                    vs.push(v);
+                    return shadowed;
+                }
                 _ => match vs.binary_search_by_key(&v.trailer, |x| x.trailer) {
                     Ok(i) => vs[i] = v,
                     Err(i) => vs.insert(i, v),
@@ -478,6 +554,7 @@ impl Versions {
                 });
             }
         }
+        0
     }
 }
 
@@ -867,7 +944,13 @@ impl MemTable {
     /// A key already in the memtable costs a hash lookup and an append to its versions; only a new key
     /// enters the ordered map (whose entries are keys, not versions).
     pub fn add(&self, tree: u32, key: &[u8], seqno: u64, kind: u8, value: &[u8]) {
-        self.add_with(tree, key, seqno, kind, |arena| arena.copy(value));
+        self.add_at(tree, key, seqno, kind, value, 0);
+    }
+
+    /// [`MemTable::add`], dropping the key's versions whose successor is at or below `horizon`: nobody
+    /// reads them any more (see [`crate::readers`]; 0 drops none).
+    pub fn add_at(&self, tree: u32, key: &[u8], seqno: u64, kind: u8, value: &[u8], horizon: u64) {
+        self.add_with(tree, key, seqno, kind, horizon, NewValue::Copy(value));
     }
 
     /// Inserts a put of `base` with `patch` applied (see [`crate::batch::Patch`]), copying the base once.
@@ -878,10 +961,16 @@ impl MemTable {
         seqno: u64,
         base: &[u8],
         patch: &crate::batch::Patch<'_>,
+        horizon: u64,
     ) {
-        self.add_with(tree, key, seqno, KIND_PUT, |arena| {
-            arena.patched(base, patch)
-        });
+        self.add_with(
+            tree,
+            key,
+            seqno,
+            KIND_PUT,
+            horizon,
+            NewValue::Patched(base, patch),
+        );
     }
 
     fn add_with(
@@ -890,15 +979,15 @@ impl MemTable {
         key: &[u8],
         seqno: u64,
         kind: u8,
-        value: impl FnOnce(&mut ValueArena) -> Bytes,
+        horizon: u64,
+        value: NewValue<'_>,
     ) {
         let mut writer = self.writer.lock();
-        let value = value(&mut writer);
         let bytes = 4 + key.len() + 8 + value.len();
         let trailer = (seqno << 8) | u64::from(kind);
         let h = key_hash(tree, key);
         let shard = &self.index[index_shard(h)];
-        let version = Version { trailer, value };
+        let mut dropped = 0;
         // Only this thread adds keys (the writer lock), so the empty slot the probe ends on stays empty and
         // the table keeps its size until the key is filled in below; readers go on meanwhile.
         let vacant = {
@@ -910,10 +999,31 @@ impl MemTable {
             }
             match table.probe(h, |n| n.key.is(tree, key)) {
                 Ok(node) => {
-                    node.versions.write().insert(version);
+                    let mut versions = node.versions.write();
+                    let appends = versions
+                        .as_slice()
+                        .last()
+                        .is_some_and(|v| v.trailer < trailer);
+                    let value = if appends && horizon != 0 && value.len() > 0 {
+                        // A rewritten key's value gets an allocation of its own, taken over from a
+                        // version nobody reads any more when one is free: a hot key cycles through a
+                        // few warm buffers instead of filling the arena with fresh pages.
+                        let (n, spare) = versions.drop_shadowed(horizon, value.len());
+                        dropped = n;
+                        value.in_own(spare.unwrap_or_else(|| Vec::with_capacity(value.len())))
+                    } else {
+                        value.in_arena(&mut writer)
+                    };
+                    dropped += versions.insert(Version { trailer, value }, horizon);
                     None
                 }
-                Err(slot) => Some((slot, version)),
+                Err(slot) => Some((
+                    slot,
+                    Version {
+                        trailer,
+                        value: value.in_arena(&mut writer),
+                    },
+                )),
             }
         };
         let new_key = vacant.is_some();
@@ -935,7 +1045,12 @@ impl MemTable {
         }
         // The counters change only on the applying thread (here under the writer lock): a load and a store
         // each, not the locked read-modify-writes that were a tenth of an add.
-        bump(&self.entries, 1);
+        if dropped == 0 {
+            bump(&self.entries, 1);
+        } else {
+            let n = self.entries.load(Ordering::Relaxed);
+            self.entries.store(n + 1 - dropped, Ordering::Relaxed);
+        }
         let extra = if new_key { KEY_OVERHEAD_BYTES } else { 0 };
         bump(&self.approx_bytes, bytes + extra + ENTRY_OVERHEAD_BYTES);
         if seqno > self.max_seqno.load(Ordering::Relaxed) {

@@ -14,6 +14,8 @@ use crate::tree::Tree;
 pub struct Snapshot {
     db: Db,
     seqno: u64,
+    /// Keeps the memtable versions this snapshot sees (see [`crate::readers`]).
+    _reading: crate::readers::OwnedReadGuard,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -26,8 +28,12 @@ impl std::fmt::Debug for Snapshot {
 
 impl Snapshot {
     pub(crate) fn new(db: Db) -> Self {
-        let seqno = db.inner.acquire_snapshot();
-        Snapshot { db, seqno }
+        let (seqno, reading) = db.inner.acquire_snapshot();
+        Snapshot {
+            db,
+            seqno,
+            _reading: reading,
+        }
     }
 
     /// The seqno this snapshot reads at: it sees exactly the writes with seqno <= this.
