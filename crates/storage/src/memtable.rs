@@ -508,9 +508,7 @@ impl Versions {
         let Versions::Many(vs) = self else {
             return (0, None);
         };
-        let n = vs
-            .partition_point(|x| x.trailer >> 8 <= horizon)
-            .saturating_sub(1);
+        let n = shadowed(vs, horizon);
         let mut spare = None;
         for v in vs.drain(..n) {
             if spare.is_none()
@@ -533,12 +531,10 @@ impl Versions {
         match self {
             Versions::Many(vs) => match vs.last() {
                 Some(last) if last.trailer < v.trailer => {
-                    let shadowed = vs
-                        .partition_point(|x| x.trailer >> 8 <= horizon)
-                        .saturating_sub(1);
-                    vs.drain(..shadowed);
+                    let n = shadowed(vs, horizon);
+                    vs.drain(..n);
                     vs.push(v);
-                    return shadowed;
+                    return n;
                 }
                 _ => match vs.binary_search_by_key(&v.trailer, |x| x.trailer) {
                     Ok(i) => vs[i] = v,
@@ -556,6 +552,12 @@ impl Versions {
         }
         0
     }
+}
+
+/// How many of `vs` (in trailer order) have a successor at or below `horizon`: the versions no read sees.
+fn shadowed(vs: &[Version], horizon: u64) -> usize {
+    vs.partition_point(|x| x.trailer >> 8 <= horizon)
+        .saturating_sub(1)
 }
 
 /// A range tombstone over prefixed user keys `[start, end)`.
