@@ -26,6 +26,13 @@ fn patch_byte(t: &Tree, key: &[u8], at: usize, byte: u8) {
     t.patch(key, &p).unwrap();
 }
 
+/// Writes `b"hot"` once for each value of `values`.
+fn rewrite_hot(t: &Tree, values: std::ops::Range<u32>) {
+    for v in values {
+        t.put(b"hot", &v.to_be_bytes()).unwrap();
+    }
+}
+
 #[test]
 fn a_value_handed_out_never_changes_under_its_reader() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,39 +57,29 @@ fn snapshots_and_iterators_keep_their_versions_through_rewrites() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     let t = db.tree("t").unwrap();
-    for v in 0..5u32 {
-        t.put(b"hot", &v.to_be_bytes()).unwrap();
-    }
+    rewrite_hot(&t, 0..5);
     // Each alone: either one keeps the versions it reads.
     let mut iter = t.range::<&[u8], _>(..);
-    for v in 5..50u32 {
-        t.put(b"hot", &v.to_be_bytes()).unwrap();
-    }
+    rewrite_hot(&t, 5..50);
     let (k, v) = iter.next().unwrap().unwrap();
     assert_eq!((&k[..], &v[..]), (&b"hot"[..], &4u32.to_be_bytes()[..]));
     drop(iter);
     let snap = db.snapshot();
-    for v in 50..100u32 {
-        t.put(b"hot", &v.to_be_bytes()).unwrap();
-    }
+    rewrite_hot(&t, 50..100);
     assert_eq!(
         snap.get(&t, b"hot").unwrap().unwrap()[..],
         49u32.to_be_bytes()[..]
     );
     drop(snap);
     // With no reader left, the rewrites go on dropping what they shadow; the newest value reads back.
-    for v in 100..200u32 {
-        t.put(b"hot", &v.to_be_bytes()).unwrap();
-    }
+    rewrite_hot(&t, 100..200);
     assert_eq!(
         t.get(b"hot").unwrap().unwrap()[..],
         199u32.to_be_bytes()[..]
     );
     // A snapshot taken now sees the newest, and keeps it.
     let snap = db.snapshot();
-    for v in 200..210u32 {
-        t.put(b"hot", &v.to_be_bytes()).unwrap();
-    }
+    rewrite_hot(&t, 200..210);
     assert_eq!(
         snap.get(&t, b"hot").unwrap().unwrap()[..],
         199u32.to_be_bytes()[..]
