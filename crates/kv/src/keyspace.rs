@@ -1049,11 +1049,13 @@ impl Keyspace {
             meta_key_into(key, &mut scratch.key);
             entry.encode_listed_into(index_at, &mut scratch.value);
             if batch.is_empty() {
-                tree.put_deferred(&scratch.key, &scratch.value)?;
+                let seqno = tree.put_deferred(&scratch.key, &scratch.value)?.seqno();
+                self.remember_written(db, key, seqno, &scratch.value);
                 return Ok(());
             }
             batch.put(tree, &scratch.key, &scratch.value);
-            self.db.write_deferred(batch)?;
+            let seqno = self.db.write_deferred(batch)?.seqno;
+            self.remember_written(db, key, seqno, &scratch.value);
             if index_at != old_index {
                 self.indexed(db, index_at);
             }
@@ -1104,7 +1106,8 @@ impl Keyspace {
     /// A command reads its key's record up to three times: lazy expiry before it runs, its own read, and the
     /// old record its write replaces. Inside a command the last read is remembered with the storage seqno
     /// taken before it; while the seqno has not moved nothing was written anywhere, so the same read is
-    /// answered from memory (any write, the command's own included, moves the seqno and voids it).
+    /// answered from memory (any write moves the seqno and voids it, except that a record the command
+    /// itself writes is remembered at its write's seqno: see [`Keyspace::remember_written`]).
     fn read_record(&self, db: usize, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         let tree_index = self.tree_index(db);
         let me = self as *const Keyspace as usize;
@@ -1128,6 +1131,14 @@ impl Keyspace {
             return Ok(raw);
         }
         let raw = with_read_key(|k| meta_key_into(key, k), |k| self.trees[tree_index].get(k))?;
+        self.remember(tree_index, key, seqno, raw.clone());
+        Ok(raw)
+    }
+
+    /// Remembers that `key` of tree `tree_index` held `raw` at storage seqno `seqno` (see
+    /// [`Keyspace::read_record`]).
+    fn remember(&self, tree_index: usize, key: &[u8], seqno: u64, raw: Option<Bytes>) {
+        let me = self as *const Keyspace as usize;
         LAST_READ.with(|r| {
             let mut last = r.borrow_mut();
             match last.as_mut() {
@@ -1137,7 +1148,7 @@ impl Keyspace {
                     l.key.clear();
                     l.key.extend_from_slice(key);
                     l.seqno = seqno;
-                    l.raw = raw.clone();
+                    l.raw = raw;
                 }
                 None => {
                     *last = Some(LastRead {
@@ -1145,12 +1156,26 @@ impl Keyspace {
                         tree: tree_index,
                         key: key.to_vec(),
                         seqno,
-                        raw: raw.clone(),
+                        raw,
                     })
                 }
             }
         });
-        Ok(raw)
+    }
+
+    /// Remembers the record a command just wrote at `key`, as though read at `seqno`, the seqno of that
+    /// write: while the storage seqno stays there, nothing was written after it, so it is what a read would
+    /// find. A script's commands (INCR, then EXPIRE, then GET of one key) each check expiry and read the
+    /// key again after the previous one wrote it; those reads cost no lookup.
+    fn remember_written(&self, db: usize, key: &[u8], seqno: u64, raw: &[u8]) {
+        if in_command() {
+            self.remember(
+                self.tree_index(db),
+                key,
+                seqno,
+                Some(Bytes::copy_from_slice(raw)),
+            );
+        }
     }
 
     /// [`Keyspace::old_record`] of an already read record.

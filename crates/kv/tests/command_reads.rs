@@ -1,0 +1,86 @@
+//! Inside one command the keyspace answers a second read of the record it last read or wrote from memory
+//! (see `Keyspace::read_record`). These tests check that memory only ever answers for the newest record:
+//! any other write, on this thread or another, to this key or another, makes the next read go to storage.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use strata_kv::keyspace::{CommandTime, Entry};
+use strata_kv::{Keyspace, ManualClock};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn keyspace() -> (tempfile::TempDir, Keyspace) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
+    let ks = Keyspace::open(db, 2, Arc::new(ManualClock::new(T0))).unwrap();
+    (dir, ks)
+}
+
+fn put(ks: &Keyspace, db: usize, key: &[u8], value: &str) {
+    ks.put(db, key, &Entry::string(value.to_owned().into()))
+        .unwrap();
+}
+
+fn value(ks: &Keyspace, db: usize, key: &[u8]) -> Option<String> {
+    ks.get(db, key)
+        .unwrap()
+        .map(|e| String::from_utf8(e.payload.to_vec()).unwrap())
+}
+
+#[test]
+fn a_command_reads_back_each_record_it_writes() {
+    let (_dir, ks) = keyspace();
+    let _command = CommandTime::begin();
+    assert_eq!(value(&ks, 0, b"k"), None);
+    put(&ks, 0, b"k", "1");
+    assert_eq!(value(&ks, 0, b"k").as_deref(), Some("1"));
+    put(&ks, 0, b"k", "2");
+    assert_eq!(value(&ks, 0, b"k").as_deref(), Some("2"));
+    let mut with_ttl = Entry::string("3".into());
+    with_ttl.expire_at_ms = T0 + 60_000;
+    ks.put(0, b"k", &with_ttl).unwrap();
+    let read = ks.get(0, b"k").unwrap().unwrap();
+    assert_eq!(
+        (&read.payload[..], read.expire_at_ms),
+        (&b"3"[..], T0 + 60_000)
+    );
+}
+
+#[test]
+fn a_write_on_another_thread_voids_the_written_record() {
+    let (_dir, ks) = keyspace();
+    let _command = CommandTime::begin();
+    put(&ks, 0, b"k", "mine");
+    std::thread::scope(|s| {
+        s.spawn(|| put(&ks, 0, b"k", "theirs")).join().unwrap();
+    });
+    assert_eq!(value(&ks, 0, b"k").as_deref(), Some("theirs"));
+}
+
+#[test]
+fn the_written_record_answers_only_for_its_own_database_and_key() {
+    let (_dir, ks) = keyspace();
+    put(&ks, 0, b"k", "db0");
+    put(&ks, 0, b"other", "x");
+    let _command = CommandTime::begin();
+    // The newest write, so the seqno still matches it, but it is another database's record.
+    put(&ks, 1, b"k", "db1");
+    assert_eq!(value(&ks, 0, b"k").as_deref(), Some("db0"));
+    put(&ks, 1, b"k", "db1 again");
+    assert_eq!(value(&ks, 0, b"other").as_deref(), Some("x"));
+    assert_eq!(value(&ks, 1, b"k").as_deref(), Some("db1 again"));
+}
+
+#[test]
+fn other_kinds_of_write_after_a_put_are_read() {
+    let (_dir, ks) = keyspace();
+    let _command = CommandTime::begin();
+    put(&ks, 0, b"k", "abc");
+    ks.patch_string(0, b"k", [(1, &b"X"[..])]).unwrap();
+    assert_eq!(value(&ks, 0, b"k").as_deref(), Some("aXc"));
+    put(&ks, 0, b"k", "abc");
+    assert!(ks.delete(0, b"k").unwrap());
+    assert_eq!(value(&ks, 0, b"k"), None);
+}
