@@ -233,11 +233,11 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
         return Frame::error("ERR cannot start Lua");
     };
     let sha = if by_sha {
-        let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-        if !state.scripts.contains_key(&sha) {
-            return Frame::error("NOSCRIPT No matching script. Please use EVAL.");
+        // Digests are listed in lower case, as SCRIPT LOAD returns them; a missing one is answered below.
+        match std::str::from_utf8(&args[1]) {
+            Ok(sha) if !sha.bytes().any(|b| b.is_ascii_uppercase()) => sha.to_owned(),
+            _ => String::from_utf8_lossy(&args[1]).to_ascii_lowercase(),
         }
-        sha
     } else {
         match cache_script(sh, state, &args[1]) {
             Ok(sha) => {

@@ -6,7 +6,7 @@
 //! in those calls (three per call of the `strata-bench kv` EVALSHA script), so here they read their
 //! arguments off the Lua stack and push the reply onto it directly ([`push_frame`] has Redis's
 //! conversions from replies to Lua values). The script's run is started the same way
-//! ([`call_runner`]): its KEYS and ARGV tables built on the stack, one state lock for the whole run.
+//! ([`call_protected`]): its KEYS and ARGV tables built on the stack, one state lock for the whole run.
 //!
 //! The run's [`RunCtx`] is reached through a thread-local pointer that [`Current`] sets for the length
 //! of a run (the script runs on the thread that started it, hook included).
@@ -47,22 +47,25 @@ pub(super) fn functions(lua: &mlua::Lua) -> mlua::Result<(mlua::Function, mlua::
     Ok((pcall, call))
 }
 
-/// Calls `runner(f, KEYS, ARGV)` with the two tables built from `keys` and `args`, also set as the
-/// globals `KEYS` and `ARGV` for the run when `globals` (EVAL scripts read them there); returns the
-/// runner's two results (whether the script succeeded, and its value or error table).
-pub(super) fn call_runner(
+/// Calls `f(KEYS, ARGV)` protected, with `handler` as its message handler, the two tables built from
+/// `keys` and `args` (also set as the globals `KEYS` and `ARGV` for the run when `globals`: EVAL scripts
+/// read them there); returns whether the script succeeded and its first result or the handler's error
+/// table. This is what Lua's `xpcall` does; calling `lua_pcall` here rather than running
+/// `xpcall(function() return f(keys, args) end, handler)` in Lua saves the closure, its three upvalues
+/// and their collection on every run.
+pub(super) fn call_protected(
     lua: &mlua::Lua,
-    runner: &mlua::Function,
+    handler: &mlua::Function,
     f: &mlua::Function,
     keys: &[Bytes],
     args: &[Bytes],
     globals: bool,
 ) -> mlua::Result<(bool, mlua::Value)> {
-    // SAFETY: `exec_raw` runs the closure protected, so an error raised in it (out of memory, or an
-    // error from the runner outside its `xpcall`) becomes an `Err`; the closure starts on a stack that
-    // holds the two functions, makes room before pushing, and leaves the runner's two results.
+    // SAFETY: `exec_raw` runs the closure protected, so an error raised in it outside the inner
+    // `lua_pcall` (out of memory) becomes an `Err`; the closure starts on a stack that holds the two
+    // functions, makes room before pushing, and leaves the two results.
     unsafe {
-        lua.exec_raw((runner, f), |state| {
+        lua.exec_raw((handler, f), |state| {
             // The closure runs as a C function, with LUA_MINSTACK (20) free slots: it uses 5 at most.
             push_strings(state, keys);
             push_strings(state, args);
@@ -76,7 +79,10 @@ pub(super) fn call_runner(
                 ffi::lua_rawset(state, -3);
                 ffi::lua_settop(state, -2);
             }
-            ffi::lua_call(state, 3, 2);
+            // handler, f, KEYS, ARGV -> handler, result (or the handler's error table) -> ok, result.
+            let status = ffi::lua_pcall(state, 2, 1, -4);
+            ffi::lua_pushboolean(state, c_int::from(status == 0));
+            ffi::lua_replace(state, -3);
             if globals {
                 ffi::lua_pushvalue(state, ffi::LUA_GLOBALSINDEX);
                 for name in [&b"KEYS"[..], b"ARGV"] {

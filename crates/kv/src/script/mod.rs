@@ -232,8 +232,8 @@ pub(crate) struct Engine {
     pub env_meta: Table,
     /// The scripts' environment: an empty read-only proxy of the globals.
     pub env: Table,
-    /// `runner(f, keys, args)`: calls `f` under `xpcall` with the error handler.
-    pub runner: Function,
+    /// The message handler a run's errors go through ([`error_handler`]).
+    pub handler: Function,
     /// For functions: what library code sees while it loads (`redis.register_function`, `redis.log`).
     pub load_api: Table,
     /// The script client (taken out into the [`RunCtx`] during a run).
@@ -585,14 +585,6 @@ orig_setmetatable(load_api, {__index = missing})
 return env, env_meta, load_api, load_redis, readonly, redis
 "#;
 
-/// `runner(f, keys, args)` around `xpcall`; `...` is (xpcall, handler).
-const RUNNER: &str = r#"
-local xpcall, handler = ...
-return function(f, keys, args)
-  return xpcall(function() return f(keys, args) end, handler)
-end
-"#;
-
 impl Engine {
     /// A new interpreter with Redis's libraries and sandbox. `functions` adds
     /// `redis.register_function` (for FUNCTION LOAD).
@@ -661,16 +653,13 @@ impl Engine {
         let load_redis_ro: Table = readonly.call(load_redis)?;
         load_api.raw_set("redis", load_redis_ro)?;
         let handler = lua.create_function(error_handler)?;
-        let runner_chunk: Function = lua.load(RUNNER).set_name("=runner").into_function()?;
-        let xpcall: Function = globals.raw_get("xpcall")?;
-        let runner: Function = runner_chunk.call((xpcall, handler))?;
         let client = script_client();
         Ok(Engine {
             lua,
             globals,
             env_meta,
             env,
-            runner,
+            handler,
             load_api,
             client: Some(client),
             runs_since_gc: 0,
@@ -763,7 +752,7 @@ impl Engine {
         self.arm_watch(state, threshold, multi_thread);
         let lua = &self.lua;
         let current = fastcall::Current::enter(&mut ctx);
-        let call = || fastcall::call_runner(lua, &self.runner, f, keys, args, eval);
+        let call = || fastcall::call_protected(lua, &self.handler, f, keys, args, eval);
         // A script runs on the worker that received it, holding the exclusive lock: handing the worker's core
         // to another thread for every call (`block_in_place` before the call) cost a thread wake-up per
         // script and measured 4x slower under `strata-bench kv` EVALSHA. The tasks queued on this worker
@@ -879,7 +868,7 @@ pub(crate) fn root_message(e: &mlua::Error) -> String {
     }
 }
 
-/// The `xpcall` handler: turns any error into Redis's error table, with the source and line of the
+/// The message handler of a run (see [`fastcall::call_protected`]): turns any error into Redis's error table, with the source and line of the
 /// user code that raised it.
 fn error_handler(lua: &Lua, err: Value) -> mlua::Result<Table> {
     let t = match err {
