@@ -32,7 +32,10 @@
 //! A write may drop the versions of its key that no read can see any more: those whose successor is at or
 //! below the commit's *horizon*, the published seqno when no read was in flight (see [`crate::readers`]).
 //! A rewritten key's new value then gets an allocation of its own, reusing a dropped version's buffer when
-//! the version held the only handle on it, so a hot key does not fill the arena with copies.
+//! the version held the only handle on it, so a hot key does not fill the arena with copies. A patch of a
+//! hot key (PFADD changing two bytes of a 12 KiB sketch) need not even copy the value: the version before
+//! the newest differs from the newest only in the ranges the newest's patch wrote (its [`Delta`]), so its
+//! buffer, once dropped, becomes the new value by copying those ranges and writing the new patch.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, VecDeque};
@@ -489,7 +492,28 @@ struct Version {
 /// one version, kept without a vector.
 enum Versions {
     One(Version),
-    Many(Vec<Version>),
+    /// The versions, and how the newest differs from the one before it when it was written as a patch of
+    /// it (see [`Delta`]).
+    Many(Vec<Version>, Option<Box<Delta>>),
+}
+
+/// The byte ranges `(offset, length)` in which a key's newest version differs from the one before it, the
+/// newest having been written as a patch of that one, of the same length. Outside them the two values
+/// are equal, so the older one's buffer becomes the newest's value by copying these ranges over (see
+/// [`Versions::recycle_patched`]). Boxed, so a key's versions stay as small as without it; a patch of
+/// more pieces than it holds has no delta.
+struct Delta {
+    len: usize,
+    ranges: [(u32, u32); DELTA_RANGES],
+}
+
+/// Pieces a [`Delta`] holds: a PFADD patches 2 or 3 (the header's cache bit and one register's bytes).
+const DELTA_RANGES: usize = 6;
+
+impl Delta {
+    fn ranges(&self) -> &[(u32, u32)] {
+        &self.ranges[..self.len]
+    }
 }
 
 impl Versions {
@@ -497,7 +521,81 @@ impl Versions {
     fn as_slice(&self) -> &[Version] {
         match self {
             Versions::One(v) => std::slice::from_ref(v),
-            Versions::Many(v) => v,
+            Versions::Many(v, _) => v,
+        }
+    }
+
+    /// The delta of a new version that is `patch` applied to `base`, if `base` is this key's newest
+    /// value itself (not a copy) and the patch keeps its length.
+    fn patch_delta(&self, base: &[u8], patch: &crate::batch::Patch<'_>) -> Option<Box<Delta>> {
+        let newest = &self.as_slice().last()?.value;
+        if newest.as_ptr() != base.as_ptr()
+            || newest.len() != base.len()
+            || patch.patched_len(base.len()) != base.len()
+        {
+            return None;
+        }
+        let mut delta = Delta {
+            len: 0,
+            ranges: [(0, 0); DELTA_RANGES],
+        };
+        for (offset, bytes) in patch.pieces() {
+            let slot = delta.ranges.get_mut(delta.len)?;
+            *slot = (
+                u32::try_from(offset).ok()?,
+                u32::try_from(bytes.len()).ok()?,
+            );
+            delta.len += 1;
+        }
+        Some(Box::new(delta))
+    }
+
+    /// The value of a new version that is `patch` applied to the newest (`base`, with the patch's ranges
+    /// known, see [`Versions::patch_delta`]), built in the buffer of the version before the newest
+    /// when that one is shadowed at `horizon` and holds the only handle on its buffer: that buffer
+    /// differs from the newest only in the newest's [`Delta`], so the new value costs copying those few
+    /// bytes and the patch's, not the whole value (a dense HyperLogLog is 12 KiB; PFADD changes 2 bytes).
+    /// Returns how many versions it dropped (the shadowed ones, as [`Versions::drop_shadowed`]) and the
+    /// value; `None`, changing nothing, when the buffer cannot be used so.
+    fn recycle_patched(
+        &mut self,
+        horizon: u64,
+        base: &[u8],
+        patch: &crate::batch::Patch<'_>,
+    ) -> Option<(usize, Bytes)> {
+        let Versions::Many(vs, Some(delta)) = self else {
+            return None;
+        };
+        let n = shadowed(vs, horizon);
+        if vs.len() < 2 || n != vs.len() - 1 {
+            return None;
+        }
+        let before = n - 1;
+        let buf = match std::mem::take(&mut vs[before].value).try_into_mut() {
+            Ok(buf) if buf.len() == base.len() => buf,
+            Ok(buf) => {
+                vs[before].value = buf.freeze();
+                return None;
+            }
+            Err(shared) => {
+                vs[before].value = shared;
+                return None;
+            }
+        };
+        let mut buf = buf;
+        for &(offset, len) in delta.ranges() {
+            let range = offset as usize..offset as usize + len as usize;
+            buf[range.clone()].copy_from_slice(&base[range]);
+        }
+        patch.write_pieces(&mut buf);
+        vs.drain(..n);
+        Some((n, buf.freeze()))
+    }
+
+    /// Records how the newest version differs from the one before it (`None`: unknown).
+    fn set_delta(&mut self, d: Option<Box<Delta>>) {
+        if let Versions::Many(_, delta) = self {
+            *delta = d;
         }
     }
 
@@ -505,7 +603,7 @@ impl Versions {
     /// how many and, when one of them held the only handle on a buffer of its own of at least `want`
     /// bytes, that buffer. (A piece of an arena chunk is never unique: the arena holds every chunk.)
     fn drop_shadowed(&mut self, horizon: u64, want: usize) -> (usize, Option<Vec<u8>>) {
-        let Versions::Many(vs) = self else {
+        let Versions::Many(vs, _) = self else {
             return (0, None);
         };
         let n = shadowed(vs, horizon);
@@ -526,10 +624,12 @@ impl Versions {
     /// Adds `v` in trailer order (at the end, live: groups apply in seqno order); an equal trailer is
     /// replaced, as a map insert of an equal key would. Appending, it first drops the versions whose
     /// successor is at or below `horizon` (the newest of those at or below it stays: reads at the
-    /// horizon see it) and returns how many it dropped.
+    /// horizon see it) and returns how many it dropped. The newest version's delta is forgotten (an
+    /// appending caller that knows it sets it after).
     fn insert(&mut self, v: Version, horizon: u64) -> usize {
+        self.set_delta(None);
         match self {
-            Versions::Many(vs) => match vs.last() {
+            Versions::Many(vs, _) => match vs.last() {
                 Some(last) if last.trailer < v.trailer => {
                     let n = shadowed(vs, horizon);
                     vs.drain(..n);
@@ -543,11 +643,14 @@ impl Versions {
             },
             Versions::One(old) => {
                 let old = old.clone();
-                *self = Versions::Many(match old.trailer.cmp(&v.trailer) {
-                    CmpOrdering::Less => vec![old, v],
-                    CmpOrdering::Equal => vec![v],
-                    CmpOrdering::Greater => vec![v, old],
-                });
+                *self = Versions::Many(
+                    match old.trailer.cmp(&v.trailer) {
+                        CmpOrdering::Less => vec![old, v],
+                        CmpOrdering::Equal => vec![v],
+                        CmpOrdering::Greater => vec![v, old],
+                    },
+                    None,
+                );
             }
         }
         0
@@ -1017,7 +1120,22 @@ impl MemTable {
                         .as_slice()
                         .last()
                         .is_some_and(|v| v.trailer < trailer);
-                    let value = if appends && horizon != 0 && value.len() > 0 {
+                    let delta = match value {
+                        NewValue::Patched(base, patch) if appends => {
+                            versions.patch_delta(base, patch)
+                        }
+                        _ => None,
+                    };
+                    let recycled = match value {
+                        NewValue::Patched(base, patch) if delta.is_some() && horizon != 0 => {
+                            versions.recycle_patched(horizon, base, patch)
+                        }
+                        _ => None,
+                    };
+                    let value = if let Some((n, value)) = recycled {
+                        dropped = n;
+                        value
+                    } else if appends && horizon != 0 && value.len() > 0 {
                         // A rewritten key's value gets an allocation of its own, taken over from a
                         // version nobody reads any more when one is free: a hot key cycles through a
                         // few warm buffers instead of filling the arena with fresh pages.
@@ -1028,6 +1146,7 @@ impl MemTable {
                         value.in_arena(&mut writer)
                     };
                     dropped += versions.insert(Version { trailer, value }, horizon);
+                    versions.set_delta(delta);
                     None
                 }
                 Err(slot) => Some((
@@ -1645,7 +1764,7 @@ mod tests {
                 .map(|t| {
                     let node = Arc::new(Node {
                         key: SlotKey::prefixed(1, t),
-                        versions: RwLock::new(Versions::Many(Vec::new())),
+                        versions: RwLock::new(Versions::Many(Vec::new(), None)),
                     });
                     (NodeKey::from_parts(&[shared, t]), node)
                 })
@@ -1669,7 +1788,7 @@ mod tests {
         let node = |k: u32| {
             Arc::new(Node {
                 key: SlotKey::prefixed(1, &k.to_be_bytes()),
-                versions: RwLock::new(Versions::Many(Vec::new())),
+                versions: RwLock::new(Versions::Many(Vec::new(), None)),
             })
         };
         let shard = IndexShard::with_capacity(0);
