@@ -1343,7 +1343,8 @@ impl Keyspace {
     fn delete_record(&self, db: usize, key: &[u8]) -> Result<bool, KvError> {
         self.touched(db, key);
         let tree = self.tree(db);
-        let Some(raw) = tree.get(&meta_key(key))? else {
+        // Usually read already (lazy expiry, the command's own check), so remembered.
+        let Some(raw) = self.read_record(db, key)? else {
             return Ok(false);
         };
         let entry = Entry::decode(raw)?;
@@ -1356,7 +1357,10 @@ impl Keyspace {
             let prefix = sub_prefix(key, CollectionHeader::from_payload(&entry.payload)?.version);
             batch.delete_range(tree, &prefix, &prefix_end(&prefix));
         }
-        self.db.write_deferred(&batch)?;
+        let seqno = self.db.write_deferred(&batch)?.seqno;
+        if in_command() {
+            self.remember(self.tree_index(db), key, seqno, None);
+        }
         Ok(live)
     }
 

@@ -83,4 +83,12 @@ fn other_kinds_of_write_after_a_put_are_read() {
     put(&ks, 0, b"k", "abc");
     assert!(ks.delete(0, b"k").unwrap());
     assert_eq!(value(&ks, 0, b"k"), None);
+    assert!(!ks.delete(0, b"k").unwrap());
+    put(&ks, 0, b"k", "again");
+    assert_eq!(value(&ks, 0, b"k").as_deref(), Some("again"));
+    assert!(ks.delete(0, b"k").unwrap());
+    std::thread::scope(|s| {
+        s.spawn(|| put(&ks, 0, b"k", "theirs")).join().unwrap();
+    });
+    assert_eq!(value(&ks, 0, b"k").as_deref(), Some("theirs"));
 }
