@@ -377,6 +377,16 @@ impl Relay {
         })
     }
 
+    /// Whether the watched future must be polled: it never was (`armed` false) or it woke since. The flag
+    /// is cleared before the poll, so a wake-up that lands meanwhile is not lost.
+    fn should_poll(&self, armed: bool) -> bool {
+        if armed && !self.fired.load(Ordering::Acquire) {
+            return false;
+        }
+        self.fired.store(false, Ordering::Release);
+        true
+    }
+
     /// Makes wake-ups go to the task polling with `cx` (a lock only when that task's waker changed).
     fn track(&self, cx: &std::task::Context<'_>) {
         let data = cx.waker().data() as usize;
@@ -424,11 +434,9 @@ impl Cancels {
         if self.stop_seen && between_commands {
             return Poll::Ready(Cancel::Stopping);
         }
-        if self.armed && !self.relay.fired.load(Ordering::Acquire) {
+        if !self.relay.should_poll(self.armed) {
             return Poll::Pending;
         }
-        // Cleared before polling, so a wake-up that lands meanwhile is not lost.
-        self.relay.fired.store(false, Ordering::Release);
         self.armed = true;
         let mut inner = std::task::Context::from_waker(&self.waker);
         if self.killed.as_mut().poll(&mut inner).is_ready() {
@@ -473,11 +481,9 @@ impl MessageWatch {
     ) -> std::task::Poll<Option<Message>> {
         use std::task::Poll;
         self.relay.track(cx);
-        if self.armed && !self.relay.fired.load(Ordering::Acquire) {
+        if !self.relay.should_poll(self.armed) {
             return Poll::Pending;
         }
-        // Cleared before polling, so a message that lands meanwhile is not missed.
-        self.relay.fired.store(false, Ordering::Release);
         let mut inner = std::task::Context::from_waker(&self.waker);
         let polled = messages.poll_recv(&mut inner);
         self.armed = polled.is_pending();
