@@ -263,6 +263,7 @@ pub fn xgroup(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 return Frame::error("BUSYGROUP Consumer Group name already exists");
             }
             let mut st = st.unwrap_or_else(|| super::create(sh, s.db, key));
+            let version = st.m.version;
             st.put_group(
                 group,
                 &Group {
@@ -276,6 +277,11 @@ pub fn xgroup(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             if let Err(r) = st.commit() {
                 return r;
             }
+            // A new group has nothing pending: its counts are known from the start, which also lets
+            // XACK trust the remembered owners of its entries to be all of them (`pending_owners.rs`).
+            sh.keyspace
+                .pel_counts
+                .insert(version, group, super::Tally::default());
             notify(sh, key, "xgroup-create");
             Frame::ok()
         }

@@ -61,7 +61,16 @@ impl PelCounts {
             .cloned()
     }
 
-    /// Remembers the counts of a group just counted from its pending records.
+    /// How many entries `group` of stream `version` has pending, if known (no copy of the per-consumer
+    /// counts).
+    pub(crate) fn total(&self, version: u64, group: &[u8]) -> Option<u64> {
+        self.inner
+            .lock()
+            .get(&(version, Bytes::copy_from_slice(group)))
+            .map(|t| t.total)
+    }
+
+    /// Remembers the counts of a group just counted from its pending records, or just created (none).
     pub(crate) fn insert(&self, version: u64, group: &[u8], tally: Tally) {
         let mut inner = self.inner.lock();
         if inner.len() >= MAX_GROUPS {

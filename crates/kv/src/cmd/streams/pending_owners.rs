@@ -175,15 +175,32 @@ fn range_touches_pending(start: &[u8], end: &[u8]) -> bool {
 
 impl PendingOwners {
     /// Whether entry `id` of `group` in stream `version` is pending and who owns it, if remembered:
-    /// `Some(None)` is known not pending, `None` unknown.
-    pub(super) fn owner(&self, version: u64, group: &[u8], id: Id) -> Option<Option<Bytes>> {
+    /// `Some(None)` is known not pending, `None` unknown. `pending` is the group's exact pending count
+    /// when known ([`super::PelCounts`]): when the entries remembered as pending are that many, they are
+    /// all of them (each is right), so an ID not among them is not pending either — an entry acknowledged
+    /// and since dropped from the list, or one never delivered.
+    pub(super) fn owner(
+        &self,
+        version: u64,
+        group: &[u8],
+        id: Id,
+        pending: Option<u64>,
+    ) -> Option<Option<Bytes>> {
         let inner = self.inner.lock();
-        let g = inner.by_version.get(&version)?.get(group)?;
-        let i = g.find(id).ok()?;
-        Some(match g.owners[i] {
-            GONE => None,
-            o => Some(g.names[o as usize].clone()),
-        })
+        let Some(g) = inner
+            .by_version
+            .get(&version)
+            .and_then(|groups| groups.get(group))
+        else {
+            return (pending == Some(0)).then_some(None);
+        };
+        match g.find(id) {
+            Ok(i) => Some(match g.owners[i] {
+                GONE => None,
+                o => Some(g.names[o as usize].clone()),
+            }),
+            Err(_) => (pending == Some((g.ids.len() - g.gone) as u64)).then_some(None),
+        }
     }
 
     /// Mirrors `write`, just committed to stream `version`: pending records stored are remembered with
@@ -277,13 +294,13 @@ mod tests {
         w.ops.insert(pending(b"h", id(1)), Some(nack(b"carol")));
         w.ops.insert(super::super::entry_key(id(9)), Some(vec![1]));
         owners.apply(7, &w);
-        let owner = |v, g: &[u8], i| owners.owner(v, g, i).map(|o| o.map(|b| b.to_vec()));
+        let owner = |v, g: &[u8], i| owners.owner(v, g, i, None).map(|o| o.map(|b| b.to_vec()));
         let known = |name: &[u8]| Some(Some(name.to_vec()));
         assert_eq!(owner(7, b"g", id(1)), known(b"alice"));
         assert_eq!(owner(7, b"g", id(2)), known(b"bob"));
         assert_eq!(owner(7, b"h", id(1)), known(b"carol"));
-        assert_eq!(owners.owner(8, b"g", id(1)), None);
-        assert_eq!(owners.owner(7, b"g", id(9)), None);
+        assert_eq!(owners.owner(8, b"g", id(1), None), None);
+        assert_eq!(owners.owner(7, b"g", id(9), None), None);
 
         let mut w = StreamWrite::default();
         w.ops.insert(pending(b"g", id(1)), None);
@@ -312,9 +329,50 @@ mod tests {
         w.ranges
             .push((prefix.clone(), super::super::prefix_end(&prefix)));
         owners.apply(7, &w);
-        assert_eq!(owners.owner(7, b"g", id(2)), None);
-        assert_eq!(owners.owner(7, b"h", id(1)), None);
+        assert_eq!(owners.owner(7, b"g", id(2), None), None);
+        assert_eq!(owners.owner(7, b"h", id(1), None), None);
         assert_eq!(owners.inner.lock().entries, 0);
+    }
+
+    #[test]
+    fn a_list_as_long_as_the_pending_count_is_all_of_it() {
+        let owners = PendingOwners::default();
+        let id = |ms| Id { ms, seq: 1 };
+        let mut w = StreamWrite::default();
+        for ms in 1..=200 {
+            w.ops.insert(pending(b"g", id(ms)), Some(nack(b"alice")));
+        }
+        owners.apply(7, &w);
+        // Never delivered: not pending only when the count vouches for the list.
+        assert_eq!(owners.owner(7, b"g", id(500), Some(200)), Some(None));
+        assert_eq!(owners.owner(7, b"g", id(500), Some(201)), None);
+        assert_eq!(owners.owner(7, b"g", id(500), None), None);
+        // A group with nothing remembered is complete only with nothing pending.
+        assert_eq!(owners.owner(7, b"other", id(1), Some(0)), Some(None));
+        assert_eq!(owners.owner(7, b"other", id(1), Some(1)), None);
+        assert_eq!(owners.owner(8, b"g", id(1), Some(0)), Some(None));
+
+        // Acknowledged entries drop out of the list once they are most of it; the count still vouches.
+        let mut w = StreamWrite::default();
+        for ms in 1..=150 {
+            w.ops.insert(pending(b"g", id(ms)), None);
+        }
+        owners.apply(7, &w);
+        let entries = owners.inner.lock().entries;
+        assert!(entries < 200, "removals never compacted: {entries}");
+        assert_eq!(owners.owner(7, b"g", id(10), Some(50)), Some(None));
+        assert_eq!(owners.owner(7, b"g", id(10), None), None);
+        assert_eq!(
+            owners.owner(7, b"g", id(160), Some(50)),
+            Some(Some(Bytes::from_static(b"alice")))
+        );
+
+        // An entry written out of order is not remembered, and then the count is one more than the list.
+        let mut w = StreamWrite::default();
+        w.ops.insert(pending(b"g", id(10)), Some(nack(b"bob")));
+        owners.apply(7, &w);
+        assert_eq!(owners.owner(7, b"g", id(10), Some(51)), None);
+        assert_eq!(owners.owner(7, b"g", id(11), Some(51)), None);
     }
 
     #[test]
@@ -386,7 +444,7 @@ mod tests {
         let entries = owners.inner.lock().entries;
         assert!(entries < 1000, "removals never compacted: {entries}");
         for ms in 0..1000 {
-            let o = owners.owner(1, b"g", id(ms));
+            let o = owners.owner(1, b"g", id(ms), None);
             if ms >= 600 {
                 assert_eq!(o, Some(Some(Bytes::from_static(name(ms)))));
             } else {
