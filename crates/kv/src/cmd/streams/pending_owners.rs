@@ -8,10 +8,12 @@
 //! committed delete marks it gone (known not pending), and XACK asks here first.
 //!
 //! An owner here is always right: the cache changes only after the write that it mirrors has been
-//! committed, under the stream key's lock like every reader. An ID missing here says nothing (the cache
-//! starts empty, and is cleared when full), so the reader falls back to storage. Writes that drop a range
-//! of pending records (XGROUP DESTROY) forget the stream's groups; a deleted or replaced stream gets a new
-//! collection version, never reused, so its old entries are merely dead weight until the next clear.
+//! committed, under the stream key's lock like every reader. An ID missing here says nothing by itself
+//! (the cache starts empty, and is cleared when full), so the reader falls back to storage — unless the
+//! group's exact pending count ([`super::PelCounts`], known from XGROUP CREATE on) equals the entries
+//! remembered as pending: then they are all of them, and a missing ID is not pending. Writes that drop a
+//! range of pending records (XGROUP DESTROY) forget the stream's groups; a deleted or replaced stream gets
+//! a new collection version, never reused, so its old entries are merely dead weight until the next clear.
 
 use std::collections::HashMap;
 
