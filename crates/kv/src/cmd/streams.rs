@@ -1085,12 +1085,13 @@ impl Stream<'_> {
     fn pending_owner(&self, group: &[u8], id: Id) -> Result<Option<Bytes>, Frame> {
         let element = pending_key(group, id);
         if !self.write.ops.contains_key(&element)
-            && let Some(known) = self.sh.keyspace.stream_owners.owner(
-                self.m.version,
-                group,
-                id,
-                self.sh.keyspace.pel_counts.total(self.m.version, group),
-            )
+            && let Some(known) =
+                self.sh
+                    .keyspace
+                    .stream_owners
+                    .owner(self.m.version, group, id, || {
+                        self.sh.keyspace.pel_counts.total(self.m.version, group)
+                    })
         {
             return Ok(known);
         }

@@ -177,32 +177,37 @@ fn range_touches_pending(start: &[u8], end: &[u8]) -> bool {
 
 impl PendingOwners {
     /// Whether entry `id` of `group` in stream `version` is pending and who owns it, if remembered:
-    /// `Some(None)` is known not pending, `None` unknown. `pending` is the group's exact pending count
-    /// when known ([`super::PelCounts`]): when the entries remembered as pending are that many, they are
-    /// all of them (each is right), so an ID not among them is not pending either — an entry acknowledged
-    /// and since dropped from the list, or one never delivered.
+    /// `Some(None)` is known not pending, `None` unknown. `pending` gives the group's exact pending count
+    /// when known ([`super::PelCounts`]; asked only for an ID not remembered): when the entries remembered
+    /// as pending are that many, they are all of them (each is right), so an ID not among them is not
+    /// pending either — an entry acknowledged and since dropped from the list, or one never delivered.
     pub(super) fn owner(
         &self,
         version: u64,
         group: &[u8],
         id: Id,
-        pending: Option<u64>,
+        pending: impl FnOnce() -> Option<u64>,
     ) -> Option<Option<Bytes>> {
-        let inner = self.inner.lock();
-        let Some(g) = inner
-            .by_version
-            .get(&version)
-            .and_then(|groups| groups.get(group))
-        else {
-            return (pending == Some(0)).then_some(None);
+        let remembered = {
+            let inner = self.inner.lock();
+            match inner
+                .by_version
+                .get(&version)
+                .and_then(|groups| groups.get(group))
+            {
+                None => 0,
+                Some(g) => match g.find(id) {
+                    Ok(i) => {
+                        return Some(match g.owners[i] {
+                            GONE => None,
+                            o => Some(g.names[o as usize].clone()),
+                        });
+                    }
+                    Err(_) => g.ids.len() - g.gone,
+                },
+            }
         };
-        match g.find(id) {
-            Ok(i) => Some(match g.owners[i] {
-                GONE => None,
-                o => Some(g.names[o as usize].clone()),
-            }),
-            Err(_) => (pending == Some((g.ids.len() - g.gone) as u64)).then_some(None),
-        }
+        (pending() == Some(remembered as u64)).then_some(None)
     }
 
     /// Mirrors `write`, just committed to stream `version`: pending records stored are remembered with
@@ -296,13 +301,17 @@ mod tests {
         w.ops.insert(pending(b"h", id(1)), Some(nack(b"carol")));
         w.ops.insert(super::super::entry_key(id(9)), Some(vec![1]));
         owners.apply(7, &w);
-        let owner = |v, g: &[u8], i| owners.owner(v, g, i, None).map(|o| o.map(|b| b.to_vec()));
+        let owner = |v, g: &[u8], i| {
+            owners
+                .owner(v, g, i, || None)
+                .map(|o| o.map(|b| b.to_vec()))
+        };
         let known = |name: &[u8]| Some(Some(name.to_vec()));
         assert_eq!(owner(7, b"g", id(1)), known(b"alice"));
         assert_eq!(owner(7, b"g", id(2)), known(b"bob"));
         assert_eq!(owner(7, b"h", id(1)), known(b"carol"));
-        assert_eq!(owners.owner(8, b"g", id(1), None), None);
-        assert_eq!(owners.owner(7, b"g", id(9), None), None);
+        assert_eq!(owners.owner(8, b"g", id(1), || None), None);
+        assert_eq!(owners.owner(7, b"g", id(9), || None), None);
 
         let mut w = StreamWrite::default();
         w.ops.insert(pending(b"g", id(1)), None);
@@ -331,8 +340,8 @@ mod tests {
         w.ranges
             .push((prefix.clone(), super::super::prefix_end(&prefix)));
         owners.apply(7, &w);
-        assert_eq!(owners.owner(7, b"g", id(2), None), None);
-        assert_eq!(owners.owner(7, b"h", id(1), None), None);
+        assert_eq!(owners.owner(7, b"g", id(2), || None), None);
+        assert_eq!(owners.owner(7, b"h", id(1), || None), None);
         assert_eq!(owners.inner.lock().entries, 0);
     }
 
@@ -346,13 +355,13 @@ mod tests {
         }
         owners.apply(7, &w);
         // Never delivered: not pending only when the count vouches for the list.
-        assert_eq!(owners.owner(7, b"g", id(500), Some(200)), Some(None));
-        assert_eq!(owners.owner(7, b"g", id(500), Some(201)), None);
-        assert_eq!(owners.owner(7, b"g", id(500), None), None);
+        assert_eq!(owners.owner(7, b"g", id(500), || Some(200)), Some(None));
+        assert_eq!(owners.owner(7, b"g", id(500), || Some(201)), None);
+        assert_eq!(owners.owner(7, b"g", id(500), || None), None);
         // A group with nothing remembered is complete only with nothing pending.
-        assert_eq!(owners.owner(7, b"other", id(1), Some(0)), Some(None));
-        assert_eq!(owners.owner(7, b"other", id(1), Some(1)), None);
-        assert_eq!(owners.owner(8, b"g", id(1), Some(0)), Some(None));
+        assert_eq!(owners.owner(7, b"other", id(1), || Some(0)), Some(None));
+        assert_eq!(owners.owner(7, b"other", id(1), || Some(1)), None);
+        assert_eq!(owners.owner(8, b"g", id(1), || Some(0)), Some(None));
 
         // Acknowledged entries drop out of the list once they are most of it; the count still vouches.
         let mut w = StreamWrite::default();
@@ -362,10 +371,10 @@ mod tests {
         owners.apply(7, &w);
         let entries = owners.inner.lock().entries;
         assert!(entries < 200, "removals never compacted: {entries}");
-        assert_eq!(owners.owner(7, b"g", id(10), Some(50)), Some(None));
-        assert_eq!(owners.owner(7, b"g", id(10), None), None);
+        assert_eq!(owners.owner(7, b"g", id(10), || Some(50)), Some(None));
+        assert_eq!(owners.owner(7, b"g", id(10), || None), None);
         assert_eq!(
-            owners.owner(7, b"g", id(160), Some(50)),
+            owners.owner(7, b"g", id(160), || Some(50)),
             Some(Some(Bytes::from_static(b"alice")))
         );
 
@@ -373,8 +382,8 @@ mod tests {
         let mut w = StreamWrite::default();
         w.ops.insert(pending(b"g", id(10)), Some(nack(b"bob")));
         owners.apply(7, &w);
-        assert_eq!(owners.owner(7, b"g", id(10), Some(51)), None);
-        assert_eq!(owners.owner(7, b"g", id(11), Some(51)), None);
+        assert_eq!(owners.owner(7, b"g", id(10), || Some(51)), None);
+        assert_eq!(owners.owner(7, b"g", id(11), || Some(51)), None);
     }
 
     #[test]
@@ -446,7 +455,7 @@ mod tests {
         let entries = owners.inner.lock().entries;
         assert!(entries < 1000, "removals never compacted: {entries}");
         for ms in 0..1000 {
-            let o = owners.owner(1, b"g", id(ms), None);
+            let o = owners.owner(1, b"g", id(ms), || None);
             if ms >= 600 {
                 assert_eq!(o, Some(Some(Bytes::from_static(name(ms)))));
             } else {
