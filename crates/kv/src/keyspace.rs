@@ -355,7 +355,6 @@ impl Drop for CommandTime {
         });
         if outermost {
             COMMAND_START.with(|s| s.set(None));
-            LAST_READ.with(|r| r.borrow_mut().take());
         }
     }
 }
@@ -366,14 +365,17 @@ fn in_command() -> bool {
 }
 
 thread_local! {
-    /// The record a command on this thread read last (see [`Keyspace::read_record`]); dropped when the
-    /// command ends.
+    /// The record a command on this thread read or wrote last (see [`Keyspace::read_record`]). It stays
+    /// past the command: the next command on this thread, often on the same hot key (a counter, a
+    /// stream, a HyperLogLog), finds it still valid while nothing was written since.
     static LAST_READ: std::cell::RefCell<Option<LastRead>> = const { std::cell::RefCell::new(None) };
 }
 
 /// One record read: which keyspace, tree and key, the storage seqno before the read, and what it found.
 struct LastRead {
-    keyspace: usize,
+    /// [`Keyspace::id`]: a keyspace's own, never reused (an address could be, with another database
+    /// behind it at the same seqno).
+    keyspace: u64,
     tree: usize,
     key: Vec<u8>,
     seqno: u64,
@@ -405,6 +407,8 @@ impl Clock for ManualClock {
 /// All databases of the service.
 #[derive(Debug)]
 pub struct Keyspace {
+    /// Unique in the process, for [`LastRead`].
+    id: u64,
     db: Db,
     trees: Vec<Tree>,
     clock: Arc<dyn Clock>,
@@ -795,7 +799,9 @@ impl Keyspace {
                 })
                 .ok()
         };
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Ok(Keyspace {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             db,
             trees,
             plain,
@@ -1104,13 +1110,14 @@ impl Keyspace {
     /// The raw record stored at `key`, live or expired.
     ///
     /// A command reads its key's record up to three times: lazy expiry before it runs, its own read, and the
-    /// old record its write replaces. Inside a command the last read is remembered with the storage seqno
-    /// taken before it; while the seqno has not moved nothing was written anywhere, so the same read is
-    /// answered from memory (any write moves the seqno and voids it, except that a record the command
-    /// itself writes is remembered at its write's seqno: see [`Keyspace::remember_written`]).
+    /// old record its write replaces. A command's last read is remembered with the storage seqno taken
+    /// before it; while the seqno has not moved nothing was written anywhere, so the same read is answered
+    /// from memory, in this command or a later one on the same thread (any write moves the seqno and voids
+    /// it, except that a record the command itself writes is remembered at its write's seqno: see
+    /// [`Keyspace::remember_written`]).
     fn read_record(&self, db: usize, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         let tree_index = self.tree_index(db);
-        let me = self as *const Keyspace as usize;
+        let me = self.id;
         if !in_command() {
             return Ok(with_read_key(
                 |k| meta_key_into(key, k),
@@ -1138,7 +1145,7 @@ impl Keyspace {
     /// Remembers that `key` of tree `tree_index` held `raw` at storage seqno `seqno` (see
     /// [`Keyspace::read_record`]).
     fn remember(&self, tree_index: usize, key: &[u8], seqno: u64, raw: Option<Bytes>) {
-        let me = self as *const Keyspace as usize;
+        let me = self.id;
         LAST_READ.with(|r| {
             let mut last = r.borrow_mut();
             match last.as_mut() {
@@ -1176,6 +1183,23 @@ impl Keyspace {
                 Some(Bytes::copy_from_slice(raw)),
             );
         }
+    }
+
+    /// Notes that a batch taking seqnos `first..=last` left `key`'s record alone: a record remembered at
+    /// the seqno just before it is still what a read would find at `last` (nothing else was written in
+    /// between, or the seqnos would not follow on).
+    fn remember_unchanged(&self, db: usize, key: &[u8], first: u64, last: u64) {
+        let tree = self.tree_index(db);
+        LAST_READ.with(|r| {
+            if let Some(l) = r.borrow_mut().as_mut()
+                && l.keyspace == self.id
+                && l.tree == tree
+                && l.seqno + 1 == first
+                && l.key == key
+            {
+                l.seqno = last;
+            }
+        });
     }
 
     /// [`Keyspace::old_record`] of an already read record.

@@ -1,6 +1,7 @@
-//! Inside one command the keyspace answers a second read of the record it last read or wrote from memory
-//! (see `Keyspace::read_record`). These tests check that memory only ever answers for the newest record:
-//! any other write, on this thread or another, to this key or another, makes the next read go to storage.
+//! The keyspace answers a read of the record a command last read or wrote from memory, in that command or
+//! a later one on the same thread (see `Keyspace::read_record`). These tests check that memory only ever
+//! answers for the newest record: any other write, on this thread or another, to this key or another,
+//! makes the next read go to storage, and one keyspace's record never answers for another's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -91,4 +92,92 @@ fn other_kinds_of_write_after_a_put_are_read() {
         s.spawn(|| put(&ks, 0, b"k", "theirs")).join().unwrap();
     });
     assert_eq!(value(&ks, 0, b"k").as_deref(), Some("theirs"));
+}
+
+#[test]
+fn a_later_command_reads_the_record_until_anything_else_is_written() {
+    let (_dir, ks) = keyspace();
+    {
+        let _command = CommandTime::begin();
+        put(&ks, 0, b"k", "1");
+    }
+    {
+        let _command = CommandTime::begin();
+        assert_eq!(value(&ks, 0, b"k").as_deref(), Some("1"));
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| put(&ks, 0, b"k", "2")).join().unwrap();
+    });
+    {
+        let _command = CommandTime::begin();
+        assert_eq!(value(&ks, 0, b"k").as_deref(), Some("2"));
+    }
+    // A write to another key between commands, on this thread, outside any command.
+    put(&ks, 0, b"k", "3");
+    put(&ks, 0, b"other", "x");
+    std::thread::scope(|s| {
+        s.spawn(|| put(&ks, 0, b"k", "4")).join().unwrap();
+    });
+    put(&ks, 0, b"other", "y");
+    let _command = CommandTime::begin();
+    assert_eq!(value(&ks, 0, b"k").as_deref(), Some("4"));
+}
+
+#[test]
+fn a_keyspace_never_answers_from_another_ones_record() {
+    // Two keyspaces in turn, likely at the same address, each at the same seqno after the same number
+    // of writes: the first one's remembered record must not answer for the second.
+    {
+        let (_dir, ks) = keyspace();
+        let _command = CommandTime::begin();
+        put(&ks, 0, b"k", "first");
+    }
+    let (_dir, ks) = keyspace();
+    let _command = CommandTime::begin();
+    put(&ks, 0, b"other", "x");
+    assert_eq!(value(&ks, 0, b"k"), None);
+}
+
+#[test]
+fn a_stream_write_keeps_its_metadata_remembered_only_when_nothing_came_between() {
+    use strata_kv::keyspace::Kind;
+    use strata_kv::keyspace::stream::StreamWrite;
+
+    let (_dir, ks) = keyspace();
+    let meta = |payload: &'static str| Entry {
+        kind: Kind::Stream,
+        expire_at_ms: 0,
+        indexed_at_ms: 0,
+        payload: payload.into(),
+    };
+    let payload = |ks: &Keyspace| ks.get(0, b"s").unwrap().map(|e| e.payload);
+    let mut one_entry = StreamWrite::default();
+    one_entry.ops.insert(b"e1".to_vec(), Some(b"v".to_vec()));
+    {
+        let _command = CommandTime::begin();
+        ks.write_stream(0, b"s", Some(&meta("mine")), 7, &one_entry)
+            .unwrap();
+    }
+    {
+        // A write that leaves the metadata alone: still "mine", from memory.
+        let _command = CommandTime::begin();
+        ks.write_stream(0, b"s", None, 7, &one_entry).unwrap();
+        assert_eq!(payload(&ks).as_deref(), Some(&b"mine"[..]));
+    }
+    {
+        let _command = CommandTime::begin();
+        assert_eq!(payload(&ks).as_deref(), Some(&b"mine"[..]));
+        // Another thread rewrites the metadata, then this one writes elements only: its batch does not
+        // follow on from the remembered record's seqno, so the next read goes to storage.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                ks.write_stream(0, b"s", Some(&meta("theirs")), 7, &StreamWrite::default())
+                    .unwrap()
+            })
+            .join()
+            .unwrap();
+        });
+        ks.write_stream(0, b"s", None, 7, &one_entry).unwrap();
+        assert_eq!(payload(&ks).as_deref(), Some(&b"theirs"[..]));
+    }
 }

@@ -67,7 +67,15 @@ impl Keyspace {
                 entry.encode_into(buf);
                 batch.put(tree, k, buf);
             }
-            self.db.write_deferred(batch)?;
+            let ops = batch.len() as u64;
+            let seqno = self.db.write_deferred(batch)?.seqno;
+            // The next command on the stream (the next XADD, XACK, ...) reads the metadata record from
+            // memory while nothing else was written.
+            if entry.is_some() {
+                self.remember_written(db, key, seqno, buf);
+            } else if ops > 0 {
+                self.remember_unchanged(db, key, seqno + 1 - ops, seqno);
+            }
             Ok(())
         })
     }
