@@ -30,6 +30,11 @@ fn value(ks: &Keyspace, db: usize, key: &[u8]) -> Option<String> {
         .map(|e| String::from_utf8(e.payload.to_vec()).unwrap())
 }
 
+/// Runs `write` on a thread of its own, to its end.
+fn on_another_thread(write: impl FnOnce() + Send) {
+    std::thread::scope(|s| s.spawn(write).join().unwrap());
+}
+
 #[test]
 fn a_command_reads_back_each_record_it_writes() {
     let (_dir, ks) = keyspace();
@@ -54,9 +59,7 @@ fn a_write_on_another_thread_voids_the_written_record() {
     let (_dir, ks) = keyspace();
     let _command = CommandTime::begin();
     put(&ks, 0, b"k", "mine");
-    std::thread::scope(|s| {
-        s.spawn(|| put(&ks, 0, b"k", "theirs")).join().unwrap();
-    });
+    on_another_thread(|| put(&ks, 0, b"k", "theirs"));
     assert_eq!(value(&ks, 0, b"k").as_deref(), Some("theirs"));
 }
 
@@ -88,9 +91,7 @@ fn other_kinds_of_write_after_a_put_are_read() {
     put(&ks, 0, b"k", "again");
     assert_eq!(value(&ks, 0, b"k").as_deref(), Some("again"));
     assert!(ks.delete(0, b"k").unwrap());
-    std::thread::scope(|s| {
-        s.spawn(|| put(&ks, 0, b"k", "theirs")).join().unwrap();
-    });
+    on_another_thread(|| put(&ks, 0, b"k", "theirs"));
     assert_eq!(value(&ks, 0, b"k").as_deref(), Some("theirs"));
 }
 
@@ -105,9 +106,7 @@ fn a_later_command_reads_the_record_until_anything_else_is_written() {
         let _command = CommandTime::begin();
         assert_eq!(value(&ks, 0, b"k").as_deref(), Some("1"));
     }
-    std::thread::scope(|s| {
-        s.spawn(|| put(&ks, 0, b"k", "2")).join().unwrap();
-    });
+    on_another_thread(|| put(&ks, 0, b"k", "2"));
     {
         let _command = CommandTime::begin();
         assert_eq!(value(&ks, 0, b"k").as_deref(), Some("2"));
@@ -115,9 +114,7 @@ fn a_later_command_reads_the_record_until_anything_else_is_written() {
     // A write to another key between commands, on this thread, outside any command.
     put(&ks, 0, b"k", "3");
     put(&ks, 0, b"other", "x");
-    std::thread::scope(|s| {
-        s.spawn(|| put(&ks, 0, b"k", "4")).join().unwrap();
-    });
+    on_another_thread(|| put(&ks, 0, b"k", "4"));
     put(&ks, 0, b"other", "y");
     let _command = CommandTime::begin();
     assert_eq!(value(&ks, 0, b"k").as_deref(), Some("4"));
@@ -169,13 +166,9 @@ fn a_stream_write_keeps_its_metadata_remembered_only_when_nothing_came_between()
         assert_eq!(payload(&ks).as_deref(), Some(&b"mine"[..]));
         // Another thread rewrites the metadata, then this one writes elements only: its batch does not
         // follow on from the remembered record's seqno, so the next read goes to storage.
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                ks.write_stream(0, b"s", Some(&meta("theirs")), 7, &StreamWrite::default())
-                    .unwrap()
-            })
-            .join()
-            .unwrap();
+        on_another_thread(|| {
+            ks.write_stream(0, b"s", Some(&meta("theirs")), 7, &StreamWrite::default())
+                .unwrap()
         });
         ks.write_stream(0, b"s", None, 7, &one_entry).unwrap();
         assert_eq!(payload(&ks).as_deref(), Some(&b"theirs"[..]));
