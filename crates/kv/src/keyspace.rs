@@ -355,6 +355,16 @@ impl Drop for CommandTime {
         });
         if outermost {
             COMMAND_START.with(|s| s.set(None));
+            // A big record (or key) is not kept past its command: every thread would hold on to the
+            // last one it touched.
+            LAST_READ.with(|r| {
+                let mut last = r.borrow_mut();
+                if last.as_ref().is_some_and(|l| {
+                    l.key.capacity() + l.raw.as_ref().map_or(0, Bytes::len) > KEPT_READ_BYTES
+                }) {
+                    *last = None;
+                }
+            });
         }
     }
 }
@@ -363,6 +373,9 @@ impl Drop for CommandTime {
 fn in_command() -> bool {
     COMMAND_TIME.with(|c| c.get().0 > 0)
 }
+
+/// The largest remembered record (key and value) kept past its command; a HyperLogLog is 12 KiB.
+const KEPT_READ_BYTES: usize = 64 << 10;
 
 thread_local! {
     /// The record a command on this thread read or wrote last (see [`Keyspace::read_record`]). It stays

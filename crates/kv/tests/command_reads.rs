@@ -121,6 +121,18 @@ fn a_later_command_reads_the_record_until_anything_else_is_written() {
 }
 
 #[test]
+fn a_big_record_is_still_read_right_in_the_next_command() {
+    let (_dir, ks) = keyspace();
+    let big = "x".repeat(100 << 10);
+    {
+        let _command = CommandTime::begin();
+        put(&ks, 0, b"k", &big);
+    }
+    let _command = CommandTime::begin();
+    assert_eq!(value(&ks, 0, b"k").as_deref(), Some(big.as_str()));
+}
+
+#[test]
 fn a_keyspace_never_answers_from_another_ones_record() {
     // Two keyspaces in turn, likely at the same address, each at the same seqno after the same number
     // of writes: the first one's remembered record must not answer for the second.
