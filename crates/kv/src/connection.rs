@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::blocking::{BlockRequest, Blocking};
 use crate::clients::UnblockMode;
 use crate::cmd;
+use crate::lookahead::LookAhead;
 use crate::pubsub::Message;
 use crate::{Session, Shared};
 
@@ -163,6 +164,7 @@ async fn serve_client(
     // it when due, so later waits only check whether it elapsed (an atomic load) instead of polling it.
     let mut idle_armed = false;
     let mut cancels = Cancels::new(&conn.kill, shutdown);
+    let mut look_ahead = LookAhead::default();
     loop {
         // Run every whole command already buffered, then write all their replies at once.
         loop {
@@ -174,6 +176,7 @@ async fn serve_client(
                     if session.handle.is_killed() {
                         return Err(Closed);
                     }
+                    look_ahead.after_parse(&mut parser, &conn.input, shared, session.db);
                     // Like Redis's `qbuf`: what is buffered, this command included, while it runs.
                     session.handle.qbuf.store(buffered, Ordering::Relaxed);
                     if shared.pause.maybe_active() {
@@ -242,6 +245,7 @@ async fn serve_client(
                 Ok(None) => {
                     // What comes next arrives after a wait.
                     session.clock_hint = None;
+                    look_ahead.reset();
                     break;
                 }
                 Err(e) => {

@@ -974,6 +974,37 @@ impl Keyspace {
         );
     }
 
+    /// Hints that the records of `keys` in `db` are about to be read (a pipeline's next commands): their
+    /// memtable slots, nodes and values start loading together ([`Tree::prefetch_reads`]). Changes nothing;
+    /// keys past the first 16, or past 1 KiB of them, are left out. Returns how many records it found in
+    /// memory to load (none: the keys are new, or only on disk, and the hint was for nothing).
+    pub fn prefetch_reads(&self, db: usize, keys: &[&[u8]]) -> usize {
+        const MAX_KEYS: usize = 16;
+        let mut buf = [0u8; 1024];
+        let mut ends = [0usize; MAX_KEYS];
+        let mut n = 0;
+        let mut used = 0;
+        let tree_index = self.tree_index(db);
+        for key in keys.iter().take(MAX_KEYS) {
+            self.plain.prefetch(tree_index, key);
+            let Some(room) = buf.get_mut(used..used + 1 + key.len()) else {
+                break;
+            };
+            room[0] = META_PREFIX;
+            room[1..].copy_from_slice(key);
+            used += room.len();
+            ends[n] = used;
+            n += 1;
+        }
+        let mut metas: [&[u8]; MAX_KEYS] = [&[]; MAX_KEYS];
+        let mut start = 0;
+        for (meta, &end) in metas.iter_mut().zip(&ends[..n]) {
+            *meta = &buf[start..end];
+            start = end;
+        }
+        self.trees[tree_index].prefetch_reads(&metas[..n])
+    }
+
     fn tree(&self, db: usize) -> &Tree {
         &self.trees[self.tree_index(db)]
     }

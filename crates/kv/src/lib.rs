@@ -21,6 +21,7 @@ mod connection;
 pub mod evict;
 pub mod keyspace;
 pub mod latency;
+mod lookahead;
 pub mod notify;
 pub mod pubsub;
 pub mod script;

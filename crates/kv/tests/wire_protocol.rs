@@ -178,3 +178,74 @@ fn a_large_value_arriving_in_small_pieces() {
     let got: Vec<u8> = redis::cmd("GET").arg("big").query(&mut c).unwrap();
     assert!(got == value, "value differs");
 }
+
+/// A request in multibulk form.
+fn multibulk(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+#[test]
+fn a_pipeline_read_ahead_runs_as_sent() {
+    // The connection looks at the commands buffered after the one it runs (to prefetch their keys) and
+    // keeps those scans for parsing them: a pipeline mixing databases, an inline command, a request too
+    // large to be looked ahead at and keys old and new still runs exactly as sent.
+    let server = Server::start(KvConfig::default());
+    let mut wire = Vec::new();
+    wire.extend(multibulk(&["SET", "a", "1"]));
+    wire.extend(multibulk(&["SELECT", "1"]));
+    wire.extend(multibulk(&["SET", "a", "2"]));
+    for _ in 0..3 {
+        wire.extend(multibulk(&["INCR", "a"]));
+    }
+    wire.extend_from_slice(b"GET a\r\n");
+    let mset: Vec<String> = (0..10)
+        .flat_map(|i| [format!("k{i}"), format!("v{i}")])
+        .collect();
+    let mut mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    mset.insert(0, "MSET");
+    wire.extend(multibulk(&mset));
+    wire.extend(multibulk(&[
+        "EVAL",
+        "return redis.call('GET', KEYS[1])",
+        "1",
+        "k9",
+    ]));
+    wire.extend(multibulk(&["SELECT", "0"]));
+    wire.extend(multibulk(&["GET", "a"]));
+    wire.extend(multibulk(&["GET", "k9"]));
+    wire.extend(multibulk(&["QUIT"]));
+    assert_eq!(
+        String::from_utf8_lossy(&server.raw(&wire)),
+        "+OK\r\n+OK\r\n+OK\r\n:3\r\n:4\r\n:5\r\n$1\r\n5\r\n+OK\r\n$2\r\nv9\r\n+OK\r\n$1\r\n1\r\n$-1\r\n+OK\r\n"
+    );
+}
+
+#[test]
+fn a_read_ahead_follows_authentication_changes_inside_a_pipeline() {
+    let server = Server::start(KvConfig::default());
+    let out = server.raw(b"CONFIG SET requirepass pw\r\nQUIT\r\n");
+    assert_eq!(String::from_utf8_lossy(&out), "+OK\r\n+OK\r\n");
+    // Twelve arguments are too many before AUTH but fine after it, in the same write.
+    let mut push = vec!["RPUSH", "list"];
+    push.extend(["x"; 10]);
+    let mut wire = multibulk(&["AUTH", "pw"]);
+    wire.extend(multibulk(&push));
+    wire.extend(multibulk(&["QUIT"]));
+    assert_eq!(
+        String::from_utf8_lossy(&server.raw(&wire)),
+        "+OK\r\n:10\r\n+OK\r\n"
+    );
+    // RESET drops the authentication, and the request after it is held to the small limits again even
+    // though it was already looked at while they did not apply.
+    let mut wire = multibulk(&["AUTH", "pw"]);
+    wire.extend(multibulk(&["RESET"]));
+    wire.extend(multibulk(&push));
+    assert_eq!(
+        String::from_utf8_lossy(&server.raw(&wire)),
+        "+OK\r\n+RESET\r\n-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+}

@@ -136,13 +136,34 @@ pub mod fuzzing {
         let split = split.min(data.len());
         let mut buf = BytesMut::from(&data[..split]);
         for chunk in [&data[split..], &[][..]] {
+            // What a look ahead reports must be what the parser then returns, request by request.
+            let mut peeked: Vec<Vec<Vec<u8>>> = Vec::new();
+            parser.peek(&buf, usize::MAX, |args| {
+                peeked.push(args.iter().map(|a| a.to_vec()).collect());
+            });
+            let mut peeked = peeked.into_iter();
             loop {
                 match parser.parse(&mut buf) {
-                    Ok(Some(_)) => continue,
+                    Ok(Some(args)) => {
+                        if let Some(expected) = peeked.next() {
+                            assert_eq!(args, expected, "peek disagrees with parse");
+                        }
+                        continue;
+                    }
                     Ok(None) => break,
-                    Err(_) => return,
+                    Err(e) => {
+                        assert!(
+                            peeked.next().is_none(),
+                            "peeked a request the parser refused: {e}"
+                        );
+                        return;
+                    }
                 }
             }
+            assert!(
+                peeked.next().is_none(),
+                "peeked a request the parser did not return"
+            );
             buf.extend_from_slice(chunk);
         }
     }

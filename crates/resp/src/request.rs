@@ -46,6 +46,21 @@ pub struct RequestParser {
     /// [`UNAUTHENTICATED_ARGS`] arguments of [`UNAUTHENTICATED_BULK_BYTES`], as Redis holds them, so a
     /// stranger cannot make the server buffer large requests.
     unauthenticated: bool,
+    /// The requests [`RequestParser::peek`] found whole at the front of the buffer and the parser has not
+    /// returned yet, oldest first: parsing one takes its scan from here instead of scanning it again.
+    peeked: std::collections::VecDeque<Scanned>,
+    /// The address the front of the buffer must be at for `peeked` to describe it (the buffer moved or was
+    /// replaced otherwise, and the scans are dropped).
+    peeked_at: usize,
+}
+
+/// One whole small request as [`scan_small`] found it: where its arguments are, relative to its start,
+/// and where it ends.
+#[derive(Debug, Clone, Copy)]
+struct Scanned {
+    spans: [(u32, u32); WHOLE_SPLIT_ARGS],
+    count: u8,
+    end: u32,
 }
 
 /// Most arguments of a request from a connection that has not authenticated (Redis's figure).
@@ -78,11 +93,17 @@ impl RequestParser {
             state: State::Idle,
             partial: false,
             unauthenticated: false,
+            peeked: std::collections::VecDeque::new(),
+            peeked_at: 0,
         }
     }
 
     /// Holds requests to the unauthenticated limits (`true`) or lifts them.
     pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        if self.unauthenticated != unauthenticated {
+            // The peeked requests were checked against the other limits.
+            self.peeked.clear();
+        }
         self.unauthenticated = unauthenticated;
     }
 
@@ -115,6 +136,7 @@ impl RequestParser {
                 State::Idle => {
                     let Some(&first) = buf.first() else {
                         self.partial = false;
+                        self.peeked.clear();
                         return Ok(None);
                     };
                     if first != b'*' {
@@ -123,6 +145,13 @@ impl RequestParser {
                             Some(args) if args.is_empty() => continue,
                             other => return Ok(other),
                         }
+                    }
+                    if let Some(scan) = self.take_peeked(buf) {
+                        self.partial = false;
+                        let args =
+                            split_whole(buf, &scan.spans[..scan.count.into()], scan.end as usize);
+                        self.peeked_at = buf.as_ptr() as usize;
+                        return Ok(Some(args));
                     }
                     let mut spans = [(0u32, 0u32); WHOLE_SPLIT_ARGS];
                     match scan_small(buf, &self.limits, self.unauthenticated, &mut spans) {
@@ -217,6 +246,63 @@ impl RequestParser {
                 }
             }
         }
+    }
+
+    /// Looks at the whole requests at the front of `buf` without consuming anything: calls `each` with the
+    /// arguments of each, for at most `max` requests, and returns how many it saw. It stops at the first that
+    /// is not a whole multibulk request of at most 16 arguments and 64 KiB (an inline command, one partly
+    /// arrived, a malformed or a larger one), and sees nothing while a request is in progress, since `buf`
+    /// then starts inside it. What it reports for a request is what [`RequestParser::parse`] returns for it.
+    ///
+    /// The scans are kept, so parsing those requests next (from the same buffer, only appended to
+    /// meanwhile) does not scan them again. A server uses it to learn a pipeline's next keys before running
+    /// the commands, so their cache misses can start together (strata-kv's connection loop).
+    pub fn peek<'a>(
+        &mut self,
+        buf: &'a [u8],
+        max: usize,
+        mut each: impl FnMut(&[&'a [u8]]),
+    ) -> usize {
+        self.peeked.clear();
+        if self.is_mid_request() {
+            return 0;
+        }
+        self.peeked_at = buf.as_ptr() as usize;
+        let mut pos = 0;
+        while self.peeked.len() < max && buf.get(pos) == Some(&b'*') {
+            let rest = &buf[pos..];
+            let mut spans = [(0u32, 0u32); WHOLE_SPLIT_ARGS];
+            let Small::Whole { count, end } =
+                scan_small(rest, &self.limits, self.unauthenticated, &mut spans)
+            else {
+                break;
+            };
+            let mut args: [&[u8]; WHOLE_SPLIT_ARGS] = [&[]; WHOLE_SPLIT_ARGS];
+            for (arg, &(start, len)) in args.iter_mut().zip(&spans[..count]) {
+                *arg = &rest[start as usize..][..len as usize];
+            }
+            each(&args[..count]);
+            // Both fit: at most WHOLE_SPLIT_ARGS arguments, a whole request of at most WHOLE_REQUEST_BYTES.
+            self.peeked.push_back(Scanned {
+                spans,
+                count: count as u8,
+                end: end as u32,
+            });
+            pos += end;
+        }
+        self.peeked.len()
+    }
+
+    /// The kept scan of the request at the front of `buf`, if [`RequestParser::peek`] scanned it: the buffer
+    /// must still start where the scans left off and hold the whole request.
+    fn take_peeked(&mut self, buf: &BytesMut) -> Option<Scanned> {
+        let scan = *self.peeked.front()?;
+        if buf.as_ptr() as usize != self.peeked_at || buf.len() < scan.end as usize {
+            self.peeked.clear();
+            return None;
+        }
+        self.peeked.pop_front();
+        Some(scan)
     }
 
     /// Parses one inline line; `Some(vec![])` for a blank line.
@@ -637,6 +723,112 @@ mod tests {
         }
     }
 
+    fn peek_all(parser: &mut RequestParser, input: &[u8], max: usize) -> Vec<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        let seen = parser.peek(input, max, |args| {
+            out.push(args.iter().map(|a| a.to_vec()).collect());
+        });
+        assert_eq!(seen, out.len());
+        out
+    }
+
+    #[test]
+    fn peek_sees_whole_pipelined_requests_and_consumes_nothing() {
+        let mut parser = RequestParser::new(Limits::default());
+        let get = cmd(&["GET", "a"]);
+        let eval = cmd(&["EVALSHA", "abc", "1", "k"]);
+        let mut wire = encode(&get);
+        wire.extend(encode(&eval));
+        wire.extend(encode(&get));
+        assert_eq!(
+            peek_all(&mut parser, &wire, 16),
+            vec![get.clone(), eval.clone(), get.clone()]
+        );
+        assert_eq!(
+            peek_all(&mut parser, &wire, 2),
+            vec![get.clone(), eval.clone()]
+        );
+        // It stops at a partial request, an inline one, and one of more than 16 arguments.
+        assert_eq!(peek_all(&mut parser, &wire[..wire.len() - 1], 16).len(), 2);
+        let mut inline = encode(&get);
+        inline.extend_from_slice(b"PING\r\n");
+        inline.extend(encode(&get));
+        assert_eq!(peek_all(&mut parser, &inline, 16), vec![get.clone()]);
+        let mset: Vec<String> = (0..17).map(|i| i.to_string()).collect();
+        let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+        let mut big = encode(&cmd(&mset));
+        big.extend(encode(&get));
+        assert!(peek_all(&mut parser, &big, 16).is_empty());
+        assert_eq!(parse_all(&wire).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn peek_sees_nothing_in_the_middle_of_a_request() {
+        let mut parser = RequestParser::new(Limits::default());
+        // A request larger than the whole-request size is taken in parts; the buffer then starts inside it.
+        let big = cmd(&["SET", "k", &"v".repeat(WHOLE_REQUEST_BYTES + 10)]);
+        let wire = encode(&big);
+        let mut buf = BytesMut::from(&wire[..wire.len() / 2]);
+        assert!(parser.parse(&mut buf).unwrap().is_none());
+        assert!(parser.is_mid_request());
+        let mut rest = wire[wire.len() / 2..].to_vec();
+        rest.extend(encode(&cmd(&["GET", "a"])));
+        assert!(peek_all(&mut parser, &rest, 16).is_empty());
+    }
+
+    #[test]
+    fn peeked_scans_serve_the_next_parses_only_of_the_same_buffer() {
+        let mut parser = RequestParser::new(Limits::default());
+        let one = cmd(&["SET", "k", "v"]);
+        let two = cmd(&["GET", "k"]);
+        let mut wire = encode(&one);
+        wire.extend(encode(&two));
+        let mut buf = BytesMut::from(&wire[..]);
+        assert_eq!(peek_all(&mut parser, &buf, 16).len(), 2);
+        // More arrives meanwhile (appended: the front does not move while there is room).
+        buf.reserve(64);
+        let front = buf.as_ptr();
+        buf.extend_from_slice(&encode(&cmd(&["PING"])));
+        assert_eq!(buf.as_ptr(), front);
+        let got: Vec<Vec<u8>> = parser
+            .parse(&mut buf)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|a| a.to_vec())
+            .collect();
+        assert_eq!(got, one);
+        // A different buffer is scanned afresh, not split where the kept scans say.
+        let other = cmd(&["HSET", "hash", "field", "value"]);
+        let mut elsewhere = BytesMut::from(&encode(&other)[..]);
+        let got: Vec<Vec<u8>> = parser
+            .parse(&mut elsewhere)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|a| a.to_vec())
+            .collect();
+        assert_eq!(got, other);
+        let rest = parse_all(&buf).unwrap();
+        assert_eq!(rest, vec![two, cmd(&["PING"])]);
+    }
+
+    #[test]
+    fn a_change_of_limits_drops_the_peeked_scans() {
+        let mut parser = RequestParser::new(Limits::default());
+        let args: Vec<String> = (0..12).map(|i| format!("a{i}")).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut buf = BytesMut::from(&encode(&cmd(&args))[..]);
+        assert_eq!(peek_all(&mut parser, &buf, 16).len(), 1);
+        // Twelve arguments are too many before authentication: the request is refused, not taken from the
+        // scan made under the other limits.
+        parser.set_unauthenticated(true);
+        assert_eq!(
+            parser.parse(&mut buf),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -657,9 +849,17 @@ mod tests {
             for cut in cut_points.into_iter().chain([wire.len()]) {
                 buf.extend_from_slice(&wire[last..cut]);
                 last = cut;
+                let mut peeked = Vec::new();
+                parser.peek(&buf, usize::MAX, |args| {
+                    peeked.push(args.iter().map(|a| a.to_vec()).collect::<Vec<_>>());
+                });
+                let before = got.len();
                 while let Some(args) = parser.parse(&mut buf).unwrap() {
                     got.push(args.iter().map(|a| a.to_vec()).collect::<Vec<_>>());
                 }
+                // The look ahead sees a prefix of what the parser returns (small requests only).
+                prop_assert!(peeked.len() <= got.len() - before);
+                prop_assert_eq!(&got[before..before + peeked.len()], &peeked[..]);
             }
             prop_assert_eq!(got, cmds);
             prop_assert!(buf.is_empty());

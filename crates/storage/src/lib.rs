@@ -64,7 +64,7 @@ pub mod manifest;
 pub mod memtable;
 pub mod merge;
 pub mod options;
-mod prefetch;
+pub mod prefetch;
 pub mod range_index;
 mod readers;
 pub(crate) mod skip_hint;

@@ -1197,6 +1197,47 @@ impl MemTable {
         self.index[index_shard(h)].prefetch(h);
     }
 
+    /// Starts loading what point reads of `keys` (in `tree`) will touch, for a batch of reads about to
+    /// happen (a pipeline's commands): each key's index slot, then its node, then its newest value. Each
+    /// stage runs over the whole batch before the next, so the batch's cache misses overlap instead of each
+    /// read stalling on three in a row. A hint: it changes nothing, and a key not here costs one slot probe.
+    /// Returns how many of the keys (or of their hashes) it found.
+    pub fn prefetch_reads(&self, tree: u32, keys: &[&[u8]]) -> usize {
+        const MAX: usize = 32;
+        let keys = &keys[..keys.len().min(MAX)];
+        let mut hashes = [0u64; MAX];
+        for (h, k) in hashes.iter_mut().zip(keys) {
+            *h = key_hash(tree, k);
+            self.index[index_shard(*h)].prefetch(*h);
+        }
+        let hashes = &hashes[..keys.len()];
+        // The node of the slot whose stored hash matches: its key is not compared, as a hash collision only
+        // loads a line for nothing. Nothing of the node is read yet (not even its reference count).
+        let mut found = 0;
+        for &h in hashes {
+            let table = self.index[index_shard(h)].table.read();
+            if let Ok(node) = table.probe(h, |_| true) {
+                let p = Arc::as_ptr(node).cast::<u8>();
+                crate::prefetch::prefetch(p);
+                crate::prefetch::prefetch(p.wrapping_add(size_of::<Node>() - 1));
+                found += 1;
+            }
+        }
+        if found == 0 {
+            return 0;
+        }
+        // By now the first nodes have arrived; the slots are cached, so probing again is cheap.
+        for &h in hashes {
+            let table = self.index[index_shard(h)].table.read();
+            if let Ok(node) = table.probe(h, |_| true)
+                && let Some(v) = node.versions.read().as_slice().last()
+            {
+                crate::prefetch::prefetch(v.value.as_ptr());
+            }
+        }
+        found
+    }
+
     /// Adds a range tombstone for tree keys `[start, end)`.
     pub fn add_range_delete(&self, tree: u32, start: &[u8], end: &[u8], seqno: u64) {
         let mut s = Vec::with_capacity(4 + start.len());

@@ -3,13 +3,14 @@
 //! The memtable's key index is tens of MB, so a write of a new key misses the cache (and the TLB) on its
 //! index slot. A command that knows early which new keys it will write (XADD its entry, XREADGROUP its
 //! pending records) asks for their slots then, and the misses overlap the rest of its work instead of
-//! stalling the commit ([`crate::Tree::prefetch_write`]).
+//! stalling the commit ([`crate::Tree::prefetch_write`]). It is public so the crates above can hint at their
+//! own tables the same way (strata-kv's plain-key filter) without an `unsafe` of their own.
 #![allow(unsafe_code)]
 
 /// Asks the CPU to start loading the cache line that holds `p`. Any address is allowed (null, freed,
 /// unmapped): the hint never faults and changes nothing but the cache.
 #[inline(always)]
-pub(crate) fn prefetch<T>(p: *const T) {
+pub fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: PREFETCHT0 is a hint with no architectural effect; it does not fault on any address, so `p`
     // need not be valid, aligned or even mapped. SSE, which it belongs to, is part of the x86_64 baseline.

@@ -119,6 +119,18 @@ impl Tree {
         self.db.inner.mems.read().active.prefetch(self.id, key);
     }
 
+    /// Hints that `keys` are about to be read: the active memtable starts loading their index slots,
+    /// nodes and newest values, all the batch's misses at once ([`crate::MemTable::prefetch_reads`]).
+    /// Changes nothing. Returns how many of the keys the active memtable holds (or seems to: a hash match).
+    pub fn prefetch_reads(&self, keys: &[&[u8]]) -> usize {
+        self.db
+            .inner
+            .mems
+            .read()
+            .active
+            .prefetch_reads(self.id, keys)
+    }
+
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: &[u8]) -> Result<bool> {
         Ok(self.get(key)?.is_some())

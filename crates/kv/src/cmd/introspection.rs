@@ -749,6 +749,37 @@ pub fn key_positions(name: &str, args: &[Bytes]) -> Vec<usize> {
     }
 }
 
+/// Where the first key of the command at `index` of [`super::commands`] is in `args` (0 is the name), as
+/// [`key_positions_at`] would put it first, without allocating; `None` for keyless commands and for those
+/// whose keys follow a keyword (XREAD, XREADGROUP). For a pipeline's look ahead, which only hints.
+pub fn first_key_at(index: usize, args: &[&[u8]]) -> Option<usize> {
+    let at = match *key_rules().get(index)? {
+        KeyRule::NumKeys(_, true) => 1,
+        KeyRule::NumKeys(at, false) => {
+            let count = std::str::from_utf8(args.get(at)?)
+                .ok()?
+                .parse::<usize>()
+                .ok()?;
+            if count == 0 {
+                return None;
+            }
+            at + 1
+        }
+        KeyRule::StreamRead => return None,
+        KeyRule::Range(first, last, step)
+        | KeyRule::Sort(first, last, step)
+        | KeyRule::Geo(first, last, step) => {
+            let n = args.len() as i64;
+            let last = if last < 0 { n + last } else { last.min(n - 1) };
+            if first <= 0 || step <= 0 || first > last {
+                return None;
+            }
+            first as usize
+        }
+    };
+    (at < args.len()).then_some(at)
+}
+
 /// [`key_positions`] of the command at `index` of [`super::commands`].
 pub fn key_positions_at(index: usize, args: &[Bytes]) -> Vec<usize> {
     let Some(&rule) = key_rules().get(index) else {

@@ -15,7 +15,7 @@ mod lists;
 mod memory;
 
 pub(crate) use connection::REDIS_COMPAT_VERSION;
-pub use introspection::key_positions;
+pub use introspection::{first_key_at, key_positions};
 pub use keys::ScanCursors;
 pub use keys::glob_match;
 pub(crate) use scripting::declared_no_writes;
