@@ -1732,6 +1732,29 @@ mod tests {
     }
 
     #[test]
+    fn prefetching_reads_counts_the_keys_held_and_changes_nothing() {
+        let m = MemTable::new(1);
+        for i in 0..100u64 {
+            m.add(1, &i.to_be_bytes(), i + 1, KIND_PUT, &i.to_le_bytes());
+        }
+        let keys: Vec<[u8; 8]> = (90..110u64).map(u64::to_be_bytes).collect();
+        let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        // Ten of the twenty are here; the same keys in another tree are not.
+        assert_eq!(m.prefetch_reads(1, &keys), 10);
+        assert_eq!(m.prefetch_reads(2, &keys), 0);
+        assert_eq!(m.prefetch_reads(1, &[]), 0);
+        // More keys than a batch takes are left out, not an error.
+        let many: Vec<&[u8]> = std::iter::repeat_n(keys[0], 40).collect();
+        assert_eq!(m.prefetch_reads(1, &many), 32);
+        for i in 0..100u64 {
+            assert_eq!(
+                m.get(1, &i.to_be_bytes(), 200).unwrap().2.as_ref(),
+                i.to_le_bytes()
+            );
+        }
+    }
+
+    #[test]
     fn released_memtable_chunks_are_refilled_by_the_next_one_unless_a_reader_holds_them() {
         let value = vec![5u8; 10_000];
         let m = MemTable::new(1);

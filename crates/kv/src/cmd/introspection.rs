@@ -837,6 +837,36 @@ mod tests {
     }
 
     #[test]
+    fn the_first_key_is_the_first_of_key_positions() {
+        let cases: &[&[&str]] = &[
+            &["get", "a"],
+            &["GET", "a"],
+            &["mset", "a", "1", "b", "2"],
+            &["evalsha", "abc", "2", "k1", "k2", "arg"],
+            &["eval", "return 1", "0", "arg"],
+            &["zunionstore", "d", "2", "a", "b"],
+            &["sort", "list", "store", "dest"],
+            &["ping"],
+            &["get"],
+            &["evalsha", "abc", "x"],
+        ];
+        for words in cases {
+            let name = words[0].to_ascii_lowercase();
+            let (index, _) = super::super::lookup_indexed(name.as_bytes()).unwrap();
+            let raw: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+            let expected = key_positions(&name, &args(words)).first().copied();
+            assert_eq!(first_key_at(index, &raw), expected, "{words:?}");
+        }
+        // XREAD and XREADGROUP name their keys after STREAMS: not looked for.
+        let (index, _) = super::super::lookup_indexed(b"xreadgroup").unwrap();
+        let raw: Vec<&[u8]> = ["xreadgroup", "group", "g", "c", "streams", "s", ">"]
+            .iter()
+            .map(|w| w.as_bytes())
+            .collect();
+        assert_eq!(first_key_at(index, &raw), None);
+    }
+
+    #[test]
     fn key_table_is_sorted() {
         assert!(KEY_SPECS.windows(2).all(|w| w[0].0 < w[1].0));
     }

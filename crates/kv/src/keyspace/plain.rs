@@ -40,7 +40,7 @@ impl Default for PlainFilter {
 }
 
 fn slot(tree: usize, key: &[u8]) -> (usize, u64) {
-    // The memtable's key hash: eight bytes per multiply, where a byte-at-a-time FNV-1a was ~5% of an
+    // The memtable's key hash: eight bytes per multiply, where a byte-at-a-time FNV-1a was ~2% of an
     // EVALSHA (four or five checks of a 20-byte key per script). Its 128-bit multiply-fold spreads keys
     // differing only at the end over the whole table.
     let h = strata_storage::memtable::key_hash(tree as u32, key);
