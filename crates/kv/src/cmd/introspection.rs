@@ -756,28 +756,27 @@ pub fn first_key_at(index: usize, args: &[&[u8]]) -> Option<usize> {
     let at = match *key_rules().get(index)? {
         KeyRule::NumKeys(_, true) => 1,
         KeyRule::NumKeys(at, false) => {
-            let count = std::str::from_utf8(args.get(at)?)
-                .ok()?
-                .parse::<usize>()
-                .ok()?;
-            if count == 0 {
-                return None;
-            }
+            key_count(args.get(at)?).filter(|&count| count > 0)?;
             at + 1
         }
         KeyRule::StreamRead => return None,
         KeyRule::Range(first, last, step)
         | KeyRule::Sort(first, last, step)
-        | KeyRule::Geo(first, last, step) => {
-            let n = args.len() as i64;
-            let last = if last < 0 { n + last } else { last.min(n - 1) };
-            if first <= 0 || step <= 0 || first > last {
-                return None;
-            }
-            first as usize
-        }
+        | KeyRule::Geo(first, last, step) => key_range(first, last, step, args.len())?.0,
     };
     (at < args.len()).then_some(at)
+}
+
+/// The first and last positions of a legacy `(first, last, step)` key range among `n` arguments, if any.
+fn key_range(first: i64, last: i64, step: i64, n: usize) -> Option<(usize, usize)> {
+    let n = n as i64;
+    let last = if last < 0 { n + last } else { last.min(n - 1) };
+    (first > 0 && step > 0 && first <= last).then_some((first as usize, last as usize))
+}
+
+/// A `numkeys` argument's count (`None` when it is not a number).
+fn key_count(arg: &[u8]) -> Option<usize> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
 /// [`key_positions`] of the command at `index` of [`super::commands`].
@@ -786,15 +785,9 @@ pub fn key_positions_at(index: usize, args: &[Bytes]) -> Vec<usize> {
         return Vec::new();
     };
     let range = |first: i64, last: i64, step: i64| -> Vec<usize> {
-        if first <= 0 || step <= 0 {
-            return Vec::new();
-        }
-        let n = args.len() as i64;
-        let last = if last < 0 { n + last } else { last.min(n - 1) };
-        (first..=last)
-            .step_by(step as usize)
-            .map(|i| i as usize)
-            .collect()
+        key_range(first, last, step, args.len()).map_or_else(Vec::new, |(first, last)| {
+            (first..=last).step_by(step as usize).collect()
+        })
     };
     match rule {
         KeyRule::NumKeys(at, dest) => {
@@ -802,10 +795,7 @@ pub fn key_positions_at(index: usize, args: &[Bytes]) -> Vec<usize> {
             if dest {
                 keys.push(1);
             }
-            let count = args
-                .get(at)
-                .and_then(|a| std::str::from_utf8(a).ok()?.parse::<usize>().ok())
-                .unwrap_or(0);
+            let count = args.get(at).and_then(|a| key_count(a)).unwrap_or(0);
             keys.extend((at + 1..=at + count).filter(|i| *i < args.len()));
             keys
         }
