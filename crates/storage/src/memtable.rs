@@ -806,8 +806,8 @@ impl Ordered {
 /// key and version): 7% of the CPU of an XACK run went to ordering the keys of each flush. Here the keys
 /// are sorted by 16-byte digits, most significant first, starting after the prefix all of them share
 /// (small (digit, position) pairs are sorted; a run of equal digits is sorted by the next digit), and
-/// the pairs are then moved once, along the permutation's cycles.
-fn sort_new_keys(keys: &mut [(NodeKey, Arc<Node>)]) {
+/// the pairs are then gathered in that order.
+fn sort_new_keys(keys: &mut Vec<(NodeKey, Arc<Node>)>) {
     const SMALL: usize = 64;
     if keys.len() <= SMALL || u32::try_from(keys.len()).is_err() {
         keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -825,23 +825,19 @@ fn sort_new_keys(keys: &mut [(NodeKey, Arc<Node>)]) {
     });
     let mut order: Vec<(u128, u32)> = (0..keys.len()).map(|i| (0, i as u32)).collect();
     sort_by_digits(&mut order, keys, shared);
-    // Position `i` takes the pair at `order[i].1`: each cycle of that permutation is walked with swaps.
-    let mut placed = vec![false; keys.len()];
-    for start in 0..keys.len() {
-        if placed[start] {
-            continue;
-        }
-        let mut at = start;
-        loop {
-            placed[at] = true;
-            let from = order[at].1 as usize;
-            if from == start {
-                break;
-            }
-            keys.swap(at, from);
-            at = from;
-        }
-    }
+    // Gathered into a new vector: one move per pair, from wherever it is to the next place in key order.
+    // Walking the permutation's cycles with swaps in place moved each pair two or three times (and marked
+    // each place done in a side vector): 17% of the flush thread's CPU in an XADD run.
+    let mut from: Vec<Option<(NodeKey, Arc<Node>)>> =
+        std::mem::take(keys).into_iter().map(Some).collect();
+    *keys = order
+        .iter()
+        .map(|&(_, at)| {
+            from[at as usize]
+                .take()
+                .expect("a permutation takes each pair once")
+        })
+        .collect();
 }
 
 /// Sorts `order` (positions into `keys`, which agree on their first `offset` bytes) by key.
