@@ -46,6 +46,9 @@ pub struct Session {
     /// next one starts then instead of reading the clock again. The connection clears it whenever it
     /// waits.
     pub clock_hint: Option<Instant>,
+    /// When the command being run started (set as it starts, taken by a script to time its run without
+    /// reading the clock again).
+    pub command_start: Option<Instant>,
     /// The name of the last command run (`CLIENT LIST`'s `cmd=`).
     pub last_command: &'static str,
     /// Commands queued since MULTI; `None` outside a transaction.
@@ -106,6 +109,7 @@ impl Session {
             connected_at: now,
             last_command_at: now,
             clock_hint: None,
+            command_start: None,
             last_command: "NULL",
             multi: None,
             multi_failed: false,

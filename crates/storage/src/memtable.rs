@@ -624,8 +624,11 @@ impl Versions {
         let mut spare = None;
         for v in vs.drain(..n) {
             if spare.is_none()
-                && let Ok(own) = v.value.try_into_mut()
+                && let Ok(mut own) = v.value.try_into_mut()
             {
+                // Emptied first: turning a `BytesMut` into a `Vec` copies its contents, and the old
+                // value is neither wanted nor in cache (3% of an EVALSHA run's CPU read it).
+                own.clear();
                 let buf = Vec::from(own);
                 if buf.capacity() >= want {
                     spare = Some(buf);

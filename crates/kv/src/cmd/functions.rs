@@ -873,7 +873,7 @@ fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Fram
     };
     let running = Running {
         client: s.id,
-        started: Instant::now(),
+        started: s.command_start.take().unwrap_or_else(Instant::now),
         threshold_ms: super::scripting::busy_threshold_ms(sh),
         eval: false,
         name,

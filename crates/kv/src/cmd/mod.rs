@@ -475,6 +475,7 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
         .clock_hint
         .take()
         .unwrap_or_else(std::time::Instant::now);
+    session.command_start = Some(start);
     let _time = crate::keyspace::CommandTime::begin_at(start);
     shared
         .stats
@@ -946,9 +947,15 @@ pub fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
 pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
     match check(session, shared, args, None) {
         Ok((index, spec)) => {
-            let start = std::time::Instant::now();
+            // As in a pipeline, one clock read per command: each starts when the one before it ended
+            // (the script's or transaction's own command sets the hint again when it finishes).
+            let start = session
+                .clock_hint
+                .take()
+                .unwrap_or_else(std::time::Instant::now);
+            session.command_start = Some(start);
             let reply = run_spec(session, shared, index, spec, args);
-            let _ = finish(session, shared, index, spec, args, start, &reply, true);
+            session.clock_hint = finish(session, shared, index, spec, args, start, &reply, true);
             feed_monitors(session, shared, spec, args);
             reply
         }

@@ -274,7 +274,7 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
     };
     let running = Running {
         client: s.id,
-        started: Instant::now(),
+        started: s.command_start.take().unwrap_or_else(Instant::now),
         threshold_ms: busy_threshold_ms(sh),
         eval: true,
         name: sha,

@@ -678,7 +678,13 @@ impl Engine {
 
     /// Arms the instruction hook for a run under `state` (installing it when needed), or removes it when
     /// the run has no busy threshold.
-    fn arm_watch(&mut self, state: &RunState, threshold_ms: u64, multi_thread: bool) {
+    fn arm_watch(
+        &mut self,
+        state: &RunState,
+        threshold_ms: u64,
+        started: Instant,
+        multi_thread: bool,
+    ) {
         if threshold_ms == 0 {
             if self.watch.take().is_some() {
                 self.lua.remove_hook();
@@ -706,8 +712,10 @@ impl Engine {
             self.watch = Some(watch);
         }
         if let Some(w) = &self.watch {
-            w.started_us
-                .store(w.base.elapsed().as_micros() as u64, Ordering::Relaxed);
+            w.started_us.store(
+                started.saturating_duration_since(w.base).as_micros() as u64,
+                Ordering::Relaxed,
+            );
             w.last_move_us.store(0, Ordering::Relaxed);
             w.multi_thread.store(multi_thread, Ordering::Relaxed);
             w.running.store(true, Ordering::Release);
@@ -743,13 +751,14 @@ impl Engine {
         let name = running.name.clone();
         ctx.client.protocol = ProtocolVersion::Resp2;
         let threshold = running.threshold_ms;
+        let started = running.started;
         let eval_script = running.eval;
         state.begin(running);
         // A script starts on the worker that received it (see below); one that runs past MOVE_OFF_AFTER
         // hands the worker's core to another thread from its hook, so the tasks queued behind it run.
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        self.arm_watch(state, threshold, multi_thread);
+        self.arm_watch(state, threshold, started, multi_thread);
         let lua = &self.lua;
         let current = fastcall::Current::enter(&mut ctx);
         let call = || fastcall::call_protected(lua, &self.handler, f, keys, args, eval);
