@@ -985,8 +985,12 @@ impl MemTable {
             range_dels,
             ..
         } = self;
-        // Every value lives in a node (index and ordered map share them); drop them first.
+        // Every value lives in a node (index and ordered map share them); drop them first. The map goes
+        // first, in key order, and leaves the index the last reference to each node.
         drop(map);
+        for shard in index.iter() {
+            shard.table.write().release_nodes();
+        }
         drop(index);
         drop(range_dels);
         writer.into_inner().into_reusable()
@@ -1394,6 +1398,24 @@ impl KeyIndex {
             node: Some(node),
         };
         self.len += 1;
+    }
+
+    /// Drops every node, loading each a few slots ahead: the slots hold the nodes in hash order, so each
+    /// drop (its reference count, its versions) was a cache miss in a row of them, ~20% of the flush
+    /// thread's CPU under XADD -P16; loaded ahead, the misses overlap.
+    fn release_nodes(&mut self) {
+        const AHEAD: usize = 16;
+        let n = self.slots.len();
+        for i in 0..n {
+            if let Some(node) = self.slots.get(i + AHEAD).and_then(|s| s.node.as_ref()) {
+                // The reference counts sit just before the node; the versions a line further.
+                let p = Arc::as_ptr(node).cast::<u8>();
+                crate::prefetch::prefetch(p.wrapping_sub(16));
+                crate::prefetch::prefetch(p.wrapping_add(48));
+            }
+            self.slots[i].node = None;
+        }
+        self.len = 0;
     }
 
     /// The same keys in twice the slots.
