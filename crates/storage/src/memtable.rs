@@ -961,8 +961,10 @@ impl MemTable {
                 ..Ordered::default()
             }),
             has_unordered: AtomicBool::new(false),
-            index: (0..INDEX_SHARDS)
-                .map(|_| IndexShard::with_capacity(per_shard))
+            // The shards' tables side by side in one region, so together they make whole huge pages.
+            index: crate::huge::HugeSlice::split(INDEX_SHARDS, KeyIndex::slots_for(per_shard))
+                .into_iter()
+                .map(|slots| IndexShard::new(KeyIndex { slots, len: 0 }))
                 .collect(),
             distinct_keys: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
@@ -1342,9 +1344,11 @@ impl MemTable {
 /// the same line, where hashbrown's control-byte table touched two places: the control group and, a few
 /// MB away, the slot (the slot store was a second cache miss, and `MemTable::add` ~14% of XREADGROUP's
 /// CPU with two new keys per call). The stored hash spares a probe the node's key for other keys' slots.
+/// A memtable's shards start as windows of one region on huge pages ([`crate::huge`]), so a probe's line is
+/// reached without a TLB miss too; a shard that outgrows its window moves to a table of its own.
 struct KeyIndex {
     /// A power of two of slots; a slot without a node is empty.
-    slots: Box<[Slot]>,
+    slots: crate::huge::HugeSlice<Slot>,
     len: usize,
 }
 
@@ -1359,12 +1363,17 @@ struct Slot {
 const INDEX_MIN_SLOTS: usize = 16;
 
 impl KeyIndex {
-    /// Room for `keys` keys below the load limit.
-    fn with_capacity(keys: usize) -> Self {
+    /// Slots with room for `keys` keys below the load limit.
+    fn slots_for(keys: usize) -> usize {
         let want = (keys.saturating_mul(10) / 7 + 1).max(INDEX_MIN_SLOTS);
-        let n = want.checked_next_power_of_two().unwrap_or(want);
+        want.checked_next_power_of_two().unwrap_or(want)
+    }
+
+    /// Room for `keys` keys below the load limit.
+    #[cfg(test)]
+    fn with_capacity(keys: usize) -> Self {
         KeyIndex {
-            slots: (0..n).map(|_| Slot::default()).collect(),
+            slots: crate::huge::HugeSlice::new(Self::slots_for(keys)),
             len: 0,
         }
     }
@@ -1421,7 +1430,7 @@ impl KeyIndex {
     /// The same keys in twice the slots.
     fn doubled(&mut self) -> KeyIndex {
         let mut bigger = KeyIndex {
-            slots: (0..self.slots.len() * 2).map(|_| Slot::default()).collect(),
+            slots: crate::huge::HugeSlice::new(self.slots.len() * 2),
             len: 0,
         };
         for slot in self.slots.iter_mut() {
@@ -1448,8 +1457,7 @@ struct IndexShard {
 }
 
 impl IndexShard {
-    fn with_capacity(keys: usize) -> Self {
-        let table = KeyIndex::with_capacity(keys);
+    fn new(table: KeyIndex) -> Self {
         IndexShard {
             slots_at: AtomicUsize::new(table.slots.as_ptr() as usize),
             mask: AtomicUsize::new(table.slots.len() - 1),
@@ -1890,7 +1898,7 @@ mod tests {
                 versions: RwLock::new(Versions::Many(Vec::new(), None)),
             })
         };
-        let shard = IndexShard::with_capacity(0);
+        let shard = IndexShard::new(KeyIndex::with_capacity(0));
         // Hashes chosen to collide: every fourth key shares one hash, all land in a few home slots, and the
         // table doubles several times (16 slots to 2048).
         let hash = |k: u32| u64::from(k % 4) * 0x9e37_79b9;

@@ -1,4 +1,5 @@
-//! Cache prefetch hints: the one module of strata-storage that allows `unsafe`, for one instruction.
+//! Cache prefetch hints, for one instruction: one of the two modules of strata-storage that allow
+//! `unsafe` (with [`crate::huge`]).
 //!
 //! The memtable's key index is tens of MB, so a write of a new key misses the cache (and the TLB) on its
 //! index slot. A command that knows early which new keys it will write (XADD its entry, XREADGROUP its
