@@ -5,6 +5,10 @@
 //! test (SET, GET, INCR, LPUSH, RPOP, SADD, HSET, ZADD, LRANGE_100, MSET of 10 keys), with 50 clients and
 //! with and without a pipeline of 16, the two servers are measured one after the other, the order
 //! alternating between rounds, and the median round is reported with redis-benchmark's own p50 and p99.
+//! Each row's notes also give every round's ops/s in round order (`rounds`), since the machine is shared
+//! and one slow round says more than a median hides, and the server process's CPU time per request
+//! (`server_cpu_us_per_req`, the median over the rounds; all of its threads, so background flushes,
+//! compactions and key expiry count: what a server spends beside the measured commands shows there).
 //!
 //! Beyond redis-benchmark's built-in tests, the suite runs custom commands (the same on both servers unless
 //! said otherwise): XADD to a capped stream; XREADGROUP (COUNT 1, `>`) on a stream preloaded with explicit
@@ -192,6 +196,19 @@ impl Server {
 
     fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// CPU time the server process has used so far (user and system, all its threads, not its children:
+    /// a redis-server AOF rewrite runs in a forked child), in seconds.
+    fn cpu_secs(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let mut fields = rest.split_whitespace().skip(11);
+        let utime: f64 = fields.next()?.parse().ok()?;
+        let stime: f64 = fields.next()?.parse().ok()?;
+        let ticks = rustix::param::clock_ticks_per_second();
+        (ticks > 0).then(|| (utime + stime) / ticks as f64)
     }
 
     /// Resident set size in bytes.
@@ -388,6 +405,9 @@ struct Sample {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// The server process's CPU time (all its threads) during the run, per request, in µs; `None`
+    /// where `/proc` cannot tell.
+    cpu_us: Option<f64>,
 }
 
 /// Runs redis-benchmark for one case against server number `s`.
@@ -437,6 +457,7 @@ fn parse_csv(csv: &str, test: Option<&str>) -> Option<Sample> {
             rps,
             p50_ms,
             p99_ms,
+            cpu_us: None,
         });
     }
     None
@@ -700,7 +721,11 @@ fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
                             .with_context(|| format!("checking {}", case.label))?;
                     }
                 }
-                let sample = run_benchmark(servers[s].port, s, case)?;
+                let cpu_before = servers[s].cpu_secs();
+                let mut sample = run_benchmark(servers[s].port, s, case)?;
+                sample.cpu_us = cpu_before
+                    .zip(servers[s].cpu_secs())
+                    .map(|(a, b)| (b - a) * 1e6 / case.requests as f64);
                 samples[c][s].push(sample);
                 bar.inc(1);
             }
@@ -715,6 +740,14 @@ fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
             format!("{label} -c{CLIENTS} -P{pipeline}")
         };
         for (s, server) in servers.iter().enumerate() {
+            // Every round's figure in round order, so a slow round (a compaction, the expiry of an
+            // earlier case's keys) shows beside the median.
+            let rounds = samples[c][s]
+                .iter()
+                .map(|x| format!("{:.0}", x.rps))
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut cpu: Vec<f64> = samples[c][s].iter().filter_map(|x| x.cpu_us).collect();
             let mut rps: Vec<f64> = samples[c][s].iter().map(|x| x.rps).collect();
             let mut p50: Vec<f64> = samples[c][s].iter().map(|x| x.p50_ms * 1000.0).collect();
             let mut p99: Vec<f64> = samples[c][s].iter().map(|x| x.p99_ms * 1000.0).collect();
@@ -724,7 +757,11 @@ fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
                     median(&mut p50).unwrap_or(0.0),
                     median(&mut p99).unwrap_or(0.0),
                 )
-                .note("requests", requests);
+                .note("requests", requests)
+                .note("rounds", rounds);
+            if let Some(cpu) = median(&mut cpu) {
+                record = record.note("server_cpu_us_per_req", format!("{cpu:.2}"));
+            }
             if !server.is_strata {
                 record = record.note("fsync", "appendfsync everysec");
             } else {
