@@ -274,7 +274,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         let _ = shared.local_addr.set(addr);
     }
-    tokio::spawn(keyspace::expire::run(shared.clone(), shutdown.clone()));
+    tracker.spawn(keyspace::expire::run(shared.clone(), shutdown.clone()));
     // At shutdown a running script is stopped, whatever it did (as SHUTDOWN NOSAVE would).
     {
         let shared = shared.clone();

@@ -352,8 +352,9 @@ fn release_unshared(releasing: &mut Vec<Arc<MemTable>>, chunks: &mut Vec<BytesMu
 
 /// Lowers the calling thread's CPU priority (nice 10) so flushes and compactions yield to the threads
 /// serving requests when cores are scarce. On Linux `setpriority(PRIO_PROCESS, 0, ..)` changes only
-/// the calling thread. Failure is harmless: the thread keeps the normal priority.
-fn background_priority() {
+/// the calling thread. Failure is harmless: the thread keeps the normal priority. Public so the layers
+/// above put their own background threads (strata-kv's active expiry) at the same priority.
+pub fn background_priority() {
     let _ = rustix::process::setpriority_process(None, 10);
 }
 

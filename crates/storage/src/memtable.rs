@@ -64,6 +64,12 @@ const ITER_PREFETCH: usize = 32;
 /// 32 entries for them was 5% of XREADGROUP's CPU.
 const ITER_FIRST_FILL: usize = 4;
 
+/// How many nodes ahead of the one it reads a memtable iterator's fill asks the CPU to load. The ordered
+/// map holds each key's node by pointer, and nodes lie wherever they were allocated, so a walk in key order
+/// missed the cache on every node, one miss after another: 41% of the flush thread's CPU when 400k
+/// expired keys' tombstones were flushed. Loaded ahead, the misses overlap.
+const NODE_LOOKAHEAD: usize = 8;
+
 /// Shards of the memtable's key index (a power of two).
 const INDEX_SHARDS: usize = 16;
 /// User keys up to this many bytes are stored inside an index slot, so comparing a probed slot's key costs
@@ -888,6 +894,14 @@ fn sort_by_digits(order: &mut [(u128, u32)], keys: &[(NodeKey, Arc<Node>)], offs
     }
 }
 
+/// Asks the CPU to load `node` (its versions' lock and, for most keys, its only version) ahead of a read.
+#[inline]
+fn prefetch_node(node: &Arc<Node>) {
+    let p = Arc::as_ptr(node).cast::<u8>();
+    crate::prefetch::prefetch(p);
+    crate::prefetch::prefetch(p.wrapping_add(size_of::<Node>() - 1));
+}
+
 /// Adds `n` to a counter only the applying thread changes (a plain load and store: no locked instruction).
 #[inline]
 fn bump(counter: &AtomicUsize, n: usize) {
@@ -1577,7 +1591,16 @@ impl MemIter {
         let mut start = Self::fill_from(from);
         let map = self.mem.ordered(self.bounds.as_ref());
         let lower = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
-        'nodes: for (key, node) in map.sorted.range::<[u8], _>((lower, Bound::Unbounded)) {
+        let nodes = map.sorted.range::<[u8], _>((lower, Bound::Unbounded));
+        let mut ahead = nodes.clone();
+        ahead
+            .by_ref()
+            .take(NODE_LOOKAHEAD)
+            .for_each(|(_, n)| prefetch_node(n));
+        'nodes: for (key, node) in nodes {
+            if let Some((_, n)) = ahead.next() {
+                prefetch_node(n);
+            }
             let versions = node.versions.read();
             let vs = versions.as_slice();
             let mut end = vs.len();
@@ -1612,7 +1635,16 @@ impl MemIter {
         let mut start = Self::fill_from(from);
         let map = self.mem.ordered(self.bounds.as_ref());
         let upper = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
-        'nodes: for (key, node) in map.sorted.range::<[u8], _>((Bound::Unbounded, upper)).rev() {
+        let nodes = map.sorted.range::<[u8], _>((Bound::Unbounded, upper)).rev();
+        let mut ahead = nodes.clone();
+        ahead
+            .by_ref()
+            .take(NODE_LOOKAHEAD)
+            .for_each(|(_, n)| prefetch_node(n));
+        'nodes: for (key, node) in nodes {
+            if let Some((_, n)) = ahead.next() {
+                prefetch_node(n);
+            }
             let versions = node.versions.read();
             let vs = versions.as_slice();
             let mut begin = 0;

@@ -19,24 +19,45 @@ const TICK_BUDGET: Duration = Duration::from_millis(25);
 /// Index entries visited per pass, over all databases.
 const PASS_BUDGET: usize = 200;
 
-/// Runs active expiry for `shared` until `shutdown` is cancelled.
+/// Runs active expiry for `shared` until `shutdown` is cancelled, then waits for the tick in progress.
+///
+/// The ticks run on a thread of their own at the engine's background priority (see
+/// [`strata_storage::flush::background_priority`]), as flushes and compactions do: removing expired keys
+/// nobody reads is background work, and on a small machine it should take the cores the connections and
+/// their clients leave idle rather than theirs. (Redis runs it on its one thread, a quarter of each tick.)
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    // One tick at most waits: a tick still running when the next is due takes its place.
+    let (due, ticks) = std::sync::mpsc::sync_channel::<()>(1);
+    let sh = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("strata-expire".into())
+        .spawn(move || {
+            strata_storage::flush::background_priority();
+            while ticks.recv().is_ok() {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one_tick(&sh))).is_err()
+                {
+                    tracing::error!("active expiry tick panicked");
+                }
+            }
+        });
+    let thread = match spawned {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the active expiry thread; keys expire when read");
+            return;
+        }
+    };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let sh = shared.clone();
-        // Storage reads and writes block; keep them off the async workers.
-        if tokio::task::spawn_blocking(move || one_tick(&sh))
-            .await
-            .is_err()
-        {
-            tracing::error!("active expiry tick panicked");
-        }
+        let _ = due.try_send(());
     }
+    drop(due);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
 }
 
 /// One tick: passes until nothing more is due or the tick's time is used up. Returns the keys removed.
