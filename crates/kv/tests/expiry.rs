@@ -278,6 +278,33 @@ fn served_keys_with_a_ttl_vanish_without_being_read() {
         .prefix(b"s")
         .count();
     assert_eq!(elements, 0);
+    // The cycle ran on its own thread, below the priority of the threads serving requests (Linux).
+    #[cfg(target_os = "linux")]
+    assert!(
+        expire_threads_nice().iter().any(|&n| n >= 10),
+        "strata-expire threads' nice values: {:?}",
+        expire_threads_nice()
+    );
+}
+
+/// The nice value of each thread of this process named `strata-expire` (field 19 of its `/proc` stat line).
+#[cfg(target_os = "linux")]
+fn expire_threads_nice() -> Vec<i64> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        if comm.trim_end() == "strata-expire" {
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            out.push(rest.split(' ').nth(16).unwrap().parse().unwrap());
+        }
+    }
+    out
 }
 
 #[test]

@@ -719,9 +719,19 @@ impl RangeDels {
 /// was 6% of a write-heavy script's CPU on the applying thread); the first ordered read after that sorts
 /// those keys into `sorted`, so a flush, which reads the whole memtable once, sorts its keys in one go on
 /// its own thread, and a workload that scans as it writes orders a few keys per scan.
+///
+/// The keys a memtable's first ordering sorts (for most memtables, all of them, at the flush) go to `run`
+/// instead: the nodes themselves in key order, a vector of pointers. The flush walks them once, and
+/// building the map for that walk (a copy of every key beside its node, the map's nodes, then dropping it
+/// all) was half the flush thread's CPU under XADD. Only a later ordering that adds few keys to many
+/// builds the map, from `run` and the new keys; from then on `run` stays empty.
 #[derive(Default)]
 struct Ordered {
     sorted: BTreeMap<NodeKey, Arc<Node>>,
+    /// Nodes in key order, none in `sorted`, and only while `sorted` is empty.
+    run: Vec<Arc<Node>>,
+    /// Changes whenever `run` is replaced, so an iterator's remembered place in it is known stale.
+    run_generation: u64,
     /// Nodes of keys in no particular order, none of them in `sorted` (a key enters the memtable once).
     /// Only the node, not a map key beside it: the applying thread writes 8 bytes per new key here, not
     /// 72, and [`Ordered::order`] makes the map keys from the nodes, on the thread that orders.
@@ -733,7 +743,7 @@ struct Ordered {
 
 impl Ordered {
     fn is_empty(&self) -> bool {
-        self.sorted.is_empty() && self.unordered.is_empty()
+        self.sorted.is_empty() && self.run.is_empty() && self.unordered.is_empty()
     }
 
     /// Adds a new key's node, unordered.
@@ -774,83 +784,111 @@ impl Ordered {
         below || above
     }
 
-    /// Moves `unordered` into `sorted`: sorted first, then bulk-built into the map when it is empty (the
-    /// flush of a memtable nobody scanned) or inserted in key order, which walks neighbouring leaves.
-    /// Rebuilding a non-empty map by a merge was tried: a periodic scan (active expiry, every 100 ms)
-    /// then rebuilt a map of ~300k keys per tick to add ~10k.
+    /// Moves `unordered` into `run` or `sorted`: sorted first, then appended as the run when nothing was
+    /// ordered before, merged with the run when they are many against it, or else put in the map: built
+    /// in bulk when it is empty (from the run and the new keys) or by a merge when the new keys are many
+    /// against it, or inserted in key order, which walks neighbouring leaves. Rebuilding a large map by a
+    /// merge on every ordering was tried: a periodic scan (active expiry, every 100 ms) then rebuilt a map
+    /// of ~300k keys per tick to add ~10k.
     fn order(&mut self) {
         self.unordered_span = None;
         if self.unordered.is_empty() {
             return;
         }
         // Drained rather than taken, so the vector keeps its room for the keys still to come.
-        let mut new: Vec<(NodeKey, Arc<Node>)> = self
-            .unordered
-            .drain(..)
-            .map(|n| (NodeKey::from_parts(&[n.key.as_bytes()]), n))
-            .collect();
-        sort_new_keys(&mut new);
-        let new = new.into_iter();
-        if self.sorted.is_empty() {
-            self.sorted = new.collect();
+        let mut new: Vec<Arc<Node>> = self.unordered.drain(..).collect();
+        sort_nodes(&mut new);
+        if self.sorted.is_empty() && new.len() * 4 >= self.run.len() {
+            self.run = if self.run.is_empty() {
+                new
+            } else {
+                merge_nodes(std::mem::take(&mut self.run), new)
+            };
+            self.run_generation += 1;
+            return;
+        }
+        let with_keys = |nodes: Vec<Arc<Node>>| {
+            nodes
+                .into_iter()
+                .map(|n| (NodeKey::from_parts(&[n.key.as_bytes()]), n))
+        };
+        if !self.run.is_empty() {
+            // Few keys against the run: the map from now on (see above).
+            let run = std::mem::take(&mut self.run);
+            self.run_generation += 1;
+            self.sorted = with_keys(run).collect();
+            self.sorted.extend(with_keys(new));
         } else if new.len() * 4 >= self.sorted.len() {
             // Many new keys against the map (a flush after scans ordered only part of the memtable): one
             // merge and a bulk build cost less than an insert each.
             let old = std::mem::take(&mut self.sorted);
             self.sorted = MergeSorted {
                 a: old.into_iter().peekable(),
-                b: new.peekable(),
+                b: with_keys(new).peekable(),
             }
             .collect();
         } else {
-            self.sorted.extend(new);
+            self.sorted.extend(with_keys(new));
         }
     }
 }
 
-/// Sorts a memtable's new keys.
+/// Two runs of nodes in key order, with no key in both, merged into one.
+fn merge_nodes(a: Vec<Arc<Node>>, b: Vec<Arc<Node>>) -> Vec<Arc<Node>> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.key.as_bytes() < x.key.as_bytes() => b.next(),
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(n) => out.push(n),
+            None => return out,
+        }
+    }
+}
+
+/// Sorts a memtable's new keys (their nodes, by key).
 ///
-/// Sorting the (key, node) pairs themselves moved 72-byte elements around O(n log n) times and compared
-/// keys from their first byte, though the keys of one flush mostly share a long prefix (tree, collection
-/// key and version): 7% of the CPU of an XACK run went to ordering the keys of each flush. Here the keys
-/// are sorted by 16-byte digits, most significant first, starting after the prefix all of them share
-/// (small (digit, position) pairs are sorted; a run of equal digits is sorted by the next digit), and
-/// the pairs are then gathered in that order.
-fn sort_new_keys(keys: &mut Vec<(NodeKey, Arc<Node>)>) {
+/// Comparison sorts compared keys from their first byte, though the keys of one flush mostly share a long
+/// prefix (tree, collection key and version): 7% of the CPU of an XACK run went to ordering the keys of
+/// each flush. Here the keys are sorted by 16-byte digits, most significant first, starting after the
+/// prefix all of them share (small (digit, position) pairs are sorted; a run of equal digits is sorted by
+/// the next digit), and the nodes are then gathered in that order.
+fn sort_nodes(nodes: &mut Vec<Arc<Node>>) {
     const SMALL: usize = 64;
-    if keys.len() <= SMALL || u32::try_from(keys.len()).is_err() {
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if nodes.len() <= SMALL || u32::try_from(nodes.len()).is_err() {
+        nodes.sort_unstable_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
         return;
     }
-    let first = keys[0].0.as_bytes();
-    let shared = keys.iter().fold(first.len(), |n, (k, _)| {
+    let first = nodes[0].key.as_bytes();
+    let shared = nodes.iter().fold(first.len(), |n, node| {
         n.min(
             first
                 .iter()
-                .zip(k.as_bytes())
+                .zip(node.key.as_bytes())
                 .take_while(|(x, y)| x == y)
                 .count(),
         )
     });
-    let mut order: Vec<(u128, u32)> = (0..keys.len()).map(|i| (0, i as u32)).collect();
-    sort_by_digits(&mut order, keys, shared);
-    // Gathered into a new vector: one move per pair, from wherever it is to the next place in key order.
-    // Walking the permutation's cycles with swaps in place moved each pair two or three times (and marked
-    // each place done in a side vector): 17% of the flush thread's CPU in an XADD run.
-    let mut from: Vec<Option<(NodeKey, Arc<Node>)>> =
-        std::mem::take(keys).into_iter().map(Some).collect();
-    *keys = order
+    let mut order: Vec<(u128, u32)> = (0..nodes.len()).map(|i| (0, i as u32)).collect();
+    sort_by_digits(&mut order, nodes, shared);
+    // Gathered into a new vector, each node's pointer moved once (a clone and drop would touch every node).
+    let mut from: Vec<Option<Arc<Node>>> = std::mem::take(nodes).into_iter().map(Some).collect();
+    *nodes = order
         .iter()
         .map(|&(_, at)| {
             from[at as usize]
                 .take()
-                .expect("a permutation takes each pair once")
+                .expect("a permutation takes each node once")
         })
         .collect();
 }
 
 /// Sorts `order` (positions into `keys`, which agree on their first `offset` bytes) by key.
-fn sort_by_digits(order: &mut [(u128, u32)], keys: &[(NodeKey, Arc<Node>)], offset: usize) {
+fn sort_by_digits(order: &mut [(u128, u32)], keys: &[Arc<Node>], offset: usize) {
     /// Digits compared before a run of keys that still tie is sorted by whole keys (bounds the work on
     /// long keys that share most of their bytes).
     const MAX_DIGITS: usize = 8;
@@ -861,9 +899,14 @@ fn sort_by_digits(order: &mut [(u128, u32)], keys: &[(NodeKey, Arc<Node>)], offs
         if at >= offset + MAX_DIGITS * DIGIT
             || run
                 .iter()
-                .all(|e| keys[e.1 as usize].0.as_bytes().len() <= at)
+                .all(|e| keys[e.1 as usize].key.as_bytes().len() <= at)
         {
-            run.sort_unstable_by(|a, b| keys[a.1 as usize].0.cmp(&keys[b.1 as usize].0));
+            run.sort_unstable_by(|a, b| {
+                keys[a.1 as usize]
+                    .key
+                    .as_bytes()
+                    .cmp(keys[b.1 as usize].key.as_bytes())
+            });
             continue;
         }
         // Zero-padded, so a digit orders as the key does among keys equal up to `at` (a tie of digits
@@ -871,7 +914,7 @@ fn sort_by_digits(order: &mut [(u128, u32)], keys: &[(NodeKey, Arc<Node>)], offs
         for e in run.iter_mut() {
             let mut d = [0u8; DIGIT];
             let tail = keys[e.1 as usize]
-                .0
+                .key
                 .as_bytes()
                 .get(at..)
                 .unwrap_or_default();
@@ -879,7 +922,15 @@ fn sort_by_digits(order: &mut [(u128, u32)], keys: &[(NodeKey, Arc<Node>)], offs
             d[..n].copy_from_slice(&tail[..n]);
             e.0 = u128::from_be_bytes(d);
         }
-        run.sort_unstable_by_key(|e| e.0);
+        // Keys added mostly in order (a stream's entries, with the trimmed ones in runs of their own) make a
+        // few ascending runs, which the stable sort merges in about one pass; the unstable one sorted them
+        // as if shuffled.
+        let descents = run.windows(2).filter(|w| w[1].0 < w[0].0).count();
+        if descents * 64 < run.len() {
+            run.sort_by_key(|e| e.0);
+        } else {
+            run.sort_unstable_by_key(|e| e.0);
+        }
         let mut i = 0;
         while i < run.len() {
             let mut j = i + 1;
@@ -892,6 +943,71 @@ fn sort_by_digits(order: &mut [(u128, u32)], keys: &[(NodeKey, Arc<Node>)], offs
             i = j;
         }
     }
+}
+
+/// Pushes onto `buf` the entries of `nodes` (in the fill's direction, each with its map key when it has
+/// one) from `start` on, until `buf` holds `fill`: forward, each key's versions newest first; backward,
+/// oldest first. Shows only each key's newest version when `newest_only`. Returns the position among
+/// `nodes` of the last node it took entries from (0 if none).
+fn take_entries<'a>(
+    buf: &mut VecDeque<(NodeKey, u64, Bytes)>,
+    fill: usize,
+    newest_only: bool,
+    nodes: impl Iterator<Item = (Option<&'a NodeKey>, &'a Arc<Node>)> + Clone,
+    mut start: FillFrom<'_>,
+    backward: bool,
+) -> usize {
+    let mut ahead = nodes.clone();
+    ahead
+        .by_ref()
+        .take(NODE_LOOKAHEAD)
+        .for_each(|(_, n)| prefetch_node(n));
+    let mut last = 0;
+    for (at, (key, node)) in nodes.enumerate() {
+        if let Some((_, n)) = ahead.next() {
+            prefetch_node(n);
+        }
+        let versions = node.versions.read();
+        let vs = versions.as_slice();
+        let (mut begin, mut end) = (0, vs.len());
+        if let Some((u, t, inclusive)) = start.take()
+            && node.key.as_bytes() == u
+        {
+            if backward {
+                // Entries before `(u, t)` are this key's versions with larger trailers.
+                begin = vs.partition_point(|v| v.trailer < t || (!inclusive && v.trailer == t));
+            } else {
+                // Entries after `(u, t)` are this key's versions with smaller trailers.
+                end = vs.partition_point(|v| v.trailer < t || (inclusive && v.trailer == t));
+            }
+        }
+        // Newest only: the key's newest version, if the bound lets it in.
+        let shown = match (newest_only, backward) {
+            (false, _) => &vs[begin..end],
+            (true, false) if end == vs.len() => &vs[end.saturating_sub(1)..end],
+            (true, false) => &[],
+            (true, true) => &vs[vs.len().saturating_sub(1).max(begin)..],
+        };
+        if shown.is_empty() {
+            continue;
+        }
+        last = at;
+        let key = key
+            .cloned()
+            .unwrap_or_else(|| NodeKey::from_parts(&[node.key.as_bytes()]));
+        // Stops inside a key's versions too: a hot key can have thousands.
+        let room = fill.saturating_sub(buf.len()).max(1);
+        let mut push = |v: &Version| buf.push_back((key.clone(), v.trailer, v.value.clone()));
+        if backward {
+            shown.iter().take(room).for_each(&mut push);
+        } else {
+            shown.iter().rev().take(room).for_each(&mut push);
+        }
+        if buf.len() >= fill {
+            break;
+        }
+    }
+    last
 }
 
 /// Asks the CPU to load `node` (its versions' lock and, for most keys, its only version) ahead of a read.
@@ -1002,8 +1118,17 @@ impl MemTable {
             ..
         } = self;
         // Every value lives in a node (index and ordered map share them); drop them first. The map goes
-        // first, in key order, and leaves the index the last reference to each node.
-        drop(map);
+        // first, in key order, and leaves the index the last reference to each node. The run's nodes are
+        // loaded a few ahead, as the index's are (see `release_nodes`).
+        let mut ordered = map.into_inner();
+        let mut run = std::mem::take(&mut ordered.run).into_iter();
+        while let Some(node) = run.next() {
+            if let Some(ahead) = run.as_slice().get(NODE_LOOKAHEAD) {
+                crate::prefetch::prefetch(Arc::as_ptr(ahead).cast::<u8>().wrapping_sub(16));
+            }
+            drop(node);
+        }
+        drop(ordered);
         for shard in index.iter() {
             shard.table.write().release_nodes();
         }
@@ -1520,6 +1645,9 @@ pub struct MemIter {
     fill: usize,
     /// The prefixed user keys the reader will look at, when it said (see [`MemIter::within`]).
     bounds: Option<KeyBounds>,
+    /// Where the last fill stopped in the memtable's run, if it walked one: the run's generation and the
+    /// position of the last node it took entries from (see [`MemIter::run_position`]).
+    run_at: Option<(u64, usize)>,
 }
 
 /// Where a fill starts: an internal key split into user key and trailer, and whether the key itself counts.
@@ -1536,6 +1664,7 @@ impl MemIter {
             newest_only: false,
             fill: ITER_FIRST_FILL,
             bounds: None,
+            run_at: None,
         }
     }
 
@@ -1588,41 +1717,34 @@ impl MemIter {
     fn fill_forward(&mut self, from: Bound<&[u8]>) {
         self.buf.clear();
         self.forward = true;
-        let mut start = Self::fill_from(from);
+        let start = Self::fill_from(from);
         let map = self.mem.ordered(self.bounds.as_ref());
-        let lower = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
-        let nodes = map.sorted.range::<[u8], _>((lower, Bound::Unbounded));
-        let mut ahead = nodes.clone();
-        ahead
-            .by_ref()
-            .take(NODE_LOOKAHEAD)
-            .for_each(|(_, n)| prefetch_node(n));
-        'nodes: for (key, node) in nodes {
-            if let Some((_, n)) = ahead.next() {
-                prefetch_node(n);
-            }
-            let versions = node.versions.read();
-            let vs = versions.as_slice();
-            let mut end = vs.len();
-            if let Some((u, t, inclusive)) = start.take()
-                && key.as_bytes() == u
-            {
-                // Entries after `(u, t)` are this key's versions with smaller trailers.
-                end = vs.partition_point(|v| v.trailer < t || (inclusive && v.trailer == t));
-            }
-            // Newest only: the key's newest version, if the bound lets it in.
-            let shown = match self.newest_only {
-                false => &vs[..end],
-                true if end == vs.len() => &vs[end.saturating_sub(1)..end],
-                true => &[],
-            };
-            for v in shown.iter().rev() {
-                self.buf
-                    .push_back((key.clone(), v.trailer, v.value.clone()));
-                if self.buf.len() >= self.fill {
-                    break 'nodes;
-                }
-            }
+        if map.run.is_empty() {
+            let lower = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
+            let nodes = map
+                .sorted
+                .range::<[u8], _>((lower, Bound::Unbounded))
+                .map(|(k, n)| (Some(k), n));
+            take_entries(
+                &mut self.buf,
+                self.fill,
+                self.newest_only,
+                nodes,
+                start,
+                false,
+            );
+        } else {
+            let at = self.run_position(&map, start, false);
+            let nodes = map.run[at..].iter().map(|n| (None, n));
+            let last = take_entries(
+                &mut self.buf,
+                self.fill,
+                self.newest_only,
+                nodes,
+                start,
+                false,
+            );
+            self.run_at = Some((map.run_generation, at + last));
         }
         drop(map);
         self.settle();
@@ -1632,42 +1754,64 @@ impl MemIter {
     fn fill_backward(&mut self, from: Bound<&[u8]>) {
         self.buf.clear();
         self.forward = false;
-        let mut start = Self::fill_from(from);
+        let start = Self::fill_from(from);
         let map = self.mem.ordered(self.bounds.as_ref());
-        let upper = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
-        let nodes = map.sorted.range::<[u8], _>((Bound::Unbounded, upper)).rev();
-        let mut ahead = nodes.clone();
-        ahead
-            .by_ref()
-            .take(NODE_LOOKAHEAD)
-            .for_each(|(_, n)| prefetch_node(n));
-        'nodes: for (key, node) in nodes {
-            if let Some((_, n)) = ahead.next() {
-                prefetch_node(n);
-            }
-            let versions = node.versions.read();
-            let vs = versions.as_slice();
-            let mut begin = 0;
-            if let Some((u, t, inclusive)) = start.take()
-                && key.as_bytes() == u
-            {
-                // Entries before `(u, t)` are this key's versions with larger trailers.
-                begin = vs.partition_point(|v| v.trailer < t || (!inclusive && v.trailer == t));
-            }
-            let shown = match self.newest_only {
-                false => &vs[begin..],
-                true => &vs[vs.len().saturating_sub(1).max(begin)..],
-            };
-            for v in shown {
-                self.buf
-                    .push_back((key.clone(), v.trailer, v.value.clone()));
-                if self.buf.len() >= self.fill {
-                    break 'nodes;
-                }
-            }
+        if map.run.is_empty() {
+            let upper = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
+            let nodes = map
+                .sorted
+                .range::<[u8], _>((Bound::Unbounded, upper))
+                .rev()
+                .map(|(k, n)| (Some(k), n));
+            take_entries(
+                &mut self.buf,
+                self.fill,
+                self.newest_only,
+                nodes,
+                start,
+                true,
+            );
+        } else {
+            let end = self.run_position(&map, start, true);
+            let nodes = map.run[..end].iter().rev().map(|n| (None, n));
+            let last = take_entries(
+                &mut self.buf,
+                self.fill,
+                self.newest_only,
+                nodes,
+                start,
+                true,
+            );
+            self.run_at = Some((map.run_generation, end.saturating_sub(last + 1)));
         }
         drop(map);
         self.settle();
+    }
+
+    /// Where a fill from `start` begins in `map.run` (not empty): forward, the first node at or after
+    /// its key; backward, one past the last node at or before it. The node the previous fill stopped at
+    /// is tried first, so a walk over the run costs no search per fill.
+    fn run_position(&self, map: &Ordered, start: FillFrom<'_>, backward: bool) -> usize {
+        let run = &map.run;
+        let Some((u, _, _)) = start else {
+            return if backward { run.len() } else { 0 };
+        };
+        let i = match self.run_at {
+            Some((generation, i))
+                if generation == map.run_generation
+                    && run.get(i).is_some_and(|n| n.key.as_bytes() == u) =>
+            {
+                i
+            }
+            _ => {
+                let i = run.partition_point(|n| n.key.as_bytes() < u);
+                if !backward || run.get(i).is_some_and(|n| n.key.as_bytes() == u) {
+                    return i + usize::from(backward);
+                }
+                return i;
+            }
+        };
+        i + usize::from(backward)
     }
 
     /// Whether positioned on an entry.
@@ -1894,30 +2038,32 @@ mod tests {
             }
             tails.sort();
             tails.dedup();
-            let expected: Vec<NodeKey> = tails
+            let expected: Vec<SlotKey> = tails
                 .iter()
-                .map(|t| NodeKey::from_parts(&[shared, t]))
+                .map(|t| SlotKey::from_parts(&[&1u32.to_be_bytes(), shared, t]))
                 .collect();
-            let mut keys: Vec<(NodeKey, Arc<Node>)> = tails
+            let nodes: Vec<Arc<Node>> = tails
                 .iter()
                 .map(|t| {
-                    let node = Arc::new(Node {
-                        key: SlotKey::prefixed(1, t),
+                    Arc::new(Node {
+                        key: SlotKey::from_parts(&[&1u32.to_be_bytes(), shared, t]),
                         versions: RwLock::new(Versions::Many(Vec::new(), None)),
-                    });
-                    (NodeKey::from_parts(&[shared, t]), node)
+                    })
                 })
                 .collect();
-            for i in (1..keys.len()).rev() {
-                keys.swap(i, (next() % (i as u64 + 1)) as usize);
-            }
-            sort_new_keys(&mut keys);
-            let got: Vec<&[u8]> = keys.iter().map(|(k, _)| k.as_bytes()).collect();
             let want: Vec<&[u8]> = expected.iter().map(|k| k.as_bytes()).collect();
-            assert_eq!(got, want);
-            // Each key still has its own node.
-            for (k, node) in &keys {
-                assert_eq!(&k.as_bytes()[shared.len()..], &node.key.as_bytes()[4..]);
+            // Shuffled; and in order but for a few runs out of place (the stable sort's case).
+            let mut shuffled = nodes.clone();
+            for i in (1..shuffled.len()).rev() {
+                shuffled.swap(i, (next() % (i as u64 + 1)) as usize);
+            }
+            let mut runs = nodes.clone();
+            let third = runs.len() / 3;
+            runs[third..].rotate_left(third / 2);
+            for mut keys in [shuffled, runs] {
+                sort_nodes(&mut keys);
+                let got: Vec<&[u8]> = keys.iter().map(|n| n.key.as_bytes()).collect();
+                assert_eq!(got, want);
             }
         }
     }
