@@ -945,69 +945,112 @@ fn sort_by_digits(order: &mut [(u128, u32)], keys: &[Arc<Node>], offset: usize) 
     }
 }
 
-/// Pushes onto `buf` the entries of `nodes` (in the fill's direction, each with its map key when it has
-/// one) from `start` on, until `buf` holds `fill`: forward, each key's versions newest first; backward,
-/// oldest first. Shows only each key's newest version when `newest_only`. Returns the position among
-/// `nodes` of the last node it took entries from (0 if none).
-fn take_entries<'a>(
-    buf: &mut VecDeque<(NodeKey, u64, Bytes)>,
+/// One fill of a [`MemIter`]'s buffer: where it starts, in which direction, and how much it takes.
+struct Fill<'b, 's> {
+    buf: &'b mut VecDeque<(NodeKey, u64, Bytes)>,
     fill: usize,
     newest_only: bool,
-    nodes: impl Iterator<Item = (Option<&'a NodeKey>, &'a Arc<Node>)> + Clone,
-    mut start: FillFrom<'_>,
+    start: FillFrom<'s>,
     backward: bool,
-) -> usize {
-    let mut ahead = nodes.clone();
-    ahead
-        .by_ref()
-        .take(NODE_LOOKAHEAD)
-        .for_each(|(_, n)| prefetch_node(n));
-    let mut last = 0;
-    for (at, (key, node)) in nodes.enumerate() {
-        if let Some((_, n)) = ahead.next() {
-            prefetch_node(n);
-        }
-        let versions = node.versions.read();
-        let vs = versions.as_slice();
-        let (mut begin, mut end) = (0, vs.len());
-        if let Some((u, t, inclusive)) = start.take()
-            && node.key.as_bytes() == u
-        {
+}
+
+impl Fill<'_, '_> {
+    /// Pushes the entries of `nodes` (in the fill's direction, each with its map key when it has one)
+    /// from the start on, until the buffer holds `fill`: forward, each key's versions newest first;
+    /// backward, oldest first; only each key's newest version when `newest_only`. Returns the position
+    /// among `nodes` of the last node it took entries from (0 if none).
+    fn take<'a>(
+        &mut self,
+        nodes: impl Iterator<Item = (Option<&'a NodeKey>, &'a Arc<Node>)> + Clone,
+    ) -> usize {
+        let Fill {
+            buf,
+            fill,
+            newest_only,
+            start,
+            backward,
+        } = self;
+        let (fill, newest_only, backward) = (*fill, *newest_only, *backward);
+        let mut start = start.take();
+        let mut ahead = nodes.clone();
+        ahead
+            .by_ref()
+            .take(NODE_LOOKAHEAD)
+            .for_each(|(_, n)| prefetch_node(n));
+        let mut last = 0;
+        for (at, (key, node)) in nodes.enumerate() {
+            if let Some((_, n)) = ahead.next() {
+                prefetch_node(n);
+            }
+            let versions = node.versions.read();
+            let vs = versions.as_slice();
+            let (mut begin, mut end) = (0, vs.len());
+            if let Some((u, t, inclusive)) = start.take()
+                && node.key.as_bytes() == u
+            {
+                if backward {
+                    // Entries before `(u, t)` are this key's versions with larger trailers.
+                    begin = vs.partition_point(|v| v.trailer < t || (!inclusive && v.trailer == t));
+                } else {
+                    // Entries after `(u, t)` are this key's versions with smaller trailers.
+                    end = vs.partition_point(|v| v.trailer < t || (inclusive && v.trailer == t));
+                }
+            }
+            // Newest only: the key's newest version, if the bound lets it in.
+            let shown = match (newest_only, backward) {
+                (false, _) => &vs[begin..end],
+                (true, false) if end == vs.len() => &vs[end.saturating_sub(1)..end],
+                (true, false) => &[],
+                (true, true) => &vs[vs.len().saturating_sub(1).max(begin)..],
+            };
+            if shown.is_empty() {
+                continue;
+            }
+            last = at;
+            let key = key
+                .cloned()
+                .unwrap_or_else(|| NodeKey::from_parts(&[node.key.as_bytes()]));
+            // Stops inside a key's versions too: a hot key can have thousands.
+            let room = fill.saturating_sub(buf.len()).max(1);
+            let mut push = |v: &Version| buf.push_back((key.clone(), v.trailer, v.value.clone()));
             if backward {
-                // Entries before `(u, t)` are this key's versions with larger trailers.
-                begin = vs.partition_point(|v| v.trailer < t || (!inclusive && v.trailer == t));
+                shown.iter().take(room).for_each(&mut push);
             } else {
-                // Entries after `(u, t)` are this key's versions with smaller trailers.
-                end = vs.partition_point(|v| v.trailer < t || (inclusive && v.trailer == t));
+                shown.iter().rev().take(room).for_each(&mut push);
+            }
+            if buf.len() >= fill {
+                break;
             }
         }
-        // Newest only: the key's newest version, if the bound lets it in.
-        let shown = match (newest_only, backward) {
-            (false, _) => &vs[begin..end],
-            (true, false) if end == vs.len() => &vs[end.saturating_sub(1)..end],
-            (true, false) => &[],
-            (true, true) => &vs[vs.len().saturating_sub(1).max(begin)..],
-        };
-        if shown.is_empty() {
-            continue;
-        }
-        last = at;
-        let key = key
-            .cloned()
-            .unwrap_or_else(|| NodeKey::from_parts(&[node.key.as_bytes()]));
-        // Stops inside a key's versions too: a hot key can have thousands.
-        let room = fill.saturating_sub(buf.len()).max(1);
-        let mut push = |v: &Version| buf.push_back((key.clone(), v.trailer, v.value.clone()));
-        if backward {
-            shown.iter().take(room).for_each(&mut push);
-        } else {
-            shown.iter().rev().take(room).for_each(&mut push);
-        }
-        if buf.len() >= fill {
-            break;
-        }
+        last
     }
-    last
+}
+
+/// Where a fill from `start` begins in `map.run` (not empty): forward, the first node at or after its
+/// key; backward, one past the last node at or before it. `hint`, where the iterator's previous fill
+/// stopped, is tried first, so a walk over the run costs no search per fill.
+fn run_position(
+    hint: Option<(u64, usize)>,
+    map: &Ordered,
+    start: FillFrom<'_>,
+    backward: bool,
+) -> usize {
+    let run = &map.run;
+    let Some((u, _, _)) = start else {
+        return if backward { run.len() } else { 0 };
+    };
+    let i = match hint {
+        Some((generation, i))
+            if generation == map.run_generation
+                && run.get(i).is_some_and(|n| n.key.as_bytes() == u) =>
+        {
+            i
+        }
+        _ => run.partition_point(|n| n.key.as_bytes() < u),
+    };
+    // Backward, the node at `u` itself is in the fill.
+    let at_u = run.get(i).is_some_and(|n| n.key.as_bytes() == u);
+    i + usize::from(backward && at_u)
 }
 
 /// Asks the CPU to load `node` (its versions' lock and, for most keys, its only version) ahead of a read.
@@ -1715,103 +1758,51 @@ impl MemIter {
     /// Fills with the entries at or after `from` (internal-key order: user key ascending, then trailer
     /// descending).
     fn fill_forward(&mut self, from: Bound<&[u8]>) {
-        self.buf.clear();
-        self.forward = true;
-        let start = Self::fill_from(from);
-        let map = self.mem.ordered(self.bounds.as_ref());
-        if map.run.is_empty() {
-            let lower = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
-            let nodes = map
-                .sorted
-                .range::<[u8], _>((lower, Bound::Unbounded))
-                .map(|(k, n)| (Some(k), n));
-            take_entries(
-                &mut self.buf,
-                self.fill,
-                self.newest_only,
-                nodes,
-                start,
-                false,
-            );
-        } else {
-            let at = self.run_position(&map, start, false);
-            let nodes = map.run[at..].iter().map(|n| (None, n));
-            let last = take_entries(
-                &mut self.buf,
-                self.fill,
-                self.newest_only,
-                nodes,
-                start,
-                false,
-            );
-            self.run_at = Some((map.run_generation, at + last));
-        }
-        drop(map);
-        self.settle();
+        self.fill_toward(from, false);
     }
 
     /// Fills with the entries at or before `from`, in descending internal-key order.
     fn fill_backward(&mut self, from: Bound<&[u8]>) {
+        self.fill_toward(from, true);
+    }
+
+    /// Fills from `from` on, forward or `backward`, from the map or the run, whichever holds the keys.
+    fn fill_toward(&mut self, from: Bound<&[u8]>, backward: bool) {
         self.buf.clear();
-        self.forward = false;
+        self.forward = !backward;
         let start = Self::fill_from(from);
         let map = self.mem.ordered(self.bounds.as_ref());
+        let hint = self.run_at;
+        let mut fill = Fill {
+            buf: &mut self.buf,
+            fill: self.fill,
+            newest_only: self.newest_only,
+            start,
+            backward,
+        };
         if map.run.is_empty() {
-            let upper = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
-            let nodes = map
-                .sorted
-                .range::<[u8], _>((Bound::Unbounded, upper))
-                .rev()
-                .map(|(k, n)| (Some(k), n));
-            take_entries(
-                &mut self.buf,
-                self.fill,
-                self.newest_only,
-                nodes,
-                start,
-                true,
-            );
+            let at = start.map_or(Bound::Unbounded, |(u, _, _)| Bound::Included(u));
+            let range = match backward {
+                false => (at, Bound::Unbounded),
+                true => (Bound::Unbounded, at),
+            };
+            let nodes = map.sorted.range::<[u8], _>(range);
+            match backward {
+                false => fill.take(nodes.map(|(k, n)| (Some(k), n))),
+                true => fill.take(nodes.rev().map(|(k, n)| (Some(k), n))),
+            };
         } else {
-            let end = self.run_position(&map, start, true);
-            let nodes = map.run[..end].iter().rev().map(|n| (None, n));
-            let last = take_entries(
-                &mut self.buf,
-                self.fill,
-                self.newest_only,
-                nodes,
-                start,
-                true,
-            );
-            self.run_at = Some((map.run_generation, end.saturating_sub(last + 1)));
+            let at = run_position(hint, &map, start, backward);
+            let stopped = match backward {
+                false => at + fill.take(map.run[at..].iter().map(|n| (None, n))),
+                true => {
+                    at.saturating_sub(1 + fill.take(map.run[..at].iter().rev().map(|n| (None, n))))
+                }
+            };
+            self.run_at = Some((map.run_generation, stopped));
         }
         drop(map);
         self.settle();
-    }
-
-    /// Where a fill from `start` begins in `map.run` (not empty): forward, the first node at or after
-    /// its key; backward, one past the last node at or before it. The node the previous fill stopped at
-    /// is tried first, so a walk over the run costs no search per fill.
-    fn run_position(&self, map: &Ordered, start: FillFrom<'_>, backward: bool) -> usize {
-        let run = &map.run;
-        let Some((u, _, _)) = start else {
-            return if backward { run.len() } else { 0 };
-        };
-        let i = match self.run_at {
-            Some((generation, i))
-                if generation == map.run_generation
-                    && run.get(i).is_some_and(|n| n.key.as_bytes() == u) =>
-            {
-                i
-            }
-            _ => {
-                let i = run.partition_point(|n| n.key.as_bytes() < u);
-                if !backward || run.get(i).is_some_and(|n| n.key.as_bytes() == u) {
-                    return i + usize::from(backward);
-                }
-                return i;
-            }
-        };
-        i + usize::from(backward)
     }
 
     /// Whether positioned on an entry.
@@ -1919,6 +1910,77 @@ impl crate::iter::InternalIterator for MemIter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every entry a full walk shows, forward or backward.
+    fn walk(m: &Arc<MemTable>, backward: bool) -> Vec<Vec<u8>> {
+        let mut it = MemIter::new(m.clone());
+        let mut out = Vec::new();
+        if backward {
+            it.seek_to_last();
+        } else {
+            it.seek_to_first();
+        }
+        while it.valid() {
+            out.push(it.key().to_vec());
+            if backward {
+                it.prev();
+            } else {
+                it.next();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn walks_over_the_run_and_then_the_map_show_every_version_in_order() {
+        let m = Arc::new(MemTable::new(1));
+        let mut seqno = 0;
+        // Keys added out of order, three versions each; more entries than several fills.
+        for round in 0..3 {
+            for i in (0..300u32).rev() {
+                seqno += 1;
+                let k = (i * 7 % 300).to_be_bytes();
+                m.add(1, &k, seqno, KIND_PUT, &[round]);
+            }
+        }
+        let mut want: Vec<Vec<u8>> = Vec::new();
+        for i in 0..300u32 {
+            let k = i.to_be_bytes();
+            for s in (1..=seqno).rev() {
+                if m.get(1, &k, s).is_some_and(|hit| hit.0 == s) {
+                    want.push(MemKey::internal(1, &k, s, KIND_PUT).as_bytes().to_vec());
+                }
+            }
+        }
+        assert_eq!(want.len(), 900);
+        // The first ordering makes the run.
+        assert_eq!(walk(&m, false), want);
+        assert!(!m.map.read().run.is_empty());
+        let mut backward = walk(&m, true);
+        backward.reverse();
+        assert_eq!(backward, want);
+        // Seeks into the run land where they should, both ways.
+        let mut it = MemIter::new(m.clone());
+        it.seek(&want[451]);
+        assert_eq!(it.key(), &want[451][..]);
+        it.seek_for_prev(&want[451]);
+        assert_eq!(it.key(), &want[451][..]);
+        it.prev();
+        assert_eq!(it.key(), &want[450][..]);
+        // A few new keys against many: the map from then on, same entries.
+        seqno += 1;
+        m.add(1, &1000u32.to_be_bytes(), seqno, KIND_PUT, b"x");
+        want.push(
+            MemKey::internal(1, &1000u32.to_be_bytes(), seqno, KIND_PUT)
+                .as_bytes()
+                .to_vec(),
+        );
+        assert_eq!(walk(&m, false), want);
+        assert!(m.map.read().run.is_empty());
+        let mut backward = walk(&m, true);
+        backward.reverse();
+        assert_eq!(backward, want);
+    }
 
     #[test]
     fn newest_visible_version_wins() {
