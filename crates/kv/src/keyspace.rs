@@ -1931,12 +1931,23 @@ impl Keyspace {
             if floor.load(Ordering::SeqCst) >= now_ms {
                 continue;
             }
-            floor.store(u64::MAX, Ordering::SeqCst);
+            // The pass starts at the floor: no entry is below it, so the scan does not walk the
+            // tombstones of the entries earlier passes removed (the index's first keys, until compaction
+            // drops them), which made each pass cost as much as all the passes before it since the last
+            // flush.
+            let from = floor.swap(u64::MAX, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);
-            // The first deadline left after this pass: 0 (scan again) unless the pass saw it.
-            let mut next_at = 0;
-            let pass =
-                self.expire_pass(db, now_ms, budget - visited, &mut next_at, &mut on_expired);
+            // The first deadline left after this pass: `from` (scan from there again) unless the pass
+            // saw it.
+            let mut next_at = from;
+            let pass = self.expire_pass(
+                db,
+                now_ms,
+                from,
+                budget - visited,
+                &mut next_at,
+                &mut on_expired,
+            );
             floor.fetch_min(next_at, Ordering::SeqCst);
             let (v, e) = pass?;
             visited += v;
@@ -1965,12 +1976,13 @@ impl Keyspace {
     }
 
     /// One pass over `db`'s due index entries (deadlines strictly before `now_ms`: a key at its deadline
-    /// is still alive, as in Redis), at most `budget` of them. Sets `next_at` to the first deadline left
-    /// when the pass visited every due entry. Returns (entries visited, keys expired).
+    /// is still alive, as in Redis) from deadline `from` on (none is below it), at most `budget` of them.
+    /// Sets `next_at` to the first deadline left. Returns (entries visited, keys expired).
     fn expire_pass(
         &self,
         db: usize,
         now_ms: u64,
+        from: u64,
         budget: usize,
         next_at: &mut u64,
         on_expired: &mut impl FnMut(usize, &[u8]),
@@ -1978,18 +1990,19 @@ impl Keyspace {
         let tree = self.tree(db).clone();
         let mut due: Vec<Bytes> = Vec::new();
         let mut next = u64::MAX;
-        for item in tree.range(vec![EXPIRE_PREFIX]..prefix_end(&[EXPIRE_PREFIX])) {
+        let mut last_at = from;
+        for item in tree.range(expire_key(from, b"")..prefix_end(&[EXPIRE_PREFIX])) {
             let (k, _) = item?;
-            if let Some((at, _)) = split_expire_key(&k)
-                && at >= now_ms
-            {
+            let at = split_expire_key(&k).map_or(last_at, |(at, _)| at);
+            if at >= now_ms {
                 next = at;
                 break;
             }
             if due.len() == budget {
-                next = 0;
+                next = at;
                 break;
             }
+            last_at = at;
             due.push(k);
         }
         let visited = due.len();

@@ -36,6 +36,50 @@ fn keyspace_at_t0() -> (tempfile::TempDir, Arc<ManualClock>, Keyspace) {
     (dir, clock, ks)
 }
 
+/// Each pass starts where the index's entries left begin (the tree's floor), not at its first entry: a
+/// key given a deadline below that place afterwards lowers it, and a pass that stops inside one
+/// deadline's keys continues with them.
+#[test]
+fn expire_passes_resume_at_the_floor_and_see_earlier_deadlines_added_later() {
+    let (_dir, clock, ks) = keyspace_at_t0();
+    for i in 0..30u64 {
+        ks.put(
+            0,
+            format!("k{i:02}").as_bytes(),
+            &with_ttl("v", T0 + 1_000 + i),
+        )
+        .unwrap();
+    }
+    // Twenty-five keys share one deadline: more than a pass takes.
+    for i in 0..25 {
+        ks.put(
+            0,
+            format!("same{i:02}").as_bytes(),
+            &with_ttl("v", T0 + 1_500),
+        )
+        .unwrap();
+    }
+    clock.advance_ms(2_000);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 10).unwrap(), 10);
+    // Below where the next pass starts, and already due.
+    ks.put(0, b"early", &with_ttl("v", T0 + 500)).unwrap();
+    let mut total = 10;
+    loop {
+        let n = ks.expire_cycle(clock.now_ms_for_test(), 10).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert_eq!(total, 56);
+    assert_eq!(stored_keys(&ks, "kv0"), 0);
+    // A key listed later than one already gone is found too.
+    ks.put(0, b"later", &with_ttl("v", T0 + 3_000)).unwrap();
+    clock.advance_ms(2_000);
+    assert_eq!(ks.expire_cycle(clock.now_ms_for_test(), 10).unwrap(), 1);
+    assert_eq!(ks.storage().tree("kv0").unwrap().prefix(b"x").count(), 0);
+}
+
 #[test]
 fn expire_cycle_removes_only_confirmed_expired_keys() {
     let (_dir, clock, ks) = keyspace_at_t0();
