@@ -135,6 +135,11 @@ pub struct ConfigArgs {
     /// STRATA_MEMTABLE_SIZE]
     #[arg(long, value_name = "BYTES")]
     pub memtable_size: Option<String>,
+    /// How storage's background threads (flush, compaction, key expiry) are scheduled: idle (Linux's
+    /// SCHED_IDLE: only CPU time nothing else wants) or low (nice 10: always a share, for machines other
+    /// programs keep busy) [default: idle] [env: STRATA_BACKGROUND_PRIORITY]
+    #[arg(long, value_name = "PRIORITY")]
+    pub background_priority: Option<String>,
     /// Password clients and admin requests must present; prefer the environment variable, since flags are
     /// visible in the process list [default: none] [env: STRATA_REQUIREPASS]
     #[arg(long, value_name = "PASSWORD")]
@@ -167,6 +172,7 @@ impl ConfigArgs {
             ("amqp_memory_budget", &self.amqp_memory_budget),
             ("worker_threads", &self.worker_threads),
             ("memtable_size", &self.memtable_size),
+            ("background_priority", &self.background_priority),
             ("requirepass", &self.requirepass),
         ];
         Layers {

@@ -107,6 +107,18 @@ impl FsyncPolicy {
     }
 }
 
+/// How the storage engine's background threads (flush, compaction, the key-value active expiry) are
+/// scheduled; see `strata_storage::BackgroundPriority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackgroundPriority {
+    /// Linux's `SCHED_IDLE`: only CPU time nothing else wants, and a woken request-serving thread (or a
+    /// client on the same machine) takes the core from them at once.
+    Idle,
+    /// nice 10: a lower share, but always a share, for machines other programs keep busy.
+    Low,
+}
+
 /// A service `strata serve` can run, each on its own listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -224,6 +236,8 @@ pub struct Config {
     pub worker_threads: usize,
     /// Bytes of writes the storage engine's active memtable holds before it is frozen and flushed.
     pub memtable_size: u64,
+    /// How the storage engine's background threads are scheduled.
+    pub background_priority: BackgroundPriority,
 }
 
 impl Default for Config {
@@ -249,6 +263,7 @@ impl Default for Config {
             amqp_memory_budget: strata_amqp::AmqpConfig::default().memory_budget_bytes,
             worker_threads: 0,
             memtable_size: DEFAULT_MEMTABLE_SIZE,
+            background_priority: BackgroundPriority::Idle,
         }
     }
 }
@@ -513,6 +528,18 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "background_priority",
+        allowed: "one of idle, low",
+        apply: |c, v| {
+            c.background_priority = match v.as_str()?.trim() {
+                "idle" => BackgroundPriority::Idle,
+                "low" => BackgroundPriority::Low,
+                _ => return None,
+            };
+            Some(())
+        },
+    },
+    Key {
         name: "maxmemory_policy",
         allowed: "one of noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, \
                   volatile-random, volatile-ttl",
@@ -760,6 +787,14 @@ mod tests {
         assert_eq!(c.amqp_memory_budget, 1 << 30);
         assert_eq!(c.worker_threads, 0);
         assert_eq!(c.memtable_size, 256 << 20);
+        assert_eq!(c.background_priority, BackgroundPriority::Idle);
+        assert_eq!(
+            flags(&[("background_priority", "low")])
+                .resolve()
+                .unwrap()
+                .background_priority,
+            BackgroundPriority::Low
+        );
         assert_eq!(
             flags(&[("memtable_size", "64mb")])
                 .resolve()
@@ -823,6 +858,7 @@ mod tests {
             ("worker_threads", "5000", "number of threads"),
             ("memtable_size", "lots", "size in bytes"),
             ("memtable_size", "1kb", "from 1mb to 4gb"),
+            ("background_priority", "high", "idle, low"),
         ];
         for (key, value, allowed) in table {
             let err = flags(&[(key, value)]).resolve().unwrap_err().to_string();

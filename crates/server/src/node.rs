@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, FsyncPolicy, ServiceKind};
+use crate::config::{BackgroundPriority, Config, FsyncPolicy, ServiceKind};
 use crate::datadir::{DataDir, Ports};
 
 /// Which enabled services accept connections, and whether the node is draining.
@@ -129,6 +129,10 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             FsyncPolicy::No => strata_storage::FsyncPolicy::No,
         },
         memtable_size_bytes: usize::try_from(config.memtable_size).unwrap_or(usize::MAX),
+        background_priority: match config.background_priority {
+            BackgroundPriority::Idle => strata_storage::BackgroundPriority::Idle,
+            BackgroundPriority::Low => strata_storage::BackgroundPriority::Low,
+        },
         ..strata_storage::Options::default()
     };
     // Recovery replays the WAL and may read for a while: keep it off the async worker threads.

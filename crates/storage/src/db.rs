@@ -664,6 +664,12 @@ impl Db {
         self.flush_wal_buffer()
     }
 
+    /// How the engine's background threads are scheduled ([`crate::Options::background_priority`]), for
+    /// the background threads of the layers above.
+    pub fn background_priority(&self) -> crate::BackgroundPriority {
+        self.inner.opts.background_priority
+    }
+
     /// Whether deferred writes may have WAL bytes not yet written (a hint: cheap, and a `true` can be
     /// stale by the time [`Db::flush_wal_buffer`] runs).
     pub fn wal_buffer_pending(&self) -> bool {

@@ -23,6 +23,7 @@ use crate::fs::{FileSystem, WritableFile};
 use crate::manifest::{Edit, FileMeta};
 use crate::memtable::VALUE_CHUNK_BYTES;
 use crate::memtable::{MemIter, MemTable};
+use crate::options::BackgroundPriority;
 use crate::options::BlockCompression;
 use crate::sst::{Compression, RangeTombstone, SstMeta, SstOptions, SstWriter};
 use crate::stats::Stats;
@@ -350,12 +351,31 @@ fn release_unshared(releasing: &mut Vec<Arc<MemTable>>, chunks: &mut Vec<BytesMu
     }
 }
 
-/// Lowers the calling thread's CPU priority (nice 10) so flushes and compactions yield to the threads
-/// serving requests when cores are scarce. On Linux `setpriority(PRIO_PROCESS, 0, ..)` changes only
-/// the calling thread. Failure is harmless: the thread keeps the normal priority. Public so the layers
-/// above put their own background threads (strata-kv's active expiry) at the same priority.
-pub fn background_priority() {
+/// Schedules the calling thread as a background thread at `priority` (see [`BackgroundPriority`]): on
+/// Linux `SCHED_IDLE`, or nice 10 (`setpriority(PRIO_PROCESS, 0, ..)` changes only the calling
+/// thread). A policy the system refuses falls back to nice 10, and failing that the thread keeps the
+/// normal priority, which is harmless. Public so the layers above put their own background threads
+/// (strata-kv's active expiry) at the engine's priority.
+pub fn background_priority(priority: BackgroundPriority) {
+    if priority == BackgroundPriority::Idle && set_idle_policy() {
+        return;
+    }
     let _ = rustix::process::setpriority_process(None, 10);
+}
+
+/// Puts the calling thread under `SCHED_IDLE`; whether that worked.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn set_idle_policy() -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `sched_setscheduler` reads the parameter struct, which lives across the call; pid 0 is the
+    // calling thread.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_idle_policy() -> bool {
+    false
 }
 
 /// Starts the flush and compaction threads.
@@ -366,7 +386,7 @@ pub(crate) fn spawn_background(db: &Arc<DbInner>) -> Result<Vec<JoinHandle<()>>>
         std::thread::Builder::new()
             .name("strata-flush".into())
             .spawn(move || {
-                background_priority();
+                background_priority(d.opts.background_priority);
                 flush_loop(d)
             })
             .ctx(|| "spawn flush thread".to_string())?,
@@ -377,7 +397,7 @@ pub(crate) fn spawn_background(db: &Arc<DbInner>) -> Result<Vec<JoinHandle<()>>>
             std::thread::Builder::new()
                 .name("strata-compact".into())
                 .spawn(move || {
-                    background_priority();
+                    background_priority(d.opts.background_priority);
                     crate::compaction::job::compaction_loop(d)
                 })
                 .ctx(|| "spawn compaction thread".to_string())?,

@@ -85,7 +85,7 @@ pub use db::{CommitFuture, CommitInfo, Db, WalTicket};
 pub use db_iter::DbIter;
 pub use error::{Result, StorageError};
 pub use log::Log;
-pub use options::{BlockCompression, FsyncPolicy, Options};
+pub use options::{BackgroundPriority, BlockCompression, FsyncPolicy, Options};
 pub use snapshot::Snapshot;
 pub use stats::StatsSnapshot;
 pub use tree::Tree;

@@ -27,6 +27,23 @@ pub enum BlockCompression {
     Lz4,
 }
 
+/// How the engine's background threads (flush, compaction, and those the layers above start with
+/// [`crate::flush::background_priority`], as strata-kv's active expiry) are scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackgroundPriority {
+    /// Linux's `SCHED_IDLE`: they run on CPU time no other thread wants, and a thread serving requests
+    /// (or a client on the same machine) that wakes takes its core from them at once. At nice 10, the
+    /// scheduler (EEVDF) let a busy background thread finish its time slice first: one such thread
+    /// beside a 50-connection XADD run halved its throughput, one at `SCHED_IDLE` cost nothing
+    /// measurable (session 26, docs/benchmarks.md). The engine's own work cannot starve them: a writer
+    /// that must wait for a flush or compaction blocks, leaving its core to them. Other programs
+    /// keeping every core busy can, and writes then stall until they stop; choose `Low` there.
+    #[default]
+    Idle,
+    /// nice 10: a lower share of the CPU than the threads serving requests, but always a share.
+    Low,
+}
+
 /// Options for [`crate::Db::open`]. `Options::default()` works on a laptop.
 #[derive(Clone)]
 pub struct Options {
@@ -69,6 +86,8 @@ pub struct Options {
     /// Whether background compaction runs. When off, call [`crate::Db::compact_once`] yourself: writes
     /// stall once `l0_stall_files` L0 files accumulate.
     pub background_compaction: bool,
+    /// How the background threads are scheduled.
+    pub background_priority: BackgroundPriority,
     /// The file layer; tests pass a fault-injecting one.
     pub fs: Arc<dyn FileSystem>,
 }
@@ -97,6 +116,7 @@ impl Default for Options {
             max_value_bytes: 512 << 20,
             max_pending_write_bytes: 64 << 20,
             background_compaction: true,
+            background_priority: BackgroundPriority::Idle,
             fs: Arc::new(OsFs),
         }
     }

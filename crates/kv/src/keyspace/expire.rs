@@ -29,10 +29,11 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     // One tick at most waits: a tick still running when the next is due takes its place.
     let (due, ticks) = std::sync::mpsc::sync_channel::<()>(1);
     let sh = shared.clone();
+    let priority = shared.keyspace.storage().background_priority();
     let spawned = std::thread::Builder::new()
         .name("strata-expire".into())
         .spawn(move || {
-            strata_storage::flush::background_priority();
+            strata_storage::flush::background_priority(priority);
             while ticks.recv().is_ok() {
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one_tick(&sh))).is_err()
                 {
