@@ -455,7 +455,7 @@ pub struct Keyspace {
     /// The database the next expiry cycle starts with, so one busy database cannot starve the others.
     expire_next_db: AtomicUsize,
     /// Per tree: no expiry index entry has a deadline below this (0: not known), so a cycle skips the
-    /// tree's scan until it is due (see [`Keyspace::expire_cycle_with`]).
+    /// tree's scan until it is due and starts the scan there (see [`Keyspace::expire_cycle_with`]).
     expire_floor: Box<[AtomicU64]>,
     /// Changes since the start, counted as Redis's `server.dirty` (INFO's `rdb_changes_since_last_save`):
     /// one per key a write changes, plus what commands changing several elements add ([`Keyspace::add_dirty`]).
@@ -1933,8 +1933,8 @@ impl Keyspace {
             }
             // The pass starts at the floor: no entry is below it, so the scan does not walk the
             // tombstones of the entries earlier passes removed (the index's first keys, until compaction
-            // drops them), which made each pass cost as much as all the passes before it since the last
-            // flush.
+            // drops them). Correct only because every write that indexes a key lowers the floor
+            // (`indexed`).
             let from = floor.swap(u64::MAX, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);
             // The first deadline left after this pass: `from` (scan from there again) unless the pass
