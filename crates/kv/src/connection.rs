@@ -176,7 +176,7 @@ async fn serve_client(
                     if session.handle.is_killed() {
                         return Err(Closed);
                     }
-                    look_ahead.after_parse(&mut parser, &conn.input, shared, session.db);
+                    look_ahead.after_parse(&mut parser, &args, &conn.input, shared, session.db);
                     // Like Redis's `qbuf`: what is buffered, this command included, while it runs.
                     session.handle.qbuf.store(buffered, Ordering::Relaxed);
                     if shared.pause.maybe_active() {

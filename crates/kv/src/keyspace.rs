@@ -974,6 +974,27 @@ impl Keyspace {
         );
     }
 
+    /// Hints that the record of `key` in `db` is about to be read by a command that was just received
+    /// on its own (nothing pipelined after it, see [`crate::lookahead`]): its plain-filter bit and its
+    /// memtable index slot start loading. [`Keyspace::prefetch_record_node`] is the second stage, for a
+    /// command that does enough before its first read (a script) for the slot to have arrived.
+    pub fn prefetch_record_slot(&self, db: usize, key: &[u8]) {
+        let tree_index = self.tree_index(db);
+        self.plain.prefetch(tree_index, key);
+        with_read_key(
+            |k| meta_key_into(key, k),
+            |k| self.trees[tree_index].prefetch_write(k),
+        );
+    }
+
+    /// The second stage of [`Keyspace::prefetch_record_slot`]: the record's memtable node starts loading.
+    pub fn prefetch_record_node(&self, db: usize, key: &[u8]) {
+        with_read_key(
+            |k| meta_key_into(key, k),
+            |k| self.tree(db).prefetch_node(k),
+        );
+    }
+
     /// Hints that the records of `keys` in `db` are about to be read (a pipeline's next commands): their
     /// memtable slots, nodes and values start loading together ([`Tree::prefetch_reads`]). Changes nothing;
     /// keys past the first 16, or past 1 KiB of them, are left out. Returns how many records it found in

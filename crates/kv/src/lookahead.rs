@@ -16,6 +16,7 @@
 //! key is in the cache after the first command, and keys the memtable does not hold (new keys, or keys only
 //! on disk), where there is nothing in memory to load.
 
+use bytes::Bytes;
 use strata_resp::RequestParser;
 
 use crate::Shared;
@@ -46,9 +47,14 @@ pub(crate) struct LookAhead {
 impl LookAhead {
     /// Called after a command was parsed from `input`: when the commands after it are not yet covered,
     /// peeks at up to [`BATCH`] of them and prefetches their keys in database `db`.
+    ///
+    /// A command with nothing buffered after it (a client waiting for each reply) has its own first key's
+    /// memtable slot and plain-filter bit start loading instead, so they arrive while the command is
+    /// dispatched (see [`crate::keyspace::Keyspace::prefetch_record_slot`]).
     pub(crate) fn after_parse(
         &mut self,
         parser: &mut RequestParser,
+        args: &[Bytes],
         input: &[u8],
         shared: &Shared,
         db: usize,
@@ -60,6 +66,7 @@ impl LookAhead {
             }
         }
         if input.is_empty() {
+            self.prefetch_own_key(args, shared, db);
             return;
         }
         if self.backoff > 0 {
@@ -85,6 +92,26 @@ impl LookAhead {
         let useless = n > 1 && !distinct;
         if useless || (n > 0 && shared.keyspace.prefetch_reads(db, &keys[..n]) == 0) {
             self.backoff = BACKOFF;
+        }
+    }
+
+    /// Starts loading the first key of the command `args`, which runs next (the first stage only: its
+    /// slot, not yet the node the slot points to, as that would stall on the slot right here).
+    fn prefetch_own_key(&mut self, args: &[Bytes], shared: &Shared, db: usize) {
+        let Some(name) = args.first() else {
+            return;
+        };
+        let Some(index) = self.command_index(name) else {
+            return;
+        };
+        // Keys come early in a command; the first few arguments are enough to find the first one.
+        let mut view: [&[u8]; 8] = [&[]; 8];
+        let n = args.len().min(view.len());
+        for (v, a) in view.iter_mut().zip(&args[..n]) {
+            *v = a;
+        }
+        if let Some(at) = crate::cmd::first_key_at(index, &view[..n]) {
+            shared.keyspace.prefetch_record_slot(db, view[at]);
         }
     }
 

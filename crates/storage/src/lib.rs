@@ -57,7 +57,7 @@ pub mod flush;
 pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
-pub(crate) mod huge;
+pub mod huge;
 pub mod iter;
 pub mod key;
 pub mod log;

@@ -119,6 +119,12 @@ impl Tree {
         self.db.inner.mems.read().active.prefetch(self.id, key);
     }
 
+    /// Hints that `key` is about to be read, a while after [`Tree::prefetch_write`] of it: the active
+    /// memtable starts loading its node ([`crate::MemTable::prefetch_node`]). Changes nothing.
+    pub fn prefetch_node(&self, key: &[u8]) {
+        self.db.inner.mems.read().active.prefetch_node(self.id, key);
+    }
+
     /// Hints that `keys` are about to be read: the active memtable starts loading their index slots,
     /// nodes and newest values, all the batch's misses at once ([`crate::MemTable::prefetch_reads`]).
     /// Changes nothing. Returns how many of the keys the active memtable holds (or seems to: a hash match).

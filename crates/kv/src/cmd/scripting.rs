@@ -281,6 +281,12 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
         command: args.to_vec(),
     };
     let function = script.function.clone();
+    // The first key's memtable slot started loading when the command was parsed (`crate::lookahead`);
+    // its node loads now, while the interpreter starts the script, instead of stalling the script's first
+    // command (the slot, the node and the plain-filter bit were each a cache miss in a row there).
+    if let Some(key) = keys.first() {
+        sh.keyspace.prefetch_record_node(s.db, key);
+    }
     let reply = engine.run(&sh.scripting.run, running, &function, keys, argv, ctx);
     s.error_counted = engine.last_error_counted;
     reply
