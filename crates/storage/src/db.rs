@@ -73,6 +73,10 @@ struct CommitQueue {
     /// Whether a batch enqueued since the last group was taken must reach the WAL file before it is
     /// acknowledged (every batch but a deferred one, see [`Db::write_deferred`]).
     immediate: bool,
+    /// The active memtable as the last leader used it, handed from leader to leader (only a leader, or
+    /// `force_rotate` in the leader's role, changes the active memtable): a leader then reads the
+    /// memtable set only after a rotation, instead of taking its lock and a reference per group.
+    active_mem: Option<Arc<MemTable>>,
 }
 
 enum FutureState {
@@ -364,6 +368,8 @@ impl Db {
         ));
         mem.reserve_keys_for(opts.memtable_size_bytes);
         let mut next_seqno = state.flushed_seqno + 1;
+        // Behind a lock only because `apply_frame` takes the live map's form; nobody else sees it yet.
+        let logs_lock = RwLock::new(logs_by_id);
         for (i, id) in live_wals.iter().enumerate() {
             let path = dir.join(wal::wal_file_name(*id));
             let data = fs
@@ -377,7 +383,7 @@ impl Db {
                     first_seqno,
                     0,
                     &mem,
-                    &logs_by_id,
+                    &logs_lock,
                     flushed,
                     None,
                     None,
@@ -427,6 +433,7 @@ impl Db {
                     .ctx(|| format!("truncate torn tail of {}", path.display()))?;
             }
         }
+        let logs_by_id = logs_lock.into_inner();
         for log in logs_by_id.values() {
             log.publish();
         }
@@ -484,6 +491,7 @@ impl Db {
                 wakers: Vec::new(),
                 shutdown: false,
                 immediate: false,
+                active_mem: None,
             }),
             commit_cv: Condvar::new(),
             fill_cv: Condvar::new(),
@@ -845,6 +853,10 @@ pub(crate) type BaseLookup<'a> = dyn Fn(u32, &[u8], u64) -> Result<Option<Bytes>
 /// with a seqno at or below `skip_upto` are already in SSTs and skipped. Returns the next seqno. `touched`
 /// collects the logs written. A version whose successor is at or below `horizon` is dropped (0: none is;
 /// see [`crate::readers`]).
+///
+/// The memtable's writer lock is taken once for the frame, and the log map's read lock only when the
+/// frame holds a log op: each lock is a pair of locked read-modify-writes, which with a lock per op were
+/// a tenth of a single-key commit's cost.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_frame(
     format: WalFormat,
@@ -852,7 +864,7 @@ pub(crate) fn apply_frame(
     first_seqno: u64,
     horizon: u64,
     mem: &MemTable,
-    logs: &HashMap<u32, Arc<LogInner>>,
+    logs: &RwLock<HashMap<u32, Arc<LogInner>>>,
     skip_upto: u64,
     mut touched: Option<&mut Vec<Arc<LogInner>>>,
     hints: Option<&crate::skip_hint::SkipHints>,
@@ -860,6 +872,8 @@ pub(crate) fn apply_frame(
 ) -> Result<u64> {
     let bad = |what: &str| StorageError::corruption("", 0, what.to_string());
     let mut seq = first_seqno;
+    let mut writer = mem.writer();
+    let mut log_map = None;
     let mut apply = |op: BatchOp<'_>, seq: u64| -> Result<()> {
         match op {
             BatchOp::Put { tree, key, value } => {
@@ -867,12 +881,12 @@ pub(crate) fn apply_frame(
                     h.on_put(tree, key);
                 }
                 if seq > skip_upto {
-                    mem.add_at(tree, key, seq, KIND_PUT, value, horizon);
+                    writer.add_at(tree, key, seq, KIND_PUT, value, horizon);
                 }
             }
             BatchOp::Delete { tree, key } => {
                 if seq > skip_upto {
-                    mem.add_at(tree, key, seq, KIND_DELETE, &[], horizon);
+                    writer.add_at(tree, key, seq, KIND_DELETE, &[], horizon);
                 }
             }
             BatchOp::Patch { tree, key, patch } => {
@@ -880,8 +894,10 @@ pub(crate) fn apply_frame(
                     h.on_put(tree, key);
                 }
                 if seq > skip_upto {
+                    // The base lookup reads the memtable as any reader does: the writer lock does not
+                    // stand in its way.
                     let base = base(tree, key, seq - 1)?.unwrap_or_default();
-                    mem.add_patched(tree, key, seq, &base, &patch, horizon);
+                    writer.add_patched(tree, key, seq, &base, &patch, horizon);
                 }
             }
             BatchOp::RangeDelete { tree, start, end } => {
@@ -899,7 +915,8 @@ pub(crate) fn apply_frame(
                 offset,
                 payload,
             } => {
-                let l = logs
+                let l = log_map
+                    .get_or_insert_with(|| logs.read())
                     .get(&log)
                     .ok_or_else(|| bad(&format!("append to unknown log {log}")))?;
                 l.apply_append(offset, payload)?;
@@ -913,7 +930,8 @@ pub(crate) fn apply_frame(
                 }
             }
             BatchOp::LogTruncate { log, before } => {
-                let l = logs
+                let l = log_map
+                    .get_or_insert_with(|| logs.read())
                     .get(&log)
                     .ok_or_else(|| bad(&format!("truncate of unknown log {log}")))?;
                 l.apply_truncate(before)?;
@@ -1139,9 +1157,11 @@ impl DbInner {
         let group_last = q.next_seqno - 1;
         let group_first = q.frame_first_seqno;
         let write_now = std::mem::take(&mut q.immediate) || self.opts.fsync == FsyncPolicy::Always;
+        let mut active = q.active_mem.take();
         let res = MutexGuard::unlocked(q, || {
-            self.lead(&mut buf, group_first, group_last, write_now)
+            self.lead(&mut buf, group_first, group_last, write_now, &mut active)
         });
+        q.active_mem = active;
         buf.clear();
         q.spare = buf;
         q.completed_ticket = end_ticket;
@@ -1187,16 +1207,17 @@ impl DbInner {
     }
 
     /// The leader's work for one group: room, WAL write (+fsync) or deferral (`write_now` false), apply,
-    /// publish.
+    /// publish. `active` is the queue's [`CommitQueue::active_mem`].
     fn lead(
         &self,
         buf: &mut [u8],
         first_seqno: u64,
         last_seqno: u64,
         write_now: bool,
+        active: &mut Option<Arc<MemTable>>,
     ) -> Result<()> {
         self.check_poison()?;
-        let mem = self.make_room()?;
+        let mem = self.make_room(active)?;
         let frame_start = wal::finish_frame_v2(buf);
         let ops_start = wal::V2_RESERVED_BYTES + crate::batch::varint_len(first_seqno);
         let (frame, ops) = (&buf[frame_start..], &buf[ops_start..]);
@@ -1226,12 +1247,7 @@ impl DbInner {
         Stats::add_exclusive(&self.stats.commit_groups, 1);
         // Only this thread rotates memtables, so `mem` stays the active one a patch's base lookup reads
         // (at the patch's seqno minus one: earlier ops of the group are applied, though not yet visible).
-        let mem = match mem {
-            Some(mem) => mem,
-            None => self.mems.read().active.clone(),
-        };
         let mut touched = Vec::new();
-        let logs = self.logs_by_id.read();
         // Before any put of the group reaches the memtable (see `skip_hint` for the handshake).
         let check_hints = self.skip_hints.begin_apply(last_seqno);
         // Versions no read in flight or to come can see are dropped as the group applies.
@@ -1241,14 +1257,13 @@ impl DbInner {
             ops,
             first_seqno,
             horizon,
-            &mem,
-            &logs,
+            mem,
+            &self.logs_by_id,
             0,
             Some(&mut touched),
             check_hints.then_some(&*self.skip_hints),
             &|tree, key, seqno| self.get(tree, key, seqno),
         );
-        drop(logs);
         if let Err(e) = r {
             self.poison(&e);
             return Err(e);
@@ -1263,13 +1278,27 @@ impl DbInner {
     /// Freezes the active memtable when it is full, stalling while too many frozen memtables (or L0 files)
     /// wait. Only the commit leader calls this, so the WAL and the memtable set change under one owner.
     ///
-    /// Returns the active memtable when it did not rotate (so the leader reads the memtable set once).
-    fn make_room(&self) -> Result<Option<Arc<MemTable>>> {
-        let active = self.mems.read().active.clone();
-        if active.approx_bytes() < self.opts.memtable_size_bytes {
-            return Ok(Some(active));
+    /// Returns the active memtable, kept in `active` (the last leader's, when it is still not full).
+    fn make_room<'c>(&self, active: &'c mut Option<Arc<MemTable>>) -> Result<&'c MemTable> {
+        let limit = self.opts.memtable_size_bytes;
+        if let Some(mem) = active.take()
+            && mem.approx_bytes() < limit
+        {
+            return Ok(active.insert(mem));
         }
-        drop(active);
+        // Nothing holds the full memtable from here on, so the flush thread gets it whole.
+        let mem = self.mems.read().active.clone();
+        if mem.approx_bytes() < limit {
+            return Ok(active.insert(mem));
+        }
+        drop(mem);
+        self.stall_and_rotate()?;
+        Ok(active.insert(self.mems.read().active.clone()))
+    }
+
+    /// [`DbInner::make_room`]'s rotation of a full memtable, after waiting while too many frozen memtables
+    /// (or L0 files) wait.
+    fn stall_and_rotate(&self) -> Result<()> {
         let mut stalled: Option<Instant> = None;
         loop {
             self.check_poison()?;
@@ -1301,8 +1330,7 @@ impl DbInner {
         if let Some(s) = stalled {
             Stats::add(&self.stats.stall_micros, s.elapsed().as_micros() as u64);
         }
-        self.rotate()?;
-        Ok(None)
+        self.rotate()
     }
 
     /// Seals the WAL segment and the active memtable, starting new ones, and wakes the flush thread.
@@ -1371,6 +1399,8 @@ impl DbInner {
             self.commit_cv.wait(&mut q);
         }
         q.leader_active = true;
+        // The leaders' kept memtable goes stale if this rotates: the next leader reads the set again.
+        q.active_mem = None;
         let r = MutexGuard::unlocked(&mut q, || {
             self.check_poison()?;
             if self.mems.read().active.approx_bytes() == 0 {

@@ -75,7 +75,7 @@ pub fn sst_block(data: &[u8]) {
 pub fn wal(data: &[u8]) {
     let replay = |data: &[u8]| {
         let mem = MemTable::new(1);
-        let logs = HashMap::new();
+        let logs = parking_lot::RwLock::new(HashMap::new());
         let _ =
             crate::wal::replay_segment(Path::new("fuzz.wal"), data, |format, first, payload| {
                 crate::db::apply_frame(

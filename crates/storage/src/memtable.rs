@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use smallvec::SmallVec;
 
 /// Kind byte of a deletion.
@@ -1338,8 +1338,11 @@ impl MemTable {
     }
 
     /// Records that seqnos up to `seqno` were applied (log-only writes take seqnos but add no entries).
+    /// The applying thread's call (as adds are): a load and a store, not a locked read-modify-write.
     pub fn note_seqno(&self, seqno: u64) {
-        self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
+        if seqno > self.max_seqno.load(Ordering::Relaxed) {
+            self.max_seqno.store(seqno, Ordering::Relaxed);
+        }
     }
 
     /// Counts `bytes` of WAL data this memtable's lifetime covers (log appends) toward its size.
@@ -1358,13 +1361,13 @@ impl MemTable {
     /// A key already in the memtable costs a hash lookup and an append to its versions; only a new key
     /// enters the ordered map (whose entries are keys, not versions).
     pub fn add(&self, tree: u32, key: &[u8], seqno: u64, kind: u8, value: &[u8]) {
-        self.add_at(tree, key, seqno, kind, value, 0);
+        self.writer().add_at(tree, key, seqno, kind, value, 0);
     }
 
     /// [`MemTable::add`], dropping the key's versions whose successor is at or below `horizon`: nobody
     /// reads them any more (see [`crate::readers`]; 0 drops none).
     pub fn add_at(&self, tree: u32, key: &[u8], seqno: u64, kind: u8, value: &[u8], horizon: u64) {
-        self.add_with(tree, key, seqno, kind, horizon, NewValue::Copy(value));
+        self.writer().add_at(tree, key, seqno, kind, value, horizon);
     }
 
     /// Inserts a put of `base` with `patch` applied (see [`crate::batch::Patch`]), copying the base once.
@@ -1377,18 +1380,24 @@ impl MemTable {
         patch: &crate::batch::Patch<'_>,
         horizon: u64,
     ) {
-        self.add_with(
-            tree,
-            key,
-            seqno,
-            KIND_PUT,
-            horizon,
-            NewValue::Patched(base, patch),
-        );
+        self.writer()
+            .add_patched(tree, key, seqno, base, patch, horizon);
     }
 
+    /// Takes the writer lock for a run of adds (a WAL frame's): each add then costs no lock of its own.
+    /// Hold it only while adding; readers never wait for it, but other adds do.
+    pub fn writer(&self) -> MemWriter<'_> {
+        MemWriter {
+            mem: self,
+            arena: self.writer.lock(),
+        }
+    }
+
+    /// One add, under the writer lock (`writer` is what it guards).
+    #[allow(clippy::too_many_arguments)]
     fn add_with(
         &self,
+        writer: &mut ValueArena,
         tree: u32,
         key: &[u8],
         seqno: u64,
@@ -1396,7 +1405,6 @@ impl MemTable {
         horizon: u64,
         value: NewValue<'_>,
     ) {
-        let mut writer = self.writer.lock();
         let bytes = 4 + key.len() + 8 + value.len();
         let trailer = (seqno << 8) | u64::from(kind);
         let h = key_hash(tree, key);
@@ -1441,7 +1449,7 @@ impl MemTable {
                         dropped = n;
                         value.in_own(spare.unwrap_or_else(|| Vec::with_capacity(value.len())))
                     } else {
-                        value.in_arena(&mut writer)
+                        value.in_arena(writer)
                     };
                     dropped += versions.insert(Version { trailer, value }, horizon);
                     versions.set_delta(delta);
@@ -1451,7 +1459,7 @@ impl MemTable {
                     slot,
                     Version {
                         trailer,
-                        value: value.in_arena(&mut writer),
+                        value: value.in_arena(writer),
                     },
                 )),
             }
@@ -1486,7 +1494,6 @@ impl MemTable {
         if seqno > self.max_seqno.load(Ordering::Relaxed) {
             self.max_seqno.store(seqno, Ordering::Relaxed);
         }
-        drop(writer);
     }
 
     /// Starts loading the index slot an [`MemTable::add`] of `key` will probe (a hint: it changes nothing).
@@ -1732,6 +1739,56 @@ impl KeyIndex {
             }
         }
         bigger
+    }
+}
+
+/// A hold on a memtable's writer lock for a run of adds (see [`MemTable::writer`]).
+pub struct MemWriter<'a> {
+    mem: &'a MemTable,
+    arena: MutexGuard<'a, ValueArena>,
+}
+
+impl MemWriter<'_> {
+    /// [`MemTable::add_at`] under this hold.
+    pub fn add_at(
+        &mut self,
+        tree: u32,
+        key: &[u8],
+        seqno: u64,
+        kind: u8,
+        value: &[u8],
+        horizon: u64,
+    ) {
+        self.mem.add_with(
+            &mut self.arena,
+            tree,
+            key,
+            seqno,
+            kind,
+            horizon,
+            NewValue::Copy(value),
+        );
+    }
+
+    /// [`MemTable::add_patched`] under this hold.
+    pub fn add_patched(
+        &mut self,
+        tree: u32,
+        key: &[u8],
+        seqno: u64,
+        base: &[u8],
+        patch: &crate::batch::Patch<'_>,
+        horizon: u64,
+    ) {
+        self.mem.add_with(
+            &mut self.arena,
+            tree,
+            key,
+            seqno,
+            KIND_PUT,
+            horizon,
+            NewValue::Patched(base, patch),
+        );
     }
 }
 

@@ -256,6 +256,35 @@ fn data_moves_through_flush_and_compaction_and_survives_reopen() {
     assert!(r.sst_files > 0);
 }
 
+/// A commit leader keeps the active memtable from group to group; a manual flush freezes it outside the
+/// commit path, so the next group must write to the new one (writing to the frozen one would lose the
+/// write once that memtable is flushed and dropped).
+#[test]
+fn writes_after_a_manual_flush_reach_the_new_memtable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let t = db.tree("t").unwrap();
+    for round in 0..3u32 {
+        let key = round.to_be_bytes();
+        t.put(&key, b"before").unwrap();
+        db.flush().unwrap();
+        t.put(&key, b"after").unwrap();
+        db.flush().unwrap();
+        assert_eq!(t.get(&key).unwrap().as_deref(), Some(&b"after"[..]));
+        assert_eq!(db.stats().flushes, u64::from(round + 1) * 2);
+    }
+    drop(t);
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let t = db.tree("t").unwrap();
+    for round in 0..3u32 {
+        assert_eq!(
+            t.get(&round.to_be_bytes()).unwrap().as_deref(),
+            Some(&b"after"[..])
+        );
+    }
+}
+
 #[test]
 fn manual_compaction_when_background_compaction_is_off() {
     let dir = tempfile::tempdir().unwrap();
