@@ -32,7 +32,7 @@ pub mod stream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::{Mutex, MutexGuard};
 use strata_storage::{Db, StorageError, Tree, WriteBatch};
 
@@ -190,7 +190,7 @@ impl Entry {
         out
     }
 
-    fn decode(raw: Bytes) -> Result<Entry, KvError> {
+    fn decode(mut raw: Bytes) -> Result<Entry, KvError> {
         let first = raw
             .first()
             .copied()
@@ -210,11 +210,14 @@ impl Entry {
         } else {
             0
         };
+        // Advancing the record's own handle past the header moves a pointer; slicing it (and dropping
+        // the record) cost a reference-count increment and decrement on every read.
+        raw.advance(header);
         Ok(Entry {
             kind,
             expire_at_ms: expire,
             indexed_at_ms: indexed,
-            payload: raw.slice(header..),
+            payload: raw,
         })
     }
 
