@@ -7,6 +7,9 @@
 //! frame to the WAL in one call, fsyncs it (under `fsync = always`), applies it to the memtable and logs, and
 //! only then publishes the group's last seqno to readers and wakes every writer of the group. Concurrent
 //! writers therefore share one write and one fsync. Any WAL write, fsync or apply failure poisons the engine.
+//! A group costs few locked instructions whatever its size: the memtable's writer lock and the log map's
+//! read lock are taken once for the frame (`apply_frame`), and the active memtable passes from leader to
+//! leader in the commit queue.
 //!
 //! ## Read path
 //! Reads use a seqno: the latest published one, or a snapshot's. A version is visible if its seqno is at most
