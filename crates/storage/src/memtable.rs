@@ -1393,109 +1393,6 @@ impl MemTable {
         }
     }
 
-    /// One add, under the writer lock (`writer` is what it guards).
-    #[allow(clippy::too_many_arguments)]
-    fn add_with(
-        &self,
-        writer: &mut ValueArena,
-        tree: u32,
-        key: &[u8],
-        seqno: u64,
-        kind: u8,
-        horizon: u64,
-        value: NewValue<'_>,
-    ) {
-        let bytes = 4 + key.len() + 8 + value.len();
-        let trailer = (seqno << 8) | u64::from(kind);
-        let h = key_hash(tree, key);
-        let shard = &self.index[index_shard(h)];
-        let mut dropped = 0;
-        // Only this thread adds keys (the writer lock), so the empty slot the probe ends on stays empty and
-        // the table keeps its size until the key is filled in below; readers go on meanwhile.
-        let vacant = {
-            let mut table = shard.table.read();
-            if table.is_full() {
-                drop(table);
-                shard.grow();
-                table = shard.table.read();
-            }
-            match table.probe(h, |n| n.key.is(tree, key)) {
-                Ok(node) => {
-                    let mut versions = node.versions.write();
-                    let appends = versions
-                        .as_slice()
-                        .last()
-                        .is_some_and(|v| v.trailer < trailer);
-                    let delta = match value {
-                        NewValue::Patched(base, patch) if appends => {
-                            versions.patch_delta(base, patch)
-                        }
-                        _ => None,
-                    };
-                    let recycled = match value {
-                        NewValue::Patched(base, patch) if delta.is_some() && horizon != 0 => {
-                            versions.recycle_patched(horizon, base, patch)
-                        }
-                        _ => None,
-                    };
-                    let value = if let Some((n, value)) = recycled {
-                        dropped = n;
-                        value
-                    } else if appends && horizon != 0 && value.len() > 0 {
-                        // A rewritten key's value gets an allocation of its own, taken over from a
-                        // version nobody reads any more when one is free: a hot key cycles through a
-                        // few warm buffers instead of filling the arena with fresh pages.
-                        let (n, spare) = versions.drop_shadowed(horizon, value.len());
-                        dropped = n;
-                        value.in_own(spare.unwrap_or_else(|| Vec::with_capacity(value.len())))
-                    } else {
-                        value.in_arena(writer)
-                    };
-                    dropped += versions.insert(Version { trailer, value }, horizon);
-                    versions.set_delta(delta);
-                    None
-                }
-                Err(slot) => Some((
-                    slot,
-                    Version {
-                        trailer,
-                        value: value.in_arena(writer),
-                    },
-                )),
-            }
-        };
-        let new_key = vacant.is_some();
-        if let Some((slot, version)) = vacant {
-            // Ordered map first, index second: a reader that finds the key in the index finds it in the map.
-            let node = Arc::new(Node {
-                key: SlotKey::prefixed(tree, key),
-                versions: RwLock::new(Versions::one(version)),
-            });
-            {
-                // The flag changes only under the lock, so an ordering reader cannot clear it after a
-                // push it did not see.
-                let mut map = self.map.write();
-                map.push(node.clone());
-                self.has_unordered.store(true, Ordering::Release);
-            }
-            shard.table.write().fill(slot, h, node);
-            bump(&self.distinct_keys, 1);
-        }
-        // The counters change only on the applying thread (here under the writer lock): a load and a store
-        // each, not the locked read-modify-writes that were a tenth of an add.
-        if dropped == 0 {
-            bump(&self.entries, 1);
-        } else {
-            let n = self.entries.load(Ordering::Relaxed);
-            self.entries.store(n + 1 - dropped, Ordering::Relaxed);
-        }
-        let extra = if new_key { KEY_OVERHEAD_BYTES } else { 0 };
-        bump(&self.approx_bytes, bytes + extra + ENTRY_OVERHEAD_BYTES);
-        if seqno > self.max_seqno.load(Ordering::Relaxed) {
-            self.max_seqno.store(seqno, Ordering::Relaxed);
-        }
-    }
-
     /// Starts loading the index slot an [`MemTable::add`] of `key` will probe (a hint: it changes nothing).
     pub fn prefetch(&self, tree: u32, key: &[u8]) {
         let h = key_hash(tree, key);
@@ -1759,15 +1656,7 @@ impl MemWriter<'_> {
         value: &[u8],
         horizon: u64,
     ) {
-        self.mem.add_with(
-            &mut self.arena,
-            tree,
-            key,
-            seqno,
-            kind,
-            horizon,
-            NewValue::Copy(value),
-        );
+        self.add_with(tree, key, seqno, kind, horizon, NewValue::Copy(value));
     }
 
     /// [`MemTable::add_patched`] under this hold.
@@ -1780,8 +1669,7 @@ impl MemWriter<'_> {
         patch: &crate::batch::Patch<'_>,
         horizon: u64,
     ) {
-        self.mem.add_with(
-            &mut self.arena,
+        self.add_with(
             tree,
             key,
             seqno,
@@ -1789,6 +1677,109 @@ impl MemWriter<'_> {
             horizon,
             NewValue::Patched(base, patch),
         );
+    }
+
+    /// One add.
+    fn add_with(
+        &mut self,
+        tree: u32,
+        key: &[u8],
+        seqno: u64,
+        kind: u8,
+        horizon: u64,
+        value: NewValue<'_>,
+    ) {
+        let mem = self.mem;
+        let writer = &mut *self.arena;
+        let bytes = 4 + key.len() + 8 + value.len();
+        let trailer = (seqno << 8) | u64::from(kind);
+        let h = key_hash(tree, key);
+        let shard = &mem.index[index_shard(h)];
+        let mut dropped = 0;
+        // Only this thread adds keys (the writer lock), so the empty slot the probe ends on stays empty and
+        // the table keeps its size until the key is filled in below; readers go on meanwhile.
+        let vacant = {
+            let mut table = shard.table.read();
+            if table.is_full() {
+                drop(table);
+                shard.grow();
+                table = shard.table.read();
+            }
+            match table.probe(h, |n| n.key.is(tree, key)) {
+                Ok(node) => {
+                    let mut versions = node.versions.write();
+                    let appends = versions
+                        .as_slice()
+                        .last()
+                        .is_some_and(|v| v.trailer < trailer);
+                    let delta = match value {
+                        NewValue::Patched(base, patch) if appends => {
+                            versions.patch_delta(base, patch)
+                        }
+                        _ => None,
+                    };
+                    let recycled = match value {
+                        NewValue::Patched(base, patch) if delta.is_some() && horizon != 0 => {
+                            versions.recycle_patched(horizon, base, patch)
+                        }
+                        _ => None,
+                    };
+                    let value = if let Some((n, value)) = recycled {
+                        dropped = n;
+                        value
+                    } else if appends && horizon != 0 && value.len() > 0 {
+                        // A rewritten key's value gets an allocation of its own, taken over from a
+                        // version nobody reads any more when one is free: a hot key cycles through a
+                        // few warm buffers instead of filling the arena with fresh pages.
+                        let (n, spare) = versions.drop_shadowed(horizon, value.len());
+                        dropped = n;
+                        value.in_own(spare.unwrap_or_else(|| Vec::with_capacity(value.len())))
+                    } else {
+                        value.in_arena(writer)
+                    };
+                    dropped += versions.insert(Version { trailer, value }, horizon);
+                    versions.set_delta(delta);
+                    None
+                }
+                Err(slot) => Some((
+                    slot,
+                    Version {
+                        trailer,
+                        value: value.in_arena(writer),
+                    },
+                )),
+            }
+        };
+        let new_key = vacant.is_some();
+        if let Some((slot, version)) = vacant {
+            // Ordered map first, index second: a reader that finds the key in the index finds it in the map.
+            let node = Arc::new(Node {
+                key: SlotKey::prefixed(tree, key),
+                versions: RwLock::new(Versions::one(version)),
+            });
+            {
+                // The flag changes only under the lock, so an ordering reader cannot clear it after a
+                // push it did not see.
+                let mut map = mem.map.write();
+                map.push(node.clone());
+                mem.has_unordered.store(true, Ordering::Release);
+            }
+            shard.table.write().fill(slot, h, node);
+            bump(&mem.distinct_keys, 1);
+        }
+        // The counters change only on the applying thread (here under the writer lock): a load and a store
+        // each, not the locked read-modify-writes that were a tenth of an add.
+        if dropped == 0 {
+            bump(&mem.entries, 1);
+        } else {
+            let n = mem.entries.load(Ordering::Relaxed);
+            mem.entries.store(n + 1 - dropped, Ordering::Relaxed);
+        }
+        let extra = if new_key { KEY_OVERHEAD_BYTES } else { 0 };
+        bump(&mem.approx_bytes, bytes + extra + ENTRY_OVERHEAD_BYTES);
+        if seqno > mem.max_seqno.load(Ordering::Relaxed) {
+            mem.max_seqno.store(seqno, Ordering::Relaxed);
+        }
     }
 }
 
