@@ -1370,20 +1370,6 @@ impl MemTable {
         self.writer().add_at(tree, key, seqno, kind, value, horizon);
     }
 
-    /// Inserts a put of `base` with `patch` applied (see [`crate::batch::Patch`]), copying the base once.
-    pub fn add_patched(
-        &self,
-        tree: u32,
-        key: &[u8],
-        seqno: u64,
-        base: &[u8],
-        patch: &crate::batch::Patch<'_>,
-        horizon: u64,
-    ) {
-        self.writer()
-            .add_patched(tree, key, seqno, base, patch, horizon);
-    }
-
     /// Takes the writer lock for a run of adds (a WAL frame's): each add then costs no lock of its own.
     /// Hold it only while adding; readers never wait for it, but other adds do.
     pub fn writer(&self) -> MemWriter<'_> {
@@ -1659,7 +1645,7 @@ impl MemWriter<'_> {
         self.add_with(tree, key, seqno, kind, horizon, NewValue::Copy(value));
     }
 
-    /// [`MemTable::add_patched`] under this hold.
+    /// Inserts a put of `base` with `patch` applied (see [`crate::batch::Patch`]), copying the base once.
     pub fn add_patched(
         &mut self,
         tree: u32,
