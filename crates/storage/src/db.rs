@@ -1363,9 +1363,9 @@ impl DbInner {
             }
         }
         drop(w);
-        // Usually prepared by the flush thread after the last flush; else built here, before the memtable
-        // set is locked: sizing its index for as many keys as the last one had writes tens of MB, and
-        // neither readers nor (when prepared) writers should wait for that.
+        // Usually prepared by the flush thread right after the last switch; else built here, before the
+        // memtable set is locked: sizing its index for as many keys as the last one had writes tens of MB,
+        // and neither readers nor (when prepared) writers should wait for that.
         let keys = self.mems.read().active.distinct_keys();
         let fresh = Arc::new(match self.spare_memtable.lock().take() {
             Some(mut spare) => {

@@ -14,15 +14,13 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::BytesMut;
-
 use crate::compaction::gc::CompactionIterator;
 use crate::db::{DbInner, MemSet};
 use crate::error::{IoContext, Result, StorageError};
 use crate::fs::{FileSystem, WritableFile};
 use crate::manifest::{Edit, FileMeta};
 use crate::memtable::VALUE_CHUNK_BYTES;
-use crate::memtable::{MemIter, MemTable};
+use crate::memtable::{Leftovers, MemIter, MemTable};
 use crate::options::BackgroundPriority;
 use crate::options::BlockCompression;
 use crate::sst::{Compression, RangeTombstone, SstMeta, SstOptions, SstWriter};
@@ -276,10 +274,10 @@ pub(crate) fn l0_files(db: &DbInner) -> usize {
 
 fn flush_loop(db: Arc<DbInner>) {
     let mut releasing: Vec<Arc<MemTable>> = Vec::new();
-    // Value chunks of released memtables, for the next spare memtable.
-    let mut chunks: Vec<BytesMut> = Vec::new();
+    // What released memtables left (value chunks, index tables), for the next spare memtable.
+    let mut leftovers = Leftovers::default();
     loop {
-        release_unshared(&mut releasing, &mut chunks);
+        release_unshared(&mut releasing, &mut leftovers);
         {
             let mut bg = db.bg.lock();
             while !bg.shutdown && !bg.flush_requested && db.mems.read().imms.is_empty() {
@@ -293,6 +291,9 @@ fn flush_loop(db: Arc<DbInner>) {
         if db.is_poisoned() {
             return;
         }
+        // A switch just took the spare: the next one is built first, so it is ready even if the next
+        // switch comes before this flush ends.
+        prepare_spare(&db, &mut leftovers);
         loop {
             match flush_one(&db) {
                 Ok(Some(flushed)) => {
@@ -301,22 +302,9 @@ fn flush_loop(db: Arc<DbInner>) {
                     bg.compaction_requested = true;
                     db.bg_cv.notify_all();
                     drop(bg);
-                    let keys = flushed.distinct_keys();
                     releasing.push(flushed);
-                    release_unshared(&mut releasing, &mut chunks);
-                    // The next memtable, built here rather than by the commit leader at the switch
-                    // (sizing its index for as many keys as this one had took 2-13 ms of every writer).
-                    // Built outside the lock: the commit leader takes the spare under it at a switch.
-                    if db.spare_memtable.lock().is_none() {
-                        let fresh = MemTable::with_key_capacity(0, keys);
-                        fresh.reserve_keys_for(db.opts.memtable_size_bytes);
-                        db.spare_memtable.lock().get_or_insert(fresh);
-                    }
-                    // At most one memtable's worth waits in the spare; the rest go back to the allocator.
-                    chunks.truncate(db.opts.memtable_size_bytes / VALUE_CHUNK_BYTES + 1);
-                    if let Some(spare) = db.spare_memtable.lock().as_ref() {
-                        spare.give_chunks(std::mem::take(&mut chunks));
-                    }
+                    release_unshared(&mut releasing, &mut leftovers);
+                    prepare_spare(&db, &mut leftovers);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -331,17 +319,37 @@ fn flush_loop(db: Arc<DbInner>) {
     }
 }
 
-/// Drops the flushed memtables no reader holds any more, here on the flush thread: had a reader (a point
-/// read, an iterator) the last reference, freeing a memtable of a million keys — milliseconds — would fall
-/// on a thread serving requests. One still held waits for a later flush; past two waiting, the oldest is
-/// left to its readers (a long scan must not keep memtables alive). The value chunks of the ones released
-/// here go to `chunks`.
-fn release_unshared(releasing: &mut Vec<Arc<MemTable>>, chunks: &mut Vec<BytesMut>) {
+/// Builds the memtable the next switch takes, unless one is waiting, sized for as many keys as the newest
+/// frozen one has, on `leftovers`' index tables when they fit; then hands it the leftover value chunks.
+/// Built here rather than by the commit leader at the switch (sizing its index for a million keys took
+/// 2-13 ms of every writer, and ~40 ms on fresh pages), and outside the lock: the leader takes the spare
+/// under it.
+fn prepare_spare(db: &DbInner, leftovers: &mut Leftovers) {
+    if db.spare_memtable.lock().is_none() {
+        let keys = db.mems.read().imms.first().map(|m| m.distinct_keys());
+        if let Some(keys) = keys {
+            let fresh = MemTable::with_leftovers(0, keys, leftovers);
+            fresh.reserve_keys_for(db.opts.memtable_size_bytes);
+            db.spare_memtable.lock().get_or_insert(fresh);
+        }
+    }
+    // At most one memtable's worth waits in the spare; the rest go back to the allocator.
+    if let Some(spare) = db.spare_memtable.lock().as_ref() {
+        let max = db.opts.memtable_size_bytes / VALUE_CHUNK_BYTES + 1;
+        spare.give_chunks(leftovers.take_chunks(max));
+    }
+}
+
+/// Releases the flushed memtables no reader holds any more into `leftovers`, here on the flush thread: had
+/// a reader (a point read, an iterator) the last reference, freeing a memtable of a million keys —
+/// milliseconds — would fall on a thread serving requests. One still held waits for a later flush; past
+/// two waiting, the oldest is left to its readers (a long scan must not keep memtables alive).
+fn release_unshared(releasing: &mut Vec<Arc<MemTable>>, leftovers: &mut Leftovers) {
     // Nothing else can take a new reference to one: only this list holds it besides its readers.
     let mut held = Vec::with_capacity(releasing.len());
     for mem in releasing.drain(..) {
         match Arc::try_unwrap(mem) {
-            Ok(mem) => chunks.extend(mem.into_chunks()),
+            Ok(mem) => mem.release(leftovers),
             Err(mem) => held.push(mem),
         }
     }

@@ -862,11 +862,25 @@ impl Ordered {
     /// periodic scan (active expiry, every 100 ms) then rebuilt a map of ~300k keys per tick to add ~10k.
     fn order(&mut self, bounds: Option<&KeyBounds>) {
         let mut new: Vec<Arc<Node>> = Vec::new();
+        // The smallest and largest new key: every key between them shares the prefix they share.
+        let mut extremes: Option<(NodeKey, NodeKey)> = None;
+        let mut spans_known = true;
         for group in &mut self.unordered {
             if group.nodes.is_empty() || bounds.is_some_and(|b| group.outside(b)) {
                 continue;
             }
-            group.span = None;
+            match (group.span.take(), &mut extremes) {
+                (None, _) => spans_known = false,
+                (Some(span), None) => extremes = Some(span),
+                (Some((lo, hi)), Some((min, max))) => {
+                    if lo.as_bytes() < min.as_bytes() {
+                        *min = lo;
+                    }
+                    if hi.as_bytes() > max.as_bytes() {
+                        *max = hi;
+                    }
+                }
+            }
             // Drained rather than taken, so the group keeps its room for the keys still to come.
             if new.is_empty() {
                 new = group.nodes.drain(..).collect();
@@ -877,7 +891,10 @@ impl Ordered {
         if new.is_empty() {
             return;
         }
-        sort_nodes(&mut new);
+        let shared = extremes
+            .filter(|_| spans_known)
+            .map(|(min, max)| common_prefix(min.as_bytes(), max.as_bytes()));
+        sort_nodes(&mut new, shared);
         if self.sorted.is_empty() && new.len() * 4 >= self.run.len() {
             self.run = if self.run.is_empty() {
                 new
@@ -930,91 +947,132 @@ fn merge_nodes(a: Vec<Arc<Node>>, b: Vec<Arc<Node>>) -> Vec<Arc<Node>> {
     }
 }
 
-/// Sorts a memtable's new keys (their nodes, by key).
+/// Sorts a memtable's new keys (their nodes, by key). `shared`, when the caller knows it, is how many
+/// leading bytes every key has in common (else a pass over the keys finds out).
 ///
 /// Comparison sorts compared keys from their first byte, though the keys of one flush mostly share a long
 /// prefix (tree, collection key and version): 7% of the CPU of an XACK run went to ordering the keys of
-/// each flush. Here the keys are sorted by 16-byte digits, most significant first, starting after the
-/// prefix all of them share (small (digit, position) pairs are sorted; a run of equal digits is sorted by
-/// the next digit), and the nodes are then gathered in that order.
-fn sort_nodes(nodes: &mut Vec<Arc<Node>>) {
+/// each flush. Here the keys are sorted by 24-byte digits, most significant first, starting after the
+/// prefix all of them share (small (digit, position) records are sorted; a run of equal digits is sorted
+/// by the next digit), and the nodes are then gathered in that order.
+fn sort_nodes(nodes: &mut Vec<Arc<Node>>, shared: Option<usize>) {
     const SMALL: usize = 64;
     if nodes.len() <= SMALL || u32::try_from(nodes.len()).is_err() {
         nodes.sort_unstable_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
         return;
     }
-    let first = nodes[0].key.as_bytes();
-    let shared = nodes.iter().fold(first.len(), |n, node| {
-        n.min(
-            first
-                .iter()
-                .zip(node.key.as_bytes())
-                .take_while(|(x, y)| x == y)
-                .count(),
-        )
+    let shared = shared.unwrap_or_else(|| {
+        let first = nodes[0].key.as_bytes();
+        // Each node is a cache miss of its own (they lie wherever the allocator put them): the passes
+        // over them load a few nodes ahead.
+        let mut shared = first.len();
+        for (at, node) in nodes.iter().enumerate() {
+            if let Some(ahead) = nodes.get(at + NODE_LOOKAHEAD) {
+                prefetch_node(ahead);
+            }
+            shared = shared.min(common_prefix(first, node.key.as_bytes()));
+        }
+        shared
     });
-    let mut order: Vec<(u128, u32)> = (0..nodes.len()).map(|i| (0, i as u32)).collect();
+    let mut order: Vec<Digit> = (0..nodes.len())
+        .map(|i| Digit {
+            high: 0,
+            low: 0,
+            at: i as u32,
+        })
+        .collect();
     sort_by_digits(&mut order, nodes, shared);
     // Gathered into a new vector, each node's pointer moved once (a clone and drop would touch every node).
     let mut from: Vec<Option<Arc<Node>>> = std::mem::take(nodes).into_iter().map(Some).collect();
     *nodes = order
         .iter()
-        .map(|&(_, at)| {
-            from[at as usize]
+        .map(|d| {
+            from[d.at as usize]
                 .take()
                 .expect("a permutation takes each node once")
         })
         .collect();
 }
 
+/// How many leading bytes `a` and `b` have in common.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// One key's digit (its 24 bytes from some offset, zero-padded, as two big-endian numbers) and its
+/// position. The 8 bytes of `low` fill what would be padding beside a 16-byte digit: the record is 32 bytes
+/// either way, and a stream entry's key (a family byte and a 16-byte ID past the shared prefix) is told
+/// apart by one digit, where 16 bytes left the entries of each millisecond tied for a second pass.
+#[derive(Clone, Copy)]
+struct Digit {
+    high: u128,
+    low: u64,
+    at: u32,
+}
+
+impl Digit {
+    fn key(&self) -> (u128, u64) {
+        (self.high, self.low)
+    }
+}
+
 /// Sorts `order` (positions into `keys`, which agree on their first `offset` bytes) by key.
-fn sort_by_digits(order: &mut [(u128, u32)], keys: &[Arc<Node>], offset: usize) {
+fn sort_by_digits(order: &mut [Digit], keys: &[Arc<Node>], offset: usize) {
     /// Digits compared before a run of keys that still tie is sorted by whole keys (bounds the work on
     /// long keys that share most of their bytes).
-    const MAX_DIGITS: usize = 8;
-    const DIGIT: usize = 16;
+    const MAX_DIGITS: usize = 6;
+    const DIGIT: usize = 24;
+    let mut merged: Vec<Digit> = Vec::new();
     let mut pending = vec![(0, order.len(), offset)];
     while let Some((lo, hi, at)) = pending.pop() {
         let run = &mut order[lo..hi];
         if at >= offset + MAX_DIGITS * DIGIT
             || run
                 .iter()
-                .all(|e| keys[e.1 as usize].key.as_bytes().len() <= at)
+                .all(|e| keys[e.at as usize].key.as_bytes().len() <= at)
         {
             run.sort_unstable_by(|a, b| {
-                keys[a.1 as usize]
+                keys[a.at as usize]
                     .key
                     .as_bytes()
-                    .cmp(keys[b.1 as usize].key.as_bytes())
+                    .cmp(keys[b.at as usize].key.as_bytes())
             });
             continue;
         }
         // Zero-padded, so a digit orders as the key does among keys equal up to `at` (a tie of digits
         // goes on to the next one, or to whole keys: `a` and `a\0` have equal digits).
-        for e in run.iter_mut() {
+        for i in 0..run.len() {
+            if let Some(ahead) = run.get(i + NODE_LOOKAHEAD) {
+                prefetch_node(&keys[ahead.at as usize]);
+            }
+            let e = &mut run[i];
             let mut d = [0u8; DIGIT];
-            let tail = keys[e.1 as usize]
+            let tail = keys[e.at as usize]
                 .key
                 .as_bytes()
                 .get(at..)
                 .unwrap_or_default();
             let n = tail.len().min(DIGIT);
             d[..n].copy_from_slice(&tail[..n]);
-            e.0 = u128::from_be_bytes(d);
+            let (high, low) = d.split_at(16);
+            e.high = u128::from_be_bytes(high.try_into().expect("16 bytes"));
+            e.low = u64::from_be_bytes(low.try_into().expect("8 bytes"));
         }
-        // Keys added mostly in order (a stream's entries, with the trimmed ones in runs of their own) make a
-        // few ascending runs, which the stable sort merges in about one pass; the unstable one sorted them
-        // as if shuffled.
-        let descents = run.windows(2).filter(|w| w[1].0 < w[0].0).count();
-        if descents * 64 < run.len() {
-            run.sort_by_key(|e| e.0);
-        } else {
-            run.sort_unstable_by_key(|e| e.0);
+        // Keys added in a few ascending sequences at once (a stream's entries beside its node records)
+        // are merged; keys added mostly in order make a few ascending runs, which the stable sort merges
+        // in about one pass (the unstable one sorted them as if shuffled).
+        if !merge_lanes(run, &mut merged) {
+            let descents = run.windows(2).filter(|w| w[1].key() < w[0].key()).count();
+            if descents * 64 < run.len() {
+                run.sort_by_key(Digit::key);
+            } else {
+                run.sort_unstable_by_key(Digit::key);
+            }
         }
         let mut i = 0;
         while i < run.len() {
             let mut j = i + 1;
-            while j < run.len() && run[j].0 == run[i].0 {
+            while j < run.len() && run[j].key() == run[i].key() {
                 j += 1;
             }
             if j - i > 1 {
@@ -1023,6 +1081,69 @@ fn sort_by_digits(order: &mut [(u128, u32)], keys: &[Arc<Node>], offset: usize) 
             i = j;
         }
     }
+}
+
+/// Sorts `run` by digit if it is at most [`LANES`] ascending (non-decreasing) sequences interleaved, as
+/// the keys of a stream's entries, its node records and the node records its trims delete are: each
+/// record goes to the lane whose last digit is the largest one not above its own, and the lanes are then
+/// merged through `merged` (scratch). Returns false, `run` unchanged, when more lanes would be needed.
+/// Two passes and a copy, where sorting such keys cost a stable sort's quicksort on runs too short for
+/// it to merge (a fifth of the flush thread's CPU under XADD -P16).
+fn merge_lanes(run: &mut [Digit], merged: &mut Vec<Digit>) -> bool {
+    const LANES: usize = 4;
+    let mut last = [(0u128, 0u64); LANES];
+    let mut lanes = 0;
+    let mut lane_of: Vec<u8> = Vec::with_capacity(run.len());
+    for e in run.iter() {
+        let key = e.key();
+        let mut pick: Option<usize> = None;
+        for (i, l) in last[..lanes].iter().enumerate() {
+            if *l <= key && pick.is_none_or(|p| last[p] < *l) {
+                pick = Some(i);
+            }
+        }
+        let lane = match pick {
+            Some(i) => i,
+            None if lanes < LANES => {
+                lanes += 1;
+                lanes - 1
+            }
+            None => return false,
+        };
+        last[lane] = key;
+        lane_of.push(lane as u8);
+    }
+    if lanes <= 1 {
+        return true;
+    }
+    // Each lane's next record: a cursor that skips the other lanes' records.
+    let next_of = |lane: usize, from: usize| {
+        lane_of[from..]
+            .iter()
+            .position(|&l| usize::from(l) == lane)
+            .map_or(run.len(), |p| from + p)
+    };
+    let mut cursor = [0usize; LANES];
+    for (lane, c) in cursor[..lanes].iter_mut().enumerate() {
+        *c = next_of(lane, 0);
+    }
+    merged.clear();
+    merged.reserve(run.len());
+    for _ in 0..run.len() {
+        let mut best: Option<usize> = None;
+        for lane in 0..lanes {
+            if cursor[lane] < run.len()
+                && best.is_none_or(|b| run[cursor[lane]].key() < run[cursor[b]].key())
+            {
+                best = Some(lane);
+            }
+        }
+        let lane = best.expect("a lane has records left while some are unmerged");
+        merged.push(run[cursor[lane]]);
+        cursor[lane] = next_of(lane, cursor[lane] + 1);
+    }
+    run.copy_from_slice(merged);
+    true
 }
 
 /// One fill of a [`MemIter`]'s buffer: where it starts, in which direction, and how much it takes.
@@ -1207,6 +1328,22 @@ pub struct MemTable {
     pub wal_id: u64,
 }
 
+/// What a released memtable leaves for the next one (see [`MemTable::release`]).
+#[derive(Default)]
+pub struct Leftovers {
+    chunks: Vec<BytesMut>,
+    /// The key index tables, every slot empty.
+    tables: Vec<crate::huge::HugeSlice<Slot>>,
+}
+
+impl Leftovers {
+    /// Takes the value chunks, at most `max` of them (the rest go back to the allocator).
+    pub fn take_chunks(&mut self, max: usize) -> Vec<BytesMut> {
+        self.chunks.truncate(max);
+        std::mem::take(&mut self.chunks)
+    }
+}
+
 impl MemTable {
     /// An empty memtable whose data starts in WAL segment `wal_id`.
     pub fn new(wal_id: u64) -> Self {
@@ -1217,15 +1354,28 @@ impl MemTable {
     /// previous memtable's [`MemTable::distinct_keys`]: growing a hash table rehashes and moves every slot,
     /// which showed up as ~3% of a random put and as latency spikes at each doubling.
     pub fn with_key_capacity(wal_id: u64, keys: usize) -> Self {
-        let per_shard = keys.div_ceil(INDEX_SHARDS);
+        Self::with_leftovers(wal_id, keys, &mut Leftovers::default())
+    }
+
+    /// [`MemTable::with_key_capacity`], on a released memtable's key index tables when they are the size
+    /// it wants: fresh ones are tens of MB of pages the kernel zeroes (a commit leader that had to build
+    /// its next memtable spent ~40 ms at it, 1.4% of XADD -P16's worker). Takes the tables either way;
+    /// leaves the chunks (see [`MemTable::give_chunks`]).
+    pub fn with_leftovers(wal_id: u64, keys: usize, leftovers: &mut Leftovers) -> Self {
+        let slots = KeyIndex::slots_for(keys.div_ceil(INDEX_SHARDS));
+        let mut tables = std::mem::take(&mut leftovers.tables);
+        if tables.len() != INDEX_SHARDS || tables.iter().any(|t| t.len() != slots) {
+            drop(tables);
+            // The shards' tables side by side in one region, so together they make whole huge pages.
+            tables = crate::huge::HugeSlice::split(INDEX_SHARDS, slots);
+        }
         MemTable {
             map: RwLock::new(Ordered {
                 spare: Vec::with_capacity(keys),
                 ..Ordered::default()
             }),
             has_unordered: AtomicBool::new(false),
-            // The shards' tables side by side in one region, so together they make whole huge pages.
-            index: crate::huge::HugeSlice::split(INDEX_SHARDS, KeyIndex::slots_for(per_shard))
+            index: tables
                 .into_iter()
                 .map(|slots| IndexShard::new(KeyIndex { slots, len: 0 }))
                 .collect(),
@@ -1240,9 +1390,10 @@ impl MemTable {
         }
     }
 
-    /// Releases this memtable, returning the value chunks that no reader still holds a value of, for
-    /// [`MemTable::give_chunks`]. The flush thread calls it on memtables it flushed.
-    pub fn into_chunks(self) -> Vec<BytesMut> {
+    /// Releases this memtable into `leftovers`: the value chunks no reader still holds a value of, and its
+    /// key index tables, emptied, for the next memtable ([`MemTable::with_leftovers`]). The flush thread
+    /// calls it on memtables it flushed.
+    pub fn release(self, leftovers: &mut Leftovers) {
         let MemTable {
             map,
             index,
@@ -1262,15 +1413,19 @@ impl MemTable {
             drop(node);
         }
         drop(ordered);
-        for shard in index.iter() {
-            shard.table.write().release_nodes();
-        }
-        drop(index);
+        leftovers.tables = index
+            .into_iter()
+            .map(|shard| {
+                let mut table = shard.table.into_inner();
+                table.release_nodes();
+                table.slots
+            })
+            .collect();
         drop(range_dels);
-        writer.into_inner().into_reusable()
+        leftovers.chunks.extend(writer.into_inner().into_reusable());
     }
 
-    /// Hands this memtable value chunks to fill before it allocates any (see [`MemTable::into_chunks`]).
+    /// Hands this memtable value chunks to fill before it allocates any (see [`MemTable::release`]).
     pub fn give_chunks(&self, chunks: Vec<BytesMut>) {
         let mut arena = self.writer.lock();
         arena.spare.extend(chunks);
@@ -2205,7 +2360,9 @@ mod tests {
         }
         // Six values fit a 64 KiB chunk: seven chunks, one kept alive by a reader of key 3.
         let held = m.get(1, &3u64.to_be_bytes(), 100).unwrap().2;
-        let chunks = m.into_chunks();
+        let mut leftovers = Leftovers::default();
+        m.release(&mut leftovers);
+        let chunks = leftovers.take_chunks(usize::MAX);
         assert_eq!(chunks.len(), 6);
         assert!(
             chunks
@@ -2300,10 +2457,33 @@ mod tests {
             let mut runs = nodes.clone();
             let third = runs.len() / 3;
             runs[third..].rotate_left(third / 2);
-            for mut keys in [shuffled, runs] {
-                sort_nodes(&mut keys);
-                let got: Vec<&[u8]> = keys.iter().map(|n| n.key.as_bytes()).collect();
-                assert_eq!(got, want);
+            // A few ascending sequences interleaved (merged as lanes up to four, sorted past that).
+            let mut interleaved = Vec::new();
+            for lanes in 2..=5u64 {
+                let mut split: Vec<Vec<Arc<Node>>> = vec![Vec::new(); lanes as usize];
+                for n in &nodes {
+                    split[(next() % lanes) as usize].push(n.clone());
+                }
+                let mut mixed = Vec::new();
+                let mut cursors = vec![0; split.len()];
+                while mixed.len() < nodes.len() {
+                    let lane = (next() % lanes) as usize;
+                    if let Some(n) = split[lane].get(cursors[lane]) {
+                        mixed.push(n.clone());
+                        cursors[lane] += 1;
+                    }
+                }
+                interleaved.push(mixed);
+            }
+            // The shared prefix found by a pass, or given (the smallest and largest keys' common prefix).
+            let given = common_prefix(want[0], want[want.len() - 1]);
+            for keys in [shuffled, runs].into_iter().chain(interleaved) {
+                for shared in [None, Some(given)] {
+                    let mut keys = keys.clone();
+                    sort_nodes(&mut keys, shared);
+                    let got: Vec<&[u8]> = keys.iter().map(|n| n.key.as_bytes()).collect();
+                    assert_eq!(got, want);
+                }
             }
         }
     }
