@@ -146,6 +146,7 @@ fn write_memtable(db: &DbInner, mem: &Arc<MemTable>) -> Result<Option<FileMeta>>
     }
     let sst = |e| StorageError::from_sst(Path::new("<flush>"), e);
     let mut out = SstOutput::create(db)?;
+    out.writer.expect_keys(mem.distinct_keys());
     let snapshots: Vec<u64> = db.snapshots.lock().keys().copied().collect();
     let rts: Vec<RangeTombstone> = mem
         .range_tombstones()

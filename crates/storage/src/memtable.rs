@@ -861,12 +861,21 @@ impl Ordered {
     /// which walks neighbouring leaves. Rebuilding a large map by a merge on every ordering was tried: a
     /// periodic scan (active expiry, every 100 ms) then rebuilt a map of ~300k keys per tick to add ~10k.
     fn order(&mut self, bounds: Option<&KeyBounds>) {
-        let mut new: Vec<Arc<Node>> = Vec::new();
+        let taken = |g: &Unordered| !g.nodes.is_empty() && !bounds.is_some_and(|b| g.outside(b));
+        // Sized for every group's keys at once: appending one group after another regrew it, copying
+        // (and faulting in) megabytes per flush.
+        let mut new: Vec<Arc<Node>> = Vec::with_capacity(
+            self.unordered
+                .iter()
+                .filter(|g| taken(g))
+                .map(|g| g.nodes.len())
+                .sum(),
+        );
         // The smallest and largest new key: every key between them shares the prefix they share.
         let mut extremes: Option<(NodeKey, NodeKey)> = None;
         let mut spans_known = true;
         for group in &mut self.unordered {
-            if group.nodes.is_empty() || bounds.is_some_and(|b| group.outside(b)) {
+            if !taken(group) {
                 continue;
             }
             match (group.span.take(), &mut extremes) {
@@ -882,11 +891,7 @@ impl Ordered {
                 }
             }
             // Drained rather than taken, so the group keeps its room for the keys still to come.
-            if new.is_empty() {
-                new = group.nodes.drain(..).collect();
-            } else {
-                new.append(&mut group.nodes);
-            }
+            new.append(&mut group.nodes);
         }
         if new.is_empty() {
             return;
@@ -1364,7 +1369,12 @@ impl MemTable {
     pub fn with_leftovers(wal_id: u64, keys: usize, leftovers: &mut Leftovers) -> Self {
         let slots = KeyIndex::slots_for(keys.div_ceil(INDEX_SHARDS));
         let mut tables = std::mem::take(&mut leftovers.tables);
-        if tables.len() != INDEX_SHARDS || tables.iter().any(|t| t.len() != slots) {
+        // Up to twice the slots wanted will do (the load is lower, the memory what the last one had).
+        if tables.len() != INDEX_SHARDS
+            || tables
+                .iter()
+                .any(|t| t.len() < slots || t.len() > 2 * slots)
+        {
             drop(tables);
             // The shards' tables side by side in one region, so together they make whole huge pages.
             tables = crate::huge::HugeSlice::split(INDEX_SHARDS, slots);
@@ -1445,7 +1455,14 @@ impl MemTable {
             Some(g) => &mut g.nodes,
             None => &mut map.spare,
         };
-        room.reserve(keys.saturating_sub(room.len()));
+        if room.is_empty() {
+            // A fresh allocation, not a reserve: growing copies the old capacity, touching its pages.
+            if room.capacity() < keys {
+                *room = Vec::with_capacity(keys);
+            }
+        } else {
+            room.reserve(keys.saturating_sub(room.len()));
+        }
     }
 
     /// Approximate memory used.

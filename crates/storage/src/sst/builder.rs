@@ -62,6 +62,14 @@ impl<W: Write> SstWriter<W> {
         }
     }
 
+    /// A hint that about `keys` distinct user keys are coming (a memtable's), so the filter's key list is
+    /// sized once.
+    pub fn expect_keys(&mut self, keys: usize) {
+        if let Some(bloom) = &mut self.bloom {
+            bloom.reserve(keys);
+        }
+    }
+
     /// Adds a point entry (put or point delete). Keys must be strictly increasing by
     /// [`compare_internal`]; range tombstones go through [`SstWriter::add_range_tombstone`].
     pub fn add(&mut self, internal_key: &[u8], value: &[u8]) -> Result<(), SstError> {
