@@ -334,10 +334,10 @@ fn prepare_spare(db: &DbInner, leftovers: &mut Leftovers) {
             db.spare_memtable.lock().get_or_insert(fresh);
         }
     }
-    // At most one memtable's worth waits in the spare; the rest go back to the allocator.
+    // At most one memtable's worth waits in the spare.
     if let Some(spare) = db.spare_memtable.lock().as_ref() {
         let max = db.opts.memtable_size_bytes / VALUE_CHUNK_BYTES + 1;
-        spare.give_chunks(leftovers.take_chunks(max));
+        spare.give_chunks(leftovers.take_chunks(), max);
     }
 }
 

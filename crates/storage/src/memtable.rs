@@ -1342,9 +1342,8 @@ pub struct Leftovers {
 }
 
 impl Leftovers {
-    /// Takes the value chunks, at most `max` of them (the rest go back to the allocator).
-    pub fn take_chunks(&mut self, max: usize) -> Vec<BytesMut> {
-        self.chunks.truncate(max);
+    /// Takes the value chunks.
+    pub fn take_chunks(&mut self) -> Vec<BytesMut> {
         std::mem::take(&mut self.chunks)
     }
 }
@@ -1436,9 +1435,11 @@ impl MemTable {
     }
 
     /// Hands this memtable value chunks to fill before it allocates any (see [`MemTable::release`]).
-    pub fn give_chunks(&self, chunks: Vec<BytesMut>) {
+    /// It keeps at most `max` waiting; the rest go back to the allocator.
+    pub fn give_chunks(&self, chunks: Vec<BytesMut>, max: usize) {
         let mut arena = self.writer.lock();
-        arena.spare.extend(chunks);
+        let room = max.saturating_sub(arena.spare.len());
+        arena.spare.extend(chunks.into_iter().take(room));
     }
 
     /// Reserves room in the list of new keys for as many as a memtable of `bytes` can hold (each new key
@@ -2369,6 +2370,48 @@ mod tests {
     }
 
     #[test]
+    fn a_released_index_serves_the_next_memtable_empty() {
+        let m = MemTable::with_key_capacity(1, 5_000);
+        for i in 0..5_000u64 {
+            m.add(1, &i.to_be_bytes(), i + 1, KIND_PUT, b"v");
+        }
+        let tables: Vec<usize> = m
+            .index
+            .iter()
+            .map(|s| s.slots_at.load(Ordering::Relaxed))
+            .collect();
+        let mut leftovers = Leftovers::default();
+        m.release(&mut leftovers);
+        let next = MemTable::with_leftovers(2, 5_000, &mut leftovers);
+        let reused: Vec<usize> = next
+            .index
+            .iter()
+            .map(|s| s.slots_at.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(reused, tables, "the same tables");
+        for i in 0..5_000u64 {
+            assert_eq!(next.get(1, &i.to_be_bytes(), 1 << 20), None);
+        }
+        for i in 0..6_000u64 {
+            next.add(1, &i.to_be_bytes(), i + 1, KIND_PUT, &i.to_be_bytes());
+        }
+        for i in 0..6_000u64 {
+            let got = next.get(1, &i.to_be_bytes(), 1 << 20).unwrap().2;
+            assert_eq!(got.as_ref(), i.to_be_bytes());
+        }
+        // Tables of another size are not taken.
+        next.release(&mut leftovers);
+        let small = MemTable::with_leftovers(3, 10, &mut leftovers);
+        assert!(leftovers.tables.is_empty());
+        assert!(
+            small
+                .index
+                .iter()
+                .all(|s| s.mask.load(Ordering::Relaxed) < 64)
+        );
+    }
+
+    #[test]
     fn released_memtable_chunks_are_refilled_by_the_next_one_unless_a_reader_holds_them() {
         let value = vec![5u8; 10_000];
         let m = MemTable::new(1);
@@ -2379,7 +2422,7 @@ mod tests {
         let held = m.get(1, &3u64.to_be_bytes(), 100).unwrap().2;
         let mut leftovers = Leftovers::default();
         m.release(&mut leftovers);
-        let chunks = leftovers.take_chunks(usize::MAX);
+        let chunks = leftovers.take_chunks();
         assert_eq!(chunks.len(), 6);
         assert!(
             chunks
@@ -2389,7 +2432,7 @@ mod tests {
         assert_eq!(held.as_ref(), &value[..]);
 
         let next = MemTable::new(2);
-        next.give_chunks(chunks);
+        next.give_chunks(chunks, usize::MAX);
         for i in 0..20u64 {
             next.add(1, &i.to_be_bytes(), i + 1, KIND_PUT, &[i as u8; 10_000]);
         }
