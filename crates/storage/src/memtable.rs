@@ -1088,7 +1088,7 @@ fn sort_by_digits(order: &mut [Digit], keys: &[Arc<Node>], offset: usize) {
     }
 }
 
-/// Sorts `run` by digit if it is at most [`LANES`] ascending (non-decreasing) sequences interleaved, as
+/// Sorts `run` by digit if it is at most four ascending (non-decreasing) sequences interleaved, as
 /// the keys of a stream's entries, its node records and the node records its trims delete are: each
 /// record goes to the lane whose last digit is the largest one not above its own, and the lanes are then
 /// merged through `merged` (scratch). Returns false, `run` unchanged, when more lanes would be needed.
