@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -195,6 +195,8 @@ pub(crate) struct DbInner {
     sealed_unsynced: parking_lot::Mutex<Vec<Arc<dyn crate::fs::WritableFile>>>,
     /// An empty memtable the flush thread prepared for the next switch (see `flush_loop`).
     pub(crate) spare_memtable: parking_lot::Mutex<Option<MemTable>>,
+    /// The most distinct keys a memtable has held (see [`DbInner::next_memtable_keys`]).
+    most_memtable_keys: AtomicUsize,
     /// Mirror of the WAL writer's `written_seqno`, so [`Db::sync_to`] returns without the WAL lock when its
     /// bytes were already written.
     wal_written_seqno: AtomicU64,
@@ -502,6 +504,7 @@ impl Db {
             wal: Mutex::new(wal),
             sealed_unsynced: parking_lot::Mutex::new(Vec::new()),
             spare_memtable: parking_lot::Mutex::new(None),
+            most_memtable_keys: AtomicUsize::new(0),
             wal_written_seqno: AtomicU64::new(next_seqno - 1),
             visible_seqno: AtomicU64::new(next_seqno - 1),
             readers: Arc::default(),
@@ -1278,6 +1281,19 @@ impl DbInner {
         Ok(())
     }
 
+    /// How many keys to size the index of the memtable after `last` for: the most any memtable has held.
+    /// Sized by the last one alone, the index changed size whenever the mix of commands did: a memtable
+    /// with more keys than the one before doubled its index on the applying thread (tens of MB of fresh
+    /// pages the kernel zeroes, ~4% of XACK -P16's worker after XREADGROUP), and a released index no
+    /// longer fit the memtable after it, so the flush thread zeroed a new one too. Held at the most, the
+    /// index settles at one size and the released ones are reused.
+    pub(crate) fn next_memtable_keys(&self, last: &MemTable) -> usize {
+        let keys = last.distinct_keys();
+        self.most_memtable_keys
+            .fetch_max(keys, Ordering::Relaxed)
+            .max(keys)
+    }
+
     /// Freezes the active memtable when it is full, stalling while too many frozen memtables (or L0 files)
     /// wait. Only the commit leader calls this, so the WAL and the memtable set change under one owner.
     ///
@@ -1366,7 +1382,7 @@ impl DbInner {
         // Usually prepared by the flush thread right after the last switch; else built here, before the
         // memtable set is locked: sizing its index for as many keys as the last one had writes tens of MB,
         // and neither readers nor (when prepared) writers should wait for that.
-        let keys = self.mems.read().active.distinct_keys();
+        let keys = self.next_memtable_keys(&self.mems.read().active);
         let fresh = Arc::new(match self.spare_memtable.lock().take() {
             Some(mut spare) => {
                 spare.wal_id = id;

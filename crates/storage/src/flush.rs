@@ -327,7 +327,12 @@ fn flush_loop(db: Arc<DbInner>) {
 /// under it.
 fn prepare_spare(db: &DbInner, leftovers: &mut Leftovers) {
     if db.spare_memtable.lock().is_none() {
-        let keys = db.mems.read().imms.first().map(|m| m.distinct_keys());
+        let keys = db
+            .mems
+            .read()
+            .imms
+            .first()
+            .map(|m| db.next_memtable_keys(m));
         if let Some(keys) = keys {
             let fresh = MemTable::with_leftovers(0, keys, leftovers);
             fresh.reserve_keys_for(db.opts.memtable_size_bytes);
