@@ -13,6 +13,7 @@ use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 use std::time::Instant;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -517,24 +518,12 @@ impl Monitors {
 
     /// Sends a command to every monitor, in Redis's format:
     /// `1339518083.107412 [0 127.0.0.1:60866] "keys" "*"`.
-    pub fn feed(
-        &self,
-        pubsub: &crate::pubsub::PubSub,
-        db: usize,
-        peer: SocketAddr,
-        args: &[Bytes],
-    ) {
+    pub fn feed(&self, pubsub: &crate::pubsub::PubSub, db: usize, peer: SocketAddr, args: &[Arg]) {
         self.feed_from(pubsub, db, &peer.to_string(), args);
     }
 
     /// Like [`Monitors::feed`], naming the source as given (`lua` for commands a script calls).
-    pub fn feed_from(
-        &self,
-        pubsub: &crate::pubsub::PubSub,
-        db: usize,
-        source: &str,
-        args: &[Bytes],
-    ) {
+    pub fn feed_from(&self, pubsub: &crate::pubsub::PubSub, db: usize, source: &str, args: &[Arg]) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();

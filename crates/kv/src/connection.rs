@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use strata_resp::Arg;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use strata_resp::{Frame, RequestParser};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -170,8 +171,9 @@ async fn serve_client(
         loop {
             let buffered = conn.input.len();
             parser.set_unauthenticated(!session.authenticated && shared.password.required());
-            match parser.parse(&mut conn.input) {
-                Ok(Some(args)) => {
+            match parser.parse_request(&mut conn.input) {
+                Ok(Some(request)) => {
+                    let args = request.args();
                     // A killed client runs nothing more, even what it had already sent.
                     if session.handle.is_killed() {
                         return Err(Closed);
@@ -532,7 +534,7 @@ async fn wait_while_paused(
     session: &Session,
     shared: &Shared,
     shutdown: &CancellationToken,
-    args: &[Bytes],
+    args: &[Arg<'_>],
 ) -> Result<(), Closed> {
     let Some(spec) = args.first().and_then(|name| cmd::lookup(name)) else {
         return Ok(());
@@ -545,7 +547,7 @@ async fn wait_while_paused(
     if !arity_ok {
         return Ok(());
     }
-    let writes = |spec: &cmd::CommandSpec, args: &[Bytes]| {
+    let writes = |spec: &cmd::CommandSpec, args: &[Arg]| {
         let flags = cmd::flags_of(spec, args);
         flags.contains(&"write")
             || flags.contains(&"may_replicate")
@@ -559,7 +561,7 @@ async fn wait_while_paused(
                 queue.iter().any(|q| {
                     q.first()
                         .and_then(|n| cmd::lookup(n))
-                        .is_some_and(|s| writes(s, q))
+                        .is_some_and(|s| writes(s, &strata_resp::args_of(q)))
                 })
             }));
     if shared.pause.paused_until(is_write).is_none() {
@@ -585,7 +587,7 @@ async fn wait_blocked(
     shared: &Shared,
     shutdown: &CancellationToken,
     request: BlockRequest,
-    args: &[Bytes],
+    args: &[Arg<'_>],
 ) -> Result<Frame, Closed> {
     let handle = session.handle.clone();
     let waiter = shared

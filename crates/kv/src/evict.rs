@@ -50,6 +50,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -831,7 +832,7 @@ pub fn after_command(
     sh: &Shared,
     session: &Session,
     spec: &crate::cmd::CommandSpec,
-    args: &[Bytes],
+    args: &[Arg],
     keys: &[usize],
     reply: &Frame,
 ) {

@@ -16,7 +16,7 @@
 //! key is in the cache after the first command, and keys the memtable does not hold (new keys, or keys only
 //! on disk), where there is nothing in memory to load.
 
-use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::RequestParser;
 
 use crate::Shared;
@@ -54,7 +54,7 @@ impl LookAhead {
     pub(crate) fn after_parse(
         &mut self,
         parser: &mut RequestParser,
-        args: &[Bytes],
+        args: &[Arg],
         input: &[u8],
         shared: &Shared,
         db: usize,
@@ -97,7 +97,7 @@ impl LookAhead {
 
     /// Starts loading the first key of the command `args`, which runs next (the first stage only: its
     /// slot, not yet the node the slot points to, as that would stall on the slot right here).
-    fn prefetch_own_key(&mut self, args: &[Bytes], shared: &Shared, db: usize) {
+    fn prefetch_own_key(&mut self, args: &[Arg], shared: &Shared, db: usize) {
         let Some(name) = args.first() else {
             return;
         };

@@ -15,6 +15,7 @@
 //! emitted: module events.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -148,22 +149,22 @@ impl Notifier {
     }
 
     /// Before a write command runs: notes its keys' existence and write counters.
-    pub fn begin(sh: &Shared, db: usize, name: &str, args: &[Bytes]) -> Pending {
+    pub fn begin(sh: &Shared, db: usize, name: &str, args: &[Arg]) -> Pending {
         STREAM_EVENTS.with(|e| e.borrow_mut().clear());
         let keys = crate::cmd::key_positions(name, args)
             .into_iter()
             .filter_map(|i| args.get(i))
             .map(|key| KeyState {
-                key: key.clone(),
+                key: key.to_bytes(),
                 existed: exists(sh, db, key),
-                writes: sh.keyspace.watch(db, key),
+                writes: sh.keyspace.watch(db, &key.to_bytes()),
             })
             .collect();
         Pending { db, keys }
     }
 
     /// After the command ran: publishes the events for the keys it wrote.
-    pub fn finish(sh: &Shared, pending: Pending, name: &str, args: &[Bytes], reply: &Frame) {
+    pub fn finish(sh: &Shared, pending: Pending, name: &str, args: &[Arg], reply: &Frame) {
         let failed = matches!(reply, Frame::Error(_) | Frame::Null | Frame::NullArray)
             || (COUNTING.contains(&name) && matches!(reply, Frame::Integer(0)));
         let flags = sh.notify.flags();
@@ -260,7 +261,7 @@ fn exists(sh: &Shared, db: usize, key: &[u8]) -> bool {
 }
 
 /// Whether a SET-like command also gives the key a TTL (Redis then emits `expire` after `set`).
-fn ev_sets_ttl(name: &str, args: &[Bytes]) -> bool {
+fn ev_sets_ttl(name: &str, args: &[Arg]) -> bool {
     match name {
         "setex" | "psetex" => true,
         "set" => args.iter().skip(3).any(|a| {
@@ -271,12 +272,12 @@ fn ev_sets_ttl(name: &str, args: &[Bytes]) -> bool {
     }
 }
 
-fn side(arg: Option<&Bytes>) -> bool {
+fn side(arg: Option<&Arg>) -> bool {
     arg.is_some_and(|a| a.eq_ignore_ascii_case(b"left"))
 }
 
 /// The event of command `name` for its `i`-th key (of `n`).
-fn event_for(name: &str, args: &[Bytes], i: usize, n: usize) -> Option<(u32, &'static str)> {
+fn event_for(name: &str, args: &[Arg], i: usize, n: usize) -> Option<(u32, &'static str)> {
     let last = i + 1 == n;
     Some(match name {
         "set" | "setnx" | "setex" | "psetex" | "mset" | "msetnx" | "getset" => (STRING, "set"),
@@ -414,7 +415,7 @@ const NO_KEYMISS: &[&str] = &["exists", "memory", "object"];
 
 /// Before a read-only command runs with class `m` on: publishes `keymiss` for each of its keys that does
 /// not exist, as Redis's read lookups do.
-pub fn key_misses(sh: &Shared, db: usize, name: &str, args: &[Bytes]) {
+pub fn key_misses(sh: &Shared, db: usize, name: &str, args: &[Arg]) {
     let flags = sh.notify.flags();
     if flags & KEY_MISS == 0 || flags & (KEYSPACE | KEYEVENT) == 0 || NO_KEYMISS.contains(&name) {
         return;

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -279,7 +280,7 @@ impl SlowLog {
     }
 
     /// Adds an entry (the caller checked [`SlowLog::is_slow`]).
-    pub fn push(&self, args: &[Bytes], elapsed: Duration, peer: SocketAddr, name: Bytes) {
+    pub fn push(&self, args: &[Arg], elapsed: Duration, peer: SocketAddr, name: Bytes) {
         let mut kept: Vec<Bytes> = Vec::with_capacity(args.len().min(SLOWLOG_MAX_ARGS));
         for (i, a) in args.iter().enumerate() {
             if i == SLOWLOG_MAX_ARGS - 1 && args.len() > SLOWLOG_MAX_ARGS {
@@ -296,7 +297,7 @@ impl SlowLog {
                 );
                 kept.push(Bytes::from(s));
             } else {
-                kept.push(a.clone());
+                kept.push(a.to_bytes());
             }
         }
         let entry = SlowEntry {
@@ -388,9 +389,24 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal address");
         let long = Bytes::from(vec![b'x'; 130]);
         let many: Vec<Bytes> = (0..40).map(|i| Bytes::from(i.to_string())).collect();
-        log.push(&[long], Duration::from_micros(5), peer, Bytes::new());
-        log.push(&many, Duration::from_micros(6), peer, Bytes::new());
-        log.push(&many, Duration::from_micros(7), peer, Bytes::new());
+        log.push(
+            &[strata_resp::Arg::of(&long)],
+            Duration::from_micros(5),
+            peer,
+            Bytes::new(),
+        );
+        log.push(
+            &strata_resp::args_of(&many),
+            Duration::from_micros(6),
+            peer,
+            Bytes::new(),
+        );
+        log.push(
+            &strata_resp::args_of(&many),
+            Duration::from_micros(7),
+            peer,
+            Bytes::new(),
+        );
         let entries = log.newest(10);
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].id, 2);
@@ -398,7 +414,7 @@ mod tests {
         assert_eq!(&entries[0].args[31][..], b"... (9 more arguments)");
         let log = SlowLog::default();
         log.push(
-            &[Bytes::from(vec![b'x'; 130])],
+            &[strata_resp::Arg::borrowed(&[b'x'; 130])],
             Duration::ZERO,
             peer,
             Bytes::new(),

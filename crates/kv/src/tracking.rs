@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -353,7 +354,7 @@ impl Tracking {
 
     /// Remembers that client `id` may cache `keys` (a read-only command's), then keeps the table within
     /// `tracking-table-max-keys`.
-    pub fn remember<'a>(&self, sh: &Shared, id: u64, keys: impl Iterator<Item = &'a Bytes>) {
+    pub fn remember<'a>(&self, sh: &Shared, id: u64, keys: impl Iterator<Item = Arg<'a>>) {
         {
             let mut table = self.table.lock();
             for key in keys {
@@ -364,7 +365,7 @@ impl Tracking {
                         }
                     }
                     None => {
-                        table.insert(key.clone(), HashSet::from([id]));
+                        table.insert(key.to_bytes(), HashSet::from([id]));
                         self.total_keys.fetch_add(1, Ordering::Relaxed);
                         self.total_items.fetch_add(1, Ordering::Relaxed);
                         self.key_bytes.fetch_add(key.len(), Ordering::Relaxed);
@@ -546,7 +547,7 @@ impl Watch {
         sh: &Shared,
         db: usize,
         spec: &crate::cmd::CommandSpec,
-        args: &[Bytes],
+        args: &[Arg],
         keys: &[usize],
     ) -> Option<Watch> {
         if !sh.tracking.is_active() || !spec.flags.contains(&"write") {
@@ -555,7 +556,11 @@ impl Watch {
         let keys = keys
             .iter()
             .filter_map(|&i| args.get(i))
-            .map(|k| (k.clone(), sh.keyspace.watch(db, k)))
+            .map(|k| {
+                let k = k.to_bytes();
+                let writes = sh.keyspace.watch(db, &k);
+                (k, writes)
+            })
             .collect();
         Some(Watch { db, keys })
     }
@@ -567,7 +572,7 @@ pub fn after_command(
     sh: &Shared,
     session: &crate::Session,
     spec: &crate::cmd::CommandSpec,
-    args: &[Bytes],
+    args: &[Arg],
     keys: &[usize],
     watch: Option<Watch>,
     reply: &Frame,
@@ -586,8 +591,11 @@ pub fn after_command(
         sh.tracking.flush(sh);
     }
     if session.tracking.remembers_reads() && spec.flags.contains(&"readonly") {
-        sh.tracking
-            .remember(sh, session.id, keys.iter().filter_map(|&i| args.get(i)));
+        sh.tracking.remember(
+            sh,
+            session.id,
+            keys.iter().filter_map(|&i| args.get(i).copied()),
+        );
     }
 }
 

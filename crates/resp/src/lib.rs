@@ -1,8 +1,9 @@
 //! strata-resp: the Redis serialization protocol (RESP2 and RESP3), as a codec and nothing more.
 //!
-//! - [`RequestParser`] turns the bytes a client sends into commands (`Vec<Bytes>`), accepting both the
-//!   multibulk form every client library uses and the inline form people type into `telnet`. Arguments are
-//!   slices of the read buffer (`Bytes`), not copies. Malformed input yields the exact error Redis sends
+//! - [`RequestParser`] turns the bytes a client sends into commands, accepting both the multibulk form
+//!   every client library uses and the inline form people type into `telnet`. A [`Request`] holds a
+//!   command's bytes, split off the read buffer without a copy; its arguments are borrowed from it as
+//!   [`Arg`]s, which a command keeps as `Bytes` (still no copy) only when it stores one. Malformed input yields the exact error Redis sends
 //!   (`Protocol error: invalid bulk length`, ...), after which the connection must be closed, as Redis does.
 //! - [`Frame`] is a reply (or any RESP3 value); [`Frame::encode`] writes it for the connection's protocol
 //!   version, downgrading RESP3-only types for RESP2 clients the way Redis does (a map becomes a flat array,
@@ -30,10 +31,12 @@
 //! assert_eq!(&out[..], b"$3\r\n1.5\r\n");
 //! ```
 
+mod arg;
 mod frame;
 mod inline;
 mod request;
 
+pub use arg::{Arg, Args, Request, args_of, to_owned_args};
 pub use frame::{DecodeError, Frame, put_uint};
 pub use inline::split_args;
 pub use request::{RequestParser, UNAUTHENTICATED_ARGS, UNAUTHENTICATED_BULK_BYTES};
@@ -143,8 +146,15 @@ pub mod fuzzing {
             });
             let mut peeked = peeked.into_iter();
             loop {
-                match parser.parse(&mut buf) {
-                    Ok(Some(args)) => {
+                match parser.parse_request(&mut buf) {
+                    Ok(Some(request)) => {
+                        // The borrowed arguments, the kept ones and the list form agree.
+                        let args: Vec<Vec<u8>> =
+                            request.args().iter().map(|a| a.to_vec()).collect();
+                        let kept: Vec<_> = request.args().iter().map(|a| a.to_bytes()).collect();
+                        assert_eq!(kept, args, "a kept argument differs from its bytes");
+                        assert_eq!(request.len(), args.len());
+                        assert_eq!(request.into_vec(), args, "the list form differs");
                         if let Some(expected) = peeked.next() {
                             assert_eq!(args, expected, "peek disagrees with parse");
                         }

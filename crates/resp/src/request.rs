@@ -8,6 +8,7 @@
 
 use bytes::{Buf as _, Bytes, BytesMut};
 
+use crate::arg::Request;
 use crate::inline::split_args;
 use crate::{Limits, ProtocolError};
 
@@ -131,6 +132,12 @@ impl RequestParser {
     /// Returns `Ok(None)` when more bytes are needed. Empty requests (`*0`, a blank line) are skipped, as
     /// Redis does. After an error the connection must be closed: the stream position is lost.
     pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        Ok(self.parse_request(buf)?.map(Request::into_vec))
+    }
+
+    /// [`RequestParser::parse`], returning the request as a [`Request`], whose arguments a command
+    /// borrows ([`Request::args`]) rather than holding a reference count each.
+    pub fn parse_request(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
         loop {
             match &mut self.state {
                 State::Idle => {
@@ -143,15 +150,15 @@ impl RequestParser {
                         self.partial = false;
                         match self.parse_inline(buf)? {
                             Some(args) if args.is_empty() => continue,
-                            other => return Ok(other),
+                            other => return Ok(other.map(Request::from_list)),
                         }
                     }
                     if let Some(scan) = self.take_peeked(buf) {
                         self.partial = false;
-                        let args =
+                        let request =
                             split_whole(buf, &scan.spans[..scan.count.into()], scan.end as usize);
                         self.peeked_at = buf.as_ptr() as usize;
-                        return Ok(Some(args));
+                        return Ok(Some(request));
                     }
                     let mut spans = [(0u32, 0u32); WHOLE_SPLIT_ARGS];
                     match scan_small(buf, &self.limits, self.unauthenticated, &mut spans) {
@@ -241,7 +248,7 @@ impl RequestParser {
                     if *remaining == 0 {
                         let args = std::mem::take(args);
                         self.state = State::Idle;
-                        return Ok(Some(args));
+                        return Ok(Some(Request::from_list(args)));
                     }
                 }
             }
@@ -445,14 +452,10 @@ fn number_line(buf: &[u8], from: usize) -> Line {
 
 /// Splits a whole request scanned by [`scan_small`] off the front of `buf`: each argument is taken where
 /// the scan found it, without a second pass over the headers.
-fn split_whole(buf: &mut BytesMut, spans: &[(u32, u32)], end: usize) -> Vec<Bytes> {
-    // One split of the whole request, then a slice per argument: a slice costs a reference count
-    // increment, where splitting each argument off the buffer cost two cursor moves and a split.
-    let whole = buf.split_to(end).freeze();
-    spans
-        .iter()
-        .map(|&(start, len)| whole.slice(start as usize..(start + len) as usize))
-        .collect()
+fn split_whole(buf: &mut BytesMut, spans: &[(u32, u32)], end: usize) -> Request {
+    // One split of the whole request, which its arguments borrow (see `crate::arg`): splitting each
+    // argument off the buffer cost two cursor moves and a split, a slice each a reference count.
+    Request::whole(buf.split_to(end).freeze(), spans)
 }
 
 /// The index of the `\r` ending the line that starts at `from`, once the `\n` after it is buffered too.

@@ -2,6 +2,7 @@
 //! REPLY, TRACKING, CACHING, GETREDIR, TRACKINGINFO, HELP. The other connections are seen through the client registry.
 
 use std::sync::atomic::Ordering;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -110,14 +111,14 @@ fn on_off(arg: &[u8]) -> Option<bool> {
     }
 }
 
-pub fn client(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn client(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     match (sub.as_slice(), args.len()) {
         (b"id", 2) => Frame::Integer(i64::try_from(s.id).unwrap_or(i64::MAX)),
         (b"getname", 2) => s.name().map_or(Frame::Null, Frame::Bulk),
         (b"setname", 3) => match valid_name(&args[2]) {
             Ok(()) => {
-                s.set_name((!args[2].is_empty()).then(|| args[2].clone()));
+                s.set_name((!args[2].is_empty()).then(|| args[2].to_bytes()));
                 Frame::ok()
             }
             Err(reply) => reply,
@@ -187,7 +188,7 @@ pub fn client(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX prefix ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP].
-fn tracking(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn tracking(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let mut opts = crate::tracking::Options::default();
     let mut i = 3;
     while i < args.len() {
@@ -212,7 +213,7 @@ fn tracking(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             b"noloop" => opts.noloop = true,
             b"prefix" if more => {
                 i += 1;
-                opts.prefixes.push(args[i].clone());
+                opts.prefixes.push(args[i].to_bytes());
             }
             _ => return Frame::error("ERR syntax error"),
         }
@@ -263,7 +264,7 @@ fn caching(s: &mut Session, arg: &[u8]) -> Frame {
     Frame::ok()
 }
 
-fn setinfo(s: &mut Session, attr: &[u8], value: &Bytes) -> Frame {
+fn setinfo(s: &mut Session, attr: &[u8], value: &Arg) -> Frame {
     let attr_l = attr.to_ascii_lowercase();
     let lib_name = match attr_l.as_slice() {
         b"lib-name" => true,
@@ -281,7 +282,7 @@ fn setinfo(s: &mut Session, attr: &[u8], value: &Bytes) -> Frame {
             String::from_utf8_lossy(&attr_l)
         ));
     }
-    let v = (!value.is_empty()).then(|| value.clone());
+    let v = (!value.is_empty()).then(|| value.to_bytes());
     let mut names = s.handle.names.lock();
     if lib_name {
         names.lib_name = v;
@@ -292,7 +293,7 @@ fn setinfo(s: &mut Session, attr: &[u8], value: &Bytes) -> Frame {
 }
 
 /// CLIENT LIST [TYPE type] [ID id ...].
-fn list(s: &Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn list(s: &Session, sh: &Shared, args: &[Arg]) -> Frame {
     let mut ty = None;
     let mut ids: Option<Vec<u64>> = None;
     let mut i = 2;
@@ -337,7 +338,7 @@ fn list(s: &Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 /// CLIENT KILL addr:port, or CLIENT KILL <filter> <value> ... with ID, ADDR, LADDR, USER, TYPE, SKIPME,
 /// MAXAGE.
-fn kill(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn kill(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if args.len() == 3 {
         // The old form: one address, OK or an error.
         let addr = String::from_utf8_lossy(&args[2]);
@@ -426,7 +427,7 @@ fn close_client(s: &mut Session, c: &ClientHandle) {
 }
 
 /// CLIENT UNBLOCK id [TIMEOUT|ERROR].
-fn unblock(sh: &Shared, args: &[Bytes]) -> Frame {
+fn unblock(sh: &Shared, args: &[Arg]) -> Frame {
     let id = match parse_i64(&args[2]) {
         Ok(id) => id,
         Err(e) => return e,
@@ -450,7 +451,7 @@ fn unblock(sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// CLIENT PAUSE timeout-ms [WRITE|ALL].
-fn pause(sh: &Shared, args: &[Bytes]) -> Frame {
+fn pause(sh: &Shared, args: &[Arg]) -> Frame {
     let ms = match parse_i64(&args[2]) {
         Ok(ms) if ms < 0 => return Frame::error("ERR timeout is negative"),
         Ok(ms) => ms as u64,

@@ -11,6 +11,7 @@
 //! values) and nothing changes unless all pass.
 
 use std::sync::atomic::Ordering;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -1200,7 +1201,7 @@ fn set_failed(name: &str, reason: &str) -> Frame {
     ))
 }
 
-fn config_set(sh: &Shared, args: &[Bytes]) -> Frame {
+fn config_set(sh: &Shared, args: &[Arg]) -> Frame {
     let mut checked: Vec<(&'static Param, String)> = Vec::new();
     for pair in args[2..].chunks_exact(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
@@ -1229,7 +1230,7 @@ fn config_set(sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::ok()
 }
 
-fn config_get(sh: &Shared, args: &[Bytes]) -> Frame {
+fn config_get(sh: &Shared, args: &[Arg]) -> Frame {
     let mut pairs: Vec<(&'static str, String)> = Vec::new();
     let mut add = |name: &'static str, p: &Param| {
         if !pairs.iter().any(|(n, _)| *n == name) {
@@ -1260,7 +1261,7 @@ fn config_get(sh: &Shared, args: &[Bytes]) -> Frame {
     )
 }
 
-pub fn config(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn config(_s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     match sub.as_slice() {
         b"get" if args.len() >= 3 => config_get(sh, args),

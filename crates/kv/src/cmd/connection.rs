@@ -1,6 +1,6 @@
 //! PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET.
 
-use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::{Frame, ProtocolVersion};
 
 use super::CommandSpec;
@@ -99,24 +99,24 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 /// checks pick the right code paths.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
-pub fn ping(s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn ping(s: &mut Session, _sh: &Shared, args: &[Arg]) -> Frame {
     if s.in_resp2_pubsub_mode() {
         // A subscribed RESP2 client gets a pub/sub shaped reply it can tell from messages.
         return match args {
             [_] => Frame::Array(vec![Frame::bulk("pong"), Frame::bulk("")]),
-            [_, msg] => Frame::Array(vec![Frame::bulk("pong"), Frame::Bulk(msg.clone())]),
+            [_, msg] => Frame::Array(vec![Frame::bulk("pong"), Frame::Bulk(msg.to_bytes())]),
             _ => super::wrong_arity("ping"),
         };
     }
     match args {
         [_] => Frame::simple("PONG"),
-        [_, msg] => Frame::Bulk(msg.clone()),
+        [_, msg] => Frame::Bulk(msg.to_bytes()),
         _ => super::wrong_arity("ping"),
     }
 }
 
 /// MONITOR: from now on the connection receives every command the service runs, as a line.
-pub fn monitor(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn monitor(s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     if !s.monitoring {
         s.monitoring = true;
         sh.monitors.add(s.handle.clone());
@@ -124,21 +124,21 @@ pub fn monitor(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
     Frame::ok()
 }
 
-pub fn echo(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
-    Frame::Bulk(args[1].clone())
+pub fn echo(_s: &mut Session, _sh: &Shared, args: &[Arg]) -> Frame {
+    Frame::Bulk(args[1].to_bytes())
 }
 
-pub fn quit(s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn quit(s: &mut Session, _sh: &Shared, _args: &[Arg]) -> Frame {
     s.closing = true;
     Frame::ok()
 }
 
-pub fn reset(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn reset(s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     s.reset(sh);
     Frame::simple("RESET")
 }
 
-pub fn select(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn select(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let index = match parse_i64(&args[1]) {
         Ok(i) => i,
         Err(reply) => return reply,
@@ -180,7 +180,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub fn auth(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn auth(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let result = match args {
         [_, password] => check_password(s, sh, None, password),
         [_, user, password] => {
@@ -197,7 +197,7 @@ pub fn auth(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     result.unwrap_or_else(Frame::ok)
 }
 
-pub fn hello(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hello(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let mut version = None;
     let mut i = 1;
     if let Some(v) = args.get(1) {
@@ -226,7 +226,7 @@ pub fn hello(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 if let Err(reply) = super::client::valid_name(&args[i + 1]) {
                     return reply;
                 }
-                name = Some(args[i + 1].clone());
+                name = Some(args[i + 1].to_bytes());
                 i += 2;
             }
             _ => {

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use mlua::{Function, Lua, Table, Value};
@@ -487,7 +488,7 @@ fn publish_counts(sh: &Shared, f: &Functions) {
         .store(bytes, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn function(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn function(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     // KILL and STATS answer while a function runs (they do not wait for the interpreter).
     match sub.as_slice() {
@@ -521,7 +522,7 @@ fn function(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             if super::scripting::over_memory(sh) {
                 return Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
             }
-            match f.load(code, replace) {
+            match f.load(&code.to_bytes(), replace) {
                 Ok(name) => {
                     persist(sh, &name, Some(code));
                     Frame::Bulk(Bytes::from(name))
@@ -639,8 +640,8 @@ fn stats(s: &Session, sh: &Shared) -> Frame {
     ])
 }
 
-fn list(f: &Functions, opts: &[Bytes]) -> Frame {
-    let mut pattern: Option<&Bytes> = None;
+fn list(f: &Functions, opts: &[Arg]) -> Frame {
+    let mut pattern: Option<&Arg> = None;
     let mut with_code = false;
     let mut i = 0;
     while i < opts.len() {
@@ -753,7 +754,7 @@ fn parse_dump(payload: &[u8]) -> Option<Vec<Bytes>> {
     Some(codes)
 }
 
-fn restore(sh: &Shared, f: &mut Functions, args: &[Bytes]) -> Frame {
+fn restore(sh: &Shared, f: &mut Functions, args: &[Arg]) -> Frame {
     let policy = match args.get(3).map(|a| a.to_ascii_lowercase()) {
         None => b"append".to_vec(),
         Some(p) if p == b"flush" || p == b"append" || p == b"replace" => p,
@@ -806,15 +807,15 @@ fn restore(sh: &Shared, f: &mut Functions, args: &[Bytes]) -> Frame {
     Frame::ok()
 }
 
-fn fcall(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn fcall(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     fcall_generic(s, sh, args, false)
 }
 
-fn fcall_ro(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn fcall_ro(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     fcall_generic(s, sh, args, true)
 }
 
-fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Frame {
+fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Arg], ro: bool) -> Frame {
     if super::string_to_i64(&args[2]).is_none() {
         return Frame::error("ERR Bad number of keys provided");
     }
@@ -877,7 +878,7 @@ fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Bytes], ro: bool) -> Fram
         threshold_ms: super::scripting::busy_threshold_ms(sh),
         eval: false,
         name,
-        command: args.to_vec(),
+        command: strata_resp::to_owned_args(args),
     };
     let reply = engine.run(&sh.scripting.run, running, &function, keys, argv, ctx);
     s.error_counted = engine.last_error_counted;

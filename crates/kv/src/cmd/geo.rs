@@ -10,6 +10,7 @@
 //! are Redis's, ZRANGE on a geo key and GEOADD on a zset written by ZADD behave as they do there.
 
 use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::{Frame, ProtocolVersion};
 
 use super::CommandSpec;
@@ -411,7 +412,7 @@ fn parse_radius(radius: &[u8], unit: &[u8]) -> Result<(f64, f64), Frame> {
 // Commands
 
 /// GEOADD key [NX | XX] [CH] longitude latitude member [longitude latitude member ...]
-pub fn geoadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn geoadd(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (mut nx, mut xx, mut ch) = (false, false, false);
     let mut i = 2;
     while i < args.len() {
@@ -433,13 +434,13 @@ pub fn geoadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             Ok(p) => p,
             Err(e) => return e,
         };
-        pairs.push((encode(lon, lat) as f64, triple[2].clone()));
+        pairs.push((encode(lon, lat) as f64, triple[2].to_bytes()));
     }
     zsets::add_scores(s, sh, &args[1], (nx, xx, ch), &pairs)
 }
 
 /// GEOPOS key [member ...]: each member's position, or a null for a missing one.
-pub fn geopos(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn geopos(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let result = zsets::read_zset(sh, s.db, &args[1], |z| {
         let mut out = Vec::with_capacity(args.len() - 2);
         for member in &args[2..] {
@@ -458,7 +459,7 @@ pub fn geopos(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// GEODIST key member1 member2 [M | KM | FT | MI]
-pub fn geodist(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn geodist(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let unit = match args.len() {
         4 => 1.0,
         5 => match parse_unit(&args[4]) {
@@ -500,7 +501,7 @@ fn geohash_string(lon: f64, lat: f64) -> String {
 }
 
 /// GEOHASH key [member ...]: standard 11-character geohashes, or nulls for missing members.
-pub fn geohash(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn geohash(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let result = zsets::read_zset(sh, s.db, &args[1], |z| {
         let mut out = Vec::with_capacity(args.len() - 2);
         for member in &args[2..] {
@@ -549,14 +550,14 @@ struct Request {
 }
 
 /// Parses GEORADIUS[_RO], GEORADIUSBYMEMBER[_RO], GEOSEARCH and GEOSEARCHSTORE.
-fn parse_request(args: &[Bytes]) -> Result<Request, Frame> {
+fn parse_request(args: &[Arg]) -> Result<Request, Frame> {
     let name = args[0].to_ascii_lowercase();
     let search = name.starts_with(b"geosearch");
     let search_store = name == b"geosearchstore";
     let by_member = name.starts_with(b"georadiusbymember");
     let read_only = name.ends_with(b"_ro");
     let mut req = Request {
-        src: args[if search_store { 2 } else { 1 }].clone(),
+        src: args[if search_store { 2 } else { 1 }].to_bytes(),
         from: None,
         shape: None,
         unit: 1.0,
@@ -566,12 +567,12 @@ fn parse_request(args: &[Bytes]) -> Result<Request, Frame> {
         sort: Sort::None,
         count: None,
         any: false,
-        store: search_store.then(|| (args[1].clone(), false)),
+        store: search_store.then(|| (args[1].to_bytes(), false)),
     };
     let mut i = if search {
         if search_store { 3 } else { 2 }
     } else if by_member {
-        req.from = Some(From::Member(args[2].clone()));
+        req.from = Some(From::Member(args[2].to_bytes()));
         let (radius, unit) = parse_radius(&args[3], &args[4])?;
         req.shape = Some(Shape::Radius(radius));
         req.unit = unit;
@@ -604,11 +605,11 @@ fn parse_request(args: &[Bytes]) -> Result<Request, Frame> {
                 i += 1;
             }
             b"store" if remaining >= 1 && !search && !read_only => {
-                req.store = Some((args[i + 1].clone(), false));
+                req.store = Some((args[i + 1].to_bytes(), false));
                 i += 1;
             }
             b"storedist" if remaining >= 1 && !search && !read_only => {
-                req.store = Some((args[i + 1].clone(), true));
+                req.store = Some((args[i + 1].to_bytes(), true));
                 i += 1;
             }
             b"storedist" if search_store => {
@@ -617,7 +618,7 @@ fn parse_request(args: &[Bytes]) -> Result<Request, Frame> {
                 }
             }
             b"frommember" if remaining >= 1 && search && !from_lonlat => {
-                req.from = Some(From::Member(args[i + 1].clone()));
+                req.from = Some(From::Member(args[i + 1].to_bytes()));
                 from_member = true;
                 i += 1;
             }
@@ -767,7 +768,7 @@ fn execute_search(s: &Session, sh: &Shared, req: &Request) -> Frame {
 }
 
 /// GEORADIUS, GEORADIUS_RO, GEORADIUSBYMEMBER, GEORADIUSBYMEMBER_RO.
-pub fn georadius(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn georadius(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match parse_request(args) {
         Ok(req) => execute_search(s, sh, &req),
         Err(e) => e,
@@ -775,7 +776,7 @@ pub fn georadius(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// GEOSEARCH and GEOSEARCHSTORE.
-pub fn geosearch(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn geosearch(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match parse_request(args) {
         Ok(req) => execute_search(s, sh, &req),
         Err(e) => e,
@@ -784,7 +785,7 @@ pub fn geosearch(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 /// Where GEORADIUS and GEORADIUSBYMEMBER store their result, if they do (a key `key_positions`
 /// reports beside the source).
-pub(crate) fn store_position(args: &[Bytes]) -> Option<usize> {
+pub(crate) fn store_position(args: &[Arg]) -> Option<usize> {
     let start = if args[0].eq_ignore_ascii_case(b"georadiusbymember") {
         5
     } else {

@@ -2,6 +2,7 @@
 //! (see `docs/kv-encoding.md`), so HGET is one point read and HLEN reads only the metadata.
 
 use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::CommandSpec;
@@ -243,7 +244,7 @@ pub(crate) fn commit(
 }
 
 /// HSET and HMSET (HMSET replies OK, HSET the number of new fields).
-pub fn hset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hset(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let hmset = args[0].eq_ignore_ascii_case(b"hmset");
     if !args.len().is_multiple_of(2) {
         return super::wrong_arity(if hmset { "hmset" } else { "hset" });
@@ -291,7 +292,7 @@ pub fn hset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn hsetnx(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hsetnx(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let key = &args[1];
     let _guard = sh.keyspace.lock(s.db, key);
     let result = (|| {
@@ -306,7 +307,7 @@ pub fn hsetnx(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     result.map_or_else(|r| r, Frame::Integer)
 }
 
-pub fn hget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hget(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load(sh, s.db, &args[1]) {
         Ok(Some((_, h))) => match field(sh, s.db, &args[1], h, &args[2]) {
             Ok(v) => v.map_or(Frame::Null, Frame::Bulk),
@@ -317,7 +318,7 @@ pub fn hget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn hmget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hmget(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load(sh, s.db, &args[1]) {
         Ok(Some((_, h))) => match fields(sh, s.db, &args[1], h, &args[2..]) {
             Ok(vs) => Frame::Array(
@@ -332,7 +333,7 @@ pub fn hmget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn hdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hdel(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     remove_elements(s, sh, &args[1], Kind::Hash, &args[2..])
 }
 
@@ -343,7 +344,7 @@ pub(crate) fn remove_elements(
     sh: &Shared,
     key: &[u8],
     kind: Kind,
-    elements: &[Bytes],
+    elements: &[Arg],
 ) -> Frame {
     let _guard = sh.keyspace.lock(s.db, key);
     let result = (|| {
@@ -368,7 +369,7 @@ pub(crate) fn remove_elements(
     result.map_or_else(|r| r, Frame::Integer)
 }
 
-pub fn hexists(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hexists(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load(sh, s.db, &args[1]) {
         Ok(Some((_, h))) => match field(sh, s.db, &args[1], h, &args[2]) {
             Ok(v) => Frame::Integer(i64::from(v.is_some())),
@@ -379,14 +380,14 @@ pub fn hexists(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn hlen(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hlen(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load(sh, s.db, &args[1]) {
         Ok(h) => Frame::Integer(h.map_or(0, |(_, h)| h.size as i64)),
         Err(r) => r,
     }
 }
 
-pub fn hstrlen(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hstrlen(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load(sh, s.db, &args[1]) {
         Ok(Some((_, h))) => match field(sh, s.db, &args[1], h, &args[2]) {
             Ok(v) => Frame::Integer(v.map_or(0, |v| v.len() as i64)),
@@ -425,19 +426,19 @@ fn all(s: &mut Session, sh: &Shared, key: &[u8], keys: bool, values: bool) -> Fr
     )
 }
 
-pub fn hkeys(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hkeys(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     all(s, sh, &args[1], true, false)
 }
 
-pub fn hvals(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hvals(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     all(s, sh, &args[1], false, true)
 }
 
-pub fn hgetall(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hgetall(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     all(s, sh, &args[1], true, true)
 }
 
-pub fn hincrby(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hincrby(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let delta = match parse_i64(&args[3]) {
         Ok(d) => d,
         Err(r) => return r,
@@ -474,7 +475,7 @@ pub fn hincrby(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     result.map_or_else(|r| r, Frame::Integer)
 }
 
-pub fn hincrbyfloat(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hincrbyfloat(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let parse = |b: &[u8]| {
         std::str::from_utf8(b)
             .ok()
@@ -553,7 +554,7 @@ pub(crate) fn random_count(arg: &[u8]) -> Result<i64, Frame> {
 }
 
 /// HRANDFIELD key [count [WITHVALUES]].
-pub fn hrandfield(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hrandfield(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let key = &args[1];
     let Some(count_arg) = args.get(2) else {
         let h = match load(sh, s.db, key) {
@@ -639,7 +640,7 @@ const SCAN_ALL_AT_ONCE: u64 = 128;
 
 /// HSCAN and SSCAN: `cmd key cursor [MATCH pattern] [COUNT n]` (and NOVALUES for HSCAN). Cursors are
 /// opaque numbers standing for the last element returned.
-pub(crate) fn scan_collection(s: &mut Session, sh: &Shared, args: &[Bytes], kind: Kind) -> Frame {
+pub(crate) fn scan_collection(s: &mut Session, sh: &Shared, args: &[Arg], kind: Kind) -> Frame {
     let Some(cursor) = std::str::from_utf8(&args[2])
         .ok()
         .filter(|c| !c.starts_with('+'))
@@ -665,7 +666,7 @@ pub(crate) fn scan_collection(s: &mut Session, sh: &Shared, args: &[Bytes], kind
                 Ok(_) => return Frame::error("ERR syntax error"),
                 Err(r) => return r,
             },
-            (b"match", Some(v)) => pattern = (v[..] != b"*"[..]).then(|| v.clone()),
+            (b"match", Some(v)) => pattern = (v[..] != b"*"[..]).then_some(*v),
             (b"novalues", _) if kind == Kind::Hash => {
                 novalues = true;
                 i += 1;
@@ -723,6 +724,6 @@ pub(crate) fn scan_collection(s: &mut Session, sh: &Shared, args: &[Bytes], kind
     Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(out)])
 }
 
-pub fn hscan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn hscan(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     scan_collection(s, sh, args, Kind::Hash)
 }

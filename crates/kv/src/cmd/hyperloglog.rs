@@ -12,6 +12,7 @@
 pub mod hll;
 
 use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::strings::wrongtype;
@@ -116,7 +117,7 @@ fn store(
     sh.keyspace.put(db, key, &entry).map_err(storage_error)
 }
 
-fn pfadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn pfadd(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let key = &args[1];
     let _guard = sh.keyspace.lock(s.db, key);
     let stored = match sh.keyspace.get(s.db, key) {
@@ -162,7 +163,7 @@ fn pfadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 /// PFADD to a dense sketch: most elements change no register, and one that does changes one or two
 /// bytes of the 12 KiB string, so only those bytes (and the header's cache-stale bit) are written, as a
 /// patch of the stored string.
-fn pfadd_dense(sh: &Shared, db: usize, key: &[u8], stored: &[u8], elements: &[Bytes]) -> Frame {
+fn pfadd_dense(sh: &Shared, db: usize, key: &[u8], stored: &[u8], elements: &[Arg]) -> Frame {
     let regs = &stored[hll::HEADER..];
     // (byte index in `regs`, new value), in order: a later entry for the same byte wins.
     let mut changed: Vec<(usize, u8)> = Vec::new();
@@ -205,7 +206,7 @@ fn pfadd_dense(sh: &Shared, db: usize, key: &[u8], stored: &[u8], elements: &[By
     Frame::Integer(1)
 }
 
-fn pfcount(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn pfcount(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if args.len() > 2 {
         // The union of several sketches, in raw registers; nothing is cached.
         let mut max = vec![0u8; hll::REGISTERS];
@@ -245,7 +246,7 @@ fn pfcount(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Integer(card as i64)
 }
 
-fn pfmerge(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn pfmerge(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let max_bytes = sparse_max_bytes(sh);
     let _guards = sh
         .keyspace
@@ -287,7 +288,7 @@ fn pfmerge(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-fn pfdebug(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn pfdebug(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     let key = &args[2];
     let _guard = sh.keyspace.lock(s.db, key);
@@ -348,7 +349,7 @@ fn pfdebug(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 /// Checks the register packing and the estimator on a few thousand to a few hundred thousand elements, in
 /// both encodings; replies OK or the first failure.
-fn pfselftest(_s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
+fn pfselftest(_s: &mut Session, _sh: &Shared, _args: &[Arg]) -> Frame {
     match self_test() {
         Ok(()) => Frame::ok(),
         Err(msg) => Frame::error(format!("ERR TESTFAILED {msg}")),

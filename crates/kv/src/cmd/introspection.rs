@@ -8,6 +8,7 @@
 //! families' tables need no key information. Dispatch uses the same table for keyspace notifications.
 
 use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::{CommandSpec, commands, lookup};
@@ -205,7 +206,7 @@ fn full_names() -> impl Iterator<Item = (&'static str, &'static CommandSpec, &'s
 }
 
 /// COMMAND DOCS [name ...]: a map from each known name to its documentation (unknown names are left out).
-fn docs_reply(args: &[Bytes]) -> Frame {
+fn docs_reply(args: &[Arg]) -> Frame {
     let entry =
         |name: &'static str| docs::get(name).map(|doc| (Frame::bulk(name), docs::reply(doc)));
     if args.len() == 2 {
@@ -223,7 +224,7 @@ fn docs_reply(args: &[Bytes]) -> Frame {
 }
 
 /// COMMAND GETKEYS / GETKEYSANDFLAGS: the keys of the command in `args[2..]`.
-fn getkeys(args: &[Bytes], with_flags: bool) -> Frame {
+fn getkeys(args: &[Arg], with_flags: bool) -> Frame {
     let Some(target) = args.get(2) else {
         return super::wrong_arity(if with_flags {
             "command|getkeysandflags"
@@ -271,7 +272,7 @@ fn getkeys(args: &[Bytes], with_flags: bool) -> Frame {
                 if with_flags {
                     let flags = key_flags(spec, n);
                     Frame::Array(vec![
-                        Frame::Bulk(k.clone()),
+                        Frame::Bulk(k.to_bytes()),
                         Frame::Array(
                             flags
                                 .split_whitespace()
@@ -280,7 +281,7 @@ fn getkeys(args: &[Bytes], with_flags: bool) -> Frame {
                         ),
                     ])
                 } else {
-                    Frame::Bulk(k.clone())
+                    Frame::Bulk(k.to_bytes())
                 }
             })
             .collect(),
@@ -374,7 +375,7 @@ fn key_flags(spec: &CommandSpec, n: usize) -> &'static str {
 }
 
 /// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]: command and subcommand names.
-fn list(args: &[Bytes]) -> Frame {
+fn list(args: &[Arg]) -> Frame {
     let names = full_names();
     match args.len() {
         2 => Frame::Array(names.map(|(n, ..)| Frame::bulk(n)).collect()),
@@ -418,7 +419,7 @@ fn list(args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn command(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn command(_s: &mut Session, _sh: &Shared, args: &[Arg]) -> Frame {
     let Some(sub) = args.get(1) else {
         return Frame::Array(commands().iter().copied().map(info).collect());
     };
@@ -742,7 +743,7 @@ fn key_rules() -> &'static [KeyRule] {
 }
 
 /// Positions in `args` (0 is the command name) of the keys of command `name`, in order.
-pub fn key_positions(name: &str, args: &[Bytes]) -> Vec<usize> {
+pub fn key_positions(name: &str, args: &[Arg]) -> Vec<usize> {
     match super::lookup_indexed(name.as_bytes()) {
         Some((index, _)) => key_positions_at(index, args),
         None => Vec::new(),
@@ -780,7 +781,7 @@ fn key_count(arg: &[u8]) -> Option<usize> {
 }
 
 /// [`key_positions`] of the command at `index` of [`super::commands`].
-pub fn key_positions_at(index: usize, args: &[Bytes]) -> Vec<usize> {
+pub fn key_positions_at(index: usize, args: &[Arg]) -> Vec<usize> {
     let Some(&rule) = key_rules().get(index) else {
         return Vec::new();
     };
@@ -844,7 +845,9 @@ mod tests {
             let name = words[0].to_ascii_lowercase();
             let (index, _) = super::super::lookup_indexed(name.as_bytes()).unwrap();
             let raw: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
-            let expected = key_positions(&name, &args(words)).first().copied();
+            let expected = key_positions(&name, &strata_resp::args_of(&args(words)))
+                .first()
+                .copied();
             assert_eq!(first_key_at(index, &raw), expected, "{words:?}");
         }
         // XREAD and XREADGROUP name their keys after STREAMS: not looked for.
@@ -863,29 +866,47 @@ mod tests {
 
     #[test]
     fn keys_follow_specs_and_special_cases() {
-        assert_eq!(key_positions("get", &args(&["get", "a"])), vec![1]);
         assert_eq!(
-            key_positions("mset", &args(&["mset", "a", "1", "b", "2"])),
+            key_positions("get", &strata_resp::args_of(&args(&["get", "a"]))),
+            vec![1]
+        );
+        assert_eq!(
+            key_positions(
+                "mset",
+                &strata_resp::args_of(&args(&["mset", "a", "1", "b", "2"]))
+            ),
             vec![1, 3]
         );
         assert_eq!(
-            key_positions("blpop", &args(&["blpop", "a", "b", "0"])),
+            key_positions(
+                "blpop",
+                &strata_resp::args_of(&args(&["blpop", "a", "b", "0"]))
+            ),
             vec![1, 2]
         );
         assert_eq!(
             key_positions(
                 "zunionstore",
-                &args(&["zunionstore", "d", "2", "a", "b", "weights", "1", "2"])
+                &strata_resp::args_of(&args(&[
+                    "zunionstore",
+                    "d",
+                    "2",
+                    "a",
+                    "b",
+                    "weights",
+                    "1",
+                    "2"
+                ]))
             ),
             vec![1, 3, 4]
         );
         assert_eq!(
             key_positions(
                 "sort",
-                &args(&["sort", "k", "limit", "0", "1", "store", "d"])
+                &strata_resp::args_of(&args(&["sort", "k", "limit", "0", "1", "store", "d"]))
             ),
             vec![1, 6]
         );
-        assert!(key_positions("ping", &args(&["ping"])).is_empty());
+        assert!(key_positions("ping", &strata_resp::args_of(&args(&["ping"]))).is_empty());
     }
 }

@@ -8,6 +8,7 @@ mod sort;
 pub(super) use sort::store_position as sort_store_position;
 
 use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::CommandSpec;
@@ -228,7 +229,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
 ];
 
-pub fn del(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn del(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let mut removed = 0;
     for key in &args[1..] {
         let _guard = sh.keyspace.lock(s.db, key);
@@ -241,7 +242,7 @@ pub fn del(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Integer(removed)
 }
 
-pub fn exists(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn exists(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let mut n = 0;
     for key in &args[1..] {
         match sh.keyspace.get(s.db, key) {
@@ -253,7 +254,7 @@ pub fn exists(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Integer(n)
 }
 
-pub fn type_(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn type_(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match sh.keyspace.get(s.db, &args[1]) {
         Ok(Some(e)) => Frame::simple(e.kind.name()),
         Ok(None) => Frame::simple("none"),
@@ -265,7 +266,7 @@ pub fn type_(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 fn expire_generic(
     s: &mut Session,
     sh: &Shared,
-    args: &[Bytes],
+    args: &[Arg],
     unit_ms: u64,
     absolute: bool,
     name: &str,
@@ -334,24 +335,24 @@ fn expire_generic(
     }
 }
 
-pub fn expire(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn expire(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     expire_generic(s, sh, args, 1000, false, "expire")
 }
 
-pub fn pexpire(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn pexpire(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     expire_generic(s, sh, args, 1, false, "pexpire")
 }
 
-pub fn expireat(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn expireat(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     expire_generic(s, sh, args, 1000, true, "expireat")
 }
 
-pub fn pexpireat(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn pexpireat(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     expire_generic(s, sh, args, 1, true, "pexpireat")
 }
 
 /// TTL and PTTL: -2 missing, -1 no expiry, else the time left (TTL rounds to the nearest second).
-fn ttl_generic(s: &mut Session, sh: &Shared, args: &[Bytes], in_ms: bool) -> Frame {
+fn ttl_generic(s: &mut Session, sh: &Shared, args: &[Arg], in_ms: bool) -> Frame {
     match sh.keyspace.get(s.db, &args[1]) {
         Ok(None) => Frame::Integer(-2),
         Ok(Some(e)) if e.expire_at_ms == 0 => Frame::Integer(-1),
@@ -363,15 +364,15 @@ fn ttl_generic(s: &mut Session, sh: &Shared, args: &[Bytes], in_ms: bool) -> Fra
     }
 }
 
-pub fn ttl(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn ttl(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     ttl_generic(s, sh, args, false)
 }
 
-pub fn pttl(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn pttl(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     ttl_generic(s, sh, args, true)
 }
 
-fn expiretime_generic(s: &mut Session, sh: &Shared, args: &[Bytes], in_ms: bool) -> Frame {
+fn expiretime_generic(s: &mut Session, sh: &Shared, args: &[Arg], in_ms: bool) -> Frame {
     match sh.keyspace.get(s.db, &args[1]) {
         Ok(None) => Frame::Integer(-2),
         Ok(Some(e)) if e.expire_at_ms == 0 => Frame::Integer(-1),
@@ -383,15 +384,15 @@ fn expiretime_generic(s: &mut Session, sh: &Shared, args: &[Bytes], in_ms: bool)
     }
 }
 
-pub fn expiretime(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn expiretime(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     expiretime_generic(s, sh, args, false)
 }
 
-pub fn pexpiretime(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn pexpiretime(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     expiretime_generic(s, sh, args, true)
 }
 
-pub fn persist(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn persist(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let _guard = sh.keyspace.lock(s.db, &args[1]);
     match sh.keyspace.get(s.db, &args[1]) {
         Ok(Some(mut e)) if e.expire_at_ms != 0 => {
@@ -406,7 +407,7 @@ pub fn persist(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn keys(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn keys(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let pattern = &args[1];
     match sh.keyspace.keys(s.db, |k| glob_match(pattern, k, false)) {
         Ok(keys) => Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
@@ -414,7 +415,7 @@ pub fn keys(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn dbsize(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn dbsize(s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     let mut n = 0i64;
     match sh.keyspace.keys(s.db, |_| {
         n += 1;
@@ -426,7 +427,7 @@ pub fn dbsize(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
 }
 
 /// FLUSHDB / FLUSHALL take an optional ASYNC or SYNC; both are O(1) here (one range tombstone).
-fn flush_mode_ok(args: &[Bytes]) -> bool {
+fn flush_mode_ok(args: &[Arg]) -> bool {
     match args {
         [_] => true,
         [_, mode] => mode.eq_ignore_ascii_case(b"async") || mode.eq_ignore_ascii_case(b"sync"),
@@ -434,7 +435,7 @@ fn flush_mode_ok(args: &[Bytes]) -> bool {
     }
 }
 
-pub fn flushdb(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn flushdb(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if !flush_mode_ok(args) {
         return Frame::error("ERR syntax error");
     }
@@ -444,7 +445,7 @@ pub fn flushdb(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn flushall(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn flushall(_s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if !flush_mode_ok(args) {
         return Frame::error("ERR syntax error");
     }
@@ -615,7 +616,7 @@ impl ScanCursors {
     }
 }
 
-pub fn scan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn scan(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let Some(cursor) = std::str::from_utf8(&args[1])
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
@@ -630,7 +631,7 @@ pub fn scan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             return Frame::error("ERR syntax error");
         };
         match opt.as_slice() {
-            b"MATCH" => pattern = Some(value.clone()),
+            b"MATCH" => pattern = Some(*value),
             b"COUNT" => match parse_i64(value) {
                 Ok(n) if n >= 1 => count = usize::try_from(n).unwrap_or(usize::MAX),
                 Ok(_) => return Frame::error("ERR syntax error"),
@@ -669,7 +670,7 @@ pub fn scan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn randomkey(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn randomkey(s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     match sh.keyspace.random_key(s.db, random_seed()) {
         Ok(k) => k.map_or(Frame::Null, Frame::Bulk),
         Err(e) => storage_error(e),
@@ -713,7 +714,7 @@ fn same_object() -> Frame {
 }
 
 /// COPY source destination [DB destination-db] [REPLACE]: the value and its TTL, in one batch.
-pub fn copy(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn copy(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (from, to) = (&args[1], &args[2]);
     let (mut dst, mut replace) = (s.db, false);
     let mut j = 3;
@@ -752,7 +753,7 @@ pub fn copy(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// MOVE key db: to another database, unless the key exists there.
-pub fn move_(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn move_(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let key = &args[1];
     let dst = match db_index(sh, &args[2]) {
         Ok(d) => d,
@@ -780,7 +781,7 @@ pub fn move_(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 /// SWAPDB index1 index2. The dispatcher runs it through [`swapdb_exclusive`] (inside EXEC the
 /// transaction's exclusive lock is held already), so no command runs while the map changes.
-pub fn swapdb(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn swapdb(_s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let index = |arg: &[u8], msg: &str| {
         parse_i64(arg)
             .ok()
@@ -811,7 +812,7 @@ pub fn swapdb(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 /// SWAPDB outside a transaction: takes the execution lock exclusively (as EXEC does) so the swap is atomic
 /// with respect to every other command.
-pub fn swapdb_exclusive(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn swapdb_exclusive(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let _exclusive = match super::exclusive_lock(s.id, sh) {
         Ok(guard) => guard,
         Err(busy) => return busy,
@@ -820,7 +821,7 @@ pub fn swapdb_exclusive(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// RENAME and RENAMENX: the value and its TTL move to the new name in one atomic batch.
-pub fn rename(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn rename(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let nx = args[0].eq_ignore_ascii_case(b"renamenx");
     let (from, to) = (&args[1], &args[2]);
     let _guards = sh

@@ -2,6 +2,7 @@
 //! latency histograms (HISTOGRAM) that `INFO latencystats` summarizes.
 
 use std::fmt::Write as _;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -24,7 +25,7 @@ fn bulk(text: impl Into<String>) -> Frame {
 
 /// LATENCY LATEST | HISTORY event | RESET [event ...] | GRAPH event | DOCTOR | HISTOGRAM [command ...]
 /// | HELP.
-pub fn latency(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn latency(_s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     let wrong_arity = || {
         Frame::error(format!(
@@ -111,7 +112,7 @@ const HELP: &[&str] = &[
 ];
 
 /// The statistics slots named by `names` (a container names all its subcommands), or every slot.
-fn slots_named(names: &[Bytes]) -> Vec<usize> {
+fn slots_named(names: &[Arg]) -> Vec<usize> {
     let all = super::stat_names();
     if names.is_empty() {
         return (0..all.len()).collect();
@@ -129,7 +130,7 @@ fn slots_named(names: &[Bytes]) -> Vec<usize> {
     slots
 }
 
-fn histogram(sh: &Shared, names: &[Bytes]) -> Frame {
+fn histogram(sh: &Shared, names: &[Arg]) -> Frame {
     let all = super::stat_names();
     let mut entries = Vec::new();
     for slot in slots_named(names) {

@@ -4,6 +4,7 @@
 //! ends with two range tombstones, and LREM / LINSERT rewrite the list (O(n), as in Redis).
 
 use bytes::{BufMut as _, Bytes, BytesMut};
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::CommandSpec;
@@ -356,7 +357,7 @@ fn normalise(start: i64, stop: i64, len: u64) -> (u64, u64) {
 }
 
 /// LPUSH, RPUSH, LPUSHX, RPUSHX.
-pub fn push(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn push(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let name = args[0].to_ascii_lowercase();
     let left = name.starts_with(b"l");
     let only_existing = name.ends_with(b"x");
@@ -435,7 +436,7 @@ fn pop_n(
 }
 
 /// LPOP and RPOP, with an optional count.
-pub fn pop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn pop(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let left = args[0].eq_ignore_ascii_case(b"lpop");
     let count = match args.get(2).map(|c| parse_i64(c)) {
         None => None,
@@ -456,14 +457,14 @@ pub fn pop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn llen(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn llen(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load(sh, s.db, &args[1]) {
         Ok(l) => Frame::Integer(l.map_or(0, |l| l.h.size as i64)),
         Err(r) => r,
     }
 }
 
-pub fn lrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn lrange(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (start, stop) = match (parse_i64(&args[2]), parse_i64(&args[3])) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(r), _) | (_, Err(r)) => return r,
@@ -490,7 +491,7 @@ fn position(index: i64, size: u64) -> Option<u64> {
     (0..size as i64).contains(&i).then_some(i as u64)
 }
 
-pub fn lindex(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn lindex(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let index = match parse_i64(&args[2]) {
         Ok(i) => i,
         Err(r) => return r,
@@ -512,7 +513,7 @@ pub fn lindex(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn lset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn lset(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let index = match parse_i64(&args[2]) {
         Ok(i) => i,
         Err(r) => return r,
@@ -533,7 +534,7 @@ pub fn lset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn ltrim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn ltrim(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (start, stop) = match (parse_i64(&args[2]), parse_i64(&args[3])) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(r), _) | (_, Err(r)) => return r,
@@ -570,7 +571,7 @@ fn rewrite(
     db: usize,
     key: &[u8],
     list: &mut List,
-    values: &[Bytes],
+    values: &[Arg],
 ) -> Result<(), Frame> {
     let old = list.h;
     let (old_lo, old_hi) = (index_key(old.head), index_key(old.tail()));
@@ -587,7 +588,7 @@ fn rewrite(
     save(sh, db, key, list, &puts, &[], &[(&old_lo, &old_hi)])
 }
 
-pub fn lrem(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn lrem(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let count = match parse_i64(&args[2]) {
         Ok(c) => c,
         Err(r) => return r,
@@ -627,14 +628,20 @@ pub fn lrem(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             values.reverse();
         }
         if removed > 0 {
-            rewrite(sh, s.db, &args[1], &mut list, &values)?;
+            rewrite(
+                sh,
+                s.db,
+                &args[1],
+                &mut list,
+                &strata_resp::args_of(&values),
+            )?;
         }
         Ok(removed as i64)
     })();
     result.map_or_else(|r| r, Frame::Integer)
 }
 
-pub fn linsert(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn linsert(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let before = if args[2].eq_ignore_ascii_case(b"before") {
         true
     } else if args[2].eq_ignore_ascii_case(b"after") {
@@ -651,8 +658,14 @@ pub fn linsert(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         let Some(at) = values.iter().position(|v| *v == args[3]) else {
             return Ok(-1);
         };
-        values.insert(if before { at } else { at + 1 }, args[4].clone());
-        rewrite(sh, s.db, &args[1], &mut list, &values)?;
+        values.insert(if before { at } else { at + 1 }, args[4].to_bytes());
+        rewrite(
+            sh,
+            s.db,
+            &args[1],
+            &mut list,
+            &strata_resp::args_of(&values),
+        )?;
         Ok(values.len() as i64)
     })();
     result.map_or_else(|r| r, Frame::Integer)
@@ -711,7 +724,7 @@ fn move_one(
 }
 
 /// LMOVE source destination LEFT|RIGHT LEFT|RIGHT, and RPOPLPUSH (RIGHT LEFT).
-pub fn lmove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn lmove(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (from_left, to_left) = if args[0].eq_ignore_ascii_case(b"rpoplpush") {
         (false, true)
     } else {
@@ -728,7 +741,7 @@ pub fn lmove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout, and BRPOPLPUSH source destination timeout.
-pub fn blmove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn blmove(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (from_left, to_left) = if args[0].eq_ignore_ascii_case(b"brpoplpush") {
         (false, true)
     } else {
@@ -746,7 +759,7 @@ pub fn blmove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(Some(item)) => Frame::Bulk(item),
         Ok(None) if s.in_exec => Frame::Null,
         Ok(None) => s.block_on(crate::blocking::BlockRequest {
-            keys: vec![args[1].clone()],
+            keys: vec![args[1].to_bytes()],
             deadline,
             timeout_reply: Frame::NullArray,
         }),
@@ -755,7 +768,7 @@ pub fn blmove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// BLPOP key [key ...] timeout, BRPOP key [key ...] timeout: the first non-empty list in key order.
-pub fn bpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn bpop(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let left = args[0].eq_ignore_ascii_case(b"blpop");
     let deadline = match crate::blocking::parse_timeout(&args[args.len() - 1]) {
         Ok(d) => d,
@@ -773,7 +786,7 @@ pub fn bpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         match pop_n(sh, s.db, key, left, 1) {
             Ok(Some(mut v)) => {
                 if let Some(item) = v.pop() {
-                    return Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Bulk(item)]);
+                    return Frame::Array(vec![Frame::Bulk(key.to_bytes()), Frame::Bulk(item)]);
                 }
             }
             Ok(None) => {}
@@ -782,14 +795,14 @@ pub fn bpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
     drop(guards);
     s.block_on(crate::blocking::BlockRequest {
-        keys: keys.to_vec(),
+        keys: strata_resp::to_owned_args(keys),
         deadline,
         timeout_reply: Frame::NullArray,
     })
 }
 
 /// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count], and BLMPOP timeout numkeys ....
-pub fn mpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn mpop(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let blocking = args[0].eq_ignore_ascii_case(b"blmpop");
     let numkeys_at = if blocking { 2 } else { 1 };
     let numkeys = match parse_i64(&args[numkeys_at]) {
@@ -839,7 +852,7 @@ pub fn mpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         match pop_n(sh, s.db, key, left, count.unwrap_or(1)) {
             Ok(Some(v)) if !v.is_empty() => {
                 return Frame::Array(vec![
-                    Frame::Bulk(key.clone()),
+                    Frame::Bulk(key.to_bytes()),
                     Frame::Array(v.into_iter().map(Frame::Bulk).collect()),
                 ]);
             }
@@ -852,14 +865,14 @@ pub fn mpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         return Frame::NullArray;
     }
     s.block_on(crate::blocking::BlockRequest {
-        keys: keys.to_vec(),
+        keys: strata_resp::to_owned_args(keys),
         deadline,
         timeout_reply: Frame::NullArray,
     })
 }
 
 /// LPOS key element [RANK rank] [COUNT n] [MAXLEN len].
-pub fn lpos(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn lpos(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (mut rank, mut count, mut maxlen) = (1i64, None, 0usize);
     let mut i = 3;
     while i < args.len() {

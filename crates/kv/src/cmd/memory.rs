@@ -6,6 +6,7 @@
 //! 5 by default, 0 for all) and extrapolated to its size.
 
 use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::CommandSpec;
@@ -46,7 +47,7 @@ const HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-pub fn memory(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn memory(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     match (sub.as_slice(), args.len()) {
         (b"help", 2) => Frame::Array(HELP.iter().map(|&l| Frame::simple(l)).collect()),
@@ -72,7 +73,7 @@ pub fn memory(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// MEMORY USAGE key [SAMPLES count].
-fn usage(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn usage(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let mut samples = DEFAULT_SAMPLES;
     let mut j = 3;
     while j < args.len() {

@@ -32,7 +32,7 @@ mod throttle;
 mod transactions;
 pub(crate) mod zsets;
 
-use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use crate::{Session, Shared};
@@ -48,7 +48,7 @@ pub struct CommandSpec {
     /// Whether the command may run before `AUTH` succeeds.
     pub no_auth: bool,
     /// Runs the command.
-    pub run: fn(&mut Session, &Shared, &[Bytes]) -> Frame,
+    pub run: fn(&mut Session, &Shared, &[Arg]) -> Frame,
 }
 
 /// Every command family's table; [`lookup`] and `COMMAND` see their union, sorted by name.
@@ -191,7 +191,7 @@ pub fn stat_names() -> &'static [&'static str] {
 }
 
 /// The statistics slot of a call of command `index` with `args`: its subcommand's for a container.
-pub fn stat_slot(index: usize, args: &[Bytes]) -> usize {
+pub fn stat_slot(index: usize, args: &[Arg]) -> usize {
     let slots = stat_slots();
     match (slots.subs.get(index), args.get(1)) {
         (Some(subs), Some(sub)) if !subs.is_empty() => subs
@@ -224,7 +224,7 @@ fn refused_for_replicas(
     session: &Session,
     shared: &Shared,
     spec: &CommandSpec,
-    args: &[Bytes],
+    args: &[Arg],
 ) -> bool {
     if !shared
         .replicas_required
@@ -237,12 +237,7 @@ fn refused_for_replicas(
 
 /// Whether the command `args` (of `spec`) has `flag`, or is an EXEC whose queued transaction holds a
 /// command with it.
-fn has_flag_or_queues_it(
-    session: &Session,
-    spec: &CommandSpec,
-    args: &[Bytes],
-    flag: &str,
-) -> bool {
+fn has_flag_or_queues_it(session: &Session, spec: &CommandSpec, args: &[Arg], flag: &str) -> bool {
     flags_of(spec, args).contains(&flag)
         || (spec.name == "exec"
             && session.multi.as_ref().is_some_and(|queue| {
@@ -250,7 +245,7 @@ fn has_flag_or_queues_it(
                     queued
                         .first()
                         .and_then(|n| lookup(n))
-                        .is_some_and(|s| flags_of(s, queued).contains(&flag))
+                        .is_some_and(|s| flags_of(s, &strata_resp::args_of(queued)).contains(&flag))
                 })
             }))
 }
@@ -271,7 +266,7 @@ const SUBCOMMAND_FLAGS: &[(&str, &str, &[&str])] = &[
 
 /// The flags of the command `args` of `spec`: its subcommand's where they differ (FUNCTION LOAD is a
 /// write, FUNCTION LIST is not), else the command's.
-pub(crate) fn flags_of(spec: &CommandSpec, args: &[Bytes]) -> &'static [&'static str] {
+pub(crate) fn flags_of(spec: &CommandSpec, args: &[Arg]) -> &'static [&'static str] {
     // FUNCTION is the only container in the table; other commands skip the lower-casing.
     if spec.name == "function"
         && let Some(sub) = args.get(1)
@@ -300,7 +295,7 @@ fn reject(
     shared: &Shared,
     index: usize,
     spec: &CommandSpec,
-    args: &[Bytes],
+    args: &[Arg],
     error: &str,
 ) -> Frame {
     shared
@@ -326,7 +321,7 @@ fn refused_for_memory(
     session: &mut Session,
     shared: &Shared,
     spec: &CommandSpec,
-    args: &[Bytes],
+    args: &[Arg],
 ) -> bool {
     if shared
         .evict
@@ -357,7 +352,7 @@ fn run_spec(
     shared: &Shared,
     index: usize,
     spec: &CommandSpec,
-    args: &[Bytes],
+    args: &[Arg],
 ) -> Frame {
     // A script's keys are expired by the commands it runs, when they look them up, as in Redis. Checking
     // them before the script started as well read each key twice, the first time cold (a seventh of
@@ -380,12 +375,7 @@ fn run_spec(
 }
 
 /// Runs a command's function, with keyspace notifications around a write when they are on.
-fn run_notified(
-    session: &mut Session,
-    shared: &Shared,
-    spec: &CommandSpec,
-    args: &[Bytes],
-) -> Frame {
+fn run_notified(session: &mut Session, shared: &Shared, spec: &CommandSpec, args: &[Arg]) -> Frame {
     if shared.notify.flags() & crate::notify::KEY_MISS != 0 && spec.flags.contains(&"readonly") {
         crate::notify::key_misses(shared, session.db, spec.name, args);
     }
@@ -406,7 +396,7 @@ fn expire_keys(
     db: usize,
     shared: &Shared,
     index: usize,
-    args: &[Bytes],
+    args: &[Arg],
 ) -> Result<(), crate::keyspace::KvError> {
     // While writes are paused nothing expires (the keys only read as missing), as in Redis.
     if args.len() < 2
@@ -434,7 +424,7 @@ fn expire_keys(
 }
 
 /// Sends a command that ran to the MONITOR clients (admin commands are not shown, as in Redis).
-fn feed_monitors(session: &Session, shared: &Shared, spec: &CommandSpec, args: &[Bytes]) {
+fn feed_monitors(session: &Session, shared: &Shared, spec: &CommandSpec, args: &[Arg]) {
     if shared.monitors.any() && !spec.flags.contains(&"admin") {
         if session.id == crate::script::SCRIPT_CLIENT_ID {
             shared
@@ -465,7 +455,7 @@ const SUBSCRIBED_ALLOWED: &[&str] = &[
 ///
 /// A blocking command that finds nothing to do leaves a [`crate::blocking::BlockRequest`] in
 /// `session.block` (its reply is then a placeholder): the caller waits and calls [`resume`].
-pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
+pub fn execute(session: &mut Session, shared: &Shared, args: &[Arg]) -> Frame {
     if args.is_empty() {
         return Frame::error("ERR empty command");
     }
@@ -531,7 +521,7 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
     }
     if session.multi.is_some() && !TRANSACTION_CONTROL.contains(&spec.name) {
         if let Some(queue) = session.multi.as_mut() {
-            queue.push(args.to_vec());
+            queue.push(strata_resp::to_owned_args(args));
         }
         return Frame::simple("QUEUED");
     }
@@ -583,7 +573,7 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame 
 
 /// Whether a command may run while a script is busy (Redis's `allow_busy`): transaction control,
 /// AUTH/HELLO/QUIT/RESET, SHUTDOWN, SCRIPT KILL, FUNCTION KILL and FUNCTION STATS.
-fn allowed_while_busy(spec: &CommandSpec, args: &[Bytes]) -> bool {
+fn allowed_while_busy(spec: &CommandSpec, args: &[Arg]) -> bool {
     if spec.flags.contains(&"allow_busy")
         || matches!(spec.name, "auth" | "hello" | "quit" | "reset" | "shutdown")
     {
@@ -621,7 +611,7 @@ fn shared_lock<'a>(
     session: &Session,
     shared: &'a Shared,
     spec: &CommandSpec,
-    args: &[Bytes],
+    args: &[Arg],
 ) -> Result<Option<parking_lot::RwLockReadGuard<'a, ()>>, Frame> {
     if let Some(guard) = shared.exec_lock.try_read() {
         return Ok(Some(guard));
@@ -697,7 +687,7 @@ pub(crate) fn exclusive_lock<'a>(
 /// the error the script receives (with its code).
 pub(crate) fn run_from_script(
     ctx: &mut crate::script::RunCtx,
-    args: &[Bytes],
+    args: &[Arg],
 ) -> Result<Frame, String> {
     let Some(spec) = lookup(&args[0]) else {
         return Err("ERR Unknown Redis command called from script".to_owned());
@@ -755,14 +745,16 @@ pub(crate) fn run_from_script(
         && let Some(keys) = ctx.track_keys.take()
         && let Some(caller) = ctx.client.script_caller
     {
-        shared.tracking.remember(&shared, caller, keys.iter());
+        shared
+            .tracking
+            .remember(&shared, caller, keys.iter().map(strata_resp::Arg::of));
     }
     Ok(reply)
 }
 
 /// Counts a command a script called and `run_from_script` refused: its rejected call (when it is a
 /// command) and the error, as Redis counts refusals in `scriptCall`.
-pub(crate) fn record_script_rejection(shared: &Shared, args: &[Bytes], message: &str) {
+pub(crate) fn record_script_rejection(shared: &Shared, args: &[Arg], message: &str) {
     let index = args
         .first()
         .and_then(|name| lookup_indexed(name))
@@ -774,7 +766,7 @@ pub(crate) fn record_script_rejection(shared: &Shared, args: &[Bytes], message: 
 
 /// Runs a blocked command again after a wake-up (the connection holds its place in the wait queues).
 /// If it is still blocked, `session.block` is set again.
-pub fn resume(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
+pub fn resume(session: &mut Session, shared: &Shared, args: &[Arg]) -> Frame {
     let Some((index, spec)) = args.first().and_then(|name| lookup_indexed(name)) else {
         return Frame::error("ERR empty command");
     };
@@ -791,7 +783,7 @@ pub fn resume(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// Counts a blocked command answered without running again (timeout, CLIENT UNBLOCK).
-pub fn record_unblocked(shared: &Shared, args: &[Bytes], reply: &Frame) {
+pub fn record_unblocked(shared: &Shared, args: &[Arg], reply: &Frame) {
     if let Some((index, _)) = args.first().and_then(|name| lookup_indexed(name)) {
         let index = stat_slot(index, args);
         let error = match reply {
@@ -812,7 +804,7 @@ fn finish(
     shared: &Shared,
     index: usize,
     spec: &CommandSpec,
-    args: &[Bytes],
+    args: &[Arg],
     start: std::time::Instant,
     reply: &Frame,
     signal: bool,
@@ -859,7 +851,7 @@ fn finish(
 /// Wakes clients blocked on any key among a write command's arguments (a superset of the keys it
 /// wrote; a spurious wake-up costs only a retry), adding them to `woken`. Swapping or emptying
 /// databases wakes every blocked client (a blocked XREADGROUP must learn its stream is gone).
-pub fn signal_keys(shared: &Shared, args: &[Bytes], woken: &mut Vec<crate::blocking::Woken>) {
+pub fn signal_keys(shared: &Shared, args: &[Arg], woken: &mut Vec<crate::blocking::Woken>) {
     if args.first().is_some_and(|n| {
         n.eq_ignore_ascii_case(b"swapdb")
             || n.eq_ignore_ascii_case(b"flushall")
@@ -893,7 +885,7 @@ pub fn signal_keys(shared: &Shared, args: &[Bytes], woken: &mut Vec<crate::block
 fn check(
     session: &mut Session,
     shared: &Shared,
-    args: &[Bytes],
+    args: &[Arg],
     arrived: Option<std::time::Instant>,
 ) -> Result<(usize, &'static CommandSpec), (Option<usize>, Frame)> {
     let name = &args[0];
@@ -932,7 +924,7 @@ fn check(
 }
 
 /// `get`, or `client|list` for a container command.
-pub fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
+pub fn full_name(spec: &CommandSpec, args: &[Arg]) -> String {
     match args.get(1) {
         Some(sub) if !introspection::subcommand_names(spec.name).is_empty() => format!(
             "{}|{}",
@@ -944,7 +936,7 @@ pub fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
 }
 
 /// Runs a queued command of a transaction (EXEC holds the exclusive lock already).
-pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Bytes]) -> Frame {
+pub(crate) fn run_queued(session: &mut Session, shared: &Shared, args: &[Arg]) -> Frame {
     match check(session, shared, args, None) {
         Ok((index, spec)) => {
             // As in a pipeline, one clock read per command: each starts when the one before it ended
@@ -996,7 +988,7 @@ pub(crate) fn reply_over_limit(
 const MAX_UNBOUNDED_REPLY_BYTES: u64 = 1 << 30;
 
 /// `ERR unknown command 'x', with args beginning with: 'a' 'b' ` exactly as Redis words it.
-fn unknown_command(name: &[u8], args: &[Bytes]) -> String {
+fn unknown_command(name: &[u8], args: &[Arg]) -> String {
     let mut msg = format!(
         "ERR unknown command '{}', with args beginning with: ",
         shown(name, 128)
@@ -1108,7 +1100,10 @@ mod tests {
     fn unknown_command_message_matches_redis() {
         let msg = unknown_command(
             b"foo",
-            &[Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+            &[
+                strata_resp::Arg::borrowed(b"a"),
+                strata_resp::Arg::borrowed(b"b"),
+            ],
         );
         assert_eq!(
             msg,

@@ -4,6 +4,7 @@
 //! RESP3; the registry and delivery are in [`crate::pubsub`].
 
 use std::collections::BTreeSet;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -122,7 +123,7 @@ fn replies(s: &mut Session, mut frames: Vec<Frame>) -> Frame {
 }
 
 /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE.
-pub fn subscribe(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn subscribe(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if s.in_exec && args[0].eq_ignore_ascii_case(b"ssubscribe") {
         return Frame::error("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client");
     }
@@ -134,17 +135,17 @@ pub fn subscribe(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     };
     let mut frames = Vec::with_capacity(args.len() - 1);
     for name in &args[1..] {
-        if set_of(s, kind).insert(name.clone()) {
-            sh.pubsub.subscribe(kind, name, &s.handle);
+        if set_of(s, kind).insert(name.to_bytes()) {
+            sh.pubsub.subscribe(kind, &name.to_bytes(), &s.handle);
         }
-        frames.push(confirm(s, kind, what, Some(name)));
+        frames.push(confirm(s, kind, what, Some(&name.to_bytes())));
     }
     s.publish_state();
     replies(s, frames)
 }
 
 /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE: the named ones, or all of that kind.
-pub fn unsubscribe(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn unsubscribe(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let kind = kind_of(&args[0]);
     let what = match kind {
         Kind::Channel => "unsubscribe",
@@ -152,7 +153,7 @@ pub fn unsubscribe(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Kind::Shard => "sunsubscribe",
     };
     let names: Vec<Bytes> = if args.len() > 1 {
-        args[1..].to_vec()
+        strata_resp::to_owned_args(&args[1..])
     } else {
         set_of(s, kind).iter().cloned().collect()
     };
@@ -171,13 +172,16 @@ pub fn unsubscribe(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// PUBLISH, SPUBLISH.
-pub fn publish(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn publish(_s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let shard = args[0].eq_ignore_ascii_case(b"spublish");
-    Frame::Integer(sh.pubsub.publish(&args[1], &args[2], shard) as i64)
+    Frame::Integer(
+        sh.pubsub
+            .publish(&args[1].to_bytes(), &args[2].to_bytes(), shard) as i64,
+    )
 }
 
 /// PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB / HELP.
-pub fn pubsub(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn pubsub(_s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     let bulk_list = |v: Vec<Bytes>| Frame::Array(v.into_iter().map(Frame::Bulk).collect());
     match (sub.as_slice(), args.len()) {
@@ -196,7 +200,7 @@ pub fn pubsub(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             };
             let mut out = Vec::with_capacity(args.len() * 2);
             for ch in &args[2..] {
-                out.push(Frame::Bulk(ch.clone()));
+                out.push(Frame::Bulk(ch.to_bytes()));
                 out.push(Frame::Integer(sh.pubsub.numsub(kind, ch) as i64));
             }
             Frame::Array(out)

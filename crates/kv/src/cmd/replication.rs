@@ -7,6 +7,7 @@
 //! real thing — it makes this client's writes durable in the storage WAL before answering.
 
 use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::{CommandSpec, parse_i64};
@@ -61,12 +62,12 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 
 /// CLUSTER: what a Redis server started without `cluster-enabled` answers, which is how clients tell
 /// a standalone server from a cluster node (strata's own cluster mode speaks Raft, not this protocol).
-pub fn cluster(_s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn cluster(_s: &mut Session, _sh: &Shared, _args: &[Arg]) -> Frame {
     Frame::error("ERR This instance has cluster support disabled")
 }
 
 /// ROLE: `master`, the replication offset, and no replicas.
-pub fn role(_s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn role(_s: &mut Session, _sh: &Shared, _args: &[Arg]) -> Frame {
     Frame::Array(vec![
         Frame::Bulk(Bytes::from_static(b"master")),
         Frame::Integer(0),
@@ -76,7 +77,7 @@ pub fn role(_s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
 
 /// REPLICAOF NO ONE is accepted (this node is already a master); following another server is not
 /// something a strata node does.
-pub fn replicaof(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn replicaof(_s: &mut Session, _sh: &Shared, args: &[Arg]) -> Frame {
     if args[1].eq_ignore_ascii_case(b"no") && args[2].eq_ignore_ascii_case(b"one") {
         return Frame::ok();
     }
@@ -105,7 +106,7 @@ fn timeout(arg: &[u8]) -> Result<Option<std::time::Instant>, Frame> {
 
 /// WAIT numreplicas timeout: 0 replicas acknowledged. Asked for at least one, it waits out the timeout
 /// first (forever for 0), as Redis does when no replica is connected; inside MULTI it answers at once.
-pub fn wait(s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn wait(s: &mut Session, _sh: &Shared, args: &[Arg]) -> Frame {
     let Ok(wanted) = parse_i64(&args[1]) else {
         return Frame::error("ERR value is not an integer or out of range");
     };
@@ -122,7 +123,7 @@ pub fn wait(s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
 /// WAITAOF numlocal numreplicas timeout: with numlocal > 0, fsyncs the storage WAL so every write this
 /// client made is durable whatever the node's fsync policy, and counts 1 local; no replica ever
 /// acknowledges, so asked for some it waits out the timeout first (forever for 0), as Redis does.
-pub fn waitaof(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn waitaof(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (Ok(local), Ok(replicas)) = (parse_i64(&args[1]), parse_i64(&args[2])) else {
         return Frame::error("ERR value is not an integer or out of range");
     };

@@ -6,6 +6,7 @@
 //! Redis.
 
 use std::time::Instant;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -103,7 +104,9 @@ pub(crate) fn over_memory(sh: &Shared) -> bool {
 }
 
 /// `numkeys key... arg...` of EVAL and FCALL.
-pub(crate) fn split_keys(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), Frame> {
+pub(crate) fn split_keys<'r, 'a>(
+    args: &'r [Arg<'a>],
+) -> Result<(&'r [Arg<'a>], &'r [Arg<'a>]), Frame> {
     let n = parse_i64(&args[2])?;
     let rest = &args[3..];
     if n > rest.len() as i64 {
@@ -120,7 +123,7 @@ pub(crate) fn split_keys(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), Frame> 
 /// Whether EVAL, EVALSHA or FCALL (`args`) runs a script declared `no-writes` (a shebang flag or a
 /// function flag), which CLIENT PAUSE WRITE lets through as Redis does. Scripts without a shebang, and
 /// unknown ones, may write.
-pub(crate) fn declared_no_writes(sh: &Shared, args: &[Bytes]) -> bool {
+pub(crate) fn declared_no_writes(sh: &Shared, args: &[Arg]) -> bool {
     let Some(target) = args.get(1) else {
         return false;
     };
@@ -162,19 +165,19 @@ pub(crate) fn check_flags(sh: &Shared, script_flags: u32, ro: bool) -> Result<()
     Ok(())
 }
 
-fn eval(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn eval(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     eval_generic(s, sh, args, false, false)
 }
 
-fn eval_ro(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn eval_ro(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     eval_generic(s, sh, args, false, true)
 }
 
-fn evalsha(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn evalsha(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     eval_generic(s, sh, args, true, false)
 }
 
-fn evalsha_ro(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn evalsha_ro(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     eval_generic(s, sh, args, true, true)
 }
 
@@ -210,7 +213,7 @@ fn cache_script(sh: &Shared, state: &mut EvalState, body: &Bytes) -> Result<Stri
     Ok(sha)
 }
 
-fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: bool) -> Frame {
+fn eval_generic(s: &mut Session, sh: &Shared, args: &[Arg], by_sha: bool, ro: bool) -> Frame {
     let (keys, argv) = match split_keys(args) {
         Ok(split) => split,
         Err(e) => return e,
@@ -239,7 +242,7 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
             _ => String::from_utf8_lossy(&args[1]).to_ascii_lowercase(),
         }
     } else {
-        match cache_script(sh, state, &args[1]) {
+        match cache_script(sh, state, &args[1].to_bytes()) {
             Ok(sha) => {
                 sh.scripting
                     .cached
@@ -278,7 +281,7 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
         threshold_ms: busy_threshold_ms(sh),
         eval: true,
         name: sha,
-        command: args.to_vec(),
+        command: strata_resp::to_owned_args(args),
     };
     let function = script.function.clone();
     // The first key's memtable slot started loading when the command was parsed (`crate::lookahead`);
@@ -292,7 +295,7 @@ fn eval_generic(s: &mut Session, sh: &Shared, args: &[Bytes], by_sha: bool, ro: 
     reply
 }
 
-fn script(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn script(_s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     let wrong = || {
         Frame::error(format!(
@@ -313,7 +316,7 @@ fn script(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             let Some(state) = guard.as_mut() else {
                 return Frame::error("ERR cannot start Lua");
             };
-            let reply = match cache_script(sh, state, &args[2]) {
+            let reply = match cache_script(sh, state, &args[2].to_bytes()) {
                 Ok(sha) => Frame::Bulk(Bytes::from(sha)),
                 Err(e) => e,
             };

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -394,7 +395,7 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-pub fn info(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn info(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let asked: Vec<String> = args[1..]
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
@@ -426,7 +427,7 @@ pub fn info(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 /// LOLWUT [VERSION version [n ...]]: Redis's bit of computer art and its version. strata draws its own
 /// picture, rock strata: `n` are the width in characters and the number of layers (defaults 40 and 8);
 /// the last line is Redis's, which clients check for.
-pub fn lolwut(s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn lolwut(s: &mut Session, _sh: &Shared, args: &[Arg]) -> Frame {
     let mut numbers = Vec::new();
     let mut i = 1;
     while i < args.len() {
@@ -474,7 +475,7 @@ pub fn lolwut(s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn time(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn time(_s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -661,7 +662,7 @@ fn begin_save(state: &SaveState, background: bool) -> Result<(), Frame> {
 /// SAVE: writes a storage checkpoint — a consistent copy of the whole data set at one point, which
 /// `strata serve --data-dir` opens — at `<dir>/<dbfilename>` (see [`super::config::checkpoint_dir`]),
 /// replacing the previous one atomically, and waits for it.
-pub fn save(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn save(_s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     let state = save_state(sh);
     if let Err(e) = begin_save(&state, false) {
         return e;
@@ -678,7 +679,7 @@ pub fn save(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
 
 /// BGSAVE [SCHEDULE]: SAVE on a background thread. Inside MULTI/EXEC it replies "Background saving
 /// scheduled" (as Redis does, which cannot fork there) and starts at once.
-pub fn bgsave(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn bgsave(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match args.len() {
         1 => {}
         2 if args[1].eq_ignore_ascii_case(b"schedule") => {}
@@ -738,7 +739,7 @@ impl Default for LogRewriteInner {
 /// rewrite achieves (a log no longer than the data needs) is a memtable flush, after which the log
 /// segments it covered are deleted. Runs on a background thread; inside MULTI/EXEC it replies
 /// "scheduled", as Redis does there.
-pub fn bgrewriteaof(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn bgrewriteaof(s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     let state = sh.log_rewrite.clone();
     {
         let mut st = state.inner.lock();
@@ -830,7 +831,7 @@ fn persistence_save_lines(out: &mut String, sh: &Shared) {
 /// WAL fsync; if that fails the shutdown is refused unless FORCE. NOW changes nothing (there are no
 /// replicas to wait for), and no shutdown is ever pending for ABORT to cancel. On success the client gets
 /// no reply: the connection closes and the node stops as on SIGTERM.
-pub fn shutdown(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn shutdown(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (mut nosave, mut save, mut force, mut now, mut abort) = (false, false, false, false, false);
     for arg in &args[1..] {
         let flag = match arg.to_ascii_lowercase().as_slice() {
@@ -861,14 +862,14 @@ pub fn shutdown(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::ok()
 }
 
-pub fn lastsave(_s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn lastsave(_s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     let state = save_state(sh);
     let st = state.inner.lock();
     Frame::Integer(i64::try_from(last_save_unix(sh, &st)).unwrap_or(i64::MAX))
 }
 
 /// SLOWLOG GET [count] | LEN | RESET | HELP.
-pub fn slowlog(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn slowlog(_s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     match (sub.as_slice(), args.len()) {
         (b"get", 2 | 3) => {
@@ -932,7 +933,7 @@ pub fn slowlog(_s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 /// MODULE LIST | LOAD | LOADEX | UNLOAD | HELP. strata loads no modules: the features Redis users add
 /// with the popular ones (rate limiting, autocomplete) are built in, so LIST is empty and LOAD fails
 /// the way Redis fails for a library it cannot load.
-pub fn module(_s: &mut Session, _sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn module(_s: &mut Session, _sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     match (sub.as_slice(), args.len()) {
         (b"list", 2) => Frame::Array(Vec::new()),

@@ -1,6 +1,7 @@
 //! Set commands. A set is a metadata record (version, size) plus one empty element record per member.
 
 use std::collections::BTreeSet;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -148,7 +149,7 @@ fn members(sh: &Shared, db: usize, key: &[u8]) -> Result<BTreeSet<Bytes>, Frame>
     }
 }
 
-pub fn sadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn sadd(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let key = &args[1];
     let _guard = sh.keyspace.lock(s.db, key);
     let result = (|| {
@@ -172,11 +173,11 @@ pub fn sadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     result.map_or_else(|r| r, Frame::Integer)
 }
 
-pub fn srem(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn srem(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     super::hashes::remove_elements(s, sh, &args[1], Kind::Set, &args[2..])
 }
 
-pub fn sismember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn sismember(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load_kind(sh, s.db, &args[1], Kind::Set) {
         Ok(Some((_, h))) => match field(sh, s.db, &args[1], h, &args[2]) {
             Ok(v) => Frame::Integer(i64::from(v.is_some())),
@@ -187,7 +188,7 @@ pub fn sismember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn smismember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn smismember(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load_kind(sh, s.db, &args[1], Kind::Set) {
         Ok(Some((_, h))) => match fields(sh, s.db, &args[1], h, &args[2..]) {
             Ok(vs) => Frame::Array(
@@ -202,7 +203,7 @@ pub fn smismember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn scard(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn scard(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load_kind(sh, s.db, &args[1], Kind::Set) {
         Ok(h) => Frame::Integer(h.map_or(0, |(_, h)| h.size as i64)),
         Err(r) => r,
@@ -213,12 +214,12 @@ fn set_reply(members: impl IntoIterator<Item = Bytes>) -> Frame {
     Frame::Set(members.into_iter().map(Frame::Bulk).collect())
 }
 
-pub fn smembers(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn smembers(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     members(sh, s.db, &args[1]).map_or_else(|r| r, set_reply)
 }
 
 /// The result of SINTER, SUNION or SDIFF over `keys`.
-fn combine(sh: &Shared, db: usize, op: &[u8], keys: &[Bytes]) -> Result<BTreeSet<Bytes>, Frame> {
+fn combine(sh: &Shared, db: usize, op: &[u8], keys: &[Arg]) -> Result<BTreeSet<Bytes>, Frame> {
     let mut sets = Vec::with_capacity(keys.len());
     for k in keys {
         sets.push(members(sh, db, k)?);
@@ -233,13 +234,13 @@ fn combine(sh: &Shared, db: usize, op: &[u8], keys: &[Bytes]) -> Result<BTreeSet
 }
 
 /// SINTER, SUNION, SDIFF.
-pub fn setop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn setop(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let op = args[0].to_ascii_lowercase();
     combine(sh, s.db, &op, &args[1..]).map_or_else(|r| r, set_reply)
 }
 
 /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE: the result replaces the destination (deleted when empty).
-pub fn setop_store(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn setop_store(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let op = args[0].to_ascii_lowercase();
     let dest = &args[1];
     let _guards = sh
@@ -270,7 +271,7 @@ pub fn setop_store(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn sintercard(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn sintercard(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let numkeys = match parse_i64(&args[1]) {
         Ok(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
         _ => return Frame::error("ERR numkeys should be greater than 0"),
@@ -301,7 +302,7 @@ pub fn sintercard(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn smove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn smove(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (src, dst, member) = (&args[1], &args[2], &args[3]);
     let _guards = sh
         .keyspace
@@ -351,7 +352,7 @@ pub fn smove(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// SRANDMEMBER key [count]: positive count → distinct members, negative → may repeat.
-pub fn srandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn srandmember(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let count = match args.get(2).map(|c| super::hashes::random_count(c)) {
         None => None,
         Some(Ok(n)) => Some(n),
@@ -393,7 +394,7 @@ pub fn srandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn spop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn spop(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let count = match args.get(2).map(|c| parse_i64(c)) {
         None => None,
         Some(Ok(n)) if n >= 0 => Some(n as usize),
@@ -439,6 +440,6 @@ pub fn spop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn sscan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn sscan(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     super::hashes::scan_collection(s, sh, args, Kind::Set)
 }

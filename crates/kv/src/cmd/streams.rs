@@ -27,6 +27,7 @@ pub(crate) use pel_counts::PelCounts;
 use pel_counts::{PelChange, Tally};
 pub(crate) use pending_owners::PendingOwners;
 pub(crate) use read_ahead::ReadAhead;
+use strata_resp::Arg;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -469,7 +470,7 @@ struct EntryValue {
     fields: Vec<Bytes>,
 }
 
-fn encode_entry(node: u64, fields: &[Bytes]) -> Vec<u8> {
+fn encode_entry(node: u64, fields: &[Arg]) -> Vec<u8> {
     let mut v = Vec::with_capacity(12 + fields.iter().map(|f| f.len() + 4).sum::<usize>());
     v.extend_from_slice(&node.to_be_bytes());
     v.extend_from_slice(
@@ -1229,7 +1230,7 @@ fn node_limits(sh: &Shared) -> (u64, u64) {
 }
 
 /// Parses XADD's options before the ID (returning the ID's position) or XTRIM's options.
-fn parse_trim(sh: &Shared, args: &[Bytes], xadd: bool) -> Result<(TrimArgs, usize, bool), Frame> {
+fn parse_trim(sh: &Shared, args: &[Arg], xadd: bool) -> Result<(TrimArgs, usize, bool), Frame> {
     let mut t = TrimArgs {
         strategy: Strategy::None,
         approx: false,
@@ -1575,7 +1576,7 @@ impl Stream<'_> {
     }
 
     /// Appends an entry (the caller checked `id` is past `last_id`); returns its node.
-    fn append(&mut self, id: Id, fields: &[Bytes]) -> u64 {
+    fn append(&mut self, id: Id, fields: &[Arg]) -> u64 {
         let (max_entries, max_bytes) = node_limits(self.sh);
         let max_bytes = if max_bytes == 0 { u64::MAX } else { max_bytes };
         let values: u64 = fields.iter().map(|f| f.len() as u64).sum();
@@ -1627,7 +1628,7 @@ impl Stream<'_> {
 // Commands.
 
 /// XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value [field value ...]
-pub fn xadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xadd(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (trim, idpos, nomkstream) = match parse_trim(sh, args, true) {
         Ok(p) => p,
         Err(r) => return r,
@@ -1705,7 +1706,7 @@ pub fn xadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count]
-pub fn xtrim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xtrim(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let trim = match parse_trim(sh, args, false) {
         Ok((t, ..)) => t,
         Err(r) => return r,
@@ -1732,7 +1733,7 @@ pub fn xtrim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// XDEL key id [id ...]
-pub fn xdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xdel(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let key = &args[1];
     let _guard = sh.keyspace.lock(s.db, key);
     let mut st = match load(sh, s.db, key) {
@@ -1818,7 +1819,7 @@ pub fn xdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// XLEN key
-pub fn xlen(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xlen(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load(sh, s.db, &args[1]) {
         Ok(Some(st)) => Frame::Integer(st.m.length as i64),
         Ok(None) => Frame::Integer(0),
@@ -1827,7 +1828,7 @@ pub fn xlen(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// XRANGE key start end [COUNT n], XREVRANGE key end start [COUNT n]
-pub fn xrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xrange(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let rev = args[0].eq_ignore_ascii_case(b"xrevrange");
     let (start, end) = if rev {
         (&args[3], &args[2])
@@ -1872,7 +1873,7 @@ pub fn xrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// XSETID key last-id [ENTRIESADDED entries-added] [MAXDELETEDID max-deleted-id]
-pub fn xsetid(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xsetid(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let id = match parse_id(&args[2], 0, true) {
         Ok(id) => id,
         Err(r) => return r,
@@ -1955,7 +1956,7 @@ struct ReadArgs {
     nstreams: usize,
 }
 
-fn parse_read(args: &[Bytes], group_cmd: bool, from_script: bool) -> Result<ReadArgs, Frame> {
+fn parse_read(args: &[Arg], group_cmd: bool, from_script: bool) -> Result<ReadArgs, Frame> {
     let mut r = ReadArgs {
         count: 0,
         block: None,
@@ -2004,7 +2005,7 @@ fn parse_read(args: &[Bytes], group_cmd: bool, from_script: bool) -> Result<Read
                     "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead.",
                 ));
             }
-            r.group = Some((args[i + 1].clone(), args[i + 2].clone()));
+            r.group = Some((args[i + 1].to_bytes(), args[i + 2].to_bytes()));
             i += 2;
         } else if o.eq_ignore_ascii_case(b"noack") {
             if !group_cmd {
@@ -2028,7 +2029,7 @@ fn parse_read(args: &[Bytes], group_cmd: bool, from_script: bool) -> Result<Read
 }
 
 /// Positions of the keys of an XREAD / XREADGROUP (after STREAMS, the first half).
-pub(crate) fn read_key_positions(args: &[Bytes]) -> Vec<usize> {
+pub(crate) fn read_key_positions(args: &[Arg]) -> Vec<usize> {
     let Some(at) = args.iter().position(|a| a.eq_ignore_ascii_case(b"streams")) else {
         return Vec::new();
     };
@@ -2047,7 +2048,7 @@ fn xreadgroup_nogroup(key: &[u8], group: &[u8]) -> Frame {
 
 /// XREAD [COUNT n] [BLOCK ms] STREAMS key [key ...] id [id ...], and XREADGROUP GROUP group consumer
 /// [COUNT n] [BLOCK ms] [NOACK] STREAMS key [key ...] id [id ...].
-pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xread(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let group_cmd = args[0].eq_ignore_ascii_case(b"xreadgroup");
     let from_script = s.id == crate::script::SCRIPT_CLIENT_ID;
     let r = match parse_read(args, group_cmd, from_script) {
@@ -2204,7 +2205,7 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                 }
             }
         };
-        out.push((key.clone(), served));
+        out.push((key.to_bytes(), served));
     }
     drop(guards);
     if !out.is_empty() {
@@ -2226,7 +2227,7 @@ pub fn xread(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
                     .collect(),
             );
             s.block_on(crate::blocking::BlockRequest {
-                keys: keys.to_vec(),
+                keys: strata_resp::to_owned_args(keys),
                 deadline,
                 timeout_reply: Frame::NullArray,
             })

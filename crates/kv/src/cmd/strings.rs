@@ -5,6 +5,7 @@ mod bits;
 mod lcs;
 
 use bytes::{Bytes, BytesMut};
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::CommandSpec;
@@ -238,7 +239,7 @@ fn get_string(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<Entry>, Frame
     }
 }
 
-pub fn get(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn get(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match get_string(sh, s.db, &args[1]) {
         Ok(Some(e)) => Frame::Bulk(e.payload),
         Ok(None) => Frame::Null,
@@ -246,7 +247,7 @@ pub fn get(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn mget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn mget(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let mut out = Vec::with_capacity(args.len() - 1);
     for key in &args[1..] {
         out.push(match sh.keyspace.get(s.db, key) {
@@ -286,7 +287,7 @@ struct SetOptions {
 }
 
 /// Parses SET's options; `now` turns relative expiries into absolute ones.
-fn parse_set_options(args: &[Bytes], now: u64) -> Result<SetOptions, Frame> {
+fn parse_set_options(args: &[Arg], now: u64) -> Result<SetOptions, Frame> {
     let mut o = SetOptions::default();
     let mut i = 0;
     while i < args.len() {
@@ -308,7 +309,7 @@ fn parse_set_options(args: &[Bytes], now: u64) -> Result<SetOptions, Frame> {
     Ok(o)
 }
 
-pub fn set(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn set(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let now = sh.keyspace.now_ms();
     let o = match parse_set_options(&args[3..], now) {
         Ok(o) => o,
@@ -343,7 +344,7 @@ pub fn set(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         kind: Kind::String,
         expire_at_ms,
         indexed_at_ms: 0,
-        payload: args[2].clone(),
+        payload: args[2].to_bytes(),
     };
     if let Err(e) = sh.keyspace.put(s.db, key, &entry) {
         return storage_error(e);
@@ -351,13 +352,13 @@ pub fn set(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     if o.get { old_reply() } else { Frame::ok() }
 }
 
-pub fn setnx(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn setnx(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let _guard = sh.keyspace.lock(s.db, &args[1]);
     match sh.keyspace.get(s.db, &args[1]) {
         Ok(Some(_)) => Frame::Integer(0),
         Ok(None) => match sh
             .keyspace
-            .put(s.db, &args[1], &Entry::string(args[2].clone()))
+            .put(s.db, &args[1], &Entry::string(args[2].to_bytes()))
         {
             Ok(()) => Frame::Integer(1),
             Err(e) => storage_error(e),
@@ -366,7 +367,7 @@ pub fn setnx(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-fn set_with_ttl(s: &mut Session, sh: &Shared, args: &[Bytes], unit_ms: u64, name: &str) -> Frame {
+fn set_with_ttl(s: &mut Session, sh: &Shared, args: &[Arg], unit_ms: u64, name: &str) -> Frame {
     let n = match parse_i64(&args[2]) {
         Ok(n) => n,
         Err(reply) => return reply,
@@ -385,7 +386,7 @@ fn set_with_ttl(s: &mut Session, sh: &Shared, args: &[Bytes], unit_ms: u64, name
         kind: Kind::String,
         expire_at_ms,
         indexed_at_ms: 0,
-        payload: args[3].clone(),
+        payload: args[3].to_bytes(),
     };
     match sh.keyspace.put(s.db, &args[1], &entry) {
         Ok(()) => Frame::ok(),
@@ -393,15 +394,15 @@ fn set_with_ttl(s: &mut Session, sh: &Shared, args: &[Bytes], unit_ms: u64, name
     }
 }
 
-pub fn setex(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn setex(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     set_with_ttl(s, sh, args, 1000, "setex")
 }
 
-pub fn psetex(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn psetex(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     set_with_ttl(s, sh, args, 1, "psetex")
 }
 
-pub fn getset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn getset(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let _guard = sh.keyspace.lock(s.db, &args[1]);
     let old = match get_string(sh, s.db, &args[1]) {
         Ok(old) => old,
@@ -409,14 +410,14 @@ pub fn getset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     };
     match sh
         .keyspace
-        .put(s.db, &args[1], &Entry::string(args[2].clone()))
+        .put(s.db, &args[1], &Entry::string(args[2].to_bytes()))
     {
         Ok(()) => old.map_or(Frame::Null, |e| Frame::Bulk(e.payload)),
         Err(e) => storage_error(e),
     }
 }
 
-pub fn getdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn getdel(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let _guard = sh.keyspace.lock(s.db, &args[1]);
     match get_string(sh, s.db, &args[1]) {
         Ok(Some(e)) => match sh.keyspace.delete(s.db, &args[1]) {
@@ -428,7 +429,7 @@ pub fn getdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn getex(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn getex(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let now = sh.keyspace.now_ms();
     let mut persist = false;
     let mut expire_at = None;
@@ -473,7 +474,7 @@ pub fn getex(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Bulk(value)
 }
 
-pub fn mset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn mset(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if args.len() % 2 != 1 {
         return super::wrong_arity(if args[0].eq_ignore_ascii_case(b"msetnx") {
             "msetnx"
@@ -483,7 +484,7 @@ pub fn mset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
     let pairs: Vec<(&[u8], Entry)> = args[1..]
         .chunks_exact(2)
-        .map(|kv| (&kv[0][..], Entry::string(kv[1].clone())))
+        .map(|kv| (&kv[0][..], Entry::string(kv[1].to_bytes())))
         .collect();
     let _guards = sh.keyspace.lock_many(s.db, pairs.iter().map(|(k, _)| *k));
     match sh.keyspace.put_many(s.db, &pairs) {
@@ -492,13 +493,13 @@ pub fn mset(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn msetnx(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn msetnx(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if args.len() % 2 != 1 {
         return super::wrong_arity("msetnx");
     }
     let pairs: Vec<(&[u8], Entry)> = args[1..]
         .chunks_exact(2)
-        .map(|kv| (&kv[0][..], Entry::string(kv[1].clone())))
+        .map(|kv| (&kv[0][..], Entry::string(kv[1].to_bytes())))
         .collect();
     let _guards = sh.keyspace.lock_many(s.db, pairs.iter().map(|(k, _)| *k));
     for (key, _) in &pairs {
@@ -514,7 +515,7 @@ pub fn msetnx(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn append(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn append(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let _guard = sh.keyspace.lock(s.db, &args[1]);
     let old = match get_string(sh, s.db, &args[1]) {
         Ok(old) => old,
@@ -539,7 +540,7 @@ pub fn append(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         kind: Kind::String,
         expire_at_ms: 0,
         indexed_at_ms: 0,
-        payload: args[2].clone(),
+        payload: args[2].to_bytes(),
     };
     match sh.keyspace.put(s.db, &args[1], &entry) {
         Ok(()) => Frame::Integer(len as i64),
@@ -547,7 +548,7 @@ pub fn append(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn strlen(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn strlen(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match get_string(sh, s.db, &args[1]) {
         Ok(e) => Frame::Integer(e.map_or(0, |e| e.payload.len() as i64)),
         Err(reply) => reply,
@@ -555,7 +556,7 @@ pub fn strlen(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// Redis's index normalisation for GETRANGE: negative from the end, clamped.
-pub fn getrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn getrange(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (start, end) = match (parse_i64(&args[2]), parse_i64(&args[3])) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(r), _) | (_, Err(r)) => return r,
@@ -585,7 +586,7 @@ pub fn getrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Bulk(value.slice(start as usize..=end as usize))
 }
 
-pub fn setrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn setrange(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let offset = match parse_i64(&args[2]) {
         Ok(o) if o >= 0 => o as usize,
         Ok(_) => return Frame::error("ERR offset is out of range"),
@@ -659,24 +660,24 @@ fn incr_by(s: &mut Session, sh: &Shared, key: &Bytes, delta: i64) -> Frame {
     }
 }
 
-pub fn incr(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    incr_by(s, sh, &args[1], 1)
+pub fn incr(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
+    incr_by(s, sh, &args[1].to_bytes(), 1)
 }
 
-pub fn decr(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    incr_by(s, sh, &args[1], -1)
+pub fn decr(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
+    incr_by(s, sh, &args[1].to_bytes(), -1)
 }
 
-pub fn incrby(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn incrby(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match parse_i64(&args[2]) {
-        Ok(d) => incr_by(s, sh, &args[1], d),
+        Ok(d) => incr_by(s, sh, &args[1].to_bytes(), d),
         Err(r) => r,
     }
 }
 
-pub fn decrby(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn decrby(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match parse_i64(&args[2]) {
-        Ok(d) if d != i64::MIN => incr_by(s, sh, &args[1], -d),
+        Ok(d) if d != i64::MIN => incr_by(s, sh, &args[1].to_bytes(), -d),
         Ok(_) => Frame::error("ERR decrement would overflow"),
         Err(r) => r,
     }
@@ -696,7 +697,7 @@ fn parse_f64(arg: &[u8]) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
-pub fn incrbyfloat(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn incrbyfloat(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let Some(delta) = parse_f64(&args[2]) else {
         return Frame::error("ERR value is not a valid float");
     };

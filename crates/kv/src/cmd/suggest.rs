@@ -27,6 +27,7 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -243,7 +244,7 @@ fn parse_score(arg: &[u8]) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
-fn sugadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn sugadd(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if args.len() > 7 {
         return super::wrong_arity("ft.sugadd");
     }
@@ -256,7 +257,7 @@ fn sugadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         } else if opt.eq_ignore_ascii_case(b"PAYLOAD") {
             i += 1;
             match args.get(i) {
-                Some(p) => payload = Some(p.clone()),
+                Some(p) => payload = Some(p.to_bytes()),
                 None => {
                     return Frame::error(
                         "ERR Invalid payload: Expected an argument, but none provided",
@@ -329,7 +330,7 @@ fn sugadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Integer(size as i64)
 }
 
-fn sugdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn sugdel(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let key = &args[1];
     let _guard = sh.keyspace.lock(s.db, key);
     let Some((entry, header, trie)) = (match load(sh, s.db, key) {
@@ -358,7 +359,7 @@ fn sugdel(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Integer(1)
 }
 
-fn suglen(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn suglen(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load_kind(sh, s.db, &args[1], Kind::Trie) {
         Ok(Some((_, h))) => Frame::Integer(h.size as i64),
         Ok(None) => Frame::Integer(0),
@@ -374,7 +375,7 @@ struct GetOptions {
     max: usize,
 }
 
-fn parse_get_options(args: &[Bytes]) -> Result<GetOptions, Frame> {
+fn parse_get_options(args: &[Arg]) -> Result<GetOptions, Frame> {
     let mut o = GetOptions {
         fuzzy: false,
         with_scores: false,
@@ -451,7 +452,7 @@ impl PartialEq for Ranked<'_> {
 
 impl Eq for Ranked<'_> {}
 
-fn sugget(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn sugget(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if args.len() > 10 {
         return super::wrong_arity("ft.sugget");
     }

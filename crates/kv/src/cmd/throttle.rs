@@ -16,6 +16,7 @@
 
 use bytes::Bytes;
 use strata_resilience::gcra::{Gcra, reply_seconds};
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::strings::wrongtype;
@@ -50,7 +51,7 @@ fn parse(arg: &[u8]) -> Result<i64, Frame> {
         })
 }
 
-fn cl_throttle(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+fn cl_throttle(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if args.len() != 5 && args.len() != 6 {
         return cell_error(
             "Usage: cl.throttle <key> <max_burst> <count per period> <period> [<quantity>]",

@@ -2,7 +2,7 @@
 //! MULTI; a command refused while queueing makes EXEC fail with EXECABORT; EXEC replies nil when a
 //! WATCHed key was written since WATCH; EXEC runs the queue with every other command held off.
 
-use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::CommandSpec;
@@ -47,7 +47,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
 ];
 
-pub fn multi(s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn multi(s: &mut Session, _sh: &Shared, _args: &[Arg]) -> Frame {
     if s.multi.is_some() {
         return Frame::error("ERR MULTI calls can not be nested");
     }
@@ -56,7 +56,7 @@ pub fn multi(s: &mut Session, _sh: &Shared, _args: &[Bytes]) -> Frame {
     Frame::ok()
 }
 
-pub fn discard(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn discard(s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     if s.multi.is_none() {
         return Frame::error("ERR DISCARD without MULTI");
     }
@@ -64,7 +64,7 @@ pub fn discard(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
     Frame::ok()
 }
 
-pub fn watch(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn watch(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if s.multi.is_some() {
         return Frame::error("ERR WATCH inside MULTI is not allowed");
     }
@@ -72,14 +72,14 @@ pub fn watch(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         if s.watched.iter().any(|(db, k, ..)| *db == s.db && k == key) {
             continue;
         }
-        let writes = sh.keyspace.watch(s.db, key);
+        let writes = sh.keyspace.watch(s.db, &key.to_bytes());
         let exists = matches!(sh.keyspace.get(s.db, key), Ok(Some(_)));
-        s.watched.push((s.db, key.clone(), writes, exists));
+        s.watched.push((s.db, key.to_bytes(), writes, exists));
     }
     Frame::ok()
 }
 
-pub fn unwatch(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn unwatch(s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     for (db, key, ..) in s.watched.drain(..) {
         sh.keyspace.unwatch(db, &key);
     }
@@ -87,7 +87,7 @@ pub fn unwatch(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
 }
 
 /// The table entry for EXEC; dispatch calls [`exec`] directly because it needs the exclusive lock.
-pub fn exec_unreachable(s: &mut Session, sh: &Shared, _args: &[Bytes]) -> Frame {
+pub fn exec_unreachable(s: &mut Session, sh: &Shared, _args: &[Arg]) -> Frame {
     exec(s, sh)
 }
 
@@ -116,7 +116,7 @@ pub fn exec(s: &mut Session, sh: &Shared) -> Frame {
     }
     let mut replies = Vec::with_capacity(queue.len());
     for args in &queue {
-        replies.push(super::run_queued(s, sh, args));
+        replies.push(super::run_queued(s, sh, &strata_resp::args_of(args)));
     }
     s.end_transaction(&sh.keyspace);
     Frame::Array(replies)

@@ -23,6 +23,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -1125,7 +1126,7 @@ fn add_generic(s: &Session, sh: &Shared, key: &[u8], f: AddFlags, pairs: &[(f64,
     result.unwrap_or_else(|r| r)
 }
 
-pub fn zadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zadd(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let mut f = AddFlags::default();
     let mut i = 2;
     while i < args.len() {
@@ -1166,12 +1167,12 @@ pub fn zadd(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         let Some(score) = parse_score(&p[0]) else {
             return Frame::error("ERR value is not a valid float");
         };
-        pairs.push((score, p[1].clone()));
+        pairs.push((score, p[1].to_bytes()));
     }
     add_generic(s, sh, &args[1], f, &pairs)
 }
 
-pub fn zincrby(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zincrby(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let Some(delta) = parse_score(&args[2]) else {
         return Frame::error("ERR value is not a valid float");
     };
@@ -1179,10 +1180,10 @@ pub fn zincrby(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         incr: true,
         ..AddFlags::default()
     };
-    add_generic(s, sh, &args[1], f, &[(delta, args[3].clone())])
+    add_generic(s, sh, &args[1], f, &[(delta, args[3].to_bytes())])
 }
 
-pub fn zrem(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zrem(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let key = &args[1];
     let _guard = sh.keyspace.lock(s.db, key);
     let result = (|| {
@@ -1190,11 +1191,12 @@ pub fn zrem(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             return Ok(0);
         };
         let mut pending = Pending::default();
+        let members = strata_resp::to_owned_args(&args[2..]);
         if args.len() <= 66 {
-            pending.prefetch(sh, s.db, key, Some(header.version), args[2..].iter())?;
+            pending.prefetch(sh, s.db, key, Some(header.version), members.iter())?;
         }
         let mut removed = 0;
-        for m in &args[2..] {
+        for m in &members {
             if pending
                 .current(sh, s.db, key, Some(header.version), m)?
                 .is_some()
@@ -1212,7 +1214,7 @@ pub fn zrem(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 // ---------------------------------------------------------------------------------------------------------
 // Point reads
 
-pub fn zscore(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zscore(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let result = (|| {
         let Some((_, h)) = load_kind(sh, s.db, &args[1], Kind::ZSet)? else {
             return Ok(Frame::Null);
@@ -1223,7 +1225,7 @@ pub fn zscore(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     result.unwrap_or_else(|r| r)
 }
 
-pub fn zmscore(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zmscore(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let result = (|| {
         let Some((_, h)) = load_kind(sh, s.db, &args[1], Kind::ZSet)? else {
             return Ok(Frame::Array(vec![Frame::Null; args.len() - 2]));
@@ -1240,7 +1242,7 @@ pub fn zmscore(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     result.unwrap_or_else(|r| r)
 }
 
-pub fn zcard(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zcard(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match load_kind(sh, s.db, &args[1], Kind::ZSet) {
         Ok(h) => Frame::Integer(h.map_or(0, |(_, h)| h.size as i64)),
         Err(r) => r,
@@ -1258,22 +1260,22 @@ fn count_range(s: &Session, sh: &Shared, key: &[u8], range: Range) -> Frame {
     }
 }
 
-pub fn zcount(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zcount(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match parse_score_range(&args[2], &args[3]) {
         Ok(r) => count_range(s, sh, &args[1], Range::Score(r)),
         Err(e) => e,
     }
 }
 
-pub fn zlexcount(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
-    match parse_lex_range(&args[2], &args[3]) {
+pub fn zlexcount(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
+    match parse_lex_range(&args[2].to_bytes(), &args[3].to_bytes()) {
         Ok((a, b)) => count_range(s, sh, &args[1], Range::Lex(a, b)),
         Err(e) => e,
     }
 }
 
 /// ZRANK and ZREVRANK [WITHSCORE].
-pub fn zrank(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zrank(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let rev = args[0].eq_ignore_ascii_case(b"zrevrank");
     if args.len() > 4 {
         return super::wrong_arity(if rev { "zrevrank" } else { "zrank" });
@@ -1298,7 +1300,7 @@ pub fn zrank(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         };
         let item = Item {
             score,
-            member: member.clone(),
+            member: member.to_bytes(),
         };
         Ok(t.rank(&item)
             .map(|r| Some((if rev { t.len() - 1 - r } else { r }, score))))
@@ -1350,7 +1352,7 @@ enum RangeKind {
 /// Parses ZRANGE-family arguments (Redis's `zrangeGenericCommand`). `args` starts at the key; the legacy
 /// commands fix the kind and direction; ZRANGESTORE (`store`) takes no WITHSCORES.
 fn parse_range(
-    args: &[Bytes],
+    args: &[Arg],
     kind: RangeKind,
     rev_fixed: Option<bool>,
     store: bool,
@@ -1400,13 +1402,13 @@ fn parse_range(
     let range = match kind {
         RangeKind::Score => Range::Score(parse_score_range(min, max)?),
         RangeKind::Lex => {
-            let (a, b) = parse_lex_range(min, max)?;
+            let (a, b) = parse_lex_range(&min.to_bytes(), &max.to_bytes())?;
             Range::Lex(a, b)
         }
         _ => Range::Rank(parse_i64(min)?, parse_i64(max)?),
     };
     Ok(RangeRequest {
-        key: args[0].clone(),
+        key: args[0].to_bytes(),
         range,
         rev,
         offset,
@@ -1427,7 +1429,7 @@ fn range_command_shape(name: &[u8]) -> (RangeKind, Option<bool>) {
 }
 
 /// ZRANGE, ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX.
-pub fn zrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zrange(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (kind, rev) = range_command_shape(&args[0]);
     let req = match parse_range(&args[1..], kind, rev, false) {
         Ok(r) => r,
@@ -1443,7 +1445,7 @@ pub fn zrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn zrangestore(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zrangestore(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let req = match parse_range(&args[2..], RangeKind::Auto, None, true) {
         Ok(r) => r,
         Err(e) => return e,
@@ -1464,7 +1466,7 @@ pub fn zrangestore(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX.
-pub fn zremrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zremrange(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let range = match args[0].to_ascii_lowercase().as_slice() {
         b"zremrangebyrank" => match (parse_i64(&args[2]), parse_i64(&args[3])) {
             (Ok(a), Ok(b)) => Range::Rank(a, b),
@@ -1474,7 +1476,7 @@ pub fn zremrange(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             Ok(r) => Range::Score(r),
             Err(e) => return e,
         },
-        _ => match parse_lex_range(&args[2], &args[3]) {
+        _ => match parse_lex_range(&args[2].to_bytes(), &args[3].to_bytes()) {
             Ok((a, b)) => Range::Lex(a, b),
             Err(e) => return e,
         },
@@ -1560,7 +1562,7 @@ pub(crate) fn mpop_reply(s: &Session, key: Bytes, items: Vec<Item>) -> Frame {
     ])
 }
 
-fn zpop_generic(s: &Session, sh: &Shared, args: &[Bytes], max: bool) -> Frame {
+fn zpop_generic(s: &Session, sh: &Shared, args: &[Arg], max: bool) -> Frame {
     if args.len() > 3 {
         return Frame::error("ERR syntax error");
     }
@@ -1585,17 +1587,17 @@ fn zpop_generic(s: &Session, sh: &Shared, args: &[Bytes], max: bool) -> Frame {
     Frame::Array(out)
 }
 
-pub fn zpopmin(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zpopmin(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     zpop_generic(s, sh, args, false)
 }
 
-pub fn zpopmax(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zpopmax(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     zpop_generic(s, sh, args, true)
 }
 
 /// Parses `numkeys key... MIN|MAX [COUNT n]` (ZMPOP from `args[1]`, BZMPOP after its timeout): the keys,
 /// whether MAX, and the count.
-pub(crate) fn parse_mpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, usize), Frame> {
+pub(crate) fn parse_mpop(args: &[Arg]) -> Result<(Vec<Bytes>, bool, usize), Frame> {
     let numkeys = match parse_i64(&args[0]) {
         Ok(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
         _ => return Err(Frame::error("ERR numkeys should be greater than 0")),
@@ -1625,7 +1627,11 @@ pub(crate) fn parse_mpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, usize), Fr
         }
         j += 1;
     }
-    Ok((args[1..where_idx].to_vec(), max, count.unwrap_or(1)))
+    Ok((
+        strata_resp::to_owned_args(&args[1..where_idx]),
+        max,
+        count.unwrap_or(1),
+    ))
 }
 
 /// Pops from the first of `keys` holding a non-empty sorted set: that key and what was popped, or
@@ -1634,7 +1640,7 @@ pub(crate) fn parse_mpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, usize), Fr
 fn pop_first(
     s: &Session,
     sh: &Shared,
-    keys: &[Bytes],
+    keys: &[Arg],
     max: bool,
     count: usize,
 ) -> Result<Option<(Bytes, Vec<Item>)>, Frame> {
@@ -1648,18 +1654,19 @@ fn pop_first(
             Err(e) => return Err(e),
         };
         if !items.is_empty() {
-            return Ok(Some((key.clone(), items)));
+            return Ok(Some((key.to_bytes(), items)));
         }
     }
     Ok(None)
 }
 
-pub fn zmpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zmpop(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (keys, max, count) = match parse_mpop(&args[1..]) {
         Ok(p) => p,
         Err(e) => return e,
     };
-    match pop_first(s, sh, &keys, max, count) {
+    let found = pop_first(s, sh, &strata_resp::args_of(&keys), max, count);
+    match found {
         Ok(Some((key, items))) => mpop_reply(s, key, items),
         Ok(None) => Frame::NullArray,
         Err(r) => r,
@@ -1667,7 +1674,7 @@ pub fn zmpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]: ZMPOP, waiting while every key is empty.
-pub fn bzmpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn bzmpop(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (keys, max, count) = match parse_mpop(&args[2..]) {
         Ok(p) => p,
         Err(e) => return e,
@@ -1676,7 +1683,8 @@ pub fn bzmpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
         Ok(d) => d,
         Err(r) => return r,
     };
-    match pop_first(s, sh, &keys, max, count) {
+    let found = pop_first(s, sh, &strata_resp::args_of(&keys), max, count);
+    match found {
         Ok(Some((key, items))) => mpop_reply(s, key, items),
         Ok(None) => s.block_on(crate::blocking::BlockRequest {
             keys,
@@ -1689,7 +1697,7 @@ pub fn bzmpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 /// BZPOPMIN key [key ...] timeout, BZPOPMAX key [key ...] timeout: pops one member of the first
 /// non-empty sorted set (`[key, member, score]`), waiting while every key is empty.
-pub fn bzpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn bzpop(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let max = args[0].eq_ignore_ascii_case(b"bzpopmax");
     let deadline = match crate::blocking::parse_timeout(&args[args.len() - 1]) {
         Ok(d) => d,
@@ -1706,7 +1714,7 @@ pub fn bzpop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             None => Frame::NullArray,
         },
         Ok(None) => s.block_on(crate::blocking::BlockRequest {
-            keys: keys.to_vec(),
+            keys: strata_resp::to_owned_args(keys),
             deadline,
             timeout_reply: Frame::NullArray,
         }),
@@ -1733,7 +1741,7 @@ fn next_rand(state: &mut u64) -> u64 {
     *state
 }
 
-pub fn zrandmember(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zrandmember(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     if args.len() > 4 || (args.len() == 4 && !args[3].eq_ignore_ascii_case(b"withscores")) {
         return Frame::error("ERR syntax error");
     }
@@ -1901,7 +1909,7 @@ struct SetOpRequest {
 fn parse_setop(
     sh: &Shared,
     db: usize,
-    args: &[Bytes],
+    args: &[Arg],
     command: &str,
     op: SetOp,
     store: bool,
@@ -2046,7 +2054,7 @@ fn setop_kind(name: &[u8]) -> SetOp {
 }
 
 /// ZUNION, ZINTER, ZDIFF.
-pub fn zsetop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zsetop(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let op = setop_kind(&args[0]);
     let command = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     match parse_setop(sh, s.db, &args[1..], &command, op, false, false) {
@@ -2059,7 +2067,7 @@ pub fn zsetop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE: the result replaces the destination (deleted when empty).
-pub fn zsetop_store(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zsetop_store(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let op = setop_kind(&args[0]);
     let command = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     let dst = &args[1];
@@ -2076,7 +2084,7 @@ pub fn zsetop_store(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     result.map_or_else(|r| r, Frame::Integer)
 }
 
-pub fn zintercard(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zintercard(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match parse_setop(
         sh,
         s.db,
@@ -2101,7 +2109,7 @@ pub fn zintercard(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 /// Sets up to this size are returned whole by one ZSCAN call (Redis does so for its compact encoding).
 const ZSCAN_WHOLE: u64 = 128;
 
-pub fn zscan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn zscan(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let key = &args[1];
     let Some(cursor) = std::str::from_utf8(&args[2])
         .ok()
@@ -2116,7 +2124,7 @@ pub fn zscan(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
             return Frame::error("ERR syntax error");
         };
         match args[i].to_ascii_uppercase().as_slice() {
-            b"MATCH" => pattern = Some(value.clone()),
+            b"MATCH" => pattern = Some(*value),
             b"COUNT" => match parse_i64(value) {
                 Ok(n) if n >= 1 => count = usize::try_from(n).unwrap_or(usize::MAX),
                 Ok(_) => return Frame::error("ERR syntax error"),

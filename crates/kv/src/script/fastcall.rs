@@ -23,6 +23,7 @@
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::panic::AssertUnwindSafe;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use mlua::ffi;
@@ -57,8 +58,8 @@ pub(super) fn call_protected(
     lua: &mlua::Lua,
     handler: &mlua::Function,
     f: &mlua::Function,
-    keys: &[Bytes],
-    args: &[Bytes],
+    keys: &[Arg],
+    args: &[Arg],
     globals: bool,
 ) -> mlua::Result<(bool, mlua::Value)> {
     // SAFETY: `exec_raw` runs the closure protected, so an error raised in it outside the inner
@@ -97,7 +98,7 @@ pub(super) fn call_protected(
 }
 
 /// Pushes an array of the strings `items`.
-unsafe fn push_strings(state: *mut ffi::lua_State, items: &[Bytes]) {
+unsafe fn push_strings(state: *mut ffi::lua_State, items: &[Arg]) {
     // SAFETY: the caller has room for the table and one string.
     unsafe {
         ffi::lua_createtable(state, table_size(items.len()), 0);
@@ -181,11 +182,20 @@ unsafe fn call(state: *mut ffi::lua_State) -> bool {
             );
             return true;
         }
-        let mut argv = Vec::with_capacity(argc as usize);
+        // The arguments side by side in one buffer, which the command borrows them from (an allocation
+        // per call, not per argument).
+        let mut buf = Vec::new();
+        let mut ends: smallvec::SmallVec<[usize; 8]> = smallvec::SmallVec::new();
         for i in 1..=argc {
             match ffi::lua_type(state, i) {
-                ffi::LUA_TSTRING => argv.push(Bytes::copy_from_slice(string_at(state, i))),
-                ffi::LUA_TNUMBER => argv.push(number_arg(ffi::lua_tonumber(state, i))),
+                ffi::LUA_TSTRING => {
+                    buf.extend_from_slice(string_at(state, i));
+                    ends.push(buf.len());
+                }
+                ffi::LUA_TNUMBER => {
+                    push_number(&mut buf, ffi::lua_tonumber(state, i));
+                    ends.push(buf.len());
+                }
                 _ => {
                     ffi::lua_settop(state, 0);
                     push_error(
@@ -201,14 +211,23 @@ unsafe fn call(state: *mut ffi::lua_State) -> bool {
         // with thousands of arguments (a C function's stack ends at LUAI_MAXCSTACK slots), as in Redis.
         // That leaves LUA_MINSTACK (20) free slots, enough for the reply's first level.
         ffi::lua_settop(state, 0);
+        let whole = Bytes::from(buf);
+        let args: strata_resp::Args<'_> = ends
+            .iter()
+            .scan(0, |start, &end| {
+                let arg = strata_resp::Arg::part(&whole, *start..end);
+                *start = end;
+                Some(arg)
+            })
+            .collect();
         let done = std::panic::catch_unwind(AssertUnwindSafe(|| {
             with_current(|ctx| {
-                let reply = match crate::cmd::run_from_script(ctx, &argv) {
+                let reply = match crate::cmd::run_from_script(ctx, &args) {
                     Ok(frame) => frame,
                     Err(message) => {
                         // Refused: counted here, where it happened, as Redis counts it; the table says so,
                         // and the script's reply does not count it again.
-                        crate::cmd::record_script_rejection(&ctx.shared, &argv, &message);
+                        crate::cmd::record_script_rejection(&ctx.shared, &args, &message);
                         push_error(state, message.as_bytes(), true);
                         ctx.counted_error = Some(message);
                         return true;
@@ -258,13 +277,16 @@ unsafe fn string_at<'a>(state: *mut ffi::lua_State, i: c_int) -> &'a [u8] {
     }
 }
 
-/// A number argument as the command sees it: Redis's `%.17g`, which prints an integral value below 1e17
+/// Appends a number argument as the command sees it: Redis's `%.17g`, which prints an integral value below 1e17
 /// as the integer (the common case, done without the general formatter).
-fn number_arg(n: f64) -> Bytes {
+fn push_number(buf: &mut Vec<u8>, n: f64) {
     if n.fract() == 0.0 && n.abs() < 1e17 && !(n == 0.0 && n.is_sign_negative()) {
-        return Bytes::from((n as i64).to_string());
+        use std::io::Write as _;
+        // Writing to a vector cannot fail.
+        let _ = write!(buf, "{}", n as i64);
+        return;
     }
-    Bytes::from(convert::format_g17(n))
+    buf.extend_from_slice(convert::format_g17(n).as_bytes());
 }
 
 /// Pushes `{err = message}`, flagged as already counted in the error statistics when `counted`.

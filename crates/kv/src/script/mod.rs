@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
@@ -217,8 +218,9 @@ pub(crate) struct RunCtx {
 
 impl RunCtx {
     /// [`RunCtx::track_keys`] for a script with declared `keys` called by `caller`.
-    pub fn keys_to_track(caller: &Session, keys: &[Bytes]) -> Option<Vec<Bytes>> {
-        (caller.tracking.remembers_reads() && !keys.is_empty()).then(|| keys.to_vec())
+    pub fn keys_to_track(caller: &Session, keys: &[Arg]) -> Option<Vec<Bytes>> {
+        (caller.tracking.remembers_reads() && !keys.is_empty())
+            .then(|| strata_resp::to_owned_args(keys))
     }
 }
 
@@ -743,8 +745,8 @@ impl Engine {
         state: &RunState,
         running: Running,
         f: &Function,
-        keys: &[Bytes],
-        args: &[Bytes],
+        keys: &[Arg],
+        args: &[Arg],
         mut ctx: RunCtx,
     ) -> Frame {
         let eval = running.eval;

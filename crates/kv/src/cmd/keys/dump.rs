@@ -11,6 +11,7 @@
 //! packed encodings (listpack, intset, ziplist) are not, and such a payload is "Bad data format".
 
 use std::collections::HashSet;
+use strata_resp::Arg;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use strata_resp::Frame;
@@ -345,7 +346,7 @@ fn read_value(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<Value>, Frame
 }
 
 /// DUMP key.
-pub fn dump(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn dump(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match read_value(sh, s.db, &args[1]) {
         Ok(Some(v)) => Frame::Bulk(serialize(&v)),
         Ok(None) => Frame::Null,
@@ -431,7 +432,7 @@ fn write_value(
 ///
 /// IDLETIME and FREQ are checked here and applied by cache mode's key table after the command (`evict.rs`);
 /// outside cache mode no access data is kept.
-pub fn restore(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn restore(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let key = &args[1];
     let (mut replace, mut absttl) = (false, false);
     let (mut idle, mut freq) = (None::<i64>, None::<i64>);

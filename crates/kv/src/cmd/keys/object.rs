@@ -5,6 +5,7 @@
 //! what CONFIG SET gave the corresponding `*-max-listpack-*` parameter.
 
 use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::super::{storage_error, unknown_subcommand, wrong_arity};
@@ -34,7 +35,7 @@ const HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-pub fn object(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn object(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     let sub = sub.as_slice();
     match (sub, args.len()) {

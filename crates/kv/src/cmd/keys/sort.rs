@@ -2,6 +2,7 @@
 //! `->field`), LIMIT, ASC/DESC and STORE, following Redis's `sortCommandGeneric`.
 
 use std::cmp::Ordering;
+use strata_resp::Arg;
 
 use bytes::Bytes;
 use strata_resp::Frame;
@@ -24,7 +25,7 @@ struct Options {
     store: Option<Bytes>,
 }
 
-fn parse(args: &[Bytes], readonly: bool) -> Result<Options, Frame> {
+fn parse(args: &[Arg], readonly: bool) -> Result<Options, Frame> {
     let mut o = Options {
         desc: false,
         alpha: false,
@@ -47,17 +48,17 @@ fn parse(args: &[Bytes], readonly: bool) -> Result<Options, Frame> {
                 j += 2;
             }
             b"store" if !readonly && left >= 1 => {
-                o.store = Some(args[j + 1].clone());
+                o.store = Some(args[j + 1].to_bytes());
                 j += 1;
             }
             b"by" if left >= 1 => {
                 // A pattern without `*` is constant: nothing to sort by.
                 o.dont_sort = !args[j + 1].contains(&b'*');
-                o.by = Some(args[j + 1].clone());
+                o.by = Some(args[j + 1].to_bytes());
                 j += 1;
             }
             b"get" if left >= 1 => {
-                o.gets.push(args[j + 1].clone());
+                o.gets.push(args[j + 1].to_bytes());
                 j += 1;
             }
             _ => return Err(Frame::error("ERR syntax error")),
@@ -127,7 +128,7 @@ struct Item {
 }
 
 /// SORT and SORT_RO.
-pub fn sort(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn sort(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let readonly = args[0].eq_ignore_ascii_case(b"sort_ro");
     let mut o = match parse(args, readonly) {
         Ok(o) => o,
@@ -311,7 +312,7 @@ fn store_list(
 /// Where SORT's STORE destination is among `args` (0 is the command name), found as Redis's
 /// `sortGetKeys` does: LIMIT's, GET's and BY's arguments are skipped (so `GET store` names a pattern, not
 /// an option), and the last STORE wins, as it does when SORT runs.
-pub fn store_position(args: &[Bytes]) -> Option<usize> {
+pub fn store_position(args: &[Arg]) -> Option<usize> {
     let mut found = None;
     let mut i = 2;
     while i < args.len() {

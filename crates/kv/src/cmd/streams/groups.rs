@@ -6,6 +6,7 @@
 //! records so XPENDING's summary and XINFO read no lists.
 
 use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::{
@@ -22,7 +23,7 @@ fn nogroup(key: &[u8], group: &[u8]) -> Frame {
     ))
 }
 
-fn subcommand_syntax(args: &[Bytes]) -> Frame {
+fn subcommand_syntax(args: &[Arg]) -> Frame {
     Frame::error(format!(
         "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
         String::from_utf8_lossy(&args[1][..args[1].len().min(128)]),
@@ -179,7 +180,7 @@ const XGROUP_HELP: &[&str] = &[
 ];
 
 /// XGROUP CREATE | SETID | DESTROY | CREATECONSUMER | DELCONSUMER | HELP.
-pub fn xgroup(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xgroup(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     let sub = sub.as_slice();
     // Each subcommand's arity, as Redis 7's command table checks it.
@@ -380,7 +381,7 @@ pub fn xgroup(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// XACK key group id [id ...]
-pub fn xack(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xack(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (key, group) = (&args[1], &args[2]);
     let _guard = sh.keyspace.lock(s.db, key);
     let mut st = match load(sh, s.db, key) {
@@ -421,7 +422,7 @@ pub fn xack(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// XPENDING key group [[IDLE min-idle] start end count [consumer]]
-pub fn xpending(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xpending(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let n = args.len();
     if n != 3 && !(6..=9).contains(&n) {
         return Frame::error("ERR syntax error");
@@ -429,7 +430,7 @@ pub fn xpending(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     let (key, group) = (&args[1], &args[2]);
     let mut range = None;
     let mut min_idle = 0i64;
-    let mut consumer: Option<&Bytes> = None;
+    let mut consumer: Option<&Arg> = None;
     if n >= 6 {
         let mut at = 3;
         if args[3].eq_ignore_ascii_case(b"idle") {
@@ -568,7 +569,7 @@ pub fn xpending(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 
 /// XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME ms] [RETRYCOUNT n] [FORCE]
 /// [JUSTID] [LASTID id]
-pub fn xclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xclaim(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (key, group, name) = (&args[1], &args[2], &args[3]);
     let _guard = sh.keyspace.lock(s.db, key);
     let mut st = match load(sh, s.db, key) {
@@ -716,7 +717,7 @@ pub fn xclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
 }
 
 /// XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]
-pub fn xautoclaim(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xautoclaim(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let (key, group, name) = (&args[1], &args[2], &args[3]);
     let min_idle = match int_arg(
         &args[4],

@@ -1,12 +1,12 @@
 //! XINFO STREAM [FULL [COUNT n]], XINFO GROUPS, XINFO CONSUMERS, XINFO HELP (Redis 7.0's replies).
 
-use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::{Id, Stream, entry_frame, int_arg, load, u64_at};
 use crate::{Session, Shared};
 
-fn subcommand_syntax(args: &[Bytes]) -> Frame {
+fn subcommand_syntax(args: &[Arg]) -> Frame {
     Frame::error(format!(
         "ERR unknown subcommand or wrong number of arguments for '{}'. Try XINFO HELP.",
         String::from_utf8_lossy(&args[1][..args[1].len().min(128)])
@@ -38,7 +38,7 @@ fn opt_int(v: Option<i64>) -> Frame {
 }
 
 /// XINFO STREAM | GROUPS | CONSUMERS | HELP.
-pub fn xinfo(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn xinfo(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let sub = args[1].to_ascii_lowercase();
     // Each subcommand's arity, as Redis 7's command table checks it.
     let arity: i32 = match sub.as_slice() {
@@ -139,7 +139,7 @@ fn tree_keys(st: &Stream<'_>) -> Result<u64, Frame> {
     Ok(st.m.tail_node.saturating_sub(first_node) + 1)
 }
 
-fn stream(st: &Stream<'_>, args: &[Bytes]) -> Result<Frame, Frame> {
+fn stream(st: &Stream<'_>, args: &[Arg]) -> Result<Frame, Frame> {
     let opts = &args[3..];
     let mut count: i64 = 10;
     let full = !opts.is_empty();

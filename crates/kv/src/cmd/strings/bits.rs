@@ -2,6 +2,7 @@
 //! most significant bit of the first byte, as in Redis.
 
 use bytes::{Bytes, BytesMut};
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::super::{parse_i64, storage_error};
@@ -67,7 +68,7 @@ fn store(
     sh.keyspace.put(db, key, &entry).map_err(storage_error)
 }
 
-pub fn setbit(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn setbit(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let offset = match bit_offset(&args[2], None) {
         Ok(o) => o,
         Err(r) => return r,
@@ -107,7 +108,7 @@ pub fn setbit(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     }
 }
 
-pub fn getbit(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn getbit(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let offset = match bit_offset(&args[2], None) {
         Ok(o) => o,
         Err(r) => return r,
@@ -137,7 +138,7 @@ fn bit_range(len: u64, start: i64, end: Option<i64>, in_bits: bool) -> Option<(u
 }
 
 /// The unit argument of BITCOUNT / BITPOS.
-fn unit(arg: Option<&Bytes>) -> Result<bool, Frame> {
+fn unit(arg: Option<&Arg>) -> Result<bool, Frame> {
     match arg {
         None => Ok(false),
         Some(a) if a.eq_ignore_ascii_case(b"bit") => Ok(true),
@@ -157,7 +158,7 @@ fn count_bits(v: &[u8], first: u64, last: u64) -> u64 {
     n
 }
 
-pub fn bitcount(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn bitcount(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let value = match get_string(sh, s.db, &args[1]) {
         Ok(Some(e)) => e.payload,
         Ok(None) => return Frame::Integer(0),
@@ -183,7 +184,7 @@ pub fn bitcount(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Integer(range.map_or(0, |(a, b)| count_bits(&value, a, b)) as i64)
 }
 
-pub fn bitpos(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn bitpos(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let bit = match parse_i64(&args[2]) {
         Ok(b @ (0 | 1)) => b as u8,
         Ok(_) => return Frame::error("ERR The bit argument must be 1 or 0."),
@@ -232,7 +233,7 @@ pub fn bitpos(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
     Frame::Integer(-1)
 }
 
-pub fn bitop(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn bitop(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let op = args[1].to_ascii_lowercase();
     if !matches!(op.as_slice(), b"and" | b"or" | b"xor" | b"not") {
         return syntax_error();
@@ -319,7 +320,7 @@ fn field_type(arg: &[u8]) -> Result<(bool, u32), Frame> {
     Ok((signed, bits as u32))
 }
 
-fn parse_fields(args: &[Bytes]) -> Result<Vec<Field>, Frame> {
+fn parse_fields(args: &[Arg]) -> Result<Vec<Field>, Frame> {
     let mut fields = Vec::new();
     let mut overflow = Overflow::Wrap;
     let mut j = 2;
@@ -412,7 +413,7 @@ fn fit(value: i128, signed: bool, bits: u32, overflow: Overflow) -> Result<i128,
 }
 
 /// BITFIELD and BITFIELD_RO.
-pub fn bitfield(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn bitfield(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let readonly_command = args[0].eq_ignore_ascii_case(b"bitfield_ro");
     let fields = match parse_fields(args) {
         Ok(f) => f,

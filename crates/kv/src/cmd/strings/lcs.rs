@@ -3,6 +3,7 @@
 //! walks them.
 
 use bytes::Bytes;
+use strata_resp::Arg;
 use strata_resp::Frame;
 
 use super::super::{parse_i64, storage_error};
@@ -10,7 +11,7 @@ use super::{MAX_STRING_BYTES, syntax_error};
 use crate::keyspace::Kind;
 use crate::{Session, Shared};
 
-pub fn lcs(s: &mut Session, sh: &Shared, args: &[Bytes]) -> Frame {
+pub fn lcs(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let mut values = Vec::with_capacity(2);
     for key in &args[1..3] {
         match sh.keyspace.get(s.db, key) {
