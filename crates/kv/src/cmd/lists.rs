@@ -571,7 +571,7 @@ fn rewrite(
     db: usize,
     key: &[u8],
     list: &mut List,
-    values: &[Arg],
+    values: &[Bytes],
 ) -> Result<(), Frame> {
     let old = list.h;
     let (old_lo, old_hi) = (index_key(old.head), index_key(old.tail()));
@@ -628,13 +628,7 @@ pub fn lrem(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
             values.reverse();
         }
         if removed > 0 {
-            rewrite(
-                sh,
-                s.db,
-                &args[1],
-                &mut list,
-                &strata_resp::args_of(&values),
-            )?;
+            rewrite(sh, s.db, &args[1], &mut list, &values)?;
         }
         Ok(removed as i64)
     })();
@@ -659,13 +653,7 @@ pub fn linsert(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
             return Ok(-1);
         };
         values.insert(if before { at } else { at + 1 }, args[4].to_bytes());
-        rewrite(
-            sh,
-            s.db,
-            &args[1],
-            &mut list,
-            &strata_resp::args_of(&values),
-        )?;
+        rewrite(sh, s.db, &args[1], &mut list, &values)?;
         Ok(values.len() as i64)
     })();
     result.map_or_else(|r| r, Frame::Integer)
