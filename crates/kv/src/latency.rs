@@ -40,6 +40,11 @@ pub struct LatencyMonitor {
 }
 
 impl LatencyMonitor {
+    /// Whether samples are being taken (`latency-monitor-threshold` is set).
+    pub fn monitoring(&self) -> bool {
+        self.threshold_ms.load(Ordering::Relaxed) != 0
+    }
+
     /// Records that `event` took `elapsed`, if that reaches the threshold.
     pub fn observe(&self, event: &'static str, elapsed: Duration) {
         let threshold = self.threshold_ms.load(Ordering::Relaxed);

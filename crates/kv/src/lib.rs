@@ -161,7 +161,7 @@ pub struct Shared {
 #[derive(Debug, Default)]
 pub struct ServerStats {
     /// Commands run.
-    pub commands: AtomicU64,
+    pub commands: stats::Counter,
     /// Connections accepted.
     pub connections: AtomicU64,
     /// Connections refused at `max_clients`.
@@ -294,7 +294,7 @@ pub async fn serve(
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    _ = tick.tick() => shared.ops.sample(shared.stats.commands.load(Ordering::Relaxed)),
+                    _ = tick.tick() => shared.ops.sample(shared.stats.commands.get()),
                 }
             }
         });

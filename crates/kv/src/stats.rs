@@ -1,41 +1,136 @@
 //! Per-command statistics (`INFO commandstats`, `INFO errorstats`, `/metrics`), the slow log, and the
 //! sampled operations-per-second INFO reports.
 //!
-//! The hot path is one `Instant` pair and a few relaxed atomic adds into a fixed array indexed by the
-//! command's position in the dispatch table; the error map and the slow log take a lock only when a
-//! command failed or was slow.
+//! The hot path is one `Instant` pair and a few adds into a fixed array indexed by the command's position
+//! in the dispatch table; the error map and the slow log take a lock only when a command failed or was
+//! slow. The counters every call changes are kept per thread ([`shard`]): a thread that owns its shard adds
+//! with a plain load and store, where the locked add shared by all threads cost ~20 cycles each, three or
+//! four per command (~3% of the worker under PFADD -P16). Readers sum the shards.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use strata_resp::Arg;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-/// Counters of one command.
-#[derive(Debug)]
-pub struct CommandCounters {
-    /// Times the command ran (a blocking command counts once, when it is served or times out).
-    pub calls: AtomicU64,
-    /// Microseconds spent running it.
-    pub usec: AtomicU64,
-    /// Calls refused before running (arity, authentication, subscribed context, ...).
-    pub rejected_calls: AtomicU64,
-    /// Calls that ran and replied with an error.
-    pub failed_calls: AtomicU64,
-    /// Calls by latency: bucket `b` counts calls that took at most 2^b microseconds (and more than
-    /// 2^(b-1)), for `LATENCY HISTOGRAM` and `INFO latencystats`.
-    pub latency: [AtomicU64; LATENCY_BUCKETS],
+/// Counter shards: shard 0 is shared by threads without one of their own (locked adds); each of the others
+/// belongs to one thread at a time.
+const SHARDS: usize = 8;
+
+/// The shards threads hold, as bits.
+static SHARDS_TAKEN: AtomicU32 = AtomicU32::new(0);
+
+/// A thread's claim on a shard, given back when the thread ends.
+struct ShardClaim(usize);
+
+impl Drop for ShardClaim {
+    fn drop(&mut self) {
+        if self.0 != 0 {
+            SHARDS_TAKEN.fetch_and(!(1 << self.0), Ordering::AcqRel);
+        }
+    }
 }
 
-impl Default for CommandCounters {
+thread_local! {
+    static SHARD: ShardClaim = claim_shard();
+}
+
+fn claim_shard() -> ShardClaim {
+    let mut taken = SHARDS_TAKEN.load(Ordering::Acquire);
+    loop {
+        // Shard 0 is never claimed.
+        let free = !taken & ((1u32 << SHARDS) - 2);
+        if free == 0 {
+            return ShardClaim(0);
+        }
+        let bit = free.trailing_zeros();
+        match SHARDS_TAKEN.compare_exchange_weak(
+            taken,
+            taken | (1 << bit),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return ShardClaim(bit as usize),
+            Err(now) => taken = now,
+        }
+    }
+}
+
+/// The calling thread's shard: its own (its adds are a load and a store, since no other thread adds to
+/// it), or 0, the shared one, when every shard is held.
+pub fn shard() -> usize {
+    SHARD.try_with(|s| s.0).unwrap_or(0)
+}
+
+/// Adds `n` to `counter` of shard `shard` (see [`shard`]).
+#[inline]
+fn add_in(shard: usize, counter: &AtomicU64, n: u64) {
+    if shard == 0 {
+        counter.fetch_add(n, Ordering::Relaxed);
+    } else {
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// A count many threads add to, kept per thread (see [`shard`]).
+#[derive(Debug, Default)]
+pub struct Counter {
+    /// One cache line each, so threads adding to their own do not contend for a line.
+    shards: [Padded; SHARDS],
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let s = shard();
+        add_in(s, &self.shards[s].0, n);
+    }
+
+    /// The count.
+    pub fn get(&self) -> u64 {
+        self.shards
+            .iter()
+            .fold(0u64, |sum, s| sum.wrapping_add(s.0.load(Ordering::Relaxed)))
+    }
+
+    /// Sets the count to zero. An add racing with it on another thread may survive it.
+    pub fn reset(&self) {
+        for s in &self.shards {
+            s.0.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The counters of one command that every call changes, in one shard.
+#[derive(Debug)]
+struct CallCounters {
+    /// Times the command ran (a blocking command counts once, when it is served or times out).
+    calls: AtomicU64,
+    /// Microseconds spent running it.
+    usec: AtomicU64,
+    /// Calls that ran and replied with an error.
+    failed_calls: AtomicU64,
+    /// Calls by latency: bucket `b` counts calls that took at most 2^b microseconds (and more than
+    /// 2^(b-1)), for `LATENCY HISTOGRAM` and `INFO latencystats`.
+    latency: [AtomicU64; LATENCY_BUCKETS],
+}
+
+impl Default for CallCounters {
     fn default() -> Self {
-        CommandCounters {
+        CallCounters {
             calls: AtomicU64::new(0),
             usec: AtomicU64::new(0),
-            rejected_calls: AtomicU64::new(0),
             failed_calls: AtomicU64::new(0),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -76,7 +171,10 @@ const MAX_ERROR_CODES: usize = 128;
 /// Every command's counters plus the error-code counts.
 #[derive(Debug)]
 pub struct CommandStats {
-    counters: Vec<CommandCounters>,
+    /// Per shard (see [`shard`]), each command's call counters.
+    shards: Vec<Vec<CallCounters>>,
+    /// Each command's calls refused before running (arity, authentication, subscribed context, ...).
+    rejected: Vec<AtomicU64>,
     errors: Mutex<BTreeMap<String, u64>>,
     /// Error replies of any kind (`total_error_replies`).
     pub error_replies: AtomicU64,
@@ -88,7 +186,10 @@ impl CommandStats {
     /// Counters for `commands` commands, all zero.
     pub fn new(commands: usize) -> Self {
         CommandStats {
-            counters: (0..commands).map(|_| CommandCounters::default()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| (0..commands).map(|_| CallCounters::default()).collect())
+                .collect(),
+            rejected: (0..commands).map(|_| AtomicU64::new(0)).collect(),
             errors: Mutex::new(BTreeMap::new()),
             error_replies: AtomicU64::new(0),
             latency_tracking: std::sync::atomic::AtomicBool::new(true),
@@ -97,15 +198,16 @@ impl CommandStats {
 
     /// Records one call of command `index` that took `elapsed`, and whether it replied with an error.
     pub fn record_call(&self, index: usize, elapsed: Duration, error: Option<&[u8]>) {
-        if let Some(c) = self.counters.get(index) {
+        let shard = shard();
+        if let Some(c) = self.shards[shard].get(index) {
             let usec = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-            c.calls.fetch_add(1, Ordering::Relaxed);
-            c.usec.fetch_add(usec, Ordering::Relaxed);
+            add_in(shard, &c.calls, 1);
+            add_in(shard, &c.usec, usec);
             if self.latency_tracking.load(Ordering::Relaxed) {
-                c.latency[latency_bucket(usec)].fetch_add(1, Ordering::Relaxed);
+                add_in(shard, &c.latency[latency_bucket(usec)], 1);
             }
             if error.is_some() {
-                c.failed_calls.fetch_add(1, Ordering::Relaxed);
+                add_in(shard, &c.failed_calls, 1);
             }
         }
         if let Some(message) = error {
@@ -116,15 +218,16 @@ impl CommandStats {
     /// Records a failed call whose error was already counted where it happened (a script's `redis.call`).
     pub fn record_failed_call(&self, index: usize, elapsed: Duration) {
         self.record_call(index, elapsed, None);
-        if let Some(c) = self.counters.get(index) {
-            c.failed_calls.fetch_add(1, Ordering::Relaxed);
+        let shard = shard();
+        if let Some(c) = self.shards[shard].get(index) {
+            add_in(shard, &c.failed_calls, 1);
         }
     }
 
     /// Records a call of command `index` refused before it ran, with its error reply.
     pub fn record_rejected(&self, index: Option<usize>, message: &[u8]) {
-        if let Some(c) = index.and_then(|i| self.counters.get(i)) {
-            c.rejected_calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = index.and_then(|i| self.rejected.get(i)) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
         self.record_error(message);
     }
@@ -147,15 +250,16 @@ impl CommandStats {
 
     /// Commands with any activity, in table order, named by `names`.
     pub fn snapshot(&self, names: impl Iterator<Item = &'static str>) -> Vec<CommandSnapshot> {
-        self.counters
+        self.rejected
             .iter()
+            .enumerate()
             .zip(names)
-            .map(|(c, name)| CommandSnapshot {
+            .map(|((i, rejected), name)| CommandSnapshot {
                 name,
-                calls: c.calls.load(Ordering::Relaxed),
-                usec: c.usec.load(Ordering::Relaxed),
-                rejected_calls: c.rejected_calls.load(Ordering::Relaxed),
-                failed_calls: c.failed_calls.load(Ordering::Relaxed),
+                calls: self.sum(i, |c| &c.calls),
+                usec: self.sum(i, |c| &c.usec),
+                rejected_calls: rejected.load(Ordering::Relaxed),
+                failed_calls: self.sum(i, |c| &c.failed_calls),
             })
             .filter(|s| s.calls + s.rejected_calls + s.failed_calls > 0)
             .collect()
@@ -165,11 +269,11 @@ impl CommandStats {
     /// bucket from the lowest to the highest one used, the bucket's upper bound in microseconds and the
     /// number of calls that took at most that long. `None` when the command has no tracked calls.
     pub fn histogram(&self, index: usize) -> Option<(u64, Vec<(u64, u64)>)> {
-        let c = self.counters.get(index)?;
-        let counts: Vec<u64> = c
-            .latency
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
+        if index >= self.rejected.len() {
+            return None;
+        }
+        let counts: Vec<u64> = (0..LATENCY_BUCKETS)
+            .map(|b| self.sum(index, |c| &c.latency[b]))
             .collect();
         let first = counts.iter().position(|&n| n > 0)?;
         let last = counts.iter().rposition(|&n| n > 0)?;
@@ -180,7 +284,18 @@ impl CommandStats {
                 (1u64 << b, cumulative)
             })
             .collect();
-        Some((c.calls.load(Ordering::Relaxed), buckets))
+        Some((self.sum(index, |c| &c.calls), buckets))
+    }
+
+    /// Command `index`'s `counter` summed over the shards.
+    fn sum(&self, index: usize, counter: impl Fn(&CallCounters) -> &AtomicU64) -> u64 {
+        self.shards.iter().fold(0u64, |sum, shard| {
+            sum.wrapping_add(
+                shard
+                    .get(index)
+                    .map_or(0, |c| counter(c).load(Ordering::Relaxed)),
+            )
+        })
     }
 
     /// Latency percentiles of command `index` in microseconds (each the upper bound of the bucket holding
@@ -214,14 +329,17 @@ impl CommandStats {
 
     /// `CONFIG RESETSTAT`.
     pub fn reset(&self) {
-        for c in &self.counters {
+        // A call being counted on another thread meanwhile may survive the reset.
+        for c in self.shards.iter().flatten() {
             c.calls.store(0, Ordering::Relaxed);
             c.usec.store(0, Ordering::Relaxed);
-            c.rejected_calls.store(0, Ordering::Relaxed);
             c.failed_calls.store(0, Ordering::Relaxed);
             for b in &c.latency {
                 b.store(0, Ordering::Relaxed);
             }
+        }
+        for r in &self.rejected {
+            r.store(0, Ordering::Relaxed);
         }
         self.errors.lock().clear();
         self.error_replies.store(0, Ordering::Relaxed);
@@ -381,6 +499,40 @@ impl OpsSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_from_more_threads_than_shards_all_add_up() {
+        // More threads than shards: some own one (plain adds), the rest share shard 0 (locked adds).
+        let counter = Counter::default();
+        let stats = CommandStats::new(3);
+        let threads = SHARDS * 2;
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    for _ in 0..10_000 {
+                        counter.add(1);
+                        stats.record_call(1, Duration::from_micros(3), None);
+                    }
+                    stats.record_call(2, Duration::from_micros(1), Some(b"ERR x"));
+                });
+            }
+        });
+        let n = (threads * 10_000) as u64;
+        assert_eq!(counter.get(), n);
+        let snap = stats.snapshot(["a", "b", "c"].into_iter());
+        assert_eq!(snap.len(), 2);
+        assert_eq!((snap[0].name, snap[0].calls, snap[0].usec), ("b", n, 3 * n));
+        assert_eq!(
+            (snap[1].calls, snap[1].failed_calls),
+            (threads as u64, threads as u64)
+        );
+        let (calls, buckets) = stats.histogram(1).expect("calls were timed");
+        assert_eq!((calls, buckets), (n, vec![(4, n)]));
+        counter.reset();
+        stats.reset();
+        assert_eq!(counter.get(), 0);
+        assert!(stats.snapshot(["a", "b", "c"].into_iter()).is_empty());
+    }
 
     #[test]
     fn slowlog_shortens_long_arguments_and_keeps_newest_first() {

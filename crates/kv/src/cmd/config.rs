@@ -1267,7 +1267,7 @@ pub fn config(_s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
         b"get" if args.len() >= 3 => config_get(sh, args),
         b"set" if args.len() >= 4 && args.len().is_multiple_of(2) => config_set(sh, args),
         b"resetstat" if args.len() == 2 => {
-            sh.stats.commands.store(0, Ordering::Relaxed);
+            sh.stats.commands.reset();
             sh.stats.connections.store(0, Ordering::Relaxed);
             sh.stats.rejected_connections.store(0, Ordering::Relaxed);
             sh.command_stats.reset();

@@ -467,10 +467,7 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Arg]) -> Frame {
         .unwrap_or_else(std::time::Instant::now);
     session.command_start = Some(start);
     let _time = crate::keyspace::CommandTime::begin_at(start);
-    shared
-        .stats
-        .commands
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared.stats.commands.add(1);
     let (index, spec) = match check(session, shared, args, Some(start)) {
         Ok(found) => found,
         Err((index, reply)) => {
@@ -828,12 +825,14 @@ fn finish(
             .command_stats
             .record_call(stat_slot(index, args), elapsed, error);
     }
-    let event = if spec.flags.contains(&"fast") {
-        "fast-command"
-    } else {
-        "command"
-    };
-    shared.latency.observe(event, elapsed);
+    if shared.latency.monitoring() {
+        let event = if spec.flags.contains(&"fast") {
+            "fast-command"
+        } else {
+            "command"
+        };
+        shared.latency.observe(event, elapsed);
+    }
     if shared.slowlog.is_slow(elapsed) && !spec.flags.contains(&"skip_slowlog") {
         shared.slowlog.push(
             args,

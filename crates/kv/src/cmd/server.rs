@@ -260,11 +260,7 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
                 "total_connections_received",
                 &sh.stats.connections.load(Ordering::Relaxed),
             );
-            line(
-                out,
-                "total_commands_processed",
-                &sh.stats.commands.load(Ordering::Relaxed),
-            );
+            line(out, "total_commands_processed", &sh.stats.commands.get());
             line(
                 out,
                 "rejected_connections",
