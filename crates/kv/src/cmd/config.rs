@@ -1127,6 +1127,13 @@ fn apply(sh: &Shared, p: &Param, value: String) {
                 sh.slowlog.set_max_len(v);
             }
         }
+        "busy-reply-threshold" => {
+            if let Ok(v) = value.parse::<i64>() {
+                sh.scripting
+                    .busy_threshold_ms
+                    .store(v.saturating_add(1).max(1), Ordering::Relaxed);
+            }
+        }
         "latency-monitor-threshold" => {
             if let Ok(v) = value.parse::<u64>() {
                 sh.latency.threshold_ms.store(v, Ordering::Relaxed);

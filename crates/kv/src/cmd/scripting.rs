@@ -84,11 +84,15 @@ pub(super) fn runs_script(spec: &CommandSpec) -> bool {
 
 /// `busy-reply-threshold` (alias `lua-time-limit`) in milliseconds, Redis's default 5000.
 pub(crate) fn busy_threshold_ms(sh: &Shared) -> u64 {
-    sh.config_params
-        .lock()
-        .get("busy-reply-threshold")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000)
+    // Stored plus one, so that zero (the `Default`) means never set.
+    match sh
+        .scripting
+        .busy_threshold_ms
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        0 => 5000,
+        set => (set - 1) as u64,
+    }
 }
 
 /// Whether used memory is over `maxmemory` even after what eviction may free (Redis's OOM state

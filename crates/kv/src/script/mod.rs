@@ -337,6 +337,9 @@ pub struct Scripting {
     /// Bytes of cached scripts and loaded libraries (counted as used memory for `maxmemory`).
     pub(crate) script_bytes: std::sync::atomic::AtomicUsize,
     pub(crate) library_bytes: std::sync::atomic::AtomicUsize,
+    /// `busy-reply-threshold` as set by CONFIG SET (`None` until then: Redis's default), read by every
+    /// script run without the configuration map's lock.
+    pub(crate) busy_threshold_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Scripting {
