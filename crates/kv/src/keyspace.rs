@@ -445,6 +445,8 @@ pub struct Keyspace {
     pub(crate) stream_owners: crate::cmd::streams::PendingOwners,
     /// Pending counts of consumer groups; see `cmd/streams/pel_counts.rs`.
     pub(crate) pel_counts: crate::cmd::streams::PelCounts,
+    /// Consumer-group records, mirrored from storage; see `cmd/streams/group_records.rs`.
+    pub(crate) group_records: crate::cmd::streams::GroupRecords,
     /// Tries of recently used autocomplete dictionaries; see `cmd/suggest.rs`.
     pub(crate) sug_tries: crate::cmd::suggest::TrieCache,
     /// Database index → index into `trees` (SWAPDB permutes it).
@@ -832,6 +834,7 @@ impl Keyspace {
             stream_reads: Default::default(),
             stream_owners: Default::default(),
             pel_counts: Default::default(),
+            group_records: Default::default(),
             sug_tries: Default::default(),
             map: map.into_iter().map(AtomicUsize::new).collect(),
             map_tree,
@@ -1732,6 +1735,7 @@ impl Keyspace {
         self.stream_reads.clear();
         self.stream_owners.clear();
         self.pel_counts.clear();
+        self.group_records.clear();
         self.dirty.fetch_add(1, Ordering::Relaxed);
         Ok(self.tree(db).clear()?)
     }
@@ -1742,6 +1746,7 @@ impl Keyspace {
         self.stream_reads.clear();
         self.stream_owners.clear();
         self.pel_counts.clear();
+        self.group_records.clear();
         self.dirty.fetch_add(1, Ordering::Relaxed);
         let mut batch = WriteBatch::new();
         for tree in &self.trees {

@@ -17,12 +17,14 @@
 //! records the node it was added to and the header tracks the tail node, which reproduces Redis's
 //! approximate trimming exactly (node size in bytes is estimated).
 
+mod group_records;
 mod groups;
 mod info;
 mod pel_counts;
 mod pending_owners;
 mod read_ahead;
 
+pub(crate) use group_records::GroupRecords;
 pub(crate) use pel_counts::PelCounts;
 use pel_counts::{PelChange, Tally};
 pub(crate) use pending_owners::PendingOwners;
@@ -951,6 +953,10 @@ impl Stream<'_> {
             .apply(self.m.version, &self.write);
         self.sh
             .keyspace
+            .group_records
+            .apply(self.m.version, &self.write);
+        self.sh
+            .keyspace
             .pel_counts
             .apply(self.m.version, &self.pel_changes);
         Ok(())
@@ -1040,7 +1046,19 @@ impl Stream<'_> {
     }
 
     fn group(&self, name: &[u8]) -> Result<Option<Group>, Frame> {
-        Ok(self.get(&group_key(name))?.map(|v| Group::decode(&v)))
+        let key = group_key(name);
+        if self.write.ops.contains_key(&key) {
+            return Ok(self.get(&key)?.map(|v| Group::decode(&v)));
+        }
+        let records = &self.sh.keyspace.group_records;
+        if let Some(record) = records.get(self.m.version, name) {
+            return Ok(Some(Group::decode(&record)));
+        }
+        let record = self.get(&key)?;
+        if let Some(r) = &record {
+            records.remember(self.m.version, name, r.clone());
+        }
+        Ok(record.map(|v| Group::decode(&v)))
     }
 
     fn put_group(&mut self, name: &[u8], g: &Group) {
