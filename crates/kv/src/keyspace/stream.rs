@@ -23,6 +23,24 @@ pub struct StreamWrite {
     pub ops: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
+impl StreamWrite {
+    /// Whether one of the ranges may drop sub-records whose element key starts with `tag` (a range's empty
+    /// end runs to the end of the stream's records).
+    pub fn ranges_touch(&self, tag: u8) -> bool {
+        self.ranges.iter().any(|(start, end)| {
+            start.as_slice() < [tag.saturating_add(1)].as_slice()
+                && (end.is_empty() || end.as_slice() > [tag].as_slice())
+        })
+    }
+
+    /// The point changes of sub-records whose element key starts with `tag`, in key order.
+    pub fn ops_tagged(&self, tag: u8) -> impl Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)> {
+        let (lo, hi) = ([tag], [tag.saturating_add(1)]);
+        self.ops
+            .range::<[u8], _>((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
+    }
+}
+
 impl Keyspace {
     /// Applies `write` to the stream at `key` (collection `version`) and stores its metadata record
     /// `entry` (`None`: unchanged, not rewritten), in one atomic batch. The caller holds the key's
@@ -125,5 +143,31 @@ impl Keyspace {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamWrite;
+
+    #[test]
+    fn ranges_and_point_changes_by_record_kind() {
+        let touches = |start: &[u8], end: &[u8]| {
+            let mut w = StreamWrite::default();
+            w.ranges.push((start.to_vec(), end.to_vec()));
+            w.ranges_touch(b'p')
+        };
+        assert!(touches(b"p", b"q"));
+        assert!(touches(b"a", b""));
+        assert!(touches(b"p\x00\x00", b"p\x00\x01"));
+        assert!(!touches(b"e", b"f"));
+        assert!(!touches(b"q", b""));
+        assert!(!touches(b"c", b"p"));
+        let mut w = StreamWrite::default();
+        for k in [&b"e1"[..], b"g1", b"g2", b"p1", b"g"] {
+            w.ops.insert(k.to_vec(), None);
+        }
+        let tagged: Vec<&[u8]> = w.ops_tagged(b'g').map(|(k, _)| &k[..]).collect();
+        assert_eq!(tagged, [&b"g"[..], b"g1", b"g2"]);
     }
 }

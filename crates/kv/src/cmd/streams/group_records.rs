@@ -55,17 +55,8 @@ impl GroupRecords {
 
     /// Mirrors the committed `write` of stream `version`.
     pub(super) fn apply(&self, version: u64, write: &StreamWrite) {
-        use std::ops::Bound;
-        let ranged = write.ranges.iter().any(|(start, end)| {
-            start.as_slice() < [GROUP + 1].as_slice()
-                && (end.is_empty() || end.as_slice() > [GROUP].as_slice())
-        });
-        let lo = [GROUP];
-        let hi = [GROUP + 1];
-        let mut records = write
-            .ops
-            .range::<[u8], _>((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
-            .peekable();
+        let ranged = write.ranges_touch(GROUP);
+        let mut records = write.ops_tagged(GROUP).peekable();
         if !ranged && records.peek().is_none() {
             return;
         }

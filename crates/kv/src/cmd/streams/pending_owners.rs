@@ -170,11 +170,6 @@ fn parse_pending(element: &[u8]) -> Option<(&[u8], Id)> {
     Some((group, Id::from_bytes(id)?))
 }
 
-/// Whether `[start, end)` (empty `end`: to the end) may hold a pending record.
-fn range_touches_pending(start: &[u8], end: &[u8]) -> bool {
-    start < [PENDING + 1].as_slice() && (end.is_empty() || end > [PENDING].as_slice())
-}
-
 impl PendingOwners {
     /// Whether entry `id` of `group` in stream `version` is pending and who owns it, if remembered:
     /// `Some(None)` is known not pending, `None` unknown. `pending` gives the group's exact pending count
@@ -213,17 +208,8 @@ impl PendingOwners {
     /// Mirrors `write`, just committed to stream `version`: pending records stored are remembered with
     /// their owner, deleted ones forgotten.
     pub(super) fn apply(&self, version: u64, write: &StreamWrite) {
-        use std::ops::Bound;
-        let ranged = write
-            .ranges
-            .iter()
-            .any(|(start, end)| range_touches_pending(start, end));
-        let lo = [PENDING];
-        let hi = [PENDING + 1];
-        let mut records = write
-            .ops
-            .range::<[u8], _>((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
-            .peekable();
+        let ranged = write.ranges_touch(PENDING);
+        let mut records = write.ops_tagged(PENDING).peekable();
         if !ranged && records.peek().is_none() {
             return;
         }
@@ -462,15 +448,5 @@ mod tests {
                 assert!(!matches!(o, Some(Some(_))), "{ms} still owned");
             }
         }
-    }
-
-    #[test]
-    fn ranges_that_may_hold_pending_records() {
-        assert!(range_touches_pending(b"p", b"q"));
-        assert!(range_touches_pending(b"a", b""));
-        assert!(range_touches_pending(b"p\x00\x00", b"p\x00\x01"));
-        assert!(!range_touches_pending(b"e", b"f"));
-        assert!(!range_touches_pending(b"q", b""));
-        assert!(!range_touches_pending(b"c", b"p"));
     }
 }
