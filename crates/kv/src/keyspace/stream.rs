@@ -23,6 +23,9 @@ pub struct StreamWrite {
     pub ops: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
+/// One point change of a [`StreamWrite`]: the element key, and the value stored (`None`: deleted).
+pub type Change<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
+
 impl StreamWrite {
     /// Whether one of the ranges may drop sub-records whose element key starts with `tag` (a range's empty
     /// end runs to the end of the stream's records).
@@ -34,10 +37,19 @@ impl StreamWrite {
     }
 
     /// The point changes of sub-records whose element key starts with `tag`, in key order.
-    pub fn ops_tagged(&self, tag: u8) -> impl Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)> {
+    pub fn ops_tagged(&self, tag: u8) -> impl Iterator<Item = Change<'_>> {
         let (lo, hi) = ([tag], [tag.saturating_add(1)]);
         self.ops
             .range::<[u8], _>((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
+    }
+
+    /// What this write does to the sub-records whose element key starts with `tag`: whether a range may
+    /// drop some ([`StreamWrite::ranges_touch`]) and the point changes ([`StreamWrite::ops_tagged`]);
+    /// `None` when it leaves them all alone. What an in-memory mirror of one record kind applies.
+    pub fn changes_to(&self, tag: u8) -> Option<(bool, impl Iterator<Item = Change<'_>>)> {
+        let ranged = self.ranges_touch(tag);
+        let mut ops = self.ops_tagged(tag).peekable();
+        (ranged || ops.peek().is_some()).then_some((ranged, ops))
     }
 }
 

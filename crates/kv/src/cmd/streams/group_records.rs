@@ -55,11 +55,9 @@ impl GroupRecords {
 
     /// Mirrors the committed `write` of stream `version`.
     pub(super) fn apply(&self, version: u64, write: &StreamWrite) {
-        let ranged = write.ranges_touch(GROUP);
-        let mut records = write.ops_tagged(GROUP).peekable();
-        if !ranged && records.peek().is_none() {
+        let Some((ranged, records)) = write.changes_to(GROUP) else {
             return;
-        }
+        };
         let mut inner = self.inner.lock();
         if ranged {
             inner.forget(version);

@@ -208,11 +208,9 @@ impl PendingOwners {
     /// Mirrors `write`, just committed to stream `version`: pending records stored are remembered with
     /// their owner, deleted ones forgotten.
     pub(super) fn apply(&self, version: u64, write: &StreamWrite) {
-        let ranged = write.ranges_touch(PENDING);
-        let mut records = write.ops_tagged(PENDING).peekable();
-        if !ranged && records.peek().is_none() {
+        let Some((ranged, records)) = write.changes_to(PENDING) else {
             return;
-        }
+        };
         let mut inner = self.inner.lock();
         if ranged {
             inner.forget(version);
