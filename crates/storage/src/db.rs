@@ -381,6 +381,8 @@ impl Db {
                 .read_all(&path)
                 .ctx(|| format!("read WAL segment {}", path.display()))?;
             let flushed = state.flushed_seqno;
+            // The replayed segments stay until this memtable is flushed: they count toward its WAL bound.
+            mem.note_wal(data.len());
             let outcome = wal::replay_segment(&path, &data, |format, first_seqno, payload| {
                 apply_frame(
                     format,
@@ -1250,6 +1252,7 @@ impl DbInner {
         }
         // Only the leader counts these.
         Stats::add_exclusive(&self.stats.wal_bytes_written, frame.len() as u64);
+        mem.note_wal(frame.len());
         Stats::add_exclusive(&self.stats.commit_groups, 1);
         // Only this thread rotates memtables, so `mem` stays the active one a patch's base lookup reads
         // (at the patch's seqno minus one: earlier ops of the group are applied, though not yet visible).
@@ -1301,13 +1304,13 @@ impl DbInner {
     fn make_room<'c>(&self, active: &'c mut Option<Arc<MemTable>>) -> Result<&'c MemTable> {
         let limit = self.opts.memtable_size_bytes;
         if let Some(mem) = active.take()
-            && mem.approx_bytes() < limit
+            && !mem.is_full(limit)
         {
             return Ok(active.insert(mem));
         }
         // Nothing holds the full memtable from here on, so the flush thread gets it whole.
         let mem = self.mems.read().active.clone();
-        if mem.approx_bytes() < limit {
+        if !mem.is_full(limit) {
             return Ok(active.insert(mem));
         }
         drop(mem);

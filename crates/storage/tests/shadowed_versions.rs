@@ -202,3 +202,69 @@ fn a_patched_value_reads_back_whole_through_rewrites_of_every_kind() {
         }
     }
 }
+
+/// A memtable of hot keys gives back what each dropped version counted, so it would never fill by size;
+/// the WAL behind it still bounds it, so it is flushed once per memtable size of log and the log on disk
+/// stays within about that much.
+#[test]
+fn hot_keys_are_flushed_by_the_wal_bound_and_their_log_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 64 << 10;
+    let db = Db::open(
+        dir.path(),
+        Options {
+            fsync: FsyncPolicy::No,
+            memtable_size_bytes: limit,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let t = db.tree("t").unwrap();
+    let mut wal_most = 0;
+    for round in 0..40u32 {
+        for k in 0..8u32 {
+            for v in 0..100u32 {
+                t.put(&k.to_be_bytes(), &(round * 100 + v).to_be_bytes())
+                    .unwrap();
+            }
+        }
+        wal_most = wal_most.max(wal_bytes(dir.path()));
+    }
+    let s = db.stats();
+    // 32,000 puts of ~20 WAL bytes each: over 600 KiB of log, a memtable frozen at every 64 KiB of it
+    // (flushed, or still waiting for the flush thread).
+    assert!(s.flushes + s.immutable_memtables >= 8, "{s:?}");
+    assert!(
+        s.memtable_bytes < limit as u64 / 4,
+        "eight hot keys hold a few versions each: {s:?}"
+    );
+    // The active memtable's log and those of the frozen ones waiting for the flush thread (writes stall
+    // past `max_immutable_memtables` of them), each about the limit.
+    let bound = (Options::default().max_immutable_memtables as u64 + 2) * limit as u64;
+    assert!(wal_most <= bound, "WAL grew to {wal_most}");
+    for k in 0..8u32 {
+        assert_eq!(
+            t.get(&k.to_be_bytes()).unwrap().unwrap().as_ref(),
+            (39 * 100 + 99u32).to_be_bytes()
+        );
+    }
+    drop(t);
+    drop(db);
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let t = db.tree("t").unwrap();
+    assert_eq!(
+        t.get(&7u32.to_be_bytes()).unwrap().unwrap().as_ref(),
+        3999u32.to_be_bytes()
+    );
+}
+
+/// The bytes of the WAL segments in `dir`.
+fn wal_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wal-"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
