@@ -15,8 +15,11 @@
 //! IDs `0-1`..`(N-1)-1` and a fresh consumer group, followed by a separate timed run of XACK on random IDs
 //! of those now-pending entries (the two form one pair: naming either in `BENCH_KV_CASES` runs both); EVALSHA of a 3-command script (INCR, EXPIRE, GET); PFADD of random elements;
 //! and CL.THROTTLE, native on strata and the same GCRA as a Lua script (`bench/gcra.lua`, via EVALSHA) on
-//! redis-server, since redis-cell is not packaged. Each custom command is sent once before its first timed
-//! run and must not fail, since redis-benchmark would count error replies as requests.
+//! redis-server, since redis-cell is not packaged. Each custom command is sent once before its first run
+//! and must not fail, since redis-benchmark would count error replies as requests.
+//!
+//! Before the timed rounds every case runs once untimed on each server with a quarter of its requests
+//! (a warm-up: keys created, caches and code paths in use), so no server's first round pays for that.
 //!
 //! strata runs with `--worker-threads 1` (`BENCH_KV_WORKERS=N` changes it; 0 is one per core): the same
 //! one command thread redis-server has, with redis-benchmark on the machine's other core.
@@ -682,6 +685,38 @@ fn build_cases(servers: &[Server], plain: u64, pipelined: u64) -> anyhow::Result
     Ok(cases)
 }
 
+/// Requests of a case's warm-up run, as a share of its timed runs'.
+const WARM_UP_DIVISOR: u64 = 4;
+
+/// One untimed run of every case on every server, a quarter of a timed run's requests, before the timed
+/// rounds: the first run of a case otherwise pays for creating its keys and its code paths' first use on
+/// one server in one round. Each custom command is first sent once and must not fail: redis-benchmark
+/// counts error replies as requests.
+fn warm_up(servers: &[Server], cases: &[Case]) -> anyhow::Result<()> {
+    for case in cases {
+        let warm = Case {
+            requests: (case.requests / WARM_UP_DIVISOR).max(1),
+            ..case.clone()
+        };
+        for (s, server) in servers.iter().enumerate() {
+            if let Workload::Custom { args, setup, .. } = &case.workload {
+                prepare(server, *setup)?;
+                let probe: Vec<String> = args[s]
+                    .iter()
+                    .map(|a| a.replace("__rand_int__", "000000000000"))
+                    .collect();
+                let probe: Vec<&str> = probe.iter().map(String::as_str).collect();
+                server
+                    .request(&probe)
+                    .with_context(|| format!("checking {}", case.label))?;
+            }
+            run_benchmark(server.port, s, &warm)
+                .with_context(|| format!("warming up {} on {}", case.label, server.name))?;
+        }
+    }
+    Ok(())
+}
+
 fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
     let (plain_requests, pipelined_requests) = if opts.quick {
         (20_000, 100_000)
@@ -699,6 +734,7 @@ fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
         "kv: redis-benchmark",
     );
     let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); servers.len()]; cases.len()];
+    warm_up(&servers, &cases)?;
     for round in 0..opts.rounds {
         for (c, case) in cases.iter().enumerate() {
             let order: Vec<usize> = if (round + c) % 2 == 0 {
@@ -707,19 +743,8 @@ fn run_in(opts: &SuiteOptions, root: &Path) -> anyhow::Result<Vec<Record>> {
                 (0..servers.len()).rev().collect()
             };
             for s in order {
-                if let Workload::Custom { args, setup, .. } = &case.workload {
+                if let Workload::Custom { setup, .. } = &case.workload {
                     prepare(&servers[s], *setup)?;
-                    if round == 0 {
-                        // redis-benchmark counts error replies as requests: check the command works first.
-                        let probe: Vec<String> = args[s]
-                            .iter()
-                            .map(|a| a.replace("__rand_int__", "000000000000"))
-                            .collect();
-                        let probe: Vec<&str> = probe.iter().map(String::as_str).collect();
-                        servers[s]
-                            .request(&probe)
-                            .with_context(|| format!("checking {}", case.label))?;
-                    }
                 }
                 let cpu_before = servers[s].cpu_secs();
                 let mut sample = run_benchmark(servers[s].port, s, case)?;
