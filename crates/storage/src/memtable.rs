@@ -1915,7 +1915,9 @@ impl MemWriter<'_> {
     ) {
         let mem = self.mem;
         let writer = &mut *self.arena;
-        let bytes = 4 + key.len() + 8 + value.len();
+        // What a version counts toward the memtable's size beside its value: its internal key and bookkeeping.
+        let version_bytes = 4 + key.len() + 8 + ENTRY_OVERHEAD_BYTES;
+        let value_len = value.len();
         let trailer = (seqno << 8) | u64::from(kind);
         let h = key_hash(tree, key);
         let shard = &mem.index[index_shard(h)];
@@ -1994,7 +1996,7 @@ impl MemWriter<'_> {
         // The counters change only on the applying thread (here under the writer lock): a load and a store
         // each, not the locked read-modify-writes that were a tenth of an add.
         let extra = if new_key { KEY_OVERHEAD_BYTES } else { 0 };
-        let added = bytes + extra + ENTRY_OVERHEAD_BYTES;
+        let added = version_bytes + value_len + extra;
         if dropped.versions == 0 {
             bump(&mem.entries, 1);
             bump(&mem.approx_bytes, added);
@@ -2003,8 +2005,7 @@ impl MemWriter<'_> {
             mem.entries
                 .store(n + 1 - dropped.versions, Ordering::Relaxed);
             // A dropped version gives back what its add counted, except a value whose memory stays.
-            let freed =
-                dropped.versions * (4 + key.len() + 8 + ENTRY_OVERHEAD_BYTES) + dropped.value_bytes;
+            let freed = dropped.versions * version_bytes + dropped.value_bytes;
             let size = mem.approx_bytes.load(Ordering::Relaxed) + added;
             mem.approx_bytes
                 .store(size.saturating_sub(freed), Ordering::Relaxed);
