@@ -882,10 +882,11 @@ pub(crate) fn apply_frame(
     let mut seq = first_seqno;
     let mut writer = mem.writer();
     let mut log_map = None;
+    let mut hints = hints.map(crate::skip_hint::SkipHints::checking);
     let mut apply = |op: BatchOp<'_>, seq: u64| -> Result<()> {
         match op {
             BatchOp::Put { tree, key, value } => {
-                if let Some(h) = hints {
+                if let Some(h) = &mut hints {
                     h.on_put(tree, key);
                 }
                 if seq > skip_upto {
@@ -898,7 +899,7 @@ pub(crate) fn apply_frame(
                 }
             }
             BatchOp::Patch { tree, key, patch } => {
-                if let Some(h) = hints {
+                if let Some(h) = &mut hints {
                     h.on_put(tree, key);
                 }
                 if seq > skip_upto {
