@@ -157,6 +157,7 @@ fn write_memtable(db: &DbInner, mem: &Arc<MemTable>) -> Result<Option<FileMeta>>
             seqno: t.seqno,
         })
         .collect();
+    mem.order_for_flush();
     // With no snapshot open the collector keeps only each key's newest version: show it nothing else.
     let source = if snapshots.is_empty() {
         MemIter::newest_only(mem.clone())
