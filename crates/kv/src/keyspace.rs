@@ -2130,8 +2130,8 @@ impl Keyspace {
     }
 
     /// Replaces whatever `key` holds with the collection `entry` whose elements are `elements` (element
-    /// key, value), in one atomic batch: the *STORE commands (SORT ... STORE, SINTERSTORE, ...). An empty
-    /// `elements` deletes the key instead.
+    /// key, value), in one atomic batch: the *STORE commands (SORT ... STORE, SINTERSTORE, ...), RESTORE. An
+    /// empty `elements` deletes the key instead, unless `entry` is a stream.
     pub fn replace_collection(
         &self,
         db: usize,
@@ -2151,7 +2151,8 @@ impl Keyspace {
             }
         }
         let mut index_at = 0;
-        if elements.is_empty() {
+        // A stream is the one collection that may be empty (XDEL of every entry leaves it).
+        if elements.is_empty() && entry.kind != Kind::Stream {
             batch.delete(tree, &meta_key(key));
         } else {
             let version = CollectionHeader::from_payload(&entry.payload)?.version;

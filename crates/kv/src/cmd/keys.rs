@@ -5,6 +5,8 @@ mod dump;
 mod object;
 mod sort;
 
+pub use dump::fuzzing;
+
 pub(super) use sort::store_position as sort_store_position;
 
 use bytes::Bytes;

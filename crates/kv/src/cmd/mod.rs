@@ -17,6 +17,8 @@ mod memory;
 pub(crate) use connection::REDIS_COMPAT_VERSION;
 pub use introspection::{first_key_at, key_positions};
 pub use keys::ScanCursors;
+#[doc(hidden)]
+pub use keys::fuzzing;
 pub use keys::glob_match;
 pub(crate) use scripting::declared_no_writes;
 mod pubsub;

@@ -19,6 +19,7 @@
 
 mod group_records;
 mod groups;
+pub(crate) mod image;
 mod info;
 mod pel_counts;
 mod pending_owners;
