@@ -8,7 +8,8 @@
 # Environment: STRATA_BIN (default target/release/strata, built if missing), REDIS_SRC (where to unpack the
 # source, default /tmp/strata-redis-src), PORT (default 6390), KEEP_LOGS=1 to keep each unit's full output,
 # SPAWN=1 to let the suite start its own servers through scripts/redis-server-shim (runs the tests marked
-# external:skip too, with their config overrides applied by CONFIG SET).
+# external:skip too, with their config overrides applied by CONFIG SET), RUNTEST_ARGS for more arguments
+# to runtest (e.g. RUNTEST_ARGS="--skiptest /ACL" to run past tests that stop a unit; split on spaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +49,7 @@ if [ -n "${SPAWN:-}" ]; then
     for unit in "${units[@]}"; do
         log="$copy/$(basename "$unit").out"
         (cd "$copy/suite" && STRATA_SHIM_BIN="$bin" timeout 900 ./runtest --single "$unit" \
-            --ignore-encoding --ignore-digest --tags "-needs:debug -needs:repl -needs:save" --clients 1) >"$log" 2>&1 || true
+            --ignore-encoding --ignore-digest --tags "-needs:debug -needs:repl -needs:save" --clients 1 ${RUNTEST_ARGS:-}) >"$log" 2>&1 || true
         ok=$(grep -c '^\[ok\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
         err=$(grep -c '^\[err\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
         exc=$(grep -c '^\[exception\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
@@ -71,7 +72,7 @@ done
 for unit in "${units[@]}"; do
     log="$data/$(basename "$unit").out"
     (cd "$suite" && timeout 600 ./runtest --host 127.0.0.1 --port "$PORT" --single "$unit" \
-        --ignore-encoding --ignore-digest --tags "-needs:debug -needs:repl -needs:save" --clients 1 --durable --baseport $((PORT + 20000))) >"$log" 2>&1 || true
+        --ignore-encoding --ignore-digest --tags "-needs:debug -needs:repl -needs:save" --clients 1 --durable --baseport $((PORT + 20000)) ${RUNTEST_ARGS:-}) >"$log" 2>&1 || true
     ok=$(grep -c '\[ok\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
     err=$(grep -c '\[err\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)
     exc=$(grep -c '\[exception\]' <(sed 's/\x1b\[[0-9;]*m//g' "$log") || true)

@@ -29,6 +29,8 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Time without a command after which an idle connection gives its buffers back (Redis frees an idle
 /// client's query buffer after 2 s): 10,000 pooled connections would otherwise hold 320 MiB.
 const IDLE_SHRINK: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest a client that sent SHUTDOWN waits for the listener to close before its connection closes.
+const LISTENER_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Replies buffered before they are written even if more pipelined commands are waiting, so a long
 /// pipeline cannot grow the output buffer without bound.
 const MAX_PENDING_REPLY_BYTES: usize = 64 * 1024;
@@ -202,8 +204,11 @@ async fn serve_client(
                         session.clock_hint = None;
                     }
                     if session.shutting_down {
-                        // SHUTDOWN: the replies before it go out, its own never does.
+                        // SHUTDOWN: the replies before it go out, its own never does, and the connection
+                        // closes once the listener has (bounded, should the node never close it).
                         let _ = conn.flush(session).await;
+                        let closed = shared.listener_closed.cancelled();
+                        let _ = tokio::time::timeout(LISTENER_CLOSE_WAIT, closed).await;
                         return Ok(());
                     }
                     if std::mem::take(&mut session.over_output_limit) {

@@ -133,6 +133,10 @@ pub struct Shared {
     pub notify: notify::Notifier,
     /// The address the service listens on (set by [`serve`]).
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Cancelled once the listener is closed at shutdown: the client that sent SHUTDOWN keeps its
+    /// connection until then, so, as with Redis (whose process is gone by then), whoever sees that
+    /// connection close is refused on connecting again.
+    pub listener_closed: CancellationToken,
     /// Clients that ran MONITOR.
     pub monitors: clients::Monitors,
     /// The latency monitor (`LATENCY`).
@@ -240,6 +244,7 @@ impl Shared {
             tracking: tracking::Tracking::default(),
             notify: notify::Notifier::default(),
             local_addr: std::sync::OnceLock::new(),
+            listener_closed: CancellationToken::new(),
             monitors: clients::Monitors::default(),
             latency: latency::LatencyMonitor::default(),
             scripting: script::Scripting::default(),
@@ -301,7 +306,11 @@ pub async fn serve(
     }
     loop {
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => {
+                drop(listener);
+                shared.listener_closed.cancel();
+                return;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {

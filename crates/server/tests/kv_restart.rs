@@ -181,11 +181,20 @@ fn shutdown_command_stops_the_node_cleanly_and_keeps_the_data() {
     let mut node = Node::start(&dir, &["--fsync", "no"]);
     let mut c = client(&node);
     write_everything(&mut c);
+    let port = node.port("resp");
     // Redis's SHUTDOWN never replies: the connection closes as the process exits.
     let e = redis::cmd("SHUTDOWN")
         .query::<redis::Value>(&mut c)
         .expect_err("SHUTDOWN gets no reply");
     assert!(e.is_io_error() || e.is_connection_dropped(), "{e}");
+    // As with Redis, whose process is gone when the connection closes: nobody gets in after that.
+    assert_eq!(
+        std::net::TcpStream::connect(("127.0.0.1", u16::try_from(port).unwrap()))
+            .map(drop)
+            .map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "the listener closed before the SHUTDOWN connection did"
+    );
     let start = Instant::now();
     let status = loop {
         if let Some(status) = node.child.try_wait().unwrap() {
