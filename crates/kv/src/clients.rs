@@ -283,6 +283,20 @@ impl ClientHandle {
         }
     }
 
+    /// Records the query buffer as a command starts: `bytes`, its own arguments included (CLIENT LIST's
+    /// `qbuf`). A request that the last read completed was not in the clients' total yet: it is counted
+    /// now, before the command runs, so `maxmemory-clients` sees a big argv as Redis does (its `argv-mem`).
+    pub fn note_request(&self, bytes: usize) {
+        self.qbuf.store(bytes, Ordering::Relaxed);
+        if bytes > self.qbuf_counted.load(Ordering::Relaxed) {
+            let old = self.qbuf_counted.swap(bytes, Ordering::Relaxed);
+            if !self.memory_released.load(Ordering::Relaxed) {
+                self.memory_total
+                    .fetch_add(bytes as i64 - old as i64, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Adds `bytes` of unsent output (replies being written, pub/sub messages queued); returns the
     /// client's new `omem`.
     pub fn add_output(&self, bytes: usize) -> usize {

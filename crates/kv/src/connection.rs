@@ -171,7 +171,8 @@ async fn serve_client(
     loop {
         // Run every whole command already buffered, then write all their replies at once.
         loop {
-            let buffered = conn.input.len();
+            // With the arguments of a request in progress the parser already took from the buffer.
+            let buffered = conn.input.len() + parser.buffered_bytes();
             parser.set_unauthenticated(!session.authenticated && shared.password.required());
             match parser.parse_request(&mut conn.input) {
                 Ok(Some(request)) => {
@@ -182,7 +183,7 @@ async fn serve_client(
                     }
                     look_ahead.after_parse(&mut parser, &args, &conn.input, shared, session.db);
                     // Like Redis's `qbuf`: what is buffered, this command included, while it runs.
-                    session.handle.qbuf.store(buffered, Ordering::Relaxed);
+                    session.handle.note_request(buffered);
                     if shared.pause.maybe_active() {
                         wait_while_paused(conn, session, shared, shutdown, &args).await?;
                         session.clock_hint = None;
@@ -192,6 +193,11 @@ async fn serve_client(
                         session.clock_hint = None;
                     }
                     let mut reply = cmd::execute(session, shared, &args);
+                    if session.handle.is_killed() && !session.closing {
+                        // Killed while it ran, or evicted by `maxmemory-clients` as it started (its own
+                        // arguments may be what crossed the limit): closed with no reply, as in Redis.
+                        return Err(Closed);
+                    }
                     if let Some(request) = session.block.take() {
                         conn.flush(session).await?;
                         reply =

@@ -571,3 +571,47 @@ fn client_eviction_closes_the_largest_clients_first() {
     assert!(exists(&mut con, "kept"));
     drop(small);
 }
+
+/// maxmemory-clients counts a request's arguments before it runs: a client whose one command carries
+/// more than the limit is evicted without running it or getting a reply, as Redis's processCommand does
+/// (Redis's suite: "client evicted due to large argv").
+#[test]
+fn a_client_whose_command_is_over_maxmemory_clients_is_evicted_before_it_runs() {
+    use std::io::{Read, Write};
+    let (server, mut con) = cache("allkeys-lru");
+    config_set(&mut con, "maxmemory-clients", "100kb");
+    let _: () = redis::cmd("CLIENT")
+        .arg("NO-EVICT")
+        .arg("on")
+        .query(&mut con)
+        .unwrap();
+    let mut big = std::net::TcpStream::connect(server.addr()).unwrap();
+    // Under the limit, a command runs as usual.
+    let value = "v".repeat(50_000);
+    let small = format!(
+        "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{value}\r\n",
+        value.len()
+    );
+    big.write_all(small.as_bytes()).unwrap();
+    let mut reply = [0u8; 5];
+    big.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"+OK\r\n");
+    let value = "w".repeat(200_000);
+    let request = format!(
+        "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{value}\r\n",
+        value.len()
+    );
+    big.write_all(request.as_bytes()).unwrap();
+    big.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = big.read_to_end(&mut sink);
+    assert!(
+        sink.is_empty(),
+        "no reply: {:?}",
+        String::from_utf8_lossy(&sink)
+    );
+    assert_eq!(info_field(&mut con, "stats", "evicted_clients"), 1);
+    let kept: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
+    assert_eq!(kept.len(), 50_000, "the evicted client's SET did not run");
+}

@@ -518,6 +518,11 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Arg]) -> Frame {
     if refused_for_memory(session, shared, spec, args) {
         return reject(session, shared, index, spec, args, OOM_ERROR);
     }
+    if session.handle.is_killed() {
+        // Evicted by `maxmemory-clients` just now (Redis's processCommand evicts clients first and runs
+        // nothing for one it evicted); the connection closes without a reply.
+        return Frame::Null;
+    }
     if session.multi.is_some() && !TRANSACTION_CONTROL.contains(&spec.name) {
         if let Some(queue) = session.multi.as_mut() {
             queue.push(strata_resp::to_owned_args(args));
