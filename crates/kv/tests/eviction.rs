@@ -615,3 +615,32 @@ fn a_client_whose_command_is_over_maxmemory_clients_is_evicted_before_it_runs() 
     let kept: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
     assert_eq!(kept.len(), 50_000, "the evicted client's SET did not run");
 }
+
+/// A client growing its query buffer past maxmemory-clients with one unfinished argument is evicted while
+/// no command runs anywhere (by the periodic check, as Redis's cron also does).
+#[test]
+fn a_client_whose_unfinished_request_is_over_maxmemory_clients_is_evicted_without_a_command() {
+    use std::io::{Read, Write};
+    let (server, mut con) = cache("allkeys-lru");
+    config_set(&mut con, "maxmemory-clients", "100kb");
+    let mut big = std::net::TcpStream::connect(server.addr()).unwrap();
+    big.write_all(b"*1\r\n$300000\r\n").unwrap();
+    // Written in pieces, so the server reads it in several reads; a write fails once it has closed.
+    for _ in 0..20 {
+        if big.write_all(&[b'v'; 10_000]).is_err() {
+            break;
+        }
+    }
+    big.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let read = big.read_to_end(&mut sink);
+    assert!(
+        read.is_ok()
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock),
+        "the connection was not closed: {read:?}"
+    );
+    assert_eq!(info_field(&mut con, "stats", "evicted_clients"), 1);
+}
