@@ -539,11 +539,8 @@ fn client_buffers_count_toward_maxmemory() {
     assert_eq!(info_field(&mut con, "stats", "evicted_keys"), 0);
 }
 
-/// maxmemory-clients: past it, the clients holding the most are closed (evicted_clients) before any key
-/// is evicted; a client with CLIENT NO-EVICT on never is.
-#[test]
-fn client_eviction_closes_the_largest_clients_first() {
-    use std::io::Read;
+/// A cache-mode server with `maxmemory-clients` 100kb, and a connection to it that is never evicted.
+fn client_eviction_cache() -> (Server, redis::Connection) {
     let (server, mut con) = cache("allkeys-lru");
     config_set(&mut con, "maxmemory-clients", "100kb");
     let _: () = redis::cmd("CLIENT")
@@ -551,6 +548,15 @@ fn client_eviction_closes_the_largest_clients_first() {
         .arg("on")
         .query(&mut con)
         .unwrap();
+    (server, con)
+}
+
+/// maxmemory-clients: past it, the clients holding the most are closed (evicted_clients) before any key
+/// is evicted; a client with CLIENT NO-EVICT on never is.
+#[test]
+fn client_eviction_closes_the_largest_clients_first() {
+    use std::io::Read;
+    let (server, mut con) = client_eviction_cache();
     let _: () = redis::cmd("SET")
         .arg("kept")
         .arg("1")
@@ -578,13 +584,7 @@ fn client_eviction_closes_the_largest_clients_first() {
 #[test]
 fn a_client_whose_command_is_over_maxmemory_clients_is_evicted_before_it_runs() {
     use std::io::{Read, Write};
-    let (server, mut con) = cache("allkeys-lru");
-    config_set(&mut con, "maxmemory-clients", "100kb");
-    let _: () = redis::cmd("CLIENT")
-        .arg("NO-EVICT")
-        .arg("on")
-        .query(&mut con)
-        .unwrap();
+    let (server, mut con) = client_eviction_cache();
     let mut big = std::net::TcpStream::connect(server.addr()).unwrap();
     // Under the limit, a command runs as usual.
     let value = "v".repeat(50_000);
@@ -621,8 +621,7 @@ fn a_client_whose_command_is_over_maxmemory_clients_is_evicted_before_it_runs() 
 #[test]
 fn a_client_whose_unfinished_request_is_over_maxmemory_clients_is_evicted_without_a_command() {
     use std::io::{Read, Write};
-    let (server, mut con) = cache("allkeys-lru");
-    config_set(&mut con, "maxmemory-clients", "100kb");
+    let (server, mut con) = client_eviction_cache();
     let mut big = std::net::TcpStream::connect(server.addr()).unwrap();
     big.write_all(b"*1\r\n$300000\r\n").unwrap();
     // Written in pieces, so the server reads it in several reads; a write fails once it has closed.
