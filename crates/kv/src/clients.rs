@@ -85,12 +85,17 @@ pub struct ClientHandle {
     qbuf_free: AtomicUsize,
     /// The service's total of its clients' buffers (query buffers and unsent output), which `maxmemory`
     /// counts as Redis counts client buffers in `used_memory`.
-    memory_total: Arc<AtomicI64>,
+    memory_total: Arc<ClientMemory>,
     /// Set once client eviction took this client's buffers off `memory_total` (Redis frees an evicted
     /// client at once; here its task ends a moment later): from then on nothing here touches the total.
     memory_released: AtomicBool,
     /// Bytes of replies and pub/sub messages not yet written to the socket.
     pub omem: AtomicUsize,
+    /// What the connection's own state takes (WATCHed keys, subscriptions, the MULTI queue), as
+    /// last added to `memory_total`.
+    state_mem: AtomicUsize,
+    /// What the client's tracking prefixes take, as last added to `memory_total`.
+    prefix_mem: AtomicUsize,
     /// Since when `omem` has been above the soft limit, as microseconds after `connected_at` + 1
     /// (0: not above it).
     pub soft_limit_since_us: AtomicU64,
@@ -119,8 +124,33 @@ impl Drop for ClientHandle {
         if *self.memory_released.get_mut() {
             return;
         }
-        let held = self.qbuf_counted.load(Ordering::Relaxed) + self.omem.load(Ordering::Relaxed);
-        self.memory_total.fetch_sub(held as i64, Ordering::Relaxed);
+        let held = self.buffer_bytes();
+        self.memory_total
+            .bytes
+            .fetch_sub(held as i64, Ordering::Relaxed);
+        self.memory_total.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The memory of a service's clients, as their handles count it.
+#[derive(Debug, Default)]
+pub struct ClientMemory {
+    /// Their buffers and state (query buffers, unsent output, WATCHes, subscriptions, ...).
+    pub bytes: AtomicI64,
+    /// Clients whose memory is counted (connected and not evicted), each with its reply buffer.
+    pub clients: AtomicI64,
+}
+
+impl ClientMemory {
+    /// Their buffers and state, in bytes.
+    pub fn buffers(&self) -> u64 {
+        u64::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// All of it as Redis counts it: buffers, state and every client's reply buffer.
+    pub fn total(&self) -> u64 {
+        let clients = u64::try_from(self.clients.load(Ordering::Relaxed)).unwrap_or(0);
+        self.buffers() + clients * REPLY_BUFFER_BYTES as u64
     }
 }
 
@@ -141,9 +171,10 @@ impl ClientHandle {
         id: u64,
         peer: SocketAddr,
         local: Option<SocketAddr>,
-        memory_total: Arc<AtomicI64>,
+        memory_total: Arc<ClientMemory>,
     ) -> (Arc<ClientHandle>, mpsc::UnboundedReceiver<Message>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        memory_total.clients.fetch_add(1, Ordering::Relaxed);
         let handle = ClientHandle {
             id,
             peer,
@@ -165,6 +196,8 @@ impl ClientHandle {
             memory_total,
             memory_released: AtomicBool::new(false),
             omem: AtomicUsize::new(0),
+            state_mem: AtomicUsize::new(0),
+            prefix_mem: AtomicUsize::new(0),
             soft_limit_since_us: AtomicU64::new(0),
             kill: CancellationToken::new(),
             killed: AtomicBool::new(false),
@@ -271,15 +304,18 @@ impl ClientHandle {
         self.subscribed.load(Ordering::Relaxed)
     }
 
-    /// Records the query buffer's size after a read (CLIENT LIST's `qbuf`, and the clients' total) and
-    /// its free space (`qbuf-free`).
-    pub fn set_query_buffer(&self, bytes: usize, free: usize) {
+    /// Records the query buffer after a read: the bytes it holds (CLIENT LIST's `qbuf`), the memory it
+    /// takes (`allocated`, in `tot-mem` and the clients' total: more than `bytes` while a large argument
+    /// is awaited, whose whole size is set aside, as Redis allocates it) and its free space (`qbuf-free`).
+    pub fn set_query_buffer(&self, bytes: usize, allocated: usize, free: usize) {
         self.qbuf.store(bytes, Ordering::Relaxed);
         self.qbuf_free.store(free, Ordering::Relaxed);
-        let old = self.qbuf_counted.swap(bytes, Ordering::Relaxed);
-        if old != bytes && !self.memory_released.load(Ordering::Relaxed) {
+        let allocated = allocated.max(bytes);
+        let old = self.qbuf_counted.swap(allocated, Ordering::Relaxed);
+        if old != allocated && !self.memory_released.load(Ordering::Relaxed) {
             self.memory_total
-                .fetch_add(bytes as i64 - old as i64, Ordering::Relaxed);
+                .bytes
+                .fetch_add(allocated as i64 - old as i64, Ordering::Relaxed);
         }
     }
 
@@ -292,6 +328,7 @@ impl ClientHandle {
             let old = self.qbuf_counted.swap(bytes, Ordering::Relaxed);
             if !self.memory_released.load(Ordering::Relaxed) {
                 self.memory_total
+                    .bytes
                     .fetch_add(bytes as i64 - old as i64, Ordering::Relaxed);
             }
         }
@@ -301,7 +338,9 @@ impl ClientHandle {
     /// client's new `omem`.
     pub fn add_output(&self, bytes: usize) -> usize {
         if !self.memory_released.load(Ordering::Relaxed) {
-            self.memory_total.fetch_add(bytes as i64, Ordering::Relaxed);
+            self.memory_total
+                .bytes
+                .fetch_add(bytes as i64, Ordering::Relaxed);
         }
         self.omem.fetch_add(bytes, Ordering::Relaxed) + bytes
     }
@@ -309,25 +348,72 @@ impl ClientHandle {
     /// Removes `bytes` of output once written (or dropped).
     pub fn sub_output(&self, bytes: usize) {
         if !self.memory_released.load(Ordering::Relaxed) {
-            self.memory_total.fetch_sub(bytes as i64, Ordering::Relaxed);
+            self.memory_total
+                .bytes
+                .fetch_sub(bytes as i64, Ordering::Relaxed);
         }
         self.omem.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// Takes this client's buffers off the service's total now, as Redis frees an evicted client at once
-    /// (the connection closes a moment later). Returns the bytes released.
+    /// Takes this client's memory off the service's total now, as Redis frees an evicted client at once
+    /// (the connection closes a moment later). Returns the bytes released (its reply buffer included).
     pub fn release_memory(&self) -> usize {
         if self.memory_released.swap(true, Ordering::Relaxed) {
             return 0;
         }
         let held = self.buffer_bytes();
-        self.memory_total.fetch_sub(held as i64, Ordering::Relaxed);
-        held
+        self.memory_total
+            .bytes
+            .fetch_sub(held as i64, Ordering::Relaxed);
+        self.memory_total.clients.fetch_sub(1, Ordering::Relaxed);
+        held + REPLY_BUFFER_BYTES
     }
 
-    /// The client's buffers in bytes (query buffer and unsent output), what client eviction compares.
+    /// Records what the connection's state takes (see [`state_memory`]).
+    pub fn set_state_memory(&self, bytes: usize) {
+        Self::set_counted(
+            &self.state_mem,
+            bytes,
+            &self.memory_total,
+            &self.memory_released,
+        );
+    }
+
+    /// Records what the client's tracking prefixes take.
+    pub fn set_prefix_memory(&self, bytes: usize) {
+        Self::set_counted(
+            &self.prefix_mem,
+            bytes,
+            &self.memory_total,
+            &self.memory_released,
+        );
+    }
+
+    fn set_counted(slot: &AtomicUsize, bytes: usize, total: &ClientMemory, released: &AtomicBool) {
+        if slot.load(Ordering::Relaxed) == bytes {
+            return;
+        }
+        let old = slot.swap(bytes, Ordering::Relaxed);
+        if !released.load(Ordering::Relaxed) {
+            total
+                .bytes
+                .fetch_add(bytes as i64 - old as i64, Ordering::Relaxed);
+        }
+    }
+
+    /// The memory counted for the client besides its reply buffer: query buffer, unsent output, and
+    /// what its WATCHes, subscriptions, MULTI queue and tracking prefixes take.
     pub fn buffer_bytes(&self) -> usize {
-        self.qbuf_counted.load(Ordering::Relaxed) + self.omem.load(Ordering::Relaxed)
+        self.qbuf_counted.load(Ordering::Relaxed)
+            + self.omem.load(Ordering::Relaxed)
+            + self.state_mem.load(Ordering::Relaxed)
+            + self.prefix_mem.load(Ordering::Relaxed)
+    }
+
+    /// The memory the client holds as Redis counts it (CLIENT LIST's `tot-mem`, what client eviction
+    /// compares): its buffers and its reply buffer.
+    pub fn total_memory(&self) -> usize {
+        self.buffer_bytes() + REPLY_BUFFER_BYTES
     }
 
     /// Closes the connection as soon as possible.
@@ -396,7 +482,7 @@ impl ClientHandle {
             qbuf,
             self.qbuf_free.load(Ordering::Relaxed),
             omem,
-            qbuf + omem + 16_384,
+            self.total_memory(),
             command_name,
             self.resp.load(Ordering::Relaxed),
             show(&names.lib_name),
@@ -404,6 +490,29 @@ impl ClientHandle {
         )
     }
 }
+
+/// What a connection's own state takes, as Redis's `getClientMemoryUsage` counts it (its figures for a
+/// 64-bit build): a list node and a `watchedKey` per WATCHed key, a dictionary entry and slot per
+/// channel or shard channel, a list node per pattern, and for the MULTI queue each command's arguments
+/// with an object header each, plus the queue entry.
+pub fn state_memory(
+    watched: usize,
+    channels: usize,
+    patterns: usize,
+    multi_commands: usize,
+    multi_arg_bytes: usize,
+) -> usize {
+    watched * 56 + channels * 32 + patterns * 24 + multi_commands * 24 + multi_arg_bytes
+}
+
+/// What one tracking prefix takes: its bytes and a radix-tree node.
+pub fn prefix_memory(prefix: &[u8]) -> usize {
+    prefix.len() + 32
+}
+
+/// What every client holds besides its buffers, counted in its `tot-mem`: Redis's 16 KiB reply buffer
+/// (CLIENT LIST's `rbs`), which a connection has from its start.
+pub const REPLY_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Every live connection by id.
 #[derive(Debug, Default)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use strata_resp::Arg;
 
-use bytes::BytesMut;
+use bytes::{Buf as _, BytesMut};
 use strata_resp::{Frame, RequestParser};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -31,9 +31,6 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 const IDLE_SHRINK: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest a client that sent SHUTDOWN waits for the listener to close before its connection closes.
 const LISTENER_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-/// Replies buffered before they are written even if more pipelined commands are waiting, so a long
-/// pipeline cannot grow the output buffer without bound.
-const MAX_PENDING_REPLY_BYTES: usize = 64 * 1024;
 
 /// The socket and buffers of one connection.
 struct Conn {
@@ -43,8 +40,8 @@ struct Conn {
     messages: mpsc::UnboundedReceiver<Message>,
     /// How `messages` is waited for (every wait for it goes through here).
     watch: MessageWatch,
-    /// Bytes of pub/sub messages in `output`, subtracted from the client's `omem` once written.
-    message_bytes: usize,
+    /// Bytes of `output` counted in the client's `omem` (and so in the clients' memory total).
+    counted: usize,
     kill: CancellationToken,
     /// The storage engine, whose buffered WAL bytes are written before any reply goes out.
     storage: strata_storage::Db,
@@ -56,8 +53,10 @@ struct Conn {
 struct Closed;
 
 impl Conn {
-    /// Writes `output` unless the client is killed meanwhile (a subscriber that does not read blocks
-    /// here until the output buffer limit closes it).
+    /// Writes what the socket takes now of `output`. The rest stays there, counted in the client's
+    /// `omem`, while the connection goes on reading and running commands: as with Redis's output buffers,
+    /// a client that does not read its replies grows its buffer until the output buffer limits,
+    /// `maxmemory-clients` or `maxmemory` deal with it.
     async fn flush(&mut self, session: &Session) -> Result<(), Closed> {
         if self.output.is_empty() {
             return Ok(());
@@ -74,49 +73,57 @@ impl Conn {
             tracing::error!(error = %e, "writing the WAL failed; closing the connection unacknowledged");
             return Err(Closed);
         }
-        // While they wait for the socket, the replies count in the client's `omem` (pub/sub messages
-        // already do, from when they were queued), and so in the memory `maxmemory` bounds.
-        let replies = self.output.len().saturating_sub(self.message_bytes);
-        session.handle.add_output(replies);
-        let written = self.write_output().await;
-        session.handle.sub_output(replies);
-        written?;
-        self.output.clear();
-        if self.message_bytes > 0 {
-            session.handle.sub_output(self.message_bytes);
-            self.message_bytes = 0;
+        loop {
+            match self.stream.try_write(&self.output) {
+                Ok(0) => return Err(Closed),
+                Ok(n) if n == self.output.len() => {
+                    self.output.clear();
+                    break;
+                }
+                Ok(n) => self.output.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return Err(Closed),
+            }
+        }
+        self.count_output(session);
+        Ok(())
+    }
+
+    /// Writes all of `output`, waiting for the client to read it (or to be killed): before the
+    /// connection waits on something else (a blocked command, a pause, a script) or closes.
+    async fn drain(&mut self, session: &Session) -> Result<(), Closed> {
+        self.flush(session).await?;
+        while !self.output.is_empty() {
+            tokio::select! {
+                () = self.kill.cancelled() => return Err(Closed),
+                ready = self.stream.writable() => ready.map_err(|_| Closed)?,
+            }
+            self.flush(session).await?;
         }
         Ok(())
     }
 
-    /// Writes all of `output`. The socket nearly always takes it at once, so it is offered first without
-    /// a future: waiting on the kill token as well, as a slow reader needs, joins and leaves the token's
-    /// waiter list (a lock each), which was ~1.5% of a non-pipelined command's CPU on every reply.
-    async fn write_output(&mut self) -> Result<(), Closed> {
-        let mut done = 0;
-        while done < self.output.len() {
-            match self.stream.try_write(&self.output[done..]) {
-                Ok(0) => return Err(Closed),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let rest = &self.output[done..];
-                    return tokio::select! {
-                        () = self.kill.cancelled() => Err(Closed),
-                        written = self.stream.write_all(rest) => written.map_err(|_| Closed),
-                    };
-                }
-                Err(_) => return Err(Closed),
+    /// Makes the client's `omem` hold exactly the bytes waiting in `output`. Replies are counted only
+    /// when they have to wait for the socket; nearly always it takes them at once and this costs nothing.
+    fn count_output(&mut self, session: &Session) {
+        let now = self.output.len();
+        match now.cmp(&self.counted) {
+            std::cmp::Ordering::Greater => {
+                session.handle.add_output(now - self.counted);
             }
+            std::cmp::Ordering::Less => session.handle.sub_output(self.counted - now),
+            std::cmp::Ordering::Equal => {}
         }
-        Ok(())
+        self.counted = now;
     }
 
     /// Moves a received message, and every other already queued, into `output`.
     fn push_messages(&mut self, first: Message, session: &Session) {
         let mut next = Some(first);
         while let Some(m) = next {
-            self.message_bytes += m.size();
+            // Counted in `omem` since it was queued; `count_output` settles it to its encoded size.
+            self.counted += m.size();
             m.to_frame().encode(session.protocol, &mut self.output);
             next = self.messages.try_recv().ok();
         }
@@ -138,7 +145,7 @@ pub async fn run(
         output: BytesMut::with_capacity(READ_CHUNK_BYTES),
         messages,
         watch: MessageWatch::new(),
-        message_bytes: 0,
+        counted: 0,
         kill: session.handle.kill.clone(),
         storage: shared.keyspace.storage().clone(),
         active_at: std::time::Instant::now(),
@@ -199,7 +206,7 @@ async fn serve_client(
                         return Err(Closed);
                     }
                     if let Some(request) = session.block.take() {
-                        conn.flush(session).await?;
+                        conn.drain(session).await?;
                         reply =
                             wait_blocked(conn, session, shared, shutdown, request, &args).await?;
                         session.clock_hint = None;
@@ -212,7 +219,7 @@ async fn serve_client(
                     if session.shutting_down {
                         // SHUTDOWN: the replies before it go out, its own never does, and the connection
                         // closes once the listener has (bounded, should the node never close it).
-                        let _ = conn.flush(session).await;
+                        let _ = conn.drain(session).await;
                         let closed = shared.listener_closed.cancelled();
                         let _ = tokio::time::timeout(LISTENER_CLOSE_WAIT, closed).await;
                         return Ok(());
@@ -236,9 +243,12 @@ async fn serve_client(
                     session.publish_state();
                     // A subscriber is of the pub/sub class, whose limits apply as messages queue.
                     if session.subscription_count() == 0
-                        && over_output_limit(shared, conn.output.len())
+                        && shared
+                            .normal_limits
+                            .exceeded(&session.handle, conn.output.len() as u64)
                     {
                         // As Redis: the client is closed at once and its unsent replies dropped.
+                        shared.pubsub.disconnections.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(
                             client = session.id,
                             bytes = conn.output.len(),
@@ -247,12 +257,8 @@ async fn serve_client(
                         return Err(Closed);
                     }
                     if session.closing {
-                        let _ = conn.flush(session).await;
+                        let _ = conn.drain(session).await;
                         return Ok(());
-                    }
-                    if conn.output.len() >= MAX_PENDING_REPLY_BYTES {
-                        conn.flush(session).await?;
-                        session.clock_hint = None;
                     }
                 }
                 Ok(None) => {
@@ -265,14 +271,16 @@ async fn serve_client(
                     // Redis replies with the error and closes: the position in the stream is lost.
                     tracing::debug!(client = session.id, error = %e, "protocol error, closing");
                     Frame::error(format!("ERR {e}")).encode(session.protocol, &mut conn.output);
-                    let _ = conn.flush(session).await;
+                    let _ = conn.drain(session).await;
                     return Ok(());
                 }
             }
         }
-        // The request in progress counts whole: the arguments the parser already holds and the rest.
+        // The request in progress counts whole: the arguments the parser already holds and the rest
+        // (a large argument at its full size from the moment its length is known).
         session.handle.set_query_buffer(
             conn.input.len() + parser.buffered_bytes(),
+            conn.input.len().max(parser.awaited_large_bulk()) + parser.buffered_bytes(),
             conn.input.capacity(),
         );
         if conn.watch.may_have_messages() {
@@ -292,6 +300,11 @@ async fn serve_client(
             tokio::task::yield_now().await;
         }
         conn.flush(session).await?;
+        // What this client holds may have grown (a request read in part, replies it does not read):
+        // clients are evicted now, as Redis does before its next wait, not at the next command.
+        if shared.evict.client_limit.load(Ordering::Relaxed) != 0 {
+            crate::evict::evict_clients(shared);
+        }
         // An idle connection's empty buffer is grown again only once bytes arrive.
         if !shrunk && conn.input.capacity() - conn.input.len() < READ_CHUNK_BYTES / 4 {
             conn.input.reserve(READ_CHUNK_BYTES);
@@ -319,7 +332,15 @@ async fn serve_client(
                 }
                 continue;
             }
-            read = conn.stream.read_buf(&mut conn.input) => read,
+            // Replies the client has not read yet go out as the socket takes them; meanwhile its
+            // requests go on being read and run.
+            writable = std::future::poll_fn(|cx| conn.stream.poll_write_ready(cx)),
+                if !conn.output.is_empty() =>
+            {
+                writable.map_err(|_| Closed)?;
+                continue;
+            }
+            read = std::future::poll_fn(|cx| poll_read_into(&conn.stream, &mut conn.input, cx)) => read,
             () = idle_due, if !shrunk => {
                 let quiet_since = session.last_command_at.max(conn.active_at);
                 if quiet_since.elapsed() >= IDLE_SHRINK
@@ -329,7 +350,7 @@ async fn serve_client(
                 {
                     conn.input = BytesMut::new();
                     conn.output = BytesMut::new();
-                    session.handle.set_query_buffer(0, 0);
+                    session.handle.set_query_buffer(0, 0, 0);
                     shrunk = true;
                 } else {
                     idle.as_mut().reset((quiet_since + IDLE_SHRINK).into());
@@ -513,10 +534,20 @@ impl MessageWatch {
     }
 }
 
-/// Whether `pending` bytes of unsent replies pass the normal class's hard output buffer limit.
-fn over_output_limit(shared: &Shared, pending: usize) -> bool {
-    let hard = shared.normal_limits.hard.load(Ordering::Relaxed);
-    hard > 0 && pending as u64 > hard
+/// Reads what the socket holds into `input`, as `read_buf` does but through a shared reference, so the
+/// connection can wait for its socket to take pending replies at the same time.
+fn poll_read_into(
+    stream: &TcpStream,
+    input: &mut BytesMut,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<usize>> {
+    loop {
+        std::task::ready!(stream.poll_read_ready(cx))?;
+        match stream.try_read_buf(input) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => return std::task::Poll::Ready(other),
+        }
+    }
 }
 
 /// Holds a command back while another client's script runs and is not yet past
@@ -528,7 +559,7 @@ async fn wait_for_script(
     shared: &Shared,
     shutdown: &CancellationToken,
 ) -> Result<(), Closed> {
-    conn.flush(session).await?;
+    conn.drain(session).await?;
     while shared.scripting.run.should_wait(session.id) {
         tokio::select! {
             () = conn.kill.cancelled() => return Err(Closed),
@@ -578,7 +609,7 @@ async fn wait_while_paused(
     if shared.pause.paused_until(is_write).is_none() {
         return Ok(());
     }
-    conn.flush(session).await?;
+    conn.drain(session).await?;
     // A postponed client counts as blocked in INFO, as in Redis.
     shared.blocking.note_blocked();
     let result = tokio::select! {
@@ -641,7 +672,7 @@ async fn wait_blocked(
                 // A RESP3 client may be subscribed and blocked at once.
                 if let Some(m) = message {
                     conn.push_messages(m, session);
-                    if let Err(closed) = conn.flush(session).await {
+                    if let Err(closed) = conn.drain(session).await {
                         break Err(closed);
                     }
                 }

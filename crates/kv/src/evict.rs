@@ -703,7 +703,13 @@ pub fn used_memory(sh: &Shared) -> u64 {
 
 /// Bytes in the clients' query buffers and unsent output.
 pub fn client_memory(sh: &Shared) -> u64 {
-    u64::try_from(sh.client_memory.load(Ordering::Relaxed)).unwrap_or(0)
+    sh.client_memory.buffers()
+}
+
+/// The memory of all clients as Redis counts it (`mem_clients_normal`, what `maxmemory-clients`
+/// bounds): their buffers and each one's reply buffer.
+pub fn clients_total_memory(sh: &Shared) -> u64 {
+    sh.client_memory.total()
 }
 
 /// `maxmemory-clients` in bytes (a percentage applies to `maxmemory`); 0 when client eviction is off.
@@ -718,26 +724,27 @@ pub fn client_memory_limit(sh: &Shared) -> u64 {
     }
 }
 
-/// Client eviction, as Redis's `evictClients` does before a command: while the clients' buffers pass
-/// `maxmemory-clients`, the client holding the most is closed (never one with `CLIENT NO-EVICT on`) and
-/// counted in `evicted_clients`. Its buffers leave the count at once, as Redis frees the client there
-/// and then (the connection ends a moment later); so do those of clients already closing.
+/// Client eviction, as Redis's `evictClients` does before a command: while the clients' memory (each
+/// one's `tot-mem`: buffers and reply buffer) passes `maxmemory-clients`, the client holding the most is
+/// closed (never one with `CLIENT NO-EVICT on`) and counted in `evicted_clients`. Its memory leaves the
+/// count at once, as Redis frees the client there and then (the connection ends a moment later); so
+/// does that of clients already closing.
 pub fn evict_clients(sh: &Shared) {
     let limit = client_memory_limit(sh);
     if limit == 0 {
         return;
     }
-    let mut used = client_memory(sh);
+    let mut used = clients_total_memory(sh);
     if used <= limit {
         return;
     }
     let mut candidates: Vec<(usize, Arc<crate::clients::ClientHandle>)> = Vec::new();
     for c in sh.clients.all() {
-        let bytes = c.buffer_bytes();
+        let bytes = c.total_memory();
         if c.is_killed() {
-            // Closing: its buffers go when its connection ends.
+            // Closing: its memory goes when its connection ends.
             used = used.saturating_sub(c.release_memory() as u64);
-        } else if !c.has_flag(crate::clients::flag::NO_EVICT) && bytes > 0 {
+        } else if !c.has_flag(crate::clients::flag::NO_EVICT) {
             candidates.push((bytes, c));
         }
     }
@@ -755,6 +762,32 @@ pub fn evict_clients(sh: &Shared) {
         c.release_memory();
         sh.evict.evicted_clients.fetch_add(1, Ordering::Relaxed);
         used = used.saturating_sub(bytes as u64);
+    }
+}
+
+/// Closes the clients whose unsent output is past their class's limits (`client-output-buffer-limit`:
+/// pub/sub for a subscriber, normal otherwise), as Redis's `clientsCron` does: the limits are also
+/// checked as output is added, but a soft limit's time can run out while nothing is added.
+pub fn check_output_limits(sh: &Shared) {
+    for c in sh.clients.all() {
+        let omem = c.omem.load(Ordering::Relaxed);
+        if omem == 0 || c.is_killed() {
+            continue;
+        }
+        let limits = if c.is_pubsub() {
+            &sh.pubsub.limits
+        } else {
+            &sh.normal_limits
+        };
+        if limits.exceeded(&c, omem as u64) {
+            tracing::info!(
+                client = c.id,
+                omem,
+                "closing client for overcoming of output buffer limits"
+            );
+            sh.pubsub.disconnections.fetch_add(1, Ordering::Relaxed);
+            c.close();
+        }
     }
 }
 
@@ -979,6 +1012,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         evict_clients(&shared);
+        check_output_limits(&shared);
         if shared.evict.is_active() && shared.memory.limit() > 0 {
             let sh = shared.clone();
             let _ = tokio::task::spawn_blocking(move || make_room(&sh, None)).await;

@@ -145,7 +145,7 @@ pub struct Shared {
     pub evict: evict::Eviction,
     /// Bytes in the clients' buffers (query buffers and unsent output), kept by each
     /// [`clients::ClientHandle`]: part of the memory `maxmemory` bounds, and what client eviction trims.
-    pub client_memory: Arc<std::sync::atomic::AtomicI64>,
+    pub client_memory: Arc<clients::ClientMemory>,
     /// Client-side caching.
     pub tracking: tracking::Tracking,
     /// Lua scripting: the EVAL script cache, FUNCTION libraries, the running script.

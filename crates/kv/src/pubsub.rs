@@ -100,6 +100,31 @@ impl OutputLimits {
             soft_seconds: AtomicU64::new(soft_seconds),
         }
     }
+
+    /// Whether `client`, holding `omem` bytes of unsent output, must be closed: at or past the hard
+    /// limit, or past the soft one for longer than allowed (as Redis's `checkClientOutputBufferLimits`;
+    /// the time over the soft limit is kept in the client).
+    pub fn exceeded(&self, client: &ClientHandle, omem: u64) -> bool {
+        let hard = self.hard.load(Ordering::Relaxed);
+        if hard > 0 && omem >= hard {
+            return true;
+        }
+        let soft = self.soft.load(Ordering::Relaxed);
+        if soft == 0 || omem < soft {
+            if client.soft_limit_since_us.load(Ordering::Relaxed) != 0 {
+                client.soft_limit_since_us.store(0, Ordering::Relaxed);
+            }
+            return false;
+        }
+        let now = client.age_us() + 1;
+        match client.soft_limit_since_us.load(Ordering::Relaxed) {
+            0 => {
+                client.soft_limit_since_us.store(now, Ordering::Relaxed);
+                false
+            }
+            since => now - since.min(now) > self.soft_seconds.load(Ordering::Relaxed) * 1_000_000,
+        }
+    }
 }
 
 impl Default for OutputLimits {
@@ -119,7 +144,8 @@ pub struct PubSub {
     shard_channels: RwLock<Subscribers>,
     /// Output buffer limits for subscribers.
     pub limits: OutputLimits,
-    /// Clients disconnected for exceeding the limits.
+    /// Clients disconnected for exceeding an output buffer limit, of any class (INFO's
+    /// `client_output_buffer_limit_disconnections`).
     pub disconnections: AtomicU64,
 }
 
@@ -215,7 +241,7 @@ impl PubSub {
         }
         let size = msg.size();
         let omem = client.add_output(size) as u64;
-        if self.over_limits(client, omem) {
+        if self.limits.exceeded(client, omem) {
             tracing::warn!(
                 client = client.id,
                 addr = %client.peer,
@@ -228,28 +254,6 @@ impl PubSub {
         }
         // A closed receiver means the connection is ending; nothing to do.
         let _ = client.messages.send(msg);
-    }
-
-    fn over_limits(&self, client: &ClientHandle, omem: u64) -> bool {
-        let hard = self.limits.hard.load(Ordering::Relaxed);
-        if hard > 0 && omem >= hard {
-            return true;
-        }
-        let soft = self.limits.soft.load(Ordering::Relaxed);
-        if soft == 0 || omem < soft {
-            client.soft_limit_since_us.store(0, Ordering::Relaxed);
-            return false;
-        }
-        let now = client.age_us() + 1;
-        match client.soft_limit_since_us.load(Ordering::Relaxed) {
-            0 => {
-                client.soft_limit_since_us.store(now, Ordering::Relaxed);
-                false
-            }
-            since => {
-                now - since.min(now) > self.limits.soft_seconds.load(Ordering::Relaxed) * 1_000_000
-            }
-        }
     }
 
     /// Active channels (with at least one subscriber) matching `pattern`, or all.

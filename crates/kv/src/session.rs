@@ -55,6 +55,8 @@ pub struct Session {
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// Whether a command was refused while queueing (EXEC then aborts with EXECABORT).
     pub multi_failed: bool,
+    /// Bytes the MULTI queue's arguments take (each with an object header), for the client's memory.
+    pub multi_bytes: usize,
     /// WATCHed keys: database, key, the key's write counter when watched, and whether it existed then
     /// (a key that existed and is gone at EXEC without a write has expired: that counts as a change).
     pub watched: Vec<(usize, Bytes, u64, bool)>,
@@ -113,6 +115,7 @@ impl Session {
             last_command: "NULL",
             multi: None,
             multi_failed: false,
+            multi_bytes: 0,
             watched: Vec::new(),
             block: None,
             in_exec: false,
@@ -183,6 +186,17 @@ impl Session {
         h.ssub.store(self.shard_channels.len(), Ordering::Relaxed);
         h.subscribed
             .store(self.subscription_count() > 0, Ordering::Relaxed);
+        let (queued, queued_bytes) = self
+            .multi
+            .as_ref()
+            .map_or((0, 0), |q| (q.len(), self.multi_bytes));
+        h.set_state_memory(crate::clients::state_memory(
+            self.watched.len(),
+            self.channels.len() + self.shard_channels.len(),
+            self.patterns.len(),
+            queued,
+            queued_bytes,
+        ));
     }
 
     /// Leaves any transaction and drops every WATCH.

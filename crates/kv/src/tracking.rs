@@ -272,6 +272,13 @@ impl Tracking {
                     client.prefixes.push(p);
                 }
             }
+            handle.set_prefix_memory(
+                client
+                    .prefixes
+                    .iter()
+                    .map(|p| crate::clients::prefix_memory(p))
+                    .sum(),
+            );
         }
         Ok(Local {
             on: true,
@@ -290,6 +297,7 @@ impl Tracking {
             return;
         };
         self.client_count.fetch_sub(1, Ordering::Relaxed);
+        client.handle.set_prefix_memory(0);
         if !client.prefixes.is_empty() {
             let mut prefixes = self.prefixes.lock();
             for p in &client.prefixes {

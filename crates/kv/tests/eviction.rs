@@ -643,3 +643,197 @@ fn a_client_whose_unfinished_request_is_over_maxmemory_clients_is_evicted_withou
     );
     assert_eq!(info_field(&mut con, "stats", "evicted_clients"), 1);
 }
+
+/// The `tot-mem` CLIENT LIST shows for the client named `name`, or None once it is gone.
+fn client_tot_mem(con: &mut redis::Connection, name: &str) -> Option<i64> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(con).unwrap();
+    let line = list
+        .lines()
+        .find(|l| l.contains(&format!(" name={name} ")))?;
+    let field = line.split(' ').find_map(|f| f.strip_prefix("tot-mem="))?;
+    Some(field.parse().unwrap())
+}
+
+/// A raw connection that names itself `name`.
+fn named(addr: std::net::SocketAddr, name: &str) -> Raw {
+    let mut raw = Raw::connect(addr);
+    assert_eq!(
+        raw.call(&["CLIENT", "SETNAME", name]),
+        Frame::Simple(bytes::Bytes::from_static(b"OK"))
+    );
+    raw
+}
+
+/// A client that sends commands without reading the replies keeps being served, as in Redis: its
+/// replies wait in its output buffer, which counts in its memory, until `maxmemory-clients` evicts it.
+#[test]
+fn a_client_that_does_not_read_its_replies_grows_its_output_buffer_until_evicted() {
+    use std::io::Write;
+    let server = Server::start(KvConfig::default());
+    let mut con = server.client();
+    let _: () = redis::cmd("CLIENT")
+        .arg("NO-EVICT")
+        .arg("on")
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SETRANGE")
+        .arg("k")
+        .arg(200_000)
+        .arg("v")
+        .query(&mut con)
+        .unwrap();
+    let mut slow = named(server.addr(), "slow");
+    let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+    // Past what the socket buffers take, the replies pile up in the server.
+    wait_until("the unread replies to pile up", || {
+        slow.stream.write_all(&get.repeat(5)).unwrap();
+        client_tot_mem(&mut con, "slow").unwrap() > 4_000_000
+    });
+    assert!(info_field(&mut con, "memory", "mem_clients_normal") > 4_000_000);
+    config_set(&mut con, "maxmemory-clients", "1mb");
+    wait_until("the slow client to be evicted", || {
+        client_tot_mem(&mut con, "slow").is_none()
+    });
+    assert_eq!(info_field(&mut con, "stats", "evicted_clients"), 1);
+    assert!(info_field(&mut con, "memory", "mem_clients_normal") < 1_000_000);
+}
+
+/// `maxmemory-clients` as a percentage of `maxmemory` (CONFIG GET shows it as set), and an argument
+/// still arriving counts at its announced size, as Redis allocates it once it has read the length.
+#[test]
+fn maxmemory_clients_as_a_percentage_counts_an_awaited_argument_in_full() {
+    use std::io::Write;
+    let server = Server::start(KvConfig::default());
+    let mut con = server.client();
+    let _: () = redis::cmd("CLIENT")
+        .arg("NO-EVICT")
+        .arg("on")
+        .query(&mut con)
+        .unwrap();
+    config_set(&mut con, "maxmemory", "6mb");
+    config_set(&mut con, "maxmemory-clients", "7%");
+    let shown: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-clients")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(shown, ["maxmemory-clients", "7%"]);
+    let limit = 6 * 1024 * 1024 * 7 / 100;
+    // Half the limit announced, 1000 bytes of it sent: counted whole, not evicted.
+    let mut half = named(server.addr(), "half");
+    half.stream
+        .write_all(format!("*1\r\n${}\r\n", limit / 2).as_bytes())
+        .unwrap();
+    half.stream.write_all(&[b'v'; 1000]).unwrap();
+    wait_until("the announced argument to be counted", || {
+        client_tot_mem(&mut con, "half").unwrap() >= limit / 2
+    });
+    // The whole limit announced: evicted at once, with a few bytes of it sent.
+    let mut whole = named(server.addr(), "whole");
+    whole
+        .stream
+        .write_all(format!("*1\r\n${limit}\r\n").as_bytes())
+        .unwrap();
+    whole.stream.write_all(&[b'v'; 1000]).unwrap();
+    wait_until("the client announcing the limit to be evicted", || {
+        client_tot_mem(&mut con, "whole").is_none()
+    });
+    assert_eq!(info_field(&mut con, "stats", "evicted_clients"), 1);
+    assert!(client_tot_mem(&mut con, "half").is_some());
+}
+
+/// The `i`th request of a sequence.
+type Request = dyn Fn(usize) -> Vec<String>;
+
+/// Sends the request `request(i)` for i = 0, 1, ... on a fresh connection, reading each reply, until
+/// the server closes the connection; returns how many requests were answered.
+fn answered_until_closed(
+    addr: std::net::SocketAddr,
+    request: impl Fn(usize) -> Vec<String>,
+) -> usize {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = bytes::BytesMut::new();
+    for i in 0..100_000 {
+        let args = request(i);
+        let mut out = format!("*{}\r\n", args.len());
+        for a in &args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        if stream.write_all(out.as_bytes()).is_err() {
+            return i;
+        }
+        loop {
+            if Frame::decode(&mut buf).unwrap().is_some() {
+                break;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return i,
+            }
+        }
+    }
+    panic!("never closed");
+}
+
+/// What a connection's state takes counts in its memory, as in Redis: WATCHed keys, channel, pattern
+/// and shard-channel subscriptions, the MULTI queue and tracking prefixes each take a client past
+/// `maxmemory-clients` in time (Redis's suite: "client evicted due to watched key list", ...).
+#[test]
+fn watches_subscriptions_queued_commands_and_prefixes_count_toward_maxmemory_clients() {
+    let (server, mut con) = client_eviction_cache();
+    let value = "v".repeat(10_000);
+    let cases: Vec<(&str, Box<Request>)> = vec![
+        (
+            "WATCH",
+            Box::new(|i| vec!["WATCH".into(), format!("key:{i}")]),
+        ),
+        (
+            "SUBSCRIBE",
+            Box::new(|i| vec!["SUBSCRIBE".into(), i.to_string()]),
+        ),
+        (
+            "PSUBSCRIBE",
+            Box::new(|i| vec!["PSUBSCRIBE".into(), i.to_string()]),
+        ),
+        (
+            "SSUBSCRIBE",
+            Box::new(|i| vec!["SSUBSCRIBE".into(), i.to_string()]),
+        ),
+        (
+            "MULTI",
+            Box::new(move |i| match i {
+                0 => vec!["MULTI".into()],
+                _ => vec!["SET".into(), "k".into(), value.clone()],
+            }),
+        ),
+        (
+            "CLIENT TRACKING",
+            Box::new(|i| {
+                [
+                    "CLIENT",
+                    "TRACKING",
+                    "on",
+                    "PREFIX",
+                    &format!("{i:012}"),
+                    "BCAST",
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            }),
+        ),
+    ];
+    for (n, (what, request)) in cases.into_iter().enumerate() {
+        let answered = answered_until_closed(server.addr(), request);
+        assert!(answered > 1, "{what}: closed after {answered}");
+        assert_eq!(
+            info_field(&mut con, "stats", "evicted_clients"),
+            n as i64 + 1,
+            "{what}"
+        );
+    }
+}

@@ -215,3 +215,49 @@ fn a_subscriber_that_does_not_read_is_disconnected_past_the_output_limit() {
     assert_eq!(list, "");
     drop(sub);
 }
+
+/// A subscriber over the soft output limit is disconnected once the limit's time has passed even when
+/// nothing more is published (checked periodically, as Redis's cron does).
+#[test]
+fn the_soft_output_limit_is_enforced_without_traffic() {
+    let server = Server::start(KvConfig::default());
+    let mut con = server.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("client-output-buffer-limit")
+        .arg("pubsub 0 100kb 1")
+        .query(&mut con)
+        .unwrap();
+    let mut sub = Raw::connect(server.addr());
+    assert_eq!(
+        sub.call(&["SUBSCRIBE", "firehose"]),
+        reply("subscribe", "firehose", 1)
+    );
+    let omem = |con: &mut redis::Connection| -> Option<i64> {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(con)
+            .unwrap();
+        let field = list.split(' ').find_map(|f| f.strip_prefix("omem="))?;
+        Some(field.parse().unwrap())
+    };
+    let payload = "x".repeat(16 * 1024);
+    wait_until("the subscriber's output to pass the soft limit", || {
+        publish(&mut con, "firehose", &payload);
+        omem(&mut con).unwrap() > 100 * 1024
+    });
+    // Nothing is published from here on.
+    wait_until("the subscriber to be disconnected", || {
+        omem(&mut con).is_none()
+    });
+    assert_eq!(
+        info_field(
+            &mut con,
+            "stats",
+            "client_output_buffer_limit_disconnections"
+        ),
+        1
+    );
+}

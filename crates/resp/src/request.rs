@@ -19,6 +19,9 @@ const MAX_PREALLOCATED_ARGS: usize = 1024;
 /// How much buffer space to reserve at once for a bulk string still arriving. Reserving the whole length
 /// up front would let a client make us allocate 512 MB by sending a header alone.
 const MAX_RESERVE_BYTES: usize = 1 << 20;
+/// Arguments from this size on are large, as Redis's `PROTO_MBULK_BIG_ARG`: their memory is counted in
+/// full while they arrive.
+pub const LARGE_BULK_BYTES: usize = 32 * 1024;
 
 /// A multibulk request up to this size is left in the buffer until all of it has arrived, then split
 /// in one go. Splitting arguments out as they arrive would leave the buffer shared with them while the
@@ -119,6 +122,19 @@ impl RequestParser {
         match &self.state {
             State::Multibulk { args_bytes, .. } => *args_bytes,
             State::Idle => 0,
+        }
+    }
+
+    /// The size of the argument being awaited (with its CRLF) when it is a large one (at least
+    /// [`LARGE_BULK_BYTES`]), else 0: the memory its arrival takes, which Redis allocates as soon as it
+    /// has read the length.
+    pub fn awaited_large_bulk(&self) -> usize {
+        match &self.state {
+            State::Multibulk {
+                bulk_len: Some(len),
+                ..
+            } if *len >= LARGE_BULK_BYTES => len + 2,
+            _ => 0,
         }
     }
 

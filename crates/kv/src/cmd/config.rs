@@ -817,10 +817,12 @@ fn current(sh: &Shared, p: &Param) -> String {
         "bind" => stored().unwrap_or_else(|| "* -::*".to_owned()),
         "oom-score-adj-values" => stored().unwrap_or_else(|| "0 200 800".to_owned()),
         "latency-tracking-info-percentiles" => stored().unwrap_or_else(|| "50 99 99.9".to_owned()),
-        _ => stored().unwrap_or_else(|| match p.kind {
-            Kind::MemoryOrPercent(..) => show_percent(p.default),
-            _ => p.default.to_owned(),
-        }),
+        _ => match p.kind {
+            Kind::MemoryOrPercent(..) => {
+                show_percent(&stored().unwrap_or_else(|| p.default.to_owned()))
+            }
+            _ => stored().unwrap_or_else(|| p.default.to_owned()),
+        },
     }
 }
 
@@ -1093,7 +1095,12 @@ fn apply(sh: &Shared, p: &Param, value: String) {
             sh.evict.refresh(sh);
         }
         "maxmemory-clients" => {
-            if let Ok(n) = value.parse::<i64>() {
+            // A percentage of `maxmemory` is kept negated.
+            let limit = match value.strip_suffix('%') {
+                Some(pct) => pct.parse::<i64>().map(|p| -p),
+                None => value.parse::<i64>(),
+            };
+            if let Ok(n) = limit {
                 sh.evict.client_limit.store(n, Ordering::Relaxed);
             }
         }

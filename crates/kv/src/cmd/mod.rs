@@ -526,6 +526,7 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Arg]) -> Frame {
     if session.multi.is_some() && !TRANSACTION_CONTROL.contains(&spec.name) {
         if let Some(queue) = session.multi.as_mut() {
             queue.push(strata_resp::to_owned_args(args));
+            session.multi_bytes += args.iter().map(|a| a.len() + 16).sum::<usize>();
         }
         return Frame::simple("QUEUED");
     }

@@ -228,7 +228,11 @@ fn section(out: &mut String, sh: &Shared, name: &str) {
             line(out, "mem_not_counted_for_evict", &0);
             // Deletes are tombstones in the storage engine: nothing is ever pending a lazy free.
             line(out, "lazyfree_pending_objects", &0);
-            line(out, "mem_clients_normal", &crate::evict::client_memory(sh));
+            line(
+                out,
+                "mem_clients_normal",
+                &crate::evict::clients_total_memory(sh),
+            );
             line(out, "tracking_total_memory", &sh.tracking.memory());
             line(out, "maxmemory", &sh.memory.limit());
             line(out, "maxmemory_human", &human_bytes(sh.memory.limit()));

@@ -53,6 +53,7 @@ pub fn multi(s: &mut Session, _sh: &Shared, _args: &[Arg]) -> Frame {
     }
     s.multi = Some(Vec::new());
     s.multi_failed = false;
+    s.multi_bytes = 0;
     Frame::ok()
 }
 
