@@ -539,15 +539,21 @@ fn client_buffers_count_toward_maxmemory() {
     assert_eq!(info_field(&mut con, "stats", "evicted_keys"), 0);
 }
 
-/// A cache-mode server with `maxmemory-clients` 100kb, and a connection to it that is never evicted.
-fn client_eviction_cache() -> (Server, redis::Connection) {
-    let (server, mut con) = cache("allkeys-lru");
-    config_set(&mut con, "maxmemory-clients", "100kb");
+/// `server` and a connection to it that client eviction never closes.
+fn with_unevictable_client(server: Server) -> (Server, redis::Connection) {
+    let mut con = server.client();
     let _: () = redis::cmd("CLIENT")
         .arg("NO-EVICT")
         .arg("on")
         .query(&mut con)
         .unwrap();
+    (server, con)
+}
+
+/// A cache-mode server with `maxmemory-clients` 100kb, and a connection to it that is never evicted.
+fn client_eviction_cache() -> (Server, redis::Connection) {
+    let (server, mut con) = with_unevictable_client(cache("allkeys-lru").0);
+    config_set(&mut con, "maxmemory-clients", "100kb");
     (server, con)
 }
 
@@ -669,13 +675,7 @@ fn named(addr: std::net::SocketAddr, name: &str) -> Raw {
 #[test]
 fn a_client_that_does_not_read_its_replies_grows_its_output_buffer_until_evicted() {
     use std::io::Write;
-    let server = Server::start(KvConfig::default());
-    let mut con = server.client();
-    let _: () = redis::cmd("CLIENT")
-        .arg("NO-EVICT")
-        .arg("on")
-        .query(&mut con)
-        .unwrap();
+    let (server, mut con) = with_unevictable_client(Server::start(KvConfig::default()));
     let _: () = redis::cmd("SETRANGE")
         .arg("k")
         .arg(200_000)
@@ -703,13 +703,7 @@ fn a_client_that_does_not_read_its_replies_grows_its_output_buffer_until_evicted
 #[test]
 fn maxmemory_clients_as_a_percentage_counts_an_awaited_argument_in_full() {
     use std::io::Write;
-    let server = Server::start(KvConfig::default());
-    let mut con = server.client();
-    let _: () = redis::cmd("CLIENT")
-        .arg("NO-EVICT")
-        .arg("on")
-        .query(&mut con)
-        .unwrap();
+    let (server, mut con) = with_unevictable_client(Server::start(KvConfig::default()));
     config_set(&mut con, "maxmemory", "6mb");
     config_set(&mut con, "maxmemory-clients", "7%");
     let shown: Vec<String> = redis::cmd("CONFIG")
