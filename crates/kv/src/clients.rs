@@ -96,6 +96,8 @@ pub struct ClientHandle {
     state_mem: AtomicUsize,
     /// What the client's tracking prefixes take, as last added to `memory_total`.
     prefix_mem: AtomicUsize,
+    /// What its MULTI queue takes (CLIENT LIST's `multi-mem`; part of `state_mem`).
+    pub multi_mem: AtomicUsize,
     /// Since when `omem` has been above the soft limit, as microseconds after `connected_at` + 1
     /// (0: not above it).
     pub soft_limit_since_us: AtomicU64,
@@ -198,6 +200,7 @@ impl ClientHandle {
             omem: AtomicUsize::new(0),
             state_mem: AtomicUsize::new(0),
             prefix_mem: AtomicUsize::new(0),
+            multi_mem: AtomicUsize::new(0),
             soft_limit_since_us: AtomicU64::new(0),
             kill: CancellationToken::new(),
             killed: AtomicBool::new(false),
@@ -465,7 +468,7 @@ impl ClientHandle {
         let omem = self.omem.load(Ordering::Relaxed);
         format!(
             "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} \
-             multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} \
+             multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem={} rbs=16384 rbp=0 obl=0 oll=0 omem={} \
              tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.peer,
@@ -481,6 +484,7 @@ impl ClientHandle {
             self.multi.load(Ordering::Relaxed),
             qbuf,
             self.qbuf_free.load(Ordering::Relaxed),
+            self.multi_mem.load(Ordering::Relaxed),
             omem,
             self.total_memory(),
             command_name,
@@ -493,16 +497,15 @@ impl ClientHandle {
 
 /// What a connection's own state takes, as Redis's `getClientMemoryUsage` counts it (its figures for a
 /// 64-bit build): a list node and a `watchedKey` per WATCHed key, a dictionary entry and slot per
-/// channel or shard channel, a list node per pattern, and for the MULTI queue each command's arguments
-/// with an object header each, plus the queue entry.
-pub fn state_memory(
-    watched: usize,
-    channels: usize,
-    patterns: usize,
-    multi_commands: usize,
-    multi_arg_bytes: usize,
-) -> usize {
-    watched * 56 + channels * 32 + patterns * 24 + multi_commands * 24 + multi_arg_bytes
+/// channel or shard channel, a list node per pattern, and the MULTI queue ([`multi_memory`]).
+pub fn state_memory(watched: usize, channels: usize, patterns: usize, multi: usize) -> usize {
+    watched * 56 + channels * 32 + patterns * 24 + multi
+}
+
+/// What a MULTI queue takes: each command's arguments with an object header each (`multi_arg_bytes`),
+/// plus a queue entry per command.
+pub fn multi_memory(multi_commands: usize, multi_arg_bytes: usize) -> usize {
+    multi_commands * 24 + multi_arg_bytes
 }
 
 /// What one tracking prefix takes: its bytes and a radix-tree node.

@@ -190,12 +190,13 @@ impl Session {
             .multi
             .as_ref()
             .map_or((0, 0), |q| (q.len(), self.multi_bytes));
+        let multi = crate::clients::multi_memory(queued, queued_bytes);
+        h.multi_mem.store(multi, Ordering::Relaxed);
         h.set_state_memory(crate::clients::state_memory(
             self.watched.len(),
             self.channels.len() + self.shard_channels.len(),
             self.patterns.len(),
-            queued,
-            queued_bytes,
+            multi,
         ));
     }
 

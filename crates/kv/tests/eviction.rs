@@ -831,3 +831,31 @@ fn watches_subscriptions_queued_commands_and_prefixes_count_toward_maxmemory_cli
         );
     }
 }
+
+/// CLIENT LIST's `multi-mem` shows what a MULTI queue holds, and counts in `tot-mem`, until EXEC.
+#[test]
+fn a_multi_queue_shows_in_multi_mem_and_tot_mem() {
+    let (server, mut con) = with_unevictable_client(Server::start(KvConfig::default()));
+    let field = |con: &mut redis::Connection, name: &str| -> i64 {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(con).unwrap();
+        let line = list.lines().find(|l| l.contains(" name=queuer ")).unwrap();
+        let prefix = format!("{name}=");
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(prefix.as_str()))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut queuer = named(server.addr(), "queuer");
+    assert_eq!(field(&mut con, "multi-mem"), 0);
+    let idle = field(&mut con, "tot-mem");
+    queuer.call(&["MULTI"]);
+    let value = "v".repeat(10_000);
+    queuer.call(&["SET", "k", &value]);
+    let queued = field(&mut con, "multi-mem");
+    assert!(queued >= 10_000, "multi-mem={queued}");
+    assert!(field(&mut con, "tot-mem") >= idle + queued);
+    queuer.call(&["EXEC"]);
+    assert_eq!(field(&mut con, "multi-mem"), 0);
+    assert_eq!(field(&mut con, "tot-mem"), idle);
+}
