@@ -169,16 +169,22 @@ fn shard_channels() {
     assert_eq!(numsub[1], redis::Value::Int(1));
 }
 
-#[test]
-fn a_subscriber_that_does_not_read_is_disconnected_past_the_output_limit() {
+/// A server whose `client-output-buffer-limit` is `limits`, and a connection to it.
+fn with_output_limits(limits: &str) -> (Server, redis::Connection) {
     let server = Server::start(KvConfig::default());
     let mut con = server.client();
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("client-output-buffer-limit")
-        .arg("pubsub 256kb 128kb 60")
+        .arg(limits)
         .query(&mut con)
         .unwrap();
+    (server, con)
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_disconnected_past_the_output_limit() {
+    let (server, mut con) = with_output_limits("pubsub 256kb 128kb 60");
     let limits: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("client-output-buffer-limit")
@@ -220,14 +226,7 @@ fn a_subscriber_that_does_not_read_is_disconnected_past_the_output_limit() {
 /// nothing more is published (checked periodically, as Redis's cron does).
 #[test]
 fn the_soft_output_limit_is_enforced_without_traffic() {
-    let server = Server::start(KvConfig::default());
-    let mut con = server.client();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("client-output-buffer-limit")
-        .arg("pubsub 0 100kb 1")
-        .query(&mut con)
-        .unwrap();
+    let (server, mut con) = with_output_limits("pubsub 0 100kb 1");
     let mut sub = Raw::connect(server.addr());
     assert_eq!(
         sub.call(&["SUBSCRIBE", "firehose"]),
