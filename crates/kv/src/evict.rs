@@ -259,6 +259,9 @@ pub struct Eviction {
     pub client_limit: std::sync::atomic::AtomicI64,
     /// Clients closed by client eviction (INFO's `evicted_clients`).
     pub evicted_clients: AtomicU64,
+    /// Held while clients are evicted, so two connections over the limit at once do not each close a
+    /// client for the same excess.
+    client_eviction: Mutex<()>,
     /// Where the scan entering the keys stored before cache mode stands: its generation and its cursor
     /// (database, last key); `None` when there is nothing to scan.
     scan: Mutex<Option<(u64, ScanCursor)>>,
@@ -283,6 +286,7 @@ impl Eviction {
             generation: AtomicU64::new(0),
             client_limit: std::sync::atomic::AtomicI64::new(0),
             evicted_clients: AtomicU64::new(0),
+            client_eviction: Mutex::new(()),
             scan: Mutex::new(None),
         }
     }
@@ -734,6 +738,11 @@ pub fn evict_clients(sh: &Shared) {
     if limit == 0 {
         return;
     }
+    if clients_total_memory(sh) <= limit {
+        return;
+    }
+    let _evicting = sh.evict.client_eviction.lock();
+    // Measured again under the lock: another connection may have just evicted for this excess.
     let mut used = clients_total_memory(sh);
     if used <= limit {
         return;
