@@ -541,11 +541,30 @@ fn poll_read_into(
     input: &mut BytesMut,
     cx: &mut std::task::Context<'_>,
 ) -> std::task::Poll<std::io::Result<usize>> {
+    use bytes::BufMut as _;
+    use std::io::ErrorKind::WouldBlock;
     loop {
         std::task::ready!(stream.poll_read_ready(cx))?;
-        match stream.try_read_buf(input) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            other => return std::task::Poll::Ready(other),
+        let room = input.chunk_mut().len();
+        let mut read = None;
+        // A read that fills less than the room it had emptied the socket: tokio's readiness is
+        // cleared with it (the outer `try_io` treats the short read as `WouldBlock`), so the next
+        // wait goes to epoll instead of first spending a recv(2) on EAGAIN, as a level-triggered loop
+        // (Redis's) does not either. The readiness cleared is the one seen before this read, so data
+        // that arrives after it still wakes the connection.
+        let outcome = stream.try_io(tokio::io::Interest::READABLE, || {
+            let n = stream.try_read_buf(input)?;
+            read = Some(n);
+            if n > 0 && n < room {
+                Err(WouldBlock.into())
+            } else {
+                Ok(n)
+            }
+        });
+        match (outcome, read) {
+            (_, Some(n)) => return std::task::Poll::Ready(Ok(n)),
+            (Err(e), None) if e.kind() == WouldBlock => {}
+            (other, None) => return std::task::Poll::Ready(other),
         }
     }
 }
