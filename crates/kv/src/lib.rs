@@ -14,6 +14,7 @@
 //! live clients ([`clients`]), blocked clients waiting for keys ([`blocking`]), pub/sub subscriptions
 //! ([`pubsub`]) and the per-command statistics and slow log ([`stats`]).
 
+pub mod acl;
 pub mod blocking;
 pub mod clients;
 pub mod cmd;

@@ -14,7 +14,7 @@ use strata_resp::Frame;
 use super::{CommandSpec, commands, lookup};
 use crate::{Session, Shared};
 
-mod docs;
+pub(crate) mod docs;
 mod syntax;
 
 /// The documented subcommands of `container` as `container|sub`, sorted (empty for a plain command).
@@ -107,7 +107,7 @@ fn sub_info(container: &CommandSpec, sub: &docs::Doc) -> Frame {
 /// The ACL categories of a command, from its flags and group, by Redis's rules: `@write` or `@read`,
 /// `@fast` or `@slow`, `@admin` and `@dangerous` for admin commands, `@blocking`, and the data type's
 /// category.
-fn acl_categories(flags: &[&str], group: &str) -> Vec<&'static str> {
+pub(crate) fn acl_categories(flags: &[&str], group: &str) -> Vec<&'static str> {
     let mut cats = Vec::new();
     if flags.contains(&"write") {
         cats.push("@write");

@@ -8,7 +8,7 @@ pub(crate) mod functions;
 mod geo;
 mod hashes;
 mod hyperloglog;
-mod introspection;
+pub(crate) mod introspection;
 mod keys;
 mod latency;
 mod lists;
