@@ -51,7 +51,10 @@ use parking_lot::RwLock;
 use rand::RngCore;
 
 pub use catalog::{CATEGORY_NAMES, Catalog, Category, CommandId, CommandRef, catalog};
-pub use check::{ChannelKind, Denied, KeyAccess, NOPERM_CHANNEL, NOPERM_KEY, noperm_command};
+pub use check::{
+    ChannelKind, Denied, KeyAccess, NOPERM_CHANNEL, NOPERM_KEY, dryrun_unknown_command,
+    dryrun_unknown_user, noperm_command,
+};
 pub use log::{AclLog, LogContext, LogEntry, LogReason};
 pub use selector::RuleError;
 pub use user::{SelectorInfo, User, UserInfo};

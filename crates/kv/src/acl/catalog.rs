@@ -7,9 +7,9 @@
 //! of a bitset indexed by it, as in Redis where every command and subcommand has its own id.
 //!
 //! Categories come from the same place as `COMMAND INFO`'s: the command's flags and group
-//! ([`crate::cmd::introspection::acl_categories`]); a container's own entry is only `@slow`, as in Redis;
+//! (`cmd::introspection::acl_categories`); a container's own entry is only `@slow`, as in Redis;
 //! and for the few commands where that derivation and Redis disagree, Redis's own list
-//! ([`REDIS_CATEGORIES`]).
+//! (`REDIS_CATEGORIES`).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -49,8 +49,22 @@ pub const CATEGORY_NAMES: [&str; 21] = [
 /// group) disagrees (`KEYS` and `FLUSHALL` are `@dangerous` without being admin commands, `CLIENT ID` is not
 /// an admin command like its container, `SORT` is in the categories of the types it sorts). Full names
 /// with their complete categories, as Redis 7.0.15 has them (`WAITAOF`, `CLIENT NO-TOUCH` and
-/// `CLIENT SETINFO`, from later versions, as Redis 7.2 has them).
+/// `CLIENT SETINFO`, from later versions, as Redis 7.2 has them). The `ACL` subcommands are listed ahead
+/// of the command itself: only some of them are admin commands.
 const REDIS_CATEGORIES: &[(&str, &[&str])] = &[
+    ("acl|cat", &["slow"]),
+    ("acl|deluser", &["admin", "slow", "dangerous"]),
+    ("acl|dryrun", &["admin", "slow", "dangerous"]),
+    ("acl|genpass", &["slow"]),
+    ("acl|getuser", &["admin", "slow", "dangerous"]),
+    ("acl|help", &["slow"]),
+    ("acl|list", &["admin", "slow", "dangerous"]),
+    ("acl|load", &["admin", "slow", "dangerous"]),
+    ("acl|log", &["admin", "slow", "dangerous"]),
+    ("acl|save", &["admin", "slow", "dangerous"]),
+    ("acl|setuser", &["admin", "slow", "dangerous"]),
+    ("acl|users", &["admin", "slow", "dangerous"]),
+    ("acl|whoami", &["slow"]),
     ("client|caching", &["slow", "connection"]),
     ("client|getname", &["slow", "connection"]),
     ("client|getredir", &["slow", "connection"]),
@@ -440,9 +454,10 @@ mod tests {
     fn redis_categories_override_the_derivation() {
         let c = catalog();
         for (name, categories) in REDIS_CATEGORIES {
-            let id = c
-                .lookup(name.as_bytes())
-                .unwrap_or_else(|| panic!("{name} is a command"));
+            let Some(id) = c.lookup(name.as_bytes()) else {
+                assert!(name.starts_with("acl|"), "{name} is a command");
+                continue;
+            };
             let have: Vec<&str> = c.categories_of(id).iter().map(|c| c.name()).collect();
             assert_eq!(have, *categories, "{name}");
         }

@@ -44,6 +44,9 @@ pub enum ChannelKind {
     Pattern,
 }
 
+// Unsubscribing (`UNSUBSCRIBE`, `PUNSUBSCRIBE`, `SUNSUBSCRIBE`) is never refused for its channels: a check
+// of those commands is given no channels, as Redis looks only at channels published or subscribed to.
+
 /// Why a user may not run a call. A key or channel is given by its position in the `keys` or `channels`
 /// the check was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +159,22 @@ pub fn noperm_command(name: &str) -> String {
     format!("NOPERM this user has no permissions to run the '{name}' command")
 }
 
+/// `ACL DRYRUN`'s error line for a user that does not exist.
+pub fn dryrun_unknown_user(name: &[u8]) -> String {
+    format!("ERR User '{}' not found", shown(name))
+}
+
+/// `ACL DRYRUN`'s error line for a command (or container and subcommand) that does not exist; `name` is
+/// the command's name as given.
+pub fn dryrun_unknown_command(name: &[u8]) -> String {
+    format!("ERR Command '{}' not found", shown(name))
+}
+
+/// Bytes as they may appear inside an error line.
+fn shown(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace(['\r', '\n'], " ")
+}
+
 /// The error line of a call denied for one of its keys.
 pub const NOPERM_KEY: &str =
     "NOPERM this user has no permissions to access one of the keys used as arguments";
@@ -227,6 +246,14 @@ mod tests {
         assert_eq!(
             Denied::Command.log_object(id("client|kill"), keys, channels),
             b"client|kill".to_vec()
+        );
+        assert_eq!(
+            dryrun_unknown_user(b"not-a-user"),
+            "ERR User 'not-a-user' not found"
+        );
+        assert_eq!(
+            dryrun_unknown_command(b"not-a-command"),
+            "ERR Command 'not-a-command' not found"
         );
         assert_eq!(
             Denied::Command.script_error(),

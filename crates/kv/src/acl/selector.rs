@@ -2,7 +2,7 @@
 //! written outside parentheses) and any number of added ones (`(+get ~k*)`); a call is allowed when one
 //! selector allows its command, all its keys and all its channels.
 //!
-//! Commands are a bitset over the [catalog](super::catalog) plus, per command, the first arguments it is
+//! Commands are a bitset over the [catalog](mod@super::catalog) plus, per command, the first arguments it is
 //! allowed with (`+select|0`, Redis's deprecated "first-arg" rules). Rules change the bits as Redis's do:
 //! a container's rule (`+config`) sets the container's and all its subcommands' bits, a category rule
 //! applies that to every command in the category and then to the subcommands in it. `+@all` also sets
@@ -409,6 +409,12 @@ impl Selector {
     /// channel.
     pub(crate) fn unrestricted(&self) -> bool {
         self.all_channels && self.all_keys_for(KeyAccess::ReadWrite) && self.commands.all()
+    }
+
+    /// Whether both selectors allow the same commands (bits; first-arg rules aside).
+    #[cfg(test)]
+    pub(crate) fn same_commands(&self, other: &Selector) -> bool {
+        self.commands == other.commands && self.future_commands == other.future_commands
     }
 
     pub(crate) fn all_channels(&self) -> bool {

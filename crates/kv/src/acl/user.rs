@@ -860,4 +860,95 @@ mod tests {
         assert!(u.channel_permitted(b"news.tech", ChannelKind::Name));
         assert!(!u.channel_permitted(b"news.*x", ChannelKind::Pattern));
     }
+
+    /// A rule from a vocabulary that exercises every kind: commands, subcommands, containers,
+    /// categories, first-args, keys, channels, passwords, flags and selectors.
+    fn rule() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let names: Vec<&'static str> = catalog().order().iter().map(|id| id.name()).collect();
+        let categories: Vec<&'static str> = crate::acl::CATEGORY_NAMES.to_vec();
+        prop_oneof![
+            (any::<bool>(), proptest::sample::select(names))
+                .prop_map(|(plus, n)| format!("{}{n}", if plus { '+' } else { '-' })),
+            (any::<bool>(), proptest::sample::select(categories))
+                .prop_map(|(plus, c)| format!("{}@{c}", if plus { '+' } else { '-' })),
+            proptest::sample::select(vec![
+                "+@all",
+                "-@all",
+                "allcommands",
+                "nocommands",
+                "+select|0",
+                "+select|1",
+                "~k*",
+                "%R~r*",
+                "%W~w*",
+                "allkeys",
+                "resetkeys",
+                "&ch",
+                "&news.*",
+                "allchannels",
+                "resetchannels",
+                "on",
+                "off",
+                ">pw",
+                "nopass",
+                "resetpass",
+                "sanitize-payload",
+                "skip-sanitize-payload",
+                "(+get ~g*)",
+                "(-@all +@read)",
+                "clearselectors",
+                "reset",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever rules applied (the valid ones), the ACL LIST line applied to a new user rebuilds it:
+        /// the same description, so the same permissions (first-arg rules of a command that is allowed
+        /// whole are not described, as in Redis, and have no effect).
+        #[test]
+        fn descriptions_rebuild_the_user(rules in proptest::collection::vec(rule(), 0..16)) {
+            let mut u = User::new(b"u", 1, false);
+            for r in &rules {
+                let _ = u.apply(r.as_bytes(), false);
+            }
+            u.finish();
+            let text = u.describe();
+            let args = strata_resp::split_args(&text).expect("no quotes in a description");
+            let merged = super::super::merge_selectors(&args).expect("balanced");
+            let mut again = User::new(b"u", 1, false);
+            for rule in merged {
+                again.apply(&rule, false).expect("the description is valid rules");
+            }
+            again.finish();
+            let described = again.describe();
+            proptest::prop_assert_eq!(
+                String::from_utf8_lossy(&described),
+                String::from_utf8_lossy(&text)
+            );
+            proptest::prop_assert_eq!(again.unrestricted(), u.unrestricted());
+            for (a, b) in again.selectors.iter().zip(&u.selectors) {
+                proptest::prop_assert!(a.same_commands(b));
+            }
+        }
+
+        /// No rule, however malformed, panics.
+        #[test]
+        fn arbitrary_rules_never_panic(
+            ops in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+                0..6,
+            ),
+        ) {
+            let mut u = User::new(b"u", 1, false);
+            for op in &ops {
+                let _ = u.apply(op, false);
+            }
+            u.finish();
+            let _ = u.describe();
+            let _ = u.info();
+        }
+    }
 }
