@@ -30,11 +30,10 @@
 //!
 //! Rule syntax, case rules, error texts, the order of `ACL LIST` and `ACL GETUSER` fields, Redis 7.0's way
 //! of describing command rules (best-fitting categories, then single commands: see [`selector`]), the ACL
-//! log's grouping ([`log`]) and the `NOPERM` texts ([`check`]) follow Redis 7.0.15. Two deliberate
-//! differences: `%~pattern` (a key pattern granting neither read nor write) is a syntax error here, where
-//! Redis 7.0 accepts it and then crashes describing it; and `+` alone is an unknown command, where Redis
-//! 7.0 fails an assertion. Descriptions list single commands in this server's table order (Redis's order
-//! is its hash table's, which its own tests treat as unordered).
+//! log's grouping ([`log`]) and the `NOPERM` texts ([`check`]) follow Redis 7.0.15. One deliberate
+//! difference: `%~pattern` (a key pattern granting neither read nor write) is a syntax error here, where
+//! Redis 7.0 accepts it and then crashes describing it. Descriptions list single commands in this
+//! server's table order (Redis's order is its hash table's, which its own tests treat as unordered).
 
 pub mod catalog;
 pub mod check;
