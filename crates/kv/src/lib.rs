@@ -123,6 +123,8 @@ pub struct Shared {
     pub max_clients: AtomicUsize,
     /// The default user's password (starts as `config.requirepass`; CONFIG SET changes it).
     pub password: Password,
+    /// ACL users (`ACL SETUSER`, `AUTH <user> <password>`), their permissions and the ACL log.
+    pub acl: acl::Acl,
     /// `client-output-buffer-limit normal`: a client whose unsent replies pass the hard limit is
     /// disconnected, as in Redis (the soft limit is accepted and not enforced for this class).
     pub normal_limits: pubsub::OutputLimits,
@@ -237,6 +239,11 @@ impl Shared {
             ops: stats::OpsSampler::default(),
             max_clients: AtomicUsize::new(config.max_clients),
             password: Password::new(config.requirepass.clone()),
+            acl: {
+                let acl = acl::Acl::new();
+                acl.set_default_password(config.requirepass.as_deref().map(str::as_bytes));
+                acl
+            },
             normal_limits: pubsub::OutputLimits::new(0, 0, 0),
             replica_limits: pubsub::OutputLimits::new(256 << 20, 64 << 20, 60),
             memory,
@@ -344,7 +351,12 @@ pub async fn serve(
                 let (handle, messages) =
                     clients::ClientHandle::new(id, peer, local, shared.client_memory.clone());
                 shared.clients.insert(handle.clone());
-                let session = Session::new(handle, !shared.password.required());
+                let session = Session::new(
+                    handle,
+                    !shared.password.required(),
+                    shared.acl.default_user(),
+                    shared.acl.generation(),
+                );
                 connection::run(stream, session, shared.clone(), shutdown, messages).await;
                 shared.clients.remove(id);
                 shared.monitors.remove(id);

@@ -29,6 +29,13 @@ pub struct Session {
     pub protocol: ProtocolVersion,
     /// Whether `AUTH` succeeded (or no password is configured).
     pub authenticated: bool,
+    /// The ACL user this connection runs as (`default` until `AUTH` names another), as of
+    /// `acl_generation`; dispatch fetches it again when the user table has changed since.
+    pub user: Arc<crate::acl::User>,
+    /// [`crate::acl::Acl::generation`] when `user` was fetched.
+    pub acl_generation: u64,
+    /// `user` allows every command, key and channel: dispatch checks nothing.
+    pub acl_unrestricted: bool,
     /// Set by `QUIT`: close after the reply is written.
     pub closing: bool,
     /// The command's reply would pass the output buffer hard limit: close without it.
@@ -94,9 +101,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// A fresh session for a new connection; `authenticated` when no password is required now.
-    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Self {
+    /// A fresh session for a new connection, running as `user` (the user table's `generation` then);
+    /// `authenticated` when no password is required now.
+    pub fn new(
+        handle: Arc<ClientHandle>,
+        authenticated: bool,
+        user: Arc<crate::acl::User>,
+        generation: u64,
+    ) -> Self {
         let now = Instant::now();
+        let acl_unrestricted = user.unrestricted();
         Session {
             id: handle.id,
             peer: handle.peer,
@@ -104,6 +118,9 @@ impl Session {
             db: 0,
             protocol: ProtocolVersion::Resp2,
             authenticated,
+            user,
+            acl_generation: generation,
+            acl_unrestricted,
             closing: false,
             over_output_limit: false,
             shutting_down: false,

@@ -862,6 +862,9 @@ fn fcall_generic(s: &mut Session, sh: &Shared, args: &[Arg], ro: bool) -> Frame 
     };
     client.db = s.db;
     client.script_caller = Some(s.id);
+    client.user = s.user.clone();
+    client.acl_generation = s.acl_generation;
+    client.acl_unrestricted = s.acl_unrestricted;
     let ctx = RunCtx {
         shared: me,
         client,

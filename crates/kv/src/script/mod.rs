@@ -844,7 +844,8 @@ fn script_client() -> Session {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let (handle, _messages) =
         crate::clients::ClientHandle::new(SCRIPT_CLIENT_ID, addr, None, Default::default());
-    let mut s = Session::new(handle, true);
+    // Each run takes its caller's user; until then, the default user's rights.
+    let mut s = Session::new(handle, true, crate::acl::Acl::new().default_user(), 0);
     s.authenticated = true;
     // Blocking commands never wait inside a script: they answer as if timed out.
     s.in_exec = true;
