@@ -156,8 +156,8 @@ impl ClientMemory {
     }
 }
 
-/// The names a client gave itself.
-#[derive(Debug, Default, Clone)]
+/// The names a client gave itself, and the ACL user it runs as.
+#[derive(Debug, Clone)]
 pub struct ClientNames {
     /// `CLIENT SETNAME`.
     pub name: Option<Bytes>,
@@ -165,6 +165,20 @@ pub struct ClientNames {
     pub lib_name: Option<Bytes>,
     /// `CLIENT SETINFO LIB-VER`.
     pub lib_ver: Option<Bytes>,
+    /// The name of the ACL user the connection runs as (`CLIENT LIST`'s `user=`, and how `ACL DELUSER`
+    /// and `ACL SETUSER` find a user's clients); `default` until `AUTH` names another.
+    pub user: Bytes,
+}
+
+impl Default for ClientNames {
+    fn default() -> Self {
+        ClientNames {
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            user: Bytes::from_static(crate::acl::DEFAULT_USER),
+        }
+    }
 }
 
 impl ClientHandle {
@@ -469,7 +483,7 @@ impl ClientHandle {
         format!(
             "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} \
              multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem={} rbs=16384 rbp=0 obl=0 oll=0 omem={} \
-             tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+             tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.peer,
             self.local.map(|a| a.to_string()).unwrap_or_default(),
@@ -488,6 +502,7 @@ impl ClientHandle {
             omem,
             self.total_memory(),
             command_name,
+            String::from_utf8_lossy(&names.user),
             self.resp.load(Ordering::Relaxed),
             show(&names.lib_name),
             show(&names.lib_ver),

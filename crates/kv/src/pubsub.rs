@@ -275,4 +275,24 @@ impl PubSub {
     pub fn numpat(&self) -> usize {
         self.patterns.read().len()
     }
+
+    /// The subscriptions of the clients `wanted` selects, by client id: what an ACL change of their user
+    /// checks again. Walks every subscription, so for rare events only.
+    pub fn subscriptions_where(
+        &self,
+        wanted: impl Fn(&ClientHandle) -> bool,
+    ) -> HashMap<u64, Vec<(Kind, Bytes)>> {
+        let mut found: HashMap<u64, Vec<(Kind, Bytes)>> = HashMap::new();
+        for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
+            for (name, subs) in self.map(kind).read().iter() {
+                for client in subs.iter().filter(|c| wanted(c)) {
+                    found
+                        .entry(client.id)
+                        .or_default()
+                        .push((kind, name.clone()));
+                }
+            }
+        }
+        found
+    }
 }

@@ -780,6 +780,20 @@ fn key_count(arg: &[u8]) -> Option<usize> {
     std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
+/// For a command at `index` of [`super::commands`] that counts its keys (`EVAL script numkeys ...`):
+/// the position of the count when it names more keys than there are arguments after it. Redis's key
+/// specs then yield none of the counted keys (the command itself refuses the call), which ACL checks
+/// follow: [`key_positions_at`] keeps the ones present, for the command's own use.
+pub(crate) fn numkeys_overflow_at(index: usize, args: &[Arg]) -> Option<usize> {
+    match *key_rules().get(index)? {
+        KeyRule::NumKeys(at, _) => {
+            let count = key_count(args.get(at)?)?;
+            (count > 0 && at + count >= args.len()).then_some(at)
+        }
+        _ => None,
+    }
+}
+
 /// [`key_positions`] of the command at `index` of [`super::commands`].
 pub fn key_positions_at(index: usize, args: &[Arg]) -> Vec<usize> {
     let Some(&rule) = key_rules().get(index) else {

@@ -1,6 +1,7 @@
 //! The command table and dispatch. One module per command family; each command is a function from the
 //! session, the shared state and the arguments to a reply.
 
+pub(crate) mod acl;
 mod client;
 mod config;
 mod connection;
@@ -55,6 +56,7 @@ pub struct CommandSpec {
 
 /// Every command family's table; [`lookup`] and `COMMAND` see their union, sorted by name.
 const FAMILIES: &[&[CommandSpec]] = &[
+    acl::COMMANDS,
     client::COMMANDS,
     config::COMMANDS,
     connection::COMMANDS,
@@ -255,6 +257,10 @@ fn has_flag_or_queues_it(session: &Session, spec: &CommandSpec, args: &[Arg], fl
 /// Flags of the container commands' subcommands that differ from the container's own, as Redis's
 /// command table gives them: `(container, subcommand, flags)`, sorted.
 const SUBCOMMAND_FLAGS: &[(&str, &str, &[&str])] = &[
+    ("acl", "cat", &["noscript", "loading", "stale"]),
+    ("acl", "genpass", &["noscript", "loading", "stale"]),
+    ("acl", "help", &["loading", "stale"]),
+    ("acl", "whoami", &["noscript", "loading", "stale"]),
     ("function", "delete", &["noscript", "write"]),
     ("function", "dump", &["noscript"]),
     ("function", "flush", &["noscript", "write"]),

@@ -212,6 +212,20 @@ const DEPRECATED: &[(&str, &str, &str)] = &[
 /// `name; group; since; complexity; summary; syntax` for every command and subcommand strata answers.
 #[rustfmt::skip]
 pub const TABLE: &[&str] = &[
+    "acl; server; 6.0.0; Depends on the subcommand; Commands about access control lists: users and their permissions; ",
+    "acl|cat; server; 6.0.0; O(1); Lists the ACL categories, or the commands and subcommands in one of them; [category]",
+    "acl|deluser; server; 6.0.0; O(1) per user; Deletes users and disconnects the clients authenticated as them; username [username ...]",
+    "acl|dryrun; server; 7.0.0; O(1); Says whether a user could run a command, without running it; username command [arg [arg ...]]",
+    "acl|genpass; server; 6.0.0; O(N) in the number of bits; Makes a random password suitable for an ACL user; [bits:integer]",
+    "acl|getuser; server; 6.0.0; O(N) in the number of password, command, key and channel rules; Describes one user's rules; username",
+    "acl|help; server; 6.0.0; O(1); Describes the ACL subcommands; ",
+    "acl|list; server; 6.0.0; O(N) in the number of users; Describes every user's rules as configuration lines; ",
+    "acl|load; server; 6.0.0; O(N) in the number of users; Reloads the users from the ACL file; ",
+    "acl|log; server; 6.0.0; O(N) in the number of entries shown; Lists recent permission denials and failed logins, or forgets them; [operation: count:integer | RESET]",
+    "acl|save; server; 6.0.0; O(N) in the number of users; Writes the users to the ACL file; ",
+    "acl|setuser; server; 6.0.0; O(N) in the number of rules; Creates a user or changes its rules; username [rule [rule ...]]",
+    "acl|users; server; 6.0.0; O(N) in the number of users; Lists the user names; ",
+    "acl|whoami; server; 6.0.0; O(1); Returns the name of the user this connection runs as; ",
     "append; string; 2.0.0; O(1); Adds a string to the end of a key's value, creating the key if needed; key value",
     "auth; connection; 1.0.0; O(N) in the password's length; Logs the connection in as a user; [username] password",
     "bgrewriteaof; server; 1.0.0; O(1); Compacts the write-ahead log in the background (flushes the memtable, so older log segments are dropped); ",
