@@ -156,7 +156,7 @@ impl ClientMemory {
     }
 }
 
-/// The names a client gave itself, and the ACL user it runs as.
+/// The names a client gave itself, and the ACL user it authenticated as.
 #[derive(Debug, Clone)]
 pub struct ClientNames {
     /// `CLIENT SETNAME`.
@@ -165,8 +165,7 @@ pub struct ClientNames {
     pub lib_name: Option<Bytes>,
     /// `CLIENT SETINFO LIB-VER`.
     pub lib_ver: Option<Bytes>,
-    /// The name of the ACL user the connection runs as (`CLIENT LIST`'s `user=`, and how `ACL DELUSER`
-    /// and `ACL SETUSER` find a user's clients); `default` until `AUTH` names another.
+    /// The ACL user the connection runs as (`CLIENT LIST`'s `user=`, `CLIENT KILL USER`).
     pub user: Bytes,
 }
 

@@ -180,7 +180,7 @@ async fn serve_client(
         loop {
             // With the arguments of a request in progress the parser already took from the buffer.
             let buffered = conn.input.len() + parser.buffered_bytes();
-            parser.set_unauthenticated(!session.authenticated && shared.password.required());
+            parser.set_unauthenticated(!session.authenticated && shared.auth_required());
             match parser.parse_request(&mut conn.input) {
                 Ok(Some(request)) => {
                     let args = request.args();

@@ -125,6 +125,8 @@ pub struct Shared {
     pub password: Password,
     /// ACL users (`ACL SETUSER`, `AUTH <user> <password>`), their permissions and the ACL log.
     pub acl: acl::Acl,
+    /// Whether connections must authenticate (the default user's state, cached).
+    pub auth: AuthRequired,
     /// `client-output-buffer-limit normal`: a client whose unsent replies pass the hard limit is
     /// disconnected, as in Redis (the soft limit is accepted and not enforced for this class).
     pub normal_limits: pubsub::OutputLimits,
@@ -177,26 +179,18 @@ pub struct ServerStats {
     pub last_save_unix: AtomicU64,
 }
 
-/// The default user's password, changeable at run time as Redis's `requirepass` is: a connection made
-/// while there is none is authenticated for good; clearing it lets every connection in.
+/// `requirepass` as last configured (what CONFIG GET shows); setting it sets the default ACL user's
+/// password, which is what AUTH checks.
 #[derive(Debug)]
 pub struct Password {
     value: parking_lot::RwLock<Option<String>>,
-    /// Whether `value` is set, read without the lock by each unauthenticated request.
-    set: std::sync::atomic::AtomicBool,
 }
 
 impl Password {
     fn new(value: Option<String>) -> Self {
         Password {
-            set: std::sync::atomic::AtomicBool::new(value.is_some()),
             value: parking_lot::RwLock::new(value),
         }
-    }
-
-    /// Whether connections must authenticate.
-    pub fn required(&self) -> bool {
-        self.set.load(Ordering::Acquire)
     }
 
     /// The password, if any.
@@ -204,15 +198,53 @@ impl Password {
         self.value.read().clone()
     }
 
-    /// Sets the password; `None` (or CONFIG SET's empty string) removes it.
-    pub fn set(&self, value: Option<String>) {
+    /// Sets the password; `None` (or CONFIG SET's empty string) removes it. The default user's password
+    /// follows: `acl` is the service's user table.
+    pub fn set(&self, value: Option<String>, acl: &acl::Acl) {
         let mut guard = self.value.write();
-        self.set.store(value.is_some(), Ordering::Release);
+        acl.set_default_password(value.as_deref().map(str::as_bytes));
         *guard = value;
     }
 }
 
+/// Whether a new connection must authenticate, cached per version of the user table: it must unless
+/// the default user is on and needs no password (`nopass`), as in Redis.
+#[derive(Debug)]
+pub struct AuthRequired {
+    /// `generation << 1 | required`, or `u64::MAX` before the first look.
+    cached: AtomicU64,
+}
+
+impl Default for AuthRequired {
+    fn default() -> Self {
+        AuthRequired {
+            cached: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl AuthRequired {
+    /// Whether connections must authenticate now.
+    pub fn get(&self, acl: &acl::Acl) -> bool {
+        let generation = acl.generation();
+        let cached = self.cached.load(Ordering::Acquire);
+        if cached != u64::MAX && cached >> 1 == generation {
+            return cached & 1 == 1;
+        }
+        let user = acl.default_user();
+        let required = !(user.enabled() && user.nopass());
+        self.cached
+            .store(generation << 1 | u64::from(required), Ordering::Release);
+        required
+    }
+}
+
 impl Shared {
+    /// Whether connections must authenticate now (see [`AuthRequired`]).
+    pub fn auth_required(&self) -> bool {
+        self.auth.get(&self.acl)
+    }
+
     /// Shared state for a service configured with `config`, serving `keyspace`.
     pub fn new(config: KvConfig, keyspace: Keyspace) -> Arc<Self> {
         let memory = stats::MemoryLimit::default();
@@ -244,6 +276,7 @@ impl Shared {
                 acl.set_default_password(config.requirepass.as_deref().map(str::as_bytes));
                 acl
             },
+            auth: AuthRequired::default(),
             normal_limits: pubsub::OutputLimits::new(0, 0, 0),
             replica_limits: pubsub::OutputLimits::new(256 << 20, 64 << 20, 60),
             memory,
@@ -353,7 +386,7 @@ pub async fn serve(
                 shared.clients.insert(handle.clone());
                 let session = Session::new(
                     handle,
-                    !shared.password.required(),
+                    !shared.auth_required(),
                     shared.acl.default_user(),
                     shared.acl.generation(),
                 );

@@ -250,7 +250,11 @@ impl Session {
         self.set_name(None);
         self.db = 0;
         self.protocol = ProtocolVersion::Resp2;
-        self.authenticated = !shared.password.required();
+        self.authenticated = !shared.auth_required();
+        self.user = shared.acl.default_user();
+        self.acl_generation = shared.acl.generation();
+        self.acl_unrestricted = self.user.unrestricted();
+        self.handle.names.lock().user = bytes::Bytes::from_static(crate::acl::DEFAULT_USER);
         self.reply_off = false;
         self.skip_replies = 0;
         if self.monitoring {

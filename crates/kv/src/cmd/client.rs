@@ -361,6 +361,7 @@ fn kill(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let mut ty = None;
     let mut skipme = true;
     let mut max_age = None;
+    let mut user: Option<bytes::Bytes> = None;
     let mut i = 2;
     while i < args.len() {
         let Some(value) = args.get(i + 1) else {
@@ -378,12 +379,13 @@ fn kill(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
                 Err(e) => return e,
             },
             b"user" => {
-                if value.as_ref() != b"default" {
+                if sh.acl.get(value).is_none() {
                     return Frame::error(format!(
                         "ERR No such user '{}'",
                         String::from_utf8_lossy(value)
                     ));
                 }
+                user = Some(value.to_bytes());
             }
             b"skipme" => match value.to_ascii_lowercase().as_slice() {
                 b"yes" => skipme = true,
@@ -407,6 +409,7 @@ fn kill(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
                 .is_none_or(|a| c.local.is_some_and(|l| l.to_string() == *a))
             && ty.is_none_or(|t| type_matches(&c, t))
             && max_age.is_none_or(|age| c.age_us() / 1_000_000 >= age)
+            && user.as_ref().is_none_or(|u| c.names.lock().user == *u)
             && !(skipme && c.id == s.id);
         if matches {
             close_client(s, &c);

@@ -1076,7 +1076,8 @@ fn apply(sh: &Shared, p: &Param, value: String) {
     match p.name {
         "requirepass" => {
             // Kept only in `Shared::password`, not among the other parameters.
-            sh.password.set((!value.is_empty()).then_some(value));
+            sh.password
+                .set((!value.is_empty()).then_some(value), &sh.acl);
             return;
         }
         "maxclients" => {
@@ -1090,6 +1091,14 @@ fn apply(sh: &Shared, p: &Param, value: String) {
                 sh.evict.refresh(sh);
             }
         }
+        "acllog-max-len" => {
+            if let Ok(n) = value.parse::<usize>() {
+                sh.acl.log.set_max_len(n);
+            }
+        }
+        "acl-pubsub-default" => sh
+            .acl
+            .set_pubsub_default_all_channels(value == "allchannels"),
         "maxmemory-policy" => {
             sh.memory.set_policy(&value);
             sh.evict.refresh(sh);

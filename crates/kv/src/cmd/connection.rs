@@ -1,11 +1,12 @@
 //! PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET.
 
+use bytes::Bytes;
 use strata_resp::Arg;
 use strata_resp::{Frame, ProtocolVersion};
 
 use super::CommandSpec;
 use super::parse_i64;
-use crate::{Session, Shared};
+use crate::{Session, Shared, acl};
 
 /// The commands of this family, for the dispatch table.
 pub(super) static COMMANDS: &[CommandSpec] = &[
@@ -152,46 +153,48 @@ pub fn select(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     }
 }
 
-/// Checks a password, answering as Redis does for `AUTH` (and `HELLO ... AUTH`).
+/// Authenticates the connection as `user` (the default user when `None`), answering as Redis does for
+/// `AUTH` and `HELLO ... AUTH`: `None` on success, else the error. A failure is logged in ACL LOG.
 fn check_password(
     s: &mut Session,
     sh: &Shared,
     user: Option<&[u8]>,
     password: &[u8],
+    command: &[u8],
 ) -> Option<Frame> {
-    let Some(expected) = sh.password.get() else {
-        return Some(Frame::error(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure \
-             your configuration is correct?",
+    let name = user.unwrap_or(acl::DEFAULT_USER);
+    let Some(found) = sh.acl.authenticate(name, password) else {
+        let context = if s.multi.is_some() {
+            acl::LogContext::Multi
+        } else {
+            acl::LogContext::Toplevel
+        };
+        sh.acl.log.record(acl::LogEntry::new(
+            acl::LogReason::Auth,
+            context,
+            command,
+            name,
+            s.info_line(),
+            super::acl::log_now_ms(),
         ));
+        return Some(Frame::error(acl::WRONGPASS));
     };
-    let user_ok = user.is_none_or(|u| u == b"default");
-    if user_ok && constant_time_eq(password, expected.as_bytes()) {
-        s.authenticated = true;
-        None
-    } else {
-        Some(Frame::error(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        ))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    s.authenticated = true;
+    s.acl_generation = sh.acl.generation();
+    s.acl_unrestricted = found.unrestricted();
+    s.handle.names.lock().user = Bytes::copy_from_slice(found.name());
+    s.user = found;
+    None
 }
 
 pub fn auth(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let result = match args {
-        [_, password] => check_password(s, sh, None, password),
-        [_, user, password] => {
-            if !sh.password.required() {
-                Some(Frame::error(
-                    "WRONGPASS invalid username-password pair or user is disabled.",
-                ))
-            } else {
-                check_password(s, sh, Some(user), password)
-            }
+        // The one-argument form is an error while the default user needs no password, as in Redis.
+        [_, _] if sh.acl.default_user().nopass() => {
+            return Frame::error(acl::AUTH_WITHOUT_PASSWORD);
         }
+        [command, password] => check_password(s, sh, None, password, command),
+        [command, user, password] => check_password(s, sh, Some(user), password, command),
         _ => return Frame::error("ERR syntax error"),
     };
     result.unwrap_or_else(Frame::ok)
@@ -217,7 +220,8 @@ pub fn hello(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
         let remaining = args.len() - i - 1;
         match opt.as_slice() {
             b"auth" if remaining >= 2 => {
-                if let Some(err) = check_password(s, sh, Some(&args[i + 1]), &args[i + 2]) {
+                if let Some(err) = check_password(s, sh, Some(&args[i + 1]), &args[i + 2], &args[0])
+                {
                     return err;
                 }
                 i += 3;

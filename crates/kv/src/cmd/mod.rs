@@ -489,6 +489,23 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Arg]) -> Frame {
             return reply;
         }
     };
+    if !session.acl_unrestricted || shared.acl.generation() != session.acl_generation {
+        let context = if session.multi.is_some() {
+            crate::acl::LogContext::Multi
+        } else {
+            crate::acl::LogContext::Toplevel
+        };
+        if let Some((denied, command)) = acl_denied(session, shared, index, spec, args, context) {
+            if session.multi.is_some() {
+                session.multi_failed = true;
+            }
+            let message = denied.noperm(command);
+            shared
+                .command_stats
+                .record_rejected(Some(stat_slot(index, args)), message.as_bytes());
+            return Frame::error(message);
+        }
+    }
     if shared.scripting.run.active()
         && !allowed_while_busy(spec, args)
         && let Some(busy) = shared.scripting.run.busy_error(session.id)
@@ -694,6 +711,61 @@ pub(crate) fn exclusive_lock<'a>(
     })
 }
 
+/// Brings `session.user` up to date with the user table, which changed since it was fetched. A
+/// session whose user was deleted is closed (DELUSER closes such clients; this one raced it) and keeps
+/// its old user, which then has nothing left to run.
+fn refresh_user(session: &mut Session, shared: &Shared) {
+    let generation = shared.acl.generation();
+    if generation == session.acl_generation {
+        return;
+    }
+    match shared.acl.current(&session.user) {
+        Some(user) => {
+            session.acl_unrestricted = user.unrestricted();
+            session.user = user;
+            session.acl_generation = generation;
+        }
+        None => session.handle.close(),
+    }
+}
+
+/// The ACL check of a call of command `index` (`spec`) by the session's user: `None` when the user may
+/// run it, else why not and the command or subcommand refused. A denial is logged in ACL LOG with
+/// `context`, as Redis logs refusals at the top level, in MULTI and in scripts.
+pub(crate) fn acl_denied(
+    session: &mut Session,
+    shared: &Shared,
+    index: usize,
+    spec: &CommandSpec,
+    args: &[Arg],
+    context: crate::acl::LogContext,
+) -> Option<(crate::acl::Denied, crate::acl::CommandId)> {
+    refresh_user(session, shared);
+    if session.handle.is_killed() {
+        return Some((
+            crate::acl::Denied::Command,
+            crate::acl::CommandRef::of_call(index, args)?.id,
+        ));
+    }
+    if session.acl_unrestricted {
+        return None;
+    }
+    let command = crate::acl::CommandRef::of_call(index, args)?;
+    let keys = acl::call_keys(index, spec, args);
+    let channels = acl::call_channels(spec, args);
+    let denied = session.user.check(command, &keys, &channels).err()?;
+    let object = denied.log_object(command.id, &keys, &channels);
+    shared.acl.log.record(crate::acl::LogEntry::new(
+        denied.log_reason(),
+        context,
+        object,
+        session.user.name(),
+        session.info_line(),
+        acl::log_now_ms(),
+    ));
+    Some((denied, command.id))
+}
+
 /// Runs one command called by a script (`redis.call`), with Redis's checks for scripts; an `Err` is
 /// the error the script receives (with its code).
 pub(crate) fn run_from_script(
@@ -724,6 +796,19 @@ pub(crate) fn run_from_script(
             "ERR {} command is not allowed with BLOCK option from scripts",
             spec.name
         ));
+    }
+    if (!ctx.client.acl_unrestricted || ctx.shared.acl.generation() != ctx.client.acl_generation)
+        && let Some((index, _)) = lookup_indexed(&args[0])
+        && let Some((denied, _)) = acl_denied(
+            &mut ctx.client,
+            &ctx.shared.clone(),
+            index,
+            spec,
+            args,
+            crate::acl::LogContext::Lua,
+        )
+    {
+        return Err(format!("ERR {}", denied.script_error()));
     }
     let writes = flags.contains(&"write");
     if ctx.read_only && (writes || matches!(spec.name, "publish" | "spublish")) {
@@ -913,7 +998,7 @@ fn check(
             .handle
             .set_full_name((is_container(index) && args.len() > 1).then(|| full_name(spec, args)));
     }
-    if !session.authenticated && !spec.no_auth && shared.password.required() {
+    if !session.authenticated && !spec.no_auth && shared.auth_required() {
         return Err((Some(index), Frame::error("NOAUTH Authentication required.")));
     }
     let arity_ok = match usize::try_from(spec.arity) {

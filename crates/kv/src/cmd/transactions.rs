@@ -117,7 +117,17 @@ pub fn exec(s: &mut Session, sh: &Shared) -> Frame {
     }
     let mut replies = Vec::with_capacity(queue.len());
     for args in &queue {
-        replies.push(super::run_queued(s, sh, &strata_resp::args_of(args)));
+        let args = strata_resp::args_of(args);
+        // The user's rules may have changed since the command was queued (Redis checks again).
+        if (!s.acl_unrestricted || sh.acl.generation() != s.acl_generation)
+            && let Some((index, spec)) = super::lookup_indexed(&args[0])
+            && let Some((denied, _)) =
+                super::acl_denied(s, sh, index, spec, &args, crate::acl::LogContext::Multi)
+        {
+            replies.push(Frame::error(denied.exec_error()));
+            continue;
+        }
+        replies.push(super::run_queued(s, sh, &args));
     }
     s.end_transaction(&sh.keyspace);
     Frame::Array(replies)
