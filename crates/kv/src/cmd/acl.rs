@@ -308,6 +308,9 @@ pub(crate) fn call_keys<'a>(
     let flags = super::flags_of(spec, args);
     let plain = if METADATA_KEYS.contains(&name) {
         KeyAccess::Metadata
+    } else if name == "bitfield" && !bitfield_writes(args) {
+        // Only GETs: Redis's key spec for BITFIELD then reads the key without writing it.
+        KeyAccess::Read
     } else if READ_WRITE_KEYS.contains(&name) || (name == "set" && set_has_get(args)) {
         KeyAccess::ReadWrite
     } else if READ_KEYS.contains(&name) || flags.contains(&"readonly") {
@@ -352,6 +355,13 @@ fn full_name(index: usize, spec: &CommandSpec, args: &[Arg]) -> &'static str {
         .get(super::stat_slot(index, args))
         .copied()
         .unwrap_or(spec.name)
+}
+
+/// Whether a BITFIELD call has a SET or INCRBY operation (else it only reads).
+fn bitfield_writes(args: &[Arg]) -> bool {
+    args.iter()
+        .skip(2)
+        .any(|a| a.eq_ignore_ascii_case(b"set") || a.eq_ignore_ascii_case(b"incrby"))
 }
 
 /// Whether `SET key value [options]` has the `GET` option (it then returns the old value it replaces).
@@ -520,6 +530,14 @@ mod tests {
         use KeyAccess::{Metadata, Read, ReadWrite, Write};
         assert_eq!(keys_of(&["get", "a"]), [k("a", Read)]);
         assert_eq!(keys_of(&["set", "a", "1"]), [k("a", Write)]);
+        assert_eq!(
+            keys_of(&["bitfield", "a", "get", "u4", "0"]),
+            [k("a", Read)]
+        );
+        assert_eq!(
+            keys_of(&["bitfield", "a", "get", "u4", "0", "incrby", "u4", "0", "1"]),
+            [k("a", ReadWrite)]
+        );
         assert_eq!(
             keys_of(&["SET", "a", "1", "EX", "5", "get"]),
             [k("a", ReadWrite)]
