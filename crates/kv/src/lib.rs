@@ -60,6 +60,8 @@ pub struct KvConfig {
     pub maxmemory: u64,
     /// `maxmemory-policy` at start; CONFIG SET changes it.
     pub maxmemory_policy: String,
+    /// `enable-debug-command`: `no` (Redis's default), `yes`, or `local` (loopback clients only).
+    pub enable_debug_command: String,
     /// Bytes the process's allocator has handed out, when the server can tell (INFO's
     /// `allocator_allocated`); see [`evict`] for why eviction does not use it.
     pub allocated_bytes: Option<fn() -> u64>,
@@ -75,6 +77,7 @@ impl Default for KvConfig {
             shutdown_request: CancellationToken::new(),
             maxmemory: 0,
             maxmemory_policy: "noeviction".to_owned(),
+            enable_debug_command: "no".to_owned(),
             allocated_bytes: None,
         }
     }

@@ -230,6 +230,9 @@ pub struct Config {
     pub maxmemory: u64,
     /// The key-value service's eviction policy (Redis's names).
     pub maxmemory_policy: String,
+    /// Whether the key-value service answers DEBUG: `no` (Redis's default), `yes`, or `local`
+    /// (loopback clients only).
+    pub enable_debug_command: String,
     /// Bytes of ready AMQP messages held in memory past which their bodies are paged to storage.
     pub amqp_memory_budget: u64,
     /// Threads that run the services' connections (the async runtime's workers); 0: one per CPU core.
@@ -260,6 +263,7 @@ impl Default for Config {
             requirepass: None,
             maxmemory: 0,
             maxmemory_policy: "noeviction".to_owned(),
+            enable_debug_command: "no".to_owned(),
             amqp_memory_budget: strata_amqp::AmqpConfig::default().memory_budget_bytes,
             worker_threads: 0,
             memtable_size: DEFAULT_MEMTABLE_SIZE,
@@ -549,6 +553,18 @@ pub const KEYS: &[Key] = &[
                 .contains(&p.as_str())
                 .then_some(())?;
             c.maxmemory_policy = p;
+            Some(())
+        },
+    },
+    Key {
+        name: "enable_debug_command",
+        allowed: "one of no, yes, local",
+        apply: |c, v| {
+            let mode = v.as_str()?.trim().to_ascii_lowercase();
+            ["no", "yes", "local"]
+                .contains(&mode.as_str())
+                .then_some(())?;
+            c.enable_debug_command = mode;
             Some(())
         },
     },

@@ -194,6 +194,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
                     shutdown_request: shutdown_command.clone(),
                     maxmemory: config.maxmemory,
                     maxmemory_policy: config.maxmemory_policy.clone(),
+                    enable_debug_command: config.enable_debug_command.clone(),
                     allocated_bytes: Some(allocated_bytes),
                     ..strata_kv::KvConfig::default()
                 };

@@ -793,6 +793,7 @@ fn current(sh: &Shared, p: &Param) -> String {
         "maxclients" => sh.max_clients.load(Ordering::Relaxed).to_string(),
         "maxmemory" => sh.memory.limit().to_string(),
         "maxmemory-policy" => sh.memory.policy().to_owned(),
+        "enable-debug-command" => sh.config.enable_debug_command.clone(),
         "slowlog-log-slower-than" => sh
             .slowlog
             .slower_than_us

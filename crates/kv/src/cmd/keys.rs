@@ -5,7 +5,9 @@ mod dump;
 mod object;
 mod sort;
 
+pub(super) use dump::dump;
 pub use dump::fuzzing;
+pub(super) use object::object;
 
 pub(super) use sort::store_position as sort_store_position;
 

@@ -5,6 +5,7 @@ pub(crate) mod acl;
 mod client;
 mod config;
 mod connection;
+mod debug;
 pub(crate) mod functions;
 mod geo;
 mod hashes;
@@ -60,6 +61,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     client::COMMANDS,
     config::COMMANDS,
     connection::COMMANDS,
+    debug::COMMANDS,
     functions::COMMANDS,
     geo::COMMANDS,
     hashes::COMMANDS,

@@ -280,6 +280,7 @@ pub const TABLE: &[&str] = &[
     "config|set; server; 2.0.0; O(N) in the number of parameters; Changes configuration parameters while the server runs; parameter value [parameter value ...]",
     "copy; generic; 6.2.0; O(N) in the size of the value; Copies a key's value to another key, possibly in another database; source destination [DB destination-db] [REPLACE]",
     "dbsize; server; 1.0.0; O(1); Counts the keys of the selected database; ",
+    "debug; server; 1.0.0; Depends on the subcommand; Introspection and test hooks (OBJECT, DIGEST, SLEEP, POPULATE, ...); subcommand [argument [argument ...]]",
     "decr; string; 1.0.0; O(1); Subtracts one from a key's integer value; key",
     "decrby; string; 1.0.0; O(1); Subtracts an amount from a key's integer value; key decrement",
     "del; generic; 1.0.0; O(N) in the number of keys, plus the size of each removed value; Removes keys; key [key ...]",
