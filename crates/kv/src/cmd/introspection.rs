@@ -322,6 +322,7 @@ const KEY_FLAGS: &[(&str, &str, &str)] = &[
     ("lrem", "RW delete", ""),
     ("lset", "RW update", ""),
     ("ltrim", "RW delete", ""),
+    ("migrate", "RW access delete incomplete", ""),
     ("move", "RW access delete", ""),
     ("mset", "OW update", ""),
     ("msetnx", "OW insert", ""),
@@ -561,6 +562,7 @@ const KEY_SPECS: &[(&str, i64, i64, i64)] = &[
     ("lset", 1, 1, 1),
     ("ltrim", 1, 1, 1),
     ("mget", 1, -1, 1),
+    ("migrate", 3, 3, 1),
     ("move", 1, 1, 1),
     ("mset", 1, -1, 2),
     ("msetnx", 1, -1, 2),
@@ -699,7 +701,7 @@ fn key_spec(name: &str) -> (i64, i64, i64) {
 fn movable_keys(name: &str) -> bool {
     matches!(
         name,
-        "sort" | "sort_ro" | "georadius" | "georadiusbymember" | "xread" | "xreadgroup"
+        "sort" | "sort_ro" | "georadius" | "georadiusbymember" | "xread" | "xreadgroup" | "migrate"
     ) || NUMKEYS.iter().any(|(n, ..)| *n == name)
 }
 
@@ -718,6 +720,8 @@ enum KeyRule {
     Sort(i64, i64, i64),
     /// The legacy range plus GEORADIUS's STORE / STOREDIST destination.
     Geo(i64, i64, i64),
+    /// MIGRATE: the key at 3, or with `""` there, the keys after KEYS.
+    Migrate,
 }
 
 fn key_rules() -> &'static [KeyRule] {
@@ -734,6 +738,7 @@ fn key_rules() -> &'static [KeyRule] {
                     "xread" | "xreadgroup" => KeyRule::StreamRead,
                     "sort" => KeyRule::Sort(first, last, step),
                     "georadius" | "georadiusbymember" => KeyRule::Geo(first, last, step),
+                    "migrate" => KeyRule::Migrate,
                     _ => KeyRule::Range(first, last, step),
                 }
             })
@@ -761,11 +766,41 @@ pub fn first_key_at(index: usize, args: &[&[u8]]) -> Option<usize> {
             at + 1
         }
         KeyRule::StreamRead => return None,
+        KeyRule::Migrate => {
+            let keys = migrate_key_positions(args.len(), |i| args[i]);
+            if keys.is_empty() {
+                return None;
+            }
+            keys.start
+        }
         KeyRule::Range(first, last, step)
         | KeyRule::Sort(first, last, step)
         | KeyRule::Geo(first, last, step) => key_range(first, last, step, args.len())?.0,
     };
     (at < args.len()).then_some(at)
+}
+
+/// The positions of MIGRATE's keys among `n` arguments (`arg(i)` is the `i`th), as Redis's
+/// `migrateGetKeys` finds them: the key at 3, or, when KEYS follows among the options, the arguments
+/// after it (none if the key at 3 is not the empty string, which MIGRATE refuses).
+fn migrate_key_positions<'a>(n: usize, arg: impl Fn(usize) -> &'a [u8]) -> std::ops::Range<usize> {
+    if n < 4 {
+        return 0..0;
+    }
+    let mut i = 6;
+    while i < n {
+        let word = arg(i);
+        if word.eq_ignore_ascii_case(b"keys") {
+            return if arg(3).is_empty() { i + 1..n } else { 0..0 };
+        }
+        if word.eq_ignore_ascii_case(b"auth") {
+            i += 1;
+        } else if word.eq_ignore_ascii_case(b"auth2") {
+            i += 2;
+        }
+        i += 1;
+    }
+    3..4
 }
 
 /// The first and last positions of a legacy `(first, last, step)` key range among `n` arguments, if any.
@@ -815,6 +850,7 @@ pub fn key_positions_at(index: usize, args: &[Arg]) -> Vec<usize> {
             keys
         }
         KeyRule::StreamRead => super::streams::read_key_positions(args),
+        KeyRule::Migrate => migrate_key_positions(args.len(), |i| &args[i][..]).collect(),
         KeyRule::Range(first, last, step) => range(first, last, step),
         KeyRule::Sort(first, last, step) => {
             // SORT key ... STORE dest: the destination is a key too.
@@ -854,6 +890,12 @@ mod tests {
             &["ping"],
             &["get"],
             &["evalsha", "abc", "x"],
+            &["migrate", "h", "1", "k", "0", "10"],
+            &[
+                "migrate", "h", "1", "", "0", "10", "AUTH2", "u", "p", "KEYS", "a", "b",
+            ],
+            &["migrate", "h", "1", "k", "0", "10", "KEYS", "a"],
+            &["migrate", "h", "1", "", "0", "10", "KEYS"],
         ];
         for words in cases {
             let name = words[0].to_ascii_lowercase();

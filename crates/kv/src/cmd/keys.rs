@@ -1,7 +1,9 @@
 //! Generic key commands: DEL, EXISTS, TYPE, the EXPIRE family, TTL, PERSIST, KEYS, DBSIZE, FLUSHDB,
-//! FLUSHALL, SCAN, RENAME, COPY, MOVE, SWAPDB, RANDOMKEY, TOUCH; OBJECT and SORT in their own files.
+//! FLUSHALL, SCAN, RENAME, COPY, MOVE, SWAPDB, RANDOMKEY, TOUCH; DUMP/RESTORE, MIGRATE, OBJECT and SORT in
+//! their own files.
 
 mod dump;
+mod migrate;
 mod object;
 mod sort;
 
@@ -104,6 +106,13 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         flags: &["readonly"],
         no_auth: false,
         run: keys,
+    },
+    CommandSpec {
+        name: "migrate",
+        arity: -6,
+        flags: &["write"],
+        no_auth: false,
+        run: migrate::migrate,
     },
     CommandSpec {
         name: "move",

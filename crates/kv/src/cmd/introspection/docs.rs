@@ -391,6 +391,7 @@ pub const TABLE: &[&str] = &[
     "module|loadex; server; 7.0.0; O(1); Loads a module with configuration (refused: strata loads no modules); path [ARGS args [args ...]]",
     "module|unload; server; 4.0.0; O(1); Unloads a module; name",
     "monitor; server; 1.0.0; O(1); Streams every command the server runs to this connection; ",
+    "migrate; generic; 2.6.0; O(N) in the size of the keys sent; Moves or copies keys to another server by RESTOREing their DUMP payloads there; host port <key-selector: key | empty-string:string> destination-db:integer timeout:integer [COPY] [REPLACE] [authentication: AUTH auth-password | AUTH2 username password] [KEYS key [key ...]]",
     "move; generic; 1.0.0; O(1); Moves a key to another database; key db",
     "mset; string; 1.0.1; O(N) in the number of keys; Sets several keys to string values at once; key value [key value ...]",
     "msetnx; string; 1.0.1; O(N) in the number of keys; Sets several keys at once, only if none of them exists; key value [key value ...]",

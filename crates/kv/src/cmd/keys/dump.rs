@@ -514,6 +514,19 @@ fn read_value(sh: &Shared, db: usize, key: &[u8]) -> Result<Option<Value>, Frame
     }))
 }
 
+/// A key's DUMP payload and its expiry deadline (Unix ms, 0 for none), or `None` if the key is missing:
+/// what MIGRATE sends in its RESTORE calls.
+pub(super) fn dump_with_deadline(
+    sh: &Shared,
+    db: usize,
+    key: &[u8],
+) -> Result<Option<(Bytes, u64)>, Frame> {
+    let Some(entry) = sh.keyspace.get(db, key).map_err(storage_error)? else {
+        return Ok(None);
+    };
+    Ok(read_value(sh, db, key)?.map(|v| (serialize(&v), entry.expire_at_ms)))
+}
+
 /// DUMP key.
 pub fn dump(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     match read_value(sh, s.db, &args[1]) {
