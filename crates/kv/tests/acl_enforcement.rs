@@ -254,3 +254,40 @@ fn reset_deluser_and_client_kill_user() {
         "a deleted user's connection stays open"
     );
 }
+
+#[test]
+fn sort_patterns_need_read_access_to_every_key() {
+    let server = Server::start(KvConfig::default());
+    let mut admin = server.client();
+    ok(&mut admin, &["SET", "v1", "1"]);
+    ok(&mut admin, &["LPUSH", "mylist", "1"]);
+    ok(
+        &mut admin,
+        &[
+            "ACL",
+            "SETUSER",
+            "sorter",
+            "on",
+            "nopass",
+            "(+sort ~mylist ~v*)",
+        ],
+    );
+    let mut sorter = server.client();
+    ok(&mut sorter, &["AUTH", "sorter", "x"]);
+    ok(&mut sorter, &["SORT", "mylist"]);
+    assert_eq!(
+        err(&mut sorter, &["SORT", "mylist", "BY", "v*"]),
+        "ERR BY option of SORT denied due to insufficient ACL permissions."
+    );
+    assert_eq!(
+        err(&mut sorter, &["SORT", "mylist", "GET", "v*"]),
+        "ERR GET option of SORT denied due to insufficient ACL permissions."
+    );
+    ok(&mut sorter, &["SORT", "mylist", "BY", "constant"]);
+    ok(&mut admin, &["ACL", "SETUSER", "sorter", "(+sort %R~*)"]);
+    ok(&mut sorter, &["SORT", "mylist", "BY", "v*", "GET", "#"]);
+    assert_eq!(
+        err(&mut admin, &["READONLY"]),
+        "ERR This instance has cluster support disabled"
+    );
+}

@@ -24,6 +24,20 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         run: cluster,
     },
     CommandSpec {
+        name: "readonly",
+        arity: 1,
+        flags: &["loading", "stale", "fast"],
+        no_auth: false,
+        run: cluster_only,
+    },
+    CommandSpec {
+        name: "readwrite",
+        arity: 1,
+        flags: &["loading", "stale", "fast"],
+        no_auth: false,
+        run: cluster_only,
+    },
+    CommandSpec {
         name: "replicaof",
         arity: 3,
         flags: &["admin", "noscript", "stale", "no_async_loading"],
@@ -157,4 +171,10 @@ fn block_until(s: &mut Session, deadline: Option<std::time::Instant>, reply: Fra
         deadline,
         timeout_reply: reply,
     })
+}
+
+/// READONLY and READWRITE (reads from a cluster replica): a server without cluster support refuses them,
+/// as Redis does.
+fn cluster_only(_: &mut Session, _: &Shared, _: &[Arg]) -> Frame {
+    Frame::error("ERR This instance has cluster support disabled")
 }

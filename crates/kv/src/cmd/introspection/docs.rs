@@ -428,6 +428,8 @@ pub const TABLE: &[&str] = &[
     "randomkey; generic; 1.0.0; O(1); Returns a random key of the selected database; ",
     "rename; generic; 1.0.0; O(1); Gives a key a new name, replacing any key of that name; key newkey",
     "renamenx; generic; 1.0.0; O(1); Gives a key a new name only if that name is free; key newkey",
+    "readonly; cluster; 3.0.0; O(1); Lets a cluster replica serve reads (a standalone server refuses it); ",
+    "readwrite; cluster; 3.0.0; O(1); Ends READONLY on a cluster replica (a standalone server refuses it); ",
     "replicaof; server; 5.0.0; O(1); Follows another server or becomes a master again (only NO ONE is accepted); host port",
     "reset; connection; 6.2.0; O(1); Returns the connection to its initial state; ",
     "restore; generic; 2.6.0; O(1) to create the key, O(N) to deserialize it; Creates a key from a DUMP payload; key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]",

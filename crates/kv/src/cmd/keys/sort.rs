@@ -25,7 +25,8 @@ struct Options {
     store: Option<Bytes>,
 }
 
-fn parse(args: &[Arg], readonly: bool) -> Result<Options, Frame> {
+/// `full_key_access`: the user may read every key, which BY and GET patterns need.
+fn parse(args: &[Arg], readonly: bool, full_key_access: bool) -> Result<Options, Frame> {
     let mut o = Options {
         desc: false,
         alpha: false,
@@ -54,10 +55,20 @@ fn parse(args: &[Arg], readonly: bool) -> Result<Options, Frame> {
             b"by" if left >= 1 => {
                 // A pattern without `*` is constant: nothing to sort by.
                 o.dont_sort = !args[j + 1].contains(&b'*');
+                if !o.dont_sort && !full_key_access {
+                    return Err(Frame::error(
+                        "ERR BY option of SORT denied due to insufficient ACL permissions.",
+                    ));
+                }
                 o.by = Some(args[j + 1].to_bytes());
                 j += 1;
             }
             b"get" if left >= 1 => {
+                if !full_key_access {
+                    return Err(Frame::error(
+                        "ERR GET option of SORT denied due to insufficient ACL permissions.",
+                    ));
+                }
                 o.gets.push(args[j + 1].to_bytes());
                 j += 1;
             }
@@ -130,7 +141,16 @@ struct Item {
 /// SORT and SORT_RO.
 pub fn sort(s: &mut Session, sh: &Shared, args: &[Arg]) -> Frame {
     let readonly = args[0].eq_ignore_ascii_case(b"sort_ro");
-    let mut o = match parse(args, readonly) {
+    // BY and GET patterns reach keys no check saw: Redis allows them only to a user who may read every key.
+    let full_key_access = s.acl_unrestricted
+        || crate::cmd::lookup_indexed(&args[0]).is_some_and(|(index, spec)| {
+            crate::acl::CommandRef::of_call(index, args).is_some_and(|command| {
+                let keys = crate::cmd::acl::call_keys(index, spec, args);
+                s.user
+                    .check_with_all_keys(command, &keys, &[], crate::acl::KeyAccess::Read)
+            })
+        });
+    let mut o = match parse(args, readonly, full_key_access) {
         Ok(o) => o,
         Err(r) => return r,
     };
