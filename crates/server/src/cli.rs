@@ -122,6 +122,10 @@ pub struct ConfigArgs {
     /// STRATA_MAXMEMORY_POLICY]
     #[arg(long, value_name = "POLICY")]
     pub maxmemory_policy: Option<String>,
+    /// Whether the key-value service answers DEBUG: no, yes, or local (loopback clients only)
+    /// [default: no] [env: STRATA_ENABLE_DEBUG_COMMAND]
+    #[arg(long, value_name = "MODE")]
+    pub enable_debug_command: Option<String>,
     /// Bytes of ready AMQP messages held in memory past which their bodies are paged to storage, e.g.
     /// 512mb [default: 1 GiB] [env: STRATA_AMQP_MEMORY_BUDGET]
     #[arg(long, value_name = "BYTES")]
@@ -169,6 +173,7 @@ impl ConfigArgs {
             ("log_level", &self.log_level),
             ("maxmemory", &self.maxmemory),
             ("maxmemory_policy", &self.maxmemory_policy),
+            ("enable_debug_command", &self.enable_debug_command),
             ("amqp_memory_budget", &self.amqp_memory_budget),
             ("worker_threads", &self.worker_threads),
             ("memtable_size", &self.memtable_size),
