@@ -7,28 +7,12 @@
 
 mod common;
 
-use common::Server;
+use common::{Server, err, run};
 use redis::Value;
 use strata_kv::KvConfig;
 
-fn run(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query(c)
-}
-
 fn ok(c: &mut redis::Connection, args: &[&str]) {
     run(c, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-}
-
-/// The error line of a refused command: code and detail.
-fn err(c: &mut redis::Connection, args: &[&str]) -> String {
-    match run(c, args) {
-        Err(e) => format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or("")),
-        Ok(v) => panic!("{args:?}: expected an error, got {v:?}"),
-    }
 }
 
 fn text(v: &Value) -> String {

@@ -5,24 +5,8 @@
 
 mod common;
 
-use common::Server;
-use redis::Value;
+use common::{Server, err, run};
 use strata_kv::KvConfig;
-
-fn run(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query(c)
-}
-
-fn err(c: &mut redis::Connection, args: &[&str]) -> String {
-    match run(c, args) {
-        Err(e) => format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or("")),
-        Ok(v) => panic!("{args:?}: expected an error, got {v:?}"),
-    }
-}
 
 fn string(c: &mut redis::Connection, args: &[&str]) -> String {
     let mut command = redis::cmd(args[0]);

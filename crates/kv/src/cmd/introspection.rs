@@ -150,31 +150,6 @@ pub(crate) fn acl_categories(flags: &[&str], group: &str) -> Vec<&'static str> {
     cats
 }
 
-/// The ACL category names Redis knows (COMMAND LIST FILTERBY ACLCAT answers nothing for others).
-const ACL_CATEGORIES: &[&str] = &[
-    "keyspace",
-    "read",
-    "write",
-    "set",
-    "sortedset",
-    "list",
-    "hash",
-    "string",
-    "bitmap",
-    "hyperloglog",
-    "geo",
-    "stream",
-    "pubsub",
-    "admin",
-    "fast",
-    "slow",
-    "blocking",
-    "dangerous",
-    "connection",
-    "transaction",
-    "scripting",
-];
-
 /// A command or subcommand named in COMMAND INFO or DOCS: `get`, or `config|get`.
 enum Named {
     Command(&'static CommandSpec),
@@ -392,7 +367,7 @@ fn list(args: &[Arg]) -> Frame {
                 ),
                 b"aclcat" => {
                     let wanted = String::from_utf8_lossy(value).to_ascii_lowercase();
-                    if !ACL_CATEGORIES.contains(&wanted.as_str()) {
+                    if !crate::acl::CATEGORY_NAMES.contains(&wanted.as_str()) {
                         return Frame::Array(Vec::new());
                     }
                     let wanted = format!("@{wanted}");

@@ -130,3 +130,22 @@ impl Drop for Server {
         }
     }
 }
+
+/// Sends a command given as strings.
+#[allow(dead_code)]
+pub fn run(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<redis::Value> {
+    let mut command = redis::cmd(args[0]);
+    for a in &args[1..] {
+        command.arg(*a);
+    }
+    command.query(c)
+}
+
+/// The error line a command gets (code and detail); panics if it succeeds.
+#[allow(dead_code)]
+pub fn err(c: &mut redis::Connection, args: &[&str]) -> String {
+    match run(c, args) {
+        Err(e) => format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or("")),
+        Ok(v) => panic!("{args:?}: expected an error, got {v:?}"),
+    }
+}
